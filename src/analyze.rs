@@ -1,0 +1,286 @@
+//! `phase4 analyze`: run the live DSP on a WAV file as fast as possible and
+//! write every feature frame and event with its stream time.
+//!
+//! The processors are exactly those the live workers run
+//! ([`BandsProcessor`], [`SpectrumProcessor`]), fed with the same blocks the
+//! capture thread would produce, so offline output is what the live path
+//! computes.
+//!
+//! Lines (JSON Lines; CSV has the same fields as columns):
+//! - `{"type":"bands","t",low,mid,high,low_raw,mid_raw,high_raw,rms_dbfs,peak_dbfs,silent}` per block
+//! - `{"type":"spectral","t",centroid_hz,flatness,rolloff_hz,flux,bpm,confidence,phase,locked[,bins]}` per hop
+//! - `{"type":"onset","t","band":"low"|"mid"|"high"}` per band onset
+//! - `{"type":"onset","t","band":"broadband","strength"}` per broadband onset
+//! - `{"type":"beat","t",index,bpm,confidence}` per beat
+//! - `{"type":"silence","t",silent}` when the silence state changes
+//!
+//! `t` is seconds from the start of the file: the block's first frame for
+//! bands, the end of the analysis window for spectral frames, and the event
+//! time itself for onsets and beats (window end minus the detector's lag).
+
+use crate::capture::wav::read_wav;
+use crate::config::Config;
+use crate::dsp::bands::BandsProcessor;
+use crate::dsp::params::{DspParams, ParamsRx};
+use crate::dsp::spectrum::SpectrumProcessor;
+use crate::types::{onset_bits, BandsFrame, Block, SpectrumFrame, BAND_NAMES};
+use std::io::Write;
+use std::path::Path;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated with a header.
+    Csv,
+}
+
+/// What an analysis did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    /// Seconds of audio analysed.
+    pub audio_s: f64,
+    /// Wall seconds spent (decode excluded).
+    pub wall_s: f64,
+    /// Blocks processed.
+    pub blocks: u64,
+    /// Broadband onsets found.
+    pub onsets: u64,
+    /// Beats found.
+    pub beats: u64,
+}
+
+const CSV_HEADER: &str = "type,t,low,mid,high,low_raw,mid_raw,high_raw,rms_dbfs,peak_dbfs,silent,centroid_hz,flatness,rolloff_hz,flux,bpm,confidence,phase,locked,band,strength,index\n";
+
+/// A small line writer with fast float formatting.
+struct Line<'a> {
+    buf: &'a mut Vec<u8>,
+    format: Format,
+    first: bool,
+}
+
+impl<'a> Line<'a> {
+    fn new(buf: &'a mut Vec<u8>, format: Format, kind: &str) -> Self {
+        match format {
+            Format::Jsonl => {
+                buf.extend_from_slice(b"{\"type\":\"");
+                buf.extend_from_slice(kind.as_bytes());
+                buf.push(b'"');
+            }
+            Format::Csv => buf.extend_from_slice(kind.as_bytes()),
+        }
+        Line {
+            buf,
+            format,
+            first: false,
+        }
+    }
+
+    fn key(&mut self, k: &str) {
+        if self.format == Format::Jsonl {
+            self.buf.extend_from_slice(b",\"");
+            self.buf.extend_from_slice(k.as_bytes());
+            self.buf.extend_from_slice(b"\":");
+        } else {
+            self.buf.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn f(&mut self, k: &str, v: f64) -> &mut Self {
+        self.key(k);
+        if v.is_finite() {
+            let mut b = ryu::Buffer::new();
+            self.buf.extend_from_slice(b.format(v).as_bytes());
+        } else if self.format == Format::Jsonl {
+            self.buf.extend_from_slice(b"null");
+        }
+        self
+    }
+
+    fn f32(&mut self, k: &str, v: f32) -> &mut Self {
+        self.key(k);
+        if v.is_finite() {
+            let mut b = ryu::Buffer::new();
+            self.buf.extend_from_slice(b.format(v).as_bytes());
+        } else if self.format == Format::Jsonl {
+            self.buf.extend_from_slice(b"null");
+        }
+        self
+    }
+
+    fn b(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.buf
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        self
+    }
+
+    fn s(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        if self.format == Format::Jsonl {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(v.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            self.buf.extend_from_slice(v.as_bytes());
+        }
+        self
+    }
+
+    fn u(&mut self, k: &str, v: u64) -> &mut Self {
+        self.key(k);
+        self.buf.extend_from_slice(v.to_string().as_bytes());
+        self
+    }
+
+    /// CSV: skip columns.
+    fn skip(&mut self, n: usize) -> &mut Self {
+        if self.format == Format::Csv {
+            for _ in 0..n {
+                self.buf.push(b',');
+            }
+        }
+        self
+    }
+
+    fn end(&mut self) {
+        if self.format == Format::Jsonl {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b'\n');
+    }
+}
+
+fn write_bands(buf: &mut Vec<u8>, fmt: Format, f: &BandsFrame) {
+    let mut l = Line::new(buf, fmt, "bands");
+    l.f("t", f.time_s)
+        .f32("low", f.lmh[0])
+        .f32("mid", f.lmh[1])
+        .f32("high", f.lmh[2])
+        .f32("low_raw", f.lmh_raw[0])
+        .f32("mid_raw", f.lmh_raw[1])
+        .f32("high_raw", f.lmh_raw[2])
+        .f32("rms_dbfs", f.rms_dbfs)
+        .f32("peak_dbfs", f.peak_dbfs)
+        .b("silent", f.silent)
+        .skip(11)
+        .end();
+    for (k, bit) in [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH]
+        .iter()
+        .enumerate()
+    {
+        if f.band_onsets & bit != 0 {
+            let mut l = Line::new(buf, fmt, "onset");
+            l.f("t", f.time_s).skip(17).s("band", BAND_NAMES[k]).skip(2).end();
+        }
+    }
+}
+
+fn write_spectrum(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool) {
+    let t = f.tempo;
+    let mut l = Line::new(buf, fmt, "spectral");
+    l.f("t", f.time_s)
+        .skip(9)
+        .f32("centroid_hz", f.centroid_hz)
+        .f32("flatness", f.flatness)
+        .f32("rolloff_hz", f.rolloff_hz)
+        .f32("flux", f.flux)
+        .f32("bpm", if t.locked { t.bpm } else { 0.0 })
+        .f32("confidence", t.confidence)
+        .f32("phase", t.phase)
+        .b("locked", t.locked)
+        .skip(3);
+    if bins && f.has_bins && fmt == Format::Jsonl {
+        l.key("bins");
+        l.buf.push(b'[');
+        for (i, v) in f.bins().iter().enumerate() {
+            if i > 0 {
+                l.buf.push(b',');
+            }
+            let mut b = ryu::Buffer::new();
+            l.buf.extend_from_slice(b.format(*v).as_bytes());
+        }
+        l.buf.push(b']');
+    }
+    l.end();
+    if f.onset {
+        let mut l = Line::new(buf, fmt, "onset");
+        l.f("t", (f.time_s - f.onset_lag_s as f64).max(0.0))
+            .skip(17)
+            .s("band", "broadband")
+            .f32("strength", f.onset_strength)
+            .skip(1)
+            .end();
+    }
+    if t.beat {
+        let mut l = Line::new(buf, fmt, "beat");
+        l.f("t", (f.time_s - t.beat_lag_s as f64).max(0.0))
+            .skip(13)
+            .f32("bpm", t.bpm)
+            .f32("confidence", t.confidence)
+            .skip(4)
+            .u("index", t.beat_index as u64)
+            .end();
+    }
+}
+
+/// Analyse `path` with `config`'s DSP settings, writing to `out`.
+pub fn analyze(
+    path: &Path,
+    config: &Config,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<Summary> {
+    let wav = read_wav(path, config.audio.channel)?;
+    let sr = wav.sample_rate;
+    let block_frames = config.audio.block_frames as usize;
+    let p = DspParams::from_config(config);
+    let mut bands = BandsProcessor::new(sr, block_frames, config.fft.window_frames as usize, &p);
+    let mut spectrum = SpectrumProcessor::new(
+        sr,
+        config.fft.window_frames as usize,
+        config.fft.hop_frames as usize,
+        &p,
+    );
+    let mut rx_b = ParamsRx::fixed(p);
+    let mut rx_s = ParamsRx::fixed(p);
+    let mut block = Box::new(Block::zeroed());
+    block.sample_rate = sr;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    if format == Format::Csv {
+        buf.extend_from_slice(CSV_HEADER.as_bytes());
+    }
+    let mut summary = Summary::default();
+    let mut last_silent = false;
+    let t0 = std::time::Instant::now();
+    for (i, chunk) in wav.samples.chunks(block_frames).enumerate() {
+        block.seq = i as u64;
+        block.frame_pos = (i * block_frames) as u64;
+        block.len = chunk.len() as u32;
+        block.samples[..chunk.len()].copy_from_slice(chunk);
+        let bf = bands.process(&block, &mut rx_b);
+        write_bands(&mut buf, format, &bf);
+        if bf.silent != last_silent {
+            last_silent = bf.silent;
+            let mut l = Line::new(&mut buf, format, "silence");
+            l.f("t", bf.time_s).skip(8).b("silent", bf.silent).skip(11).end();
+        }
+        if let Some(sf) = spectrum.process(&block, &mut rx_s) {
+            summary.onsets += sf.onset as u64;
+            summary.beats += sf.tempo.beat as u64;
+            write_spectrum(&mut buf, format, sf, true);
+        }
+        summary.blocks += 1;
+        if buf.len() > (1 << 20) - 65_536 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    summary.wall_s = t0.elapsed().as_secs_f64();
+    summary.audio_s = wav.samples.len() as f64 / sr as f64;
+    Ok(summary)
+}

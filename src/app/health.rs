@@ -1,0 +1,139 @@
+//! The periodic health line and the one-line systemd STATUS.
+
+use crate::stats::{LatencySummary, Role, Stats, N_ROLES, ROLE_NAMES};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Keeps the previous readings so each health line reports its interval.
+pub struct Health {
+    last_at: Instant,
+    last_latency: Option<Vec<u64>>,
+    last_cpu: [f64; N_ROLES],
+    last_xruns: u64,
+    last_drops: [u64; 2],
+    last_blocks: u64,
+}
+
+/// One interval's figures.
+#[derive(Clone, Debug, Default)]
+pub struct HealthReport {
+    /// The line as logged.
+    pub line: String,
+    /// Latency over the interval.
+    pub latency: LatencySummary,
+    /// CPU percent of one core, per thread.
+    pub cpu_pct: [f64; N_ROLES],
+}
+
+impl Health {
+    /// Start counting now.
+    pub fn new(stats: &Stats) -> Self {
+        let mut h = Health {
+            last_at: Instant::now(),
+            last_latency: None,
+            last_cpu: [0.0; N_ROLES],
+            last_xruns: 0,
+            last_drops: [0; 2],
+            last_blocks: 0,
+        };
+        h.last_cpu = thread_cpu(stats);
+        h
+    }
+
+    /// Build the line for the interval since the last call.
+    pub fn report(&mut self, stats: &Stats) -> HealthReport {
+        let dt = self.last_at.elapsed().as_secs_f64().max(1e-3);
+        self.last_at = Instant::now();
+        let latency = stats.latency.summary_since(self.last_latency.as_deref());
+        self.last_latency = Some(stats.latency.snapshot());
+        let cpu = thread_cpu(stats);
+        let mut cpu_pct = [0.0; N_ROLES];
+        for i in 0..N_ROLES {
+            cpu_pct[i] = 100.0 * (cpu[i] - self.last_cpu[i]).max(0.0) / dt;
+        }
+        self.last_cpu = cpu;
+        let xruns = stats.xruns.load(Ordering::Relaxed);
+        let drops = [
+            stats.ring_drops[0].load(Ordering::Relaxed),
+            stats.ring_drops[1].load(Ordering::Relaxed),
+        ];
+        let blocks = stats.blocks.load(Ordering::Relaxed);
+        let dev = stats.device_info();
+        let cpu_txt: Vec<String> = (0..N_ROLES)
+            .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)
+            .map(|i| format!("{}={:.2}", ROLE_NAMES[i], cpu_pct[i]))
+            .collect();
+        let line = format!(
+            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
+            if dev.name.is_empty() { "-" } else { &dev.name },
+            dev.access,
+            if stats.device_up.load(Ordering::Relaxed) { "yes" } else { "no" },
+            dev.rate,
+            blocks,
+            blocks - self.last_blocks,
+            xruns,
+            xruns - self.last_xruns,
+            drops[0],
+            drops[0] - self.last_drops[0],
+            drops[1],
+            drops[1] - self.last_drops[1],
+            stats.frame_drops.load(Ordering::Relaxed),
+            latency.p50_us,
+            latency.p95_us,
+            latency.p99_us,
+            latency.max_us,
+            latency.count,
+            cpu_txt.join(" "),
+            stats.ws_clients.load(Ordering::Relaxed),
+            stats.osc_sent.load(Ordering::Relaxed),
+            stats.osc_failed.load(Ordering::Relaxed),
+            stats.grant(&stats.rt_capture).as_str(),
+            stats.grant(&stats.rt_workers).as_str(),
+            stats.grant(&stats.mem_locked).as_str(),
+        );
+        self.last_xruns = xruns;
+        self.last_drops = drops;
+        self.last_blocks = blocks;
+        HealthReport {
+            line,
+            latency,
+            cpu_pct,
+        }
+    }
+}
+
+fn thread_cpu(stats: &Stats) -> [f64; N_ROLES] {
+    let mut out = [0.0; N_ROLES];
+    for (i, o) in out.iter_mut().enumerate() {
+        let tid = stats.tid[i].load(Ordering::Relaxed);
+        if tid != 0 {
+            *o = crate::service::thread_cpu_s(tid).unwrap_or(0.0);
+        }
+    }
+    out
+}
+
+/// The one-line STATUS= for systemd.
+pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
+    let dev = stats.device_info();
+    let lat = stats.latency.summary_since(None);
+    if !stale.is_empty() {
+        let names: Vec<&str> = stale.iter().map(|r| ROLE_NAMES[*r as usize]).collect();
+        return format!("degraded: no progress from {}", names.join(", "));
+    }
+    if !stats.device_up.load(Ordering::Relaxed) {
+        return format!(
+            "degraded: waiting for capture device {} (retrying)",
+            if dev.name.is_empty() { "-" } else { &dev.name }
+        );
+    }
+    format!(
+        "{} {} Hz {} | clients {} | xruns {} | latency p99 {:.2} ms",
+        dev.name,
+        dev.rate,
+        dev.access,
+        stats.ws_clients.load(Ordering::Relaxed),
+        stats.xruns.load(Ordering::Relaxed),
+        lat.p99_us as f64 / 1000.0
+    )
+}

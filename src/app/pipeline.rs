@@ -1,0 +1,291 @@
+//! Building and tearing down the thread graph: rings, workers, the OSC
+//! sender and the capture thread, in start order.
+
+use crate::capture::thread::{self as capture, BlockTx, CaptureCtx, CaptureEvent, CaptureSpec};
+use crate::config::Config;
+use crate::dsp::biquad::BandPass;
+use crate::dsp::params::{DspParams, ParamsHub};
+use crate::dsp::worker::{self, BandsWorker, FrameTx, SpectrumWorker, WorkerCtx, FRAME_RING};
+use crate::rt::Wake;
+use crate::service::logging::RateLimit;
+use crate::stats::{DeviceInfo, Role, Stats};
+use crate::transport::osc::{self, Meta, OscCtx, OscSender};
+use crate::types::{BandsFrame, Block, SpectrumFrame};
+use anyhow::Context;
+use ringbuf::traits::Split;
+use ringbuf::HeapRb;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Blocks each worker's input ring holds: about a quarter second of audio.
+pub fn block_ring_capacity(block_frames: u32, sample_rate: u32) -> usize {
+    let per_s = sample_rate as f64 / block_frames.max(1) as f64;
+    ((per_s * 0.25).ceil() as usize).clamp(16, 256)
+}
+
+/// The running threads and the handles the supervisor needs.
+pub struct Pipeline {
+    /// State changes from the capture thread.
+    pub events: Receiver<CaptureEvent>,
+    /// Rate limit for "cannot open device" warnings.
+    pub open_fail_limit: RateLimit,
+    /// The parameter hub (control writes here).
+    pub params: Arc<ParamsHub>,
+    /// What `/audio/meta` says.
+    pub meta: Arc<Mutex<Meta>>,
+    config: Config,
+    stop: Arc<AtomicBool>,
+    stop_fd: nix::sys::eventfd::EventFd,
+    capture: Option<JoinHandle<Vec<BlockTx>>>,
+    threads: Vec<JoinHandle<()>>,
+    wakes: Vec<Arc<Wake>>,
+    roles: Vec<Role>,
+    last_generation: u64,
+}
+
+impl Pipeline {
+    /// Build rings and start every thread.
+    pub fn start(config: &Config, stats: Arc<Stats>, opts: &super::RunOptions) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_fd = nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+        )
+        .context("eventfd")?;
+        let dsp = DspParams::from_config(config);
+        let params = Arc::new(ParamsHub::new(dsp));
+        let a = &config.audio;
+        let sr = a.sample_rate_hz;
+        let cap = block_ring_capacity(a.block_frames, sr);
+        let rt_worker = config
+            .realtime
+            .enabled
+            .then_some(config.realtime.worker_priority);
+        let meta = Arc::new(Mutex::new(Meta::default()));
+
+        // Output rings: workers → OSC.
+        let mut threads = Vec::new();
+        let mut wakes = Vec::new();
+        let mut roles = vec![Role::Capture, Role::Bands, Role::Spectrum];
+        let osc_wake = Arc::new(Wake::new());
+        let (bands_osc_tx, bands_osc_rx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
+        let (spec_osc_tx, spec_osc_rx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
+        let mut bands_outputs = Vec::new();
+        let mut spec_outputs = Vec::new();
+        if config.osc.enabled {
+            bands_outputs.push(FrameTx {
+                prod: bands_osc_tx,
+                wake: osc_wake.clone(),
+            });
+            spec_outputs.push(FrameTx {
+                prod: spec_osc_tx,
+                wake: osc_wake.clone(),
+            });
+        }
+
+        // Workers.
+        let mut block_txs = Vec::new();
+        let bands_wake = Arc::new(Wake::new());
+        let (btx, brx) = HeapRb::<Block>::new(cap).split();
+        block_txs.push(BlockTx {
+            prod: btx,
+            wake: bands_wake.clone(),
+            drop_slot: 0,
+        });
+        threads.push(
+            worker::spawn(
+                BandsWorker::new(sr, a.block_frames as usize, config.fft.window_frames as usize, &dsp),
+                brx,
+                bands_outputs,
+                params.subscribe(),
+                WorkerCtx {
+                    role: Role::Bands,
+                    stats: stats.clone(),
+                    stop: stop.clone(),
+                    wake: bands_wake.clone(),
+                    rt_priority: rt_worker,
+                },
+            )
+            .context("spawn bands worker")?,
+        );
+        let spec_wake = Arc::new(Wake::new());
+        let (stx, srx) = HeapRb::<Block>::new(cap).split();
+        block_txs.push(BlockTx {
+            prod: stx,
+            wake: spec_wake.clone(),
+            drop_slot: 1,
+        });
+        threads.push(
+            worker::spawn(
+                SpectrumWorker::new(
+                    sr,
+                    config.fft.window_frames as usize,
+                    config.fft.hop_frames as usize,
+                    &dsp,
+                ),
+                srx,
+                spec_outputs,
+                params.subscribe(),
+                WorkerCtx {
+                    role: Role::Spectrum,
+                    stats: stats.clone(),
+                    stop: stop.clone(),
+                    wake: spec_wake.clone(),
+                    rt_priority: rt_worker,
+                },
+            )
+            .context("spawn spectrum worker")?,
+        );
+        wakes.push(bands_wake);
+        wakes.push(spec_wake);
+
+        // OSC.
+        if config.osc.enabled {
+            let sender = OscSender::new(&config.osc, stats.clone()).context("OSC socket")?;
+            if sender.destinations().is_empty() {
+                log::warn!("osc: no destination could be resolved yet; retrying every {} s", config.osc.resolve_interval_s);
+            } else {
+                log::info!("osc: sending to {:?}", sender.destinations());
+            }
+            threads.push(
+                osc::spawn(
+                    sender,
+                    bands_osc_rx,
+                    spec_osc_rx,
+                    OscCtx {
+                        stats: stats.clone(),
+                        stop: stop.clone(),
+                        wake: osc_wake.clone(),
+                        params: params.clone(),
+                        meta: meta.clone(),
+                    },
+                )
+                .context("spawn OSC sender")?,
+            );
+            roles.push(Role::Osc);
+            wakes.push(osc_wake);
+        } else {
+            drop(bands_osc_rx);
+            drop(spec_osc_rx);
+        }
+
+        // Capture last: everything downstream is ready for its first block.
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let spec = CaptureSpec {
+            audio: config.audio.clone(),
+            realtime: config.realtime.clone(),
+            max_frames: opts.max_frames,
+        };
+        let capture = capture::spawn(
+            spec,
+            block_txs,
+            CaptureCtx {
+                stats: stats.clone(),
+                stop: stop.clone(),
+                stop_fd: stop_fd.as_fd().as_raw_fd(),
+                events: ev_tx,
+            },
+        )
+        .context("spawn capture thread")?;
+
+        Ok(Pipeline {
+            events: ev_rx,
+            open_fail_limit: RateLimit::new(Duration::from_secs(30)),
+            params,
+            meta,
+            config: config.clone(),
+            stop,
+            stop_fd,
+            capture: Some(capture),
+            threads,
+            wakes,
+            roles,
+            last_generation: 0,
+        })
+    }
+
+    /// The threads whose heartbeats the watchdog checks.
+    pub fn roles(&self) -> Vec<Role> {
+        self.roles.clone()
+    }
+
+    /// Recompute `/audio/meta` after a device opened.
+    pub fn update_meta(&mut self, info: &DeviceInfo) {
+        let p = self.params.current();
+        let mut m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        *m = meta_for(&p, info.rate, self.config.audio.block_frames);
+    }
+
+    /// Refresh meta when the parameters changed.
+    pub fn poll_params(&mut self) {
+        let p = self.params.current();
+        if p.generation != self.last_generation {
+            self.last_generation = p.generation;
+            let mut m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+            if m.sr > 0 {
+                *m = meta_for(&p, m.sr as u32, self.config.audio.block_frames);
+            }
+        }
+    }
+
+    /// Give consumers a moment to send what is still queued (input ended).
+    pub fn drain_outputs(&self, wait: Duration) {
+        for w in &self.wakes {
+            w.wake();
+        }
+        std::thread::sleep(wait);
+    }
+
+    /// Stop every thread; wait at most `max` for them.
+    pub fn stop(&mut self, max: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stop_fd.write(1);
+        for w in &self.wakes {
+            w.wake();
+        }
+        let deadline = Instant::now() + max;
+        let mut handles: Vec<JoinHandle<()>> = std::mem::take(&mut self.threads);
+        if let Some(c) = self.capture.take() {
+            wait_until(&c, deadline);
+            if c.is_finished() {
+                let _ = c.join();
+            }
+        }
+        for h in handles.drain(..) {
+            wait_until(&h, deadline);
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                log::warn!(
+                    "thread {} did not stop in time; exiting without it",
+                    h.thread().name().unwrap_or("?")
+                );
+            }
+        }
+    }
+}
+
+fn wait_until<T>(h: &JoinHandle<T>, deadline: Instant) {
+    while !h.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `/audio/meta` for parameters `p` at `sr`.
+pub fn meta_for(p: &DspParams, sr: u32, block: u32) -> Meta {
+    let mut bands = [(0.0f32, 0.0f32); 3];
+    for (b, bp) in bands.iter_mut().zip(p.bands.iter()) {
+        let f = BandPass::new(p.filter_order, bp.lo_hz as f64, bp.hi_hz as f64, sr as f64);
+        *b = (f.lo_hz as f32, f.hi_hz as f32);
+    }
+    Meta {
+        sr: sr as i32,
+        blocksize: block as i32,
+        n_fft_bins: p.n_bins as i32,
+        bands,
+    }
+}

@@ -1,0 +1,411 @@
+//! Capture from an ALSA PCM through alsa-lib.
+//!
+//! The PCM is opened non-blocking inside the capture thread. Access is mmap
+//! (`snd_pcm_mmap_begin/commit` through the `alsa` crate's `IO::mmap`; the
+//! crate's `direct` module is avoided because it does not work on ARM) with
+//! a fallback to `snd_pcm_readi` when the device refuses mmap. Formats:
+//! FLOAT_LE, S32_LE, S24_3LE, S16_LE (the first the device accepts, or the
+//! one configured).
+//!
+//! The read loop is a small state machine: **pending** (not enough frames:
+//! poll the PCM's descriptors together with the stop eventfd), **ready**
+//! (copy and convert frames), **recover** (EPIPE overrun → prepare + start;
+//! ESTRPIPE suspend → resume, else prepare) and **gone** (ENODEV and friends:
+//! the caller closes and reopens with backoff). Spurious wake-ups are
+//! ignored: a poll that returns with too few frames sleeps for the missing
+//! frames instead of spinning (ioplug devices such as `pulse` always poll
+//! ready).
+//!
+//! Real-time safety: buffers and poll descriptors are allocated when the
+//! device is opened; [`AlsaSource::read`] neither allocates nor locks.
+
+use super::convert::{bytes_per_sample, to_mono};
+use super::{CaptureError, ReadOutcome, Source};
+use crate::config::{AccessMode, AudioConfig, SampleFormat};
+use crate::stats::DeviceInfo;
+use crate::types::Block;
+use alsa::pcm::{Access, Format, HwParams, State, TstampType, PCM};
+use alsa::poll::Descriptors;
+use alsa::{Direction, ValueOr};
+use std::os::fd::RawFd;
+
+/// Formats tried in this order when `audio.format = "auto"`.
+const AUTO_FORMATS: [SampleFormat; 4] = [
+    SampleFormat::FloatLe,
+    SampleFormat::S32Le,
+    SampleFormat::S24_3Le,
+    SampleFormat::S16Le,
+];
+
+fn alsa_format(f: SampleFormat) -> Format {
+    match f {
+        SampleFormat::S16Le => Format::S16LE,
+        SampleFormat::S24_3Le => Format::S243LE,
+        SampleFormat::S32Le => Format::S32LE,
+        SampleFormat::FloatLe | SampleFormat::Auto => Format::FloatLE,
+    }
+}
+
+/// The name of a format as ALSA writes it.
+pub fn format_name(f: SampleFormat) -> &'static str {
+    match f {
+        SampleFormat::S16Le => "S16_LE",
+        SampleFormat::S24_3Le => "S24_3LE",
+        SampleFormat::S32Le => "S32_LE",
+        SampleFormat::FloatLe => "FLOAT_LE",
+        SampleFormat::Auto => "auto",
+    }
+}
+
+/// Errors that only mean "nothing yet".
+fn is_transient(e: &alsa::Error) -> bool {
+    matches!(e.errno(), libc::EAGAIN | libc::EINTR)
+}
+
+/// What was negotiated with the device.
+#[derive(Clone, Copy, Debug)]
+struct Negotiated {
+    format: SampleFormat,
+    channels: u32,
+    rate: u32,
+    period: u32,
+    buffer: u32,
+    mmap: bool,
+}
+
+/// An open ALSA capture PCM.
+pub struct AlsaSource {
+    name: String,
+    pcm: PCM,
+    neg: Negotiated,
+    channel: i32,
+    block_frames: usize,
+    frame_bytes: usize,
+    hardware: bool,
+    fds: Vec<libc::pollfd>,
+    bytes: Vec<u8>,
+    timeout_ms: i32,
+    silent_polls: u32,
+}
+
+fn open_err(device: &str, reason: impl ToString) -> CaptureError {
+    CaptureError::Open {
+        device: device.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn configure(pcm: &PCM, cfg: &AudioConfig, mmap: bool, name: &str) -> Result<Negotiated, CaptureError> {
+    let e = |what: &str, err: alsa::Error| open_err(name, format!("{what}: {err}"));
+    let hwp = HwParams::any(pcm).map_err(|err| e("no hardware parameters", err))?;
+    let access = if mmap {
+        Access::MMapInterleaved
+    } else {
+        Access::RWInterleaved
+    };
+    hwp.set_access(access)
+        .map_err(|err| e(if mmap { "mmap access refused" } else { "read access refused" }, err))?;
+    let candidates: &[SampleFormat] = if cfg.format == SampleFormat::Auto {
+        &AUTO_FORMATS
+    } else {
+        std::slice::from_ref(&cfg.format)
+    };
+    let format = candidates
+        .iter()
+        .copied()
+        .find(|f| hwp.test_format(alsa_format(*f)).is_ok())
+        .ok_or_else(|| {
+            open_err(
+                name,
+                format!(
+                    "none of the formats {:?} is supported",
+                    candidates.iter().map(|f| format_name(*f)).collect::<Vec<_>>()
+                ),
+            )
+        })?;
+    hwp.set_format(alsa_format(format))
+        .map_err(|err| e("format", err))?;
+    let channels = if cfg.channels == 0 {
+        let max = hwp.get_channels_max().unwrap_or(2);
+        hwp.set_channels_near(max.min(2))
+            .map_err(|err| e("channels", err))?
+    } else {
+        hwp.set_channels(cfg.channels)
+            .map_err(|err| e(&format!("{} channels", cfg.channels), err))?;
+        cfg.channels
+    };
+    let rate = hwp
+        .set_rate_near(cfg.sample_rate_hz, ValueOr::Nearest)
+        .map_err(|err| e(&format!("rate {}", cfg.sample_rate_hz), err))?;
+    let period = hwp
+        .set_period_size_near(cfg.block_frames as alsa::pcm::Frames, ValueOr::Nearest)
+        .map_err(|err| e("period size", err))?;
+    let buffer = hwp
+        .set_buffer_size_near((cfg.block_frames * cfg.periods.max(2)) as alsa::pcm::Frames)
+        .map_err(|err| e("buffer size", err))?;
+    pcm.hw_params(&hwp).map_err(|err| e("hw_params", err))?;
+    Ok(Negotiated {
+        format,
+        channels,
+        rate,
+        period: period as u32,
+        buffer: buffer as u32,
+        mmap,
+    })
+}
+
+impl AlsaSource {
+    /// Open `cfg.device` for capture and start it. `stop_fd` is an eventfd
+    /// that becomes readable when the thread must stop.
+    pub fn open(cfg: &AudioConfig, stop_fd: RawFd) -> Result<Self, CaptureError> {
+        let name = cfg.device.clone();
+        let try_open = |mmap: bool| -> Result<(PCM, Negotiated), CaptureError> {
+            let pcm = PCM::new(&name, Direction::Capture, true).map_err(|e| open_err(&name, e))?;
+            let neg = configure(&pcm, cfg, mmap, &name)?;
+            Ok((pcm, neg))
+        };
+        let (pcm, neg) = match cfg.access {
+            AccessMode::Mmap => try_open(true)?,
+            AccessMode::Rw => try_open(false)?,
+            AccessMode::Auto => match try_open(true) {
+                Ok(v) => v,
+                Err(_) => try_open(false)?,
+            },
+        };
+        if neg.channels > 0 && cfg.channel >= neg.channels as i32 {
+            return Err(open_err(
+                &name,
+                format!(
+                    "audio.channel = {} but the device opened with {} channel(s)",
+                    cfg.channel, neg.channels
+                ),
+            ));
+        }
+        // Time stamps from the monotonic clock, when the device gives them.
+        if let Ok(swp) = pcm.sw_params_current() {
+            let _ = swp.set_avail_min(cfg.block_frames as alsa::pcm::Frames);
+            let _ = swp.set_tstamp_mode(true);
+            let _ = swp.set_tstamp_type(TstampType::Monotonic);
+            let _ = pcm.sw_params(&swp);
+        }
+        let hardware = pcm.info().map(|i| i.get_card() >= 0).unwrap_or(false);
+        let mut fds = vec![libc::pollfd {
+            fd: stop_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        fds.extend(pcm.get().map_err(|e| open_err(&name, format!("poll descriptors: {e}")))?);
+        pcm.prepare().map_err(|e| open_err(&name, format!("prepare: {e}")))?;
+        pcm.start().map_err(|e| open_err(&name, format!("start: {e}")))?;
+        let frame_bytes = bytes_per_sample(neg.format) * neg.channels as usize;
+        let block_ms = (cfg.block_frames as f64 * 1000.0 / neg.rate as f64).ceil() as i32;
+        Ok(AlsaSource {
+            name,
+            pcm,
+            neg,
+            channel: cfg.channel,
+            block_frames: cfg.block_frames as usize,
+            frame_bytes,
+            hardware,
+            fds,
+            bytes: vec![0; frame_bytes * cfg.block_frames as usize],
+            timeout_ms: (4 * block_ms).max(20),
+            silent_polls: 0,
+        })
+    }
+
+    /// Sample rate as opened.
+    pub fn rate(&self) -> u32 {
+        self.neg.rate
+    }
+
+    /// Whether mmap access is in use.
+    pub fn is_mmap(&self) -> bool {
+        self.neg.mmap
+    }
+
+    fn gone(&self, e: impl ToString) -> CaptureError {
+        CaptureError::Gone {
+            device: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Recover from an error returned by alsa-lib.
+    fn recover(&mut self, err: alsa::Error) -> Result<ReadOutcome, CaptureError> {
+        match err.errno() {
+            libc::EPIPE => {
+                self.restart().map_err(|e| self.gone(e))?;
+                Ok(ReadOutcome::Xrun)
+            }
+            libc::ESTRPIPE => {
+                for _ in 0..100 {
+                    match self.pcm.resume() {
+                        Ok(()) => return Ok(ReadOutcome::Suspend),
+                        Err(e) if e.errno() == libc::EAGAIN => {
+                            std::thread::sleep(std::time::Duration::from_millis(10))
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.restart().map_err(|e| self.gone(e))?;
+                Ok(ReadOutcome::Suspend)
+            }
+            _ => Err(self.gone(err)),
+        }
+    }
+
+    fn restart(&self) -> alsa::Result<()> {
+        self.pcm.prepare()?;
+        self.pcm.start()
+    }
+
+    /// Wait for frames or the stop event. Returns false when stopping.
+    fn wait(&mut self, missing: usize) -> Result<bool, alsa::Error> {
+        for f in self.fds.iter_mut() {
+            f.revents = 0;
+        }
+        // SAFETY: `fds` is a valid, initialised array of pollfd of the given length.
+        let r = unsafe {
+            libc::poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                self.timeout_ms,
+            )
+        };
+        if r < 0 {
+            return Ok(true); // EINTR: just try again
+        }
+        if self.fds[0].revents & libc::POLLIN != 0 {
+            return Ok(false);
+        }
+        if r == 0 {
+            self.silent_polls += 1;
+            // Nothing for many periods: ask the state, which reports a
+            // disconnected or broken device.
+            match self.pcm.state() {
+                State::Disconnected => return Err(alsa::Error::new("snd_pcm_state", libc::ENODEV)),
+                State::XRun => return Err(alsa::Error::new("snd_pcm_state", libc::EPIPE)),
+                State::Suspended => return Err(alsa::Error::new("snd_pcm_state", libc::ESTRPIPE)),
+                State::Prepared | State::Setup => {
+                    let _ = self.pcm.start();
+                }
+                _ => {}
+            }
+            return Ok(true);
+        }
+        self.silent_polls = 0;
+        let flags = self.pcm.revents(&self.fds[1..])?;
+        if flags.contains(alsa::poll::Flags::ERR) {
+            match self.pcm.state() {
+                State::XRun => return Err(alsa::Error::new("poll", libc::EPIPE)),
+                State::Suspended => return Err(alsa::Error::new("poll", libc::ESTRPIPE)),
+                State::Disconnected => return Err(alsa::Error::new("poll", libc::ENODEV)),
+                _ => {}
+            }
+        }
+        if !flags.contains(alsa::poll::Flags::IN) {
+            // Spurious wake-up (or an ioplug that always polls ready): sleep
+            // for the frames still missing instead of spinning.
+            let ns = missing as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
+            std::thread::sleep(std::time::Duration::from_nanos(ns.clamp(100_000, 20_000_000)));
+        }
+        Ok(true)
+    }
+
+    /// Copy up to `want` frames into `out` (mono). Returns frames read.
+    fn take(&mut self, want: usize, out: &mut [f32]) -> alsa::Result<usize> {
+        let (format, channels, channel, fb) = (
+            self.neg.format,
+            self.neg.channels as usize,
+            self.channel,
+            self.frame_bytes,
+        );
+        if self.neg.mmap {
+            let io = self.pcm.io_bytes();
+            io.mmap(want, |buf| {
+                let frames = (buf.len() / fb).min(want);
+                to_mono(&buf[..frames * fb], format, channels, channel, out)
+            })
+        } else {
+            let io = self.pcm.io_bytes();
+            let got = io.readi(&mut self.bytes[..want * fb])?;
+            Ok(to_mono(&self.bytes[..got * fb], format, channels, channel, out))
+        }
+    }
+
+    /// Capture time of the newest frame taken, from the device time stamp
+    /// when there is one, else from the clock now; frames still waiting in
+    /// the buffer were captured after it.
+    fn stamp(&self, clocked: bool) -> u64 {
+        let now = crate::rt::now_ns();
+        if !clocked {
+            return now;
+        }
+        let Ok(status) = self.pcm.status() else {
+            return now;
+        };
+        let ts = status.get_htstamp();
+        let waiting = status.get_avail().max(0) as u64;
+        let behind = waiting * 1_000_000_000 / self.neg.rate.max(1) as u64;
+        let t = if ts.tv_sec > 0 {
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        } else {
+            now
+        };
+        // Never in the future, never absurdly old (a bogus stamp).
+        t.min(now).saturating_sub(behind).max(now.saturating_sub(1_000_000_000))
+    }
+}
+
+impl Source for AlsaSource {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: self.name.clone(),
+            format: format_name(self.neg.format).into(),
+            access: if self.neg.mmap { "mmap" } else { "rw" }.into(),
+            rate: self.neg.rate,
+            channels: self.neg.channels,
+            period: self.neg.period,
+            buffer: self.neg.buffer,
+            clocked: self.hardware,
+        }
+    }
+
+    fn clocked(&self) -> bool {
+        self.hardware
+    }
+
+    fn hardware(&self) -> bool {
+        self.hardware
+    }
+
+    fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
+        let n = self.block_frames;
+        let mut filled = 0;
+        while filled < n {
+            let avail = match self.pcm.avail() {
+                Ok(a) => a.max(0) as usize,
+                Err(e) if is_transient(&e) => 0,
+                Err(e) => return self.recover(e),
+            };
+            if avail == 0 {
+                match self.wait(n - filled) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(ReadOutcome::Stopped),
+                    Err(e) => return self.recover(e),
+                }
+            }
+            let want = avail.min(n - filled);
+            match self.take(want, &mut block.samples[filled..n]) {
+                Ok(got) => filled += got,
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return self.recover(e),
+            }
+        }
+        block.len = n as u32;
+        block.sample_rate = self.neg.rate;
+        block.t_capture_ns = self.stamp(self.hardware);
+        Ok(ReadOutcome::Block)
+    }
+}

@@ -1,0 +1,557 @@
+//! The configuration tree: TOML with kebab-case keys that carry their units,
+//! built-in defaults (those of the Python feature server phase4 stays
+//! compatible with), loading, validation that reports every problem, and a
+//! diff that says whether a change can be applied live.
+//!
+//! Owns nothing that runs. Every other part reads a [`Config`]; only the
+//! supervisor and the control layer create new ones.
+
+mod load;
+mod validate;
+
+pub use load::{load_file, load_str, search_path, ConfigError, Problem};
+pub use validate::validate;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Default location of the system configuration (a dpkg conffile).
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/phase4/phase4.toml";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Capture device and stream format.
+    pub audio: AudioConfig,
+    /// Real-time scheduling and memory locking.
+    pub realtime: RealtimeConfig,
+    /// Low/mid/high band-passes and their smoothing.
+    pub dsp: DspConfig,
+    /// The auto-scaler shared by L/M/H and the spectrum.
+    pub autoscale: AutoscaleConfig,
+    /// The log spectrum.
+    pub fft: FftConfig,
+    /// Onset detection (per band and broadband).
+    pub onset: OnsetConfig,
+    /// Beat tracking and tempo.
+    pub tempo: TempoConfig,
+    /// Silence detection.
+    pub silence: SilenceConfig,
+    /// OSC output.
+    pub osc: OscConfig,
+    /// WebSocket control and the browser UI.
+    pub ws: WsConfig,
+    /// Where runtime state and presets live.
+    pub state: StateConfig,
+    /// Health reporting.
+    pub health: HealthConfig,
+}
+
+/// Sample formats phase4 can capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SampleFormat {
+    /// Pick the best the device offers (FLOAT_LE, S32_LE, S24_3LE, S16_LE).
+    #[serde(rename = "auto")]
+    Auto,
+    /// Signed 16 bit little endian.
+    #[serde(rename = "S16_LE")]
+    S16Le,
+    /// Signed 24 bit in 3 bytes little endian.
+    #[serde(rename = "S24_3LE")]
+    S24_3Le,
+    /// Signed 32 bit little endian.
+    #[serde(rename = "S32_LE")]
+    S32Le,
+    /// 32 bit float little endian.
+    #[serde(rename = "FLOAT_LE")]
+    FloatLe,
+}
+
+/// How samples are read from the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    /// mmap when the device allows it, else read.
+    Auto,
+    /// mmap only (fail if refused).
+    Mmap,
+    /// snd_pcm_readi only.
+    Rw,
+}
+
+/// What to do when the capture device cannot be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingDevice {
+    /// Keep retrying with backoff (a USB interface plugged in later).
+    Retry,
+    /// Exit with an error.
+    Fail,
+}
+
+/// `[audio]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AudioConfig {
+    /// ALSA PCM name (`default`, `hw:CARD=Device,DEV=0`, `plug:...`).
+    pub device: String,
+    /// A WAV file to play at real time instead of capturing (empty: ALSA).
+    pub input: String,
+    /// Loop the WAV input.
+    pub loop_input: bool,
+    /// Requested sample rate; the device's nearest is used.
+    pub sample_rate_hz: u32,
+    /// Frames per block (= ALSA period).
+    pub block_frames: u32,
+    /// Periods in the ALSA buffer.
+    pub periods: u32,
+    /// Channels to open (0: as many as the device prefers, at most 2).
+    pub channels: u32,
+    /// `-1`: mix all channels to mono; `n`: use channel n only.
+    pub channel: i32,
+    /// Sample format.
+    pub format: SampleFormat,
+    /// mmap or read access.
+    pub access: AccessMode,
+    /// What to do when the device is missing.
+    pub on_missing_device: MissingDevice,
+    /// First retry delay when the device is missing or gone.
+    pub retry_initial_s: f64,
+    /// Longest retry delay.
+    pub retry_max_s: f64,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            device: "default".into(),
+            input: String::new(),
+            loop_input: false,
+            sample_rate_hz: 48_000,
+            block_frames: 256,
+            periods: 4,
+            channels: 0,
+            channel: -1,
+            format: SampleFormat::Auto,
+            access: AccessMode::Auto,
+            on_missing_device: MissingDevice::Retry,
+            retry_initial_s: 0.25,
+            retry_max_s: 5.0,
+        }
+    }
+}
+
+/// `[realtime]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RealtimeConfig {
+    /// Ask for SCHED_FIFO at all.
+    pub enabled: bool,
+    /// SCHED_FIFO priority of the capture thread.
+    pub capture_priority: u8,
+    /// SCHED_FIFO priority of the DSP workers.
+    pub worker_priority: u8,
+    /// `mlockall` the process.
+    pub lock_memory: bool,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            enabled: true,
+            capture_priority: 70,
+            worker_priority: 60,
+            lock_memory: true,
+        }
+    }
+}
+
+/// One band-pass.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BandConfig {
+    /// Lower edge (−3 dB).
+    pub lo_hz: f64,
+    /// Upper edge (−3 dB).
+    pub hi_hz: f64,
+    /// Smoother time constant.
+    pub tau_s: f64,
+}
+
+impl Default for BandConfig {
+    fn default() -> Self {
+        BandConfig {
+            lo_hz: 250.0,
+            hi_hz: 4000.0,
+            tau_s: 0.06,
+        }
+    }
+}
+
+/// `[dsp]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DspConfig {
+    /// Butterworth prototype order of each band-pass (2·order poles).
+    pub filter_order: u32,
+    /// Low band.
+    pub low: BandConfig,
+    /// Mid band.
+    pub mid: BandConfig,
+    /// High band.
+    pub high: BandConfig,
+}
+
+impl Default for DspConfig {
+    fn default() -> Self {
+        DspConfig {
+            filter_order: 4,
+            low: BandConfig {
+                lo_hz: 30.0,
+                hi_hz: 250.0,
+                tau_s: 0.15,
+            },
+            mid: BandConfig {
+                lo_hz: 250.0,
+                hi_hz: 4000.0,
+                tau_s: 0.06,
+            },
+            high: BandConfig {
+                lo_hz: 4000.0,
+                hi_hz: 16000.0,
+                tau_s: 0.02,
+            },
+        }
+    }
+}
+
+impl DspConfig {
+    /// The three bands in index order.
+    pub fn bands(&self) -> [BandConfig; 3] {
+        [self.low, self.mid, self.high]
+    }
+
+    /// Mutable access by index.
+    pub fn band_mut(&mut self, i: usize) -> &mut BandConfig {
+        match i {
+            0 => &mut self.low,
+            1 => &mut self.mid,
+            _ => &mut self.high,
+        }
+    }
+}
+
+/// `[autoscale]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AutoscaleConfig {
+    /// Peak follower attack.
+    pub tau_attack_s: f64,
+    /// Peak follower release (the "rolling window").
+    pub tau_release_s: f64,
+    /// Noise floor, linear RMS.
+    pub noise_floor: f64,
+    /// 1 = fully auto-scaled, 0 = raw.
+    pub strength: f64,
+}
+
+impl Default for AutoscaleConfig {
+    fn default() -> Self {
+        AutoscaleConfig {
+            tau_attack_s: 0.05,
+            tau_release_s: 60.0,
+            noise_floor: 0.001,
+            strength: 1.0,
+        }
+    }
+}
+
+/// `[fft]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FftConfig {
+    /// Compute and stream the log spectrum.
+    pub enabled: bool,
+    /// FFT window length (power of two).
+    pub window_frames: u32,
+    /// Frames between two FFTs.
+    pub hop_frames: u32,
+    /// Log-spaced bins.
+    pub n_bins: u32,
+    /// Lowest bin edge.
+    pub f_min_hz: f64,
+    /// dB shown as 0 in raw mode's [0, 1] baseline.
+    pub db_floor: f64,
+    /// dB shown as 1.
+    pub db_ceiling: f64,
+    /// Send raw dB instead of the post-processed [0, 1] stream.
+    pub send_raw_db: bool,
+    /// Gaussian smear of the per-bin peak follower, in octaves.
+    pub peak_smear_oct: f64,
+}
+
+impl Default for FftConfig {
+    fn default() -> Self {
+        FftConfig {
+            enabled: false,
+            window_frames: 1024,
+            hop_frames: 512,
+            n_bins: 128,
+            f_min_hz: 30.0,
+            db_floor: -80.0,
+            db_ceiling: 0.0,
+            send_raw_db: false,
+            peak_smear_oct: 0.3,
+        }
+    }
+}
+
+/// `[onset]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OnsetConfig {
+    /// Detect onsets at all.
+    pub enabled: bool,
+    /// Broadband detector sensitivity in [0, 1] (higher: more onsets).
+    pub sensitivity: f64,
+    /// Shortest gap between two onsets of one detector.
+    pub min_gap_s: f64,
+}
+
+impl Default for OnsetConfig {
+    fn default() -> Self {
+        OnsetConfig {
+            enabled: true,
+            sensitivity: 0.5,
+            min_gap_s: 0.05,
+        }
+    }
+}
+
+/// `[tempo]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TempoConfig {
+    /// Track beats and tempo.
+    pub enabled: bool,
+    /// Lowest tempo reported (octave-folded into the range).
+    pub min_bpm: f64,
+    /// Highest tempo reported.
+    pub max_bpm: f64,
+    /// Confidence needed before a tempo is claimed.
+    pub lock_confidence: f64,
+}
+
+impl Default for TempoConfig {
+    fn default() -> Self {
+        TempoConfig {
+            enabled: true,
+            min_bpm: 75.0,
+            max_bpm: 180.0,
+            lock_confidence: 0.5,
+        }
+    }
+}
+
+/// `[silence]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SilenceConfig {
+    /// Level below which the input counts as silent.
+    pub threshold_dbfs: f64,
+    /// How long it must stay below before the state is silent.
+    pub hold_s: f64,
+}
+
+impl Default for SilenceConfig {
+    fn default() -> Self {
+        SilenceConfig {
+            threshold_dbfs: -60.0,
+            hold_s: 2.0,
+        }
+    }
+}
+
+/// One OSC destination.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OscDestination {
+    /// Host name or address (unicast, broadcast or multicast).
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+    /// Multicast TTL (only used for multicast groups).
+    pub ttl: u32,
+}
+
+impl Default for OscDestination {
+    fn default() -> Self {
+        OscDestination {
+            host: "127.0.0.1".into(),
+            port: 9000,
+            ttl: 1,
+        }
+    }
+}
+
+/// `[osc]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OscConfig {
+    /// Send OSC at all.
+    pub enabled: bool,
+    /// Address prefix.
+    pub prefix: String,
+    /// Where to send.
+    pub destinations: Vec<OscDestination>,
+    /// Also send `/audio/fft` (needs `fft.enabled`).
+    pub send_fft: bool,
+    /// Wrap each block's messages in a bundle time-tagged with the capture time.
+    pub bundle: bool,
+    /// Addresses to send (without prefix, e.g. "lmh", "onset/low"); empty: all.
+    pub addresses: Vec<String>,
+    /// How often `/audio/meta` is repeated.
+    pub meta_interval_s: f64,
+    /// How often host names are resolved again.
+    pub resolve_interval_s: f64,
+}
+
+impl Default for OscConfig {
+    fn default() -> Self {
+        OscConfig {
+            enabled: true,
+            prefix: "/audio".into(),
+            destinations: vec![OscDestination::default()],
+            send_fft: false,
+            bundle: false,
+            addresses: Vec::new(),
+            meta_interval_s: 1.0,
+            resolve_interval_s: 30.0,
+        }
+    }
+}
+
+/// `[ws]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WsConfig {
+    /// Run the WebSocket server and the UI.
+    pub enabled: bool,
+    /// Address to bind both to.
+    pub bind: String,
+    /// WebSocket port.
+    pub port: u16,
+    /// HTTP port of the browser UI.
+    pub http_port: u16,
+    /// Directory the UI is served from (empty: the copy built into the binary).
+    pub web_dir: String,
+    /// L/M/H snapshot rate.
+    pub snapshot_hz: f64,
+    /// Control token (empty: anyone who can connect may change settings).
+    pub token: String,
+    /// Origins allowed besides the UI's own (e.g. "http://mypi.local:8766").
+    pub allowed_origins: Vec<String>,
+    /// Most clients at once.
+    pub max_clients: u32,
+    /// Largest inbound message.
+    pub max_message_bytes: u32,
+    /// Most inbound messages per second per client.
+    pub max_messages_per_s: f64,
+    /// A client that does not read for this long is disconnected.
+    pub stall_timeout_s: f64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            enabled: true,
+            bind: "127.0.0.1".into(),
+            port: 8765,
+            http_port: 8766,
+            web_dir: String::new(),
+            snapshot_hz: 60.0,
+            token: String::new(),
+            allowed_origins: Vec::new(),
+            max_clients: 32,
+            max_message_bytes: 65_536,
+            max_messages_per_s: 200.0,
+            stall_timeout_s: 5.0,
+        }
+    }
+}
+
+/// `[state]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    /// Directory for `state.toml` and `presets/` (empty: do not persist).
+    pub dir: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: "/var/lib/phase4".into(),
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthConfig {
+    /// Seconds between two health lines.
+    pub interval_s: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig { interval_s: 60.0 }
+    }
+}
+
+impl Config {
+    /// Where runtime state lives, if persistence is on.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        if self.state.dir.is_empty() {
+            None
+        } else {
+            Some(PathBuf::from(&self.state.dir))
+        }
+    }
+}
+
+/// How a configuration change can be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// Nothing changed.
+    Nothing,
+    /// The workers take it through the parameter handoff.
+    Live,
+    /// The capture stream must be reopened (device, rate, block, format).
+    RestartCapture,
+    /// The process must restart (ports, thread priorities, FFT window).
+    RestartProcess,
+}
+
+/// Decide how `new` can replace `old`.
+pub fn diff(old: &Config, new: &Config) -> Apply {
+    if old == new {
+        return Apply::Nothing;
+    }
+    if old.realtime != new.realtime
+        || old.ws != new.ws
+        || old.osc != new.osc
+        || old.state != new.state
+        || old.health != new.health
+        || old.fft.window_frames != new.fft.window_frames
+        || old.fft.hop_frames != new.fft.hop_frames
+    {
+        return Apply::RestartProcess;
+    }
+    if old.audio != new.audio {
+        return Apply::RestartCapture;
+    }
+    Apply::Live
+}

@@ -1,0 +1,231 @@
+//! Range checks on a parsed [`Config`]. Returns every problem, not the first.
+
+use super::{Config, Problem};
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: &str, value: impl ToString, allowed: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_string(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+            line: None,
+        });
+    }
+
+    fn range_f(&mut self, key: &str, v: f64, lo: f64, hi: f64) {
+        if !v.is_finite() || v < lo || v > hi {
+            self.fail(key, v, format!("must be between {lo} and {hi}"));
+        }
+    }
+
+    fn range_u(&mut self, key: &str, v: u64, lo: u64, hi: u64) {
+        if v < lo || v > hi {
+            self.fail(key, v, format!("must be between {lo} and {hi}"));
+        }
+    }
+}
+
+/// Everything wrong with `c`, as problems without line numbers.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut k = Checker {
+        problems: Vec::new(),
+    };
+    let a = &c.audio;
+    if a.device.trim().is_empty() && a.input.is_empty() {
+        k.fail("audio.device", "\"\"", "an ALSA PCM name such as \"default\" or \"hw:1,0\"");
+    }
+    k.range_u(
+        "audio.sample-rate-hz",
+        a.sample_rate_hz as u64,
+        8_000,
+        384_000,
+    );
+    k.range_u(
+        "audio.block-frames",
+        a.block_frames as u64,
+        16,
+        crate::types::MAX_BLOCK_FRAMES as u64,
+    );
+    k.range_u("audio.periods", a.periods as u64, 2, 32);
+    k.range_u("audio.channels", a.channels as u64, 0, 64);
+    if a.channel < -1 || a.channel > 63 {
+        k.fail("audio.channel", a.channel, "-1 (mix to mono) or a channel index 0..63");
+    } else if a.channels > 0 && a.channel >= a.channels as i32 {
+        k.fail(
+            "audio.channel",
+            a.channel,
+            format!("must be below audio.channels ({})", a.channels),
+        );
+    }
+    k.range_f("audio.retry-initial-s", a.retry_initial_s, 0.01, 60.0);
+    k.range_f("audio.retry-max-s", a.retry_max_s, 0.01, 600.0);
+    if a.retry_max_s < a.retry_initial_s {
+        k.fail(
+            "audio.retry-max-s",
+            a.retry_max_s,
+            "must be at least audio.retry-initial-s",
+        );
+    }
+
+    let r = &c.realtime;
+    k.range_u("realtime.capture-priority", r.capture_priority as u64, 1, 99);
+    k.range_u("realtime.worker-priority", r.worker_priority as u64, 1, 99);
+
+    k.range_u("dsp.filter-order", c.dsp.filter_order as u64, 1, 8);
+    let nyquist_cap = 0.45 * a.sample_rate_hz as f64;
+    for (name, b) in ["low", "mid", "high"].iter().zip(c.dsp.bands()) {
+        let key = |leaf: &str| format!("dsp.{name}.{leaf}");
+        if !b.lo_hz.is_finite() || b.lo_hz < 20.0 {
+            k.fail(&key("lo-hz"), b.lo_hz, "must be at least 20 Hz");
+        }
+        if !b.hi_hz.is_finite() || b.hi_hz <= b.lo_hz + 50.0 {
+            k.fail(
+                &key("hi-hz"),
+                b.hi_hz,
+                format!("must be above lo-hz + 50 ({} Hz)", b.lo_hz + 50.0),
+            );
+        } else if b.hi_hz > nyquist_cap {
+            k.fail(
+                &key("hi-hz"),
+                b.hi_hz,
+                format!("must be at most 0.45 x sample rate ({nyquist_cap} Hz)"),
+            );
+        }
+        k.range_f(&key("tau-s"), b.tau_s, 0.005, 2.0);
+    }
+
+    let s = &c.autoscale;
+    k.range_f("autoscale.tau-attack-s", s.tau_attack_s, 0.001, 1.0);
+    k.range_f("autoscale.tau-release-s", s.tau_release_s, 5.0, 300.0);
+    k.range_f("autoscale.noise-floor", s.noise_floor, 0.0, 0.1);
+    k.range_f("autoscale.strength", s.strength, 0.0, 1.0);
+
+    let f = &c.fft;
+    let w = f.window_frames;
+    if !(64..=16384).contains(&w) || !w.is_power_of_two() {
+        k.fail(
+            "fft.window-frames",
+            w,
+            "must be a power of two between 64 and 16384",
+        );
+    }
+    if f.hop_frames < 16 || f.hop_frames > w {
+        k.fail(
+            "fft.hop-frames",
+            f.hop_frames,
+            format!("must be between 16 and fft.window-frames ({w})"),
+        );
+    }
+    k.range_u(
+        "fft.n-bins",
+        f.n_bins as u64,
+        8,
+        crate::types::MAX_FFT_BINS as u64,
+    );
+    k.range_f(
+        "fft.f-min-hz",
+        f.f_min_hz,
+        1.0,
+        0.25 * a.sample_rate_hz as f64,
+    );
+    k.range_f("fft.db-floor", f.db_floor, -200.0, -1.0);
+    if !f.db_ceiling.is_finite() || f.db_ceiling <= f.db_floor || f.db_ceiling > 20.0 {
+        k.fail(
+            "fft.db-ceiling",
+            f.db_ceiling,
+            format!("must be above fft.db-floor ({}) and at most 20", f.db_floor),
+        );
+    }
+    k.range_f("fft.peak-smear-oct", f.peak_smear_oct, 0.0, 3.0);
+
+    k.range_f("onset.sensitivity", c.onset.sensitivity, 0.0, 1.0);
+    k.range_f("onset.min-gap-s", c.onset.min_gap_s, 0.01, 1.0);
+
+    let t = &c.tempo;
+    k.range_f("tempo.min-bpm", t.min_bpm, 30.0, 300.0);
+    k.range_f("tempo.max-bpm", t.max_bpm, 30.0, 300.0);
+    if t.max_bpm.is_finite() && t.min_bpm.is_finite() && t.max_bpm < 1.9 * t.min_bpm {
+        k.fail(
+            "tempo.max-bpm",
+            t.max_bpm,
+            format!(
+                "must be at least 1.9 x tempo.min-bpm ({}) so that every tempo folds into the range",
+                1.9 * t.min_bpm
+            ),
+        );
+    }
+    k.range_f("tempo.lock-confidence", t.lock_confidence, 0.0, 1.0);
+
+    k.range_f("silence.threshold-dbfs", c.silence.threshold_dbfs, -160.0, 0.0);
+    k.range_f("silence.hold-s", c.silence.hold_s, 0.0, 600.0);
+
+    let o = &c.osc;
+    if !o.prefix.starts_with('/') || o.prefix.ends_with('/') || o.prefix.contains(' ') {
+        k.fail(
+            "osc.prefix",
+            &o.prefix,
+            "must start with '/', not end with '/', and have no spaces (e.g. \"/audio\")",
+        );
+    }
+    if o.enabled && o.destinations.is_empty() {
+        k.fail("osc.destinations", "[]", "at least one destination when osc.enabled");
+    }
+    for (i, d) in o.destinations.iter().enumerate() {
+        if d.host.trim().is_empty() {
+            k.fail(&format!("osc.destinations[{i}].host"), "\"\"", "a host name or address");
+        }
+        if d.port == 0 {
+            k.fail(&format!("osc.destinations[{i}].port"), d.port, "must be 1..65535");
+        }
+        k.range_u(&format!("osc.destinations[{i}].ttl"), d.ttl as u64, 1, 255);
+    }
+    for a in &o.addresses {
+        if !crate::transport::osc::ADDRESSES.contains(&a.as_str()) {
+            k.fail(
+                "osc.addresses",
+                format!("\"{a}\""),
+                format!("one of {:?}", crate::transport::osc::ADDRESSES),
+            );
+        }
+    }
+    k.range_f("osc.meta-interval-s", o.meta_interval_s, 0.1, 60.0);
+    k.range_f("osc.resolve-interval-s", o.resolve_interval_s, 1.0, 3600.0);
+
+    let ws = &c.ws;
+    if ws.bind.parse::<std::net::IpAddr>().is_err() {
+        k.fail("ws.bind", &ws.bind, "an IP address such as 127.0.0.1 or 0.0.0.0");
+    }
+    if ws.enabled && ws.port == ws.http_port {
+        k.fail("ws.http-port", ws.http_port, "must differ from ws.port");
+    }
+    k.range_f("ws.snapshot-hz", ws.snapshot_hz, 15.0, 240.0);
+    k.range_u("ws.max-clients", ws.max_clients as u64, 1, 1024);
+    k.range_u("ws.max-message-bytes", ws.max_message_bytes as u64, 256, 1 << 20);
+    k.range_f("ws.max-messages-per-s", ws.max_messages_per_s, 1.0, 10_000.0);
+    k.range_f("ws.stall-timeout-s", ws.stall_timeout_s, 0.5, 120.0);
+
+    k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
+    k.problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn band_above_nyquist_cap_is_rejected() {
+        let mut c = Config::default();
+        c.audio.sample_rate_hz = 22_050;
+        let p = validate(&c);
+        assert!(p.iter().any(|p| p.key == "dsp.high.hi-hz"), "{p:?}");
+    }
+}

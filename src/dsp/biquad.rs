@@ -1,0 +1,243 @@
+//! Butterworth band-pass filters as cascades of second-order sections.
+//!
+//! Design: the analog Butterworth low-pass prototype of order N (poles on the
+//! unit circle), the low-pass → band-pass transform `s → (s² + ω0²)/(s·B)`
+//! with pre-warped edges, then the bilinear transform. Each section gets one
+//! pole pair, a zero at z = 1 and one at z = −1, and unit gain at the
+//! (warped) centre frequency, so the cascade has 0 dB at the centre and
+//! −3.01 dB at both edges — the same filter as scipy's
+//! `iirfilter(N, [lo, hi], btype="bandpass", ftype="butter", output="sos")`.
+//!
+//! Real-time safety: [`BandPass::design`] fills a fixed array of sections
+//! in place, so a band can be retuned on the worker thread without
+//! allocating. `process` is a plain loop over f64 state.
+
+use num_complex::Complex64;
+use std::f64::consts::PI;
+
+/// Most sections a band-pass can have (filter order ≤ 8).
+pub const MAX_SECTIONS: usize = 8;
+
+/// One second-order section, transposed direct form II.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Biquad {
+    /// Numerator b0, b1, b2.
+    pub b: [f64; 3],
+    /// Denominator a1, a2 (a0 = 1).
+    pub a: [f64; 2],
+    s1: f64,
+    s2: f64,
+}
+
+impl Biquad {
+    /// Filter one sample.
+    #[inline(always)]
+    pub fn tick(&mut self, x: f64) -> f64 {
+        let y = self.b[0] * x + self.s1;
+        self.s1 = self.b[1] * x - self.a[0] * y + self.s2;
+        self.s2 = self.b[2] * x - self.a[1] * y;
+        y
+    }
+
+    /// Complex response at normalised angular frequency `w` (rad/sample).
+    pub fn response(&self, w: f64) -> Complex64 {
+        let z1 = Complex64::from_polar(1.0, -w);
+        let z2 = z1 * z1;
+        (self.b[0] + self.b[1] * z1 + self.b[2] * z2) / (1.0 + self.a[0] * z1 + self.a[1] * z2)
+    }
+}
+
+/// A Butterworth band-pass of order N: N second-order sections.
+#[derive(Clone, Copy, Debug)]
+pub struct BandPass {
+    sections: [Biquad; MAX_SECTIONS],
+    n: usize,
+    /// Edges actually used (clamped to what can be designed).
+    pub lo_hz: f64,
+    /// Upper edge actually used.
+    pub hi_hz: f64,
+}
+
+impl BandPass {
+    /// Design a band-pass of `order` between `lo_hz` and `hi_hz` at `sr`.
+    ///
+    /// Edges are clamped so any request can be designed: `hi ≤ 0.45·sr`,
+    /// `1 Hz ≤ lo ≤ 0.9·hi` (the Python server clamps the same way).
+    pub fn new(order: u32, lo_hz: f64, hi_hz: f64, sr: f64) -> Self {
+        let mut bp = BandPass {
+            sections: [Biquad::default(); MAX_SECTIONS],
+            n: 0,
+            lo_hz,
+            hi_hz,
+        };
+        bp.design(order, lo_hz, hi_hz, sr);
+        bp
+    }
+
+    /// Redesign in place and clear the filter state. No allocation.
+    pub fn design(&mut self, order: u32, lo_hz: f64, hi_hz: f64, sr: f64) {
+        let order = (order as usize).clamp(1, MAX_SECTIONS);
+        let hi = hi_hz.min(0.45 * sr).max(2.0);
+        let lo = lo_hz.max(1.0).min(0.9 * hi);
+        self.lo_hz = lo;
+        self.hi_hz = hi;
+        let fs2 = 2.0 * sr;
+        // Pre-warp the edges so the digital filter has them exactly.
+        let w1 = fs2 * (PI * lo / sr).tan();
+        let w2 = fs2 * (PI * hi / sr).tan();
+        let bw = w2 - w1;
+        let w0 = (w1 * w2).sqrt();
+        let centre = 2.0 * (w0 / fs2).atan(); // digital centre, rad/sample
+        let bilinear = |s: Complex64| (fs2 + s) / (fs2 - s);
+
+        let mut n = 0;
+        for k in 0..order {
+            // Prototype pole k (left half plane, unit circle).
+            let theta = PI * (2 * k + order + 1) as f64 / (2 * order) as f64;
+            let p = Complex64::from_polar(1.0, theta);
+            if p.im < -1e-12 {
+                continue; // its conjugate (im > 0) yields the same sections
+            }
+            let pb = p * bw;
+            let disc = (pb * pb - 4.0 * w0 * w0).sqrt();
+            let s1 = (pb + disc) / 2.0;
+            let s2 = (pb - disc) / 2.0;
+            if p.im > 1e-12 {
+                // Complex prototype pole: each of its band-pass poles pairs
+                // with its own conjugate (which comes from the conjugate
+                // prototype pole).
+                for s in [s1, s2] {
+                    let z = bilinear(s);
+                    self.sections[n] = section_from_poles(z, z.conj());
+                    n += 1;
+                }
+            } else {
+                // Real prototype pole (odd order): its two band-pass poles
+                // form one section (conjugates, or both real).
+                self.sections[n] = section_from_poles(bilinear(s1), bilinear(s2));
+                n += 1;
+            }
+        }
+        self.n = n;
+        for s in &mut self.sections[..n] {
+            let g = s.response(centre).norm();
+            if g > 0.0 {
+                for b in &mut s.b {
+                    *b /= g;
+                }
+            }
+        }
+    }
+
+    /// Filter `x` into `y` (same length).
+    #[inline]
+    pub fn process(&mut self, x: &[f32], y: &mut [f32]) {
+        let n = self.n;
+        for (xi, yi) in x.iter().zip(y.iter_mut()) {
+            let mut v = *xi as f64;
+            for s in &mut self.sections[..n] {
+                v = s.tick(v);
+            }
+            *yi = v as f32;
+        }
+    }
+
+    /// Clear the state (no coefficient change).
+    pub fn reset(&mut self) {
+        for s in &mut self.sections {
+            s.s1 = 0.0;
+            s.s2 = 0.0;
+        }
+    }
+
+    /// Magnitude response at `f_hz` for sample rate `sr`.
+    pub fn gain_at(&self, f_hz: f64, sr: f64) -> f64 {
+        let w = 2.0 * PI * f_hz / sr;
+        self.sections[..self.n]
+            .iter()
+            .map(|s| s.response(w))
+            .fold(Complex64::new(1.0, 0.0), |acc, h| acc * h)
+            .norm()
+    }
+
+    /// The sections in use.
+    pub fn sections(&self) -> &[Biquad] {
+        &self.sections[..self.n]
+    }
+}
+
+/// A section with poles `p1`, `p2` (conjugates or both real), zeros at ±1.
+fn section_from_poles(p1: Complex64, p2: Complex64) -> Biquad {
+    let sum = p1 + p2;
+    let prod = p1 * p2;
+    Biquad {
+        b: [1.0, 0.0, -1.0],
+        a: [-sum.re, prod.re],
+        s1: 0.0,
+        s2: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SR: f64 = 48_000.0;
+
+    fn db(g: f64) -> f64 {
+        20.0 * g.log10()
+    }
+
+    fn check_band(order: u32, lo: f64, hi: f64) {
+        let bp = BandPass::new(order, lo, hi, SR);
+        let centre = (lo * hi).sqrt();
+        // Centre of the warped band is within a few Hz of the geometric centre
+        // at these frequencies; the gain there is 0 dB.
+        assert!(db(bp.gain_at(centre, SR)).abs() < 0.1, "centre {centre}: {}", db(bp.gain_at(centre, SR)));
+        assert!((db(bp.gain_at(lo, SR)) + 3.0103).abs() < 0.05, "lo edge: {}", db(bp.gain_at(lo, SR)));
+        assert!((db(bp.gain_at(hi, SR)) + 3.0103).abs() < 0.05, "hi edge: {}", db(bp.gain_at(hi, SR)));
+        // Two octaves below the lower edge an order-N band-pass falls by
+        // about 12·N dB (6 dB per octave per order).
+        let below = db(bp.gain_at(lo / 4.0, SR));
+        assert!(below < -9.0 * order as f64, "order {order}: {below} dB two octaves down");
+        let above = db(bp.gain_at((hi * 2.0).min(0.49 * SR), SR));
+        assert!(hi * 2.0 >= 0.5 * SR || above < -5.0 * order as f64, "order {order}: {above} dB an octave up");
+    }
+
+    #[test]
+    fn default_bands_have_unit_centre_gain_and_minus_3db_edges() {
+        check_band(4, 30.0, 250.0);
+        check_band(4, 250.0, 4000.0);
+        check_band(4, 4000.0, 16000.0);
+    }
+
+    #[test]
+    fn odd_and_low_orders_also_meet_the_edges() {
+        check_band(1, 250.0, 4000.0);
+        check_band(3, 250.0, 4000.0);
+        check_band(2, 30.0, 250.0);
+        check_band(5, 30.0, 16000.0);
+    }
+
+    #[test]
+    fn filtered_sine_matches_the_analytic_gain() {
+        let mut bp = BandPass::new(4, 250.0, 4000.0, SR);
+        let f = 250.0;
+        let x: Vec<f32> = (0..48_000)
+            .map(|i| (2.0 * PI * f * i as f64 / SR).sin() as f32)
+            .collect();
+        let mut y = vec![0.0f32; x.len()];
+        bp.process(&x, &mut y);
+        let tail = &y[24_000..];
+        let rms = (tail.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+        let expected = bp.gain_at(f, SR) / 2f64.sqrt();
+        assert!((rms / expected - 1.0).abs() < 0.01, "rms {rms} expected {expected}");
+    }
+
+    #[test]
+    fn edges_above_nyquist_are_clamped_not_fatal() {
+        let bp = BandPass::new(4, 4000.0, 16000.0, 22_050.0);
+        assert!(bp.hi_hz <= 0.45 * 22_050.0 + 1e-9);
+        assert!(bp.gain_at(6000.0, 22_050.0).is_finite());
+    }
+}

@@ -1,0 +1,142 @@
+//! Log-spaced bins over an rfft: which rfft bins fall into which log bin,
+//! and the power → dB reduction.
+//!
+//! Log bin `j` spans `[f_min·r^j, f_min·r^(j+1))` with `r = (f_max/f_min)^(1/N)`
+//! and `f_max = sr/2`. Its power is the mean of the window-corrected powers of
+//! the rfft bins inside it (energy conserving: a sine of amplitude A reads
+//! A²/2, its RMS²); its dB value `10·log10(power)`. A log bin that no rfft bin
+//! falls into (low frequencies, where rfft bins are wider than log bins) is
+//! [`EMPTY_BIN_DB`].
+//!
+//! Real-time safety: storage is sized for the largest bin count at
+//! construction; [`LogBinMap::rebuild`] refills it in place.
+
+use crate::types::{EMPTY_BIN_DB, MAX_FFT_BINS};
+
+/// Floor for power before the logarithm.
+const POWER_EPS: f32 = 1e-12;
+
+/// The rfft → log bin assignment.
+pub struct LogBinMap {
+    /// Log bin of each rfft bin, or -1 when outside `[f_min, sr/2]`.
+    assign: Vec<i32>,
+    counts: [u32; MAX_FFT_BINS],
+    n_bins: usize,
+    f_min: f32,
+    sr: f32,
+}
+
+impl LogBinMap {
+    /// A map for an rfft with `n_rfft` bins (window/2 + 1) at `sr`.
+    pub fn new(n_rfft: usize, sr: f32, n_bins: usize, f_min: f32) -> Self {
+        let mut m = LogBinMap {
+            assign: vec![-1; n_rfft],
+            counts: [0; MAX_FFT_BINS],
+            n_bins: 0,
+            f_min,
+            sr,
+        };
+        m.rebuild(n_bins, f_min);
+        m
+    }
+
+    /// Recompute for a new bin count or lowest edge. No allocation.
+    pub fn rebuild(&mut self, n_bins: usize, f_min: f32) {
+        let n_bins = n_bins.clamp(1, MAX_FFT_BINS);
+        self.n_bins = n_bins;
+        self.f_min = f_min;
+        let n_rfft = self.assign.len();
+        let f_max = (self.sr / 2.0).max(f_min * 2.0);
+        let log_span = (f_max / f_min).ln();
+        self.counts[..].iter_mut().for_each(|c| *c = 0);
+        for (k, a) in self.assign.iter_mut().enumerate() {
+            let f = k as f32 * self.sr / (2.0 * (n_rfft - 1) as f32);
+            *a = if f < f_min || f > f_max {
+                -1
+            } else {
+                let j = ((f / f_min).ln() / log_span * n_bins as f32).floor() as i32;
+                j.clamp(0, n_bins as i32 - 1)
+            };
+            if *a >= 0 {
+                self.counts[*a as usize] += 1;
+            }
+        }
+    }
+
+    /// Number of log bins.
+    pub fn n_bins(&self) -> usize {
+        self.n_bins
+    }
+
+    /// Centre frequency (geometric) of log bin `j`.
+    pub fn centre_hz(&self, j: usize) -> f32 {
+        let f_max = (self.sr / 2.0).max(self.f_min * 2.0);
+        let r = (f_max / self.f_min).ln() / self.n_bins as f32;
+        self.f_min * ((j as f32 + 0.5) * r).exp()
+    }
+
+    /// Log bins per octave.
+    pub fn bins_per_octave(&self) -> f32 {
+        let f_max = (self.sr / 2.0).max(self.f_min * 2.0);
+        self.n_bins as f32 / (f_max / self.f_min).log2().max(1e-6)
+    }
+
+    /// Reduce rfft `power` into `db_out[..n_bins]` (dB, or [`EMPTY_BIN_DB`]).
+    /// `sums` is scratch of at least `n_bins`.
+    pub fn reduce(&self, power: &[f32], sums: &mut [f32], db_out: &mut [f32]) {
+        let n = self.n_bins;
+        sums[..n].iter_mut().for_each(|s| *s = 0.0);
+        for (&a, &p) in self.assign.iter().zip(power) {
+            if a >= 0 {
+                sums[a as usize] += p;
+            }
+        }
+        for j in 0..n {
+            let c = self.counts[j];
+            db_out[j] = if c == 0 {
+                EMPTY_BIN_DB
+            } else {
+                10.0 * (sums[j] / c as f32).max(POWER_EPS).log10()
+            };
+        }
+    }
+
+    /// The log bin an rfft bin falls into.
+    pub fn bin_of_rfft(&self, k: usize) -> Option<usize> {
+        self.assign.get(k).and_then(|&a| (a >= 0).then_some(a as usize))
+    }
+
+    /// The log bin containing frequency `f` (None outside the range).
+    pub fn bin_of_hz(&self, f: f32) -> Option<usize> {
+        let f_max = (self.sr / 2.0).max(self.f_min * 2.0);
+        if f < self.f_min || f > f_max {
+            return None;
+        }
+        let j = ((f / self.f_min).ln() / (f_max / self.f_min).ln() * self.n_bins as f32).floor();
+        Some((j as usize).min(self.n_bins - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rfft_bin_in_range_is_counted_once() {
+        let m = LogBinMap::new(513, 48_000.0, 128, 30.0);
+        let total: u32 = m.counts[..128].iter().sum();
+        // rfft bins from 46.875 Hz (k = 1) to 24 kHz (k = 512).
+        assert_eq!(total, 512);
+        assert!(m.counts[0] == 0, "the lowest log bins are narrower than one rfft bin");
+    }
+
+    #[test]
+    fn rebuild_changes_the_bin_count_in_place() {
+        let mut m = LogBinMap::new(513, 48_000.0, 128, 30.0);
+        let ptr = m.assign.as_ptr();
+        m.rebuild(64, 40.0);
+        assert_eq!(m.n_bins(), 64);
+        assert_eq!(ptr, m.assign.as_ptr());
+        assert!(m.assign.iter().all(|&a| a < 64));
+    }
+}

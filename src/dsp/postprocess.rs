@@ -1,0 +1,233 @@
+//! The per-bin port of the L/M/H auto-scaler for the log spectrum, so one set
+//! of knobs tunes both (Python server semantics).
+//!
+//! Per hop, for each log bin `j` (all in linear amplitude, `10^(dB/20)`):
+//!
+//! 1. Empty bins ([`EMPTY_BIN_DB`]) are filled by linear interpolation between
+//!    their nearest non-empty neighbours (the edge value beyond the ends).
+//! 2. One-pole smoothing with a per-bin τ interpolated piecewise-linearly in
+//!    log-frequency between the L/M/H band centres (geometric means of the
+//!    edges), clamped to the nearest band outside them.
+//! 3. Peak follower (attack/release of the auto-scaler) on the smoothed value,
+//!    starting at the noise floor.
+//! 4. The peak is smeared across log frequency by a normalised Gaussian of
+//!    σ = `peak_smear_oct` octaves (reflected at the edges, truncated at 4σ).
+//! 5. `scaled = tanh(max(0, smooth − nf) / max(smeared_peak, nf))`.
+//! 6. Strength blend with the dB baseline mapped from `[db_floor, db_ceiling]`,
+//!    0 where the bin is below the noise floor.
+//!
+//! Real-time safety: every array is sized for [`MAX_FFT_BINS`] at
+//! construction; retuning recomputes in place.
+
+use super::logbins::LogBinMap;
+use super::params::DspParams;
+use super::scaler::{tau_to_alpha, ScalerSettings, EPS};
+use crate::types::{EMPTY_BIN_DB, MAX_FFT_BINS};
+
+/// Largest smear kernel radius, in bins.
+const MAX_RADIUS: usize = 4 * MAX_FFT_BINS;
+
+/// The per-bin post-processor.
+pub struct PostProcessor {
+    n: usize,
+    hop_s: f32,
+    alpha: Vec<f32>,
+    smooth: Vec<f32>,
+    peak: Vec<f32>,
+    peak_smeared: Vec<f32>,
+    interp_db: Vec<f32>,
+    kernel: Vec<f32>,
+    radius: usize,
+    settings: ScalerSettings,
+    warmed: bool,
+}
+
+impl PostProcessor {
+    /// A post-processor for one hop every `hop_s` seconds.
+    pub fn new(hop_s: f32) -> Self {
+        PostProcessor {
+            n: 0,
+            hop_s,
+            alpha: vec![0.0; MAX_FFT_BINS],
+            smooth: vec![0.0; MAX_FFT_BINS],
+            peak: vec![0.0; MAX_FFT_BINS],
+            peak_smeared: vec![0.0; MAX_FFT_BINS],
+            interp_db: vec![0.0; MAX_FFT_BINS],
+            kernel: vec![0.0; 2 * MAX_RADIUS + 1],
+            radius: 0,
+            settings: ScalerSettings::new(hop_s, 0.05, 60.0, 0.001, 1.0, -80.0, 0.0),
+            warmed: false,
+        }
+    }
+
+    /// Retune for `p` over the bins of `map`. Resets state when the bin layout
+    /// changed. No allocation.
+    pub fn configure(&mut self, p: &DspParams, map: &LogBinMap, layout_changed: bool) {
+        let n = map.n_bins();
+        self.n = n;
+        self.settings = ScalerSettings::new(
+            self.hop_s,
+            p.tau_attack_s,
+            p.tau_release_s,
+            p.noise_floor,
+            p.strength,
+            p.db_floor,
+            p.db_ceiling,
+        );
+        // Per-bin τ, interpolated in log10(f) between the band centres.
+        let mut anchors = [(0.0f32, 0.0f32); 3];
+        for (a, b) in anchors.iter_mut().zip(p.bands.iter()) {
+            *a = ((b.lo_hz * b.hi_hz).sqrt().max(1e-3).log10(), b.tau_s);
+        }
+        anchors.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for j in 0..n {
+            let lf = map.centre_hz(j).log10();
+            let tau = if lf <= anchors[0].0 {
+                anchors[0].1
+            } else if lf >= anchors[2].0 {
+                anchors[2].1
+            } else {
+                let (a, b) = if lf <= anchors[1].0 {
+                    (anchors[0], anchors[1])
+                } else {
+                    (anchors[1], anchors[2])
+                };
+                let w = (lf - a.0) / (b.0 - a.0).max(1e-9);
+                a.1 + w * (b.1 - a.1)
+            };
+            self.alpha[j] = tau_to_alpha(self.hop_s, tau);
+        }
+        // Gaussian smear kernel in bins.
+        let sigma = p.peak_smear_oct * map.bins_per_octave();
+        if sigma > 0.0 {
+            let radius = ((4.0 * sigma + 0.5) as usize).clamp(1, MAX_RADIUS);
+            let mut sum = 0.0;
+            for i in 0..=2 * radius {
+                let x = i as f32 - radius as f32;
+                let v = (-0.5 * (x / sigma) * (x / sigma)).exp();
+                self.kernel[i] = v;
+                sum += v;
+            }
+            self.kernel[..=2 * radius].iter_mut().for_each(|v| *v /= sum);
+            self.radius = radius;
+        } else {
+            self.radius = 0;
+        }
+        let nf = self.settings.noise_floor.max(EPS);
+        if layout_changed {
+            self.warmed = false;
+            self.peak[..n].iter_mut().for_each(|v| *v = nf);
+        } else {
+            self.peak[..n].iter_mut().for_each(|v| *v = v.max(nf));
+        }
+    }
+
+    /// Process one hop of raw dB (`db_in[..n]`) into `out[..n]` in [0, 1].
+    pub fn process(&mut self, db_in: &[f32], out: &mut [f32]) {
+        let n = self.n;
+        fill_empty(&db_in[..n], &mut self.interp_db[..n]);
+        let s = self.settings;
+        let nf = s.noise_floor.max(EPS);
+        for j in 0..n {
+            let lin = 10f32.powf(self.interp_db[j] / 20.0);
+            if self.warmed {
+                self.smooth[j] += self.alpha[j] * (lin - self.smooth[j]);
+            } else {
+                self.smooth[j] = lin;
+            }
+            s.follow(&mut self.peak[j], self.smooth[j]);
+        }
+        self.warmed = true;
+        self.smear();
+        for j in 0..n {
+            let scaled = s.knee(self.smooth[j] - nf, self.peak_smeared[j]);
+            out[j] = if s.strength >= 1.0 {
+                scaled
+            } else {
+                let lin = 10f32.powf(self.interp_db[j] / 20.0);
+                s.strength * scaled + (1.0 - s.strength) * s.baseline(lin)
+            };
+        }
+    }
+
+    fn smear(&mut self) {
+        let n = self.n;
+        let r = self.radius;
+        if r == 0 || n < 2 {
+            self.peak_smeared[..n].copy_from_slice(&self.peak[..n]);
+            return;
+        }
+        for j in 0..n {
+            let mut acc = 0.0;
+            for (i, w) in self.kernel[..=2 * r].iter().enumerate() {
+                let idx = reflect(j as isize + i as isize - r as isize, n);
+                acc += w * self.peak[idx];
+            }
+            self.peak_smeared[j] = acc;
+        }
+    }
+}
+
+/// scipy's `mode="reflect"` index (d c b a | a b c d | d c b a).
+#[inline]
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let period = 2 * n;
+    let mut m = i.rem_euclid(period);
+    if m >= n {
+        m = period - 1 - m;
+    }
+    m as usize
+}
+
+/// Copy `db` into `out`, replacing empty bins by interpolation.
+fn fill_empty(db: &[f32], out: &mut [f32]) {
+    let n = db.len();
+    let valid = |v: f32| v > EMPTY_BIN_DB / 2.0;
+    let mut last_valid: Option<usize> = None;
+    let mut j = 0;
+    while j < n {
+        if valid(db[j]) {
+            out[j] = db[j];
+            last_valid = Some(j);
+            j += 1;
+            continue;
+        }
+        let start = j;
+        while j < n && !valid(db[j]) {
+            j += 1;
+        }
+        let next = (j < n).then_some(j);
+        for (k, o) in out[start..j].iter_mut().enumerate() {
+            let pos = start + k;
+            *o = match (last_valid, next) {
+                (Some(l), Some(r)) => {
+                    let w = (pos - l) as f32 / (r - l) as f32;
+                    db[l] + w * (db[r] - db[l])
+                }
+                (Some(l), None) => db[l],
+                (None, Some(r)) => db[r],
+                (None, None) => -200.0,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_matches_scipy() {
+        let idx: Vec<usize> = (-3..7).map(|i| reflect(i, 4)).collect();
+        assert_eq!(idx, vec![2, 1, 0, 0, 1, 2, 3, 3, 2, 1]);
+    }
+
+    #[test]
+    fn empty_bins_are_interpolated_between_neighbours() {
+        let db = [EMPTY_BIN_DB, -10.0, EMPTY_BIN_DB, EMPTY_BIN_DB, -40.0, EMPTY_BIN_DB];
+        let mut out = [0.0; 6];
+        fill_empty(&db, &mut out);
+        assert_eq!(out, [-10.0, -10.0, -20.0, -30.0, -40.0, -40.0]);
+    }
+}

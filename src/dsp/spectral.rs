@@ -1,0 +1,92 @@
+//! Spectral shape of one rfft power spectrum.
+//!
+//! Definitions, over rfft bins 1..N (DC excluded), with power `p_k` at `f_k`:
+//! - centroid: `Σ f_k p_k / Σ p_k` (Hz)
+//! - flatness: `exp(mean(ln p_k)) / mean(p_k)` (Wiener entropy), in [0, 1]:
+//!   ≈ 1 for white noise, ≈ 0 for a pure tone
+//! - rolloff: the lowest `f_k` with `Σ_{i≤k} p_i ≥ 0.85 · Σ p_i` (Hz)
+//!
+//! A spectrum with no power reads centroid 0, flatness 0, rolloff 0.
+//!
+//! Real-time safety: a single pass, no allocation.
+
+/// Share of the power below the rolloff frequency.
+pub const ROLLOFF_SHARE: f32 = 0.85;
+
+/// Centroid, flatness and rolloff of a spectrum.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Shape {
+    /// Centroid in Hz.
+    pub centroid_hz: f32,
+    /// Flatness in [0, 1].
+    pub flatness: f32,
+    /// 85 % rolloff in Hz.
+    pub rolloff_hz: f32,
+}
+
+/// Shape of `power` (rfft bins, `bin_hz` apart).
+pub fn shape(power: &[f32], bin_hz: f32) -> Shape {
+    if power.len() < 2 {
+        return Shape::default();
+    }
+    let bins = &power[1..];
+    let mut total = 0.0f64;
+    let mut weighted = 0.0f64;
+    let mut log_sum = 0.0f64;
+    for (i, &p) in bins.iter().enumerate() {
+        let p = p.max(0.0) as f64;
+        total += p;
+        weighted += p * (i + 1) as f64 * bin_hz as f64;
+        log_sum += (p + 1e-20).ln();
+    }
+    if total <= 1e-20 {
+        return Shape::default();
+    }
+    let n = bins.len() as f64;
+    let flatness = ((log_sum / n).exp() / (total / n)).clamp(0.0, 1.0);
+    let target = ROLLOFF_SHARE as f64 * total;
+    let mut acc = 0.0f64;
+    let mut rolloff = 0.0f32;
+    for (i, &p) in bins.iter().enumerate() {
+        acc += p.max(0.0) as f64;
+        if acc >= target {
+            rolloff = (i + 1) as f32 * bin_hz;
+            break;
+        }
+    }
+    Shape {
+        centroid_hz: (weighted / total) as f32,
+        flatness: flatness as f32,
+        rolloff_hz: rolloff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_line_has_its_frequency_as_centroid_and_no_flatness() {
+        let mut p = vec![0.0f32; 513];
+        p[100] = 1.0;
+        let s = shape(&p, 46.875);
+        assert!((s.centroid_hz - 4687.5).abs() < 1e-2);
+        assert!(s.flatness < 1e-6);
+        assert!((s.rolloff_hz - 4687.5).abs() < 1e-2);
+    }
+
+    #[test]
+    fn a_flat_spectrum_is_flat_with_centroid_in_the_middle() {
+        let p = vec![1.0f32; 513];
+        let s = shape(&p, 46.875);
+        assert!((s.flatness - 1.0).abs() < 1e-6);
+        assert!((s.centroid_hz - 256.5 * 46.875).abs() < 1.0);
+        // 85 % of 512 equal bins: bin 436 (435.2 rounded up).
+        assert!((s.rolloff_hz - 436.0 * 46.875).abs() < 1e-2);
+    }
+
+    #[test]
+    fn silence_reads_zero() {
+        assert_eq!(shape(&[0.0; 513], 46.875), Shape::default());
+    }
+}

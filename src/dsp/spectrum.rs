@@ -1,0 +1,329 @@
+//! The spectrum worker's processing: a Hann-windowed real FFT every hop, the
+//! log spectrum (raw dB or post-processed), spectral shape, the broadband
+//! onset detector and the beat tracker.
+//!
+//! Definitions:
+//! - window `w` = periodic-free symmetric Hann of `window` frames; the
+//!   analysis runs whenever at least `hop` new frames have arrived, on the
+//!   newest `window` frames.
+//! - rfft power `p_k = |X_k|² · 2 / (Σw)²`: a sine of amplitude A reads A²/2
+//!   in its bin, the same scale as the band RMS².
+//! - magnitudes handed to the onset detector: `|X_k| · 2 / Σw` (a sine of
+//!   amplitude A reads A).
+//! - the log spectrum: see [`super::logbins`] and [`super::postprocess`].
+//!
+//! The FFT always runs (onsets, tempo and spectral shape need it);
+//! `fft.enabled` only decides whether the log spectrum is computed and sent.
+//!
+//! Real-time safety: the FFT plan, window, buffers and bin maps are built in
+//! [`SpectrumProcessor::new`]; `process` never allocates, locks, logs or
+//! blocks. A bin-count change rebuilds the map in place.
+
+use super::logbins::LogBinMap;
+use super::onset::FluxOnset;
+use super::params::{DspParams, ParamsRx};
+use super::postprocess::PostProcessor;
+use super::spectral;
+use super::tempo::BeatTracker;
+use crate::types::{Block, SpectrumFrame, MAX_FFT_BINS};
+use num_complex::Complex32;
+use realfft::{RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
+/// State of the spectrum worker.
+pub struct SpectrumProcessor {
+    sr: f32,
+    window: usize,
+    hop: usize,
+    fft: Arc<dyn RealToComplex<f32>>,
+    hann: Vec<f32>,
+    power_corr: f32,
+    mag_corr: f32,
+    history: Vec<f32>,
+    since_hop: usize,
+    frames_in: u64,
+    fft_in: Vec<f32>,
+    fft_out: Vec<Complex32>,
+    fft_scratch: Vec<Complex32>,
+    power: Vec<f32>,
+    mag: Vec<f32>,
+    sums: Vec<f32>,
+    db: Vec<f32>,
+    processed: Vec<f32>,
+    map: LogBinMap,
+    post: PostProcessor,
+    flux: FluxOnset,
+    tracker: BeatTracker,
+    onset_count: u32,
+    hops: u64,
+    applied_generation: u64,
+    applied: Option<DspParams>,
+    frame: SpectrumFrame,
+}
+
+impl SpectrumProcessor {
+    /// A processor at `sr` with an FFT of `window` frames every `hop` frames.
+    pub fn new(sr: u32, window: usize, hop: usize, p: &DspParams) -> Self {
+        let sr_f = sr as f32;
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(window);
+        let n_rfft = window / 2 + 1;
+        // Symmetric Hann (numpy.hanning), as the Python server uses.
+        let hann: Vec<f32> = (0..window)
+            .map(|i| {
+                0.5 - 0.5
+                    * (2.0 * std::f64::consts::PI * i as f64 / (window - 1).max(1) as f64).cos()
+                        as f32
+            })
+            .collect();
+        let coh: f32 = hann.iter().sum();
+        let hop_s = hop as f32 / sr_f;
+        let mut s = SpectrumProcessor {
+            sr: sr_f,
+            window,
+            hop,
+            fft_in: fft.make_input_vec(),
+            fft_out: fft.make_output_vec(),
+            fft_scratch: fft.make_scratch_vec(),
+            fft,
+            hann,
+            power_corr: 2.0 / (coh * coh).max(1e-12),
+            mag_corr: 2.0 / coh.max(1e-12),
+            history: vec![0.0; window],
+            since_hop: 0,
+            frames_in: 0,
+            power: vec![0.0; n_rfft],
+            mag: vec![0.0; n_rfft],
+            sums: vec![0.0; MAX_FFT_BINS],
+            db: vec![0.0; MAX_FFT_BINS],
+            processed: vec![0.0; MAX_FFT_BINS],
+            map: LogBinMap::new(n_rfft, sr_f, p.n_bins as usize, p.f_min_hz),
+            post: PostProcessor::new(hop_s),
+            flux: FluxOnset::new(n_rfft, sr_f, hop_s),
+            tracker: BeatTracker::new(hop_s),
+            onset_count: 0,
+            hops: 0,
+            applied_generation: u64::MAX,
+            applied: None,
+            frame: SpectrumFrame::zeroed(),
+        };
+        s.apply(p);
+        s
+    }
+
+    /// Bring the bin map and post-processor in line with `p`. No allocation.
+    pub fn apply(&mut self, p: &DspParams) {
+        let layout_changed = self.applied.map_or(true, |o| {
+            o.n_bins != p.n_bins || o.f_min_hz != p.f_min_hz || o.fft_enabled != p.fft_enabled
+        });
+        if layout_changed {
+            self.map.rebuild(p.n_bins as usize, p.f_min_hz);
+        }
+        self.post.configure(p, &self.map, layout_changed);
+        self.applied_generation = p.generation;
+        self.applied = Some(*p);
+    }
+
+    /// Feed one block with the newest parameters; returns the frame when a hop
+    /// completed in this block.
+    #[inline]
+    pub fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&SpectrumFrame> {
+        params.poll();
+        if params.get().generation != self.applied_generation {
+            let p = *params.get();
+            self.apply(&p);
+        }
+        let x = block.samples();
+        self.push_history(x);
+        self.frames_in += x.len() as u64;
+        self.since_hop += x.len();
+        if self.since_hop < self.hop || self.frames_in < self.window as u64 {
+            return None;
+        }
+        self.since_hop -= self.hop;
+        let time_s = (block.frame_pos + x.len() as u64) as f64 / self.sr as f64;
+        self.analyse(block.t_capture_ns, time_s);
+        Some(&self.frame)
+    }
+
+    fn push_history(&mut self, x: &[f32]) {
+        let w = self.window;
+        if x.len() >= w {
+            self.history.copy_from_slice(&x[x.len() - w..]);
+        } else {
+            self.history.copy_within(x.len().., 0);
+            self.history[w - x.len()..].copy_from_slice(x);
+        }
+    }
+
+    fn analyse(&mut self, t_capture_ns: u64, time_s: f64) {
+        let p = self.applied.unwrap_or_else(|| DspParams::from_config(&Default::default()));
+        let mut sum_sq = 0.0f32;
+        for ((o, &h), &w) in self.fft_in.iter_mut().zip(&self.history).zip(&self.hann) {
+            *o = h * w;
+            sum_sq += h * h;
+        }
+        // The FFT of a buffer of the planned length cannot fail; on the
+        // impossible error the previous spectrum is kept.
+        let _ = self.fft.process_with_scratch(
+            &mut self.fft_in,
+            &mut self.fft_out,
+            &mut self.fft_scratch,
+        );
+        for ((c, pw), m) in self
+            .fft_out
+            .iter()
+            .zip(self.power.iter_mut())
+            .zip(self.mag.iter_mut())
+        {
+            let n2 = c.norm_sqr();
+            *pw = n2 * self.power_corr;
+            *m = n2.sqrt() * self.mag_corr;
+        }
+        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
+        let bin_hz = self.sr / self.window as f32;
+        let shape = spectral::shape(&self.power, bin_hz);
+        let onset = self.flux.process(&self.mag, &p);
+        let onset = if p.onset_enabled {
+            onset
+        } else {
+            super::onset::OnsetOut {
+                onset: None,
+                ..onset
+            }
+        };
+        let tempo = if p.tempo_enabled {
+            self.tracker.process(onset.odf, rms_dbfs, &p)
+        } else {
+            Default::default()
+        };
+        if onset.onset.is_some() {
+            self.onset_count = self.onset_count.wrapping_add(1);
+        }
+
+        let f = &mut self.frame;
+        f.seq = self.hops;
+        f.t_capture_ns = t_capture_ns;
+        f.time_s = time_s;
+        f.centroid_hz = shape.centroid_hz;
+        f.flatness = shape.flatness;
+        f.rolloff_hz = shape.rolloff_hz;
+        f.flux = onset.flux;
+        f.onset = onset.onset.is_some();
+        f.onset_strength = onset.onset.unwrap_or(0.0);
+        f.onset_lag_s = onset.lag_s;
+        f.onset_count = self.onset_count;
+        f.tempo = tempo;
+        f.has_bins = p.fft_enabled;
+        f.raw_db = p.send_raw_db;
+        let n = self.map.n_bins();
+        f.n_bins = if p.fft_enabled { n as u16 } else { 0 };
+        if p.fft_enabled {
+            self.map.reduce(&self.power, &mut self.sums, &mut self.db);
+            // The post-processor runs in both modes so that switching the
+            // stream does not restart its smoothers and peaks.
+            self.post.process(&self.db[..n], &mut self.processed[..n]);
+            if p.send_raw_db {
+                f.bins[..n].copy_from_slice(&self.db[..n]);
+            } else {
+                f.bins[..n].copy_from_slice(&self.processed[..n]);
+            }
+        }
+        self.hops += 1;
+    }
+
+    /// The log bin map (for tests and meta).
+    pub fn bin_map(&self) -> &LogBinMap {
+        &self.map
+    }
+
+    /// Frames between hops.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// The rfft power spectrum of the last hop.
+    pub fn power(&self) -> &[f32] {
+        &self.power
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn run(freq: f32, raw: bool) -> (SpectrumProcessor, SpectrumFrame) {
+        let mut cfg = Config::default();
+        cfg.fft.enabled = true;
+        cfg.fft.send_raw_db = raw;
+        let p = DspParams::from_config(&cfg);
+        let mut sp = SpectrumProcessor::new(48_000, 1024, 512, &p);
+        let mut rx = ParamsRx::fixed(p);
+        let mut block = Block::zeroed();
+        block.len = 256;
+        block.sample_rate = 48_000;
+        let mut last = SpectrumFrame::zeroed();
+        for b in 0..400u64 {
+            block.frame_pos = b * 256;
+            for (i, s) in block.samples[..256].iter_mut().enumerate() {
+                let t = (b * 256 + i as u64) as f32 / 48_000.0;
+                *s = 0.5 * (2.0 * std::f32::consts::PI * freq * t).sin();
+            }
+            if let Some(f) = sp.process(&block, &mut rx) {
+                last = *f;
+            }
+        }
+        (sp, last)
+    }
+
+    #[test]
+    fn a_tone_peaks_in_the_log_bin_that_contains_it() {
+        for freq in [100.0, 440.0, 2000.0, 8000.0] {
+            let (sp, f) = run(freq, true);
+            // The tone's energy sits in its nearest rfft bin, so the peak is
+            // the log bin that rfft bin falls into; that is the tone's own
+            // log bin, or its neighbour when the tone is near a bin edge or
+            // the log bins are narrower than rfft bins (low frequencies).
+            let nearest = (freq / (48_000.0 / 1024.0)).round() as usize;
+            let expected = sp.bin_map().bin_of_rfft(nearest).unwrap();
+            let own = sp.bin_map().bin_of_hz(freq).unwrap();
+            assert!(expected.abs_diff(own) <= 2, "{freq} Hz: {expected} vs {own}");
+            let (argmax, _) = f
+                .bins()
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap();
+            assert_eq!(argmax, expected, "{freq} Hz");
+        }
+    }
+
+    #[test]
+    fn raw_db_of_a_sine_reads_its_rms_squared_in_its_bin() {
+        // 0.5 amplitude: RMS² = 0.125 → −9.03 dB, spread over the rfft bins of
+        // its log bin and its Hann main lobe; the peak bin is within 6 dB.
+        let (sp, f) = run(3000.0, true);
+        let j = sp.bin_map().bin_of_hz(3000.0).unwrap();
+        assert!(f.bins()[j] < -9.0 && f.bins()[j] > -16.0, "{}", f.bins()[j]);
+    }
+
+    #[test]
+    fn processed_stream_is_in_unit_range_and_tone_stands_out() {
+        let (sp, f) = run(2000.0, false);
+        assert!(f.bins().iter().all(|v| (0.0..=1.0).contains(v)));
+        let j = sp.bin_map().bin_of_hz(2000.0).unwrap();
+        let median = {
+            let mut v = f.bins().to_vec();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        assert!(f.bins()[j] > median + 0.3, "{} vs median {median}", f.bins()[j]);
+    }
+
+    #[test]
+    fn spectral_shape_of_a_sine() {
+        let (_, f) = run(2000.0, true);
+        assert!((f.centroid_hz - 2000.0).abs() < 100.0, "{}", f.centroid_hz);
+        assert!(f.flatness < 0.01, "{}", f.flatness);
+    }
+}

@@ -1,0 +1,210 @@
+//! The worker loop (`p4-bands`, `p4-spectrum`): wait for blocks without
+//! spinning, process them, push feature frames to every output ring.
+//!
+//! Real-time safety: after start-up the loop pops `Copy` blocks from a
+//! wait-free ring, runs a [`Processor`] (which never allocates), pushes
+//! `Copy` frames and parks when the ring is empty. The only exception is a
+//! change of sample rate (a device switch): the processor is rebuilt, which
+//! allocates once, off the steady state.
+
+use super::bands::BandsProcessor;
+use super::params::{DspParams, ParamsRx};
+use super::spectrum::SpectrumProcessor;
+use crate::rt::{RtGrant, Wake};
+use crate::stats::{Role, Stats};
+use crate::types::{BandsFrame, Block, SpectrumFrame};
+use ringbuf::traits::{Consumer, Producer};
+use ringbuf::{HeapCons, HeapProd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Longest a worker parks before looking at the stop flag and beating.
+const PARK: Duration = Duration::from_millis(50);
+
+/// A block → frame processor run by a worker.
+pub trait Processor: Send + 'static {
+    /// What it produces.
+    type Frame: Copy + Send + 'static;
+    /// Process one block; the frame when one is complete.
+    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&Self::Frame>;
+    /// Sample rate it was built for.
+    fn sample_rate(&self) -> u32;
+    /// Rebuild for a new sample rate (allocates; device switch only).
+    fn rebuild(&mut self, sample_rate: u32, params: &DspParams);
+}
+
+/// The bands worker's processor plus its last frame.
+pub struct BandsWorker {
+    proc: BandsProcessor,
+    sr: u32,
+    block_frames: usize,
+    fft_window: usize,
+    frame: BandsFrame,
+}
+
+impl BandsWorker {
+    /// Build for `sr` and `block_frames`.
+    pub fn new(sr: u32, block_frames: usize, fft_window: usize, p: &DspParams) -> Self {
+        BandsWorker {
+            proc: BandsProcessor::new(sr, block_frames, fft_window, p),
+            sr,
+            block_frames,
+            fft_window,
+            frame: BandsFrame::default(),
+        }
+    }
+
+    /// The band edges in use.
+    pub fn effective_bands(&self) -> [(f64, f64); 3] {
+        self.proc.effective_bands()
+    }
+}
+
+impl Processor for BandsWorker {
+    type Frame = BandsFrame;
+
+    #[inline]
+    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&BandsFrame> {
+        self.frame = self.proc.process(block, params);
+        Some(&self.frame)
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.sr
+    }
+
+    fn rebuild(&mut self, sample_rate: u32, params: &DspParams) {
+        *self = BandsWorker::new(sample_rate, self.block_frames, self.fft_window, params);
+    }
+}
+
+/// The spectrum worker's processor.
+pub struct SpectrumWorker {
+    proc: SpectrumProcessor,
+    sr: u32,
+    window: usize,
+    hop: usize,
+}
+
+impl SpectrumWorker {
+    /// Build for `sr` with an FFT of `window` every `hop`.
+    pub fn new(sr: u32, window: usize, hop: usize, p: &DspParams) -> Self {
+        SpectrumWorker {
+            proc: SpectrumProcessor::new(sr, window, hop, p),
+            sr,
+            window,
+            hop,
+        }
+    }
+}
+
+impl Processor for SpectrumWorker {
+    type Frame = SpectrumFrame;
+
+    #[inline]
+    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&SpectrumFrame> {
+        self.proc.process(block, params)
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.sr
+    }
+
+    fn rebuild(&mut self, sample_rate: u32, params: &DspParams) {
+        *self = SpectrumWorker::new(sample_rate, self.window, self.hop, params);
+    }
+}
+
+/// One consumer of a worker's frames.
+pub struct FrameTx<F> {
+    /// The ring.
+    pub prod: HeapProd<F>,
+    /// Wakes the consumer.
+    pub wake: Arc<Wake>,
+}
+
+/// What a worker thread is given.
+pub struct WorkerCtx {
+    /// Which worker.
+    pub role: Role,
+    /// Counters and heartbeats.
+    pub stats: Arc<Stats>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// The worker registers itself here so the capture thread can wake it.
+    pub wake: Arc<Wake>,
+    /// SCHED_FIFO priority to ask for, if any.
+    pub rt_priority: Option<u8>,
+}
+
+/// Start a worker thread named `p4-<role>`.
+pub fn spawn<P: Processor>(
+    proc: P,
+    input: HeapCons<Block>,
+    outputs: Vec<FrameTx<P::Frame>>,
+    params: ParamsRx,
+    ctx: WorkerCtx,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("p4-{}", crate::stats::ROLE_NAMES[ctx.role as usize]);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(proc, input, outputs, params, ctx))
+}
+
+fn run<P: Processor>(
+    mut proc: P,
+    mut input: HeapCons<Block>,
+    mut outputs: Vec<FrameTx<P::Frame>>,
+    mut params: ParamsRx,
+    ctx: WorkerCtx,
+) {
+    ctx.wake.register_current();
+    let stats = &ctx.stats;
+    stats.tid[ctx.role as usize].store(crate::service::gettid(), Ordering::Relaxed);
+    if let Some(prio) = ctx.rt_priority {
+        let g = crate::rt::set_realtime_priority(prio);
+        // Several workers share one flag: any refusal shows.
+        if stats.grant(&stats.rt_workers) != RtGrant::Refused {
+            stats.set_grant(&stats.rt_workers, g);
+        }
+    }
+    let fault = crate::rt::fault::Fault::for_role(ctx.role);
+    while !ctx.stop.load(Ordering::Relaxed) {
+        stats.beat(ctx.role);
+        fault.check(&ctx.stop);
+        let mut any = false;
+        while let Some(block) = input.try_pop() {
+            any = true;
+            if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
+                params.poll();
+                proc.rebuild(block.sample_rate, params.get());
+            }
+            if let Some(frame) = proc.process(&block, &mut params) {
+                for out in outputs.iter_mut() {
+                    if out.prod.try_push(*frame).is_err() {
+                        stats.frame_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out.wake.wake();
+                }
+            }
+        }
+        if !any {
+            std::thread::park_timeout(PARK);
+        }
+    }
+}
+
+/// Frames a worker's output ring holds.
+pub const FRAME_RING: usize = 64;
+
+/// Drain helper for consumers: pop everything, keep calling `f`.
+pub fn drain<F: Copy>(cons: &mut HeapCons<F>, mut f: impl FnMut(&F)) -> usize {
+    let mut n = 0;
+    while let Some(x) = cons.try_pop() {
+        f(&x);
+        n += 1;
+    }
+    n
+}

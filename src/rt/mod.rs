@@ -1,0 +1,48 @@
+//! Helpers for the real-time threads: lock-free scalars, waking a parked
+//! thread, scheduling priority and memory locking, and the monotonic clock.
+//!
+//! Real-time safety: everything here that a real-time thread calls in its
+//! loop ([`AtomicF32`], [`now_ns`], [`Wake::wake`]) neither allocates nor
+//! locks. Priority and memory locking are set up once, before the loop.
+
+pub mod fault;
+mod atomic;
+mod prio;
+mod wake;
+
+pub use atomic::AtomicF32;
+pub use prio::{lock_memory, set_realtime_priority, RtGrant};
+pub use wake::Wake;
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock capture time stamps use).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleep until an absolute CLOCK_MONOTONIC time (no drift across sleeps).
+pub fn sleep_until_ns(deadline_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        // SAFETY: `ts` is a valid timespec and the remainder pointer may be null with TIMER_ABSTIME.
+        let r = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        };
+        if r != libc::EINTR {
+            return;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The `log` backend: journald/syslog when running under systemd, stderr
+//! otherwise; and a rate limiter for recurring faults.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Stderr {
+    level: LevelFilter,
+}
+
+impl Log for Stderr {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &Record) {
+        if self.enabled(r.metadata()) {
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(e, "phase4 {:<5} {}", r.level(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+struct Syslog {
+    level: LevelFilter,
+    w: Mutex<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>,
+}
+
+impl Log for Syslog {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let msg = r.args().to_string();
+        if let Ok(mut w) = self.w.lock() {
+            let _ = match r.level() {
+                Level::Error => w.err(msg),
+                Level::Warn => w.warning(msg),
+                Level::Info => w.info(msg),
+                Level::Debug | Level::Trace => w.debug(msg),
+            };
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Whether we run under systemd (it sets these for services).
+pub fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// Install the logger. Falls back to stderr when syslog is unavailable.
+pub fn init(level: LevelFilter) {
+    let logger: Box<dyn Log> = if under_systemd() {
+        let formatter = syslog::Formatter3164 {
+            facility: syslog::Facility::LOG_DAEMON,
+            hostname: None,
+            process: "phase4".into(),
+            pid: std::process::id(),
+        };
+        match syslog::unix(formatter) {
+            Ok(w) => Box::new(Syslog {
+                level,
+                w: Mutex::new(w),
+            }),
+            Err(_) => Box::new(Stderr { level }),
+        }
+    } else {
+        Box::new(Stderr { level })
+    };
+    if log::set_boxed_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Lets a recurring message through at most once per interval, and says how
+/// many were held back.
+pub struct RateLimit {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// At most one message per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        RateLimit {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a message may go out now (`n` were suppressed since the
+    /// last one), `None` when it must be held back.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let mut r = RateLimit::new(Duration::from_secs(3600));
+        assert_eq!(r.allow(), Some(0));
+        assert_eq!(r.allow(), None);
+        assert_eq!(r.allow(), None);
+        r.last = Some(Instant::now() - Duration::from_secs(7200));
+        assert_eq!(r.allow(), Some(2));
+    }
+}

@@ -1,0 +1,288 @@
+//! Counters and gauges every thread updates and the supervisor, the health
+//! line and `server_status` read. All atomics: a reader never blocks a writer.
+//!
+//! Real-time safety: the real-time threads only call `fetch_add`/`store`
+//! on these atomics and [`LatencyHistogram::record`], none of which
+//! allocate or lock.
+
+use crate::rt::{AtomicF32, RtGrant};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// The pipeline threads, in start order, each with a heartbeat slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// ALSA or WAV capture.
+    Capture = 0,
+    /// L/M/H, level, band onsets, silence.
+    Bands = 1,
+    /// FFT, log spectrum, spectral shape, broadband onsets, tempo.
+    Spectrum = 2,
+    /// OSC sender.
+    Osc = 3,
+    /// WebSocket broadcaster.
+    Ws = 4,
+}
+
+/// Number of [`Role`]s.
+pub const N_ROLES: usize = 5;
+/// Thread names, indexed by [`Role`].
+pub const ROLE_NAMES: [&str; N_ROLES] = ["capture", "bands", "spectrum", "osc", "ws"];
+/// The DSP workers that have an input ring, indexed like `ring_drops`.
+pub const WORKERS: [Role; 2] = [Role::Bands, Role::Spectrum];
+
+/// What the capture side currently has open.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceInfo {
+    /// PCM name or WAV path.
+    pub name: String,
+    /// Sample format as negotiated ("S16_LE", ..., or "WAV").
+    pub format: String,
+    /// "mmap", "rw" or "wav".
+    pub access: String,
+    /// Sample rate in Hz.
+    pub rate: u32,
+    /// Channels opened.
+    pub channels: u32,
+    /// Frames per period.
+    pub period: u32,
+    /// Frames in the buffer.
+    pub buffer: u32,
+    /// Whether the device has a clock (false for the null/file plugins).
+    pub clocked: bool,
+}
+
+/// The shared counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Blocks captured since start.
+    pub blocks: AtomicU64,
+    /// ALSA overruns recovered.
+    pub xruns: AtomicU64,
+    /// Suspends recovered.
+    pub suspends: AtomicU64,
+    /// Times the device went away and came back.
+    pub reopens: AtomicU64,
+    /// Whether a capture device is open and delivering.
+    pub device_up: AtomicBool,
+    /// Blocks dropped because a worker's input ring was full, per worker.
+    pub ring_drops: [AtomicU64; 2],
+    /// Feature frames dropped because an output ring was full.
+    pub frame_drops: AtomicU64,
+    /// OSC datagrams sent.
+    pub osc_sent: AtomicU64,
+    /// OSC datagrams the network refused.
+    pub osc_failed: AtomicU64,
+    /// WebSocket clients connected.
+    pub ws_clients: AtomicU32,
+    /// Capture time stamp → OSC datagram sent.
+    pub latency: LatencyHistogram,
+    /// Last heartbeat of each thread (CLOCK_MONOTONIC ns; 0 = not started).
+    pub heartbeat_ns: [AtomicU64; N_ROLES],
+    /// Kernel thread id of each thread (for CPU accounting).
+    pub tid: [AtomicI32; N_ROLES],
+    /// SCHED_FIFO for the capture thread ([`RtGrant`] as u8).
+    pub rt_capture: AtomicU8,
+    /// SCHED_FIFO for the workers.
+    pub rt_workers: AtomicU8,
+    /// mlockall.
+    pub mem_locked: AtomicU8,
+    /// Latest tempo, for status lines.
+    pub bpm: AtomicF32,
+    /// What is open (written when a device opens; never on the hot path).
+    pub device: Mutex<DeviceInfo>,
+}
+
+fn grant_to_u8(g: RtGrant) -> u8 {
+    match g {
+        RtGrant::NotRequested => 0,
+        RtGrant::Granted => 1,
+        RtGrant::Refused => 2,
+    }
+}
+
+fn u8_to_grant(v: u8) -> RtGrant {
+    match v {
+        1 => RtGrant::Granted,
+        2 => RtGrant::Refused,
+        _ => RtGrant::NotRequested,
+    }
+}
+
+impl Stats {
+    /// Mark a thread alive now.
+    pub fn beat(&self, role: Role) {
+        self.heartbeat_ns[role as usize].store(crate::rt::now_ns(), Ordering::Relaxed);
+    }
+
+    /// Record a real-time grant.
+    pub fn set_grant(&self, slot: &AtomicU8, g: RtGrant) {
+        slot.store(grant_to_u8(g), Ordering::Relaxed);
+    }
+
+    /// Read a real-time grant.
+    pub fn grant(&self, slot: &AtomicU8) -> RtGrant {
+        u8_to_grant(slot.load(Ordering::Relaxed))
+    }
+
+    /// A copy of the device description.
+    pub fn device_info(&self) -> DeviceInfo {
+        self.device.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Replace the device description (capture thread, at open time only).
+    pub fn set_device_info(&self, info: DeviceInfo) {
+        if let Ok(mut d) = self.device.lock() {
+            *d = info;
+        }
+    }
+
+    /// Threads whose heartbeat is older than `max_age_ns` (or never beat),
+    /// among those in `roles`.
+    pub fn stale_threads(&self, roles: &[Role], max_age_ns: u64) -> Vec<Role> {
+        let now = crate::rt::now_ns();
+        roles
+            .iter()
+            .copied()
+            .filter(|r| {
+                let t = self.heartbeat_ns[*r as usize].load(Ordering::Relaxed);
+                t == 0 || now.saturating_sub(t) > max_age_ns
+            })
+            .collect()
+    }
+}
+
+/// Number of latency buckets.
+const N_BUCKETS: usize = 281;
+
+/// Upper edge in µs of latency bucket `i`: 10 µs steps to 1 ms, 100 µs steps
+/// to 10 ms, 1 ms steps to 100 ms, then one overflow bucket.
+pub fn bucket_upper_us(i: usize) -> u64 {
+    match i {
+        0..=99 => (i as u64 + 1) * 10,
+        100..=189 => 1000 + (i as u64 - 99) * 100,
+        190..=279 => 10_000 + (i as u64 - 189) * 1000,
+        _ => u64::MAX,
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us < 1000 {
+        (us / 10) as usize
+    } else if us < 10_000 {
+        100 + ((us - 1000) / 100) as usize
+    } else if us < 100_000 {
+        190 + ((us - 10_000) / 1000) as usize
+    } else {
+        N_BUCKETS - 1
+    }
+}
+
+/// A fixed-bucket histogram of latencies, lock-free.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    counts: [AtomicU64; N_BUCKETS],
+    max_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Percentiles of a histogram window, in µs (bucket upper edges).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LatencySummary {
+    /// Samples in the window.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest value seen since start.
+    pub max_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Add one latency.
+    pub fn record_ns(&self, ns: u64) {
+        let us = ns / 1000;
+        self.counts[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The raw counts (for windowed summaries).
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Summary of the counts since `previous` (a snapshot), or since start.
+    pub fn summary_since(&self, previous: Option<&[u64]>) -> LatencySummary {
+        let now = self.snapshot();
+        let window: Vec<u64> = match previous {
+            Some(p) => now.iter().zip(p).map(|(a, b)| a.saturating_sub(*b)).collect(),
+            None => now,
+        };
+        let count: u64 = window.iter().sum();
+        let pct = |q: f64| -> u64 {
+            if count == 0 {
+                return 0;
+            }
+            let target = (q * count as f64).ceil().max(1.0) as u64;
+            let mut acc = 0;
+            for (i, c) in window.iter().enumerate() {
+                acc += c;
+                if acc >= target {
+                    return bucket_upper_us(i).min(self.max_us.load(Ordering::Relaxed).max(1));
+                }
+            }
+            0
+        };
+        LatencySummary {
+            count,
+            p50_us: pct(0.50),
+            p95_us: pct(0.95),
+            p99_us: pct(0.99),
+            max_us: self.max_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_cover_their_values() {
+        for us in [0u64, 9, 10, 999, 1000, 1099, 9999, 10_000, 99_999, 5_000_000] {
+            let b = bucket_of(us);
+            assert!(us < bucket_upper_us(b), "{us} in bucket {b}");
+            if b > 0 {
+                assert!(us >= bucket_upper_us(b - 1), "{us} below bucket {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_follow_the_data() {
+        let h = LatencyHistogram::default();
+        for _ in 0..99 {
+            h.record_ns(50_000);
+        }
+        h.record_ns(3_000_000);
+        let s = h.summary_since(None);
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50_us, 60);
+        assert_eq!(s.p99_us, 60);
+        assert_eq!(s.max_us, 3000);
+    }
+}

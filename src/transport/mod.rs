@@ -1,0 +1,6 @@
+//! Wire transports: OSC over UDP, and the WebSocket/HTTP server for the UI.
+//!
+//! Uses the feature types and control's command type; never dsp or capture
+//! internals.
+
+pub mod osc;

@@ -1,0 +1,465 @@
+//! The OSC sender thread (`p4-osc`) and the OSC address space.
+//!
+//! Addresses (prefix `/audio` by default), compatible with the Python server:
+//!
+//! | address | args | when |
+//! |---|---|---|
+//! | `meta` | sr:i blocksize:i n_fft_bins:i low_lo:f low_hi:f mid_lo:f mid_hi:f high_lo:f high_hi:f | at start, on change, every `meta-interval-s` |
+//! | `lmh` | low:f mid:f high:f | every block |
+//! | `level` | rms_dbfs:f peak_dbfs:f (peak held since the last send) | every block |
+//! | `bpm` | bpm:f (0 = not locked) | every block |
+//! | `tempo` | bpm:f confidence:f phase:f | every block |
+//! | `onset/low`, `onset/mid`, `onset/high` | 1:i | on each band onset |
+//! | `fft` | n × f | every hop, when `fft.enabled` and `osc.send-fft` |
+//! | `spectral` | centroid_hz:f flatness:f rolloff_hz:f flux:f | every hop |
+//! | `onset` | strength:f | on each broadband onset |
+//! | `beat` | index:i bpm:f confidence:f | on each beat |
+//! | `silence` | 0 or 1 :i | on change, and with meta |
+//!
+//! With `osc.bundle = true`, everything one frame produces goes out as one
+//! bundle whose NTP time tag is the block's capture time.
+//!
+//! The thread encodes with `rosc` into buffers it reuses (messages are built
+//! once and only their arguments change), sends to every destination on
+//! non-blocking UDP sockets, and counts refused or failed datagrams without
+//! ever stopping. This thread is not a real-time thread; unbundled, it
+//! allocates nothing per frame in the steady state (bundles clone each
+//! message into the bundle).
+
+use crate::config::{OscConfig, OscDestination};
+use crate::dsp::params::ParamsHub;
+use crate::stats::{Role, Stats};
+use crate::types::{onset_bits, BandsFrame, SpectrumFrame, MAX_FFT_BINS};
+use ringbuf::HeapCons;
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Every address (without prefix) that `osc.addresses` may list.
+pub const ADDRESSES: [&str; 13] = [
+    "meta",
+    "lmh",
+    "level",
+    "bpm",
+    "tempo",
+    "onset/low",
+    "onset/mid",
+    "onset/high",
+    "fft",
+    "spectral",
+    "onset",
+    "beat",
+    "silence",
+];
+
+// Indices into ADDRESSES.
+const META: usize = 0;
+const LMH: usize = 1;
+const LEVEL: usize = 2;
+const BPM: usize = 3;
+const TEMPO: usize = 4;
+const ONSET_LOW: usize = 5;
+const FFT: usize = 8;
+const SPECTRAL: usize = 9;
+const ONSET: usize = 10;
+const BEAT: usize = 11;
+const SILENCE: usize = 12;
+
+/// What `/audio/meta` describes; the supervisor keeps it current.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Meta {
+    /// Sample rate.
+    pub sr: i32,
+    /// Frames per block.
+    pub blocksize: i32,
+    /// Log bins (0 when the spectrum is off).
+    pub n_fft_bins: i32,
+    /// Band edges in Hz: low, mid, high.
+    pub bands: [(f32, f32); 3],
+}
+
+/// Prebuilt messages whose arguments are overwritten in place.
+struct Messages {
+    m: Vec<OscMessage>,
+}
+
+impl Messages {
+    fn new(prefix: &str) -> Self {
+        let f = OscType::Float(0.0);
+        let i = OscType::Int(0);
+        let args: [Vec<OscType>; 13] = [
+            vec![i.clone(), i.clone(), i.clone(), f.clone(), f.clone(), f.clone(), f.clone(), f.clone(), f.clone()],
+            vec![f.clone(); 3],
+            vec![f.clone(); 2],
+            vec![f.clone()],
+            vec![f.clone(); 3],
+            vec![OscType::Int(1)],
+            vec![OscType::Int(1)],
+            vec![OscType::Int(1)],
+            Vec::with_capacity(MAX_FFT_BINS),
+            vec![f.clone(); 4],
+            vec![f.clone()],
+            vec![i.clone(), f.clone(), f.clone()],
+            vec![i],
+        ];
+        let m = ADDRESSES
+            .iter()
+            .zip(args)
+            .map(|(a, args)| OscMessage {
+                addr: format!("{prefix}/{a}"),
+                args,
+            })
+            .collect();
+        Messages { m }
+    }
+
+    fn set_f(&mut self, msg: usize, arg: usize, v: f32) {
+        self.m[msg].args[arg] = OscType::Float(v);
+    }
+
+    fn set_i(&mut self, msg: usize, arg: usize, v: i32) {
+        self.m[msg].args[arg] = OscType::Int(v);
+    }
+}
+
+/// Sends OSC to every destination.
+pub struct OscSender {
+    cfg: OscConfig,
+    enabled: [bool; 13],
+    msgs: Messages,
+    dests: Vec<SocketAddr>,
+    sock_v4: Option<UdpSocket>,
+    sock_v6: Option<UdpSocket>,
+    buf: Vec<u8>,
+    bundle: OscBundle,
+    stats: Arc<Stats>,
+    last_resolve: Instant,
+    peak_held_dbfs: f32,
+    last_silent: Option<bool>,
+    tempo: crate::types::TempoState,
+}
+
+/// NTP time for a CLOCK_MONOTONIC instant, via the current wall clock.
+pub fn ntp_from_monotonic(t_mono_ns: u64) -> OscTime {
+    let now_mono = crate::rt::now_ns();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let wall_ns = wall.as_nanos() as i128 - (now_mono as i128 - t_mono_ns as i128);
+    let wall_ns = wall_ns.max(0) as u128;
+    let secs = (wall_ns / 1_000_000_000) as u64 + 2_208_988_800;
+    let frac = ((wall_ns % 1_000_000_000) << 32) / 1_000_000_000;
+    OscTime {
+        seconds: secs as u32,
+        fractional: frac as u32,
+    }
+}
+
+fn resolve(dests: &[OscDestination]) -> Vec<SocketAddr> {
+    dests
+        .iter()
+        .filter_map(|d| (d.host.as_str(), d.port).to_socket_addrs().ok())
+        .filter_map(|mut it| it.next())
+        .collect()
+}
+
+impl OscSender {
+    /// Open sockets and resolve destinations. Unresolvable hosts are
+    /// retried every `resolve-interval-s`.
+    pub fn new(cfg: &OscConfig, stats: Arc<Stats>) -> std::io::Result<Self> {
+        let mut enabled = [true; 13];
+        if !cfg.addresses.is_empty() {
+            for (i, a) in ADDRESSES.iter().enumerate() {
+                enabled[i] = cfg.addresses.iter().any(|x| x == a);
+            }
+        }
+        let sock_v4 = UdpSocket::bind("0.0.0.0:0")?;
+        sock_v4.set_nonblocking(true)?;
+        sock_v4.set_broadcast(true)?;
+        let ttl = cfg.destinations.iter().map(|d| d.ttl).max().unwrap_or(1);
+        sock_v4.set_multicast_ttl_v4(ttl)?;
+        let sock_v6 = UdpSocket::bind("[::]:0").ok().and_then(|s| {
+            s.set_nonblocking(true).ok()?;
+            Some(s)
+        });
+        Ok(OscSender {
+            cfg: cfg.clone(),
+            enabled,
+            msgs: Messages::new(&cfg.prefix),
+            dests: resolve(&cfg.destinations),
+            sock_v4: Some(sock_v4),
+            sock_v6,
+            buf: Vec::with_capacity(8192),
+            bundle: OscBundle {
+                timetag: OscTime {
+                    seconds: 0,
+                    fractional: 1,
+                },
+                content: Vec::with_capacity(16),
+            },
+            stats,
+            last_resolve: Instant::now(),
+            peak_held_dbfs: f32::NEG_INFINITY,
+            last_silent: None,
+            tempo: Default::default(),
+        })
+    }
+
+    /// The resolved destinations.
+    pub fn destinations(&self) -> &[SocketAddr] {
+        &self.dests
+    }
+
+    fn maybe_resolve(&mut self) {
+        if self.last_resolve.elapsed().as_secs_f64() >= self.cfg.resolve_interval_s {
+            self.last_resolve = Instant::now();
+            let fresh = resolve(&self.cfg.destinations);
+            if !fresh.is_empty() {
+                self.dests = fresh;
+            }
+        }
+    }
+
+    fn send_buf(&mut self) {
+        for d in &self.dests {
+            let sock = if d.is_ipv4() {
+                self.sock_v4.as_ref()
+            } else {
+                self.sock_v6.as_ref()
+            };
+            let ok = sock.is_some_and(|s| s.send_to(&self.buf, d).is_ok());
+            if ok {
+                self.stats.osc_sent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.osc_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Send message `i` now, or queue it in the open bundle.
+    fn emit(&mut self, i: usize) {
+        if !self.enabled[i] {
+            return;
+        }
+        if self.cfg.bundle {
+            self.bundle
+                .content
+                .push(OscPacket::Message(self.msgs.m[i].clone()));
+            return;
+        }
+        self.buf.clear();
+        let packet = OscPacket::Message(std::mem::replace(
+            &mut self.msgs.m[i],
+            OscMessage {
+                addr: String::new(),
+                args: Vec::new(),
+            },
+        ));
+        let _ = rosc::encoder::encode_into(&packet, &mut self.buf);
+        if let OscPacket::Message(m) = packet {
+            self.msgs.m[i] = m;
+        }
+        self.send_buf();
+    }
+
+    fn open_bundle(&mut self, t_capture_ns: u64) {
+        if self.cfg.bundle {
+            self.bundle.content.clear();
+            self.bundle.timetag = ntp_from_monotonic(t_capture_ns);
+        }
+    }
+
+    fn close_bundle(&mut self) {
+        if self.cfg.bundle && !self.bundle.content.is_empty() {
+            self.buf.clear();
+            let packet = OscPacket::Bundle(std::mem::replace(
+                &mut self.bundle,
+                OscBundle {
+                    timetag: OscTime {
+                        seconds: 0,
+                        fractional: 1,
+                    },
+                    content: Vec::new(),
+                },
+            ));
+            let _ = rosc::encoder::encode_into(&packet, &mut self.buf);
+            if let OscPacket::Bundle(b) = packet {
+                self.bundle = b;
+            }
+            self.send_buf();
+        }
+    }
+
+    /// Send `/meta` (and `/silence`).
+    pub fn send_meta(&mut self, meta: &Meta) {
+        self.open_bundle(crate::rt::now_ns());
+        self.msgs.set_i(META, 0, meta.sr);
+        self.msgs.set_i(META, 1, meta.blocksize);
+        self.msgs.set_i(META, 2, meta.n_fft_bins);
+        for (k, (lo, hi)) in meta.bands.iter().enumerate() {
+            self.msgs.set_f(META, 3 + 2 * k, *lo);
+            self.msgs.set_f(META, 4 + 2 * k, *hi);
+        }
+        self.emit(META);
+        if let Some(s) = self.last_silent {
+            self.msgs.set_i(SILENCE, 0, s as i32);
+            self.emit(SILENCE);
+        }
+        self.close_bundle();
+    }
+
+    /// Send everything one bands frame carries.
+    pub fn send_bands(&mut self, f: &BandsFrame) {
+        self.open_bundle(f.t_capture_ns);
+        for k in 0..3 {
+            self.msgs.set_f(LMH, k, f.lmh[k]);
+        }
+        self.emit(LMH);
+        self.peak_held_dbfs = self.peak_held_dbfs.max(f.peak_dbfs);
+        self.msgs.set_f(LEVEL, 0, f.rms_dbfs);
+        self.msgs.set_f(LEVEL, 1, self.peak_held_dbfs);
+        self.emit(LEVEL);
+        self.peak_held_dbfs = f32::NEG_INFINITY;
+        let t = self.tempo;
+        self.msgs.set_f(BPM, 0, if t.locked { t.bpm } else { 0.0 });
+        self.emit(BPM);
+        self.msgs.set_f(TEMPO, 0, if t.locked { t.bpm } else { 0.0 });
+        self.msgs.set_f(TEMPO, 1, t.confidence);
+        self.msgs.set_f(TEMPO, 2, t.phase);
+        self.emit(TEMPO);
+        for (k, bit) in [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH]
+            .iter()
+            .enumerate()
+        {
+            if f.band_onsets & bit != 0 {
+                self.emit(ONSET_LOW + k);
+            }
+        }
+        if self.last_silent != Some(f.silent) {
+            self.last_silent = Some(f.silent);
+            self.msgs.set_i(SILENCE, 0, f.silent as i32);
+            self.emit(SILENCE);
+        }
+        self.close_bundle();
+        self.stats
+            .latency
+            .record_ns(crate::rt::now_ns().saturating_sub(f.t_capture_ns));
+    }
+
+    /// Send everything one spectrum frame carries.
+    pub fn send_spectrum(&mut self, f: &SpectrumFrame) {
+        self.tempo = f.tempo;
+        self.open_bundle(f.t_capture_ns);
+        if f.has_bins && self.cfg.send_fft {
+            let args = &mut self.msgs.m[FFT].args;
+            args.clear();
+            args.extend(f.bins().iter().map(|v| OscType::Float(*v)));
+            self.emit(FFT);
+        }
+        self.msgs.set_f(SPECTRAL, 0, f.centroid_hz);
+        self.msgs.set_f(SPECTRAL, 1, f.flatness);
+        self.msgs.set_f(SPECTRAL, 2, f.rolloff_hz);
+        self.msgs.set_f(SPECTRAL, 3, f.flux);
+        self.emit(SPECTRAL);
+        if f.onset {
+            self.msgs.set_f(ONSET, 0, f.onset_strength);
+            self.emit(ONSET);
+        }
+        if f.tempo.beat {
+            self.msgs.set_i(BEAT, 0, f.tempo.beat_index as i32);
+            self.msgs.set_f(BEAT, 1, f.tempo.bpm);
+            self.msgs.set_f(BEAT, 2, f.tempo.confidence);
+            self.emit(BEAT);
+        }
+        self.close_bundle();
+    }
+}
+
+/// Everything the OSC thread is given.
+pub struct OscCtx {
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Registered by the thread so workers can wake it.
+    pub wake: Arc<crate::rt::Wake>,
+    /// Current parameters (for meta on change).
+    pub params: Arc<ParamsHub>,
+    /// Current meta (sample rate and block size from the device).
+    pub meta: Arc<std::sync::Mutex<Meta>>,
+}
+
+/// Start the OSC sender thread.
+pub fn spawn(
+    mut sender: OscSender,
+    mut bands: HeapCons<BandsFrame>,
+    mut spectrum: HeapCons<SpectrumFrame>,
+    ctx: OscCtx,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("p4-osc".into())
+        .spawn(move || {
+            ctx.wake.register_current();
+            ctx.stats.tid[Role::Osc as usize]
+                .store(crate::service::gettid(), Ordering::Relaxed);
+            let fault = crate::rt::fault::Fault::for_role(Role::Osc);
+            let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
+            let mut last_meta: Option<(Instant, Meta)> = None;
+            while !ctx.stop.load(Ordering::Relaxed) {
+                ctx.stats.beat(Role::Osc);
+                fault.check(&ctx.stop);
+                let meta = ctx.meta.lock().map(|m| *m).unwrap_or_default();
+                let due = match last_meta {
+                    None => meta.sr > 0,
+                    Some((t, m)) => m != meta || t.elapsed() >= interval,
+                };
+                if due {
+                    sender.send_meta(&meta);
+                    last_meta = Some((Instant::now(), meta));
+                }
+                let _ = &ctx.params;
+                sender.maybe_resolve();
+                let mut n = crate::dsp::worker::drain(&mut spectrum, |f| sender.send_spectrum(f));
+                n += crate::dsp::worker::drain(&mut bands, |f| sender.send_bands(f));
+                if n == 0 {
+                    std::thread::park_timeout(Duration::from_millis(50));
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_time_of_now_is_close_to_the_wall_clock() {
+        let t = ntp_from_monotonic(crate::rt::now_ns());
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 2_208_988_800;
+        assert!((t.seconds as i64 - wall as i64).abs() <= 1);
+    }
+
+    #[test]
+    fn meta_message_has_the_python_servers_argument_types() {
+        let m = Messages::new("/audio");
+        let meta = &m.m[META];
+        assert_eq!(meta.addr, "/audio/meta");
+        let types: String = meta
+            .args
+            .iter()
+            .map(|a| match a {
+                OscType::Int(_) => 'i',
+                OscType::Float(_) => 'f',
+                _ => '?',
+            })
+            .collect();
+        assert_eq!(types, "iiiffffff");
+    }
+}
