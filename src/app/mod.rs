@@ -30,6 +30,9 @@ pub const EXIT_FAILURE: i32 = 1;
 pub struct RunOptions {
     /// Stop after this many frames of audio (tests, benchmarks).
     pub max_frames: Option<u64>,
+    /// Use these counters instead of fresh ones (lets a test or benchmark
+    /// read them after `run` returns).
+    pub stats: Option<Arc<Stats>>,
 }
 
 /// A heartbeat older than this means the thread is not making progress.
@@ -40,7 +43,7 @@ const STALE_NS: u64 = 2_000_000_000;
 pub fn run(config: Config, opts: RunOptions) -> i32 {
     crate::service::signals::install();
     crate::rt::fault::install();
-    let stats = Arc::new(Stats::default());
+    let stats = opts.stats.clone().unwrap_or_default();
     let started = Instant::now();
     let mut notifier = Notifier::from_env();
     let mut pipeline = match Pipeline::start(&config, stats.clone(), &opts) {

@@ -181,6 +181,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
         let _ = ctx.events.send(CaptureEvent::Opened { info, rt });
         stats.device_up.store(true, Ordering::Relaxed);
 
+        crate::rt::mark_rt_loop(true);
         loop {
             stats.beat(Role::Capture);
             fault.check(&ctx.stop);
@@ -193,6 +194,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                     push(&mut outputs, &block, clocked, &ctx);
                     stats.blocks.fetch_add(1, Ordering::Relaxed);
                     if spec.max_frames.is_some_and(|m| frame_pos >= m) {
+                        crate::rt::mark_rt_loop(false);
                         let _ = ctx.events.send(CaptureEvent::Ended);
                         break 'open;
                     }
@@ -205,10 +207,12 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                 }
                 Ok(ReadOutcome::Stopped) => break 'open,
                 Ok(ReadOutcome::End) => {
+                    crate::rt::mark_rt_loop(false);
                     let _ = ctx.events.send(CaptureEvent::Ended);
                     break 'open;
                 }
                 Err(e) => {
+                    crate::rt::mark_rt_loop(false);
                     stats.device_up.store(false, Ordering::Relaxed);
                     stats.reopens.fetch_add(1, Ordering::Relaxed);
                     let _ = ctx.events.send(CaptureEvent::Gone(e.to_string()));
@@ -221,6 +225,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
             }
         }
     }
+    crate::rt::mark_rt_loop(false);
     stats.device_up.store(false, Ordering::Relaxed);
     outputs
 }

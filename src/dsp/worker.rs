@@ -171,6 +171,7 @@ fn run<P: Processor>(
         }
     }
     let fault = crate::rt::fault::Fault::for_role(ctx.role);
+    crate::rt::mark_rt_loop(true);
     while !ctx.stop.load(Ordering::Relaxed) {
         stats.beat(ctx.role);
         fault.check(&ctx.stop);
@@ -178,8 +179,12 @@ fn run<P: Processor>(
         while let Some(block) = input.try_pop() {
             any = true;
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
+                // A new sample rate (device switch) rebuilds the processor:
+                // the one place this loop allocates, outside the steady state.
+                crate::rt::mark_rt_loop(false);
                 params.poll();
                 proc.rebuild(block.sample_rate, params.get());
+                crate::rt::mark_rt_loop(true);
             }
             if let Some(frame) = proc.process(&block, &mut params) {
                 for out in outputs.iter_mut() {
@@ -194,6 +199,7 @@ fn run<P: Processor>(
             std::thread::park_timeout(PARK);
         }
     }
+    crate::rt::mark_rt_loop(false);
 }
 
 /// Frames a worker's output ring holds.

@@ -14,6 +14,23 @@ pub use atomic::AtomicF32;
 pub use prio::{lock_memory, set_realtime_priority, RtGrant};
 pub use wake::Wake;
 
+thread_local! {
+    static RT_LOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the calling thread as inside (or outside) its real-time loop. The
+/// allocation-counting test counts heap allocations only on threads that are
+/// inside their loop, which is where the real-time rules apply.
+pub fn mark_rt_loop(inside: bool) {
+    RT_LOOP.with(|c| c.set(inside));
+}
+
+/// Whether the calling thread is inside its real-time loop. Safe to call
+/// from a global allocator (a const-initialised thread local, no allocation).
+pub fn in_rt_loop() -> bool {
+    RT_LOOP.try_with(|c| c.get()).unwrap_or(false)
+}
+
 /// CLOCK_MONOTONIC in nanoseconds (the clock capture time stamps use).
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
