@@ -173,7 +173,11 @@ fn write_bands(buf: &mut Vec<u8>, fmt: Format, f: &BandsFrame) {
     {
         if f.band_onsets & bit != 0 {
             let mut l = Line::new(buf, fmt, "onset");
-            l.f("t", f.time_s).skip(17).s("band", BAND_NAMES[k]).skip(2).end();
+            l.f("t", f.time_s)
+                .skip(17)
+                .s("band", BAND_NAMES[k])
+                .skip(2)
+                .end();
         }
     }
 }
@@ -265,7 +269,11 @@ pub fn analyze(
         if bf.silent != last_silent {
             last_silent = bf.silent;
             let mut l = Line::new(&mut buf, format, "silence");
-            l.f("t", bf.time_s).skip(8).b("silent", bf.silent).skip(11).end();
+            l.f("t", bf.time_s)
+                .skip(8)
+                .b("silent", bf.silent)
+                .skip(11)
+                .end();
         }
         if let Some(sf) = spectrum.process(&block, &mut rx_s) {
             summary.onsets += sf.onset as u64;

@@ -204,10 +204,13 @@ fn main() -> ExitCode {
             let max_frames = args
                 .duration
                 .map(|s| (s * cfg.audio.sample_rate_hz as f64).round() as u64);
-            let code = app::run(cfg, RunOptions {
-                max_frames,
-                stats: None,
-            });
+            let code = app::run(
+                cfg,
+                RunOptions {
+                    max_frames,
+                    stats: None,
+                },
+            );
             ExitCode::from(code as u8)
         }
     }

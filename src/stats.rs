@@ -229,7 +229,11 @@ impl LatencyHistogram {
     pub fn summary_since(&self, previous: Option<&[u64]>) -> LatencySummary {
         let now = self.snapshot();
         let window: Vec<u64> = match previous {
-            Some(p) => now.iter().zip(p).map(|(a, b)| a.saturating_sub(*b)).collect(),
+            Some(p) => now
+                .iter()
+                .zip(p)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
             None => now,
         };
         let count: u64 = window.iter().sum();
@@ -263,7 +267,9 @@ mod tests {
 
     #[test]
     fn buckets_are_monotonic_and_cover_their_values() {
-        for us in [0u64, 9, 10, 999, 1000, 1099, 9999, 10_000, 99_999, 5_000_000] {
+        for us in [
+            0u64, 9, 10, 999, 1000, 1099, 9999, 10_000, 99_999, 5_000_000,
+        ] {
             let b = bucket_of(us);
             assert!(us < bucket_upper_us(b), "{us} in bucket {b}");
             if b > 0 {

@@ -34,6 +34,10 @@ pub struct Block {
     pub sample_rate: u32,
     /// Valid frames in `samples`.
     pub len: u32,
+    /// Whether the source has a clock. Blocks from a clockless source (a
+    /// file, ALSA's null/file plugins) are passed on losslessly: a full ring
+    /// downstream makes the producer wait instead of dropping.
+    pub clocked: bool,
     /// Mono samples; only `..len` are valid.
     pub samples: [f32; MAX_BLOCK_FRAMES],
 }
@@ -47,6 +51,7 @@ impl Block {
             frame_pos: 0,
             sample_rate: 0,
             len: 0,
+            clocked: true,
             samples: [0.0; MAX_BLOCK_FRAMES],
         }
     }

@@ -70,7 +70,13 @@ fn test_signal(frames: u64) -> Vec<i16> {
                 0 => 0.4 * (2.0 * std::f32::consts::PI * (80.0 + 400.0 * t) * t).sin(),
                 1 => 0.3 * noise() * if beat { 1.0 } else { 0.1 },
                 2 => 0.0,
-                _ => if beat { 0.9 } else { 0.05 * noise() },
+                _ => {
+                    if beat {
+                        0.9
+                    } else {
+                        0.05 * noise()
+                    }
+                }
             };
             (v.clamp(-1.0, 1.0) * 32_000.0) as i16
         })
@@ -125,7 +131,11 @@ fn capture_and_workers_do_not_allocate_per_block() {
     assert_eq!(code, 0);
     let blocks = stats.blocks.load(Ordering::SeqCst);
     assert!(blocks >= BLOCKS, "only {blocks} blocks went through");
-    let drops: u64 = stats.ring_drops.iter().map(|d| d.load(Ordering::SeqCst)).sum();
+    let drops: u64 = stats
+        .ring_drops
+        .iter()
+        .map(|d| d.load(Ordering::SeqCst))
+        .sum();
     assert_eq!(drops, 0, "a clockless device must not drop blocks");
     assert!(
         stats.osc_sent.load(Ordering::SeqCst) >= BLOCKS,

@@ -49,7 +49,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Build rings and start every thread.
-    pub fn start(config: &Config, stats: Arc<Stats>, opts: &super::RunOptions) -> anyhow::Result<Self> {
+    pub fn start(
+        config: &Config,
+        stats: Arc<Stats>,
+        opts: &super::RunOptions,
+    ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_fd = nix::sys::eventfd::EventFd::from_value_and_flags(
             0,
@@ -98,7 +102,12 @@ impl Pipeline {
         });
         threads.push(
             worker::spawn(
-                BandsWorker::new(sr, a.block_frames as usize, config.fft.window_frames as usize, &dsp),
+                BandsWorker::new(
+                    sr,
+                    a.block_frames as usize,
+                    config.fft.window_frames as usize,
+                    &dsp,
+                ),
                 brx,
                 bands_outputs,
                 params.subscribe(),
@@ -147,7 +156,10 @@ impl Pipeline {
         if config.osc.enabled {
             let sender = OscSender::new(&config.osc, stats.clone()).context("OSC socket")?;
             if sender.destinations().is_empty() {
-                log::warn!("osc: no destination could be resolved yet; retrying every {} s", config.osc.resolve_interval_s);
+                log::warn!(
+                    "osc: no destination could be resolved yet; retrying every {} s",
+                    config.osc.resolve_interval_s
+                );
             } else {
                 log::info!("osc: sending to {:?}", sender.destinations());
             }

@@ -95,7 +95,12 @@ fn open_err(device: &str, reason: impl ToString) -> CaptureError {
     }
 }
 
-fn configure(pcm: &PCM, cfg: &AudioConfig, mmap: bool, name: &str) -> Result<Negotiated, CaptureError> {
+fn configure(
+    pcm: &PCM,
+    cfg: &AudioConfig,
+    mmap: bool,
+    name: &str,
+) -> Result<Negotiated, CaptureError> {
     let e = |what: &str, err: alsa::Error| open_err(name, format!("{what}: {err}"));
     let hwp = HwParams::any(pcm).map_err(|err| e("no hardware parameters", err))?;
     let access = if mmap {
@@ -103,8 +108,16 @@ fn configure(pcm: &PCM, cfg: &AudioConfig, mmap: bool, name: &str) -> Result<Neg
     } else {
         Access::RWInterleaved
     };
-    hwp.set_access(access)
-        .map_err(|err| e(if mmap { "mmap access refused" } else { "read access refused" }, err))?;
+    hwp.set_access(access).map_err(|err| {
+        e(
+            if mmap {
+                "mmap access refused"
+            } else {
+                "read access refused"
+            },
+            err,
+        )
+    })?;
     let candidates: &[SampleFormat] = if cfg.format == SampleFormat::Auto {
         &AUTO_FORMATS
     } else {
@@ -119,7 +132,10 @@ fn configure(pcm: &PCM, cfg: &AudioConfig, mmap: bool, name: &str) -> Result<Neg
                 name,
                 format!(
                     "none of the formats {:?} is supported",
-                    candidates.iter().map(|f| format_name(*f)).collect::<Vec<_>>()
+                    candidates
+                        .iter()
+                        .map(|f| format_name(*f))
+                        .collect::<Vec<_>>()
                 ),
             )
         })?;
@@ -194,9 +210,14 @@ impl AlsaSource {
             events: libc::POLLIN,
             revents: 0,
         }];
-        fds.extend(pcm.get().map_err(|e| open_err(&name, format!("poll descriptors: {e}")))?);
-        pcm.prepare().map_err(|e| open_err(&name, format!("prepare: {e}")))?;
-        pcm.start().map_err(|e| open_err(&name, format!("start: {e}")))?;
+        fds.extend(
+            pcm.get()
+                .map_err(|e| open_err(&name, format!("poll descriptors: {e}")))?,
+        );
+        pcm.prepare()
+            .map_err(|e| open_err(&name, format!("prepare: {e}")))?;
+        pcm.start()
+            .map_err(|e| open_err(&name, format!("start: {e}")))?;
         let frame_bytes = bytes_per_sample(neg.format) * neg.channels as usize;
         let block_ms = (cfg.block_frames as f64 * 1000.0 / neg.rate as f64).ceil() as i32;
         Ok(AlsaSource {
@@ -308,7 +329,9 @@ impl AlsaSource {
             // Spurious wake-up (or an ioplug that always polls ready): sleep
             // for the frames still missing instead of spinning.
             let ns = missing as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
-            std::thread::sleep(std::time::Duration::from_nanos(ns.clamp(100_000, 20_000_000)));
+            std::thread::sleep(std::time::Duration::from_nanos(
+                ns.clamp(100_000, 20_000_000),
+            ));
         }
         Ok(true)
     }
@@ -330,7 +353,13 @@ impl AlsaSource {
         } else {
             let io = self.pcm.io_bytes();
             let got = io.readi(&mut self.bytes[..want * fb])?;
-            Ok(to_mono(&self.bytes[..got * fb], format, channels, channel, out))
+            Ok(to_mono(
+                &self.bytes[..got * fb],
+                format,
+                channels,
+                channel,
+                out,
+            ))
         }
     }
 
@@ -354,7 +383,9 @@ impl AlsaSource {
             now
         };
         // Never in the future, never absurdly old (a bogus stamp).
-        t.min(now).saturating_sub(behind).max(now.saturating_sub(1_000_000_000))
+        t.min(now)
+            .saturating_sub(behind)
+            .max(now.saturating_sub(1_000_000_000))
     }
 }
 
@@ -373,10 +404,6 @@ impl Source for AlsaSource {
     }
 
     fn clocked(&self) -> bool {
-        self.hardware
-    }
-
-    fn hardware(&self) -> bool {
         self.hardware
     }
 

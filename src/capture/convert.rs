@@ -109,9 +109,21 @@ mod tests {
     #[test]
     fn s32_and_nan_float() {
         let mut out = [0.0; 1];
-        to_mono(&i32::MIN.to_le_bytes(), SampleFormat::S32Le, 1, -1, &mut out);
+        to_mono(
+            &i32::MIN.to_le_bytes(),
+            SampleFormat::S32Le,
+            1,
+            -1,
+            &mut out,
+        );
         assert_eq!(out[0], -1.0);
-        to_mono(&f32::NAN.to_le_bytes(), SampleFormat::FloatLe, 1, -1, &mut out);
+        to_mono(
+            &f32::NAN.to_le_bytes(),
+            SampleFormat::FloatLe,
+            1,
+            -1,
+            &mut out,
+        );
         assert_eq!(out[0], 0.0);
     }
 }

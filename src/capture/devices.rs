@@ -30,10 +30,7 @@ pub struct DeviceEntry {
 pub fn probe(name: &str) -> Result<(Option<(u32, u32)>, Option<(u32, u32)>, Vec<String>), String> {
     let pcm = PCM::new(name, Direction::Capture, true).map_err(|e| e.to_string())?;
     let hwp = HwParams::any(&pcm).map_err(|e| e.to_string())?;
-    let channels = hwp
-        .get_channels_min()
-        .ok()
-        .zip(hwp.get_channels_max().ok());
+    let channels = hwp.get_channels_min().ok().zip(hwp.get_channels_max().ok());
     let rates = hwp.get_rate_min().ok().zip(hwp.get_rate_max().ok());
     let formats = [
         (Format::S16LE, "S16_LE"),

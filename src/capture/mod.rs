@@ -65,12 +65,12 @@ pub enum ReadOutcome {
 pub trait Source {
     /// What is open.
     fn info(&self) -> DeviceInfo;
-    /// Whether the source is paced by a clock (real time), so that a full
-    /// ring means a consumer fell behind (drop) rather than a source that is
-    /// simply faster than real time (wait).
+    /// Whether the source is paced by a clock (a sound card, or the WAV
+    /// input's real-time pacing). A clocked source gets SCHED_FIFO and drops
+    /// blocks for a worker that fell behind; a clockless one (ALSA's
+    /// null/file plugins, whose poll is always ready) is never made FIFO,
+    /// since it would spin, and waits for ring space instead of dropping.
     fn clocked(&self) -> bool;
-    /// Whether this is real hardware that deserves SCHED_FIFO.
-    fn hardware(&self) -> bool;
     /// Fill `block.samples[..block_frames]` and `block.len`, stamping
     /// `block.t_capture_ns`. Blocks until data is there or `stop` fires.
     ///

@@ -166,7 +166,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
         };
         delay = spec.audio.retry_initial_s;
         opened_once = true;
-        let rt = if !rt_asked && spec.realtime.enabled && src.hardware() {
+        let rt = if !rt_asked && spec.realtime.enabled && src.clocked() {
             rt_asked = true;
             crate::rt::set_realtime_priority(spec.realtime.capture_priority)
         } else if rt_asked {
@@ -189,6 +189,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                 Ok(ReadOutcome::Block) => {
                     block.seq = seq;
                     block.frame_pos = frame_pos;
+                    block.clocked = clocked;
                     seq += 1;
                     frame_pos += block.len as u64;
                     push(&mut outputs, &block, clocked, &ctx);

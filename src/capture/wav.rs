@@ -82,7 +82,13 @@ pub fn read_wav(path: &Path, channel: i32) -> Result<WavData, CaptureError> {
                 f.iter().sum::<f32>() / ch as f32
             }
         })
-        .map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 })
+        .map(|v| {
+            if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        })
         .collect();
     Ok(WavData {
         samples,
@@ -152,10 +158,6 @@ impl Source for WavSource {
 
     fn clocked(&self) -> bool {
         true
-    }
-
-    fn hardware(&self) -> bool {
-        false
     }
 
     fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
@@ -245,7 +247,11 @@ mod tests {
             write_wav(&p, bits, float, 100);
             let d = read_wav(&p, -1).unwrap();
             assert_eq!(d.samples.len(), 100);
-            assert!((d.samples[0] - 0.25).abs() < 1e-4, "{bits} {float}: {}", d.samples[0]);
+            assert!(
+                (d.samples[0] - 0.25).abs() < 1e-4,
+                "{bits} {float}: {}",
+                d.samples[0]
+            );
             let left = read_wav(&p, 0).unwrap();
             assert!((left.samples[1] + 0.5).abs() < 1e-4);
         }
@@ -277,7 +283,9 @@ mod tests {
         let e = read_wav(&eight, -1).unwrap_err().to_string();
         assert!(e.contains("8-bit"), "{e}");
 
-        let e = read_wav(&dir.path().join("missing.wav"), -1).unwrap_err().to_string();
+        let e = read_wav(&dir.path().join("missing.wav"), -1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.wav"), "{e}");
     }
 }

@@ -36,7 +36,11 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     };
     let a = &c.audio;
     if a.device.trim().is_empty() && a.input.is_empty() {
-        k.fail("audio.device", "\"\"", "an ALSA PCM name such as \"default\" or \"hw:1,0\"");
+        k.fail(
+            "audio.device",
+            "\"\"",
+            "an ALSA PCM name such as \"default\" or \"hw:1,0\"",
+        );
     }
     k.range_u(
         "audio.sample-rate-hz",
@@ -53,7 +57,11 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.range_u("audio.periods", a.periods as u64, 2, 32);
     k.range_u("audio.channels", a.channels as u64, 0, 64);
     if a.channel < -1 || a.channel > 63 {
-        k.fail("audio.channel", a.channel, "-1 (mix to mono) or a channel index 0..63");
+        k.fail(
+            "audio.channel",
+            a.channel,
+            "-1 (mix to mono) or a channel index 0..63",
+        );
     } else if a.channels > 0 && a.channel >= a.channels as i32 {
         k.fail(
             "audio.channel",
@@ -72,7 +80,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
 
     let r = &c.realtime;
-    k.range_u("realtime.capture-priority", r.capture_priority as u64, 1, 99);
+    k.range_u(
+        "realtime.capture-priority",
+        r.capture_priority as u64,
+        1,
+        99,
+    );
     k.range_u("realtime.worker-priority", r.worker_priority as u64, 1, 99);
 
     k.range_u("dsp.filter-order", c.dsp.filter_order as u64, 1, 8);
@@ -160,7 +173,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     k.range_f("tempo.lock-confidence", t.lock_confidence, 0.0, 1.0);
 
-    k.range_f("silence.threshold-dbfs", c.silence.threshold_dbfs, -160.0, 0.0);
+    k.range_f(
+        "silence.threshold-dbfs",
+        c.silence.threshold_dbfs,
+        -160.0,
+        0.0,
+    );
     k.range_f("silence.hold-s", c.silence.hold_s, 0.0, 600.0);
 
     let o = &c.osc;
@@ -172,14 +190,26 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
     }
     if o.enabled && o.destinations.is_empty() {
-        k.fail("osc.destinations", "[]", "at least one destination when osc.enabled");
+        k.fail(
+            "osc.destinations",
+            "[]",
+            "at least one destination when osc.enabled",
+        );
     }
     for (i, d) in o.destinations.iter().enumerate() {
         if d.host.trim().is_empty() {
-            k.fail(&format!("osc.destinations[{i}].host"), "\"\"", "a host name or address");
+            k.fail(
+                &format!("osc.destinations[{i}].host"),
+                "\"\"",
+                "a host name or address",
+            );
         }
         if d.port == 0 {
-            k.fail(&format!("osc.destinations[{i}].port"), d.port, "must be 1..65535");
+            k.fail(
+                &format!("osc.destinations[{i}].port"),
+                d.port,
+                "must be 1..65535",
+            );
         }
         k.range_u(&format!("osc.destinations[{i}].ttl"), d.ttl as u64, 1, 255);
     }
@@ -197,15 +227,29 @@ pub fn validate(c: &Config) -> Vec<Problem> {
 
     let ws = &c.ws;
     if ws.bind.parse::<std::net::IpAddr>().is_err() {
-        k.fail("ws.bind", &ws.bind, "an IP address such as 127.0.0.1 or 0.0.0.0");
+        k.fail(
+            "ws.bind",
+            &ws.bind,
+            "an IP address such as 127.0.0.1 or 0.0.0.0",
+        );
     }
     if ws.enabled && ws.port == ws.http_port {
         k.fail("ws.http-port", ws.http_port, "must differ from ws.port");
     }
     k.range_f("ws.snapshot-hz", ws.snapshot_hz, 15.0, 240.0);
     k.range_u("ws.max-clients", ws.max_clients as u64, 1, 1024);
-    k.range_u("ws.max-message-bytes", ws.max_message_bytes as u64, 256, 1 << 20);
-    k.range_f("ws.max-messages-per-s", ws.max_messages_per_s, 1.0, 10_000.0);
+    k.range_u(
+        "ws.max-message-bytes",
+        ws.max_message_bytes as u64,
+        256,
+        1 << 20,
+    );
+    k.range_f(
+        "ws.max-messages-per-s",
+        ws.max_messages_per_s,
+        1.0,
+        10_000.0,
+    );
     k.range_f("ws.stall-timeout-s", ws.stall_timeout_s, 0.5, 120.0);
 
     k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);

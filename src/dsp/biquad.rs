@@ -193,15 +193,33 @@ mod tests {
         let centre = (lo * hi).sqrt();
         // Centre of the warped band is within a few Hz of the geometric centre
         // at these frequencies; the gain there is 0 dB.
-        assert!(db(bp.gain_at(centre, SR)).abs() < 0.1, "centre {centre}: {}", db(bp.gain_at(centre, SR)));
-        assert!((db(bp.gain_at(lo, SR)) + 3.0103).abs() < 0.05, "lo edge: {}", db(bp.gain_at(lo, SR)));
-        assert!((db(bp.gain_at(hi, SR)) + 3.0103).abs() < 0.05, "hi edge: {}", db(bp.gain_at(hi, SR)));
+        assert!(
+            db(bp.gain_at(centre, SR)).abs() < 0.1,
+            "centre {centre}: {}",
+            db(bp.gain_at(centre, SR))
+        );
+        assert!(
+            (db(bp.gain_at(lo, SR)) + 3.0103).abs() < 0.05,
+            "lo edge: {}",
+            db(bp.gain_at(lo, SR))
+        );
+        assert!(
+            (db(bp.gain_at(hi, SR)) + 3.0103).abs() < 0.05,
+            "hi edge: {}",
+            db(bp.gain_at(hi, SR))
+        );
         // Two octaves below the lower edge an order-N band-pass falls by
         // about 12·N dB (6 dB per octave per order).
         let below = db(bp.gain_at(lo / 4.0, SR));
-        assert!(below < -9.0 * order as f64, "order {order}: {below} dB two octaves down");
+        assert!(
+            below < -9.0 * order as f64,
+            "order {order}: {below} dB two octaves down"
+        );
         let above = db(bp.gain_at((hi * 2.0).min(0.49 * SR), SR));
-        assert!(hi * 2.0 >= 0.5 * SR || above < -5.0 * order as f64, "order {order}: {above} dB an octave up");
+        assert!(
+            hi * 2.0 >= 0.5 * SR || above < -5.0 * order as f64,
+            "order {order}: {above} dB an octave up"
+        );
     }
 
     #[test]
@@ -229,9 +247,13 @@ mod tests {
         let mut y = vec![0.0f32; x.len()];
         bp.process(&x, &mut y);
         let tail = &y[24_000..];
-        let rms = (tail.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+        let rms =
+            (tail.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
         let expected = bp.gain_at(f, SR) / 2f64.sqrt();
-        assert!((rms / expected - 1.0).abs() < 0.01, "rms {rms} expected {expected}");
+        assert!(
+            (rms / expected - 1.0).abs() < 0.01,
+            "rms {rms} expected {expected}"
+        );
     }
 
     #[test]

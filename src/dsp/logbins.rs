@@ -103,7 +103,9 @@ impl LogBinMap {
 
     /// The log bin an rfft bin falls into.
     pub fn bin_of_rfft(&self, k: usize) -> Option<usize> {
-        self.assign.get(k).and_then(|&a| (a >= 0).then_some(a as usize))
+        self.assign
+            .get(k)
+            .and_then(|&a| (a >= 0).then_some(a as usize))
     }
 
     /// The log bin containing frequency `f` (None outside the range).
@@ -127,7 +129,10 @@ mod tests {
         let total: u32 = m.counts[..128].iter().sum();
         // rfft bins from 46.875 Hz (k = 1) to 24 kHz (k = 512).
         assert_eq!(total, 512);
-        assert!(m.counts[0] == 0, "the lowest log bins are narrower than one rfft bin");
+        assert!(
+            m.counts[0] == 0,
+            "the lowest log bins are narrower than one rfft bin"
+        );
     }
 
     #[test]

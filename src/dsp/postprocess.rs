@@ -108,7 +108,9 @@ impl PostProcessor {
                 self.kernel[i] = v;
                 sum += v;
             }
-            self.kernel[..=2 * radius].iter_mut().for_each(|v| *v /= sum);
+            self.kernel[..=2 * radius]
+                .iter_mut()
+                .for_each(|v| *v /= sum);
             self.radius = radius;
         } else {
             self.radius = 0;
@@ -225,7 +227,14 @@ mod tests {
 
     #[test]
     fn empty_bins_are_interpolated_between_neighbours() {
-        let db = [EMPTY_BIN_DB, -10.0, EMPTY_BIN_DB, EMPTY_BIN_DB, -40.0, EMPTY_BIN_DB];
+        let db = [
+            EMPTY_BIN_DB,
+            -10.0,
+            EMPTY_BIN_DB,
+            EMPTY_BIN_DB,
+            -40.0,
+            EMPTY_BIN_DB,
+        ];
         let mut out = [0.0; 6];
         fill_empty(&db, &mut out);
         assert_eq!(out, [-10.0, -10.0, -20.0, -30.0, -40.0, -40.0]);

@@ -156,7 +156,9 @@ impl SpectrumProcessor {
     }
 
     fn analyse(&mut self, t_capture_ns: u64, time_s: f64) {
-        let p = self.applied.unwrap_or_else(|| DspParams::from_config(&Default::default()));
+        let p = self
+            .applied
+            .unwrap_or_else(|| DspParams::from_config(&Default::default()));
         let mut sum_sq = 0.0f32;
         for ((o, &h), &w) in self.fft_in.iter_mut().zip(&self.history).zip(&self.hann) {
             *o = h * w;
@@ -287,7 +289,10 @@ mod tests {
             let nearest = (freq / (48_000.0 / 1024.0)).round() as usize;
             let expected = sp.bin_map().bin_of_rfft(nearest).unwrap();
             let own = sp.bin_map().bin_of_hz(freq).unwrap();
-            assert!(expected.abs_diff(own) <= 2, "{freq} Hz: {expected} vs {own}");
+            assert!(
+                expected.abs_diff(own) <= 2,
+                "{freq} Hz: {expected} vs {own}"
+            );
             let (argmax, _) = f
                 .bins()
                 .iter()
@@ -317,7 +322,11 @@ mod tests {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        assert!(f.bins()[j] > median + 0.3, "{} vs median {median}", f.bins()[j]);
+        assert!(
+            f.bins()[j] > median + 0.3,
+            "{} vs median {median}",
+            f.bins()[j]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::spectrum::SpectrumProcessor;
 use crate::rt::{RtGrant, Wake};
 use crate::stats::{Role, Stats};
 use crate::types::{BandsFrame, Block, SpectrumFrame};
-use ringbuf::traits::{Consumer, Producer};
+use ringbuf::traits::{Consumer, Observer, Producer};
 use ringbuf::{HeapCons, HeapProd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -188,6 +188,14 @@ fn run<P: Processor>(
             }
             if let Some(frame) = proc.process(&block, &mut params) {
                 for out in outputs.iter_mut() {
+                    if !block.clocked {
+                        // No clock to keep up with: wait for the consumer
+                        // rather than drop (see `Block::clocked`).
+                        while out.prod.is_full() && !ctx.stop.load(Ordering::Relaxed) {
+                            out.wake.wake();
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
+                    }
                     if out.prod.try_push(*frame).is_err() {
                         stats.frame_drops.fetch_add(1, Ordering::Relaxed);
                     }

@@ -5,8 +5,8 @@
 //! loop ([`AtomicF32`], [`now_ns`], [`Wake::wake`]) neither allocates nor
 //! locks. Priority and memory locking are set up once, before the loop.
 
-pub mod fault;
 mod atomic;
+pub mod fault;
 mod prio;
 mod wake;
 

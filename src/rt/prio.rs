@@ -1,8 +1,8 @@
 //! SCHED_FIFO and `mlockall`: asked for, never required.
 
 use thread_priority::{
-    set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
-    ThreadPriority, ThreadSchedulePolicy,
+    set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadPriority,
+    ThreadSchedulePolicy,
 };
 
 /// Whether a real-time request was granted.

@@ -91,7 +91,17 @@ impl Messages {
         let f = OscType::Float(0.0);
         let i = OscType::Int(0);
         let args: [Vec<OscType>; 13] = [
-            vec![i.clone(), i.clone(), i.clone(), f.clone(), f.clone(), f.clone(), f.clone(), f.clone(), f.clone()],
+            vec![
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                f.clone(),
+                f.clone(),
+                f.clone(),
+                f.clone(),
+                f.clone(),
+                f.clone(),
+            ],
             vec![f.clone(); 3],
             vec![f.clone(); 2],
             vec![f.clone()],
@@ -326,7 +336,8 @@ impl OscSender {
         let t = self.tempo;
         self.msgs.set_f(BPM, 0, if t.locked { t.bpm } else { 0.0 });
         self.emit(BPM);
-        self.msgs.set_f(TEMPO, 0, if t.locked { t.bpm } else { 0.0 });
+        self.msgs
+            .set_f(TEMPO, 0, if t.locked { t.bpm } else { 0.0 });
         self.msgs.set_f(TEMPO, 1, t.confidence);
         self.msgs.set_f(TEMPO, 2, t.phase);
         self.emit(TEMPO);
@@ -403,8 +414,7 @@ pub fn spawn(
         .name("p4-osc".into())
         .spawn(move || {
             ctx.wake.register_current();
-            ctx.stats.tid[Role::Osc as usize]
-                .store(crate::service::gettid(), Ordering::Relaxed);
+            ctx.stats.tid[Role::Osc as usize].store(crate::service::gettid(), Ordering::Relaxed);
             let fault = crate::rt::fault::Fault::for_role(Role::Osc);
             let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
             let mut last_meta: Option<(Instant, Meta)> = None;

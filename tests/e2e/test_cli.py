@@ -1,0 +1,135 @@
+"""The command line: bad input gets a clear error, nothing panics, and the
+paced WAV input keeps the block rate."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import (
+    BLOCK,
+    RATE,
+    OscReceiver,
+    render,
+    run_phase4,
+    tone,
+    write_config,
+    write_wav,
+)
+
+
+def test_bad_config_names_every_problem_and_exits_78(phase4_bin, tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        "[audio]\nblock-frames = 7\nfromat = \"S16_LE\"\n\n"
+        "[dsp.mid]\nlo-hz = 10.0\n\n[autoscale]\nstrength = 1.5\n\n"
+        "[fft]\nwindow-frames = 1000\n\n[osc]\nprefix = \"audio\"\n"
+    )
+    for args in (["--check-config", str(cfg)], ["--config", str(cfg)]):
+        p = subprocess.run([str(phase4_bin), *args], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 78, p
+        out = p.stderr
+        for key in ["audio.block-frames", "audio.fromat", "dsp.mid.lo-hz", "autoscale.strength",
+                    "fft.window-frames", "osc.prefix"]:
+            assert key in out, f"{key} not named in:\n{out}"
+        assert "line 2:" in out and "line 9:" in out, out
+        assert "panicked" not in out
+
+
+def test_good_config_checks_ok(phase4_bin):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    p = subprocess.run([str(phase4_bin), "--check-config", os.path.join(root, "configs", "phase4.toml")],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+
+
+def minimal_config(tmp_path, port=9, **audio):
+    return write_config(
+        tmp_path / "c.toml",
+        audio=audio,
+        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 1.0},
+    )
+
+
+def test_missing_device_fails_clearly_when_told_to(phase4_bin, tmp_path):
+    cfg = minimal_config(tmp_path, device="no_such_device_p4", **{"on-missing-device": "fail"})
+    p = run_phase4(phase4_bin, cfg, timeout=20)
+    assert p.returncode == 1, p
+    assert "no_such_device_p4" in p.stderr and "cannot open" in p.stderr
+    assert "panicked" not in p.stderr
+
+
+def test_missing_device_is_retried_and_the_service_stays_up(phase4_bin, tmp_path):
+    cfg = minimal_config(tmp_path, device="no_such_device_p4", **{"retry-initial-s": 0.05, "retry-max-s": 0.2})
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg)], stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert proc.poll() is None, "a missing device must not be fatal"
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert time.monotonic() - t < 1.0, "SIGTERM to exit within 1 s"
+    assert proc.returncode == 0, err
+    assert "no_such_device_p4" in err and "retrying" in err
+    assert "panicked" not in err
+
+
+@pytest.mark.parametrize("kind", ["not_wav", "eight_bit", "empty"])
+def test_bad_wav_inputs_get_clear_errors(phase4_bin, tmp_path, kind):
+    path = tmp_path / f"{kind}.wav"
+    if kind == "not_wav":
+        path.write_text("hello, this is not audio")
+        want = "not a valid WAV"
+    elif kind == "eight_bit":
+        write_wav(path, render(tone(440), 0.1), bits=8)
+        want = "8-bit"
+    else:
+        write_wav(path, [])
+        want = "no audio frames"
+    cfg = minimal_config(tmp_path)
+    p = run_phase4(phase4_bin, cfg, ["--input", str(path)], timeout=20)
+    assert p.returncode == 1, p
+    assert want in p.stderr and str(path) in p.stderr, p.stderr
+    a = subprocess.run([str(phase4_bin), "analyze", str(path)], capture_output=True, text=True, timeout=20)
+    assert a.returncode == 1 and want in a.stderr, a.stderr
+    assert "panicked" not in p.stderr + a.stderr
+
+
+def test_paced_wav_input_sends_lmh_at_the_block_rate(phase4_bin, tmp_path):
+    wav = write_wav(tmp_path / "tone.wav", render(tone(440), 5.0))
+    rx = OscReceiver()
+    cfg = minimal_config(tmp_path, port=rx.port)
+    t0 = time.monotonic()
+    p = run_phase4(phase4_bin, cfg, ["--input", str(wav)], timeout=30)
+    wall = time.monotonic() - t0
+    rx.stop(0.2)
+    assert p.returncode == 0, p.stderr
+    times = [m[0] for m in rx.messages() if m[1] == "/audio/lmh"]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    expected = RATE / BLOCK
+    assert abs(rate - expected) / expected < 0.02, f"{rate:.2f}/s vs {expected}"
+    assert 4.9 < wall < 6.5, f"5 s of audio took {wall:.2f} s"
+
+
+def test_analyze_writes_frames_with_times(phase4_bin, tmp_path):
+    import json
+
+    wav = write_wav(tmp_path / "a.wav", render(tone(2000), 2.0))
+    p = subprocess.run([str(phase4_bin), "analyze", str(wav)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    bands = [l for l in lines if l["type"] == "bands"]
+    assert len(bands) == -(-2 * RATE // BLOCK)
+    assert bands[1]["t"] == pytest.approx(BLOCK / RATE)
+    assert bands[-1]["mid"] > bands[-1]["low"]
+    spectral = [l for l in lines if l["type"] == "spectral"]
+    assert abs(spectral[-1]["centroid_hz"] - 2000) < 100
+    c = subprocess.run([str(phase4_bin), "analyze", str(wav), "--format", "csv"], capture_output=True, text=True, timeout=30)
+    rows = c.stdout.splitlines()
+    header = rows[0].split(",")
+    assert header[:3] == ["type", "t", "low"]
+    assert all(len(r.split(",")) == len(header) for r in rows), "every CSV row has every column"
