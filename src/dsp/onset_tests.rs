@@ -1,0 +1,243 @@
+//! Tests of the onset detectors against analytic inputs, and the signal
+//! helpers the tempo tests share.
+
+use super::*;
+use crate::config::Config;
+use realfft::RealFftPlanner;
+
+pub(crate) const SR: f32 = 48_000.0;
+pub(crate) const WIN: usize = 1024;
+pub(crate) const HOP: usize = 512;
+
+pub(crate) fn params() -> DspParams {
+    DspParams::from_config(&Config::default())
+}
+
+/// Magnitude spectra the way the spectrum worker computes them: symmetric
+/// Hann, `|X|·2/Σw`, one frame per hop once a full window is in. Returns
+/// (window-end time in s, magnitudes, window RMS in dBFS) per hop.
+pub(crate) fn spectra(x: &[f32]) -> Vec<(f64, Vec<f32>, f32)> {
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WIN);
+    let hann: Vec<f32> = (0..WIN)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (WIN - 1) as f32).cos())
+        .collect();
+    let corr = 2.0 / hann.iter().sum::<f32>();
+    let mut out = Vec::new();
+    let mut end = WIN;
+    while end <= x.len() {
+        let seg = &x[end - WIN..end];
+        let mut inp: Vec<f32> = seg.iter().zip(&hann).map(|(a, b)| a * b).collect();
+        let mut spec = fft.make_output_vec();
+        fft.process(&mut inp, &mut spec).unwrap();
+        let mag = spec.iter().map(|c| c.norm() * corr).collect();
+        let ms = seg.iter().map(|v| v * v).sum::<f32>() / WIN as f32;
+        let db = if ms > 0.0 { 10.0 * ms.log10() } else { -160.0 };
+        out.push((end as f64 / SR as f64, mag, db.max(-160.0)));
+        end += HOP;
+    }
+    out
+}
+
+/// Deterministic white noise in [-1, 1).
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A click (decaying noise burst, 10 ms) at each time, over `dur_s`.
+pub(crate) fn clicks(times: &[f64], dur_s: f64) -> Vec<f32> {
+    let n = (dur_s * SR as f64) as usize;
+    let mut x = vec![0.0; n];
+    let burst = noise(480, 7);
+    for &t in times {
+        let i0 = (t * SR as f64).round() as usize;
+        for (k, b) in burst.iter().enumerate() {
+            if i0 + k < n {
+                x[i0 + k] += 0.8 * b * (-(k as f32) / 96.0).exp();
+            }
+        }
+    }
+    x
+}
+
+/// Broadband onset times (s) the detector reports for `x`.
+pub(crate) fn detect(x: &[f32], p: &DspParams) -> Vec<f64> {
+    let mut d = FluxOnset::new(WIN / 2 + 1, SR, HOP as f32 / SR);
+    let mut out = Vec::new();
+    for (t, mag, _) in spectra(x) {
+        let o = d.process(&mag, p);
+        if o.onset.is_some() {
+            out.push(t - o.lag_s as f64);
+        }
+    }
+    out
+}
+
+#[test]
+fn flux_onsets_fall_on_clicks() {
+    let times: Vec<f64> = (0..20).map(|i| 0.3 + 0.37 * i as f64).collect();
+    let x = clicks(&times, 8.0);
+    let got = detect(&x, &params());
+    assert_eq!(got.len(), times.len(), "{got:?}");
+    let mut errs: Vec<f64> = got.iter().zip(&times).map(|(g, t)| g - t).collect();
+    errs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = errs[errs.len() / 2];
+    assert!(median.abs() < 0.004, "median error {median}");
+    assert!(errs.iter().all(|e| e.abs() < 0.012), "{errs:?}");
+}
+
+#[test]
+fn steady_sine_has_near_zero_flux_and_no_onsets() {
+    let x: Vec<f32> = (0..(2.0 * SR) as usize)
+        .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / SR).sin())
+        .collect();
+    let p = params();
+    let mut d = FluxOnset::new(WIN / 2 + 1, SR, HOP as f32 / SR);
+    let mut n_onsets = 0;
+    for (i, (_, mag, _)) in spectra(&x).iter().enumerate() {
+        let o = d.process(mag, &p);
+        if i >= 2 {
+            assert!(o.flux < 1.0e-3, "hop {i}: flux {}", o.flux);
+            n_onsets += o.onset.is_some() as usize;
+        }
+    }
+    assert_eq!(n_onsets, 0);
+}
+
+#[test]
+fn stationary_noise_gives_few_onsets() {
+    let x: Vec<f32> = noise((10.0 * SR) as usize, 3)
+        .iter()
+        .map(|v| 0.3 * v)
+        .collect();
+    let got = detect(&x, &params());
+    assert!(got.len() <= 10, "{} onsets in 10 s of noise", got.len());
+}
+
+#[test]
+fn sensitivity_orders_the_onset_count() {
+    // Clicks of falling loudness over a bed of noise.
+    let times: Vec<f64> = (0..30).map(|i| 0.2 + 0.25 * i as f64).collect();
+    let mut x = clicks(&times, 8.0);
+    for (i, v) in x.iter_mut().enumerate() {
+        let t = i as f32 / SR;
+        *v *= (-(t / 2.0)).exp();
+    }
+    for (v, n) in x.iter_mut().zip(noise((8.0 * SR) as usize, 9)) {
+        *v += 0.01 * n;
+    }
+    let mut p = params();
+    p.onset_sensitivity = 0.1;
+    let low = detect(&x, &p).len();
+    p.onset_sensitivity = 0.9;
+    let high = detect(&x, &p).len();
+    assert!(low < high, "low {low} high {high}");
+}
+
+#[test]
+fn min_gap_is_respected() {
+    let times: Vec<f64> = (0..40).map(|i| 0.2 + 0.03 * i as f64).collect();
+    let x = clicks(&times, 2.0);
+    let mut p = params();
+    p.onset_min_gap_s = 0.1;
+    let got = detect(&x, &p);
+    assert!(!got.is_empty());
+    for w in got.windows(2) {
+        assert!(w[1] - w[0] >= 0.1 - 1e-6, "{got:?}");
+    }
+}
+
+#[test]
+fn flux_survives_silence_nan_and_clipping() {
+    let p = params();
+    let mut d = FluxOnset::new(WIN / 2 + 1, SR, HOP as f32 / SR);
+    let silence = vec![0.0; WIN / 2 + 1];
+    let nan = vec![f32::NAN; WIN / 2 + 1];
+    let inf = vec![f32::INFINITY; WIN / 2 + 1];
+    let short = vec![1.0; 3];
+    for _ in 0..50 {
+        for m in [&silence, &nan, &inf, &short] {
+            let o = d.process(m, &p);
+            assert!(o.odf.is_finite() && o.flux.is_finite());
+            assert!(o.onset.map_or(true, |s| s.is_finite()));
+        }
+    }
+    for _ in 0..20 {
+        let o = d.process(&silence, &p);
+        assert_eq!(o.odf, 0.0);
+        assert!(o.onset.is_none());
+    }
+}
+
+#[test]
+fn band_onset_fires_once_on_a_step() {
+    let p = params();
+    let mut b = BandOnsets::new(256.0 / SR);
+    let mut fired = Vec::new();
+    for i in 0..400 {
+        let low = if i >= 200 { 0.8 } else { 0.1 };
+        let bits = b.process(&[low, 0.1, 0.1], &p);
+        if bits != 0 {
+            fired.push((i, bits));
+        }
+    }
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].1, onset_bits::LOW);
+    assert!((200..206).contains(&fired[0].0), "{fired:?}");
+}
+
+#[test]
+fn band_onsets_follow_a_pulse_train_and_respect_the_gap() {
+    let mut p = params();
+    let dt = 256.0 / SR;
+    let mut b = BandOnsets::new(dt);
+    let mut n = 0;
+    // Kick-like envelope in the low band every 0.5 s, hats every 0.125 s.
+    let mut last_high = -1.0f32;
+    for i in 0..(4.0 / dt) as usize {
+        let t = i as f32 * dt;
+        let low = 0.9 * (-((t % 0.5) / 0.08)).exp();
+        let high = 0.6 * (-((t % 0.125) / 0.02)).exp();
+        let bits = b.process(&[low, 0.05, high], &p);
+        if bits & onset_bits::LOW != 0 {
+            n += 1;
+        }
+        if bits & onset_bits::HIGH != 0 {
+            assert!(last_high < 0.0 || t - last_high > 0.1);
+            last_high = t;
+        }
+    }
+    assert!((7..=8).contains(&n), "{n} low onsets");
+    // A gap longer than the hat period halves the hats.
+    p.onset_min_gap_s = 0.2;
+    let mut b = BandOnsets::new(dt);
+    let mut hats = 0;
+    for i in 0..(4.0 / dt) as usize {
+        let t = i as f32 * dt;
+        let high = 0.6 * (-((t % 0.125) / 0.02)).exp();
+        hats += (b.process(&[0.0, 0.0, high], &p) & onset_bits::HIGH != 0) as usize;
+    }
+    assert!((14..=17).contains(&hats), "{hats} hats");
+}
+
+#[test]
+fn band_onsets_survive_garbage() {
+    let p = params();
+    let mut b = BandOnsets::new(256.0 / SR);
+    for v in [f32::NAN, f32::INFINITY, -1.0, 5.0, 0.0] {
+        for _ in 0..10 {
+            let _ = b.process(&[v, v, v], &p);
+        }
+    }
+    b.reset();
+    assert_eq!(b.process(&[0.0; 3], &p), 0);
+}

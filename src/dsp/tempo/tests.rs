@@ -1,0 +1,178 @@
+//! Tests of the beat tracker against analytic inputs: click trains at known
+//! tempi, a tempo step, silence.
+
+use super::*;
+use crate::dsp::onset::tests::{clicks, noise, params, spectra, HOP, SR, WIN};
+use crate::dsp::onset::FluxOnset;
+
+struct Run {
+    /// (time s, state) per hop.
+    states: Vec<(f64, TempoState)>,
+    /// Beat times (s).
+    beats: Vec<f64>,
+}
+
+fn track(x: &[f32], p: &DspParams) -> Run {
+    let hop_s = HOP as f32 / SR;
+    let mut flux = FluxOnset::new(WIN / 2 + 1, SR, hop_s);
+    let mut tr = BeatTracker::new(hop_s);
+    let mut states = Vec::new();
+    let mut beats = Vec::new();
+    for (t, mag, db) in spectra(x) {
+        let o = flux.process(&mag, p);
+        let s = tr.process(o.odf, db, p);
+        if s.beat {
+            beats.push(t - s.beat_lag_s as f64);
+        }
+        states.push((t, s));
+    }
+    Run { states, beats }
+}
+
+fn click_times(bpm: f64, from: f64, to: f64) -> Vec<f64> {
+    let mut v = Vec::new();
+    let mut t = from;
+    while t < to {
+        v.push(t);
+        t += 60.0 / bpm;
+    }
+    v
+}
+
+fn nearest(ts: &[f64], t: f64) -> f64 {
+    ts.iter()
+        .map(|c| (c - t).abs())
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn first_lock(r: &Run) -> Option<f64> {
+    r.states.iter().find(|(_, s)| s.locked).map(|(t, _)| *t)
+}
+
+#[test]
+fn click_trains_give_their_tempo_and_beats_on_the_clicks() {
+    for bpm in [82.0, 120.0, 174.0] {
+        let times = click_times(bpm, 0.5, 20.0);
+        let r = track(&clicks(&times, 20.0), &params());
+        let lock = first_lock(&r).unwrap_or_else(|| panic!("{bpm}: never locked"));
+        assert!(lock < 5.0, "{bpm}: locked at {lock}");
+        let (_, last) = r.states.last().unwrap();
+        assert!(
+            (last.bpm as f64 / bpm - 1.0).abs() < 0.02,
+            "{bpm}: {}",
+            last.bpm
+        );
+        assert!(
+            last.confidence > 0.6,
+            "{bpm}: confidence {}",
+            last.confidence
+        );
+        let late: Vec<f64> = r.beats.iter().copied().filter(|&b| b > 8.0).collect();
+        assert!(
+            late.len() as f64 >= (12.0 - 0.5) * bpm / 60.0 - 2.0,
+            "{bpm}: {late:?}"
+        );
+        for b in &late {
+            assert!(nearest(&times, *b) < 0.025, "{bpm}: beat at {b}");
+        }
+        // Beat indices count emitted beats.
+        assert_eq!(last.beat_index as usize, r.beats.len());
+    }
+}
+
+#[test]
+fn tempo_outside_the_range_is_folded_into_it() {
+    // 60 BPM clicks are reported as 120 in 75–180.
+    let times = click_times(60.0, 0.5, 20.0);
+    let r = track(&clicks(&times, 20.0), &params());
+    let (_, last) = r.states.last().unwrap();
+    assert!(last.locked);
+    assert!((last.bpm / 120.0 - 1.0).abs() < 0.02, "{}", last.bpm);
+}
+
+#[test]
+fn a_tempo_step_is_followed() {
+    let mut times = click_times(100.0, 0.5, 15.0);
+    let t_step = *times.last().unwrap() + 0.6;
+    times.extend(click_times(130.0, t_step, 30.0));
+    let r = track(&clicks(&times, 30.0), &params());
+    let after: Vec<&(f64, TempoState)> = r.states.iter().filter(|(t, _)| *t > t_step).collect();
+    let ok_from = after
+        .iter()
+        .position(|(_, s)| s.locked && (s.bpm / 130.0 - 1.0).abs() < 0.03)
+        .map(|i| after[i].0 - t_step);
+    let follow = ok_from.expect("never followed the step");
+    assert!(follow < 5.0, "followed after {follow} s");
+    let (_, last) = r.states.last().unwrap();
+    assert!((last.bpm / 130.0 - 1.0).abs() < 0.02, "{}", last.bpm);
+    for b in r.beats.iter().filter(|&&b| b > t_step + 6.0) {
+        assert!(nearest(&times, *b) < 0.03, "beat at {b}");
+    }
+}
+
+#[test]
+fn silence_unlocks_within_two_seconds() {
+    let times = click_times(120.0, 0.5, 12.0);
+    let mut x = clicks(&times, 12.0);
+    x.extend(std::iter::repeat(0.0).take((4.0 * SR) as usize));
+    let p = params();
+    let r = track(&x, &p);
+    let at = |t: f64| r.states.iter().find(|(ts, _)| *ts >= t).unwrap().1;
+    assert!(at(11.9).locked);
+    // The last click ends ~12.0 s; the window then holds silence.
+    let unlocked = r
+        .states
+        .iter()
+        .find(|(t, s)| *t > 12.0 && !s.locked)
+        .map(|(t, _)| *t)
+        .expect("never unlocked");
+    assert!(
+        unlocked - 12.0 <= p.silence_hold_s as f64 + 0.05,
+        "{unlocked}"
+    );
+    assert_eq!(at(15.9).bpm, 0.0);
+    assert!(!r.beats.iter().any(|&b| b > 14.1));
+}
+
+#[test]
+fn noise_claims_no_tempo() {
+    let x: Vec<f32> = noise((15.0 * SR) as usize, 11)
+        .iter()
+        .map(|v| 0.2 * v)
+        .collect();
+    let r = track(&x, &params());
+    assert!(first_lock(&r).is_none());
+    assert!(r.beats.is_empty());
+    assert!(r.states.iter().all(|(_, s)| s.bpm == 0.0));
+}
+
+#[test]
+fn phase_runs_from_zero_to_one_between_beats() {
+    let times = click_times(120.0, 0.5, 12.0);
+    let r = track(&clicks(&times, 12.0), &params());
+    let locked: Vec<&(f64, TempoState)> = r.states.iter().filter(|(_, s)| s.locked).collect();
+    assert!(!locked.is_empty());
+    for w in locked.windows(2) {
+        let (a, b) = (w[0].1, w[1].1);
+        assert!((0.0..1.0).contains(&b.phase));
+        if !b.beat {
+            assert!(b.phase >= a.phase - 1e-4, "{} -> {}", a.phase, b.phase);
+        }
+    }
+}
+
+#[test]
+fn tracker_survives_garbage() {
+    let p = params();
+    let mut tr = BeatTracker::new(HOP as f32 / SR);
+    for v in [f32::NAN, f32::INFINITY, -1.0, 1.0e30, 0.0] {
+        for _ in 0..500 {
+            let s = tr.process(v, -20.0, &p);
+            assert!(s.confidence.is_finite() && s.phase.is_finite() && s.bpm.is_finite());
+        }
+    }
+    let s = tr.process(0.0, f32::NAN, &p);
+    assert!(s.bpm.is_finite());
+    tr.reset();
+    assert_eq!(tr.process(0.0, -20.0, &p), TempoState::default());
+}
