@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Build the phase4 Debian package for one architecture with cargo-deb.
+#
+# Usage: scripts/build-deb.sh ARCH [--test] [--output DIR] [-- cargo-deb args]
+#   ARCH    amd64 | arm64 | armhf (arm ones cross-compile with Debian's cross
+#           gcc: see scripts/cross-build.sh for the one-time setup)
+#   --test  build the TEST package with the `fault-injection` feature (for
+#           scripts/systemd-test.sh) into target/debian-test/, from its own
+#           target dir so it never mixes with release binaries. Never ship it.
+#   --output DIR   where to write the .deb (default target/debian/)
+# Prints the path of the .deb on the last line of stdout.
+#
+# Needs: cargo install --locked cargo-deb
+set -euo pipefail
+. "$(dirname "$0")/lib/appliance.sh"
+
+[ $# -ge 1 ] || p4_die "usage: $0 amd64|arm64|armhf [--test] [--output DIR]"
+arch=$1; shift
+triple=$(p4_triple_for_arch "$arch") || p4_die "unknown architecture: $arch (amd64, arm64, armhf)"
+test_pkg=0
+output=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --test) test_pkg=1 ;;
+        --output) output=$2; shift ;;
+        --) shift; break ;;
+        *) p4_die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+cd "$P4_ROOT"
+command -v cargo-deb >/dev/null || p4_die "cargo-deb missing: cargo install --locked cargo-deb"
+
+args=(--strip --no-separate-debug-symbols --no-dbgsym)
+[ -n "$triple" ] && args+=(--target "$triple")
+if [ "$test_pkg" = 1 ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$P4_ROOT/target}/fault-injection"
+    args+=(--features fault-injection --deb-revision "1+faultinjection")
+    output=${output:-$P4_ROOT/target/debian-test}
+    # A test build need not be as optimised as a release: skip LTO to save
+    # minutes in CI.
+    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+fi
+output=${output:-$P4_ROOT/target/debian}
+mkdir -p "$output"
+
+if [ -n "$triple" ] && [ "$triple" != x86_64-unknown-linux-gnu ]; then
+    p4_cross_env "$triple"
+    # dpkg-shlibdeps (for Depends: $auto) finds the target's libraries here.
+fi
+
+p4_say "cargo deb ${args[*]} --output $output $*"
+log=$(mktemp)
+if ! cargo deb "${args[@]}" --output "$output/" "$@" | tee "$log" >&2; then
+    rm -f "$log"; p4_die "cargo deb failed"
+fi
+deb=$(grep -E '\.deb$' "$log" | tail -1)
+rm -f "$log"
+[ -f "$deb" ] || p4_die "cargo deb did not report a .deb"
+echo "$deb"
