@@ -6,6 +6,7 @@
 //!
 //! Only the supervisor knows every channel.
 
+pub mod devices;
 pub mod health;
 pub mod pipeline;
 
@@ -46,7 +47,11 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     let stats = opts.stats.clone().unwrap_or_default();
     let started = Instant::now();
     let mut notifier = Notifier::from_env();
-    let mut pipeline = match Pipeline::start(&config, stats.clone(), &opts) {
+    // Runtime changes from the UI live in the state directory and are
+    // layered over the configuration (a corrupt state file is moved aside).
+    let base = config;
+    let (config, state) = crate::control::state::layer_at_start(&base);
+    let mut pipeline = match Pipeline::start(&config, &base, &state, stats.clone(), &opts) {
         Ok(p) => p,
         Err(e) => {
             log::error!("{e:#}");
@@ -120,6 +125,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         // progress; a hung thread stops the pings and systemd restarts us.
         notifier.tick(ready && stale.is_empty());
         pipeline.poll_params();
+        pipeline.poll_switches();
         if last_health.elapsed() >= health_every {
             last_health = Instant::now();
             log::info!("{}", health.report(&stats).line);

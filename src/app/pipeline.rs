@@ -1,8 +1,12 @@
 //! Building and tearing down the thread graph: rings, workers, the OSC
-//! sender and the capture thread, in start order.
+//! sender, control, the WebSocket and HTTP servers and the capture thread,
+//! in start order; and switching the capture device at runtime.
 
+use super::devices::{AppDevices, SwitchRequest};
 use crate::capture::thread::{self as capture, BlockTx, CaptureCtx, CaptureEvent, CaptureSpec};
-use crate::config::Config;
+use crate::config::{AudioConfig, Config};
+use crate::control::state::State;
+use crate::control::{Controller, Shared};
 use crate::dsp::biquad::BandPass;
 use crate::dsp::params::{DspParams, ParamsHub};
 use crate::dsp::worker::{self, BandsWorker, FrameTx, SpectrumWorker, WorkerCtx, FRAME_RING};
@@ -10,13 +14,14 @@ use crate::rt::Wake;
 use crate::service::logging::RateLimit;
 use crate::stats::{DeviceInfo, Role, Stats};
 use crate::transport::osc::{self, Meta, OscCtx, OscSender};
+use crate::transport::ws::{self, WsCtx};
 use crate::types::{BandsFrame, Block, SpectrumFrame};
 use anyhow::Context;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,9 +42,18 @@ pub struct Pipeline {
     pub params: Arc<ParamsHub>,
     /// What `/audio/meta` says.
     pub meta: Arc<Mutex<Meta>>,
+    /// The settings as control publishes them (WebSocket meta).
+    pub shared: Arc<Shared>,
     config: Config,
     stop: Arc<AtomicBool>,
+    /// The capture thread has its own stop flag and eventfd, so that a
+    /// device switch can stop it alone.
+    capture_stop: Arc<AtomicBool>,
     stop_fd: nix::sys::eventfd::EventFd,
+    events_tx: Sender<CaptureEvent>,
+    switches: Receiver<SwitchRequest>,
+    max_frames: Option<u64>,
+    stats: Arc<Stats>,
     capture: Option<JoinHandle<Vec<BlockTx>>>,
     threads: Vec<JoinHandle<()>>,
     wakes: Vec<Arc<Wake>>,
@@ -48,13 +62,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Build rings and start every thread.
+    /// Build rings and start every thread. `config` is the configuration
+    /// with the runtime `state` already layered over it; `base` is the
+    /// configuration as loaded (control layers later changes over it).
     pub fn start(
         config: &Config,
+        base: &Config,
+        state: &State,
         stats: Arc<Stats>,
         opts: &super::RunOptions,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let capture_stop = Arc::new(AtomicBool::new(false));
         let stop_fd = nix::sys::eventfd::EventFd::from_value_and_flags(
             0,
             nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
@@ -88,6 +107,23 @@ impl Pipeline {
             spec_outputs.push(FrameTx {
                 prod: spec_osc_tx,
                 wake: osc_wake.clone(),
+            });
+        }
+
+        // Output rings: workers → WebSocket. The broadcaster sleeps in
+        // poll() on its sockets and drains these on its own clock, so it
+        // registers no thread to wake: a worker's wake() is then a no-op.
+        let ws_wake = Arc::new(Wake::new());
+        let (bands_ws_tx, bands_ws_rx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
+        let (spec_ws_tx, spec_ws_rx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
+        if config.ws.enabled {
+            bands_outputs.push(FrameTx {
+                prod: bands_ws_tx,
+                wake: ws_wake.clone(),
+            });
+            spec_outputs.push(FrameTx {
+                prod: spec_ws_tx,
+                wake: ws_wake.clone(),
             });
         }
 
@@ -185,33 +221,74 @@ impl Pipeline {
             drop(spec_osc_rx);
         }
 
-        // Capture last: everything downstream is ready for its first block.
-        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
-        let spec = CaptureSpec {
-            audio: config.audio.clone(),
-            realtime: config.realtime.clone(),
-            max_frames: opts.max_frames,
-        };
-        let capture = capture::spawn(
-            spec,
-            block_txs,
-            CaptureCtx {
+        // Control, WebSocket and HTTP.
+        let shared = Shared::new(config, state);
+        let (switch_tx, switch_rx) = std::sync::mpsc::channel();
+        if config.ws.enabled {
+            let (req_tx, req_rx) = std::sync::mpsc::channel();
+            let (rep_tx, rep_rx) = std::sync::mpsc::channel();
+            let controller = Controller::new(
+                base,
+                state.clone(),
+                params.clone(),
+                shared.clone(),
+                Box::new(AppDevices::new(config.audio.clone(), switch_tx)),
+            );
+            threads.push(
+                crate::control::spawn(controller, req_rx, rep_tx, stop.clone())
+                    .context("spawn control thread")?,
+            );
+            let ctx = WsCtx {
+                config: config.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
-                stop_fd: stop_fd.as_fd().as_raw_fd(),
-                events: ev_tx,
-            },
-        )
-        .context("spawn capture thread")?;
+                shared: shared.clone(),
+                requests: req_tx,
+                replies: rep_rx,
+            };
+            threads.extend(ws::spawn(ctx, bands_ws_rx, spec_ws_rx).with_context(|| {
+                format!("WebSocket server on {}:{}", config.ws.bind, config.ws.port)
+            })?);
+            threads.push(
+                crate::transport::http::spawn(&config.ws, stop.clone()).with_context(|| {
+                    format!(
+                        "UI HTTP server on {}:{}",
+                        config.ws.bind, config.ws.http_port
+                    )
+                })?,
+            );
+            roles.push(Role::Ws);
+        } else {
+            drop((bands_ws_rx, spec_ws_rx, switch_tx));
+        }
+
+        // Capture last: everything downstream is ready for its first block.
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let capture = spawn_capture(
+            &config.audio,
+            config,
+            opts.max_frames,
+            block_txs,
+            &stats,
+            &capture_stop,
+            &stop_fd,
+            &ev_tx,
+        )?;
 
         Ok(Pipeline {
             events: ev_rx,
             open_fail_limit: RateLimit::new(Duration::from_secs(30)),
             params,
             meta,
+            shared,
             config: config.clone(),
             stop,
+            capture_stop,
             stop_fd,
+            events_tx: ev_tx,
+            switches: switch_rx,
+            max_frames: opts.max_frames,
+            stats: stats.clone(),
             capture: Some(capture),
             threads,
             wakes,
@@ -227,6 +304,7 @@ impl Pipeline {
 
     /// Recompute `/audio/meta` after a device opened.
     pub fn update_meta(&mut self, info: &DeviceInfo) {
+        self.shared.sample_rate.store(info.rate, Ordering::Relaxed);
         let p = self.params.current();
         let mut m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         *m = meta_for(&p, info.rate, self.config.audio.block_frames);
@@ -252,9 +330,110 @@ impl Pipeline {
         std::thread::sleep(wait);
     }
 
+    /// Carry out device switches control asked for.
+    pub fn poll_switches(&mut self) {
+        while let Ok(req) = self.switches.try_recv() {
+            let r = self.switch_device(&req.name);
+            let _ = req.reply.send(r);
+        }
+    }
+
+    /// Stop the capture thread and take back its ring producers.
+    fn stop_capture(&mut self) -> Option<Vec<BlockTx>> {
+        let h = self.capture.take()?;
+        self.capture_stop.store(true, Ordering::SeqCst);
+        let _ = self.stop_fd.write(1);
+        let outputs = h.join().ok();
+        // A fresh flag and eventfd for the next capture thread.
+        self.capture_stop = Arc::new(AtomicBool::new(false));
+        if let Ok(fd) = nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+        ) {
+            self.stop_fd = fd;
+        }
+        outputs
+    }
+
+    fn start_capture(&mut self, audio: &AudioConfig, outputs: Vec<BlockTx>) -> anyhow::Result<()> {
+        let h = spawn_capture(
+            audio,
+            &self.config,
+            self.max_frames,
+            outputs,
+            &self.stats,
+            &self.capture_stop,
+            &self.stop_fd,
+            &self.events_tx,
+        )?;
+        self.capture = Some(h);
+        Ok(())
+    }
+
+    /// Wait for the capture thread to open its source: the device info, or
+    /// why it did not open within `wait`.
+    fn wait_opened(&mut self, wait: Duration) -> Result<DeviceInfo, String> {
+        match self.events.recv_timeout(wait) {
+            Ok(CaptureEvent::Opened { info, .. }) => Ok(info),
+            Ok(CaptureEvent::OpenFailed { error, .. }) | Ok(CaptureEvent::Fatal(error)) => Err(error),
+            Ok(CaptureEvent::Gone(e)) => Err(e),
+            Ok(CaptureEvent::Ended) => Err("input ended at once".into()),
+            Err(_) => Err(format!("did not open within {:.1} s", wait.as_secs_f64())),
+        }
+    }
+
+    /// Switch capture to the ALSA PCM `name`; roll back to the current
+    /// source when it does not open in time.
+    pub fn switch_device(&mut self, name: &str) -> Result<(), String> {
+        let old = self.config.audio.clone();
+        let mut new = old.clone();
+        new.device = name.to_string();
+        new.input.clear();
+        new.loop_input = false;
+        log::info!("capture: switching to {name:?} (requested over WebSocket)");
+        let outputs = self
+            .stop_capture()
+            .ok_or_else(|| "the capture thread could not be stopped".to_string())?;
+        self.start_capture(&new, outputs)
+            .map_err(|e| e.to_string())?;
+        match self.wait_opened(SWITCH_OPEN_WAIT) {
+            Ok(info) => {
+                log::info!("capture: now on {} at {} Hz", info.name, info.rate);
+                self.stats.set_device_info(info.clone());
+                self.config.audio = new;
+                self.update_meta(&info);
+                *self.shared.device.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (None, name.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!(
+                    "capture: {name:?} failed ({e}); rolling back to {:?}",
+                    source_name(&old)
+                );
+                let outputs = self
+                    .stop_capture()
+                    .ok_or_else(|| "the capture thread could not be stopped".to_string())?;
+                self.start_capture(&old, outputs)
+                    .map_err(|e| e.to_string())?;
+                match self.wait_opened(SWITCH_OPEN_WAIT) {
+                    Ok(info) => {
+                        self.stats.set_device_info(info.clone());
+                        self.update_meta(&info);
+                    }
+                    Err(e2) => log::warn!(
+                        "capture: the previous device did not reopen either ({e2}); retrying"
+                    ),
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Stop every thread; wait at most `max` for them.
     pub fn stop(&mut self, max: Duration) {
         self.stop.store(true, Ordering::SeqCst);
+        self.capture_stop.store(true, Ordering::SeqCst);
         let _ = self.stop_fd.write(1);
         for w in &self.wakes {
             w.wake();
@@ -279,6 +458,46 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// How long a switched-to device has to open before the switch is rolled back.
+const SWITCH_OPEN_WAIT: Duration = Duration::from_secs(3);
+
+fn source_name(a: &AudioConfig) -> &str {
+    if a.input.is_empty() {
+        &a.device
+    } else {
+        &a.input
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_capture(
+    audio: &AudioConfig,
+    config: &Config,
+    max_frames: Option<u64>,
+    outputs: Vec<BlockTx>,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+    stop_fd: &nix::sys::eventfd::EventFd,
+    events: &Sender<CaptureEvent>,
+) -> anyhow::Result<JoinHandle<Vec<BlockTx>>> {
+    let spec = CaptureSpec {
+        audio: audio.clone(),
+        realtime: config.realtime.clone(),
+        max_frames,
+    };
+    capture::spawn(
+        spec,
+        outputs,
+        CaptureCtx {
+            stats: stats.clone(),
+            stop: stop.clone(),
+            stop_fd: stop_fd.as_fd().as_raw_fd(),
+            events: events.clone(),
+        },
+    )
+    .context("spawn capture thread")
 }
 
 fn wait_until<T>(h: &JoinHandle<T>, deadline: Instant) {

@@ -3,4 +3,6 @@
 //! Uses the feature types and control's command type; never dsp or capture
 //! internals.
 
+pub mod http;
 pub mod osc;
+pub mod ws;

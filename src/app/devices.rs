@@ -1,0 +1,131 @@
+//! Device listing, probing and switching for control ([`DeviceOps`]).
+//!
+//! Listing and probing run on the control thread (they open PCMs, which can
+//! take a while). Switching is a request to the supervisor, which owns the
+//! capture thread: it stops it, starts one on the new device and rolls back
+//! to the previous one when the new one fails to open.
+
+use crate::capture::alsa::AlsaSource;
+use crate::capture::{ReadOutcome, Source};
+use crate::config::AudioConfig;
+use crate::control::{DeviceItem, DeviceOps};
+use crate::types::Block;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// How long a probe listens to each device.
+const PROBE_FOR: Duration = Duration::from_millis(300);
+/// Peak above which a probe counts as signal (about −70 dBFS).
+const PROBE_SIGNAL: f32 = 3.2e-4;
+/// Longest a switch may take before control gives up waiting.
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
+
+/// A device switch asked of the supervisor.
+pub struct SwitchRequest {
+    /// PCM to switch to.
+    pub name: String,
+    /// Where the outcome goes.
+    pub reply: Sender<Result<(), String>>,
+}
+
+/// [`DeviceOps`] for the live service.
+pub struct AppDevices {
+    audio: AudioConfig,
+    switches: Sender<SwitchRequest>,
+}
+
+impl AppDevices {
+    /// Devices are opened with `audio`'s format settings; switches go to
+    /// the supervisor through `switches`.
+    pub fn new(audio: AudioConfig, switches: Sender<SwitchRequest>) -> Self {
+        AppDevices { audio, switches }
+    }
+}
+
+/// Open `name` briefly and report its peak level in dBFS.
+pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
+    let mut cfg = audio.clone();
+    cfg.device = name.to_string();
+    cfg.input.clear();
+    let stop = nix::sys::eventfd::EventFd::from_value_and_flags(
+        0,
+        nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut src = AlsaSource::open(&cfg, stop.as_raw_fd()).map_err(|e| e.to_string())?;
+    let mut block = Box::new(Block::zeroed());
+    let mut peak = 0.0f32;
+    let t0 = Instant::now();
+    let mut blocks = 0;
+    while t0.elapsed() < PROBE_FOR && blocks < 400 {
+        match src.read(&mut block) {
+            Ok(ReadOutcome::Block) => {
+                blocks += 1;
+                peak = block.samples().iter().fold(peak, |m, x| m.max(x.abs()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(20.0 * peak.max(1e-8).log10())
+}
+
+impl DeviceOps for AppDevices {
+    fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        crate::capture::devices::list()
+            .into_iter()
+            .map(|d| {
+                let want = self.audio.sample_rate_hz;
+                let default_samplerate = match d.rates {
+                    Some((lo, hi)) if (lo..=hi).contains(&want) => want,
+                    Some((_, hi)) => hi,
+                    None => want,
+                } as f64;
+                let mut item = DeviceItem {
+                    index: d.index,
+                    name: d.name,
+                    description: d.description,
+                    available: d.available,
+                    max_input_channels: d.channels.map(|c| c.1).unwrap_or(0),
+                    default_samplerate,
+                    formats: d.formats,
+                    error: d.error,
+                    ..Default::default()
+                };
+                if probe {
+                    match probe_peak_dbfs(&self.audio, &item.name) {
+                        Ok(db) => {
+                            item.probed_signal = Some(db > 20.0 * PROBE_SIGNAL.log10());
+                            item.probed_peak_dbfs = Some(db as f64);
+                        }
+                        Err(e) => {
+                            item.probed_signal = Some(false);
+                            item.error.get_or_insert(e);
+                        }
+                    }
+                    item.probed_at = Some(now());
+                }
+                item
+            })
+            .collect()
+    }
+
+    fn switch(&mut self, name: &str) -> Result<(), String> {
+        let (tx, rx): (Sender<Result<(), String>>, Receiver<_>) = std::sync::mpsc::channel();
+        self.switches
+            .send(SwitchRequest {
+                name: name.to_string(),
+                reply: tx,
+            })
+            .map_err(|_| "the service is stopping".to_string())?;
+        rx.recv_timeout(SWITCH_WAIT)
+            .map_err(|_| "the supervisor did not answer in time".to_string())?
+    }
+}

@@ -1,0 +1,401 @@
+//! Runtime state on disk: `state.toml` in the state directory, layered over
+//! the configuration at start, written atomically (temp file, fsync, rename,
+//! fsync of the directory) and debounced.
+//!
+//! The state file uses the configuration's own section and key names, so a
+//! user who reads it knows what each line does; it holds only what the UI can
+//! change. The configuration file itself is never written (it is a dpkg
+//! conffile).
+//!
+//! Runs on the control thread and at start-up; never on a real-time thread.
+
+use crate::config::{self, AutoscaleConfig, BandConfig, Config, OnsetConfig, TempoConfig};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// File name of the runtime state inside the state directory.
+pub const STATE_FILE: &str = "state.toml";
+
+/// `[audio]` in the state: the device chosen at runtime.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AudioState {
+    /// PCM chosen with `set_device` (empty: none chosen, use the config).
+    pub device: String,
+    /// The configured device it replaced. If the configuration (or
+    /// `--device`) names another device at the next start, the
+    /// configuration wins: someone changed it on purpose.
+    pub config_device: String,
+}
+
+/// `[dsp]` in the state.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DspState {
+    /// Low band.
+    pub low: BandConfig,
+    /// Mid band.
+    pub mid: BandConfig,
+    /// High band.
+    pub high: BandConfig,
+}
+
+/// `[fft]` in the state: what `set_fft*` and `set_n_fft_bins` change.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FftState {
+    /// Spectrum on.
+    pub enabled: bool,
+    /// Log bins.
+    pub n_bins: u32,
+    /// Raw dB on the wire.
+    pub send_raw_db: bool,
+    /// Peak smear in octaves.
+    pub peak_smear_oct: f64,
+}
+
+/// `[ws]` in the state.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WsState {
+    /// Snapshot rate.
+    pub snapshot_hz: f64,
+}
+
+/// Everything the UI can change, in the configuration's vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct State {
+    /// Device chosen at runtime.
+    #[serde(default)]
+    pub audio: AudioState,
+    /// Bands and their smoothing.
+    pub dsp: DspState,
+    /// Auto-scaler.
+    pub autoscale: AutoscaleConfig,
+    /// Spectrum.
+    pub fft: FftState,
+    /// Onsets.
+    pub onset: OnsetConfig,
+    /// Tempo.
+    pub tempo: TempoConfig,
+    /// Snapshot rate.
+    pub ws: WsState,
+}
+
+impl State {
+    /// The state a configuration implies (nothing chosen at runtime yet).
+    pub fn from_config(c: &Config) -> Self {
+        State {
+            audio: AudioState::default(),
+            dsp: DspState {
+                low: c.dsp.low,
+                mid: c.dsp.mid,
+                high: c.dsp.high,
+            },
+            autoscale: c.autoscale,
+            fft: FftState {
+                enabled: c.fft.enabled,
+                n_bins: c.fft.n_bins,
+                send_raw_db: c.fft.send_raw_db,
+                peak_smear_oct: c.fft.peak_smear_oct,
+            },
+            onset: c.onset,
+            tempo: c.tempo,
+            ws: WsState {
+                snapshot_hz: c.ws.snapshot_hz,
+            },
+        }
+    }
+
+    /// `c` with this state layered over it.
+    pub fn apply(&self, c: &Config) -> Config {
+        let mut c = c.clone();
+        if !self.audio.device.is_empty() && self.audio.config_device == c.audio.device {
+            c.audio.device = self.audio.device.clone();
+        }
+        c.dsp.low = self.dsp.low;
+        c.dsp.mid = self.dsp.mid;
+        c.dsp.high = self.dsp.high;
+        c.autoscale = self.autoscale;
+        c.fft.enabled = self.fft.enabled;
+        c.fft.n_bins = self.fft.n_bins;
+        c.fft.send_raw_db = self.fft.send_raw_db;
+        c.fft.peak_smear_oct = self.fft.peak_smear_oct;
+        c.onset = self.onset;
+        c.tempo = self.tempo;
+        c.ws.snapshot_hz = self.ws.snapshot_hz;
+        c
+    }
+
+    /// TOML text of this state.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a state or preset file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not a state of this version.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Layer TOML `text` (a whole or partial state) over `base`, and check that
+/// the configuration it gives is valid. Missing keys keep `base`'s values.
+pub fn merge_text(base: &State, text: &str, config: &Config) -> Result<State, String> {
+    let overlay: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let mut merged = toml::Table::try_from(base).map_err(|e| e.to_string())?;
+    merge_tables(&mut merged, overlay);
+    let state: State = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    let problems = config::validate(&state.apply(config));
+    if let Some(p) = problems.first() {
+        return Err(p.to_string());
+    }
+    Ok(state)
+}
+
+fn merge_tables(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_tables(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The configuration to start with: `config` with the state in `dir` layered
+/// over it. A state file that cannot be used is moved aside with a warning
+/// and the service starts on the configuration alone.
+pub fn layer_at_start(config: &Config) -> (Config, State) {
+    let base = State::from_config(config);
+    let Some(dir) = config.state_dir() else {
+        return (config.clone(), base);
+    };
+    let path = dir.join(STATE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (config.clone(), base),
+        Err(e) => {
+            log::warn!(
+                "state: cannot read {}: {e}; starting on the configuration",
+                path.display()
+            );
+            return (config.clone(), base);
+        }
+    };
+    match merge_text(&base, &text, config) {
+        Ok(state) => {
+            log::info!(
+                "state: runtime settings from {} layered over the configuration",
+                path.display()
+            );
+            (state.apply(config), state)
+        }
+        Err(reason) => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = dir.join(format!("{STATE_FILE}.corrupt-{stamp}"));
+            match std::fs::rename(&path, &aside) {
+                Ok(()) => log::warn!(
+                    "state: {} is unusable ({reason}); moved aside to {}, starting on the configuration",
+                    path.display(),
+                    aside.display()
+                ),
+                Err(e) => log::warn!(
+                    "state: {} is unusable ({reason}) and could not be moved aside ({e}); starting on the configuration",
+                    path.display()
+                ),
+            }
+            (config.clone(), base)
+        }
+    }
+}
+
+/// Write `text` to `path` atomically: a temp file in the same directory,
+/// fsync, rename over the old file, fsync the directory. A crash leaves
+/// either the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Debounce after a change made while dragging a slider (`commit: false`).
+pub const DRAG_DEBOUNCE: Duration = Duration::from_millis(1000);
+/// Debounce after a committed change (`commit: true`, or a one-shot command).
+pub const COMMIT_DEBOUNCE: Duration = Duration::from_millis(50);
+/// Longest a dirty state waits, counted from its first unsaved change.
+pub const MAX_DELAY: Duration = Duration::from_millis(250);
+
+/// When the state should next be written, as the Python server schedules it:
+/// 1 s after the last drag change, 50 ms after a commit, and never later
+/// than 250 ms after the first unsaved change.
+#[derive(Debug, Default)]
+pub struct Debounce {
+    first_dirty: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Debounce {
+    /// A change happened now.
+    pub fn touch(&mut self, commit: bool, now: Instant) {
+        let first = *self.first_dirty.get_or_insert(now);
+        let wait = if commit {
+            COMMIT_DEBOUNCE
+        } else {
+            DRAG_DEBOUNCE
+        };
+        self.due = Some((now + wait).min(first + MAX_DELAY));
+    }
+
+    /// When the next write is due, if anything is unsaved.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Whether a write is due at `now`; if so, the state counts as saved.
+    pub fn take_due(&mut self, now: Instant) -> bool {
+        match self.due {
+            Some(d) if d <= now => {
+                self.due = None;
+                self.first_dirty = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether anything is unsaved.
+    pub fn dirty(&self) -> bool {
+        self.due.is_some()
+    }
+
+    /// Forget pending changes (after a forced write).
+    pub fn clear(&mut self) {
+        self.due = None;
+        self.first_dirty = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_state_keeps_the_configured_values_for_the_rest() {
+        let c = Config::default();
+        let base = State::from_config(&c);
+        let s = merge_text(&base, "[dsp.mid]\nlo-hz = 300.0\n", &c).unwrap();
+        assert_eq!(s.dsp.mid.lo_hz, 300.0);
+        assert_eq!(s.dsp.mid.hi_hz, c.dsp.mid.hi_hz);
+        assert_eq!(s.autoscale, c.autoscale);
+    }
+
+    #[test]
+    fn an_invalid_state_is_refused() {
+        let c = Config::default();
+        let base = State::from_config(&c);
+        assert!(merge_text(&base, "[autoscale]\nstrength = 7.0\n", &c).is_err());
+        assert!(merge_text(&base, "this is not toml", &c).is_err());
+        assert!(merge_text(&base, "[bogus]\nx = 1\n", &c).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_moved_aside_and_the_config_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.state.dir = dir.path().display().to_string();
+        std::fs::write(dir.path().join(STATE_FILE), "[[[ garbage").unwrap();
+        let (layered, _) = layer_at_start(&c);
+        assert_eq!(layered, c);
+        assert!(!dir.path().join(STATE_FILE).exists());
+        let moved = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.toml.corrupt-")
+            });
+        assert!(moved);
+    }
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.state.dir = dir.path().display().to_string();
+        let mut s = State::from_config(&c);
+        s.dsp.low.hi_hz = 200.0;
+        s.fft.enabled = true;
+        write_atomic(&dir.path().join(STATE_FILE), &s.to_toml()).unwrap();
+        let (layered, loaded) = layer_at_start(&c);
+        assert_eq!(loaded, s);
+        assert_eq!(layered.dsp.low.hi_hz, 200.0);
+        assert!(layered.fft.enabled);
+    }
+
+    #[test]
+    fn the_configured_device_wins_when_it_was_changed_since() {
+        let c = Config::default();
+        let mut s = State::from_config(&c);
+        s.audio.device = "hw:1".into();
+        s.audio.config_device = "default".into();
+        assert_eq!(s.apply(&c).audio.device, "hw:1");
+        let mut c2 = c.clone();
+        c2.audio.device = "hw:2".into();
+        assert_eq!(s.apply(&c2).audio.device, "hw:2");
+    }
+
+    #[test]
+    fn drags_wait_longer_than_commits_but_never_past_the_cap() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        d.touch(false, t0);
+        assert_eq!(d.due(), Some(t0 + MAX_DELAY));
+        let mut d = Debounce::default();
+        d.touch(true, t0);
+        assert_eq!(d.due(), Some(t0 + COMMIT_DEBOUNCE));
+        assert!(!d.take_due(t0));
+        assert!(d.take_due(t0 + COMMIT_DEBOUNCE));
+        assert!(!d.dirty());
+    }
+}
