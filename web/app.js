@@ -1,1 +1,200 @@
+// phase4 browser UI: a thin renderer. Everything it shows comes from the
+// server (meta is the source of truth for settings); it reconnects by itself.
 
+import { SpectrumView } from "./spectrum.js";
+import { buildControls } from "./controls.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+
+let ws = null;
+let meta = null;
+let devices = [];
+let retryMs = 500;
+const spectrum = new SpectrumView($("spectrum"));
+const controls = buildControls(send);
+
+function send(msg) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+}
+
+function toast(text) {
+  const t = $("toast");
+  t.textContent = text;
+  t.classList.add("show");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove("show"), 4000);
+}
+
+function flash(el, cls = "on", ms = 120) {
+  el.classList.add(cls);
+  clearTimeout(el._t);
+  el._t = setTimeout(() => el.classList.remove(cls), ms);
+}
+
+async function wsUrl() {
+  let port = 8765;
+  try {
+    const r = await fetch("ui-config.json", { cache: "no-store" });
+    if (r.ok) port = (await r.json()).ws_port || port;
+  } catch (_) { /* keep the default */ }
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
+  const q = token ? `?token=${encodeURIComponent(token)}` : "";
+  return `${proto}://${host || "127.0.0.1"}:${port}/${q}`;
+}
+
+async function connect() {
+  const url = await wsUrl();
+  ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.addEventListener("open", () => {
+    retryMs = 500;
+    $("conn").textContent = "connected";
+    $("conn").className = "conn up";
+  });
+  ws.addEventListener("close", () => {
+    $("conn").textContent = "reconnecting…";
+    $("conn").className = "conn down";
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(5000, retryMs * 2);
+  });
+  ws.addEventListener("message", (ev) => {
+    if (typeof ev.data !== "string") return onFft(ev.data);
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (_) { return; }
+    const h = handlers[msg.type];
+    if (h) h(msg);
+  });
+}
+
+function onFft(buf) {
+  const view = new DataView(buf);
+  if (view.getUint8(0) !== 1) return;
+  const n = view.getUint16(2, true);
+  spectrum.setBins(new Float32Array(buf, 4, n));
+}
+
+const bandOnsets = { low: 0, mid: 0, high: 0 };
+let beatIndex = 0, onsetCount = 0;
+
+const handlers = {
+  meta(m) {
+    meta = m;
+    window.phase4Meta = m;
+    spectrum.setMeta(m);
+    controls.update(m);
+    $("spec-mode").textContent = `${m.n_fft_bins} bins · ${m.fft_send_raw_db ? "raw dB" : "post-processed [0, 1]"} · ${m.sr} Hz`;
+    renderDevices();
+  },
+  snapshot(s) {
+    for (const b of ["low", "mid", "high"]) {
+      $(`m-${b}`).querySelector(".bar").style.height = `${Math.min(100, Math.max(0, s[b] * 100))}%`;
+      if (s.band_onsets && s.band_onsets[b] !== bandOnsets[b]) {
+        bandOnsets[b] = s.band_onsets[b];
+        flash($(`m-${b}`), "flash");
+      }
+    }
+    if (s.level) {
+      const pct = (db) => Math.min(100, Math.max(0, (db + 60) / 60 * 100));
+      $("m-level").querySelector(".bar").style.height = `${pct(s.level.rms_dbfs)}%`;
+      $("m-level").querySelector(".peak").style.bottom = `${pct(s.level.peak_dbfs)}%`;
+      $("r-level").textContent = `${s.level.rms_dbfs.toFixed(1)} / ${s.level.peak_dbfs.toFixed(1)} dBFS`;
+    }
+    if (s.tempo) $("r-tempo").textContent = s.tempo.locked ? `${s.tempo.bpm.toFixed(1)} BPM (${(s.tempo.confidence * 100).toFixed(0)} %)` : "not locked";
+    if (s.beat_index !== undefined && s.beat_index !== beatIndex) { beatIndex = s.beat_index; flash($("beat")); }
+    if (s.onset_count !== undefined && s.onset_count !== onsetCount) { onsetCount = s.onset_count; flash($("onset")); }
+    if (s.band_onsets) $("r-onsets").textContent = `${s.onset_count} (L ${s.band_onsets.low} M ${s.band_onsets.mid} H ${s.band_onsets.high})`;
+    if (s.spectral) $("r-centroid").textContent = `${s.spectral.centroid_hz.toFixed(0)} Hz`;
+    $("r-silent").textContent = s.silent ? "yes" : "no";
+  },
+  beat() { flash($("beat")); },
+  onset(e) { if (e.band === "broadband") flash($("onset")); },
+  server_status(st) {
+    const rows = [
+      ["device", `${st.device.name || "–"} ${st.device.up ? "" : "(down)"}`],
+      ["format", `${st.device.rate} Hz · ${st.device.format} · ${st.device.access} · ${st.device.period} frames`],
+      ["xruns", st.xruns],
+      ["drops", `bands ${st.ring_drops.bands} · spectrum ${st.ring_drops.spectrum} · frames ${st.frame_drops} · ws ${st.ws_drops}`],
+      ["latency", `p50 ${st.latency_ms.p50.toFixed(2)} · p95 ${st.latency_ms.p95.toFixed(2)} · p99 ${st.latency_ms.p99.toFixed(2)} ms`],
+      ["CPU", `${st.process_cpu_pct.toFixed(1)} % (${Object.entries(st.cpu_pct).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")})`],
+      ["real-time", `capture ${st.realtime.capture} · workers ${st.realtime.workers} · mlock ${st.realtime.mlock}`],
+      ["clients", st.clients],
+      ["OSC", `${st.osc_sent} sent · ${st.osc_failed} failed`],
+    ];
+    const dl = $("status");
+    dl.replaceChildren();
+    for (const [k, v] of rows) {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = String(v);
+      dl.append(dt, dd);
+    }
+  },
+  devices(d) { devices = d.items || []; renderDevices(); },
+  presets(p) { renderPresets(p.items || []); },
+  auth(a) {
+    $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only (add ?token=…)") : "";
+    document.querySelectorAll(".controls, #device, #dev-use, #preset-save").forEach((el) => el.classList.toggle("disabled", a.required && !a.authorized));
+  },
+  error(e) { toast(e.reason); },
+};
+
+function renderDevices() {
+  const sel = $("device");
+  const current = meta && meta.device ? meta.device.name : "";
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const d of devices) {
+    const o = document.createElement("option");
+    o.value = String(d.index);
+    let label = `${d.index}: ${d.name}`;
+    if (d.description) label += ` — ${d.description}`;
+    if (!d.available) label += " (unavailable)";
+    if (d.probed_signal !== undefined) label += d.probed_signal ? " ● signal" : " ○ silent";
+    if (d.name === current) label += " [in use]";
+    o.textContent = label;
+    sel.append(o);
+  }
+  const inUse = devices.find((d) => d.name === current);
+  if (keep && devices.some((d) => String(d.index) === keep)) sel.value = keep;
+  else if (inUse) sel.value = String(inUse.index);
+  $("dev-note").textContent = current ? `in use: ${current}` : "";
+}
+
+function renderPresets(items) {
+  const ul = $("presets");
+  ul.replaceChildren();
+  for (const p of items) {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = p.name;
+    name.title = new Date(p.saved_at * 1000).toLocaleString();
+    const load = document.createElement("button");
+    load.type = "button";
+    load.textContent = "Load";
+    load.addEventListener("click", () => send({ type: "load_preset", name: p.name }));
+    li.append(name, load);
+    ul.append(li);
+  }
+  if (!items.length) {
+    const li = document.createElement("li");
+    li.className = "hint";
+    li.textContent = "no presets yet";
+    ul.append(li);
+  }
+}
+
+$("dev-refresh").addEventListener("click", () => send({ type: "list_devices" }));
+$("dev-probe").addEventListener("click", () => { $("dev-note").textContent = "probing…"; send({ type: "list_devices", probe: true }); });
+$("dev-use").addEventListener("click", () => {
+  const i = +$("device").value;
+  if (Number.isFinite(i)) send({ type: "set_device", index: i });
+});
+$("preset-save").addEventListener("click", () => {
+  const name = $("preset-name").value.trim();
+  if (!/^[A-Za-z0-9_\- ]{1,64}$/.test(name)) return toast("preset names: 1-64 letters, digits, _ - or spaces");
+  send({ type: "save_preset", name });
+});
+
+connect();

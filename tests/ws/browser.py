@@ -1,0 +1,17 @@
+"""Headless Chromium from Debian's package, driven by Playwright (its
+driver only: no browser is downloaded)."""
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def launch(p):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

@@ -1,0 +1,213 @@
+"""Fixtures for the WebSocket/UI tests: build phase4, generate a WAV, run the
+service on it (--input FILE --loop) with a temp config, free ports and a temp
+state directory, and stop it with SIGTERM."""
+
+import asyncio
+import json
+import math
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("P4_ARTIFACTS", ROOT / "target" / "ws-artifacts"))
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port):
+    with socket.socket() as s:
+        # Like the server's listener: TIME_WAIT leftovers do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def binary():
+    env_bin = os.environ.get("PHASE4_BIN")
+    if env_bin:
+        return env_bin
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    return str(Path(target) / "release" / "phase4")
+
+
+@pytest.fixture(scope="session")
+def wav(tmp_path_factory):
+    """4 s of music-like audio at 48 kHz: a bass tone, a mid tone and a
+    noise burst on every half second (onsets, a 120 BPM pulse)."""
+    path = tmp_path_factory.mktemp("audio") / "input.wav"
+    sr = 48000
+    rnd = random.Random(4)
+    frames = bytearray()
+    for i in range(sr * 4):
+        t = i / sr
+        k = i % (sr // 2)
+        v = 0.3 * math.sin(2 * math.pi * 110 * t) + 0.15 * math.sin(2 * math.pi * 1500 * t)
+        v += 0.5 * rnd.uniform(-1, 1) * math.exp(-k / 600)
+        frames += struct.pack("<h", int(max(-1.0, min(1.0, v)) * 32000))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(bytes(frames))
+    return path
+
+
+class Server:
+    """One phase4 process on a WAV input."""
+
+    def __init__(self, binary, wav, workdir, ws_port=None, http_port=None, state_dir=None, extra=""):
+        self.binary, self.wav, self.workdir = binary, wav, Path(workdir)
+        self.ws_port = ws_port or free_port()
+        self.http_port = http_port or free_port()
+        self.osc_port = free_port(socket.SOCK_DGRAM)
+        self.state_dir = Path(state_dir or self.workdir / "state")
+        self.extra = extra
+        self.proc = None
+        self.log = self.workdir / f"phase4-{self.ws_port}.log"
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.ws_port}"
+
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def config_text(self):
+        return f"""
+[realtime]
+enabled = false
+lock-memory = false
+
+[osc]
+destinations = [{{ host = "127.0.0.1", port = {self.osc_port} }}]
+
+[ws]
+port = {self.ws_port}
+http-port = {self.http_port}
+web-dir = "{ROOT / 'web'}"
+{self.extra}
+
+[state]
+dir = "{self.state_dir}"
+"""
+
+    def start(self, timeout=10.0):
+        cfg = self.workdir / f"phase4-{self.ws_port}.toml"
+        # The [ws] extras may carry whole sections after their keys.
+        cfg.write_text(self.config_text())
+        self.proc = subprocess.Popen(
+            [self.binary, "--config", str(cfg), "--input", str(self.wav), "--loop", "--log-level", "debug"],
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"phase4 exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.ws_port), timeout=0.2):
+                    pass
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("phase4 did not open its ports:\n" + self.log.read_text())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def make_server(binary, wav, tmp_path):
+    started = []
+
+    def make(**kw):
+        s = Server(binary, wav, tmp_path, **kw)
+        started.append(s)
+        return s.start()
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+async def recv_json(ws, type_, timeout=5.0):
+    """The next text message of `type_` (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no {type_} message within {timeout} s")
+        frame = await asyncio.wait_for(ws.recv(), left)
+        if isinstance(frame, str):
+            msg = json.loads(frame)
+            if msg.get("type") == type_:
+                return msg
+
+
+async def recv_any(ws, types, timeout=5.0):
+    """The next text message whose type is in `types`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"none of {types} within {timeout} s")
+        frame = await asyncio.wait_for(ws.recv(), left)
+        if isinstance(frame, str):
+            msg = json.loads(frame)
+            if msg.get("type") in types:
+                return msg
+
+
+async def fresh_meta(url):
+    """The meta a newly connected client gets."""
+    import websockets
+
+    async with websockets.connect(url) as ws:
+        return await recv_json(ws, "meta")
+
+
+def meta_now(url):
+    """fresh_meta from synchronous code that may already run an event loop
+    (Playwright's sync API does)."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(lambda: asyncio.run(fresh_meta(url))).result(timeout=10)

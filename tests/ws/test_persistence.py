@@ -1,0 +1,85 @@
+"""Runtime settings survive a restart; a corrupt state file does not stop
+the service."""
+
+import asyncio
+import json
+import time
+
+import websockets
+
+from conftest import Server, fresh_meta, recv_any, recv_json
+
+
+def test_settings_and_presets_survive_a_restart(binary, wav, tmp_path):
+    s = Server(binary, wav, tmp_path).start()
+    changes = [
+        {"type": "set_fft", "enabled": True},
+        {"type": "set_band", "band": "mid", "lo_hz": 300, "hi_hz": 3500, "commit": False},
+        {"type": "set_smoothing", "tau": {"high": 0.05}},
+        {"type": "set_autoscale", "tau_release_s": 30, "noise_floor": 0.002},
+        {"type": "set_n_fft_bins", "n": 96},
+        {"type": "set_fft_send_raw_db", "send_raw_db": True},
+        {"type": "set_fft_peak_smear", "peak_smear_oct": 0.9},
+        {"type": "set_ws_snapshot_hz", "hz": 45, "commit": True},
+    ]
+
+    async def change():
+        async with websockets.connect(s.url) as ws:
+            await recv_json(ws, "presets")
+            for c in changes:
+                await ws.send(json.dumps(c))
+                m = await recv_any(ws, {"meta", "error"})
+                assert m["type"] == "meta", m
+            await ws.send(json.dumps({"type": "save_preset", "name": "show one"}))
+            await recv_json(ws, "presets")
+            return m
+
+    after = asyncio.run(change())
+    # A drag change is saved at most 250 ms later; stopping saves the rest.
+    time.sleep(0.4)
+    assert s.stop() == 0
+    state = (s.state_dir / "state.toml").read_text()
+    assert "lo-hz = 300.0" in state
+    assert not list(tmp_path.glob("*.toml.tmp"))
+
+    s2 = Server(binary, wav, tmp_path, ws_port=s.ws_port, http_port=s.http_port, state_dir=s.state_dir).start()
+    try:
+        again = asyncio.run(fresh_meta(s2.url))
+        # Everything but the OSC port (each test server gets a free one).
+        assert {**again, "osc": None} == {**after, "osc": None}
+
+        async def presets():
+            async with websockets.connect(s2.url) as ws:
+                return await recv_json(ws, "presets")
+
+        assert [p["name"] for p in asyncio.run(presets())["items"]] == ["show one"]
+    finally:
+        s2.stop()
+
+
+def test_a_corrupt_state_file_is_moved_aside_and_the_service_starts(binary, wav, tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.toml").write_text("[dsp.low\nlo-hz = = 3\n\x00garbage")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        m = asyncio.run(fresh_meta(s.url))
+        assert m["bands"]["low"] == {"lo_hz": 30.0, "hi_hz": 250.0}
+        assert s.running()
+        assert list(state_dir.glob("state.toml.corrupt-*"))
+        assert "moved aside" in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_a_state_file_with_out_of_range_values_is_not_used(binary, wav, tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.toml").write_text("[autoscale]\nstrength = 9.0\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        m = asyncio.run(fresh_meta(s.url))
+        assert m["autoscale"]["strength"] == 1.0
+        assert list(state_dir.glob("state.toml.corrupt-*"))
+    finally:
+        s.stop()

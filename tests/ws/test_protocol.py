@@ -1,0 +1,340 @@
+"""The WebSocket protocol with a real client (Python websockets): every
+inbound type's success path (answered by the new meta), and bad input
+(answered by an error, with the settings unchanged)."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from conftest import fresh_meta, recv_any, recv_json
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_new_client_gets_meta_then_devices_presets_snapshots_and_fft(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            first = json.loads(await ws.recv())
+            assert first["type"] == "meta"
+            for key in ["sr", "blocksize", "n_fft_bins", "bands", "fft_enabled", "fft_db_floor", "fft_db_ceiling",
+                        "fft_f_min", "fft_send_raw_db", "fft_peak_smear_oct", "tau", "autoscale", "ws_snapshot_hz",
+                        "device"]:
+                assert key in first, key
+            assert set(first["bands"]["mid"]) == {"lo_hz", "hi_hz"}
+            assert set(first["autoscale"]) == {"tau_attack_s", "tau_release_s", "noise_floor", "strength"}
+            assert set(first["device"]) == {"index", "name"}
+            await recv_json(ws, "devices")
+            await recv_json(ws, "presets")
+            snap = await recv_json(ws, "snapshot")
+            for key in ["seq", "low", "mid", "high", "low_raw", "mid_raw", "high_raw", "t", "level", "tempo",
+                        "silent", "band_onsets", "onset_count", "beat_index", "spectral"]:
+                assert key in snap, key
+            st = await recv_json(ws, "server_status")
+            for key in ["cb_overruns", "dsp_drops", "fft_drops", "perf", "xruns", "ring_drops", "latency_ms",
+                        "realtime", "clients"]:
+                assert key in st, key
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            while True:
+                f = await asyncio.wait_for(ws.recv(), 5)
+                if isinstance(f, bytes):
+                    assert f[0] == 1 and f[1] == 0
+                    n = int.from_bytes(f[2:4], "little")
+                    assert n == first["n_fft_bins"] and len(f) == 4 + 4 * n
+                    break
+
+    run(go())
+
+
+# (message, check on the meta that follows)
+SUCCESS = [
+    ({"type": "set_fft", "enabled": True}, lambda m: m["fft_enabled"] is True),
+    ({"type": "set_band", "band": "mid", "lo_hz": 200, "hi_hz": 4000, "commit": True},
+     lambda m: m["bands"]["mid"] == {"lo_hz": 200.0, "hi_hz": 4000.0}),
+    ({"type": "set_band", "band": "low", "lo_hz": 40, "hi_hz": 180},
+     lambda m: m["bands"]["low"] == {"lo_hz": 40.0, "hi_hz": 180.0}),
+    ({"type": "set_smoothing", "tau": {"low": 0.3}, "commit": False},
+     lambda m: m["tau"]["low"] == 0.3 and m["tau"]["mid"] == 0.06),
+    ({"type": "set_autoscale", "tau_attack_s": 0.1, "strength": 0.5},
+     lambda m: m["autoscale"]["tau_attack_s"] == 0.1 and m["autoscale"]["strength"] == 0.5
+     and m["autoscale"]["tau_release_s"] == 60.0),
+    ({"type": "set_fft_send_raw_db", "send_raw_db": True}, lambda m: m["fft_send_raw_db"] is True),
+    ({"type": "set_fft_peak_smear", "peak_smear_oct": 1.25, "commit": True}, lambda m: m["fft_peak_smear_oct"] == 1.25),
+    ({"type": "set_n_fft_bins", "n": 64}, lambda m: m["n_fft_bins"] == 64),
+    ({"type": "set_ws_snapshot_hz", "hz": 30}, lambda m: m["ws_snapshot_hz"] == 30),
+    ({"type": "set_onset", "sensitivity": 0.8}, lambda m: m["onset"]["sensitivity"] == 0.8),
+    ({"type": "set_tempo", "enabled": False}, lambda m: m["tempo"]["enabled"] is False),
+]
+
+
+@pytest.mark.parametrize("msg,check", SUCCESS, ids=[m["type"] + str(i) for i, (m, _) in enumerate(SUCCESS)])
+def test_each_setting_change_is_answered_by_the_new_meta(server, msg, check):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            before = await recv_json(ws, "meta")
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps(msg))
+            after = await recv_any(ws, {"meta", "error"})
+            assert after["type"] == "meta", after
+            assert check(after), after
+            assert after != before
+            # Everyone else sees it too.
+            assert await fresh_meta(server.url) == after
+
+    run(go())
+
+
+def test_list_devices_answers_devices_with_and_without_probe(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            for probe in (False, True):
+                await ws.send(json.dumps({"type": "list_devices", "probe": probe}))
+                d = await recv_json(ws, "devices", timeout=30)
+                assert isinstance(d["items"], list)
+                for item in d["items"]:
+                    for key in ["index", "name", "hostapi", "default_samplerate", "max_input_channels"]:
+                        assert key in item
+                    if probe:
+                        assert "probed_signal" in item and "probed_at" in item
+
+    run(go())
+
+
+def test_presets_are_saved_listed_and_loaded(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 2.0}))
+            await recv_json(ws, "meta")
+            await ws.send(json.dumps({"type": "save_preset", "name": "Wide smear_1"}))
+            p = await recv_json(ws, "presets")
+            assert [i["name"] for i in p["items"]] == ["Wide smear_1"]
+            assert p["items"][0]["saved_at"] > 0
+            await ws.send(json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 0.0}))
+            assert (await recv_json(ws, "meta"))["fft_peak_smear_oct"] == 0.0
+            await ws.send(json.dumps({"type": "list_presets"}))
+            assert (await recv_json(ws, "presets"))["items"][0]["name"] == "Wide smear_1"
+            await ws.send(json.dumps({"type": "load_preset", "name": "Wide smear_1"}))
+            m = await recv_any(ws, {"meta", "error"})
+            assert m["type"] == "meta" and m["fft_peak_smear_oct"] == 2.0
+        assert (server.state_dir / "presets" / "Wide smear_1.toml").exists()
+
+    run(go())
+
+
+def test_set_device_to_a_device_that_fails_rolls_back(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            before = await recv_json(ws, "meta")
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "set_device", "name": "hw:CARD=NoSuchCard,DEV=0"}))
+            e = await recv_any(ws, {"meta", "error"}, timeout=15)
+            assert e["type"] == "error" and "previous" in e["reason"]
+            # Still streaming from the WAV input.
+            # Still streaming from the WAV input (reopened, so its time
+            # starts again).
+            s1 = await recv_json(ws, "snapshot")
+            await asyncio.sleep(0.3)
+            s2 = await recv_json(ws, "snapshot")
+            assert s2["seq"] > s1["seq"] and s2["t"] != s1["t"]
+        assert await fresh_meta(server.url) == before
+
+    run(go())
+
+
+def test_set_device_by_index_switches_to_a_listed_device(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "list_devices"}))
+            d = await recv_json(ws, "devices", timeout=30)
+            usable = [i for i in d["items"] if i["available"]]
+            if not usable:
+                pytest.skip("no ALSA capture device opens on this machine")
+            target = usable[0]
+            await ws.send(json.dumps({"type": "set_device", "index": target["index"]}))
+            m = await recv_any(ws, {"meta", "error"}, timeout=15)
+            assert m["type"] == "meta", m
+            assert m["device"] == {"index": target["index"], "name": target["name"]}
+
+    run(go())
+
+
+def test_set_device_with_an_index_outside_the_listing_is_refused(server):
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            before = await recv_json(ws, "meta")
+            await recv_json(ws, "devices")
+            await ws.send(json.dumps({"type": "set_device", "index": 999}))
+            assert (await recv_any(ws, {"meta", "error"}))["type"] == "error"
+        assert await fresh_meta(server.url) == before
+
+    run(go())
+
+
+BAD = [
+    "this is not json",
+    "[1, 2]",
+    '"set_fft"',
+    json.dumps({"enabled": True}),
+    json.dumps({"type": "set_everything"}),
+    json.dumps({"type": 5}),
+    json.dumps({"type": "set_fft"}),
+    json.dumps({"type": "set_fft", "enabled": True, "extra": 1}),
+    json.dumps({"type": "set_fft", "enabled": "yes"}),
+    json.dumps({"type": "set_band", "band": "mid", "lo_hz": "200", "hi_hz": 4000}),
+    json.dumps({"type": "set_band", "band": "bass", "lo_hz": 30, "hi_hz": 200}),
+    json.dumps({"type": "set_band", "band": "low", "lo_hz": 10, "hi_hz": 200}),
+    json.dumps({"type": "set_band", "band": "low", "lo_hz": 100, "hi_hz": 140}),
+    json.dumps({"type": "set_band", "band": "high", "lo_hz": 4000, "hi_hz": 23000}),
+    json.dumps({"type": "set_smoothing", "tau": {"low": 0.001}}),
+    json.dumps({"type": "set_smoothing", "tau": {"sub": 0.1}}),
+    json.dumps({"type": "set_smoothing", "tau": {}}),
+    json.dumps({"type": "set_autoscale", "tau_release_s": 1}),
+    json.dumps({"type": "set_autoscale", "strength": 1.5}),
+    json.dumps({"type": "set_autoscale", "noise_floor": -0.1}),
+    json.dumps({"type": "set_autoscale", "tau_attack_s": 0.01, "strength": 2}),
+    json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 4}),
+    json.dumps({"type": "set_n_fft_bins", "n": 4}),
+    json.dumps({"type": "set_n_fft_bins", "n": 2048}),
+    json.dumps({"type": "set_n_fft_bins", "n": 64.5}),
+    json.dumps({"type": "set_ws_snapshot_hz", "hz": 5}),
+    json.dumps({"type": "set_ws_snapshot_hz", "hz": 1000}),
+    '{"type": "set_ws_snapshot_hz", "hz": NaN}',
+    '{"type": "set_ws_snapshot_hz", "hz": Infinity}',
+    '{"type": "set_fft_peak_smear", "peak_smear_oct": -Infinity}',
+    '{"type": "set_ws_snapshot_hz", "hz": 1e999}',
+    json.dumps({"type": "save_preset", "name": "../x"}),
+    json.dumps({"type": "save_preset", "name": "a/b"}),
+    json.dumps({"type": "save_preset", "name": ""}),
+    json.dumps({"type": "save_preset", "name": "x" * 65}),
+    json.dumps({"type": "save_preset", "name": "dots.toml"}),
+    json.dumps({"type": "save_preset", "name": "été"}),
+    json.dumps({"type": "load_preset", "name": "../../etc/passwd"}),
+    json.dumps({"type": "load_preset", "name": "missing"}),
+    json.dumps({"type": "set_device"}),
+    json.dumps({"type": "list_presets", "x": 1}),
+]
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_bad_input_gets_an_error_and_changes_nothing(server, text):
+    async def go():
+        before = await fresh_meta(server.url)
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(text)
+            reply = await recv_any(ws, {"meta", "error"})
+            assert reply["type"] == "error", reply
+            assert isinstance(reply["reason"], str) and reply["reason"]
+        assert await fresh_meta(server.url) == before
+        assert not (server.state_dir / "presets").exists() or not any(
+            p.name.startswith("..") for p in (server.state_dir / "presets").iterdir())
+
+    run(go())
+
+
+def test_an_oversize_message_gets_an_error(make_server):
+    server = make_server(extra="max-message-bytes = 4096")
+
+    async def go():
+        before = await fresh_meta(server.url)
+        async with websockets.connect(server.url) as ws:
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True, "pad": "x" * 8000}))
+            e = await recv_json(ws, "error")
+            assert "too large" in e["reason"]
+            # Far beyond the limit: the connection is closed (1009).
+            await ws.send("x" * 100_000)
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd.code == 1009
+        assert await fresh_meta(server.url) == before
+
+    run(go())
+
+
+def test_a_binary_frame_from_a_client_gets_an_error(server):
+    async def go():
+        before = await fresh_meta(server.url)
+        async with websockets.connect(server.url) as ws:
+            await ws.send(b"\x01\x00\x02\x00")
+            e = await recv_json(ws, "error")
+            assert "binary" in e["reason"]
+        assert await fresh_meta(server.url) == before
+
+    run(go())
+
+
+def test_without_the_token_a_client_may_watch_but_not_change(make_server):
+    server = make_server(extra='token = "s3cret"')
+
+    async def go():
+        before = await fresh_meta(server.url)
+        async with websockets.connect(server.url) as ws:
+            a = await recv_json(ws, "auth")
+            assert a == {"type": "auth", "authorized": False, "required": True}
+            await recv_json(ws, "snapshot")
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            assert "not authorized" in (await recv_any(ws, {"meta", "error"}))["reason"]
+            await ws.send(json.dumps({"type": "list_presets"}))
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "auth", "token": "wrong"}))
+            assert (await recv_any(ws, {"auth", "error"}))["type"] == "error"
+            await ws.send(json.dumps({"type": "auth", "token": "s3cret"}))
+            assert (await recv_json(ws, "auth"))["authorized"] is True
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            assert (await recv_any(ws, {"meta", "error"}))["fft_enabled"] is True
+        async with websockets.connect(server.url + "/?token=s3cret") as ws:
+            assert (await recv_json(ws, "auth"))["authorized"] is True
+            await ws.send(json.dumps({"type": "set_fft", "enabled": False}))
+            m = await recv_any(ws, {"meta", "error"})
+            assert m["type"] == "meta" and m == before | {"fft_enabled": False} | {"auth_required": True}
+
+    run(go())
+
+
+def test_foreign_browser_origins_are_refused_and_the_uis_own_accepted(server):
+    async def go():
+        for origin in ["http://evil.example", f"http://127.0.0.1:{server.ws_port + 1 if server.ws_port + 1 != server.http_port else 1}", "null"]:
+            with pytest.raises(websockets.InvalidStatus) as info:
+                async with websockets.connect(server.url, origin=origin):
+                    pass
+            assert info.value.response.status_code == 403
+        async with websockets.connect(server.url, origin=f"http://127.0.0.1:{server.http_port}") as ws:
+            await recv_json(ws, "meta")
+
+    run(go())
+
+
+def test_clients_beyond_the_cap_are_refused(make_server):
+    server = make_server(extra="max-clients = 2")
+
+    async def go():
+        async with websockets.connect(server.url) as a, websockets.connect(server.url) as b:
+            await recv_json(a, "meta")
+            await recv_json(b, "meta")
+            with pytest.raises(websockets.InvalidStatus) as info:
+                async with websockets.connect(server.url):
+                    pass
+            assert info.value.response.status_code == 503
+
+    run(go())
+
+
+def test_a_client_over_the_message_rate_gets_errors_not_changes(make_server):
+    server = make_server(extra="max-messages-per-s = 20")
+
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            for _ in range(100):
+                await ws.send(json.dumps({"type": "list_presets"}))
+            e = await recv_json(ws, "error")
+            assert "rate limit" in e["reason"]
+
+    run(go())

@@ -1,0 +1,98 @@
+"""The browser UI in headless Chromium while the WAV input plays: it loads
+without console errors, draws the spectrum, and a band control changes the
+server's meta. Screenshots go to $P4_ARTIFACTS (default target/ws-artifacts)."""
+
+import asyncio
+import json
+import time
+
+import websockets
+
+from browser import launch
+from conftest import ARTIFACTS, meta_now, recv_json
+
+
+def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
+    from playwright.sync_api import sync_playwright
+
+    async def enable_fft():
+        async with websockets.connect(server.url) as ws:
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            await recv_json(ws, "meta")
+            await recv_json(ws, "meta")
+
+    asyncio.run(enable_fft())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(server.http + "/")
+        page.wait_for_selector("#conn.up", timeout=10000)
+        page.wait_for_function("document.querySelectorAll('#status dt').length > 3", timeout=10000)
+        time.sleep(1.5)
+        # Spectrum bars are drawn in blue over the dark background.
+        lit = page.evaluate("""() => {
+            const c = document.getElementById('spectrum');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 120 && d[i + 2] > d[i] + 40) n++;
+            return n / (c.width * c.height);
+        }""")
+        assert lit > 0.02, f"spectrum canvas nearly empty ({lit:.3%} lit)"
+        # Move the "mid lo" slider like a user: input while dragging, change on release.
+        before = meta_now(server.url)
+        page.evaluate("""() => {
+            const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
+            const s = row.querySelector('input');
+            s.value = String(+s.value + 60);
+            s.dispatchEvent(new Event('input', {bubbles: true}));
+            s.dispatchEvent(new Event('change', {bubbles: true}));
+        }""")
+        deadline = time.time() + 5
+        after = before
+        while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
+            time.sleep(0.2)
+            after = meta_now(server.url)
+        assert after["bands"]["mid"]["lo_hz"] > before["bands"]["mid"]["lo_hz"], (before["bands"], after["bands"])
+        # The UI shows what meta says.
+        time.sleep(0.5)
+        shown = page.evaluate("""() => [...document.querySelectorAll('#c-bands .ctl')]
+            .find(r => r.querySelector('label').textContent === 'mid lo').querySelector('output').textContent""")
+        assert shown.startswith(str(round(after["bands"]["mid"]["lo_hz"])))
+        page.screenshot(path=str(ARTIFACTS / "ui.png"), full_page=True)
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, bypass_csp=True)
+        phone.goto(server.http + "/")
+        phone.wait_for_selector("#conn.up", timeout=10000)
+        time.sleep(1)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        phone.screenshot(path=str(ARTIFACTS / "ui-phone.png"))
+        browser.close()
+    assert not problems, problems
+    assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+
+
+def test_ui_server_answers_with_types_404s_and_no_traversal(server):
+    import http.client
+
+    def get(path, method="GET"):
+        c = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5)
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.getheader("Content-Type"), r.read()
+
+    assert get("/")[:2] == (200, "text/html; charset=utf-8")
+    assert get("/app.js")[:2] == (200, "text/javascript; charset=utf-8")
+    assert get("/style.css")[:2] == (200, "text/css; charset=utf-8")
+    status, ctype, body = get("/ui-config.json")
+    assert status == 200 and json.loads(body)["ws_port"] == server.ws_port
+    assert get("/nope.js")[0] == 404
+    for bad in ["/../Cargo.toml", "/..%2fCargo.toml", "/%2e%2e/Cargo.toml", "/.git/config", "//etc/passwd",
+                "/web/../../etc/passwd"]:
+        status, _, body = get(bad)
+        assert status == 404 and b"[package]" not in body and b"root:" not in body, bad
+    assert get("/", "POST")[0] == 405
+    status, _, body = get("/", "HEAD")
+    assert status == 200 and body == b""
