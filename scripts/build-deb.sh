@@ -58,4 +58,16 @@ fi
 deb=$(grep -E '\.deb$' "$log" | tail -1)
 rm -f "$log"
 [ -f "$deb" ] || p4_die "cargo deb did not report a .deb"
+
+# cargo-deb writes no DEBIAN/md5sums; add it so `dpkg --verify phase4` can
+# spot files damaged on a Pi's SD card (and lintian's no-md5sums-control-file
+# goes away). Repacking keeps every file, mode and the control data as built.
+tree=$(mktemp -d)
+chmod 755 "$tree"
+dpkg-deb -R "$deb" "$tree"
+(cd "$tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
+    >"$tree/DEBIAN/md5sums"
+chmod 644 "$tree/DEBIAN/md5sums"
+dpkg-deb --root-owner-group -Zxz -b "$tree" "$deb" >/dev/null
+rm -rf "$tree"
 echo "$deb"
