@@ -9,7 +9,8 @@
 #
 # Checks: install (user, group audio, unit enabled, conffile), start → READY
 # and active, a health line in the journal, OSC datagrams decoded by liblo's
-# oscdump, a hung thread → watchdog kill and restart within
+# oscdump, SCHED_FIFO and mlockall allowed by the sandbox, a reinstall that
+# keeps conffile edits and restarts the service, a hung thread → watchdog kill and restart within
 # WatchdogSec+RestartSec, systemctl stop → clean exit within 1 s, a bad
 # config → exit 78 and no restart loop, dpkg --purge leaves nothing behind.
 # Each prints PASS/FAIL; the exit status is the number of failures (max 100).
@@ -249,6 +250,21 @@ else
     fail "mlockall not granted: $(c journalctl -u phase4 --no-pager -o cat | grep -m1 -i mlock)"
 fi
 p4_say "threads: $(c ps -L -o comm=,cls=,rtprio= -p "$(prop MainPID)" | tr -s ' ' | paste -sd, -)"
+
+# --- upgrade (reinstall): conffile edits survive, a running service restarts
+c sh -c 'echo "# edited by the admin" >> /etc/phase4/phase4.toml'
+pid0=$(prop MainPID)
+if c dpkg -i /share/phase4.deb >"$work/dpkg-reinstall.log" 2>&1; then
+    pid1=$(prop MainPID)
+    if [ "$(c systemctl is-active phase4.service)" = active ] && [ "$pid1" != "$pid0" ] &&
+        c grep -q '^# edited by the admin' /etc/phase4/phase4.toml; then
+        pass "reinstall: service restarted (pid $pid0 → $pid1), edited conffile kept"
+    else
+        fail "reinstall: state $(c systemctl is-active phase4.service), pid $pid0 → $pid1, conffile edit kept: $(c grep -c '^# edited by the admin' /etc/phase4/phase4.toml)"
+    fi
+else
+    fail "reinstall (dpkg -i over itself)"; cat "$work/dpkg-reinstall.log"
+fi
 
 # --- watchdog: hang the bands worker ---------------------------------------
 pid0=$(prop MainPID)
