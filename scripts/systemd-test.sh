@@ -10,9 +10,10 @@
 # Checks: install (user, group audio, unit enabled, conffile), start → READY
 # and active, a health line in the journal, OSC datagrams decoded by liblo's
 # oscdump, SCHED_FIFO and mlockall allowed by the sandbox, a reinstall that
-# keeps conffile edits and restarts the service, a hung thread → watchdog kill and restart within
-# WatchdogSec+RestartSec, systemctl stop → clean exit within 1 s, a bad
-# config → exit 78 and no restart loop, dpkg --purge leaves nothing behind.
+# keeps conffile edits and restarts the service, a hung thread → watchdog
+# kill and restart within WatchdogSec + RestartSec (+ phase4's 2 s heartbeat
+# staleness), systemctl stop → clean exit within 1 s, a bad config → exit 78
+# and no restart loop, dpkg --purge leaves nothing behind.
 # Each prints PASS/FAIL; the exit status is the number of failures (max 100).
 #
 # There is no sound card, so a drop-in points the service at a WAV file played
