@@ -176,8 +176,11 @@ fi
 if [ "$cross" = 1 ]; then
     begin qemu
     arm_bin=$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/phase4
-    if [ -x "$arm_bin" ] && scripts/qemu-smoke.sh --bin "$arm_bin" --x86-bin "$CARGO_TARGET_DIR/release/phase4"; then
-        ok "qemu: arm64 binary (check-config, analyze vs x86_64, live ALSA)"
+    armhf_bin=$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/release/phase4
+    qargs=(--bin "$arm_bin" --x86-bin "$CARGO_TARGET_DIR/release/phase4")
+    [ -x "$armhf_bin" ] && qargs+=(--armhf-bin "$armhf_bin")
+    if [ -x "$arm_bin" ] && scripts/qemu-smoke.sh "${qargs[@]}"; then
+        ok "qemu: arm64 (check-config, analyze vs x86_64, live ALSA) and armhf (check-config, analyze)"
     else
         bad "qemu: scripts/qemu-smoke.sh"
     fi

@@ -7,6 +7,8 @@
 #      `file` PCM for 2 s of audio, with its OSC decoded by liblo's oscdump
 #
 # Usage: scripts/qemu-smoke.sh [--bin ARM64_BINARY] [--x86-bin BINARY]
+#                              [--armhf-bin ARMHF_BINARY]
+#   With --armhf-bin, the armhf build gets steps 1 and 2 too (qemu-arm).
 #   Default binaries: built with scripts/cross-build.sh arm64 and
 #   `cargo build --release`.
 # Tolerance: |a - b| <= ATOL + RTOL * max(|a|, |b|) for every number, with
@@ -19,10 +21,12 @@ set -euo pipefail
 
 arm_bin=""
 x86_bin=""
+armhf_bin=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) arm_bin=$2; shift ;;
         --x86-bin) x86_bin=$2; shift ;;
+        --armhf-bin) armhf_bin=$2; shift ;;
         *) p4_die "unknown argument: $1" ;;
     esac
     shift
@@ -138,6 +142,27 @@ EOF
     fi
 else
     p4_say "oscdump missing (apt-get install liblo-tools): live ALSA step skipped"
+fi
+
+# armhf (32-bit Raspberry Pi OS): the same configs and analyze comparison
+if [ -n "$armhf_bin" ]; then
+    armhf() { ALSA_CONFIG_PATH="$work/asound.conf" qemu-arm -L / "$armhf_bin" "$@"; }
+    n_ok=0; n_cfg=0
+    for cfg in configs/phase4.toml configs/examples/*.toml; do
+        n_cfg=$((n_cfg + 1))
+        armhf --check-config "$cfg" >/dev/null 2>&1 && n_ok=$((n_ok + 1))
+    done
+    [ "$n_ok" = "$n_cfg" ] && p4_pass "qemu-armhf: --check-config of $n_cfg configs" ||
+        { p4_fail "qemu-armhf: --check-config: $n_ok of $n_cfg pass"; failures=$((failures + 1)); }
+    armhf analyze "$work/test.wav" --format jsonl >"$work/armhf.jsonl" 2>/dev/null
+    if python3 scripts/lib/compare-analyze.py "$work/x86.jsonl" "$work/armhf.jsonl" \
+            --atol "$atol" --rtol "$rtol" --event-dt 0.011 >"$work/compare-armhf.txt"; then
+        p4_pass "qemu-armhf: analyze matches x86_64 within atol $atol + rtol $rtol"
+    else
+        p4_fail "qemu-armhf: analyze differs from x86_64 beyond atol $atol + rtol $rtol"
+        failures=$((failures + 1))
+    fi
+    sed -n '1,4p' "$work/compare-armhf.txt" | sed 's/^/    /'
 fi
 
 if [ "$failures" = 0 ]; then
