@@ -9,6 +9,7 @@
 //! Lines (JSON Lines; CSV has the same fields as columns):
 //! - `{"type":"bands","t",low,mid,high,low_raw,mid_raw,high_raw,rms_dbfs,peak_dbfs,silent}` per block
 //! - `{"type":"spectral","t",centroid_hz,flatness,rolloff_hz,flux,bpm,confidence,phase,locked[,bins]}` per hop
+//!   (`bins` with `--bins` and `fft.enabled`)
 //! - `{"type":"onset","t","band":"low"|"mid"|"high"}` per band onset
 //! - `{"type":"onset","t","band":"broadband","strength"}` per broadband onset
 //! - `{"type":"beat","t",index,bpm,confidence}` per beat
@@ -230,11 +231,15 @@ fn write_spectrum(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool)
     }
 }
 
-/// Analyse `path` with `config`'s DSP settings, writing to `out`.
+/// Analyse `path` with `config`'s DSP settings, writing to `out`. With
+/// `bins`, spectral lines carry the log spectrum too (JSON Lines only; it is
+/// computed whenever `fft.enabled`, but 128 numbers per hop dominate the
+/// output, so printing them is asked for explicitly).
 pub fn analyze(
     path: &Path,
     config: &Config,
     format: Format,
+    bins: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<Summary> {
     let wav = read_wav(path, config.audio.channel)?;
@@ -278,7 +283,7 @@ pub fn analyze(
         if let Some(sf) = spectrum.process(&block, &mut rx_s) {
             summary.onsets += sf.onset as u64;
             summary.beats += sf.tempo.beat as u64;
-            write_spectrum(&mut buf, format, sf, true);
+            write_spectrum(&mut buf, format, sf, bins);
         }
         summary.blocks += 1;
         if buf.len() > (1 << 20) - 65_536 {

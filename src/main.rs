@@ -15,8 +15,9 @@ USAGE:
                                                run the service (default)
   phase4 --check-config PATH                   validate a config file and exit (78 if invalid)
   phase4 devices                               list capture devices
-  phase4 analyze FILE.wav [--format jsonl|csv] [--config PATH]
+  phase4 analyze FILE.wav [--format jsonl|csv] [--config PATH] [--bins]
                                                same DSP, offline, as fast as possible
+                                               (--bins: include the log spectrum, JSON Lines)
 OPTIONS:
   --config PATH      config file (default: /etc/phase4/phase4.toml, else built-in defaults)
   --device PCM       ALSA capture PCM, overrides audio.device
@@ -40,6 +41,7 @@ struct Args {
     log_level: Option<String>,
     format: Option<String>,
     duration: Option<f64>,
+    bins: bool,
 }
 
 fn parse() -> Result<Args, lexopt::Error> {
@@ -56,6 +58,7 @@ fn parse() -> Result<Args, lexopt::Error> {
             Long("log-level") => a.log_level = Some(p.value()?.string()?),
             Long("format") => a.format = Some(p.value()?.string()?),
             Long("duration") => a.duration = Some(p.value()?.parse()?),
+            Long("bins") => a.bins = true,
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 std::process::exit(0);
@@ -163,7 +166,7 @@ fn main() -> ExitCode {
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            match phase4::analyze::analyze(&file, &cfg, format, &mut out) {
+            match phase4::analyze::analyze(&file, &cfg, format, args.bins, &mut out) {
                 Ok(s) => {
                     eprintln!(
                         "analyze: {:.1} s of audio in {:.3} s ({:.0}x real time), {} blocks, {} onsets, {} beats",

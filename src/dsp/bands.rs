@@ -18,7 +18,7 @@ use super::biquad::BandPass;
 use super::onset::BandOnsets;
 use super::params::{DspParams, ParamsRx};
 use super::scaler::{band_bin_counts, AutoScaler, ScalerSettings, Smoother};
-use crate::types::{BandsFrame, Block, MAX_BLOCK_FRAMES};
+use crate::types::{BandsFrame, Block};
 
 /// Lowest level reported, in dBFS.
 pub const LEVEL_FLOOR_DBFS: f32 = -160.0;
@@ -39,7 +39,7 @@ pub struct BandsProcessor {
     block_frames: usize,
     fft_window: usize,
     filters: [BandPass; 3],
-    scratch: [f32; MAX_BLOCK_FRAMES],
+    bank: super::biquad::BandBank,
     smoother: Smoother,
     scaler: AutoScaler,
     onsets: BandOnsets,
@@ -61,7 +61,7 @@ impl BandsProcessor {
             block_frames,
             fft_window,
             filters: [BandPass::new(p.filter_order, 30.0, 250.0, sr as f64); 3],
-            scratch: [0.0; MAX_BLOCK_FRAMES],
+            bank: Default::default(),
             smoother: Smoother::default(),
             scaler: AutoScaler::new(
                 ScalerSettings::new(dt, 0.05, 60.0, 0.001, 1.0, -80.0, 0.0),
@@ -95,6 +95,7 @@ impl BandsProcessor {
             for (f, b) in self.filters.iter_mut().zip(p.bands.iter()) {
                 f.design(p.filter_order, b.lo_hz as f64, b.hi_hz as f64, sr);
             }
+            self.bank.load(&self.filters);
         }
         self.smoother
             .set_taus(dt, [p.bands[0].tau_s, p.bands[1].tau_s, p.bands[2].tau_s]);
@@ -138,13 +139,8 @@ impl BandsProcessor {
     fn process_block(&mut self, block: &Block, p: &DspParams) -> BandsFrame {
         let x = block.samples();
         let n = x.len().max(1);
-        let mut rms = [0.0f32; 3];
-        for (i, f) in self.filters.iter_mut().enumerate() {
-            let y = &mut self.scratch[..x.len()];
-            f.process(x, y);
-            let sum: f32 = y.iter().map(|v| v * v).sum();
-            rms[i] = (sum / n as f32).sqrt();
-        }
+        let energy = self.bank.energy(x);
+        let rms = energy.map(|e| (e / n as f64).sqrt() as f32);
         let smoothed = self.smoother.update(rms);
         let lmh = self.scaler.update(smoothed);
 

@@ -36,6 +36,8 @@ pub struct PostProcessor {
     peak: Vec<f32>,
     peak_smeared: Vec<f32>,
     interp_db: Vec<f32>,
+    lin: Vec<f32>,
+    padded: Vec<f32>,
     kernel: Vec<f32>,
     radius: usize,
     settings: ScalerSettings,
@@ -53,6 +55,8 @@ impl PostProcessor {
             peak: vec![0.0; MAX_FFT_BINS],
             peak_smeared: vec![0.0; MAX_FFT_BINS],
             interp_db: vec![0.0; MAX_FFT_BINS],
+            lin: vec![0.0; MAX_FFT_BINS],
+            padded: vec![0.0; MAX_FFT_BINS + 2 * MAX_RADIUS],
             kernel: vec![0.0; 2 * MAX_RADIUS + 1],
             radius: 0,
             settings: ScalerSettings::new(hop_s, 0.05, 60.0, 0.001, 1.0, -80.0, 0.0),
@@ -130,8 +134,11 @@ impl PostProcessor {
         fill_empty(&db_in[..n], &mut self.interp_db[..n]);
         let s = self.settings;
         let nf = s.noise_floor.max(EPS);
+        // 10^(dB/20) as exp(dB · ln10/20): exp is much cheaper than powf.
+        const DB_TO_LN: f32 = std::f32::consts::LN_10 / 20.0;
         for j in 0..n {
-            let lin = 10f32.powf(self.interp_db[j] / 20.0);
+            let lin = (self.interp_db[j] * DB_TO_LN).exp();
+            self.lin[j] = lin;
             if self.warmed {
                 self.smooth[j] += self.alpha[j] * (lin - self.smooth[j]);
             } else {
@@ -146,8 +153,7 @@ impl PostProcessor {
             out[j] = if s.strength >= 1.0 {
                 scaled
             } else {
-                let lin = 10f32.powf(self.interp_db[j] / 20.0);
-                s.strength * scaled + (1.0 - s.strength) * s.baseline(lin)
+                s.strength * scaled + (1.0 - s.strength) * s.baseline(self.lin[j])
             };
         }
     }
@@ -159,13 +165,17 @@ impl PostProcessor {
             self.peak_smeared[..n].copy_from_slice(&self.peak[..n]);
             return;
         }
-        for j in 0..n {
-            let mut acc = 0.0;
-            for (i, w) in self.kernel[..=2 * r].iter().enumerate() {
-                let idx = reflect(j as isize + i as isize - r as isize, n);
-                acc += w * self.peak[idx];
-            }
-            self.peak_smeared[j] = acc;
+        // Reflect-pad once, then a plain convolution without index math.
+        for (i, v) in self.padded[..n + 2 * r].iter_mut().enumerate() {
+            *v = self.peak[reflect(i as isize - r as isize, n)];
+        }
+        let kernel = &self.kernel[..=2 * r];
+        for (j, out) in self.peak_smeared[..n].iter_mut().enumerate() {
+            *out = self.padded[j..j + 2 * r + 1]
+                .iter()
+                .zip(kernel)
+                .map(|(p, w)| p * w)
+                .sum();
         }
     }
 }

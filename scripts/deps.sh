@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing phase4 needs on Debian/Ubuntu: the ALSA
+# headers, ALSA and OSC tools the tests use, and the Python test clients.
+# Idempotent; quiet when everything is there.
+set -euo pipefail
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+pkgs=(libasound2-dev pkg-config alsa-utils liblo-tools sox stress-ng time python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c "import pytest, pythonosc, websockets, numpy" 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check pytest python-osc websockets numpy 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages pytest python-osc websockets numpy
+fi

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs phase4's tests: Rust unit and integration tests (including the
+# allocation proof through alsa-lib), then the end-to-end tests with real
+# peers (alsa-lib's file plugin, python-osc), then the suites of the other
+# parts when present (WebSocket/UI, musical-feature evaluation subset,
+# appliance). Installs its own dependencies.
+#   scripts/test.sh           everything
+#   scripts/test.sh --core    Rust tests + end-to-end only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+echo "== cargo test =="
+cargo test --all-targets 2>&1 | tee /tmp/phase4-cargo-test.log | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
+if grep -qE 'test result: FAILED|error(\[E[0-9]+\])?:' /tmp/phase4-cargo-test.log; then
+  echo "cargo test failed"; exit 1
+fi
+cargo build --release --quiet
+echo "== end-to-end: ALSA file plugin, OSC decoded by python-osc =="
+python3 -m pytest -q tests/e2e
+[ "${1:-}" = "--core" ] && exit 0
+for suite in scripts/ci-ws.sh scripts/eval/ci.sh scripts/ci-appliance.sh; do
+  if [ -x "$suite" ] || [ -f "$suite" ]; then
+    echo "== $suite =="
+    bash "$suite"
+  fi
+done
