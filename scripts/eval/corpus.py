@@ -11,8 +11,9 @@ mono 48 kHz 16-bit, normalised, and stored with its ground truth:
 
 Ground truth:
 - onsets: every note-on, merged when closer than 30 ms (a chord or a kick
-  under a hat is one onset), minus notes the mix cannot reveal (none are
-  generated that way on purpose: every note has an audible attack);
+  under a hat is one onset). Pitched notes are written legato (each ends
+  where a later onset starts) because fluidsynth's note releases make
+  audible transients that are not onsets;
 - beats: the quarter-note grid the parts are written on; for a piece whose
   written tempo lies outside the tracker's default range (75-180 BPM) the
   reference is its octave inside that range (eighth notes of a 70 BPM
@@ -44,7 +45,7 @@ SR = 48000
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
-VERSION = 3  # bump to rebuild every piece
+VERSION = 4  # bump to rebuild every piece
 
 # GM drum keys
 KICK, RIM, SNARE, CLAP, CHH, PHH, OHH, CRASH, RIDE, TAMB, COWBELL, LTOM = (
@@ -141,11 +142,11 @@ def rock(s, beats, meter=4, hats=True):
             s.add(sub(beats, i, 0.5), 0.05, 9, CHH, 62)
         if i % (4 * meter) == 0:
             s.add(beats[i], 0.5, 9, CRASH, 100)
-        s.add(beats[i], 0.45 * L, 1, root, 100)
-        s.add(sub(beats, i, 0.5), 0.45 * L, 1, root + 12 if b == 3 else root, 90)
+        s.add(beats[i], 0.5 * L, 1, root, 100)
+        s.add(sub(beats, i, 0.5), 0.5 * L, 1, root + 12 if b == 3 else root, 90)
         if b in (0, 2):
             for k in chord:
-                s.add(beats[i], 1.8 * L, 2, k, 84)
+                s.add(beats[i], 2.0 * L, 2, k, 84)
 
 
 def house(s, beats):
@@ -160,10 +161,10 @@ def house(s, beats):
         s.add(sub(beats, i, 0.5), 0.1, 9, OHH, 85)
         for q in (0.25, 0.75):
             s.add(sub(beats, i, q), 0.03, 9, CHH, 55)
-        s.add(sub(beats, i, 0.5), 0.4 * L, 1, root + 12, 105)
+        s.add(sub(beats, i, 0.5), 0.5 * L, 1, root + 12, 105)
         if b == 1 or b == 3:
             for k in chord:
-                s.add(sub(beats, i, 0.75), 0.2 * L, 2, k + 12, 80)
+                s.add(sub(beats, i, 0.75), 0.25 * L, 2, k + 12, 80)
 
 
 def hiphop(s, beats, swing=0.62):
@@ -181,11 +182,11 @@ def hiphop(s, beats, swing=0.62):
         s.add(beats[i], 0.05, 9, CHH, 78)
         s.add(sub(beats, i, swing), 0.05, 9, CHH, 60)
         if b == 0:
-            s.add(beats[i], 1.5 * L, 1, root, 105)
+            s.add(beats[i], 2.0 * L, 1, root, 105)
             for k in chord:
-                s.add(beats[i], 3.5 * L, 3, k, 70)
+                s.add(beats[i], 4.0 * L, 3, k, 70)
         if b == 2:
-            s.add(sub(beats, i, swing), 0.4 * L, 1, root + 7, 95)
+            s.add(sub(beats, i, swing), (1.0 - swing) * L, 1, root + 7, 95)
 
 
 def dnb(s, beats):
@@ -203,9 +204,9 @@ def dnb(s, beats):
         s.add(beats[i], 0.04, 9, CHH, 75)
         s.add(sub(beats, i, 0.5), 0.04, 9, CHH, 60)
         if b == 0:
-            s.add(beats[i], 1.8 * L, 1, root - 12 + 12, 110)
+            s.add(beats[i], 2.0 * L, 1, root, 110)
         if b == 2:
-            s.add(sub(beats, i, 0.5), 1.2 * L, 1, root + 3, 100)
+            s.add(sub(beats, i, 0.5), 1.5 * L, 1, root + 3, 100)
 
 
 def ballad(s, beats):
@@ -217,7 +218,7 @@ def ballad(s, beats):
         L = beats[i + 1] - beats[i]
         if b == 0:
             s.add(beats[i], 0.1, 9, KICK, 105)
-            s.add(beats[i], 3.8 * L, 1, root, 100)
+            s.add(beats[i], 4.0 * L, 1, root, 100)
         if b == 2:
             s.add(sub(beats, i, 0.5), 0.1, 9, KICK, 95)
         if b in (1, 3):
@@ -225,8 +226,8 @@ def ballad(s, beats):
         s.add(beats[i], 0.3, 9, RIDE, 80)
         s.add(sub(beats, i, 0.5), 0.3, 9, RIDE, 66)
         arp = (chord[0], chord[1], chord[2], chord[1] + 12)
-        s.add(beats[i], 0.9 * L, 0, arp[b] , 82)
-        s.add(sub(beats, i, 0.5), 0.45 * L, 0, arp[(b + 2) % 4], 70)
+        s.add(beats[i], 1.0 * L, 0, arp[b], 82)
+        s.add(sub(beats, i, 0.5), 0.5 * L, 0, arp[(b + 2) % 4], 70)
 
 
 def piano(s, beats):
@@ -239,16 +240,16 @@ def piano(s, beats):
         root, chord = PROG[bar % 4]
         L = beats[i + 1] - beats[i]
         if b == 0:
-            s.add(beats[i], 1.9 * L, 0, root + 12, 92)
+            s.add(beats[i], 2.0 * L, 0, root + 12, 92)
         if b == 2:
-            s.add(beats[i], 1.9 * L, 0, root + 19, 80)
+            s.add(beats[i], 2.0 * L, 0, root + 19, 80)
         if b in (1, 3):
             for k in chord:
-                s.add(beats[i], 0.9 * L, 0, k - 12 + 12, 70)
+                s.add(beats[i], 1.0 * L, 0, k, 70)
         m = melody[(i * 2) % len(melody)]
         s.add(beats[i], 0.5 * L, 0, m, 98)
         if (i + bar) % 3 != 2:
-            s.add(sub(beats, i, 0.5), 0.45 * L, 0, melody[(i * 2 + 1) % len(melody)], 84)
+            s.add(sub(beats, i, 0.5), 0.5 * L, 0, melody[(i * 2 + 1) % len(melody)], 84)
 
 
 def waltz(s, beats):
@@ -259,11 +260,11 @@ def waltz(s, beats):
         root, chord = PROG[bar % 4]
         L = beats[i + 1] - beats[i]
         if b == 0:
-            s.add(beats[i], 0.9 * L, 1, root, 110)
-            s.add(beats[i], 2.5 * L, 0, chord[2] + 12, 92)
+            s.add(beats[i], 1.0 * L, 1, root, 110)
+            s.add(beats[i], 3.0 * L, 0, chord[2] + 12, 92)
         else:
             for k in chord:
-                s.add(beats[i], 0.6 * L, 0, k, 75)
+                s.add(beats[i], 1.0 * L, 0, k, 75)
 
 
 def funk(s, beats):
@@ -281,12 +282,12 @@ def funk(s, beats):
             s.add(beats[i], 0.1, 9, SNARE, 112)
         for q in (0.0, 0.25, 0.5, 0.75):
             s.add(sub(beats, i, q), 0.03, 9, CHH, 72 if q == 0 else 52)
-        s.add(beats[i], 0.2 * L, 1, root, 108)
+        s.add(beats[i], 0.25 * L, 1, root, 108)
         if b % 2 == 1:
-            s.add(sub(beats, i, 0.75), 0.2 * L, 1, root + 12, 96)
+            s.add(sub(beats, i, 0.75), 0.25 * L, 1, root + 12, 96)
         if b in (1, 3):
             for k in chord:
-                s.add(sub(beats, i, 0.5), 0.15 * L, 2, k + 12, 88)
+                s.add(sub(beats, i, 0.5), 0.25 * L, 2, k + 12, 88)
 
 
 def jazz(s, beats, swing=0.66):
@@ -301,10 +302,11 @@ def jazz(s, beats, swing=0.66):
         if b in (1, 3):
             s.add(sub(beats, i, swing), 0.3, 9, RIDE, 70)
             s.add(beats[i], 0.05, 9, PHH, 80)
-        s.add(beats[i], 0.9 * L, 1, root + walk[(i % 8)], 108)
+        s.add(beats[i], 1.0 * L, 1, root + walk[(i % 8)], 108)
         if b in (1, 3) and bar % 2 == 0:
             for k in chord:
-                s.add(sub(beats, i, swing) if b == 3 else beats[i], 0.3 * L, 0, k, 74)
+                t = sub(beats, i, swing) if b == 3 else beats[i]
+                s.add(t, beats[i + 1] - t, 0, k, 74)
 
 
 def techno(s, beats):
@@ -318,7 +320,7 @@ def techno(s, beats):
             s.add(sub(beats, i, q), 0.02, 9, CHH, 50)
         if b == 3 and bar % 2 == 1:
             s.add(beats[i], 0.1, 9, CLAP, 95)
-        s.add(sub(beats, i, 0.75), 0.15 * L, 1, 36 + (7 if bar % 4 == 3 else 0), 100)
+        s.add(sub(beats, i, 0.75), 0.25 * L, 1, 36 + (7 if bar % 4 == 3 else 0), 100)
 
 
 # name -> (style, [(bpm, beats)], programs, ref_factor, meter)

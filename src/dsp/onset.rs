@@ -5,7 +5,7 @@
 //! - Band onsets ([`BandOnsets`]): for each of the auto-scaled L/M/H values
 //!   `x`, `d = fast(x) − slow(x)` (one-pole envelopes, τ 15 ms and 250 ms).
 //!   An onset is the rising edge of `d > θ`, with the adaptive threshold
-//!   `θ = max(θ_min, k·E|d|)` (`E` a 1 s running mean, `k` from the
+//!   `θ = max(θ_min, k·E|d|)` (`E` a 1 s running mean, `k` = 1.5 scaled by the
 //!   sensitivity), re-armed once `d` falls below `θ/2`, and at least
 //!   `onset_min_gap_s` after the previous onset of that band. This is the
 //!   detector of the Python server, on the same post-processed signals.
@@ -16,8 +16,11 @@
 //!   the detector is nearly level-independent), and compared with the
 //!   previous frame *max-filtered across ±1 band*, which ignores vibrato and
 //!   slow glides. `odf = mean_b max(0, S_t[b] − maxfilt(S_{t−1})[b])`.
-//!   `flux` is the same without the max filter (the classic half-wave
-//!   rectified log-magnitude flux).
+//!   `flux` is the classic half-wave rectified log-magnitude flux (no max
+//!   filter) on the same bands compressed with λ = 10³.
+//! - The ODF handed to the beat tracker is the SuperFlux with λ = 10³:
+//!   nearer to linear for loud components, so a kick outweighs a hi-hat
+//!   and quiet noise contributes little (chosen on the evaluation corpus).
 //! - Peak picking is causal with one hop of look-ahead: the previous hop's
 //!   `odf` is an onset when it is the largest of the last 30 ms and of the
 //!   current hop, exceeds the mean of the last 100 ms by `δ·scale`, where
@@ -43,6 +46,13 @@ pub const ODF_PEAK_LAG_S: f32 = 0.0085;
 /// Compression constant of the log magnitude.
 const LOG_LAMBDA: f32 = 1.0e5;
 /// Filterbank resolution.
+/// Compression of the beat tracker's ODF: close to linear for loud
+/// components, so that the energy of a kick outweighs a hi-hat.
+const BEAT_LAMBDA: f32 = 1.0e3;
+/// Peak-picking threshold above the local mean, in units of the running
+/// mean of the ODF, at sensitivity 0.5.
+const DELTA: f32 = 1.0;
+/// Filterbank resolution.
 const BANDS_PER_OCTAVE: f32 = 12.0;
 /// Filterbank range.
 const F_LO_HZ: f32 = 30.0;
@@ -50,7 +60,7 @@ const F_HI_HZ: f32 = 16_000.0;
 /// Length of the ODF history kept for peak picking (hops).
 const HIST: usize = 32;
 /// An ODF below this is never an onset (mean log ratio per band).
-const ODF_FLOOR: f32 = 0.01;
+const ODF_FLOOR: f32 = 0.05;
 
 #[inline]
 fn finite_or_zero(x: f32) -> f32 {
@@ -122,7 +132,7 @@ impl BandOnsets {
     /// Feed one block's auto-scaled L/M/H; returns [`crate::types::onset_bits`].
     pub fn process(&mut self, lmh: &[f32; 3], p: &DspParams) -> u8 {
         const BITS: [u8; 3] = [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH];
-        let k = 2.5 * sensitivity_gain(p.onset_sensitivity);
+        let k = 1.5 * sensitivity_gain(p.onset_sensitivity);
         let theta_min = 0.04 * sensitivity_gain(p.onset_sensitivity);
         let gap = if p.onset_min_gap_s.is_finite() {
             p.onset_min_gap_s.max(0.0)
@@ -237,11 +247,14 @@ pub struct FluxOnset {
     hop_s: f32,
     cur: Vec<f32>,
     prev: Vec<f32>,
+    cur_beat: Vec<f32>,
+    prev_beat: Vec<f32>,
     have_prev: bool,
     hist: [f32; HIST],
     pos: usize,
     scale: f32,
     a_scale: f32,
+    n_seen: u32,
     since_s: f32,
 }
 
@@ -266,11 +279,14 @@ impl FluxOnset {
             hop_s,
             cur: vec![0.0; n],
             prev: vec![0.0; n],
+            cur_beat: vec![0.0; n],
+            prev_beat: vec![0.0; n],
             have_prev: false,
             hist: [0.0; HIST],
             pos: 0,
             scale: 0.0,
             a_scale: one_pole(hop_s, 2.0),
+            n_seen: 0,
             since_s: f32::INFINITY,
         }
     }
@@ -297,8 +313,17 @@ impl FluxOnset {
             }
             *c = (1.0 + LOG_LAMBDA * acc.min(1.0e6)).ln();
         }
+        let lam2 = BEAT_LAMBDA;
+        for (c, &(start, len, off)) in self.cur_beat.iter_mut().zip(&self.fb.bands) {
+            let mut acc = 0.0;
+            let bins = mag.get(start..start + len).unwrap_or(&[]);
+            for (&m, &w) in bins.iter().zip(&self.fb.weights[off..off + len]) {
+                acc += finite_or_zero(m).abs() * w;
+            }
+            *c = (1.0 + lam2 * acc.min(1.0e6)).ln();
+        }
         let n = self.cur.len();
-        let (mut flux, mut odf) = (0.0, 0.0);
+        let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
         if self.have_prev {
             for b in 0..n {
                 let c = self.cur[b];
@@ -308,22 +333,31 @@ impl FluxOnset {
                 for &v in &self.prev[lo + 1..=hi] {
                     mx = mx.max(v);
                 }
-                flux += (c - self.prev[b]).max(0.0);
                 odf += (c - mx).max(0.0);
+                let cb = self.cur_beat[b];
+                let mut mb = self.prev_beat[lo];
+                for &v in &self.prev_beat[lo + 1..=hi] {
+                    mb = mb.max(v);
+                }
+                beat_odf += (cb - mb).max(0.0);
+                flux += (cb - self.prev_beat[b]).max(0.0);
             }
             flux /= n as f32;
             odf /= n as f32;
         }
         self.prev.copy_from_slice(&self.cur);
+        self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
 
         self.hist[self.pos] = odf;
         self.pos = (self.pos + 1) % HIST;
         self.since_s += self.hop_s;
         let onset = self.pick(p);
-        self.scale += self.a_scale * (odf - self.scale);
+        self.n_seen = self.n_seen.saturating_add(1);
+        let a = self.a_scale.max(1.0 / self.n_seen as f32);
+        self.scale += a * (odf - self.scale);
         OnsetOut {
-            odf,
+            odf: beat_odf / n as f32,
             flux,
             onset,
             lag_s: if onset.is_some() {
@@ -352,7 +386,7 @@ impl FluxOnset {
             mean += self.odf_ago(k);
         }
         mean /= (pre_avg + 1) as f32;
-        let delta = 0.6 * sensitivity_gain(p.onset_sensitivity);
+        let delta = DELTA * sensitivity_gain(p.onset_sensitivity);
         let scale = self.scale.max(ODF_FLOOR);
         let thr = mean + delta * scale;
         let gap = if p.onset_min_gap_s.is_finite() {
@@ -373,10 +407,13 @@ impl FluxOnset {
     pub fn reset(&mut self) {
         self.prev.iter_mut().for_each(|v| *v = 0.0);
         self.cur.iter_mut().for_each(|v| *v = 0.0);
+        self.prev_beat.iter_mut().for_each(|v| *v = 0.0);
+        self.cur_beat.iter_mut().for_each(|v| *v = 0.0);
         self.have_prev = false;
         self.hist = [0.0; HIST];
         self.pos = 0;
         self.scale = 0.0;
+        self.n_seen = 0;
         self.since_s = f32::INFINITY;
     }
 }

@@ -18,7 +18,7 @@
 //!    into the future and the next beat is scheduled at its peak. Beats are
 //!    therefore predicted, not detected late: a beat is emitted in the hop it
 //!    falls in.
-//! 3. **Confidence and lock**: confidence is a 1 s running mean of the
+//! 3. **Confidence and lock**: confidence is a 0.5 s running mean of the
 //!    geometric mean of the tempogram salience and how well the recent
 //!    beats sit on ODF peaks. A tempo is claimed (`locked`, `bpm > 0`, beat
 //!    events) only after confidence has stayed above `lock_confidence` for
@@ -43,7 +43,7 @@ use tempogram::Tempogram;
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
 /// claimed.
-pub const LOCK_HOLD_S: f32 = 1.0;
+pub const LOCK_HOLD_S: f32 = 0.5;
 /// Confidence must stay below 60 % of `lock_confidence` this long before a
 /// claimed tempo is dropped (silence drops it sooner).
 pub const UNLOCK_HOLD_S: f32 = 3.0;
@@ -88,7 +88,7 @@ impl BeatTracker {
             odf_mean: 0.0,
             a_odf_mean: one_pole(hop_s, 2.0),
             confidence: 0.0,
-            a_conf: one_pole(hop_s, 1.0),
+            a_conf: one_pole(hop_s, 0.5),
             above_s: 0.0,
             below_s: 0.0,
             locked: false,

@@ -14,6 +14,10 @@ const MAX_PERIOD_S: f32 = 2.0;
 /// after the last one, as a fraction of the period.
 const PREDICT_SIGMA: f32 = 0.25;
 
+/// How much stronger another chain of the cumulative score must be before
+/// the beat moves onto it.
+const SWITCH_RATIO: f32 = 1.15;
+
 pub(super) struct BeatPredictor {
     /// Cumulative score and normalised ODF, indexed by hop modulo `cap`.
     cs: Vec<f32>,
@@ -146,7 +150,31 @@ impl BeatPredictor {
     fn predict(&mut self, period: f32) {
         let t = self.t;
         let horizon = ((1.5 * period).ceil() as usize).min(self.fut.len() - 1);
-        let expected = (self.last_beat + period as f64 - t as f64) as f32;
+        // Follow the strongest chain of the cumulative score: where it peaked
+        // within the last period. Keep the current chain unless another one
+        // is clearly stronger, so near-equal beat and off-beat chains do not
+        // make the phase flip back and forth.
+        let n = (period.round() as u64).clamp(1, t);
+        let mut best_h = t;
+        let mut best_c = f32::MIN;
+        for h in t + 1 - n..=t {
+            let c = self.at(&self.cs, h);
+            if c > best_c {
+                best_c = c;
+                best_h = h;
+            }
+        }
+        let lb = self.last_beat.round().max(0.0) as u64;
+        let mut cur_c = 0.0f32;
+        for h in lb.saturating_sub(2)..=(lb + 2).min(t) {
+            cur_c = cur_c.max(self.at(&self.cs, h));
+        }
+        let anchor = if best_c > SWITCH_RATIO * cur_c {
+            best_h as f64
+        } else {
+            self.last_beat
+        };
+        let expected = (anchor + period as f64 - t as f64) as f32;
         let sigma = (PREDICT_SIGMA * period).max(1.0);
         let mut best_j = 1;
         let mut best_v = f32::MIN;

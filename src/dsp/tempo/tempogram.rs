@@ -32,6 +32,7 @@ pub(super) struct Tempogram {
     ring: Vec<f32>,
     pos: usize,
     mean: f32,
+    prev: [f32; 2],
     a_mean: f32,
     acf: Vec<f32>,
     a_acf: f32,
@@ -76,6 +77,7 @@ impl Tempogram {
             ring: vec![0.0; max_lag + 1],
             pos: 0,
             mean: 0.0,
+            prev: [0.0; 2],
             a_mean: one_pole(hop_s, MEAN_TAU_S),
             acf: vec![0.0; max_lag + 1],
             a_acf: one_pole(hop_s, ACF_TAU_S),
@@ -96,7 +98,12 @@ impl Tempogram {
     /// Add one ODF value and update the autocorrelation.
     pub(super) fn push(&mut self, odf: f32) {
         self.mean += self.a_mean * (odf - self.mean);
-        let z = odf - self.mean;
+        // A 3-tap low-pass widens the ODF's one-hop peaks so that the
+        // correlation at fractional lags is not biased towards tempi whose
+        // periods are whole hops.
+        let raw = odf - self.mean;
+        let z = 0.25 * (raw + self.prev[1]) + 0.5 * self.prev[0];
+        self.prev = [raw, self.prev[0]];
         let n = self.ring.len();
         self.ring[self.pos] = z;
         let a = self.a_acf;
@@ -263,6 +270,7 @@ impl Tempogram {
         self.acf.iter_mut().for_each(|v| *v = 0.0);
         self.pos = 0;
         self.mean = 0.0;
+        self.prev = [0.0; 2];
         self.active = (usize::MAX, 0);
         self.best_bpm = 0.0;
         self.salience = 0.0;
