@@ -26,8 +26,11 @@ pub struct DeviceEntry {
     pub error: Option<String>,
 }
 
+/// What a probe finds: channel range, rate range, formats.
+pub type Capabilities = (Option<(u32, u32)>, Option<(u32, u32)>, Vec<String>);
+
 /// Probe one PCM for what it supports (opens and closes it).
-pub fn probe(name: &str) -> Result<(Option<(u32, u32)>, Option<(u32, u32)>, Vec<String>), String> {
+pub fn probe(name: &str) -> Result<Capabilities, String> {
     let pcm = PCM::new(name, Direction::Capture, true).map_err(|e| e.to_string())?;
     let hwp = HwParams::any(&pcm).map_err(|e| e.to_string())?;
     let channels = hwp.get_channels_min().ok().zip(hwp.get_channels_max().ok());

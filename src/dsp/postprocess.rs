@@ -148,12 +148,16 @@ impl PostProcessor {
         }
         self.warmed = true;
         self.smear();
-        for j in 0..n {
-            let scaled = s.knee(self.smooth[j] - nf, self.peak_smeared[j]);
-            out[j] = if s.strength >= 1.0 {
+        let bins = self.smooth[..n]
+            .iter()
+            .zip(&self.peak_smeared[..n])
+            .zip(&self.lin[..n]);
+        for (o, ((smooth, peak), lin)) in out[..n].iter_mut().zip(bins) {
+            let scaled = s.knee(smooth - nf, *peak);
+            *o = if s.strength >= 1.0 {
                 scaled
             } else {
-                s.strength * scaled + (1.0 - s.strength) * s.baseline(self.lin[j])
+                s.strength * scaled + (1.0 - s.strength) * s.baseline(*lin)
             };
         }
     }

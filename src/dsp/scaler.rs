@@ -57,8 +57,8 @@ impl Smoother {
     /// Feed one block's RMS values.
     #[inline]
     pub fn update(&mut self, x: [f32; 3]) -> [f32; 3] {
-        for i in 0..3 {
-            self.values[i] += self.alpha[i] * (x[i] - self.values[i]);
+        for ((v, a), x) in self.values.iter_mut().zip(self.alpha).zip(x) {
+            *v += a * (x - *v);
         }
         self.values
     }
