@@ -100,7 +100,8 @@ impl BeatTracker {
     /// Feed one hop: the ODF value and the window's RMS level in dBFS.
     pub fn process(&mut self, odf: f32, rms_dbfs: f32, p: &DspParams) -> TempoState {
         let odf = if odf.is_finite() { odf.max(0.0) } else { 0.0 };
-        let silent = !(rms_dbfs >= p.silence_threshold_dbfs);
+        // NaN levels count as silence.
+        let silent = rms_dbfs.is_nan() || rms_dbfs < p.silence_threshold_dbfs;
         if silent {
             self.silent_s += self.hop_s;
             let hold = if p.silence_hold_s.is_finite() {

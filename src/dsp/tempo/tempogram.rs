@@ -154,7 +154,7 @@ impl Tempogram {
         }
         // Less than a second of signal, or none: nothing to say.
         let enough = self.pushed as f32 * self.hop_s >= 1.0;
-        if !(self.acf[0] > 1.0e-9 && self.acf[0].is_finite()) || !enough {
+        if !(self.acf[0] > 1.0e-9 && self.acf[0].is_finite() && enough) {
             self.salience = 0.0;
             return;
         }
