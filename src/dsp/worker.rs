@@ -149,6 +149,7 @@ pub fn spawn<P: Processor>(
 ) -> std::io::Result<JoinHandle<()>> {
     let name = format!("p4-{}", crate::stats::ROLE_NAMES[ctx.role as usize]);
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name(name)
         .spawn(move || run(proc, input, outputs, params, ctx))
 }

@@ -14,6 +14,11 @@ pub use atomic::AtomicF32;
 pub use prio::{lock_memory, set_realtime_priority, RtGrant};
 pub use wake::Wake;
 
+/// Stack size of phase4's own threads. With `mlockall` every mapped page is
+/// resident, so the 2 MiB default stack of each thread would cost 2 MiB of
+/// RAM; none of our loops needs more than a few tens of KiB.
+pub const THREAD_STACK: usize = 256 * 1024;
+
 thread_local! {
     static RT_LOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

@@ -144,12 +144,49 @@ pub struct OscSender {
     sock_v4: Option<UdpSocket>,
     sock_v6: Option<UdpSocket>,
     buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
     bundle: OscBundle,
     stats: Arc<Stats>,
     last_resolve: Instant,
     peak_held_dbfs: f32,
     last_silent: Option<bool>,
     tempo: crate::types::TempoState,
+}
+
+/// Datagrams handed to one `sendmmsg` call.
+const MMSG_BATCH: usize = 64;
+
+/// Fill `out` with `addr`; returns the address length.
+fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
 }
 
 /// NTP time for a CLOCK_MONOTONIC instant, via the current wall clock.
@@ -203,6 +240,7 @@ impl OscSender {
             sock_v4: Some(sock_v4),
             sock_v6,
             buf: Vec::with_capacity(8192),
+            spans: Vec::with_capacity(32),
             bundle: OscBundle {
                 timetag: OscTime {
                     seconds: 0,
@@ -233,23 +271,70 @@ impl OscSender {
         }
     }
 
-    fn send_buf(&mut self) {
-        for d in &self.dests {
-            let sock = if d.is_ipv4() {
-                self.sock_v4.as_ref()
-            } else {
-                self.sock_v6.as_ref()
-            };
-            let ok = sock.is_some_and(|s| s.send_to(&self.buf, d).is_ok());
-            if ok {
-                self.stats.osc_sent.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.stats.osc_failed.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Send every datagram queued in `buf` (`spans`) to every destination
+    /// with one `sendmmsg` per socket: one system call per frame instead of
+    /// one per message and destination, which was most of this thread's CPU.
+    fn flush(&mut self) {
+        if self.spans.is_empty() {
+            return;
         }
+        for v6 in [false, true] {
+            let sock = if v6 { &self.sock_v6 } else { &self.sock_v4 };
+            let Some(sock) = sock.as_ref() else { continue };
+            let dests: &[SocketAddr] = &self.dests;
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MMSG_BATCH];
+            // SAFETY: sockaddr_storage and mmsghdr are plain C structs for
+            // which all-zero bytes are a valid value.
+            let mut addrs: [libc::sockaddr_storage; MMSG_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut hdrs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
+            let mut n = 0;
+            let send = |n: usize, hdrs: &mut [libc::mmsghdr; MMSG_BATCH]| {
+                if n == 0 {
+                    return;
+                }
+                // SAFETY: `hdrs[..n]` point into `iov`, `addrs` and `self.buf`,
+                // all alive for this call; the socket is a valid UDP fd.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        std::os::fd::AsRawFd::as_raw_fd(sock),
+                        hdrs.as_mut_ptr(),
+                        n as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                let sent = r.max(0) as u64;
+                self.stats.osc_sent.fetch_add(sent, Ordering::Relaxed);
+                self.stats
+                    .osc_failed
+                    .fetch_add(n as u64 - sent.min(n as u64), Ordering::Relaxed);
+            };
+            for d in dests.iter().filter(|d| d.is_ipv6() == v6) {
+                for &(a, b) in &self.spans {
+                    if n == MMSG_BATCH {
+                        send(n, &mut hdrs);
+                        n = 0;
+                    }
+                    iov[n].iov_base = self.buf[a..b].as_ptr() as *mut libc::c_void;
+                    iov[n].iov_len = b - a;
+                    let len = write_sockaddr(d, &mut addrs[n]);
+                    hdrs[n].msg_hdr.msg_name = &mut addrs[n] as *mut _ as *mut libc::c_void;
+                    hdrs[n].msg_hdr.msg_namelen = len;
+                    hdrs[n].msg_hdr.msg_iov = &mut iov[n];
+                    hdrs[n].msg_hdr.msg_iovlen = 1;
+                    n += 1;
+                }
+            }
+            send(n, &mut hdrs);
+        }
+        self.spans.clear();
+        self.buf.clear();
     }
 
-    /// Send message `i` now, or queue it in the open bundle.
+    /// Queue message `i` for this frame (or add it to the open bundle).
     fn emit(&mut self, i: usize) {
         if !self.enabled[i] {
             return;
@@ -260,7 +345,7 @@ impl OscSender {
                 .push(OscPacket::Message(self.msgs.m[i].clone()));
             return;
         }
-        self.buf.clear();
+        let start = self.buf.len();
         let packet = OscPacket::Message(std::mem::replace(
             &mut self.msgs.m[i],
             OscMessage {
@@ -272,10 +357,12 @@ impl OscSender {
         if let OscPacket::Message(m) = packet {
             self.msgs.m[i] = m;
         }
-        self.send_buf();
+        self.spans.push((start, self.buf.len()));
     }
 
     fn open_bundle(&mut self, t_capture_ns: u64) {
+        self.buf.clear();
+        self.spans.clear();
         if self.cfg.bundle {
             self.bundle.content.clear();
             self.bundle.timetag = ntp_from_monotonic(t_capture_ns);
@@ -284,7 +371,7 @@ impl OscSender {
 
     fn close_bundle(&mut self) {
         if self.cfg.bundle && !self.bundle.content.is_empty() {
-            self.buf.clear();
+            let start = self.buf.len();
             let packet = OscPacket::Bundle(std::mem::replace(
                 &mut self.bundle,
                 OscBundle {
@@ -299,8 +386,9 @@ impl OscSender {
             if let OscPacket::Bundle(b) = packet {
                 self.bundle = b;
             }
-            self.send_buf();
+            self.spans.push((start, self.buf.len()));
         }
+        self.flush();
     }
 
     /// Send `/meta` (and `/silence`).
@@ -411,6 +499,7 @@ pub fn spawn(
     ctx: OscCtx,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name("p4-osc".into())
         .spawn(move || {
             ctx.wake.register_current();
