@@ -12,10 +12,12 @@ export DEBIAN_FRONTEND=noninteractive
 apt_need=()
 [ -x /usr/bin/chromium ] || apt_need+=(chromium)
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_need+=(python3-venv)
-dpkg -s libasound2-dev >/dev/null 2>&1 || apt_need+=(libasound2-dev)
+command -v pkg-config >/dev/null && pkg-config --exists alsa || apt_need+=(libasound2-dev pkg-config)
 if [ ${#apt_need[@]} -gt 0 ]; then
   echo "ci-ws: apt-get install ${apt_need[*]}"
-  apt-get update -qq
+  # A partial index failure (a mirror mid-sync for a foreign architecture)
+  # must not stop us: the install below says if a package is really missing.
+  apt-get update -qq || echo "ci-ws: apt-get update reported errors; trying the install anyway"
   apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
 fi
 
