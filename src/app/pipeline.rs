@@ -375,7 +375,9 @@ impl Pipeline {
     fn wait_opened(&mut self, wait: Duration) -> Result<DeviceInfo, String> {
         match self.events.recv_timeout(wait) {
             Ok(CaptureEvent::Opened { info, .. }) => Ok(info),
-            Ok(CaptureEvent::OpenFailed { error, .. }) | Ok(CaptureEvent::Fatal(error)) => Err(error),
+            Ok(CaptureEvent::OpenFailed { error, .. }) | Ok(CaptureEvent::Fatal(error)) => {
+                Err(error)
+            }
             Ok(CaptureEvent::Gone(e)) => Err(e),
             Ok(CaptureEvent::Ended) => Err("input ended at once".into()),
             Err(_) => Err(format!("did not open within {:.1} s", wait.as_secs_f64())),
