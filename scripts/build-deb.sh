@@ -5,8 +5,11 @@
 #   ARCH    amd64 | arm64 | armhf (arm ones cross-compile with Debian's cross
 #           gcc: see scripts/cross-build.sh for the one-time setup)
 #   --test  build the TEST package with the `fault-injection` feature (for
-#           scripts/systemd-test.sh) into target/debian-test/, from its own
-#           target dir so it never mixes with release binaries. Never ship it.
+#           scripts/systemd-test.sh) into target/debian-test/, with version
+#           suffix +faultinjection. Never ship it. It shares the target dir
+#           (reusing the compiled dependencies saves minutes in CI), so
+#           target/release/phase4 has the feature until the next normal build,
+#           which cargo redoes because the feature set differs.
 #   --output DIR   where to write the .deb (default target/debian/)
 # Prints the path of the .deb on the last line of stdout.
 #
@@ -35,12 +38,8 @@ command -v cargo-deb >/dev/null || p4_die "cargo-deb missing: cargo install --lo
 args=(--strip --no-separate-debug-symbols --no-dbgsym)
 [ -n "$triple" ] && args+=(--target "$triple")
 if [ "$test_pkg" = 1 ]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$P4_ROOT/target}/fault-injection"
     args+=(--features fault-injection --deb-revision "1+faultinjection")
     output=${output:-$P4_ROOT/target/debian-test}
-    # A test build need not be as optimised as a release: skip LTO to save
-    # minutes in CI.
-    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 fi
 output=${output:-$P4_ROOT/target/debian}
 mkdir -p "$output"
