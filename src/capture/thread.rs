@@ -246,6 +246,6 @@ fn push(outputs: &mut [BlockTx], block: &Block, clocked: bool, ctx: &CaptureCtx)
         if tx.prod.try_push(*block).is_err() {
             ctx.stats.ring_drops[tx.drop_slot].fetch_add(1, Ordering::Relaxed);
         }
-        tx.wake.wake();
+        tx.wake.wake_for(block.seq);
     }
 }

@@ -238,6 +238,13 @@ impl SpectrumProcessor {
         &self.map
     }
 
+    /// Frames still needed before the next analysis runs.
+    pub fn frames_until_hop(&self) -> usize {
+        let to_hop = self.hop.saturating_sub(self.since_hop).max(1);
+        let to_window = (self.window as u64).saturating_sub(self.frames_in) as usize;
+        to_hop.max(to_window)
+    }
+
     /// Frames between hops.
     pub fn hop(&self) -> usize {
         self.hop

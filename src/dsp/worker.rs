@@ -33,6 +33,11 @@ pub trait Processor: Send + 'static {
     fn sample_rate(&self) -> u32;
     /// Rebuild for a new sample rate (allocates; device switch only).
     fn rebuild(&mut self, sample_rate: u32, params: &DspParams);
+    /// Blocks of `block_len` frames still needed before the next frame is
+    /// produced (the worker is not woken for the ones before).
+    fn blocks_until_frame(&self, _block_len: usize) -> u64 {
+        1
+    }
 }
 
 /// The bands worker's processor plus its last frame.
@@ -115,6 +120,10 @@ impl Processor for SpectrumWorker {
     fn rebuild(&mut self, sample_rate: u32, params: &DspParams) {
         *self = SpectrumWorker::new(sample_rate, self.window, self.hop, params);
     }
+
+    fn blocks_until_frame(&self, block_len: usize) -> u64 {
+        self.proc.frames_until_hop().div_ceil(block_len.max(1)) as u64
+    }
 }
 
 /// One consumer of a worker's frames.
@@ -176,9 +185,9 @@ fn run<P: Processor>(
     while !ctx.stop.load(Ordering::Relaxed) {
         stats.beat(ctx.role);
         fault.check(&ctx.stop);
-        let mut any = false;
+        let mut last: Option<(u64, usize)> = None;
         while let Some(block) = input.try_pop() {
-            any = true;
+            last = Some((block.seq, block.len as usize));
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
                 // A new sample rate (device switch) rebuilds the processor:
                 // the one place this loop allocates, outside the steady state.
@@ -204,8 +213,10 @@ fn run<P: Processor>(
                 }
             }
         }
-        if !any {
-            std::thread::park_timeout(PARK);
+        match last {
+            // Nothing to do until the block that completes the next frame.
+            Some((seq, len)) => ctx.wake.defer_until(seq + proc.blocks_until_frame(len)),
+            None => std::thread::park_timeout(PARK),
         }
     }
     crate::rt::mark_rt_loop(false);

@@ -5,6 +5,7 @@
 //! is shared between producer and consumer and nothing is allocated, which is
 //! what the capture thread needs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 
@@ -12,6 +13,8 @@ use std::thread::Thread;
 #[derive(Debug, Default)]
 pub struct Wake {
     thread: OnceLock<Thread>,
+    /// The consumer needs no wake-up for blocks numbered below this.
+    not_before: AtomicU64,
 }
 
 impl Wake {
@@ -19,6 +22,7 @@ impl Wake {
     pub fn new() -> Self {
         Wake {
             thread: OnceLock::new(),
+            not_before: AtomicU64::new(0),
         }
     }
 
@@ -33,5 +37,19 @@ impl Wake {
         if let Some(t) = self.thread.get() {
             t.unpark();
         }
+    }
+
+    /// Wake the consumer for block `seq`, unless it said it has no use for
+    /// blocks before a later one (a spectrum worker between hops).
+    pub fn wake_for(&self, seq: u64) {
+        if seq >= self.not_before.load(Ordering::Relaxed) {
+            self.wake();
+        }
+    }
+
+    /// Consumer side: no wake-up needed before block `seq` (it still wakes
+    /// on its own timeout, so a missed wake-up only delays).
+    pub fn defer_until(&self, seq: u64) {
+        self.not_before.store(seq, Ordering::Relaxed);
     }
 }
