@@ -137,7 +137,9 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
     let stats = &ctx.stats;
     stats.tid[Role::Capture as usize].store(crate::service::gettid(), Ordering::Relaxed);
     let mut block = Box::new(Block::zeroed());
-    let mut seq = 0u64;
+    // Block numbers keep rising across capture restarts (device switch), so a
+    // consumer never sees them go backwards.
+    let mut seq = stats.blocks.load(Ordering::Relaxed);
     let mut frame_pos = 0u64;
     let mut delay = spec.audio.retry_initial_s;
     let mut opened_once = false;
@@ -182,6 +184,11 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
         let _ = ctx.events.send(CaptureEvent::Opened { info, rt });
         stats.device_up.store(true, Ordering::Relaxed);
 
+        // Block numbers restart with this thread; forget what the workers
+        // asked for in terms of the previous numbering.
+        for tx in &outputs {
+            tx.wake.defer_until(0);
+        }
         crate::rt::mark_rt_loop(true);
         loop {
             stats.beat(Role::Capture);

@@ -110,6 +110,25 @@ web-dir = "{ROOT / 'web'}"
 dir = "{self.state_dir}"
 """
 
+    def alsa_env(self):
+        """A real ALSA capture device without a sound card: alsa-lib's `file`
+        plugin reading the test WAV's samples, listed (hinted) as `p4ws` so
+        that list_devices and set_device have a device that opens."""
+        raw = self.workdir / "p4ws.raw"
+        if not raw.exists():
+            with wave.open(str(self.wav), "rb") as w:
+                frames = w.readframes(w.getnframes())
+            raw.write_bytes(frames * 4)
+        conf = self.workdir / "asound.conf"
+        conf.write_text(
+            'pcm.p4ws {\n type file\n slave.pcm "null"\n file "/dev/null"\n'
+            f' infile "{raw}"\n format "raw"\n'
+            ' hint { show on description "phase4 test device (file plugin)" }\n}\n'
+        )
+        env = dict(os.environ)
+        env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+        return env
+
     def start(self, timeout=10.0):
         cfg = self.workdir / f"phase4-{self.ws_port}.toml"
         # The [ws] extras may carry whole sections after their keys.
@@ -118,6 +137,7 @@ dir = "{self.state_dir}"
             [self.binary, "--config", str(cfg), "--input", str(self.wav), "--loop", "--log-level", "debug"],
             stdout=open(self.log, "ab"),
             stderr=subprocess.STDOUT,
+            env=self.alsa_env(),
         )
         deadline = time.time() + timeout
         while time.time() < deadline:
