@@ -19,9 +19,10 @@
 #   control   dpkg-deb -I of arm64/armhf: Architecture and Depends
 #   qemu      scripts/qemu-smoke.sh (arm64 under qemu vs x86_64)
 #   systemd   scripts/systemd-test.sh (test package with fault-injection)
-# Time on a 2-core machine, with target/ empty: ~9 min for the steps after
-# deps (three release builds ~2.5 min each, the test package ~1.3 min since
-# it reuses the amd64 dependencies, the nspawn test ~30 s); on a fresh machine
+# Time on a 2-core machine, with target/ empty: 5 min for the steps after
+# deps when the machine is idle, ~9 min when other builds compete (three
+# release builds, the test package reusing the amd64 dependencies, the nspawn
+# test ~30 s with a cached root filesystem); on a fresh machine
 # add ~3 min for cargo-deb, ~2 min for apt, ~1 min for debootstrap. Run it
 # after the other CI steps: the test package leaves a fault-injection build
 # in target/release until the next normal build.
