@@ -11,6 +11,8 @@
 //! - magnitudes handed to the onset detector: `|X_k| · 2 / Σw` (a sine of
 //!   amplitude A reads A).
 //! - the log spectrum: see [`super::logbins`] and [`super::postprocess`].
+//! - spectral shape ([`super::spectral`]) is read from the rfft power
+//!   smoothed by a one-pole of τ = [`SHAPE_TAU_S`] across hops.
 //!
 //! The FFT always runs (onsets, tempo and spectral shape need it);
 //! `fft.enabled` only decides whether the log spectrum is computed and sent.
@@ -30,6 +32,9 @@ use num_complex::Complex32;
 use realfft::{RealFftPlanner, RealToComplex};
 use std::sync::Arc;
 
+/// Time constant of the power spectrum that spectral shape is read from.
+pub const SHAPE_TAU_S: f32 = 0.05;
+
 /// State of the spectrum worker.
 pub struct SpectrumProcessor {
     sr: f32,
@@ -46,6 +51,8 @@ pub struct SpectrumProcessor {
     fft_out: Vec<Complex32>,
     fft_scratch: Vec<Complex32>,
     power: Vec<f32>,
+    shape_power: Vec<f32>,
+    shape_alpha: f32,
     mag: Vec<f32>,
     sums: Vec<f32>,
     db: Vec<f32>,
@@ -92,6 +99,8 @@ impl SpectrumProcessor {
             since_hop: 0,
             frames_in: 0,
             power: vec![0.0; n_rfft],
+            shape_power: vec![0.0; n_rfft],
+            shape_alpha: super::scaler::tau_to_alpha(hop_s, SHAPE_TAU_S),
             mag: vec![0.0; n_rfft],
             sums: vec![0.0; MAX_FFT_BINS],
             db: vec![0.0; MAX_FFT_BINS],
@@ -183,7 +192,13 @@ impl SpectrumProcessor {
         }
         let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
         let bin_hz = self.sr / self.window as f32;
-        let shape = spectral::shape(&self.power, bin_hz);
+        // Spectral shape is read from the power smoothed over ~50 ms: a
+        // single periodogram is too noisy (white noise would read a
+        // flatness of ~0.56 instead of ~1) and visuals want steady values.
+        for (sp, p) in self.shape_power.iter_mut().zip(&self.power) {
+            *sp += self.shape_alpha * (p - *sp);
+        }
+        let shape = spectral::shape(&self.shape_power, bin_hz);
         let onset = self.flux.process(&self.mag, &p);
         let onset = if p.onset_enabled {
             onset
@@ -333,6 +348,44 @@ mod tests {
             f.bins()[j] > median + 0.3,
             "{} vs median {median}",
             f.bins()[j]
+        );
+    }
+
+    #[test]
+    fn white_noise_is_flat_and_centred() {
+        let mut cfg = Config::default();
+        cfg.fft.enabled = false;
+        let p = DspParams::from_config(&cfg);
+        let mut sp = SpectrumProcessor::new(48_000, 1024, 512, &p);
+        let mut rx = ParamsRx::fixed(p);
+        let mut block = Block::zeroed();
+        block.len = 256;
+        block.sample_rate = 48_000;
+        let mut seed = 0x2545_f491u32;
+        let mut last = SpectrumFrame::zeroed();
+        for b in 0..400u64 {
+            block.frame_pos = b * 256;
+            for s in block.samples[..256].iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                *s = (seed as f32 / u32::MAX as f32 - 0.5) * 0.5;
+            }
+            if let Some(f) = sp.process(&block, &mut rx) {
+                last = *f;
+            }
+        }
+        assert!(last.flatness > 0.9, "{}", last.flatness);
+        // Flat power up to Nyquist: centroid near 12 kHz, rolloff near 20.4 kHz.
+        assert!(
+            (last.centroid_hz - 12_000.0).abs() < 600.0,
+            "{}",
+            last.centroid_hz
+        );
+        assert!(
+            (last.rolloff_hz - 20_400.0).abs() < 600.0,
+            "{}",
+            last.rolloff_hz
         );
     }
 
