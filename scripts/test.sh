@@ -18,9 +18,15 @@ cargo build --release --quiet
 echo "== end-to-end: ALSA file plugin, OSC decoded by python-osc =="
 python3 -m pytest -q tests/e2e
 [ "${1:-}" = "--core" ] && exit 0
-for suite in scripts/ci-ws.sh scripts/eval/ci.sh scripts/ci-appliance.sh; do
-  if [ -x "$suite" ] || [ -f "$suite" ]; then
-    echo "== $suite =="
-    bash "$suite"
-  fi
-done
+echo "== live path vs analyze: onset and beat events =="
+python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
+python3 -m pytest -q tests/test_live_events.py
+echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium =="
+bash scripts/ci-ws.sh
+echo "== onset/beat/tempo evaluation against aubio (subset) =="
+bash scripts/eval/run.sh --subset
+python3 scripts/eval/gate.py
+if [ -f scripts/ci-appliance.sh ]; then
+  echo "== appliance: systemd unit, packages, arm builds under qemu, real systemd =="
+  bash scripts/ci-appliance.sh
+fi

@@ -95,6 +95,12 @@ fn config_or_exit(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Threads that libraries spawn (tiny_http's pool) take the default stack
+    // size; with mlockall every one of those 2 MiB stacks would be resident.
+    // Still single-threaded here, so setting the variable is race-free.
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        std::env::set_var("RUST_MIN_STACK", phase4::rt::THREAD_STACK.to_string());
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {

@@ -540,8 +540,15 @@ pub fn diff(old: &Config, new: &Config) -> Apply {
     if old == new {
         return Apply::Nothing;
     }
+    // The snapshot rate is applied live by the WebSocket thread.
+    let ws_rest_differs = {
+        let (mut a, mut b) = (old.ws.clone(), new.ws.clone());
+        a.snapshot_hz = 0.0;
+        b.snapshot_hz = 0.0;
+        a != b
+    };
     if old.realtime != new.realtime
-        || old.ws != new.ws
+        || ws_rest_differs
         || old.osc != new.osc
         || old.state != new.state
         || old.health != new.health
@@ -554,4 +561,23 @@ pub fn diff(old: &Config, new: &Config) -> Apply {
         return Apply::RestartCapture;
     }
     Apply::Live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_says_what_can_be_applied_live() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert_eq!(diff(&old, &new), Apply::Nothing);
+        new.autoscale.strength = 0.5;
+        new.ws.snapshot_hz = 30.0;
+        assert_eq!(diff(&old, &new), Apply::Live);
+        new.audio.device = "hw:1".into();
+        assert_eq!(diff(&old, &new), Apply::RestartCapture);
+        new.ws.port = 9999;
+        assert_eq!(diff(&old, &new), Apply::RestartProcess);
+    }
 }

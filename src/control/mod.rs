@@ -479,6 +479,7 @@ pub fn spawn(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name("p4-control".into())
         .spawn(move || {
             loop {

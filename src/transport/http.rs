@@ -179,6 +179,7 @@ pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle
         }
     );
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name("p4-http".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {

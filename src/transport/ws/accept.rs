@@ -180,6 +180,7 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name("p4-ws-accept".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -202,6 +203,7 @@ pub fn spawn(
                 active.fetch_add(1, Ordering::Relaxed);
                 let (policy, accepted, active2) = (policy.clone(), accepted.clone(), active.clone());
                 let spawned = std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
                     .name("p4-ws-handshake".into())
                     .spawn(move || match handshake(stream, &policy) {
                         Ok(a) => {

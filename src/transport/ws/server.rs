@@ -41,6 +41,7 @@ pub(super) fn spawn(
     spectrum: HeapCons<SpectrumFrame>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
         .name("p4-ws".into())
         .spawn(move || {
             ctx.stats.tid[Role::Ws as usize].store(crate::service::gettid(), Ordering::Relaxed);

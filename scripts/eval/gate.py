@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""CI gate on the evaluation subset: fails when phase4's mean beat F, tempo
+accuracy or onset F falls below aubio's on the same pieces, or below a
+floor well under the issue's targets (a regression guard, not the targets
+themselves; docs/eval.md has the full table against the targets)."""
+import json
+import sys
+from pathlib import Path
+
+res = json.loads((Path(__file__).parent / "out" / "results.json").read_text())
+pieces = res["pieces"]
+
+
+def mean(system, metric):
+    vals = [res["results"][system][p][metric] for p in pieces]
+    vals = [v for v in vals if v is not None]
+    return sum(vals) / len(vals)
+
+
+FLOORS = {"onset_f": 0.85, "beat_f": 0.80, "acc1": 0.85, "acc2": 0.90}
+failed = False
+for metric, floor in FLOORS.items():
+    ours, theirs = mean("phase4", metric), mean("aubio", metric)
+    ok = ours >= floor and ours >= theirs
+    failed |= not ok
+    print(f"eval gate: {metric:8s} phase4 {ours:.3f}  aubio {theirs:.3f}  floor {floor:.2f}  {'ok' if ok else 'FAIL'}")
+sys.exit(1 if failed else 0)
