@@ -15,7 +15,8 @@ LIVE_S=30; ANALYZE_S=300; [ $QUICK = 1 ] && { LIVE_S=8; ANALYZE_S=60; }
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need sox || ! need stress-ng || [ ! -x /usr/bin/time ] || ! need oscdump; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq sox stress-ng time liblo-tools >/dev/null
+  apt-get update -qq || true
+  apt-get install -y -qq sox stress-ng time liblo-tools >/dev/null
 fi
 cargo build --release --quiet
 BIN=target/release/phase4

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! dpkg -s libasound2-dev pkg-config >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libasound2-dev pkg-config >/dev/null
+  $SUDO apt-get update -qq || true
+  $SUDO apt-get install -y -qq libasound2-dev pkg-config >/dev/null
 fi
 cargo build --release --quiet
 DEMO=${XDG_CACHE_HOME:-$HOME/.cache}/phase4/demo.wav

@@ -9,7 +9,7 @@ missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
+  $SUDO apt-get update -qq || echo "deps: apt-get update reported errors; installing anyway"
   $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! python3 -c "import pytest, pythonosc, websockets, numpy" 2>/dev/null; then

@@ -37,7 +37,8 @@ pub struct RunOptions {
 }
 
 /// A heartbeat older than this means the thread is not making progress.
-const STALE_NS: u64 = 2_000_000_000;
+/// Every thread beats at least every ~100 ms (park and poll timeouts).
+const STALE_NS: u64 = 1_000_000_000;
 
 /// Run the service until a stop is requested or the input ends. Returns the
 /// process exit status.
@@ -96,6 +97,14 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
                 CaptureEvent::OpenFailed { error, retry_s } => {
                     if let Some(held) = pipeline.open_fail_limit.allow() {
                         log::warn!("{error}; retrying in {retry_s:.2} s ({held} similar message(s) suppressed)");
+                    }
+                    // The service is up and doing its job (waiting for the
+                    // device, which it will pick up by itself): tell systemd,
+                    // or it would time out the start and restart-loop.
+                    if !ready {
+                        ready = true;
+                        log::info!("ready: waiting for the capture device");
+                        notifier.ready(&health::status_line(&stats, &[]));
                     }
                 }
                 CaptureEvent::Gone(e) => log::warn!("{e}; reopening"),

@@ -444,7 +444,8 @@ pub struct WsConfig {
     pub port: u16,
     /// HTTP port of the browser UI.
     pub http_port: u16,
-    /// Directory the UI is served from (empty: the copy built into the binary).
+    /// Directory the UI is served from (empty, or missing: the copy built
+    /// into the binary).
     pub web_dir: String,
     /// L/M/H snapshot rate.
     pub snapshot_hz: f64,
@@ -469,7 +470,7 @@ impl Default for WsConfig {
             bind: "127.0.0.1".into(),
             port: 8765,
             http_port: 8766,
-            web_dir: String::new(),
+            web_dir: "/usr/share/phase4/web".into(),
             snapshot_hz: 60.0,
             token: String::new(),
             allowed_origins: Vec::new(),

@@ -79,7 +79,7 @@ impl WebRoot {
         match std::fs::canonicalize(web_dir) {
             Ok(p) if p.is_dir() => WebRoot::Dir(p),
             _ => {
-                log::warn!("http: ws.web-dir {web_dir} is not a folder; serving the UI built into the binary");
+                log::info!("http: ws.web-dir {web_dir} is not a folder; serving the UI built into the binary");
                 WebRoot::Embedded
             }
         }
