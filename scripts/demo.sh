@@ -4,7 +4,7 @@
 # Extra arguments go to phase4 (e.g. --device hw:1 to use a real input).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! dpkg -s libasound2-dev pkg-config >/dev/null 2>&1; then
+if ! dpkg -s "libasound2-dev:$(dpkg --print-architecture)" pkg-config >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
   $SUDO apt-get install -y -qq libasound2-dev pkg-config >/dev/null

@@ -4,9 +4,14 @@
 # Idempotent; quiet when everything is there.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-pkgs=(libasound2-dev pkg-config alsa-utils liblo-tools sox stress-ng time python3-pip)
+pkgs=(libasound2-dev pkg-config alsa-utils liblo-tools sox stress-ng time)
 missing=()
-for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+arch=$(dpkg --print-architecture)
+# ":$arch" too: with arm64/armhf dev packages installed for cross builds a
+# bare name is ambiguous to dpkg.
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$arch" >/dev/null 2>&1 || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq || echo "deps: apt-get update reported errors; installing anyway"

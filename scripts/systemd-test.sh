@@ -274,7 +274,7 @@ wd=$(prop WatchdogUSec)
 rs=$(prop RestartUSec)
 # phase4 stops pinging once a thread's heartbeat is older than this (its
 # STALE_NS); only then does systemd's WatchdogSec start to run out.
-stale_s=${PHASE4_HEARTBEAT_STALE_S:-2}
+stale_s=${PHASE4_HEARTBEAT_STALE_S:-1}
 # WatchdogSec + RestartSec + staleness, plus 1.5 s for the new process to
 # reach READY (~0.2 s) and for this loop polling systemctl under load.
 limit=$(python3 -c "import sys; print(f'{sum(map(float, sys.argv[1:])) + 1.5:.1f}')" "$(secs "$wd")" "$(secs "$rs")" "$stale_s")
