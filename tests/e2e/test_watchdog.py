@@ -1,0 +1,128 @@
+"""The sd-notify protocol without systemd: the test binds the notify socket
+itself and acts as the watchdog. READY=1 comes only after audio went
+through, WATCHDOG=1 arrives at half of WATCHDOG_USEC, STATUS= lines say
+what is going on, STOPPING=1 comes on SIGTERM, and a pipeline thread made to
+hang (fault injection, test builds only) stops the pings."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, OscReceiver, render, tone, write_config, write_wav
+
+FAULT_TARGET = ROOT / "target" / "fault-injection"
+
+
+@pytest.fixture(scope="session")
+def fault_bin():
+    """phase4 built with the fault-injection feature (never shipped)."""
+    env = dict(os.environ, CARGO_TARGET_DIR=str(FAULT_TARGET))
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "fault-injection"],
+                   cwd=ROOT, env=env, check=True)
+    return FAULT_TARGET / "release" / "phase4"
+
+
+class NotifySocket:
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.msgs = []  # (monotonic time, line)
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            now = time.monotonic()
+            for line in data.decode().splitlines():
+                self.msgs.append((now, line))
+
+    def times(self, line):
+        return [t for t, l in self.msgs if l == line]
+
+    def close(self):
+        self._stop = True
+        self._t.join()
+        self.sock.close()
+
+
+def start(bin_path, tmp_path, hang=None):
+    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
+    rx = OscReceiver()
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 3600.0},
+    )
+    ns = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
+    if hang:
+        env["PHASE4_FAULT_HANG"] = hang
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(bin_path), "--config", str(cfg), "--input", str(wav), "--loop"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    return proc, ns, rx, t0
+
+
+def stop(proc, ns, rx):
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    took = time.monotonic() - t
+    time.sleep(0.2)
+    ns.close()
+    rx.stop(0.1)
+    return took, err
+
+
+def test_ready_after_audio_then_pings_status_and_stopping(fault_bin, tmp_path):
+    proc, ns, rx, t0 = start(fault_bin, tmp_path)
+    time.sleep(3.0)
+    took, err = stop(proc, ns, rx)
+    assert proc.returncode == 0, err
+    ready = ns.times("READY=1")
+    assert len(ready) == 1, ns.msgs
+    first_lmh = min(m[0] for m in rx.messages() if m[1] == "/audio/lmh")
+    assert ready[0] >= first_lmh, "READY=1 before any audio went through"
+    assert ready[0] - t0 < 1.0, "start to READY"
+    pings = [t for t in ns.times("WATCHDOG=1") if t < ready[0] + 3.0]
+    # WATCHDOG_USEC = 1 s: a ping every 0.5 s.
+    assert len(pings) >= 4, pings
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(gaps) < 0.7, gaps
+    status = [l for _, l in ns.msgs if l.startswith("STATUS=")]
+    assert status and "48000 Hz" in status[0], status
+    assert ns.times("STOPPING=1"), ns.msgs
+    assert took < 1.0, f"SIGTERM to exit took {took:.2f} s"
+
+
+@pytest.mark.parametrize("thread", ["bands", "spectrum", "capture", "osc"])
+def test_a_hung_thread_stops_the_pings(fault_bin, tmp_path, thread):
+    proc, ns, rx, _t0 = start(fault_bin, tmp_path, hang=thread)
+    time.sleep(2.0)
+    assert ns.times("READY=1"), ns.msgs
+    before = len(ns.times("WATCHDOG=1"))
+    assert before >= 2
+    hang_at = time.monotonic()
+    proc.send_signal(signal.SIGUSR2)
+    time.sleep(3.0)
+    took, err = stop(proc, ns, rx)
+    late = [t for t in ns.times("WATCHDOG=1") if t > hang_at + 1.6]
+    assert not late, f"pings went on {[round(t - hang_at, 2) for t in late]} s after {thread} hung"
+    degraded = [l for t, l in ns.msgs if t > hang_at and l.startswith("STATUS=degraded")]
+    assert degraded and thread in degraded[-1], ns.msgs[-5:]
+    assert took < 1.5, "a hung thread must not keep the process from exiting"
