@@ -89,26 +89,25 @@ impl<'a> Line<'a> {
         self.first = false;
     }
 
-    fn f(&mut self, k: &str, v: f64) -> &mut Self {
+    /// A number in its shortest exact form; JSON `null` (CSV: empty) when
+    /// not finite.
+    fn num<F: ryu::Float>(&mut self, k: &str, v: F, finite: bool) -> &mut Self {
         self.key(k);
-        if v.is_finite() {
+        if finite {
             let mut b = ryu::Buffer::new();
-            self.buf.extend_from_slice(b.format(v).as_bytes());
+            self.buf.extend_from_slice(b.format_finite(v).as_bytes());
         } else if self.format == Format::Jsonl {
             self.buf.extend_from_slice(b"null");
         }
         self
     }
 
+    fn f(&mut self, k: &str, v: f64) -> &mut Self {
+        self.num(k, v, v.is_finite())
+    }
+
     fn f32(&mut self, k: &str, v: f32) -> &mut Self {
-        self.key(k);
-        if v.is_finite() {
-            let mut b = ryu::Buffer::new();
-            self.buf.extend_from_slice(b.format(v).as_bytes());
-        } else if self.format == Format::Jsonl {
-            self.buf.extend_from_slice(b"null");
-        }
-        self
+        self.num(k, v, v.is_finite())
     }
 
     fn b(&mut self, k: &str, v: bool) -> &mut Self {

@@ -208,8 +208,8 @@ impl Pipeline {
                         stats: stats.clone(),
                         stop: stop.clone(),
                         wake: osc_wake.clone(),
-                        params: params.clone(),
                         meta: meta.clone(),
+                        rt_priority: rt_worker.map(|p| p.saturating_sub(5).max(1)),
                     },
                 )
                 .context("spawn OSC sender")?,

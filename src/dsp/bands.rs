@@ -99,15 +99,7 @@ impl BandsProcessor {
         }
         self.smoother
             .set_taus(dt, [p.bands[0].tau_s, p.bands[1].tau_s, p.bands[2].tau_s]);
-        let settings = ScalerSettings::new(
-            dt,
-            p.tau_attack_s,
-            p.tau_release_s,
-            p.noise_floor,
-            p.strength,
-            p.db_floor,
-            p.db_ceiling,
-        );
+        let settings = ScalerSettings::from_params(dt, p);
         let edges = [
             (self.filters[0].lo_hz as f32, self.filters[0].hi_hz as f32),
             (self.filters[1].lo_hz as f32, self.filters[1].hi_hz as f32),

@@ -69,15 +69,7 @@ impl PostProcessor {
     pub fn configure(&mut self, p: &DspParams, map: &LogBinMap, layout_changed: bool) {
         let n = map.n_bins();
         self.n = n;
-        self.settings = ScalerSettings::new(
-            self.hop_s,
-            p.tau_attack_s,
-            p.tau_release_s,
-            p.noise_floor,
-            p.strength,
-            p.db_floor,
-            p.db_ceiling,
-        );
+        self.settings = ScalerSettings::from_params(self.hop_s, p);
         // Per-bin τ, interpolated in log10(f) between the band centres.
         let mut anchors = [(0.0f32, 0.0f32); 3];
         for (a, b) in anchors.iter_mut().zip(p.bands.iter()) {

@@ -103,6 +103,19 @@ impl ScalerSettings {
         }
     }
 
+    /// The settings `p` asks for, for steps of `dt` seconds.
+    pub fn from_params(dt: f32, p: &super::params::DspParams) -> Self {
+        Self::new(
+            dt,
+            p.tau_attack_s,
+            p.tau_release_s,
+            p.noise_floor,
+            p.strength,
+            p.db_floor,
+            p.db_ceiling,
+        )
+    }
+
     /// Map an amplitude to the raw [0, 1] baseline: dB between floor and
     /// ceiling, 0 below the noise floor.
     #[inline]

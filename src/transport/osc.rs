@@ -27,7 +27,6 @@
 //! message into the bundle).
 
 use crate::config::{OscConfig, OscDestination};
-use crate::dsp::params::ParamsHub;
 use crate::stats::{Role, Stats};
 use crate::types::{onset_bits, BandsFrame, SpectrumFrame, MAX_FFT_BINS};
 use ringbuf::HeapCons;
@@ -485,10 +484,12 @@ pub struct OscCtx {
     pub stop: Arc<AtomicBool>,
     /// Registered by the thread so workers can wake it.
     pub wake: Arc<crate::rt::Wake>,
-    /// Current parameters (for meta on change).
-    pub params: Arc<ParamsHub>,
     /// Current meta (sample rate and block size from the device).
     pub meta: Arc<std::sync::Mutex<Meta>>,
+    /// SCHED_FIFO priority, if any. The sender only does non-blocking sends
+    /// into reused buffers; at a priority just below the workers it keeps
+    /// capture → datagram latency low when the CPUs are busy with other work.
+    pub rt_priority: Option<u8>,
 }
 
 /// Start the OSC sender thread.
@@ -503,6 +504,9 @@ pub fn spawn(
         .name("p4-osc".into())
         .spawn(move || {
             ctx.wake.register_current();
+            if let Some(prio) = ctx.rt_priority {
+                crate::rt::set_realtime_priority(prio);
+            }
             ctx.stats.tid[Role::Osc as usize].store(crate::service::gettid(), Ordering::Relaxed);
             let fault = crate::rt::fault::Fault::for_role(Role::Osc);
             let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
@@ -519,7 +523,6 @@ pub fn spawn(
                     sender.send_meta(&meta);
                     last_meta = Some((Instant::now(), meta));
                 }
-                let _ = &ctx.params;
                 sender.maybe_resolve();
                 let mut n = crate::dsp::worker::drain(&mut spectrum, |f| sender.send_spectrum(f));
                 n += crate::dsp::worker::drain(&mut bands, |f| sender.send_bands(f));
