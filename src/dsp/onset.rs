@@ -29,6 +29,13 @@
 //!   previous onset is at least `onset_min_gap_s` old.
 //! - `strength = 1 − exp(−(odf − threshold)/scale)`, in (0, 1).
 //! - `lag_s` = one hop (the look-ahead) + [`ODF_PEAK_LAG_S`].
+//! - `low_odf`: the power of the rfft bins below [`LOW_HZ`] (DC excluded):
+//!   the kick drum. The beat tracker uses
+//!   it only to choose between beat chains half a period apart (see
+//!   `tempo::beats`), never as part of its ODF. Because the pipeline hands
+//!   the tracker one ODF value per hop, `process` also leaves `low_odf` in a
+//!   per-thread cell that the next [`crate::dsp::tempo::BeatTracker::process`]
+//!   on the same thread takes ([`take_low_odf`]).
 //!
 //! Real-time safety: state is allocated in `new`; `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
@@ -42,6 +49,27 @@ use crate::types::onset_bits;
 /// the flux peaks once the attack is well inside the window). Measured with
 /// clicks by the unit test `flux_onsets_fall_on_clicks`.
 pub const ODF_PEAK_LAG_S: f32 = 0.0085;
+
+/// Upper edge of the low band whose flux chooses the beat phase (kick).
+pub const LOW_HZ: f32 = 110.0;
+/// Most rfft bins the low band may span (sized statically).
+const LOW_MAX_BINS: usize = 16;
+
+thread_local! {
+    /// The newest `low_odf` computed on this thread, NaN once taken.
+    static LOW_ODF: std::cell::Cell<f32> = const { std::cell::Cell::new(f32::NAN) };
+}
+
+/// The `low_odf` of the newest [`FluxOnset::process`] on this thread, if it
+/// has not been taken yet. Never allocates or blocks.
+pub fn take_low_odf() -> Option<f32> {
+    let v = LOW_ODF.with(|c| c.replace(f32::NAN));
+    if v.is_finite() {
+        Some(v)
+    } else {
+        None
+    }
+}
 
 /// Compression constant of the log magnitude.
 const LOG_LAMBDA: f32 = 1.0e5;
@@ -181,6 +209,8 @@ pub struct OnsetOut {
     pub onset: Option<f32>,
     /// When `onset`: seconds between the onset and the end of the window.
     pub lag_s: f32,
+    /// Low-band (below [`LOW_HZ`]) power, for the beat phase.
+    pub low_odf: f32,
 }
 
 /// A log-frequency triangular filterbank over rfft bins, stored sparsely.
@@ -250,6 +280,8 @@ pub struct FluxOnset {
     cur_beat: Vec<f32>,
     prev_beat: Vec<f32>,
     have_prev: bool,
+    /// Low band: rfft bins `1..=low_bins`.
+    low_bins: usize,
     hist: [f32; HIST],
     pos: usize,
     scale: f32,
@@ -274,6 +306,10 @@ impl FluxOnset {
         };
         let fb = FilterBank::new(n_mag, sr);
         let n = fb.len();
+        let n_fft = 2 * n_mag.saturating_sub(1).max(1);
+        let low_bins = ((LOW_HZ * n_fft as f32 / sr) as usize)
+            .clamp(1, LOW_MAX_BINS)
+            .min(n_mag.saturating_sub(1).max(1));
         FluxOnset {
             fb,
             hop_s,
@@ -282,6 +318,7 @@ impl FluxOnset {
             cur_beat: vec![0.0; n],
             prev_beat: vec![0.0; n],
             have_prev: false,
+            low_bins,
             hist: [0.0; HIST],
             pos: 0,
             scale: 0.0,
@@ -345,6 +382,14 @@ impl FluxOnset {
             flux /= n as f32;
             odf /= n as f32;
         }
+        // Low band (kick): power of the lowest bins.
+        let mut low = 0.0;
+        for &m in mag.iter().skip(1).take(self.low_bins) {
+            let m = finite_or_zero(m).abs().min(1.0e3);
+            low += m * m;
+        }
+        let low_odf = low;
+        LOW_ODF.with(|c| c.set(low_odf));
         self.prev.copy_from_slice(&self.cur);
         self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
@@ -365,6 +410,7 @@ impl FluxOnset {
             } else {
                 0.0
             },
+            low_odf,
         }
     }
 

@@ -18,6 +18,13 @@
 //!    into the future and the next beat is scheduled at its peak. Beats are
 //!    therefore predicted, not detected late: a beat is emitted in the hop it
 //!    falls in.
+//!    The chain's *phase* is then checked against a separate low-band signal
+//!    (the power below 110 Hz: the kick), which plays no part in the ODF:
+//!    when the chain a quarter, half or three quarters of a period away has
+//!    3× the low-band power over the last 8 beats, the beat moves onto it,
+//!    and the score may not pull the beat off a chain that has 2× the
+//!    low-band power of the new one. So on four-on-the-floor music with an
+//!    off-beat hat as strong as the kick the beats fall on the kick.
 //! 3. **Confidence and lock**: confidence is a 0.5 s running mean of the
 //!    geometric mean of the tempogram salience and how well the recent
 //!    beats sit on ODF peaks. A tempo is claimed (`locked`, `bpm > 0`, beat
@@ -35,7 +42,7 @@
 mod beats;
 mod tempogram;
 
-use super::onset::{one_pole, ODF_PEAK_LAG_S};
+use super::onset::{one_pole, take_low_odf, ODF_PEAK_LAG_S};
 use super::params::DspParams;
 use crate::types::TempoState;
 use beats::BeatPredictor;
@@ -97,8 +104,29 @@ impl BeatTracker {
         }
     }
 
-    /// Feed one hop: the ODF value and the window's RMS level in dBFS.
+    /// Feed one hop: the ODF value and the window's RMS level in dBFS. The
+    /// low-band power that chooses the beat phase is taken from the
+    /// [`super::onset::FluxOnset::process`] call of this hop on the same
+    /// thread (none: the phase follows the ODF alone).
     pub fn process(&mut self, odf: f32, rms_dbfs: f32, p: &DspParams) -> TempoState {
+        let low = take_low_odf().unwrap_or(0.0);
+        self.process_with_low(odf, low, rms_dbfs, p)
+    }
+
+    /// [`Self::process`] with the low-band power
+    /// ([`super::onset::OnsetOut::low_odf`]) passed explicitly.
+    pub fn process_with_low(
+        &mut self,
+        odf: f32,
+        low_odf: f32,
+        rms_dbfs: f32,
+        p: &DspParams,
+    ) -> TempoState {
+        let low = if low_odf.is_finite() {
+            low_odf.max(0.0)
+        } else {
+            0.0
+        };
         let odf = if odf.is_finite() { odf.max(0.0) } else { 0.0 };
         // NaN levels count as silence.
         let silent = rms_dbfs.is_nan() || rms_dbfs < p.silence_threshold_dbfs;
@@ -130,7 +158,7 @@ impl BeatTracker {
             self.tempogram.update(p);
         }
         let period = self.tempogram.period_hops();
-        let beat = self.beats.push(norm, period);
+        let beat = self.beats.push(norm, low, period);
 
         // Confidence: tempogram salience × beat agreement.
         let inst = (self.tempogram.salience() * self.beats.agreement()).sqrt();

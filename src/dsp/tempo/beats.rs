@@ -18,10 +18,24 @@ const PREDICT_SIGMA: f32 = 0.25;
 /// the beat moves onto it.
 const SWITCH_RATIO: f32 = 1.15;
 
+/// Low-band evidence: a chain a quarter, half or three quarters of a period
+/// away must have this many times the low-band power of the current
+/// one before the beat moves onto it.
+const LOW_SWITCH_RATIO: f32 = 3.0;
+/// A chain with this many times the low-band strength of another is not left
+/// for that one, however the cumulative score compares.
+const LOW_KEEP_RATIO: f32 = 2.0;
+/// Beats of history the low-band evidence is summed over (at most).
+const LOW_BEATS: usize = 8;
+/// Fewest beats of history before the low band may decide anything.
+const LOW_MIN_BEATS: usize = 4;
+
 pub(super) struct BeatPredictor {
     /// Cumulative score and normalised ODF, indexed by hop modulo `cap`.
     cs: Vec<f32>,
     odf: Vec<f32>,
+    /// Low-band onset strength, same indexing.
+    low: Vec<f32>,
     cap: usize,
     /// Transition weights for backward offsets `v` (hops).
     w: Vec<f32>,
@@ -45,6 +59,7 @@ impl BeatPredictor {
         BeatPredictor {
             cs: vec![0.0; cap],
             odf: vec![0.0; cap],
+            low: vec![0.0; cap],
             cap,
             w: vec![0.0; 2 * max_p + 2],
             w_period: 0.0,
@@ -105,7 +120,7 @@ impl BeatPredictor {
     /// Add one hop of normalised ODF with the current period estimate
     /// (hops). Returns how many hops ago a beat fell, when one falls in this
     /// hop.
-    pub(super) fn push(&mut self, odf: f32, period: f32) -> Option<f32> {
+    pub(super) fn push(&mut self, odf: f32, low: f32, period: f32) -> Option<f32> {
         self.set_period(period);
         let period = self.w_period;
         if self.started {
@@ -121,6 +136,11 @@ impl BeatPredictor {
         let i = (t % self.cap as u64) as usize;
         self.cs[i] = c;
         self.odf[i] = odf;
+        self.low[i] = if low.is_finite() {
+            low.clamp(0.0, 1.0e3)
+        } else {
+            0.0
+        };
         if !self.started {
             self.started = true;
             self.last_beat = t as f64;
@@ -169,11 +189,44 @@ impl BeatPredictor {
         for h in lb.saturating_sub(2)..=(lb + 2).min(t) {
             cur_c = cur_c.max(self.at(&self.cs, h));
         }
-        let anchor = if best_c > SWITCH_RATIO * cur_c {
+        let mut anchor = if best_c > SWITCH_RATIO * cur_c {
             best_h as f64
         } else {
             self.last_beat
         };
+        // Phase from the low band (kick): compare the chain through the
+        // anchor with the chains a quarter, half and three quarters of a
+        // period away.
+        let p64 = period as f64;
+        let d = (anchor - self.last_beat).rem_euclid(p64) / p64;
+        if d > 0.15 && d < 0.85 {
+            // The score wants to move the phase: refuse when the low band
+            // clearly supports the current chain over the new one.
+            if let (Some(cur), Some(new)) = (
+                self.low_chain(self.last_beat, period),
+                self.low_chain(anchor, period),
+            ) {
+                if cur > LOW_KEEP_RATIO * new {
+                    anchor = self.last_beat;
+                }
+            }
+        } else if let Some(cur) = self.low_chain(anchor, period) {
+            let mut best = (0.0f64, cur);
+            for f in [0.25, 0.5, 0.75] {
+                if let Some(e) = self.low_chain(anchor - f * p64, period) {
+                    if e > best.1 {
+                        best = (f, e);
+                    }
+                }
+            }
+            if best.0 > 0.0 && best.1 > LOW_SWITCH_RATIO * cur {
+                // Another chain carries the kick: move onto its newest beat.
+                anchor -= best.0 * p64;
+                if anchor + p64 <= t as f64 {
+                    anchor += p64;
+                }
+            }
+        }
         let expected = (anchor + period as f64 - t as f64) as f32;
         let sigma = (PREDICT_SIGMA * period).max(1.0);
         let mut best_j = 1;
@@ -203,6 +256,36 @@ impl BeatPredictor {
         self.next_beat = Some(nb.max(t as f64 + 0.5));
     }
 
+    /// Mean low-band power around the beats of the chain through hop `x`
+    /// (one `period` apart), over the last [`LOW_BEATS`] beats the history
+    /// holds; none with fewer than [`LOW_MIN_BEATS`].
+    fn low_chain(&self, x: f64, period: f32) -> Option<f32> {
+        let t = self.t as f64;
+        let oldest = (t - self.cap as f64 + 3.0).max(2.0);
+        // The newest beat of the chain whose low band has been seen.
+        let mut x = x;
+        while x + 3.0 > t && period > 0.0 {
+            x -= period as f64;
+        }
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for k in 0..LOW_BEATS {
+            let c = (x - k as f64 * period as f64).round();
+            if c < oldest {
+                break;
+            }
+            let c = c as u64;
+            for h in c - 1..=c + 2 {
+                sum += self.at(&self.low, h);
+            }
+            n += 1;
+        }
+        if n < LOW_MIN_BEATS {
+            None
+        } else {
+            Some(sum / n as f32 + 1.0e-9)
+        }
+    }
+
     /// How well the last beat sat on an ODF peak, folded into `agreement`.
     fn score_last_beat(&mut self, period: f32) {
         let lb = self.last_beat.round().max(0.0) as u64;
@@ -212,6 +295,15 @@ impl BeatPredictor {
         let mut peak = 0.0f32;
         for h in lb.saturating_sub(2)..=lb + 2 {
             peak = peak.max(self.at(&self.odf, h));
+        }
+        // The phase may have been chosen by the low band against a stronger
+        // off-beat chain (an open hat): the pulse is as clear either way.
+        let off = (self.last_beat - 0.5 * period as f64).round();
+        if off >= 2.0 && (off as u64) + self.cap as u64 > self.t + 4 {
+            let off = off as u64;
+            for h in off - 2..=off + 2 {
+                peak = peak.max(self.at(&self.odf, h));
+            }
         }
         let n = (period.round() as u64).max(1);
         let mut mean = 0.0;
@@ -251,6 +343,7 @@ impl BeatPredictor {
     pub(super) fn reset(&mut self) {
         self.cs.iter_mut().for_each(|v| *v = 0.0);
         self.odf.iter_mut().for_each(|v| *v = 0.0);
+        self.low.iter_mut().for_each(|v| *v = 0.0);
         self.t = 0;
         self.started = false;
         self.last_beat = 0.0;
