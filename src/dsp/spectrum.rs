@@ -209,7 +209,8 @@ impl SpectrumProcessor {
             }
         };
         let tempo = if p.tempo_enabled {
-            self.tracker.process(onset.odf, rms_dbfs, &p)
+            self.tracker
+                .process_with_low(onset.odf, onset.low_odf, rms_dbfs, &p)
         } else {
             Default::default()
         };
