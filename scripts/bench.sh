@@ -31,24 +31,8 @@ sox "$W/beat.wav" "$W/music.wav" repeat $((ANALYZE_S * 2 - 1)) 2>/dev/null
 # and count against the resident-memory figure.
 sox "$W/music.wav" "$W/live.wav" trim 0 4 2>/dev/null
 
-cat > "$W/full.toml" <<EOT
-[fft]
-enabled = true
-[osc]
-send-fft = true
-[[osc.destinations]]
-host = "127.0.0.1"
-port = 9000
-[[osc.destinations]]
-host = "127.0.0.1"
-port = 9001
-[ws]
-enabled = false
-[state]
-dir = ""
-[health]
-interval-s = 3600
-EOT
+. scripts/lib/live-config.sh
+live_config "$W/full.toml" 3600
 
 echo "== 1. analyze: ${ANALYZE_S} s of 48 kHz audio, one core, every feature on (FFT + log spectrum) =="
 best=0

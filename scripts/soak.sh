@@ -11,24 +11,8 @@ SOAK_S=${SOAK_S:-600}
 [ -x "$BIN" ] || cargo build --release --quiet
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 python3 scripts/make-demo-wav.py "$W/demo.wav" 8
-cat > "$W/soak.toml" <<EOT
-[fft]
-enabled = true
-[osc]
-send-fft = true
-[[osc.destinations]]
-host = "127.0.0.1"
-port = 9000
-[[osc.destinations]]
-host = "127.0.0.1"
-port = 9001
-[ws]
-enabled = false
-[state]
-dir = ""
-[health]
-interval-s = 60
-EOT
+. scripts/lib/live-config.sh
+live_config "$W/soak.toml" 60
 if [ "${SOAK_STRESS:-1}" = 1 ] && command -v stress-ng >/dev/null; then
   stress-ng --cpu 2 --timeout "$((SOAK_S + 10))s" >/dev/null 2>&1 &
 fi

@@ -277,11 +277,13 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn run(freq: f32, raw: bool) -> (SpectrumProcessor, SpectrumFrame) {
-        let mut cfg = Config::default();
-        cfg.fft.enabled = true;
-        cfg.fft.send_raw_db = raw;
-        let p = DspParams::from_config(&cfg);
+    /// Feed 400 blocks of `signal(frame index)` at 48 kHz / 256; the
+    /// processor and its last frame.
+    fn feed(
+        cfg: &Config,
+        mut signal: impl FnMut(u64) -> f32,
+    ) -> (SpectrumProcessor, SpectrumFrame) {
+        let p = DspParams::from_config(cfg);
         let mut sp = SpectrumProcessor::new(48_000, 1024, 512, &p);
         let mut rx = ParamsRx::fixed(p);
         let mut block = Block::zeroed();
@@ -291,14 +293,22 @@ mod tests {
         for b in 0..400u64 {
             block.frame_pos = b * 256;
             for (i, s) in block.samples[..256].iter_mut().enumerate() {
-                let t = (b * 256 + i as u64) as f32 / 48_000.0;
-                *s = 0.5 * (2.0 * std::f32::consts::PI * freq * t).sin();
+                *s = signal(b * 256 + i as u64);
             }
             if let Some(f) = sp.process(&block, &mut rx) {
                 last = *f;
             }
         }
         (sp, last)
+    }
+
+    fn run(freq: f32, raw: bool) -> (SpectrumProcessor, SpectrumFrame) {
+        let mut cfg = Config::default();
+        cfg.fft.enabled = true;
+        cfg.fft.send_raw_db = raw;
+        feed(&cfg, |n| {
+            0.5 * (2.0 * std::f32::consts::PI * freq * n as f32 / 48_000.0).sin()
+        })
     }
 
     #[test]
@@ -354,28 +364,13 @@ mod tests {
 
     #[test]
     fn white_noise_is_flat_and_centred() {
-        let mut cfg = Config::default();
-        cfg.fft.enabled = false;
-        let p = DspParams::from_config(&cfg);
-        let mut sp = SpectrumProcessor::new(48_000, 1024, 512, &p);
-        let mut rx = ParamsRx::fixed(p);
-        let mut block = Block::zeroed();
-        block.len = 256;
-        block.sample_rate = 48_000;
         let mut seed = 0x2545_f491u32;
-        let mut last = SpectrumFrame::zeroed();
-        for b in 0..400u64 {
-            block.frame_pos = b * 256;
-            for s in block.samples[..256].iter_mut() {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                *s = (seed as f32 / u32::MAX as f32 - 0.5) * 0.5;
-            }
-            if let Some(f) = sp.process(&block, &mut rx) {
-                last = *f;
-            }
-        }
+        let (_, last) = feed(&Config::default(), |_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 0.5
+        });
         assert!(last.flatness > 0.9, "{}", last.flatness);
         // Flat power up to Nyquist: centroid near 12 kHz, rolloff near 20.4 kHz.
         assert!(
