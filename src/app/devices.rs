@@ -8,6 +8,7 @@
 use crate::capture::alsa::AlsaSource;
 use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
+use crate::control::device::ListedDevice;
 use crate::control::{DeviceItem, DeviceOps};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
@@ -21,10 +22,11 @@ const PROBE_SIGNAL: f32 = 3.2e-4;
 /// Longest a switch may take before control gives up waiting.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
-/// A device switch asked of the supervisor.
+/// A device switch asked of the supervisor. The name is a
+/// [`ListedDevice`]: one phase4 listed or the configuration names.
 pub struct SwitchRequest {
     /// PCM to switch to.
-    pub name: String,
+    pub name: ListedDevice,
     /// Where the outcome goes.
     pub reply: Sender<Result<(), String>>,
 }
@@ -43,7 +45,17 @@ impl AppDevices {
     }
 }
 
-/// Open `name` briefly and report its peak level in dBFS.
+/// The capture PCM names phase4 enumerates (alsa-lib's hints and
+/// "default"), without opening any.
+pub fn listed_names() -> Vec<String> {
+    crate::capture::devices::names()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Open `name` (a name from [`crate::capture::devices::list`]) briefly and
+/// report its peak level in dBFS.
 pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
     let mut cfg = audio.clone();
     cfg.device = name.to_string();
@@ -117,11 +129,15 @@ impl DeviceOps for AppDevices {
             .collect()
     }
 
-    fn switch(&mut self, name: &str) -> Result<(), String> {
+    fn listed_names(&mut self) -> Vec<String> {
+        listed_names()
+    }
+
+    fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
         let (tx, rx): (Sender<Result<(), String>>, Receiver<_>) = std::sync::mpsc::channel();
         self.switches
             .send(SwitchRequest {
-                name: name.to_string(),
+                name: device.clone(),
                 reply: tx,
             })
             .map_err(|_| "the service is stopping".to_string())?;

@@ -51,7 +51,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     // Runtime changes from the UI live in the state directory and are
     // layered over the configuration (a corrupt state file is moved aside).
     let base = config;
-    let (config, state) = crate::control::state::layer_at_start(&base);
+    let (config, state) = crate::control::state::layer_at_start(&base, devices::listed_names);
     let mut pipeline = match Pipeline::start(&config, &base, &state, stats.clone(), &opts) {
         Ok(p) => p,
         Err(e) => {

@@ -48,8 +48,10 @@ pub fn probe(name: &str) -> Result<Capabilities, String> {
     Ok((channels, rates, formats))
 }
 
-/// Every capture PCM from alsa-lib's hints (plus "default").
-pub fn list() -> Vec<DeviceEntry> {
+/// The capture PCM names alsa-lib's hints give (plus "default"), with their
+/// descriptions, without opening any: what [`list`] probes, and the only
+/// names a client may switch to (see `control::device`).
+pub fn names() -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
     if let Ok(hints) = HintIter::new_str(None, "pcm") {
         for h in hints {
@@ -63,6 +65,11 @@ pub fn list() -> Vec<DeviceEntry> {
         }
     }
     names
+}
+
+/// Every capture PCM from alsa-lib's hints (plus "default").
+pub fn list() -> Vec<DeviceEntry> {
+    names()
         .into_iter()
         .enumerate()
         .map(|(index, (name, description))| match probe(&name) {

@@ -449,12 +449,22 @@ pub struct WsConfig {
     pub web_dir: String,
     /// L/M/H snapshot rate.
     pub snapshot_hz: f64,
-    /// Control token (empty: anyone who can connect may change settings).
+    /// Control token a client not on this machine must present to change
+    /// settings (empty: a generated one, kept in the state directory and
+    /// shown by `phase4 token`).
     pub token: String,
+    /// Clients on the loopback interface may change settings without the
+    /// token.
+    pub trust_loopback: bool,
+    /// Host names this box is reached by besides its addresses, `localhost`,
+    /// its host name and `<hostname>.local` (DNS rebinding defence).
+    pub allowed_hosts: Vec<String>,
     /// Origins allowed besides the UI's own (e.g. "http://mypi.local:8766").
     pub allowed_origins: Vec<String>,
     /// Most clients at once.
     pub max_clients: u32,
+    /// Most clients from one address (loopback excepted).
+    pub max_clients_per_ip: u32,
     /// Largest inbound message.
     pub max_message_bytes: u32,
     /// Most inbound messages per second per client.
@@ -473,8 +483,11 @@ impl Default for WsConfig {
             web_dir: "/usr/share/phase4/web".into(),
             snapshot_hz: 60.0,
             token: String::new(),
+            trust_loopback: true,
+            allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_clients: 32,
+            max_clients_per_ip: 8,
             max_message_bytes: 65_536,
             max_messages_per_s: 200.0,
             stall_timeout_s: 5.0,
