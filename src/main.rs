@@ -15,6 +15,7 @@ USAGE:
                                                run the service (default)
   phase4 --check-config PATH                   validate a config file and exit (78 if invalid)
   phase4 devices                               list capture devices
+  phase4 token [--config PATH]                 show the control token (and the UI address to open with it)
   phase4 analyze FILE.wav [--format jsonl|csv] [--config PATH] [--bins]
                                                same DSP, offline, as fast as possible
                                                (--bins: include the log spectrum, JSON Lines)
@@ -152,6 +153,22 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Some("token") => {
+            let cfg = match config_or_exit(args.config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match phase4::transport::ws::token_report(&cfg) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("phase4: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some("analyze") => {
             let Some(file) = args.file else {
