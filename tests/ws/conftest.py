@@ -122,27 +122,10 @@ dir = "{self.state_dir}"
 """
 
     def alsa_env(self):
-        """A real ALSA capture device without a sound card: alsa-lib's `file`
-        plugin reading the test WAV's samples, listed (hinted) as `p4ws` so
-        that list_devices and set_device have a device that opens, and
-        `p4broken`, listed but failing to open."""
-        raw = self.workdir / "p4ws.raw"
-        if not raw.exists():
-            with wave.open(str(self.wav), "rb") as w:
-                frames = w.readframes(w.getnframes())
-            raw.write_bytes(frames * 4)
-        conf = self.workdir / "asound.conf"
-        conf.write_text(
-            'pcm.p4ws {\n type file\n slave.pcm "null"\n file "/dev/null"\n'
-            f' infile "{raw}"\n format "raw"\n'
-            ' hint { show on description "phase4 test device (file plugin)" }\n}\n'
-            # Listed, but does not open: a switch to it must roll back.
-            'pcm.p4broken {\n type hw\n card 99\n'
-            ' hint { show on description "phase4 test device that fails to open" }\n}\n'
-        )
-        env = dict(os.environ)
-        env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
-        return env
+        """Real ALSA capture devices without a sound card (see
+        wire.alsa_test_devices): `p4ws` opens, `p4null` has no clock,
+        `p4broken` does not open."""
+        return dict(os.environ) | alsa_test_devices(self.workdir, self.wav)
 
     def start(self, timeout=10.0):
         cfg = self.workdir / f"phase4-{self.ws_port}.toml"
@@ -274,134 +257,10 @@ def meta_now(url):
 
 # ------------------------------------------------------- raw WebSocket frames
 
+# The raw WebSocket/HTTP helpers and the notify-socket stand-in live with the
+# abuse runner (scripts/abuse/), which attacks phase4 the same way.
+import sys  # noqa: E402
 
-def ws_handshake(port, host=None, origin=None, path="/", src=None, timeout=5.0):
-    """A raw socket that completed a WebSocket handshake (or raises with the
-    status line it got)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                 source_address=(src, 0) if src else None)
-    key = base64.b64encode(os.urandom(16)).decode()
-    head = (f"GET {path} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
-    if origin:
-        head += f"Origin: {origin}\r\n"
-    s.sendall((head + "\r\n").encode())
-    resp = b""
-    while b"\r\n\r\n" not in resp:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        resp += chunk
-    status = resp.split(b"\r\n", 1)[0].decode(errors="replace")
-    if " 101 " not in status:
-        s.close()
-        raise ConnectionRefusedError(status)
-    return s
-
-
-def ws_frame(opcode, payload=b"", mask=True, fin=True):
-    """One client frame."""
-    b0 = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        head = bytes([b0, (0x80 if mask else 0) | n])
-    elif n < 65536:
-        head = bytes([b0, (0x80 if mask else 0) | 126]) + struct.pack(">H", n)
-    else:
-        head = bytes([b0, (0x80 if mask else 0) | 127]) + struct.pack(">Q", n)
-    if not mask:
-        return head + payload
-    m = os.urandom(4)
-    return head + m + bytes(c ^ m[i % 4] for i, c in enumerate(payload))
-
-
-def ws_close_code(s, timeout=5.0):
-    """Read server frames until a close frame; its code (None if the
-    connection ended without one)."""
-    s.settimeout(timeout)
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        while len(buf) >= 2:
-            op, n = buf[0] & 0x0F, buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, off = struct.unpack(">H", buf[2:4])[0], 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, off = struct.unpack(">Q", buf[2:10])[0], 10
-            if len(buf) < off + n:
-                break
-            payload, buf = buf[off:off + n], buf[off + n:]
-            if op == 8:
-                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
-        try:
-            chunk = s.recv(65536)
-        except (socket.timeout, ConnectionResetError):
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return None
-
-
-class NotifySocket:
-    """Stands in for systemd: the notify socket phase4 sends READY=1 and
-    WATCHDOG=1 to. `env()` gives the variables to start phase4 with."""
-
-    def __init__(self, path, watchdog_usec=5_000_000):
-        import threading
-        self.path = str(path)
-        self.watchdog_usec = watchdog_usec
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.pings = []
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def env(self):
-        return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(self.watchdog_usec)}
-
-    def _run(self):
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            if b"WATCHDOG=1" in data:
-                self.pings.append(time.monotonic())
-
-    def longest_gap(self, since, until=None):
-        """Longest time without a ping within [since, until]."""
-        until = until or time.monotonic()
-        ts = [since] + [t for t in self.pings if since <= t <= until] + [until]
-        return max(b - a for a, b in zip(ts, ts[1:]))
-
-    def close(self):
-        self._stop = True
-        self._t.join()
-        self.sock.close()
-
-
-async def snapshot_counter(url, stop, per_second, **kw):
-    """Count snapshots per wall-clock second into `per_second` (a list)
-    until `stop` (an asyncio.Event) is set."""
-    import websockets
-    async with websockets.connect(url, max_size=None, **kw) as ws:
-        second, n = int(time.monotonic()), 0
-        while not stop.is_set():
-            try:
-                f = await asyncio.wait_for(ws.recv(), 0.2)
-            except asyncio.TimeoutError:
-                f = None
-            now = int(time.monotonic())
-            while now > second:
-                per_second.append(n)
-                second, n = second + 1, 0
-            if isinstance(f, str) and '"type":"snapshot"' in f:
-                n += 1
+sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
+from wire import (  # noqa: E402,F401
+    NotifySocket, alsa_test_devices, http_request, ws_close_code, ws_frame, ws_handshake)

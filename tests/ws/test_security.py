@@ -253,3 +253,28 @@ def test_protocol_errors_close_with_the_rfc_code(server, frames, code):
     assert ws_close_code(s) == code
     s.close()
     assert server.running()
+
+
+def test_a_fresh_install_generates_a_private_token(make_server, binary):
+    """Issue 8, item 7: with no ws.token, the first start writes one (mode
+    0600) that `phase4 token` shows; clients on this machine need none."""
+    import os
+    import subprocess
+
+    server = make_server()
+    path = server.state_dir / "control-token"
+    assert path.exists()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    token = path.read_text().strip()
+    cfg = next(server.workdir.glob("phase4-*.toml"))
+    shown = subprocess.run([binary, "token", "--config", str(cfg)], capture_output=True, text=True, check=True)
+    assert shown.stdout.splitlines()[0] == token
+
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            assert (await recv_json(ws, "auth"))["authorized"] is True  # loopback
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            assert (await recv_any(ws, {"meta", "error"}))["type"] == "meta"
+
+    run(go())

@@ -96,3 +96,54 @@ def test_ui_server_answers_with_types_404s_and_no_traversal(server):
     assert get("/", "POST")[0] == 405
     status, _, body = get("/", "HEAD")
     assert status == 200 and body == b""
+
+
+def test_ui_unlocks_with_the_token_once_and_keeps_it(make_server):
+    """Issue 8, item 7: from another machine the UI watches until it is
+    given the control token (from `phase4 token`'s #token= link, or typed
+    into the Unlock field); the browser keeps it, and it leaves the address
+    bar at once."""
+    from playwright.sync_api import sync_playwright
+
+    server = make_server(extra='token = "ui-test-token-1"\ntrust-loopback = false')
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(bypass_csp=True)
+        page.goto(server.http + "/")
+        page.wait_for_selector("#conn.up", timeout=10000)
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+        assert page.is_visible("#unlock")
+        # A wrong token is refused and not kept.
+        page.fill("#token", "wrong-token-0000")
+        page.click("#token-use")
+        page.wait_for_function("document.getElementById('toast').textContent.includes('wrong token')", timeout=5000)
+        assert page.evaluate("localStorage.getItem('phase4-control-token')") is None
+        # The right one unlocks the controls and is kept across reloads.
+        page.fill("#token", "ui-test-token-1")
+        page.click("#token-use")
+        page.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=5000)
+        assert not page.is_visible("#unlock")
+        page.reload()
+        page.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=10000)
+        # Lock forgets it.
+        page.click("#lock")
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+        # The link `phase4 token` prints: the token leaves the address bar.
+        fresh = browser.new_page(bypass_csp=True)
+        fresh.goto(server.http + "/#token=ui-test-token-1")
+        fresh.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=10000)
+        assert "token" not in fresh.url
+        before = meta_now(server.url)
+        fresh.evaluate("""() => {
+            const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
+            const s = row.querySelector('input');
+            s.value = String(+s.value + 60);
+            s.dispatchEvent(new Event('change', {bubbles: true}));
+        }""")
+        deadline = time.time() + 5
+        after = before
+        while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
+            time.sleep(0.2)
+            after = meta_now(server.url)
+        assert after["bands"]["mid"] != before["bands"]["mid"]
+        browser.close()

@@ -12,7 +12,8 @@
 //!   oldest dropped first (O(1)).
 //!
 //! Inbound: per turn at most [`READ_BYTES_PER_TURN`] bytes and
-//! [`MESSAGES_PER_TURN`] messages; per second `ws.max-messages-per-s`
+//! [`MESSAGES_PER_TURN`] messages; per second [`READ_BYTES_PER_S`] bytes
+//! and `ws.max-messages-per-s`
 //! (token bucket), beyond which messages are dropped, and a client that
 //! keeps going past [`FLOOD_FACTOR`] times the limit is closed. Error replies
 //! are themselves rate-limited ([`ERRORS_PER_S`]).
@@ -35,6 +36,13 @@ pub const READ_BYTES_PER_TURN: usize = 16 * 1024;
 /// Bytes read per turn from a client that has not authenticated (an `auth`
 /// message is small).
 pub const READ_BYTES_PER_TURN_UNAUTHORIZED: usize = 2 * 1024;
+/// Bytes read from one client per second (bursts of one second's worth):
+/// beyond that its socket is left alone and TCP slows the sender down. A
+/// stream of frames that never completes a message (100 000 empty
+/// continuation frames) is held to this rate too.
+pub const READ_BYTES_PER_S: f64 = 1024.0 * 1024.0;
+/// The same for a client that has not authenticated.
+pub const READ_BYTES_PER_S_UNAUTHORIZED: f64 = 64.0 * 1024.0;
 /// Messages handled from one client per broadcaster turn.
 pub const MESSAGES_PER_TURN: usize = 32;
 /// A client whose messages keep arriving this many times faster than
@@ -115,6 +123,8 @@ pub struct Client {
     pub drops: u64,
     inbound: Bucket,
     errors: Bucket,
+    read_tokens: f64,
+    read_at: Instant,
     /// Errors not sent because of the error rate limit.
     pub errors_suppressed: u64,
     /// Wrong tokens so far.
@@ -150,10 +160,34 @@ impl Client {
             drops: 0,
             inbound: Bucket::full(rate.max(1.0)),
             errors: Bucket::full(ERROR_BURST),
+            read_tokens: READ_BYTES_PER_S_UNAUTHORIZED,
+            read_at: Instant::now(),
             errors_suppressed: 0,
             auth_failures: 0,
             in_flight: 0,
         })
+    }
+
+    /// How many bytes may be read from this client now (0: leave its
+    /// socket alone this turn).
+    pub fn read_allowance(&mut self, now: Instant) -> usize {
+        let (per_s, per_turn) = if self.authorized {
+            (READ_BYTES_PER_S, READ_BYTES_PER_TURN)
+        } else {
+            (
+                READ_BYTES_PER_S_UNAUTHORIZED,
+                READ_BYTES_PER_TURN_UNAUTHORIZED,
+            )
+        };
+        let dt = now.saturating_duration_since(self.read_at).as_secs_f64();
+        self.read_at = now;
+        self.read_tokens = (self.read_tokens + dt * per_s).min(per_s);
+        (self.read_tokens.max(0.0) as usize).min(per_turn)
+    }
+
+    /// `n` bytes were read.
+    pub fn spend_reading(&mut self, n: usize) {
+        self.read_tokens -= n as f64;
     }
 
     /// Queue a frame; when the queue is full the oldest goes. Returns how

@@ -35,6 +35,11 @@ impl Conn {
         self.budget == 0
     }
 
+    /// What is left of the budget.
+    pub fn left(&self) -> usize {
+        self.budget
+    }
+
     /// The socket.
     pub fn tcp(&self) -> &TcpStream {
         &self.stream

@@ -1,18 +1,16 @@
 //! Reading from clients: the second half of the broadcaster's turn.
 //!
 //! Bounded per client per turn (bytes through [`super::conn::Conn`]'s
-//! budget, and messages), started at a different client each turn, so a
-//! client that floods gets its share and no more. Every message, pings
+//! budget, and messages) and per second (bytes: a client over its rate is
+//! not even polled), started at a different client each turn, so a client
+//! that floods gets its share and no more. Every message, pings
 //! included, counts against the client's rate; a client far over it is
 //! closed (1008). Until a client is authorized, only `auth` is looked at.
 //! Protocol errors close with the code RFC 6455 gives them: 1002 for a
 //! broken frame, 1007 for text that is not UTF-8, 1009 for a message over
 //! the size limit.
 
-use super::client::{
-    Admission, MAX_AUTH_FAILURES, MESSAGES_PER_TURN, READ_BYTES_PER_TURN,
-    READ_BYTES_PER_TURN_UNAUTHORIZED,
-};
+use super::client::{Admission, MAX_AUTH_FAILURES, MESSAGES_PER_TURN};
 use super::protocol::{self as p, Action, Outbound};
 use super::server::{Broadcaster, MAX_SLEEP};
 use crate::control::{Command, Request};
@@ -47,13 +45,24 @@ impl Broadcaster {
             .saturating_duration_since(Instant::now())
             .min(MAX_SLEEP);
         let ms = wait.as_millis().max(1) as u16;
-        let ready: Vec<bool> = {
-            let mut fds: Vec<nix::poll::PollFd> = self
-                .clients
+        // A client over its byte rate is not polled: its data waits in the
+        // kernel (and TCP slows it down) instead of waking us at once.
+        let now = Instant::now();
+        let allowance: Vec<usize> = self
+            .clients
+            .iter_mut()
+            .map(|c| c.read_allowance(now))
+            .collect();
+        let polled: Vec<usize> = (0..self.clients.len())
+            .filter(|i| allowance[*i] > 0)
+            .collect();
+        let mut ready = vec![false; self.clients.len()];
+        {
+            let mut fds: Vec<nix::poll::PollFd> = polled
                 .iter()
-                .map(|c| {
+                .map(|i| {
                     nix::poll::PollFd::new(
-                        c.ws.get_ref().tcp().as_fd(),
+                        self.clients[*i].ws.get_ref().tcp().as_fd(),
                         nix::poll::PollFlags::POLLIN,
                     )
                 })
@@ -63,13 +72,14 @@ impl Broadcaster {
                 return;
             }
             match nix::poll::poll(&mut fds, ms) {
-                Ok(n) if n > 0 => fds
-                    .iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                    .collect(),
+                Ok(n) if n > 0 => {
+                    for (f, i) in fds.iter().zip(&polled) {
+                        ready[*i] = f.revents().is_some_and(|r| !r.is_empty());
+                    }
+                }
                 _ => return,
             }
-        };
+        }
         let n = self.clients.len();
         let start = self.read_from % n.max(1);
         self.read_from = self.read_from.wrapping_add(1);
@@ -77,7 +87,7 @@ impl Broadcaster {
         for k in 0..n {
             let i = (start + k) % n;
             if ready[i] {
-                if let Outcome::Close(code, why) = self.read_client(i) {
+                if let Outcome::Close(code, why) = self.read_client(i, allowance[i]) {
                     closing.push((i, code, why));
                 }
             }
@@ -89,15 +99,18 @@ impl Broadcaster {
         }
     }
 
-    /// Read at most one turn's budget from client `i`.
-    fn read_client(&mut self, i: usize) -> Outcome {
-        let rate = self.ctx.config.ws.max_messages_per_s;
+    /// Read at most `allowance` bytes from client `i`.
+    fn read_client(&mut self, i: usize, allowance: usize) -> Outcome {
+        self.clients[i].ws.get_mut().refill(allowance);
+        let outcome = self.read_messages(i);
         let c = &mut self.clients[i];
-        c.ws.get_mut().refill(if c.authorized {
-            READ_BYTES_PER_TURN
-        } else {
-            READ_BYTES_PER_TURN_UNAUTHORIZED
-        });
+        let left = c.ws.get_ref().left();
+        c.spend_reading(allowance - left);
+        outcome
+    }
+
+    fn read_messages(&mut self, i: usize) -> Outcome {
+        let rate = self.ctx.config.ws.max_messages_per_s;
         for _ in 0..MESSAGES_PER_TURN {
             let msg = match self.clients[i].ws.read() {
                 Ok(m) => m,

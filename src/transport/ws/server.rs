@@ -83,6 +83,8 @@ pub(super) struct Broadcaster {
     pub(super) in_flight: u32,
     /// Where reading starts next turn (round robin).
     pub(super) read_from: usize,
+    /// Closed clients' sockets, kept briefly (see [`Broadcaster::linger`]).
+    lingering: Vec<(std::net::TcpStream, Instant)>,
 }
 
 impl Broadcaster {
@@ -116,6 +118,7 @@ impl Broadcaster {
             drops: 0,
             in_flight: 0,
             read_from: 0,
+            lingering: Vec::new(),
         }
     }
 
@@ -155,6 +158,7 @@ impl Broadcaster {
                 self.broadcast_frame(&json);
             }
             self.flush_all(now);
+            self.drain_lingering();
             self.sleep_and_read();
         }
         for c in self.clients.iter_mut() {
@@ -423,6 +427,7 @@ impl Broadcaster {
         // Also sends tungstenite's answer to a client's close frame.
         let _ = c.ws.flush();
         let _ = c.ws.get_ref().tcp().shutdown(std::net::Shutdown::Write);
+        self.linger(c.ws.get_ref().tcp());
         self.in_flight = self.in_flight.saturating_sub(c.in_flight);
         self.registry.release(canonical_ip(&c.peer));
         self.ctx
@@ -431,6 +436,44 @@ impl Broadcaster {
             .store(self.clients.len() as u32, Ordering::Relaxed);
     }
 }
+
+impl Broadcaster {
+    /// Keep a closed client's socket for up to [`LINGER`], discarding what
+    /// it still sends: closing a socket with unread data makes the kernel
+    /// answer with a reset, which can destroy the close frame before the
+    /// client reads it.
+    fn linger(&mut self, tcp: &std::net::TcpStream) {
+        let Ok(copy) = tcp.try_clone() else { return };
+        if self.lingering.len() >= MAX_LINGERING {
+            self.lingering.remove(0);
+        }
+        self.lingering.push((copy, Instant::now() + LINGER));
+    }
+
+    /// Discard what lingering sockets received; drop those that are done.
+    pub(super) fn drain_lingering(&mut self) {
+        let now = Instant::now();
+        let mut buf = [0u8; 4096];
+        self.lingering.retain_mut(|(s, until)| {
+            if now >= *until {
+                return false;
+            }
+            for _ in 0..4 {
+                match std::io::Read::read(s, &mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+                }
+            }
+            true
+        });
+    }
+}
+
+/// How long a closed client's socket is kept to let the close frame arrive.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most sockets kept lingering.
+const MAX_LINGERING: usize = 64;
 
 /// The JSON of a list message built by `make(items, truncated)`, with as
 /// many items as fit in [`MAX_LIST_BYTES`].
