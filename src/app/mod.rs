@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod health;
+mod osc_watch;
 pub mod pipeline;
 
 use crate::capture::thread::CaptureEvent;
@@ -66,6 +67,11 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     let mut ready = false;
     let mut exit = 0;
     let mut memlock_done = false;
+    let mut osc_watch = osc_watch::OscWatch::new(if config.osc.enabled {
+        &config.osc.destinations
+    } else {
+        &[]
+    });
 
     while !crate::service::signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(20));
@@ -135,16 +141,27 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         notifier.tick(ready && stale.is_empty());
         pipeline.poll_params();
         pipeline.poll_switches();
+        osc_watch.check(&stats);
         if last_health.elapsed() >= health_every {
             last_health = Instant::now();
-            log::info!("{}", health.report(&stats).line);
+            log::info!("{}", health_line(&mut health, &osc_watch, &stats));
         }
     }
     notifier.stopping();
     log::info!("stopping");
     pipeline.stop(Duration::from_millis(800));
-    log::info!("{}", health.report(&stats).line);
+    log::info!("{}", health_line(&mut health, &osc_watch, &stats));
     exit
+}
+
+fn health_line(health: &mut Health, osc: &osc_watch::OscWatch, stats: &Stats) -> String {
+    let mut line = health.report(stats).line;
+    let down = osc.failing(stats);
+    if !down.is_empty() {
+        line.push_str(" osc_down=");
+        line.push_str(&down.join(","));
+    }
+    line
 }
 
 fn first_block_through(stats: &Stats, config: &Config) -> bool {

@@ -15,6 +15,9 @@ pub use validate::validate;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Most `[[osc.destinations]]` (per-destination counters are sized by it).
+pub const MAX_OSC_DESTINATIONS: usize = 16;
+
 /// Default location of the system configuration (a dpkg conffile).
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/phase4/phase4.toml";
 
