@@ -118,6 +118,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
                         }
                     }
                     pipeline.update_meta(&info);
+                    warn_beyond_nyquist(&pipeline.shared.config(), info.rate);
                 }
                 CaptureEvent::OpenFailed { error, retry_s } => {
                     if let Some(held) = pipeline.open_fail_limit.allow() {
@@ -222,6 +223,22 @@ fn health_line(health: &mut Health, osc: &osc_watch::OscWatch, stats: &Stats) ->
         line.push_str(&down.join(","));
     }
     line
+}
+
+/// Settings that the configured rate allows but the rate the device opened
+/// at does not (a band edge or the spectrum's lowest bin above what the
+/// device can carry): the DSP clamps them; say so once, at open.
+fn warn_beyond_nyquist(config: &Config, rate: u32) {
+    let mut at_rate = config.clone();
+    at_rate.audio.sample_rate_hz = rate;
+    for p in crate::config::validate(&at_rate) {
+        if p.key.starts_with("dsp.") || p.key.starts_with("fft.") {
+            log::warn!(
+                "{p} at the {rate} Hz the device opened at (configured {} Hz); the DSP clamps it",
+                config.audio.sample_rate_hz
+            );
+        }
+    }
 }
 
 /// Problems with a configuration that only show outside the file: an input
