@@ -9,7 +9,9 @@
 mod load;
 mod validate;
 
-pub use load::{load_file, load_str, search_path, ConfigError, Problem};
+pub use load::{
+    load_file, load_str, search_path, ConfigError, Problem, MAX_CONFIG_BYTES, MAX_PROBLEMS,
+};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
