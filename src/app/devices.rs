@@ -48,7 +48,7 @@ impl AppDevices {
 /// The capture PCM names phase4 enumerates (alsa-lib's hints and
 /// "default"), without opening any.
 pub fn listed_names() -> Vec<String> {
-    crate::capture::devices::names()
+    crate::capture::devices::hints()
         .into_iter()
         .map(|(name, _)| name)
         .collect()

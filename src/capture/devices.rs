@@ -48,10 +48,9 @@ pub fn probe(name: &str) -> Result<Capabilities, String> {
     Ok((channels, rates, formats))
 }
 
-/// The capture PCM names alsa-lib's hints give (plus "default"), with their
-/// descriptions, without opening any: what [`list`] probes, and the only
-/// names a client may switch to (see `control::device`).
-pub fn names() -> Vec<(String, String)> {
+/// Every capture PCM from alsa-lib's hints (plus "default"), with its
+/// description, without opening any.
+pub fn hints() -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
     if let Ok(hints) = HintIter::new_str(None, "pcm") {
         for h in hints {
@@ -67,9 +66,15 @@ pub fn names() -> Vec<(String, String)> {
     names
 }
 
-/// Every capture PCM from alsa-lib's hints (plus "default").
+/// Whether a PCM name is a sound card's (`hw:CARD=…`, `plughw:CARD=…`,
+/// `sysdefault:CARD=…`, …) rather than a plugin (`pulse`, `jack`, `dmix`…).
+pub fn is_card(name: &str) -> bool {
+    name.contains("CARD=") || name.starts_with("hw:") || name.starts_with("plughw:")
+}
+
+/// Every capture PCM from alsa-lib's hints (plus "default"), each probed.
 pub fn list() -> Vec<DeviceEntry> {
-    names()
+    hints()
         .into_iter()
         .enumerate()
         .map(|(index, (name, description))| match probe(&name) {
