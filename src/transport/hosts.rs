@@ -51,7 +51,17 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
         }
     };
     let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok()?),
+        // Canonical digits only: Rust's integer parser would also take
+        // "+8766", and no browser writes "08766".
+        Some(p)
+            if !p.is_empty()
+                && p.len() <= 5
+                && !(p.len() > 1 && p.starts_with('0'))
+                && p.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
         None => None,
     };
     let host = host.strip_suffix('.').unwrap_or(host);
