@@ -21,8 +21,10 @@ python3 -m pytest -q tests/e2e
 echo "== live path vs analyze: onset and beat events =="
 python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
 python3 -m pytest -q tests/test_live_events.py
-echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium =="
+echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium, security =="
 bash scripts/ci-ws.sh
+echo "== load and abuse (issue 8): every abuse class against a live phase4, in a network namespace =="
+bash scripts/abuse.sh
 echo "== onset/beat/tempo evaluation against aubio (subset) =="
 bash scripts/eval/run.sh --subset
 python3 scripts/eval/gate.py

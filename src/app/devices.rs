@@ -84,33 +84,52 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 }
 
 impl DeviceOps for AppDevices {
+    /// Sound cards are opened for what they support; ALSA's plugin devices
+    /// (pulse, jack, dmix, ...) only with `probe`. Opening a plugin loads
+    /// and starts its libraries (libpulse pulls in libX11, libgcrypt, ...):
+    /// measured, a first client's greeting added 23 MiB to the resident
+    /// memory (and 88 MiB at the peak) when every hint was opened.
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+        use crate::capture::devices::{hints, is_card, probe as capabilities};
         let now = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0)
         };
-        crate::capture::devices::list()
+        let want = self.audio.sample_rate_hz;
+        hints()
             .into_iter()
-            .map(|d| {
-                let want = self.audio.sample_rate_hz;
-                let default_samplerate = match d.rates {
-                    Some((lo, hi)) if (lo..=hi).contains(&want) => want,
-                    Some((_, hi)) => hi,
-                    None => want,
-                } as f64;
+            .enumerate()
+            .map(|(index, (name, description))| {
+                let card = is_card(&name);
                 let mut item = DeviceItem {
-                    index: d.index,
-                    name: d.name,
-                    description: d.description,
-                    available: d.available,
-                    max_input_channels: d.channels.map(|c| c.1).unwrap_or(0),
-                    default_samplerate,
-                    formats: d.formats,
-                    error: d.error,
+                    index,
+                    name,
+                    description,
+                    card,
+                    available: true,
+                    default_samplerate: want as f64,
                     ..Default::default()
                 };
+                if !(card || probe) {
+                    return item;
+                }
+                match capabilities(&item.name) {
+                    Ok((channels, rates, formats)) => {
+                        item.max_input_channels = channels.map(|c| c.1).unwrap_or(0);
+                        item.default_samplerate = match rates {
+                            Some((lo, hi)) if (lo..=hi).contains(&want) => want,
+                            Some((_, hi)) => hi,
+                            None => want,
+                        } as f64;
+                        item.formats = formats;
+                    }
+                    Err(e) => {
+                        item.available = false;
+                        item.error = Some(e);
+                    }
+                }
                 if probe {
                     match probe_peak_dbfs(&self.audio, &item.name) {
                         Ok(db) => {

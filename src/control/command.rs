@@ -150,6 +150,8 @@ pub struct DeviceItem {
     pub name: String,
     /// Description from alsa-lib.
     pub description: String,
+    /// A sound card (`hw:`, `plughw:`, `CARD=`), not an ALSA plugin device.
+    pub card: bool,
     /// Could be opened just now.
     pub available: bool,
     /// Most channels it offers.

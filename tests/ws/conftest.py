@@ -76,7 +76,9 @@ class Server:
 
     def __init__(self, binary, wav, workdir, ws_port=None, http_port=None, state_dir=None, extra="",
                  env=None, input=True, audio="", nofile=None, bind="127.0.0.1"):
-        self.binary, self.wav, self.workdir = binary, wav, Path(workdir)
+        # Absolute: the process runs in `workdir`.
+        self.binary = str(Path(binary).resolve())
+        self.wav, self.workdir = wav, Path(workdir)
         self.ws_port = ws_port or free_port()
         self.http_port = http_port or free_port()
         self.osc_port = free_port(socket.SOCK_DGRAM)

@@ -271,8 +271,8 @@ def test_a_binary_frame_from_a_client_gets_an_error(server):
 
 def test_without_the_token_a_client_may_watch_but_not_change(make_server):
     # Loopback clients are trusted by default; this one is treated like a
-    # client from the LAN (tests/ws/test_secure_default.py uses a real
-    # non-loopback address).
+    # client from the LAN (test_abuse.py's lan-control class uses a real LAN
+    # address, in a network namespace).
     server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
 
     async def go():
@@ -280,8 +280,8 @@ def test_without_the_token_a_client_may_watch_but_not_change(make_server):
         async with websockets.connect(server.url) as ws:
             a = await recv_json(ws, "auth")
             assert a == {"type": "auth", "authorized": False, "required": True}
-            await recv_json(ws, "snapshot")
             await recv_json(ws, "presets")
+            await recv_json(ws, "snapshot")
             # Nothing but auth is looked at before auth, read-only requests
             # included.
             for msg in [{"type": "set_fft", "enabled": True}, {"type": "list_presets"},

@@ -437,6 +437,9 @@ pub struct DeviceJson {
     pub probed_at: Option<f64>,
     // phase4 additions.
     pub description: String,
+    /// A sound card rather than an ALSA plugin device (plugins are opened
+    /// only by a probe; until then `available` is assumed).
+    pub card: bool,
     pub available: bool,
     pub formats: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -456,6 +459,7 @@ impl From<&DeviceItem> for DeviceJson {
             probed_signal: d.probed_signal,
             probed_at: d.probed_at,
             description: d.description.clone(),
+            card: d.card,
             available: d.available,
             formats: d.formats.clone(),
             probed_peak_dbfs: d.probed_peak_dbfs,
