@@ -1,12 +1,10 @@
-"""Raw WebSocket and HTTP pieces for attacking phase4, and the stand-ins the
-abuse runner measures with (a systemd notify socket, a well-behaved
-WebSocket client). Shared by scripts/abuse/run.py and tests/ws."""
+"""Raw WebSocket and HTTP pieces for attacking phase4, and the ALSA test
+devices it runs with. Shared by scripts/abuse/ and tests/ws."""
 
 import base64
 import os
 import socket
 import struct
-import threading
 import time
 import wave
 from pathlib import Path
@@ -119,48 +117,6 @@ def http_request(port, host_header, path="/", extra="", src=None, server="127.0.
         return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
     except (OSError, ValueError, IndexError):
         return None
-
-
-class NotifySocket:
-    """Stands in for systemd: the notify socket phase4 sends READY=1 and
-    WATCHDOG=1 to. `env()` gives the variables to start phase4 with."""
-
-    def __init__(self, path, watchdog_usec=1_000_000):
-        self.path = str(path)
-        self.watchdog_usec = watchdog_usec
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.pings = []
-        self.ready = False
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def env(self):
-        return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(self.watchdog_usec)}
-
-    def _run(self):
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            if b"WATCHDOG=1" in data:
-                self.pings.append(time.monotonic())
-            if b"READY=1" in data:
-                self.ready = True
-
-    def longest_gap(self, since, until=None):
-        """Longest time without a ping within [since, until]."""
-        until = until or time.monotonic()
-        ts = [since] + [t for t in self.pings if since <= t <= until] + [until]
-        return max(b - a for a, b in zip(ts, ts[1:]))
-
-    def close(self):
-        self._stop = True
-        self._t.join()
-        self.sock.close()
 
 
 def alsa_test_devices(workdir, wav):

@@ -259,10 +259,10 @@ def meta_now(url):
 
 # ------------------------------------------------------- raw WebSocket frames
 
-# The raw WebSocket/HTTP helpers and the notify-socket stand-in live with the
-# abuse runner (scripts/abuse/), which attacks phase4 the same way.
+# The raw WebSocket/HTTP helpers live with the abuse runner (scripts/abuse/),
+# which attacks phase4 the same way.
 import sys  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
 from wire import (  # noqa: E402,F401
-    NotifySocket, alsa_test_devices, http_request, ws_close_code, ws_frame, ws_handshake)
+    alsa_test_devices, http_request, ws_close_code, ws_frame, ws_handshake)

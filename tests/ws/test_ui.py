@@ -12,6 +12,26 @@ from browser import launch
 from conftest import ARTIFACTS, meta_now, recv_json
 
 
+def drag_mid_lo(page, server):
+    """Move the "mid lo" slider like a user (input while dragging, change on
+    release); the meta before, and the first that differs (or the last seen
+    after 5 s)."""
+    before = meta_now(server.url)
+    page.evaluate("""() => {
+        const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
+        const s = row.querySelector('input');
+        s.value = String(+s.value + 60);
+        s.dispatchEvent(new Event('input', {bubbles: true}));
+        s.dispatchEvent(new Event('change', {bubbles: true}));
+    }""")
+    deadline = time.time() + 5
+    after = before
+    while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
+        time.sleep(0.2)
+        after = meta_now(server.url)
+    return before, after
+
+
 def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
     from playwright.sync_api import sync_playwright
 
@@ -43,19 +63,7 @@ def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
         }""")
         assert lit > 0.02, f"spectrum canvas nearly empty ({lit:.3%} lit)"
         # Move the "mid lo" slider like a user: input while dragging, change on release.
-        before = meta_now(server.url)
-        page.evaluate("""() => {
-            const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
-            const s = row.querySelector('input');
-            s.value = String(+s.value + 60);
-            s.dispatchEvent(new Event('input', {bubbles: true}));
-            s.dispatchEvent(new Event('change', {bubbles: true}));
-        }""")
-        deadline = time.time() + 5
-        after = before
-        while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
-            time.sleep(0.2)
-            after = meta_now(server.url)
+        before, after = drag_mid_lo(page, server)
         assert after["bands"]["mid"]["lo_hz"] > before["bands"]["mid"]["lo_hz"], (before["bands"], after["bands"])
         # The UI shows what meta says.
         time.sleep(0.5)
@@ -133,17 +141,6 @@ def test_ui_unlocks_with_the_token_once_and_keeps_it(make_server):
         fresh.goto(server.http + "/#token=ui-test-token-1")
         fresh.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=10000)
         assert "token" not in fresh.url
-        before = meta_now(server.url)
-        fresh.evaluate("""() => {
-            const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
-            const s = row.querySelector('input');
-            s.value = String(+s.value + 60);
-            s.dispatchEvent(new Event('change', {bubbles: true}));
-        }""")
-        deadline = time.time() + 5
-        after = before
-        while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
-            time.sleep(0.2)
-            after = meta_now(server.url)
+        before, after = drag_mid_lo(fresh, server)
         assert after["bands"]["mid"] != before["bands"]["mid"]
         browser.close()
