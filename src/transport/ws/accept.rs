@@ -314,6 +314,7 @@ impl Acceptor {
                 self.advance(p.mid, p.peer, p.deadline, p.admitted, &mut keep);
             } else if now >= p.deadline {
                 log::info!("ws: handshake with {} took too long; dropped", p.peer);
+                release_if_admitted(&self.shared.registry, &p.admitted, p.peer);
             } else {
                 keep.push(p);
             }
@@ -371,6 +372,7 @@ impl Acceptor {
                 "ws: {MAX_PENDING} handshakes in progress; dropped the oldest ({})",
                 oldest.peer
             );
+            release_if_admitted(&self.shared.registry, &oldest.admitted, oldest.peer);
         }
         if stream.set_nonblocking(true).is_err() {
             return;

@@ -241,9 +241,11 @@ impl Broadcaster {
 
     fn answer(&mut self) {
         while let Ok(r) = self.ctx.replies.try_recv() {
-            self.in_flight = self.in_flight.saturating_sub(1);
+            // A client that left took its outstanding requests off the
+            // total already (see `remove`).
             if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
                 c.in_flight = c.in_flight.saturating_sub(1);
+                self.in_flight = self.in_flight.saturating_sub(1);
             }
             for resp in r.responses {
                 match resp {
