@@ -210,13 +210,12 @@ fn main() -> ExitCode {
             if args.looping {
                 cfg.audio.loop_input = true;
             }
-            let max_frames = args
-                .duration
-                .map(|s| (s * cfg.audio.sample_rate_hz as f64).round() as u64);
+            // Seconds of audio, converted to frames at the rate the input
+            // actually opens with (a WAV's own rate, a device's negotiated one).
             let code = app::run(
                 cfg,
                 RunOptions {
-                    max_frames,
+                    max_audio_s: args.duration,
                     stats: None,
                 },
             );

@@ -124,7 +124,7 @@ fn capture_and_workers_do_not_allocate_per_block() {
     let code = phase4::app::run(
         cfg,
         phase4::app::RunOptions {
-            max_frames: Some(BLOCKS * BLOCK),
+            max_audio_s: Some((BLOCKS * BLOCK) as f64 / RATE as f64),
             stats: Some(stats.clone()),
         },
     );
