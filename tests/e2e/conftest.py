@@ -62,6 +62,10 @@ def encode(samples, fmt, channels, pick=None):
                 out += struct.pack("<h", int(round(v * 32767)))
             elif fmt == "S24_3LE":
                 out += struct.pack("<i", int(round(v * 8388607)))[:3]
+            elif fmt == "S24_LE":
+                # 24 bits in the low three bytes of four; the padding byte
+                # is garbage on purpose (codecs differ): it must be ignored.
+                out += struct.pack("<i", int(round(v * 8388607)))[:3] + b"\xa5"
             elif fmt == "S32_LE":
                 out += struct.pack("<i", int(round(v * 2147483647)))
             elif fmt == "FLOAT_LE":
