@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # phase4 through ALSA's `jack` plugin on JACK's dummy backend (a software
 # period clock: one 256-frame period every 5.333 ms), measured from outside:
-# /audio/lmh arrivals decoded by python-osc, xruns from phase4's own health
-# line, wake-ups of the capture thread from /proc.
+# /audio/lmh decoded by python-osc and timed by the kernel's receive time
+# stamps (SO_TIMESTAMPNS: when phase4 sent it, not when this script got to
+# read it), xruns from phase4's own health line, wake-ups of the capture
+# thread from /proc. A "pair" is a gap under 1 ms (two blocks back to back).
 #
 # Usage:
 #   scripts/jack-measure.sh --check            CI: the current build opens the
@@ -71,8 +73,13 @@ measure() {
 import os, re, socket, subprocess, sys, time
 from pythonosc.osc_packet import OscPacket
 binary, secs, work = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+import struct
 rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+# Kernel receive time stamps (SO_TIMESTAMPNS): the time each datagram reached
+# the socket, i.e. when phase4 sent it, however late this script reads it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 rx.bind(("127.0.0.1", 0))
 rx.settimeout(0.5)
 cfg = os.path.join(work, "p4.toml")
@@ -93,10 +100,14 @@ def vol(pid):
     return None
 while time.monotonic() < t_end:
     try:
-        data = rx.recv(65536)
+        data, anc, _, _ = rx.recvmsg(65536, socket.CMSG_SPACE(16))
     except socket.timeout:
         continue
-    now = time.monotonic()
+    now = time.time()
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = struct.unpack("qq", raw[:16])
+            now = sec + nsec * 1e-9
     for m in OscPacket(data).messages:
         if m.message.address == "/audio/lmh":
             arrivals.append(now)

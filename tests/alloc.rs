@@ -75,17 +75,12 @@ fn capture_and_workers_do_not_allocate_per_block() {
         format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
     );
 
-    let mut cfg = phase4::config::Config::default();
+    let mut cfg = common::counting::quiet_config();
     cfg.audio.device = "p4alloc".into();
     cfg.audio.format = phase4::config::SampleFormat::S16Le;
     cfg.audio.channels = 1;
     cfg.audio.access = phase4::config::AccessMode::Mmap;
-    cfg.fft.enabled = true;
     cfg.osc.send_fft = true;
-    cfg.osc.destinations[0].port = 9;
-    cfg.ws.enabled = false;
-    cfg.state.dir = String::new();
-    cfg.health.interval_s = 3600.0;
 
     let stats = Arc::new(phase4::stats::Stats::default());
     RT_ALLOCS.store(0, Ordering::SeqCst);

@@ -31,13 +31,8 @@ fn the_paced_wav_input_does_not_allocate_per_block() {
     }
     w.finalize().unwrap();
 
-    let mut cfg = phase4::config::Config::default();
+    let mut cfg = common::counting::quiet_config();
     cfg.audio.input = wav.display().to_string();
-    cfg.fft.enabled = true;
-    cfg.osc.destinations[0].port = 9;
-    cfg.ws.enabled = false;
-    cfg.state.dir = String::new();
-    cfg.health.interval_s = 3600.0;
 
     let stats = Arc::new(phase4::stats::Stats::default());
     RT_ALLOCS.store(0, Ordering::SeqCst);

@@ -103,11 +103,13 @@ impl AlsaLog {
             let held = if text == self.last {
                 self.repeats.allow()
             } else {
-                self.any.allow().inspect(|_| {
+                let held = self.any.allow();
+                if held.is_some() {
                     self.last = text.to_string();
                     self.repeats = RateLimit::new(Duration::from_secs(60));
                     self.repeats.allow();
-                })
+                }
+                held
             };
             if let Some(held) = held {
                 if held > 0 {

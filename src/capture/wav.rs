@@ -290,7 +290,7 @@ impl Read for Input {
                 }
                 if stop.load(Ordering::Relaxed) {
                     // Not `Interrupted`: `read_exact` would retry that.
-                    return Err(io::Error::new(io::ErrorKind::Other, "stopped"));
+                    return Err(io::Error::other("stopped"));
                 }
                 if wait_fifo(file) {
                     return Ok(0);

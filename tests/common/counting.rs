@@ -1,6 +1,6 @@
 //! A counting global allocator for the allocation tests: it counts heap
 //! allocations made by threads that are inside their real-time loop
-//! (`phase4::rt::in_rt_loop`).
+//! (`phase4::rt::in_rt_loop`). And the configuration both tests run with.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,3 +39,15 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// The service's configuration for an allocation test: OSC to the discard
+/// port, no WebSocket, no state directory, no health line during the run.
+pub fn quiet_config() -> phase4::config::Config {
+    let mut cfg = phase4::config::Config::default();
+    cfg.fft.enabled = true;
+    cfg.osc.destinations[0].port = 9;
+    cfg.ws.enabled = false;
+    cfg.state.dir = String::new();
+    cfg.health.interval_s = 3600.0;
+    cfg
+}

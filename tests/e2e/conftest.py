@@ -195,6 +195,19 @@ def write_config(path, **sections):
     return path
 
 
+def minimal_config(tmp_path, port=9, health_s=1.0, **audio):
+    """A config with `audio` settings, OSC to 127.0.0.1:`port`, no
+    WebSocket and no state directory."""
+    return write_config(
+        tmp_path / "c.toml",
+        audio=audio,
+        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": health_s},
+    )
+
+
 def run_phase4(phase4_bin, config, args=(), env_extra=None, timeout=60):
     env = dict(os.environ)
     env.update(env_extra or {})

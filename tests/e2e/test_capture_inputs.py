@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import OscReceiver, run_phase4, write_config
+from conftest import OscReceiver, minimal_config, run_phase4
 
 EXIT_CONFIG = 78
 
@@ -38,14 +38,7 @@ def tone_frames(rate, seconds, freq=440.0, channels=1):
 
 
 def config(tmp_path, port=9, **audio):
-    return write_config(
-        tmp_path / "c.toml",
-        audio=audio,
-        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 3600.0},
-    )
+    return minimal_config(tmp_path, port, health_s=3600.0, **audio)
 
 
 def analyze(phase4_bin, path, *args, timeout=60):

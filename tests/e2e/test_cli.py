@@ -12,10 +12,10 @@ from conftest import (
     BLOCK,
     RATE,
     OscReceiver,
+    minimal_config,
     render,
     run_phase4,
     tone,
-    write_config,
     write_wav,
 )
 
@@ -43,17 +43,6 @@ def test_good_config_checks_ok(phase4_bin):
     p = subprocess.run([str(phase4_bin), "--check-config", os.path.join(root, "configs", "phase4.toml")],
                        capture_output=True, text=True, timeout=20)
     assert p.returncode == 0, p.stderr
-
-
-def minimal_config(tmp_path, port=9, **audio):
-    return write_config(
-        tmp_path / "c.toml",
-        audio=audio,
-        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 1.0},
-    )
 
 
 def test_missing_device_fails_clearly_when_told_to(phase4_bin, tmp_path):

@@ -38,6 +38,16 @@ feed_stop() {
 }
 clk_feed() { [ "$CLK" = aloop ] && feed_start S16_LE $RATE 120; }
 lmh_count() { grep -c /audio/lmh "/tmp/$1.osc"; }
+# Blocks run NAME delivers in the next second; ALIVE=yes if the same
+# phase4 process is still running after it.
+blocks_in_1s() {
+    _c1=$(lmh_count "$1")
+    usleep 1000000
+    BLOCKS_1S=$(($(lmh_count "$1") - _c1))
+    ALIVE=no
+    kill -0 "$P4_PID" 2>/dev/null && ALIVE=yes
+    return 0
+}
 vol_switches() { sed -n 's/^voluntary_ctxt_switches:[^0-9]*//p' "/proc/$P4_PID/task/$1/status"; }
 within() { awk -v v="$1" -v want="$2" -v tol="$3" 'BEGIN { d = (v - want) / want; exit !(d <= tol && -d <= tol) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
@@ -100,21 +110,18 @@ for i in 1 2 3; do
     p4util hog 0 90 200
     usleep 1000000
 done
-c1=$(lmh_count xrun)
-usleep 1000000
-c2=$(lmh_count xrun)
+blocks_in_1s xrun
 p4_stop xrun
 feed_stop
 xr=$(health xrun xruns)
-check xrun-per-stall "3 stalls of 200 ms at SCHED_FIFO 90: xruns=$xr, then $((c2 - c1)) blocks in 1 s, reopens=$(health xrun reopens)" \
-    sh -c "[ '$xr' = 3 ] && [ '$(health xrun reopens)' = 0 ] && awk -v c=$((c2 - c1)) 'BEGIN { exit !(c > $EXPECT * 0.9 && c < $EXPECT * 1.1) }'"
+check xrun-per-stall "3 stalls of 200 ms at SCHED_FIFO 90: xruns=$xr, then $BLOCKS_1S blocks in 1 s, reopens=$(health xrun reopens)" \
+    sh -c "[ '$xr' = 3 ] && [ '$(health xrun reopens)' = 0 ] && awk -v c=$BLOCKS_1S 'BEGIN { exit !(c > $EXPECT * 0.9 && c < $EXPECT * 1.1) }'"
 
 # --- 4. the driver goes away and comes back (unbind/bind = unplug/replug) ----
 clk_feed
 p4_config /tmp/unplug.toml "$DEV" 'format = "S16_LE"' 'channels = 2' "sample-rate-hz = $RATE" "block-frames = $BLOCK"
 p4_start unplug /tmp/unplug.toml
 usleep 1500000
-pid0=$P4_PID
 echo "$UNIT" >"/sys/bus/platform/drivers/$DRV/unbind"
 feed_stop
 usleep 1000000
@@ -127,15 +134,11 @@ for _ in $(seq 1 800); do
     usleep 10000
 done
 ms=$(awk -v a="$tb" -v b="$(now)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
-c1=$(lmh_count unplug)
-usleep 1000000
-c2=$(lmh_count unplug)
-alive=no
-kill -0 "$pid0" 2>/dev/null && alive=yes
+blocks_in_1s unplug
 p4_stop unplug
 feed_stop
-check unplug-return "reopened $reopened ${ms} ms after the driver came back, same process $alive, then $((c2 - c1)) blocks in 1 s, reopens=$(health unplug reopens)" \
-    sh -c "[ $reopened = yes ] && [ $alive = yes ] && [ $ms -le 5000 ] && grep -q 'reopening' /tmp/unplug.log && [ $((c2 - c1)) -gt 150 ]"
+check unplug-return "reopened $reopened ${ms} ms after the driver came back, same process $ALIVE, then $BLOCKS_1S blocks in 1 s, reopens=$(health unplug reopens)" \
+    sh -c "[ $reopened = yes ] && [ $ALIVE = yes ] && [ $ms -le 5000 ] && grep -q 'reopening' /tmp/unplug.log && [ $BLOCKS_1S -gt 150 ]"
 
 # --- 5. the device comes back at another rate and format (snd-aloop) ---------
 feed_start S16_LE 48000 120
@@ -188,21 +191,16 @@ clk_feed
 p4_config /tmp/suspend.toml "$DEV" 'format = "S16_LE"' 'channels = 2' "sample-rate-hz = $RATE" "block-frames = $BLOCK"
 p4_start suspend /tmp/suspend.toml
 usleep 1500000
-pid0=$P4_PID
 echo devices >/sys/power/pm_test
 echo freeze >/sys/power/state 2>/tmp/pm.err
 pm=$?
 echo none >/sys/power/pm_test
 usleep 1000000
-c1=$(lmh_count suspend)
-usleep 1000000
-c2=$(lmh_count suspend)
-alive=no
-kill -0 "$pid0" 2>/dev/null && alive=yes
+blocks_in_1s suspend
 p4_stop suspend
 feed_stop
 su=$(health suspend suspends)
-check suspend "freeze with pm_test=devices (status $pm): suspends=$su xruns=$(health suspend xruns) reopens=$(health suspend reopens), same process $alive, then $((c2 - c1)) blocks in 1 s" \
-    sh -c "[ $pm = 0 ] && [ '${su:-0}' -ge 1 ] && [ $alive = yes ] && [ $((c2 - c1)) -gt 150 ]"
+check suspend "freeze with pm_test=devices (status $pm): suspends=$su xruns=$(health suspend xruns) reopens=$(health suspend reopens), same process $ALIVE, then $BLOCKS_1S blocks in 1 s" \
+    sh -c "[ $pm = 0 ] && [ '${su:-0}' -ge 1 ] && [ $ALIVE = yes ] && [ $BLOCKS_1S -gt 150 ]"
 
 check sigterm "slowest exit after SIGTERM over every run: ${STOP_MAX_MS} ms (at most 1000)" le "$STOP_MAX_MS" 1000
