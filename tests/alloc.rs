@@ -89,6 +89,7 @@ fn capture_and_workers_do_not_allocate_per_block() {
         phase4::app::RunOptions {
             max_audio_s: Some((BLOCKS * BLOCK) as f64 / RATE as f64),
             stats: Some(stats.clone()),
+            ..Default::default()
         },
     );
     assert_eq!(code, 0);

@@ -41,6 +41,7 @@ fn the_paced_wav_input_does_not_allocate_per_block() {
         phase4::app::RunOptions {
             max_audio_s: Some(2.0),
             stats: Some(stats.clone()),
+            ..Default::default()
         },
     );
     assert_eq!(code, 0);

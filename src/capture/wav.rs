@@ -412,5 +412,34 @@ pub fn open_stream(
     Ok(s)
 }
 
+/// Whether `path` can be used as the WAV input with `channel` (for
+/// `--check-config` and the start-up check): a regular file is opened and
+/// its header and first frame read; a FIFO is accepted as it is (reading
+/// would take its stream away). The error says why not.
+pub fn check_input(path: &Path, channel: i32) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open the WAV file: {e}"))?;
+    if meta.file_type().is_fifo() {
+        return Ok(());
+    }
+    let never = Arc::new(AtomicBool::new(false));
+    let mut s = open_stream(path, 1, never).map_err(|e| match e {
+        CaptureError::Wav { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
+    let h = s.header();
+    if channel >= h.channels as i32 {
+        return Err(format!(
+            "audio.channel = {channel} but the file has {} channel(s)",
+            h.channels
+        ));
+    }
+    let mut one = [0.0f32; 1];
+    match s.read_mono(-1, &mut one) {
+        Ok(0) => Err("the file has no audio frames".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,10 @@ def test_unusable_inputs_are_configuration_errors(phase4_bin, tmp_path, kind):
     assert p.returncode == EXIT_CONFIG, p
     assert want in p.stderr and str(path) in p.stderr, p.stderr
     assert "panicked" not in p.stderr
+    # --check-config finds the same problem in a config that names the file.
+    c = subprocess.run([str(phase4_bin), "--check-config", str(config(tmp_path, input=str(path), **audio))],
+                       capture_output=True, text=True, timeout=20)
+    assert c.returncode == EXIT_CONFIG and want in c.stderr, c
 
 
 def test_a_missing_device_with_fail_is_a_configuration_error(phase4_bin, tmp_path):
