@@ -33,7 +33,9 @@
 # server (static.rust-lang.org). Installs its own packages.
 #
 # Environment: PHASE4_DEBIAN_MIRROR, PHASE4_DEBIAN_SECURITY_MIRROR (default:
-# the host's apt sources, else deb.debian.org).
+# the host's apt sources, else deb.debian.org). PHASE4_DEBIAN_SECURITY_MIRROR=none
+# leaves <suite>-security out of the image, for a mirror whose security
+# archive does not match its own index (the pre-build then fails with 404s).
 set -euo pipefail
 . "$(dirname "$0")/lib/appliance.sh"
 
@@ -76,17 +78,18 @@ elapsed() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 record() { timings+=("$1|$2|$3"); }
 
 # --- the machine's toolchain, as the caller sees it ---------------------------
+# What cross 0.2.5 changes when it misreads rustup: the active toolchain's
+# version (`rustup toolchain add` updates a channel), the toolchains and their
+# update hashes; it also creates ~/.xargo. (Installed targets and components
+# are left out: on a shared machine others add them; that cross asked rustup
+# for nothing but queries is checked from the shim's log.)
 toolchain_state() {
     rustc -V
     cargo -V
     "$real_rustup" toolchain list
-    "$real_rustup" target list --installed
-    "$real_rustup" component list --installed
-    ls -l "${RUSTUP_HOME:-$HOME/.rustup}/toolchains" | awk 'NR > 1 { $1 = $2 = $3 = $4 = $5 = $6 = $7 = $8 = ""; print }'
-    # rustup rewrites a channel's hash whenever it updates the channel
     grep -Hs . "${RUSTUP_HOME:-$HOME/.rustup}"/update-hashes/* || true
-    ls "${CARGO_HOME:-$HOME/.cargo}/bin"
     [ -e "$HOME/.xargo" ] && echo "~/.xargo exists" || echo "no ~/.xargo"
+    command -v cross || echo "no cross on PATH"
 }
 toolchain_state >"$cache/toolchain-before.txt" 2>&1
 host_rustc=$(rustc -V)
@@ -170,9 +173,10 @@ else
     $SUDO rm -rf "$rootfs" "$rootfs.done"
     $SUDO debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >"$log/debootstrap.log" 2>&1 ||
         { tail -20 "$log/debootstrap.log"; p4_die "debootstrap failed (log: $log/debootstrap.log)"; }
-    printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
-        "$mirror" "$suite" "$mirror" "$suite" "$security" "$suite" |
-        $SUDO tee "$rootfs/etc/apt/sources.list" >/dev/null
+    {
+        printf 'deb %s %s main\ndeb %s %s-updates main\n' "$mirror" "$suite" "$mirror" "$suite"
+        [ "$security" = none ] || printf 'deb %s %s-security main\n' "$security" "$suite"
+    } | $SUDO tee "$rootfs/etc/apt/sources.list" >/dev/null
     $SUDO cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     p4_say "installing the cross compilers in the root filesystem"
     # A private mount namespace: /proc goes away with it, even on failure.
