@@ -128,7 +128,7 @@ cat >"$cache/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$cache/containers"
-runroot = "/run/phase4-cross-check"
+runroot = "/run/phase4-cross-check-$(printf %s "$cache" | cksum | cut -d' ' -f1)"
 EOF
 export CONTAINERS_CONF="$cache/containers.conf" CONTAINERS_STORAGE_CONF="$cache/storage.conf"
 engine=podman
