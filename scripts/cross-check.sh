@@ -88,7 +88,7 @@ toolchain_state() {
     cargo -V
     "$real_rustup" toolchain list
     grep -Hs . "${RUSTUP_HOME:-$HOME/.rustup}"/update-hashes/* || true
-    [ -e "$HOME/.xargo" ] && echo "~/.xargo exists" || echo "no ~/.xargo"
+    [ -e "$HOME/.xargo" ] && echo "$HOME/.xargo exists" || echo "no $HOME/.xargo"
     command -v cross || echo "no cross on PATH"
 }
 toolchain_state >"$cache/toolchain-before.txt" 2>&1
@@ -109,10 +109,11 @@ $SUDO bash -c ". '$P4_ROOT/scripts/lib/appliance.sh' && p4_add_arch arm64 armhf 
 record "host packages (apt)" "$(elapsed "$t0")" "-"
 
 # --- 2. podman's configuration, private to this check ---------------------------
-# runc, not crun: crun cannot set rlimits or handle hybrid cgroups in some
-# containers (CI VMs, nested). podman asks runc for nofile=1048576 by default,
-# which fails without CAP_SYS_RESOURCE when the hard limit is lower: ask for
-# what the host allows.
+# runc, not crun: crun refuses hybrid cgroups (v1 controllers + v2, as on this
+# project's build machine). podman asks the runtime for nofile=1048576 by
+# default, which fails without CAP_SYS_RESOURCE when the hard limit is lower
+# ("error setting rlimit type 7"): ask for the host's hard limit. podman
+# lowers its own nproc limit to 32768, so no more than that either.
 hard_nofile=$($SUDO bash -c 'ulimit -Hn')
 hard_nproc=$($SUDO bash -c 'ulimit -Hu')
 cap() { if [ "$1" = unlimited ] || [ "$1" -gt "$2" ]; then echo "$2"; else echo "$1"; fi; }
@@ -329,6 +330,7 @@ for triple in "${TRIPLES[@]}"; do
     # The image cross built from Cross.toml's pre-build, and ran the build in.
     arch=$(p4_deb_arch "$triple")
     pre=$(grep -o -- "--tag cross-custom-[^ ]*-pre-build" "$log/build-$triple.log" | head -1 | cut -d' ' -f2)
+    # shellcheck disable=SC2016 # ${Version} is dpkg-query's format
     if [ -n "$pre" ] && grep -q " run .* $pre sh -c" "$log/build-$triple.log" &&
         alsa=$(pm run --rm "$pre" dpkg-query -W -f '${Version}' "libasound2-dev:$arch" 2>/dev/null); then
         pass "Cross.toml's pre-build gave the build image libasound2-dev:$arch $alsa"
