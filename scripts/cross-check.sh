@@ -145,6 +145,16 @@ EOF
     engine="$cache/bin/podman"
 fi
 pm() { "$engine" "$@"; }
+# A podman build that fails (a pre-build step) leaves the overlay driver's
+# bind mount of its own directory behind, and then `rm -rf target` fails with
+# EBUSY. Release it on the way out unless a container still uses the store.
+# shellcheck disable=SC2317 # called by the EXIT trap
+release_storage() {
+    findmnt -rn "$cache/containers/overlay" >/dev/null 2>&1 || return 0
+    [ -z "$(pm ps -aq 2>/dev/null)" ] || return 0
+    $SUDO umount "$cache/containers/overlay" 2>/dev/null || true
+}
+trap release_storage EXIT
 
 # --- 3. root filesystem and images -----------------------------------------------
 apt_source() {  # debian | debian-security: the host's mirror for it, if any
