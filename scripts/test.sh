@@ -18,6 +18,10 @@ cargo build --release --quiet
 echo "== end-to-end: ALSA file plugin, OSC decoded by python-osc =="
 python3 -m pytest -q tests/e2e
 [ "${1:-}" = "--core" ] && exit 0
+echo "== capture on the kernel's own ALSA drivers: qemu VM with snd-dummy and snd-aloop (amd64) =="
+bash scripts/vm-test.sh amd64
+echo "== ALSA jack plugin on JACK's dummy backend: clocked, SCHED_FIFO, period rate =="
+bash scripts/jack-measure.sh --check
 echo "== live path vs analyze: onset and beat events =="
 python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
 python3 -m pytest -q tests/test_live_events.py
