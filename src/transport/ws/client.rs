@@ -169,7 +169,10 @@ impl Client {
     }
 
     /// How many bytes may be read from this client now (0: leave its
-    /// socket alone this turn).
+    /// socket alone this turn). A client over its rate waits until a whole
+    /// turn's budget has built up again: handing out the few bytes earned
+    /// since the last turn would wake the broadcaster for every few bytes
+    /// of a flood.
     pub fn read_allowance(&mut self, now: Instant) -> usize {
         let (per_s, per_turn) = if self.authorized {
             (READ_BYTES_PER_S, READ_BYTES_PER_TURN)
@@ -182,7 +185,11 @@ impl Client {
         let dt = now.saturating_duration_since(self.read_at).as_secs_f64();
         self.read_at = now;
         self.read_tokens = (self.read_tokens + dt * per_s).min(per_s);
-        (self.read_tokens.max(0.0) as usize).min(per_turn)
+        if self.read_tokens < per_turn as f64 {
+            0
+        } else {
+            per_turn
+        }
     }
 
     /// `n` bytes were read.
@@ -341,6 +348,29 @@ fn shrink_send_buffer(s: &std::net::TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_over_its_byte_rate_waits_for_a_whole_turn_budget() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, peer) = l.accept().unwrap();
+        let ws =
+            WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
+        let mut c = Client::new(1, ws, false, peer, 10.0).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(c.read_allowance(t0), READ_BYTES_PER_TURN_UNAUTHORIZED);
+        c.spend_reading(READ_BYTES_PER_S_UNAUTHORIZED as usize);
+        // A few bytes' worth later: nothing yet.
+        assert_eq!(c.read_allowance(t0 + Duration::from_millis(1)), 0);
+        // A turn's budget later: a turn's budget.
+        let turn = Duration::from_secs_f64(
+            1.01 * READ_BYTES_PER_TURN_UNAUTHORIZED as f64 / READ_BYTES_PER_S_UNAUTHORIZED,
+        );
+        assert_eq!(
+            c.read_allowance(t0 + Duration::from_millis(1) + turn),
+            READ_BYTES_PER_TURN_UNAUTHORIZED
+        );
+    }
 
     #[test]
     fn the_inbound_budget_drops_then_calls_a_flood() {
