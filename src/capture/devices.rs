@@ -55,7 +55,7 @@ pub fn hints() -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
     if let Ok(hints) = HintIter::new_str(None, "pcm") {
         for h in hints {
-            let capture = h.direction.map_or(true, |d| d == Direction::Capture);
+            let capture = h.direction.is_none_or(|d| d == Direction::Capture);
             if let (true, Some(name)) = (capture, h.name) {
                 if name != "default" && name != "null" {
                     let desc = h.desc.unwrap_or_default().replace('\n', " ");
