@@ -275,7 +275,7 @@ struct Acceptor {
 impl Acceptor {
     fn turn(&mut self) {
         let now = Instant::now();
-        let listening = self.paused_until.map_or(true, |t| now >= t);
+        let listening = self.paused_until.is_none_or(|t| now >= t);
         let (listener_ready, ready) = {
             let mut fds = Vec::with_capacity(self.pending.len() + 1);
             if listening {
