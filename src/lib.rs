@@ -11,11 +11,14 @@
 //!                                           beat/tempo, spectral shape)
 //! control: WS commands → validated → new DspParams through lock-free rings → workers
 //! supervisor (main thread): start order, READY, watchdog, health line, signals
+//! monitor: p4-capture ─► SPSC ring (gated) ─► p4-monitor ─► Opus packets ─► p4-ws ─► listeners
+//!                                                        └─► tape (replay) ◄─ p4-record ─► WAV files
 //! ```
 //!
 //! Modules: [`config`] (TOML, validation), [`capture`] (ALSA and WAV sources,
 //! the capture thread), [`dsp`] (features from blocks), [`transport`] (OSC,
-//! WebSocket, HTTP), [`control`] (commands, state and presets), [`app`]
+//! WebSocket, HTTP), [`control`] (commands, state and presets), [`monitor`]
+//! (the Opus monitor stream, recordings and the replay buffer), [`app`]
 //! (the supervisor), [`types`] and [`stats`] (plain data shared by all).
 
 pub mod analyze;
@@ -25,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dsp;
+pub mod monitor;
 pub mod rt;
 pub mod service;
 pub mod stats;

@@ -65,8 +65,9 @@ pub struct Stats {
     pub reopens: AtomicU64,
     /// Whether a capture device is open and delivering.
     pub device_up: AtomicBool,
-    /// Blocks dropped because a worker's input ring was full, per worker.
-    pub ring_drops: [AtomicU64; 2],
+    /// Blocks dropped because a worker's input ring was full, per worker,
+    /// and (last) the monitor's ring ([`crate::monitor::MONITOR_DROP_SLOT`]).
+    pub ring_drops: [AtomicU64; 3],
     /// Feature frames dropped because an output ring was full.
     pub frame_drops: AtomicU64,
     /// OSC datagrams sent.

@@ -42,6 +42,7 @@ fn start(audio: AudioConfig) -> Running {
             prod,
             wake: Arc::new(Wake::new()),
             drop_slot: slot,
+            gate: None,
         });
         rings.push(cons);
     }

@@ -17,6 +17,7 @@ use crate::control::{Controller, Shared};
 use crate::dsp::biquad::BandPass;
 use crate::dsp::params::{DspParams, ParamsHub};
 use crate::dsp::worker::{self, BandsWorker, FrameTx, SpectrumWorker, WorkerCtx, FRAME_RING};
+use crate::monitor::{self, MonitorHub};
 use crate::rt::Wake;
 use crate::service::logging::RateLimit;
 use crate::stats::{DeviceInfo, Role, Stats};
@@ -164,6 +165,7 @@ impl Pipeline {
             prod: btx,
             wake: bands_wake.clone(),
             drop_slot: 0,
+            gate: None,
         });
         threads.push(
             worker::spawn(
@@ -192,6 +194,7 @@ impl Pipeline {
             prod: stx,
             wake: spec_wake.clone(),
             drop_slot: 1,
+            gate: None,
         });
         threads.push(
             worker::spawn(
@@ -216,6 +219,17 @@ impl Pipeline {
         );
         wakes.push(bands_wake);
         wakes.push(spec_wake);
+
+        // The monitor stream, recordings and the replay buffer.
+        let monitor = spawn_monitor(config, &stats, &stop, &mut block_txs)?;
+        let (monitor_link, tickets) = match monitor {
+            Some((spawned, wake)) => {
+                threads.extend(spawned.threads);
+                wakes.push(wake);
+                (Some(spawned.link), Some(spawned.tickets))
+            }
+            None => (None, None),
+        };
 
         // OSC.
         if config.osc.enabled {
@@ -274,12 +288,18 @@ impl Pipeline {
                 shared: shared.clone(),
                 requests: req_tx,
                 replies: rep_rx,
+                monitor: monitor_link,
             };
             threads.extend(ws::spawn(ctx, bands_ws_rx, spec_ws_rx).with_context(|| {
                 format!("WebSocket server on {}:{}", config.ws.bind, config.ws.port)
             })?);
             threads.push(
-                crate::transport::http::spawn(&config.ws, stop.clone()).with_context(|| {
+                crate::transport::http::spawn(
+                    &config.ws,
+                    recordings_access(config, tickets),
+                    stop.clone(),
+                )
+                .with_context(|| {
                     format!(
                         "UI HTTP server on {}:{}",
                         config.ws.bind, config.ws.http_port
@@ -599,6 +619,44 @@ fn source_name(a: &AudioConfig) -> &str {
     } else {
         &a.input
     }
+}
+
+/// Start the monitor (`p4-monitor`, `p4-record`) and give capture its
+/// gated ring; only with the WebSocket server, which is how anyone listens
+/// or records.
+fn spawn_monitor(
+    config: &Config,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+    block_txs: &mut Vec<BlockTx>,
+) -> anyhow::Result<Option<(monitor::Spawned, Arc<Wake>)>> {
+    if !config.ws.enabled {
+        return Ok(None);
+    }
+    let hub = MonitorHub::new(config);
+    let wake = Arc::new(Wake::new());
+    let cap = 4 * block_ring_capacity(config.audio.block_frames, config.audio.sample_rate_hz);
+    let (tx, rx) = HeapRb::<Block>::new(cap).split();
+    block_txs.push(BlockTx {
+        prod: tx,
+        wake: wake.clone(),
+        drop_slot: monitor::MONITOR_DROP_SLOT,
+        gate: Some(hub.gate.clone()),
+    });
+    let spawned = monitor::spawn(config, hub, rx, wake.clone(), stats.clone(), stop.clone())
+        .context("spawn monitor threads")?;
+    Ok(Some((spawned, wake)))
+}
+
+/// What the HTTP server needs to serve recordings.
+fn recordings_access(
+    config: &Config,
+    tickets: Option<Arc<monitor::files::Tickets>>,
+) -> Option<crate::transport::http_recordings::Access> {
+    Some(crate::transport::http_recordings::Access {
+        dir: config.state_dir()?.join(monitor::files::RECORDINGS_DIR),
+        tickets: tickets?,
+    })
 }
 
 /// Start a capture thread on `audio`, with its own event channel.

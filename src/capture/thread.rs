@@ -41,6 +41,9 @@ pub struct BlockTx {
     pub wake: Arc<Wake>,
     /// Index into `Stats::ring_drops`.
     pub drop_slot: usize,
+    /// Push only while this is set (the monitor's ring: someone listens or
+    /// records); `None`: always.
+    pub gate: Option<Arc<AtomicBool>>,
 }
 
 /// What the capture thread tells the supervisor.
@@ -335,6 +338,11 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
 #[inline]
 fn push(outputs: &mut [BlockTx], block: &Block, clocked: bool, ctx: &CaptureCtx) {
     for tx in outputs.iter_mut() {
+        if let Some(g) = &tx.gate {
+            if !g.load(Ordering::Relaxed) {
+                continue;
+            }
+        }
         if !clocked {
             // No clock to keep up with: wait for the worker instead of dropping.
             while tx.prod.is_full() && !ctx.stop.load(Ordering::Relaxed) {

@@ -305,6 +305,18 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     );
     k.range_f("ws.stall-timeout-s", ws.stall_timeout_s, 0.5, 120.0);
 
+    let m = &c.monitor;
+    if m.frame_ms != 10 && m.frame_ms != 20 {
+        k.fail("monitor.frame-ms", m.frame_ms, "10 or 20");
+    }
+    k.range_u("monitor.complexity", m.complexity as u64, 0, 10);
+    k.range_u("monitor.max-listeners", m.max_listeners as u64, 1, 64);
+    let r = &c.record;
+    k.range_f("record.replay-s", r.replay_s, 0.0, 600.0);
+    k.range_u("record.max-total-mb", r.max_total_mb, 1, 1 << 30);
+    k.range_u("record.min-free-mb", r.min_free_mb, 0, 1 << 30);
+    k.range_f("record.max-file-s", r.max_file_s, 10.0, 86_400.0);
+
     k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
     k.problems
 }

@@ -24,8 +24,10 @@
 
 use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
+use crate::transport::http_recordings::{Access, Download, DOWNLOAD_LIFETIME};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::channel::Channel;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -167,10 +169,23 @@ struct Site {
     hosts: RefCell<HostCheck>,
     http_port: u16,
     allowed_origins: Vec<String>,
+    /// Recording downloads (None: no state dir or no WebSocket).
+    recordings: Option<Access>,
 }
 
-fn text(status: StatusCode, body: &'static str) -> (StatusCode, &'static str, Bytes) {
-    (
+/// A response body: a file of the UI in memory, or a streamed recording.
+type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
+
+/// What [`Site::answer`] decided.
+enum Answer {
+    /// Status, content type, body.
+    Small(StatusCode, &'static str, Bytes),
+    /// A recording download.
+    File(Download),
+}
+
+fn text(status: StatusCode, body: &'static str) -> Answer {
+    Answer::Small(
         status,
         "text/plain; charset=utf-8",
         Bytes::from_static(body.as_bytes()),
@@ -179,7 +194,7 @@ fn text(status: StatusCode, body: &'static str) -> (StatusCode, &'static str, By
 
 impl Site {
     /// Status, content type and body for a request.
-    fn answer<B>(&self, req: &Request<B>) -> (StatusCode, &'static str, Bytes) {
+    fn answer<B>(&self, req: &Request<B>) -> Answer {
         let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(h(header::HOST)) {
@@ -203,22 +218,48 @@ impl Site {
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
+        if let Some(access) = &self.recordings {
+            if req.uri().path().starts_with("/recordings/") {
+                return match access.admit(req.uri().path(), req.uri().query()) {
+                    Ok(d) => Answer::File(d),
+                    Err((status, why)) => text(status, why),
+                };
+            }
+        }
         let Some(rel) = relative_path(req.uri().path()) else {
             return text(StatusCode::NOT_FOUND, "not found\n");
         };
         if rel == "ui-config.json" {
-            return (StatusCode::OK, "application/json", self.ui_config.clone());
+            return Answer::Small(StatusCode::OK, "application/json", self.ui_config.clone());
         }
         match self.root.get(&rel) {
-            Some(body) => (StatusCode::OK, content_type(&rel), body),
+            Some(body) => Answer::Small(StatusCode::OK, content_type(&rel), body),
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
 
-    fn respond<B>(&self, req: &Request<B>, last: bool) -> Response<Full<Bytes>> {
-        let (status, ctype, body) = self.answer(req);
-        let mut r = Response::new(Full::new(body));
-        *r.status_mut() = status;
+    /// The response, and whether it streams a recording (the connection
+    /// then may live longer).
+    fn respond<B>(&self, req: &Request<B>, last: bool) -> (Response<Body>, bool) {
+        let (mut r, ctype, download) = match self.answer(req) {
+            Answer::Small(status, ctype, body) => {
+                let mut r = Response::new(Either::Left(Full::new(body)));
+                *r.status_mut() = status;
+                (r, ctype, false)
+            }
+            Answer::File(d) => {
+                let disposition = format!("attachment; filename=\"{}\"", d.name);
+                let len = d.len;
+                let mut r = Response::new(Either::Right(d.stream()));
+                let hs = r.headers_mut();
+                hs.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                if let Ok(v) = HeaderValue::from_str(&disposition) {
+                    hs.insert(header::CONTENT_DISPOSITION, v);
+                }
+                (r, "audio/wav", true)
+            }
+        };
+        let status = r.status();
         let hs = r.headers_mut();
         hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
         hs.insert(
@@ -240,13 +281,18 @@ impl Site {
         if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
             hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        r
+        (r, download)
     }
 }
 
 /// Bind the UI port and start the server thread. Binding happens here, so
 /// a taken port is a start-up error.
-pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+/// `recordings`: where downloads come from (None: no downloads).
+pub fn spawn(
+    ws: &WsConfig,
+    recordings: Option<Access>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
     listener.set_nonblocking(true)?;
     let root = WebRoot::from_config(&ws.web_dir);
@@ -291,6 +337,7 @@ pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle
                 hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
                 http_port,
                 allowed_origins,
+                recordings,
             });
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, serve(listener, site, stop));
@@ -392,10 +439,15 @@ async fn serve(listener: std::net::TcpListener, site: Rc<Site>, stop: Arc<Atomic
 async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, site: Rc<Site>) {
     let _ = stream.set_nodelay(true);
     let served = Rc::new(Cell::new(0u32));
+    let downloading = Rc::new(Cell::new(false));
+    let flag = downloading.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
         served.set(n);
-        let resp = site.respond(&req, n >= MAX_REQUESTS_PER_CONNECTION);
+        let (resp, download) = site.respond(&req, n >= MAX_REQUESTS_PER_CONNECTION);
+        if download {
+            flag.set(true);
+        }
         async move { Ok::<_, Infallible>(resp) }
     });
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -406,7 +458,16 @@ async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, site: Rc<Si
         .max_buf_size(16 * 1024)
         .keep_alive(true);
     let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-    match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+    tokio::pin!(conn);
+    // A connection that streams a recording may live longer.
+    let result = match tokio::time::timeout(CONNECTION_LIFETIME, &mut conn).await {
+        Err(_) if downloading.get() => {
+            let more = DOWNLOAD_LIFETIME.saturating_sub(CONNECTION_LIFETIME);
+            tokio::time::timeout(more, &mut conn).await
+        }
+        r => r,
+    };
+    match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("http: {peer}: {e}"),
         Err(_) => log::debug!("http: {peer}: connection lifetime reached"),

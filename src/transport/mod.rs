@@ -5,5 +5,6 @@
 
 pub mod hosts;
 pub mod http;
+pub mod http_recordings;
 pub mod osc;
 pub mod ws;

@@ -131,6 +131,8 @@ pub struct Client {
     pub auth_failures: u32,
     /// Requests sent to control and not yet answered.
     pub in_flight: u32,
+    /// The monitor preset this client listens to.
+    pub audio: Option<crate::monitor::Preset>,
 }
 
 impl Client {
@@ -165,6 +167,7 @@ impl Client {
             errors_suppressed: 0,
             auth_failures: 0,
             in_flight: 0,
+            audio: None,
         })
     }
 

@@ -180,6 +180,12 @@ impl Broadcaster {
                 now,
             );
         }
+        if let Some(r) = self.audio_inbound(i, text) {
+            return match r {
+                Ok(()) => Outcome::Keep,
+                Err(reason) => self.refuse(i, reason, now),
+            };
+        }
         let action = match p::parse(text) {
             Ok(m) => m.into_action(),
             Err(reason) if authorized => return self.refuse(i, reason, now),

@@ -20,6 +20,7 @@
 //! [`crate::control::secret`]) unless the client is on this machine.
 
 pub mod accept;
+mod audio;
 pub mod client;
 pub mod conn;
 mod inbound;
@@ -55,6 +56,8 @@ pub struct WsCtx {
     pub requests: Sender<Request>,
     /// Its answers.
     pub replies: Receiver<Reply>,
+    /// The monitor stream and the recorder (see [`audio`]).
+    pub monitor: Option<crate::monitor::MonitorLink>,
 }
 
 /// Whether binding to `bind` exposes the server beyond this machine.

@@ -570,6 +570,9 @@ pub struct ServerStatus {
     pub osc_sent: u64,
     pub osc_failed: u64,
     pub uptime_s: f64,
+    /// phase4: the monitor stream and the recorder (absent without them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<super::audio::MonitorStatus>,
 }
 
 /// Every outbound JSON message.

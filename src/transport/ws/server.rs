@@ -78,13 +78,15 @@ pub(super) struct Broadcaster {
     next_status: Instant,
     fft_buf: Vec<u8>,
     status: StatusBuilder,
-    drops: u64,
+    pub(super) drops: u64,
     /// Requests sent to control and not answered yet, all clients.
     pub(super) in_flight: u32,
     /// Where reading starts next turn (round robin).
     pub(super) read_from: usize,
     /// Closed clients' sockets, kept briefly (see [`Broadcaster::linger`]).
     lingering: Vec<(std::net::TcpStream, Instant)>,
+    /// The monitor stream's status readings.
+    pub(super) audio: super::audio::AudioStatus,
 }
 
 impl Broadcaster {
@@ -119,6 +121,7 @@ impl Broadcaster {
             in_flight: 0,
             read_from: 0,
             lingering: Vec::new(),
+            audio: Default::default(),
         }
     }
 
@@ -129,6 +132,7 @@ impl Broadcaster {
             self.adopt();
             self.answer();
             self.drain_frames();
+            self.audio_turn();
             self.maybe_meta(false);
             let hz = self
                 .ctx
@@ -147,13 +151,14 @@ impl Broadcaster {
             }
             if now >= self.next_status {
                 self.next_status = now + STATUS_EVERY;
-                let s = self.status.build(
+                let mut s = self.status.build(
                     &self.ctx,
                     self.clients.len() as u32,
                     self.drops,
                     hz,
                     self.snapshot_seq,
                 );
+                s.monitor = self.audio_status();
                 let json = Outbound::ServerStatus(&s).to_json();
                 self.broadcast_frame(&json);
             }

@@ -1,0 +1,401 @@
+//! The recordings folder (`<state.dir>/recordings`): names, listing,
+//! deleting, space, and the download tickets the HTTP server honours.
+//!
+//! A name from the network is never a path: it must parse as a name phase4
+//! makes ([`RecordingName`]) and be in a fresh listing of the folder, which
+//! holds only regular files (no symlinks, no subfolders). Names carry the
+//! capture time of the file's first sample, in UTC:
+//! `rec-2026-11-30T16-24-48.123Z.wav`, `replay-…wav`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Folder inside the state directory.
+pub const RECORDINGS_DIR: &str = "recordings";
+/// Most files listed.
+pub const MAX_LISTED: usize = 1000;
+/// How long a download ticket is good for.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
+/// Most tickets outstanding (the oldest goes first).
+pub const MAX_TICKETS: usize = 64;
+
+/// What a recording is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Started and stopped by hand.
+    Recording,
+    /// The replay buffer, saved.
+    Replay,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Recording => "rec",
+            Kind::Replay => "replay",
+        }
+    }
+
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Recording => "recording",
+            Kind::Replay => "replay",
+        }
+    }
+}
+
+/// A file name phase4 makes. Only [`RecordingName::parse`] and
+/// [`RecordingName::for_capture`] create one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordingName(String);
+
+impl RecordingName {
+    /// Check the syntax of `s`: `(rec|replay)-YYYY-MM-DDTHH-MM-SS.mmmZ[-N].wav`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            let shown: String = s.chars().take(80).collect();
+            format!("{shown:?} is not a recording name")
+        };
+        let rest = s
+            .strip_prefix("rec-")
+            .or_else(|| s.strip_prefix("replay-"))
+            .ok_or_else(bad)?;
+        let rest = rest.strip_suffix(".wav").ok_or_else(bad)?;
+        let (stamp, suffix) = match rest.get(24..) {
+            Some("") => (rest, None),
+            Some(tail) => (&rest[..24], Some(tail)),
+            None => return Err(bad()),
+        };
+        // 2026-11-30T16-24-48.123Z
+        const SHAPE: &[u8; 24] = b"dddd-dd-ddTdd-dd-dd.dddZ";
+        let ok = stamp.len() == 24
+            && stamp.bytes().zip(SHAPE.iter()).all(|(c, s)| match s {
+                b'd' => c.is_ascii_digit(),
+                _ => c == *s,
+            });
+        let suffix_ok = match suffix {
+            None => true,
+            Some(t) => {
+                t.len() >= 2
+                    && t.len() <= 4
+                    && t.starts_with('-')
+                    && t[1..].bytes().all(|c| c.is_ascii_digit())
+            }
+        };
+        if ok && suffix_ok {
+            Ok(RecordingName(s.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// A fresh name for a file whose first sample was captured at
+    /// `wall_ns` (ns since the Unix epoch), not among the names `taken`.
+    pub fn for_capture(kind: Kind, wall_ns: i128, taken: impl Fn(&str) -> bool) -> Self {
+        let base = format!("{}-{}", kind.prefix(), utc_stamp(wall_ns));
+        let mut name = format!("{base}.wav");
+        let mut n = 2;
+        while taken(&name) && n < 1000 {
+            name = format!("{base}-{n}.wav");
+            n += 1;
+        }
+        RecordingName(name)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What it is.
+    pub fn kind(&self) -> Kind {
+        if self.0.starts_with("replay-") {
+            Kind::Replay
+        } else {
+            Kind::Recording
+        }
+    }
+}
+
+impl std::fmt::Display for RecordingName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `2026-11-30T16-24-48.123Z` for `wall_ns` since the epoch (UTC; colons
+/// would not do in file names on every system a file is copied to).
+pub fn utc_stamp(wall_ns: i128) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(wall_ns)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Wall-clock time (ns since the epoch) of a CLOCK_MONOTONIC time stamp.
+pub fn wall_clock_ns(mono_ns: u64) -> i128 {
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let now_mono = crate::rt::now_ns() as i128;
+    now_wall - (now_mono - mono_ns as i128)
+}
+
+/// One file in a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingItem {
+    /// Its name.
+    pub name: RecordingName,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Length, from its header (0 when the header cannot be read).
+    pub seconds: f64,
+    /// Sample rate.
+    pub sample_rate: u32,
+    /// Bits per sample.
+    pub bits: u16,
+}
+
+/// The folder's content.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listing {
+    /// Newest first.
+    pub items: Vec<RecordingItem>,
+    /// Bytes of every recording (listed or not).
+    pub total_bytes: u64,
+    /// More files than [`MAX_LISTED`].
+    pub truncated: bool,
+}
+
+/// List the recordings in `dir` (regular files with phase4's names only).
+pub fn list(dir: &Path) -> Listing {
+    let mut out = Listing::default();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut found = Vec::new();
+    for e in rd.flatten().take(100 * MAX_LISTED) {
+        let Some(name) = e
+            .file_name()
+            .to_str()
+            .and_then(|s| RecordingName::parse(s).ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        out.total_bytes += meta.len();
+        found.push((name, meta.len()));
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    out.truncated = found.len() > MAX_LISTED;
+    for (name, bytes) in found.into_iter().take(MAX_LISTED) {
+        let (seconds, sample_rate, bits) = header_info(&dir.join(name.as_str()));
+        out.items.push(RecordingItem {
+            name,
+            bytes,
+            seconds,
+            sample_rate,
+            bits,
+        });
+    }
+    out
+}
+
+fn header_info(path: &Path) -> (f64, u32, u16) {
+    match hound::WavReader::open(path) {
+        Ok(r) => {
+            let s = r.spec();
+            let secs = r.duration() as f64 / s.sample_rate.max(1) as f64;
+            (secs, s.sample_rate, s.bits_per_sample)
+        }
+        Err(_) => (0.0, 0, 0),
+    }
+}
+
+/// The file `name` (from the network) names, if phase4 listed it: its
+/// checked name, path and size.
+pub fn find(dir: &Path, name: &str) -> Result<(RecordingName, PathBuf, u64), String> {
+    let wanted = RecordingName::parse(name)?;
+    let path = dir.join(wanted.as_str());
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => Ok((wanted, path, m.len())),
+        _ => Err(format!("no recording named {wanted}")),
+    }
+}
+
+/// Open a listed recording for reading (never through a symlink).
+pub fn open(dir: &Path, name: &str) -> Result<(RecordingName, std::fs::File, u64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (name, path, _) = find(dir, name)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("cannot open {name}: {e}"))?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    Ok((name, f, len))
+}
+
+/// Free bytes for an unprivileged writer on the file system of `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// A ticket that lets one recording be downloaded over HTTP without the
+/// control token, for a minute (the page cannot send a header with a plain
+/// download link, and the token never goes into a URL).
+#[derive(Debug)]
+struct Ticket {
+    code: String,
+    name: RecordingName,
+    until: Instant,
+}
+
+/// Outstanding download tickets.
+#[derive(Debug, Default)]
+pub struct Tickets(Mutex<Vec<Ticket>>);
+
+impl Tickets {
+    /// A new ticket for `name`.
+    pub fn issue(&self, name: &RecordingName) -> std::io::Result<String> {
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        t.retain(|k| k.until > now);
+        if t.len() >= MAX_TICKETS {
+            t.remove(0);
+        }
+        t.push(Ticket {
+            code: code.clone(),
+            name: name.clone(),
+            until: now + TICKET_LIFETIME,
+        });
+        Ok(code)
+    }
+
+    /// Whether `code` is a live ticket for `name`.
+    pub fn admits(&self, code: &str, name: &RecordingName) -> bool {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        t.iter().any(|k| {
+            k.until > now
+                && &k.name == name
+                && k.code.len() == code.len()
+                && k.code
+                    .bytes()
+                    .zip(code.bytes())
+                    .fold(0u8, |d, (a, b)| d | (a ^ b))
+                    == 0
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_phase4_makes_parse() {
+        for good in [
+            "rec-2026-11-30T16-24-48.123Z.wav",
+            "replay-2026-01-02T03-04-05.006Z.wav",
+            "rec-2026-11-30T16-24-48.123Z-2.wav",
+            "rec-2026-11-30T16-24-48.123Z-999.wav",
+        ] {
+            assert!(RecordingName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "../rec-2026-11-30T16-24-48.123Z.wav",
+            "rec-2026-11-30T16-24-48.123Z.wav/..",
+            "rec-2026-11-30T16-24-48.123Z.WAV",
+            "rec-2026-11-30T16-24-48.123Z-.wav",
+            "rec-2026-11-30T16-24-48.123Z-1000.wav",
+            "rec-2026-11-30T16:24:48.123Z.wav",
+            "rec-2026-11-30T16-24-48.123Z.wav\0",
+            "rec-2026-11-30T16-24-48.12Z.wav",
+            "state.toml",
+            "control-token",
+            "rec-２026-11-30T16-24-48.123Z.wav",
+            "recordings/rec-2026-11-30T16-24-48.123Z.wav",
+        ] {
+            assert!(RecordingName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_carry_the_capture_time_in_utc_and_never_collide() {
+        // 2021-01-01T00:00:00.250Z
+        let ns = 1_609_459_200_250_000_000i128;
+        let n = RecordingName::for_capture(Kind::Replay, ns, |_| false);
+        assert_eq!(n.as_str(), "replay-2021-01-01T00-00-00.250Z.wav");
+        assert_eq!(n.kind(), Kind::Replay);
+        let taken = [
+            "rec-2021-01-01T00-00-00.250Z.wav",
+            "rec-2021-01-01T00-00-00.250Z-2.wav",
+        ];
+        let n = RecordingName::for_capture(Kind::Recording, ns, |s| taken.contains(&s));
+        assert_eq!(n.as_str(), "rec-2021-01-01T00-00-00.250Z-3.wav");
+        assert!(RecordingName::parse(n.as_str()).is_ok());
+    }
+
+    #[test]
+    fn listing_and_finding_skip_what_phase4_did_not_write() {
+        let d = tempfile::tempdir().unwrap();
+        let good = "rec-2026-11-30T16-24-48.123Z.wav";
+        std::fs::write(d.path().join(good), b"RIFF").unwrap();
+        std::fs::write(d.path().join("secret.txt"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("replay-2026-11-30T16-24-48.123Z.wav")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            d.path().join("rec-2026-11-30T16-24-49.123Z.wav"),
+        )
+        .unwrap();
+        let l = list(d.path());
+        assert_eq!(l.items.len(), 1);
+        assert_eq!(l.items[0].name.as_str(), good);
+        assert_eq!(l.total_bytes, 4);
+        assert!(find(d.path(), good).is_ok());
+        for bad in [
+            "rec-2026-11-30T16-24-49.123Z.wav",
+            "replay-2026-11-30T16-24-48.123Z.wav",
+            "secret.txt",
+            "../secret.txt",
+        ] {
+            assert!(find(d.path(), bad).is_err(), "{bad}");
+            assert!(open(d.path(), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tickets_admit_one_name_for_a_while() {
+        let t = Tickets::default();
+        let a = RecordingName::parse("rec-2026-11-30T16-24-48.123Z.wav").unwrap();
+        let b = RecordingName::parse("rec-2026-11-30T16-24-49.123Z.wav").unwrap();
+        let code = t.issue(&a).unwrap();
+        assert_eq!(code.len(), 32);
+        assert!(t.admits(&code, &a));
+        assert!(!t.admits(&code, &b));
+        assert!(!t.admits("00", &a));
+        assert!(!t.admits(&code[..31], &a));
+    }
+}

@@ -1,0 +1,699 @@
+//! The recorder thread (`p4-record`): every disk operation of the monitor.
+//!
+//! It carries out the recording commands (start, stop, save the replay
+//! buffer, list, delete, issue a download ticket), and while a recording
+//! runs it follows the tape's head and appends to the WAV file, at most a
+//! second per lock. The tape holds `record.replay-s` plus [`SLACK_S`]
+//! seconds, so the disk may stall that long before audio is lost; if it
+//! stalls longer, or the quota or the free-space guard is reached, or a
+//! write fails (a full disk), the recording stops with an error that status
+//! shows, the file is closed with a valid header, and nothing else is
+//! affected. The header is rewritten every second, so even a power cut
+//! leaves a readable file.
+//!
+//! Not a real-time thread: it may block on the disk for as long as the disk
+//! takes; nobody waits for it (requests come through a bounded queue).
+
+use super::files::{self, Kind, Listing, RecordingName, Tickets, RECORDINGS_DIR};
+use super::tape::{SampleKind, Segment, Tape};
+use super::{MonitorHub, RecorderStatus};
+use crate::config::{Config, RecordConfig};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Seconds the tape holds beyond the replay length: how far a recording
+/// (or a replay save) may fall behind before audio is lost.
+pub const SLACK_S: f64 = 10.0;
+/// Requests waiting for the recorder at most.
+pub const MAX_QUEUED: usize = 32;
+/// A file is closed and the recording goes on in a new one before this
+/// size (WAV sizes are 32-bit).
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+/// How often the header is rewritten and the status refreshed.
+const CHECKPOINT: Duration = Duration::from_secs(1);
+/// How often the recorder looks at the tape while recording.
+const PUMP_EVERY: Duration = Duration::from_millis(100);
+
+/// A recording command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecCommand {
+    /// Start recording.
+    Start,
+    /// Stop recording.
+    Stop,
+    /// Save the last `seconds` (default: all) of the replay buffer.
+    SaveReplay {
+        /// How much.
+        seconds: Option<f64>,
+    },
+    /// List the recordings.
+    List,
+    /// Delete one.
+    Delete {
+        /// Its name (checked against a fresh listing).
+        name: String,
+    },
+    /// A download ticket for one.
+    Download {
+        /// Its name (checked against a fresh listing).
+        name: String,
+    },
+}
+
+/// A command from one client.
+#[derive(Debug)]
+pub struct RecRequest {
+    /// Who asked.
+    pub client: u64,
+    /// What.
+    pub cmd: RecCommand,
+}
+
+/// An answer or a change to announce.
+#[derive(Debug, PartialEq)]
+pub enum RecMsg {
+    /// The recordings and the recorder's state.
+    Recordings(Listing, RecorderStatus),
+    /// The replay buffer was saved.
+    Saved {
+        /// File.
+        name: RecordingName,
+        /// Length.
+        seconds: f64,
+    },
+    /// A download ticket.
+    Download {
+        /// File.
+        name: RecordingName,
+        /// Ticket for `/recordings/<name>?ticket=`.
+        ticket: String,
+    },
+    /// A command failed, or a recording stopped by itself.
+    Error(String),
+}
+
+/// Where a message goes.
+#[derive(Debug)]
+pub struct RecReply {
+    /// One client, or every client that may record (`None`).
+    pub to: Option<u64>,
+    /// The message.
+    pub msg: RecMsg,
+}
+
+/// An open WAV file being written.
+struct Writer {
+    wav: hound::WavWriter<BufWriter<File>>,
+    name: RecordingName,
+    kind: SampleKind,
+    rate: u32,
+    frames: u64,
+    bytes: u64,
+    last_flush: Instant,
+}
+
+impl Writer {
+    fn create(
+        dir: &Path,
+        kind: Kind,
+        seg: Segment,
+        first_capture_ns: u64,
+    ) -> Result<Writer, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let wall = files::wall_clock_ns(first_capture_ns);
+        let name = RecordingName::for_capture(kind, wall, |n| dir.join(n).exists());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(name.as_str()))
+            .map_err(|e| format!("cannot create {name}: {e}"))?;
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: seg.rate,
+            bits_per_sample: seg.kind.bits(),
+            sample_format: match seg.kind {
+                SampleKind::F32 => hound::SampleFormat::Float,
+                _ => hound::SampleFormat::Int,
+            },
+        };
+        let wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+            .map_err(|e| format!("cannot write {name}: {e}"))?;
+        Ok(Writer {
+            wav,
+            name,
+            kind: seg.kind,
+            rate: seg.rate,
+            frames: 0,
+            bytes: 0,
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Append `n` frames stored as tape bytes.
+    fn write(&mut self, bytes: &[u8], n: usize) -> Result<(), String> {
+        let bps = self.kind.bytes();
+        let err = |e: hound::Error| format!("writing {} failed: {e}", self.name);
+        for s in bytes[..n * bps].chunks_exact(bps) {
+            let v = self.kind.decode_int(s);
+            match self.kind {
+                SampleKind::S16 => self.wav.write_sample(v as i16),
+                SampleKind::S24 => self.wav.write_sample(v),
+                SampleKind::F32 => self.wav.write_sample(f32::from_bits(v as u32)),
+            }
+            .map_err(err)?;
+        }
+        self.frames += n as u64;
+        self.bytes += (n * bps) as u64;
+        if self.last_flush.elapsed() >= CHECKPOINT {
+            self.last_flush = Instant::now();
+            self.wav.flush().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn seconds(&self) -> f64 {
+        self.frames as f64 / self.rate.max(1) as f64
+    }
+
+    fn finish(self) -> Result<RecordingName, String> {
+        let name = self.name;
+        self.wav
+            .finalize()
+            .map_err(|e| format!("closing {name} failed: {e}"))?;
+        Ok(name)
+    }
+}
+
+/// A recording in progress.
+struct Active {
+    writer: Option<Writer>,
+    /// Next tape frame to write.
+    next: u64,
+    /// Segment being recorded (0: none yet).
+    seg_id: u64,
+    /// Bytes every other recording took when this one started.
+    others_bytes: u64,
+    /// Bytes written into earlier files of this recording.
+    done_bytes: u64,
+}
+
+/// The recorder's state.
+pub struct Recorder {
+    dir: Option<PathBuf>,
+    cfg: RecordConfig,
+    tape: Arc<Mutex<Tape>>,
+    hub: Arc<MonitorHub>,
+    tickets: Arc<Tickets>,
+    active: Option<Active>,
+    last_error: Option<String>,
+    scratch: Vec<u8>,
+    free: u64,
+    used: u64,
+    next_checkpoint: Instant,
+}
+
+impl Recorder {
+    /// A recorder for `config`, writing into `<state.dir>/recordings`.
+    pub fn new(
+        config: &Config,
+        tape: Arc<Mutex<Tape>>,
+        hub: Arc<MonitorHub>,
+        tickets: Arc<Tickets>,
+    ) -> Self {
+        let dir = config.state_dir().map(|d| d.join(RECORDINGS_DIR));
+        Recorder {
+            dir,
+            cfg: config.record,
+            tape,
+            hub,
+            tickets,
+            active: None,
+            last_error: None,
+            scratch: Vec::new(),
+            free: 0,
+            used: 0,
+            next_checkpoint: Instant::now(),
+        }
+    }
+
+    /// The recordings folder, made when missing.
+    fn folder(&self) -> Result<&Path, String> {
+        if !self.cfg.enabled {
+            return Err("recording is off on this server (record.enabled)".into());
+        }
+        let dir = self
+            .dir
+            .as_deref()
+            .ok_or("recording needs a state directory ([state] dir)")?;
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        Ok(dir)
+    }
+
+    fn quota(&self) -> u64 {
+        self.cfg.max_total_mb.saturating_mul(1 << 20)
+    }
+
+    fn min_free(&self) -> u64 {
+        self.cfg.min_free_mb.saturating_mul(1 << 20)
+    }
+
+    /// Whether `more` bytes may be written now; the reason if not.
+    fn room_for(&self, dir: &Path, used: u64, more: u64) -> Result<(), String> {
+        let free = files::free_bytes(dir).unwrap_or(0);
+        if used.saturating_add(more) > self.quota() {
+            return Err(format!(
+                "recordings quota reached ({} MiB used of record.max-total-mb = {}); delete some",
+                used >> 20,
+                self.cfg.max_total_mb
+            ));
+        }
+        if free < self.min_free().saturating_add(more) {
+            return Err(format!(
+                "disk nearly full: {} MiB free, record.min-free-mb = {}",
+                free >> 20,
+                self.cfg.min_free_mb
+            ));
+        }
+        Ok(())
+    }
+
+    /// Carry out one command.
+    pub fn handle(&mut self, client: u64, cmd: RecCommand, out: &mut Vec<RecReply>) {
+        let to_client = |msg| RecReply {
+            to: Some(client),
+            msg,
+        };
+        let result = match cmd {
+            RecCommand::Start => self.start().map(|()| None),
+            RecCommand::Stop => self.stop(None).map(|()| None),
+            RecCommand::SaveReplay { seconds } => self
+                .save_replay(seconds)
+                .map(|(name, seconds)| Some(RecMsg::Saved { name, seconds })),
+            RecCommand::List => {
+                let l = self.listing();
+                out.push(to_client(RecMsg::Recordings(l, self.status())));
+                return;
+            }
+            RecCommand::Delete { name } => self.delete(&name).map(|()| None),
+            RecCommand::Download { name } => self.ticket(&name).map(Some),
+        };
+        match result {
+            Ok(Some(msg)) => out.push(to_client(msg)),
+            Ok(None) => {}
+            Err(e) => {
+                out.push(to_client(RecMsg::Error(e)));
+                return;
+            }
+        }
+        // Every change is announced to everyone who may record.
+        self.refresh_status();
+        let l = self.listing();
+        out.push(RecReply {
+            to: None,
+            msg: RecMsg::Recordings(l, self.status()),
+        });
+    }
+
+    fn listing(&mut self) -> Listing {
+        match self.folder() {
+            Ok(dir) => {
+                let l = files::list(dir);
+                self.used = l.total_bytes;
+                l
+            }
+            Err(_) => Listing::default(),
+        }
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        if self.active.is_some() {
+            return Err("already recording".into());
+        }
+        let dir = self.folder()?.to_path_buf();
+        let used = files::list(&dir).total_bytes;
+        self.room_for(&dir, used, 1 << 20)?;
+        self.free = files::free_bytes(&dir).unwrap_or(0);
+        let (next, seg_id) = {
+            let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+            (t.head(), t.segment().map(|s| s.id).unwrap_or(0))
+        };
+        if self.scratch.is_empty() {
+            // One second of the largest format at a high rate.
+            self.scratch = vec![0u8; 4 * 192_000];
+        }
+        self.active = Some(Active {
+            writer: None,
+            next,
+            seg_id,
+            others_bytes: used,
+            done_bytes: 0,
+        });
+        self.last_error = None;
+        self.hub.recording.store(true, Ordering::Relaxed);
+        self.hub.update_gate();
+        log::info!("record: recording into {}", dir.display());
+        Ok(())
+    }
+
+    /// Stop the recording: by command (`error` None) or because of `error`.
+    fn stop(&mut self, error: Option<String>) -> Result<(), String> {
+        let Some(mut a) = self.active.take() else {
+            return match error {
+                Some(e) => Err(e),
+                None => Err("not recording".into()),
+            };
+        };
+        if error.is_none() {
+            // Take what the tape still holds for us.
+            self.active = Some(a);
+            let _ = self.pump();
+            a = match self.active.take() {
+                Some(a) => a,
+                None => return Ok(()),
+            };
+        }
+        self.hub.recording.store(false, Ordering::Relaxed);
+        self.hub.update_gate();
+        let closed = a.writer.take().map(Writer::finish);
+        match (&error, closed) {
+            (Some(e), _) => {
+                log::warn!("record: recording stopped: {e}");
+                self.last_error = Some(e.clone());
+            }
+            (None, Some(Err(e))) => {
+                self.last_error = Some(e.clone());
+                return Err(e);
+            }
+            (None, Some(Ok(name))) => log::info!("record: {name} done"),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Move what the tape holds for the recording into its file.
+    fn pump(&mut self) -> Result<(), String> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
+        let max_file_s = self.cfg.max_file_s.max(1.0) as u64;
+        for _ in 0..30 {
+            let Some(a) = self.active.as_mut() else {
+                return Ok(());
+            };
+            let (seg, n, t_first, lost) = {
+                let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(seg) = t.segment() else {
+                    return Ok(());
+                };
+                if seg.id != a.seg_id {
+                    // A device of another rate or format: a new file.
+                    if let Some(w) = a.writer.take() {
+                        a.done_bytes += w.bytes;
+                        w.finish()?;
+                    }
+                    a.seg_id = seg.id;
+                    a.next = a.next.max(seg.start);
+                }
+                let lost = a.next < t.oldest();
+                let n = if lost {
+                    0
+                } else {
+                    t.read(a.next, &mut self.scratch)
+                };
+                (seg, n, t.time_of(a.next), lost)
+            };
+            if lost {
+                return Err(format!(
+                    "the disk fell more than {SLACK_S} s behind; audio was lost"
+                ));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let bytes = (n * seg.kind.bytes()) as u64;
+            let written = a.done_bytes + a.writer.as_ref().map(|w| w.bytes).unwrap_or(0);
+            if a.others_bytes + written + bytes > self.cfg.max_total_mb.saturating_mul(1 << 20) {
+                return Err(format!(
+                    "recordings quota reached (record.max-total-mb = {})",
+                    self.cfg.max_total_mb
+                ));
+            }
+            if self.free.saturating_sub(bytes) < self.cfg.min_free_mb.saturating_mul(1 << 20) {
+                return Err(format!(
+                    "disk nearly full ({} MiB free, record.min-free-mb = {})",
+                    self.free >> 20,
+                    self.cfg.min_free_mb
+                ));
+            }
+            if a.writer.is_none() {
+                a.writer = Some(Writer::create(&dir, Kind::Recording, seg, t_first)?);
+            }
+            let Some(w) = a.writer.as_mut() else {
+                return Ok(());
+            };
+            w.write(&self.scratch, n)?;
+            self.free = self.free.saturating_sub(bytes);
+            a.next += n as u64;
+            let too_long = w.frames >= max_file_s.saturating_mul(w.rate as u64)
+                || w.bytes + self.scratch.len() as u64 >= MAX_FILE_BYTES;
+            if too_long {
+                if let Some(w) = a.writer.take() {
+                    a.done_bytes += w.bytes;
+                    w.finish()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save_replay(&mut self, seconds: Option<f64>) -> Result<(RecordingName, f64), String> {
+        if !self.hub.replay_on {
+            return Err("the replay buffer is off (record.replay-s = 0)".into());
+        }
+        let dir = self.folder()?.to_path_buf();
+        let want = seconds.unwrap_or(self.cfg.replay_s);
+        if !want.is_finite() || want <= 0.0 || want > self.cfg.replay_s {
+            return Err(format!(
+                "seconds must be above 0 and at most {} (record.replay-s)",
+                self.cfg.replay_s
+            ));
+        }
+        let (seg, from, to, t_first) = {
+            let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+            let seg = t.segment().ok_or("nothing captured yet")?;
+            let to = t.head();
+            let from = to
+                .saturating_sub((want * seg.rate as f64).round() as u64)
+                .max(t.oldest());
+            (seg, from, to, t.time_of(from))
+        };
+        if to <= from {
+            return Err("nothing captured yet".into());
+        }
+        let used = files::list(&dir).total_bytes;
+        self.room_for(&dir, used, (to - from) * seg.kind.bytes() as u64)?;
+        if self.scratch.is_empty() {
+            self.scratch = vec![0u8; 4 * 192_000];
+        }
+        let mut w = Writer::create(&dir, Kind::Replay, seg, t_first)?;
+        let mut at = from;
+        let result = loop {
+            if at >= to {
+                break Ok(());
+            }
+            let n = {
+                let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+                if t.segment().map(|s| s.id) != Some(seg.id) {
+                    break Err("the input changed while saving".to_string());
+                }
+                if at < t.oldest() {
+                    break Err(
+                        "the disk is too slow: the replay buffer moved on while saving".into(),
+                    );
+                }
+                let room = ((to - at) as usize * seg.kind.bytes()).min(self.scratch.len());
+                t.read(at, &mut self.scratch[..room])
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            if let Err(e) = w.write(&self.scratch, n) {
+                break Err(e);
+            }
+            at += n as u64;
+        };
+        let secs = w.seconds();
+        let name = w.name.clone();
+        let closed = w.finish();
+        match result.and(closed) {
+            Ok(name) => {
+                log::info!("record: saved the last {secs:.1} s as {name}");
+                Ok((name, secs))
+            }
+            Err(e) => {
+                // A half-written save is worth nothing and takes space.
+                let _ = std::fs::remove_file(dir.join(name.as_str()));
+                Err(e)
+            }
+        }
+    }
+
+    fn current_file(&self) -> Option<&RecordingName> {
+        self.active.as_ref()?.writer.as_ref().map(|w| &w.name)
+    }
+
+    fn delete(&mut self, name: &str) -> Result<(), String> {
+        let dir = self.folder()?.to_path_buf();
+        let (name, path, _) = files::find(&dir, name)?;
+        if self.current_file() == Some(&name) {
+            return Err(format!(
+                "{name} is being recorded; stop the recording first"
+            ));
+        }
+        std::fs::remove_file(&path).map_err(|e| format!("cannot delete {name}: {e}"))?;
+        log::info!("record: deleted {name}");
+        Ok(())
+    }
+
+    fn ticket(&mut self, name: &str) -> Result<RecMsg, String> {
+        let dir = self.folder()?.to_path_buf();
+        let (name, _, _) = files::find(&dir, name)?;
+        let ticket = self
+            .tickets
+            .issue(&name)
+            .map_err(|e| format!("cannot make a download ticket: {e}"))?;
+        Ok(RecMsg::Download { name, ticket })
+    }
+
+    fn status(&self) -> RecorderStatus {
+        self.hub.recorder_status()
+    }
+
+    /// Recompute the status the hub shows.
+    fn refresh_status(&mut self) {
+        if let Some(dir) = &self.dir {
+            if let Some(f) =
+                files::free_bytes(dir).or_else(|| dir.parent().and_then(files::free_bytes))
+            {
+                self.free = f;
+            }
+        }
+        let (replay_s, cap_s) = {
+            let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+            let rate = t.segment().map(|s| s.rate).unwrap_or(0);
+            let held = if rate > 0 {
+                (t.head() - t.oldest()) as f64 / rate as f64
+            } else {
+                0.0
+            };
+            let cap = if self.hub.replay_on {
+                self.cfg.replay_s
+            } else {
+                0.0
+            };
+            (held.min(cap), cap)
+        };
+        let w = self.active.as_ref().and_then(|a| a.writer.as_ref());
+        let active_bytes = self
+            .active
+            .as_ref()
+            .map(|a| a.done_bytes + w.map(|w| w.bytes).unwrap_or(0))
+            .unwrap_or(0);
+        let s = RecorderStatus {
+            recording: self.active.is_some(),
+            file: w.map(|w| w.name.to_string()),
+            seconds: w.map(Writer::seconds).unwrap_or(0.0),
+            error: self.last_error.clone(),
+            replay_s,
+            replay_capacity_s: cap_s,
+            used_bytes: self
+                .active
+                .as_ref()
+                .map(|a| a.others_bytes + active_bytes)
+                .unwrap_or(self.used),
+            quota_bytes: self.quota(),
+            free_bytes: self.free,
+        };
+        *self.hub.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// The periodic part of a turn: pump, checkpoint, status.
+    fn tick(&mut self, out: &mut Vec<RecReply>) {
+        if self.active.is_some() {
+            if let Err(e) = self.pump() {
+                let _ = self.stop(Some(e.clone()));
+                self.refresh_status();
+                out.push(RecReply {
+                    to: None,
+                    msg: RecMsg::Error(format!("recording stopped: {e}")),
+                });
+                let l = self.listing();
+                out.push(RecReply {
+                    to: None,
+                    msg: RecMsg::Recordings(l, self.status()),
+                });
+            }
+        }
+        if Instant::now() >= self.next_checkpoint {
+            self.next_checkpoint = Instant::now() + CHECKPOINT;
+            if self.active.is_none() {
+                if let Some(dir) = self.dir.clone() {
+                    if dir.is_dir() {
+                        self.used = files::list(&dir).total_bytes;
+                    }
+                }
+            }
+            self.refresh_status();
+        }
+    }
+
+    /// Close the recording at shutdown.
+    pub fn shutdown(&mut self) {
+        if self.active.is_some() {
+            let _ = self.stop(None);
+        }
+    }
+}
+
+/// Start `p4-record`. It answers on `replies` and ends when `stop` is set
+/// or `requests` closes, closing a running recording first.
+pub fn spawn(
+    mut rec: Recorder,
+    requests: Receiver<RecRequest>,
+    replies: Sender<RecReply>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-record".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            rec.refresh_status();
+            while !stop.load(Ordering::Relaxed) {
+                match requests.recv_timeout(PUMP_EVERY) {
+                    Ok(r) => rec.handle(r.client, r.cmd, &mut out),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                rec.tick(&mut out);
+                for r in out.drain(..) {
+                    let _ = replies.send(r);
+                }
+            }
+            rec.shutdown();
+        })
+}

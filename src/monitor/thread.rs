@@ -1,0 +1,188 @@
+//! The monitor thread (`p4-monitor`): takes the blocks capture pushes
+//! while the gate is open, appends them to the tape (replay buffer and
+//! recording) and encodes them for the presets someone listens to.
+//!
+//! Normal priority, never real-time: it may allocate when the input's rate
+//! or format changes or a preset gets its first listener, and it takes the
+//! tape's lock for one block at a time. Capture never waits for it on a
+//! clocked device: a full ring drops the block for the monitor (counted).
+//! It is woken for every block while someone listens (20 ms frames should
+//! go out as soon as they are complete) and only every ~50 ms otherwise.
+
+use super::encoder::OpusStreams;
+use super::files::Tickets;
+use super::packet::AudioPacket;
+use super::recorder::{self, Recorder, SLACK_S};
+use super::tape::{SampleKind, Tape};
+use super::{MonitorHub, MonitorLink};
+use crate::config::Config;
+use crate::rt::Wake;
+use crate::stats::Stats;
+use crate::types::Block;
+use ringbuf::traits::{Consumer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Packets waiting for the broadcaster at most (a few turns' worth of all
+/// four presets).
+const PACKET_RING: usize = 128;
+/// How often the input's format is looked at again.
+const FORMAT_CHECK: Duration = Duration::from_millis(250);
+
+/// What [`spawn`] gives back.
+pub struct Spawned {
+    /// `p4-monitor` and `p4-record`.
+    pub threads: Vec<JoinHandle<()>>,
+    /// For the WebSocket broadcaster.
+    pub link: MonitorLink,
+    /// For the HTTP server's downloads.
+    pub tickets: Arc<Tickets>,
+}
+
+/// Start `p4-monitor` on the consumer end of capture's monitor ring, and
+/// `p4-record`.
+pub fn spawn(
+    config: &Config,
+    hub: Arc<MonitorHub>,
+    blocks: HeapCons<Block>,
+    wake: Arc<Wake>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Spawned> {
+    let replay_s = if hub.replay_on {
+        config.record.replay_s
+    } else {
+        0.0
+    };
+    let tape = Arc::new(Mutex::new(Tape::new(replay_s + SLACK_S)));
+    let (pk_tx, pk_rx) = HeapRb::<AudioPacket>::new(PACKET_RING).split();
+    let tickets = Arc::new(Tickets::default());
+    let (req_tx, req_rx) = std::sync::mpsc::sync_channel(recorder::MAX_QUEUED);
+    let (rep_tx, rep_rx) = std::sync::mpsc::channel();
+    let rec = Recorder::new(config, tape.clone(), hub.clone(), tickets.clone());
+    let mut threads = vec![recorder::spawn(rec, req_rx, rep_tx, stop.clone())?];
+    let mut m = Monitor {
+        hub: hub.clone(),
+        tape,
+        packets: pk_tx,
+        enc: OpusStreams::new(config.monitor.frame_ms, config.monitor.complexity),
+        stats,
+        format: config.record.format,
+        channel: config.audio.channel,
+        current: None,
+        checked: Instant::now(),
+        last_seq: None,
+    };
+    threads.push(
+        std::thread::Builder::new()
+            .stack_size(crate::rt::THREAD_STACK)
+            .name("p4-monitor".into())
+            .spawn(move || m.run(blocks, wake, stop))?,
+    );
+    Ok(Spawned {
+        threads,
+        link: MonitorLink {
+            hub,
+            packets: pk_rx,
+            requests: req_tx,
+            replies: rep_rx,
+            listen_enabled: config.monitor.enabled,
+            max_listeners: config.monitor.max_listeners,
+            frame_ms: config.monitor.frame_ms,
+        },
+        tickets,
+    })
+}
+
+struct Monitor {
+    hub: Arc<MonitorHub>,
+    tape: Arc<Mutex<Tape>>,
+    packets: HeapProd<AudioPacket>,
+    enc: OpusStreams,
+    stats: Arc<Stats>,
+    format: crate::config::RecordFormat,
+    channel: i32,
+    /// Rate and format of the tape's segment (None: the tape is idle).
+    current: Option<(u32, SampleKind)>,
+    checked: Instant,
+    last_seq: Option<u64>,
+}
+
+impl Monitor {
+    fn run(&mut self, mut blocks: HeapCons<Block>, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+        wake.register_current();
+        self.hub
+            .counters
+            .tid
+            .store(crate::service::gettid(), Ordering::Relaxed);
+        let mut encode_err = crate::service::logging::RateLimit::new(Duration::from_secs(30));
+        while !stop.load(Ordering::Relaxed) {
+            while let Some(b) = blocks.try_pop() {
+                if let Err(e) = self.block(&b) {
+                    if let Some(held) = encode_err.allow() {
+                        log::warn!("monitor: {e} ({held} similar message(s) suppressed)");
+                    }
+                }
+            }
+            let listening = self.hub.wanted.load(Ordering::Relaxed) != 0;
+            let (defer, park) = match self.last_seq {
+                // Woken for every block while someone listens; else about
+                // every 50 ms (the tape only needs to keep up).
+                Some(s) if !listening => (s + 8, Duration::from_millis(50)),
+                _ => (0, Duration::from_millis(20)),
+            };
+            wake.defer_until(defer);
+            std::thread::park_timeout(park);
+        }
+    }
+
+    fn block(&mut self, b: &Block) -> Result<(), super::encoder::EncoderError> {
+        let hub = self.hub.clone();
+        let c = &hub.counters;
+        if let Some(prev) = self.last_seq {
+            if b.seq != prev + 1 {
+                c.gaps.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.last_seq = Some(b.seq);
+        if hub.replay_on || hub.recording.load(Ordering::Relaxed) {
+            self.record_block(b);
+        } else {
+            self.current = None;
+        }
+        let wanted = hub.wanted.load(Ordering::Relaxed);
+        let (packets, drops) = (&mut self.packets, &c.packet_drops);
+        let counts = &c.packets;
+        let r = self.enc.push(b, wanted, &mut |p| {
+            if packets.try_push(*p).is_err() {
+                drops.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counts[p.preset as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        c.encode_ns.store(self.enc.encode_ns, Ordering::Relaxed);
+        r
+    }
+
+    fn record_block(&mut self, b: &Block) {
+        let rate_changed = self.current.map(|c| c.0) != Some(b.sample_rate);
+        let mut begin = None;
+        if rate_changed || self.checked.elapsed() >= FORMAT_CHECK {
+            self.checked = Instant::now();
+            let info = self.stats.device_info();
+            let kind = SampleKind::choose(self.format, &info, self.channel);
+            if self.current != Some((b.sample_rate, kind)) {
+                self.current = Some((b.sample_rate, kind));
+                begin = Some((b.sample_rate, kind));
+            }
+        }
+        let mut t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rate, kind)) = begin {
+            t.begin(rate, kind);
+        }
+        t.append(b);
+    }
+}

@@ -1,0 +1,396 @@
+//! The monitor family of WebSocket messages (docs/protocol.md, "Monitor
+//! stream" and "Recordings"): listening to the Opus stream, and the
+//! recording commands, which go to `p4-record`.
+//!
+//! Who may: listening and every recording command need the same
+//! authorization as changing settings, the control token from another
+//! machine (loopback is trusted with `ws.trust-loopback`). Watching the
+//! features is open to the LAN; what the microphone hears is not.
+//!
+//! Fan-out: each Opus packet is framed once and queued to every listener of
+//! its preset through the client's bounded frame queue, so a slow listener
+//! loses its oldest frames and nobody else notices.
+
+use super::server::Broadcaster;
+use crate::monitor::files::{Listing, TICKET_LIFETIME};
+use crate::monitor::recorder::{RecCommand, RecMsg, RecRequest};
+use crate::monitor::{MonitorLink, Preset, RecorderStatus};
+use ringbuf::traits::Consumer;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::TrySendError;
+use std::time::Instant;
+use tungstenite::Message;
+
+/// The message types of this family.
+const TYPES: [&str; 8] = [
+    "subscribe_audio",
+    "unsubscribe_audio",
+    "start_recording",
+    "stop_recording",
+    "save_replay",
+    "list_recordings",
+    "delete_recording",
+    "download_recording",
+];
+
+const NEEDS_TOKEN: &str = "not authorized: listening and recording from another machine need the control token (sudo phase4 token); send {\"type\":\"auth\",\"token\":\"...\"} first";
+
+/// Inbound messages of the family.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum AudioInbound {
+    SubscribeAudio {
+        #[serde(default)]
+        quality: Option<String>,
+    },
+    UnsubscribeAudio {},
+    StartRecording {},
+    StopRecording {},
+    SaveReplay {
+        #[serde(default)]
+        seconds: Option<f64>,
+    },
+    ListRecordings {},
+    DeleteRecording {
+        name: String,
+    },
+    DownloadRecording {
+        name: String,
+    },
+}
+
+/// `server_status.monitor` and the `state` of `recordings`.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct MonitorStatus {
+    /// Listeners per preset.
+    pub listeners: PerPreset<u32>,
+    /// Opus packets made per preset since start.
+    pub packets: PerPreset<u64>,
+    /// Packets dropped before the broadcaster (it fell behind).
+    pub packet_drops: u64,
+    /// Blocks capture dropped for the monitor (it fell behind).
+    pub ring_drops: u64,
+    /// CPU of `p4-monitor` over the last interval, percent of one core.
+    pub cpu_pct: f64,
+    /// Time spent in the Opus encoder since start, s.
+    pub encode_s: f64,
+    /// The recorder.
+    pub recording: RecordingStatus,
+}
+
+/// Something per preset.
+#[derive(Clone, Copy, Debug, Serialize, Default)]
+#[allow(missing_docs)]
+pub struct PerPreset<T> {
+    pub low: T,
+    pub medium: T,
+    pub high: T,
+    pub ultra: T,
+}
+
+impl<T: Copy> PerPreset<T> {
+    fn from_fn(f: impl Fn(usize) -> T) -> Self {
+        PerPreset {
+            low: f(0),
+            medium: f(1),
+            high: f(2),
+            ultra: f(3),
+        }
+    }
+}
+
+/// The recorder, as clients see it.
+#[derive(Clone, Debug, Serialize, Default)]
+#[allow(missing_docs)]
+pub struct RecordingStatus {
+    pub active: bool,
+    pub file: Option<String>,
+    pub seconds: f64,
+    pub error: Option<String>,
+    pub replay_s: f64,
+    pub replay_capacity_s: f64,
+    pub used_bytes: u64,
+    pub quota_bytes: u64,
+    pub free_bytes: u64,
+}
+
+impl From<RecorderStatus> for RecordingStatus {
+    fn from(s: RecorderStatus) -> Self {
+        RecordingStatus {
+            active: s.recording,
+            file: s.file,
+            seconds: s.seconds,
+            error: s.error,
+            replay_s: s.replay_s,
+            replay_capacity_s: s.replay_capacity_s,
+            used_bytes: s.used_bytes,
+            quota_bytes: s.quota_bytes,
+            free_bytes: s.free_bytes,
+        }
+    }
+}
+
+/// One recording in `recordings.items`.
+#[derive(Serialize)]
+#[allow(missing_docs)]
+struct RecordingJson {
+    name: String,
+    kind: &'static str,
+    bytes: u64,
+    seconds: f64,
+    sample_rate: u32,
+    bits: u16,
+}
+
+/// Outbound messages of the family.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum AudioOutbound {
+    AudioSubscribed {
+        quality: &'static str,
+        bitrate: i32,
+        codec: &'static str,
+        sample_rate: u32,
+        channels: u32,
+        frame_ms: u32,
+        /// CLOCK_MONOTONIC ns now, for the client's clock estimate.
+        server_ns: u64,
+    },
+    AudioUnsubscribed {},
+    Recordings {
+        items: Vec<RecordingJson>,
+        truncated: bool,
+        state: RecordingStatus,
+    },
+    ReplaySaved {
+        name: String,
+        seconds: f64,
+    },
+    RecordingDownload {
+        name: String,
+        url: String,
+        expires_s: u64,
+    },
+}
+
+impl AudioOutbound {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| "{\"type\":\"error\",\"reason\":\"encoding\"}".into())
+    }
+}
+
+fn listing_json(l: Listing, state: RecorderStatus) -> String {
+    let items = l
+        .items
+        .into_iter()
+        .map(|i| RecordingJson {
+            kind: i.name.kind().name(),
+            name: i.name.to_string(),
+            bytes: i.bytes,
+            seconds: i.seconds,
+            sample_rate: i.sample_rate,
+            bits: i.bits,
+        })
+        .collect();
+    AudioOutbound::Recordings {
+        items,
+        truncated: l.truncated,
+        state: state.into(),
+    }
+    .to_json()
+}
+
+fn render(msg: RecMsg) -> String {
+    match msg {
+        RecMsg::Recordings(l, s) => listing_json(l, s),
+        RecMsg::Saved { name, seconds } => AudioOutbound::ReplaySaved {
+            name: name.to_string(),
+            seconds,
+        }
+        .to_json(),
+        RecMsg::Download { name, ticket } => AudioOutbound::RecordingDownload {
+            url: format!("/recordings/{name}?ticket={ticket}"),
+            name: name.to_string(),
+            expires_s: TICKET_LIFETIME.as_secs(),
+        }
+        .to_json(),
+        RecMsg::Error(e) => super::protocol::Outbound::error(e).to_json(),
+    }
+}
+
+/// Keeps the previous CPU reading of `p4-monitor`.
+#[derive(Default)]
+pub(super) struct AudioStatus {
+    cpu_s: f64,
+    at: Option<Instant>,
+}
+
+impl Broadcaster {
+    /// A message of this family from client `i`: `None` when `text` is not
+    /// one (the caller goes on), else whether it was taken or why not.
+    pub(super) fn audio_inbound(&mut self, i: usize, text: &str) -> Option<Result<(), String>> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let ty = v.get("type")?.as_str()?;
+        if !TYPES.contains(&ty) {
+            return None;
+        }
+        let Some(link) = self.ctx.monitor.as_ref() else {
+            return Some(Err("the monitor is off on this server (ws disabled)".into()));
+        };
+        if !self.clients[i].authorized {
+            return Some(Err(NEEDS_TOKEN.into()));
+        }
+        let msg: AudioInbound = match serde_json::from_value(v) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let cmd = match msg {
+            AudioInbound::SubscribeAudio { quality } => {
+                return Some(self.subscribe(i, quality.as_deref().unwrap_or("medium")))
+            }
+            AudioInbound::UnsubscribeAudio {} => {
+                self.clients[i].audio = None;
+                let json = AudioOutbound::AudioUnsubscribed {}.to_json();
+                return Some(self.answer_now(i, json));
+            }
+            AudioInbound::StartRecording {} => RecCommand::Start,
+            AudioInbound::StopRecording {} => RecCommand::Stop,
+            AudioInbound::SaveReplay { seconds } => RecCommand::SaveReplay { seconds },
+            AudioInbound::ListRecordings {} => RecCommand::List,
+            AudioInbound::DeleteRecording { name } => RecCommand::Delete { name },
+            AudioInbound::DownloadRecording { name } => RecCommand::Download { name },
+        };
+        let req = RecRequest {
+            client: self.clients[i].id,
+            cmd,
+        };
+        Some(match link.requests.try_send(req) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                Err("busy: the recorder has too many requests waiting".into())
+            }
+            Err(TrySendError::Disconnected(_)) => Err("the recorder has stopped".into()),
+        })
+    }
+
+    /// Queue a reply to client `i` while reading from it (never closes it
+    /// here: the read loop still holds its index).
+    fn answer_now(&mut self, i: usize, json: String) -> Result<(), String> {
+        if self.clients[i].push_reply(Message::Text(json)) {
+            Ok(())
+        } else {
+            Err("not reading its replies".into())
+        }
+    }
+
+    fn subscribe(&mut self, i: usize, quality: &str) -> Result<(), String> {
+        let Some(link) = self.ctx.monitor.as_ref() else {
+            return Err("the monitor is off".into());
+        };
+        if !link.listen_enabled {
+            return Err("listening is off on this server (monitor.enabled)".into());
+        }
+        let preset = Preset::parse(quality).ok_or_else(|| {
+            format!(
+                "quality must be one of low, medium, high, ultra (got {:?})",
+                super::protocol::truncate(quality, 40)
+            )
+        })?;
+        let others = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(k, c)| *k != i && c.audio.is_some())
+            .count() as u32;
+        if others >= link.max_listeners {
+            return Err(format!(
+                "{others} listeners already (monitor.max-listeners)"
+            ));
+        }
+        let json = AudioOutbound::AudioSubscribed {
+            quality: preset.name(),
+            bitrate: preset.bitrate(),
+            codec: "opus",
+            sample_rate: 48_000,
+            channels: 1,
+            frame_ms: link.frame_ms,
+            server_ns: crate::rt::now_ns(),
+        }
+        .to_json();
+        self.answer_now(i, json)?;
+        self.clients[i].audio = Some(preset);
+        Ok(())
+    }
+
+    /// Once per turn: tell the monitor which presets are wanted, fan the
+    /// packets out, pass the recorder's answers on.
+    pub(super) fn audio_turn(&mut self) {
+        let Some(link) = self.ctx.monitor.as_mut() else {
+            return;
+        };
+        let mut per = [0u32; 4];
+        let mut mask = 0u8;
+        for c in &self.clients {
+            if let Some(p) = c.audio {
+                per[p as usize] += 1;
+                mask |= p.bit();
+            }
+        }
+        link.hub.set_wanted(mask, per);
+        let mut frame = Vec::new();
+        while let Some(p) = link.packets.try_pop() {
+            if per[p.preset as usize] == 0 {
+                continue;
+            }
+            p.write_frame(crate::rt::now_ns(), &mut frame);
+            for c in self
+                .clients
+                .iter_mut()
+                .filter(|c| c.audio == Some(p.preset))
+            {
+                self.drops += c.push_frame(Message::Binary(frame.clone()));
+            }
+        }
+        let replies: Vec<_> = link.replies.try_iter().collect();
+        for r in replies {
+            let json = render(r.msg);
+            match r.to {
+                Some(id) => self.reply_to(id, json),
+                None => {
+                    for c in self.clients.iter_mut().filter(|c| c.authorized) {
+                        self.drops += c.push_frame(Message::Text(json.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `server_status.monitor`.
+    pub(super) fn audio_status(&mut self) -> Option<MonitorStatus> {
+        let link: &MonitorLink = self.ctx.monitor.as_ref()?;
+        let c = &link.hub.counters;
+        let cpu_s = match c.tid.load(Ordering::Relaxed) {
+            0 => 0.0,
+            tid => crate::service::thread_cpu_s(tid).unwrap_or(0.0),
+        };
+        let st = &mut self.audio;
+        let cpu_pct = match st.at {
+            Some(at) => 100.0 * (cpu_s - st.cpu_s).max(0.0) / at.elapsed().as_secs_f64().max(1e-3),
+            None => 0.0,
+        };
+        st.cpu_s = cpu_s;
+        st.at = Some(Instant::now());
+        Some(MonitorStatus {
+            listeners: PerPreset::from_fn(|k| c.listeners[k].load(Ordering::Relaxed)),
+            packets: PerPreset::from_fn(|k| c.packets[k].load(Ordering::Relaxed)),
+            packet_drops: c.packet_drops.load(Ordering::Relaxed),
+            ring_drops: self.ctx.stats.ring_drops[crate::monitor::MONITOR_DROP_SLOT]
+                .load(Ordering::Relaxed),
+            cpu_pct,
+            encode_s: c.encode_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            recording: link.hub.recorder_status().into(),
+        })
+    }
+}
