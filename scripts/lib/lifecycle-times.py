@@ -11,6 +11,7 @@ Default binary target/release/phase4, 10 runs. Standard library only.
 """
 import math
 import os
+import random
 import signal
 import socket
 import statistics
@@ -66,7 +67,8 @@ def one_run(binary, config, args, sock_path):
             while "READY=1" not in s.recv(4096).decode().splitlines():
                 pass
             ready = time.monotonic() - t0
-            time.sleep(1.0)
+            # A random moment: the servers poll for the stop every 200 ms.
+            time.sleep(random.uniform(0.5, 1.5))
             t1 = time.monotonic()
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
