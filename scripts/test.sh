@@ -101,10 +101,11 @@ counts() {
     ' "$1"
 }
 
-rows=(); failed_suites=()
+rows=(); failed_suites=(); current=""
 run_suite() {  # name command
     local name=$1 cmd=$2 log="$logs/$1.log" start rc pf p f result
     printf '\n==== %s: %s ====\n' "$name" "$cmd"
+    current=$name
     start=$SECONDS
     bash -c "$cmd" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
@@ -127,7 +128,7 @@ summary() {
     printf '%s\n' "${rows[@]}"
     printf 'total %d s\n' "$SECONDS"
 }
-trap 'rows+=("(interrupted)"); summary; exit 130' INT
+trap 'rows+=("$(printf "%-12s %s" "$current" interrupted)"); summary; exit 130' INT
 
 run_suite deps "bash scripts/deps.sh $deps_arg"
 # The suites run from the venv deps.sh made (when it could make one).
