@@ -130,14 +130,12 @@ fn run(cli: Cli) -> ExitCode {
         loop_input: cli.run.looping,
     };
     overrides.apply(&mut cfg);
-    let max_frames = cli
-        .run
-        .duration
-        .map(|s| (s * cfg.audio.sample_rate_hz as f64).round() as u64);
+    // Seconds of audio, converted to frames at the rate the input actually
+    // opens with (a WAV's own rate, a device's negotiated one).
     let code = app::run(
         cfg,
         RunOptions {
-            max_frames,
+            max_audio_s: cli.run.duration,
             stats: None,
             config_path,
             cli: overrides,

@@ -116,6 +116,7 @@ const handlers = {
       ["device", `${st.device.name || "–"} ${st.device.up ? "" : "(down)"}`],
       ["format", `${st.device.rate} Hz · ${st.device.format} · ${st.device.access} · ${st.device.period} frames`],
       ["xruns", st.xruns],
+      ["recoveries", `suspends ${st.device.suspends ?? 0} · reopens ${st.device.reopens ?? 0}`],
       ["drops", `bands ${st.ring_drops.bands} · spectrum ${st.ring_drops.spectrum} · frames ${st.frame_drops} · ws ${st.ws_drops}`],
       ["latency", `p50 ${st.latency_ms.p50.toFixed(2)} · p95 ${st.latency_ms.p95.toFixed(2)} · p99 ${st.latency_ms.p99.toFixed(2)} ms`],
       ["CPU", `${st.process_cpu_pct.toFixed(1)} % (${Object.entries(st.cpu_pct).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")})`],

@@ -56,7 +56,8 @@ pub struct Config {
 /// Sample formats phase4 can capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SampleFormat {
-    /// Pick the best the device offers (FLOAT_LE, S32_LE, S24_3LE, S16_LE).
+    /// Pick the best the device offers (FLOAT_LE, S32_LE, S24_LE, S24_3LE,
+    /// S16_LE).
     #[serde(rename = "auto")]
     Auto,
     /// Signed 16 bit little endian.
@@ -65,6 +66,9 @@ pub enum SampleFormat {
     /// Signed 24 bit in 3 bytes little endian.
     #[serde(rename = "S24_3LE")]
     S24_3Le,
+    /// Signed 24 bit in the low 3 bytes of 4, little endian (I2S codecs).
+    #[serde(rename = "S24_LE")]
+    S24Le,
     /// Signed 32 bit little endian.
     #[serde(rename = "S32_LE")]
     S32Le,

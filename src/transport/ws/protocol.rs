@@ -512,6 +512,13 @@ pub struct DeviceStatus {
     pub access: String,
     pub channels: u32,
     pub period: u32,
+    /// phase4: whether the device has a clock (false: the null plugin at the
+    /// end of its chain; lossless, never real-time).
+    pub clocked: bool,
+    /// phase4: suspends recovered since start.
+    pub suspends: u64,
+    /// phase4: times the device went away and was reopened since start.
+    pub reopens: u64,
 }
 
 /// Diagnostics at 2 Hz.
