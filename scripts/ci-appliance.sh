@@ -140,6 +140,11 @@ if [ -n "${deb[amd64]:-}" ]; then
     # it the host's units next to the package's files.
     mkdir -p "$root/usr/lib/systemd/system"
     cp -an /lib/systemd/system/. "$root/usr/lib/systemd/system/" 2>/dev/null
+    # ... and the host's copy of any program the unit runs that the package
+    # does not ship (ExecReload=/bin/kill): verify checks each is executable.
+    for exe in $(sed -nE 's/^Exec[A-Za-z]*=[-@:+!]*(\/[^ ]+).*/\1/p' "$root$unit" | sort -u); do
+        [ -e "$root$exe" ] || [ ! -x "$exe" ] || { mkdir -p "$root$(dirname "$exe")"; cp -L "$exe" "$root$exe"; }
+    done
     # MANPATH: the man:phase4(1) Documentation= link is checked against the
     # package's own man page.
     if out=$(MANPATH="$root/usr/share/man" systemd-analyze verify --root="$root" "$unit" 2>&1) && [ -z "$out" ]; then
