@@ -66,7 +66,7 @@ bad() { p4_fail "$1"; results+=("FAIL  $1"); failed=$((failed + 1)); }
 # --- deps ------------------------------------------------------------------
 if [ "$deps" = 1 ]; then
     begin deps
-    pkgs=(build-essential pkg-config libasound2-dev lintian systemd python3 file xz-utils
+    pkgs=(build-essential pkg-config cmake libasound2-dev lintian systemd python3 file xz-utils
           liblo-tools curl ca-certificates)
     [ "$systemd" = 1 ] && pkgs+=(systemd-container debootstrap)
     if [ "$cross" = 1 ]; then

@@ -38,7 +38,7 @@ esac
 
 if [ "$install_deps" = 1 ]; then
     p4_add_arch "${arches[@]}"
-    pkgs=(pkg-config)
+    pkgs=(pkg-config cmake)
     for a in "${arches[@]}"; do
         t=$(p4_gnu_tuple "$(p4_triple_for_arch "$a")")
         pkgs+=("gcc-$t" "libc6-dev-$a-cross" "libasound2-dev:$a")

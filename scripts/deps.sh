@@ -5,7 +5,7 @@
 #   scripts/deps.sh          build + every suite's common needs
 #   scripts/deps.sh --core   only what `scripts/test.sh --core` needs
 #
-# apt (--core): libasound2-dev pkg-config, and python3-venv if this python3
+# apt (--core): libasound2-dev pkg-config cmake, and python3-venv if this python3
 #   cannot make a venv
 # apt (full):   also alsa-utils liblo-tools sox stress-ng time (benchmarks,
 #   the systemd and qemu tests)
@@ -25,7 +25,7 @@ case "${1:-}" in
     *) echo "usage: $0 [--core]" >&2; exit 2 ;;
 esac
 
-pkgs=(libasound2-dev pkg-config)
+pkgs=(libasound2-dev pkg-config cmake)  # cmake: opusic-sys builds the bundled libopus
 [ "$core" = 1 ] || pkgs+=(alsa-utils liblo-tools sox stress-ng time)
 p4_apt_install "${pkgs[@]}"
 

@@ -5,7 +5,10 @@
 //! thread and both DSP workers. The whole service runs on a real ALSA device
 //! (alsa-lib's `file` plugin fed from a generated raw file, no sound card
 //! needed) for well over 10 000 blocks of varied audio, with every feature
-//! and the log spectrum on, and the count must stay zero.
+//! and the log spectrum on, and the count must stay zero. The monitor is on
+//! too (issue 14): the replay buffer runs, a WebSocket client listens to the
+//! Opus stream and a recording is written, so capture feeds the monitor's
+//! ring the whole time.
 
 mod common {
     pub mod counting;
@@ -81,6 +84,12 @@ fn capture_and_workers_do_not_allocate_per_block() {
     cfg.audio.channels = 1;
     cfg.audio.access = phase4::config::AccessMode::Mmap;
     cfg.osc.send_fft = true;
+    cfg.ws.enabled = true;
+    cfg.ws.bind = "127.0.0.1".into();
+    cfg.ws.port = free_port();
+    cfg.ws.http_port = free_port();
+    cfg.state.dir = dir.path().join("state").display().to_string();
+    let listener = listen(cfg.ws.port);
 
     let stats = Arc::new(phase4::stats::Stats::default());
     RT_ALLOCS.store(0, Ordering::SeqCst);
@@ -110,4 +119,48 @@ fn capture_and_workers_do_not_allocate_per_block() {
         0,
         "heap allocations on the real-time threads"
     );
+    let (packets, recorded) = listener.join().unwrap();
+    assert!(packets > 50, "the listener got {packets} Opus packets");
+    assert!(recorded, "the recording did not start");
+    let recs = std::fs::read_dir(dir.path().join("state/recordings")).unwrap();
+    assert!(recs.count() >= 1, "no recording was written");
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A client on this machine (trusted) that records and listens until the
+/// server goes away: (Opus packets received, recording started).
+fn listen(port: u16) -> std::thread::JoinHandle<(u64, bool)> {
+    use tungstenite::Message;
+    std::thread::spawn(move || {
+        let url = format!("ws://127.0.0.1:{port}/");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut ws = loop {
+            match tungstenite::connect(&url) {
+                Ok((ws, _)) => break ws,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("cannot connect: {e}"),
+            }
+        };
+        for m in [
+            r#"{"type":"subscribe_audio","quality":"medium"}"#,
+            r#"{"type":"start_recording"}"#,
+        ] {
+            ws.send(Message::Text(m.into())).unwrap();
+        }
+        let (mut packets, mut recorded) = (0, false);
+        while let Ok(m) = ws.read() {
+            match m {
+                Message::Binary(b) if b.first() == Some(&2) => packets += 1,
+                Message::Text(t) if t.contains(r#""active":true"#) => recorded = true,
+                _ => {}
+            }
+        }
+        (packets, recorded)
+    })
 }

@@ -3,6 +3,7 @@
 
 import { SpectrumView } from "./spectrum.js";
 import { buildControls } from "./controls.js";
+import { Listen } from "./listen.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,6 +41,7 @@ let devices = [];
 let retryMs = 500;
 const spectrum = new SpectrumView($("spectrum"));
 const controls = buildControls(send);
+const listen = new Listen(send, $("listen-card"));
 
 function send(msg) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
@@ -91,6 +93,7 @@ async function connect() {
     if (typeof ev.data !== "string") return onFft(ev.data);
     let msg;
     try { msg = JSON.parse(ev.data); } catch (_) { return; }
+    if (listen.handle(msg)) return;
     const h = handlers[msg.type];
     if (h) h(msg);
   });
@@ -98,6 +101,7 @@ async function connect() {
 
 function onFft(buf) {
   const view = new DataView(buf);
+  if (view.getUint8(0) === 2) return listen.onPacket(buf);
   if (view.getUint8(0) !== 1) return;
   const n = view.getUint16(2, true);
   spectrum.setBins(new Float32Array(buf, 4, n));
@@ -163,6 +167,7 @@ const handlers = {
   presets(p) { renderPresets(p.items || [], !!p.truncated); },
   auth(a) {
     if (a.authorized && offered) { storeToken(offered); offered = null; }
+    if (a.authorized || !a.required) listen.reconnected();
     const locked = a.required && !a.authorized;
     $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only") : "";
     $("unlock").hidden = !locked;

@@ -120,6 +120,7 @@ impl OpusStreams {
         // Room for a frame's worth of input plus the largest block.
         let cap = rate as usize / 10 + crate::types::MAX_BLOCK_FRAMES;
         self.pending = Vec::with_capacity(cap);
+        self.pending_t0 = 0;
         self.out = vec![0.0; self.frame];
         Ok(())
     }
@@ -164,13 +165,21 @@ impl OpusStreams {
         self.sync_encoders(wanted)?;
         if wanted == 0 {
             self.pending.clear();
+            self.pending_t0 = 0;
             return Ok(());
         }
         let ns_per_frame = 1e9 / self.in_rate as f64;
         let t_first = block
             .t_capture_ns
             .saturating_sub(((block.len - 1) as f64 * ns_per_frame) as u64);
-        if self.pending.is_empty() {
+        // Frame times follow the sample count from the first block on, so
+        // the jitter of measured stamps (a late wake-up of a paced source)
+        // does not reach the packets; a stamp more than a frame away from
+        // the expected one (a gap, an xrun) re-anchors them.
+        let frame_ns = u64::from(self.frame_ms) * 1_000_000;
+        if self.pending.is_empty()
+            && (self.pending_t0 == 0 || t_first.abs_diff(self.pending_t0) > frame_ns)
+        {
             self.pending_t0 = t_first;
         }
         let room = self.pending.capacity() - self.pending.len();

@@ -70,6 +70,11 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("../../web/app.js")),
     ("spectrum.js", include_bytes!("../../web/spectrum.js")),
     ("controls.js", include_bytes!("../../web/controls.js")),
+    ("listen.js", include_bytes!("../../web/listen.js")),
+    (
+        "listen-worklet.js",
+        include_bytes!("../../web/listen-worklet.js"),
+    ),
     ("style.css", include_bytes!("../../web/style.css")),
     ("favicon.svg", include_bytes!("../../web/favicon.svg")),
 ];

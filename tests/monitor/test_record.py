@@ -1,0 +1,217 @@
+"""Issue 14, item 3: recordings and the replay buffer. A recording and a
+saved replay buffer hold exactly the input samples (16-bit input: the WAV
+is bit-exact); list, download (HTTP, with a ticket from the WebSocket) and
+delete; the control token is needed; the quota and a full disk stop a
+recording with an error and never the pipeline (a small tmpfs, mounted in a
+private mount namespace so nothing leaks to the machine)."""
+
+import asyncio
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import websockets
+
+from conftest import SR, TOKEN, login, music, recv_any, recv_json, write_wav
+
+AUTH = f'token = "{TOKEN}"\ntrust-loopback = false\n'
+
+
+def record_cfg(**kw):
+    keys = {"replay-s": 5.0} | kw
+    return "\n[record]\n" + "\n".join(
+        f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in keys.items()) + "\n"
+
+
+async def authed(url):
+    ws = await websockets.connect(url, max_size=1 << 22)
+    await login(ws)
+    return ws
+
+
+async def ask(ws, msg, want, timeout=10.0):
+    await ws.send(json.dumps(msg))
+    r = await recv_any(ws, {want, "error"}, timeout)
+    assert r["type"] == want, f"{msg} -> {r}"
+    return r
+
+
+def wav_samples(data):
+    path = Path(f"/tmp/p4-mon-{os.getpid()}.wav")
+    path.write_bytes(data)
+    try:
+        with wave.open(str(path)) as w:
+            assert w.getnchannels() == 1 and w.getframerate() == SR
+            return w.getsampwidth(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    finally:
+        path.unlink()
+
+
+def matches_loop(rec, loop):
+    """Whether `rec` is a stretch of the looped `loop`, sample for sample."""
+    n = len(loop)
+    tiled = np.tile(loop, len(rec) // n + 2)
+    head = rec[:64]
+    for off in range(n):
+        if np.array_equal(tiled[off:off + 64], head):
+            return np.array_equal(tiled[off:off + len(rec)], rec)
+    return False
+
+
+def download(server, ws_msg):
+    with urllib.request.urlopen(server.http + ws_msg["url"], timeout=10) as r:
+        assert r.headers["Content-Type"] == "audio/wav"
+        assert ws_msg["name"] in r.headers["Content-Disposition"]
+        return r.read()
+
+
+@pytest.fixture
+def music_wav(tmp_path):
+    return write_wav(tmp_path / "in.wav", music(3.0))
+
+
+def loop_of(path):
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+def test_recording_and_replay_hold_the_input_bit_for_bit(make_server, music_wav):
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+    loop = loop_of(music_wav)
+
+    async def go():
+        ws = await authed(server.url)
+        await asyncio.sleep(3.5)  # the replay buffer fills
+        saved = await ask(ws, {"type": "save_replay", "seconds": 3}, "replay_saved")
+        assert saved["name"].startswith("replay-") and abs(saved["seconds"] - 3) < 0.05
+        await ask(ws, {"type": "start_recording"}, "recordings")
+        await asyncio.sleep(2.5)
+        await ask(ws, {"type": "stop_recording"}, "recordings")
+        listing = await ask(ws, {"type": "list_recordings"}, "recordings")
+        names = [i["name"] for i in listing["items"]]
+        assert any(n.startswith("rec-") for n in names) and saved["name"] in names
+        out = {}
+        for item in listing["items"]:
+            assert item["sample_rate"] == SR and item["bits"] == 16
+            t = await ask(ws, {"type": "download_recording", "name": item["name"]}, "recording_download")
+            out[item["name"]] = (item, t)
+        await ws.close()
+        return out
+
+    got = asyncio.run(go())
+    for name, (item, ticket) in got.items():
+        data = download(server, ticket)
+        assert len(data) == item["bytes"]
+        width, rec = wav_samples(data)
+        assert width == 2
+        secs = len(rec) / SR
+        print(f"record: {name}: {secs:.2f} s, {len(data)} bytes, bit-exact: {matches_loop(rec, loop)}")
+        assert (1.5 if name.startswith("rec-") else 2.9) < secs < 4.0
+        assert matches_loop(rec, loop), f"{name} is not the input sample for sample"
+        # A ticket is for one name: another name with it is refused.
+        other = [n for n in got if n != name][0]
+        bad = server.http + f"/recordings/{other}?" + ticket["url"].split("?")[1]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=5)
+        assert e.value.code == 403
+    assert server.running()
+
+
+def test_recording_needs_the_token_and_names_are_checked(make_server, music_wav):
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            for m in ({"type": "start_recording"}, {"type": "list_recordings"},
+                      {"type": "save_replay"}, {"type": "delete_recording", "name": "x"}):
+                await ws.send(json.dumps(m))
+                assert "token" in (await recv_json(ws, "error"))["reason"]
+        ws = await authed(server.url)
+        for name in ["../state.toml", "control-token", "rec-2026-11-30T16-24-48.123Z.wav/../x",
+                     "a" * 100_000, "rec-2026-11-30T16-24-48.123Z.wav"]:
+            for t in ("delete_recording", "download_recording"):
+                await ws.send(json.dumps({"type": t, "name": name}))
+                err = await recv_json(ws, "error")
+                assert len(err["reason"]) < 400
+        for s in (0, -1, 1e9, "x"):
+            await ws.send(json.dumps({"type": "save_replay", "seconds": s}))
+            await recv_json(ws, "error")
+        await ws.close()
+
+    asyncio.run(go())
+    # No ticket, a made-up ticket, a path outside: refused.
+    for path in ["/recordings/rec-2026-11-30T16-24-48.123Z.wav",
+                 "/recordings/rec-2026-11-30T16-24-48.123Z.wav?ticket=" + "0" * 32,
+                 "/recordings/..%2fstate.toml", "/recordings/../state.toml"]:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(server.http + path, timeout=5)
+        assert e.value.code in (403, 404)
+    assert server.running()
+
+
+def in_tmpfs(binary, tmp_path, state_dir, size):
+    """A wrapper that runs phase4 in its own mount namespace with a tmpfs of
+    `size` on the state directory (nothing is mounted on this machine)."""
+    wrapper = tmp_path / f"in-tmpfs-{size}.sh"
+    sudo = "" if os.geteuid() == 0 else "sudo -n "
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"exec {sudo}unshare -m --propagation private sh -c "
+        f"'mount -t tmpfs -o size={size} p4mon \"$0\" && exec \"$@\"' {state_dir} {binary} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+async def record_until_stopped(url, timeout=20.0):
+    ws = await authed(url)
+    await ask(ws, {"type": "start_recording"}, "recordings")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        msg = await recv_any(ws, {"server_status", "recordings"}, 5.0)
+        rec = msg.get("monitor", {}).get("recording") if msg["type"] == "server_status" else msg["state"]
+        if rec and not rec["active"] and rec.get("error"):
+            frames = 0
+            # The pipeline goes on: feature snapshots keep coming.
+            t = time.monotonic()
+            while time.monotonic() - t < 1.0:
+                f = await asyncio.wait_for(ws.recv(), 2.0)
+                frames += isinstance(f, str) and '"type":"snapshot"' in f
+            listing = await ask(ws, {"type": "list_recordings"}, "recordings")
+            await ws.close()
+            return rec, frames, listing
+    raise AssertionError("the recording did not stop")
+
+
+@pytest.mark.parametrize("case", ["quota", "min-free", "full-disk"])
+def test_quota_and_a_full_disk_stop_recording_not_the_pipeline(make_server, binary, tmp_path, case):
+    # 32-bit float at 48 kHz: 192 kB/s, so 1 MiB is ~5.5 s.
+    wav = write_wav(tmp_path / "in.wav", music(2.0))
+    state = tmp_path / f"state-{case}"
+    state.mkdir()
+    cfg = {"quota": dict(format="f32", **{"max-total-mb": 1, "min-free-mb": 0}),
+           "min-free": dict(format="f32", **{"max-total-mb": 100, "min-free-mb": 3}),
+           "full-disk": dict(format="f32", **{"max-total-mb": 100, "min-free-mb": 0})}[case]
+    size = {"quota": "8m", "min-free": "4m", "full-disk": "1m"}[case]
+    server = make_server(wav, state_dir=state, extra=AUTH + record_cfg(**{"replay-s": 1.0}, **cfg),
+                         wrap=lambda s: in_tmpfs(s.binary, tmp_path, state, size))
+    t0 = time.monotonic()
+    rec, frames, listing = asyncio.run(record_until_stopped(server.url))
+    took = time.monotonic() - t0
+    print(f"record {case}: stopped after {took:.1f} s: {rec['error']}; used {listing['state']['used_bytes']} B, "
+          f"{frames} snapshots in the next second")
+    want = {"quota": "quota", "min-free": "disk nearly full", "full-disk": "No space left"}[case]
+    assert want in rec["error"], rec["error"]
+    assert frames > 10, "the pipeline must go on"
+    assert server.running()
+    items = listing["items"]
+    assert len(items) == 1 and items[0]["bits"] == 32
+    if case == "quota":
+        assert listing["state"]["used_bytes"] <= 1 << 20
+    # The file is closed with a valid header: its length reads back.
+    assert items[0]["seconds"] > 0.5
