@@ -244,7 +244,10 @@ impl Broadcaster {
         }
         let msg: AudioInbound = match serde_json::from_value(v) {
             Ok(m) => m,
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => {
+                let e = e.to_string();
+                return Some(Err(super::protocol::truncate(&e, 200).to_string()));
+            }
         };
         let cmd = match msg {
             AudioInbound::SubscribeAudio { quality } => {

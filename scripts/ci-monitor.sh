@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 14's monitor stream, recordings and listen control, as CI runs them
+# (root or a sudo user): tests/monitor (the Opus stream decoded by FFmpeg's
+# own decoder through PyAV at every preset, recordings and the replay buffer
+# bit for bit, quota and full disk on a tmpfs in a private mount namespace,
+# the page's listen control in Debian's headless Chromium), then the CPU of
+# one listener at Medium (scripts/monitor-cpu.py). About 1.5 minutes warm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
+
+p4_apt_install chromium libasound2-dev pkg-config cmake util-linux
+p4_venv scripts/lib/requirements-core.txt scripts/lib/requirements-extra.txt
+
+cargo build --release --quiet
+export PHASE4_BIN="${CARGO_TARGET_DIR:-target}/release/phase4"
+export CHROMIUM=/usr/bin/chromium
+
+python3 -m pytest -q -p no:cacheprovider -s tests/monitor
+python3 scripts/monitor-cpu.py --seconds 8 --rounds 3 --presets medium
+echo "ci-monitor: ok"
