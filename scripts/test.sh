@@ -37,6 +37,8 @@ suite live-events  -    "python3 -m pytest -q -p no:cacheprovider tests/test_liv
 suite ws           -    "bash scripts/ci-ws.sh"
 suite monitor      -    "bash scripts/ci-monitor.sh"
 suite abuse        -    "bash scripts/abuse.sh"
+suite fuzz         -    "bash scripts/fuzz.sh 30"
+suite audit        -    "bash scripts/audit.sh"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 
