@@ -86,7 +86,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         state.clone(),
     );
     let roles = pipeline.roles();
-    let mut health = Health::new(&stats);
+    let mut health = Health::new();
     let mut health_every = Duration::from_secs_f64(config.health.interval_s);
     let mut last_health = Instant::now();
     let mut ready = false;
