@@ -3,6 +3,7 @@
 
 import { SpectrumView } from "./spectrum.js";
 import { buildControls } from "./controls.js";
+import { wsUrl } from "./wsurl.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -57,17 +58,6 @@ function flash(el, cls = "on", ms = 120) {
   el.classList.add(cls);
   clearTimeout(el._t);
   el._t = setTimeout(() => el.classList.remove(cls), ms);
-}
-
-async function wsUrl() {
-  let port = 8765;
-  try {
-    const r = await fetch("ui-config.json", { cache: "no-store" });
-    if (r.ok) port = (await r.json()).ws_port || port;
-  } catch (_) { /* keep the default */ }
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  return `${proto}://${host || "127.0.0.1"}:${port}/`;
 }
 
 async function connect() {
