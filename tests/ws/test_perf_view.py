@@ -292,3 +292,27 @@ def test_dashboard_lights_labels_and_raw_db_low_end(click_server):
         assert boxes[0]["x0"] >= 0 and boxes[-1]["x1"] <= canvas_w, (width, boxes)
     print(f"raw-dB low end (f_min..300 Hz): columns with a bar, per frame: {[f'{s:.2f}' for s in shares]}")
     assert min(shares) >= 0.9, f"the raw-dB low end has gaps: {shares}"
+
+
+def test_server_status_cpu_parts_are_real_and_add_up(click_server):
+    """The per-thread CPU figures: every pipeline thread reads above 0.0
+    (they used to be /proc clock ticks, 0.0 or 2.0 over half a second), and
+    the parts, `other` included, add up to the process total."""
+
+    async def statuses(n):
+        out = []
+        async with websockets.connect(click_server.url) as ws:
+            await recv_json(ws, "server_status")  # its interval began before we came
+            for _ in range(n):
+                out.append(await recv_json(ws, "server_status"))
+        return out
+
+    got = asyncio.run(statuses(6))
+    for st in got:
+        parts = sum(st["cpu_pct"].values())
+        assert abs(parts - st["process_cpu_pct"]) <= max(1.0, 0.1 * st["process_cpu_pct"]), st["cpu_pct"]
+    for role in ("capture", "bands", "spectrum", "ws", "other"):
+        values = [st["cpu_pct"][role] for st in got]
+        assert statistics.median(values) > 0.0 and len(set(values)) > 1, (role, values)
+    last = got[-1]
+    print("cpu_pct:", {k: round(v, 2) for k, v in last["cpu_pct"].items()}, "process", round(last["process_cpu_pct"], 2))
