@@ -31,6 +31,11 @@ impl Health {
         Self::default()
     }
 
+    /// Read the threads' CPU now for the next line (before they stop).
+    pub fn checkpoint(&mut self, stats: &Stats) {
+        self.cpu.checkpoint(&stats.role_tids());
+    }
+
     /// Build the line for the interval since the last call.
     pub fn report(&mut self, stats: &Stats) -> HealthReport {
         let latency = stats.latency.summary_since(self.last_latency.as_deref());

@@ -226,6 +226,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     }
     notifier.stopping();
     log::info!("stopping");
+    health.checkpoint(&stats);
     pipeline.stop(Duration::from_millis(800));
     alsa_log.drain(|l| log::warn!("{l}"));
     log::info!("{}", health_line(&mut health, &osc_watch, &stats));

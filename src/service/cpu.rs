@@ -80,6 +80,15 @@ pub struct CpuInterval {
 }
 
 impl CpuInterval {
+    fn add(&mut self, o: &CpuInterval) {
+        self.wall_s += o.wall_s;
+        for (a, b) in self.roles_s.iter_mut().zip(o.roles_s) {
+            *a += b;
+        }
+        self.other_s += o.other_s;
+        self.process_s += o.process_s;
+    }
+
     /// Seconds of CPU as percent of one core over the interval.
     pub fn pct(&self, cpu_s: f64) -> f64 {
         100.0 * cpu_s / self.wall_s.max(1e-3)
@@ -93,6 +102,8 @@ pub struct CpuMeter {
     at: Instant,
     process_s: f64,
     threads: HashMap<i32, f64>,
+    /// Readings taken by [`CpuMeter::checkpoint`], not yet reported.
+    carried: CpuInterval,
 }
 
 impl Default for CpuMeter {
@@ -108,9 +119,19 @@ impl CpuMeter {
             at: Instant::now(),
             process_s: 0.0,
             threads: HashMap::new(),
+            carried: CpuInterval::default(),
         };
         m.sample(&[0; N_ROLES]);
         m
+    }
+
+    /// Read every thread now and carry the readings into the next
+    /// [`CpuMeter::sample`]: taken before the pipeline stops, so the last
+    /// report still has the time of threads that are gone by then (an
+    /// exited thread's clock cannot be read).
+    pub fn checkpoint(&mut self, tids: &[i32; N_ROLES]) {
+        let s = self.read(tids);
+        self.carried.add(&s);
     }
 
     /// The CPU each role's thread (`tids`, 0 = not running), every other
@@ -118,6 +139,12 @@ impl CpuMeter {
     /// for the first time counts from its start; one that exited since the
     /// last sample drops out (the process figure still has its time).
     pub fn sample(&mut self, tids: &[i32; N_ROLES]) -> CpuInterval {
+        let mut out = self.read(tids);
+        out.add(&std::mem::take(&mut self.carried));
+        out
+    }
+
+    fn read(&mut self, tids: &[i32; N_ROLES]) -> CpuInterval {
         let now = Instant::now();
         let mut out = CpuInterval {
             wall_s: now.duration_since(self.at).as_secs_f64(),
@@ -225,5 +252,32 @@ mod tests {
         // a thread exited meanwhile.
         assert!(parts <= s.process_s + 1e-3, "{parts} > {}", s.process_s);
         assert!(s.pct(0.01) > 0.0);
+    }
+
+    /// A thread that exits after a checkpoint still counts in the next
+    /// sample.
+    #[test]
+    fn a_checkpoint_keeps_the_time_of_a_thread_that_exits() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            tx.send(crate::service::gettid()).unwrap();
+            go_rx.recv().unwrap();
+            spin(Duration::from_millis(30));
+            tx.send(0).unwrap();
+            go_rx.recv().unwrap();
+        });
+        let mut tids = [0; N_ROLES];
+        tids[1] = rx.recv().unwrap();
+        let mut m = CpuMeter::new();
+        m.sample(&tids);
+        go_tx.send(()).unwrap();
+        assert_eq!(rx.recv().unwrap(), 0);
+        m.checkpoint(&tids);
+        go_tx.send(()).unwrap();
+        h.join().unwrap();
+        let s = m.sample(&tids);
+        assert!(s.roles_s[1] >= 0.025, "{s:?}");
+        assert!(m.sample(&tids).roles_s[1] == 0.0);
     }
 }
