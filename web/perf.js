@@ -11,7 +11,7 @@
 // spectrogram from the FFT frames while the FFT is on, and the three band
 // energies with beat lines.
 
-import { wsUrl } from "./wsurl.js";
+import { keepConnected } from "./socket.js";
 import { fillEmptyBins } from "./spectrum.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,7 +25,6 @@ const SPEC_COLS = 2048;
 const EVENT_CAP = 256;
 
 let meta = null;
-let retryMs = 500;
 let lastBeat = null;
 const lastOnset = { low: null, mid: null, high: null };
 const tempo = { bpm: 0, phase: 0, locked: false, confidence: 0, at: 0 };
@@ -248,28 +247,23 @@ const handlers = {
   },
 };
 
-async function connect() {
-  const ws = new WebSocket(await wsUrl());
-  ws.binaryType = "arraybuffer";
-  ws.addEventListener("open", () => {
-    retryMs = 500;
-    lastBeat = null;
-    for (const b of BANDS) lastOnset[b] = null;
-    $("p-conn").textContent = "live";
-    $("p-conn").className = "p-conn up";
-  });
-  ws.addEventListener("close", () => {
-    $("p-conn").textContent = "reconnecting…";
-    $("p-conn").className = "p-conn down";
-    setTimeout(connect, retryMs);
-    retryMs = Math.min(5000, retryMs * 2);
-  });
-  ws.addEventListener("message", (ev) => {
-    if (typeof ev.data !== "string") return onFft(ev.data);
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch (_) { return; }
-    const h = msg && handlers[msg.type];
-    if (h) h(msg);
+function connect() {
+  keepConnected({
+    onOpen() {
+      lastBeat = null;
+      for (const b of BANDS) lastOnset[b] = null;
+      $("p-conn").textContent = "live";
+      $("p-conn").className = "p-conn up";
+    },
+    onClose() {
+      $("p-conn").textContent = "reconnecting…";
+      $("p-conn").className = "p-conn down";
+    },
+    onMessage(msg) {
+      const h = handlers[msg.type];
+      if (h) h(msg);
+    },
+    onBinary: onFft,
   });
 }
 

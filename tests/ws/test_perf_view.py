@@ -20,16 +20,14 @@ import os
 import random
 import socket
 import statistics
-import struct
 import threading
 import time
-import wave
 
 import pytest
 import websockets
 
 from browser import launch
-from conftest import ARTIFACTS, Server, recv_json
+from conftest import ARTIFACTS, Server, pcm16, recv_json, write_mono_wav
 
 BPM = 120
 WINDOW_S = 6.0
@@ -53,13 +51,8 @@ def click_wav(tmp_path_factory):
         v += 0.25 * rnd.uniform(-1, 1) * math.exp(-k / 400)
         if beat % 2 == 1:
             v += 0.35 * math.sin(2 * math.pi * 900 * k / sr) * rnd.uniform(0.5, 1) * math.exp(-k / 2500)
-        out += struct.pack("<h", int(max(-1.0, min(1.0, v)) * 32000))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(bytes(out))
-    return path
+        out += pcm16(v)
+    return write_mono_wav(path, sr, out)
 
 
 @pytest.fixture(scope="module")
