@@ -126,8 +126,18 @@ WATCH_JS = """() => {
 }"""
 
 
+def wait_for(page, js, timeout=30.0):
+    """Poll `js` (an expression) until it is truthy. Not wait_for_function:
+    its polling evaluates strings inside the page, which the server's CSP
+    (no 'unsafe-eval') rightly refuses."""
+    deadline = time.time() + timeout
+    while not page.evaluate(js):
+        assert time.time() < deadline, f"not within {timeout} s: {js}"
+        time.sleep(0.1)
+
+
 def open_perf(browser, server, **kw):
-    page = browser.new_page(bypass_csp=True, **kw)
+    page = browser.new_page(**kw)  # under the server's real CSP
     problems = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
@@ -145,7 +155,7 @@ def test_the_beat_flash_follows_osc_beats(click_server):
         with sync_playwright() as p:
             browser = launch(p)
             page, problems = open_perf(browser, click_server, viewport={"width": 1280, "height": 800})
-            page.wait_for_function("document.getElementById('p-lock').textContent === 'LOCKED'", timeout=30000)
+            wait_for(page, "document.getElementById('p-lock').textContent === 'LOCKED'")
             page.evaluate(WATCH_JS)
             start = time.time()
             osc.beats.clear()
@@ -199,7 +209,7 @@ def test_the_perf_view_fits_a_phone(click_server):
         browser = launch(p)
         page, problems = open_perf(browser, click_server, viewport={"width": 390, "height": 844},
                                    device_scale_factor=2, is_mobile=True)
-        page.wait_for_function("document.getElementById('p-lock').textContent === 'LOCKED'", timeout=30000)
+        wait_for(page, "document.getElementById('p-lock').textContent === 'LOCKED'")
         # The spectrogram fills in with FFT frames: 3 s of history (the
         # whole 10 s with P4_DOC_IMAGES=1, for docs/images/perf-phone.png).
         time.sleep(10 if os.environ.get("P4_DOC_IMAGES") else 3)
@@ -254,10 +264,10 @@ def test_dashboard_lights_labels_and_raw_db_low_end(click_server):
             browser = launch(p)
             labels = {}
             for width in (1280, 390, 320):
-                page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=True)
+                page = browser.new_page(viewport={"width": width, "height": 900})
                 page.goto(click_server.http + "/")
                 page.wait_for_selector("#conn.up", timeout=10000)
-                page.wait_for_function("document.getElementById('spectrum').dataset.axisLabels", timeout=10000)
+                wait_for(page, "!!document.getElementById('spectrum').dataset.axisLabels", 10)
                 labels[width] = (json.loads(page.get_attribute("#spectrum", "data-axis-labels")),
                                  page.evaluate("document.getElementById('spectrum').width"))
                 if width == 1280:
