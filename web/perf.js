@@ -267,6 +267,24 @@ function connect() {
   });
 }
 
+// Full screen on request; and a screen wake lock where the browser offers
+// one (only on https or localhost: over plain http on the LAN a phone's
+// auto-lock has to be turned off by hand). Taken again when the page comes
+// back into view, since the browser drops it when hidden.
+let wakeWanted = false;
+async function keepAwake() {
+  if (!wakeWanted || !("wakeLock" in navigator) || document.visibilityState !== "visible") return;
+  try { await navigator.wakeLock.request("screen"); } catch (_) { /* refused: the screen may sleep */ }
+}
+$("p-full").addEventListener("click", () => {
+  wakeWanted = true;
+  keepAwake();
+  const el = document.documentElement;
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  else if (el.requestFullscreen) el.requestFullscreen().catch(() => {});
+});
+document.addEventListener("visibilitychange", keepAwake);
+
 resize();
 requestAnimationFrame(frame);
 connect();
