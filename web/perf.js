@@ -260,8 +260,7 @@ function connect() {
       $("p-conn").className = "p-conn down";
     },
     onMessage(msg) {
-      const h = handlers[msg.type];
-      if (h) h(msg);
+      if (Object.hasOwn(handlers, msg.type)) handlers[msg.type](msg);
     },
     onBinary: onFft,
   });
