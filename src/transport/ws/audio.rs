@@ -376,7 +376,7 @@ impl Broadcaster {
         let c = &link.hub.counters;
         let cpu_s = match c.tid.load(Ordering::Relaxed) {
             0 => 0.0,
-            tid => crate::service::thread_cpu_s(tid).unwrap_or(0.0),
+            tid => crate::service::cpu::thread_cpu_s(tid).unwrap_or(0.0),
         };
         let st = &mut self.audio;
         let cpu_pct = match st.at {
