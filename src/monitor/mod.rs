@@ -29,6 +29,7 @@ pub mod packet;
 pub mod recorder;
 pub mod tape;
 mod thread;
+mod wav_out;
 
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};

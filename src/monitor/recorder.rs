@@ -15,11 +15,11 @@
 //! takes; nobody waits for it (requests come through a bounded queue).
 
 use super::files::{self, Kind, Listing, RecordingName, Tickets, RECORDINGS_DIR};
-use super::tape::{SampleKind, Segment, Tape};
+use super::tape::Tape;
+// CHECKPOINT: how often the status is refreshed (as often as headers are rewritten).
+use super::wav_out::{Writer, CHECKPOINT};
 use super::{MonitorHub, RecorderStatus};
 use crate::config::{Config, RecordConfig};
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -35,8 +35,6 @@ pub const MAX_QUEUED: usize = 32;
 /// A file is closed and the recording goes on in a new one before this
 /// size (WAV sizes are 32-bit).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
-/// How often the header is rewritten and the status refreshed.
-const CHECKPOINT: Duration = Duration::from_secs(1);
 /// How often the recorder looks at the tape while recording.
 const PUMP_EVERY: Duration = Duration::from_millis(100);
 
@@ -105,91 +103,6 @@ pub struct RecReply {
     pub to: Option<u64>,
     /// The message.
     pub msg: RecMsg,
-}
-
-/// An open WAV file being written.
-struct Writer {
-    wav: hound::WavWriter<BufWriter<File>>,
-    name: RecordingName,
-    kind: SampleKind,
-    rate: u32,
-    frames: u64,
-    bytes: u64,
-    last_flush: Instant,
-}
-
-impl Writer {
-    fn create(
-        dir: &Path,
-        kind: Kind,
-        seg: Segment,
-        first_capture_ns: u64,
-    ) -> Result<Writer, String> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let wall = files::wall_clock_ns(first_capture_ns);
-        let name = RecordingName::for_capture(kind, wall, |n| dir.join(n).exists());
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(dir.join(name.as_str()))
-            .map_err(|e| format!("cannot create {name}: {e}"))?;
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: seg.rate,
-            bits_per_sample: seg.kind.bits(),
-            sample_format: match seg.kind {
-                SampleKind::F32 => hound::SampleFormat::Float,
-                _ => hound::SampleFormat::Int,
-            },
-        };
-        let wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
-            .map_err(|e| format!("cannot write {name}: {e}"))?;
-        Ok(Writer {
-            wav,
-            name,
-            kind: seg.kind,
-            rate: seg.rate,
-            frames: 0,
-            bytes: 0,
-            last_flush: Instant::now(),
-        })
-    }
-
-    /// Append `n` frames stored as tape bytes.
-    fn write(&mut self, bytes: &[u8], n: usize) -> Result<(), String> {
-        let bps = self.kind.bytes();
-        let err = |e: hound::Error| format!("writing {} failed: {e}", self.name);
-        for s in bytes[..n * bps].chunks_exact(bps) {
-            let v = self.kind.decode_int(s);
-            match self.kind {
-                SampleKind::S16 => self.wav.write_sample(v as i16),
-                SampleKind::S24 => self.wav.write_sample(v),
-                SampleKind::F32 => self.wav.write_sample(f32::from_bits(v as u32)),
-            }
-            .map_err(err)?;
-        }
-        self.frames += n as u64;
-        self.bytes += (n * bps) as u64;
-        if self.last_flush.elapsed() >= CHECKPOINT {
-            self.last_flush = Instant::now();
-            self.wav.flush().map_err(err)?;
-        }
-        Ok(())
-    }
-
-    fn seconds(&self) -> f64 {
-        self.frames as f64 / self.rate.max(1) as f64
-    }
-
-    fn finish(self) -> Result<RecordingName, String> {
-        let name = self.name;
-        self.wav
-            .finalize()
-            .map_err(|e| format!("closing {name} failed: {e}"))?;
-        Ok(name)
-    }
 }
 
 /// A recording in progress.

@@ -1,0 +1,104 @@
+//! One WAV file being written by `p4-record` (a recording or a saved
+//! replay buffer): created next to nothing else (`O_NOFOLLOW`, never over
+//! an existing file), named with the capture time of its first sample, its
+//! header brought up to date every [`CHECKPOINT`] so a power cut leaves a
+//! readable file.
+
+use super::files::{self, Kind, RecordingName};
+use super::tape::{SampleKind, Segment};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often the header is rewritten.
+pub const CHECKPOINT: Duration = Duration::from_secs(1);
+
+/// An open WAV file being written.
+pub(super) struct Writer {
+    wav: hound::WavWriter<BufWriter<File>>,
+    /// The file's name.
+    pub(super) name: RecordingName,
+    kind: SampleKind,
+    /// Its sample rate.
+    pub(super) rate: u32,
+    /// Frames written.
+    pub(super) frames: u64,
+    /// Sample bytes written.
+    pub(super) bytes: u64,
+    last_flush: Instant,
+}
+
+impl Writer {
+    pub(super) fn create(
+        dir: &Path,
+        kind: Kind,
+        seg: Segment,
+        first_capture_ns: u64,
+    ) -> Result<Writer, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let wall = files::wall_clock_ns(first_capture_ns);
+        let name = RecordingName::for_capture(kind, wall, |n| dir.join(n).exists());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(name.as_str()))
+            .map_err(|e| format!("cannot create {name}: {e}"))?;
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: seg.rate,
+            bits_per_sample: seg.kind.bits(),
+            sample_format: match seg.kind {
+                SampleKind::F32 => hound::SampleFormat::Float,
+                _ => hound::SampleFormat::Int,
+            },
+        };
+        let wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+            .map_err(|e| format!("cannot write {name}: {e}"))?;
+        Ok(Writer {
+            wav,
+            name,
+            kind: seg.kind,
+            rate: seg.rate,
+            frames: 0,
+            bytes: 0,
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Append `n` frames stored as tape bytes.
+    pub(super) fn write(&mut self, bytes: &[u8], n: usize) -> Result<(), String> {
+        let bps = self.kind.bytes();
+        let err = |e: hound::Error| format!("writing {} failed: {e}", self.name);
+        for s in bytes[..n * bps].chunks_exact(bps) {
+            let v = self.kind.decode_int(s);
+            match self.kind {
+                SampleKind::S16 => self.wav.write_sample(v as i16),
+                SampleKind::S24 => self.wav.write_sample(v),
+                SampleKind::F32 => self.wav.write_sample(f32::from_bits(v as u32)),
+            }
+            .map_err(err)?;
+        }
+        self.frames += n as u64;
+        self.bytes += (n * bps) as u64;
+        if self.last_flush.elapsed() >= CHECKPOINT {
+            self.last_flush = Instant::now();
+            self.wav.flush().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn seconds(&self) -> f64 {
+        self.frames as f64 / self.rate.max(1) as f64
+    }
+
+    pub(super) fn finish(self) -> Result<RecordingName, String> {
+        let name = self.name;
+        self.wav
+            .finalize()
+            .map_err(|e| format!("closing {name} failed: {e}"))?;
+        Ok(name)
+    }
+}
