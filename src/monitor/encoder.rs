@@ -172,15 +172,19 @@ impl OpusStreams {
         let t_first = block
             .t_capture_ns
             .saturating_sub(((block.len - 1) as f64 * ns_per_frame) as u64);
-        // Frame times follow the sample count from the first block on, so
-        // the jitter of measured stamps (a late wake-up of a paced source)
-        // does not reach the packets; a stamp more than a frame away from
-        // the expected one (a gap, an xrun) re-anchors them.
+        // Frame times follow the sample count, anchored on the earliest
+        // stamp seen: a stamp is taken after its samples were captured, so a
+        // late one (a paced source that woke up late) says nothing and is
+        // ignored, an earlier one than expected corrects the anchor (clock
+        // drift), and one more than two frames later than expected is a gap
+        // (an xrun, a dropped block) and re-anchors forward.
         let frame_ns = u64::from(self.frame_ms) * 1_000_000;
-        if self.pending.is_empty()
-            && (self.pending_t0 == 0 || t_first.abs_diff(self.pending_t0) > frame_ns)
+        let implied = t_first.saturating_sub((self.pending.len() as f64 * ns_per_frame) as u64);
+        if self.pending_t0 == 0
+            || implied < self.pending_t0
+            || implied > self.pending_t0 + 2 * frame_ns
         {
-            self.pending_t0 = t_first;
+            self.pending_t0 = implied;
         }
         let room = self.pending.capacity() - self.pending.len();
         let samples = block.samples();
