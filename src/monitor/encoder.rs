@@ -18,6 +18,9 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 use std::time::Instant;
 
+/// Most a frame time anchor moves back per block, ns (see `push`).
+const SLEW_NS: u64 = 500_000;
+
 /// Rates libopus encodes from directly.
 const OPUS_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
 
@@ -175,16 +178,17 @@ impl OpusStreams {
         // Frame times follow the sample count, anchored on the earliest
         // stamp seen: a stamp is taken after its samples were captured, so a
         // late one (a paced source that woke up late) says nothing and is
-        // ignored, an earlier one than expected corrects the anchor (clock
-        // drift), and one more than two frames later than expected is a gap
-        // (an xrun, a dropped block) and re-anchors forward.
+        // ignored; an earlier one than expected pulls the anchor back,
+        // slewed by at most SLEW_NS per block so that stamps never step
+        // back (an anchor taken on a late block, clock drift); one more than
+        // two frames later than expected is a gap (an xrun, a dropped block)
+        // and re-anchors forward.
         let frame_ns = u64::from(self.frame_ms) * 1_000_000;
         let implied = t_first.saturating_sub((self.pending.len() as f64 * ns_per_frame) as u64);
-        if self.pending_t0 == 0
-            || implied < self.pending_t0
-            || implied > self.pending_t0 + 2 * frame_ns
-        {
+        if self.pending_t0 == 0 || implied > self.pending_t0 + 2 * frame_ns {
             self.pending_t0 = implied;
+        } else if implied < self.pending_t0 {
+            self.pending_t0 -= (self.pending_t0 - implied).min(SLEW_NS);
         }
         let room = self.pending.capacity() - self.pending.len();
         let samples = block.samples();
