@@ -176,9 +176,10 @@ impl Default for RealtimeConfig {
     }
 }
 
-/// One band-pass.
+/// One band-pass. Always complete: a `[dsp.<band>]` table that gives only
+/// some keys takes the others from that band's default (see [`DspConfig`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BandConfig {
     /// Lower edge (−3 dB).
     pub lo_hz: f64,
@@ -188,19 +189,55 @@ pub struct BandConfig {
     pub tau_s: f64,
 }
 
-impl Default for BandConfig {
-    fn default() -> Self {
+/// A `[dsp.<band>]` table as written: any subset of the keys.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PartialBand {
+    lo_hz: Option<f64>,
+    hi_hz: Option<f64>,
+    tau_s: Option<f64>,
+}
+
+impl PartialBand {
+    /// The keys given, the rest from `default` (that band's default).
+    fn over(self, default: BandConfig) -> BandConfig {
         BandConfig {
-            lo_hz: 250.0,
-            hi_hz: 4000.0,
-            tau_s: 0.06,
+            lo_hz: self.lo_hz.unwrap_or(default.lo_hz),
+            hi_hz: self.hi_hz.unwrap_or(default.hi_hz),
+            tau_s: self.tau_s.unwrap_or(default.tau_s),
+        }
+    }
+}
+
+/// `[dsp]` as written: missing keys, and missing keys of a partly written
+/// band table, come from [`DspConfig::default`] for that band.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PartialDsp {
+    filter_order: Option<u32>,
+    #[serde(default)]
+    low: PartialBand,
+    #[serde(default)]
+    mid: PartialBand,
+    #[serde(default)]
+    high: PartialBand,
+}
+
+impl From<PartialDsp> for DspConfig {
+    fn from(p: PartialDsp) -> Self {
+        let d = DspConfig::default();
+        DspConfig {
+            filter_order: p.filter_order.unwrap_or(d.filter_order),
+            low: p.low.over(d.low),
+            mid: p.mid.over(d.mid),
+            high: p.high.over(d.high),
         }
     }
 }
 
 /// `[dsp]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(from = "PartialDsp", rename_all = "kebab-case")]
 pub struct DspConfig {
     /// Butterworth prototype order of each band-pass (2·order poles).
     pub filter_order: u32,
@@ -660,6 +697,25 @@ mod tests {
         assert_eq!(plan.applied.ws.snapshot_hz, 30.0);
         assert_eq!(plan.applied.ws.port, old.ws.port);
         assert_eq!(plan.needs_restart, vec!["fft.hop-frames", "ws"]);
+    }
+
+    /// Issue 11: a partly written band table keeps that band's defaults
+    /// for the keys it does not give (not the generic 250–4000 Hz, 0.06 s).
+    #[test]
+    fn a_partial_band_table_keeps_that_bands_defaults() {
+        let c = load_str("[dsp.high]\nlo-hz = 2944\n").unwrap();
+        let d = DspConfig::default();
+        assert_eq!(c.dsp.high.lo_hz, 2944.0);
+        assert_eq!(c.dsp.high.hi_hz, d.high.hi_hz);
+        assert_eq!(c.dsp.high.tau_s, d.high.tau_s);
+        assert_eq!((c.dsp.low, c.dsp.mid), (d.low, d.mid));
+        let c = load_str("[dsp.low]\ntau-s = 0.3\n[dsp]\nfilter-order = 2\n").unwrap();
+        assert_eq!(c.dsp.low.lo_hz, d.low.lo_hz);
+        assert_eq!(c.dsp.low.hi_hz, d.low.hi_hz);
+        assert_eq!(c.dsp.low.tau_s, 0.3);
+        assert_eq!(c.dsp.filter_order, 2);
+        // Unknown keys are still reported.
+        assert!(load_str("[dsp.low]\ntau = 0.3\n").is_err());
     }
 
     #[test]
