@@ -243,7 +243,16 @@ impl SpectrumProcessor {
             if p.send_raw_db {
                 f.bins[..n].copy_from_slice(&self.db[..n]);
             } else {
-                f.bins[..n].copy_from_slice(&self.processed[..n]);
+                // The master gain scales the post-processed stream only
+                // (raw dB is a measurement), as in the Python server.
+                let gain = if p.master_gain.is_finite() {
+                    p.master_gain.max(0.0)
+                } else {
+                    1.0
+                };
+                for (o, v) in f.bins[..n].iter_mut().zip(&self.processed[..n]) {
+                    *o = v * gain;
+                }
             }
         }
         self.hops += 1;
