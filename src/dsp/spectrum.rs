@@ -233,6 +233,7 @@ impl SpectrumProcessor {
         f.tempo = tempo;
         f.has_bins = p.fft_enabled;
         f.raw_db = p.send_raw_db;
+        f.db_floor = p.db_floor;
         let n = self.map.n_bins();
         f.n_bins = if p.fft_enabled { n as u16 } else { 0 };
         if p.fft_enabled {

@@ -81,6 +81,16 @@ pub(super) struct Broadcaster {
     drops: u64,
     /// Requests sent to control and not answered yet, all clients.
     pub(super) in_flight: u32,
+    /// The newest `devices`, `presets` and `server_status` messages: a new
+    /// client gets them at once with its meta (the Python server's
+    /// greeting), without a round trip to control.
+    devices_json: String,
+    presets_json: String,
+    status_json: String,
+    /// When the broadcaster started: `snapshot.t` counts ms from here.
+    started: Instant,
+    /// Band onset counters at the previous snapshot.
+    onsets_seen: [u32; 3],
     /// Where reading starts next turn (round robin).
     pub(super) read_from: usize,
     /// Closed clients' sockets, kept briefly (see [`Broadcaster::linger`]).
@@ -119,6 +129,11 @@ impl Broadcaster {
             in_flight: 0,
             read_from: 0,
             lingering: Vec::new(),
+            devices_json: String::new(),
+            presets_json: String::new(),
+            status_json: String::new(),
+            started: Instant::now(),
+            onsets_seen: [0; 3],
         }
     }
 
@@ -154,8 +169,10 @@ impl Broadcaster {
                     hz,
                     self.snapshot_seq,
                 );
-                let json = Outbound::ServerStatus(&s).to_json();
+                self.status_json = Outbound::ServerStatus(&s).to_json();
+                let json = std::mem::take(&mut self.status_json);
                 self.broadcast_frame(&json);
+                self.status_json = json;
             }
             self.flush_all(now);
             self.drain_lingering();
@@ -198,6 +215,16 @@ impl Broadcaster {
                     if self.last_meta.is_none() {
                         self.maybe_meta(true);
                     }
+                    // The greeting: meta (sent first, `meta_due`), devices,
+                    // presets, server_status at once, then phase4's auth.
+                    let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
+                    if cached {
+                        let _ = c.push_reply(Message::Text(self.devices_json.clone()));
+                        let _ = c.push_reply(Message::Text(self.presets_json.clone()));
+                    }
+                    if !self.status_json.is_empty() {
+                        let _ = c.push_reply(Message::Text(self.status_json.clone()));
+                    }
                     let auth = Outbound::Auth {
                         authorized: c.authorized,
                         required: true,
@@ -209,17 +236,21 @@ impl Broadcaster {
                         c.peer,
                         if c.authorized { "" } else { " (watch only)" }
                     );
-                    c.in_flight += 1;
-                    self.in_flight += 1;
+                    if !cached {
+                        c.in_flight += 1;
+                        self.in_flight += 1;
+                    }
                     self.clients.push(c);
                     self.ctx
                         .stats
                         .ws_clients
                         .store(self.clients.len() as u32, Ordering::Relaxed);
-                    let _ = self.ctx.requests.send(Request {
-                        client: id,
-                        command: Command::Hello,
-                    });
+                    if !cached {
+                        let _ = self.ctx.requests.send(Request {
+                            client: id,
+                            command: Command::Hello,
+                        });
+                    }
                 }
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
@@ -250,22 +281,25 @@ impl Broadcaster {
             for resp in r.responses {
                 match resp {
                     Response::Error(reason) => {
-                        self.reply_to(r.client, Outbound::error(reason).to_json())
+                        self.reply_to(r.client, Outbound::error(reason).to_json());
+                        self.snap_back(r.client);
                     }
                     Response::Devices(items) => {
-                        let json = bounded_list(
-                            &items,
-                            |d| p::DeviceJson::from(d),
-                            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
-                        );
-                        self.reply_to(r.client, json);
+                        self.devices_json = devices_json(&items);
+                        self.reply_to(r.client, self.devices_json.clone());
+                    }
+                    Response::DevicesChanged(items) => {
+                        self.devices_json = devices_json(&items);
+                        for id in self.clients.iter().map(|c| c.id).collect::<Vec<_>>() {
+                            self.reply_to(id, self.devices_json.clone());
+                        }
                     }
                     Response::Presets(list) => {
-                        let json = bounded_list(
+                        self.presets_json = bounded_list(
                             &list.items,
                             |i| p::PresetJson {
                                 name: i.name.clone(),
-                                saved_at: i.saved_at,
+                                saved_at: p::local_time(i.saved_at, "%Y-%m-%d %H:%M"),
                             },
                             |items, truncated| {
                                 Outbound::Presets {
@@ -275,12 +309,30 @@ impl Broadcaster {
                                 .to_json()
                             },
                         );
-                        self.reply_to(r.client, json);
+                        self.reply_to(r.client, self.presets_json.clone());
                     }
                     Response::MetaChanged => self.maybe_meta(true),
+                    Response::Clamped(list) => {
+                        let json = p::with_clamped(&self.meta_json, &list);
+                        self.reply_to(r.client, json);
+                    }
                 }
             }
         }
+    }
+
+    /// After a refused command: the meta in force, so the client's
+    /// controls snap back to the real values (the Python UI re-reads it).
+    pub(super) fn snap_back(&mut self, id: u64) {
+        if self.last_meta.is_none() {
+            self.maybe_meta(true);
+        }
+        self.reply_to(id, self.meta_json.clone());
+    }
+
+    /// The meta in force, as JSON.
+    pub(super) fn meta_json(&self) -> &str {
+        &self.meta_json
     }
 
     fn broadcast_frame(&mut self, json: &str) {
@@ -357,7 +409,12 @@ impl Broadcaster {
             low_raw: b.lmh_raw[0],
             mid_raw: b.lmh_raw[1],
             high_raw: b.lmh_raw[2],
-            t: b.time_s,
+            t: self.started.elapsed().as_secs_f64() * 1000.0,
+            t_stream: b.time_s,
+            bpm: if s.tempo.locked { s.tempo.bpm } else { 0.0 },
+            low_onset: u8::from(b.band_onset_count[0] != self.onsets_seen[0]),
+            mid_onset: u8::from(b.band_onset_count[1] != self.onsets_seen[1]),
+            high_onset: u8::from(b.band_onset_count[2] != self.onsets_seen[2]),
             level: p::Level {
                 rms_dbfs: finite(b.rms_dbfs, -160.0),
                 peak_dbfs: finite(b.peak_dbfs, -160.0),
@@ -383,6 +440,7 @@ impl Broadcaster {
                 flux: finite(s.flux, 0.0),
             },
         };
+        self.onsets_seen = b.band_onset_count;
         let json = Outbound::Snapshot(&snap).to_json();
         self.broadcast_frame(&json);
     }
@@ -476,6 +534,15 @@ impl Broadcaster {
 const LINGER: Duration = Duration::from_secs(1);
 /// Most sockets kept lingering.
 const MAX_LINGERING: usize = 64;
+
+/// The `devices` message for a listing.
+fn devices_json(items: &[crate::control::DeviceItem]) -> String {
+    bounded_list(
+        items,
+        |d| p::DeviceJson::from(d),
+        |items, truncated| Outbound::Devices { items, truncated }.to_json(),
+    )
+}
 
 /// The JSON of a list message built by `make(items, truncated)`, with as
 /// many items as fit in [`MAX_LIST_BYTES`].
