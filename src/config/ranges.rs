@@ -43,7 +43,7 @@ pub const BPM: Range = (30.0, 300.0);
 /// Tempo lock confidence.
 pub const LOCK_CONFIDENCE: Range = (0.0, 1.0);
 /// UI peak-hold decay, per second.
-pub const PEAK_DECAY_PER_S: Range = (0.05, 3.0);
+pub const PEAK_DECAY_PER_S: Range = (0.01, 5.0);
 /// UI layout splits, fraction of the page.
 pub const LAYOUT_SPLIT: Range = (0.1, 0.9);
 

@@ -117,13 +117,12 @@ impl Broadcaster {
                 Err(e) => return read_error(e),
             };
             let now = Instant::now();
-            let c = &mut self.clients[i];
-            match c.admit(rate, now) {
+            match self.clients[i].admit(rate, now) {
                 Admission::Admit => {}
                 Admission::Drop => {
                     let e = format!("rate limit: at most {rate} messages per second (ws.max-messages-per-s); message dropped");
-                    if !c.push_error(Outbound::error(e).to_json(), None, now) {
-                        return not_reading();
+                    if let Outcome::Close(code, why) = self.refuse(i, e, now) {
+                        return Outcome::Close(code, why);
                     }
                     continue;
                 }

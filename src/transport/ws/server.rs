@@ -215,8 +215,14 @@ impl Broadcaster {
                     if self.last_meta.is_none() {
                         self.maybe_meta(true);
                     }
-                    // The greeting: meta (sent first, `meta_due`), devices,
-                    // presets, server_status at once, then phase4's auth.
+                    // The greeting: meta (sent first, `meta_due`), phase4's
+                    // auth, then devices, presets and server_status at once
+                    // (the Python server's greeting).
+                    let auth = Outbound::Auth {
+                        authorized: c.authorized,
+                        required: true,
+                    };
+                    let _ = c.push_reply(Message::Text(auth.to_json()));
                     let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
                     if cached {
                         let _ = c.push_reply(Message::Text(self.devices_json.clone()));
@@ -225,11 +231,6 @@ impl Broadcaster {
                     if !self.status_json.is_empty() {
                         let _ = c.push_reply(Message::Text(self.status_json.clone()));
                     }
-                    let auth = Outbound::Auth {
-                        authorized: c.authorized,
-                        required: true,
-                    };
-                    let _ = c.push_reply(Message::Text(auth.to_json()));
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
@@ -313,7 +314,11 @@ impl Broadcaster {
                     }
                     Response::MetaChanged => self.maybe_meta(true),
                     Response::Clamped(list) => {
+                        // The sender gets this meta instead of the plain one.
                         let json = p::with_clamped(&self.meta_json, &list);
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
+                            c.meta_due = false;
+                        }
                         self.reply_to(r.client, json);
                     }
                 }
