@@ -23,6 +23,10 @@ def test_the_recorded_ui_session_gets_no_error(make_server):
     # Capture from a listed device, so the device dropdown has something to
     # pick (its index is in meta.device.index).
     server = make_server(input=False, audio='device = "p4ws"')
+    # Control lists the devices once at start; a client connecting before
+    # that (~0.1 s) gets the lists a moment after server_status
+    # (docs/protocol.md, "The greeting").
+    time.sleep(0.5)
 
     async def go():
         seen = []

@@ -162,14 +162,7 @@ impl Broadcaster {
             }
             if now >= self.next_status {
                 self.next_status = now + STATUS_EVERY;
-                let s = self.status.build(
-                    &self.ctx,
-                    self.clients.len() as u32,
-                    self.drops,
-                    hz,
-                    self.snapshot_seq,
-                );
-                self.status_json = Outbound::ServerStatus(&s).to_json();
+                self.build_status(hz);
                 let json = std::mem::take(&mut self.status_json);
                 self.broadcast_frame(&json);
                 self.status_json = json;
@@ -185,6 +178,18 @@ impl Broadcaster {
             }));
             let _ = c.ws.flush();
         }
+    }
+
+    /// Make `status_json` the `server_status` for now.
+    fn build_status(&mut self, hz: f64) {
+        let s = self.status.build(
+            &self.ctx,
+            self.clients.len() as u32,
+            self.drops,
+            hz,
+            self.snapshot_seq,
+        );
+        self.status_json = Outbound::ServerStatus(&s).to_json();
     }
 
     /// Send meta to everyone when it changed (or when `force`).
@@ -228,9 +233,14 @@ impl Broadcaster {
                         let _ = c.push_reply(Message::Text(self.devices_json.clone()));
                         let _ = c.push_reply(Message::Text(self.presets_json.clone()));
                     }
-                    if !self.status_json.is_empty() {
-                        let _ = c.push_reply(Message::Text(self.status_json.clone()));
+                    if self.status_json.is_empty() {
+                        let hz = self
+                            .last_meta
+                            .as_ref()
+                            .map_or(60.0, |m| m.ws_snapshot_hz as f64);
+                        self.build_status(hz);
                     }
+                    let _ = c.push_reply(Message::Text(self.status_json.clone()));
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
