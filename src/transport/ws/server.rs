@@ -78,15 +78,15 @@ pub(super) struct Broadcaster {
     next_status: Instant,
     fft_buf: Vec<u8>,
     status: StatusBuilder,
+    greet_status: StatusBuilder,
     drops: u64,
     /// Requests sent to control and not answered yet, all clients.
     pub(super) in_flight: u32,
-    /// The newest `devices`, `presets` and `server_status` messages: a new
-    /// client gets them at once with its meta (the Python server's
-    /// greeting), without a round trip to control.
+    /// The newest `devices` and `presets` messages: a new client gets them
+    /// at once with its meta and a `server_status` of now (the Python
+    /// server's greeting), without a round trip to control.
     devices_json: String,
     presets_json: String,
-    status_json: String,
     /// When the broadcaster started: `snapshot.t` counts ms from here.
     started: Instant,
     /// Band onset counters at the previous snapshot.
@@ -107,6 +107,7 @@ impl Broadcaster {
         spectrum: HeapCons<SpectrumFrame>,
     ) -> Self {
         let status = StatusBuilder::new(&ctx.stats);
+        let greet_status = StatusBuilder::new(&ctx.stats);
         Broadcaster {
             ctx,
             secret,
@@ -125,13 +126,13 @@ impl Broadcaster {
             next_status: Instant::now() + STATUS_EVERY,
             fft_buf: Vec::with_capacity(4 + 4 * crate::types::MAX_FFT_BINS),
             status,
+            greet_status,
             drops: 0,
             in_flight: 0,
             read_from: 0,
             lingering: Vec::new(),
             devices_json: String::new(),
             presets_json: String::new(),
-            status_json: String::new(),
             started: Instant::now(),
             onsets_seen: [0; 3],
         }
@@ -162,10 +163,15 @@ impl Broadcaster {
             }
             if now >= self.next_status {
                 self.next_status = now + STATUS_EVERY;
-                self.build_status(hz);
-                let json = std::mem::take(&mut self.status_json);
+                let s = self.status.build(
+                    &self.ctx,
+                    self.clients.len() as u32,
+                    self.drops,
+                    hz,
+                    self.snapshot_seq,
+                );
+                let json = Outbound::ServerStatus(&s).to_json();
                 self.broadcast_frame(&json);
-                self.status_json = json;
             }
             self.flush_all(now);
             self.drain_lingering();
@@ -178,18 +184,6 @@ impl Broadcaster {
             }));
             let _ = c.ws.flush();
         }
-    }
-
-    /// Make `status_json` the `server_status` for now.
-    fn build_status(&mut self, hz: f64) {
-        let s = self.status.build(
-            &self.ctx,
-            self.clients.len() as u32,
-            self.drops,
-            hz,
-            self.snapshot_seq,
-        );
-        self.status_json = Outbound::ServerStatus(&s).to_json();
     }
 
     /// Send meta to everyone when it changed (or when `force`).
@@ -233,14 +227,6 @@ impl Broadcaster {
                         let _ = c.push_reply(Message::Text(self.devices_json.clone()));
                         let _ = c.push_reply(Message::Text(self.presets_json.clone()));
                     }
-                    if self.status_json.is_empty() {
-                        let hz = self
-                            .last_meta
-                            .as_ref()
-                            .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-                        self.build_status(hz);
-                    }
-                    let _ = c.push_reply(Message::Text(self.status_json.clone()));
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
@@ -256,6 +242,23 @@ impl Broadcaster {
                         .stats
                         .ws_clients
                         .store(self.clients.len() as u32, Ordering::Relaxed);
+                    // A status of now, counting this client (from a builder
+                    // of its own, so the 2 Hz figures keep their intervals).
+                    let hz = self
+                        .last_meta
+                        .as_ref()
+                        .map_or(60.0, |m| m.ws_snapshot_hz as f64);
+                    let s = self.greet_status.build(
+                        &self.ctx,
+                        self.clients.len() as u32,
+                        self.drops,
+                        hz,
+                        self.snapshot_seq,
+                    );
+                    let status = Message::Text(Outbound::ServerStatus(&s).to_json());
+                    if let Some(c) = self.clients.last_mut() {
+                        let _ = c.push_reply(status);
+                    }
                     if !cached {
                         let _ = self.ctx.requests.send(Request {
                             client: id,
