@@ -11,7 +11,7 @@ import json
 import pytest
 import websockets
 
-from conftest import answer, fresh_meta, recv_json, run, send
+from p4compat import answer, fresh_meta, recv_json, run, send
 
 
 def near(a, b):

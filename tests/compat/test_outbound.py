@@ -8,7 +8,7 @@ import time
 
 import websockets
 
-from conftest import OscServer, fresh_meta, osc_listen, recv_json, run, send
+from p4compat import OscServer, fresh_meta, osc_listen, recv_json, run, send
 
 # Keys of the Python server's meta (server/main.py snapshot_meta) and the
 # ones its UI reads, with their JSON types.

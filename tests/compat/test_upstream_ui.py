@@ -10,7 +10,7 @@ from pathlib import Path
 
 import websockets
 
-from conftest import run
+from p4compat import run
 from test_outbound import check_meta
 
 SESSION = json.loads((Path(__file__).parent / "upstream_ui_session.json").read_text())
