@@ -52,23 +52,20 @@ pub struct Smoother {
 impl Smoother {
     /// Set the release and attack time constants for steps of `dt` seconds.
     pub fn set_taus(&mut self, dt: f32, release: [f32; 3], attack: [f32; 3]) {
-        for i in 0..3 {
-            self.release[i] = tau_to_alpha(dt, release[i]);
-            self.attack[i] = tau_to_alpha(dt, attack[i]);
-        }
+        self.release = release.map(|t| tau_to_alpha(dt, t));
+        self.attack = attack.map(|t| tau_to_alpha(dt, t));
     }
 
     /// Feed one block's RMS values.
     #[inline]
     pub fn update(&mut self, x: [f32; 3]) -> [f32; 3] {
-        for i in 0..3 {
-            let v = &mut self.values[i];
-            let a = if x[i] > *v {
+        for (i, (v, x)) in self.values.iter_mut().zip(x).enumerate() {
+            let a = if x > *v {
                 self.attack[i]
             } else {
                 self.release[i]
             };
-            *v += a * (x[i] - *v);
+            *v += a * (x - *v);
         }
         self.values
     }
