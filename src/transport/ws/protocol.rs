@@ -537,6 +537,35 @@ mod tests {
     }
 
     #[test]
+    fn clamped_values_are_added_to_a_meta_as_json() {
+        let list = [crate::control::Clamped {
+            field: "strength".into(),
+            requested: 1.5,
+            applied: 1.0,
+        }];
+        let v: serde_json::Value =
+            serde_json::from_str(&with_clamped(r#"{"type":"meta","sr":48000}"#, &list)).unwrap();
+        assert_eq!(v["sr"], 48000);
+        assert_eq!(v["clamped"][0]["field"], "strength");
+        assert_eq!(v["clamped"][0]["applied"], 1.0);
+        let v: serde_json::Value = serde_json::from_str(&with_clamped("", &list)).unwrap();
+        assert_eq!(v["type"], "meta");
+    }
+
+    #[test]
+    fn times_are_local_time_strings_as_the_python_server_sends_them() {
+        let d = local_time(1_764_504_834.0, "%Y-%m-%d %H:%M");
+        assert_eq!(d.len(), 16, "{d}");
+        assert!(
+            d.starts_with("2025-11-") || d.starts_with("2025-12-"),
+            "{d}"
+        );
+        let t = local_time(1_764_504_834.7, "%H:%M:%S");
+        assert_eq!(t.len(), 8, "{t}");
+        assert_eq!(local_time(f64::NAN, "%H"), "");
+    }
+
+    #[test]
     fn fft_frame_has_the_python_layout() {
         let mut out = Vec::new();
         fft_frame(&[1.0, 0.5], &mut out);
