@@ -1,75 +1,90 @@
-//! Causal beat tracking and tempo on the onset detection function (ODF).
+//! Causal beat tracking and tempo from the onset detector's band fluxes.
 //!
 //! The tracker has three stages, all updated in place every hop:
 //!
-//! 1. **Tempogram** ([`tempogram::Tempogram`]): a leaky autocorrelation of the
-//!    mean-removed ODF over lags up to 4.5 s (τ 2.5 s, normalised to a
-//!    correlation), scored on a log-tempo grid (0.5 % steps) by the sum of the
-//!    correlation at the first four multiples of each candidate period, times
-//!    a log-Gaussian prior around 120 BPM. Only candidates inside
-//!    `[min_bpm, max_bpm]` compete, so a tempo outside the range is reported
-//!    as its octave inside it. A forward filter over the grid (a narrow
-//!    Gaussian transition plus a small jump probability) keeps the estimate
-//!    steady and lets it move to a new tempo within a couple of seconds.
-//! 2. **Beat placement** ([`beats::BeatPredictor`]): the online cumulative
-//!    score of Ellis' dynamic-programming tracker as used in BTrack
-//!    (`C[t] = (1−α)·ODF[t] + α·max_v W(v)·C[t−v]`, `W` a log-Gaussian around
-//!    one period); halfway between beats the score is projected one period
-//!    into the future and the next beat is scheduled at its peak. Beats are
-//!    therefore predicted, not detected late: a beat is emitted in the hop it
-//!    falls in.
-//!    The chain's *phase* is then checked against a separate low-band signal
-//!    (the power below 110 Hz: the kick), which plays no part in the ODF:
-//!    when the chain a quarter, half or three quarters of a period away has
-//!    3× the low-band power over the last 8 beats, the beat moves onto it,
-//!    and the score may not pull the beat off a chain that has 2× the
-//!    low-band power of the new one. So on four-on-the-floor music with an
-//!    off-beat hat as strong as the kick the beats fall on the kick.
-//! 3. **Confidence and lock**: confidence is a 0.5 s running mean of the
-//!    geometric mean of the tempogram salience and how well the recent
-//!    beats sit on ODF peaks. A tempo is claimed (`locked`, `bpm > 0`, beat
-//!    events) only after confidence has stayed above `lock_confidence` for
-//!    [`LOCK_HOLD_S`]; the lock is dropped when confidence stays below 60 %
-//!    of that for [`UNLOCK_HOLD_S`], and at once — with all history cleared —
-//!    when the input has been below `silence_threshold_dbfs` for
-//!    `silence_hold_s`. Short breaks keep the beat going (flywheel).
+//! 1. **Beat signal.** The broadband detector hands over the half-wave
+//!    rectified SuperFlux of four frequency groups
+//!    ([`super::onset::BEAT_GROUP_EDGES_HZ`]: below 150 Hz — the kick and
+//!    the bass —, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz). Each group is
+//!    divided by its own 2 s running mean, so a quiet kick under loud
+//!    cymbals counts as much as in a clean mix, and the groups are summed
+//!    with weights [`GROUP_WEIGHTS`] (the low group twice: the beat is
+//!    usually where the kick and the bass are). The sum is smoothed over
+//!    three hops, divided by its own 2 s running mean, and turned into the
+//!    likelihood ratio of a beat in this hop,
+//!    `r = max(x / `[`OBS_SCALE`]`, `[`OBS_FLOOR`]`)^`[`OBS_GAMMA`].
+//! 2. **Beat state filter** ([`dbn::BeatStates`]): a bar-pointer model over
+//!    (beat period, position in the beat) for every integer period of the
+//!    configured tempo range, run forward. Tempo, phase and metrical level
+//!    are one inference: a beat falls in the hop in which the most probable
+//!    state enters its beat region, and the tempo is the posterior-weighted
+//!    period around the most probable one. A tempo outside
+//!    `[min_bpm, max_bpm]` is tracked at its octave inside the range.
+//! 3. **Confidence and lock**: the filter's own posterior is no measure of
+//!    confidence (on noise it settles on some tempo too), so confidence is
+//!    how well the beats it predicts meet the signal: a running mean over
+//!    beats ([`AGREE_RATE`] per beat) of the normalised beat signal in the
+//!    hop of the beat (1 on average; about 1.2–1.7 on noise, 2–4 on
+//!    music), mapped linearly from [`AGREE_ZERO`] (0) to
+//!    [`AGREE_ZERO`]` + `[`AGREE_SPAN`] (1). A tempo is claimed
+//!    (`locked`, `bpm > 0`, beat events) once confidence has stayed above
+//!    `lock_confidence` for [`LOCK_HOLD_S`]; the lock is dropped when
+//!    confidence stays below 60 % of that for [`UNLOCK_HOLD_S`], and at
+//!    once — with all history cleared — when the input has been below
+//!    `silence_threshold_dbfs` for `silence_hold_s`. Short breaks keep the
+//!    beat going (the state keeps advancing).
 //!
 //! Real-time safety: every buffer is sized in `new` for the widest tempo
 //! range the configuration allows (30–300 BPM); `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
 //! are treated as zero).
 
-mod beats;
-mod tempogram;
+mod dbn;
 
-use super::onset::{one_pole, take_low_odf, ODF_PEAK_LAG_S};
+use super::onset::{one_pole, BEAT_GROUPS, ODF_PEAK_LAG_S};
 use super::params::DspParams;
 use crate::types::TempoState;
-use beats::BeatPredictor;
-use tempogram::Tempogram;
+use dbn::BeatStates;
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
 /// claimed.
-pub const LOCK_HOLD_S: f32 = 0.5;
+pub const LOCK_HOLD_S: f32 = 0.2;
 /// Confidence must stay below 60 % of `lock_confidence` this long before a
 /// claimed tempo is dropped (silence drops it sooner).
 pub const UNLOCK_HOLD_S: f32 = 3.0;
-/// Seconds between tempogram updates.
-const TEMPO_UPDATE_S: f32 = 0.04;
+/// Weights of the frequency groups in the beat signal.
+pub const GROUP_WEIGHTS: [f32; BEAT_GROUPS] = [2.0, 1.0, 1.0, 1.0];
+/// Memory of the running means that normalise the groups and their sum.
+const NORM_TAU_S: f32 = 2.0;
+/// Likelihood ratio of a beat: `max(x / OBS_SCALE, OBS_FLOOR)^OBS_GAMMA`,
+/// `x` the normalised beat signal (1 on average).
+const OBS_SCALE: f32 = 2.0;
+const OBS_FLOOR: f32 = 0.05;
+const OBS_GAMMA: f32 = 0.5;
+/// Weight of each new beat in the agreement.
+const AGREE_RATE: f32 = 0.3;
+/// Agreement that maps to confidence 0, and the span that maps to 1.
+const AGREE_ZERO: f32 = 1.2;
+const AGREE_SPAN: f32 = 1.6;
+/// Largest beat-signal value one beat may add to the agreement.
+const AGREE_MAX: f32 = 6.0;
+/// Hops by which the 3-tap smoothing delays the beat signal's peak.
+const SMOOTH_DELAY_HOPS: f32 = 1.0;
 
-/// Beat tracker fed one onset-detection value per hop.
+/// Beat tracker fed the detector's group fluxes once per hop.
 pub struct BeatTracker {
     hop_s: f32,
-    tempogram: Tempogram,
-    beats: BeatPredictor,
-    hop: u64,
-    since_update_s: f32,
+    states: BeatStates,
+    n_seen: u32,
+    a_norm: f32,
+    group_mean: [f32; BEAT_GROUPS],
+    sum_mean: f32,
+    prev: [f32; 2],
     silent_s: f32,
-    /// Running mean of the ODF, for normalising it.
-    odf_mean: f32,
-    a_odf_mean: f32,
+    since_beat_s: f32,
+    last_x: f32,
+    agreement: f32,
     confidence: f32,
-    a_conf: f32,
     above_s: f32,
     below_s: f32,
     locked: bool,
@@ -81,21 +96,23 @@ impl BeatTracker {
     /// A tracker called once every `hop_period_s`.
     pub fn new(hop_period_s: f32) -> Self {
         let hop_s = if hop_period_s.is_finite() && hop_period_s > 0.0 {
-            hop_period_s
+            hop_period_s.clamp(1.0e-3, 0.1)
         } else {
             512.0 / 48_000.0
         };
         BeatTracker {
             hop_s,
-            tempogram: Tempogram::new(hop_s),
-            beats: BeatPredictor::new(hop_s),
-            hop: 0,
-            since_update_s: 0.0,
+            states: BeatStates::new(hop_s),
+            n_seen: 0,
+            a_norm: one_pole(hop_s, NORM_TAU_S),
+            group_mean: [0.0; BEAT_GROUPS],
+            sum_mean: 0.0,
+            prev: [0.0; 2],
             silent_s: 0.0,
-            odf_mean: 0.0,
-            a_odf_mean: one_pole(hop_s, 2.0),
+            since_beat_s: f32::INFINITY,
+            last_x: 0.0,
+            agreement: 0.0,
             confidence: 0.0,
-            a_conf: one_pole(hop_s, 0.5),
             above_s: 0.0,
             below_s: 0.0,
             locked: false,
@@ -104,30 +121,15 @@ impl BeatTracker {
         }
     }
 
-    /// Feed one hop: the ODF value and the window's RMS level in dBFS. The
-    /// low-band power that chooses the beat phase is taken from the
-    /// [`super::onset::FluxOnset::process`] call of this hop on the same
-    /// thread (none: the phase follows the ODF alone).
-    pub fn process(&mut self, odf: f32, rms_dbfs: f32, p: &DspParams) -> TempoState {
-        let low = take_low_odf().unwrap_or(0.0);
-        self.process_with_low(odf, low, rms_dbfs, p)
-    }
-
-    /// [`Self::process`] with the low-band power
-    /// ([`super::onset::OnsetOut::low_odf`]) passed explicitly.
-    pub fn process_with_low(
+    /// Feed one hop: the detector's group fluxes
+    /// ([`super::onset::OnsetOut::beat_groups`]) and the window's RMS level
+    /// in dBFS.
+    pub fn process(
         &mut self,
-        odf: f32,
-        low_odf: f32,
+        groups: &[f32; BEAT_GROUPS],
         rms_dbfs: f32,
         p: &DspParams,
     ) -> TempoState {
-        let low = if low_odf.is_finite() {
-            low_odf.max(0.0)
-        } else {
-            0.0
-        };
-        let odf = if odf.is_finite() { odf.max(0.0) } else { 0.0 };
         // NaN levels count as silence.
         let silent = rms_dbfs.is_nan() || rms_dbfs < p.silence_threshold_dbfs;
         if silent {
@@ -140,7 +142,7 @@ impl BeatTracker {
             if self.silent_s >= hold {
                 // Long silence: forget everything so the next piece starts
                 // fresh, and claim nothing meanwhile.
-                if self.hop > 0 {
+                if self.n_seen > 0 {
                     self.clear_history();
                 }
                 return self.state(false, 0.0);
@@ -148,41 +150,58 @@ impl BeatTracker {
         } else {
             self.silent_s = 0.0;
         }
+        let (lo, hi) = bpm_range(p);
+        self.states.set_range(lo, hi);
 
-        self.odf_mean += self.a_odf_mean * (odf - self.odf_mean);
-        let norm = odf / (self.odf_mean + 1.0e-3);
-        self.tempogram.push(odf);
-        self.since_update_s += self.hop_s;
-        if self.since_update_s >= TEMPO_UPDATE_S {
-            self.since_update_s = 0.0;
-            self.tempogram.update(p);
+        let r = self.observe(groups);
+        let beat_pos = self.states.step(r);
+        let (bpm, _) = self.states.tempo();
+        // A beat when the most probable state enters its beat region, at
+        // most one per shortest period of the range.
+        self.since_beat_s += self.hop_s;
+        let mut beat = None;
+        if let Some(pos) = beat_pos {
+            if self.since_beat_s >= 60.0 / hi {
+                self.since_beat_s = 0.0;
+                beat = Some((pos as f32 + SMOOTH_DELAY_HOPS) * self.hop_s + ODF_PEAK_LAG_S);
+                let x = self.last_x.min(AGREE_MAX);
+                self.agreement += AGREE_RATE * (x - self.agreement);
+                self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+            }
         }
-        let period = self.tempogram.period_hops();
-        let beat = self.beats.push(norm, low, period);
-
-        // Confidence: tempogram salience × beat agreement.
-        let inst = (self.tempogram.salience() * self.beats.agreement()).sqrt();
-        let inst = if inst.is_finite() { inst } else { 0.0 };
-        self.confidence += self.a_conf * (inst - self.confidence);
         self.update_lock(p);
-        self.hop += 1;
-
-        let bpm = self.tempogram.bpm();
         if self.locked {
             // Report a steady number: follow the estimate with a short lag.
             if self.bpm <= 0.0 || (bpm / self.bpm - 1.0).abs() > 0.04 {
                 self.bpm = bpm;
             } else {
-                self.bpm += 0.1 * (bpm - self.bpm);
+                self.bpm += 0.2 * (bpm - self.bpm);
             }
         } else {
             self.bpm = 0.0;
         }
-        let lag = beat.map(|ago_hops| ago_hops * self.hop_s + ODF_PEAK_LAG_S);
-        if lag.is_some() && self.locked {
+        if beat.is_some() && self.locked {
             self.beat_index = self.beat_index.wrapping_add(1);
         }
-        self.state(self.locked && lag.is_some(), lag.unwrap_or(0.0))
+        self.state(self.locked && beat.is_some(), beat.unwrap_or(0.0))
+    }
+
+    /// The likelihood ratio of a beat in this hop.
+    fn observe(&mut self, groups: &[f32; BEAT_GROUPS]) -> f32 {
+        self.n_seen = self.n_seen.saturating_add(1);
+        let a = self.a_norm.max(1.0 / self.n_seen as f32);
+        let mut sum = 0.0;
+        for ((g, m), w) in groups.iter().zip(&mut self.group_mean).zip(GROUP_WEIGHTS) {
+            let g = if g.is_finite() { g.clamp(0.0, 1.0e3) } else { 0.0 };
+            *m += a * (g - *m);
+            sum += w * g / (*m + 1.0e-3);
+        }
+        let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
+        self.prev = [sum, self.prev[0]];
+        self.sum_mean += a * (smooth - self.sum_mean);
+        let x = smooth / (self.sum_mean + 1.0e-3);
+        self.last_x = x;
+        (x / OBS_SCALE).max(OBS_FLOOR).powf(OBS_GAMMA)
     }
 
     fn update_lock(&mut self, p: &DspParams) {
@@ -201,7 +220,7 @@ impl BeatTracker {
         } else {
             self.below_s = 0.0;
         }
-        if !self.locked && self.above_s >= LOCK_HOLD_S && self.tempogram.bpm() > 0.0 {
+        if !self.locked && self.above_s >= LOCK_HOLD_S {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
             self.locked = false;
@@ -210,8 +229,10 @@ impl BeatTracker {
 
     fn state(&self, beat: bool, beat_lag_s: f32) -> TempoState {
         let phase = if self.locked {
-            let now = self.beats.now_hops() - (ODF_PEAK_LAG_S / self.hop_s) as f64;
-            self.beats.phase_at(now)
+            // The state's position lags the audio by the signal's delay.
+            let p = self.states.best_period().max(1) as f32;
+            let lag = SMOOTH_DELAY_HOPS + ODF_PEAK_LAG_S / self.hop_s;
+            (self.states.phase() + lag / p).rem_euclid(1.0).min(0.999_999)
         } else {
             0.0
         };
@@ -227,11 +248,14 @@ impl BeatTracker {
     }
 
     fn clear_history(&mut self) {
-        self.tempogram.reset();
-        self.beats.reset();
-        self.hop = 0;
-        self.since_update_s = 0.0;
-        self.odf_mean = 0.0;
+        self.states.reset();
+        self.n_seen = 0;
+        self.group_mean = [0.0; BEAT_GROUPS];
+        self.sum_mean = 0.0;
+        self.prev = [0.0; 2];
+        self.since_beat_s = f32::INFINITY;
+        self.last_x = 0.0;
+        self.agreement = 0.0;
         self.confidence = 0.0;
         self.above_s = 0.0;
         self.below_s = 0.0;
@@ -248,7 +272,17 @@ impl BeatTracker {
 
     /// The tempo estimate in BPM even when not locked (diagnostics).
     pub fn estimate_bpm(&self) -> f32 {
-        self.tempogram.bpm()
+        self.states.tempo().0
+    }
+}
+
+/// The configured tempo range, or the default when it is unusable.
+fn bpm_range(p: &DspParams) -> (f32, f32) {
+    let (lo, hi) = (p.min_bpm, p.max_bpm);
+    if lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo {
+        (lo, hi)
+    } else {
+        (55.0, 215.0)
     }
 }
 
