@@ -35,6 +35,10 @@
 //!   [`BEAT_GROUP_EDGES_HZ`]), each the mean over its bands. The tracker
 //!   normalises each group on its own (`tempo`), so the kick and the bass
 //!   are not drowned by the many high bands.
+//! - `low_power`: the power of the rfft bins below [`LOW_HZ`] (DC
+//!   excluded), the kick drum; the tracker uses it only to check which of
+//!   the chains a quarter, half or three quarters of a beat apart carries
+//!   the kick (`tempo`), never as part of its beat signal.
 //!
 //! Real-time safety: state is allocated in `new`; `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
@@ -50,6 +54,11 @@ use crate::types::onset_bits;
 /// the flux peaks once the attack is well inside the window). Measured with
 /// clicks by the unit test `flux_onsets_fall_on_clicks`.
 pub const ODF_PEAK_LAG_S: f32 = 0.0085;
+
+/// Upper edge of the low band whose power (the kick) checks the beat phase.
+pub const LOW_HZ: f32 = 110.0;
+/// Most rfft bins the low band may span.
+const LOW_MAX_BINS: usize = 16;
 
 /// Number of frequency groups of the beat tracker's input.
 pub const BEAT_GROUPS: usize = 4;
@@ -196,6 +205,8 @@ pub struct OnsetOut {
     pub lag_s: f32,
     /// Per frequency group, the SuperFlux the beat tracker takes.
     pub beat_groups: [f32; BEAT_GROUPS],
+    /// Power below [`LOW_HZ`], for the beat phase.
+    pub low_power: f32,
 }
 
 /// A log-frequency triangular filterbank over rfft bins, stored sparsely.
@@ -277,6 +288,8 @@ pub struct FluxOnset {
     have_prev: bool,
     /// Bands per beat group (for the means).
     group_bands: [f32; BEAT_GROUPS],
+    /// Low band: rfft bins `1..=low_bins`.
+    low_bins: usize,
     hist: [f32; HIST],
     pos: usize,
     scale: f32,
@@ -305,6 +318,10 @@ impl FluxOnset {
         for &g in &fb.group {
             group_bands[g] += 1.0;
         }
+        let n_fft = 2 * n_mag.saturating_sub(1).max(1);
+        let low_bins = ((LOW_HZ * n_fft as f32 / sr) as usize)
+            .clamp(1, LOW_MAX_BINS)
+            .min(n_mag.saturating_sub(1).max(1));
         FluxOnset {
             fb,
             hop_s,
@@ -314,6 +331,7 @@ impl FluxOnset {
             prev_beat: vec![0.0; n],
             have_prev: false,
             group_bands,
+            low_bins,
             hist: [0.0; HIST],
             pos: 0,
             scale: 0.0,
@@ -383,6 +401,11 @@ impl FluxOnset {
         for (g, n) in groups.iter_mut().zip(&self.group_bands) {
             *g /= n.max(1.0);
         }
+        let mut low_power = 0.0;
+        for &m in mag.iter().skip(1).take(self.low_bins) {
+            let m = finite_or_zero(m).abs().min(1.0e3);
+            low_power += m * m;
+        }
         self.prev.copy_from_slice(&self.cur);
         self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
@@ -404,6 +427,7 @@ impl FluxOnset {
                 0.0
             },
             beat_groups: groups,
+            low_power,
         }
     }
 

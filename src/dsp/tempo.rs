@@ -40,27 +40,34 @@
 //! are treated as zero).
 
 mod dbn;
+mod kick;
 
 use super::onset::{one_pole, BEAT_GROUPS, ODF_PEAK_LAG_S};
 use super::params::DspParams;
 use crate::types::TempoState;
 use dbn::BeatStates;
+use kick::KickPhase;
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
 /// claimed.
 pub const LOCK_HOLD_S: f32 = 0.2;
+/// Signal needed before anything is claimed.
+pub const MIN_SIGNAL_S: f32 = 1.0;
 /// Confidence must stay below 60 % of `lock_confidence` this long before a
 /// claimed tempo is dropped (silence drops it sooner).
 pub const UNLOCK_HOLD_S: f32 = 3.0;
 /// Weights of the frequency groups in the beat signal.
 pub const GROUP_WEIGHTS: [f32; BEAT_GROUPS] = [2.0, 1.0, 1.0, 1.0];
+/// Floor of the running means that normalise the groups and their sum: a
+/// flux this small is numerical noise (a steady tone), not a beat.
+const GROUP_FLOOR: f32 = 0.01;
 /// Memory of the running means that normalise the groups and their sum.
 const NORM_TAU_S: f32 = 2.0;
 /// Likelihood ratio of a beat: `max(x / OBS_SCALE, OBS_FLOOR)^OBS_GAMMA`,
 /// `x` the normalised beat signal (1 on average).
-const OBS_SCALE: f32 = 2.0;
+const OBS_SCALE: f32 = 1.5;
 const OBS_FLOOR: f32 = 0.05;
-const OBS_GAMMA: f32 = 0.5;
+const OBS_GAMMA: f32 = 0.7;
 /// Weight of each new beat in the agreement.
 const AGREE_RATE: f32 = 0.3;
 /// Agreement that maps to confidence 0, and the span that maps to 1.
@@ -68,6 +75,12 @@ const AGREE_ZERO: f32 = 1.2;
 const AGREE_SPAN: f32 = 1.6;
 /// Largest beat-signal value one beat may add to the agreement.
 const AGREE_MAX: f32 = 6.0;
+/// While the kick decides the phase, the low-band power (over its 2 s
+/// mean, at most [`KICK_OBS_MAX`]) joins the beat signal with this weight,
+/// for [`KICK_MODE_BEATS`] beats after each kick decision.
+const KICK_OBS_WEIGHT: f32 = 2.0;
+const KICK_OBS_MAX: f32 = 4.0;
+const KICK_MODE_BEATS: u32 = 16;
 /// Hops by which the 3-tap smoothing delays the beat signal's peak.
 const SMOOTH_DELAY_HOPS: f32 = 1.0;
 
@@ -75,6 +88,9 @@ const SMOOTH_DELAY_HOPS: f32 = 1.0;
 pub struct BeatTracker {
     hop_s: f32,
     states: BeatStates,
+    kick: KickPhase,
+    kick_mode: u32,
+    low_mean: f32,
     n_seen: u32,
     a_norm: f32,
     group_mean: [f32; BEAT_GROUPS],
@@ -100,9 +116,13 @@ impl BeatTracker {
         } else {
             512.0 / 48_000.0
         };
+        let states = BeatStates::new(hop_s);
         BeatTracker {
             hop_s,
-            states: BeatStates::new(hop_s),
+            kick: KickPhase::new(states.max_period()),
+            kick_mode: 0,
+            low_mean: 0.0,
+            states,
             n_seen: 0,
             a_norm: one_pole(hop_s, NORM_TAU_S),
             group_mean: [0.0; BEAT_GROUPS],
@@ -121,12 +141,13 @@ impl BeatTracker {
         }
     }
 
-    /// Feed one hop: the detector's group fluxes
-    /// ([`super::onset::OnsetOut::beat_groups`]) and the window's RMS level
-    /// in dBFS.
+    /// Feed one hop: the detector's group fluxes and low-band power
+    /// ([`super::onset::OnsetOut::beat_groups`], `low_power`) and the
+    /// window's RMS level in dBFS.
     pub fn process(
         &mut self,
         groups: &[f32; BEAT_GROUPS],
+        low_power: f32,
         rms_dbfs: f32,
         p: &DspParams,
     ) -> TempoState {
@@ -153,7 +174,8 @@ impl BeatTracker {
         let (lo, hi) = bpm_range(p);
         self.states.set_range(lo, hi);
 
-        let r = self.observe(groups);
+        let r = self.observe(groups, low_power);
+        self.kick.push(low_power);
         let beat_pos = self.states.step(r);
         let (bpm, _) = self.states.tempo();
         // A beat when the most probable state enters its beat region, at
@@ -163,10 +185,19 @@ impl BeatTracker {
         if let Some(pos) = beat_pos {
             if self.since_beat_s >= 60.0 / hi {
                 self.since_beat_s = 0.0;
-                beat = Some((pos as f32 + SMOOTH_DELAY_HOPS) * self.hop_s + ODF_PEAK_LAG_S);
-                let x = self.last_x.min(AGREE_MAX);
-                self.agreement += AGREE_RATE * (x - self.agreement);
-                self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+                if let Some(frac) = self.kick.check(self.states.best_period() as f32) {
+                    // The kick is on another chain: this beat is not one,
+                    // the next falls on the kick, and the kick joins the
+                    // beat signal for a while so the filter stays there.
+                    self.states.advance(frac);
+                    self.kick_mode = KICK_MODE_BEATS;
+                } else {
+                    self.kick_mode = self.kick_mode.saturating_sub(1);
+                    beat = Some((pos as f32 + SMOOTH_DELAY_HOPS) * self.hop_s + ODF_PEAK_LAG_S);
+                    let x = self.last_x.min(AGREE_MAX);
+                    self.agreement += AGREE_RATE * (x - self.agreement);
+                    self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+                }
             }
         }
         self.update_lock(p);
@@ -187,19 +218,32 @@ impl BeatTracker {
     }
 
     /// The likelihood ratio of a beat in this hop.
-    fn observe(&mut self, groups: &[f32; BEAT_GROUPS]) -> f32 {
+    fn observe(&mut self, groups: &[f32; BEAT_GROUPS], low_power: f32) -> f32 {
         self.n_seen = self.n_seen.saturating_add(1);
         let a = self.a_norm.max(1.0 / self.n_seen as f32);
+        let low = if low_power.is_finite() {
+            low_power.clamp(0.0, 1.0e6)
+        } else {
+            0.0
+        };
+        self.low_mean += a * (low - self.low_mean);
         let mut sum = 0.0;
+        if self.kick_mode > 0 {
+            sum += KICK_OBS_WEIGHT * (low / (self.low_mean + 1.0e-9)).min(KICK_OBS_MAX);
+        }
         for ((g, m), w) in groups.iter().zip(&mut self.group_mean).zip(GROUP_WEIGHTS) {
-            let g = if g.is_finite() { g.clamp(0.0, 1.0e3) } else { 0.0 };
+            let g = if g.is_finite() {
+                g.clamp(0.0, 1.0e3)
+            } else {
+                0.0
+            };
             *m += a * (g - *m);
-            sum += w * g / (*m + 1.0e-3);
+            sum += w * g / (*m + GROUP_FLOOR);
         }
         let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
         self.prev = [sum, self.prev[0]];
         self.sum_mean += a * (smooth - self.sum_mean);
-        let x = smooth / (self.sum_mean + 1.0e-3);
+        let x = smooth / (self.sum_mean + GROUP_FLOOR);
         self.last_x = x;
         (x / OBS_SCALE).max(OBS_FLOOR).powf(OBS_GAMMA)
     }
@@ -220,7 +264,10 @@ impl BeatTracker {
         } else {
             self.below_s = 0.0;
         }
-        if !self.locked && self.above_s >= LOCK_HOLD_S {
+        // The first second's normalisation is still settling (a start
+        // transient looks like a strong beat): claim nothing before it.
+        let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S;
+        if !self.locked && settled && self.above_s >= LOCK_HOLD_S {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
             self.locked = false;
@@ -232,7 +279,9 @@ impl BeatTracker {
             // The state's position lags the audio by the signal's delay.
             let p = self.states.best_period().max(1) as f32;
             let lag = SMOOTH_DELAY_HOPS + ODF_PEAK_LAG_S / self.hop_s;
-            (self.states.phase() + lag / p).rem_euclid(1.0).min(0.999_999)
+            (self.states.phase() + lag / p)
+                .rem_euclid(1.0)
+                .min(0.999_999)
         } else {
             0.0
         };
@@ -249,6 +298,9 @@ impl BeatTracker {
 
     fn clear_history(&mut self) {
         self.states.reset();
+        self.kick.reset();
+        self.kick_mode = 0;
+        self.low_mean = 0.0;
         self.n_seen = 0;
         self.group_mean = [0.0; BEAT_GROUPS];
         self.sum_mean = 0.0;

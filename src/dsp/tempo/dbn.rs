@@ -85,7 +85,7 @@ impl BeatStates {
             range: (0.0, 0.0),
             best: (0, 0),
         };
-        s.set_range(75.0, 180.0);
+        s.set_range(55.0, 215.0);
         s
     }
 
@@ -201,7 +201,11 @@ impl BeatStates {
             self.fwd[(self.off[i] + self.head[i]) as usize] = self.mixed[i] + jump;
         }
         // Observation: the beat region of every period.
-        let r = if r.is_finite() { r.clamp(0.0, 1.0e6) } else { 1.0 };
+        let r = if r.is_finite() {
+            r.clamp(0.0, 1.0e6)
+        } else {
+            1.0
+        };
         for i in 0..n {
             let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
             for pos in 0..self.width[i] {
@@ -247,6 +251,26 @@ impl BeatStates {
         let pos = if h >= slot { h - slot } else { h + p - slot };
         self.best = (bi, pos);
         (pos < self.width[bi]).then_some(pos)
+    }
+
+    /// Move every state `frac` of its period further into the beat (the
+    /// beat was that much earlier than the filter thought).
+    pub(super) fn advance(&mut self, frac: f32) {
+        for i in 0..self.n {
+            let p = self.period[i];
+            let d = ((frac.clamp(0.0, 1.0) * p as f32).round() as u32) % p;
+            self.head[i] = (self.head[i] + d) % p;
+        }
+        let (bi, pos) = self.best;
+        if let Some(&p) = self.period.get(bi) {
+            let d = ((frac.clamp(0.0, 1.0) * p as f32).round() as u32) % p.max(1);
+            self.best = (bi, (pos + d) % p.max(1));
+        }
+    }
+
+    /// Longest period (hops) any range can have.
+    pub(super) fn max_period(&self) -> usize {
+        period_bounds(self.hop_s, RANGE_MIN_BPM, RANGE_MAX_BPM).1 as usize
     }
 
     /// Posterior-weighted tempo (BPM) around the most probable period, and
