@@ -73,6 +73,8 @@ pub struct Stats {
     pub osc_sent: AtomicU64,
     /// OSC datagrams the network refused.
     pub osc_failed: AtomicU64,
+    /// Per OSC destination, in `[[osc.destinations]]` order.
+    pub osc_dests: [OscDestStats; crate::config::MAX_OSC_DESTINATIONS],
     /// WebSocket clients connected.
     pub ws_clients: AtomicU32,
     /// Capture time stamp → OSC datagram sent.
@@ -91,6 +93,19 @@ pub struct Stats {
     pub bpm: AtomicF32,
     /// What is open (written when a device opens; never on the hot path).
     pub device: Mutex<DeviceInfo>,
+}
+
+/// Counters of one OSC destination.
+#[derive(Debug, Default)]
+pub struct OscDestStats {
+    /// Datagrams sent.
+    pub sent: AtomicU64,
+    /// Datagrams refused (or skipped after a refusal in the same frame).
+    pub failed: AtomicU64,
+    /// errno of the last refusal.
+    pub last_errno: AtomicI32,
+    /// Whether the destination has an address (literal, or resolved).
+    pub resolved: AtomicBool,
 }
 
 fn grant_to_u8(g: RtGrant) -> u8 {
