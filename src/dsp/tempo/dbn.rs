@@ -34,6 +34,10 @@ const BEAT_REGION: f32 = 16.0;
 /// Widest range any configuration may ask for.
 const RANGE_MIN_BPM: f32 = 30.0;
 const RANGE_MAX_BPM: f32 = 300.0;
+/// Periods searched for the most probable state (the most probable ones).
+const DECODE_TEMPI: usize = 16;
+/// Hops between exact recomputations of the marginals.
+const RESYNC_HOPS: u32 = 256;
 /// Most periods kept; wider ranges keep a log-spaced subset.
 const MAX_TEMPI: usize = 256;
 
@@ -53,7 +57,7 @@ pub(super) struct BeatStates {
     mixed: Vec<f32>,
     /// Posterior mass per tempo after the last step.
     marg: Vec<f32>,
-    seg_max: Vec<f32>,
+    hops_since_sync: u32,
     n: usize,
     n_states: usize,
     range: (f32, f32),
@@ -79,7 +83,7 @@ impl BeatStates {
             wrapped: vec![0.0; cap_tempi],
             mixed: vec![0.0; cap_tempi],
             marg: vec![0.0; cap_tempi],
-            seg_max: vec![0.0; cap_tempi],
+            hops_since_sync: 0,
             n: 0,
             n_states: 0,
             range: (0.0, 0.0),
@@ -167,13 +171,23 @@ impl BeatStates {
             self.marg[i] = self.period[i] as f32 * u;
         }
         self.best = (self.n / 2, 0);
+        self.hops_since_sync = 0;
     }
 
     /// Advance one hop with the likelihood ratio `r` (≥ 0) of a beat in this
     /// hop. Returns whether the most probable state is in its beat region,
     /// and its position there (hops since the beat).
+    ///
+    /// Cost: the posterior per period (`marg`) and the total are kept up to
+    /// date from the few states a hop changes (position 0 and the beat
+    /// regions); the whole state vector is only rescaled when the total
+    /// leaves a wide range or every [`RESYNC_HOPS`] hops. The most probable
+    /// state is searched among the [`DECODE_TEMPI`] most probable periods.
     pub(super) fn step(&mut self, r: f32) -> Option<u32> {
         let n = self.n;
+        if n == 0 {
+            return None;
+        }
         // Advance every ring; the mass that wraps to position 0 is mixed
         // across periods.
         let mut total_wrapped = 0.0;
@@ -196,9 +210,11 @@ impl BeatStates {
                 *m += v * t;
             }
         }
-        let jump = JUMP_P * total_wrapped / n.max(1) as f32;
+        let jump = JUMP_P * total_wrapped / n as f32;
         for i in 0..n {
-            self.fwd[(self.off[i] + self.head[i]) as usize] = self.mixed[i] + jump;
+            let v = self.mixed[i] + jump;
+            self.fwd[(self.off[i] + self.head[i]) as usize] = v;
+            self.marg[i] += v - self.wrapped[i];
         }
         // Observation: the beat region of every period.
         let r = if r.is_finite() {
@@ -206,49 +222,75 @@ impl BeatStates {
         } else {
             1.0
         };
-        for i in 0..n {
-            let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
-            for pos in 0..self.width[i] {
-                let slot = if h >= pos { h - pos } else { h + p - pos };
-                self.fwd[(off + slot) as usize] *= r;
-            }
-        }
-        // Normalise, and find the most probable state and the marginals.
         let mut total = 0.0;
         for i in 0..n {
-            let ring = &self.fwd[self.off[i] as usize..(self.off[i] + self.period[i]) as usize];
-            let (mut s, mut mx) = (0.0f32, 0.0f32);
-            for &v in ring {
-                s += v;
-                mx = mx.max(v);
+            let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
+            let mut gain = 0.0;
+            for pos in 0..self.width[i] {
+                let slot = if h >= pos { h - pos } else { h + p - pos };
+                let v = &mut self.fwd[(off + slot) as usize];
+                gain += *v * (r - 1.0);
+                *v *= r;
             }
-            self.marg[i] = s;
-            self.seg_max[i] = mx;
-            total += s;
+            self.marg[i] = (self.marg[i] + gain).max(0.0);
+            total += self.marg[i];
         }
+        self.hops_since_sync += 1;
+        if !(1.0e-20..=1.0e20).contains(&total)
+            || !total.is_finite()
+            || self.hops_since_sync >= RESYNC_HOPS
+        {
+            if !self.resync() {
+                self.reset();
+                return None;
+            }
+        }
+        self.decode()
+    }
+
+    /// Rescale every state to a total of 1 and recompute the marginals
+    /// exactly; false when the belief has collapsed.
+    fn resync(&mut self) -> bool {
+        self.hops_since_sync = 0;
+        let total: f32 = self.fwd[..self.n_states].iter().sum();
         if !(total > 1.0e-30 && total.is_finite()) {
-            self.reset();
-            return None;
+            return false;
         }
         let inv = 1.0 / total;
         self.fwd[..self.n_states].iter_mut().for_each(|v| *v *= inv);
-        let mut bi = 0;
+        for i in 0..self.n {
+            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
+            self.marg[i] = self.fwd[o..o + p].iter().sum();
+        }
+        true
+    }
+
+    /// The most probable state among the most probable periods.
+    fn decode(&mut self) -> Option<u32> {
+        let n = self.n;
+        let mut top = [usize::MAX; DECODE_TEMPI];
         for i in 0..n {
-            self.marg[i] *= inv;
-            if self.seg_max[i] > self.seg_max[bi] {
-                bi = i;
+            // Insertion into the short list of the largest marginals.
+            let mut k = DECODE_TEMPI;
+            while k > 0 && (top[k - 1] == usize::MAX || self.marg[top[k - 1]] < self.marg[i]) {
+                k -= 1;
+            }
+            if k < DECODE_TEMPI {
+                top.copy_within(k..DECODE_TEMPI - 1, k + 1);
+                top[k] = i;
             }
         }
-        let (off, p, h) = (self.off[bi], self.period[bi], self.head[bi]);
-        let ring = &self.fwd[off as usize..(off + p) as usize];
-        let mut slot = 0;
-        for (k, &v) in ring.iter().enumerate() {
-            if v > ring[slot] {
-                slot = k;
+        let (mut bi, mut bslot, mut bv) = (top[0].min(n - 1), 0u32, f32::MIN);
+        for &i in top.iter().filter(|&&i| i != usize::MAX) {
+            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
+            for (k, &v) in self.fwd[o..o + p].iter().enumerate() {
+                if v > bv {
+                    (bi, bslot, bv) = (i, k as u32, v);
+                }
             }
         }
-        let slot = slot as u32;
-        let pos = if h >= slot { h - slot } else { h + p - slot };
+        let (p, h) = (self.period[bi], self.head[bi]);
+        let pos = if h >= bslot { h - bslot } else { h + p - bslot };
         self.best = (bi, pos);
         (pos < self.width[bi]).then_some(pos)
     }
@@ -287,6 +329,7 @@ impl BeatStates {
             }
         }
         let pb = self.period[bi] as f32;
+        let total: f32 = self.marg[..n].iter().sum();
         let (mut m, mut wp) = (0.0, 0.0);
         for i in 0..n {
             let p = self.period[i] as f32;
@@ -298,7 +341,10 @@ impl BeatStates {
         if m <= 0.0 {
             return (0.0, 0.0);
         }
-        (60.0 / (wp / m * self.hop_s), m.clamp(0.0, 1.0))
+        (
+            60.0 / (wp / m * self.hop_s),
+            (m / total.max(1.0e-30)).clamp(0.0, 1.0),
+        )
     }
 
     /// Phase in [0, 1) of the most probable state.
