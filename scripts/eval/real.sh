@@ -28,20 +28,7 @@ if [ -z "$corpus" ] || [ ! -f "$corpus/manifest.json" ]; then
   exit 2
 fi
 
-need_apt=()
-command -v aubiotrack >/dev/null || need_apt+=(aubio-tools)
-command -v sox >/dev/null || need_apt+=(sox)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq || echo "real.sh: apt-get update reported errors; installing anyway"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-python3 -c "import mir_eval, numpy, scipy" 2>/dev/null \
-  || python3 -m pip install -q mir_eval numpy scipy
-
-bin="${PHASE4_BIN:-}"
-if [ -z "$bin" ]; then
-  (cd "$root" && cargo build --release --quiet)
-  bin="${CARGO_TARGET_DIR:-$root/target}/release/phase4"
-fi
+. "$here/common.sh"
+eval_deps aubiotrack=aubio-tools sox=sox
+bin="$(eval_bin)"
 exec python3 "$here/realeval.py" --corpus "$corpus" --phase4 "$bin" "${args[@]}"
