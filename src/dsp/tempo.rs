@@ -182,25 +182,23 @@ impl BeatTracker {
         // most one per shortest period of the range.
         self.since_beat_s += self.hop_s;
         let mut beat = None;
-        if beat_pos.is_some() {
-            if self.since_beat_s >= 60.0 / hi {
-                self.since_beat_s = 0.0;
-                if let Some(frac) = self.kick.check(self.states.best_period() as f32) {
-                    // The kick is on another chain: this beat is not one,
-                    // the next falls on the kick, and the kick joins the
-                    // beat signal for a while so the filter stays there.
-                    self.states.advance(frac);
-                    self.kick_mode = KICK_MODE_BEATS;
-                } else {
-                    self.kick_mode = self.kick_mode.saturating_sub(1);
-                    // A beat recognised a few hops into its region is
-                    // reported late rather than back-dated: live and
-                    // `analyze` then agree within a block.
-                    beat = Some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
-                    let x = self.last_x.min(AGREE_MAX);
-                    self.agreement += AGREE_RATE * (x - self.agreement);
-                    self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
-                }
+        if beat_pos.is_some() && self.since_beat_s >= 60.0 / hi {
+            self.since_beat_s = 0.0;
+            if let Some(frac) = self.kick.check(self.states.best_period() as f32) {
+                // The kick is on another chain: this beat is not one,
+                // the next falls on the kick, and the kick joins the
+                // beat signal for a while so the filter stays there.
+                self.states.advance(frac);
+                self.kick_mode = KICK_MODE_BEATS;
+            } else {
+                self.kick_mode = self.kick_mode.saturating_sub(1);
+                // A beat recognised a few hops into its region is
+                // reported late rather than back-dated: live and
+                // `analyze` then agree within a block.
+                beat = Some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
+                let x = self.last_x.min(AGREE_MAX);
+                self.agreement += AGREE_RATE * (x - self.agreement);
+                self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
             }
         }
         self.update_lock(p);

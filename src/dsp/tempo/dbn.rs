@@ -236,14 +236,12 @@ impl BeatStates {
             total += self.marg[i];
         }
         self.hops_since_sync += 1;
-        if !(1.0e-20..=1.0e20).contains(&total)
+        let due = !(1.0e-20..=1.0e20).contains(&total)
             || !total.is_finite()
-            || self.hops_since_sync >= RESYNC_HOPS
-        {
-            if !self.resync() {
-                self.reset();
-                return None;
-            }
+            || self.hops_since_sync >= RESYNC_HOPS;
+        if due && !self.resync() {
+            self.reset();
+            return None;
         }
         self.decode()
     }
