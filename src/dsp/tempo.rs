@@ -46,13 +46,18 @@ use super::onset::{one_pole, BEAT_GROUPS, ODF_PEAK_LAG_S};
 use super::params::DspParams;
 use crate::types::TempoState;
 use dbn::BeatStates;
-use kick::KickPhase;
+use kick::{Kick, KickPhase};
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
 /// claimed.
 pub const LOCK_HOLD_S: f32 = 0.2;
+/// The tempo estimate must have stayed within 4 % this long before it is
+/// claimed (early on the filter may hover on a 2:3 or 3:4 relative).
+const STEADY_S: f32 = 0.3;
+/// Silence longer than this is left out of the beat signal's running means.
+const SILENT_SKIP_S: f32 = 0.25;
 /// Signal needed before anything is claimed.
-pub const MIN_SIGNAL_S: f32 = 1.0;
+pub const MIN_SIGNAL_S: f32 = 0.5;
 /// Confidence must stay below 60 % of `lock_confidence` this long before a
 /// claimed tempo is dropped (silence drops it sooner).
 pub const UNLOCK_HOLD_S: f32 = 3.0;
@@ -61,26 +66,48 @@ pub const GROUP_WEIGHTS: [f32; BEAT_GROUPS] = [2.0, 1.0, 1.0, 1.0];
 /// Floor of the running means that normalise the groups and their sum: a
 /// flux this small is numerical noise (a steady tone), not a beat.
 const GROUP_FLOOR: f32 = 0.01;
+/// The running means start from typical music values (the median over
+/// the synthetic and development recordings) with the weight of
+/// [`NORM_PRIOR_S`] of signal, so the first onsets after a start or a
+/// silence are judged against a sensible scale rather than against
+/// themselves (or against silence).
+const GROUP_PRIOR: [f32; BEAT_GROUPS] = [0.11, 0.064, 0.064, 0.036];
+const SUM_PRIOR: f32 = 4.2;
+const NORM_PRIOR_S: f32 = 0.25;
 /// Memory of the running means that normalise the groups and their sum.
 const NORM_TAU_S: f32 = 2.0;
 /// Likelihood ratio of a beat: `max(x / OBS_SCALE, OBS_FLOOR)^OBS_GAMMA`,
 /// `x` the normalised beat signal (1 on average).
 const OBS_SCALE: f32 = 1.5;
-const OBS_FLOOR: f32 = 0.05;
+const OBS_FLOOR: f32 = 0.2;
+/// Share of the log-likelihood from the weighted sum; the rest is the
+/// weighted geometric mean of the groups' own likelihoods (a beat where
+/// several groups have an onset counts more than one loud group).
+const OBS_SUM_SHARE: f32 = 0.3;
 const OBS_GAMMA: f32 = 0.7;
-/// Weight of each new beat in the agreement.
-const AGREE_RATE: f32 = 0.3;
+/// The agreement starts at [`AGREE_ZERO`] with the weight of this many
+/// beats, so two or three beats that meet the signal are enough for a
+/// claim and a single strong one is not.
+const AGREE_PRIOR_BEATS: f32 = 2.0;
+/// Beats needed before anything is claimed.
+const MIN_BEATS: u32 = 2;
+/// Weight of each new beat in the agreement (once it has seen enough).
+const AGREE_RATE: f32 = 0.4;
 /// Agreement that maps to confidence 0, and the span that maps to 1.
 const AGREE_ZERO: f32 = 1.2;
 const AGREE_SPAN: f32 = 1.6;
+/// Hops after a beat whose signal still counts for its agreement.
+const AGREE_AFTER_HOPS: u32 = 2;
 /// Largest beat-signal value one beat may add to the agreement.
 const AGREE_MAX: f32 = 6.0;
-/// While the kick decides the phase, the low-band power (over its 2 s
-/// mean, at most [`KICK_OBS_MAX`]) joins the beat signal with this weight,
-/// for [`KICK_MODE_BEATS`] beats after each kick decision.
-const KICK_OBS_WEIGHT: f32 = 2.0;
-const KICK_OBS_MAX: f32 = 4.0;
-const KICK_MODE_BEATS: u32 = 16;
+/// Beats without a clear kick after which the kick offset is dropped.
+const KICK_HOLD_BEATS: u32 = 16;
+/// Consecutive beats on which the same other chain must dominate before
+/// the beats move onto it.
+const KICK_CONFIRM_BEATS: u32 = 3;
+/// A reported phase is not moved back by less than this (a correction of
+/// the phase estimate within a beat); larger steps back are shown.
+const PHASE_HOLD: f32 = 0.1;
 /// Hops by which the 3-tap smoothing delays the beat signal's peak.
 const SMOOTH_DELAY_HOPS: f32 = 1.0;
 
@@ -89,19 +116,40 @@ pub struct BeatTracker {
     hop_s: f32,
     states: BeatStates,
     kick: KickPhase,
-    kick_mode: u32,
-    low_mean: f32,
+    /// Fraction of a period by which the reported beats precede the
+    /// filter's (the kick's chain), and beats since the kick last decided.
+    kick_offset: f32,
+    kick_unclear: u32,
+    /// The chain that dominated on the last `kick_votes` beats.
+    kick_candidate: f32,
+    kick_votes: u32,
+    /// Hops until a beat on the kick's chain is due.
+    pending: Option<u32>,
     n_seen: u32,
     a_norm: f32,
     group_mean: [f32; BEAT_GROUPS],
+    group_prev: [[f32; 2]; BEAT_GROUPS],
+    group_smooth_mean: [f32; BEAT_GROUPS],
     sum_mean: f32,
     prev: [f32; 2],
     silent_s: f32,
     since_beat_s: f32,
+    last_phase: f32,
+    /// The phase last reported.
+    out_phase: f32,
     last_x: f32,
+    /// The signal of the two hops before `last_x`.
+    recent_x: [f32; 2],
+    /// Hops until the last beat's agreement is complete, and its peak.
+    agree_due: u32,
+    agree_peak: f32,
     agreement: f32,
+    n_beats: u32,
     confidence: f32,
     above_s: f32,
+    /// The tempo estimate held within 4 % of `steady_bpm` for `steady_s`.
+    steady_bpm: f32,
+    steady_s: f32,
     below_s: f32,
     locked: bool,
     bpm: f32,
@@ -120,20 +168,33 @@ impl BeatTracker {
         BeatTracker {
             hop_s,
             kick: KickPhase::new(states.max_period()),
-            kick_mode: 0,
-            low_mean: 0.0,
+            kick_offset: 0.0,
+            kick_unclear: 0,
+            kick_candidate: 0.0,
+            kick_votes: 0,
+            pending: None,
             states,
             n_seen: 0,
             a_norm: one_pole(hop_s, NORM_TAU_S),
-            group_mean: [0.0; BEAT_GROUPS],
-            sum_mean: 0.0,
+            group_mean: GROUP_PRIOR,
+            group_prev: [[0.0; 2]; BEAT_GROUPS],
+            group_smooth_mean: [1.0; BEAT_GROUPS],
+            sum_mean: SUM_PRIOR,
             prev: [0.0; 2],
             silent_s: 0.0,
             since_beat_s: f32::INFINITY,
+            last_phase: 0.0,
+            out_phase: 0.0,
             last_x: 0.0,
-            agreement: 0.0,
+            recent_x: [0.0; 2],
+            agree_due: 0,
+            agree_peak: 0.0,
+            agreement: AGREE_ZERO,
+            n_beats: 0,
             confidence: 0.0,
             above_s: 0.0,
+            steady_bpm: 0.0,
+            steady_s: 0.0,
             below_s: 0.0,
             locked: false,
             bpm: 0.0,
@@ -174,33 +235,58 @@ impl BeatTracker {
         let (lo, hi) = bpm_range(p);
         self.states.set_range(lo, hi);
 
-        let r = self.observe(groups, low_power);
+        // Silence before the first sound, or a stretch of it, tells nothing
+        // about beats and must not drag the running means down (the first
+        // onset after it would look like a huge beat).
+        let r = if silent && (self.n_seen == 0 || self.silent_s >= SILENT_SKIP_S) {
+            1.0
+        } else {
+            self.observe(groups)
+        };
+        self.agree();
         self.kick.push(low_power);
-        let beat_pos = self.states.step(r);
+        self.states.step(r);
         let (bpm, _) = self.states.tempo();
-        // A beat when the most probable state enters its beat region, at
-        // most one per shortest period of the range.
+        if self.steady_bpm > 0.0 && (bpm / self.steady_bpm - 1.0).abs() <= 0.04 {
+            self.steady_s += self.hop_s;
+        } else {
+            (self.steady_bpm, self.steady_s) = (bpm, 0.0);
+        }
+        // A beat on the kick's chain falls due.
+        let mut beat = false;
+        if let Some(k) = self.pending {
+            self.pending = k.checked_sub(1).filter(|&k| k > 0);
+            beat = self.pending.is_none();
+        }
+        // The filter's beat: when the phase wraps, at most one per half
+        // period.
         self.since_beat_s += self.hop_s;
-        let mut beat = None;
-        if beat_pos.is_some() && self.since_beat_s >= 60.0 / hi {
+        let phase = self.states.phase();
+        let wrapped = self.last_phase - phase > 0.5;
+        self.last_phase = phase;
+        let half_period_s = 0.5 * self.states.best_period() as f32 * self.hop_s;
+        if wrapped && self.since_beat_s >= half_period_s {
             self.since_beat_s = 0.0;
-            if let Some(frac) = self.kick.check(self.states.best_period() as f32) {
-                // The kick is on another chain: this beat is not one,
-                // the next falls on the kick, and the kick joins the
-                // beat signal for a while so the filter stays there.
-                self.states.advance(frac);
-                self.kick_mode = KICK_MODE_BEATS;
+            // The beat's agreement is its signal peak from two hops
+            // before to AGREE_AFTER_HOPS after it.
+            self.agree_peak = self.recent_x.iter().fold(self.last_x, |m, &v| m.max(v));
+            self.agree_due = AGREE_AFTER_HOPS;
+            let period = self.states.best_period();
+            self.follow_kick(period);
+            if self.kick_offset > 0.0 {
+                // The kick comes `kick_offset` of a period before the
+                // filter's next beat.
+                let due = ((1.0 - self.kick_offset) * period as f32).round() as u32;
+                self.pending = Some(due.max(1));
             } else {
-                self.kick_mode = self.kick_mode.saturating_sub(1);
-                // A beat recognised a few hops into its region is
-                // reported late rather than back-dated: live and
-                // `analyze` then agree within a block.
-                beat = Some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
-                let x = self.last_x.min(AGREE_MAX);
-                self.agreement += AGREE_RATE * (x - self.agreement);
-                self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+                self.pending = None;
+                beat = true;
             }
         }
+        // A beat recognised a few hops into its region is reported late
+        // rather than back-dated: live and `analyze` then agree within a
+        // block.
+        let beat = beat.then_some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
         self.update_lock(p);
         if self.locked {
             // Report a steady number: follow the estimate with a short lag.
@@ -218,35 +304,90 @@ impl BeatTracker {
         self.state(self.locked && beat.is_some(), beat.unwrap_or(0.0))
     }
 
-    /// The likelihood ratio of a beat in this hop.
-    fn observe(&mut self, groups: &[f32; BEAT_GROUPS], low_power: f32) -> f32 {
-        self.n_seen = self.n_seen.saturating_add(1);
-        let a = self.a_norm.max(1.0 / self.n_seen as f32);
-        let low = if low_power.is_finite() {
-            low_power.clamp(0.0, 1.0e6)
-        } else {
-            0.0
-        };
-        self.low_mean += a * (low - self.low_mean);
-        let mut sum = 0.0;
-        if self.kick_mode > 0 {
-            sum += KICK_OBS_WEIGHT * (low / (self.low_mean + 1.0e-9)).min(KICK_OBS_MAX);
+    /// At a filter beat: move the reported beats onto a four-on-the-floor
+    /// kick's chain once it has dominated for [`KICK_CONFIRM_BEATS`] beats,
+    /// back onto the filter's beats when they carry the kick, and keep the
+    /// last decision through [`KICK_HOLD_BEATS`] beats without one.
+    fn follow_kick(&mut self, period: u32) {
+        match self.kick.check(period as f32) {
+            Kick::Late(frac) => {
+                self.kick_unclear = 0;
+                if self.kick_votes > 0 && self.kick_candidate == frac {
+                    self.kick_votes = self.kick_votes.saturating_add(1);
+                } else {
+                    (self.kick_candidate, self.kick_votes) = (frac, 1);
+                }
+                if self.kick_votes >= KICK_CONFIRM_BEATS {
+                    self.kick_offset = frac;
+                }
+            }
+            Kick::OnBeat => {
+                self.kick_offset = 0.0;
+                self.kick_unclear = 0;
+                self.kick_votes = 0;
+            }
+            Kick::Unclear => {
+                self.kick_votes = 0;
+                self.kick_unclear = self.kick_unclear.saturating_add(1);
+                if self.kick_unclear > KICK_HOLD_BEATS {
+                    self.kick_offset = 0.0;
+                }
+            }
         }
-        for ((g, m), w) in groups.iter().zip(&mut self.group_mean).zip(GROUP_WEIGHTS) {
+    }
+
+    /// Fold this hop's signal into the pending beat's agreement; once it is
+    /// complete, update the agreement and the confidence.
+    fn agree(&mut self) {
+        if self.agree_due == 0 {
+            return;
+        }
+        self.agree_peak = self.agree_peak.max(self.last_x);
+        self.agree_due -= 1;
+        if self.agree_due == 0 {
+            let x = self.agree_peak.min(AGREE_MAX);
+            self.n_beats = self.n_beats.saturating_add(1);
+            let a = AGREE_RATE.max(1.0 / (AGREE_PRIOR_BEATS + self.n_beats as f32));
+            self.agreement += a * (x - self.agreement);
+            self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+        }
+    }
+
+    /// The likelihood ratio of a beat in this hop.
+    fn observe(&mut self, groups: &[f32; BEAT_GROUPS]) -> f32 {
+        self.n_seen = self.n_seen.saturating_add(1);
+        let prior_hops = NORM_PRIOR_S / self.hop_s;
+        let a = self.a_norm.max(1.0 / (prior_hops + self.n_seen as f32));
+        let w_total: f32 = GROUP_WEIGHTS.iter().sum();
+        let (mut sum, mut log_coinc) = (0.0, 0.0);
+        for (i, (&g, w)) in groups.iter().zip(GROUP_WEIGHTS).enumerate() {
             let g = if g.is_finite() {
                 g.clamp(0.0, 1.0e3)
             } else {
                 0.0
             };
+            let m = &mut self.group_mean[i];
             *m += a * (g - *m);
-            sum += w * g / (*m + GROUP_FLOOR);
+            let v = g / (*m + GROUP_FLOOR);
+            sum += w * v;
+            // The group's own beat evidence, smoothed and normalised like
+            // the sum.
+            let [p0, p1] = self.group_prev[i];
+            let sv = 0.25 * (v + p1) + 0.5 * p0;
+            self.group_prev[i] = [v, p0];
+            let sm = &mut self.group_smooth_mean[i];
+            *sm += a * (sv - *sm);
+            let xg = sv / (*sm + GROUP_FLOOR);
+            log_coinc += w / w_total * (xg / OBS_SCALE).max(OBS_FLOOR).ln();
         }
         let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
         self.prev = [sum, self.prev[0]];
         self.sum_mean += a * (smooth - self.sum_mean);
         let x = smooth / (self.sum_mean + GROUP_FLOOR);
+        self.recent_x = [self.last_x, self.recent_x[0]];
         self.last_x = x;
-        (x / OBS_SCALE).max(OBS_FLOOR).powf(OBS_GAMMA)
+        let log_sum = (x / OBS_SCALE).max(OBS_FLOOR).ln();
+        (OBS_GAMMA * (OBS_SUM_SHARE * log_sum + (1.0 - OBS_SUM_SHARE) * log_coinc)).exp()
     }
 
     fn update_lock(&mut self, p: &DspParams) {
@@ -267,7 +408,9 @@ impl BeatTracker {
         }
         // The first second's normalisation is still settling (a start
         // transient looks like a strong beat): claim nothing before it.
-        let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S;
+        let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S
+            && self.n_beats >= MIN_BEATS
+            && self.steady_s >= STEADY_S;
         if !self.locked && settled && self.above_s >= LOCK_HOLD_S {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
@@ -275,17 +418,24 @@ impl BeatTracker {
         }
     }
 
-    fn state(&self, beat: bool, beat_lag_s: f32) -> TempoState {
+    fn state(&mut self, beat: bool, beat_lag_s: f32) -> TempoState {
         let phase = if self.locked {
             // The state's position lags the audio by the signal's delay.
             let p = self.states.best_period().max(1) as f32;
             let lag = SMOOTH_DELAY_HOPS + ODF_PEAK_LAG_S / self.hop_s;
-            (self.states.phase() + lag / p)
-                .rem_euclid(1.0)
-                .min(0.999_999)
+            let phase = (self.states.phase() + lag / p + self.kick_offset).rem_euclid(1.0);
+            // Small corrections against the run of the phase are held
+            // rather than shown as a step back.
+            let back = self.out_phase - phase;
+            if back > 0.0 && back < PHASE_HOLD {
+                self.out_phase
+            } else {
+                phase.min(0.999_999)
+            }
         } else {
             0.0
         };
+        self.out_phase = phase;
         TempoState {
             bpm: self.bpm,
             confidence: self.confidence.clamp(0.0, 1.0),
@@ -300,17 +450,30 @@ impl BeatTracker {
     fn clear_history(&mut self) {
         self.states.reset();
         self.kick.reset();
-        self.kick_mode = 0;
-        self.low_mean = 0.0;
+        self.kick_offset = 0.0;
+        self.kick_unclear = 0;
+        self.kick_candidate = 0.0;
+        self.kick_votes = 0;
+        self.pending = None;
         self.n_seen = 0;
-        self.group_mean = [0.0; BEAT_GROUPS];
-        self.sum_mean = 0.0;
+        self.group_mean = GROUP_PRIOR;
+        self.group_prev = [[0.0; 2]; BEAT_GROUPS];
+        self.group_smooth_mean = [1.0; BEAT_GROUPS];
+        self.sum_mean = SUM_PRIOR;
         self.prev = [0.0; 2];
         self.since_beat_s = f32::INFINITY;
+        self.last_phase = 0.0;
+        self.out_phase = 0.0;
         self.last_x = 0.0;
-        self.agreement = 0.0;
+        self.recent_x = [0.0; 2];
+        self.agree_due = 0;
+        self.agree_peak = 0.0;
+        self.agreement = AGREE_ZERO;
+        self.n_beats = 0;
         self.confidence = 0.0;
         self.above_s = 0.0;
+        self.steady_bpm = 0.0;
+        self.steady_s = 0.0;
         self.below_s = 0.0;
         self.locked = false;
         self.bpm = 0.0;

@@ -34,8 +34,18 @@ const BEAT_REGION: f32 = 16.0;
 /// Widest range any configuration may ask for.
 const RANGE_MIN_BPM: f32 = 30.0;
 const RANGE_MAX_BPM: f32 = 300.0;
-/// Periods searched for the most probable state (the most probable ones).
-const DECODE_TEMPI: usize = 16;
+/// Metrical-level prior: a tempo above [`PRIOR_KNEE_BPM`] whose half is
+/// also in the range loses this many nats of likelihood per second per
+/// octave above the knee, so it must be clearly better supported than its
+/// half. (Sixteenth-note hats make a 105 BPM funk groove look like 210;
+/// 174 BPM drum and bass must stay at 174.)
+const PRIOR_NATS_PER_S: f32 = 5.0;
+const PRIOR_KNEE_BPM: f32 = 180.0;
+/// A weak log-Gaussian preference for moderate tempi: this many nats per
+/// second at one [`PRIOR_OCTAVES`] from [`PRIOR_CENTRE_BPM`].
+const PRIOR_GAUSS_NATS_PER_S: f32 = 0.0;
+const PRIOR_CENTRE_BPM: f32 = 120.0;
+const PRIOR_OCTAVES: f32 = 1.0;
 /// Hops between exact recomputations of the marginals.
 const RESYNC_HOPS: u32 = 256;
 /// Most periods kept; wider ranges keep a log-spaced subset.
@@ -55,13 +65,16 @@ pub(super) struct BeatStates {
     fwd: Vec<f32>,
     wrapped: Vec<f32>,
     mixed: Vec<f32>,
+    /// Per active tempo: the metrical-level prior applied at each beat.
+    prior: Vec<f32>,
     /// Posterior mass per tempo after the last step.
     marg: Vec<f32>,
     hops_since_sync: u32,
     n: usize,
     n_states: usize,
     range: (f32, f32),
-    best: (usize, u32),
+    /// The most probable tempo and the phase estimate in [0, 1).
+    best: (usize, f32),
 }
 
 impl BeatStates {
@@ -82,12 +95,13 @@ impl BeatStates {
             fwd: vec![0.0; cap_states],
             wrapped: vec![0.0; cap_tempi],
             mixed: vec![0.0; cap_tempi],
+            prior: vec![1.0; cap_tempi],
             marg: vec![0.0; cap_tempi],
             hops_since_sync: 0,
             n: 0,
             n_states: 0,
             range: (0.0, 0.0),
-            best: (0, 0),
+            best: (0, 0.0),
         };
         s.set_range(55.0, 215.0);
         s
@@ -133,6 +147,16 @@ impl BeatStates {
             off += p;
         }
         self.n_states = off as usize;
+        // The prior per beat: a per-second penalty times the period.
+        let knee = PRIOR_KNEE_BPM.max(2.0 * lo);
+        for i in 0..k {
+            let beat_s = self.period[i] as f32 * self.hop_s;
+            let bpm = 60.0 / beat_s;
+            let above = (bpm / knee).log2().max(0.0);
+            let off = (bpm / PRIOR_CENTRE_BPM).log2() / PRIOR_OCTAVES;
+            let nats = PRIOR_NATS_PER_S * above + 0.5 * PRIOR_GAUSS_NATS_PER_S * off * off;
+            self.prior[i] = (-nats * beat_s).exp();
+        }
         // Banded transition rows, normalised over the active tempi.
         let mut t_off = 0u32;
         for j in 0..k {
@@ -162,31 +186,33 @@ impl BeatStates {
         self.reset();
     }
 
-    /// Uniform belief over every state.
+    /// Uniform belief over the tempi and the phases.
     pub(super) fn reset(&mut self) {
-        let u = 1.0 / self.n_states.max(1) as f32;
-        self.fwd[..self.n_states].iter_mut().for_each(|v| *v = u);
+        // Every tempo equally likely (not every state: slow tempi have
+        // more states and would start ahead), every phase of it too.
+        let per_tempo = 1.0 / self.n.max(1) as f32;
         for i in 0..self.n {
+            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
+            let u = per_tempo / p.max(1) as f32;
+            self.fwd[o..o + p].iter_mut().for_each(|v| *v = u);
             self.head[i] = 0;
-            self.marg[i] = self.period[i] as f32 * u;
+            self.marg[i] = per_tempo;
         }
-        self.best = (self.n / 2, 0);
+        self.best = (self.n / 2, 0.0);
         self.hops_since_sync = 0;
     }
 
     /// Advance one hop with the likelihood ratio `r` (≥ 0) of a beat in this
-    /// hop. Returns whether the most probable state is in its beat region,
-    /// and its position there (hops since the beat).
+    /// hop, then decode the tempo and the phase.
     ///
     /// Cost: the posterior per period (`marg`) and the total are kept up to
     /// date from the few states a hop changes (position 0 and the beat
     /// regions); the whole state vector is only rescaled when the total
-    /// leaves a wide range or every [`RESYNC_HOPS`] hops. The most probable
-    /// state is searched among the [`DECODE_TEMPI`] most probable periods.
-    pub(super) fn step(&mut self, r: f32) -> Option<u32> {
+    /// leaves a wide range or every [`RESYNC_HOPS`] hops.
+    pub(super) fn step(&mut self, r: f32) {
         let n = self.n;
         if n == 0 {
-            return None;
+            return;
         }
         // Advance every ring; the mass that wraps to position 0 is mixed
         // across periods.
@@ -212,7 +238,7 @@ impl BeatStates {
         }
         let jump = JUMP_P * total_wrapped / n as f32;
         for i in 0..n {
-            let v = self.mixed[i] + jump;
+            let v = (self.mixed[i] + jump) * self.prior[i];
             self.fwd[(self.off[i] + self.head[i]) as usize] = v;
             self.marg[i] += v - self.wrapped[i];
         }
@@ -241,9 +267,9 @@ impl BeatStates {
             || self.hops_since_sync >= RESYNC_HOPS;
         if due && !self.resync() {
             self.reset();
-            return None;
+            return;
         }
-        self.decode()
+        self.decode();
     }
 
     /// Rescale every state to a total of 1 and recompute the marginals
@@ -263,49 +289,52 @@ impl BeatStates {
         true
     }
 
-    /// The most probable state among the most probable periods.
-    fn decode(&mut self) -> Option<u32> {
+    /// The most probable tempo, and the phase of the beat in it: the
+    /// centroid of its position belief within an eighth of a period of the
+    /// most probable position. Beats are decoded from the tempo that is
+    /// reported (not from the single most probable state, which jumps
+    /// between tempo and phase hypotheses: missed and doubled beats), and a
+    /// second phase hypothesis does not drag the estimate between the two.
+    fn decode(&mut self) {
         let n = self.n;
-        let mut top = [usize::MAX; DECODE_TEMPI];
-        for i in 0..n {
-            // Insertion into the short list of the largest marginals.
-            let mut k = DECODE_TEMPI;
-            while k > 0 && (top[k - 1] == usize::MAX || self.marg[top[k - 1]] < self.marg[i]) {
-                k -= 1;
-            }
-            if k < DECODE_TEMPI {
-                top.copy_within(k..DECODE_TEMPI - 1, k + 1);
-                top[k] = i;
+        let mut bi = 0;
+        for i in 1..n {
+            if self.marg[i] > self.marg[bi] {
+                bi = i;
             }
         }
-        let (mut bi, mut bslot, mut bv) = (top[0].min(n - 1), 0u32, f32::MIN);
-        for &i in top.iter().filter(|&&i| i != usize::MAX) {
-            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
-            for (k, &v) in self.fwd[o..o + p].iter().enumerate() {
-                if v > bv {
-                    (bi, bslot, bv) = (i, k as u32, v);
-                }
+        let (o, p, h) = (
+            self.off[bi] as usize,
+            self.period[bi] as usize,
+            self.head[bi] as usize,
+        );
+        let ring = &self.fwd[o..o + p];
+        let mut best = (0usize, f32::MIN);
+        for (slot, &v) in ring.iter().enumerate() {
+            if v > best.1 {
+                best = (slot, v);
             }
         }
-        let (p, h) = (self.period[bi], self.head[bi]);
-        let pos = if h >= bslot { h - bslot } else { h + p - bslot };
-        self.best = (bi, pos);
-        (pos < self.width[bi]).then_some(pos)
-    }
-
-    /// Move every state `frac` of its period further into the beat (the
-    /// beat was that much earlier than the filter thought).
-    pub(super) fn advance(&mut self, frac: f32) {
-        for i in 0..self.n {
-            let p = self.period[i];
-            let d = ((frac.clamp(0.0, 1.0) * p as f32).round() as u32) % p;
-            self.head[i] = (self.head[i] + d) % p;
+        let half = (p / 8).max(1) as isize;
+        let (mut sum, mut moment) = (0.0f32, 0.0f32);
+        for d in -half..=half {
+            let slot = (best.0 as isize + d).rem_euclid(p as isize) as usize;
+            let v = ring[slot];
+            sum += v;
+            // A later slot is an earlier position.
+            moment -= v * d as f32;
         }
-        let (bi, pos) = self.best;
-        if let Some(&p) = self.period.get(bi) {
-            let d = ((frac.clamp(0.0, 1.0) * p as f32).round() as u32) % p.max(1);
-            self.best = (bi, (pos + d) % p.max(1));
-        }
+        let top = (h + p - best.0) % p;
+        let pos = top as f32 + if sum > 0.0 { moment / sum } else { 0.0 };
+        let phase = (pos / p as f32).rem_euclid(1.0);
+        self.best = (
+            bi,
+            if phase.is_finite() {
+                phase.min(0.999_999)
+            } else {
+                0.0
+            },
+        );
     }
 
     /// Longest period (hops) any range can have.
@@ -345,14 +374,12 @@ impl BeatStates {
         )
     }
 
-    /// Phase in [0, 1) of the most probable state.
+    /// Phase in [0, 1) of the beat (0 on the beat).
     pub(super) fn phase(&self) -> f32 {
-        let (bi, pos) = self.best;
-        let p = self.period.get(bi).copied().unwrap_or(1).max(1);
-        (pos as f32 / p as f32).clamp(0.0, 0.999_999)
+        self.best.1
     }
 
-    /// Beat period (hops) of the most probable state.
+    /// Beat period (hops) of the most probable tempo.
     pub(super) fn best_period(&self) -> u32 {
         self.period.get(self.best.0).copied().unwrap_or(0)
     }

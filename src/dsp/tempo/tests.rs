@@ -155,11 +155,12 @@ fn phase_runs_from_zero_to_one_between_beats() {
     let r = track(&clicks(&times, 12.0), &params());
     let locked: Vec<&(f64, TempoState)> = r.states.iter().filter(|(_, s)| s.locked).collect();
     assert!(!locked.is_empty());
-    for w in locked.windows(3) {
-        let (a, b, c) = (w[0].1, w[1].1, w[2].1);
+    for w in locked.windows(4) {
+        let (a, b) = (w[0].1, w[1].1);
         assert!((0.0..1.0).contains(&b.phase));
-        // The phase wraps on the beat, within a hop of the beat event.
-        if !a.beat && !b.beat && !c.beat {
+        // The phase wraps on the beat: the beat event comes at most the
+        // signal's delay (two hops) later, back-dated by it.
+        if !w.iter().any(|(_, s)| s.beat) {
             assert!(b.phase >= a.phase - 1e-4, "{} -> {}", a.phase, b.phase);
         }
     }
@@ -252,20 +253,29 @@ fn state_filter_locks_onto_a_periodic_likelihood() {
     let mut st = dbn::BeatStates::new(hop_s);
     st.set_range(55.0, 215.0);
     let mut beats = Vec::new();
+    let mut last_phase = 0.0;
     for t in 0..1500u32 {
         let r = if t % 47 == 10 { 8.0 } else { 1.0 };
-        if let Some(pos) = st.step(r) {
-            beats.push(t - pos);
+        st.step(r);
+        // A beat where the phase wraps, dated back by the phase.
+        let phase = st.phase();
+        if last_phase - phase > 0.5 {
+            beats.push(t as f32 - phase * st.best_period() as f32);
         }
+        last_phase = phase;
     }
     let (bpm, mass) = st.tempo();
     let want = 60.0 / (47.0 * hop_s);
     assert!((bpm / want - 1.0).abs() < 0.02, "{bpm} vs {want}");
     assert!(mass > 0.5, "{mass}");
     // After the first few periods, one beat per pulse, on the pulse.
-    let late: Vec<u32> = beats.into_iter().filter(|&b| b > 300).collect();
+    let late: Vec<f32> = beats.into_iter().filter(|&b| b > 300.0).collect();
     assert!(late.len() >= (1500 - 300) / 47 - 1, "{late:?}");
-    assert!(late.iter().all(|b| b % 47 == 10), "{late:?}");
+    assert!(
+        late.iter()
+            .all(|b| ((b - 10.0).rem_euclid(47.0) + 1.0) % 47.0 < 2.0),
+        "{late:?}"
+    );
 }
 
 #[test]
