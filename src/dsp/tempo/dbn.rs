@@ -11,9 +11,11 @@
 //! `P/`[`BEAT_REGION`] positions of every period by the likelihood ratio
 //! `r` of "a beat now" that the caller derives from the onset signal.
 //!
-//! Decoding is causal, as in madmom's forward mode: a beat falls in the hop
-//! in which the most probable state enters its beat region. The tempo is
-//! the posterior-weighted period around the most probable one.
+//! Decoding is causal, as in madmom's forward mode: the phase is that of
+//! the most probable tempo's position belief, kept on the mode it runs in
+//! until another one clearly outweighs it ([`PHASE_SWITCH`]); the caller
+//! reports a beat where that phase wraps. The tempo is the
+//! posterior-weighted period around the most probable one.
 //!
 //! Storage: each period's positions live in a ring; advancing every
 //! position is a change of the ring's head, not a copy.
@@ -46,6 +48,12 @@ const PRIOR_KNEE_BPM: f32 = 180.0;
 const PRIOR_GAUSS_NATS_PER_S: f32 = 0.0;
 const PRIOR_CENTRE_BPM: f32 = 120.0;
 const PRIOR_OCTAVES: f32 = 1.0;
+/// The phase leaves the mode it runs in only for one with this many times
+/// its belief.
+const PHASE_SWITCH: f32 = 2.0;
+/// A mode is followed once it holds this many times its share of the
+/// belief (a flat belief has no mode to follow).
+const RUN_SHARE: f32 = 1.2;
 /// Hops between exact recomputations of the marginals.
 const RESYNC_HOPS: u32 = 256;
 /// Most periods kept; wider ranges keep a log-spaced subset.
@@ -75,6 +83,10 @@ pub(super) struct BeatStates {
     range: (f32, f32),
     /// The most probable tempo and the phase estimate in [0, 1).
     best: (usize, f32),
+    /// The last phase estimate, once there is one (its mode is followed).
+    phase_run: Option<f32>,
+    /// Hops the most probable tempo has stayed within 4 %.
+    tempo_held: u32,
 }
 
 impl BeatStates {
@@ -102,6 +114,8 @@ impl BeatStates {
             n_states: 0,
             range: (0.0, 0.0),
             best: (0, 0.0),
+            phase_run: None,
+            tempo_held: 0,
         };
         s.set_range(55.0, 215.0);
         s
@@ -199,6 +213,8 @@ impl BeatStates {
             self.marg[i] = per_tempo;
         }
         self.best = (self.n / 2, 0.0);
+        self.phase_run = None;
+        self.tempo_held = 0;
         self.hops_since_sync = 0;
     }
 
@@ -289,12 +305,19 @@ impl BeatStates {
         true
     }
 
-    /// The most probable tempo, and the phase of the beat in it: the
-    /// centroid of its position belief within an eighth of a period of the
-    /// most probable position. Beats are decoded from the tempo that is
-    /// reported (not from the single most probable state, which jumps
-    /// between tempo and phase hypotheses: missed and doubled beats), and a
-    /// second phase hypothesis does not drag the estimate between the two.
+    /// The most probable tempo, and the phase of the beat in it.
+    ///
+    /// Beats are decoded from the tempo that is reported (not from the
+    /// single most probable state, which jumps between tempo and phase
+    /// hypotheses: missed and doubled beats). Within that tempo the phase
+    /// is the centroid of the position belief within an eighth of a period
+    /// of a mode, so a second hypothesis does not drag the estimate between
+    /// the two. The mode is the one the phase ran into (the last phase
+    /// advanced by a hop) unless the most probable mode elsewhere holds
+    /// [`PHASE_SWITCH`] times its mass: two hypotheses of nearly equal
+    /// belief (a sixteenth-note hat a quarter beat from the kick) must not
+    /// take turns, or every turn forward is an extra beat and every turn
+    /// back a missed one.
     fn decode(&mut self) {
         let n = self.n;
         let mut bi = 0;
@@ -309,32 +332,46 @@ impl BeatStates {
             self.head[bi] as usize,
         );
         let ring = &self.fwd[o..o + p];
-        let mut best = (0usize, f32::MIN);
+        let mut top = (0usize, f32::MIN);
         for (slot, &v) in ring.iter().enumerate() {
-            if v > best.1 {
-                best = (slot, v);
+            if v > top.1 {
+                top = (slot, v);
             }
         }
-        let half = (p / 8).max(1) as isize;
-        let (mut sum, mut moment) = (0.0f32, 0.0f32);
-        for d in -half..=half {
-            let slot = (best.0 as isize + d).rem_euclid(p as isize) as usize;
-            let v = ring[slot];
-            sum += v;
-            // A later slot is an earlier position.
-            moment -= v * d as f32;
+        let half = (p / 8).max(1);
+        let mut pick = mode(ring, h, top.0, half);
+        // A phase of another tempo hypothesis says nothing about this one,
+        // and while the tempo still moves between hypotheses the phase is
+        // free to move too: follow a mode once the tempo has held a beat.
+        let same_tempo = (p as f32 / self.best_period().max(1) as f32 - 1.0).abs() <= 0.04;
+        self.tempo_held = if same_tempo {
+            self.tempo_held.saturating_add(1)
+        } else {
+            0
+        };
+        if let Some(last) = self.phase_run.filter(|_| self.tempo_held as usize >= p) {
+            // Where the last phase runs to in this period's positions.
+            let ahead = (last * p as f32 + 1.0).rem_euclid(p as f32);
+            let slot = (h + p - (ahead.round() as usize % p)) % p;
+            let run = mode(ring, h, slot, half);
+            let apart = (pick.1 - run.1).rem_euclid(p as f32);
+            let apart = apart.min(p as f32 - apart);
+            // A mode is one when it holds clearly more than its share of
+            // the period's belief (early on the belief is nearly flat).
+            let share = (2 * half + 1) as f32 / p as f32 * self.marg[bi];
+            let held = run.0 > RUN_SHARE * share;
+            if held && apart > half as f32 && pick.0 < PHASE_SWITCH * run.0 {
+                pick = run;
+            }
         }
-        let top = (h + p - best.0) % p;
-        let pos = top as f32 + if sum > 0.0 { moment / sum } else { 0.0 };
-        let phase = (pos / p as f32).rem_euclid(1.0);
-        self.best = (
-            bi,
-            if phase.is_finite() {
-                phase.min(0.999_999)
-            } else {
-                0.0
-            },
-        );
+        let phase = (pick.1 / p as f32).rem_euclid(1.0);
+        let phase = if phase.is_finite() {
+            phase.min(0.999_999)
+        } else {
+            0.0
+        };
+        self.best = (bi, phase);
+        self.phase_run = Some(phase);
     }
 
     /// Longest period (hops) any range can have.
@@ -383,6 +420,21 @@ impl BeatStates {
     pub(super) fn best_period(&self) -> u32 {
         self.period.get(self.best.0).copied().unwrap_or(0)
     }
+}
+
+/// The belief mass within `half` slots of `centre` in a period's ring, and
+/// its centroid as a position (0 = the beat; a later slot is an earlier
+/// position, `head` the slot of position 0).
+fn mode(ring: &[f32], head: usize, centre: usize, half: usize) -> (f32, f32) {
+    let p = ring.len() as isize;
+    let (mut sum, mut moment) = (0.0f32, 0.0f32);
+    for d in -(half as isize)..=half as isize {
+        let v = ring[(centre as isize + d).rem_euclid(p) as usize];
+        sum += v;
+        moment -= v * d as f32;
+    }
+    let pos = (head as isize - centre as isize).rem_euclid(p) as f32;
+    (sum, pos + if sum > 0.0 { moment / sum } else { 0.0 })
 }
 
 /// Shortest and longest period (hops) for a BPM range.
