@@ -1,22 +1,13 @@
 # Shared by run.sh and real.sh (sourced; needs $root).
-#   eval_deps CMD=PACKAGE ...   install the Debian packages whose command is
-#                               missing, then mir_eval/numpy/scipy from PyPI
-#   eval_bin                    the release binary ($PHASE4_BIN, or built)
+#   eval_deps PACKAGE ...   install the missing Debian packages (sudo when not
+#                           root), then numpy/scipy/mir_eval into the shared
+#                           venv (scripts/lib/requirements-extra.txt)
+#   eval_bin                the release binary ($PHASE4_BIN, or built)
+. "$root/scripts/lib/common.sh"
+
 eval_deps() {
-  local need_apt=() pair
-  for pair in "$@"; do
-    case "${pair%%=*}" in
-      /*) [ -e "${pair%%=*}" ] || need_apt+=("${pair#*=}") ;;
-      *) command -v "${pair%%=*}" >/dev/null || need_apt+=("${pair#*=}") ;;
-    esac
-  done
-  if [ ${#need_apt[@]} -gt 0 ]; then
-    local SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq || echo "eval: apt-get update reported errors; installing anyway"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  fi
-  python3 -c "import mir_eval, numpy, scipy" 2>/dev/null \
-    || python3 -m pip install -q mir_eval numpy scipy
+  p4_apt_install "$@"
+  p4_venv "$root/scripts/lib/requirements-core.txt" "$root/scripts/lib/requirements-extra.txt"
 }
 
 eval_bin() {

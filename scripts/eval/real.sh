@@ -6,7 +6,7 @@
 #
 # DIR is a corpus built by scripts/eval/realcorpus.py (the audio and the
 # annotations are not ours to commit; see docs/eval.md, "Real recordings").
-# Installs what it needs (Debian: aubio-tools, sox; PyPI: mir_eval numpy
+# Installs what it needs (Debian: aubio-tools, sox; PyPI into the venv target/venv: mir_eval numpy
 # scipy), builds the release binary (PHASE4_BIN=path skips that) and writes
 # scripts/eval/out/real.{md,json}.
 set -euo pipefail
@@ -29,6 +29,6 @@ if [ -z "$corpus" ] || [ ! -f "$corpus/manifest.json" ]; then
 fi
 
 . "$here/common.sh"
-eval_deps aubiotrack=aubio-tools sox=sox
+eval_deps aubio-tools sox
 bin="$(eval_bin)"
 exec python3 "$here/realeval.py" --corpus "$corpus" --phase4 "$bin" "${args[@]}"

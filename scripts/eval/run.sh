@@ -5,7 +5,7 @@
 #   scripts/eval/run.sh --full     # the table in docs/eval.md (15 pieces)
 #
 # Installs what it needs (Debian: fluidsynth, fluid-soundfont-gm, aubio-tools;
-# PyPI: mir_eval numpy scipy), builds the release binary, generates the
+# PyPI into the venv target/venv: mir_eval numpy scipy), builds the release binary, generates the
 # corpus into scripts/eval/corpus/ (cached, deterministic), runs phase4
 # analyze and aubio's aubioonset/aubiotrack on it, and writes
 # scripts/eval/out/results.{md,json}. Set PHASE4_BIN to skip the build.
@@ -19,8 +19,7 @@ case "$mode" in
 esac
 
 . "$here/common.sh"
-eval_deps fluidsynth=fluidsynth /usr/share/sounds/sf2/FluidR3_GM.sf2=fluid-soundfont-gm \
-  aubiotrack=aubio-tools
+eval_deps fluidsynth fluid-soundfont-gm aubio-tools
 bin="$(eval_bin)"
 
 args=()
