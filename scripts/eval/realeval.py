@@ -370,14 +370,8 @@ def main():
     if sgroups:
         md += ["### Streams (6 excerpts, 1 s crossfades; times from the middle of the crossfade)",
                "", stream_table(streams, sgroups, systems), ""]
-    text = "\n".join(md)
-    print()
-    print(text)
-    with open(os.path.join(a.out, "real.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(a.out, "real.json"), "w") as f:
-        json.dump({"systems": systems, "pieces": names, "results": res, "streams": streams,
-                   "stream_members": sgroups}, f, indent=1)
+    ev.write_report(a.out, "real", md, {"systems": systems, "pieces": names, "results": res,
+                                        "streams": streams, "stream_members": sgroups})
 
 
 if __name__ == "__main__":
