@@ -8,9 +8,9 @@
 //! chains a quarter, half and three quarters of a beat away; a chain
 //! *dominates* when even its second-weakest peak is [`DOMINANCE`] times the
 //! second-strongest peak of the other chain. When another chain dominates
-//! the beat chain, the beat moves onto it; while the beat chain dominates
-//! every other one, the tracker adds the low band to its beat signal, so the
-//! filter stays on the kick.
+//! every other one on a few beats in a row, the tracker reports its beats
+//! on that chain (the filter keeps its own); when the beat chain dominates,
+//! the reported beats return to the filter's.
 //!
 //! Why dominance and not a ratio of means: on recorded music the loudest
 //! low-band events are often off the beat (a bass line on the off-beat, a
