@@ -225,6 +225,8 @@ fn render(msg: RecMsg) -> String {
 pub(super) struct AudioStatus {
     cpu_s: f64,
     at: Option<Instant>,
+    /// The last interval's figure (for a greeting between two intervals).
+    cpu_pct: f64,
 }
 
 impl Broadcaster {
@@ -370,21 +372,28 @@ impl Broadcaster {
         }
     }
 
-    /// `server_status.monitor`.
-    pub(super) fn audio_status(&mut self) -> Option<MonitorStatus> {
+    /// `server_status.monitor`; `interval`: a new CPU interval starts
+    /// (the periodic status), else the last interval's CPU figure is shown
+    /// (a new client's greeting).
+    pub(super) fn audio_status(&mut self, interval: bool) -> Option<MonitorStatus> {
         let link: &MonitorLink = self.ctx.monitor.as_ref()?;
         let c = &link.hub.counters;
-        let cpu_s = match c.tid.load(Ordering::Relaxed) {
-            0 => 0.0,
-            tid => crate::service::cpu::thread_cpu_s(tid).unwrap_or(0.0),
-        };
         let st = &mut self.audio;
-        let cpu_pct = match st.at {
-            Some(at) => 100.0 * (cpu_s - st.cpu_s).max(0.0) / at.elapsed().as_secs_f64().max(1e-3),
-            None => 0.0,
-        };
-        st.cpu_s = cpu_s;
-        st.at = Some(Instant::now());
+        if interval {
+            let cpu_s = match c.tid.load(Ordering::Relaxed) {
+                0 => 0.0,
+                tid => crate::service::cpu::thread_cpu_s(tid).unwrap_or(0.0),
+            };
+            st.cpu_pct = match st.at {
+                Some(at) => {
+                    100.0 * (cpu_s - st.cpu_s).max(0.0) / at.elapsed().as_secs_f64().max(1e-3)
+                }
+                None => 0.0,
+            };
+            st.cpu_s = cpu_s;
+            st.at = Some(Instant::now());
+        }
+        let cpu_pct = st.cpu_pct;
         Some(MonitorStatus {
             listeners: PerPreset::from_fn(|k| c.listeners[k].load(Ordering::Relaxed)),
             packets: PerPreset::from_fn(|k| c.packets[k].load(Ordering::Relaxed)),

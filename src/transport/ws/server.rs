@@ -174,7 +174,7 @@ impl Broadcaster {
                     hz,
                     self.snapshot_seq,
                 );
-                s.monitor = self.audio_status();
+                s.monitor = self.audio_status(true);
                 let json = Outbound::ServerStatus(&s).to_json();
                 self.broadcast_frame(&json);
             }
@@ -253,13 +253,14 @@ impl Broadcaster {
                         .last_meta
                         .as_ref()
                         .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-                    let s = self.greet_status.build(
+                    let mut s = self.greet_status.build(
                         &self.ctx,
                         self.clients.len() as u32,
                         self.drops,
                         hz,
                         self.snapshot_seq,
                     );
+                    s.monitor = self.audio_status(false);
                     let status = Message::Text(Outbound::ServerStatus(&s).to_json());
                     if let Some(c) = self.clients.last_mut() {
                         let _ = c.push_reply(status);
