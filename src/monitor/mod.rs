@@ -111,10 +111,12 @@ pub struct MonitorCounters {
     pub tid: AtomicI32,
 }
 
-/// What the recorder reports (written by `p4-record`, read by status).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What the recorder reports (written by `p4-record`, read by status);
+/// on the wire as `recordings.state` and `server_status.monitor.recording`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct RecorderStatus {
     /// A recording is running.
+    #[serde(rename = "active")]
     pub recording: bool,
     /// Its current file.
     pub file: Option<String>,

@@ -58,6 +58,19 @@ def music(seconds, sr=SR):
     return out
 
 
+def peak_hz(x, sr=SR):
+    """The strongest frequency of `x` (Hann window, 8x zero padding,
+    parabolic interpolation of the log magnitude)."""
+    import numpy as np
+
+    w = x * np.hanning(len(x))
+    spec = np.abs(np.fft.rfft(w, 8 * len(w)))
+    k = int(np.argmax(spec))
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
+    k += 0.5 * (a - c) / (a - 2 * b + c)
+    return k * sr / (8 * len(w))
+
+
 @pytest.fixture(scope="session")
 def binary():
     env_bin = os.environ.get("PHASE4_BIN")

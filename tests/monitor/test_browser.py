@@ -12,19 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SR, tone, write_wav
+from conftest import SR, peak_hz, tone, write_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ws"))
 from browser import ARGS, CHROMIUM  # noqa: E402
-
-
-def peak_hz(x, sr=SR):
-    w = x * np.hanning(len(x))
-    spec = np.abs(np.fft.rfft(w, 8 * len(w)))
-    k = int(np.argmax(spec))
-    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
-    k += 0.5 * (a - c) / (a - 2 * b + c)
-    return k * sr / (8 * len(w))
 
 
 def longest_run(x, gap=32):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import websockets
 
-from conftest import SR, TOKEN, login, music, recv_json, tone, write_wav
+from conftest import SR, TOKEN, login, music, peak_hz, recv_json, tone, write_wav
 
 PRESETS = ["low", "medium", "high", "ultra"]
 # Waveform SNR of the decoded music excerpt, dB, lower bounds per preset.
@@ -67,15 +67,6 @@ def decode(packets):
             a = fr.to_ndarray()
             out.append(a[0] if a.ndim == 2 else a)
     return np.concatenate(out).astype(np.float64)
-
-
-def peak_hz(x, sr=SR):
-    w = x * np.hanning(len(x))
-    spec = np.abs(np.fft.rfft(w, 8 * len(w)))
-    k = int(np.argmax(spec))
-    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
-    k += 0.5 * (a - c) / (a - 2 * b + c)
-    return k * sr / (8 * len(w))
 
 
 def snr_db(decoded, loop):

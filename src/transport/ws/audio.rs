@@ -76,7 +76,7 @@ pub struct MonitorStatus {
     /// Time spent in the Opus encoder since start, s.
     pub encode_s: f64,
     /// The recorder.
-    pub recording: RecordingStatus,
+    pub recording: RecorderStatus,
 }
 
 /// Something per preset.
@@ -96,37 +96,6 @@ impl<T: Copy> PerPreset<T> {
             medium: f(1),
             high: f(2),
             ultra: f(3),
-        }
-    }
-}
-
-/// The recorder, as clients see it.
-#[derive(Clone, Debug, Serialize, Default)]
-#[allow(missing_docs)]
-pub struct RecordingStatus {
-    pub active: bool,
-    pub file: Option<String>,
-    pub seconds: f64,
-    pub error: Option<String>,
-    pub replay_s: f64,
-    pub replay_capacity_s: f64,
-    pub used_bytes: u64,
-    pub quota_bytes: u64,
-    pub free_bytes: u64,
-}
-
-impl From<RecorderStatus> for RecordingStatus {
-    fn from(s: RecorderStatus) -> Self {
-        RecordingStatus {
-            active: s.recording,
-            file: s.file,
-            seconds: s.seconds,
-            error: s.error,
-            replay_s: s.replay_s,
-            replay_capacity_s: s.replay_capacity_s,
-            used_bytes: s.used_bytes,
-            quota_bytes: s.quota_bytes,
-            free_bytes: s.free_bytes,
         }
     }
 }
@@ -161,7 +130,7 @@ enum AudioOutbound {
     Recordings {
         items: Vec<RecordingJson>,
         truncated: bool,
-        state: RecordingStatus,
+        state: RecorderStatus,
     },
     ReplaySaved {
         name: String,
@@ -197,7 +166,7 @@ fn listing_json(l: Listing, state: RecorderStatus) -> String {
     AudioOutbound::Recordings {
         items,
         truncated: l.truncated,
-        state: state.into(),
+        state,
     }
     .to_json()
 }
@@ -402,7 +371,7 @@ impl Broadcaster {
                 .load(Ordering::Relaxed),
             cpu_pct,
             encode_s: c.encode_ns.load(Ordering::Relaxed) as f64 / 1e9,
-            recording: link.hub.recorder_status().into(),
+            recording: link.hub.recorder_status(),
         })
     }
 }
