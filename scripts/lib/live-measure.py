@@ -15,9 +15,13 @@ everything. Figures are taken between WARMUP and WARMUP + SECONDS.
       --server 'phase4=target/release/phase4 --config c.toml ...' \\
       [--server 'python=python3 -m server.main ...']
 
-Prints, per server, lines that scripts/bench.sh greps:
+With several --server, all run at once in each run (side by side, the
+same window, the start order alternating), --runs times; medians are
+printed, and for every server after the first its ratio to the first
+(median of the per-run ratios). Lines scripts/bench.sh greps:
   RESULT name cpu_pct=.. vcsw_per_s=.. vcsw_per_block=.. ivcsw_per_s=..
-         lmh_per_s=.. lmh_gap_p50_ms=.. lmh_gap_p99_ms=.. rss_kib=..
+         lmh_per_s=.. lmh_gap_p50_ms=.. lmh_gap_p99_ms=.. ws_msgs_per_s=.. rss_kib=..
+  RATIO other/first cpu=.. vcsw=..
 """
 
 import argparse
@@ -187,22 +191,20 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--warmup", type=float, default=4)
-    ap.add_argument("--ws-clients", type=int, default=1)
-    ap.add_argument("--block-rate", type=float, default=48000 / 256)
-    ap.add_argument("--server", action="append", required=True,
-                    help="NAME=COMMAND ({OSC1} {OSC2} {WS} {HTTP} {CFG} are filled in)")
-    ap.add_argument("--template", action="append", default=[],
-                    help="NAME=FILE: a config for server NAME with @OSC1@ @OSC2@ @WS@ @HTTP@, "
-                         "written to a temporary file passed as {CFG}")
-    ap.add_argument("--threads", action="store_true", help="print per-thread switches")
-    a = ap.parse_args()
+def median(xs):
+    xs = sorted(x for x in xs if x == x)
+    if not xs:
+        return float("nan")
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
 
-    templates = dict(t.split("=", 1) for t in a.template)
-    servers = [Server(s, a.ws_clients, templates) for s in a.server]
+
+def one_run(a, specs, templates, run):
+    """Start every server at once (side by side, the same window), measure,
+    stop them. Returns {name: figures}."""
+    # Alternate the start order run by run: neither server is always first.
+    order = specs if run % 2 == 0 else list(reversed(specs))
+    servers = [Server(s, a.ws_clients, templates) for s in order]
     try:
         time.sleep(a.warmup)
         for s in servers:
@@ -217,45 +219,106 @@ def main():
     finally:
         for s in servers:
             s.finish()
+    out = {}
     for s, b, e, r in zip(servers, t0, t1, rss):
         wall = e[0] - b[0]
         cpu = e[1] - b[1]
         vol = nvol = 0
-        rows = []
+        per_thread = {}
         for tid, (name, v, nv) in e[2].items():
             v0, nv0 = (b[2][tid][1], b[2][tid][2]) if tid in b[2] else (0, 0)
             vol += v - v0
             nvol += nv - nv0
-            rows.append((name, tid, (v - v0) / wall, (nv - nv0) / wall))
-        # Threads that ended within the window still count.
-        for tid, (name, v, nv) in b[2].items():
-            if tid not in e[2]:
-                rows.append((name + " (ended)", tid, float("nan"), float("nan")))
+            # Threads of one name (a pool) are summed.
+            per_thread[name] = per_thread.get(name, 0.0) + (v - v0) / wall
+        # A thread that ended within the window took its counts with it.
+        ended = [b[2][tid][0] for tid in b[2] if tid not in e[2]]
         times = s.rx[0].times
         win = times[b[3]:e[3]]
         gaps = [(y - x) * 1000 for x, y in zip(win, win[1:])]
         lmh_rate = (len(win) - 1) / (win[-1] - win[0]) if len(win) > 1 else 0.0
-        print(f"{s.name}: {cpu / wall * 100:.2f} % of one core ({cpu:.2f} CPU-s over {wall:.1f} s), "
-              f"{vol / wall:.0f} voluntary switches/s = {vol / wall / a.block_rate:.2f} per block "
-              f"({nvol / wall:.0f} involuntary/s), /audio/lmh {lmh_rate:.1f}/s gap p50 "
-              f"{pct(gaps, 0.5):.2f} ms p99 {pct(gaps, 0.99):.2f} ms, ws messages "
-              f"{(e[4] - b[4]) / wall:.0f}/s, peak RSS {r / 1024:.1f} MiB")
-        if a.threads:
-            for name, tid, v, nv in sorted(rows, key=lambda x: -x[2] if x[2] == x[2] else 0):
-                print(f"    {name:<18} {tid:>8} {v:8.1f} vol/s {v / a.block_rate:6.2f}/block {nv:7.1f} invol/s")
-        print(f"RESULT {s.name} cpu_pct={cpu / wall * 100:.3f} vcsw_per_s={vol / wall:.1f} "
-              f"vcsw_per_block={vol / wall / a.block_rate:.3f} ivcsw_per_s={nvol / wall:.1f} "
-              f"lmh_per_s={lmh_rate:.2f} lmh_gap_p50_ms={pct(gaps, 0.5):.3f} "
-              f"lmh_gap_p99_ms={pct(gaps, 0.99):.3f} rss_kib={r}")
         s.log.seek(0)
         health = [l for l in s.log.read().splitlines() if "latency_us" in l]
-        if health:
-            m = re.search(r"latency_us p50=\d+ p95=\d+ p99=\d+ max=\d+", health[-1])
-            print(f"    {s.name} health: {m.group(0) if m else health[-1][-160:]}")
         s.log.close()
         os.unlink(s.log.name)
         if s.cfg:
             os.unlink(s.cfg)
+        out[s.name] = dict(
+            cpu_pct=cpu / wall * 100, vcsw_per_s=vol / wall,
+            vcsw_per_block=vol / wall / a.block_rate, ivcsw_per_s=nvol / wall,
+            lmh_per_s=lmh_rate, lmh_gap_p50_ms=pct(gaps, 0.5), lmh_gap_p99_ms=pct(gaps, 0.99),
+            ws_msgs_per_s=(e[4] - b[4]) / wall, rss_kib=r, threads=per_thread, ended=ended,
+            health=health[-1] if health else "")
+    return out
+
+
+FIELDS = ["cpu_pct", "vcsw_per_s", "vcsw_per_block", "ivcsw_per_s", "lmh_per_s",
+          "lmh_gap_p50_ms", "lmh_gap_p99_ms", "ws_msgs_per_s", "rss_kib"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=4)
+    ap.add_argument("--runs", type=int, default=3, help="side-by-side runs; medians are printed")
+    ap.add_argument("--ws-clients", type=int, default=1)
+    ap.add_argument("--block-rate", type=float, default=48000 / 256)
+    ap.add_argument("--server", action="append", required=True,
+                    help="NAME=COMMAND ({OSC1} {OSC2} {WS} {HTTP} {CFG} are filled in); "
+                         "the first is the one the others are compared with")
+    ap.add_argument("--template", action="append", default=[],
+                    help="NAME=FILE: a config for server NAME with @OSC1@ @OSC2@ @WS@ @HTTP@, "
+                         "written to a temporary file passed as {CFG}")
+    ap.add_argument("--threads", action="store_true", help="print per-thread switches")
+    a = ap.parse_args()
+
+    templates = dict(t.split("=", 1) for t in a.template)
+    names = [s.split("=", 1)[0] for s in a.server]
+    if len(set(names)) != len(names):
+        sys.exit("live-measure: server names must differ")
+    runs = []
+    for run in range(a.runs):
+        res = one_run(a, a.server, templates, run)
+        runs.append(res)
+        for n in names:
+            r = res[n]
+            print(f"run {run + 1}/{a.runs} {n}: {r['cpu_pct']:.2f} % of a core, "
+                  f"{r['vcsw_per_s']:.0f} voluntary switches/s = {r['vcsw_per_block']:.2f} per block "
+                  f"({r['ivcsw_per_s']:.0f} involuntary/s), /audio/lmh {r['lmh_per_s']:.1f}/s "
+                  f"gap p99 {r['lmh_gap_p99_ms']:.2f} ms, ws {r['ws_msgs_per_s']:.0f} msg/s, "
+                  f"peak RSS {r['rss_kib'] / 1024:.1f} MiB", flush=True)
+    budget = 2.5 * a.block_rate
+    print(f"== medians of {a.runs} side-by-side run(s) of {a.seconds:.0f} s "
+          f"({a.ws_clients} WS client(s); target: voluntary switches <= 2.5 x {a.block_rate:g} "
+          f"blocks/s = {budget:.0f}/s; load average {os.getloadavg()[0]:.1f}) ==")
+    med = {n: {f: median([r[n][f] for r in runs]) for f in FIELDS} for n in names}
+    for n in names:
+        m = med[n]
+        print(f"{n}: {m['cpu_pct']:.2f} % of a core, {m['vcsw_per_s']:.0f} voluntary switches/s "
+              f"= {m['vcsw_per_block']:.2f} per block ({m['vcsw_per_s'] / budget:.2f} x the budget), "
+              f"{m['ivcsw_per_s']:.0f} involuntary/s, /audio/lmh {m['lmh_per_s']:.1f}/s gap p50 "
+              f"{m['lmh_gap_p50_ms']:.2f} ms p99 {m['lmh_gap_p99_ms']:.2f} ms, ws {m['ws_msgs_per_s']:.0f} msg/s, "
+              f"peak RSS {m['rss_kib'] / 1024:.1f} MiB")
+        if a.threads:
+            tnames = sorted({t for r in runs for t in r[n]["threads"]})
+            rows = [(t, median([r[n]["threads"].get(t, 0.0) for r in runs])) for t in tnames]
+            for t, v in sorted(rows, key=lambda x: -x[1]):
+                print(f"    {t:<18} {v:8.1f} voluntary/s {v / a.block_rate:6.2f} per block")
+            ended = sorted({t for r in runs for t in r[n]["ended"]})
+            if ended:
+                print(f"    (ended within the window, not counted: {', '.join(ended)})")
+        if runs[-1][n]["health"]:
+            mm = re.search(r"latency_us p50=\d+ p95=\d+ p99=\d+ max=\d+", runs[-1][n]["health"])
+            if mm:
+                print(f"    {n} health (last run): {mm.group(0)}")
+        print(f"RESULT {n} " + " ".join(f"{f}={m[f]:.3f}" for f in FIELDS))
+    base = names[0]
+    for n in names[1:]:
+        # Per run, then the median: both figures come from the same window.
+        cpu = median([r[n]["cpu_pct"] / r[base]["cpu_pct"] for r in runs if r[base]["cpu_pct"] > 0])
+        sw = median([r[n]["vcsw_per_s"] / r[base]["vcsw_per_s"] for r in runs if r[base]["vcsw_per_s"] > 0])
+        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} "
+              f"({n} spends {cpu:.2f}x the CPU of {base} and switches {sw:.2f}x as often)")
 
 
 if __name__ == "__main__":
