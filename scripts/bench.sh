@@ -17,17 +17,20 @@
 #   --quick       shorter runs, for CI
 #   --live-only   only part 4
 #   --against BIN a second phase4 binary run side by side (before/after)
+#   --ws-load     instead of the above: phase4 with no WebSocket client and
+#                 phase4 with 20 side by side (what 20 clients add)
 #   --peer CMD    a peer server run side by side, e.g. the Python server;
 #                 CMD may use {OSC1} {OSC2} (the two UDP ports to send OSC
 #                 to) and {WS} (the WebSocket port the clients connect to)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
-QUICK=0 LIVE_ONLY=0 RUNS=3 M_SECONDS="" WS_CLIENTS=1 AGAINST="" PEER=""
+QUICK=0 LIVE_ONLY=0 WS_LOAD=0 RUNS=3 M_SECONDS="" WS_CLIENTS=1 AGAINST="" PEER=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --live-only) LIVE_ONLY=1 ;;
+    --ws-load) WS_LOAD=1 LIVE_ONLY=1 ;;
     --runs) RUNS=$2; shift ;;
     --seconds) M_SECONDS=$2; shift ;;
     --ws-clients) WS_CLIENTS=$2; shift ;;
@@ -68,8 +71,13 @@ overhead() {
   grep '^websockets' scripts/lib/requirements-extra.txt > "$W/req-ws.txt"
   p4_venv scripts/lib/requirements-core.txt "$W/req-ws.txt"
   live_template "$W/live.tmpl" 5
-  local servers=(--server "phase4=$BIN --config {CFG} --input $W/live.wav --loop --log-level info"
-                 --template "phase4=$W/live.tmpl")
+  local run="$BIN --config {CFG} --input $W/live.wav --loop --log-level info"
+  local servers=(--server "phase4=$run" --template "phase4=$W/live.tmpl")
+  if [ $WS_LOAD = 1 ]; then
+    echo "   (what 20 WebSocket clients add: phase4 with none and phase4 with 20, side by side)"
+    servers=(--server "clients0=$run" --template "clients0=$W/live.tmpl" --ws-clients-for clients0=0
+             --server "clients20=$run" --template "clients20=$W/live.tmpl" --ws-clients-for clients20=20)
+  fi
   if [ -n "$AGAINST" ]; then
     servers+=(--server "against=$(realpath "$AGAINST") --config {CFG} --input $W/live.wav --loop --log-level info"
               --template "against=$W/live.tmpl")

@@ -204,7 +204,8 @@ def one_run(a, specs, templates, run):
     stop them. Returns {name: figures}."""
     # Alternate the start order run by run: neither server is always first.
     order = specs if run % 2 == 0 else list(reversed(specs))
-    servers = [Server(s, a.ws_clients, templates) for s in order]
+    servers = [Server(s, a.clients_for.get(s.split("=", 1)[0], a.ws_clients), templates)
+               for s in order]
     try:
         time.sleep(a.warmup)
         for s in servers:
@@ -269,8 +270,11 @@ def main():
     ap.add_argument("--template", action="append", default=[],
                     help="NAME=FILE: a config for server NAME with @OSC1@ @OSC2@ @WS@ @HTTP@, "
                          "written to a temporary file passed as {CFG}")
+    ap.add_argument("--ws-clients-for", action="append", default=[],
+                    help="NAME=N: N WebSocket clients for server NAME (default --ws-clients)")
     ap.add_argument("--threads", action="store_true", help="print per-thread switches")
     a = ap.parse_args()
+    a.clients_for = {k: int(v) for k, v in (x.split("=", 1) for x in a.ws_clients_for)}
 
     templates = dict(t.split("=", 1) for t in a.template)
     names = [s.split("=", 1)[0] for s in a.server]
@@ -288,8 +292,9 @@ def main():
                   f"gap p99 {r['lmh_gap_p99_ms']:.2f} ms, ws {r['ws_msgs_per_s']:.0f} msg/s, "
                   f"peak RSS {r['rss_kib'] / 1024:.1f} MiB", flush=True)
     budget = 2.5 * a.block_rate
+    clients = ", ".join(f"{n} {a.clients_for.get(n, a.ws_clients)}" for n in names)
     print(f"== medians of {a.runs} side-by-side run(s) of {a.seconds:.0f} s "
-          f"({a.ws_clients} WS client(s); target: voluntary switches <= 2.5 x {a.block_rate:g} "
+          f"(WS clients: {clients}; target: voluntary switches <= 2.5 x {a.block_rate:g} "
           f"blocks/s = {budget:.0f}/s; load average {os.getloadavg()[0]:.1f}) ==")
     med = {n: {f: median([r[n][f] for r in runs]) for f in FIELDS} for n in names}
     for n in names:
@@ -317,8 +322,9 @@ def main():
         # Per run, then the median: both figures come from the same window.
         cpu = median([r[n]["cpu_pct"] / r[base]["cpu_pct"] for r in runs if r[base]["cpu_pct"] > 0])
         sw = median([r[n]["vcsw_per_s"] / r[base]["vcsw_per_s"] for r in runs if r[base]["vcsw_per_s"] > 0])
-        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} "
-              f"({n} spends {cpu:.2f}x the CPU of {base} and switches {sw:.2f}x as often)")
+        add = median([r[n]["cpu_pct"] - r[base]["cpu_pct"] for r in runs])
+        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} cpu_added_pct={add:+.2f} "
+              f"({n} spends {cpu:.2f}x the CPU of {base} ({add:+.2f} % of a core) and switches {sw:.2f}x as often)")
 
 
 if __name__ == "__main__":
