@@ -70,6 +70,13 @@ impl Broadcaster {
                     )
                 })
                 .collect();
+            if self.clients.is_empty() {
+                // Nobody to send a snapshot to: wait for the acceptor's
+                // wake-up (a new client) or the heartbeat's tick, not for
+                // the next snapshot (20 wake-ups a second instead of 60).
+                std::thread::park_timeout(MAX_SLEEP);
+                return;
+            }
             if fds.is_empty() {
                 std::thread::sleep(Duration::from(timeout));
                 return;
@@ -205,7 +212,7 @@ impl Broadcaster {
                 authorized: true,
                 required: true,
             };
-            return if c.push_reply(Message::Text(a.to_json())) {
+            return if c.push_reply(Message::Text(a.to_json().into())) {
                 Outcome::Keep
             } else {
                 not_reading()

@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
-use tungstenite::Message;
+use tungstenite::{Message, Utf8Bytes};
 
 /// How often `server_status` goes out.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
@@ -46,6 +46,7 @@ pub(super) fn spawn(
     ctx: WsCtx,
     secret: Secret,
     accepted: Receiver<Accepted>,
+    wake: Arc<crate::rt::Wake>,
     registry: Arc<Registry>,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
@@ -55,6 +56,10 @@ pub(super) fn spawn(
         .name("p4-ws".into())
         .spawn(move || {
             ctx.stats.tid[Role::Ws as usize].store(crate::service::gettid(), Ordering::Relaxed);
+            // The acceptor wakes this thread when a client arrives: with
+            // none it parks for [`MAX_SLEEP`] instead of ticking at the
+            // snapshot rate.
+            wake.register_current();
             let mut b = Broadcaster::new(ctx, secret, accepted, registry, bands, spectrum);
             b.run();
         })
@@ -70,7 +75,8 @@ pub(super) struct Broadcaster {
     pub(super) clients: Vec<Client>,
     next_id: u64,
     last_meta: Option<p::Meta>,
-    meta_json: String,
+    /// Encoded once; every client's queue shares it.
+    meta_json: Utf8Bytes,
     latest_bands: BandsFrame,
     latest_spec: SpectrumFrame,
     snapshot_seq: u64,
@@ -107,7 +113,7 @@ impl Broadcaster {
             clients: Vec::new(),
             next_id: 1,
             last_meta: None,
-            meta_json: String::new(),
+            meta_json: Utf8Bytes::default(),
             latest_bands: BandsFrame::default(),
             latest_spec: SpectrumFrame::zeroed(),
             snapshot_seq: 0,
@@ -145,7 +151,7 @@ impl Broadcaster {
                     self.next_snapshot = now + period;
                 }
             }
-            if now >= self.next_status {
+            if now >= self.next_status && !self.clients.is_empty() {
                 self.next_status = now + STATUS_EVERY;
                 let s = self.status.build(
                     &self.ctx,
@@ -155,7 +161,7 @@ impl Broadcaster {
                     self.snapshot_seq,
                 );
                 let json = Outbound::ServerStatus(&s).to_json();
-                self.broadcast_frame(&json);
+                self.broadcast_frame(json);
             }
             self.flush_all(now);
             self.drain_lingering();
@@ -174,7 +180,7 @@ impl Broadcaster {
     fn maybe_meta(&mut self, force: bool) {
         let m = build_meta(&self.ctx);
         if force || self.last_meta.as_ref() != Some(&m) {
-            self.meta_json = Outbound::Meta(&m).to_json();
+            self.meta_json = Outbound::Meta(&m).to_json().into();
             self.last_meta = Some(m);
             for c in self.clients.iter_mut() {
                 c.meta_due = true;
@@ -202,7 +208,7 @@ impl Broadcaster {
                         authorized: c.authorized,
                         required: true,
                     };
-                    let _ = c.push_reply(Message::Text(auth.to_json()));
+                    let _ = c.push_reply(Message::Text(auth.to_json().into()));
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
@@ -233,7 +239,7 @@ impl Broadcaster {
     /// closed.
     pub(super) fn reply_to(&mut self, id: u64, json: String) {
         if let Some(i) = self.clients.iter().position(|c| c.id == id) {
-            if !self.clients[i].push_reply(Message::Text(json)) {
+            if !self.clients[i].push_reply(Message::Text(json.into())) {
                 self.remove(i, CloseCode::Policy, "not reading its replies");
             }
         }
@@ -283,9 +289,15 @@ impl Broadcaster {
         }
     }
 
-    fn broadcast_frame(&mut self, json: &str) {
+    /// Queue `json` for every client. It was encoded once; the clients'
+    /// queues share its one buffer (a reference count, no copy each).
+    fn broadcast_frame(&mut self, json: String) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let shared = Utf8Bytes::from(json);
         for c in self.clients.iter_mut() {
-            self.drops += c.push_frame(Message::Text(json.to_string()));
+            self.drops += c.push_frame(Message::Text(shared.clone()));
         }
     }
 
@@ -293,8 +305,10 @@ impl Broadcaster {
         while let Some(f) = self.spectrum.try_pop() {
             if f.has_bins && !self.clients.is_empty() {
                 p::fft_frame(f.bins(), &mut self.fft_buf);
+                // Built once, shared by every client's queue.
+                let shared = bytes::Bytes::copy_from_slice(&self.fft_buf);
                 for c in self.clients.iter_mut() {
-                    self.drops += c.push_frame(Message::Binary(self.fft_buf.clone()));
+                    self.drops += c.push_frame(Message::Binary(shared.clone()));
                 }
             }
             if f.onset {
@@ -305,7 +319,7 @@ impl Broadcaster {
                     count: f.onset_count,
                 }
                 .to_json();
-                self.broadcast_frame(&ev);
+                self.broadcast_frame(ev);
             }
             if f.tempo.beat {
                 let ev = Outbound::Beat {
@@ -315,7 +329,7 @@ impl Broadcaster {
                     t: f.time_s - f.tempo.beat_lag_s as f64,
                 }
                 .to_json();
-                self.broadcast_frame(&ev);
+                self.broadcast_frame(ev);
             }
             self.latest_spec = f;
         }
@@ -333,7 +347,7 @@ impl Broadcaster {
                             count: f.band_onset_count[k],
                         }
                         .to_json();
-                        self.broadcast_frame(&ev);
+                        self.broadcast_frame(ev);
                     }
                 }
             }
@@ -384,7 +398,7 @@ impl Broadcaster {
             },
         };
         let json = Outbound::Snapshot(&snap).to_json();
-        self.broadcast_frame(&json);
+        self.broadcast_frame(json);
     }
 
     fn flush_all(&mut self, now: Instant) {
