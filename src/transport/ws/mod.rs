@@ -122,6 +122,10 @@ pub fn spawn(
     let wsc = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max * 4))
         .max_frame_size(Some(max * 4))
+        // tungstenite 0.26 reads into a 128 KiB buffer per client by
+        // default: 2.5 MiB of resident memory for 20 clients. Clients send
+        // little (commands), and reads are budgeted per turn anyway.
+        .read_buffer_size(8 * 1024)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(256 * 1024);
     let policy = accept::Policy {
