@@ -36,6 +36,8 @@ suite jack         -    "bash scripts/jack-measure.sh --check"
 suite live-events  -    "python3 -m pytest -q -p no:cacheprovider tests/test_live_events.py"
 suite ws           -    "bash scripts/ci-ws.sh"
 suite abuse        -    "bash scripts/abuse.sh"
+suite fuzz         -    "bash scripts/fuzz.sh 30"
+suite audit        -    "bash scripts/audit.sh"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 
