@@ -9,12 +9,13 @@ changes (there: supervisor 49/s, WAV reader 99/s, idle broadcaster 116/s,
 whole process 5.07 per block; here 10, 10, 20 and 3.85).
 """
 
+import importlib.util
 import os
-import re
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from conftest import BLOCK, RATE, OscReceiver, render, tone, write_config, write_wav
 
@@ -25,18 +26,18 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
+def load_live_measure():
+    """scripts/lib/live-measure.py, whose /proc reader this test shares."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "lib" / "live-measure.py"
+    spec = importlib.util.spec_from_file_location("live_measure", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def switches(pid):
     """{tid: (name, voluntary switches)} of every thread of `pid`."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            s = open(f"/proc/{pid}/task/{tid}/status").read()
-        except OSError:
-            continue
-        name = re.search(r"^Name:\s+(.*)$", s, re.M).group(1)
-        v = int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", s, re.M).group(1))
-        out[int(tid)] = (name, v)
-    return out
+    return {int(t): (name, v) for t, (name, v, _) in load_live_measure().threads(pid).items()}
 
 
 def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
