@@ -11,6 +11,7 @@ whole process 5.07 per block; here 10, 10, 20 and 3.85).
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,3 +84,27 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     # Per block: capture 1, bands 1, OSC 1, spectrum 0.5, the rest a few
     # ticks a second: 3.85 per block measured, 5.07 before.
     assert total <= 4.2 * block_rate, f"{total:.0f}/s = {total / block_rate:.2f} per block; {table}"
+
+
+def test_an_idle_broadcaster_drops_no_frames_at_a_high_block_rate(phase4_bin, tmp_path):
+    # 96 kHz / 64 frames: 1500 blocks a second. With no client the
+    # broadcaster parks, but never so long that the workers' rings to it
+    # overflow (parking 50 ms dropped ~1100 frames in 4 s).
+    wav = write_wav(tmp_path / "tone96.wav", render(tone(440), 1.0, rate=96000), rate=96000)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        audio={"block-frames": 64},
+        osc={"enabled": False},
+        ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+        state={"dir": ""},
+        health={"interval-s": 1.0},
+    )
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.run(
+        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop", "--duration", "3"],
+        env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    drops = re.findall(r"frame_drops=(\d+)", p.stderr)
+    assert drops, p.stderr
+    assert int(drops[-1]) == 0, p.stderr[-2000:]

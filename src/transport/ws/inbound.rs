@@ -74,7 +74,7 @@ impl Broadcaster {
                 // Nobody to send a snapshot to: wait for the acceptor's
                 // wake-up (a new client) or the heartbeat's tick, not for
                 // the next snapshot (20 wake-ups a second instead of 60).
-                std::thread::park_timeout(MAX_SLEEP);
+                std::thread::park_timeout(self.idle_wait());
                 return;
             }
             if fds.is_empty() {

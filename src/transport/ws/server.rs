@@ -176,6 +176,22 @@ impl Broadcaster {
         }
     }
 
+    /// How long to park while no client is connected: [`MAX_SLEEP`], or
+    /// less when the workers' rings to this thread would be a quarter full
+    /// sooner (high block rates: 96 kHz / 64 frames fills half the ring in
+    /// 21 ms, and parking that long dropped frames), so that no frame is
+    /// dropped for nobody.
+    pub(super) fn idle_wait(&self) -> Duration {
+        let sr = self.ctx.shared.sample_rate.load(Ordering::Relaxed) as f64;
+        if sr == 0.0 {
+            // The device's rate is not known yet (start-up): wake often.
+            return Duration::from_millis(5);
+        }
+        let block = self.ctx.config.audio.block_frames.max(1) as f64;
+        let quarter_ring = (crate::dsp::worker::FRAME_RING / 4) as f64 * block / sr;
+        MAX_SLEEP.min(Duration::from_secs_f64(quarter_ring))
+    }
+
     /// Send meta to everyone when it changed (or when `force`).
     fn maybe_meta(&mut self, force: bool) {
         let m = build_meta(&self.ctx);
