@@ -22,6 +22,8 @@
 #   --peer CMD    a peer server run side by side, e.g. the Python server;
 #                 CMD may use {OSC1} {OSC2} (the two UDP ports to send OSC
 #                 to) and {WS} (the WebSocket port the clients connect to)
+#                 (figures are of the one process CMD becomes: a peer that
+#                 forks workers must be started so that they are its threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
