@@ -38,6 +38,7 @@ suite ws           -    "bash scripts/ci-ws.sh"
 suite abuse        -    "bash scripts/abuse.sh"
 suite fuzz         -    "bash scripts/fuzz.sh 30"
 suite audit        -    "bash scripts/audit.sh"
+suite compat       -    "python3 -m pytest -q -p no:cacheprovider tests/compat"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 

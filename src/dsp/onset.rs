@@ -2,13 +2,14 @@
 //! spectral-flux onset detector on the FFT magnitudes.
 //!
 //! Definitions:
-//! - Band onsets ([`BandOnsets`]): for each of the auto-scaled L/M/H values
-//!   `x`, `d = fast(x) − slow(x)` (one-pole envelopes, τ 15 ms and 250 ms).
-//!   An onset is the rising edge of `d > θ`, with the adaptive threshold
-//!   `θ = max(θ_min, k·E|d|)` (`E` a 1 s running mean, `k` = 1.5 scaled by the
-//!   sensitivity), re-armed once `d` falls below `θ/2`, and at least
-//!   `onset_min_gap_s` after the previous onset of that band. This is the
-//!   detector of the Python server, on the same post-processed signals.
+//! - Band onsets ([`BandOnsets`]), the Python server's per-band detector
+//!   with its per-band settings (`[onset.<band>]`, `set_onset` with a band):
+//!   for each auto-scaled L/M/H value `x`, novelty
+//!   `n = max(0, fast(x) − slow(x))` (one-pole envelopes, τ 12 ms and the
+//!   band's `slow_tau_s`); `m` is a 1 s running mean of `n`. An onset when
+//!   `n > max(sensitivity·m, abs_floor)` and more than `refractory_s` after
+//!   the band's previous one; the band re-arms once
+//!   `n < max(0.6·m, abs_floor/2)` (a Schmitt trigger: one onset per rise).
 //! - Broadband onsets ([`FluxOnset`]), SuperFlux-like: the rfft magnitudes go
 //!   through a log-frequency triangular filterbank (12 bands per octave from
 //!   30 Hz to 16 kHz, bands narrower than one FFT bin merged), are
@@ -29,17 +30,22 @@
 //!   previous onset is at least `onset_min_gap_s` old.
 //! - `strength = 1 − exp(−(odf − threshold)/scale)`, in (0, 1).
 //! - `lag_s` = one hop (the look-ahead) + [`ODF_PEAK_LAG_S`].
-//! - `low_odf`: the power of the rfft bins below [`LOW_HZ`] (DC excluded):
-//!   the kick drum. The beat tracker uses
-//!   it only to choose between beat chains half a period apart (see
-//!   `tempo::beats`), never as part of its ODF. Because the pipeline hands
-//!   the tracker one ODF value per hop, `process` also leaves `low_odf` in a
-//!   per-thread cell that the next [`crate::dsp::tempo::BeatTracker::process`]
-//!   on the same thread takes ([`take_low_odf`]).
+//! - `beat_groups`: the beat tracker's input, the same λ = 10³ SuperFlux
+//!   summed separately over four frequency groups of bands (centres below
+//!   150 Hz, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz; see
+//!   [`BEAT_GROUP_EDGES_HZ`]), each the mean over its bands. The tracker
+//!   normalises each group on its own (`tempo`), so the kick and the bass
+//!   are not drowned by the many high bands.
+//! - `low_power`: the power of the rfft bins below [`LOW_HZ`] (DC
+//!   excluded), the kick drum; the tracker uses it only to check which of
+//!   the chains a quarter, half or three quarters of a beat apart carries
+//!   the kick (`tempo`), never as part of its beat signal.
 //!
 //! Real-time safety: state is allocated in `new`; `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
 //! are treated as zero).
+
+pub mod frontend;
 
 use super::params::DspParams;
 use crate::types::onset_bits;
@@ -50,26 +56,15 @@ use crate::types::onset_bits;
 /// clicks by the unit test `flux_onsets_fall_on_clicks`.
 pub const ODF_PEAK_LAG_S: f32 = 0.0085;
 
-/// Upper edge of the low band whose flux chooses the beat phase (kick).
+/// Upper edge of the low band whose power (the kick) checks the beat phase.
 pub const LOW_HZ: f32 = 110.0;
-/// Most rfft bins the low band may span (sized statically).
+/// Most rfft bins the low band may span.
 const LOW_MAX_BINS: usize = 16;
 
-thread_local! {
-    /// The newest `low_odf` computed on this thread, NaN once taken.
-    static LOW_ODF: std::cell::Cell<f32> = const { std::cell::Cell::new(f32::NAN) };
-}
-
-/// The `low_odf` of the newest [`FluxOnset::process`] on this thread, if it
-/// has not been taken yet. Never allocates or blocks.
-pub fn take_low_odf() -> Option<f32> {
-    let v = LOW_ODF.with(|c| c.replace(f32::NAN));
-    if v.is_finite() {
-        Some(v)
-    } else {
-        None
-    }
-}
+/// Number of frequency groups of the beat tracker's input.
+pub const BEAT_GROUPS: usize = 4;
+/// Upper edges (Hz, band centre) of all but the last group.
+pub const BEAT_GROUP_EDGES_HZ: [f32; BEAT_GROUPS - 1] = [150.0, 500.0, 2000.0];
 
 /// Compression constant of the log magnitude.
 const LOG_LAMBDA: f32 = 1.0e5;
@@ -121,18 +116,25 @@ fn sensitivity_gain(s: f32) -> f32 {
     (2.0f32).powf((0.5 - s) * 4.0)
 }
 
-/// Per-band onset detector on the auto-scaled L/M/H values.
+/// Fast envelope of the band onset detectors (removes block jitter).
+const BAND_FAST_TAU_S: f32 = 0.012;
+/// Time constant of the running mean of novelty the threshold follows.
+const BAND_THR_TAU_S: f32 = 1.0;
+/// Re-arm once novelty falls below this multiple of its running mean.
+const BAND_RELEASE: f32 = 0.6;
+
+/// Per-band onset detector on the auto-scaled L/M/H values, with each
+/// band's own settings ([`super::params::BandOnsetParams`]).
 pub struct BandOnsets {
     block_period_s: f32,
     a_fast: f32,
-    a_slow: f32,
-    a_mean: f32,
+    a_thr: f32,
     fast: [f32; 3],
     slow: [f32; 3],
-    mean_abs: [f32; 3],
-    armed: [bool; 3],
+    thr_avg: [f32; 3],
+    /// Fired and waiting for novelty to fall (Schmitt trigger).
+    fired: [bool; 3],
     since_s: [f32; 3],
-    warm_s: f32,
 }
 
 impl BandOnsets {
@@ -145,49 +147,45 @@ impl BandOnsets {
         };
         BandOnsets {
             block_period_s: dt,
-            a_fast: one_pole(dt, 0.015),
-            a_slow: one_pole(dt, 0.25),
-            a_mean: one_pole(dt, 1.0),
+            a_fast: one_pole(dt, BAND_FAST_TAU_S),
+            a_thr: one_pole(dt, BAND_THR_TAU_S),
             fast: [0.0; 3],
             slow: [0.0; 3],
-            mean_abs: [0.0; 3],
-            armed: [true; 3],
+            thr_avg: [0.0; 3],
+            fired: [false; 3],
             since_s: [f32::INFINITY; 3],
-            warm_s: 0.0,
         }
     }
 
     /// Feed one block's auto-scaled L/M/H; returns [`crate::types::onset_bits`].
     pub fn process(&mut self, lmh: &[f32; 3], p: &DspParams) -> u8 {
         const BITS: [u8; 3] = [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH];
-        let k = 1.5 * sensitivity_gain(p.onset_sensitivity);
-        let theta_min = 0.04 * sensitivity_gain(p.onset_sensitivity);
-        let gap = if p.onset_min_gap_s.is_finite() {
-            p.onset_min_gap_s.max(0.0)
-        } else {
-            0.05
-        };
-        // The slow envelope needs a moment before `fast − slow` means anything.
-        self.warm_s += self.block_period_s;
-        let warm = self.warm_s >= 0.1;
+        let dt = self.block_period_s;
         let mut out = 0;
         for i in 0..3 {
-            let x = finite_or_zero(lmh[i]).clamp(0.0, 1.0);
+            let b = &p.band_onset[i];
+            let finite = |v: f32, d: f32| if v.is_finite() { v } else { d };
+            let k = finite(b.sensitivity, 1.8).max(1.0);
+            let gap = finite(b.refractory_s, 0.1).max(0.0);
+            let floor = finite(b.abs_floor, 0.1).max(0.0);
+            let a_slow = one_pole(dt, finite(b.slow_tau_s, 0.3).max(1e-3));
+            let x = finite_or_zero(lmh[i]).clamp(0.0, 4.0);
             self.fast[i] += self.a_fast * (x - self.fast[i]);
-            self.slow[i] += self.a_slow * (x - self.slow[i]);
-            let d = self.fast[i] - self.slow[i];
-            self.since_s[i] += self.block_period_s;
-            let theta = (k * self.mean_abs[i]).max(theta_min);
-            if d > theta {
-                if self.armed[i] && warm && self.since_s[i] >= gap {
+            self.slow[i] += a_slow * (x - self.slow[i]);
+            let novelty = (self.fast[i] - self.slow[i]).max(0.0);
+            self.thr_avg[i] += self.a_thr * (novelty - self.thr_avg[i]);
+            self.since_s[i] += dt;
+            let high = (k * self.thr_avg[i]).max(floor);
+            let low = (BAND_RELEASE * self.thr_avg[i]).max(0.5 * floor);
+            if !self.fired[i] {
+                if novelty > high && self.since_s[i] > gap {
                     out |= BITS[i];
+                    self.fired[i] = true;
                     self.since_s[i] = 0.0;
                 }
-                self.armed[i] = false;
-            } else if d < 0.5 * theta {
-                self.armed[i] = true;
+            } else if novelty < low {
+                self.fired[i] = false;
             }
-            self.mean_abs[i] += self.a_mean * (d.abs() - self.mean_abs[i]);
         }
         out
     }
@@ -209,8 +207,10 @@ pub struct OnsetOut {
     pub onset: Option<f32>,
     /// When `onset`: seconds between the onset and the end of the window.
     pub lag_s: f32,
-    /// Low-band (below [`LOW_HZ`]) power, for the beat phase.
-    pub low_odf: f32,
+    /// Per frequency group, the SuperFlux the beat tracker takes.
+    pub beat_groups: [f32; BEAT_GROUPS],
+    /// Power below [`LOW_HZ`], for the beat phase.
+    pub low_power: f32,
 }
 
 /// A log-frequency triangular filterbank over rfft bins, stored sparsely.
@@ -218,6 +218,8 @@ struct FilterBank {
     /// Per band: first bin, number of bins, offset into `weights`.
     bands: Vec<(usize, usize, usize)>,
     weights: Vec<f32>,
+    /// Per band: the beat group its centre falls in.
+    group: Vec<usize>,
 }
 
 impl FilterBank {
@@ -237,7 +239,10 @@ impl FilterBank {
         }
         let mut bands = Vec::new();
         let mut weights = Vec::new();
+        let mut group = Vec::new();
         for w in centres.windows(3) {
+            let hz = w[1] as f32 * bin_hz;
+            group.push(BEAT_GROUP_EDGES_HZ.iter().filter(|&&e| hz >= e).count());
             let (lo, c, hi) = (w[0], w[1], w[2]);
             let start = weights.len();
             let mut sum = 0.0;
@@ -262,8 +267,13 @@ impl FilterBank {
             let n = n_mag.max(1);
             weights = vec![1.0 / n as f32; n];
             bands.push((0, n, 0));
+            group.push(0);
         }
-        FilterBank { bands, weights }
+        FilterBank {
+            bands,
+            weights,
+            group,
+        }
     }
 
     fn len(&self) -> usize {
@@ -280,6 +290,8 @@ pub struct FluxOnset {
     cur_beat: Vec<f32>,
     prev_beat: Vec<f32>,
     have_prev: bool,
+    /// Bands per beat group (for the means).
+    group_bands: [f32; BEAT_GROUPS],
     /// Low band: rfft bins `1..=low_bins`.
     low_bins: usize,
     hist: [f32; HIST],
@@ -306,6 +318,10 @@ impl FluxOnset {
         };
         let fb = FilterBank::new(n_mag, sr);
         let n = fb.len();
+        let mut group_bands = [0.0f32; BEAT_GROUPS];
+        for &g in &fb.group {
+            group_bands[g] += 1.0;
+        }
         let n_fft = 2 * n_mag.saturating_sub(1).max(1);
         let low_bins = ((LOW_HZ * n_fft as f32 / sr) as usize)
             .clamp(1, LOW_MAX_BINS)
@@ -318,6 +334,7 @@ impl FluxOnset {
             cur_beat: vec![0.0; n],
             prev_beat: vec![0.0; n],
             have_prev: false,
+            group_bands,
             low_bins,
             hist: [0.0; HIST],
             pos: 0,
@@ -361,6 +378,7 @@ impl FluxOnset {
         }
         let n = self.cur.len();
         let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
+        let mut groups = [0.0f32; BEAT_GROUPS];
         if self.have_prev {
             for b in 0..n {
                 let c = self.cur[b];
@@ -376,20 +394,22 @@ impl FluxOnset {
                 for &v in &self.prev_beat[lo + 1..=hi] {
                     mb = mb.max(v);
                 }
-                beat_odf += (cb - mb).max(0.0);
+                let d = (cb - mb).max(0.0);
+                beat_odf += d;
+                groups[self.fb.group[b]] += d;
                 flux += (cb - self.prev_beat[b]).max(0.0);
             }
             flux /= n as f32;
             odf /= n as f32;
         }
-        // Low band (kick): power of the lowest bins.
-        let mut low = 0.0;
+        for (g, n) in groups.iter_mut().zip(&self.group_bands) {
+            *g /= n.max(1.0);
+        }
+        let mut low_power = 0.0;
         for &m in mag.iter().skip(1).take(self.low_bins) {
             let m = finite_or_zero(m).abs().min(1.0e3);
-            low += m * m;
+            low_power += m * m;
         }
-        let low_odf = low;
-        LOW_ODF.with(|c| c.set(low_odf));
         self.prev.copy_from_slice(&self.cur);
         self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
@@ -410,7 +430,8 @@ impl FluxOnset {
             } else {
                 0.0
             },
-            low_odf,
+            beat_groups: groups,
+            low_power,
         }
     }
 
