@@ -120,13 +120,15 @@ pub fn spawn(
     let max = ws.max_message_bytes as usize;
     // Messages up to 4x the limit are read and answered with an error;
     // larger ones close the connection (1009) without being buffered.
-    let wsc = tungstenite::protocol::WebSocketConfig {
-        max_message_size: Some(max * 4),
-        max_frame_size: Some(max * 4),
-        write_buffer_size: 64 * 1024,
-        max_write_buffer_size: 256 * 1024,
-        ..Default::default()
-    };
+    let wsc = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max * 4))
+        .max_frame_size(Some(max * 4))
+        // tungstenite 0.26 reads into a 128 KiB buffer per client by
+        // default: 2.5 MiB of resident memory for 20 clients. Clients send
+        // little (commands), and reads are budgeted per turn anyway.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(256 * 1024);
     let policy = accept::Policy {
         secret: secret.clone(),
         trust_loopback: ws.trust_loopback,
@@ -139,8 +141,16 @@ pub fn spawn(
     };
     let registry = Arc::new(accept::Registry::default());
     let (acc_tx, acc_rx) = std::sync::mpsc::channel();
-    let acceptor = accept::spawn(listener, policy, registry.clone(), acc_tx, ctx.stop.clone())?;
-    let broadcaster = server::spawn(ctx, secret, acc_rx, registry, bands, spectrum)?;
+    let wake = Arc::new(crate::rt::Wake::new());
+    let acceptor = accept::spawn(
+        listener,
+        policy,
+        registry.clone(),
+        acc_tx,
+        wake.clone(),
+        ctx.stop.clone(),
+    )?;
+    let broadcaster = server::spawn(ctx, secret, acc_rx, wake, registry, bands, spectrum)?;
     Ok(vec![acceptor, broadcaster])
 }
 
