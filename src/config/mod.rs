@@ -7,9 +7,13 @@
 //! supervisor and the control layer create new ones.
 
 mod load;
+mod rig;
 mod validate;
 
 pub use load::{load_file, load_str, search_path, ConfigError, Problem};
+pub use rig::{
+    DiscoveryBackend, DiscoveryConfig, LinkConfig, MidiConfig, OscQueryConfig, WledConfig,
+};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +50,16 @@ pub struct Config {
     pub state: StateConfig,
     /// Health reporting.
     pub health: HealthConfig,
+    /// mDNS/DNS-SD announcement.
+    pub discovery: DiscoveryConfig,
+    /// The OSCQuery server and the OSC input port.
+    pub oscquery: OscQueryConfig,
+    /// The tempo feed for `phase4-link` (Ableton Link).
+    pub link: LinkConfig,
+    /// MIDI clock out.
+    pub midi: MidiConfig,
+    /// WLED Audio Sync.
+    pub wled: WledConfig,
 }
 
 /// Sample formats phase4 can capture.
@@ -553,6 +567,11 @@ pub fn diff(old: &Config, new: &Config) -> Apply {
         || old.osc != new.osc
         || old.state != new.state
         || old.health != new.health
+        || old.discovery != new.discovery
+        || old.oscquery != new.oscquery
+        || old.link != new.link
+        || old.midi != new.midi
+        || old.wled != new.wled
         || old.fft.window_frames != new.fft.window_frames
         || old.fft.hop_frames != new.fft.hop_frames
     {
