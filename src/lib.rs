@@ -24,6 +24,7 @@ pub mod capture;
 pub mod config;
 pub mod control;
 pub mod dsp;
+pub mod rig;
 pub mod rt;
 pub mod service;
 pub mod stats;

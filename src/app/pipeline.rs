@@ -127,6 +127,11 @@ impl Pipeline {
             });
         }
 
+        // Rig outputs (issue 13): their rings, only for what is enabled.
+        let (rig_taps, rig_pending) = crate::rig::taps(config, cap);
+        bands_outputs.extend(rig_taps.bands);
+        spec_outputs.extend(rig_taps.spectrum);
+
         // Workers.
         let mut block_txs = Vec::new();
         let bands_wake = Arc::new(Wake::new());
@@ -261,6 +266,16 @@ impl Pipeline {
         } else {
             drop((bands_ws_rx, spec_ws_rx, switch_tx));
         }
+
+        // Rig outputs: mDNS, OSCQuery, Link feed, MIDI clock, WLED.
+        block_txs.extend(rig_taps.blocks);
+        threads.extend(crate::rig::spawn_rig_outputs(
+            config,
+            rig_pending,
+            &stats,
+            &stop,
+            rt_worker,
+        )?);
 
         // Capture last: everything downstream is ready for its first block.
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
