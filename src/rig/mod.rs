@@ -21,6 +21,7 @@
 
 pub mod hub;
 pub mod link;
+pub mod mdns;
 pub mod midi;
 mod spawn;
 pub mod wled;

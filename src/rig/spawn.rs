@@ -116,6 +116,11 @@ pub fn spawn_rig_outputs(
     let e = enabled(config);
     stats.rig.enabled.store(e, Ordering::Relaxed);
     let mut threads = Vec::new();
+    if config.discovery.enabled {
+        threads.extend(
+            super::mdns::spawn(config, stats.clone(), stop.clone()).context("spawn mDNS thread")?,
+        );
+    }
     let Some(inputs) = pending.inputs else {
         return Ok(threads);
     };
