@@ -270,11 +270,15 @@ impl Pipeline {
         // Rig outputs: mDNS, OSCQuery, Link feed, MIDI clock, WLED.
         block_txs.extend(rig_taps.blocks);
         threads.extend(crate::rig::spawn_rig_outputs(
-            config,
+            crate::rig::RigCtx {
+                config,
+                stats: &stats,
+                stop: &stop,
+                rt_priority: rt_worker,
+                meta: &meta,
+                shared: &shared,
+            },
             rig_pending,
-            &stats,
-            &stop,
-            rt_worker,
         )?);
 
         // Capture last: everything downstream is ready for its first block.

@@ -40,6 +40,10 @@ pub struct LatestInner {
     pub spectrum: SpectrumFrame,
     /// Bumped on every update.
     pub generation: u64,
+    /// Strength of the latest broadband onset.
+    pub last_onset: Option<f32>,
+    /// Index, tempo and confidence of the latest beat.
+    pub last_beat: Option<(u32, f32, f32)>,
 }
 
 impl Default for LatestInner {
@@ -48,6 +52,8 @@ impl Default for LatestInner {
             bands: BandsFrame::default(),
             spectrum: SpectrumFrame::zeroed(),
             generation: 0,
+            last_onset: None,
+            last_beat: None,
         }
     }
 }
@@ -63,7 +69,7 @@ impl Latest {
         self.inner.lock().ok().map(|g| f(&g))
     }
 
-    fn update(&self, b: Option<&BandsFrame>, s: Option<&SpectrumFrame>) {
+    fn update(&self, b: Option<&BandsFrame>, s: Option<&SpectrumFrame>, ev: Events) {
         if let Ok(mut g) = self.inner.lock() {
             if let Some(b) = b {
                 g.bands = *b;
@@ -71,9 +77,18 @@ impl Latest {
             if let Some(s) = s {
                 g.spectrum = *s;
             }
+            g.last_onset = ev.onset.or(g.last_onset);
+            g.last_beat = ev.beat.or(g.last_beat);
             g.generation += 1;
         }
     }
+}
+
+/// Events seen in one drain (any frame, not only the newest).
+#[derive(Clone, Copy, Default)]
+struct Events {
+    onset: Option<f32>,
+    beat: Option<(u32, f32, f32)>,
 }
 
 /// The rings `p4-rig` drains.
@@ -150,18 +165,23 @@ fn drain(inputs: &mut HubInputs, out: &mut HubOutputs, stats: &Stats, now: Insta
             newest = Some(f);
         }
         if let (Some(f), Some(l)) = (newest, out.latest.as_ref()) {
-            l.update(Some(&f), None);
+            l.update(Some(&f), None, Events::default());
         }
     }
     if let Some(spec) = inputs.spectrum.as_mut() {
         // Frames are 4 KiB: look at each in place, copy only the newest.
         let mut newest: Option<(u64, crate::types::TempoState)> = None;
         let mut last_full: Option<SpectrumFrame> = None;
+        let mut ev = Events::default();
         while let Some(f) = spec.try_pop() {
             if f.tempo.beat {
                 if let Some(w) = out.wled.as_mut() {
                     w.peak();
                 }
+                ev.beat = Some((f.tempo.beat_index, f.tempo.bpm, f.tempo.confidence));
+            }
+            if f.onset {
+                ev.onset = Some(f.onset_strength);
             }
             newest = Some((f.t_capture_ns, f.tempo));
             if out.latest.is_some() {
@@ -183,7 +203,7 @@ fn drain(inputs: &mut HubInputs, out: &mut HubOutputs, stats: &Stats, now: Insta
             }
         }
         if let (Some(f), Some(l)) = (last_full.as_ref(), out.latest.as_ref()) {
-            l.update(None, Some(f));
+            l.update(None, Some(f), ev);
         }
     }
 }

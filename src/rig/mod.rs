@@ -23,10 +23,11 @@ pub mod hub;
 pub mod link;
 pub mod mdns;
 pub mod midi;
+pub mod oscquery;
 mod spawn;
 pub mod wled;
 
-pub use spawn::{enabled, spawn_rig_outputs, taps, RigPending, RigTaps};
+pub use spawn::{enabled, spawn_rig_outputs, taps, RigCtx, RigPending, RigTaps};
 
 use crate::rt::AtomicF32;
 use midi::clock::TempoSnapshot;

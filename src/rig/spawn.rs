@@ -7,15 +7,17 @@ use super::hub::{self, HubInputs, HubOutputs, Latest};
 use super::{link::LinkFeed, midi, outputs, wled::WledSender, TempoShare};
 use crate::capture::thread::BlockTx;
 use crate::config::Config;
+use crate::control::Shared;
 use crate::dsp::worker::{FrameTx, FRAME_RING};
 use crate::rt::Wake;
 use crate::stats::{Stats, RIG_DROP_SLOT};
+use crate::transport::osc::Meta;
 use crate::types::{BandsFrame, Block, SpectrumFrame};
 use anyhow::Context;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// The producer ends the pipeline pushes into for the rig outputs.
@@ -104,15 +106,35 @@ pub fn taps(config: &Config, block_cap: usize) -> (RigTaps, RigPending) {
     )
 }
 
-/// Start the threads of every enabled rig output. `rt_priority` is the
-/// SCHED_FIFO priority for pulse timing (MIDI), if real-time is on.
+/// What the rig outputs are given by the supervisor.
+pub struct RigCtx<'a> {
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// Counters.
+    pub stats: &'a Arc<Stats>,
+    /// Set to stop.
+    pub stop: &'a Arc<AtomicBool>,
+    /// SCHED_FIFO priority for pulse timing (MIDI), if real time is on.
+    pub rt_priority: Option<u8>,
+    /// What `/audio/meta` says.
+    pub meta: &'a Arc<Mutex<Meta>>,
+    /// The settings in force.
+    pub shared: &'a Arc<Shared>,
+}
+
+/// Start the threads of every enabled rig output.
 pub fn spawn_rig_outputs(
-    config: &Config,
+    ctx: RigCtx<'_>,
     pending: RigPending,
-    stats: &Arc<Stats>,
-    stop: &Arc<AtomicBool>,
-    rt_priority: Option<u8>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let RigCtx {
+        config,
+        stats,
+        stop,
+        rt_priority,
+        meta,
+        shared,
+    } = ctx;
     let e = enabled(config);
     stats.rig.enabled.store(e, Ordering::Relaxed);
     let mut threads = Vec::new();
@@ -160,7 +182,24 @@ pub fn spawn_rig_outputs(
         );
     }
     if config.oscquery.enabled {
-        out.latest = Some(Arc::new(Latest::default()));
+        let latest = Arc::new(Latest::default());
+        out.latest = Some(latest.clone());
+        let live = super::oscquery::Live {
+            latest,
+            meta: meta.clone(),
+            shared: Some(shared.clone()),
+            config: Arc::new(config.clone()),
+        };
+        threads.extend(
+            super::oscquery::spawn(config, live, stats.clone(), stop.clone()).with_context(
+                || {
+                    format!(
+                        "OSCQuery server on {}:{}",
+                        config.oscquery.bind, config.oscquery.port
+                    )
+                },
+            )?,
+        );
     }
     threads.push(hub::spawn(inputs, out, stats.clone(), stop.clone()).context("spawn p4-rig")?);
     Ok(threads)

@@ -172,7 +172,7 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
     while !stop.load(Ordering::Relaxed) {
         if last_check.map_or(true, |t| t.elapsed() >= CHECK_EVERY) {
             last_check = Some(Instant::now());
-            let alive = current.as_mut().map_or(false, |(b, _)| b.alive());
+            let alive = current.as_mut().is_some_and(|(b, _)| b.alive());
             // In auto mode, our own responder gives way to avahi-daemon.
             let avahi_appeared = mode == DiscoveryBackend::Auto
                 && current
