@@ -69,16 +69,15 @@ impl Follower {
             self.primed = true;
         }
         let beat_s = 60.0 / bpm.max(1.0);
-        if self.err_beats.abs() * beat_s > PHASE_TOLERANCE_S || c.tempo.is_some() {
-            if err.abs() * beat_s > PHASE_TOLERANCE_S {
-                let fix = if c.tempo.is_some() {
-                    err
-                } else {
-                    self.err_beats
-                };
-                c.beat = Some(session_beat - fix);
-                self.err_beats = 0.0;
-            }
+        let due = self.err_beats.abs() * beat_s > PHASE_TOLERANCE_S || c.tempo.is_some();
+        if due && err.abs() * beat_s > PHASE_TOLERANCE_S {
+            let fix = if c.tempo.is_some() {
+                err
+            } else {
+                self.err_beats
+            };
+            c.beat = Some(session_beat - fix);
+            self.err_beats = 0.0;
         }
         c
     }
