@@ -174,11 +174,18 @@ fn run(port: u16) -> anyhow::Result<()> {
         let at = (msg.t_ns / 1000) as i64 - mono_minus_link_us(&link);
         let quantum = (msg.quantum as f64).clamp(1.0, 16.0);
         link.capture_app_session_state(&mut state);
+        let session_beat = state.beat_at_time(at, quantum);
+        log::trace!(
+            "link: phase4 {:.3} BPM phase {:.4} at {at} µs; session {:.3} BPM beat {session_beat:.4}",
+            msg.bpm,
+            msg.phase,
+            state.tempo()
+        );
         let change = follower.decide(
             msg.bpm as f64,
             msg.phase as f64,
             state.tempo(),
-            state.beat_at_time(at, quantum),
+            session_beat,
             dt,
         );
         if change.tempo.is_none() && change.beat.is_none() {
