@@ -12,7 +12,8 @@
 # oscdump, SCHED_FIFO and mlockall allowed by the sandbox, a reinstall that
 # keeps conffile edits and restarts the service, a hung thread → watchdog
 # kill and restart within WatchdogSec + RestartSec (+ phase4's 2 s heartbeat
-# staleness), systemctl stop → clean exit within 1 s, a bad config → exit 78
+# staleness), systemctl reload → config re-read in the same process (a bad
+# edit refused), systemctl stop → clean exit within 1 s, a bad config → exit 78
 # and no restart loop, dpkg --purge leaves nothing behind.
 # Each prints PASS/FAIL; the exit status is the number of failures (max 100).
 #
@@ -266,6 +267,33 @@ if c dpkg -i /share/phase4.deb >"$work/dpkg-reinstall.log" 2>&1; then
 else
     fail "reinstall (dpkg -i over itself)"; cat "$work/dpkg-reinstall.log"
 fi
+
+# --- reload: systemctl reload re-reads the config without a restart --------
+pid0=$(prop MainPID)
+c sh -c 'cat >> /srv/phase4-test/test.toml' <<'EOF'
+[dsp.low]
+hi-hz = 200.0
+EOF
+t0=$(date +%s)
+if c systemctl reload phase4.service && sleep 1 &&
+    c journalctl -u phase4 --no-pager -o cat --since "@$t0" | grep -q 'reload: applied' &&
+    [ "$(prop MainPID)" = "$pid0" ] && [ "$(c systemctl is-active phase4.service)" = active ]; then
+    pass "systemctl reload: config re-read and applied, same process (pid $pid0)"
+else
+    fail "systemctl reload: $(c journalctl -u phase4 --no-pager -o cat --since "@$t0" | grep -i reload | head -3)"
+fi
+# A bad edit is refused and the service keeps running on the old config.
+c sh -c 'echo "[bogus]" >> /srv/phase4-test/test.toml'
+t0=$(date +%s)
+c systemctl reload phase4.service || true
+sleep 1
+if c journalctl -u phase4 --no-pager -o cat --since "@$t0" | grep -q 'keeping the running configuration' &&
+    [ "$(prop MainPID)" = "$pid0" ] && [ "$(c systemctl is-active phase4.service)" = active ]; then
+    pass "systemctl reload with a bad config: refused, still running"
+else
+    fail "systemctl reload with a bad config: $(c systemctl is-active phase4.service), pid $(prop MainPID)"
+fi
+c sed -i '/^\[bogus\]$/d' /srv/phase4-test/test.toml
 
 # --- watchdog: hang the bands worker ---------------------------------------
 pid0=$(prop MainPID)

@@ -21,6 +21,7 @@
 pub mod analyze;
 pub mod app;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dsp;

@@ -76,6 +76,8 @@ pub struct Stats {
     pub osc_sent: AtomicU64,
     /// OSC datagrams the network refused.
     pub osc_failed: AtomicU64,
+    /// Per OSC destination, in `[[osc.destinations]]` order.
+    pub osc_dests: [OscDestStats; crate::config::MAX_OSC_DESTINATIONS],
     /// WebSocket clients connected.
     pub ws_clients: AtomicU32,
     /// Capture time stamp → OSC datagram sent.
@@ -96,6 +98,19 @@ pub struct Stats {
     pub device: Mutex<DeviceInfo>,
     /// The rig outputs (mDNS, OSCQuery, Link, MIDI, WLED).
     pub rig: crate::rig::RigStats,
+}
+
+/// Counters of one OSC destination.
+#[derive(Debug, Default)]
+pub struct OscDestStats {
+    /// Datagrams sent.
+    pub sent: AtomicU64,
+    /// Datagrams refused (or skipped after a refusal in the same frame).
+    pub failed: AtomicU64,
+    /// errno of the last refusal.
+    pub last_errno: AtomicI32,
+    /// Whether the destination has an address (literal, or resolved).
+    pub resolved: AtomicBool,
 }
 
 fn grant_to_u8(g: RtGrant) -> u8 {

@@ -126,6 +126,7 @@ fn capture_and_workers_do_not_allocate_per_block() {
         phase4::app::RunOptions {
             max_frames: Some(BLOCKS * BLOCK),
             stats: Some(stats.clone()),
+            ..Default::default()
         },
     );
     assert_eq!(code, 0);

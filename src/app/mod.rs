@@ -8,7 +8,10 @@
 
 pub mod devices;
 pub mod health;
+pub mod listing;
+mod osc_watch;
 pub mod pipeline;
+pub mod reload;
 
 use crate::capture::thread::CaptureEvent;
 use crate::config::Config;
@@ -34,6 +37,10 @@ pub struct RunOptions {
     /// Use these counters instead of fresh ones (lets a test or benchmark
     /// read them after `run` returns).
     pub stats: Option<Arc<Stats>>,
+    /// The configuration file, re-read on SIGHUP (`None`: built-in defaults).
+    pub config_path: Option<std::path::PathBuf>,
+    /// What the command line put over the file (put over it again on reload).
+    pub cli: reload::CliOverrides,
 }
 
 /// A heartbeat older than this means the thread is not making progress.
@@ -51,6 +58,13 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     // Runtime changes from the UI live in the state directory and are
     // layered over the configuration (a corrupt state file is moved aside).
     let base = config;
+    let problems = preflight(&base);
+    if !problems.is_empty() {
+        for p in &problems {
+            log::error!("configuration: {p}");
+        }
+        return EXIT_CONFIG;
+    }
     let (config, state) = crate::control::state::layer_at_start(&base);
     let mut pipeline = match Pipeline::start(&config, &base, &state, stats.clone(), &opts) {
         Ok(p) => p,
@@ -59,13 +73,24 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
             return EXIT_FAILURE;
         }
     };
+    let mut reloader = reload::Reloader::new(
+        opts.config_path.clone(),
+        opts.cli.clone(),
+        base.clone(),
+        state.clone(),
+    );
     let roles = pipeline.roles();
     let mut health = Health::new(&stats);
-    let health_every = Duration::from_secs_f64(config.health.interval_s);
+    let mut health_every = Duration::from_secs_f64(config.health.interval_s);
     let mut last_health = Instant::now();
     let mut ready = false;
     let mut exit = 0;
     let mut memlock_done = false;
+    let mut osc_watch = osc_watch::OscWatch::new(if config.osc.enabled {
+        &config.osc.destinations
+    } else {
+        &[]
+    });
 
     while !crate::service::signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(20));
@@ -93,6 +118,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
                         }
                     }
                     pipeline.update_meta(&info);
+                    warn_beyond_nyquist(&pipeline.shared.config(), info.rate);
                 }
                 CaptureEvent::OpenFailed { error, retry_s } => {
                     if let Some(held) = pipeline.open_fail_limit.allow() {
@@ -135,16 +161,136 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         notifier.tick(ready && stale.is_empty());
         pipeline.poll_params();
         pipeline.poll_switches();
+        osc_watch.check(&stats);
+        if crate::service::signals::take_reload() {
+            notifier.reloading();
+            match reloader.reload(&pipeline) {
+                reload::Outcome::NoFile => {
+                    log::info!("reload: running on built-in defaults; no file to re-read")
+                }
+                reload::Outcome::Refused(e) => {
+                    log::error!("reload: {e}; keeping the running configuration")
+                }
+                reload::Outcome::Applied {
+                    needs_restart,
+                    changed,
+                } => {
+                    health_every = Duration::from_secs_f64(reloader.base().health.interval_s);
+                    log::info!(
+                        "reload: {}",
+                        if changed {
+                            "applied"
+                        } else {
+                            "nothing to apply"
+                        }
+                    );
+                    if !needs_restart.is_empty() {
+                        log::warn!(
+                            "reload: changes to {} take effect at the next restart",
+                            needs_restart.join(", ")
+                        );
+                    }
+                }
+            }
+            notifier.ready(&health::status_line(&stats, &stale));
+        }
+        if let Some((n, sig)) = crate::service::signals::take_ignored() {
+            log::info!(
+                "ignored {n} signal(s) (last: {}); phase4 stops on SIGTERM, SIGINT or SIGQUIT and reloads on SIGHUP",
+                crate::service::signals::name(sig)
+            );
+        }
+        if crate::service::signals::take_health_now() {
+            log::info!("{}", health_line(&mut health, &osc_watch, &stats));
+        }
         if last_health.elapsed() >= health_every {
             last_health = Instant::now();
-            log::info!("{}", health.report(&stats).line);
+            log::info!("{}", health_line(&mut health, &osc_watch, &stats));
         }
     }
     notifier.stopping();
     log::info!("stopping");
     pipeline.stop(Duration::from_millis(800));
-    log::info!("{}", health.report(&stats).line);
+    log::info!("{}", health_line(&mut health, &osc_watch, &stats));
     exit
+}
+
+fn health_line(health: &mut Health, osc: &osc_watch::OscWatch, stats: &Stats) -> String {
+    let mut line = health.report(stats).line;
+    let down = osc.failing(stats);
+    if !down.is_empty() {
+        line.push_str(" osc_down=");
+        line.push_str(&down.join(","));
+    }
+    line
+}
+
+/// Settings that the configured rate allows but the rate the device opened
+/// at does not (a band edge or the spectrum's lowest bin above what the
+/// device can carry): the DSP clamps them; say so once, at open.
+fn warn_beyond_nyquist(config: &Config, rate: u32) {
+    let mut at_rate = config.clone();
+    at_rate.audio.sample_rate_hz = rate;
+    for p in crate::config::validate(&at_rate) {
+        if p.key.starts_with("dsp.") || p.key.starts_with("fft.") {
+            log::warn!(
+                "{p} at the {rate} Hz the device opened at (configured {} Hz); the DSP clamps it",
+                config.audio.sample_rate_hz
+            );
+        }
+    }
+}
+
+/// Problems with a configuration that only show outside the file: an input
+/// WAV that is missing or cannot be read. `--check-config` reports them, and
+/// the service refuses to start on them (exit 78, no restart loop).
+pub fn preflight(config: &Config) -> Vec<crate::config::Problem> {
+    let mut problems = Vec::new();
+    let input = &config.audio.input;
+    if !input.is_empty() {
+        if let Err(why) = check_input(std::path::Path::new(input)) {
+            problems.push(crate::config::Problem {
+                key: "audio.input".into(),
+                value: format!("{input:?}"),
+                allowed: why,
+                line: None,
+            });
+        }
+    }
+    problems
+}
+
+fn check_input(path: &std::path::Path) -> Result<(), String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let hidden = ["/home/", "/root/", "/run/user/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    let hint = if hidden && std::env::var_os("INVOCATION_ID").is_some() {
+        " (the phase4 systemd unit has ProtectHome=yes, which hides /home, /root and /run/user: put the file under /var/lib/phase4 or /srv)"
+    } else {
+        ""
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open the WAV file: {e}{hint}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read the WAV file: {e}"))?;
+    if meta.file_type().is_fifo() {
+        return Ok(()); // a stream: its header is read when capture starts
+    }
+    if !meta.is_file() {
+        return Err("not a regular file or a FIFO".into());
+    }
+    let mut head = [0u8; 12];
+    let n = f.take(12).read(&mut head).unwrap_or(0);
+    if n < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Err("not a WAV file (no RIFF/WAVE header)".into());
+    }
+    Ok(())
 }
 
 fn first_block_through(stats: &Stats, config: &Config) -> bool {

@@ -48,8 +48,9 @@ pub fn probe(name: &str) -> Result<Capabilities, String> {
     Ok((channels, rates, formats))
 }
 
-/// Every capture PCM from alsa-lib's hints (plus "default").
-pub fn list() -> Vec<DeviceEntry> {
+/// Every capture PCM from alsa-lib's hints (plus "default"), with its
+/// description, without opening any.
+pub fn hints() -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
     if let Ok(hints) = HintIter::new_str(None, "pcm") {
         for h in hints {
@@ -63,6 +64,17 @@ pub fn list() -> Vec<DeviceEntry> {
         }
     }
     names
+}
+
+/// Whether a PCM name is a sound card's (`hw:CARD=…`, `plughw:CARD=…`,
+/// `sysdefault:CARD=…`, …) rather than a plugin (`pulse`, `jack`, `dmix`…).
+pub fn is_card(name: &str) -> bool {
+    name.contains("CARD=") || name.starts_with("hw:") || name.starts_with("plughw:")
+}
+
+/// Every capture PCM from alsa-lib's hints (plus "default"), each probed.
+pub fn list() -> Vec<DeviceEntry> {
+    hints()
         .into_iter()
         .enumerate()
         .map(|(index, (name, description))| match probe(&name) {

@@ -1,10 +1,14 @@
 //! Reading a configuration file and collecting every problem in it.
 //!
 //! serde stops at the first error, but a user fixing a file wants the whole
-//! list at once. So loading works in rounds: parse, and when serde rejects a
-//! line, record the problem, blank that line and parse again. Whatever
-//! survives is then range-checked by [`super::validate`]. Every problem
-//! names the key, the value, what is allowed and the line.
+//! list at once. So loading works in steps, each linear in the size of the
+//! file: parse the TOML syntax once (a line with a syntax error is reported
+//! and blanked, a bounded number of times); walk the keys against the shape
+//! of the defaults and report unknown ones; deserialise each value on its own
+//! and report the ones of the wrong type; then range-check what survives with
+//! [`super::validate`]. Every problem names the key, the value, what is
+//! allowed and the line. Files are read only if regular and at most
+//! [`MAX_CONFIG_BYTES`] long.
 
 use super::Config;
 use std::fmt;
@@ -74,13 +78,53 @@ pub fn search_path(explicit: Option<&Path>) -> Option<PathBuf> {
     system.exists().then(|| system.to_path_buf())
 }
 
+/// Largest configuration file read. A real one is a few KiB; this bound keeps
+/// `--check-config /dev/zero` or a runaway file from growing memory.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Most problems listed for one file; the rest are counted.
+pub const MAX_PROBLEMS: usize = 200;
+/// Syntax errors are recovered from by blanking the offending line and
+/// parsing again; after this many the rest of the file is not looked at.
+const MAX_SYNTAX_ROUNDS: usize = 16;
+
 /// Load and validate a file.
+///
+/// Only a regular file is read (a FIFO or device would block or never end),
+/// and only up to [`MAX_CONFIG_BYTES`].
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = read_bounded(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     load_str_from(&text, &path.display().to_string())
+}
+
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer. It changes nothing for a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} KiB", MAX_CONFIG_BYTES / 1024),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }
 
 /// Load and validate TOML text.
@@ -88,15 +132,35 @@ pub fn load_str(text: &str) -> Result<Config, ConfigError> {
     load_str_from(text, "<string>")
 }
 
+/// Every step is linear in the size of the text: one parse (plus a bounded
+/// number of re-parses after syntax errors), one walk over the keys against
+/// the schema, one small deserialisation per key, one range check.
 fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let (config, mut problems) = parse_collecting(text);
+    let lines = KeyLines::index(text);
+    let mut problems = Vec::new();
+    let mut table = parse_table(text, &mut problems);
+    let schema = schema();
+    check_keys(&mut table, &schema, "", &lines, &mut problems);
+    let config = deserialize_checked(table, &lines, &mut problems);
     for mut p in super::validate(&config) {
-        p.line = find_key_line(text, &p.key);
+        p.line = lines.find(&p.key);
         problems.push(p);
     }
     if problems.is_empty() {
         Ok(config)
     } else {
+        // File order reads best; problems without a line go last.
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        let total = problems.len();
+        if total > MAX_PROBLEMS {
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(Problem {
+                key: "<file>".into(),
+                value: String::new(),
+                allowed: format!("{} more problem(s) not listed", total - MAX_PROBLEMS),
+                line: None,
+            });
+        }
         Err(ConfigError::Invalid {
             origin: origin.to_string(),
             problems,
@@ -104,47 +168,54 @@ fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
-/// Parse, blanking each line serde rejects, until what is left parses.
-fn parse_collecting(text: &str) -> (Config, Vec<Problem>) {
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut problems = Vec::new();
-    // Each round removes one line, so the number of lines bounds the rounds.
-    for _ in 0..=lines.len() {
-        let joined = lines.join("\n");
-        match toml::from_str::<Config>(&joined) {
-            Ok(cfg) => return (cfg, problems),
+/// Parse the TOML syntax. A line with a syntax error is reported, blanked
+/// and the text parsed again, at most [`MAX_SYNTAX_ROUNDS`] times.
+fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
+    let mut owned: Option<Vec<&str>> = None;
+    for _ in 0..MAX_SYNTAX_ROUNDS {
+        let joined;
+        let current: &str = match &owned {
+            None => text,
+            Some(lines) => {
+                joined = lines.join("\n");
+                &joined
+            }
+        };
+        match current.parse::<toml::Table>() {
+            Ok(t) => return t,
             Err(e) => {
-                let line_idx = e.span().map(|s| line_of_offset(&joined, s.start));
-                let problem = problem_from_serde(&lines, line_idx, e.message());
-                problems.push(problem);
+                let line_idx = e.span().map(|s| line_of_offset(current, s.start));
+                let lines = owned.get_or_insert_with(|| text.lines().collect());
+                problems.push(problem_from_syntax(lines, line_idx, e.message()));
                 match line_idx {
-                    Some(i) if i < lines.len() && !lines[i].trim().is_empty() => {
-                        lines[i] = String::new();
-                    }
-                    _ => break,
+                    Some(i) if i < lines.len() && !lines[i].trim().is_empty() => lines[i] = "",
+                    _ => return toml::Table::new(),
                 }
             }
         }
     }
-    (Config::default(), problems)
+    problems.push(Problem {
+        key: "<file>".into(),
+        value: String::new(),
+        allowed: format!(
+            "more than {MAX_SYNTAX_ROUNDS} syntax errors; the rest of the file was not read"
+        ),
+        line: None,
+    });
+    toml::Table::new()
 }
 
-fn problem_from_serde(lines: &[String], line_idx: Option<usize>, message: &str) -> Problem {
+fn problem_from_syntax(lines: &[&str], line_idx: Option<usize>, message: &str) -> Problem {
     let (key, value) = match line_idx {
         Some(i) if i < lines.len() => {
-            let section = section_at(lines, i);
             let raw = lines[i].trim();
             match raw.split_once('=') {
                 Some((k, v)) if !raw.starts_with('[') => {
+                    let section = section_at(lines, i);
                     let k = k.trim().trim_matches('"');
-                    let key = if section.is_empty() {
-                        k.to_string()
-                    } else {
-                        format!("{section}.{k}")
-                    };
-                    (key, v.trim().to_string())
+                    (join_key(&section, k), clip(v.trim()))
                 }
-                _ => (raw.trim_matches(['[', ']']).to_string(), String::new()),
+                _ => (clip(raw.trim_matches(['[', ']'])), String::new()),
             }
         }
         _ => ("<file>".to_string(), String::new()),
@@ -157,8 +228,9 @@ fn problem_from_serde(lines: &[String], line_idx: Option<usize>, message: &str) 
     }
 }
 
-/// The `[section]` (or `[[section]]`) header in force at line `i`.
-fn section_at(lines: &[String], i: usize) -> String {
+/// The `[section]` header in force at line `i` (only used for the few lines
+/// with syntax errors).
+fn section_at(lines: &[&str], i: usize) -> String {
     lines[..=i]
         .iter()
         .rev()
@@ -172,26 +244,240 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count()
 }
 
-/// Best-effort line of a dotted key: the key's last part inside its section.
-fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    let (section, leaf) = match key.rsplit_once('.') {
-        Some((s, l)) => (s.split('[').next().unwrap_or(s), l),
-        None => ("", key),
-    };
-    let mut current = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.trim();
-        if l.starts_with('[') {
-            current = l.trim_matches(['[', ']']).trim().to_string();
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// A value or key as shown in a problem: at most 80 characters.
+fn clip(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The shape of a valid configuration: the defaults, as a TOML tree.
+fn schema() -> toml::Table {
+    // Config's Serialize impl is derived and its defaults are plain data, so
+    // this cannot fail; an empty schema would only make every key "unknown".
+    toml::Table::try_from(Config::default()).unwrap_or_default()
+}
+
+/// Most entries an array of tables (`[[osc.destinations]]`) may have.
+pub const MAX_TABLE_ARRAY: usize = 64;
+
+/// Report and remove every key the schema does not have; turn integers into
+/// floats where a float is expected (`lo-hz = 30` means 30.0).
+fn check_keys(
+    table: &mut toml::Table,
+    schema: &toml::Table,
+    prefix: &str,
+    lines: &KeyLines,
+    problems: &mut Vec<Problem>,
+) {
+    let mut unknown = Vec::new();
+    for (key, value) in table.iter_mut() {
+        let path = join_key(prefix, key);
+        let Some(expected) = schema.get(key) else {
+            unknown.push(key.clone());
+            let known: Vec<&str> = schema.keys().map(String::as_str).collect();
+            problems.push(Problem {
+                line: lines.find(&path),
+                key: clip(&path),
+                value: String::new(),
+                allowed: if known.is_empty() {
+                    "unknown key".to_string()
+                } else {
+                    format!("unknown key; known here: {}", known.join(", "))
+                },
+            });
             continue;
-        }
-        if let Some((k, _)) = l.split_once('=') {
-            if current == section && k.trim() == leaf {
-                return Some(i + 1);
+        };
+        match (value, expected) {
+            (toml::Value::Table(t), toml::Value::Table(s)) => {
+                check_keys(t, s, &path, lines, problems)
             }
+            (toml::Value::Array(items), toml::Value::Array(s)) => {
+                let Some(toml::Value::Table(elem)) = s.first() else {
+                    continue;
+                };
+                if items.len() > MAX_TABLE_ARRAY {
+                    problems.push(Problem {
+                        line: lines.find(&path),
+                        key: path.clone(),
+                        value: format!("{} entries", items.len()),
+                        allowed: format!("at most {MAX_TABLE_ARRAY} entries"),
+                    });
+                    items.truncate(MAX_TABLE_ARRAY);
+                }
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        check_keys(t, elem, &format!("{path}[{i}]"), lines, problems);
+                    }
+                }
+            }
+            (v @ toml::Value::Integer(_), toml::Value::Float(_)) => {
+                if let toml::Value::Integer(i) = *v {
+                    *v = toml::Value::Float(i as f64);
+                }
+            }
+            _ => {}
         }
     }
-    None
+    for key in unknown {
+        table.remove(&key);
+    }
+}
+
+/// Deserialise every leaf on its own first, so that each bad value is
+/// reported (serde stops at the first) and removed; then the whole cleaned
+/// tree. Each leaf costs one tiny deserialisation: linear overall.
+fn deserialize_checked(
+    mut table: toml::Table,
+    lines: &KeyLines,
+    problems: &mut Vec<Problem>,
+) -> Config {
+    let mut path = Vec::new();
+    remove_bad_leaves(&mut table, &mut path, lines, problems);
+    match toml::Value::Table(table).try_into::<Config>() {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(Problem {
+                key: "<file>".into(),
+                value: String::new(),
+                allowed: e.message().trim().replace('\n', " "),
+                line: None,
+            });
+            Config::default()
+        }
+    }
+}
+
+/// One step of a key path: a table key or an index into an array of tables.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// `value` wrapped in the tables (and one-element arrays) of `path`.
+fn wrap(path: &[Step], value: toml::Value) -> toml::Value {
+    path.iter().rev().fold(value, |inner, step| match step {
+        Step::Key(k) => {
+            let mut t = toml::Table::new();
+            t.insert(k.clone(), inner);
+            toml::Value::Table(t)
+        }
+        Step::Index(_) => toml::Value::Array(vec![inner]),
+    })
+}
+
+fn remove_bad_leaves(
+    table: &mut toml::Table,
+    path: &mut Vec<Step>,
+    lines: &KeyLines,
+    problems: &mut Vec<Problem>,
+) {
+    let mut bad = Vec::new();
+    for (key, value) in table.iter_mut() {
+        path.push(Step::Key(key.clone()));
+        match value {
+            toml::Value::Table(t) => remove_bad_leaves(t, path, lines, problems),
+            toml::Value::Array(items)
+                if !items.is_empty() && items.iter().all(toml::Value::is_table) =>
+            {
+                for (i, item) in items.iter_mut().enumerate() {
+                    path.push(Step::Index(i));
+                    if let toml::Value::Table(t) = item {
+                        remove_bad_leaves(t, path, lines, problems);
+                    }
+                    path.pop();
+                }
+            }
+            leaf => {
+                if let Err(e) = wrap(path, leaf.clone()).try_into::<Config>() {
+                    let key_path = path_string(path);
+                    problems.push(Problem {
+                        line: lines.find(&key_path),
+                        key: key_path,
+                        value: clip(&leaf.to_string()),
+                        allowed: e.message().trim().replace('\n', " "),
+                    });
+                    bad.push(key.clone());
+                }
+            }
+        }
+        path.pop();
+    }
+    for key in bad {
+        table.remove(&key);
+    }
+}
+
+/// The line of every `key = value` and `[section]` in a file, found in one
+/// pass, so that problems can name their line without searching the text
+/// once per problem.
+struct KeyLines {
+    lines: std::collections::HashMap<String, usize>,
+}
+
+impl KeyLines {
+    fn index(text: &str) -> Self {
+        let mut lines = std::collections::HashMap::new();
+        let mut section = String::new();
+        let mut array_counts: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        for (i, raw) in text.lines().enumerate() {
+            let l = raw.trim();
+            if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+                let name = name.trim().to_string();
+                let n = array_counts.entry(name.clone()).or_insert(0);
+                section = format!("{name}[{n}]");
+                *n += 1;
+                lines.entry(section.clone()).or_insert(i + 1);
+            } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                section = name.trim().to_string();
+                lines.entry(section.clone()).or_insert(i + 1);
+            } else if let Some((k, _)) = l.split_once('=') {
+                let k = k.trim().trim_matches('"');
+                if !k.is_empty() && !k.starts_with('#') {
+                    lines.entry(join_key(&section, k)).or_insert(i + 1);
+                }
+            }
+        }
+        KeyLines { lines }
+    }
+
+    /// The line of `key`, else of its nearest enclosing section.
+    fn find(&self, key: &str) -> Option<usize> {
+        let mut k = key;
+        loop {
+            if let Some(&l) = self.lines.get(k) {
+                return Some(l);
+            }
+            k = &k[..k.rfind(['.', '['])?];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -235,5 +521,94 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(problems[0].line, Some(2));
+    }
+    #[test]
+    fn integers_are_accepted_where_floats_are_expected() {
+        let c = load_str("[dsp.low]\nlo-hz = 40\n").unwrap();
+        assert_eq!(c.dsp.low.lo_hz, 40.0);
+    }
+
+    #[test]
+    fn every_unknown_section_is_reported_and_the_list_is_capped() {
+        let mut text = String::from("[audio]\nblock-frames = 512\n");
+        for i in 0..5000 {
+            text.push_str(&format!("[bogus{i}]\nx = 1\n"));
+        }
+        let ConfigError::Invalid { problems, .. } = load_str(&text).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(problems.len(), MAX_PROBLEMS + 1);
+        assert_eq!(problems[0].key, "bogus0");
+        assert_eq!(problems[0].line, Some(3));
+        assert_eq!(problems[1].key, "bogus1");
+        let last = problems.last().unwrap();
+        assert!(
+            last.allowed
+                .contains(&format!("{} more", 5000 - MAX_PROBLEMS)),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_each_reported_with_their_line() {
+        let text = "[audio]\nblock-frames = \"big\"\nformat = \"S8\"\n[[osc.destinations]]\nhost = \"a\"\n[[osc.destinations]]\nport = \"x\"\n";
+        let ConfigError::Invalid { problems, .. } = load_str(text).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let found: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert!(
+            found.contains(&("audio.block-frames", Some(2))),
+            "{found:?}"
+        );
+        assert!(found.contains(&("audio.format", Some(3))), "{found:?}");
+        assert!(
+            found.contains(&("osc.destinations[1].port", Some(7))),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_table_array_entries_are_refused() {
+        let text = "[[osc.destinations]]\nport = 9000\n".repeat(MAX_TABLE_ARRAY + 1);
+        let ConfigError::Invalid { problems, .. } = load_str(&text).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(
+            problems.iter().any(|p| p.key == "osc.destinations"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn devices_fifos_and_huge_files_are_not_read() {
+        for path in ["/dev/zero", "/dev/null", "/"] {
+            let e = load_file(Path::new(path)).unwrap_err();
+            assert!(matches!(e, ConfigError::Io { .. }), "{path}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(load_file(&fifo)
+            .unwrap_err()
+            .to_string()
+            .contains("regular"));
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
+        assert!(load_file(&big).unwrap_err().to_string().contains("larger"));
+        let bin = dir.path().join("bin.toml");
+        std::fs::write(&bin, b"[audio]\ndevice = \"\xff\"\n").unwrap();
+        assert!(load_file(&bin).unwrap_err().to_string().contains("UTF-8"));
+    }
+
+    #[test]
+    fn many_syntax_errors_stop_after_a_bound() {
+        let text = "x = \n".repeat(100);
+        let ConfigError::Invalid { problems, .. } = load_str(&text).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(problems.len(), MAX_SYNTAX_ROUNDS + 1);
     }
 }

@@ -10,7 +10,9 @@ mod load;
 mod rig;
 mod validate;
 
-pub use load::{load_file, load_str, search_path, ConfigError, Problem};
+pub use load::{
+    load_file, load_str, search_path, ConfigError, Problem, MAX_CONFIG_BYTES, MAX_PROBLEMS,
+};
 pub use rig::{
     DiscoveryBackend, DiscoveryConfig, LinkConfig, MidiConfig, OscQueryConfig, WledConfig,
 };
@@ -18,6 +20,9 @@ pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// Most `[[osc.destinations]]` (per-destination counters are sized by it).
+pub const MAX_OSC_DESTINATIONS: usize = 16;
 
 /// Default location of the system configuration (a dpkg conffile).
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/phase4/phase4.toml";
@@ -583,9 +588,86 @@ pub fn diff(old: &Config, new: &Config) -> Apply {
     Apply::Live
 }
 
+/// What a reload (SIGHUP) of the configuration file can do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadPlan {
+    /// `old` with every change that applies while running taken from `new`:
+    /// the DSP settings (bands, filter order, auto-scaler, spectrum except
+    /// its window and hop, onsets, tempo, silence), the snapshot rate and
+    /// the health interval.
+    pub applied: Config,
+    /// Keys whose change needs a restart (they keep their running values).
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Split the change from `old` to `new` into what applies live and what
+/// waits for a restart.
+pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
+    let mut applied = old.clone();
+    applied.dsp = new.dsp.clone();
+    applied.autoscale = new.autoscale;
+    applied.fft = FftConfig {
+        window_frames: old.fft.window_frames,
+        hop_frames: old.fft.hop_frames,
+        ..new.fft
+    };
+    applied.onset = new.onset;
+    applied.tempo = new.tempo;
+    applied.silence = new.silence;
+    applied.ws.snapshot_hz = new.ws.snapshot_hz;
+    applied.health = new.health;
+    let mut needs_restart = Vec::new();
+    let mut ws_rest = (old.ws.clone(), new.ws.clone());
+    ws_rest.0.snapshot_hz = 0.0;
+    ws_rest.1.snapshot_hz = 0.0;
+    for (key, differs) in [
+        ("audio", old.audio != new.audio),
+        ("realtime", old.realtime != new.realtime),
+        (
+            "fft.window-frames",
+            old.fft.window_frames != new.fft.window_frames,
+        ),
+        ("fft.hop-frames", old.fft.hop_frames != new.fft.hop_frames),
+        ("osc", old.osc != new.osc),
+        ("ws", ws_rest.0 != ws_rest.1),
+        ("state", old.state != new.state),
+        ("discovery", old.discovery != new.discovery),
+        ("oscquery", old.oscquery != new.oscquery),
+        ("link", old.link != new.link),
+        ("midi", old.midi != new.midi),
+        ("wled", old.wled != new.wled),
+    ] {
+        if differs {
+            needs_restart.push(key);
+        }
+    }
+    ReloadPlan {
+        applied,
+        needs_restart,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_applies_dsp_changes_and_lists_the_rest() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.dsp.low.hi_hz = 200.0;
+        new.fft.hop_frames = 256;
+        new.fft.n_bins = 64;
+        new.ws.port = 9999;
+        new.ws.snapshot_hz = 30.0;
+        let plan = reload_plan(&old, &new);
+        assert_eq!(plan.applied.dsp.low.hi_hz, 200.0);
+        assert_eq!(plan.applied.fft.n_bins, 64);
+        assert_eq!(plan.applied.fft.hop_frames, old.fft.hop_frames);
+        assert_eq!(plan.applied.ws.snapshot_hz, 30.0);
+        assert_eq!(plan.applied.ws.port, old.ws.port);
+        assert_eq!(plan.needs_restart, vec!["fft.hop-frames", "ws"]);
+    }
 
     #[test]
     fn diff_says_what_can_be_applied_live() {

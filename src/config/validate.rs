@@ -196,8 +196,21 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "at least one destination when osc.enabled",
         );
     }
+    if o.destinations.len() > super::MAX_OSC_DESTINATIONS {
+        k.fail(
+            "osc.destinations",
+            format!("{} entries", o.destinations.len()),
+            format!("at most {}", super::MAX_OSC_DESTINATIONS),
+        );
+    }
     for (i, d) in o.destinations.iter().enumerate() {
-        if d.host.trim().is_empty() {
+        if d.host.len() > 253 {
+            k.fail(
+                &format!("osc.destinations[{i}].host"),
+                format!("{} characters", d.host.len()),
+                "a host name of at most 253 characters",
+            );
+        } else if d.host.trim().is_empty() {
             k.fail(
                 &format!("osc.destinations[{i}].host"),
                 "\"\"",

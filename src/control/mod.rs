@@ -40,6 +40,9 @@ pub struct Shared {
     pub sample_rate: AtomicU32,
     /// The device in use, and its index in the last listing.
     pub device: Mutex<(Option<usize>, String)>,
+    /// A configuration re-read on SIGHUP, waiting for the control thread
+    /// to layer the runtime state over it ([`Controller::rebase`]).
+    pub reload: Mutex<Option<Config>>,
 }
 
 impl Shared {
@@ -55,6 +58,7 @@ impl Shared {
             config: Mutex::new(config.clone()),
             sample_rate: AtomicU32::new(0),
             device: Mutex::new((None, name)),
+            reload: Mutex::new(None),
         })
     }
 
@@ -79,6 +83,10 @@ impl Shared {
             .clone()
     }
 }
+
+/// The client id of answers nobody asked for (a reload): only their
+/// `MetaChanged` matters, which goes to every client.
+pub const RELOAD_CLIENT: u64 = 0;
 
 /// A command from one client.
 pub struct Request {
@@ -160,6 +168,18 @@ impl Controller {
             self.debounce.touch(commit, Instant::now());
         }
         vec![Response::MetaChanged]
+    }
+
+    /// The configuration file was re-read (SIGHUP) and gave `new`: settings
+    /// the edit changed take effect, runtime changes to the others stay.
+    pub fn rebase(&mut self, new: Config) -> Vec<Response> {
+        let next = self.state.rebase(&self.base, &new);
+        let old = std::mem::replace(&mut self.base, new);
+        let r = self.commit_state(next, true);
+        if matches!(r.first(), Some(Response::Error(_))) {
+            self.base = old;
+        }
+        r
     }
 
     /// Carry out one command.
@@ -498,6 +518,22 @@ pub fn spawn(
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
+                }
+                let reload = controller
+                    .shared
+                    .reload
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(new) = reload {
+                    let responses = controller.rebase(new);
+                    if let Some(Response::Error(e)) = responses.first() {
+                        log::error!("reload: not applied: {e}");
+                    }
+                    let _ = replies.send(Reply {
+                        client: RELOAD_CLIENT,
+                        responses,
+                    });
                 }
                 controller.persist(false);
                 if stop.load(Ordering::Relaxed) {

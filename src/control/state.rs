@@ -130,6 +130,23 @@ impl State {
         c
     }
 
+    /// This state after the configuration changed from `old` to `new` (a
+    /// SIGHUP reload): every setting the edit changed takes the new file's
+    /// value, because someone changed it on purpose; every other setting
+    /// keeps its runtime value. Compared key by key.
+    pub fn rebase(&self, old: &Config, new: &Config) -> State {
+        let tree = |s: &State| toml::Table::try_from(s).unwrap_or_default();
+        let (was, now) = (
+            tree(&State::from_config(old)),
+            tree(&State::from_config(new)),
+        );
+        let mut mine = tree(self);
+        take_changed(&mut mine, &was, &now);
+        toml::Value::Table(mine)
+            .try_into()
+            .unwrap_or_else(|_| self.clone())
+    }
+
     /// TOML text of this state.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
@@ -171,6 +188,21 @@ pub fn merge_text(base: &State, text: &str, config: &Config) -> Result<State, St
         return Err(p.to_string());
     }
     Ok(state)
+}
+
+/// Set every leaf of `into` where `was` and `now` differ to `now`'s value.
+fn take_changed(into: &mut toml::Table, was: &toml::Table, now: &toml::Table) {
+    for (k, v) in now {
+        match (into.get_mut(k), was.get(k), v) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(w)), toml::Value::Table(n)) => {
+                take_changed(a, w, n)
+            }
+            (_, w, v) if w != Some(v) => {
+                into.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
 }
 
 fn merge_tables(into: &mut toml::Table, from: toml::Table) {
@@ -397,5 +429,21 @@ mod tests {
         assert!(!d.take_due(t0));
         assert!(d.take_due(t0 + COMMIT_DEBOUNCE));
         assert!(!d.dirty());
+    }
+
+    #[test]
+    fn a_reload_takes_what_the_file_changed_and_keeps_the_rest() {
+        let old = Config::default();
+        let mut runtime = State::from_config(&old);
+        runtime.dsp.low.lo_hz = 40.0; // changed in the UI
+        runtime.autoscale.strength = 0.5; // changed in the UI
+        let mut new = old.clone();
+        new.dsp.low.hi_hz = 200.0; // changed in the file
+        new.autoscale.strength = 0.8; // changed in both: the file wins
+        let s = runtime.rebase(&old, &new);
+        assert_eq!(s.dsp.low.lo_hz, 40.0);
+        assert_eq!(s.dsp.low.hi_hz, 200.0);
+        assert_eq!(s.autoscale.strength, 0.8);
+        assert_eq!(s.tempo, runtime.tempo);
     }
 }

@@ -70,6 +70,11 @@ impl Notifier {
         }
     }
 
+    /// RELOADING=1: a configuration reload started (READY=1 ends it).
+    pub fn reloading(&self) {
+        self.send(&[NotifyState::Reloading]);
+    }
+
     /// STOPPING=1.
     pub fn stopping(&self) {
         self.send(&[NotifyState::Stopping]);

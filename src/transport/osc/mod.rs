@@ -26,12 +26,16 @@
 //! allocates nothing per frame in the steady state (bundles clone each
 //! message into the bundle).
 
-use crate::config::{OscConfig, OscDestination};
+mod dest;
+
+pub use dest::{literal, Destinations, Resolver, MAX_DESTINATIONS};
+
+use crate::config::OscConfig;
 use crate::stats::{Role, Stats};
 use crate::types::{onset_bits, BandsFrame, SpectrumFrame, MAX_FFT_BINS};
 use ringbuf::HeapCons;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -139,53 +143,15 @@ pub struct OscSender {
     cfg: OscConfig,
     enabled: [bool; 13],
     msgs: Messages,
-    dests: Vec<SocketAddr>,
-    sock_v4: Option<UdpSocket>,
-    sock_v6: Option<UdpSocket>,
+    dests: Destinations,
+    resolver: Option<Resolver>,
     buf: Vec<u8>,
     spans: Vec<(usize, usize)>,
     bundle: OscBundle,
     stats: Arc<Stats>,
-    last_resolve: Instant,
     peak_held_dbfs: f32,
     last_silent: Option<bool>,
     tempo: crate::types::TempoState,
-}
-
-/// Datagrams handed to one `sendmmsg` call.
-const MMSG_BATCH: usize = 64;
-
-/// Fill `out` with `addr`; returns the address length.
-fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in, sin) };
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write(out as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
 }
 
 /// NTP time for a CLOCK_MONOTONIC instant, via the current wall clock.
@@ -204,17 +170,10 @@ pub fn ntp_from_monotonic(t_mono_ns: u64) -> OscTime {
     }
 }
 
-fn resolve(dests: &[OscDestination]) -> Vec<SocketAddr> {
-    dests
-        .iter()
-        .filter_map(|d| (d.host.as_str(), d.port).to_socket_addrs().ok())
-        .filter_map(|mut it| it.next())
-        .collect()
-}
-
 impl OscSender {
-    /// Open sockets and resolve destinations. Unresolvable hosts are
-    /// retried every `resolve-interval-s`.
+    /// Open the sockets. Literal addresses are used at once; host names are
+    /// resolved by the resolver thread that [`spawn`] starts, never here: a
+    /// DNS server that does not answer must not delay start-up.
     pub fn new(cfg: &OscConfig, stats: Arc<Stats>) -> std::io::Result<Self> {
         let mut enabled = [true; 13];
         if !cfg.addresses.is_empty() {
@@ -222,22 +181,17 @@ impl OscSender {
                 enabled[i] = cfg.addresses.iter().any(|x| x == a);
             }
         }
-        let sock_v4 = UdpSocket::bind("0.0.0.0:0")?;
-        sock_v4.set_nonblocking(true)?;
-        sock_v4.set_broadcast(true)?;
-        let ttl = cfg.destinations.iter().map(|d| d.ttl).max().unwrap_or(1);
-        sock_v4.set_multicast_ttl_v4(ttl)?;
-        let sock_v6 = UdpSocket::bind("[::]:0").ok().and_then(|s| {
-            s.set_nonblocking(true).ok()?;
-            Some(s)
-        });
+        let (dests, resolver) = Destinations::new(
+            &cfg.destinations,
+            stats.clone(),
+            Duration::from_secs_f64(cfg.resolve_interval_s),
+        )?;
         Ok(OscSender {
             cfg: cfg.clone(),
             enabled,
             msgs: Messages::new(&cfg.prefix),
-            dests: resolve(&cfg.destinations),
-            sock_v4: Some(sock_v4),
-            sock_v6,
+            dests,
+            resolver,
             buf: Vec::with_capacity(8192),
             spans: Vec::with_capacity(32),
             bundle: OscBundle {
@@ -248,87 +202,20 @@ impl OscSender {
                 content: Vec::with_capacity(16),
             },
             stats,
-            last_resolve: Instant::now(),
             peak_held_dbfs: f32::NEG_INFINITY,
             last_silent: None,
             tempo: Default::default(),
         })
     }
 
-    /// The resolved destinations.
-    pub fn destinations(&self) -> &[SocketAddr] {
-        &self.dests
+    /// The destinations with an address now (names still being resolved
+    /// are left out).
+    pub fn destinations(&self) -> Vec<SocketAddr> {
+        self.dests.resolved()
     }
 
-    fn maybe_resolve(&mut self) {
-        if self.last_resolve.elapsed().as_secs_f64() >= self.cfg.resolve_interval_s {
-            self.last_resolve = Instant::now();
-            let fresh = resolve(&self.cfg.destinations);
-            if !fresh.is_empty() {
-                self.dests = fresh;
-            }
-        }
-    }
-
-    /// Send every datagram queued in `buf` (`spans`) to every destination
-    /// with one `sendmmsg` per socket: one system call per frame instead of
-    /// one per message and destination, which was most of this thread's CPU.
     fn flush(&mut self) {
-        if self.spans.is_empty() {
-            return;
-        }
-        for v6 in [false, true] {
-            let sock = if v6 { &self.sock_v6 } else { &self.sock_v4 };
-            let Some(sock) = sock.as_ref() else { continue };
-            let dests: &[SocketAddr] = &self.dests;
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MMSG_BATCH];
-            // SAFETY: sockaddr_storage and mmsghdr are plain C structs for
-            // which all-zero bytes are a valid value.
-            let mut addrs: [libc::sockaddr_storage; MMSG_BATCH] = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let mut hdrs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
-            let mut n = 0;
-            let send = |n: usize, hdrs: &mut [libc::mmsghdr; MMSG_BATCH]| {
-                if n == 0 {
-                    return;
-                }
-                // SAFETY: `hdrs[..n]` point into `iov`, `addrs` and `self.buf`,
-                // all alive for this call; the socket is a valid UDP fd.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        std::os::fd::AsRawFd::as_raw_fd(sock),
-                        hdrs.as_mut_ptr(),
-                        n as libc::c_uint,
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                let sent = r.max(0) as u64;
-                self.stats.osc_sent.fetch_add(sent, Ordering::Relaxed);
-                self.stats
-                    .osc_failed
-                    .fetch_add(n as u64 - sent.min(n as u64), Ordering::Relaxed);
-            };
-            for d in dests.iter().filter(|d| d.is_ipv6() == v6) {
-                for &(a, b) in &self.spans {
-                    if n == MMSG_BATCH {
-                        send(n, &mut hdrs);
-                        n = 0;
-                    }
-                    iov[n].iov_base = self.buf[a..b].as_ptr() as *mut libc::c_void;
-                    iov[n].iov_len = b - a;
-                    let len = write_sockaddr(d, &mut addrs[n]);
-                    hdrs[n].msg_hdr.msg_name = &mut addrs[n] as *mut _ as *mut libc::c_void;
-                    hdrs[n].msg_hdr.msg_namelen = len;
-                    hdrs[n].msg_hdr.msg_iov = &mut iov[n];
-                    hdrs[n].msg_hdr.msg_iovlen = 1;
-                    n += 1;
-                }
-            }
-            send(n, &mut hdrs);
-        }
+        self.dests.send(&self.buf, &self.spans);
         self.spans.clear();
         self.buf.clear();
     }
@@ -503,6 +390,13 @@ pub fn spawn(
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-osc".into())
         .spawn(move || {
+            if let Some(r) = sender.resolver.take() {
+                if let Err(e) = r.spawn(ctx.stop.clone()) {
+                    log::warn!(
+                        "osc: cannot start the name resolver ({e}); host names will not be sent to"
+                    );
+                }
+            }
             ctx.wake.register_current();
             if let Some(prio) = ctx.rt_priority {
                 crate::rt::set_realtime_priority(prio);
@@ -523,7 +417,7 @@ pub fn spawn(
                     sender.send_meta(&meta);
                     last_meta = Some((Instant::now(), meta));
                 }
-                sender.maybe_resolve();
+                sender.dests.poll_updates();
                 let mut n = crate::dsp::worker::drain(&mut spectrum, |f| sender.send_spectrum(f));
                 n += crate::dsp::worker::drain(&mut bands, |f| sender.send_bands(f));
                 if n == 0 {

@@ -1,0 +1,24 @@
+//! The committed man page is the one the command-line definitions give.
+
+include!("common/man.rs");
+
+#[test]
+fn the_man_page_matches_the_command_line() {
+    let want = phase4_man();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/debian/phase4.1");
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "debian/phase4.1 is out of date: run `cargo run --example gen-man > debian/phase4.1`"
+    );
+    for flag in [
+        "duration",
+        "check\\-config",
+        "bins",
+        "format",
+        "loop",
+        "all",
+    ] {
+        assert!(want.contains(flag), "man page lacks {flag}");
+    }
+}
