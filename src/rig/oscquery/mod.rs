@@ -58,21 +58,18 @@ impl Live {
         }
     }
 
-    /// The arguments output address `idx` carries now, if it has a value.
+    /// The arguments output address `idx` carries now. Continuous values
+    /// always have one (zeros before the first frame); events only once
+    /// one happened.
     pub fn output_args(&self, idx: usize, l: &LatestInner) -> Option<Vec<OscType>> {
         let f = OscType::Float;
         let b = &l.bands;
         let s = &l.spectrum;
         let t = &s.tempo;
         let bpm = if t.locked { t.bpm } else { 0.0 };
-        let have_bands = l.generation > 0 && b.seq > 0;
-        let have_spec = s.seq > 0;
         Some(match ADDRESSES.get(idx).copied()? {
             "meta" => {
                 let m = self.meta.lock().map(|m| *m).ok()?;
-                if m.sr == 0 {
-                    return None;
-                }
                 let mut v = vec![
                     OscType::Int(m.sr),
                     OscType::Int(m.blocksize),
@@ -84,25 +81,34 @@ impl Live {
                 }
                 v
             }
-            "lmh" if have_bands => b.lmh.iter().map(|x| f(*x)).collect(),
-            "level" if have_bands => vec![f(b.rms_dbfs), f(b.peak_dbfs)],
-            "bpm" if have_spec => vec![f(bpm)],
-            "tempo" if have_spec => vec![f(bpm), f(t.confidence), f(t.phase)],
+            "lmh" => b.lmh.iter().map(|x| f(*x)).collect(),
+            "level" if l.generation == 0 => vec![f(-160.0), f(-160.0)],
+            "level" => vec![f(b.rms_dbfs), f(b.peak_dbfs)],
+            "bpm" => vec![f(bpm)],
+            "tempo" => vec![f(bpm), f(t.confidence), f(t.phase)],
             "onset/low" if b.band_onset_count[0] > 0 => vec![OscType::Int(1)],
             "onset/mid" if b.band_onset_count[1] > 0 => vec![OscType::Int(1)],
             "onset/high" if b.band_onset_count[2] > 0 => vec![OscType::Int(1)],
             "fft" if s.has_bins => s.bins().iter().map(|x| f(*x)).collect(),
-            "spectral" if have_spec => {
-                vec![f(s.centroid_hz), f(s.flatness), f(s.rolloff_hz), f(s.flux)]
-            }
+            "fft" => vec![f(0.0); self.settings().fft.n_bins as usize],
+            "spectral" => vec![f(s.centroid_hz), f(s.flatness), f(s.rolloff_hz), f(s.flux)],
             "onset" => vec![f(l.last_onset?)],
             "beat" => {
                 let (i, bpm, c) = l.last_beat?;
                 vec![OscType::Int(i as i32), f(bpm), f(c)]
             }
-            "silence" if have_bands => vec![OscType::Int(b.silent as i32)],
+            "silence" => vec![OscType::Int(b.silent as i32)],
             _ => return None,
         })
+    }
+
+    /// Whether output `idx` is an event (no lasting value: ACCESS 0, but
+    /// it can be LISTENed to).
+    pub fn is_event(idx: usize) -> bool {
+        matches!(
+            ADDRESSES.get(idx).copied(),
+            Some("onset/low" | "onset/mid" | "onset/high" | "onset" | "beat")
+        )
     }
 
     /// A counter that changes whenever output `idx` has a new value to
@@ -249,6 +255,11 @@ pub fn build_namespace(c: &Config) -> Namespace {
         }
         let mut n = output_node(name, c);
         n.source = Some(Source::Output(i));
+        if Live::is_event(i) {
+            // An event has no value to read (the proposal's ACCESS 0); its
+            // messages can still be LISTENed to.
+            n.access = 0;
+        }
         ns.add(&format!("{prefix}/{name}"), n);
     }
     if q.input_port != 0 {
@@ -302,7 +313,12 @@ mod tests {
             let n = ns
                 .find(&format!("/audio/{name}"))
                 .unwrap_or_else(|| panic!("{name}"));
-            assert_eq!(n.access, 1, "{name}");
+            let want = if Live::is_event(ADDRESSES.iter().position(|a| *a == name).unwrap()) {
+                0
+            } else {
+                1
+            };
+            assert_eq!(n.access, want, "{name}");
             assert!(!n.types.is_empty() && !n.description.is_empty(), "{name}");
             assert!(
                 n.range.len() == n.types.len() || n.range.len() == 1,
