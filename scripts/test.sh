@@ -23,6 +23,8 @@ python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
 python3 -m pytest -q tests/test_live_events.py
 echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium =="
 bash scripts/ci-ws.sh
+echo "== rig outputs: mDNS, OSCQuery, Link, MIDI clock, WLED (own network namespace) =="
+bash scripts/ci-rig.sh
 echo "== onset/beat/tempo evaluation against aubio (subset) =="
 bash scripts/eval/run.sh --subset
 python3 scripts/eval/gate.py

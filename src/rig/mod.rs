@@ -25,6 +25,7 @@ pub mod mdns;
 pub mod midi;
 pub mod oscquery;
 mod spawn;
+pub mod status;
 pub mod wled;
 
 pub use spawn::{enabled, spawn_rig_outputs, taps, RigCtx, RigPending, RigTaps};
