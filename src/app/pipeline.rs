@@ -229,8 +229,10 @@ impl Pipeline {
         // Control, WebSocket and HTTP.
         let shared = Shared::new(config, state);
         let (switch_tx, switch_rx) = std::sync::mpsc::channel();
+        let mut control_tx = None;
         if config.ws.enabled {
             let (req_tx, req_rx) = std::sync::mpsc::channel();
+            control_tx = Some(req_tx.clone());
             let (rep_tx, rep_rx) = std::sync::mpsc::channel();
             let controller = Controller::new(
                 base,
@@ -277,6 +279,7 @@ impl Pipeline {
                 rt_priority: rt_worker,
                 meta: &meta,
                 shared: &shared,
+                control: control_tx,
             },
             rig_pending,
         )?);

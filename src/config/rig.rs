@@ -221,6 +221,13 @@ pub(super) fn check(c: &super::Config, k: &mut Checker) {
             "must differ from link.feed-port",
         );
     }
+    if q.input_port != 0 && q.enabled && !c.ws.enabled {
+        k.fail(
+            "oscquery.input-port",
+            q.input_port,
+            "the OSC input port hands commands to the control thread, which runs with ws.enabled",
+        );
+    }
     if q.input_port != 0 && !q.enabled {
         k.fail(
             "oscquery.input-port",

@@ -7,7 +7,7 @@ use super::hub::{self, HubInputs, HubOutputs, Latest};
 use super::{link::LinkFeed, midi, outputs, wled::WledSender, TempoShare};
 use crate::capture::thread::BlockTx;
 use crate::config::Config;
-use crate::control::Shared;
+use crate::control::{Request, Shared};
 use crate::dsp::worker::{FrameTx, FRAME_RING};
 use crate::rt::Wake;
 use crate::stats::{Stats, RIG_DROP_SLOT};
@@ -17,6 +17,7 @@ use anyhow::Context;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -120,6 +121,8 @@ pub struct RigCtx<'a> {
     pub meta: &'a Arc<Mutex<Meta>>,
     /// The settings in force.
     pub shared: &'a Arc<Shared>,
+    /// Commands to the control thread (when it runs).
+    pub control: Option<Sender<Request>>,
 }
 
 /// Start the threads of every enabled rig output.
@@ -134,6 +137,7 @@ pub fn spawn_rig_outputs(
         rt_priority,
         meta,
         shared,
+        control,
     } = ctx;
     let e = enabled(config);
     stats.rig.enabled.store(e, Ordering::Relaxed);
@@ -190,6 +194,9 @@ pub fn spawn_rig_outputs(
             shared: Some(shared.clone()),
             config: Arc::new(config.clone()),
         };
+        if config.oscquery.input_port != 0 {
+            threads.push(spawn_input(config, live.clone(), control, stats, stop)?);
+        }
         threads.extend(
             super::oscquery::spawn(config, live, stats.clone(), stop.clone()).with_context(
                 || {
@@ -203,4 +210,31 @@ pub fn spawn_rig_outputs(
     }
     threads.push(hub::spawn(inputs, out, stats.clone(), stop.clone()).context("spawn p4-rig")?);
     Ok(threads)
+}
+
+fn spawn_input(
+    config: &Config,
+    live: super::oscquery::Live,
+    control: Option<Sender<Request>>,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let q = &config.oscquery;
+    let requests = control.context("the OSC input port needs the control thread (ws.enabled)")?;
+    let sock = std::net::UdpSocket::bind((q.bind.as_str(), q.input_port))
+        .with_context(|| format!("OSC input port {}:{}", q.bind, q.input_port))?;
+    if config.ws.token.is_empty() && crate::transport::ws::beyond_loopback(&q.bind) {
+        log::warn!("osc-in: no control token (ws.token): only this machine may change settings through OSC");
+    }
+    super::oscquery::input::spawn(super::oscquery::input::InputCtx {
+        sock,
+        live,
+        requests,
+        token: config.ws.token.clone(),
+        trust_loopback: true,
+        max_per_s: q.max_input_per_s,
+        stats: stats.clone(),
+        stop: stop.clone(),
+    })
+    .context("spawn OSC input thread")
 }

@@ -2,13 +2,18 @@
 its client (an implementation we did not write), every node checked against
 the proposal's JSON rules by a validator written here from the proposal
 text, LISTEN streaming received over a WebSocket (the `websockets` package)
-and decoded by python-osc; hostile requests get clean errors.
+and decoded by python-osc; hostile requests get clean errors; writes
+through the OSC input port validated like WebSocket commands, from this
+machine and (after /phase4/auth with the token) from a "LAN" address,
+192.0.2.10 added to the loopback interface of the test's own network
+namespace (a source address that is not 127/8).
 
 Runs inside the network namespace conftest.py creates (the mDNS multicast
 never reaches a real interface).
 """
 
 import asyncio
+import subprocess
 import json
 import socket
 import time
@@ -219,3 +224,116 @@ def test_listen_streams_values_and_ignore_stops_them(server):
                 await asyncio.wait_for(ws.recv(), 1.0)
 
     asyncio.run(run())
+
+
+class MetaWatch:
+    """python-osc receiving phase4's OSC output: the latest /audio/meta."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+
+    def meta_after(self, t, timeout=4.0):
+        """The first /audio/meta sent after time.time() `t`: what was queued
+        before is drained first (meta comes every 0.2 s)."""
+        from pythonosc.osc_packet import OscPacket
+
+        while time.time() < t:
+            time.sleep(0.01)
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recvfrom(65536)
+        except BlockingIOError:
+            pass
+        self.sock.settimeout(0.2)
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            for m in OscPacket(data).messages:
+                if m.message.address == "/audio/meta":
+                    return m.message.params
+        raise AssertionError("no /audio/meta")
+
+
+def send(msg_addr, args, src=("127.0.0.1", 0), dst=("127.0.0.1", INPUT)):
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    b = OscMessageBuilder(address=msg_addr)
+    for a in args:
+        b.add_arg(a)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(src)
+    s.sendto(b.build().dgram, dst)
+    return s
+
+
+def test_writes_through_the_osc_input_port_are_validated_like_ws_commands(run_phase4, tmp_path):
+    from conftest import free_port
+
+    out_port = free_port(socket.SOCK_DGRAM)
+    watch = MetaWatch(out_port)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(8.0))
+    # A second, non-loopback address in this test's own network namespace
+    # (conftest.py): a "LAN" sender that must authenticate.
+    subprocess.run(["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"], check=True)
+    try:
+        p4 = run_phase4({
+            "audio": {"input": str(wav), "loop-input": True},
+            "ws": {"enabled": True, "token": "t0ken"},
+            "osc": {"enabled": True, "addresses": ["meta"], "meta-interval-s": 0.2},
+            "osc.destinations": [{"host": "127.0.0.1", "port": out_port}],
+            "oscquery": {"enabled": True, "bind": "0.0.0.0", "port": PORT, "input-port": INPUT},
+        })
+        wait_port(PORT)
+        p4.wait_log("first block through")
+        before = watch.meta_after(time.time())
+        assert before[3:5] == pytest.approx([30.0, 250.0], abs=0.5), before
+
+        # From this machine: applied, /audio/meta says so, and so does OSCQuery.
+        t = time.time()
+        send("/audio/settings/dsp/low/hi-hz", [300.0])
+        time.sleep(0.5)
+        after = watch.meta_after(t + 0.4)
+        assert after[4] == pytest.approx(300.0, abs=0.5), after
+        assert json.loads(get("/audio/settings/dsp/low/hi-hz?VALUE")[2]) == {"VALUE": [300.0]}
+
+        # Bad values change nothing: below lo + 50, not a number, NaN, an
+        # unknown setting, two arguments.
+        for addr, args in [
+            ("/audio/settings/dsp/low/hi-hz", [60.0]),
+            ("/audio/settings/dsp/low/hi-hz", ["loud"]),
+            ("/audio/settings/dsp/low/hi-hz", [float("nan")]),
+            ("/audio/settings/dsp/low/lo-hz", [5.0]),
+            ("/audio/settings/dsp/bogus", [1.0]),
+            ("/audio/settings/dsp/low/hi-hz", [200.0, 300.0]),
+        ]:
+            send(addr, args)
+        time.sleep(0.5)
+        same = watch.meta_after(time.time())
+        assert same == after, (same, after)
+
+        # From the "LAN" address: refused until it authenticates.
+        lan = ("192.0.2.10", INPUT)
+        send("/audio/settings/dsp/low/hi-hz", [400.0], src=("192.0.2.10", 40001), dst=lan)
+        send("/phase4/auth", ["wrong"], src=("192.0.2.10", 40001), dst=lan)
+        send("/audio/settings/dsp/low/hi-hz", [400.0], src=("192.0.2.10", 40001), dst=lan)
+        time.sleep(0.5)
+        assert watch.meta_after(time.time()) == after
+        s = send("/phase4/auth", ["t0ken"], src=("192.0.2.10", 40002), dst=lan)
+        time.sleep(0.2)
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        b = OscMessageBuilder(address="/audio/settings/dsp/low/hi-hz")
+        b.add_arg(400.0)
+        s.sendto(b.build().dgram, lan)
+        time.sleep(0.5)
+        assert watch.meta_after(time.time())[4] == pytest.approx(400.0, abs=0.5)
+        assert "refused /audio/settings/dsp/low/hi-hz" in p4.text()
+    finally:
+        subprocess.run(["ip", "addr", "del", "192.0.2.10/32", "dev", "lo"], check=False)

@@ -19,6 +19,7 @@
 //! Values come from `p4-rig`'s newest frames; nothing here touches a
 //! real-time thread.
 
+pub mod input;
 pub mod listen;
 pub mod namespace;
 mod server;
