@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
-pkgs=(avahi-daemon avahi-utils dbus iproute2 cmake libclang-dev alsa-utils)
+pkgs=(avahi-daemon avahi-utils dbus iproute2 cmake libclang-dev alsa-utils lintian)
 missing=()
 arch=$(dpkg --print-architecture)
 for p in "${pkgs[@]}"; do
@@ -49,13 +49,11 @@ if ! python3 -c "import pytest, zeroconf, pythonoscquery, requests, link, websoc
         || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${py[@]}"
 fi
 
-echo "== build phase4 and phase4-link (Ableton Link) =="
+echo "== phase4 and phase4-link (Ableton Link): build, .deb, lintian, unit =="
 t0=$(date +%s)
 cargo build --release --quiet -p phase4
-t1=$(date +%s)
-cargo build --release --quiet -p phase4-link
-t2=$(date +%s)
-echo "ci-rig: phase4 $((t1 - t0)) s, phase4-link (Link C++ and bindings) $((t2 - t1)) s"
+echo "ci-rig: phase4 built in $(( $(date +%s) - t0 )) s"
+bash scripts/build-link.sh
 echo "== phase4-link unit tests =="
 cargo test --release --quiet -p phase4-link 2>&1 | grep -E "^test result|FAILED|panicked"
 

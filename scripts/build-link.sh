@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build phase4-link (the GPL Ableton Link peer) and its Debian package, and
+# check both: lintian on the .deb, systemd-analyze verify on its unit, the
+# binary's --help. amd64 only (the arm packages cross-compile the same way
+# as phase4's, see scripts/cross-build.sh, plus Link's C++ through cmake).
+#
+# Usage: scripts/build-link.sh [--output DIR]
+# Needs (installed when missing): cmake, libclang-dev, lintian, cargo-deb.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+out=target/debian
+[ "${1:-}" = "--output" ] && out=$2
+for p in cmake libclang-dev lintian systemd; do
+    dpkg -s "$p" >/dev/null 2>&1 || { $SUDO apt-get update -qq || true; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null; }
+done
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+t0=$(date +%s)
+cargo build --release --quiet -p phase4-link
+echo "build-link: phase4-link built in $(( $(date +%s) - t0 )) s"
+mkdir -p "$out"
+deb=$(cargo deb -p phase4-link --no-build --strip --no-separate-debug-symbols --no-dbgsym --output "$out" 2>&1 | tail -1)
+echo "build-link: $deb"
+target/release/phase4-link --help | head -3
+lintian --fail-on error,warning "$deb"
+# The unit as the package installs it, verified inside a root that holds
+# the package's files and the host's units (sysinit.target, ...), like
+# scripts/ci-appliance.sh does for phase4's.
+root=$(mktemp -d /tmp/phase4-link-root.XXXXXX)
+dpkg-deb -x "$deb" "$root"
+unit=/usr/lib/systemd/system/phase4-link.service
+cp -an /lib/systemd/system/. "$root/usr/lib/systemd/system/" 2>/dev/null || true
+out=$(MANPATH="$root/usr/share/man" systemd-analyze verify --root="$root" "$unit" 2>&1) || true
+if [ -n "$out" ]; then
+    printf '%s\n' "$out"; rm -rf "$root"; echo "build-link: systemd-analyze verify failed"; exit 1
+fi
+systemd-analyze security --offline=yes --root="$root" phase4-link.service 2>&1 | tail -1
+rm -rf "$root"
+echo "build-link: ok"
