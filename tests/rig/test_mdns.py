@@ -102,16 +102,25 @@ def txt_of(row):
     return dict(t.strip('"').split("=", 1) for t in row[9].split('" "'))
 
 
+def start_beside_avahi(run_phase4, tmp_path, avahi, service, name, backend):
+    """avahi already announces `service` (avahi-publish args); then phase4
+    starts with `backend` and says which one it uses."""
+    own = subprocess.Popen(["avahi-publish", "-s", *service], env=avahi)
+    time.sleep(1.0)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    p4 = run_phase4(sections(wav, name, backend))
+    p4.wait_log("through avahi" if backend == "auto" else "through builtin")
+    time.sleep(1.5)
+    return own, p4
+
+
 def test_registered_through_a_running_avahi_daemon(run_phase4, tmp_path, avahi):
     # avahi is already up (on 5353) and announces something of its own.
-    own = subprocess.Popen(["avahi-publish", "-s", "printer", "_ipp._tcp", "631", "rp=ipp"], env=avahi)
+    own, p4 = start_beside_avahi(
+        run_phase4, tmp_path, avahi, ["printer", "_ipp._tcp", "631", "rp=ipp"], "stage left", "auto"
+    )
     try:
-        time.sleep(1.0)
-        wav = tmp_path / "in.wav"
-        write_wav(wav, beat_track(2.0))
-        p4 = run_phase4(sections(wav, "stage left", "auto"))
-        p4.wait_log("through avahi")
-        time.sleep(1.0)
         rows = avahi_browse(avahi)
         found = {}
         for (name, kind), row in rows.items():
@@ -121,7 +130,6 @@ def test_registered_through_a_running_avahi_daemon(run_phase4, tmp_path, avahi):
         check_services(found, "stage left")
         # avahi still works: its own service is still there.
         assert ("printer", "Internet Printer") in rows or any(k[0] == "printer" for k in rows), rows.keys()
-        # The avahi log shows no conflict or error caused by phase4.
         p4.stop()
         time.sleep(1.5)
         gone = avahi_browse(avahi)
@@ -135,14 +143,10 @@ def test_registered_through_a_running_avahi_daemon(run_phase4, tmp_path, avahi):
 def test_builtin_responder_beside_avahi_breaks_nothing(run_phase4, tmp_path, avahi):
     """backend = "builtin" on a box where avahi runs: both answer on 5353
     (shared port), both are found, avahi keeps resolving its own names."""
-    own = subprocess.Popen(["avahi-publish", "-s", "mixer", "_osc._udp", "7000"], env=avahi)
+    own, _ = start_beside_avahi(
+        run_phase4, tmp_path, avahi, ["mixer", "_osc._udp", "7000"], "side box", "builtin"
+    )
     try:
-        time.sleep(1.0)
-        wav = tmp_path / "in.wav"
-        write_wav(wav, beat_track(2.0))
-        p4 = run_phase4(sections(wav, "side box", "builtin"))
-        p4.wait_log("through builtin")
-        time.sleep(1.5)
         rows = avahi_browse(avahi)
         names = {k[0] for k in rows}
         assert "side box" in names and "mixer" in names, names
