@@ -3,7 +3,8 @@
 # installs Chromium (Debian's package; no browser is ever downloaded) and a
 # Python venv with websockets, python-osc, pytest and Playwright's driver,
 # builds phase4, runs tests/ws (protocol, README clients, persistence, slow
-# clients, UI in headless Chromium) and the 20-client load benchmark.
+# clients, UI in headless Chromium, issue 8's security and abuse regression
+# tests) and the 20-client load benchmark.
 # Screenshots land in $P4_ARTIFACTS (default target/ws-artifacts).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,11 +18,17 @@ cargo build --release --quiet
 echo "== end-to-end: ALSA file plugin, OSC decoded by python-osc =="
 python3 -m pytest -q tests/e2e
 [ "${1:-}" = "--core" ] && exit 0
+echo "== capture on the kernel's own ALSA drivers: qemu VM with snd-dummy and snd-aloop (amd64) =="
+bash scripts/vm-test.sh amd64
+echo "== ALSA jack plugin on JACK's dummy backend: clocked, SCHED_FIFO, period rate =="
+bash scripts/jack-measure.sh --check
 echo "== live path vs analyze: onset and beat events =="
 python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
 python3 -m pytest -q tests/test_live_events.py
-echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium =="
+echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium, security =="
 bash scripts/ci-ws.sh
+echo "== load and abuse (issue 8): every abuse class against a live phase4, in a network namespace =="
+bash scripts/abuse.sh
 echo "== rig outputs: mDNS, OSCQuery, Link, MIDI clock, WLED (own network namespace) =="
 bash scripts/ci-rig.sh
 echo "== onset/beat/tempo evaluation against aubio (subset) =="

@@ -1,6 +1,9 @@
 //! `phase4 analyze`: run the live DSP on a WAV file as fast as possible and
 //! write every feature frame and event with its stream time.
 //!
+//! The file is streamed block by block (a FIFO works too): memory does not
+//! grow with its length.
+//!
 //! The processors are exactly those the live workers run
 //! ([`BandsProcessor`], [`SpectrumProcessor`]), fed with the same blocks the
 //! capture thread would produce, so offline output is what the live path
@@ -19,12 +22,13 @@
 //! bands, the end of the analysis window for spectral frames, and the event
 //! time itself for onsets and beats (window end minus the detector's lag).
 
-use crate::capture::wav::read_wav;
+use crate::capture::wav::open_stream;
 use crate::config::Config;
 use crate::dsp::bands::BandsProcessor;
 use crate::dsp::params::{DspParams, ParamsRx};
 use crate::dsp::spectrum::SpectrumProcessor;
 use crate::types::{onset_bits, BandsFrame, Block, SpectrumFrame, BAND_NAMES};
+use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
 
@@ -42,7 +46,7 @@ pub enum Format {
 pub struct Summary {
     /// Seconds of audio analysed.
     pub audio_s: f64,
-    /// Wall seconds spent (decode excluded).
+    /// Wall seconds spent (reading and decoding included).
     pub wall_s: f64,
     /// Blocks processed.
     pub blocks: u64,
@@ -241,9 +245,19 @@ pub fn analyze(
     bins: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<Summary> {
-    let wav = read_wav(path, config.audio.channel)?;
-    let sr = wav.sample_rate;
     let block_frames = config.audio.block_frames as usize;
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut wav = open_stream(path, block_frames, never)?;
+    let header = wav.header();
+    let channel = config.audio.channel;
+    if channel >= header.channels as i32 {
+        anyhow::bail!(
+            "cannot use WAV input {}: audio.channel = {channel} but the file has {} channel(s)",
+            path.display(),
+            header.channels
+        );
+    }
+    let sr = header.sample_rate;
     let p = DspParams::from_config(config);
     let mut bands = BandsProcessor::new(sr, block_frames, config.fft.window_frames as usize, &p);
     let mut spectrum = SpectrumProcessor::new(
@@ -263,11 +277,18 @@ pub fn analyze(
     let mut summary = Summary::default();
     let mut last_silent = false;
     let t0 = std::time::Instant::now();
-    for (i, chunk) in wav.samples.chunks(block_frames).enumerate() {
-        block.seq = i as u64;
-        block.frame_pos = (i * block_frames) as u64;
-        block.len = chunk.len() as u32;
-        block.samples[..chunk.len()].copy_from_slice(chunk);
+    let mut frames = 0u64;
+    for i in 0u64.. {
+        let n = wav
+            .read_mono(channel, &mut block.samples[..block_frames])
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        block.seq = i;
+        block.frame_pos = frames;
+        block.len = n as u32;
+        frames += n as u64;
         let bf = bands.process(&block, &mut rx_b);
         write_bands(&mut buf, format, &bf);
         if bf.silent != last_silent {
@@ -290,9 +311,15 @@ pub fn analyze(
             buf.clear();
         }
     }
+    if frames == 0 {
+        anyhow::bail!(
+            "cannot use WAV input {}: the file has no audio frames",
+            path.display()
+        );
+    }
     out.write_all(&buf)?;
     out.flush()?;
     summary.wall_s = t0.elapsed().as_secs_f64();
-    summary.audio_s = wav.samples.len() as f64 / sr as f64;
+    summary.audio_s = frames as f64 / sr as f64;
     Ok(summary)
 }

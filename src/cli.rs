@@ -72,6 +72,10 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Show the control token that clients on other machines need to change
+    /// settings (generating it if the service never ran), and the UI address
+    /// to open with it.
+    Token,
     /// Run the live signal processing on a WAV file as fast as possible and
     /// write one line per feature frame and per event (onset, beat) with its
     /// time in seconds.

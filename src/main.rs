@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             phase4::app::listing::print(all);
             ExitCode::SUCCESS
         }
+        Some(Command::Token) => token(cli.run.config.as_ref()),
         Some(Command::Analyze { file, format, bins }) => {
             analyze(&file, format, bins, cli.run.config.as_ref())
         }
@@ -87,6 +88,23 @@ fn config_or_exit(path: Option<&PathBuf>) -> Result<(Config, Option<PathBuf>), E
     })
 }
 
+fn token(config: Option<&PathBuf>) -> ExitCode {
+    let cfg = match config_or_exit(config) {
+        Ok((c, _)) => c,
+        Err(code) => return code,
+    };
+    match phase4::transport::ws::token_report(&cfg) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("phase4: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) -> ExitCode {
     let format = match format {
         Format::Jsonl => phase4::analyze::Format::Jsonl,
@@ -130,14 +148,12 @@ fn run(cli: Cli) -> ExitCode {
         loop_input: cli.run.looping,
     };
     overrides.apply(&mut cfg);
-    let max_frames = cli
-        .run
-        .duration
-        .map(|s| (s * cfg.audio.sample_rate_hz as f64).round() as u64);
+    // Seconds of audio, converted to frames at the rate the input actually
+    // opens with (a WAV's own rate, a device's negotiated one).
     let code = app::run(
         cfg,
         RunOptions {
-            max_frames,
+            max_audio_s: cli.run.duration,
             stats: None,
             config_path,
             cli: overrides,

@@ -7,45 +7,13 @@
 //! needed) for well over 10 000 blocks of varied audio, with every feature
 //! and the log spectrum on, and the count must stay zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-struct Counting;
-
-static RT_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; counting
-// only reads a const-initialised thread local and bumps an atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if phase4::rt::in_rt_loop() {
-            RT_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if phase4::rt::in_rt_loop() {
-            RT_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if phase4::rt::in_rt_loop() {
-            RT_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
+mod common {
+    pub mod counting;
 }
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use common::counting::RT_ALLOCS;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 const BLOCKS: u64 = 12_000;
 const BLOCK: u64 = 256;
@@ -107,24 +75,19 @@ fn capture_and_workers_do_not_allocate_per_block() {
         format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
     );
 
-    let mut cfg = phase4::config::Config::default();
+    let mut cfg = common::counting::quiet_config();
     cfg.audio.device = "p4alloc".into();
     cfg.audio.format = phase4::config::SampleFormat::S16Le;
     cfg.audio.channels = 1;
     cfg.audio.access = phase4::config::AccessMode::Mmap;
-    cfg.fft.enabled = true;
     cfg.osc.send_fft = true;
-    cfg.osc.destinations[0].port = 9;
-    cfg.ws.enabled = false;
-    cfg.state.dir = String::new();
-    cfg.health.interval_s = 3600.0;
 
     let stats = Arc::new(phase4::stats::Stats::default());
     RT_ALLOCS.store(0, Ordering::SeqCst);
     let code = phase4::app::run(
         cfg,
         phase4::app::RunOptions {
-            max_frames: Some(BLOCKS * BLOCK),
+            max_audio_s: Some((BLOCKS * BLOCK) as f64 / RATE as f64),
             stats: Some(stats.clone()),
             ..Default::default()
         },

@@ -5,8 +5,34 @@ import { SpectrumView } from "./spectrum.js";
 import { buildControls } from "./controls.js";
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
+
+// The control token: given once (http://host:8766/#token=..., as
+// `phase4 token` prints it, or typed into the Unlock field) and kept in this
+// browser. It is taken out of the address bar at once, so it does not end up
+// in bookmarks or screenshots.
+const TOKEN_KEY = "phase4-control-token";
+function tokenFromUrl() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  const t = hash.get("token") || query.get("token");
+  if (t !== null) {
+    query.delete("token");
+    hash.delete("token");
+    const q = query.toString(), h = hash.toString();
+    history.replaceState(null, "", location.pathname + (q ? `?${q}` : "") + (h ? `#${h}` : ""));
+  }
+  return t;
+}
+function storedToken() {
+  try { return localStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+}
+function storeToken(t) {
+  try { if (t) localStorage.setItem(TOKEN_KEY, t); else localStorage.removeItem(TOKEN_KEY); } catch (_) { /* private mode */ }
+}
+const fromUrl = tokenFromUrl();
+if (fromUrl) storeToken(fromUrl.trim());
+// A token sent with `auth` and not yet confirmed.
+let offered = null;
 
 let ws = null;
 let meta = null;
@@ -41,8 +67,7 @@ async function wsUrl() {
   } catch (_) { /* keep the default */ }
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  const q = token ? `?token=${encodeURIComponent(token)}` : "";
-  return `${proto}://${host || "127.0.0.1"}:${port}/${q}`;
+  return `${proto}://${host || "127.0.0.1"}:${port}/`;
 }
 
 async function connect() {
@@ -51,6 +76,8 @@ async function connect() {
   ws.binaryType = "arraybuffer";
   ws.addEventListener("open", () => {
     retryMs = 500;
+    const t = storedToken();
+    if (t) { offered = t; send({ type: "auth", token: t }); }
     $("conn").textContent = "connected";
     $("conn").className = "conn up";
   });
@@ -116,6 +143,7 @@ const handlers = {
       ["device", `${st.device.name || "–"} ${st.device.up ? "" : "(down)"}`],
       ["format", `${st.device.rate} Hz · ${st.device.format} · ${st.device.access} · ${st.device.period} frames`],
       ["xruns", st.xruns],
+      ["recoveries", `suspends ${st.device.suspends ?? 0} · reopens ${st.device.reopens ?? 0}`],
       ["drops", `bands ${st.ring_drops.bands} · spectrum ${st.ring_drops.spectrum} · frames ${st.frame_drops} · ws ${st.ws_drops}`],
       ["latency", `p50 ${st.latency_ms.p50.toFixed(2)} · p95 ${st.latency_ms.p95.toFixed(2)} · p99 ${st.latency_ms.p99.toFixed(2)} ms`],
       ["CPU", `${st.process_cpu_pct.toFixed(1)} % (${Object.entries(st.cpu_pct).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")})`],
@@ -133,12 +161,19 @@ const handlers = {
     }
   },
   devices(d) { devices = d.items || []; renderDevices(); },
-  presets(p) { renderPresets(p.items || []); },
+  presets(p) { renderPresets(p.items || [], !!p.truncated); },
   auth(a) {
-    $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only (add ?token=…)") : "";
-    document.querySelectorAll(".controls, #device, #dev-use, #preset-save").forEach((el) => el.classList.toggle("disabled", a.required && !a.authorized));
+    if (a.authorized && offered) { storeToken(offered); offered = null; }
+    const locked = a.required && !a.authorized;
+    $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only") : "";
+    $("unlock").hidden = !locked;
+    $("lock").hidden = locked || !storedToken();
+    document.querySelectorAll(".controls, #device, #dev-use, #preset-save, #presets").forEach((el) => el.classList.toggle("disabled", locked));
   },
-  error(e) { toast(e.reason); },
+  error(e) {
+    if (offered && /^auth:/.test(e.reason)) { storeToken(null); offered = null; }
+    toast(e.reason);
+  },
 };
 
 // The rig outputs that are on (server_status.rig; absent when none is).
@@ -179,7 +214,7 @@ function renderDevices() {
   $("dev-note").textContent = current ? `in use: ${current}` : "";
 }
 
-function renderPresets(items) {
+function renderPresets(items, truncated) {
   const ul = $("presets");
   ul.replaceChildren();
   for (const p of items) {
@@ -191,7 +226,17 @@ function renderPresets(items) {
     load.type = "button";
     load.textContent = "Load";
     load.addEventListener("click", () => send({ type: "load_preset", name: p.name }));
-    li.append(name, load);
+    const del = document.createElement("button");
+    del.type = "button";
+    del.textContent = "Delete";
+    del.addEventListener("click", () => { if (confirm(`Delete preset "${p.name}"?`)) send({ type: "delete_preset", name: p.name }); });
+    li.append(name, load, del);
+    ul.append(li);
+  }
+  if (truncated) {
+    const li = document.createElement("li");
+    li.className = "hint";
+    li.textContent = "not every preset is listed (see the service log)";
     ul.append(li);
   }
   if (!items.length) {
@@ -202,6 +247,18 @@ function renderPresets(items) {
   }
 }
 
+$("unlock").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const t = $("token").value.trim();
+  if (!t) return;
+  $("token").value = "";
+  offered = t;
+  send({ type: "auth", token: t });
+});
+$("lock").addEventListener("click", () => {
+  storeToken(null);
+  if (ws) ws.close();  // reconnects watch-only
+});
 $("dev-refresh").addEventListener("click", () => send({ type: "list_devices" }));
 $("dev-probe").addEventListener("click", () => { $("dev-note").textContent = "probing…"; send({ type: "list_devices", probe: true }); });
 $("dev-use").addEventListener("click", () => {

@@ -8,6 +8,7 @@
 use crate::capture::alsa::AlsaSource;
 use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
+use crate::control::device::ListedDevice;
 use crate::control::{DeviceItem, DeviceOps};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
@@ -21,10 +22,11 @@ const PROBE_SIGNAL: f32 = 3.2e-4;
 /// Longest a switch may take before control gives up waiting.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
-/// A device switch asked of the supervisor.
+/// A device switch asked of the supervisor. The name is a
+/// [`ListedDevice`]: one phase4 listed or the configuration names.
 pub struct SwitchRequest {
     /// PCM to switch to.
-    pub name: String,
+    pub name: ListedDevice,
     /// Where the outcome goes.
     pub reply: Sender<Result<(), String>>,
 }
@@ -43,7 +45,17 @@ impl AppDevices {
     }
 }
 
-/// Open `name` briefly and report its peak level in dBFS.
+/// The capture PCM names phase4 enumerates (alsa-lib's hints and
+/// "default"), without opening any.
+pub fn listed_names() -> Vec<String> {
+    crate::capture::devices::hints()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Open `name` (a name from [`crate::capture::devices::list`]) briefly and
+/// report its peak level in dBFS.
 pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
     let mut cfg = audio.clone();
     cfg.device = name.to_string();
@@ -72,33 +84,52 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 }
 
 impl DeviceOps for AppDevices {
+    /// Sound cards are opened for what they support; ALSA's plugin devices
+    /// (pulse, jack, dmix, ...) only with `probe`. Opening a plugin loads
+    /// and starts its libraries (libpulse pulls in libX11, libgcrypt, ...):
+    /// measured, a first client's greeting added 23 MiB to the resident
+    /// memory (and 88 MiB at the peak) when every hint was opened.
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+        use crate::capture::devices::{hints, is_card, probe as capabilities};
         let now = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0)
         };
-        crate::capture::devices::list()
+        let want = self.audio.sample_rate_hz;
+        hints()
             .into_iter()
-            .map(|d| {
-                let want = self.audio.sample_rate_hz;
-                let default_samplerate = match d.rates {
-                    Some((lo, hi)) if (lo..=hi).contains(&want) => want,
-                    Some((_, hi)) => hi,
-                    None => want,
-                } as f64;
+            .enumerate()
+            .map(|(index, (name, description))| {
+                let card = is_card(&name);
                 let mut item = DeviceItem {
-                    index: d.index,
-                    name: d.name,
-                    description: d.description,
-                    available: d.available,
-                    max_input_channels: d.channels.map(|c| c.1).unwrap_or(0),
-                    default_samplerate,
-                    formats: d.formats,
-                    error: d.error,
+                    index,
+                    name,
+                    description,
+                    card,
+                    available: true,
+                    default_samplerate: want as f64,
                     ..Default::default()
                 };
+                if !(card || probe) {
+                    return item;
+                }
+                match capabilities(&item.name) {
+                    Ok((channels, rates, formats)) => {
+                        item.max_input_channels = channels.map(|c| c.1).unwrap_or(0);
+                        item.default_samplerate = match rates {
+                            Some((lo, hi)) if (lo..=hi).contains(&want) => want,
+                            Some((_, hi)) => hi,
+                            None => want,
+                        } as f64;
+                        item.formats = formats;
+                    }
+                    Err(e) => {
+                        item.available = false;
+                        item.error = Some(e);
+                    }
+                }
                 if probe {
                     match probe_peak_dbfs(&self.audio, &item.name) {
                         Ok(db) => {
@@ -117,11 +148,15 @@ impl DeviceOps for AppDevices {
             .collect()
     }
 
-    fn switch(&mut self, name: &str) -> Result<(), String> {
+    fn listed_names(&mut self) -> Vec<String> {
+        listed_names()
+    }
+
+    fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
         let (tx, rx): (Sender<Result<(), String>>, Receiver<_>) = std::sync::mpsc::channel();
         self.switches
             .send(SwitchRequest {
-                name: name.to_string(),
+                name: device.clone(),
                 reply: tx,
             })
             .map_err(|_| "the service is stopping".to_string())?;

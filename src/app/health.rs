@@ -66,7 +66,7 @@ impl Health {
             .map(|i| format!("{}={:.2}", ROLE_NAMES[i], cpu_pct[i]))
             .collect();
         let mut line = format!(
-            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
+            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
             if dev.name.is_empty() { "-" } else { &dev.name },
             dev.access,
             if stats.device_up.load(Ordering::Relaxed) { "yes" } else { "no" },
@@ -75,6 +75,8 @@ impl Health {
             blocks - self.last_blocks,
             xruns,
             xruns - self.last_xruns,
+            stats.suspends.load(Ordering::Relaxed),
+            stats.reopens.load(Ordering::Relaxed),
             drops[0],
             drops[0] - self.last_drops[0],
             drops[1],
@@ -132,12 +134,14 @@ pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
         );
     }
     format!(
-        "{} {} Hz {} | clients {} | xruns {} | latency p99 {:.2} ms",
+        "{} {} Hz {} | clients {} | xruns {} | suspends {} | reopens {} | latency p99 {:.2} ms",
         dev.name,
         dev.rate,
         dev.access,
         stats.ws_clients.load(Ordering::Relaxed),
         stats.xruns.load(Ordering::Relaxed),
+        stats.suspends.load(Ordering::Relaxed),
+        stats.reopens.load(Ordering::Relaxed),
         lat.p99_us as f64 / 1000.0
     )
 }

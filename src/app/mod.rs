@@ -13,7 +13,7 @@ mod osc_watch;
 pub mod pipeline;
 pub mod reload;
 
-use crate::capture::thread::CaptureEvent;
+use crate::capture::thread::{CaptureEvent, FatalKind};
 use crate::config::Config;
 use crate::service::notify::Notifier;
 use crate::stats::{Role, Stats};
@@ -32,8 +32,9 @@ pub const EXIT_FAILURE: i32 = 1;
 /// How the service is run, beyond the configuration.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Stop after this many frames of audio (tests, benchmarks).
-    pub max_frames: Option<u64>,
+    /// Stop after this many seconds of audio, counted at the rate of the
+    /// input actually open (tests, benchmarks, `--duration`).
+    pub max_audio_s: Option<f64>,
     /// Use these counters instead of fresh ones (lets a test or benchmark
     /// read them after `run` returns).
     pub stats: Option<Arc<Stats>>,
@@ -52,6 +53,11 @@ const STALE_NS: u64 = 1_000_000_000;
 pub fn run(config: Config, opts: RunOptions) -> i32 {
     crate::service::signals::install();
     crate::rt::fault::install();
+    // alsa-lib's own messages go through our (rate-limited) log, not stderr.
+    let mut alsa_log = crate::capture::alsa_log::AlsaLog::default();
+    if !crate::capture::alsa_log::install() {
+        log::warn!("alsa-lib refused the error handler; its messages go to stderr");
+    }
     let stats = opts.stats.clone().unwrap_or_default();
     let started = Instant::now();
     let mut notifier = Notifier::from_env();
@@ -65,7 +71,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         }
         return EXIT_CONFIG;
     }
-    let (config, state) = crate::control::state::layer_at_start(&base);
+    let (config, state) = crate::control::state::layer_at_start(&base, devices::listed_names);
     let mut pipeline = match Pipeline::start(&config, &base, &state, stats.clone(), &opts) {
         Ok(p) => p,
         Err(e) => {
@@ -95,14 +101,14 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     while !crate::service::signals::stop_requested() {
         std::thread::sleep(Duration::from_millis(20));
         // What the capture thread reported.
-        while let Ok(ev) = pipeline.events.try_recv() {
+        while let Some(ev) = pipeline.next_event() {
             match ev {
                 CaptureEvent::Opened { info, rt } => {
                     log::info!(
                         "capture: {} open: format {}, access {}, rate {} Hz, {} channel(s), period {} frames, buffer {} frames, clock {}, SCHED_FIFO {}",
                         info.name, info.format, info.access, info.rate, info.channels,
                         info.period, info.buffer,
-                        if info.clocked { "device" } else { "none (plugin/file: lossless, not real-time)" },
+                        if info.clocked { "yes (device or sound server)" } else { "none (null plugin at the end of the chain: lossless, not real-time)" },
                         rt.as_str()
                     );
                     if rt == crate::rt::RtGrant::Refused {
@@ -133,10 +139,19 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
                         notifier.ready(&health::status_line(&stats, &[]));
                     }
                 }
-                CaptureEvent::Gone(e) => log::warn!("{e}; reopening"),
-                CaptureEvent::Fatal(e) => {
-                    log::error!("{e}");
-                    exit = EXIT_FAILURE;
+                CaptureEvent::Gone(e) => log::warn!(
+                    "{e}; reopening (reopen {})",
+                    stats.reopens.load(Ordering::Relaxed)
+                ),
+                CaptureEvent::Fatal { error, kind } => {
+                    log::error!("{error}");
+                    // A configuration problem exits 78, which systemd does
+                    // not restart (RestartPreventExitStatus=78): restarting
+                    // cannot make a missing file or device appear.
+                    exit = match kind {
+                        FatalKind::Config => EXIT_CONFIG,
+                        FatalKind::Runtime => EXIT_FAILURE,
+                    };
                     crate::service::signals::request_stop();
                 }
                 CaptureEvent::Ended => {
@@ -146,6 +161,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
                 }
             }
         }
+        alsa_log.drain(|l| log::warn!("{l}"));
         let stale = stats.stale_threads(&roles, STALE_NS);
         if !ready && first_block_through(&stats, &config) {
             ready = true;
@@ -211,6 +227,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     notifier.stopping();
     log::info!("stopping");
     pipeline.stop(Duration::from_millis(800));
+    alsa_log.drain(|l| log::warn!("{l}"));
     log::info!("{}", health_line(&mut health, &osc_watch, &stats));
     exit
 }
@@ -248,7 +265,7 @@ pub fn preflight(config: &Config) -> Vec<crate::config::Problem> {
     let mut problems = Vec::new();
     let input = &config.audio.input;
     if !input.is_empty() {
-        if let Err(why) = check_input(std::path::Path::new(input)) {
+        if let Err(why) = check_input(std::path::Path::new(input), config.audio.channel) {
             problems.push(crate::config::Problem {
                 key: "audio.input".into(),
                 value: format!("{input:?}"),
@@ -260,9 +277,7 @@ pub fn preflight(config: &Config) -> Vec<crate::config::Problem> {
     problems
 }
 
-fn check_input(path: &std::path::Path) -> Result<(), String> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+fn check_input(path: &std::path::Path, channel: i32) -> Result<(), String> {
     let hidden = ["/home/", "/root/", "/run/user/"]
         .iter()
         .any(|p| path.starts_with(p));
@@ -271,26 +286,8 @@ fn check_input(path: &std::path::Path) -> Result<(), String> {
     } else {
         ""
     };
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot open the WAV file: {e}{hint}"))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("cannot read the WAV file: {e}"))?;
-    if meta.file_type().is_fifo() {
-        return Ok(()); // a stream: its header is read when capture starts
-    }
-    if !meta.is_file() {
-        return Err("not a regular file or a FIFO".into());
-    }
-    let mut head = [0u8; 12];
-    let n = f.take(12).read(&mut head).unwrap_or(0);
-    if n < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-        return Err("not a WAV file (no RIFF/WAVE header)".into());
-    }
-    Ok(())
+    // The same header parser the capture thread and `analyze` use.
+    crate::capture::wav::check_input(path, channel).map_err(|e| format!("{e}{hint}"))
 }
 
 fn first_block_through(stats: &Stats, config: &Config) -> bool {

@@ -55,7 +55,7 @@ impl OscWatch {
             w.sent = sent;
             if new_fail > 0 {
                 w.unlogged += new_fail;
-                let due = w.last_log.map_or(true, |t| t.elapsed() >= REPEAT);
+                let due = w.last_log.is_none_or(|t| t.elapsed() >= REPEAT);
                 if !w.failing || due {
                     let e = std::io::Error::from_raw_os_error(s.last_errno.load(Ordering::Relaxed));
                     log::warn!(

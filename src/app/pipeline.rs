@@ -1,10 +1,17 @@
 //! Building and tearing down the thread graph: rings, workers, the OSC
 //! sender, control, the WebSocket and HTTP servers and the capture thread,
 //! in start order; and switching the capture device at runtime.
+//!
+//! Nothing here waits without a bound: the capture thread is given
+//! [`CAPTURE_STOP_WAIT`] to stop, every join is a wait on a deadline, and a
+//! device switch is a small state machine the supervisor advances on each
+//! tick ([`Pipeline::poll_switches`], [`Pipeline::next_event`]), so that
+//! signals, the watchdog and the health line keep going while a new device
+//! opens.
 
 use super::devices::{AppDevices, SwitchRequest};
 use crate::capture::thread::{self as capture, BlockTx, CaptureCtx, CaptureEvent, CaptureSpec};
-use crate::config::{AudioConfig, Config};
+use crate::config::{AudioConfig, Config, MissingDevice};
 use crate::control::state::State;
 use crate::control::{Controller, Shared};
 use crate::dsp::biquad::BandPass;
@@ -19,6 +26,7 @@ use crate::types::{BandsFrame, Block, SpectrumFrame};
 use anyhow::Context;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -32,10 +40,32 @@ pub fn block_ring_capacity(block_frames: u32, sample_rate: u32) -> usize {
     ((per_s * 0.25).ceil() as usize).clamp(16, 256)
 }
 
+/// A device switch in progress.
+enum Switch {
+    /// The capture thread runs on the new device; waiting for it to open.
+    Opening {
+        name: String,
+        new: AudioConfig,
+        old: AudioConfig,
+        reply: Sender<Result<(), String>>,
+        deadline: Instant,
+    },
+    /// The new device failed; the previous one is reopening.
+    RollingBack {
+        error: String,
+        reply: Sender<Result<(), String>>,
+        deadline: Instant,
+    },
+}
+
 /// The running threads and the handles the supervisor needs.
 pub struct Pipeline {
-    /// State changes from the capture thread.
-    pub events: Receiver<CaptureEvent>,
+    /// State changes from the current capture thread.
+    events: Receiver<CaptureEvent>,
+    /// Events a previous capture thread sent before it stopped (logged, but
+    /// never taken for news about the current device).
+    stale_events: VecDeque<CaptureEvent>,
+    switch: Option<Switch>,
     /// Rate limit for "cannot open device" warnings.
     pub open_fail_limit: RateLimit,
     /// The parameter hub (control writes here).
@@ -50,9 +80,8 @@ pub struct Pipeline {
     /// device switch can stop it alone.
     capture_stop: Arc<AtomicBool>,
     stop_fd: nix::sys::eventfd::EventFd,
-    events_tx: Sender<CaptureEvent>,
     switches: Receiver<SwitchRequest>,
-    max_frames: Option<u64>,
+    max_audio_s: Option<f64>,
     stats: Arc<Stats>,
     capture: Option<JoinHandle<Vec<BlockTx>>>,
     threads: Vec<JoinHandle<()>>,
@@ -285,20 +314,20 @@ impl Pipeline {
         )?);
 
         // Capture last: everything downstream is ready for its first block.
-        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
-        let capture = spawn_capture(
+        let (capture, ev_rx) = spawn_capture(
             &config.audio,
             config,
-            opts.max_frames,
+            opts.max_audio_s,
             block_txs,
             &stats,
             &capture_stop,
             &stop_fd,
-            &ev_tx,
         )?;
 
         Ok(Pipeline {
             events: ev_rx,
+            stale_events: VecDeque::new(),
+            switch: None,
             open_fail_limit: RateLimit::new(Duration::from_secs(30)),
             params,
             meta,
@@ -307,9 +336,8 @@ impl Pipeline {
             stop,
             capture_stop,
             stop_fd,
-            events_tx: ev_tx,
             switches: switch_rx,
-            max_frames: opts.max_frames,
+            max_audio_s: opts.max_audio_s,
             stats: stats.clone(),
             capture: Some(capture),
             threads,
@@ -352,20 +380,77 @@ impl Pipeline {
         std::thread::sleep(wait);
     }
 
-    /// Carry out device switches control asked for.
+    /// The next thing a capture thread reported, if any. Events of the
+    /// current capture thread also advance a device switch in progress.
+    pub fn next_event(&mut self) -> Option<CaptureEvent> {
+        if let Some(ev) = self.stale_events.pop_front() {
+            return Some(ev);
+        }
+        let ev = self.events.try_recv().ok()?;
+        self.switch_event(&ev);
+        Some(ev)
+    }
+
+    /// Carry out device switches control asked for, one at a time, and give
+    /// up on a switch whose device does not open in time.
     pub fn poll_switches(&mut self) {
-        while let Ok(req) = self.switches.try_recv() {
-            let r = self.switch_device(&req.name);
-            let _ = req.reply.send(r);
+        let now = Instant::now();
+        match self.switch.take() {
+            Some(Switch::Opening {
+                name,
+                old,
+                reply,
+                deadline,
+                ..
+            }) if now >= deadline => {
+                let e = format!(
+                    "did not open within {:.1} s",
+                    SWITCH_OPEN_WAIT.as_secs_f64()
+                );
+                self.roll_back(&name, old, reply, e);
+            }
+            Some(Switch::RollingBack {
+                error,
+                reply,
+                deadline,
+            }) if now >= deadline => {
+                log::warn!(
+                    "capture: the previous device did not reopen within {:.1} s; still retrying",
+                    SWITCH_OPEN_WAIT.as_secs_f64()
+                );
+                let _ = reply.send(Err(error));
+            }
+            Some(busy) => self.switch = Some(busy),
+            None => {
+                if let Ok(req) = self.switches.try_recv() {
+                    self.begin_switch(req);
+                }
+            }
         }
     }
 
-    /// Stop the capture thread and take back its ring producers.
+    /// Stop the capture thread and take back its ring producers. Waits at
+    /// most [`CAPTURE_STOP_WAIT`]; a thread that has not stopped by then is
+    /// kept (still asked to stop) and `None` is returned.
     fn stop_capture(&mut self) -> Option<Vec<BlockTx>> {
         let h = self.capture.take()?;
         self.capture_stop.store(true, Ordering::SeqCst);
         let _ = self.stop_fd.write(1);
+        wait_until(&h, Instant::now() + CAPTURE_STOP_WAIT);
+        if !h.is_finished() {
+            log::error!(
+                "capture: the capture thread did not stop within {:.1} s",
+                CAPTURE_STOP_WAIT.as_secs_f64()
+            );
+            self.capture = Some(h);
+            return None;
+        }
         let outputs = h.join().ok();
+        // What it said before it stopped is history, not news about the
+        // next device.
+        while let Ok(ev) = self.events.try_recv() {
+            self.stale_events.push_back(ev);
+        }
         // A fresh flag and eventfd for the next capture thread.
         self.capture_stop = Arc::new(AtomicBool::new(false));
         if let Ok(fd) = nix::sys::eventfd::EventFd::from_value_and_flags(
@@ -378,79 +463,117 @@ impl Pipeline {
     }
 
     fn start_capture(&mut self, audio: &AudioConfig, outputs: Vec<BlockTx>) -> anyhow::Result<()> {
-        let h = spawn_capture(
+        let (h, events) = spawn_capture(
             audio,
             &self.config,
-            self.max_frames,
+            self.max_audio_s,
             outputs,
             &self.stats,
             &self.capture_stop,
             &self.stop_fd,
-            &self.events_tx,
         )?;
         self.capture = Some(h);
+        self.events = events;
         Ok(())
     }
 
-    /// Wait for the capture thread to open its source: the device info, or
-    /// why it did not open within `wait`.
-    fn wait_opened(&mut self, wait: Duration) -> Result<DeviceInfo, String> {
-        match self.events.recv_timeout(wait) {
-            Ok(CaptureEvent::Opened { info, .. }) => Ok(info),
-            Ok(CaptureEvent::OpenFailed { error, .. }) | Ok(CaptureEvent::Fatal(error)) => {
-                Err(error)
-            }
-            Ok(CaptureEvent::Gone(e)) => Err(e),
-            Ok(CaptureEvent::Ended) => Err("input ended at once".into()),
-            Err(_) => Err(format!("did not open within {:.1} s", wait.as_secs_f64())),
-        }
-    }
-
-    /// Switch capture to the ALSA PCM `name`; roll back to the current
-    /// source when it does not open in time.
-    pub fn switch_device(&mut self, name: &str) -> Result<(), String> {
-        let old = self.config.audio.clone();
-        let mut new = old.clone();
-        new.device = name.to_string();
-        new.input.clear();
-        new.loop_input = false;
-        log::info!("capture: switching to {name:?} (requested over WebSocket)");
+    /// Stop the capture thread and start one on `audio`.
+    fn restart_capture(&mut self, audio: &AudioConfig) -> Result<(), String> {
         let outputs = self
             .stop_capture()
             .ok_or_else(|| "the capture thread could not be stopped".to_string())?;
-        self.start_capture(&new, outputs)
-            .map_err(|e| e.to_string())?;
-        match self.wait_opened(SWITCH_OPEN_WAIT) {
-            Ok(info) => {
-                log::info!("capture: now on {} at {} Hz", info.name, info.rate);
-                self.stats.set_device_info(info.clone());
+        self.start_capture(audio, outputs)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Start switching capture to the ALSA PCM `req.name`.
+    fn begin_switch(&mut self, req: SwitchRequest) {
+        let old = self.config.audio.clone();
+        let mut new = old.clone();
+        new.device = req.name.to_string();
+        new.input.clear();
+        new.loop_input = false;
+        // A switch that fails rolls back; it never ends the service.
+        new.on_missing_device = MissingDevice::Retry;
+        log::info!(
+            "capture: switching to {:?} (requested over WebSocket)",
+            req.name
+        );
+        if let Err(e) = self.restart_capture(&new) {
+            let _ = req.reply.send(Err(e));
+            return;
+        }
+        self.switch = Some(Switch::Opening {
+            name: req.name.to_string(),
+            new,
+            old,
+            reply: req.reply,
+            deadline: Instant::now() + SWITCH_OPEN_WAIT,
+        });
+    }
+
+    /// The switched-to device failed with `error`: go back to `old`.
+    fn roll_back(
+        &mut self,
+        name: &str,
+        mut old: AudioConfig,
+        reply: Sender<Result<(), String>>,
+        error: String,
+    ) {
+        log::warn!(
+            "capture: {name:?} failed ({error}); rolling back to {:?}",
+            source_name(&old)
+        );
+        old.on_missing_device = MissingDevice::Retry;
+        if let Err(e) = self.restart_capture(&old) {
+            log::error!("capture: cannot restart the previous device: {e}");
+            let _ = reply.send(Err(error));
+            return;
+        }
+        self.switch = Some(Switch::RollingBack {
+            error,
+            reply,
+            deadline: Instant::now() + SWITCH_OPEN_WAIT,
+        });
+    }
+
+    /// Advance a switch in progress with an event of the current capture
+    /// thread.
+    fn switch_event(&mut self, ev: &CaptureEvent) {
+        let failure = match ev {
+            CaptureEvent::Opened { .. } => None,
+            CaptureEvent::OpenFailed { error, .. }
+            | CaptureEvent::Fatal { error, .. }
+            | CaptureEvent::Gone(error) => Some(error.clone()),
+            CaptureEvent::Ended => Some("input ended at once".into()),
+        };
+        match (self.switch.take(), failure) {
+            (
+                Some(Switch::Opening {
+                    name, new, reply, ..
+                }),
+                None,
+            ) => {
+                log::info!("capture: now on {name}");
                 self.config.audio = new;
-                self.update_meta(&info);
-                *self.shared.device.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (None, name.to_string());
-                Ok(())
+                *self.shared.device.lock().unwrap_or_else(|e| e.into_inner()) = (None, name);
+                let _ = reply.send(Ok(()));
             }
-            Err(e) => {
-                log::warn!(
-                    "capture: {name:?} failed ({e}); rolling back to {:?}",
-                    source_name(&old)
-                );
-                let outputs = self
-                    .stop_capture()
-                    .ok_or_else(|| "the capture thread could not be stopped".to_string())?;
-                self.start_capture(&old, outputs)
-                    .map_err(|e| e.to_string())?;
-                match self.wait_opened(SWITCH_OPEN_WAIT) {
-                    Ok(info) => {
-                        self.stats.set_device_info(info.clone());
-                        self.update_meta(&info);
-                    }
-                    Err(e2) => log::warn!(
+            (
+                Some(Switch::Opening {
+                    name, old, reply, ..
+                }),
+                Some(e),
+            ) => self.roll_back(&name, old, reply, e),
+            (Some(Switch::RollingBack { error, reply, .. }), e2) => {
+                if let Some(e2) = e2 {
+                    log::warn!(
                         "capture: the previous device did not reopen either ({e2}); retrying"
-                    ),
+                    );
                 }
-                Err(e)
+                let _ = reply.send(Err(error));
             }
+            (None, _) => {}
         }
     }
 
@@ -487,6 +610,11 @@ impl Pipeline {
 /// How long a switched-to device has to open before the switch is rolled back.
 const SWITCH_OPEN_WAIT: Duration = Duration::from_secs(3);
 
+/// How long the capture thread has to stop before a switch gives up on it.
+/// It checks its stop flag on every block and every 20 ms while waiting for
+/// a device, so this is a bound for a broken thread, not a normal wait.
+pub const CAPTURE_STOP_WAIT: Duration = Duration::from_millis(500);
+
 fn source_name(a: &AudioConfig) -> &str {
     if a.input.is_empty() {
         &a.device
@@ -495,33 +623,34 @@ fn source_name(a: &AudioConfig) -> &str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Start a capture thread on `audio`, with its own event channel.
 fn spawn_capture(
     audio: &AudioConfig,
     config: &Config,
-    max_frames: Option<u64>,
+    max_audio_s: Option<f64>,
     outputs: Vec<BlockTx>,
     stats: &Arc<Stats>,
     stop: &Arc<AtomicBool>,
     stop_fd: &nix::sys::eventfd::EventFd,
-    events: &Sender<CaptureEvent>,
-) -> anyhow::Result<JoinHandle<Vec<BlockTx>>> {
+) -> anyhow::Result<(JoinHandle<Vec<BlockTx>>, Receiver<CaptureEvent>)> {
     let spec = CaptureSpec {
         audio: audio.clone(),
         realtime: config.realtime.clone(),
-        max_frames,
+        max_audio_s,
     };
-    capture::spawn(
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = capture::spawn(
         spec,
         outputs,
         CaptureCtx {
             stats: stats.clone(),
             stop: stop.clone(),
             stop_fd: stop_fd.as_fd().as_raw_fd(),
-            events: events.clone(),
+            events: tx,
         },
     )
-    .context("spawn capture thread")
+    .context("spawn capture thread")?;
+    Ok((h, rx))
 }
 
 fn wait_until<T>(h: &JoinHandle<T>, deadline: Instant) {

@@ -4,17 +4,28 @@
 //! (`snd_pcm_mmap_begin/commit` through the `alsa` crate's `IO::mmap`; the
 //! crate's `direct` module is avoided because it does not work on ARM) with
 //! a fallback to `snd_pcm_readi` when the device refuses mmap. Formats:
-//! FLOAT_LE, S32_LE, S24_3LE, S16_LE (the first the device accepts, or the
-//! one configured).
+//! FLOAT_LE, S32_LE, S24_LE, S24_3LE, S16_LE (the first the device accepts,
+//! or the one configured).
 //!
-//! The read loop is a small state machine: **pending** (not enough frames:
-//! poll the PCM's descriptors together with the stop eventfd), **ready**
-//! (copy and convert frames), **recover** (EPIPE overrun → prepare + start;
-//! ESTRPIPE suspend → resume, else prepare) and **gone** (ENODEV and friends:
-//! the caller closes and reopens with backoff). Spurious wake-ups are
-//! ignored: a poll that returns with too few frames sleeps for the missing
-//! frames instead of spinning (ioplug devices such as `pulse` always poll
-//! ready).
+//! The read loop works in whole blocks, and a block is one period: the
+//! period is negotiated to the block size and `avail_min` is one block, so
+//! the kernel wakes the thread once per period. Frames are only taken when
+//! a whole block is available; with fewer, the thread polls the PCM's
+//! descriptors together with the stop eventfd. Taking the partial frames a
+//! driver that reports its position finely (snd-dummy, USB) shows between
+//! interrupts would leave the read pointer off the period boundary, and the
+//! next interrupt would then find less than `avail_min` and not wake the
+//! thread: one wake-up per two periods, blocks in pairs.
+//!
+//! Other states: **recover** (EPIPE overrun → prepare + start; ESTRPIPE
+//! suspend → resume, else prepare) and **gone** (ENODEV and friends: the
+//! caller closes and reopens with backoff). A poll that returns while a
+//! block is still short (a spurious wake-up, or an ioplug device such as
+//! `pulse` whose poll is always ready) sleeps for the missing frames before
+//! polling again, so the thread never spins.
+//!
+//! Whether the PCM has a clock is read from its plugin chain (see
+//! [`has_clock`]), never from its name.
 //!
 //! Real-time safety: buffers and poll descriptors are allocated when the
 //! device is opened; [`AlsaSource::read`] neither allocates nor locks.
@@ -30,9 +41,10 @@ use alsa::{Direction, ValueOr};
 use std::os::fd::RawFd;
 
 /// Formats tried in this order when `audio.format = "auto"`.
-const AUTO_FORMATS: [SampleFormat; 4] = [
+const AUTO_FORMATS: [SampleFormat; 5] = [
     SampleFormat::FloatLe,
     SampleFormat::S32Le,
+    SampleFormat::S24Le,
     SampleFormat::S24_3Le,
     SampleFormat::S16Le,
 ];
@@ -41,6 +53,7 @@ fn alsa_format(f: SampleFormat) -> Format {
     match f {
         SampleFormat::S16Le => Format::S16LE,
         SampleFormat::S24_3Le => Format::S243LE,
+        SampleFormat::S24Le => Format::S24LE,
         SampleFormat::S32Le => Format::S32LE,
         SampleFormat::FloatLe | SampleFormat::Auto => Format::FloatLE,
     }
@@ -51,6 +64,7 @@ pub fn format_name(f: SampleFormat) -> &'static str {
     match f {
         SampleFormat::S16Le => "S16_LE",
         SampleFormat::S24_3Le => "S24_3LE",
+        SampleFormat::S24Le => "S24_LE",
         SampleFormat::S32Le => "S32_LE",
         SampleFormat::FloatLe => "FLOAT_LE",
         SampleFormat::Auto => "auto",
@@ -81,11 +95,55 @@ pub struct AlsaSource {
     channel: i32,
     block_frames: usize,
     frame_bytes: usize,
-    hardware: bool,
+    clocked: bool,
     fds: Vec<libc::pollfd>,
     bytes: Vec<u8>,
     timeout_ms: i32,
-    silent_polls: u32,
+    /// The last poll returned but the block was still short.
+    woke_short: bool,
+}
+
+/// Whether a PCM runs on a clock, judged by what its plugin chain ends in.
+///
+/// `dump` is alsa-lib's own description of the open PCM (`snd_pcm_dump`):
+/// one header per plugin, each slave introduced by `Slave:`. A chain that
+/// reaches a kernel device (`Hardware PCM`, also behind `plug`, `dsnoop`,
+/// `file` or any other converter) has the device's period clock. A chain
+/// whose only end is the `null` plugin has none: its poll is always ready
+/// and data comes as fast as it is read (the `file` plugin with an
+/// `infile`, the test devices). Anything else ends in an external I/O
+/// plugin or a server (`jack`, `pulse`, PipeWire's ALSA plugin), which
+/// delivers periods on its server's clock. The PCM's name is never looked
+/// at: a name says nothing about what a configuration makes of it.
+pub fn has_clock(dump: &str) -> bool {
+    let headers = dump.lines().map(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("Plug PCM: ").unwrap_or(l);
+        match l.strip_prefix("Slave") {
+            // "Slave: X" and "Slave #N: X" (the multi plugin).
+            Some(rest) => rest.split_once(": ").map_or("", |(_, x)| x),
+            None => l,
+        }
+    });
+    let mut null = false;
+    for h in headers {
+        if h.starts_with("Hardware PCM") {
+            return true;
+        }
+        null |= h.starts_with("Null PCM");
+    }
+    !null
+}
+
+/// alsa-lib's description of an open PCM (empty if it cannot give one).
+fn describe(pcm: &PCM) -> String {
+    let Ok(mut out) = alsa::Output::buffer_open() else {
+        return String::new();
+    };
+    if pcm.dump(&mut out).is_err() {
+        return String::new();
+    }
+    out.buffer_string(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 fn open_err(device: &str, reason: impl ToString) -> CaptureError {
@@ -197,14 +255,15 @@ impl AlsaSource {
                 ),
             ));
         }
-        // Time stamps from the monotonic clock, when the device gives them.
+        // Wake once per block (a period), with time stamps from the
+        // monotonic clock when the device gives them.
         if let Ok(swp) = pcm.sw_params_current() {
             let _ = swp.set_avail_min(cfg.block_frames as alsa::pcm::Frames);
             let _ = swp.set_tstamp_mode(true);
             let _ = swp.set_tstamp_type(TstampType::Monotonic);
             let _ = pcm.sw_params(&swp);
         }
-        let hardware = pcm.info().map(|i| i.get_card() >= 0).unwrap_or(false);
+        let clocked = has_clock(&describe(&pcm));
         let mut fds = vec![libc::pollfd {
             fd: stop_fd,
             events: libc::POLLIN,
@@ -227,11 +286,11 @@ impl AlsaSource {
             channel: cfg.channel,
             block_frames: cfg.block_frames as usize,
             frame_bytes,
-            hardware,
+            clocked,
             fds,
             bytes: vec![0; frame_bytes * cfg.block_frames as usize],
             timeout_ms: (4 * block_ms).max(20),
-            silent_polls: 0,
+            woke_short: false,
         })
     }
 
@@ -282,7 +341,7 @@ impl AlsaSource {
     }
 
     /// Wait for frames or the stop event. Returns false when stopping.
-    fn wait(&mut self, missing: usize) -> Result<bool, alsa::Error> {
+    fn wait(&mut self) -> Result<bool, alsa::Error> {
         for f in self.fds.iter_mut() {
             f.revents = 0;
         }
@@ -301,8 +360,7 @@ impl AlsaSource {
             return Ok(false);
         }
         if r == 0 {
-            self.silent_polls += 1;
-            // Nothing for many periods: ask the state, which reports a
+            // Nothing for several periods: ask the state, which reports a
             // disconnected or broken device.
             match self.pcm.state() {
                 State::Disconnected => return Err(alsa::Error::new("snd_pcm_state", libc::ENODEV)),
@@ -315,7 +373,6 @@ impl AlsaSource {
             }
             return Ok(true);
         }
-        self.silent_polls = 0;
         let flags = self.pcm.revents(&self.fds[1..])?;
         if flags.contains(alsa::poll::Flags::ERR) {
             match self.pcm.state() {
@@ -325,15 +382,16 @@ impl AlsaSource {
                 _ => {}
             }
         }
-        if !flags.contains(alsa::poll::Flags::IN) {
-            // Spurious wake-up (or an ioplug that always polls ready): sleep
-            // for the frames still missing instead of spinning.
-            let ns = missing as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
-            std::thread::sleep(std::time::Duration::from_nanos(
-                ns.clamp(100_000, 20_000_000),
-            ));
-        }
         Ok(true)
+    }
+
+    /// Sleep for the time `missing` frames take to arrive (bounded), after a
+    /// wake-up that did not bring a whole block.
+    fn sleep_for(&self, missing: usize) {
+        let ns = missing as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
+        std::thread::sleep(std::time::Duration::from_nanos(
+            ns.clamp(100_000, 20_000_000),
+        ));
     }
 
     /// Copy up to `want` frames into `out` (mono). Returns frames read.
@@ -399,40 +457,135 @@ impl Source for AlsaSource {
             channels: self.neg.channels,
             period: self.neg.period,
             buffer: self.neg.buffer,
-            clocked: self.hardware,
+            clocked: self.clocked,
         }
     }
 
     fn clocked(&self) -> bool {
-        self.hardware
+        self.clocked
     }
 
     fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
         let n = self.block_frames;
-        let mut filled = 0;
-        while filled < n {
+        // Wait until a whole block is there; never take part of one.
+        loop {
             let avail = match self.pcm.avail() {
                 Ok(a) => a.max(0) as usize,
                 Err(e) if is_transient(&e) => 0,
                 Err(e) => return self.recover(e),
             };
-            if avail == 0 {
-                match self.wait(n - filled) {
-                    Ok(true) => continue,
-                    Ok(false) => return Ok(ReadOutcome::Stopped),
-                    Err(e) => return self.recover(e),
-                }
+            if avail >= n {
+                self.woke_short = false;
+                break;
             }
-            let want = avail.min(n - filled);
-            match self.take(want, &mut block.samples[filled..n]) {
-                Ok(got) => filled += got,
-                Err(e) if is_transient(&e) => continue,
+            if self.woke_short {
+                // The last poll said ready but the block is still short:
+                // do not poll again at once (that would spin).
+                self.sleep_for(n - avail);
+            }
+            match self.wait() {
+                Ok(true) => self.woke_short = true,
+                Ok(false) => return Ok(ReadOutcome::Stopped),
+                Err(e) => return self.recover(e),
+            }
+        }
+        // mmap hands out contiguous areas: a block that wraps around the end
+        // of the ring buffer comes in two parts.
+        let mut filled = 0;
+        while filled < n {
+            match self.take(n - filled, &mut block.samples[filled..n]) {
+                Ok(got) if got > 0 => {
+                    filled += got;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return self.recover(e),
+            }
+            // A plugin that said "available" and then had nothing: wait as
+            // for a short block instead of retrying at once.
+            self.sleep_for(n - filled);
+            match self.wait() {
+                Ok(true) => {}
+                Ok(false) => return Ok(ReadOutcome::Stopped),
                 Err(e) => return self.recover(e),
             }
         }
         block.len = n as u32;
         block.sample_rate = self.neg.rate;
-        block.t_capture_ns = self.stamp(self.hardware);
+        block.t_capture_ns = self.stamp(self.clocked);
         Ok(ReadOutcome::Block)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_clock;
+
+    // Shapes of `snd_pcm_dump` output as alsa-lib 1.2 prints them (setup
+    // lines shortened).
+    const SETUP: &str =
+        "Its setup is:\n  stream       : CAPTURE\n  access       : MMAP_INTERLEAVED\n";
+
+    fn dump(headers: &[&str]) -> String {
+        let mut s = String::new();
+        for (i, h) in headers.iter().enumerate() {
+            if i > 0 && !h.starts_with("Slave") {
+                s.push_str("Slave: ");
+            }
+            s.push_str(h);
+            s.push('\n');
+            s.push_str(SETUP);
+        }
+        s
+    }
+
+    #[test]
+    fn chains_ending_in_the_null_plugin_have_no_clock() {
+        assert!(!has_clock(&dump(&["Null PCM"])));
+        assert!(!has_clock(&dump(&[
+            "File PCM (file=/dev/null)\nFinal file PCM (file=/dev/null)",
+            "Null PCM"
+        ])));
+        assert!(!has_clock(&dump(&[
+            "Plug PCM: File PCM (file=/dev/null)",
+            "Null PCM"
+        ])));
+    }
+
+    #[test]
+    fn chains_reaching_a_kernel_device_have_its_clock() {
+        let hw = "Hardware PCM card 0 'Dummy' device 0 subdevice 0";
+        assert!(has_clock(&dump(&[hw])));
+        assert!(has_clock(&dump(&[
+            "Plug PCM: Linear conversion PCM (S32_LE)",
+            hw
+        ])));
+        assert!(has_clock(&dump(&["Direct Snoop PCM", hw])));
+        assert!(has_clock(&dump(&["File PCM (file=/tmp/x)", hw])));
+        // The multi plugin over null and hardware runs on the hardware.
+        assert!(has_clock(
+            "Multi PCM\nSlave #0: Null PCM\nIts setup is:\nSlave #1: Hardware PCM card 1 'x' device 0 subdevice 0\n"
+        ));
+    }
+
+    #[test]
+    fn external_plugins_and_servers_have_their_servers_clock() {
+        // ioplug devices print their own name: whatever it is, it is not the
+        // null plugin, so the PCM runs on its server's clock.
+        for leaf in [
+            "ALSA <-> JACK PCM I/O Plugin",
+            "ALSA <-> PulseAudio PCM I/O Plugin",
+            "ALSA <-> PipeWire PCM I/O Plugin",
+            "Shm PCM",
+        ] {
+            assert!(has_clock(&dump(&[leaf])), "{leaf}");
+            assert!(
+                has_clock(&dump(&["Plug PCM: Rate conversion PCM (44100)", leaf])),
+                "{leaf}"
+            );
+        }
+        // A name that merely mentions a null device does not count.
+        assert!(has_clock(&dump(&["my Null PCM-like plugin name"])));
     }
 }

@@ -9,7 +9,7 @@ pub fn bytes_per_sample(f: SampleFormat) -> usize {
     match f {
         SampleFormat::S16Le => 2,
         SampleFormat::S24_3Le => 3,
-        SampleFormat::S32Le | SampleFormat::FloatLe | SampleFormat::Auto => 4,
+        SampleFormat::S24Le | SampleFormat::S32Le | SampleFormat::FloatLe | SampleFormat::Auto => 4,
     }
 }
 
@@ -19,6 +19,13 @@ fn sample_at(bytes: &[u8], f: SampleFormat) -> f32 {
         SampleFormat::S16Le => i16::from_le_bytes([bytes[0], bytes[1]]) as f32 / 32_768.0,
         SampleFormat::S24_3Le => {
             // Sign-extend 24 bits by placing them in the top of an i32.
+            let v = i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8;
+            v as f32 / 8_388_608.0
+        }
+        SampleFormat::S24Le => {
+            // 24 bits in the low three bytes of four; the top byte is padding
+            // (zero or a sign copy, depending on the codec), so it is ignored
+            // and the value sign-extended from bit 23.
             let v = i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8;
             v as f32 / 8_388_608.0
         }
@@ -90,6 +97,31 @@ mod tests {
         to_mono(&bytes, SampleFormat::S24_3Le, 1, -1, &mut out);
         assert!((out[0] + 1.0 / 8_388_608.0).abs() < 1e-9);
         assert_eq!(out[1], 0.5);
+    }
+
+    #[test]
+    fn s24_le_uses_the_low_three_bytes_and_ignores_the_padding() {
+        // -1 LSB with a zero top byte, with a sign-copy top byte, and +0.5
+        // with garbage in the top byte: the padding never matters.
+        let bytes = [
+            0xff, 0xff, 0xff, 0x00, //
+            0xff, 0xff, 0xff, 0xff, //
+            0x00, 0x00, 0x40, 0x5a,
+        ];
+        let mut out = [0.0; 3];
+        assert_eq!(to_mono(&bytes, SampleFormat::S24Le, 1, -1, &mut out), 3);
+        assert!((out[0] + 1.0 / 8_388_608.0).abs() < 1e-9, "{}", out[0]);
+        assert_eq!(out[0], out[1]);
+        assert_eq!(out[2], 0.5);
+        // Full scale negative.
+        to_mono(
+            &[0x00, 0x00, 0x80, 0x00],
+            SampleFormat::S24Le,
+            1,
+            -1,
+            &mut out,
+        );
+        assert_eq!(out[0], -1.0);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct DeviceEntry {
     pub channels: Option<(u32, u32)>,
     /// Rate range.
     pub rates: Option<(u32, u32)>,
-    /// Supported formats among the four phase4 reads.
+    /// Supported formats among those phase4 reads.
     pub formats: Vec<String>,
     /// Why it could not be opened.
     pub error: Option<String>,
@@ -38,6 +38,7 @@ pub fn probe(name: &str) -> Result<Capabilities, String> {
     let formats = [
         (Format::S16LE, "S16_LE"),
         (Format::S243LE, "S24_3LE"),
+        (Format::S24LE, "S24_LE"),
         (Format::S32LE, "S32_LE"),
         (Format::FloatLE, "FLOAT_LE"),
     ]
@@ -54,7 +55,7 @@ pub fn hints() -> Vec<(String, String)> {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
     if let Ok(hints) = HintIter::new_str(None, "pcm") {
         for h in hints {
-            let capture = h.direction.map_or(true, |d| d == Direction::Capture);
+            let capture = h.direction.is_none_or(|d| d == Direction::Capture);
             if let (true, Some(name)) = (capture, h.name) {
                 if name != "default" && name != "null" {
                     let desc = h.desc.unwrap_or_default().replace('\n', " ");

@@ -2,17 +2,19 @@
 //!
 //! A [`Source`] delivers mono f32 blocks: [`alsa::AlsaSource`] from an ALSA
 //! PCM (mmap or read access, any of four sample formats, any channel count),
-//! [`wav::WavSource`] from a WAV file paced at real time. The capture thread
+//! [`wav_source::WavSource`] from a WAV file paced at real time. The capture thread
 //! ([`thread`]) opens the source inside itself, stamps and numbers blocks and
 //! pushes them into one preallocated ring per worker.
 //!
 //! Never uses dsp, transport or control.
 
 pub mod alsa;
+pub mod alsa_log;
 pub mod convert;
 pub mod devices;
 pub mod thread;
 pub mod wav;
+pub mod wav_source;
 
 use crate::stats::DeviceInfo;
 use crate::types::Block;
@@ -36,9 +38,18 @@ pub enum CaptureError {
         /// What alsa-lib said.
         reason: String,
     },
-    /// A WAV input that cannot be used.
+    /// A WAV input that cannot be used (missing, not a WAV, a format or
+    /// channel it does not have): the configuration's fault.
     #[error("cannot use WAV input {path}: {reason}")]
     Wav {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading a WAV input failed while playing it.
+    #[error("reading WAV input {path} failed: {reason}")]
+    WavIo {
         /// The file.
         path: String,
         /// Why.

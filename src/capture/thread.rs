@@ -17,7 +17,7 @@
 //! opens, fails or goes away (never per block), and the supervisor logs them.
 
 use super::alsa::AlsaSource;
-use super::wav::WavSource;
+use super::wav_source::WavSource;
 use super::{CaptureError, ReadOutcome, Source};
 use crate::config::{AudioConfig, MissingDevice, RealtimeConfig};
 use crate::rt::{RtGrant, Wake};
@@ -60,12 +60,40 @@ pub enum CaptureEvent {
         /// Next attempt after.
         retry_s: f64,
     },
-    /// Opening failed and the configuration says not to retry.
-    Fatal(String),
+    /// Capture cannot go on: opening failed and the configuration says not
+    /// to retry, or the input cannot be used.
+    Fatal {
+        /// Why.
+        error: String,
+        /// Whose fault it is (the exit status depends on it).
+        kind: FatalKind,
+    },
     /// The device went away while capturing; reopening.
     Gone(String),
     /// The input ended (WAV without loop, or the frame limit was reached).
     Ended,
+}
+
+/// Why capture gave up, as far as a restart could help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FatalKind {
+    /// The configuration asks for something that is not there or cannot
+    /// work (a missing or unusable WAV input, a channel the input does not
+    /// have, a missing device with `on-missing-device = "fail"`): restarting
+    /// with the same configuration cannot help.
+    Config,
+    /// Something failed while running (an I/O error reading the input).
+    Runtime,
+}
+
+impl CaptureError {
+    /// Whose fault a fatal failure of this kind is.
+    pub fn fatal_kind(&self) -> FatalKind {
+        match self {
+            CaptureError::Open { .. } | CaptureError::Wav { .. } => FatalKind::Config,
+            CaptureError::Gone { .. } | CaptureError::WavIo { .. } => FatalKind::Runtime,
+        }
+    }
 }
 
 /// What the capture thread runs.
@@ -75,8 +103,9 @@ pub struct CaptureSpec {
     pub audio: AudioConfig,
     /// Scheduling.
     pub realtime: RealtimeConfig,
-    /// Stop after this many frames (tests, benchmarks).
-    pub max_frames: Option<u64>,
+    /// Stop after this many seconds of audio, counted at the rate of the
+    /// source actually open (tests, benchmarks, `--duration`).
+    pub max_audio_s: Option<f64>,
 }
 
 /// Shared handles the thread needs.
@@ -115,6 +144,7 @@ fn open_source(spec: &CaptureSpec, ctx: &CaptureCtx) -> Result<Box<dyn Source>, 
             a.block_frames as usize,
             a.loop_input,
             ctx.stop.clone(),
+            &|| ctx.stats.beat(Role::Capture),
         )?))
     }
 }
@@ -133,6 +163,51 @@ fn sleep_unless_stopped(ctx: &CaptureCtx, s: f64) -> bool {
     !ctx.stop.load(Ordering::Relaxed)
 }
 
+/// Counts audio time across sources (a device switch or a reopen may come
+/// back at another rate) and says when the `--duration` limit is reached.
+struct AudioClock {
+    limit_s: Option<f64>,
+    /// Seconds of audio from sources closed before the current one.
+    before_s: f64,
+    /// Frames from the current source, and its rate.
+    frames: u64,
+    rate: u32,
+    /// Frames of the current source at which the limit is reached.
+    limit_frames: u64,
+}
+
+impl AudioClock {
+    fn new(limit_s: Option<f64>) -> Self {
+        AudioClock {
+            limit_s,
+            before_s: 0.0,
+            frames: 0,
+            rate: 0,
+            limit_frames: u64::MAX,
+        }
+    }
+
+    /// A source opened at `rate` (not on the real-time path).
+    fn opened(&mut self, rate: u32) {
+        if self.rate > 0 {
+            self.before_s += self.frames as f64 / self.rate as f64;
+        }
+        self.frames = 0;
+        self.rate = rate.max(1);
+        self.limit_frames = match self.limit_s {
+            Some(s) => ((s - self.before_s).max(0.0) * self.rate as f64).ceil() as u64,
+            None => u64::MAX,
+        };
+    }
+
+    /// `n` more frames; true when the limit is reached.
+    #[inline]
+    fn advance(&mut self, n: u64) -> bool {
+        self.frames += n;
+        self.frames >= self.limit_frames
+    }
+}
+
 fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<BlockTx> {
     let stats = &ctx.stats;
     stats.tid[Role::Capture as usize].store(crate::service::gettid(), Ordering::Relaxed);
@@ -141,6 +216,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
     // consumer never sees them go backwards.
     let mut seq = stats.blocks.load(Ordering::Relaxed);
     let mut frame_pos = 0u64;
+    let mut clock = AudioClock::new(spec.max_audio_s);
     let mut delay = spec.audio.retry_initial_s;
     let mut opened_once = false;
     let mut rt_asked = false;
@@ -149,11 +225,15 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
         stats.beat(Role::Capture);
         let mut src = match open_source(&spec, &ctx) {
             Ok(s) => s,
+            Err(_) if ctx.stop.load(Ordering::Relaxed) => break,
             Err(e) => {
                 let fatal = matches!(e, CaptureError::Wav { .. })
                     || (!opened_once && spec.audio.on_missing_device == MissingDevice::Fail);
                 if fatal {
-                    let _ = ctx.events.send(CaptureEvent::Fatal(e.to_string()));
+                    let _ = ctx.events.send(CaptureEvent::Fatal {
+                        kind: e.fatal_kind(),
+                        error: e.to_string(),
+                    });
                     break;
                 }
                 let _ = ctx.events.send(CaptureEvent::OpenFailed {
@@ -180,6 +260,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
         stats.set_grant(&stats.rt_capture, rt);
         let clocked = src.clocked();
         let info = src.info();
+        clock.opened(info.rate);
         stats.set_device_info(info.clone());
         let _ = ctx.events.send(CaptureEvent::Opened { info, rt });
         stats.device_up.store(true, Ordering::Relaxed);
@@ -190,7 +271,9 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
             tx.wake.defer_until(0);
         }
         crate::rt::mark_rt_loop(true);
-        loop {
+        // The flag is checked on every block, not only by the PCM's poll: a
+        // clockless PCM (`null`) always has frames, so its read never polls.
+        while !ctx.stop.load(Ordering::Relaxed) {
             stats.beat(Role::Capture);
             fault.check(&ctx.stop);
             match src.read(&mut block) {
@@ -202,7 +285,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                     frame_pos += block.len as u64;
                     push(&mut outputs, &block, clocked, &ctx);
                     stats.blocks.fetch_add(1, Ordering::Relaxed);
-                    if spec.max_frames.is_some_and(|m| frame_pos >= m) {
+                    if clock.advance(block.len as u64) {
                         crate::rt::mark_rt_loop(false);
                         let _ = ctx.events.send(CaptureEvent::Ended);
                         break 'open;
@@ -220,6 +303,14 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                     let _ = ctx.events.send(CaptureEvent::Ended);
                     break 'open;
                 }
+                Err(e @ CaptureError::WavIo { .. }) => {
+                    crate::rt::mark_rt_loop(false);
+                    let _ = ctx.events.send(CaptureEvent::Fatal {
+                        kind: e.fatal_kind(),
+                        error: e.to_string(),
+                    });
+                    break 'open;
+                }
                 Err(e) => {
                     crate::rt::mark_rt_loop(false);
                     stats.device_up.store(false, Ordering::Relaxed);
@@ -233,6 +324,7 @@ fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<Blo
                 }
             }
         }
+        break;
     }
     crate::rt::mark_rt_loop(false);
     stats.device_up.store(false, Ordering::Relaxed);

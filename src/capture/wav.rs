@@ -1,291 +1,445 @@
-//! WAV files: read whole for `phase4 analyze`, or played at real time as a
-//! live source (demos, machines without a sound card).
+//! WAV files, streamed from disk: read block by block for `phase4 analyze`
+//! and for the live WAV input ([`super::wav_source`]).
 //!
-//! Pacing uses absolute deadlines on CLOCK_MONOTONIC: block n is released at
-//! `start + (n+1)·block/sr`, so sleeping never accumulates drift.
+//! Nothing holds more than a block or two of a file: memory does not grow
+//! with its length. The header is parsed here ([`parse_header`], bounded and
+//! fuzzed) rather than by `hound`, which needs the data length up front and
+//! so refuses the WAVs that recorders write to a pipe (length 0 or
+//! 0xFFFFFFFF: "until the end"). Samples are converted by the same code as
+//! ALSA's ([`super::convert::to_mono`]).
 //!
-//! Real-time safety: the file is decoded to mono f32 once, when opened;
-//! [`WavSource::read`] only copies from memory and sleeps.
+//! The input may be a regular file or a FIFO (`mkfifo`, `/dev/stdin` when it
+//! is a pipe). A FIFO is read as it comes; it cannot be looped.
+//!
+//! Not used on a real-time thread: reading blocks on the disk or the pipe.
 
-use super::{CaptureError, ReadOutcome, Source};
-use crate::stats::DeviceInfo;
-use crate::types::Block;
+use super::convert::{bytes_per_sample, to_mono};
+use super::CaptureError;
+use crate::config::SampleFormat;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A decoded WAV file.
-#[derive(Clone, Debug)]
-pub struct WavData {
-    /// Mono samples in [-1, 1] (channels mixed, or one picked).
-    pub samples: Vec<f32>,
-    /// Sample rate.
-    pub sample_rate: u32,
-    /// Channels in the file.
+/// Lowest sample rate accepted from a file.
+pub const MIN_RATE: u32 = 1000;
+/// Highest sample rate accepted from a file.
+pub const MAX_RATE: u32 = 768_000;
+/// Most channels accepted from a file.
+pub const MAX_CHANNELS: u16 = 64;
+/// Most header bytes (chunks before the audio data) read before giving up.
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// What a WAV header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WavHeader {
+    /// Sample format of the data (as ALSA names it).
+    pub format: SampleFormat,
+    /// Channels.
     pub channels: u16,
-    /// Sample format, e.g. "S16_LE".
-    pub format: String,
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Bytes of audio data; `None` when the header does not say (a WAV
+    /// written to a pipe): the data then runs to the end of the input.
+    pub data_bytes: Option<u64>,
 }
 
-/// Read a whole WAV file to mono (`channel < 0`: mix; else that channel).
-pub fn read_wav(path: &Path, channel: i32) -> Result<WavData, CaptureError> {
+impl WavHeader {
+    /// Bytes per frame.
+    pub fn frame_bytes(&self) -> usize {
+        bytes_per_sample(self.format) * self.channels as usize
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, counting them against `budget`.
+fn read_exact_counted<R: Read>(r: &mut R, buf: &mut [u8], budget: &mut u64) -> Result<(), String> {
+    if (buf.len() as u64) > *budget {
+        return Err(format!(
+            "no audio data within the first {} MiB",
+            MAX_HEADER_BYTES >> 20
+        ));
+    }
+    *budget -= buf.len() as u64;
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => "not a valid WAV file (it ends inside the header)".into(),
+        _ => e.to_string(),
+    })
+}
+
+/// Skips `n` bytes by reading them (works on a pipe).
+fn skip<R: Read>(r: &mut R, n: u64, budget: &mut u64) -> Result<(), String> {
+    if n > *budget {
+        return Err(format!(
+            "no audio data within the first {} MiB",
+            MAX_HEADER_BYTES >> 20
+        ));
+    }
+    *budget -= n;
+    let got = io::copy(&mut r.take(n), &mut io::sink()).map_err(|e| e.to_string())?;
+    if got < n {
+        return Err("not a valid WAV file (it ends inside the header)".into());
+    }
+    Ok(())
+}
+
+fn le16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The sample format of a `fmt ` chunk's body.
+fn parse_fmt(body: &[u8]) -> Result<(SampleFormat, u16, u32), String> {
+    const PCM: u16 = 1;
+    const FLOAT: u16 = 3;
+    const EXTENSIBLE: u16 = 0xfffe;
+    let mut tag = le16(&body[0..]);
+    let channels = le16(&body[2..]);
+    let rate = le32(&body[4..]);
+    let block_align = le16(&body[12..]) as usize;
+    let bits = le16(&body[14..]);
+    if tag == EXTENSIBLE {
+        // cbSize, valid bits, channel mask, then the sub-format GUID whose
+        // first two bytes are the real format tag.
+        if body.len() < 40 {
+            return Err("not a valid WAV file (short WAVE_FORMAT_EXTENSIBLE)".into());
+        }
+        tag = le16(&body[24..]);
+    }
+    if channels == 0 {
+        return Err("the file declares 0 channels".into());
+    }
+    if channels > MAX_CHANNELS {
+        return Err(format!(
+            "the file declares {channels} channels; at most {MAX_CHANNELS} are supported"
+        ));
+    }
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Err(format!(
+            "the file declares a sample rate of {rate} Hz; {MIN_RATE} to {MAX_RATE} Hz are supported"
+        ));
+    }
+    let container = block_align / channels as usize;
+    if container * channels as usize != block_align || container == 0 {
+        return Err(format!(
+            "not a valid WAV file (block align {block_align} for {channels} channel(s))"
+        ));
+    }
+    if bits == 0 || bits as usize > 8 * container {
+        return Err(format!(
+            "not a valid WAV file ({bits} bits in {container}-byte samples)"
+        ));
+    }
+    let unsupported = |what: String| {
+        Err(format!(
+            "unsupported sample format: {what}; use 16, 24 or 32-bit integer or 32-bit float"
+        ))
+    };
+    // A WAV container wider than the valid bits is left-justified (24 bits
+    // in 32 read as 32-bit), so the container alone decides the format.
+    let format = match (tag, container) {
+        (PCM, 2) => SampleFormat::S16Le,
+        (PCM, 3) => SampleFormat::S24_3Le,
+        (PCM, 4) => SampleFormat::S32Le,
+        (PCM, c) => return unsupported(format!("{}-bit integer", 8 * c)),
+        (FLOAT, 4) => SampleFormat::FloatLe,
+        (FLOAT, c) => return unsupported(format!("{}-bit float", 8 * c)),
+        (t, _) => {
+            return unsupported(format!(
+                "compressed or unknown encoding (format tag {t:#06x})"
+            ))
+        }
+    };
+    Ok((format, channels, rate))
+}
+
+/// Parse a WAV header from `r`, leaving it at the first byte of audio data.
+/// Accepts RIFF and RF64, PCM and IEEE float, plain and extensible, skips
+/// unknown chunks (word-aligned), and reads at most [`MAX_HEADER_BYTES`].
+pub fn parse_header<R: Read>(r: &mut R) -> Result<WavHeader, String> {
+    let mut budget = MAX_HEADER_BYTES;
+    let mut riff = [0u8; 12];
+    read_exact_counted(r, &mut riff, &mut budget).map_err(|e| {
+        if e.contains("ends inside") {
+            "not a valid WAV file (too short)".to_string()
+        } else {
+            e
+        }
+    })?;
+    if !(&riff[0..4] == b"RIFF" || &riff[0..4] == b"RF64") || &riff[8..12] != b"WAVE" {
+        return Err(if &riff[0..4] == b"RIFX" {
+            "big-endian WAV (RIFX) is not supported".into()
+        } else {
+            "not a valid WAV file (no RIFF/WAVE header)".into()
+        });
+    }
+    let mut fmt: Option<(SampleFormat, u16, u32)> = None;
+    loop {
+        let mut head = [0u8; 8];
+        read_exact_counted(r, &mut head, &mut budget).map_err(|e| {
+            if e.contains("ends inside") {
+                "not a valid WAV file (no data chunk)".to_string()
+            } else {
+                e
+            }
+        })?;
+        let len = le32(&head[4..]) as u64;
+        match &head[0..4] {
+            b"fmt " => {
+                if !(16..=1024).contains(&len) {
+                    return Err(format!("not a valid WAV file (fmt chunk of {len} bytes)"));
+                }
+                let mut body = [0u8; 1024];
+                read_exact_counted(r, &mut body[..len as usize], &mut budget)?;
+                skip(r, len & 1, &mut budget)?;
+                fmt = Some(parse_fmt(&body[..len as usize])?);
+            }
+            b"data" => {
+                let Some((format, channels, sample_rate)) = fmt else {
+                    return Err("not a valid WAV file (data before the fmt chunk)".into());
+                };
+                return Ok(WavHeader {
+                    format,
+                    channels,
+                    sample_rate,
+                    // Streaming writers put 0 or 0xFFFFFFFF here, RF64 puts
+                    // 0xFFFFFFFF (the real size is in ds64): read to the end.
+                    data_bytes: (len != 0 && len != 0xffff_ffff).then_some(len),
+                });
+            }
+            _ => skip(r, len + (len & 1), &mut budget)?,
+        }
+    }
+}
+
+/// An input file: a regular file, or a FIFO read without ever blocking for
+/// long (so a reader waiting for a writer still sees `stop`).
+pub enum Input {
+    /// A regular file (seekable: can loop).
+    File(File),
+    /// A FIFO or pipe, opened non-blocking.
+    Fifo {
+        /// The pipe.
+        file: File,
+        /// Gives up waiting for the writer when set.
+        stop: Arc<AtomicBool>,
+    },
+}
+
+impl Input {
+    /// Open `path`: a regular file or a FIFO; anything else is refused.
+    pub fn open(path: &Path, stop: Arc<AtomicBool>) -> Result<Self, String> {
+        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return File::open(path).map(Input::File).map_err(|e| e.to_string());
+        }
+        if kind.is_fifo() {
+            // Non-blocking: opening a FIFO for reading would otherwise wait
+            // in open(2) for a writer, deaf to stop.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(|e| e.to_string())?;
+            return Ok(Input::Fifo { file, stop });
+        }
+        Err("not a regular file or a FIFO".into())
+    }
+
+    /// Whether the input can be rewound (for `--loop`).
+    pub fn seekable(&self) -> bool {
+        matches!(self, Input::File(_))
+    }
+}
+
+/// Wait up to 100 ms for a FIFO; true when it hung up (writer gone).
+fn wait_fifo(file: &File) -> bool {
+    let mut fd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut fd, 1, 100) };
+    // Before any writer came, Linux reports neither POLLIN nor POLLHUP: the
+    // wait continues. After the last writer left, POLLHUP without POLLIN.
+    r > 0 && fd.revents & libc::POLLHUP != 0 && fd.revents & libc::POLLIN == 0
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::File(f) => f.read(buf),
+            Input::Fifo { file, stop } => loop {
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                match file.read(buf) {
+                    Ok(n) if n > 0 => return Ok(n),
+                    // 0: no writer yet, or the writer is gone.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+                if stop.load(Ordering::Relaxed) {
+                    // Not `Interrupted`: `read_exact` would retry that.
+                    return Err(io::Error::other("stopped"));
+                }
+                if wait_fifo(file) {
+                    return Ok(0);
+                }
+            },
+        }
+    }
+}
+
+/// A WAV stream: the header, then whole frames on demand.
+pub struct WavStream<R> {
+    header: WavHeader,
+    pub(super) reader: R,
+    /// Audio bytes still to read (`None`: to the end of the input).
+    remaining: Option<u64>,
+    data_start: u64,
+    bytes: Vec<u8>,
+}
+
+impl<R: Read> WavStream<R> {
+    /// Parse the header from `reader`; blocks of up to `max_frames` frames
+    /// can then be read.
+    pub fn new(mut reader: R, max_frames: usize) -> Result<Self, String> {
+        let header = parse_header(&mut reader)?;
+        Ok(WavStream {
+            remaining: header.data_bytes,
+            data_start: 0,
+            bytes: vec![0; max_frames.max(1) * header.frame_bytes()],
+            header,
+            reader,
+        })
+    }
+
+    /// What the header says.
+    pub fn header(&self) -> WavHeader {
+        self.header
+    }
+
+    /// Read up to `out.len()` frames (at most `max_frames`), mixed to mono
+    /// (`channel < 0`) or one channel picked, into `out`. Returns the frames
+    /// read; 0 at the end of the data. A partial frame at the very end of a
+    /// truncated file is dropped.
+    pub fn read_mono(&mut self, channel: i32, out: &mut [f32]) -> io::Result<usize> {
+        let fb = self.header.frame_bytes();
+        let mut want = out.len().min(self.bytes.len() / fb) * fb;
+        if let Some(rem) = self.remaining {
+            want = want.min((rem / fb as u64 * fb as u64) as usize);
+        }
+        let mut got = 0;
+        while got < want {
+            match self.reader.read(&mut self.bytes[got..want]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let frames = got / fb;
+        if let Some(rem) = self.remaining.as_mut() {
+            *rem -= got as u64;
+        }
+        if got < want {
+            // The input ended early: nothing more will come.
+            self.remaining = Some(0);
+        }
+        Ok(to_mono(
+            &self.bytes[..frames * fb],
+            self.header.format,
+            self.header.channels as usize,
+            channel,
+            out,
+        ))
+    }
+}
+
+impl<R: Read + Seek> WavStream<R> {
+    /// Remember where the audio data starts (call right after `new`).
+    pub fn mark_data_start(&mut self) -> io::Result<()> {
+        self.data_start = self.reader.stream_position()?;
+        Ok(())
+    }
+
+    /// Go back to the first frame.
+    pub fn rewind(&mut self) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(self.data_start))?;
+        self.remaining = self.header.data_bytes;
+        Ok(())
+    }
+}
+
+impl Seek for Input {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        match self {
+            Input::File(f) => f.seek(pos),
+            Input::Fifo { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a FIFO cannot be rewound",
+            )),
+        }
+    }
+}
+
+/// Open `path` as a WAV stream read through a 64 KiB buffer.
+pub fn open_stream(
+    path: &Path,
+    max_frames: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<WavStream<io::BufReader<Input>>, CaptureError> {
     let err = |reason: String| CaptureError::Wav {
         path: path.display().to_string(),
         reason,
     };
-    let reader = hound::WavReader::open(path).map_err(|e| err(describe_hound(e)))?;
-    let spec = reader.spec();
-    let ch = spec.channels as usize;
-    if ch == 0 {
-        return Err(err("the file declares 0 channels".into()));
+    let input = Input::open(path, stop).map_err(err)?;
+    let mut s =
+        WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)?;
+    if s.reader.get_ref().seekable() {
+        s.mark_data_start().map_err(|e| err(e.to_string()))?;
     }
-    if channel >= ch as i32 {
-        return Err(err(format!(
-            "audio.channel = {channel} but the file has {ch} channel(s)"
-        )));
-    }
-    let (interleaved, format): (Vec<f32>, String) = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => (
-            reader
-                .into_samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(describe_hound(e)))?,
-            "FLOAT_LE".into(),
-        ),
-        (hound::SampleFormat::Int, bits @ (16 | 24 | 32)) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            (
-                reader
-                    .into_samples::<i32>()
-                    .map(|s| s.map(|v| v as f32 * scale))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| err(describe_hound(e)))?,
-                format!("S{bits}_LE"),
-            )
-        }
-        (f, bits) => {
-            return Err(err(format!(
-                "unsupported sample format: {bits}-bit {}; use 16, 24 or 32-bit integer or 32-bit float",
-                if f == hound::SampleFormat::Float { "float" } else { "integer" }
-            )))
-        }
-    };
-    if interleaved.len() < ch {
-        return Err(err("the file has no audio frames".into()));
-    }
-    let samples = interleaved
-        .chunks_exact(ch)
-        .map(|f| {
-            if channel >= 0 {
-                f[channel as usize]
-            } else {
-                f.iter().sum::<f32>() / ch as f32
-            }
-        })
-        .map(|v| {
-            if v.is_finite() {
-                v.clamp(-1.0, 1.0)
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Ok(WavData {
-        samples,
-        sample_rate: spec.sample_rate,
-        channels: spec.channels,
-        format,
-    })
+    Ok(s)
 }
 
-fn describe_hound(e: hound::Error) -> String {
-    match e {
-        hound::Error::FormatError(m) => format!("not a valid WAV file ({m})"),
-        hound::Error::IoError(e) => e.to_string(),
-        hound::Error::Unsupported => "unsupported WAV variant".into(),
+/// Whether `path` can be used as the WAV input with `channel` (for
+/// `--check-config` and the start-up check): a regular file is opened and
+/// its header and first frame read; a FIFO is accepted as it is (reading
+/// would take its stream away). The error says why not.
+pub fn check_input(path: &Path, channel: i32) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open the WAV file: {e}"))?;
+    if meta.file_type().is_fifo() {
+        return Ok(());
+    }
+    let never = Arc::new(AtomicBool::new(false));
+    let mut s = open_stream(path, 1, never).map_err(|e| match e {
+        CaptureError::Wav { reason, .. } => reason,
         other => other.to_string(),
+    })?;
+    let h = s.header();
+    if channel >= h.channels as i32 {
+        return Err(format!(
+            "audio.channel = {channel} but the file has {} channel(s)",
+            h.channels
+        ));
     }
-}
-
-/// A WAV file played at real time.
-pub struct WavSource {
-    path: String,
-    data: WavData,
-    block_frames: usize,
-    looping: bool,
-    pos: usize,
-    start_ns: u64,
-    blocks: u64,
-    stop: Arc<AtomicBool>,
-}
-
-impl WavSource {
-    /// Open and decode `path`.
-    pub fn open(
-        path: &Path,
-        channel: i32,
-        block_frames: usize,
-        looping: bool,
-        stop: Arc<AtomicBool>,
-    ) -> Result<Self, CaptureError> {
-        let data = read_wav(path, channel)?;
-        Ok(WavSource {
-            path: path.display().to_string(),
-            data,
-            block_frames,
-            looping,
-            pos: 0,
-            start_ns: 0,
-            blocks: 0,
-            stop,
-        })
-    }
-}
-
-impl Source for WavSource {
-    fn info(&self) -> DeviceInfo {
-        DeviceInfo {
-            name: self.path.clone(),
-            format: self.data.format.clone(),
-            access: "wav".into(),
-            rate: self.data.sample_rate,
-            channels: self.data.channels as u32,
-            period: self.block_frames as u32,
-            buffer: self.block_frames as u32,
-            clocked: true,
-        }
-    }
-
-    fn clocked(&self) -> bool {
-        true
-    }
-
-    fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
-        if self.start_ns == 0 {
-            self.start_ns = crate::rt::now_ns();
-        }
-        let n = self.block_frames;
-        let total = self.data.samples.len();
-        if self.pos >= total {
-            if !self.looping {
-                return Ok(ReadOutcome::End);
-            }
-            self.pos = 0;
-        }
-        let mut filled = 0;
-        while filled < n {
-            let take = (n - filled).min(total - self.pos);
-            block.samples[filled..filled + take]
-                .copy_from_slice(&self.data.samples[self.pos..self.pos + take]);
-            filled += take;
-            self.pos += take;
-            if self.pos >= total {
-                if !self.looping {
-                    break;
-                }
-                self.pos = 0;
-            }
-        }
-        block.samples[filled..n].iter_mut().for_each(|s| *s = 0.0);
-        block.len = n as u32;
-        block.sample_rate = self.data.sample_rate;
-        self.blocks += 1;
-        let deadline = self.start_ns
-            + (self.blocks as u128 * n as u128 * 1_000_000_000 / self.data.sample_rate as u128)
-                as u64;
-        // Sleep in slices of at most 100 ms so a stop request is seen quickly.
-        loop {
-            let now = crate::rt::now_ns();
-            if now >= deadline {
-                break;
-            }
-            if self.stop.load(Ordering::Relaxed) {
-                return Ok(ReadOutcome::Stopped);
-            }
-            crate::rt::sleep_until_ns(deadline.min(now + 100_000_000));
-        }
-        block.t_capture_ns = crate::rt::now_ns();
-        Ok(ReadOutcome::Block)
+    let mut one = [0.0f32; 1];
+    match s.read_mono(-1, &mut one) {
+        Ok(0) => Err("the file has no audio frames".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_wav(path: &Path, bits: u16, float: bool, frames: usize) {
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: 48_000,
-            bits_per_sample: bits,
-            sample_format: if float {
-                hound::SampleFormat::Float
-            } else {
-                hound::SampleFormat::Int
-            },
-        };
-        let mut w = hound::WavWriter::create(path, spec).unwrap();
-        for i in 0..frames {
-            let v = if i % 2 == 0 { 0.5 } else { -0.5 };
-            if float {
-                w.write_sample(v as f32).unwrap();
-                w.write_sample(0.0f32).unwrap();
-            } else {
-                let s = (v * ((1i64 << (bits - 1)) as f64)) as i32;
-                w.write_sample(s).unwrap();
-                w.write_sample(0).unwrap();
-            }
-        }
-        w.finalize().unwrap();
-    }
-
-    #[test]
-    fn reads_int_and_float_wavs_mixed_to_mono() {
-        let dir = tempfile::tempdir().unwrap();
-        for (bits, float) in [(16, false), (24, false), (32, false), (32, true)] {
-            let p = dir.path().join(format!("t{bits}{float}.wav"));
-            write_wav(&p, bits, float, 100);
-            let d = read_wav(&p, -1).unwrap();
-            assert_eq!(d.samples.len(), 100);
-            assert!(
-                (d.samples[0] - 0.25).abs() < 1e-4,
-                "{bits} {float}: {}",
-                d.samples[0]
-            );
-            let left = read_wav(&p, 0).unwrap();
-            assert!((left.samples[1] + 0.5).abs() < 1e-4);
-        }
-    }
-
-    #[test]
-    fn bad_files_get_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let not_wav = dir.path().join("x.wav");
-        std::fs::write(&not_wav, b"this is not a wav file at all").unwrap();
-        let e = read_wav(&not_wav, -1).unwrap_err().to_string();
-        assert!(e.contains("not a valid WAV"), "{e}");
-
-        let empty = dir.path().join("empty.wav");
-        write_wav(&empty, 16, false, 0);
-        let e = read_wav(&empty, -1).unwrap_err().to_string();
-        assert!(e.contains("no audio frames"), "{e}");
-
-        let eight = dir.path().join("eight.wav");
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 8,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&eight, spec).unwrap();
-        w.write_sample(3i8).unwrap();
-        w.finalize().unwrap();
-        let e = read_wav(&eight, -1).unwrap_err().to_string();
-        assert!(e.contains("8-bit"), "{e}");
-
-        let e = read_wav(&dir.path().join("missing.wav"), -1)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("missing.wav"), "{e}");
-    }
-}
+mod tests;

@@ -70,7 +70,8 @@ pub struct Config {
 /// Sample formats phase4 can capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SampleFormat {
-    /// Pick the best the device offers (FLOAT_LE, S32_LE, S24_3LE, S16_LE).
+    /// Pick the best the device offers (FLOAT_LE, S32_LE, S24_LE, S24_3LE,
+    /// S16_LE).
     #[serde(rename = "auto")]
     Auto,
     /// Signed 16 bit little endian.
@@ -79,6 +80,9 @@ pub enum SampleFormat {
     /// Signed 24 bit in 3 bytes little endian.
     #[serde(rename = "S24_3LE")]
     S24_3Le,
+    /// Signed 24 bit in the low 3 bytes of 4, little endian (I2S codecs).
+    #[serde(rename = "S24_LE")]
+    S24Le,
     /// Signed 32 bit little endian.
     #[serde(rename = "S32_LE")]
     S32Le,
@@ -468,12 +472,22 @@ pub struct WsConfig {
     pub web_dir: String,
     /// L/M/H snapshot rate.
     pub snapshot_hz: f64,
-    /// Control token (empty: anyone who can connect may change settings).
+    /// Control token a client not on this machine must present to change
+    /// settings (empty: a generated one, kept in the state directory and
+    /// shown by `phase4 token`).
     pub token: String,
+    /// Clients on the loopback interface may change settings without the
+    /// token.
+    pub trust_loopback: bool,
+    /// Host names this box is reached by besides its addresses, `localhost`,
+    /// its host name and `<hostname>.local` (DNS rebinding defence).
+    pub allowed_hosts: Vec<String>,
     /// Origins allowed besides the UI's own (e.g. "http://mypi.local:8766").
     pub allowed_origins: Vec<String>,
     /// Most clients at once.
     pub max_clients: u32,
+    /// Most clients from one address (loopback excepted).
+    pub max_clients_per_ip: u32,
     /// Largest inbound message.
     pub max_message_bytes: u32,
     /// Most inbound messages per second per client.
@@ -492,8 +506,11 @@ impl Default for WsConfig {
             web_dir: "/usr/share/phase4/web".into(),
             snapshot_hz: 60.0,
             token: String::new(),
+            trust_loopback: true,
+            allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_clients: 32,
+            max_clients_per_ip: 8,
             max_message_bytes: 65_536,
             max_messages_per_s: 200.0,
             stall_timeout_s: 5.0,

@@ -252,6 +252,46 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.range_f("ws.snapshot-hz", ws.snapshot_hz, 15.0, 240.0);
     k.range_u("ws.max-clients", ws.max_clients as u64, 1, 1024);
     k.range_u(
+        "ws.max-clients-per-ip",
+        ws.max_clients_per_ip as u64,
+        1,
+        1024,
+    );
+    if !ws.token.is_empty()
+        && (ws.token.len() < 8
+            || ws.token.len() > 128
+            || !ws.token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        k.fail(
+            "ws.token",
+            "(not shown)",
+            "8-128 printable characters without spaces, or empty for a generated one (phase4 token)",
+        );
+    }
+    for (i, h) in ws.allowed_hosts.iter().enumerate() {
+        if !matches!(crate::transport::hosts::split_host_port(h), Some((_, None))) {
+            k.fail(
+                &format!("ws.allowed-hosts[{i}]"),
+                format!("{h:?}"),
+                "a host name or address without a port, e.g. \"stage-pi.venue.lan\"",
+            );
+        }
+    }
+    for (i, o) in ws.allowed_origins.iter().enumerate() {
+        let ok = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .and_then(|rest| crate::transport::hosts::split_host_port(rest.trim_end_matches('/')))
+            .is_some();
+        if !ok {
+            k.fail(
+                &format!("ws.allowed-origins[{i}]"),
+                format!("{o:?}"),
+                "an origin such as \"http://mypi.local:8766\"",
+            );
+        }
+    }
+    k.range_u(
         "ws.max-message-bytes",
         ws.max_message_bytes as u64,
         256,

@@ -14,13 +14,17 @@
 //! Never uses transport internals.
 
 pub mod command;
+pub mod device;
 pub mod presets;
+pub mod secret;
 pub mod state;
 
-pub use command::{Command, DeviceItem, DeviceOps, Response};
+pub use command::{validate, Command, DeviceItem, DeviceOps, Response};
 
 use crate::config::{self, Config};
 use crate::dsp::params::{DspParams, ParamsHub};
+use device::{DeviceCatalog, ListedDevice};
+use presets::{PresetName, PresetStore};
 use state::{Debounce, State};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -112,9 +116,16 @@ pub struct Controller {
     shared: Arc<Shared>,
     devices: Box<dyn DeviceOps>,
     listing: Option<Vec<DeviceItem>>,
+    /// The last listing with probe, and when it was made.
+    probed: Option<(Instant, Vec<DeviceItem>)>,
     state_dir: Option<PathBuf>,
+    presets: Option<PresetStore>,
     debounce: Debounce,
 }
+
+/// A probe listing younger than this is answered again instead of opening
+/// every device once more (a probe takes ~0.3 s per device).
+const PROBE_REUSE: Duration = Duration::from_secs(2);
 
 impl Controller {
     /// `base` is the configuration as loaded (before the state), `state`
@@ -126,14 +137,17 @@ impl Controller {
         shared: Arc<Shared>,
         devices: Box<dyn DeviceOps>,
     ) -> Self {
+        let state_dir = base.state_dir();
         Controller {
-            state_dir: base.state_dir(),
+            presets: state_dir.as_deref().map(PresetStore::open),
+            state_dir,
             base: base.clone(),
             state,
             hub,
             shared,
             devices,
             listing: None,
+            probed: None,
             debounce: Debounce::default(),
         }
     }
@@ -278,8 +292,20 @@ impl Controller {
                 t.lock_confidence = lock_confidence.unwrap_or(t.lock_confidence);
                 self.commit_state(s, commit)
             }
-            Command::ListDevices { probe } => {
-                let l = self.devices.list(probe);
+            Command::ListDevices { probe: false } => {
+                let l = self.devices.list(false);
+                self.remember_listing(l.clone());
+                vec![Response::Devices(l)]
+            }
+            Command::ListDevices { probe: true } => {
+                let l = match &self.probed {
+                    Some((at, l)) if at.elapsed() < PROBE_REUSE => l.clone(),
+                    _ => {
+                        let l = self.devices.list(true);
+                        self.probed = Some((Instant::now(), l.clone()));
+                        l
+                    }
+                };
                 self.remember_listing(l.clone());
                 vec![Response::Devices(l)]
             }
@@ -295,24 +321,26 @@ impl Controller {
             }
             Command::SetDevice { index, name } => self.set_device(index, name),
             Command::ListPresets => vec![Response::Presets(self.presets())],
-            Command::SavePreset { name } => {
-                let Some(dir) = self.state_dir.clone() else {
-                    return vec![Response::Error(
-                        "presets need a state directory ([state] dir)".into(),
-                    )];
-                };
-                match presets::save(&dir, &name, &self.state) {
-                    Ok(()) => vec![Response::Presets(self.presets())],
+            Command::SavePreset { name } => match self.preset_store(&name) {
+                Ok((store, name)) => match store.save(&name, &s) {
+                    Ok(()) => vec![Response::Presets(store.list())],
                     Err(e) => vec![Response::Error(format!("cannot save preset: {e}"))],
-                }
-            }
+                },
+                Err(e) => vec![Response::Error(e)],
+            },
+            Command::DeletePreset { name } => match self.preset_store(&name) {
+                Ok((store, name)) => match store.delete(&name) {
+                    Ok(()) => vec![Response::Presets(store.list())],
+                    Err(e) => vec![Response::Error(e)],
+                },
+                Err(e) => vec![Response::Error(e)],
+            },
             Command::LoadPreset { name } => {
-                let Some(dir) = self.state_dir.clone() else {
-                    return vec![Response::Error(
-                        "presets need a state directory ([state] dir)".into(),
-                    )];
+                let text = match self.preset_store(&name) {
+                    Ok((store, name)) => store.read(&name),
+                    Err(e) => Err(e),
                 };
-                let text = match presets::read(&dir, &name) {
+                let text = match text {
                     Ok(t) => t,
                     Err(e) => return vec![Response::Error(e)],
                 };
@@ -321,6 +349,15 @@ impl Controller {
                     Err(e) => vec![Response::Error(format!("preset {name:?} is invalid: {e}"))],
                 }
             }
+        }
+    }
+
+    /// The preset store and the checked name, or why presets are unavailable.
+    fn preset_store(&mut self, name: &str) -> Result<(&mut PresetStore, PresetName), String> {
+        let name = PresetName::parse(name)?;
+        match self.presets.as_mut() {
+            Some(store) => Ok((store, name)),
+            None => Err("presets need a state directory ([state] dir)".into()),
         }
     }
 
@@ -351,22 +388,35 @@ impl Controller {
             }
             (None, None) => return vec![Response::Error("set_device needs index or name".into())],
         };
-        if let Err(e) = self.devices.switch(&name) {
+        let catalog = DeviceCatalog::new(self.devices.listed_names(), &self.base.audio.device);
+        let device = match catalog.admit(&name) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("control: refused set_device: {e}");
+                return vec![Response::Error(format!("cannot switch: {e}"))];
+            }
+        };
+        self.switch_to(device)
+    }
+
+    fn switch_to(&mut self, device: ListedDevice) -> Vec<Response> {
+        if let Err(e) = self.devices.switch(&device) {
             return vec![Response::Error(format!(
-                "cannot switch to {name:?}: {e}; kept the previous device"
+                "cannot switch to {:?}: {e}; kept the previous device",
+                device.as_str()
             ))];
         }
         {
             let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
-            d.1 = name.clone();
+            d.1 = device.to_string();
             d.0 = self
                 .listing
                 .iter()
                 .flatten()
-                .find(|i| i.name == name)
+                .find(|i| i.name == device.as_str())
                 .map(|i| i.index);
         }
-        self.state.audio.device = name;
+        self.state.audio.device = device.to_string();
         self.state.audio.config_device = self.base.audio.device.clone();
         *self.shared.state.lock().unwrap_or_else(|e| e.into_inner()) = self.state.clone();
         if self.state_dir.is_some() {
@@ -375,10 +425,10 @@ impl Controller {
         vec![Response::MetaChanged]
     }
 
-    fn presets(&self) -> Vec<presets::PresetInfo> {
-        self.state_dir
-            .as_deref()
-            .map(presets::list)
+    fn presets(&self) -> presets::PresetList {
+        self.presets
+            .as_ref()
+            .map(PresetStore::list)
             .unwrap_or_default()
     }
 
@@ -393,11 +443,7 @@ impl Controller {
         };
         if let (true, Some(dir)) = (due, &self.state_dir) {
             let path = dir.join(state::STATE_FILE);
-            let text = format!(
-                "# phase4 runtime state: settings changed from the UI, layered over the\n# configuration at start. Written by phase4; delete it to go back to the\n# configuration.\n{}",
-                self.state.to_toml()
-            );
-            match state::write_atomic(&path, &text) {
+            match state::write_atomic(&path, &state::file_text(&self.state)) {
                 Ok(()) => log::debug!("state: saved {}", path.display()),
                 Err(e) => log::warn!("state: cannot save: {e}"),
             }
@@ -407,85 +453,6 @@ impl Controller {
     /// When the next write is due.
     pub fn next_write(&self) -> Option<Instant> {
         self.debounce.due()
-    }
-}
-
-fn range(name: &str, v: f64, lo: f64, hi: f64) -> Option<String> {
-    (!v.is_finite() || v < lo || v > hi).then(|| format!("{name} must be in [{lo}, {hi}], got {v}"))
-}
-
-fn opt_range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Option<String> {
-    v.and_then(|v| range(name, v, lo, hi))
-}
-
-/// Why `cmd` is refused at sample rate `sr`, or `None` when it is fine.
-/// The whole resulting configuration is validated again before it is used.
-pub fn validate(cmd: &Command, sr: f64) -> Option<String> {
-    match cmd {
-        Command::SetBand {
-            band, lo_hz, hi_hz, ..
-        } => {
-            let name = crate::types::BAND_NAMES.get(*band).copied().unwrap_or("?");
-            if !lo_hz.is_finite() || *lo_hz < 20.0 {
-                Some(format!("{name}: lo_hz must be >= 20, got {lo_hz}"))
-            } else if !hi_hz.is_finite() || *hi_hz <= lo_hz + 50.0 {
-                Some(format!(
-                    "{name}: hi_hz must be > lo_hz + 50 ({}), got {hi_hz}",
-                    lo_hz + 50.0
-                ))
-            } else if *hi_hz > 0.45 * sr {
-                Some(format!(
-                    "{name}: hi_hz must be <= 0.45 x sample rate ({}), got {hi_hz}",
-                    0.45 * sr
-                ))
-            } else {
-                None
-            }
-        }
-        Command::SetSmoothing { tau, .. } => {
-            if tau.iter().all(|t| t.is_none()) {
-                return Some("tau must name at least one of low, mid, high".into());
-            }
-            tau.iter()
-                .zip(crate::types::BAND_NAMES)
-                .find_map(|(t, n)| opt_range(&format!("tau.{n}"), *t, 0.005, 2.0))
-        }
-        Command::SetAutoscale {
-            tau_attack_s,
-            tau_release_s,
-            noise_floor,
-            strength,
-            ..
-        } => opt_range("tau_attack_s", *tau_attack_s, 0.001, 1.0)
-            .or_else(|| opt_range("tau_release_s", *tau_release_s, 5.0, 300.0))
-            .or_else(|| opt_range("noise_floor", *noise_floor, 0.0, 0.1))
-            .or_else(|| opt_range("strength", *strength, 0.0, 1.0)),
-        Command::SetFftPeakSmear { peak_smear_oct, .. } => {
-            range("peak_smear_oct", *peak_smear_oct, 0.0, 3.0)
-        }
-        Command::SetNFftBins { n } => (!(8..=crate::types::MAX_FFT_BINS as i64).contains(n))
-            .then(|| format!("n must be in [8, {}], got {n}", crate::types::MAX_FFT_BINS)),
-        Command::SetWsSnapshotHz { hz, .. } => range("hz", *hz, 15.0, 240.0),
-        Command::SavePreset { name } | Command::LoadPreset { name } => presets::check_name(name),
-        Command::SetDevice { name: Some(n), .. } => {
-            (n.is_empty() || n.len() > 256 || n.chars().any(|c| c.is_control()))
-                .then(|| "device name must be 1-256 printable characters".to_string())
-        }
-        Command::SetOnset {
-            sensitivity,
-            min_gap_s,
-            ..
-        } => opt_range("sensitivity", *sensitivity, 0.0, 1.0)
-            .or_else(|| opt_range("min_gap_s", *min_gap_s, 0.01, 1.0)),
-        Command::SetTempo {
-            min_bpm,
-            max_bpm,
-            lock_confidence,
-            ..
-        } => opt_range("min_bpm", *min_bpm, 30.0, 300.0)
-            .or_else(|| opt_range("max_bpm", *max_bpm, 30.0, 300.0))
-            .or_else(|| opt_range("lock_confidence", *lock_confidence, 0.0, 1.0)),
-        _ => None,
     }
 }
 
@@ -548,30 +515,94 @@ pub fn spawn(
 mod tests {
     use super::*;
 
-    struct NoDevices;
-    impl DeviceOps for NoDevices {
+    /// Lists "default" and "hw:CARD=Test,DEV=0"; records every switch;
+    /// refuses to switch to "default".
+    #[derive(Clone, Default)]
+    struct FakeDevices {
+        switched: Arc<Mutex<Vec<String>>>,
+    }
+    impl DeviceOps for FakeDevices {
         fn list(&mut self, _probe: bool) -> Vec<DeviceItem> {
-            vec![DeviceItem {
-                index: 0,
-                name: "default".into(),
-                ..Default::default()
-            }]
+            self.listed_names()
+                .into_iter()
+                .enumerate()
+                .map(|(index, name)| DeviceItem {
+                    index,
+                    name,
+                    ..Default::default()
+                })
+                .collect()
         }
-        fn switch(&mut self, name: &str) -> Result<(), String> {
-            Err(format!("{name} is not there"))
+        fn listed_names(&mut self) -> Vec<String> {
+            vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
+        }
+        fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
+            self.switched.lock().unwrap().push(device.to_string());
+            if device.as_str() == "default" {
+                Err("default is not there".into())
+            } else {
+                Ok(())
+            }
         }
     }
 
-    fn controller(dir: Option<&std::path::Path>) -> (Controller, Arc<ParamsHub>) {
+    fn controller_with(
+        dir: Option<&std::path::Path>,
+        devices: FakeDevices,
+    ) -> (Controller, Arc<ParamsHub>) {
         let mut c = Config::default();
         c.state.dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+        c.audio.device = "plughw:CARD=Configured".into();
         let s = State::from_config(&c);
         let hub = Arc::new(ParamsHub::new(DspParams::from_config(&c)));
         let shared = Shared::new(&c, &s);
         (
-            Controller::new(&c, s, hub.clone(), shared, Box::new(NoDevices)),
+            Controller::new(&c, s, hub.clone(), shared, Box::new(devices)),
             hub,
         )
+    }
+
+    fn controller(dir: Option<&std::path::Path>) -> (Controller, Arc<ParamsHub>) {
+        controller_with(dir, FakeDevices::default())
+    }
+
+    /// Issue 8, item 1: a PCM name from the network reaches the device layer
+    /// only if phase4 listed it or the administrator configured it.
+    #[test]
+    fn set_device_opens_only_listed_or_configured_devices() {
+        let d = tempfile::tempdir().unwrap();
+        let devices = FakeDevices::default();
+        let (mut ctl, _) = controller_with(Some(d.path()), devices.clone());
+        for bad in [
+            "file:'|sh -c \"id >> x\"',raw",
+            "file:FILE=x",
+            "plug:'file:\"|id\"'",
+            "{ type file slave.pcm null file \"|id\" }",
+            "hw:CARD=Test,DEV=0 ",
+            "hw:CARD=Test,DEV=0\n",
+            "hw:1,0",
+            &"x".repeat(100_000),
+        ] {
+            let r = ctl.handle(Command::SetDevice {
+                index: None,
+                name: Some(bad.to_string()),
+            });
+            assert!(matches!(&r[..], [Response::Error(_)]), "{bad:?} -> {r:?}");
+        }
+        assert!(devices.switched.lock().unwrap().is_empty());
+        ctl.persist(true);
+        assert!(!d.path().join(state::STATE_FILE).exists());
+        for good in ["hw:CARD=Test,DEV=0", "plughw:CARD=Configured"] {
+            let r = ctl.handle(Command::SetDevice {
+                index: None,
+                name: Some(good.to_string()),
+            });
+            assert_eq!(r, vec![Response::MetaChanged], "{good}");
+        }
+        assert_eq!(
+            *devices.switched.lock().unwrap(),
+            vec!["hw:CARD=Test,DEV=0", "plughw:CARD=Configured"]
+        );
     }
 
     #[test]

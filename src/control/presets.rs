@@ -1,32 +1,64 @@
 //! Presets: named snapshots of the DSP, auto-scaler, spectrum, onset and
 //! tempo settings, one TOML file each in `<state dir>/presets/`.
 //!
-//! A name is 1–64 characters of `[A-Za-z0-9_\- ]`, so it can never hold a
-//! path separator or a dot: no name can reach outside the folder.
+//! A name is 1–64 characters of `[A-Za-z0-9_\- ]` ([`PresetName`]), so it
+//! can never hold a path separator or a dot: no name can reach outside the
+//! folder.
+//!
+//! Presets are bounded, because a client may save them: at most
+//! [`MAX_PRESETS`] of them and [`MAX_TOTAL_BYTES`] of files, each file read
+//! back at most [`MAX_FILE_BYTES`]. The [`PresetStore`] keeps an index in
+//! memory, built once when control starts (looking at no more than
+//! [`MAX_SCAN`] directory entries), so saving never lists the folder and the
+//! `presets` message can always be sent (200 names of 64 characters are
+//! about 20 KiB). A folder that holds more than the cap (files copied in by
+//! hand, or left by an older version) is indexed up to the cap and the list
+//! says `truncated`.
 
 use super::state::{write_atomic, State};
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Longest preset name.
 pub const MAX_NAME: usize = 64;
+/// Most presets.
+pub const MAX_PRESETS: usize = 200;
+/// Largest preset file read back (phase4 writes about 1 KiB).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024;
+/// Most bytes of preset files in all.
+pub const MAX_TOTAL_BYTES: u64 = 512 * 1024;
+/// Most directory entries looked at when the index is built.
+pub const MAX_SCAN: usize = 10_000;
 
-/// Why a preset name is refused, or `None` when it is fine.
-pub fn check_name(name: &str) -> Option<String> {
-    if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Some(format!("preset name must be 1-{MAX_NAME} characters"));
+/// A checked preset name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PresetName(String);
+
+impl PresetName {
+    /// `name` if it is a valid preset name, else why not.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() || name.chars().count() > MAX_NAME {
+            return Err(format!("preset name must be 1-{MAX_NAME} characters"));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
+        {
+            return Err(format!(
+                "preset name may only hold letters, digits, '_', '-' and spaces (not {c:?})"
+            ));
+        }
+        if name.trim().is_empty() {
+            return Err("preset name must not be only spaces".into());
+        }
+        Ok(PresetName(name.to_string()))
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
-    {
-        return Some(format!(
-            "preset name may only hold letters, digits, '_', '-' and spaces (not {c:?})"
-        ));
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    if name.trim().is_empty() {
-        return Some("preset name must not be only spaces".into());
-    }
-    None
 }
 
 /// One saved preset.
@@ -38,70 +70,214 @@ pub struct PresetInfo {
     pub saved_at: f64,
 }
 
+/// The presets, sorted by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PresetList {
+    /// The presets.
+    pub items: Vec<PresetInfo>,
+    /// The folder holds more than the index does (see the module docs).
+    pub truncated: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    saved_at: f64,
+    bytes: u64,
+}
+
+/// The presets folder of a state directory, and its index.
+#[derive(Debug)]
+pub struct PresetStore {
+    dir: PathBuf,
+    index: BTreeMap<PresetName, Entry>,
+    total_bytes: u64,
+    truncated: bool,
+}
+
 /// The presets folder in a state directory.
 pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("presets")
 }
 
-fn path(state_dir: &Path, name: &str) -> PathBuf {
-    dir(state_dir).join(format!("{name}.toml"))
+fn unix_s(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
-/// Every preset, sorted by name.
-pub fn list(state_dir: &Path) -> Vec<PresetInfo> {
-    let mut out: Vec<PresetInfo> = std::fs::read_dir(dir(state_dir))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
+impl PresetStore {
+    /// Index the presets of `state_dir` (see the module docs for the bounds).
+    pub fn open(state_dir: &Path) -> Self {
+        let dir = dir(state_dir);
+        let mut found: Vec<(PresetName, Entry)> = Vec::new();
+        let mut more = false;
+        for e in std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .take(MAX_SCAN)
+            .filter_map(|e| e.ok())
+        {
             let file = e.file_name().to_string_lossy().to_string();
-            let name = file.strip_suffix(".toml")?.to_string();
-            check_name(&name).is_none().then_some(())?;
-            let saved_at = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            Some(PresetInfo { name, saved_at })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
+            let Some(name) = file
+                .strip_suffix(".toml")
+                .and_then(|n| PresetName::parse(n).ok())
+            else {
+                continue;
+            };
+            // Regular files only (a symlink to /dev/zero is not a preset).
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+                more = true;
+                continue;
+            }
+            let saved_at = meta.modified().map(unix_s).unwrap_or(0.0);
+            found.push((
+                name,
+                Entry {
+                    saved_at,
+                    bytes: meta.len(),
+                },
+            ));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut store = PresetStore {
+            dir,
+            index: BTreeMap::new(),
+            total_bytes: 0,
+            truncated: more,
+        };
+        for (name, entry) in found {
+            if store.index.len() >= MAX_PRESETS || store.total_bytes + entry.bytes > MAX_TOTAL_BYTES
+            {
+                store.truncated = true;
+                continue;
+            }
+            store.total_bytes += entry.bytes;
+            store.index.insert(name, entry);
+        }
+        if store.truncated {
+            log::warn!(
+                "presets: {} holds more than {MAX_PRESETS} presets or {} KiB; only the first {} (by name) are offered",
+                store.dir.display(),
+                MAX_TOTAL_BYTES / 1024,
+                store.index.len()
+            );
+        }
+        store
+    }
 
-/// Save `state` (without the device and the snapshot rate, which belong to
-/// the machine, not the sound) as preset `name`. The name must be checked.
-pub fn save(state_dir: &Path, name: &str, state: &State) -> Result<(), String> {
-    let mut t = toml::Table::try_from(state).map_err(|e| e.to_string())?;
-    t.remove("audio");
-    t.remove("ws");
-    let text = format!(
-        "# phase4 preset \"{name}\"\n{}",
-        toml::to_string(&t).map_err(|e| e.to_string())?
-    );
-    write_atomic(&path(state_dir, name), &text).map_err(|e| e.to_string())
-}
+    /// Every indexed preset, sorted by name.
+    pub fn list(&self) -> PresetList {
+        PresetList {
+            items: self
+                .index
+                .iter()
+                .map(|(n, e)| PresetInfo {
+                    name: n.0.clone(),
+                    saved_at: e.saved_at,
+                })
+                .collect(),
+            truncated: self.truncated,
+        }
+    }
 
-/// The text of preset `name` (checked), with the sections a preset must not
-/// change removed.
-pub fn read(state_dir: &Path, name: &str) -> Result<String, String> {
-    let p = path(state_dir, name);
-    let text = std::fs::read_to_string(&p).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("no preset named {name:?}"),
-        _ => format!("cannot read preset {name:?}: {e}"),
-    })?;
-    let mut t: toml::Table = toml::from_str(&text)
-        .map_err(|e| format!("preset {name:?} is unreadable: {}", e.message()))?;
-    t.remove("audio");
-    t.remove("ws");
-    toml::to_string(&t).map_err(|e| e.to_string())
+    fn path(&self, name: &PresetName) -> PathBuf {
+        self.dir.join(format!("{}.toml", name.0))
+    }
+
+    /// Save `state` (without the device and the snapshot rate, which belong
+    /// to the machine, not the sound) as preset `name`, replacing one of the
+    /// same name. Refused when it would pass the count or size cap.
+    pub fn save(&mut self, name: &PresetName, state: &State) -> Result<(), String> {
+        let mut t = toml::Table::try_from(state).map_err(|e| e.to_string())?;
+        t.remove("audio");
+        t.remove("ws");
+        let text = format!(
+            "# phase4 preset \"{}\"\n{}",
+            name.0,
+            toml::to_string(&t).map_err(|e| e.to_string())?
+        );
+        let bytes = text.len() as u64;
+        let old = self.index.get(name).map(|e| e.bytes);
+        if old.is_none() && self.index.len() >= MAX_PRESETS {
+            return Err(format!(
+                "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
+            ));
+        }
+        let total = self.total_bytes - old.unwrap_or(0) + bytes;
+        if total > MAX_TOTAL_BYTES {
+            return Err(format!(
+                "presets would take more than {} KiB; delete some first",
+                MAX_TOTAL_BYTES / 1024
+            ));
+        }
+        write_atomic(&self.path(name), &text).map_err(|e| e.to_string())?;
+        self.total_bytes = total;
+        self.index.insert(
+            name.clone(),
+            Entry {
+                saved_at: unix_s(std::time::SystemTime::now()),
+                bytes,
+            },
+        );
+        Ok(())
+    }
+
+    /// The text of preset `name`, with the sections a preset must not change
+    /// removed.
+    pub fn read(&self, name: &PresetName) -> Result<String, String> {
+        if !self.index.contains_key(name) {
+            return Err(format!("no preset named {:?}", name.0));
+        }
+        let p = self.path(name);
+        let cannot = |e: &dyn std::fmt::Display| format!("cannot read preset {:?}: {e}", name.0);
+        let f = std::fs::File::open(&p).map_err(|e| cannot(&e))?;
+        let meta = f.metadata().map_err(|e| cannot(&e))?;
+        if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+            return Err(cannot(&format!(
+                "not a file of at most {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        let mut text = String::new();
+        f.take(MAX_FILE_BYTES)
+            .read_to_string(&mut text)
+            .map_err(|e| cannot(&e))?;
+        let mut t: toml::Table = toml::from_str(&text)
+            .map_err(|e| format!("preset {:?} is unreadable: {}", name.0, e.message()))?;
+        t.remove("audio");
+        t.remove("ws");
+        toml::to_string(&t).map_err(|e| e.to_string())
+    }
+
+    /// Delete preset `name`.
+    pub fn delete(&mut self, name: &PresetName) -> Result<(), String> {
+        let Some(e) = self.index.get(name).copied() else {
+            return Err(format!("no preset named {:?}", name.0));
+        };
+        match std::fs::remove_file(self.path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot delete preset {:?}: {e}", name.0)),
+        }
+        self.index.remove(name);
+        self.total_bytes -= e.bytes;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state() -> State {
+        State::from_config(&crate::config::Config::default())
+    }
+
+    fn name(n: &str) -> PresetName {
+        PresetName::parse(n).unwrap()
+    }
 
     #[test]
     fn names_that_could_leave_the_folder_are_refused() {
@@ -116,24 +292,64 @@ mod tests {
             " ",
             &"a".repeat(65),
         ] {
-            assert!(check_name(bad).is_some(), "{bad:?} accepted");
+            assert!(PresetName::parse(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["a", "My preset_1", "kick-heavy", &"a".repeat(64)] {
-            assert!(check_name(good).is_none(), "{good:?} refused");
+            assert!(PresetName::parse(good).is_ok(), "{good:?} refused");
         }
     }
 
     #[test]
-    fn saved_presets_are_listed_and_read_back() {
+    fn saved_presets_are_listed_read_back_and_deleted() {
         let d = tempfile::tempdir().unwrap();
-        let s = State::from_config(&crate::config::Config::default());
-        save(d.path(), "one", &s).unwrap();
-        let l = list(d.path());
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[0].name, "one");
-        let text = read(d.path(), "one").unwrap();
+        let mut s = PresetStore::open(d.path());
+        s.save(&name("one"), &state()).unwrap();
+        let l = s.list();
+        assert_eq!(l.items.len(), 1);
+        assert_eq!(l.items[0].name, "one");
+        assert!(!l.truncated);
+        let text = s.read(&name("one")).unwrap();
         assert!(text.contains("[dsp.low]"), "{text}");
         assert!(!text.contains("snapshot"), "{text}");
-        assert!(read(d.path(), "two").is_err());
+        assert!(s.read(&name("two")).is_err());
+        // The index is rebuilt from the folder at the next start.
+        let again = PresetStore::open(d.path());
+        assert_eq!(again.list().items.len(), 1);
+        s.delete(&name("one")).unwrap();
+        assert!(s.list().items.is_empty());
+        assert!(!dir(d.path()).join("one.toml").exists());
+        assert!(s.delete(&name("one")).is_err());
+    }
+
+    #[test]
+    fn the_count_cap_refuses_new_names_but_allows_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = PresetStore::open(d.path());
+        for i in 0..MAX_PRESETS {
+            s.save(&name(&format!("p{i:04}")), &state()).unwrap();
+        }
+        let e = s.save(&name("one more"), &state()).unwrap_err();
+        assert!(e.contains("delete one first"), "{e}");
+        s.save(&name("p0000"), &state()).unwrap();
+        assert_eq!(s.list().items.len(), MAX_PRESETS);
+        s.delete(&name("p0001")).unwrap();
+        s.save(&name("one more"), &state()).unwrap();
+    }
+
+    #[test]
+    fn a_folder_over_the_cap_is_indexed_up_to_it_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let p = dir(d.path());
+        std::fs::create_dir_all(&p).unwrap();
+        for i in 0..(MAX_PRESETS + 50) {
+            std::fs::write(p.join(format!("x{i:05}.toml")), "[fft]\nenabled = true\n").unwrap();
+        }
+        std::fs::write(p.join("huge.toml"), vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p.join("zero.toml")).unwrap();
+        let s = PresetStore::open(d.path());
+        let l = s.list();
+        assert_eq!(l.items.len(), MAX_PRESETS);
+        assert!(l.truncated);
+        assert!(l.items.iter().all(|i| i.name.starts_with('x')));
     }
 }

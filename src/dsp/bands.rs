@@ -84,7 +84,7 @@ impl BandsProcessor {
         let sr = self.sr as f64;
         let dt = self.block_frames as f32 / self.sr;
         let old = self.applied;
-        let filters_changed = old.map_or(true, |o| {
+        let filters_changed = old.is_none_or(|o| {
             o.filter_order != p.filter_order
                 || o.bands
                     .iter()

@@ -174,7 +174,7 @@ fn flux_survives_silence_nan_and_clipping() {
         for m in [&silence, &nan, &inf, &short] {
             let o = d.process(m, &p);
             assert!(o.odf.is_finite() && o.flux.is_finite());
-            assert!(o.onset.map_or(true, |s| s.is_finite()));
+            assert!(o.onset.is_none_or(|s| s.is_finite()));
         }
     }
     for _ in 0..20 {

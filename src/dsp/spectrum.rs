@@ -121,7 +121,7 @@ impl SpectrumProcessor {
 
     /// Bring the bin map and post-processor in line with `p`. No allocation.
     pub fn apply(&mut self, p: &DspParams) {
-        let layout_changed = self.applied.map_or(true, |o| {
+        let layout_changed = self.applied.is_none_or(|o| {
             o.n_bins != p.n_bins || o.f_min_hz != p.f_min_hz || o.fft_enabled != p.fft_enabled
         });
         if layout_changed {

@@ -63,7 +63,7 @@ impl Notifier {
         if !healthy {
             return;
         }
-        let due = self.last_ping.map_or(true, |t| t.elapsed() >= wd / 2);
+        let due = self.last_ping.is_none_or(|t| t.elapsed() >= wd / 2);
         if due {
             self.send(&[NotifyState::Watchdog]);
             self.last_ping = Some(Instant::now());

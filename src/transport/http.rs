@@ -1,21 +1,66 @@
-//! The HTTP server for the browser UI (`p4-http`, default port 8766), on
-//! `tiny_http` (no hand-written HTTP parsing).
+//! The HTTP server for the browser UI (`p4-http`, default port 8766).
+//!
+//! HTTP is hyper's (1.x, HTTP/1.1 only), driven by a small tokio
+//! current-thread runtime on this one thread: no hand-written HTTP parsing,
+//! and every connection is a task, so a slow or silent client holds a task,
+//! never the thread. Limits (see the constants): the request head (size,
+//! header count, and a deadline for it, which also bounds keep-alive idle
+//! time), requests per connection, a lifetime per connection, connections in
+//! all and per address. Request bodies are never read (only GET and HEAD
+//! are served), so a declared `Content-Length` costs nothing; hyper closes
+//! a connection whose body was not read instead of draining it. Over the
+//! connection cap, connections wait in the kernel's backlog; when the
+//! process is out of file descriptors, accepting backs off and resumes.
 //!
 //! Serves `web/` from `ws.web-dir` when set (the packaged copy lives in
 //! /usr/share/phase4/web), else the copy built into the binary, plus
-//! `/ui-config.json` telling the page where the WebSocket is. Only GET and
-//! HEAD; a path is served only if it names a file inside the folder:
+//! `/ui-config.json` telling the page where the WebSocket is. A path is
+//! served only if it names a file inside the folder ([`relative_path`]):
 //! segments that are empty, start with a dot or hold a backslash or a `%`
-//! are refused before the file system is touched, and the resolved path
-//! must still lie under the folder (symlinks cannot lead out).
+//! are refused before the file system is touched, and the resolved path must
+//! still lie under the folder (symlinks cannot lead out). Requests whose
+//! Host is not a name of this box are refused (DNS rebinding; see
+//! [`crate::transport::hosts`]).
 
 use crate::config::WsConfig;
+use crate::transport::hosts::HostCheck;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tiny_http::{Header, Method, Response, Server};
+
+/// Most connections at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Most connections from one address (loopback excepted); more are closed.
+pub const MAX_CONNECTIONS_PER_IP: usize = 16;
+/// Longest wait for a whole request head, and for the next one on a
+/// kept-alive connection.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection lives.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Largest request head (request line and headers).
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Most request headers.
+pub const MAX_HEADERS: usize = 32;
+/// Requests on one kept-alive connection; the last is answered with
+/// `Connection: close`.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 100;
+/// Largest file served from `ws.web-dir`.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// How often the accept loop looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// The UI as built into the binary: (path, bytes).
 pub const EMBEDDED: &[(&str, &[u8])] = &[
@@ -43,18 +88,23 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// The relative file a URL names, or `None` when it could name anything
-/// outside the folder. `/` is `index.html`; the query is ignored.
+/// The relative file a URL path names, or `None` when it could name
+/// anything outside the folder. `/` is `index.html`; a query or fragment is
+/// ignored.
 pub fn relative_path(url: &str) -> Option<String> {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let path = path.strip_prefix('/')?;
     if path.is_empty() {
         return Some("index.html".into());
     }
+    if path.len() > 512 {
+        return None;
+    }
     let ok = path.split('/').all(|seg| {
         !seg.is_empty()
             && !seg.starts_with('.')
             && !seg.contains(['\\', '%', '\0', ':'])
+            && !seg.chars().any(|c| c.is_control())
             && seg.len() <= 128
     });
     ok.then(|| path.to_string())
@@ -86,89 +136,120 @@ impl WebRoot {
     }
 
     /// The bytes of `rel` (already checked by [`relative_path`]).
-    pub fn get(&self, rel: &str) -> Option<Vec<u8>> {
+    pub fn get(&self, rel: &str) -> Option<Bytes> {
         match self {
             WebRoot::Embedded => EMBEDDED
                 .iter()
                 .find(|(p, _)| *p == rel)
-                .map(|(_, b)| b.to_vec()),
+                .map(|(_, b)| Bytes::from_static(b)),
             WebRoot::Dir(root) => {
                 let full = std::fs::canonicalize(root.join(rel)).ok()?;
-                if !full.starts_with(root) || !full.is_file() {
+                if !full.starts_with(root) {
                     return None;
                 }
-                std::fs::read(full).ok()
+                let f = std::fs::File::open(full).ok()?;
+                let meta = f.metadata().ok()?;
+                if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+                    return None;
+                }
+                let mut body = Vec::with_capacity(meta.len() as usize);
+                f.take(MAX_FILE_BYTES).read_to_end(&mut body).ok()?;
+                Some(Bytes::from(body))
             }
         }
     }
 }
 
-fn header(k: &str, v: &str) -> Header {
-    Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header")
+/// Everything a request needs (one per server, on its thread).
+struct Site {
+    root: WebRoot,
+    ui_config: Bytes,
+    hosts: RefCell<HostCheck>,
+    http_port: u16,
+    allowed_origins: Vec<String>,
 }
 
-fn respond(req: tiny_http::Request, status: u16, ctype: &str, body: Vec<u8>) {
-    let head = *req.method() == Method::Head;
-    let len = body.len();
-    let mut r = Response::from_data(if head { Vec::new() } else { body })
-        .with_status_code(status)
-        .with_header(header("Content-Type", ctype))
-        .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("Cache-Control", "no-cache"))
-        .with_header(header("Referrer-Policy", "no-referrer"))
-        .with_header(header(
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        ));
-    if head {
-        r.add_header(header("Content-Length", &len.to_string()));
+fn text(status: StatusCode, body: &'static str) -> (StatusCode, &'static str, Bytes) {
+    (
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+impl Site {
+    /// Status, content type and body for a request.
+    fn answer<B>(&self, req: &Request<B>) -> (StatusCode, &'static str, Bytes) {
+        let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
+        let mut hosts = self.hosts.borrow_mut();
+        if let Err(why) = hosts.allowed_host(h(header::HOST)) {
+            log::info!("http: refused a request: {why}");
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this Host is not a name of this machine (ws.allowed-hosts)\n",
+            );
+        }
+        if !hosts.origin_allowed(h(header::ORIGIN), self.http_port, &self.allowed_origins) {
+            return text(StatusCode::FORBIDDEN, "origin not allowed\n");
+        }
+        drop(hosts);
+        if req.uri().authority().is_some() {
+            // absolute-form: its authority would bypass the Host check.
+            return text(
+                StatusCode::BAD_REQUEST,
+                "absolute-form requests are not served\n",
+            );
+        }
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        }
+        let Some(rel) = relative_path(req.uri().path()) else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
+        };
+        if rel == "ui-config.json" {
+            return (StatusCode::OK, "application/json", self.ui_config.clone());
+        }
+        match self.root.get(&rel) {
+            Some(body) => (StatusCode::OK, content_type(&rel), body),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
     }
-    let _ = req.respond(r);
-}
 
-/// Answer one request.
-fn serve(req: tiny_http::Request, root: &WebRoot, ui_config: &str) {
-    if !matches!(req.method(), Method::Get | Method::Head) {
-        return respond(
-            req,
-            405,
-            "text/plain; charset=utf-8",
-            b"method not allowed\n".to_vec(),
+    fn respond<B>(&self, req: &Request<B>, last: bool) -> Response<Full<Bytes>> {
+        let (status, ctype, body) = self.answer(req);
+        let mut r = Response::new(Full::new(body));
+        *r.status_mut() = status;
+        let hs = r.headers_mut();
+        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        hs.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         );
-    }
-    let Some(rel) = relative_path(req.url()) else {
-        return respond(
-            req,
-            404,
-            "text/plain; charset=utf-8",
-            b"not found\n".to_vec(),
+        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        hs.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         );
-    };
-    if rel == "ui-config.json" {
-        return respond(req, 200, "application/json", ui_config.as_bytes().to_vec());
-    }
-    match root.get(&rel) {
-        Some(body) => respond(req, 200, content_type(&rel), body),
-        None => respond(
-            req,
-            404,
-            "text/plain; charset=utf-8",
-            b"not found\n".to_vec(),
-        ),
+        hs.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
+            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
     }
 }
 
-/// Bind the UI port and start the server thread.
+/// Bind the UI port and start the server thread. Binding happens here, so
+/// a taken port is a start-up error.
 pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
-    let addr = (ws.bind.as_str(), ws.http_port);
-    let server = Server::http(addr)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::AddrInUse, e.to_string()))?;
+    let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
+    listener.set_nonblocking(true)?;
     let root = WebRoot::from_config(&ws.web_dir);
-    let ui_config = serde_json::json!({
-        "ws_port": ws.port,
-        "auth_required": !ws.token.is_empty(),
-    })
-    .to_string();
     log::info!(
         "http: UI on http://{}:{}/ from {}",
         ws.bind,
@@ -178,18 +259,158 @@ pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle
             WebRoot::Embedded => "the copy built into the binary".into(),
         }
     );
+    let ui_config = serde_json::json!({
+        "ws_port": ws.port,
+        "auth_required": true,
+    })
+    .to_string();
+    let (allowed_hosts, bind, http_port, allowed_origins) = (
+        ws.allowed_hosts.clone(),
+        ws.bind.clone(),
+        ws.http_port,
+        ws.allowed_origins.clone(),
+    );
     std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-http".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match server.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(req)) => serve(req, &root, &ui_config),
-                    Ok(None) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("http: cannot start: {e}");
+                    return;
                 }
-            }
+            };
+            let site = Rc::new(Site {
+                root,
+                ui_config: Bytes::from(ui_config),
+                hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+                http_port,
+                allowed_origins,
+            });
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, serve(listener, site, stop));
         })
+}
+
+/// Connections open per address.
+#[derive(Default)]
+struct PerIp(RefCell<HashMap<IpAddr, usize>>);
+
+/// Counts one connection from an address for as long as it lives.
+struct IpSlot {
+    table: Rc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.borrow_mut();
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerIp {
+    fn take(self: &Rc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut t = self.0.borrow_mut();
+        let n = t.entry(ip).or_insert(0);
+        if !ip.is_loopback() && *n >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, site: Rc<Site>, stop: Arc<AtomicBool>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("http: cannot serve: {e}");
+            return;
+        }
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Rc::new(PerIp::default());
+    let mut backoff = Duration::from_millis(50);
+    let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
+    while !stop.load(Ordering::Relaxed) {
+        // Take a connection slot before accepting: over the cap, clients
+        // wait in the backlog rather than holding a file descriptor each.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = tokio::time::sleep(STOP_POLL) => continue,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tokio::time::sleep(STOP_POLL) => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: the connection stays in the backlog;
+                // try again later instead of spinning on it.
+                if let Some(held) = fd_warnings.allow() {
+                    log::warn!(
+                        "http: cannot accept: {e}; pausing for {} ms ({held} similar message(s) suppressed)",
+                        backoff.as_millis()
+                    );
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let ip = peer.ip().to_canonical();
+        let Some(slot) = per_ip.take(ip) else {
+            log::info!(
+                "http: closing {peer}: {MAX_CONNECTIONS_PER_IP} connections from it already"
+            );
+            continue;
+        };
+        let site = site.clone();
+        tokio::task::spawn_local(async move {
+            connection(stream, peer, site).await;
+            drop((permit, slot));
+        });
+    }
+}
+
+async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, site: Rc<Site>) {
+    let _ = stream.set_nodelay(true);
+    let served = Rc::new(Cell::new(0u32));
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let n = served.get() + 1;
+        served.set(n);
+        let resp = site.respond(&req, n >= MAX_REQUESTS_PER_CONNECTION);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(16 * 1024)
+        .keep_alive(true);
+    let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("http: {peer}: {e}"),
+        Err(_) => log::debug!("http: {peer}: connection lifetime reached"),
+    }
 }
 
 /// Whether `p` (inside a folder) is listed in [`EMBEDDED`] (for a test
@@ -214,6 +435,7 @@ mod tests {
             "/x\\..\\y",
             "relative",
             "/C:/x",
+            "/a\u{1}b",
         ] {
             assert_eq!(relative_path(bad), None, "{bad}");
         }
@@ -237,9 +459,11 @@ mod tests {
         std::fs::write(d.path().join("secret"), "x").unwrap();
         std::fs::write(d.path().join("web/index.html"), "hi").unwrap();
         std::os::unix::fs::symlink(d.path().join("secret"), d.path().join("web/link")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("web/zero")).unwrap();
         let root = WebRoot::from_config(&d.path().join("web").display().to_string());
-        assert_eq!(root.get("index.html"), Some(b"hi".to_vec()));
+        assert_eq!(root.get("index.html"), Some(Bytes::from_static(b"hi")));
         assert_eq!(root.get("link"), None);
+        assert_eq!(root.get("zero"), None);
         assert_eq!(root.get("missing"), None);
     }
 

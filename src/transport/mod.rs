@@ -3,6 +3,7 @@
 //! Uses the feature types and control's command type; never dsp or capture
 //! internals.
 
+pub mod hosts;
 pub mod http;
 pub mod osc;
 pub mod ws;

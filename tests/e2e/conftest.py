@@ -62,6 +62,10 @@ def encode(samples, fmt, channels, pick=None):
                 out += struct.pack("<h", int(round(v * 32767)))
             elif fmt == "S24_3LE":
                 out += struct.pack("<i", int(round(v * 8388607)))[:3]
+            elif fmt == "S24_LE":
+                # 24 bits in the low three bytes of four; the padding byte
+                # is garbage on purpose (codecs differ): it must be ignored.
+                out += struct.pack("<i", int(round(v * 8388607)))[:3] + b"\xa5"
             elif fmt == "S32_LE":
                 out += struct.pack("<i", int(round(v * 2147483647)))
             elif fmt == "FLOAT_LE":
@@ -189,6 +193,19 @@ def write_config(path, **sections):
         emit(name, table)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def minimal_config(tmp_path, port=9, health_s=1.0, **audio):
+    """A config with `audio` settings, OSC to 127.0.0.1:`port`, no
+    WebSocket and no state directory."""
+    return write_config(
+        tmp_path / "c.toml",
+        audio=audio,
+        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": health_s},
+    )
 
 
 def run_phase4(phase4_bin, config, args=(), env_extra=None, timeout=60):

@@ -20,7 +20,7 @@ from conftest import (
     write_config,
 )
 
-FORMATS = ["S16_LE", "S24_3LE", "S32_LE", "FLOAT_LE"]
+FORMATS = ["S16_LE", "S24_3LE", "S24_LE", "S32_LE", "FLOAT_LE"]
 
 
 def base_config(tmp_path, port, fmt, channels, access, strength, **extra):

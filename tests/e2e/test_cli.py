@@ -12,10 +12,10 @@ from conftest import (
     BLOCK,
     RATE,
     OscReceiver,
+    minimal_config,
     render,
     run_phase4,
     tone,
-    write_config,
     write_wav,
 )
 
@@ -45,21 +45,11 @@ def test_good_config_checks_ok(phase4_bin):
     assert p.returncode == 0, p.stderr
 
 
-def minimal_config(tmp_path, port=9, **audio):
-    return write_config(
-        tmp_path / "c.toml",
-        audio=audio,
-        osc={"destinations": [{"host": "127.0.0.1", "port": port}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 1.0},
-    )
-
-
 def test_missing_device_fails_clearly_when_told_to(phase4_bin, tmp_path):
     cfg = minimal_config(tmp_path, device="no_such_device_p4", **{"on-missing-device": "fail"})
     p = run_phase4(phase4_bin, cfg, timeout=20)
-    assert p.returncode == 1, p
+    # A configuration problem: 78, which the unit does not restart.
+    assert p.returncode == 78, p
     assert "no_such_device_p4" in p.stderr and "cannot open" in p.stderr
     assert "panicked" not in p.stderr
 
@@ -92,7 +82,7 @@ def test_bad_wav_inputs_get_clear_errors(phase4_bin, tmp_path, kind):
         want = "no audio frames"
     cfg = minimal_config(tmp_path)
     p = run_phase4(phase4_bin, cfg, ["--input", str(path)], timeout=20)
-    assert p.returncode == 1, p
+    assert p.returncode == 78, p
     assert want in p.stderr and str(path) in p.stderr, p.stderr
     a = subprocess.run([str(phase4_bin), "analyze", str(path)], capture_output=True, text=True, timeout=20)
     assert a.returncode == 1 and want in a.stderr, a.stderr

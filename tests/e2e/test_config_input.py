@@ -54,7 +54,7 @@ def test_a_missing_or_bad_input_wav_is_a_configuration_problem(phase4_bin, tmp_p
     notwav = tmp_path / "x.wav"
     notwav.write_bytes(b"this is not audio at all")
     bad = write_config(tmp_path / "b.toml", audio={"input": str(notwav)})
-    for cfg, why in [(missing, "No such file"), (bad, "not a WAV file")]:
+    for cfg, why in [(missing, "No such file"), (bad, "not a valid WAV file")]:
         p = run(phase4_bin, "--check-config", str(cfg))
         assert p.returncode == 78, p
         assert "audio.input" in p.stderr and why in p.stderr, p.stderr

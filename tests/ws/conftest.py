@@ -3,6 +3,7 @@ service on it (--input FILE --loop) with a temp config, free ports and a temp
 state directory, and stop it with SIGTERM."""
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -42,7 +43,7 @@ def port_free(port):
 def binary():
     env_bin = os.environ.get("PHASE4_BIN")
     if env_bin:
-        return env_bin
+        return str(Path(env_bin).resolve())
     target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     return str(Path(target) / "release" / "phase4")
@@ -73,13 +74,21 @@ def wav(tmp_path_factory):
 class Server:
     """One phase4 process on a WAV input."""
 
-    def __init__(self, binary, wav, workdir, ws_port=None, http_port=None, state_dir=None, extra=""):
-        self.binary, self.wav, self.workdir = binary, wav, Path(workdir)
+    def __init__(self, binary, wav, workdir, ws_port=None, http_port=None, state_dir=None, extra="",
+                 env=None, input=True, audio="", nofile=None, bind="127.0.0.1"):
+        # Absolute: the process runs in `workdir`.
+        self.binary = str(Path(binary).resolve())
+        self.wav, self.workdir = wav, Path(workdir)
         self.ws_port = ws_port or free_port()
         self.http_port = http_port or free_port()
         self.osc_port = free_port(socket.SOCK_DGRAM)
         self.state_dir = Path(state_dir or self.workdir / "state")
         self.extra = extra
+        self.env = env or {}
+        self.input = input      # play the WAV (else capture from [audio] device)
+        self.audio = audio      # extra [audio] keys
+        self.nofile = nofile    # RLIMIT_NOFILE (soft and hard) for the process
+        self.bind = bind
         self.proc = None
         self.log = self.workdir / f"phase4-{self.ws_port}.log"
 
@@ -93,6 +102,9 @@ class Server:
 
     def config_text(self):
         return f"""
+[audio]
+{self.audio}
+
 [realtime]
 enabled = false
 lock-memory = false
@@ -101,6 +113,7 @@ lock-memory = false
 destinations = [{{ host = "127.0.0.1", port = {self.osc_port} }}]
 
 [ws]
+bind = "{self.bind}"
 port = {self.ws_port}
 http-port = {self.http_port}
 web-dir = "{ROOT / 'web'}"
@@ -111,42 +124,42 @@ dir = "{self.state_dir}"
 """
 
     def alsa_env(self):
-        """A real ALSA capture device without a sound card: alsa-lib's `file`
-        plugin reading the test WAV's samples, listed (hinted) as `p4ws` so
-        that list_devices and set_device have a device that opens."""
-        raw = self.workdir / "p4ws.raw"
-        if not raw.exists():
-            with wave.open(str(self.wav), "rb") as w:
-                frames = w.readframes(w.getnframes())
-            raw.write_bytes(frames * 4)
-        conf = self.workdir / "asound.conf"
-        conf.write_text(
-            'pcm.p4ws {\n type file\n slave.pcm "null"\n file "/dev/null"\n'
-            f' infile "{raw}"\n format "raw"\n'
-            ' hint { show on description "phase4 test device (file plugin)" }\n}\n'
-        )
-        env = dict(os.environ)
-        env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
-        return env
+        """Real ALSA capture devices without a sound card (see
+        wire.alsa_test_devices): `p4ws` opens, `p4null` has no clock,
+        `p4broken` does not open."""
+        return dict(os.environ) | alsa_test_devices(self.workdir, self.wav)
 
     def start(self, timeout=10.0):
         cfg = self.workdir / f"phase4-{self.ws_port}.toml"
         # The [ws] extras may carry whole sections after their keys.
         cfg.write_text(self.config_text())
+        args = [self.binary, "--config", str(cfg), "--log-level", "debug"]
+        if self.input:
+            args += ["--input", str(self.wav), "--loop"]
+        env = self.alsa_env() | self.env
+
+        def limits():
+            if self.nofile:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
         self.proc = subprocess.Popen(
-            [self.binary, "--config", str(cfg), "--input", str(self.wav), "--loop", "--log-level", "debug"],
+            args,
             stdout=open(self.log, "ab"),
             stderr=subprocess.STDOUT,
-            env=self.alsa_env(),
+            env=env,
+            cwd=self.workdir,
+            preexec_fn=limits,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"phase4 exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            host = "127.0.0.1" if self.bind in ("0.0.0.0", "127.0.0.1") else self.bind
             try:
-                with socket.create_connection(("127.0.0.1", self.ws_port), timeout=0.2):
+                with socket.create_connection((host, self.ws_port), timeout=0.2):
                     pass
-                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
+                with socket.create_connection((host, self.http_port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -164,6 +177,17 @@ dir = "{self.state_dir}"
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_s(self):
+        """User + system CPU time of the process so far, seconds."""
+        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -231,3 +255,14 @@ def meta_now(url):
 
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(lambda: asyncio.run(fresh_meta(url))).result(timeout=10)
+
+
+# ------------------------------------------------------- raw WebSocket frames
+
+# The raw WebSocket/HTTP helpers live with the abuse runner (scripts/abuse/),
+# which attacks phase4 the same way.
+import sys  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
+from wire import (  # noqa: E402,F401
+    alsa_test_devices, http_request, ws_close_code, ws_frame, ws_handshake)

@@ -83,3 +83,27 @@ def test_a_state_file_with_out_of_range_values_is_not_used(binary, wav, tmp_path
         assert list(state_dir.glob("state.toml.corrupt-*"))
     finally:
         s.stop()
+
+
+def test_a_state_file_that_is_not_utf8_is_moved_aside_not_overwritten(binary, wav, tmp_path):
+    """Issue 8, item 14: the docs promise a state file phase4 cannot use is
+    moved aside; one that is not UTF-8 was overwritten at the next save."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    garbage = b"[fft]\nenabled = true\n\xff\xfe\x00\x80 not text\n"
+    (state_dir / "state.toml").write_bytes(garbage)
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def change():
+            async with websockets.connect(s.url) as ws:
+                await recv_json(ws, "presets")
+                await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+                assert (await recv_any(ws, {"meta", "error"}))["type"] == "meta"
+
+        asyncio.run(change())
+        time.sleep(0.4)
+        aside = list(state_dir.glob("state.toml.corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == garbage
+        assert "moved aside" in s.log.read_text()
+    finally:
+        s.stop()

@@ -12,6 +12,26 @@ from browser import launch
 from conftest import ARTIFACTS, meta_now, recv_json
 
 
+def drag_mid_lo(page, server):
+    """Move the "mid lo" slider like a user (input while dragging, change on
+    release); the meta before, and the first that differs (or the last seen
+    after 5 s)."""
+    before = meta_now(server.url)
+    page.evaluate("""() => {
+        const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
+        const s = row.querySelector('input');
+        s.value = String(+s.value + 60);
+        s.dispatchEvent(new Event('input', {bubbles: true}));
+        s.dispatchEvent(new Event('change', {bubbles: true}));
+    }""")
+    deadline = time.time() + 5
+    after = before
+    while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
+        time.sleep(0.2)
+        after = meta_now(server.url)
+    return before, after
+
+
 def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
     from playwright.sync_api import sync_playwright
 
@@ -43,19 +63,7 @@ def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
         }""")
         assert lit > 0.02, f"spectrum canvas nearly empty ({lit:.3%} lit)"
         # Move the "mid lo" slider like a user: input while dragging, change on release.
-        before = meta_now(server.url)
-        page.evaluate("""() => {
-            const row = [...document.querySelectorAll('#c-bands .ctl')].find(r => r.querySelector('label').textContent === 'mid lo');
-            const s = row.querySelector('input');
-            s.value = String(+s.value + 60);
-            s.dispatchEvent(new Event('input', {bubbles: true}));
-            s.dispatchEvent(new Event('change', {bubbles: true}));
-        }""")
-        deadline = time.time() + 5
-        after = before
-        while time.time() < deadline and after["bands"]["mid"] == before["bands"]["mid"]:
-            time.sleep(0.2)
-            after = meta_now(server.url)
+        before, after = drag_mid_lo(page, server)
         assert after["bands"]["mid"]["lo_hz"] > before["bands"]["mid"]["lo_hz"], (before["bands"], after["bands"])
         # The UI shows what meta says.
         time.sleep(0.5)
@@ -96,3 +104,43 @@ def test_ui_server_answers_with_types_404s_and_no_traversal(server):
     assert get("/", "POST")[0] == 405
     status, _, body = get("/", "HEAD")
     assert status == 200 and body == b""
+
+
+def test_ui_unlocks_with_the_token_once_and_keeps_it(make_server):
+    """Issue 8, item 7: from another machine the UI watches until it is
+    given the control token (from `phase4 token`'s #token= link, or typed
+    into the Unlock field); the browser keeps it, and it leaves the address
+    bar at once."""
+    from playwright.sync_api import sync_playwright
+
+    server = make_server(extra='token = "ui-test-token-1"\ntrust-loopback = false')
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(bypass_csp=True)
+        page.goto(server.http + "/")
+        page.wait_for_selector("#conn.up", timeout=10000)
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+        assert page.is_visible("#unlock")
+        # A wrong token is refused and not kept.
+        page.fill("#token", "wrong-token-0000")
+        page.click("#token-use")
+        page.wait_for_function("document.getElementById('toast').textContent.includes('wrong token')", timeout=5000)
+        assert page.evaluate("localStorage.getItem('phase4-control-token')") is None
+        # The right one unlocks the controls and is kept across reloads.
+        page.fill("#token", "ui-test-token-1")
+        page.click("#token-use")
+        page.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=5000)
+        assert not page.is_visible("#unlock")
+        page.reload()
+        page.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=10000)
+        # Lock forgets it.
+        page.click("#lock")
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+        # The link `phase4 token` prints: the token leaves the address bar.
+        fresh = browser.new_page(bypass_csp=True)
+        fresh.goto(server.http + "/#token=ui-test-token-1")
+        fresh.wait_for_function("document.getElementById('auth').textContent === 'control: yes'", timeout=10000)
+        assert "token" not in fresh.url
+        before, after = drag_mid_lo(fresh, server)
+        assert after["bands"]["mid"] != before["bands"]["mid"]
+        browser.close()

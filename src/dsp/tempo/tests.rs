@@ -114,7 +114,7 @@ fn a_tempo_step_is_followed() {
 fn silence_unlocks_within_two_seconds() {
     let times = click_times(120.0, 0.5, 12.0);
     let mut x = clicks(&times, 12.0);
-    x.extend(std::iter::repeat(0.0).take((4.0 * SR) as usize));
+    x.extend(std::iter::repeat_n(0.0, (4.0 * SR) as usize));
     let p = params();
     let r = track(&x, &p);
     let at = |t: f64| r.states.iter().find(|(ts, _)| *ts >= t).unwrap().1;

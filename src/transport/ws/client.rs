@@ -1,28 +1,59 @@
 //! One connected client: its non-blocking socket, its bounded outbound
-//! queue, its inbound rate limit and whether it may change settings.
+//! queues, its inbound budgets and whether it may change settings.
 //!
-//! A client that does not read never blocks anyone: writes go to a
-//! non-blocking socket; what the kernel will not take waits in tungstenite's
-//! bounded buffer and then in a bounded queue, where frames (snapshots, FFT,
-//! events) are dropped oldest first. Replies, errors and meta are never
-//! dropped. A client whose socket stays full for `ws.stall-timeout-s` is
-//! disconnected.
+//! Outbound, in the order they go out:
+//! - meta, as a flag: a client is owed the current meta, never a backlog of
+//!   old ones (a client that changes settings 200 times a second cannot fill
+//!   anyone's queue with metas);
+//! - replies to this client (answers, errors, device and preset lists): at
+//!   most [`REPLY_CAP`]; a client that lets more pile up is not reading and
+//!   is closed;
+//! - frames (snapshots, FFT, events, status): at most [`FRAME_CAP`], the
+//!   oldest dropped first (O(1)).
+//!
+//! Inbound: per turn at most [`READ_BYTES_PER_TURN`] bytes and
+//! [`MESSAGES_PER_TURN`] messages; per second [`READ_BYTES_PER_S`] bytes
+//! and `ws.max-messages-per-s`
+//! (token bucket), beyond which messages are dropped, and a client that
+//! keeps going past [`FLOOD_FACTOR`] times the limit is closed. Error replies
+//! are themselves rate-limited ([`ERRORS_PER_S`]).
+//!
+//! A client whose socket stays full for `ws.stall-timeout-s` is closed.
 
+use super::conn::Conn;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-/// Outbound messages waiting for one client, at most.
-pub const QUEUE_CAP: usize = 128;
-
-/// One message waiting to go out.
-struct Out {
-    msg: Message,
-    /// A frame the next one supersedes (may be dropped for a slow client).
-    droppable: bool,
-}
+/// Most replies waiting for one client.
+pub const REPLY_CAP: usize = 64;
+/// Most frames waiting for one client.
+pub const FRAME_CAP: usize = 128;
+/// Bytes read from one client per broadcaster turn.
+pub const READ_BYTES_PER_TURN: usize = 16 * 1024;
+/// Bytes read per turn from a client that has not authenticated (an `auth`
+/// message is small).
+pub const READ_BYTES_PER_TURN_UNAUTHORIZED: usize = 2 * 1024;
+/// Bytes read from one client per second (bursts of one second's worth):
+/// beyond that its socket is left alone and TCP slows the sender down. A
+/// stream of frames that never completes a message (100 000 empty
+/// continuation frames) is held to this rate too.
+pub const READ_BYTES_PER_S: f64 = 1024.0 * 1024.0;
+/// The same for a client that has not authenticated.
+pub const READ_BYTES_PER_S_UNAUTHORIZED: f64 = 64.0 * 1024.0;
+/// Messages handled from one client per broadcaster turn.
+pub const MESSAGES_PER_TURN: usize = 32;
+/// A client whose messages keep arriving this many times faster than
+/// `ws.max-messages-per-s` (for a whole second's budget) is closed.
+pub const FLOOD_FACTOR: f64 = 4.0;
+/// Error replies per second to one client (bursts of [`ERROR_BURST`]).
+pub const ERRORS_PER_S: f64 = 5.0;
+/// Error replies in a burst.
+pub const ERROR_BURST: f64 = 10.0;
+/// Wrong tokens before the connection is closed.
+pub const MAX_AUTH_FAILURES: u32 = 3;
 
 /// How a write round went.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,35 +66,83 @@ pub enum Flow {
     Closed,
 }
 
+/// What the rate limit says about one inbound message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Handle it.
+    Admit,
+    /// Drop it.
+    Drop,
+    /// Drop it and close the client: it floods.
+    Flood,
+}
+
+/// A token bucket: `rate` per second, bursts of `burst`.
+#[derive(Debug)]
+pub struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64) -> Self {
+        Bucket {
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Take one token; the level may go below zero down to `-debt`.
+    /// Returns the level after taking.
+    fn take(&mut self, rate: f64, burst: f64, debt: f64, now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * rate).min(burst) - 1.0;
+        self.tokens = self.tokens.max(-debt);
+        self.tokens
+    }
+}
+
 /// A connected client.
 pub struct Client {
     /// Unique id (replies from control are addressed by it).
     pub id: u64,
     /// The socket.
-    pub ws: WebSocket<TcpStream>,
+    pub ws: WebSocket<Conn>,
     /// May change settings.
     pub authorized: bool,
-    /// Address, for logs.
-    pub peer: String,
-    queue: VecDeque<Out>,
+    /// Address.
+    pub peer: SocketAddr,
+    /// Owed the current meta.
+    pub meta_due: bool,
+    replies: VecDeque<Message>,
+    frames: VecDeque<Message>,
     /// Since when the socket has been full.
     stalled_since: Option<Instant>,
     /// Frames dropped for this client.
     pub drops: u64,
-    tokens: f64,
-    tokens_at: Instant,
-    last_rate_error: Option<Instant>,
+    inbound: Bucket,
+    errors: Bucket,
+    read_tokens: f64,
+    read_at: Instant,
+    /// Errors not sent because of the error rate limit.
+    pub errors_suppressed: u64,
+    /// Wrong tokens so far.
+    pub auth_failures: u32,
+    /// Requests sent to control and not yet answered.
+    pub in_flight: u32,
 }
 
 impl Client {
     /// Wrap a handshaken socket (made non-blocking here).
     pub fn new(
         id: u64,
-        ws: WebSocket<TcpStream>,
+        ws: WebSocket<Conn>,
         authorized: bool,
-        peer: String,
+        peer: SocketAddr,
+        rate: f64,
     ) -> std::io::Result<Self> {
-        let s = ws.get_ref();
+        let s = ws.get_ref().tcp();
         s.set_nonblocking(true)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(None)?;
@@ -74,53 +153,151 @@ impl Client {
             ws,
             authorized,
             peer,
-            queue: VecDeque::with_capacity(QUEUE_CAP),
+            meta_due: true,
+            replies: VecDeque::with_capacity(8),
+            frames: VecDeque::with_capacity(FRAME_CAP),
             stalled_since: None,
             drops: 0,
-            tokens: 0.0,
-            tokens_at: Instant::now(),
-            last_rate_error: None,
+            inbound: Bucket::full(rate.max(1.0)),
+            errors: Bucket::full(ERROR_BURST),
+            read_tokens: READ_BYTES_PER_S_UNAUTHORIZED,
+            read_at: Instant::now(),
+            errors_suppressed: 0,
+            auth_failures: 0,
+            in_flight: 0,
         })
     }
 
-    /// Queue a message. A droppable frame that does not fit pushes out the
-    /// oldest droppable one; returns how many were dropped.
-    pub fn push(&mut self, msg: Message, droppable: bool) -> u64 {
-        let mut dropped = 0;
-        if self.queue.len() >= QUEUE_CAP {
-            if let Some(i) = self.queue.iter().position(|o| o.droppable) {
-                self.queue.remove(i);
-                dropped = 1;
-            } else if droppable {
-                dropped = 1;
-                self.drops += dropped;
-                return dropped;
-            }
+    /// How many bytes may be read from this client now (0: leave its
+    /// socket alone this turn). A client over its rate waits until a whole
+    /// turn's budget has built up again: handing out the few bytes earned
+    /// since the last turn would wake the broadcaster for every few bytes
+    /// of a flood.
+    pub fn read_allowance(&mut self, now: Instant) -> usize {
+        let (per_s, per_turn) = if self.authorized {
+            (READ_BYTES_PER_S, READ_BYTES_PER_TURN)
+        } else {
+            (
+                READ_BYTES_PER_S_UNAUTHORIZED,
+                READ_BYTES_PER_TURN_UNAUTHORIZED,
+            )
+        };
+        let dt = now.saturating_duration_since(self.read_at).as_secs_f64();
+        self.read_at = now;
+        self.read_tokens = (self.read_tokens + dt * per_s).min(per_s);
+        if self.read_tokens < per_turn as f64 {
+            0
+        } else {
+            per_turn
         }
+    }
+
+    /// `n` bytes were read.
+    pub fn spend_reading(&mut self, n: usize) {
+        self.read_tokens -= n as f64;
+    }
+
+    /// Queue a frame; when the queue is full the oldest goes. Returns how
+    /// many were dropped.
+    pub fn push_frame(&mut self, msg: Message) -> u64 {
+        let dropped = if self.frames.len() >= FRAME_CAP {
+            self.frames.pop_front();
+            1
+        } else {
+            0
+        };
         self.drops += dropped;
-        self.queue.push_back(Out { msg, droppable });
+        self.frames.push_back(msg);
         dropped
     }
 
-    /// Move queued messages into the socket and flush once.
-    pub fn write_out(&mut self, now: Instant) -> Flow {
-        while let Some(o) = self.queue.pop_front() {
-            match self.ws.write(o.msg) {
-                Ok(()) => {}
-                Err(WsError::WriteBufferFull(m)) => {
-                    self.queue.push_front(Out {
-                        msg: m,
-                        droppable: o.droppable,
-                    });
-                    break;
-                }
-                // The frame is in tungstenite's buffer; the socket is full.
-                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => return Flow::Closed,
+    /// Queue a reply. False when the reply queue is full: the client is not
+    /// reading its answers and must be closed.
+    #[must_use]
+    pub fn push_reply(&mut self, msg: Message) -> bool {
+        if self.replies.len() >= REPLY_CAP {
+            return false;
+        }
+        self.replies.push_back(msg);
+        true
+    }
+
+    /// Queue an error reply unless this client already got its share of
+    /// errors this second. False as for [`Client::push_reply`].
+    #[must_use]
+    pub fn push_error(&mut self, json: String, now: Instant) -> bool {
+        if self.errors.take(ERRORS_PER_S, ERROR_BURST, 0.0, now) < 0.0 {
+            self.errors_suppressed += 1;
+            return true;
+        }
+        self.push_reply(Message::Text(json))
+    }
+
+    /// Count one inbound message against `rate` per second.
+    pub fn admit(&mut self, rate: f64, now: Instant) -> Admission {
+        let rate = rate.max(1.0);
+        let level = self
+            .inbound
+            .take(rate, rate, FLOOD_FACTOR * rate + 1.0, now);
+        if level >= 0.0 {
+            Admission::Admit
+        } else if level <= -FLOOD_FACTOR * rate {
+            Admission::Flood
+        } else {
+            Admission::Drop
+        }
+    }
+
+    /// Move queued messages into the socket and flush once. `meta` is the
+    /// current meta, sent first when due.
+    pub fn write_out(&mut self, meta: &str, now: Instant) -> Flow {
+        if self.meta_due {
+            match self.offer(Message::Text(meta.to_string())) {
+                Offer::Taken => self.meta_due = false,
+                Offer::Full(_) => return self.flush(now),
+                Offer::Closed => return Flow::Closed,
             }
         }
+        for from_replies in [true, false] {
+            loop {
+                let queue = if from_replies {
+                    &mut self.replies
+                } else {
+                    &mut self.frames
+                };
+                let Some(m) = queue.pop_front() else { break };
+                match self.offer(m) {
+                    Offer::Taken => {}
+                    Offer::Full(m) => {
+                        let queue = if from_replies {
+                            &mut self.replies
+                        } else {
+                            &mut self.frames
+                        };
+                        queue.push_front(m);
+                        return self.flush(now);
+                    }
+                    Offer::Closed => return Flow::Closed,
+                }
+            }
+        }
+        self.flush(now)
+    }
+
+    fn offer(&mut self, m: Message) -> Offer {
+        match self.ws.write(m) {
+            Ok(()) => Offer::Taken,
+            Err(WsError::WriteBufferFull(m)) => Offer::Full(m),
+            // The frame is in tungstenite's buffer; the socket is full.
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Offer::Taken,
+            Err(_) => Offer::Closed,
+        }
+    }
+
+    fn flush(&mut self, now: Instant) -> Flow {
+        let pending = self.meta_due || !self.replies.is_empty() || !self.frames.is_empty();
         match self.ws.flush() {
-            Ok(()) if self.queue.is_empty() => {
+            Ok(()) if !pending => {
                 self.stalled_since = None;
                 Flow::Drained
             }
@@ -142,41 +319,17 @@ impl Client {
             .map(|t| now.saturating_duration_since(t))
             .unwrap_or_default()
     }
+}
 
-    /// Take one inbound message from the rate budget (`rate` per second,
-    /// bursts up to one second's worth). False when over the limit.
-    pub fn admit(&mut self, rate: f64, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.tokens_at).as_secs_f64();
-        self.tokens_at = now;
-        self.tokens = (self.tokens + dt * rate).min(rate.max(1.0));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether to tell the client it is over the rate limit (once a second).
-    pub fn should_report_rate(&mut self, now: Instant) -> bool {
-        let due = self.last_rate_error.map_or(true, |t| {
-            now.saturating_duration_since(t) >= Duration::from_secs(1)
-        });
-        if due {
-            self.last_rate_error = Some(now);
-        }
-        due
-    }
-
-    /// Start with a full rate budget.
-    pub fn fill_budget(&mut self, rate: f64) {
-        self.tokens = rate.max(1.0);
-    }
+enum Offer {
+    Taken,
+    Full(Message),
+    Closed,
 }
 
 /// A small kernel send buffer, so that a client that stops reading shows
 /// up as a full socket within seconds instead of after megabytes.
-fn shrink_send_buffer(s: &TcpStream) {
+fn shrink_send_buffer(s: &std::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let size: libc::c_int = 64 * 1024;
     // SAFETY: the fd is a valid socket owned by `s` for the duration of the
@@ -188,6 +341,64 @@ fn shrink_send_buffer(s: &TcpStream) {
             libc::SO_SNDBUF,
             &size as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_over_its_byte_rate_waits_for_a_whole_turn_budget() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, peer) = l.accept().unwrap();
+        let ws =
+            WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
+        let mut c = Client::new(1, ws, false, peer, 10.0).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(c.read_allowance(t0), READ_BYTES_PER_TURN_UNAUTHORIZED);
+        c.spend_reading(READ_BYTES_PER_S_UNAUTHORIZED as usize);
+        // A few bytes' worth later: nothing yet.
+        assert_eq!(c.read_allowance(t0 + Duration::from_millis(1)), 0);
+        // A turn's budget later: a turn's budget.
+        let turn = Duration::from_secs_f64(
+            1.01 * READ_BYTES_PER_TURN_UNAUTHORIZED as f64 / READ_BYTES_PER_S_UNAUTHORIZED,
+        );
+        assert_eq!(
+            c.read_allowance(t0 + Duration::from_millis(1) + turn),
+            READ_BYTES_PER_TURN_UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn the_inbound_budget_drops_then_calls_a_flood() {
+        let mut b = Bucket::full(10.0);
+        let t0 = Instant::now();
+        let rate = 10.0;
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let level = b.take(rate, rate, FLOOD_FACTOR * rate + 1.0, t0);
+            seen.push(if level >= 0.0 {
+                Admission::Admit
+            } else if level <= -FLOOD_FACTOR * rate {
+                Admission::Flood
+            } else {
+                Admission::Drop
+            });
+        }
+        assert_eq!(seen.iter().filter(|a| **a == Admission::Admit).count(), 10);
+        assert_eq!(seen[10], Admission::Drop);
+        assert_eq!(seen.last(), Some(&Admission::Flood));
+        // A second later the budget is back.
+        assert!(
+            b.take(
+                rate,
+                rate,
+                FLOOD_FACTOR * rate + 1.0,
+                t0 + Duration::from_secs(20)
+            ) >= 0.0
         );
     }
 }

@@ -2,30 +2,41 @@
 //! [`protocol`] and docs/protocol.md) on synchronous `tungstenite`.
 //!
 //! Threads:
-//! - `p4-ws-accept` accepts connections and runs each handshake on a
-//!   short-lived thread (Origin check, `?token=`, client cap);
+//! - `p4-ws-accept` accepts connections and runs the handshakes, all on one
+//!   thread with deadlines and caps (Host and Origin checks, `?token=`,
+//!   client caps; see [`accept`]);
 //! - `p4-ws` is the broadcaster: one thread that owns every client socket
 //!   (non-blocking), drains the workers' frame rings, sends snapshots at
 //!   `ws_snapshot_hz`, FFT frames, events and `server_status`, reads
-//!   inbound messages, and hands commands to the control thread.
+//!   inbound messages within per-client budgets, and hands commands to the
+//!   control thread.
 //!
 //! Not a real-time thread, and it never makes one wait: the workers push
-//! into bounded rings and drop when they are full; each client has a bounded
-//! queue and a non-blocking socket (see [`client`]).
+//! into bounded rings and drop when they are full; each client has bounded
+//! queues and a non-blocking socket (see [`client`]).
+//!
+//! Who may do what: anyone who can connect (and passes the Host and Origin
+//! checks) may watch; changing anything needs the control secret (see
+//! [`crate::control::secret`]) unless the client is on this machine.
 
 pub mod accept;
 pub mod client;
+pub mod conn;
+mod inbound;
+mod meta;
 pub mod protocol;
 mod server;
 mod status;
 
-use crate::config::{Config, WsConfig};
+use crate::config::Config;
+use crate::control::secret::{self, Source};
 use crate::control::{Reply, Request, Shared};
 use crate::stats::Stats;
+use crate::transport::hosts::HostCheck;
 use crate::types::{BandsFrame, SpectrumFrame};
 use ringbuf::HeapCons;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,6 +64,30 @@ pub fn beyond_loopback(bind: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// File descriptors the servers may hold at most: WebSocket clients and
+/// handshakes, HTTP connections, and room for everything else.
+pub fn fds_needed(config: &Config) -> u64 {
+    config.ws.max_clients as u64
+        + accept::MAX_PENDING as u64
+        + crate::transport::http::MAX_CONNECTIONS as u64
+        + 128
+}
+
+/// Raise the soft limit on open files towards the hard one when the caps
+/// could need more (systemd's default soft limit is 1024). The caps keep
+/// the servers under it either way; this is headroom.
+fn raise_fd_limit(needed: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < needed {
+            let want = needed.max(4096).min(hard);
+            if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+                log::info!("ws: raised the open-file limit from {soft} to {want}");
+            }
+        }
+    }
+}
+
 /// Bind the port and start the acceptor and the broadcaster. Binding
 /// happens here, so a taken port is a start-up error.
 pub fn spawn(
@@ -60,20 +95,24 @@ pub fn spawn(
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let ws: &WsConfig = &ctx.config.ws;
+    let ws = &ctx.config.ws;
+    raise_fd_limit(fds_needed(&ctx.config));
     let listener = TcpListener::bind((ws.bind.as_str(), ws.port))?;
-    if beyond_loopback(&ws.bind) && ws.token.is_empty() {
-        log::warn!(
-            "ws: listening on {}:{} beyond loopback without a control token: anyone on the network can change settings (set ws.token)",
-            ws.bind,
-            ws.port
-        );
-    }
+    let secret = secret::load_or_create(&ctx.config);
     log::info!(
-        "ws: listening on ws://{}:{} (control token {})",
+        "ws: listening on ws://{}:{}; watching is open, changing settings needs the control token{}{}",
         ws.bind,
         ws.port,
-        if ws.token.is_empty() { "off" } else { "on" }
+        match &secret.source {
+            Source::Config => " (ws.token)".to_string(),
+            Source::File(p) => format!(" ({}; show it with: sudo phase4 token)", p.display()),
+            Source::Ephemeral => " (generated for this run only)".to_string(),
+        },
+        if ws.trust_loopback {
+            " except on this machine"
+        } else {
+            ""
+        }
     );
     let max = ws.max_message_bytes as usize;
     // Messages up to 4x the limit are read and answered with an error;
@@ -86,15 +125,101 @@ pub fn spawn(
         ..Default::default()
     };
     let policy = accept::Policy {
-        token: ws.token.clone(),
+        secret: secret.clone(),
+        trust_loopback: ws.trust_loopback,
         http_port: ws.http_port,
         allowed_origins: ws.allowed_origins.clone(),
+        hosts: HostCheck::new(&ws.allowed_hosts, &ws.bind),
         max_clients: ws.max_clients as usize,
+        max_clients_per_ip: ws.max_clients_per_ip as usize,
         ws_config: wsc,
     };
-    let active = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(accept::Registry::default());
     let (acc_tx, acc_rx) = std::sync::mpsc::channel();
-    let acceptor = accept::spawn(listener, policy, acc_tx, active.clone(), ctx.stop.clone())?;
-    let broadcaster = server::spawn(ctx, acc_rx, active, bands, spectrum)?;
+    let acceptor = accept::spawn(listener, policy, registry.clone(), acc_tx, ctx.stop.clone())?;
+    let broadcaster = server::spawn(ctx, secret, acc_rx, registry, bands, spectrum)?;
     Ok(vec![acceptor, broadcaster])
+}
+
+/// What `phase4 token` prints: the control token in force for `config`
+/// (creating the generated one if the service never ran) and the UI
+/// addresses to open with it.
+pub fn token_report(config: &Config) -> Result<String, String> {
+    let ws = &config.ws;
+    let (token, from) = if !ws.token.is_empty() {
+        (
+            ws.token.clone(),
+            "ws.token in the configuration".to_string(),
+        )
+    } else {
+        let dir = config
+            .state_dir()
+            .ok_or("no ws.token and no [state] dir to keep a generated one in: set ws.token")?;
+        let t = secret::file_token(&dir).map_err(|e| {
+            format!(
+                "cannot read or create {}: {e}",
+                dir.join(secret::TOKEN_FILE).display()
+            )
+        })?;
+        (t, dir.join(secret::TOKEN_FILE).display().to_string())
+    };
+    let mut out = format!(
+        "{token}
+
+(from {from})
+"
+    );
+    let hosts: Vec<String> = match ws.bind.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => crate::transport::hosts::interface_addresses()
+            .into_iter()
+            .filter(|a| !a.is_loopback() && !is_link_local(a))
+            .map(|a| match a {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            })
+            .collect(),
+        Ok(ip) => vec![match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        }],
+        Err(_) => Vec::new(),
+    };
+    if beyond_loopback(&ws.bind) && !hosts.is_empty() {
+        out.push_str(
+            "
+Open the UI once with the token (the browser keeps it), e.g.
+",
+        );
+        for h in hosts {
+            out.push_str(&format!(
+                "  http://{h}:{}/#token={token}
+",
+                ws.http_port
+            ));
+        }
+        out.push_str(
+            "or enter it under \"Control\" in the UI.
+",
+        );
+    } else {
+        out.push_str(&format!(
+            "
+The UI listens on {} only (ws.bind); on this machine no token is needed{}.
+",
+            ws.bind,
+            if ws.trust_loopback {
+                ""
+            } else {
+                " once entered"
+            }
+        ));
+    }
+    Ok(out)
+}
+
+fn is_link_local(a: &std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
 }

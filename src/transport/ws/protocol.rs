@@ -28,6 +28,7 @@ pub enum Inbound {
         commit: Option<bool>,
     },
     SetSmoothing {
+        #[serde(deserialize_with = "object_only")]
         tau: Taus,
         #[serde(default)]
         commit: Option<bool>,
@@ -77,6 +78,10 @@ pub enum Inbound {
     LoadPreset {
         name: String,
     },
+    /// phase4: delete a preset.
+    DeletePreset {
+        name: String,
+    },
     /// phase4: onset detector settings.
     SetOnset {
         #[serde(default)]
@@ -115,6 +120,23 @@ pub enum BandName {
     Low,
     Mid,
     High,
+}
+
+/// A nested value that must be a JSON object: serde would otherwise take
+/// `[0.1]` for `{"low": 0.1}` (structs also deserialize from sequences).
+fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    let v = serde_json::Value::deserialize(d)?;
+    if !v.is_object() {
+        return Err(D::Error::custom(
+            "must be an object with named fields, e.g. {\"low\": 0.1}",
+        ));
+    }
+    serde_json::from_value(v).map_err(D::Error::custom)
 }
 
 /// `set_smoothing.tau`.
@@ -193,6 +215,7 @@ impl Inbound {
             Inbound::ListPresets {} => Command::ListPresets,
             Inbound::SavePreset { name } => Command::SavePreset { name },
             Inbound::LoadPreset { name } => Command::LoadPreset { name },
+            Inbound::DeletePreset { name } => Command::DeletePreset { name },
             Inbound::SetOnset {
                 enabled,
                 sensitivity,
@@ -414,6 +437,9 @@ pub struct DeviceJson {
     pub probed_at: Option<f64>,
     // phase4 additions.
     pub description: String,
+    /// A sound card rather than an ALSA plugin device (plugins are opened
+    /// only by a probe; until then `available` is assumed).
+    pub card: bool,
     pub available: bool,
     pub formats: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -433,6 +459,7 @@ impl From<&DeviceItem> for DeviceJson {
             probed_signal: d.probed_signal,
             probed_at: d.probed_at,
             description: d.description.clone(),
+            card: d.card,
             available: d.available,
             formats: d.formats.clone(),
             probed_peak_dbfs: d.probed_peak_dbfs,
@@ -512,6 +539,13 @@ pub struct DeviceStatus {
     pub access: String,
     pub channels: u32,
     pub period: u32,
+    /// phase4: whether the device has a clock (false: the null plugin at the
+    /// end of its chain; lossless, never real-time).
+    pub clocked: bool,
+    /// phase4: suspends recovered since start.
+    pub suspends: u64,
+    /// phase4: times the device went away and was reopened since start.
+    pub reopens: u64,
 }
 
 /// Diagnostics at 2 Hz.
@@ -551,9 +585,13 @@ pub enum Outbound<'a> {
     Snapshot(&'a Snapshot),
     Devices {
         items: Vec<DeviceJson>,
+        /// phase4: the list was cut to fit one message.
+        truncated: bool,
     },
     Presets {
         items: Vec<PresetJson>,
+        /// phase4: not every preset is listed (too many, or cut to fit).
+        truncated: bool,
     },
     ServerStatus(&'a ServerStatus),
     Error {
@@ -580,7 +618,32 @@ pub enum Outbound<'a> {
     },
 }
 
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Longest error reason sent (serde's messages can quote the input).
+pub const MAX_REASON: usize = 300;
+
 impl Outbound<'_> {
+    /// An error reply, its reason cut to [`MAX_REASON`] bytes.
+    pub fn error(reason: String) -> Self {
+        let reason = if reason.len() > MAX_REASON {
+            format!("{}…", truncate(&reason, MAX_REASON))
+        } else {
+            reason
+        };
+        Outbound::Error { reason }
+    }
+
     /// The JSON text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self)
@@ -636,9 +699,23 @@ mod tests {
             r#"{"type":"set_ws_snapshot_hz","hz":1e999}"#,
             r#"{"type":"set_smoothing","tau":{"sub":0.1}}"#,
             r#"{"type":"list_presets","x":1}"#,
+            r#"{"type":"set_smoothing","tau":[0.1]}"#,
+            r#"{"type":"set_smoothing","tau":[0.1,0.2,0.3]}"#,
+            r#"{"type":"set_smoothing","tau":0.1}"#,
+            r#"{"type":"set_smoothing","tau":null}"#,
+            r#"{"type":"set_smoothing","tau":{"low":[0.1]}}"#,
         ] {
             assert!(parse(m).is_err(), "{m} accepted");
         }
+    }
+
+    #[test]
+    fn error_reasons_are_bounded() {
+        let m = format!(r#"{{"type":"{}"}}"#, "x".repeat(100_000));
+        let e = parse(&m).unwrap_err();
+        let json = Outbound::error(e).to_json();
+        assert!(json.len() < 400, "{}", json.len());
+        assert_eq!(truncate("aé", 2), "a");
     }
 
     #[test]

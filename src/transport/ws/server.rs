@@ -4,22 +4,28 @@
 //! rings, send a snapshot when one is due, flush every client once (one
 //! write per client per turn), drop clients that stayed stuck, then sleep in
 //! `poll()` on the client sockets until the next snapshot is due or a
-//! client sends something. FFT frames are therefore sent in the turn after
-//! they were computed, at most one snapshot period late; every frame is
-//! sent (none is skipped for a client that keeps up).
+//! client sends something, and read a bounded amount from each (see
+//! [`super::inbound`]). FFT frames are therefore sent in the turn after they
+//! were computed, at most one snapshot period late; every frame is sent
+//! (none is skipped for a client that keeps up).
+//!
+//! Every step of a turn is bounded per client, so no client can hold up the
+//! snapshots of the others or this thread's heartbeat (which the watchdog
+//! checks).
 
-use super::accept::{token_matches, Accepted};
+use super::accept::{canonical_ip, Accepted, Registry};
 use super::client::{Client, Flow};
-use super::protocol::{self as p, Action, Outbound};
+use super::meta::build_meta;
+use super::protocol::{self as p, Outbound};
 use super::status::StatusBuilder;
 use super::WsCtx;
+use crate::control::secret::Secret;
 use crate::control::{Command, Request, Response};
 use crate::stats::Role;
 use crate::types::{onset_bits, BandsFrame, SpectrumFrame, BAND_NAMES};
 use ringbuf::traits::Consumer;
 use ringbuf::HeapCons;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,12 +37,16 @@ use tungstenite::Message;
 /// How often `server_status` goes out.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// Longest sleep in poll (heartbeat, stop flag, new clients).
-const MAX_SLEEP: Duration = Duration::from_millis(50);
+pub(super) const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Largest `devices` or `presets` message: longer lists are cut and say
+/// `"truncated": true`, so a message that cannot be sent is never built.
+pub const MAX_LIST_BYTES: usize = 64 * 1024;
 
 pub(super) fn spawn(
     ctx: WsCtx,
+    secret: Secret,
     accepted: Receiver<Accepted>,
-    active: Arc<AtomicUsize>,
+    registry: Arc<Registry>,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -45,44 +55,53 @@ pub(super) fn spawn(
         .name("p4-ws".into())
         .spawn(move || {
             ctx.stats.tid[Role::Ws as usize].store(crate::service::gettid(), Ordering::Relaxed);
-            let mut b = Broadcaster::new(ctx, accepted, active, bands, spectrum);
+            let mut b = Broadcaster::new(ctx, secret, accepted, registry, bands, spectrum);
             b.run();
         })
 }
 
-struct Broadcaster {
-    ctx: WsCtx,
+pub(super) struct Broadcaster {
+    pub(super) ctx: WsCtx,
+    pub(super) secret: Secret,
     accepted: Receiver<Accepted>,
-    active: Arc<AtomicUsize>,
+    registry: Arc<Registry>,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
-    clients: Vec<Client>,
+    pub(super) clients: Vec<Client>,
     next_id: u64,
     last_meta: Option<p::Meta>,
     meta_json: String,
     latest_bands: BandsFrame,
     latest_spec: SpectrumFrame,
     snapshot_seq: u64,
-    next_snapshot: Instant,
+    pub(super) next_snapshot: Instant,
     next_status: Instant,
     fft_buf: Vec<u8>,
     status: StatusBuilder,
     drops: u64,
+    /// Requests sent to control and not answered yet, all clients.
+    pub(super) in_flight: u32,
+    /// Where reading starts next turn (round robin).
+    pub(super) read_from: usize,
+    /// Closed clients' sockets, kept briefly (see [`Broadcaster::linger`]).
+    lingering: Vec<(std::net::TcpStream, Instant)>,
 }
 
 impl Broadcaster {
     fn new(
         ctx: WsCtx,
+        secret: Secret,
         accepted: Receiver<Accepted>,
-        active: Arc<AtomicUsize>,
+        registry: Arc<Registry>,
         bands: HeapCons<BandsFrame>,
         spectrum: HeapCons<SpectrumFrame>,
     ) -> Self {
         let status = StatusBuilder::new(&ctx.stats);
         Broadcaster {
             ctx,
+            secret,
             accepted,
-            active,
+            registry,
             bands,
             spectrum,
             clients: Vec::new(),
@@ -97,6 +116,9 @@ impl Broadcaster {
             fft_buf: Vec::with_capacity(4 + 4 * crate::types::MAX_FFT_BINS),
             status,
             drops: 0,
+            in_flight: 0,
+            read_from: 0,
+            lingering: Vec::new(),
         }
     }
 
@@ -133,9 +155,10 @@ impl Broadcaster {
                     self.snapshot_seq,
                 );
                 let json = Outbound::ServerStatus(&s).to_json();
-                self.broadcast_text(&json, true);
+                self.broadcast_frame(&json);
             }
             self.flush_all(now);
+            self.drain_lingering();
             self.sleep_and_read();
         }
         for c in self.clients.iter_mut() {
@@ -147,18 +170,15 @@ impl Broadcaster {
         }
     }
 
-    fn meta(&self) -> p::Meta {
-        build_meta(&self.ctx)
-    }
-
     /// Send meta to everyone when it changed (or when `force`).
     fn maybe_meta(&mut self, force: bool) {
-        let m = self.meta();
+        let m = build_meta(&self.ctx);
         if force || self.last_meta.as_ref() != Some(&m) {
             self.meta_json = Outbound::Meta(&m).to_json();
             self.last_meta = Some(m);
-            let json = self.meta_json.clone();
-            self.broadcast_text(&json, false);
+            for c in self.clients.iter_mut() {
+                c.meta_due = true;
+            }
         }
     }
 
@@ -166,26 +186,31 @@ impl Broadcaster {
         while let Ok(a) = self.accepted.try_recv() {
             let id = self.next_id;
             self.next_id += 1;
-            match Client::new(id, a.ws, a.authorized, a.peer) {
+            let ip = canonical_ip(&a.peer);
+            match Client::new(
+                id,
+                a.ws,
+                a.authorized,
+                a.peer,
+                self.ctx.config.ws.max_messages_per_s,
+            ) {
                 Ok(mut c) => {
-                    c.fill_budget(self.ctx.config.ws.max_messages_per_s);
                     if self.last_meta.is_none() {
-                        let m = self.meta();
-                        self.meta_json = Outbound::Meta(&m).to_json();
-                        self.last_meta = Some(m);
+                        self.maybe_meta(true);
                     }
-                    c.push(Message::Text(self.meta_json.clone()), false);
                     let auth = Outbound::Auth {
                         authorized: c.authorized,
-                        required: !self.ctx.config.ws.token.is_empty(),
+                        required: true,
                     };
-                    c.push(Message::Text(auth.to_json()), false);
+                    let _ = c.push_reply(Message::Text(auth.to_json()));
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
                         c.peer,
                         if c.authorized { "" } else { " (watch only)" }
                     );
+                    c.in_flight += 1;
+                    self.in_flight += 1;
                     self.clients.push(c);
                     self.ctx
                         .stats
@@ -198,38 +223,59 @@ impl Broadcaster {
                 }
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
-                    self.active.fetch_sub(1, Ordering::Relaxed);
+                    self.registry.release(ip);
                 }
             }
         }
     }
 
-    fn send_to(&mut self, id: u64, json: String) {
-        if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
-            c.push(Message::Text(json), false);
+    /// Queue a reply for client `id`; a client whose replies pile up is
+    /// closed.
+    pub(super) fn reply_to(&mut self, id: u64, json: String) {
+        if let Some(i) = self.clients.iter().position(|c| c.id == id) {
+            if !self.clients[i].push_reply(Message::Text(json)) {
+                self.remove(i, CloseCode::Policy, "not reading its replies");
+            }
         }
     }
 
     fn answer(&mut self) {
         while let Ok(r) = self.ctx.replies.try_recv() {
+            // A client that left took its outstanding requests off the
+            // total already (see `remove`).
+            if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
+                c.in_flight = c.in_flight.saturating_sub(1);
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
             for resp in r.responses {
                 match resp {
                     Response::Error(reason) => {
-                        self.send_to(r.client, Outbound::Error { reason }.to_json())
+                        self.reply_to(r.client, Outbound::error(reason).to_json())
                     }
                     Response::Devices(items) => {
-                        let items = items.iter().map(p::DeviceJson::from).collect();
-                        self.send_to(r.client, Outbound::Devices { items }.to_json());
+                        let json = bounded_list(
+                            &items,
+                            |d| p::DeviceJson::from(d),
+                            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
+                        );
+                        self.reply_to(r.client, json);
                     }
-                    Response::Presets(items) => {
-                        let items = items
-                            .into_iter()
-                            .map(|i| p::PresetJson {
-                                name: i.name,
+                    Response::Presets(list) => {
+                        let json = bounded_list(
+                            &list.items,
+                            |i| p::PresetJson {
+                                name: i.name.clone(),
                                 saved_at: i.saved_at,
-                            })
-                            .collect();
-                        self.send_to(r.client, Outbound::Presets { items }.to_json());
+                            },
+                            |items, truncated| {
+                                Outbound::Presets {
+                                    items,
+                                    truncated: truncated || list.truncated,
+                                }
+                                .to_json()
+                            },
+                        );
+                        self.reply_to(r.client, json);
                     }
                     Response::MetaChanged => self.maybe_meta(true),
                 }
@@ -237,9 +283,9 @@ impl Broadcaster {
         }
     }
 
-    fn broadcast_text(&mut self, json: &str, droppable: bool) {
+    fn broadcast_frame(&mut self, json: &str) {
         for c in self.clients.iter_mut() {
-            self.drops += c.push(Message::Text(json.to_string()), droppable);
+            self.drops += c.push_frame(Message::Text(json.to_string()));
         }
     }
 
@@ -248,7 +294,7 @@ impl Broadcaster {
             if f.has_bins && !self.clients.is_empty() {
                 p::fft_frame(f.bins(), &mut self.fft_buf);
                 for c in self.clients.iter_mut() {
-                    self.drops += c.push(Message::Binary(self.fft_buf.clone()), true);
+                    self.drops += c.push_frame(Message::Binary(self.fft_buf.clone()));
                 }
             }
             if f.onset {
@@ -259,7 +305,7 @@ impl Broadcaster {
                     count: f.onset_count,
                 }
                 .to_json();
-                self.broadcast_text(&ev, true);
+                self.broadcast_frame(&ev);
             }
             if f.tempo.beat {
                 let ev = Outbound::Beat {
@@ -269,7 +315,7 @@ impl Broadcaster {
                     t: f.time_s - f.tempo.beat_lag_s as f64,
                 }
                 .to_json();
-                self.broadcast_text(&ev, true);
+                self.broadcast_frame(&ev);
             }
             self.latest_spec = f;
         }
@@ -287,7 +333,7 @@ impl Broadcaster {
                             count: f.band_onset_count[k],
                         }
                         .to_json();
-                        self.broadcast_text(&ev, true);
+                        self.broadcast_frame(&ev);
                     }
                 }
             }
@@ -338,7 +384,7 @@ impl Broadcaster {
             },
         };
         let json = Outbound::Snapshot(&snap).to_json();
-        self.broadcast_text(&json, true);
+        self.broadcast_frame(&json);
     }
 
     fn flush_all(&mut self, now: Instant) {
@@ -346,253 +392,141 @@ impl Broadcaster {
         let mut i = 0;
         while i < self.clients.len() {
             let c = &mut self.clients[i];
-            let flow = c.write_out(now);
-            let gone = match flow {
-                Flow::Closed => Some("closed"),
-                _ if c.stalled_for(now) > stall => Some("stopped reading (ws.stall-timeout-s)"),
-                _ => None,
-            };
-            if let Some(why) = gone {
-                self.remove(i, why);
+            let flow = c.write_out(&self.meta_json, now);
+            let stalled = c.stalled_for(now);
+            if flow == Flow::Closed {
+                self.remove(i, CloseCode::Normal, "");
+            } else if stalled > stall {
+                self.remove(i, CloseCode::Policy, "stopped reading (ws.stall-timeout-s)");
             } else {
                 i += 1;
             }
         }
     }
 
-    fn remove(&mut self, i: usize, why: &str) {
+    /// Close client `i` with `code` (no close frame when the connection is
+    /// already gone: `why` empty) and forget it.
+    pub(super) fn remove(&mut self, i: usize, code: CloseCode, why: &str) {
         let mut c = self.clients.swap_remove(i);
         log::info!(
-            "ws: client {} ({}) disconnected: {why}; {} frame(s) dropped for it",
+            "ws: client {} ({}) disconnected: {}; {} frame(s) dropped for it{}",
             c.id,
             c.peer,
-            c.drops
+            if why.is_empty() { "closed" } else { why },
+            c.drops,
+            if c.errors_suppressed > 0 {
+                format!(", {} error reply(ies) suppressed", c.errors_suppressed)
+            } else {
+                String::new()
+            }
         );
-        if why != "closed" {
+        if !why.is_empty() {
             let _ = c.ws.close(Some(CloseFrame {
-                code: CloseCode::Policy,
-                reason: why.to_string().into(),
+                code,
+                reason: p::truncate(why, 120).into(),
             }));
-            let _ = c.ws.flush();
         }
-        let _ = c.ws.get_ref().shutdown(std::net::Shutdown::Both);
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        // Also sends tungstenite's answer to a client's close frame.
+        let _ = c.ws.flush();
+        let _ = c.ws.get_ref().tcp().shutdown(std::net::Shutdown::Write);
+        self.linger(c.ws.get_ref().tcp());
+        self.in_flight = self.in_flight.saturating_sub(c.in_flight);
+        self.registry.release(canonical_ip(&c.peer));
         self.ctx
             .stats
             .ws_clients
             .store(self.clients.len() as u32, Ordering::Relaxed);
     }
+}
 
-    /// Sleep until the next snapshot (at most [`MAX_SLEEP`]) or until a
-    /// client sends something; then read everything that arrived.
-    fn sleep_and_read(&mut self) {
-        let wait = self
-            .next_snapshot
-            .saturating_duration_since(Instant::now())
-            .min(MAX_SLEEP);
-        let ms = wait.as_millis().max(1) as u16;
-        let ready: Vec<bool> = {
-            let mut fds: Vec<nix::poll::PollFd> = self
-                .clients
-                .iter()
-                .map(|c| {
-                    nix::poll::PollFd::new(c.ws.get_ref().as_fd(), nix::poll::PollFlags::POLLIN)
-                })
-                .collect();
-            if fds.is_empty() {
-                std::thread::sleep(Duration::from_millis(ms as u64));
-                return;
-            }
-            match nix::poll::poll(&mut fds, ms) {
-                Ok(n) if n > 0 => fds
-                    .iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                    .collect(),
-                _ => return,
-            }
-        };
-        let mut i = 0;
-        let mut k = 0;
-        while i < self.clients.len() {
-            let was_ready = ready.get(k).copied().unwrap_or(false);
-            k += 1;
-            if was_ready && !self.read_client(i) {
-                self.remove(i, "closed");
-                continue;
-            }
-            i += 1;
+impl Broadcaster {
+    /// Keep a closed client's socket for up to [`LINGER`], discarding what
+    /// it still sends: closing a socket with unread data makes the kernel
+    /// answer with a reset, which can destroy the close frame before the
+    /// client reads it.
+    fn linger(&mut self, tcp: &std::net::TcpStream) {
+        let Ok(copy) = tcp.try_clone() else { return };
+        if self.lingering.len() >= MAX_LINGERING {
+            self.lingering.remove(0);
         }
+        self.lingering.push((copy, Instant::now() + LINGER));
     }
 
-    /// Read everything a client sent; false when it is gone.
-    fn read_client(&mut self, i: usize) -> bool {
-        loop {
-            let msg = match self.clients[i].ws.read() {
-                Ok(m) => m,
-                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return true
-                }
-                Err(tungstenite::Error::Capacity(e)) => {
-                    let c = &mut self.clients[i];
-                    log::info!(
-                        "ws: client {} sent an oversized message ({e}); closing",
-                        c.id
-                    );
-                    let _ = c.ws.close(Some(CloseFrame {
-                        code: CloseCode::Size,
-                        reason: "message too big".into(),
-                    }));
-                    let _ = c.ws.flush();
-                    return false;
-                }
-                Err(_) => return false,
-            };
-            match msg {
-                Message::Text(t) => self.inbound(i, &t),
-                Message::Binary(_) => {
-                    let e = Outbound::Error {
-                        reason: "binary frames are not accepted; send JSON text".into(),
-                    };
-                    self.clients[i].push(Message::Text(e.to_json()), false);
-                }
-                Message::Close(_) => return false,
-                _ => {}
-            }
-        }
-    }
-
-    fn inbound(&mut self, i: usize, text: &str) {
+    /// Discard what lingering sockets received; drop those that are done.
+    pub(super) fn drain_lingering(&mut self) {
         let now = Instant::now();
-        let ws = &self.ctx.config.ws;
-        let (max, rate) = (ws.max_message_bytes as usize, ws.max_messages_per_s);
-        let token = ws.token.clone();
-        let c = &mut self.clients[i];
-        let err = |reason: String| Message::Text(Outbound::Error { reason }.to_json());
-        if !c.admit(rate, now) {
-            if c.should_report_rate(now) {
-                c.push(err(format!("rate limit: at most {rate} messages per second (ws.max-messages-per-s); message dropped")), false);
+        let mut buf = [0u8; 4096];
+        self.lingering.retain_mut(|(s, until)| {
+            if now >= *until {
+                return false;
             }
-            return;
-        }
-        if text.len() > max {
-            c.push(
-                err(format!(
-                    "message too large: {} bytes, limit {max} (ws.max-message-bytes)",
-                    text.len()
-                )),
-                false,
-            );
-            return;
-        }
-        let action = match p::parse(text) {
-            Ok(m) => m.into_action(),
-            Err(reason) => {
-                c.push(err(reason), false);
-                return;
-            }
-        };
-        match action {
-            Action::Auth(t) => {
-                if token.is_empty() || token_matches(&token, &t) {
-                    c.authorized = true;
-                    let a = Outbound::Auth {
-                        authorized: true,
-                        required: !token.is_empty(),
-                    };
-                    c.push(Message::Text(a.to_json()), false);
-                } else {
-                    c.push(err("auth: wrong token".into()), false);
+            for _ in 0..4 {
+                match std::io::Read::read(s, &mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
                 }
             }
-            Action::Command(cmd) => {
-                if cmd.mutates() && !c.authorized {
-                    c.push(
-                        err("not authorized: this server needs the control token to change settings (connect with ?token=... or send {\"type\":\"auth\",\"token\":...})".into()),
-                        false,
-                    );
-                    return;
-                }
-                let _ = self.ctx.requests.send(Request {
-                    client: c.id,
-                    command: cmd,
-                });
-            }
-        }
+            true
+        });
     }
 }
 
-/// The meta message for the settings in force.
-pub(super) fn build_meta(ctx: &WsCtx) -> p::Meta {
-    let cfg = ctx.shared.config();
-    let sr = match ctx.shared.sample_rate.load(Ordering::Relaxed) {
-        0 => cfg.audio.sample_rate_hz,
-        sr => sr,
-    };
-    let (index, name) = ctx.shared.device();
-    let edges = |b: crate::config::BandConfig| p::BandEdges {
-        lo_hz: b.lo_hz,
-        hi_hz: b.hi_hz,
-    };
-    p::Meta {
-        sr,
-        blocksize: cfg.audio.block_frames,
-        n_fft_bins: cfg.fft.n_bins,
-        bands: p::Lmh {
-            low: edges(cfg.dsp.low),
-            mid: edges(cfg.dsp.mid),
-            high: edges(cfg.dsp.high),
-        },
-        fft_enabled: cfg.fft.enabled,
-        fft_db_floor: cfg.fft.db_floor,
-        fft_db_ceiling: cfg.fft.db_ceiling,
-        fft_f_min: cfg.fft.f_min_hz,
-        fft_send_raw_db: cfg.fft.send_raw_db,
-        fft_peak_smear_oct: cfg.fft.peak_smear_oct,
-        tau: p::Lmh {
-            low: cfg.dsp.low.tau_s,
-            mid: cfg.dsp.mid.tau_s,
-            high: cfg.dsp.high.tau_s,
-        },
-        autoscale: p::AutoscaleMeta {
-            tau_attack_s: cfg.autoscale.tau_attack_s,
-            tau_release_s: cfg.autoscale.tau_release_s,
-            noise_floor: cfg.autoscale.noise_floor,
-            strength: cfg.autoscale.strength,
-        },
-        ws_snapshot_hz: cfg.ws.snapshot_hz,
-        device: p::DeviceMeta { index, name },
-        fft_window: cfg.fft.window_frames,
-        fft_hop: cfg.fft.hop_frames,
-        onset: p::OnsetMeta {
-            enabled: cfg.onset.enabled,
-            sensitivity: cfg.onset.sensitivity,
-            min_gap_s: cfg.onset.min_gap_s,
-        },
-        tempo: p::TempoMeta {
-            enabled: cfg.tempo.enabled,
-            min_bpm: cfg.tempo.min_bpm,
-            max_bpm: cfg.tempo.max_bpm,
-            lock_confidence: cfg.tempo.lock_confidence,
-        },
-        silence: p::SilenceMeta {
-            threshold_dbfs: cfg.silence.threshold_dbfs,
-            hold_s: cfg.silence.hold_s,
-        },
-        osc: p::OscMeta {
-            enabled: cfg.osc.enabled,
-            prefix: cfg.osc.prefix.clone(),
-            send_fft: cfg.osc.send_fft,
-            destinations: cfg
-                .osc
-                .destinations
-                .iter()
-                .map(|d| p::OscDest {
-                    host: d.host.clone(),
-                    port: d.port,
-                })
-                .collect(),
-        },
-        auth_required: !ctx.config.ws.token.is_empty(),
-        version: env!("CARGO_PKG_VERSION"),
+/// How long a closed client's socket is kept to let the close frame arrive.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most sockets kept lingering.
+const MAX_LINGERING: usize = 64;
+
+/// The JSON of a list message built by `make(items, truncated)`, with as
+/// many items as fit in [`MAX_LIST_BYTES`].
+fn bounded_list<T, J: serde::Serialize>(
+    items: &[T],
+    convert: impl Fn(&T) -> J,
+    make: impl Fn(Vec<J>, bool) -> String,
+) -> String {
+    let mut out = Vec::with_capacity(items.len());
+    let mut bytes = 256;
+    for item in items {
+        let j = convert(item);
+        bytes += serde_json::to_string(&j).map(|s| s.len() + 1).unwrap_or(0);
+        if bytes > MAX_LIST_BYTES {
+            return make(out, true);
+        }
+        out.push(j);
+    }
+    make(out, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::DeviceItem;
+
+    #[test]
+    fn list_messages_never_outgrow_the_limit() {
+        let items: Vec<DeviceItem> = (0..5000)
+            .map(|index| DeviceItem {
+                index,
+                name: format!("hw:CARD=Device{index},DEV=0"),
+                description: "x".repeat(100),
+                ..Default::default()
+            })
+            .collect();
+        let json = bounded_list(
+            &items,
+            |d| p::DeviceJson::from(d),
+            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
+        );
+        assert!(json.len() <= MAX_LIST_BYTES, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["truncated"], true);
+        assert!(v["items"].as_array().unwrap().len() > 100);
+        let few = bounded_list(
+            &items[..3],
+            |d| p::DeviceJson::from(d),
+            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&few).unwrap();
+        assert_eq!(v["truncated"], false);
     }
 }

@@ -141,6 +141,9 @@ impl StatusBuilder {
                 access: dev.access,
                 channels: dev.channels,
                 period: dev.period,
+                clocked: dev.clocked,
+                suspends: stats.suspends.load(Ordering::Relaxed),
+                reopens: stats.reopens.load(Ordering::Relaxed),
             },
             cpu_pct: (0..N_ROLES)
                 .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)

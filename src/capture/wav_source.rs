@@ -1,0 +1,284 @@
+//! A WAV file played at real time: the live source behind `--input`.
+//!
+//! A reader thread (`p4-wavread`, normal priority) decodes the file with
+//! [`super::wav::WavStream`] into a ring of about a second of mono samples;
+//! the capture thread only pops from that ring and sleeps to the next
+//! block's deadline. Pacing uses absolute deadlines on CLOCK_MONOTONIC: block
+//! n is released at `start + (n+1)·block/sr`, so sleeping never accumulates
+//! drift. Memory stays the same whatever the file's length.
+//!
+//! Real-time safety: [`WavSource::read`] only pops from a wait-free ring and
+//! sleeps; disk I/O happens on the reader thread.
+
+use super::wav::{open_stream, WavHeader};
+use super::{CaptureError, ReadOutcome, Source};
+use crate::stats::DeviceInfo;
+use crate::types::Block;
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::{HeapCons, HeapRb};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the WAV reader thread is doing.
+const READING: u8 = 0;
+const DONE: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Frames the reader decodes at a time.
+const CHUNK: usize = 1024;
+
+/// A WAV file played at real time.
+pub struct WavSource {
+    path: String,
+    header: WavHeader,
+    block_frames: usize,
+    ring: HeapCons<f32>,
+    reader_state: Arc<AtomicU8>,
+    /// Tells the reader thread to quit (when this source is dropped).
+    quit: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    start_ns: u64,
+    blocks: u64,
+    ended: bool,
+}
+
+impl WavSource {
+    /// Open `path` and start decoding it on a reader thread. Waits for the
+    /// header (a FIFO's writer may take a while), calling `beat` every 50 ms
+    /// and giving up when `stop` is set.
+    pub fn open(
+        path: &Path,
+        channel: i32,
+        block_frames: usize,
+        looping: bool,
+        stop: Arc<AtomicBool>,
+        beat: &dyn Fn(),
+    ) -> Result<Self, CaptureError> {
+        let name = path.display().to_string();
+        let err = |reason: String| CaptureError::Wav {
+            path: name.clone(),
+            reason,
+        };
+        let quit = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(AtomicU8::new(READING));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (p, q, st, path_buf) = (
+            stop.clone(),
+            quit.clone(),
+            state.clone(),
+            path.to_path_buf(),
+        );
+        std::thread::Builder::new()
+            .stack_size(crate::rt::THREAD_STACK)
+            .name("p4-wavread".into())
+            .spawn(move || reader_thread(&path_buf, channel, looping, p, q, st, tx))
+            .map_err(|e| err(format!("reader thread: {e}")))?;
+        let (header, ring) = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(v)) => break v,
+                Ok(Err(e)) => return Err(e),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        quit.store(true, Ordering::Relaxed);
+                        return Err(err("stopped while waiting for the input".into()));
+                    }
+                    beat();
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(err("the reader thread ended".into()))
+                }
+            }
+        };
+        Ok(WavSource {
+            path: name,
+            header,
+            block_frames,
+            ring,
+            reader_state: state,
+            quit,
+            stop,
+            start_ns: 0,
+            blocks: 0,
+            ended: false,
+        })
+    }
+}
+
+impl Drop for WavSource {
+    fn drop(&mut self) {
+        // The reader notices within 100 ms and ends by itself: it is never
+        // joined, so a stuck disk cannot hold up a device switch or a stop.
+        self.quit.store(true, Ordering::Relaxed);
+    }
+}
+
+type Opened = Result<(WavHeader, HeapCons<f32>), CaptureError>;
+
+/// Decodes the file into the ring until the end (or forever, looping).
+fn reader_thread(
+    path: &Path,
+    channel: i32,
+    looping: bool,
+    stop: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
+    opened: std::sync::mpsc::SyncSender<Opened>,
+) {
+    let err = |reason: String| CaptureError::Wav {
+        path: path.display().to_string(),
+        reason,
+    };
+    let quitting = || quit.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+    let mut s = match open_stream(path, CHUNK, quit.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    let h = s.header();
+    if channel >= h.channels as i32 {
+        let _ = opened.send(Err(err(format!(
+            "audio.channel = {channel} but the file has {} channel(s)",
+            h.channels
+        ))));
+        return;
+    }
+    if looping && !s.reader.get_ref().seekable() {
+        let _ = opened.send(Err(err(
+            "a FIFO cannot be looped (--loop / audio.loop-input needs a regular file)".into(),
+        )));
+        return;
+    }
+    let mut chunk = vec![0.0f32; CHUNK];
+    // The first frames, so that an empty file is an open error.
+    let first = match s.read_mono(channel, &mut chunk) {
+        Ok(0) => {
+            let _ = opened.send(Err(err("the file has no audio frames".into())));
+            return;
+        }
+        Ok(n) => n,
+        Err(e) => {
+            let _ = opened.send(Err(err(e.to_string())));
+            return;
+        }
+    };
+    // About a second of audio, read ahead.
+    let cap = (h.sample_rate as usize).clamp(4 * CHUNK, 1 << 20);
+    let (mut prod, cons) = HeapRb::<f32>::new(cap).split();
+    prod.push_slice(&chunk[..first]);
+    if opened.send(Ok((h, cons))).is_err() {
+        return;
+    }
+    let mut pass_frames = first as u64;
+    loop {
+        if quitting() {
+            return;
+        }
+        if prod.vacant_len() < CHUNK {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        match s.read_mono(channel, &mut chunk) {
+            Ok(0) => {
+                if !looping || pass_frames == 0 || s.rewind().is_err() {
+                    state.store(DONE, Ordering::Release);
+                    return;
+                }
+                pass_frames = 0;
+            }
+            Ok(n) => {
+                pass_frames += n as u64;
+                prod.push_slice(&chunk[..n]);
+            }
+            Err(_) if quitting() => return,
+            Err(_) => {
+                state.store(FAILED, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+impl Source for WavSource {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: self.path.clone(),
+            format: super::alsa::format_name(self.header.format).into(),
+            access: "wav".into(),
+            rate: self.header.sample_rate,
+            channels: self.header.channels as u32,
+            period: self.block_frames as u32,
+            buffer: self.block_frames as u32,
+            clocked: true,
+        }
+    }
+
+    fn clocked(&self) -> bool {
+        true
+    }
+
+    fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
+        if self.ended {
+            return Ok(ReadOutcome::End);
+        }
+        if self.start_ns == 0 {
+            self.start_ns = crate::rt::now_ns();
+        }
+        let n = self.block_frames;
+        let sr = self.header.sample_rate as u128;
+        self.blocks += 1;
+        let deadline =
+            self.start_ns + (self.blocks as u128 * n as u128 * 1_000_000_000 / sr) as u64;
+        let mut filled = 0;
+        // Take the block; if the reader is behind (a slow disk, a FIFO whose
+        // writer is slower than real time), wait for it up to the deadline
+        // and then some, in 1 ms steps.
+        loop {
+            filled += self.ring.pop_slice(&mut block.samples[filled..n]);
+            if filled == n {
+                break;
+            }
+            match self.reader_state.load(Ordering::Acquire) {
+                READING => {}
+                FAILED => {
+                    return Err(CaptureError::WavIo {
+                        path: self.path.clone(),
+                        reason: "reading the file failed".into(),
+                    })
+                }
+                _ => {
+                    // Everything the reader pushed is in the ring by now.
+                    filled += self.ring.pop_slice(&mut block.samples[filled..n]);
+                    if filled == 0 {
+                        return Ok(ReadOutcome::End);
+                    }
+                    self.ended = self.ring.is_empty();
+                    break;
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(ReadOutcome::Stopped);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        block.samples[filled..n].iter_mut().for_each(|s| *s = 0.0);
+        block.len = n as u32;
+        block.sample_rate = self.header.sample_rate;
+        // Sleep in slices of at most 100 ms so a stop request is seen quickly.
+        loop {
+            let now = crate::rt::now_ns();
+            if now >= deadline {
+                break;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(ReadOutcome::Stopped);
+            }
+            crate::rt::sleep_until_ns(deadline.min(now + 100_000_000));
+        }
+        block.t_capture_ns = crate::rt::now_ns();
+        Ok(ReadOutcome::Block)
+    }
+}

@@ -1,0 +1,245 @@
+//! The control secret: what a client that is not on this machine must
+//! present before it may change anything.
+//!
+//! Secure by default: when the configuration sets no `ws.token`, phase4
+//! generates one at its first start into `<state dir>/control-token` (mode
+//! 0600, owned by the service user) and keeps it across restarts. The
+//! administrator reads it with `phase4 token` (which also creates it if the
+//! service never ran) and enters it once in the UI, which keeps it in the
+//! browser. Watching the feature stream never needs it, and clients on the
+//! loopback interface are trusted (`ws.trust-loopback`).
+//!
+//! Runs at start-up and in the `phase4 token` command; never on a real-time
+//! thread.
+
+use crate::config::Config;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// File name of the generated secret inside the state directory.
+pub const TOKEN_FILE: &str = "control-token";
+/// Largest token file read.
+const MAX_FILE_BYTES: u64 = 256;
+
+/// Where the secret in force comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `ws.token` in the configuration.
+    Config,
+    /// Generated into (or read from) this file.
+    File(PathBuf),
+    /// Generated for this run only (no usable state directory): only
+    /// loopback clients can change settings until `ws.token` is set.
+    Ephemeral,
+}
+
+/// The control secret.
+#[derive(Clone, Debug)]
+pub struct Secret {
+    token: String,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+impl Secret {
+    /// A secret with a given token (tests, and `ws.token`).
+    pub fn configured(token: &str) -> Self {
+        Secret {
+            token: token.to_string(),
+            source: Source::Config,
+        }
+    }
+
+    /// Whether `given` is the secret. Compares without an early exit on the
+    /// first differing byte.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.token.as_bytes(), given.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
+        }
+        diff == 0 && !a.is_empty()
+    }
+
+    /// The token itself (for `phase4 token` only; never logged).
+    pub fn reveal(&self) -> &str {
+        &self.token
+    }
+}
+
+/// A fresh token: 100 random bits as 20 characters of Crockford's base32
+/// (no i, l, o, u), in four groups of five for reading aloud or typing on
+/// a phone.
+pub fn generate() -> std::io::Result<String> {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut bytes = [0u8; 13];
+    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut bits: u128 = 0;
+    for b in bytes {
+        bits = (bits << 8) | b as u128;
+    }
+    let mut out = String::with_capacity(23);
+    for i in 0..20 {
+        if i > 0 && i % 5 == 0 {
+            out.push('-');
+        }
+        out.push(ALPHABET[((bits >> (5 * i)) & 31) as usize] as char);
+    }
+    Ok(out)
+}
+
+/// Whether a stored token looks like one phase4 would accept (printable,
+/// 16..=128 characters, no spaces).
+fn plausible(t: &str) -> bool {
+    (16..=128).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The secret in force for `config`: `ws.token` when set, else the one in
+/// the state directory (created when missing; an unreadable or malformed
+/// one is moved aside and replaced), else one for this run only.
+pub fn load_or_create(config: &Config) -> Secret {
+    if !config.ws.token.is_empty() {
+        return Secret::configured(&config.ws.token);
+    }
+    let ephemeral = |why: String| {
+        log::warn!(
+            "ws: {why}; only clients on this machine can change settings until ws.token is set"
+        );
+        Secret {
+            token: generate().unwrap_or_default(),
+            source: Source::Ephemeral,
+        }
+    };
+    let Some(dir) = config.state_dir() else {
+        return ephemeral("no state directory for the generated control token".into());
+    };
+    match file_token(&dir) {
+        Ok(token) => Secret {
+            token,
+            source: Source::File(dir.join(TOKEN_FILE)),
+        },
+        Err(e) => ephemeral(format!(
+            "cannot keep a control token in {}: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// The token in `dir`, created (mode 0600, owned like `dir`) when missing.
+pub fn file_token(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    match read_token(&path) {
+        Ok(Some(t)) => return Ok(t),
+        Ok(None) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let aside = dir.join(format!("{TOKEN_FILE}.corrupt"));
+            log::warn!(
+                "ws: {} is not a usable token ({e}); moved aside to {}",
+                path.display(),
+                aside.display()
+            );
+            std::fs::rename(&path, &aside)?;
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    let token = generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
+    // Created by root (`sudo phase4 token` before the first start): hand it
+    // to the user the state directory belongs to, or the service could not
+    // read it.
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let _ = std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid()));
+    }
+    log::info!("ws: generated a control token in {}", path.display());
+    Ok(token)
+}
+
+fn read_token(path: &Path) -> std::io::Result<Option<String>> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(invalid("too large"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?;
+    let t = text.trim();
+    if !plausible(t) {
+        return Err(invalid("not 16-128 printable characters"));
+    }
+    Ok(Some(t.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generated_tokens_are_long_distinct_and_typeable() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 23, "{a}");
+        assert!(a
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(plausible(&a));
+    }
+
+    #[test]
+    fn the_file_token_is_private_and_survives_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let t1 = file_token(d.path()).unwrap();
+        let mode = std::fs::metadata(d.path().join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(file_token(d.path()).unwrap(), t1);
+        let mut c = Config::default();
+        c.state.dir = d.path().display().to_string();
+        let s = load_or_create(&c);
+        assert!(s.matches(&t1));
+        assert!(!s.matches(""));
+        assert!(!s.matches(&t1[1..]));
+        assert_eq!(s.source, Source::File(d.path().join(TOKEN_FILE)));
+    }
+
+    #[test]
+    fn a_configured_token_wins_and_a_garbage_file_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(TOKEN_FILE), b"\xff\xfe short").unwrap();
+        let t = file_token(d.path()).unwrap();
+        assert!(plausible(&t));
+        assert!(d.path().join("control-token.corrupt").exists());
+        let mut c = Config::default();
+        c.state.dir = d.path().display().to_string();
+        c.ws.token = "from-the-config".into();
+        let s = load_or_create(&c);
+        assert_eq!(s.source, Source::Config);
+        assert!(s.matches("from-the-config"));
+        assert!(!s.matches(&t));
+    }
+
+    #[test]
+    fn without_a_state_directory_the_token_lives_for_one_run() {
+        let mut c = Config::default();
+        c.state.dir = String::new();
+        let s = load_or_create(&c);
+        assert_eq!(s.source, Source::Ephemeral);
+        assert!(plausible(s.reveal()));
+    }
+}

@@ -1,0 +1,229 @@
+"""Input files and capture failures, as a user meets them: bad WAV headers
+get a clear error and the configuration exit status (78, which systemd does
+not restart), nothing panics, `analyze` never prints null lines, memory does
+not grow with the file's length, a FIFO streams, and `--duration` counts
+seconds of the input's own audio."""
+
+import json
+import math
+import os
+import signal
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import OscReceiver, minimal_config, run_phase4
+
+EXIT_CONFIG = 78
+
+
+def wav_header(rate, channels=1, bits=16, data_len=None, frames=0, tag=1):
+    block = channels * bits // 8
+    if data_len is None:
+        data_len = frames * block
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    return (b"RIFF" + struct.pack("<I", 36 + data_len & 0xFFFFFFFF) + b"WAVE"
+            + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_len))
+
+
+def tone_frames(rate, seconds, freq=440.0, channels=1):
+    out = bytearray()
+    for i in range(int(rate * seconds)):
+        v = int(12000 * math.sin(2 * math.pi * freq * i / rate))
+        out += struct.pack("<h", v) * channels
+    return bytes(out)
+
+
+def config(tmp_path, port=9, **audio):
+    return minimal_config(tmp_path, port, health_s=3600.0, **audio)
+
+
+def analyze(phase4_bin, path, *args, timeout=60):
+    return subprocess.run([str(phase4_bin), "analyze", str(path), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("rate", [0, 1, 999, 4_000_000])
+def test_a_wav_with_an_impossible_sample_rate_is_refused(phase4_bin, tmp_path, rate):
+    path = tmp_path / f"r{rate}.wav"
+    path.write_bytes(wav_header(rate, frames=4800) + bytes(9600))
+    p = run_phase4(phase4_bin, config(tmp_path), ["--input", str(path)], timeout=20)
+    assert p.returncode == EXIT_CONFIG, p
+    assert f"sample rate of {rate} Hz" in p.stderr and str(path) in p.stderr, p.stderr
+    a = analyze(phase4_bin, path)
+    assert a.returncode != 0, a
+    assert f"sample rate of {rate} Hz" in a.stderr
+    assert "null" not in a.stdout and a.stdout == ""
+    assert "panicked" not in p.stderr + a.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not_wav", "eight_bit", "empty", "channel"])
+def test_unusable_inputs_are_configuration_errors(phase4_bin, tmp_path, kind):
+    path = tmp_path / f"{kind}.wav"
+    audio = {}
+    if kind == "missing":
+        want = "No such file"
+    elif kind == "directory":
+        path.mkdir()
+        want = "not a regular file or a FIFO"
+    elif kind == "not_wav":
+        path.write_text("hello, this is not audio")
+        want = "not a valid WAV"
+    elif kind == "eight_bit":
+        path.write_bytes(wav_header(8000, bits=8, frames=100) + bytes(100))
+        want = "8-bit"
+    elif kind == "empty":
+        path.write_bytes(wav_header(48000, frames=0))
+        want = "no audio frames"
+    else:
+        path.write_bytes(wav_header(48000, channels=2, frames=4800) + tone_frames(48000, 0.1, channels=2))
+        audio = {"channel": 2}
+        want = "audio.channel = 2 but the file has 2 channel(s)"
+    p = run_phase4(phase4_bin, config(tmp_path, **audio), ["--input", str(path)], timeout=20)
+    assert p.returncode == EXIT_CONFIG, p
+    assert want in p.stderr and str(path) in p.stderr, p.stderr
+    assert "panicked" not in p.stderr
+    # --check-config finds the same problem in a config that names the file.
+    c = subprocess.run([str(phase4_bin), "--check-config", str(config(tmp_path, input=str(path), **audio))],
+                       capture_output=True, text=True, timeout=20)
+    assert c.returncode == EXIT_CONFIG and want in c.stderr, c
+
+
+def test_a_missing_device_with_fail_is_a_configuration_error(phase4_bin, tmp_path):
+    cfg = config(tmp_path, device="p4_no_such_device", **{"on-missing-device": "fail"})
+    p = run_phase4(phase4_bin, cfg, timeout=20)
+    assert p.returncode == EXIT_CONFIG, p
+    assert "p4_no_such_device" in p.stderr and "cannot open" in p.stderr
+
+
+def test_duration_counts_seconds_of_the_inputs_audio(phase4_bin, tmp_path):
+    """An 8 kHz file with --duration 1 plays one second, not 6 (48000/8000)."""
+    path = tmp_path / "8k.wav"
+    path.write_bytes(wav_header(8000, frames=8000 * 10) + tone_frames(8000, 10))
+    rx = OscReceiver()
+    t0 = time.monotonic()
+    p = run_phase4(phase4_bin, config(tmp_path, port=rx.port), ["--input", str(path), "--duration", "1"], timeout=30)
+    wall = time.monotonic() - t0
+    rx.stop(0.2)
+    assert p.returncode == 0, p.stderr
+    lmh = [m for m in rx.messages() if m[1] == "/audio/lmh"]
+    # 8000 frames in 256-frame blocks: 32 blocks (the last one completes the second).
+    assert 31 <= len(lmh) <= 33, len(lmh)
+    assert wall < 2.5, f"1 s of audio took {wall:.2f} s"
+
+
+def two_hour_wav(path, rate=8000):
+    """A 2-hour mono WAV: a second of tone, then (sparse) silence."""
+    frames = rate * 7200
+    head = wav_header(rate, frames=frames)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.write(tone_frames(rate, 1.0))
+        f.truncate(len(head) + 2 * frames)
+    return path
+
+
+def test_analyze_streams_a_two_hour_file_in_bounded_memory(phase4_bin, tmp_path):
+    path = two_hour_wav(tmp_path / "long.wav")
+    rss = tmp_path / "rss"
+    # GNU time's %M: the child's peak resident set, in KiB.
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss), str(phase4_bin), "analyze", str(path)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "7200.0 s of audio" in p.stderr, p.stderr
+    peak_kib = int(rss.read_text().split()[-1])
+    assert peak_kib <= 32 * 1024, f"peak RSS {peak_kib} KiB > 32 MiB"
+
+
+def test_input_streams_a_two_hour_file_in_bounded_memory(phase4_bin, tmp_path):
+    path = two_hour_wav(tmp_path / "long.wav", rate=48000)
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(config(tmp_path)), "--input", str(path)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        status = open(f"/proc/{proc.pid}/status").read()
+        hwm = int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM")))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "rate 48000 Hz" in err
+    assert hwm <= 32 * 1024, f"peak RSS {hwm} KiB > 32 MiB"
+
+
+def feed_fifo(fifo, payload, chunk=4096, pause=0.0, delay=0.0):
+    def run():
+        time.sleep(delay)
+        with open(fifo, "wb") as f:
+            for i in range(0, len(payload), chunk):
+                f.write(payload[i:i + chunk])
+                if pause:
+                    f.flush()
+                    time.sleep(pause)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_fifo_streams_into_the_live_input_and_into_analyze(phase4_bin, tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    # Written the way a recorder writes to a pipe: no data length, and the
+    # writer shows up late.
+    payload = wav_header(16000, data_len=0xFFFFFFFF) + tone_frames(16000, 2.0, 1000)
+    rx = OscReceiver()
+    w = feed_fifo(fifo, payload, delay=0.5)
+    p = run_phase4(phase4_bin, config(tmp_path, port=rx.port), ["--input", str(fifo)], timeout=30)
+    rx.stop(0.2)
+    w.join()
+    assert p.returncode == 0, p.stderr
+    lmh = [m for m in rx.messages() if m[1] == "/audio/lmh"]
+    assert abs(len(lmh) - 2 * 16000 / 256) <= 2, len(lmh)
+    w = feed_fifo(fifo, payload)
+    a = analyze(phase4_bin, fifo)
+    w.join()
+    assert a.returncode == 0, a.stderr
+    assert "2.0 s of audio" in a.stderr
+    bands = [json.loads(l) for l in a.stdout.splitlines() if '"bands"' in l]
+    assert len(bands) == -(-2 * 16000 // 256)
+
+
+def test_a_fifo_cannot_be_looped_and_says_so(phase4_bin, tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    feed_fifo(fifo, wav_header(16000, data_len=0xFFFFFFFF) + tone_frames(16000, 0.5))
+    p = run_phase4(phase4_bin, config(tmp_path), ["--input", str(fifo), "--loop"], timeout=20)
+    assert p.returncode == EXIT_CONFIG, p
+    assert "a FIFO cannot be looped" in p.stderr
+
+
+def test_sigterm_while_a_fifo_waits_for_its_writer(phase4_bin, tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(config(tmp_path)), "--input", str(fifo)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    assert proc.poll() is None, "waiting for a writer is not an error"
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert time.monotonic() - t < 1.0, f"SIGTERM took {time.monotonic() - t:.2f} s"
+    assert proc.returncode == 0, err
+
+
+def test_alsa_lib_messages_go_through_the_rate_limited_log(phase4_bin, tmp_path):
+    """A device that stays away: alsa-lib complains on every retry; the log
+    says it once, not once per retry."""
+    cfg = config(tmp_path, device="p4_no_such_device", **{"retry-initial-s": 0.02, "retry-max-s": 0.05})
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg)], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    raw = [l for l in err.splitlines() if l.startswith("ALSA lib")]
+    routed = [l for l in err.splitlines() if "alsa-lib: " in l and "p4_no_such_device" in l]
+    assert not raw, f"alsa-lib printed to stderr directly: {raw[:3]}"
+    assert 1 <= len(routed) <= 2, routed

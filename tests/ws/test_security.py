@@ -1,0 +1,280 @@
+"""Issue 8, items 1, 5, 6 and 14: what a client on the network cannot make
+phase4 do. Each test fails on 0ba3ca6.
+
+- item 1: a device name from the network or the state file reaches alsa-lib
+  only if phase4 listed it or the configuration names it (ALSA PCM names are
+  a language: `file:'|cmd'` runs a shell command);
+- item 5: presets are capped and their list always fits in one message;
+- item 6: Host and Origin must name this machine (DNS rebinding);
+- item 14: `tau` must be an object, a partial update must change something,
+  protocol errors close with 1002/1007.
+"""
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+import websockets
+
+from conftest import fresh_meta, recv_any, recv_json, ws_close_code, ws_frame, ws_handshake
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def payloads(marker):
+    """The reported payload and variants: the shell runs `touch marker`."""
+    sh = f"touch {marker}"
+    return [
+        f"file:'|sh -c \"{sh}\"',raw",
+        f"file:'|{sh}'",
+        f"file:FILE={marker}",
+        f"file:FILE='{marker}',FORMAT=raw",
+        f"plug:'file:\"|{sh}\"'",
+        f"plug:{{slave {{pcm {{type file slave.pcm null file \"|{sh}\"}}}}}}",
+        f"{{type file slave.pcm null file \"|{sh}\"}}",
+        f"dsnoop:'{marker}'",
+        f"p4ws'\n{sh}",
+        "p4ws ",
+        "p4ws\n",
+        "P4WS",
+        "hw:0,0" + "x" * 10_000,
+        "x" * 100_000,
+    ]
+
+
+def test_set_device_refuses_every_name_phase4_did_not_list(make_server, tmp_path):
+    server = make_server()
+    marker = tmp_path / "pwned"
+
+    async def go():
+        async with websockets.connect(server.url, max_size=None) as ws:
+            await recv_json(ws, "presets")
+            for name in payloads(marker):
+                await ws.send(json.dumps({"type": "set_device", "name": name}))
+                reply = await recv_any(ws, {"meta", "error"}, timeout=15)
+                assert reply["type"] == "error", (name[:80], reply)
+                assert len(reply["reason"]) < 400
+            # A listed device still works, by name and by index.
+            await ws.send(json.dumps({"type": "set_device", "name": "p4ws"}))
+            m = await recv_any(ws, {"meta", "error"}, timeout=15)
+            assert m["type"] == "meta" and m["device"]["name"] == "p4ws", m
+
+    run(go())
+    time.sleep(0.5)
+    assert not marker.exists(), "a shell command ran"
+    assert not list(server.workdir.glob("*pwned*"))
+    state = (server.state_dir / "state.toml").read_text()
+    assert "file:" not in state and '"p4ws"' in state
+    assert server.running()
+
+
+def test_a_state_file_naming_an_unlisted_device_is_ignored(binary, wav, tmp_path):
+    """The state file is not trusted either: the payload written into it (by
+    the old bug, or by hand) must not run at start."""
+    from conftest import Server
+
+    marker = tmp_path / "pwned-at-start"
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    payload = f"file:'|sh -c \"touch {marker}\"',raw"
+    (state_dir / "state.toml").write_text(
+        f"[audio]\ndevice = {json.dumps(payload)}\nconfig-device = \"p4ws\"\n\n[fft]\nenabled = true\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir, input=False, audio='device = "p4ws"').start()
+    try:
+        m = run(fresh_meta(s.url))
+        time.sleep(1.0)
+        assert not marker.exists(), "the state file's device was opened"
+        assert m["device"]["name"] == "p4ws"
+        assert m["fft_enabled"] is True, "the rest of the state is still used"
+        assert "ignoring the device in the state file" in s.log.read_text()
+    finally:
+        s.stop()
+    assert not marker.exists()
+    assert "file:" not in (state_dir / "state.toml").read_text()
+
+
+def test_presets_are_capped_and_their_list_always_fits(make_server):
+    server = make_server()
+    name = lambda i: f"{i:04d}".ljust(64, "p")
+
+    async def flood():
+        async with websockets.connect(server.url, max_size=None) as ws:
+            await recv_json(ws, "presets")
+            refused = 0
+            for i in range(230):
+                await ws.send(json.dumps({"type": "save_preset", "name": name(i)}))
+                r = await recv_any(ws, {"presets", "error"}, timeout=10)
+                if r["type"] == "error":
+                    assert "delete one first" in r["reason"], r
+                    refused += 1
+                else:
+                    assert len(r["items"]) == i + 1
+            return refused
+
+    assert run(flood()) == 30
+
+    async def newcomer():
+        # A client connecting afterwards gets the list and keeps streaming
+        # (0ba3ca6 closed every client after 5 s once the list outgrew the
+        # write buffer).
+        async with websockets.connect(server.url, max_size=None) as ws:
+            p = await recv_json(ws, "presets")
+            assert len(p["items"]) == 200 and p["truncated"] is False
+            end = time.monotonic() + 6.5
+            n = 0
+            while time.monotonic() < end:
+                await recv_json(ws, "snapshot", timeout=2)
+                n += 1
+            assert n > 300
+            await ws.send(json.dumps({"type": "delete_preset", "name": name(0)}))
+            p = await recv_json(ws, "presets")
+            assert len(p["items"]) == 199
+
+    run(newcomer())
+
+
+def test_a_folder_full_of_presets_from_before_does_not_lock_anyone_out(binary, wav, tmp_path):
+    from conftest import Server
+
+    state_dir = tmp_path / "state"
+    (state_dir / "presets").mkdir(parents=True)
+    for i in range(2500):
+        (state_dir / "presets" / f"{i:05d}{'x' * 59}.toml").write_text("[fft]\nenabled = true\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def go():
+            async with websockets.connect(s.url, max_size=None) as ws:
+                p = await recv_json(ws, "presets")
+                assert p["truncated"] is True and len(p["items"]) == 200
+                end = time.monotonic() + 6.5
+                while time.monotonic() < end:
+                    await recv_json(ws, "snapshot", timeout=2)
+
+        run(go())
+    finally:
+        s.stop()
+
+
+REBINDING = [
+    ("evil.example:{ws}", "http://evil.example:{http}"),
+    ("evil.example:{ws}", None),
+    ("127.0.0.1:{ws}", "http://evil.example:{http}"),
+    ("localhost.evil.example:{ws}", "http://localhost.evil.example:{http}"),
+    ("127.0.0.1.nip.io:{ws}", "http://127.0.0.1.nip.io:{http}"),
+]
+
+
+@pytest.mark.parametrize("host,origin", REBINDING)
+def test_dns_rebinding_is_refused_on_the_websocket(server, host, origin):
+    host = host.format(ws=server.ws_port, http=server.http_port)
+    origin = origin and origin.format(ws=server.ws_port, http=server.http_port)
+    with pytest.raises(ConnectionRefusedError) as info:
+        ws_handshake(server.ws_port, host=host, origin=origin)
+    assert " 403 " in str(info.value)
+    # The box's own names pass.
+    ws_handshake(server.ws_port, host=f"localhost:{server.ws_port}",
+                 origin=f"http://localhost:{server.http_port}").close()
+
+
+def http_get(port, host, path="/", origin=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    if origin:
+        req += f"Origin: {origin}\r\n"
+    s.sendall((req + "\r\n").encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_dns_rebinding_is_refused_on_the_http_server(server):
+    for host in ["evil.example", f"evil.example:{server.http_port}", "localhost.evil.example"]:
+        status, _ = http_get(server.http_port, host, "/ui-config.json")
+        assert status == 421, host
+    status, _ = http_get(server.http_port, f"localhost:{server.http_port}", "/ui-config.json",
+                         origin="http://evil.example")
+    assert status == 403
+    status, body = http_get(server.http_port, f"localhost:{server.http_port}", "/ui-config.json")
+    assert status == 200 and b"ws_port" in body
+
+
+def test_configured_host_names_are_accepted(make_server):
+    server = make_server(extra='allowed-hosts = ["stage-pi.venue.lan"]')
+    status, _ = http_get(server.http_port, f"stage-pi.venue.lan:{server.http_port}")
+    assert status == 200
+    ws_handshake(server.ws_port, host=f"stage-pi.venue.lan:{server.ws_port}",
+                 origin=f"http://stage-pi.venue.lan:{server.http_port}").close()
+
+
+@pytest.mark.parametrize("msg", [
+    {"type": "set_smoothing", "tau": [0.1]},
+    {"type": "set_smoothing", "tau": [0.1, 0.2, 0.3]},
+    {"type": "set_smoothing", "tau": 0.1},
+    {"type": "set_autoscale"},
+    {"type": "set_autoscale", "commit": True},
+    {"type": "set_onset"},
+    {"type": "set_tempo", "commit": False},
+])
+def test_loose_messages_are_refused(server, msg):
+    async def go():
+        before = await fresh_meta(server.url)
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps(msg))
+            r = await recv_any(ws, {"meta", "error"})
+            assert r["type"] == "error", r
+        assert await fresh_meta(server.url) == before
+
+    run(go())
+
+
+@pytest.mark.parametrize("frames,code", [
+    ([ws_frame(0x1, b'{"type":"list_presets"}', mask=False)], 1002),  # unmasked
+    ([bytes([0x81 | 0x40, 0x80]) + b"\0\0\0\0"], 1002),               # reserved bit
+    ([ws_frame(0x3, b"x")], 1002),                                     # reserved opcode
+    ([ws_frame(0x0, b"x")], 1002),                                     # continuation first
+    ([ws_frame(0x9, b"x", fin=False)], 1002),                          # fragmented ping
+    ([ws_frame(0x1, b"\xff\xfe{}")], 1007),                            # not UTF-8
+    ([ws_frame(0x1, b"\xc3", fin=False), ws_frame(0x0, b"\x28")], 1007),  # split bad UTF-8
+])
+def test_protocol_errors_close_with_the_rfc_code(server, frames, code):
+    s = ws_handshake(server.ws_port)
+    for f in frames:
+        s.sendall(f)
+    assert ws_close_code(s) == code
+    s.close()
+    assert server.running()
+
+
+def test_a_fresh_install_generates_a_private_token(make_server, binary):
+    """Issue 8, item 7: with no ws.token, the first start writes one (mode
+    0600) that `phase4 token` shows; clients on this machine need none."""
+    import os
+    import subprocess
+
+    server = make_server()
+    path = server.state_dir / "control-token"
+    assert path.exists()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    token = path.read_text().strip()
+    cfg = next(server.workdir.glob("phase4-*.toml"))
+    shown = subprocess.run([binary, "token", "--config", str(cfg)], capture_output=True, text=True, check=True)
+    assert shown.stdout.splitlines()[0] == token
+
+    async def go():
+        async with websockets.connect(server.url) as ws:
+            assert (await recv_json(ws, "auth"))["authorized"] is True  # loopback
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
+            assert (await recv_any(ws, {"meta", "error"}))["type"] == "meta"
+
+    run(go())
