@@ -120,7 +120,7 @@ impl LinkFeed {
     pub fn update(&mut self, t: &TempoState, t_ns: u64, now: Instant) {
         let due = self
             .last_sent
-            .map_or(true, |s| now.duration_since(s) >= EVERY)
+            .is_none_or(|s| now.duration_since(s) >= EVERY)
             || t.locked != self.last_locked;
         if !due {
             return;

@@ -170,7 +170,7 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
     let mut last_check: Option<Instant> = None;
     let kinds: Vec<&str> = a.services.iter().map(|s| s.kind).collect();
     while !stop.load(Ordering::Relaxed) {
-        if last_check.map_or(true, |t| t.elapsed() >= CHECK_EVERY) {
+        if last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
             last_check = Some(Instant::now());
             let alive = current.as_mut().is_some_and(|(b, _)| b.alive());
             // In auto mode, our own responder gives way to avahi-daemon.

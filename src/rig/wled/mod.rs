@@ -108,7 +108,7 @@ impl WledSender {
         if self
             .analyzer
             .as_ref()
-            .map_or(true, |a| a.sample_rate() != sample_rate)
+            .is_none_or(|a| a.sample_rate() != sample_rate)
         {
             // First block, or a device switch to a new rate.
             self.analyzer = Some(GeqAnalyzer::new(
