@@ -258,10 +258,15 @@ impl Pipeline {
         // Control, WebSocket and HTTP.
         let shared = Shared::new(config, state);
         let (switch_tx, switch_rx) = std::sync::mpsc::channel();
-        let mut control_tx = None;
+        let mut control_access = None;
         if config.ws.enabled {
             let (req_tx, req_rx) = std::sync::mpsc::channel();
-            control_tx = Some(req_tx.clone());
+            // One secret for every door that can change settings.
+            let secret = crate::control::secret::load_or_create(config);
+            control_access = Some(crate::rig::ControlAccess {
+                requests: req_tx.clone(),
+                secret: secret.clone(),
+            });
             let (rep_tx, rep_rx) = std::sync::mpsc::channel();
             let controller = Controller::new(
                 base,
@@ -281,6 +286,7 @@ impl Pipeline {
                 shared: shared.clone(),
                 requests: req_tx,
                 replies: rep_rx,
+                secret,
             };
             threads.extend(ws::spawn(ctx, bands_ws_rx, spec_ws_rx).with_context(|| {
                 format!("WebSocket server on {}:{}", config.ws.bind, config.ws.port)
@@ -308,7 +314,7 @@ impl Pipeline {
                 rt_priority: rt_worker,
                 meta: &meta,
                 shared: &shared,
-                control: control_tx,
+                control: control_access,
             },
             rig_pending,
         )?);

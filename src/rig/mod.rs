@@ -28,7 +28,7 @@ mod spawn;
 pub mod status;
 pub mod wled;
 
-pub use spawn::{enabled, spawn_rig_outputs, taps, RigCtx, RigPending, RigTaps};
+pub use spawn::{enabled, spawn_rig_outputs, taps, ControlAccess, RigCtx, RigPending, RigTaps};
 
 use crate::rt::AtomicF32;
 use midi::clock::TempoSnapshot;

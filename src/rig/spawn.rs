@@ -7,6 +7,7 @@ use super::hub::{self, HubInputs, HubOutputs, Latest};
 use super::{link::LinkFeed, midi, outputs, wled::WledSender, TempoShare};
 use crate::capture::thread::BlockTx;
 use crate::config::Config;
+use crate::control::secret::Secret;
 use crate::control::{Request, Shared};
 use crate::dsp::worker::{FrameTx, FRAME_RING};
 use crate::rt::Wake;
@@ -121,8 +122,17 @@ pub struct RigCtx<'a> {
     pub meta: &'a Arc<Mutex<Meta>>,
     /// The settings in force.
     pub shared: &'a Arc<Shared>,
-    /// Commands to the control thread (when it runs).
-    pub control: Option<Sender<Request>>,
+    /// The way to the control thread (when it runs).
+    pub control: Option<ControlAccess>,
+}
+
+/// What may change settings: the control thread's queue and the secret
+/// its clients must present.
+pub struct ControlAccess {
+    /// Commands to the control thread.
+    pub requests: Sender<Request>,
+    /// The control secret (the WebSocket's).
+    pub secret: Secret,
 }
 
 /// Start the threads of every enabled rig output.
@@ -215,23 +225,31 @@ pub fn spawn_rig_outputs(
 fn spawn_input(
     config: &Config,
     live: super::oscquery::Live,
-    control: Option<Sender<Request>>,
+    control: Option<ControlAccess>,
     stats: &Arc<Stats>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let q = &config.oscquery;
-    let requests = control.context("the OSC input port needs the control thread (ws.enabled)")?;
+    let control = control.context("the OSC input port needs the control thread (ws.enabled)")?;
     let sock = std::net::UdpSocket::bind((q.bind.as_str(), q.input_port))
         .with_context(|| format!("OSC input port {}:{}", q.bind, q.input_port))?;
-    if config.ws.token.is_empty() && crate::transport::ws::beyond_loopback(&q.bind) {
-        log::warn!("osc-in: no control token (ws.token): only this machine may change settings through OSC");
-    }
+    log::info!(
+        "osc-in: settings on UDP {}:{}; {}others after {} with the control token",
+        q.bind,
+        q.input_port,
+        if config.ws.trust_loopback {
+            "this machine may write, "
+        } else {
+            ""
+        },
+        super::oscquery::input::AUTH
+    );
     super::oscquery::input::spawn(super::oscquery::input::InputCtx {
         sock,
         live,
-        requests,
-        token: config.ws.token.clone(),
-        trust_loopback: true,
+        requests: control.requests,
+        secret: control.secret,
+        trust_loopback: config.ws.trust_loopback,
         max_per_s: q.max_input_per_s,
         stats: stats.clone(),
         stop: stop.clone(),

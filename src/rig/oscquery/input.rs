@@ -5,22 +5,29 @@
 //! exactly as it validates WebSocket commands (the command first, then the
 //! whole resulting configuration) before anything changes.
 //!
-//! Who may write follows the WebSocket's rule: a sender on this machine
-//! (loopback) may; any other sender must first send `/phase4/auth s:TOKEN`
-//! with the control token, which opens a session for its address and port
-//! ([`SESSION_IDLE`] long, renewed by use; at most [`MAX_SESSIONS`]). UDP
-//! source addresses can be forged on a LAN, and the token travels in clear
-//! like `?token=` over plain HTTP: this is as strong as the WebSocket's
-//! control and no stronger (docs/operations.md says so).
+//! Who may write follows the WebSocket's rule, with the same secret
+//! ([`crate::control::secret`]): a sender on this machine may when
+//! `ws.trust-loopback` is on; any other sender must first send
+//! `/phase4/auth s:TOKEN` with the control token (`phase4 token`), which
+//! opens a session for its address and port ([`SESSION_IDLE`] long, renewed
+//! by use; at most [`MAX_SESSIONS`]). UDP source addresses can be forged on
+//! a LAN, and the token travels in clear like `?token=` over plain HTTP:
+//! this is as strong as the WebSocket's control and no stronger
+//! (docs/operations.md says so).
 //!
-//! Bounded: datagrams over [`MAX_DATAGRAM`] bytes are refused (which also
-//! bounds bundle nesting), at most `oscquery.max-input-per-s` messages a
-//! second are taken from all senders together, and refusals are counted
-//! and logged at most every few seconds.
+//! Bounded: datagrams over [`MAX_DATAGRAM`] bytes are dropped unread (which
+//! also bounds bundle nesting); datagrams from senders that may not write
+//! (authentication attempts included) are looked at only
+//! [`UNTRUSTED_PER_S`] times a second, before they are decoded; at most
+//! `oscquery.max-input-per-s` messages a second are taken from the senders
+//! that may write, and at most [`MAX_IN_FLIGHT`] of them wait for the
+//! control thread at once. Refusals are counted and logged at most every
+//! few seconds.
 
 use super::setting_at;
 use super::Live;
-use crate::control::{Command, Request};
+use crate::control::secret::Secret;
+use crate::control::{Command, Request, OSC_INPUT_CLIENT};
 use crate::service::logging::RateLimit;
 use crate::stats::Stats;
 use rosc::{OscMessage, OscPacket, OscType};
@@ -42,9 +49,11 @@ const MAX_PER_PACKET: usize = 32;
 pub const SESSION_IDLE: Duration = Duration::from_secs(600);
 /// Most authenticated senders at once (the oldest is dropped).
 pub const MAX_SESSIONS: usize = 64;
-/// The `client` id control sees for the input port (no WebSocket client
-/// has it; control's answers to it go nowhere).
-pub const CLIENT_ID: u64 = u64::MAX - 1;
+/// Datagrams a second looked at from senders that may not write, all
+/// together (authentication attempts are among them).
+pub const UNTRUSTED_PER_S: f64 = 20.0;
+/// Most of this port's commands waiting for the control thread.
+pub const MAX_IN_FLIGHT: u64 = 32;
 
 /// Everything the input thread is given.
 pub struct InputCtx {
@@ -54,9 +63,10 @@ pub struct InputCtx {
     pub live: Live,
     /// Commands to the control thread.
     pub requests: Sender<Request>,
-    /// The control token (empty: only this machine may write).
-    pub token: String,
-    /// Senders on loopback may write without the token.
+    /// The control secret (the WebSocket's).
+    pub secret: Secret,
+    /// Senders on loopback may write without the token
+    /// (`ws.trust-loopback`).
     pub trust_loopback: bool,
     /// Most messages per second.
     pub max_per_s: f64,
@@ -75,29 +85,22 @@ pub enum Refusal {
     NotAllowed,
     /// The value is wrong (type, count, range).
     Invalid(String),
+    /// Over the rate, or the control thread has enough of ours waiting.
+    Busy,
 }
 
-/// Who may write: loopback and authenticated senders.
+/// Who may write: loopback (when trusted) and authenticated senders.
 pub struct Gate {
-    token: String,
+    secret: Secret,
     trust_loopback: bool,
     sessions: HashMap<SocketAddr, Instant>,
 }
 
-/// Constant-time comparison (the token is a secret).
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl Gate {
-    /// A gate for `token` (empty: no one beyond loopback).
-    pub fn new(token: &str, trust_loopback: bool) -> Self {
+    /// A gate for `secret`.
+    pub fn new(secret: Secret, trust_loopback: bool) -> Self {
         Gate {
-            token: token.to_string(),
+            secret,
             trust_loopback,
             sessions: HashMap::new(),
         }
@@ -105,8 +108,7 @@ impl Gate {
 
     /// `/phase4/auth` from `from`; true when the token was right.
     pub fn auth(&mut self, from: SocketAddr, args: &[OscType], now: Instant) -> bool {
-        let ok =
-            matches!(args, [OscType::String(t)] if !self.token.is_empty() && same(t, &self.token));
+        let ok = matches!(args, [OscType::String(t)] if self.secret.matches(t));
         if ok {
             self.sessions
                 .retain(|_, t| now.duration_since(*t) < SESSION_IDLE);
@@ -179,30 +181,62 @@ pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
         .spawn(move || run(ctx))
 }
 
+/// Token buckets for one second's worth of `rate`.
+struct Bucket {
+    rate: f64,
+    level: f64,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Self {
+        Bucket { rate, level: rate }
+    }
+
+    fn refill(&mut self, dt: f64) {
+        self.level = (self.level + dt * self.rate).min(self.rate);
+    }
+
+    fn take(&mut self) -> bool {
+        let ok = self.level >= 1.0;
+        if ok {
+            self.level -= 1.0;
+        }
+        ok
+    }
+}
+
 fn run(ctx: InputCtx) {
-    let mut gate = Gate::new(&ctx.token, ctx.trust_loopback);
+    let mut gate = Gate::new(ctx.secret.clone(), ctx.trust_loopback);
     let mut buf = [0u8; MAX_DATAGRAM + 1];
-    let mut budget = ctx.max_per_s;
+    let mut budget = Bucket::new(ctx.max_per_s);
+    let mut untrusted = Bucket::new(UNTRUSTED_PER_S);
     let mut refill = Instant::now();
     let mut warn = RateLimit::new(Duration::from_secs(5));
     let rig = &ctx.stats.rig;
+    let refused = || rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
+    let mut sent: u64 = 0;
     let mut msgs = Vec::with_capacity(MAX_PER_PACKET);
     while !ctx.stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = ctx.sock.recv_from(&mut buf) else {
             continue;
         };
         let now = Instant::now();
-        budget =
-            (budget + now.duration_since(refill).as_secs_f64() * ctx.max_per_s).min(ctx.max_per_s);
+        let dt = now.duration_since(refill).as_secs_f64();
+        budget.refill(dt);
+        untrusted.refill(dt);
         refill = now;
+        // Cheap checks first: nothing is decoded for a sender over its
+        // share.
+        let allowed = gate.allows(from, now);
+        if n > MAX_DATAGRAM || !allowed && !untrusted.take() {
+            refused();
+            continue;
+        }
         msgs.clear();
-        let decoded = (n <= MAX_DATAGRAM)
-            .then(|| rosc::decoder::decode_udp(&buf[..n]).ok())
-            .flatten();
-        match decoded {
-            Some((_, p)) => messages(p, &mut msgs),
-            None => {
-                rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
+        match rosc::decoder::decode_udp(&buf[..n]) {
+            Ok((_, p)) => messages(p, &mut msgs),
+            Err(_) => {
+                refused();
                 continue;
             }
         }
@@ -215,43 +249,54 @@ fn run(ctx: InputCtx) {
             0 => ctx.live.config.audio.sample_rate_hz as f64,
             sr => sr as f64,
         };
+        let handled = |sent: u64| {
+            ctx.live
+                .shared
+                .as_ref()
+                .map_or(sent, |s| s.osc_input_handled.load(Ordering::Relaxed))
+        };
         for m in msgs.drain(..) {
-            if budget < 1.0 {
-                rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            budget -= 1.0;
             let result = if m.addr == AUTH {
                 if gate.auth(from, &m.args, now) {
                     log::info!("osc-in: {from} authenticated");
                     continue;
                 }
                 Err(Refusal::NotAllowed)
-            } else if !gate.allows(from, now) {
+            } else if !allowed && !gate.allows(from, now) {
                 Err(Refusal::NotAllowed)
+            } else if sent.saturating_sub(handled(sent)) >= MAX_IN_FLIGHT || !budget.take() {
+                Err(Refusal::Busy)
             } else {
                 command_for(&ctx.live, &m, sr)
             };
             match result {
                 Ok(command) => {
-                    let _ = ctx.requests.send(Request {
-                        client: CLIENT_ID,
-                        command,
-                    });
+                    if ctx
+                        .requests
+                        .send(Request {
+                            client: OSC_INPUT_CLIENT,
+                            command,
+                        })
+                        .is_ok()
+                    {
+                        sent += 1;
+                    }
                     rig.osc_in_ok.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(why) => {
-                    rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
+                    refused();
                     if let Some(held) = warn.allow() {
                         log::warn!(
                             "osc-in: refused {} from {from}: {} ({held} similar suppressed)",
-                            m.addr,
+                            crate::control::device::shorten(&m.addr),
                             match why {
                                 Refusal::UnknownAddress(_) => "no such setting".to_string(),
                                 Refusal::NotAllowed =>
                                     "not allowed (send /phase4/auth with the control token first)"
                                         .to_string(),
                                 Refusal::Invalid(e) => e,
+                                Refusal::Busy =>
+                                    "too many writes (oscquery.max-input-per-s)".into(),
                             },
                         );
                     }
@@ -272,7 +317,7 @@ mod tests {
     #[test]
     fn loopback_writes_others_need_the_token() {
         let now = Instant::now();
-        let mut g = Gate::new("s3cret", true);
+        let mut g = Gate::new(Secret::configured("s3cret"), true);
         assert!(g.allows(addr("127.0.0.1:5000"), now));
         let lan = addr("192.0.2.7:5000");
         assert!(!g.allows(lan, now));
@@ -291,9 +336,9 @@ mod tests {
     #[test]
     fn no_token_means_loopback_only_and_sessions_are_bounded() {
         let now = Instant::now();
-        let mut g = Gate::new("", true);
+        let mut g = Gate::new(Secret::configured(""), true);
         assert!(!g.auth(addr("192.0.2.7:1"), &[OscType::String(String::new())], now));
-        let mut g = Gate::new("t", false);
+        let mut g = Gate::new(Secret::configured("t"), false);
         assert!(!g.allows(addr("127.0.0.1:1"), now), "loopback not trusted");
         for i in 0..(MAX_SESSIONS + 10) {
             let a = SocketAddr::from(([192, 0, 2, 1], 1000 + i as u16));

@@ -4,16 +4,21 @@
 //! values on each new frame, events (onsets, beats) when they happen,
 //! settings when they change; at most `oscquery.listen-hz` per method.
 //!
-//! One thread owns every client on non-blocking sockets. A client that
-//! stops reading loses packets (tungstenite's write buffer is bounded) and
-//! is dropped after [`STALL`]; it never slows the others or the pipeline.
+//! One thread owns every client on non-blocking sockets. Each tick a client
+//! may have [`READ_BUDGET`] bytes and [`READS_PER_TICK`] messages read
+//! (pings included); a client listens to each method at most once, so what
+//! it is sent is bounded by the namespace. A client that stops reading
+//! loses packets (tungstenite's write buffer is bounded) and is dropped
+//! after [`STALL`]; it never slows the others or the pipeline.
 
 use super::namespace::{Namespace, Source};
 use super::Live;
 use crate::stats::Stats;
+use crate::transport::ws::accept::Registry;
+use crate::transport::ws::conn::Conn;
 use rosc::{OscMessage, OscPacket};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,7 +28,37 @@ use tungstenite::{Message, WebSocket};
 /// A client that cannot take data for this long is disconnected.
 const STALL: Duration = Duration::from_secs(5);
 /// Most inbound messages a client may send per tick before the rest wait.
-const READS_PER_TICK: usize = 16;
+pub const READS_PER_TICK: usize = 16;
+/// Most bytes read from one client per tick.
+pub const READ_BUDGET: usize = 8 * 1024;
+
+/// A streaming client's place under the caps, given back when it is
+/// dropped.
+pub struct ClientSlot {
+    registry: Arc<Registry>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// A place `registry` already admitted `ip` to.
+    pub fn new(registry: Arc<Registry>, ip: IpAddr) -> Self {
+        ClientSlot { registry, ip }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.registry.release(self.ip);
+    }
+}
+
+/// A client whose WebSocket handshake was answered.
+pub struct Upgraded {
+    /// Its socket.
+    pub ws: WebSocket<Conn>,
+    /// Its place under the caps.
+    pub slot: ClientSlot,
+}
 
 /// Everything the streaming thread is given.
 pub struct ListenCtx {
@@ -37,10 +72,8 @@ pub struct ListenCtx {
     pub stop: Arc<AtomicBool>,
     /// Most packets per second per method.
     pub hz: f64,
-    /// Clients under the cap (this thread gives places back).
-    pub active: Arc<AtomicUsize>,
     /// Newly upgraded clients.
-    pub incoming: Receiver<WebSocket<TcpStream>>,
+    pub incoming: Receiver<Upgraded>,
 }
 
 /// One listened method.
@@ -51,7 +84,8 @@ struct Listen {
 }
 
 struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Conn>,
+    _slot: ClientSlot,
     listens: Vec<Listen>,
     stalled_since: Option<Instant>,
 }
@@ -95,22 +129,17 @@ fn run(ctx: ListenCtx) {
     let mut clients: Vec<Client> = Vec::new();
     let mut next = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
-        while let Ok(ws) = ctx.incoming.try_recv() {
-            if ws.get_ref().set_nonblocking(true).is_ok() {
+        while let Ok(Upgraded { ws, slot }) = ctx.incoming.try_recv() {
+            if ws.get_ref().tcp().set_nonblocking(true).is_ok() {
                 clients.push(Client {
                     ws,
+                    _slot: slot,
                     listens: Vec::new(),
                     stalled_since: None,
                 });
-            } else {
-                ctx.active.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        let before = clients.len();
         clients.retain_mut(|c| serve(c, &methods, &ctx.live));
-        for _ in clients.len()..before {
-            ctx.active.fetch_sub(1, Ordering::SeqCst);
-        }
         ctx.stats
             .rig
             .oscq_clients
@@ -130,6 +159,7 @@ fn run(ctx: ListenCtx) {
 
 /// Read commands and send what is due; false drops the client.
 fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
+    c.ws.get_mut().refill(READ_BUDGET);
     for _ in 0..READS_PER_TICK {
         match c.ws.read() {
             Ok(Message::Text(t)) => match parse_request(&t) {

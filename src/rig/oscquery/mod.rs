@@ -13,11 +13,11 @@
 //!   and `IGNORE`, and streams the values of listened paths as binary OSC
 //!   packets, at most `oscquery.listen-hz` per path ([`listen`]).
 //!
-//! Threads: `p4-oscq` accepts and answers (each connection on a short-lived
-//! handler thread, at most `oscquery.max-clients` at once, every read and
-//! write bounded in size and time); `p4-oscq-ws` owns the WebSocket clients.
-//! Values come from `p4-rig`'s newest frames; nothing here touches a
-//! real-time thread.
+//! Threads: `p4-oscq` is the UI's hyper server with the UI's limits and
+//! Host/Origin checks ([`crate::transport::serve`]) answering from the
+//! namespace; `p4-oscq-ws` owns the WebSocket clients (at most
+//! `oscquery.max-clients`). Values come from `p4-rig`'s newest frames;
+//! nothing here touches a real-time thread.
 
 pub mod input;
 pub mod listen;

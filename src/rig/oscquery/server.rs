@@ -1,37 +1,47 @@
 //! The OSCQuery HTTP server and WebSocket upgrade (`p4-oscq`), one port.
 //!
-//! Each connection runs on a short-lived handler thread (at most
-//! `oscquery.max-clients` at once; more are closed at once). The handler
-//! peeks at the request head (at most [`MAX_HEAD`] bytes, within
-//! [`IO_TIMEOUT`]) and parses it with `httparse`: a WebSocket upgrade is
-//! handed to `tungstenite` (which reads the same head) and then to the
-//! streaming thread; anything else is answered from the namespace with
-//! `Connection: close`. Only GET and HEAD; every answer is JSON, small, and
-//! read-only: writes go to the OSC input port, never through HTTP.
+//! The same hyper server as the UI's, with the same limits
+//! ([`crate::transport::serve`], [`crate::transport::http::LIMITS`]): request
+//! heads of 8 KiB and 32 headers, 5 s to send one, 30 s and 100 requests per
+//! connection, 64 connections (16 per address). And the same checks: a Host
+//! that is not a name of this box gets 421 (DNS rebinding), a browser
+//! Origin other than the UI's own or `ws.allowed-origins` gets 403.
+//!
+//! Only GET and HEAD; every answer is JSON, small, and read-only: writes go
+//! to the OSC input port, never through HTTP. A WebSocket upgrade (GET with
+//! `Upgrade: websocket`) is answered here and the socket handed to the
+//! streaming thread ([`super::listen`]); connected streaming clients are
+//! capped at `oscquery.max-clients`, [`MAX_LISTENERS_PER_IP`] per address
+//! (loopback excepted).
 
-use super::listen::{self, ListenCtx};
+use super::listen::{self, ClientSlot, ListenCtx, Upgraded};
 use super::namespace::{Answer, Namespace};
 use super::{build_namespace, Live};
 use crate::config::Config;
 use crate::stats::Stats;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::transport::hosts::HostCheck;
+use crate::transport::serve::{self, Handler};
+use crate::transport::ws::accept::Registry;
+use crate::transport::ws::conn::Conn;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::cell::RefCell;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
-/// Largest request head read.
-pub const MAX_HEAD: usize = 8192;
-/// Longest a request may take to arrive, and a response to be written.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
-/// Stack of a handler thread.
-const HANDLER_STACK: usize = 128 * 1024;
+/// Streaming (LISTEN) clients from one address, loopback excepted.
+pub const MAX_LISTENERS_PER_IP: usize = 8;
+/// Largest message a streaming client may send (a LISTEN is ~60 bytes).
+pub const MAX_WS_MESSAGE: usize = 4096;
 
-/// Bind the port and start the acceptor and the streaming thread.
+/// Bind the port and start the server and the streaming thread.
 pub fn spawn(
     config: &Config,
     live: Live,
@@ -40,7 +50,6 @@ pub fn spawn(
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let q = &config.oscquery;
     let listener = TcpListener::bind((q.bind.as_str(), q.port))?;
-    listener.set_nonblocking(true)?;
     log::info!(
         "oscquery: http://{}:{}/ (namespace, HOST_INFO, LISTEN over WebSocket){}",
         q.bind,
@@ -56,167 +65,243 @@ pub fn spawn(
     // Upgraded clients wait here for the streaming thread; a full queue
     // closes the newcomer.
     let (ws_tx, ws_rx) = sync_channel(max);
-    let active = Arc::new(AtomicUsize::new(0));
     let streamer = listen::spawn(ListenCtx {
         ns: ns.clone(),
         live: live.clone(),
         stats: stats.clone(),
         stop: stop.clone(),
         hz: q.listen_hz,
-        active: active.clone(),
         incoming: ws_rx,
     })?;
-    let acceptor = std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
-        .name("p4-oscq".into())
-        .spawn(move || {
+    let (allowed_hosts, bind) = (config.ws.allowed_hosts.clone(), q.bind.clone());
+    let (ui_port, allowed_origins) = (config.ws.http_port, config.ws.allowed_origins.clone());
+    let server = serve::spawn(
+        "p4-oscq",
+        "oscquery",
+        listener,
+        crate::transport::http::LIMITS,
+        stop,
+        move || {
             stats
                 .rig
                 .tid_oscq
                 .store(crate::service::gettid(), Ordering::Relaxed);
-            accept_loop(&listener, &ns, &live, &stats, &stop, &active, max, &ws_tx)
-        })?;
-    Ok(vec![acceptor, streamer])
+            Site {
+                ns,
+                live,
+                stats,
+                hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+                ui_port,
+                allowed_origins,
+                listeners: Arc::new(Registry::default()),
+                max_listeners: max,
+                ws_tx,
+            }
+        },
+    )?;
+    Ok(vec![server, streamer])
 }
 
-#[allow(clippy::too_many_arguments)]
-fn accept_loop(
-    listener: &TcpListener,
-    ns: &Arc<Namespace>,
-    live: &Live,
-    stats: &Arc<Stats>,
-    stop: &AtomicBool,
-    active: &Arc<AtomicUsize>,
-    max: usize,
-    ws_tx: &SyncSender<tungstenite::WebSocket<TcpStream>>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let mut fds = [nix::poll::PollFd::new(
-            listener.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
-        while let Ok((stream, _peer)) = listener.accept() {
-            // Connected WebSocket clients and handlers in flight share the cap.
-            if active.fetch_add(1, Ordering::SeqCst) >= max {
-                active.fetch_sub(1, Ordering::SeqCst);
-                drop(stream);
-                continue;
-            }
-            let (ns, live, stats, active2, ws_tx) = (
-                ns.clone(),
-                live.clone(),
-                stats.clone(),
-                active.clone(),
-                ws_tx.clone(),
-            );
-            let spawned = std::thread::Builder::new()
-                .stack_size(HANDLER_STACK)
-                .name("p4-oscq-req".into())
-                .spawn(move || {
-                    if !handle(stream, &ns, &live, &stats, &ws_tx) {
-                        active2.fetch_sub(1, Ordering::SeqCst);
-                    }
-                });
-            if spawned.is_err() {
-                active.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
+/// Everything a request needs (on the server's thread).
+struct Site {
+    ns: Arc<Namespace>,
+    live: Live,
+    stats: Arc<Stats>,
+    hosts: RefCell<HostCheck>,
+    ui_port: u16,
+    allowed_origins: Vec<String>,
+    listeners: Arc<Registry>,
+    max_listeners: usize,
+    ws_tx: SyncSender<Upgraded>,
 }
 
-/// What the request head says.
-struct Head {
-    len: usize,
-    method: String,
-    path: String,
-    upgrade: bool,
+/// A status with a JSON error body.
+fn error(status: StatusCode, why: &str) -> (StatusCode, String) {
+    (status, serde_json::json!({ "error": why }).to_string())
 }
 
-/// Peek until a whole head is there; `Err` is the status to answer.
-fn read_head(stream: &TcpStream) -> Result<Head, u16> {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let mut buf = vec![0u8; MAX_HEAD];
-    loop {
-        let n = stream.peek(&mut buf).map_err(|_| 408u16)?;
-        if n == 0 {
-            return Err(400);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..n]) {
-            Ok(httparse::Status::Complete(len)) => {
-                let upgrade = req.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("upgrade")
-                        && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
-                });
-                return Ok(Head {
-                    len,
-                    method: req.method.unwrap_or("").to_string(),
-                    path: req.path.unwrap_or("").to_string(),
-                    upgrade,
-                });
-            }
-            Ok(httparse::Status::Partial) if n == buf.len() => return Err(431),
-            Ok(httparse::Status::Partial) => {
-                if Instant::now() >= deadline {
-                    return Err(408);
+/// Whether a header holds `token` in its comma-separated list.
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+impl Handler for Site {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        last: bool,
+    ) -> Response<Full<Bytes>> {
+        self.stats.rig.oscq_requests.fetch_add(1, Ordering::Relaxed);
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (status, body) = match self.check(&req, origin.as_deref()) {
+            Err(refusal) => refusal,
+            Ok(()) if has_token(req.headers(), header::UPGRADE, "websocket") => {
+                match self.upgrade(req, peer) {
+                    Ok(r) => return r,
+                    Err(refusal) => refusal,
                 }
-                std::thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return Err(400),
+            Ok(()) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD")
+            }
+            Ok(()) => {
+                let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let (status, body) = route(&self.ns, &self.live, target);
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    body,
+                )
+            }
+        };
+        let origin_ok = status != StatusCode::FORBIDDEN;
+        let mut r = Response::new(Full::new(Bytes::from(
+            if status == StatusCode::NO_CONTENT {
+                String::new()
+            } else {
+                body
+            },
+        )));
+        *r.status_mut() = status;
+        let hs = r.headers_mut();
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        hs.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        // A browser page may read the namespace only from an origin the
+        // UI's WebSocket would also accept.
+        if let Some(o) = origin.filter(|_| origin_ok) {
+            if let Ok(v) = HeaderValue::from_str(&o) {
+                hs.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+                hs.insert(header::VARY, HeaderValue::from_static("Origin"));
+            }
         }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
+            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
     }
 }
 
-/// Serve one connection. Returns true when it became a WebSocket client
-/// (which then keeps its place under the cap until it leaves).
-fn handle(
-    mut stream: TcpStream,
-    ns: &Namespace,
-    live: &Live,
-    stats: &Stats,
-    ws_tx: &SyncSender<tungstenite::WebSocket<TcpStream>>,
-) -> bool {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let head = match read_head(&stream) {
-        Ok(h) => h,
-        Err(status) => {
-            let _ = respond(&mut stream, status, "{}", false);
-            return false;
+impl Site {
+    /// The Host and Origin checks the UI server makes, and no
+    /// absolute-form targets (their authority would bypass the Host check).
+    fn check<B>(&self, req: &Request<B>, origin: Option<&str>) -> Result<(), (StatusCode, String)> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let mut hosts = self.hosts.borrow_mut();
+        if let Err(why) = hosts.allowed_host(host) {
+            log::info!("oscquery: refused a request: {why}");
+            return Err(error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this Host is not a name of this machine (ws.allowed-hosts)",
+            ));
         }
-    };
-    if head.upgrade && head.method == "GET" {
-        let cfg = WebSocketConfig {
-            max_message_size: Some(4096),
-            max_frame_size: Some(4096),
-            write_buffer_size: 16 * 1024,
-            max_write_buffer_size: 256 * 1024,
-            ..Default::default()
+        if !hosts.origin_allowed(origin, self.ui_port, &self.allowed_origins) {
+            return Err(error(StatusCode::FORBIDDEN, "origin not allowed"));
+        }
+        if req.uri().authority().is_some() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "absolute-form requests are not served",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Answer a WebSocket handshake with 101 and hand the socket to the
+    /// streaming thread once hyper lets go of it.
+    fn upgrade(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, (StatusCode, String)> {
+        let h = req.headers();
+        let key = h
+            .get(header::SEC_WEBSOCKET_KEY)
+            .map(|k| k.as_bytes())
+            .filter(|k| !k.is_empty() && k.len() <= 64);
+        let ok = *req.method() == Method::GET
+            && has_token(h, header::CONNECTION, "upgrade")
+            && h.get(header::SEC_WEBSOCKET_VERSION)
+                .is_some_and(|v| v.as_bytes() == b"13");
+        let Some(key) = key.filter(|_| ok) else {
+            return Err(error(StatusCode::BAD_REQUEST, "bad WebSocket handshake"));
         };
-        return match tungstenite::accept_with_config(stream, Some(cfg)) {
-            Ok(ws) => ws_tx.try_send(ws).is_ok(),
-            Err(_) => false,
-        };
+        let accept = tungstenite::handshake::derive_accept_key(key);
+        let ip = peer.ip().to_canonical();
+        if self
+            .listeners
+            .admit(ip, self.max_listeners, MAX_LISTENERS_PER_IP)
+            .is_err()
+        {
+            log::info!(
+                "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients) or {MAX_LISTENERS_PER_IP} from it already",
+                self.max_listeners
+            );
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many streaming clients",
+            ));
+        }
+        let slot = ClientSlot::new(self.listeners.clone(), ip);
+        let tx = self.ws_tx.clone();
+        tokio::task::spawn_local(async move {
+            let Ok(up) = hyper::upgrade::on(req).await else {
+                return;
+            };
+            let Ok(parts) = up.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>() else {
+                return;
+            };
+            let Ok(stream) = parts.io.into_inner().into_std() else {
+                return;
+            };
+            let cfg = WebSocketConfig {
+                max_message_size: Some(MAX_WS_MESSAGE),
+                max_frame_size: Some(MAX_WS_MESSAGE),
+                write_buffer_size: 16 * 1024,
+                max_write_buffer_size: 256 * 1024,
+                ..Default::default()
+            };
+            let ws = tungstenite::WebSocket::from_partially_read(
+                Conn::new(stream),
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(cfg),
+            );
+            // A full queue drops the newcomer (and its slot).
+            let _ = tx.try_send(Upgraded { ws, slot });
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let hs = r.headers_mut();
+        hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        Ok(r)
     }
-    // Consume the head we peeked at.
-    let mut sink = vec![0u8; head.len];
-    if stream.read_exact(&mut sink).is_err() {
-        return false;
-    }
-    stats.rig.oscq_requests.fetch_add(1, Ordering::Relaxed);
-    let head_only = head.method == "HEAD";
-    if head.method != "GET" && !head_only {
-        let _ = respond(&mut stream, 405, "{}", false);
-        return false;
-    }
-    let (status, body) = route(ns, live, &head.path);
-    let _ = respond(&mut stream, status, &body, head_only);
-    false
 }
 
-/// Status and JSON body for a request target (`/path?QUERY#fragment`).
+/// Status and JSON body for a request target (`/path?QUERY`).
 pub fn route(ns: &Namespace, live: &Live, target: &str) -> (u16, String) {
     let target = target.split('#').next().unwrap_or("");
     let (path, query) = match target.split_once('?') {
@@ -237,34 +322,4 @@ pub fn route(ns: &Namespace, live: &Live, target: &str) -> (u16, String) {
         Answer::BadRequest(e) => (400, serde_json::json!({ "error": e }).to_string()),
         Answer::NotFound => (404, r#"{"error":"no such node"}"#.into()),
     }
-}
-
-fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    body: &str,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    };
-    let body = if status == 204 { "" } else { body };
-    // Reads are open to the LAN (DESIGN.md section 9), so browser-based
-    // OSCQuery clients on other origins may read them too.
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nX-Content-Type-Options: nosniff\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        stream.write_all(body.as_bytes())?;
-    }
-    stream.flush()
 }
