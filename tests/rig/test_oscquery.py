@@ -285,7 +285,7 @@ def test_writes_through_the_osc_input_port_are_validated_like_ws_commands(run_ph
     try:
         p4 = run_phase4({
             "audio": {"input": str(wav), "loop-input": True},
-            "ws": {"enabled": True, "token": "t0ken"},
+            "ws": {"enabled": True, "token": "t0ken-rig-s3cret"},
             "osc": {"enabled": True, "addresses": ["meta"], "meta-interval-s": 0.2},
             "osc.destinations": [{"host": "127.0.0.1", "port": out_port}],
             "oscquery": {"enabled": True, "bind": "0.0.0.0", "port": PORT, "input-port": INPUT},
@@ -325,7 +325,7 @@ def test_writes_through_the_osc_input_port_are_validated_like_ws_commands(run_ph
         send("/audio/settings/dsp/low/hi-hz", [400.0], src=("192.0.2.10", 40001), dst=lan)
         time.sleep(0.5)
         assert watch.meta_after(time.time()) == after
-        s = send("/phase4/auth", ["t0ken"], src=("192.0.2.10", 40002), dst=lan)
+        s = send("/phase4/auth", ["t0ken-rig-s3cret"], src=("192.0.2.10", 40002), dst=lan)
         time.sleep(0.2)
         from pythonosc.osc_message_builder import OscMessageBuilder
 
