@@ -13,6 +13,11 @@
 #   --output DIR   where to write the .deb (default target/debian/)
 # Prints the path of the .deb on the last line of stdout.
 #
+# The package's Maintainer is whoever builds it: DEBFULLNAME and DEBEMAIL
+# (as for dch; or DEBEMAIL="Name <address>"); the build stops without them.
+# They also sign the debian/changelog entries whose trailer is
+# `-- @MAINTAINER@`.
+#
 # Needs: cargo install --locked cargo-deb
 set -euo pipefail
 . "$(dirname "$0")/lib/appliance.sh"
@@ -35,7 +40,9 @@ done
 cd "$P4_ROOT"
 command -v cargo-deb >/dev/null || p4_die "cargo-deb missing: cargo install --locked cargo-deb"
 
-args=(--strip --no-separate-debug-symbols --no-dbgsym)
+maintainer=$(p4_deb_maintainer) ||
+    p4_die "the package needs a Maintainer who can be reached: set DEBFULLNAME=\"Your Name\" and DEBEMAIL=you@your.domain"
+args=(--strip --no-separate-debug-symbols --no-dbgsym --maintainer "$maintainer")
 [ -n "$triple" ] && args+=(--target "$triple")
 if [ "$test_pkg" = 1 ]; then
     args+=(--features fault-injection --deb-revision "1+faultinjection")
@@ -64,6 +71,13 @@ rm -f "$log"
 tree=$(mktemp -d)
 chmod 755 "$tree"
 dpkg-deb -R "$deb" "$tree"
+changelog=$tree/usr/share/doc/phase4/changelog.Debian.gz
+if [ -f "$changelog" ]; then
+    zcat "$changelog" | M="$maintainer" awk 'index($0, " -- @MAINTAINER@  ") == 1 { $0 = " -- " ENVIRON["M"] substr($0, 17) } { print }' |
+        gzip -9n >"$changelog.new"
+    mv "$changelog.new" "$changelog"
+    chmod 644 "$changelog"
+fi
 (cd "$tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
     >"$tree/DEBIAN/md5sums"
 chmod 644 "$tree/DEBIAN/md5sums"

@@ -8,12 +8,10 @@
 # Needs (installed when missing): cmake, libclang-dev, lintian, cargo-deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+. scripts/lib/common.sh
 out=target/debian
 [ "${1:-}" = "--output" ] && out=$2
-for p in cmake libclang-dev lintian systemd; do
-    dpkg -s "$p" >/dev/null 2>&1 || { $SUDO apt-get update -qq || true; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null; }
-done
+p4_apt_install cmake libclang-dev lintian systemd
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 t0=$(date +%s)
 cargo build --release --quiet -p phase4-link

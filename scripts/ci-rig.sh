@@ -9,7 +9,7 @@
 #   WLED          a decoder of WLED's audioSyncPacket layout (in the test)
 #   OSC           broadcast and multicast destinations, python-osc
 #   MIDI clock    aseqdump on the kernel's sequencer, in the VM of
-#                 scripts/vm-test.sh (when that script is there)
+#                 scripts/vm-test.sh (scripts/vm/suites/midi.sh)
 # Every multicast or broadcast test runs in network and mount namespaces
 # the test process creates itself (tests/rig/conftest.py): only a loopback
 # interface, so nothing reaches a real network.
@@ -20,34 +20,29 @@
 # warm target/ (see docs/operations.md for the measured breakdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+. scripts/lib/common.sh
 
+# avahi-daemon and dbus would otherwise be started by their maintainer
+# scripts on the machine's real interfaces: forbid service starts while
+# installing (policy-rc.d), unless a policy is already in place.
 pkgs=(avahi-daemon avahi-utils dbus iproute2 cmake libclang-dev alsa-utils lintian)
-missing=()
-arch=$(dpkg --print-architecture)
-for p in "${pkgs[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$arch" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    # avahi-daemon and dbus would otherwise be started by their maintainer
-    # scripts on the machine's real interfaces: forbid service starts
-    # while installing (policy-rc.d), unless a policy is already in place.
+missing=0
+for p in "${pkgs[@]}"; do p4_pkg_installed "$p" || missing=1; done
+if [ "$missing" = 1 ]; then
     added_policy=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | p4_as_root tee /usr/sbin/policy-rc.d >/dev/null
+        p4_as_root chmod 755 /usr/sbin/policy-rc.d
         added_policy=1
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq || echo "ci-rig: apt-get update reported errors; installing anyway"
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ -n "$added_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+    rc=0
+    p4_apt_install "${pkgs[@]}" || rc=$?
+    [ -n "$added_policy" ] && p4_as_root rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || exit "$rc"
 fi
-py=(pytest zeroconf python-oscquery requests LinkPython-extern websockets python-osc)
-if ! python3 -c "import pytest, zeroconf, pythonoscquery, requests, link, websockets, pythonosc" 2>/dev/null; then
-    python3 -m pip install -q --disable-pip-version-check "${py[@]}" 2>/dev/null \
-        || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${py[@]}"
-fi
+# zeroconf, python-oscquery, LinkPython-extern, websockets, python-osc: in
+# scripts/lib/requirements-extra.txt, installed into the test venv.
+p4_venv scripts/lib/requirements-core.txt scripts/lib/requirements-extra.txt
 
 echo "== phase4 and phase4-link (Ableton Link): build, .deb, lintian, unit =="
 t0=$(date +%s)
@@ -58,11 +53,12 @@ echo "== phase4-link unit tests =="
 cargo test --release --quiet -p phase4-link 2>&1 | grep -E "^test result|FAILED|panicked"
 
 echo "== rig outputs against independent peers (own network namespace) =="
-$SUDO env "PATH=$PATH" python3 -m pytest -q tests/rig
+t0=$(date +%s)
+p4_as_root env "PATH=$PATH" ${PHASE4_BIN:+"PHASE4_BIN=$PHASE4_BIN"} \
+    python3 -m pytest -q -p no:cacheprovider tests/rig
+echo "ci-rig: tests/rig took $(( $(date +%s) - t0 )) s"
 
-if [ -f scripts/vm-test.sh ]; then
-    echo "== MIDI clock on the kernel's sequencer, read by aseqdump (VM) =="
-    bash scripts/vm-test.sh amd64 --suites midi
-else
-    echo "== MIDI clock in the VM: skipped (scripts/vm-test.sh is not in this tree) =="
-fi
+echo "== MIDI clock on the kernel's sequencer, read by aseqdump (VM) =="
+t0=$(date +%s)
+bash scripts/vm-test.sh amd64 --suites midi
+echo "ci-rig: the MIDI VM took $(( $(date +%s) - t0 )) s"

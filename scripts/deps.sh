@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# Installs what building and testing phase4 needs on Debian/Ubuntu: the ALSA
-# headers, ALSA and OSC tools the tests use, and the Python test clients.
-# Idempotent; quiet when everything is there.
+# Installs what building phase4 and the first steps of scripts/test.sh need
+# on Debian 12 / Ubuntu, as root or as a user with sudo. Idempotent; quiet
+# when everything is there.
+#   scripts/deps.sh          build + every suite's common needs
+#   scripts/deps.sh --core   only what `scripts/test.sh --core` needs
+#
+# apt (--core): libasound2-dev pkg-config, and python3-venv if this python3
+#   cannot make a venv
+# apt (full):   also alsa-utils liblo-tools sox stress-ng time (benchmarks,
+#   the systemd and qemu tests)
+# Python: the venv target/venv (P4_VENV overrides) with
+#   scripts/lib/requirements-core.txt (pytest, python-osc) and, unless
+#   --core, scripts/lib/requirements-extra.txt (websockets, Playwright's
+#   driver, numpy, scipy, mir_eval). Nothing is pip-installed outside it.
+# The suites install their own larger needs (Chromium, fluidsynth, cross
+# compilers, ...): see "What scripts/test.sh installs" in the README.
 set -euo pipefail
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-pkgs=(libasound2-dev pkg-config alsa-utils liblo-tools sox stress-ng time)
-missing=()
-arch=$(dpkg --print-architecture)
-# ":$arch" too: with arm64/armhf dev packages installed for cross builds a
-# bare name is ambiguous to dpkg.
-for p in "${pkgs[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$arch" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq || echo "deps: apt-get update reported errors; installing anyway"
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if ! python3 -c "import pytest, pythonosc, websockets, numpy" 2>/dev/null; then
-  python3 -m pip install -q --disable-pip-version-check pytest python-osc websockets numpy 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages pytest python-osc websockets numpy
-fi
+. "$(dirname "$0")/lib/common.sh"
+
+core=0
+case "${1:-}" in
+    --core) core=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--core]" >&2; exit 2 ;;
+esac
+
+pkgs=(libasound2-dev pkg-config)
+[ "$core" = 1 ] || pkgs+=(alsa-utils liblo-tools sox stress-ng time)
+p4_apt_install "${pkgs[@]}"
+
+reqs=("$P4_ROOT/scripts/lib/requirements-core.txt")
+[ "$core" = 1 ] || reqs+=("$P4_ROOT/scripts/lib/requirements-extra.txt")
+p4_venv "${reqs[@]}"

@@ -80,6 +80,10 @@ trap cleanup EXIT
 
 # --- the package -----------------------------------------------------------
 if [ -z "$deb" ]; then
+    # A test build: without a builder identity, label it as ci-appliance.sh does.
+    if ! p4_deb_maintainer >/dev/null; then
+        export DEBFULLNAME="phase4 CI test build (not for release)" DEBEMAIL="ci-test-build@phase4.invalid"
+    fi
     deb=$("$P4_ROOT/scripts/build-deb.sh" amd64 --test | tail -1)
 fi
 [ -f "$deb" ] || p4_die "no package at $deb"
@@ -272,6 +276,7 @@ fi
 pid0=$(prop MainPID)
 c sh -c 'cat >> /srv/phase4-test/test.toml' <<'EOF'
 [dsp.low]
+lo-hz = 30.0
 hi-hz = 200.0
 EOF
 t0=$(date +%s)

@@ -1,40 +1,153 @@
 #!/usr/bin/env bash
-# Runs phase4's tests: Rust unit and integration tests (including the
-# allocation proof through alsa-lib), then the end-to-end tests with real
-# peers (alsa-lib's file plugin, python-osc), then the suites of the other
-# parts when present (WebSocket/UI, musical-feature evaluation subset,
-# appliance). Installs its own dependencies.
-#   scripts/test.sh           everything
-#   scripts/test.sh --core    Rust tests + end-to-end only
-set -euo pipefail
+# Runs phase4's test suites, every one of them even when an earlier one
+# fails, prints a table at the end (suite, result, passed, failed, seconds)
+# and exits 1 if any suite failed. Installs what each suite needs (see the
+# README, "What scripts/test.sh installs"), as root or as a user with sudo.
+#
+#   scripts/test.sh              every suite (what CI runs)
+#   scripts/test.sh --core       the fast ones: Rust tests + ALSA/OSC end-to-end
+#   scripts/test.sh SUITE...     only these (plus deps and build)
+#   scripts/test.sh --list       the suites and their commands
+#
+# Each suite's whole output is also in target/test-logs/<suite>.log.
+#
+# Adding a suite: one `suite` line below: its name, `core` if it belongs to
+# the fast set (keep that under ~3 minutes), and the command. The command
+# runs with bash from the repository root, with the test venv (target/venv:
+# pytest, python-osc, websockets, Playwright's driver, numpy, scipy,
+# mir_eval) first on PATH and PHASE4_BIN set to the release build. It passes
+# when it exits 0; the passed/failed counts come from its cargo test, pytest
+# or `PASS:`/`FAIL:` lines (else the suite counts as one test). A suite that
+# needs more installs it itself (scripts/lib/common.sh: p4_apt_install,
+# which uses sudo when not root) or adds a line to
+# scripts/lib/requirements-extra.txt.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-echo "== cargo test =="
-cargo test --all-targets 2>&1 | tee /tmp/phase4-cargo-test.log | grep -E '^(test result|running|error|failures|---- )|FAILED|panicked' || true
-if grep -qE 'test result: FAILED|error(\[E[0-9]+\])?:' /tmp/phase4-cargo-test.log; then
-  echo "cargo test failed"; exit 1
+
+names=(); cores=(); cmds=()
+suite() { names+=("$1"); cores+=("$2"); cmds+=("$3"); }
+
+#     name         set   command
+suite build        core "cargo build --release"
+suite rust         core "cargo test --all-targets --quiet"
+suite e2e          core "python3 -m pytest -q -p no:cacheprovider tests/e2e"
+suite vm           -    "bash scripts/vm-test.sh amd64"
+suite jack         -    "bash scripts/jack-measure.sh --check"
+suite live-events  -    "python3 -m pytest -q -p no:cacheprovider tests/test_live_events.py"
+suite ws           -    "bash scripts/ci-ws.sh"
+suite abuse        -    "bash scripts/abuse.sh"
+suite rig          -    "bash scripts/ci-rig.sh"
+suite fuzz         -    "bash scripts/fuzz.sh 30"
+suite audit        -    "bash scripts/audit.sh"
+suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
+suite appliance    -    "bash scripts/ci-appliance.sh"
+
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+mode=all; picked=()
+for a in "$@"; do
+    case "$a" in
+        --core) mode=core ;;
+        --list)
+            for i in "${!names[@]}"; do printf '%-12s %-5s %s\n' "${names[$i]}" "${cores[$i]}" "${cmds[$i]}"; done
+            exit 0 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "unknown option: $a (try --help)" >&2; exit 2 ;;
+        *)
+            known=0
+            for n in "${names[@]}"; do [ "$n" = "$a" ] && known=1; done
+            [ "$known" = 1 ] || { echo "unknown suite: $a (scripts/test.sh --list)" >&2; exit 2; }
+            picked+=("$a") ;;
+    esac
+done
+
+selected() {  # index -> is the suite part of this run?
+    local i=$1 p
+    [ "${names[$i]}" = build ] && return 0
+    if [ ${#picked[@]} -gt 0 ]; then
+        for p in "${picked[@]}"; do [ "$p" = "${names[$i]}" ] && return 0; done
+        return 1
+    fi
+    [ "$mode" = all ] || [ "${cores[$i]}" = core ]
+}
+
+# deps --core is enough when every selected suite is a core one.
+deps_arg=--core
+for i in "${!names[@]}"; do
+    selected "$i" && [ "${cores[$i]}" != core ] && deps_arg=""
+done
+
+logs=${CARGO_TARGET_DIR:-target}/test-logs
+mkdir -p "$logs"
+export PHASE4_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/phase4"
+
+# counts LOG -> "passed failed" read from cargo test, pytest and PASS:/FAIL:
+# lines (roll-up lines such as "PASS: qemu-smoke: all checks passed" are
+# not checks of their own); "" when the log has none of them.
+counts() {
+    awk '
+        /^test result: / {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed/) p += $i
+                if ($(i + 1) ~ /^failed/) f += $i
+            }
+            seen = 1; next
+        }
+        /^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)([ ,].*)? in [0-9.]+s/ {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed/) p += $i
+                if ($(i + 1) ~ /^(failed|errors?)/) f += $i
+            }
+            seen = 1; next
+        }
+        /^(PASS|FAIL): [^ ]+: (all [0-9]* *checks? passed|[0-9]+ (of [0-9]+ )?checks?.* failed)/ { next }
+        /^PASS: / { p++; seen = 1 }
+        /^FAIL: / { f++; seen = 1 }
+        END { if (seen) print p + 0, f + 0 }
+    ' "$1"
+}
+
+rows=(); failed_suites=(); current=""
+run_suite() {  # name command
+    local name=$1 cmd=$2 log="$logs/$1.log" start rc pf p f result
+    printf '\n==== %s: %s ====\n' "$name" "$cmd"
+    current=$name
+    start=$SECONDS
+    bash -c "$cmd" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    pf=$(counts "$log")
+    if [ -n "$pf" ]; then read -r p f <<<"$pf"; else p=0; f=0; fi
+    if [ "$rc" = 0 ]; then
+        result=ok
+        [ -n "$pf" ] || p=1
+    else
+        result=FAIL
+        [ "$f" -gt 0 ] || f=1
+        failed_suites+=("$name")
+    fi
+    rows+=("$(printf '%-12s %-6s %7s %7s %8s' "$name" "$result" "$p" "$f" "$((SECONDS - start))")")
+}
+
+summary() {
+    printf '\n==== summary (logs in %s/) ====\n' "$logs"
+    printf '%-12s %-6s %7s %7s %8s\n' suite result passed failed seconds
+    printf '%s\n' "${rows[@]}"
+    printf 'total %d s\n' "$SECONDS"
+}
+trap 'rows+=("$(printf "%-12s %s" "$current" interrupted)"); summary; exit 130' INT
+
+run_suite deps "bash scripts/deps.sh $deps_arg"
+# The suites run from the venv deps.sh made (when it could make one).
+. scripts/lib/common.sh
+p4_venv_activate
+
+for i in "${!names[@]}"; do
+    selected "$i" && run_suite "${names[$i]}" "${cmds[$i]}"
+done
+
+summary
+if [ ${#failed_suites[@]} -gt 0 ]; then
+    echo "FAILED: ${failed_suites[*]}"
+    exit 1
 fi
-cargo build --release --quiet
-echo "== end-to-end: ALSA file plugin, OSC decoded by python-osc =="
-python3 -m pytest -q tests/e2e
-[ "${1:-}" = "--core" ] && exit 0
-echo "== capture on the kernel's own ALSA drivers: qemu VM with snd-dummy and snd-aloop (amd64) =="
-bash scripts/vm-test.sh amd64
-echo "== ALSA jack plugin on JACK's dummy backend: clocked, SCHED_FIFO, period rate =="
-bash scripts/jack-measure.sh --check
-echo "== live path vs analyze: onset and beat events =="
-python3 -m pip install -q --disable-pip-version-check scipy 2>/dev/null || true
-python3 -m pytest -q tests/test_live_events.py
-echo "== WebSocket protocol, README clients, persistence, slow clients, UI in Chromium, security =="
-bash scripts/ci-ws.sh
-echo "== load and abuse (issue 8): every abuse class against a live phase4, in a network namespace =="
-bash scripts/abuse.sh
-echo "== rig outputs: mDNS, OSCQuery, Link, MIDI clock, WLED (own network namespace) =="
-bash scripts/ci-rig.sh
-echo "== onset/beat/tempo evaluation against aubio (subset) =="
-bash scripts/eval/run.sh --subset
-python3 scripts/eval/gate.py
-if [ -f scripts/ci-appliance.sh ]; then
-  echo "== appliance: systemd unit, packages, arm builds under qemu, real systemd =="
-  bash scripts/ci-appliance.sh
-fi
+echo "all suites passed"

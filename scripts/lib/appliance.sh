@@ -2,7 +2,7 @@
 #   . "$(dirname "$0")/lib/appliance.sh"
 # Nothing here runs on its own.
 
-P4_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 p4_say()  { printf '==> %s\n' "$*" >&2; }
 p4_pass() { printf 'PASS: %s\n' "$*"; }
@@ -60,32 +60,26 @@ p4_deb_arch() {
     esac
 }
 
-# apt-get install with the retries a fresh CI machine needs: a mirror that is
-# mid-sync fails `update`, and images whose docker-clean hook deletes
-# downloaded .debs between dpkg runs fail the first `install`.
-p4_apt_install() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    p4_say "apt-get install ${missing[*]}"
-    local i
-    for i in 1 2 3; do
-        apt-get update -q >/dev/null 2>&1 || true
-        if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/p4-apt.log 2>&1; then
-            return 0
-        fi
-        p4_say "apt-get install failed (attempt $i), retrying"
-        sleep 3
-    done
-    tail -20 /tmp/p4-apt.log >&2
-    return 1
-}
-
 p4_add_arch() {
     local a
     for a in "$@"; do
-        dpkg --print-foreign-architectures | grep -qx "$a" || dpkg --add-architecture "$a"
+        dpkg --print-foreign-architectures | grep -qx "$a" || p4_as_root dpkg --add-architecture "$a"
     done
+}
+
+# p4_deb_maintainer: the package's Maintainer, "Name <address>": whoever
+# builds (and ships) it, as Debian's own tools (dch, dh_make) know them:
+# DEBEMAIL, either "Name <address>" or an address with the name in
+# DEBFULLNAME. Fails when it is not set: the project publishes no address,
+# and a made-up one would reach nobody. (Not git's identity: on a CI or
+# shared machine that is often an automation account.)
+p4_deb_maintainer() {
+    local name=${DEBFULLNAME:-} mail=${DEBEMAIL:-}
+    if [[ "$mail" == *"<"*"@"*">"* ]]; then
+        echo "$mail"
+    elif [[ "$mail" == *@* ]] && [ -n "$name" ]; then
+        echo "$name <$mail>"
+    else
+        return 1
+    fi
 }

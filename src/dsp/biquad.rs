@@ -186,6 +186,7 @@ pub struct BandBank {
     a2: [[f64; 4]; MAX_SECTIONS],
     s1: [[f64; 4]; MAX_SECTIONS],
     s2: [[f64; 4]; MAX_SECTIONS],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
 }
 

@@ -87,9 +87,11 @@ pub fn fds_needed(config: &Config) -> u64 {
 /// the servers under it either way; this is headroom.
 fn raise_fd_limit(needed: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // rlim_t is 32 bits on armhf.
+    let needed = nix::libc::rlim_t::try_from(needed).unwrap_or(nix::libc::rlim_t::MAX);
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < needed {
-            let want = needed.max(4096).min(hard);
+            let want = needed.clamp(4096.min(hard), hard);
             if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
                 log::info!("ws: raised the open-file limit from {soft} to {want}");
             }
