@@ -6,9 +6,14 @@
 #
 # Usage: scripts/build-link.sh [--output DIR]
 # Needs (installed when missing): cmake, libclang-dev, lintian, cargo-deb.
+# The package's Maintainer is whoever builds it: DEBFULLNAME and DEBEMAIL,
+# as for scripts/build-deb.sh (scripts/ci-rig.sh sets a CI test label).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
+. scripts/lib/appliance.sh
+maintainer=$(p4_deb_maintainer) ||
+    p4_die "the package needs a Maintainer who can be reached: set DEBFULLNAME=\"Your Name\" and DEBEMAIL=you@your.domain"
 out=target/debian
 [ "${1:-}" = "--output" ] && out=$2
 p4_apt_install cmake libclang-dev lintian systemd
@@ -17,7 +22,18 @@ t0=$(date +%s)
 cargo build --release --quiet -p phase4-link
 echo "build-link: phase4-link built in $(( $(date +%s) - t0 )) s"
 mkdir -p "$out"
-deb=$(cargo deb -p phase4-link --no-build --strip --no-separate-debug-symbols --no-dbgsym --output "$out" 2>&1 | tail -1)
+deb=$(cargo deb -p phase4-link --no-build --strip --no-separate-debug-symbols --no-dbgsym \
+    --maintainer "$maintainer" --output "$out" 2>&1 | tail -1)
+# The changelog's trailer is `-- @MAINTAINER@` (the builder signs it).
+tree=$(mktemp -d)
+chmod 755 "$tree"
+dpkg-deb -R "$deb" "$tree"
+changelog=$tree/usr/share/doc/phase4-link/changelog.Debian.gz
+zcat "$changelog" | sed "s|^ -- @MAINTAINER@  | -- $maintainer  |" | gzip -9n >"$changelog.new"
+mv "$changelog.new" "$changelog"
+chmod 644 "$changelog"
+dpkg-deb --root-owner-group -Zxz -b "$tree" "$deb" >/dev/null
+rm -rf "$tree"
 echo "build-link: $deb"
 target/release/phase4-link --help | head -3
 lintian --fail-on error,warning "$deb"

@@ -45,6 +45,11 @@ fi
 p4_venv scripts/lib/requirements-core.txt scripts/lib/requirements-extra.txt
 
 echo "== phase4 and phase4-link (Ableton Link): build, .deb, lintian, unit =="
+# A test build: labelled as one (as scripts/ci-appliance.sh does), unless
+# the builder said who they are.
+if [ -z "${DEBEMAIL:-}" ]; then
+    export DEBFULLNAME="phase4 CI test build (not for release)" DEBEMAIL="ci-test-build@phase4.invalid"
+fi
 t0=$(date +%s)
 cargo build --release --quiet -p phase4
 echo "ci-rig: phase4 built in $(( $(date +%s) - t0 )) s"
