@@ -209,15 +209,8 @@ impl Site {
 
     fn response<B>(&self, req: &Request<B>, last: bool) -> Response<Full<Bytes>> {
         let (status, ctype, body) = self.answer(req);
-        let mut r = Response::new(Full::new(body));
-        *r.status_mut() = status;
+        let mut r = serve::response(status, ctype, body, last);
         let hs = r.headers_mut();
-        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-        hs.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         hs.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -226,12 +219,6 @@ impl Site {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
         );
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
-            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         r
     }
 }

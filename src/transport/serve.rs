@@ -21,7 +21,8 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -70,6 +71,34 @@ pub trait Handler: 'static {
         peer: SocketAddr,
         last: bool,
     ) -> Response<Full<Bytes>>;
+}
+
+/// A response with the headers every answer of these servers carries:
+/// its type, `nosniff`, `no-cache`, `Allow` on 405, and `Connection: close`
+/// on the connection's `last` request and on client errors other than 404
+/// (a client that sent something wrong gets no second try on it).
+pub fn response(
+    status: StatusCode,
+    ctype: &'static str,
+    body: Bytes,
+    last: bool,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let hs = r.headers_mut();
+    hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    hs.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
+        hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 /// Start a server thread named `thread` on a bound listener. `make` builds

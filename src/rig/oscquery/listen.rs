@@ -177,7 +177,11 @@ fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
                 Some(Request::Ignore(p)) => c.listens.retain(|l| methods[l.method].0 != p),
                 None => {}
             },
-            Ok(Message::Close(_)) => return false,
+            Ok(Message::Close(_)) => {
+                // tungstenite queued the closing handshake's reply: send it.
+                let _ = c.ws.flush();
+                return false;
+            }
             Ok(_) => {}
             Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(_) => return false,

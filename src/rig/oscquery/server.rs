@@ -162,37 +162,20 @@ impl Handler for Site {
             }
         };
         let origin_ok = status != StatusCode::FORBIDDEN;
-        let mut r = Response::new(Full::new(Bytes::from(
-            if status == StatusCode::NO_CONTENT {
-                String::new()
-            } else {
-                body
-            },
-        )));
-        *r.status_mut() = status;
-        let hs = r.headers_mut();
-        hs.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        hs.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
+        let body = if status == StatusCode::NO_CONTENT {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        };
+        let mut r = serve::response(status, "application/json", body, last);
         // A browser page may read the namespace only from an origin the
         // UI's WebSocket would also accept.
         if let Some(o) = origin.filter(|_| origin_ok) {
             if let Ok(v) = HeaderValue::from_str(&o) {
+                let hs = r.headers_mut();
                 hs.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
                 hs.insert(header::VARY, HeaderValue::from_static("Origin"));
             }
-        }
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
-            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         r
     }
