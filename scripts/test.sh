@@ -31,7 +31,7 @@ suite() { names+=("$1"); cores+=("$2"); cmds+=("$3"); }
 suite build        core "cargo build --release"
 suite rust         core "cargo test --all-targets --quiet"
 suite e2e          core "python3 -m pytest -q -p no:cacheprovider tests/e2e"
-suite vm           -    "bash scripts/vm-test.sh amd64"
+suite vm           -    "bash scripts/vm-test.sh amd64 --suites capture,midi"
 suite jack         -    "bash scripts/jack-measure.sh --check"
 suite live-events  -    "python3 -m pytest -q -p no:cacheprovider tests/test_live_events.py"
 suite ws           -    "bash scripts/ci-ws.sh"
