@@ -44,6 +44,11 @@ for i in 1 2 3; do
 done
 echo "ANALYZE_SPEED=${best}x_real_time (target >= 1000x)"
 
+echo "== 1b. per-hop cost of the onset detector and the beat tracker (criterion, benches/musical.rs) =="
+MT=5; [ $QUICK = 1 ] && MT=2
+taskset -c 0 cargo bench --quiet --bench musical -- --warm-up-time 1 --measurement-time $MT 2>/dev/null \
+  | grep -E '^[a-z_]+ +time:' | sed 's/^/   /'
+
 live() {  # $1 = label
   oscdump 9000 >/dev/null 2>&1 & local od=$!
   sleep 0.2

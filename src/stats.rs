@@ -145,6 +145,11 @@ impl Stats {
         u8_to_grant(slot.load(Ordering::Relaxed))
     }
 
+    /// The kernel thread id of each role (0 = not running).
+    pub fn role_tids(&self) -> [i32; N_ROLES] {
+        std::array::from_fn(|i| self.tid[i].load(Ordering::Relaxed))
+    }
+
     /// A copy of the device description.
     pub fn device_info(&self) -> DeviceInfo {
         self.device.lock().map(|d| d.clone()).unwrap_or_default()

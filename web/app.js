@@ -3,6 +3,7 @@
 
 import { SpectrumView } from "./spectrum.js";
 import { buildControls } from "./controls.js";
+import { keepConnected } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -37,7 +38,6 @@ let offered = null;
 let ws = null;
 let meta = null;
 let devices = [];
-let retryMs = 500;
 const spectrum = new SpectrumView($("spectrum"));
 const controls = buildControls(send);
 
@@ -59,40 +59,24 @@ function flash(el, cls = "on", ms = 120) {
   el._t = setTimeout(() => el.classList.remove(cls), ms);
 }
 
-async function wsUrl() {
-  let port = 8765;
-  try {
-    const r = await fetch("ui-config.json", { cache: "no-store" });
-    if (r.ok) port = (await r.json()).ws_port || port;
-  } catch (_) { /* keep the default */ }
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  return `${proto}://${host || "127.0.0.1"}:${port}/`;
-}
-
-async function connect() {
-  const url = await wsUrl();
-  ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  ws.addEventListener("open", () => {
-    retryMs = 500;
-    const t = storedToken();
-    if (t) { offered = t; send({ type: "auth", token: t }); }
-    $("conn").textContent = "connected";
-    $("conn").className = "conn up";
-  });
-  ws.addEventListener("close", () => {
-    $("conn").textContent = "reconnecting…";
-    $("conn").className = "conn down";
-    setTimeout(connect, retryMs);
-    retryMs = Math.min(5000, retryMs * 2);
-  });
-  ws.addEventListener("message", (ev) => {
-    if (typeof ev.data !== "string") return onFft(ev.data);
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch (_) { return; }
-    const h = handlers[msg.type];
-    if (h) h(msg);
+function connect() {
+  keepConnected({
+    onOpen(socket) {
+      ws = socket;
+      const t = storedToken();
+      if (t) { offered = t; send({ type: "auth", token: t }); }
+      $("conn").textContent = "connected";
+      $("conn").className = "conn up";
+    },
+    onClose() {
+      $("conn").textContent = "reconnecting…";
+      $("conn").className = "conn down";
+    },
+    onMessage(msg) {
+      const h = handlers[msg.type];
+      if (h) h(msg);
+    },
+    onBinary: (buf) => onFft(buf),
   });
 }
 

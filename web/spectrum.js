@@ -5,6 +5,45 @@
 const TICKS = [20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
 const EMPTY_DB = -1000;
 
+// Raw-dB frames carry EMPTY_DB for log bins no FFT bin falls into (at the
+// low end, one FFT bin is wider than several log bins). Those bins lie inside
+// a neighbour's FFT bin, so they take the value interpolated between the
+// nearest filled bins (the nearest one at either end) instead of drawing as
+// gaps between isolated spikes. `out` is reused between frames.
+export function fillEmptyBins(bins, out) {
+  const n = bins.length;
+  if (!out || out.length !== n) out = new Float32Array(n);
+  let prev = -1;
+  for (let j = 0; j <= n; j++) {
+    if (j < n && bins[j] <= EMPTY_DB) continue;
+    for (let k = prev + 1; k < j; k++) {
+      if (prev < 0 && j >= n) out[k] = EMPTY_DB;
+      else if (prev < 0) out[k] = bins[j];
+      else if (j >= n) out[k] = bins[prev];
+      else out[k] = bins[prev] + (bins[j] - bins[prev]) * (k - prev) / (j - prev);
+    }
+    if (j < n) out[j] = bins[j];
+    prev = j;
+  }
+  return out;
+}
+
+// Axis labels that fit: each [text, x] is drawn left-aligned at x, pulled
+// inside the canvas, and dropped when it would touch the one kept before it.
+// Returns the kept boxes {text, x0, x1}.
+export function layoutLabels(ctx, labels, w, gap) {
+  const kept = [];
+  let right = -Infinity;
+  for (const [text, x] of labels) {
+    const tw = ctx.measureText(text).width;
+    const x0 = Math.max(0, Math.min(x, w - tw));
+    if (x0 < right + gap) continue;
+    kept.push({ text, x0, x1: x0 + tw });
+    right = x0 + tw;
+  }
+  return kept;
+}
+
 export class SpectrumView {
   constructor(canvas) {
     this.canvas = canvas;
@@ -58,25 +97,30 @@ export class SpectrumView {
       ctx.fillRect(x0, 0, Math.max(1, x1 - x0), plotH);
     }
 
-    // Frequency grid.
+    // Frequency grid; the unit leads the labels so it never sits on "20k".
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
     ctx.fillStyle = "#8a9099";
     ctx.strokeStyle = "#23272c";
     ctx.lineWidth = 1;
+    const labels = [["Hz", 2 * dpr]];
     for (const f of TICKS) {
       if (f < m.fft_f_min || f > m.sr / 2) continue;
       const x = Math.round(this.xOf(f, w)) + 0.5;
       ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, plotH); ctx.stroke();
-      ctx.fillText(f >= 1000 ? `${f / 1000}k` : `${f}`, x + 2, h - 4 * dpr);
+      labels.push([f >= 1000 ? `${f / 1000}k` : `${f}`, x + 2 * dpr]);
     }
-    ctx.fillText("Hz", w - 20 * dpr, h - 4 * dpr);
+    const kept = layoutLabels(ctx, labels, w, 4 * dpr);
+    for (const l of kept) ctx.fillText(l.text, l.x0, h - 4 * dpr);
+    // For tests and the curious: where the labels went (canvas pixels).
+    canvas.dataset.axisLabels = JSON.stringify(kept);
 
-    const bins = this.bins;
+    let bins = this.bins;
     if (!bins || !bins.length) {
       ctx.fillText(m.fft_enabled ? "waiting for FFT frames…" : "FFT is off", 10 * dpr, 20 * dpr);
       return;
     }
     const raw = m.fft_send_raw_db;
+    if (raw) bins = this.filled = fillEmptyBins(bins, this.filled);
     const lo = m.fft_db_floor, hi = m.fft_db_ceiling;
     const yOf = (v) => {
       let u = raw ? (v - lo) / (hi - lo) : v;
@@ -84,12 +128,12 @@ export class SpectrumView {
       return plotH - u * plotH;
     };
     // dB grid in raw mode.
+    const dbLabels = [];
     if (raw) {
-      ctx.fillStyle = "#8a9099";
       for (let db = Math.ceil(lo / 20) * 20; db <= hi; db += 20) {
         const y = Math.round(yOf(db)) + 0.5;
         ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke();
-        ctx.fillText(`${db} dB`, 4 * dpr, y - 2 * dpr);
+        dbLabels.push([`${db} dB`, y - 2 * dpr]);
       }
     }
     const n = bins.length;
@@ -107,5 +151,8 @@ export class SpectrumView {
       const y = yOf(v);
       ctx.fillRect(x0, y, Math.max(1, x1 - x0 - 0.5), plotH - y);
     }
+    // dB labels over the bars, so a loud low end does not hide them.
+    ctx.fillStyle = "#c8ccd2";
+    for (const [text, y] of dbLabels) ctx.fillText(text, 4 * dpr, y);
   }
 }

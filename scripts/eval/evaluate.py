@@ -241,6 +241,18 @@ def summary_table(results, systems):
     return "\n".join(lines)
 
 
+def write_report(out, stem, md_lines, data):
+    """Print the markdown report and write it and the raw figures to
+    OUT/STEM.md and OUT/STEM.json."""
+    text = "\n".join(md_lines)
+    print()
+    print(text)
+    with open(os.path.join(out, stem + ".md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, stem + ".json"), "w") as f:
+        json.dump(data, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--subset", action="store_true")
@@ -284,13 +296,7 @@ def main():
         audio, wall = speed[s]
         md.append(f"- {s}: {audio:.0f} s of audio in {wall:.1f} s wall "
                   f"(including process start and, for phase4, JSON output)")
-    text = "\n".join(md)
-    print()
-    print(text)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"systems": systems, "pieces": names, "results": results}, f, indent=1)
+    write_report(a.out, "results", md, {"systems": systems, "pieces": names, "results": results})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 //! The periodic health line and the one-line systemd STATUS.
 
+use crate::service::cpu::CpuMeter;
 use crate::stats::{LatencySummary, Role, Stats, N_ROLES, ROLE_NAMES};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// Keeps the previous readings so each health line reports its interval.
+#[derive(Default)]
 pub struct Health {
-    last_at: Instant,
     last_latency: Option<Vec<u64>>,
-    last_cpu: [f64; N_ROLES],
+    cpu: CpuMeter,
     last_xruns: u64,
     last_drops: [u64; 2],
     last_blocks: u64,
@@ -28,32 +28,21 @@ pub struct HealthReport {
 
 impl Health {
     /// Start counting now.
-    pub fn new(stats: &Stats) -> Self {
-        let mut h = Health {
-            last_at: Instant::now(),
-            last_latency: None,
-            last_cpu: [0.0; N_ROLES],
-            last_xruns: 0,
-            last_drops: [0; 2],
-            last_blocks: 0,
-            rig: crate::rig::status::RigCpu::new(stats),
-        };
-        h.last_cpu = thread_cpu(stats);
-        h
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Read the threads' CPU now for the next line (before they stop).
+    pub fn checkpoint(&mut self, stats: &Stats) {
+        self.cpu.checkpoint(&stats.role_tids());
     }
 
     /// Build the line for the interval since the last call.
     pub fn report(&mut self, stats: &Stats) -> HealthReport {
-        let dt = self.last_at.elapsed().as_secs_f64().max(1e-3);
-        self.last_at = Instant::now();
         let latency = stats.latency.summary_since(self.last_latency.as_deref());
         self.last_latency = Some(stats.latency.snapshot());
-        let cpu = thread_cpu(stats);
-        let mut cpu_pct = [0.0; N_ROLES];
-        for i in 0..N_ROLES {
-            cpu_pct[i] = 100.0 * (cpu[i] - self.last_cpu[i]).max(0.0) / dt;
-        }
-        self.last_cpu = cpu;
+        let cpu = self.cpu.sample(&stats.role_tids());
+        let cpu_pct: [f64; N_ROLES] = std::array::from_fn(|i| cpu.pct(cpu.roles_s[i]));
         let xruns = stats.xruns.load(Ordering::Relaxed);
         let drops = [
             stats.ring_drops[0].load(Ordering::Relaxed),
@@ -64,6 +53,7 @@ impl Health {
         let cpu_txt: Vec<String> = (0..N_ROLES)
             .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)
             .map(|i| format!("{}={:.2}", ROLE_NAMES[i], cpu_pct[i]))
+            .chain([format!("other={:.2}", cpu.pct(cpu.other_s))])
             .collect();
         let mut line = format!(
             "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
@@ -106,17 +96,6 @@ impl Health {
             cpu_pct,
         }
     }
-}
-
-fn thread_cpu(stats: &Stats) -> [f64; N_ROLES] {
-    let mut out = [0.0; N_ROLES];
-    for (i, o) in out.iter_mut().enumerate() {
-        let tid = stats.tid[i].load(Ordering::Relaxed);
-        if tid != 0 {
-            *o = crate::service::thread_cpu_s(tid).unwrap_or(0.0);
-        }
-    }
-    out
 }
 
 /// The one-line STATUS= for systemd.

@@ -86,7 +86,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         state.clone(),
     );
     let roles = pipeline.roles();
-    let mut health = Health::new(&stats);
+    let mut health = Health::new();
     let mut health_every = Duration::from_secs_f64(config.health.interval_s);
     let mut last_health = Instant::now();
     let mut ready = false;
@@ -226,6 +226,7 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     }
     notifier.stopping();
     log::info!("stopping");
+    health.checkpoint(&stats);
     pipeline.stop(Duration::from_millis(800));
     alsa_log.drain(|l| log::warn!("{l}"));
     log::info!("{}", health_line(&mut health, &osc_watch, &stats));

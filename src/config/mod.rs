@@ -370,8 +370,10 @@ impl Default for TempoConfig {
     fn default() -> Self {
         TempoConfig {
             enabled: true,
-            min_bpm: 75.0,
-            max_bpm: 180.0,
+            // madmom's online range. The old 75–180 folded fast metal
+            // (190 BPM) to half and slow ballads (70) to double (issue 12).
+            min_bpm: 55.0,
+            max_bpm: 215.0,
             lock_confidence: 0.5,
         }
     }

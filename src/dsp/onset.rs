@@ -29,17 +29,22 @@
 //!   previous onset is at least `onset_min_gap_s` old.
 //! - `strength = 1 − exp(−(odf − threshold)/scale)`, in (0, 1).
 //! - `lag_s` = one hop (the look-ahead) + [`ODF_PEAK_LAG_S`].
-//! - `low_odf`: the power of the rfft bins below [`LOW_HZ`] (DC excluded):
-//!   the kick drum. The beat tracker uses
-//!   it only to choose between beat chains half a period apart (see
-//!   `tempo::beats`), never as part of its ODF. Because the pipeline hands
-//!   the tracker one ODF value per hop, `process` also leaves `low_odf` in a
-//!   per-thread cell that the next [`crate::dsp::tempo::BeatTracker::process`]
-//!   on the same thread takes ([`take_low_odf`]).
+//! - `beat_groups`: the beat tracker's input, the same λ = 10³ SuperFlux
+//!   summed separately over four frequency groups of bands (centres below
+//!   150 Hz, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz; see
+//!   [`BEAT_GROUP_EDGES_HZ`]), each the mean over its bands. The tracker
+//!   normalises each group on its own (`tempo`), so the kick and the bass
+//!   are not drowned by the many high bands.
+//! - `low_power`: the power of the rfft bins below [`LOW_HZ`] (DC
+//!   excluded), the kick drum; the tracker uses it only to check which of
+//!   the chains a quarter, half or three quarters of a beat apart carries
+//!   the kick (`tempo`), never as part of its beat signal.
 //!
 //! Real-time safety: state is allocated in `new`; `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
 //! are treated as zero).
+
+pub mod frontend;
 
 use super::params::DspParams;
 use crate::types::onset_bits;
@@ -50,26 +55,15 @@ use crate::types::onset_bits;
 /// clicks by the unit test `flux_onsets_fall_on_clicks`.
 pub const ODF_PEAK_LAG_S: f32 = 0.0085;
 
-/// Upper edge of the low band whose flux chooses the beat phase (kick).
+/// Upper edge of the low band whose power (the kick) checks the beat phase.
 pub const LOW_HZ: f32 = 110.0;
-/// Most rfft bins the low band may span (sized statically).
+/// Most rfft bins the low band may span.
 const LOW_MAX_BINS: usize = 16;
 
-thread_local! {
-    /// The newest `low_odf` computed on this thread, NaN once taken.
-    static LOW_ODF: std::cell::Cell<f32> = const { std::cell::Cell::new(f32::NAN) };
-}
-
-/// The `low_odf` of the newest [`FluxOnset::process`] on this thread, if it
-/// has not been taken yet. Never allocates or blocks.
-pub fn take_low_odf() -> Option<f32> {
-    let v = LOW_ODF.with(|c| c.replace(f32::NAN));
-    if v.is_finite() {
-        Some(v)
-    } else {
-        None
-    }
-}
+/// Number of frequency groups of the beat tracker's input.
+pub const BEAT_GROUPS: usize = 4;
+/// Upper edges (Hz, band centre) of all but the last group.
+pub const BEAT_GROUP_EDGES_HZ: [f32; BEAT_GROUPS - 1] = [150.0, 500.0, 2000.0];
 
 /// Compression constant of the log magnitude.
 const LOG_LAMBDA: f32 = 1.0e5;
@@ -209,8 +203,10 @@ pub struct OnsetOut {
     pub onset: Option<f32>,
     /// When `onset`: seconds between the onset and the end of the window.
     pub lag_s: f32,
-    /// Low-band (below [`LOW_HZ`]) power, for the beat phase.
-    pub low_odf: f32,
+    /// Per frequency group, the SuperFlux the beat tracker takes.
+    pub beat_groups: [f32; BEAT_GROUPS],
+    /// Power below [`LOW_HZ`], for the beat phase.
+    pub low_power: f32,
 }
 
 /// A log-frequency triangular filterbank over rfft bins, stored sparsely.
@@ -218,6 +214,8 @@ struct FilterBank {
     /// Per band: first bin, number of bins, offset into `weights`.
     bands: Vec<(usize, usize, usize)>,
     weights: Vec<f32>,
+    /// Per band: the beat group its centre falls in.
+    group: Vec<usize>,
 }
 
 impl FilterBank {
@@ -237,7 +235,10 @@ impl FilterBank {
         }
         let mut bands = Vec::new();
         let mut weights = Vec::new();
+        let mut group = Vec::new();
         for w in centres.windows(3) {
+            let hz = w[1] as f32 * bin_hz;
+            group.push(BEAT_GROUP_EDGES_HZ.iter().filter(|&&e| hz >= e).count());
             let (lo, c, hi) = (w[0], w[1], w[2]);
             let start = weights.len();
             let mut sum = 0.0;
@@ -262,8 +263,13 @@ impl FilterBank {
             let n = n_mag.max(1);
             weights = vec![1.0 / n as f32; n];
             bands.push((0, n, 0));
+            group.push(0);
         }
-        FilterBank { bands, weights }
+        FilterBank {
+            bands,
+            weights,
+            group,
+        }
     }
 
     fn len(&self) -> usize {
@@ -280,6 +286,8 @@ pub struct FluxOnset {
     cur_beat: Vec<f32>,
     prev_beat: Vec<f32>,
     have_prev: bool,
+    /// Bands per beat group (for the means).
+    group_bands: [f32; BEAT_GROUPS],
     /// Low band: rfft bins `1..=low_bins`.
     low_bins: usize,
     hist: [f32; HIST],
@@ -306,6 +314,10 @@ impl FluxOnset {
         };
         let fb = FilterBank::new(n_mag, sr);
         let n = fb.len();
+        let mut group_bands = [0.0f32; BEAT_GROUPS];
+        for &g in &fb.group {
+            group_bands[g] += 1.0;
+        }
         let n_fft = 2 * n_mag.saturating_sub(1).max(1);
         let low_bins = ((LOW_HZ * n_fft as f32 / sr) as usize)
             .clamp(1, LOW_MAX_BINS)
@@ -318,6 +330,7 @@ impl FluxOnset {
             cur_beat: vec![0.0; n],
             prev_beat: vec![0.0; n],
             have_prev: false,
+            group_bands,
             low_bins,
             hist: [0.0; HIST],
             pos: 0,
@@ -361,6 +374,7 @@ impl FluxOnset {
         }
         let n = self.cur.len();
         let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
+        let mut groups = [0.0f32; BEAT_GROUPS];
         if self.have_prev {
             for b in 0..n {
                 let c = self.cur[b];
@@ -376,20 +390,22 @@ impl FluxOnset {
                 for &v in &self.prev_beat[lo + 1..=hi] {
                     mb = mb.max(v);
                 }
-                beat_odf += (cb - mb).max(0.0);
+                let d = (cb - mb).max(0.0);
+                beat_odf += d;
+                groups[self.fb.group[b]] += d;
                 flux += (cb - self.prev_beat[b]).max(0.0);
             }
             flux /= n as f32;
             odf /= n as f32;
         }
-        // Low band (kick): power of the lowest bins.
-        let mut low = 0.0;
+        for (g, n) in groups.iter_mut().zip(&self.group_bands) {
+            *g /= n.max(1.0);
+        }
+        let mut low_power = 0.0;
         for &m in mag.iter().skip(1).take(self.low_bins) {
             let m = finite_or_zero(m).abs().min(1.0e3);
-            low += m * m;
+            low_power += m * m;
         }
-        let low_odf = low;
-        LOW_ODF.with(|c| c.set(low_odf));
         self.prev.copy_from_slice(&self.cur);
         self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
@@ -410,7 +426,8 @@ impl FluxOnset {
             } else {
                 0.0
             },
-            low_odf,
+            beat_groups: groups,
+            low_power,
         }
     }
 

@@ -247,3 +247,69 @@ fn band_onsets_survive_garbage() {
     b.reset();
     assert_eq!(b.process(&[0.0; 3], &p), 0);
 }
+
+/// Onsets and beats the spectrum worker reports for `signal` at `sr` Hz
+/// (1024/512 FFT, 256-frame blocks), over `dur_s`.
+pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -> (usize, usize) {
+    use crate::dsp::params::ParamsRx;
+    use crate::dsp::spectrum::SpectrumProcessor;
+    use crate::types::Block;
+    let p = params();
+    let mut sp = SpectrumProcessor::new(sr, 1024, 512, &p);
+    let mut rx = ParamsRx::fixed(p);
+    let mut block = Block::zeroed();
+    block.len = 256;
+    block.sample_rate = sr;
+    let (mut onsets, mut beats) = (0, 0);
+    let n_blocks = (dur_s * sr as f64 / 256.0) as u64;
+    for b in 0..n_blocks {
+        block.frame_pos = b * 256;
+        for (i, s) in block.samples[..256].iter_mut().enumerate() {
+            *s = signal((b * 256 + i as u64) as f64 / sr as f64);
+        }
+        if let Some(f) = sp.process(&block, &mut rx) {
+            onsets += f.onset as usize;
+            beats += f.tempo.beat as usize;
+        }
+    }
+    (onsets, beats)
+}
+
+/// Issue 12: at 192 kHz a steady 440 Hz tone gave 45 false onsets and 3
+/// beats in 3 s. The detectors see the same window duration at every rate.
+#[test]
+fn a_steady_tone_gives_no_onsets_or_beats_at_any_rate() {
+    for sr in [44_100, 48_000, 96_000, 192_000] {
+        // (Below ~140 Hz a 21 ms window holds too few cycles for a steady
+        // magnitude at any rate: docs/eval.md, failure cases.)
+        for f in [440.0, 1000.0, 3000.0] {
+            let (onsets, beats) = events_at_rate(sr, 3.0, |t| {
+                0.5 * (2.0 * std::f64::consts::PI * f * t).sin() as f32
+            });
+            assert_eq!((onsets, beats), (0, 0), "{f} Hz at {sr} Hz");
+        }
+    }
+}
+
+#[test]
+fn clicks_give_the_same_onsets_at_every_rate() {
+    let times: Vec<f64> = (0..12).map(|k| 0.3 + 0.25 * k as f64).collect();
+    for sr in [44_100, 48_000, 96_000, 192_000] {
+        let (onsets, _) = events_at_rate(sr, 3.4, |t| {
+            // A 2 ms decaying 3 kHz burst at each time.
+            times
+                .iter()
+                .map(|&c| {
+                    let d = t - c;
+                    if (0.0..0.01).contains(&d) {
+                        (0.8 * (2.0 * std::f64::consts::PI * 3000.0 * d).sin() * (-d / 0.002).exp())
+                            as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        });
+        assert_eq!(onsets, times.len(), "at {sr} Hz");
+    }
+}

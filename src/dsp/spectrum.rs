@@ -16,18 +16,22 @@
 //!
 //! The FFT always runs (onsets, tempo and spectral shape need it);
 //! `fft.enabled` only decides whether the log spectrum is computed and sent.
+//! The onset detector and the beat tracker see a window of fixed duration
+//! at every sample rate ([`super::onset::frontend`]): the spectrum's own
+//! magnitudes at 44.1/48 kHz with the default FFT, their own FFT otherwise.
 //!
 //! Real-time safety: the FFT plan, window, buffers and bin maps are built in
 //! [`SpectrumProcessor::new`]; `process` never allocates, locks, logs or
 //! blocks. A bin-count change rebuilds the map in place.
 
 use super::logbins::LogBinMap;
-use super::onset::FluxOnset;
+use super::onset::frontend::DetectorFrontEnd;
+use super::onset::{FluxOnset, OnsetOut};
 use super::params::{DspParams, ParamsRx};
 use super::postprocess::PostProcessor;
 use super::spectral;
 use super::tempo::BeatTracker;
-use crate::types::{Block, SpectrumFrame, MAX_FFT_BINS};
+use crate::types::{Block, SpectrumFrame, TempoState, MAX_FFT_BINS};
 use num_complex::Complex32;
 use realfft::{RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -59,8 +63,10 @@ pub struct SpectrumProcessor {
     processed: Vec<f32>,
     map: LogBinMap,
     post: PostProcessor,
+    det: DetectorFrontEnd,
     flux: FluxOnset,
     tracker: BeatTracker,
+    last_tempo: TempoState,
     onset_count: u32,
     hops: u64,
     applied_generation: u64,
@@ -84,6 +90,7 @@ impl SpectrumProcessor {
             .collect();
         let coh: f32 = hann.iter().sum();
         let hop_s = hop as f32 / sr_f;
+        let det = DetectorFrontEnd::new(sr, window, hop);
         let mut s = SpectrumProcessor {
             sr: sr_f,
             window,
@@ -95,7 +102,7 @@ impl SpectrumProcessor {
             hann,
             power_corr: 2.0 / (coh * coh).max(1e-12),
             mag_corr: 2.0 / coh.max(1e-12),
-            history: vec![0.0; window],
+            history: vec![0.0; window.max(det.window())],
             since_hop: 0,
             frames_in: 0,
             power: vec![0.0; n_rfft],
@@ -107,8 +114,10 @@ impl SpectrumProcessor {
             processed: vec![0.0; MAX_FFT_BINS],
             map: LogBinMap::new(n_rfft, sr_f, p.n_bins as usize, p.f_min_hz),
             post: PostProcessor::new(hop_s),
-            flux: FluxOnset::new(n_rfft, sr_f, hop_s),
-            tracker: BeatTracker::new(hop_s),
+            flux: FluxOnset::new(det.n_mag(), sr_f, det.hop_s()),
+            tracker: BeatTracker::new(det.hop_s()),
+            det,
+            last_tempo: TempoState::default(),
             onset_count: 0,
             hops: 0,
             applied_generation: u64::MAX,
@@ -155,7 +164,7 @@ impl SpectrumProcessor {
     }
 
     fn push_history(&mut self, x: &[f32]) {
-        let w = self.window;
+        let w = self.history.len();
         if x.len() >= w {
             self.history.copy_from_slice(&x[x.len() - w..]);
         } else {
@@ -169,7 +178,8 @@ impl SpectrumProcessor {
             .applied
             .unwrap_or_else(|| DspParams::from_config(&Default::default()));
         let mut sum_sq = 0.0f32;
-        for ((o, &h), &w) in self.fft_in.iter_mut().zip(&self.history).zip(&self.hann) {
+        let newest = &self.history[self.history.len() - self.window..];
+        for ((o, &h), &w) in self.fft_in.iter_mut().zip(newest).zip(&self.hann) {
             *o = h * w;
             sum_sq += h * h;
         }
@@ -199,21 +209,7 @@ impl SpectrumProcessor {
             *sp += self.shape_alpha * (p - *sp);
         }
         let shape = spectral::shape(&self.shape_power, bin_hz);
-        let onset = self.flux.process(&self.mag, &p);
-        let onset = if p.onset_enabled {
-            onset
-        } else {
-            super::onset::OnsetOut {
-                onset: None,
-                ..onset
-            }
-        };
-        let tempo = if p.tempo_enabled {
-            self.tracker
-                .process_with_low(onset.odf, onset.low_odf, rms_dbfs, &p)
-        } else {
-            Default::default()
-        };
+        let (onset, tempo) = self.detect(rms_dbfs, &p);
         if onset.onset.is_some() {
             self.onset_count = self.onset_count.wrapping_add(1);
         }
@@ -247,6 +243,36 @@ impl SpectrumProcessor {
             }
         }
         self.hops += 1;
+    }
+
+    /// The onset detector and the beat tracker, when their hop is due.
+    fn detect(&mut self, rms_dbfs: f32, p: &DspParams) -> (OnsetOut, TempoState) {
+        if !self.det.tick() {
+            // Between detector hops: no event, the last tempo state.
+            let tempo = TempoState {
+                beat: false,
+                beat_lag_s: 0.0,
+                ..self.last_tempo
+            };
+            return (OnsetOut::default(), tempo);
+        }
+        let mag = if self.det.reuses_spectrum() {
+            &self.mag[..]
+        } else {
+            self.det.magnitudes(&self.history)
+        };
+        let mut onset = self.flux.process(mag, p);
+        if !p.onset_enabled {
+            onset.onset = None;
+        }
+        let tempo = if p.tempo_enabled {
+            self.tracker
+                .process(&onset.beat_groups, onset.low_power, rms_dbfs, p)
+        } else {
+            Default::default()
+        };
+        self.last_tempo = tempo;
+        (onset, tempo)
     }
 
     /// The log bin map (for tests and meta).

@@ -1,76 +1,155 @@
-//! Causal beat tracking and tempo on the onset detection function (ODF).
+//! Causal beat tracking and tempo from the onset detector's band fluxes.
 //!
 //! The tracker has three stages, all updated in place every hop:
 //!
-//! 1. **Tempogram** ([`tempogram::Tempogram`]): a leaky autocorrelation of the
-//!    mean-removed ODF over lags up to 4.5 s (τ 2.5 s, normalised to a
-//!    correlation), scored on a log-tempo grid (0.5 % steps) by the sum of the
-//!    correlation at the first four multiples of each candidate period, times
-//!    a log-Gaussian prior around 120 BPM. Only candidates inside
-//!    `[min_bpm, max_bpm]` compete, so a tempo outside the range is reported
-//!    as its octave inside it. A forward filter over the grid (a narrow
-//!    Gaussian transition plus a small jump probability) keeps the estimate
-//!    steady and lets it move to a new tempo within a couple of seconds.
-//! 2. **Beat placement** ([`beats::BeatPredictor`]): the online cumulative
-//!    score of Ellis' dynamic-programming tracker as used in BTrack
-//!    (`C[t] = (1−α)·ODF[t] + α·max_v W(v)·C[t−v]`, `W` a log-Gaussian around
-//!    one period); halfway between beats the score is projected one period
-//!    into the future and the next beat is scheduled at its peak. Beats are
-//!    therefore predicted, not detected late: a beat is emitted in the hop it
-//!    falls in.
-//!    The chain's *phase* is then checked against a separate low-band signal
-//!    (the power below 110 Hz: the kick), which plays no part in the ODF:
-//!    when the chain a quarter, half or three quarters of a period away has
-//!    3× the low-band power over the last 8 beats, the beat moves onto it,
-//!    and the score may not pull the beat off a chain that has 2× the
-//!    low-band power of the new one. So on four-on-the-floor music with an
-//!    off-beat hat as strong as the kick the beats fall on the kick.
-//! 3. **Confidence and lock**: confidence is a 0.5 s running mean of the
-//!    geometric mean of the tempogram salience and how well the recent
-//!    beats sit on ODF peaks. A tempo is claimed (`locked`, `bpm > 0`, beat
-//!    events) only after confidence has stayed above `lock_confidence` for
-//!    [`LOCK_HOLD_S`]; the lock is dropped when confidence stays below 60 %
-//!    of that for [`UNLOCK_HOLD_S`], and at once — with all history cleared —
-//!    when the input has been below `silence_threshold_dbfs` for
-//!    `silence_hold_s`. Short breaks keep the beat going (flywheel).
+//! 1. **Beat signal.** The broadband detector hands over the half-wave
+//!    rectified SuperFlux of four frequency groups
+//!    ([`super::onset::BEAT_GROUP_EDGES_HZ`]: below 150 Hz — the kick and
+//!    the bass —, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz). Each group is
+//!    divided by its own 2 s running mean, so a quiet kick under loud
+//!    cymbals counts as much as in a clean mix, and the groups are summed
+//!    with weights [`GROUP_WEIGHTS`] (the low group twice: the beat is
+//!    usually where the kick and the bass are). The sum is smoothed over
+//!    three hops, divided by its own 2 s running mean, and turned into the
+//!    likelihood ratio of a beat in this hop,
+//!    `r = max(x / `[`OBS_SCALE`]`, `[`OBS_FLOOR`]`)^`[`OBS_GAMMA`].
+//! 2. **Beat state filter** ([`dbn::BeatStates`]): a bar-pointer model over
+//!    (beat period, position in the beat) for every integer period of the
+//!    configured tempo range, run forward. Tempo, phase and metrical level
+//!    are one inference: a beat falls in the hop in which the most probable
+//!    state enters its beat region, and the tempo is the posterior-weighted
+//!    period around the most probable one. A tempo outside
+//!    `[min_bpm, max_bpm]` is tracked at its octave inside the range.
+//! 3. **Confidence and lock**: the filter's own posterior is no measure of
+//!    confidence (on noise it settles on some tempo too), so confidence is
+//!    how well the beats it predicts meet the signal: a running mean over
+//!    beats ([`AGREE_RATE`] per beat) of the normalised beat signal in the
+//!    hop of the beat (1 on average; about 1.2–1.7 on noise, 2–4 on
+//!    music), mapped linearly from [`AGREE_ZERO`] (0) to
+//!    [`AGREE_ZERO`]` + `[`AGREE_SPAN`] (1). A tempo is claimed
+//!    (`locked`, `bpm > 0`, beat events) once confidence has stayed above
+//!    `lock_confidence` for [`LOCK_HOLD_S`]; the lock is dropped when
+//!    confidence stays below 60 % of that for [`UNLOCK_HOLD_S`], and at
+//!    once — with all history cleared — when the input has been below
+//!    `silence_threshold_dbfs` for `silence_hold_s`. Short breaks keep the
+//!    beat going (the state keeps advancing).
 //!
 //! Real-time safety: every buffer is sized in `new` for the widest tempo
 //! range the configuration allows (30–300 BPM); `process` never allocates,
 //! locks, logs or blocks, and never panics on any input (non-finite values
 //! are treated as zero).
 
-mod beats;
-mod tempogram;
+mod dbn;
+mod kick;
 
-use super::onset::{one_pole, take_low_odf, ODF_PEAK_LAG_S};
+use super::onset::{one_pole, BEAT_GROUPS, ODF_PEAK_LAG_S};
 use super::params::DspParams;
 use crate::types::TempoState;
-use beats::BeatPredictor;
-use tempogram::Tempogram;
+use dbn::BeatStates;
+use kick::{Kick, KickPhase};
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
 /// claimed.
-pub const LOCK_HOLD_S: f32 = 0.5;
+pub const LOCK_HOLD_S: f32 = 0.2;
+/// The tempo estimate must have stayed within 4 % this long before it is
+/// claimed (early on the filter may hover on a 2:3 or 3:4 relative).
+const STEADY_S: f32 = 0.3;
+/// Silence longer than this is left out of the beat signal's running means.
+const SILENT_SKIP_S: f32 = 0.25;
+/// Signal needed before anything is claimed.
+pub const MIN_SIGNAL_S: f32 = 0.5;
 /// Confidence must stay below 60 % of `lock_confidence` this long before a
 /// claimed tempo is dropped (silence drops it sooner).
 pub const UNLOCK_HOLD_S: f32 = 3.0;
-/// Seconds between tempogram updates.
-const TEMPO_UPDATE_S: f32 = 0.04;
+/// Weights of the frequency groups in the beat signal.
+pub const GROUP_WEIGHTS: [f32; BEAT_GROUPS] = [2.0, 1.0, 1.0, 1.0];
+/// Floor of the running means that normalise the groups and their sum: a
+/// flux this small is numerical noise (a steady tone), not a beat.
+const GROUP_FLOOR: f32 = 0.01;
+/// The running means start from typical music values (the median over
+/// the synthetic and development recordings) with the weight of
+/// [`NORM_PRIOR_S`] of signal, so the first onsets after a start or a
+/// silence are judged against a sensible scale rather than against
+/// themselves (or against silence).
+const GROUP_PRIOR: [f32; BEAT_GROUPS] = [0.11, 0.064, 0.064, 0.036];
+const SUM_PRIOR: f32 = 4.2;
+const NORM_PRIOR_S: f32 = 0.25;
+/// Memory of the running means that normalise the groups and their sum.
+const NORM_TAU_S: f32 = 2.0;
+/// Likelihood ratio of a beat: `max(x / OBS_SCALE, OBS_FLOOR)^OBS_GAMMA`,
+/// `x` the normalised beat signal (1 on average).
+const OBS_SCALE: f32 = 1.5;
+const OBS_FLOOR: f32 = 0.2;
+/// Share of the log-likelihood from the weighted sum; the rest is the
+/// weighted geometric mean of the groups' own likelihoods (a beat where
+/// several groups have an onset counts more than one loud group).
+const OBS_SUM_SHARE: f32 = 0.3;
+const OBS_GAMMA: f32 = 0.7;
+/// The agreement starts at [`AGREE_ZERO`] with the weight of this many
+/// beats, so two or three beats that meet the signal are enough for a
+/// claim and a single strong one is not.
+const AGREE_PRIOR_BEATS: f32 = 2.0;
+/// Beats needed before anything is claimed.
+const MIN_BEATS: u32 = 2;
+/// Weight of each new beat in the agreement (once it has seen enough).
+const AGREE_RATE: f32 = 0.4;
+/// Agreement that maps to confidence 0, and the span that maps to 1.
+const AGREE_ZERO: f32 = 1.2;
+const AGREE_SPAN: f32 = 1.6;
+/// Hops after a beat whose signal still counts for its agreement.
+const AGREE_AFTER_HOPS: u32 = 2;
+/// Largest beat-signal value one beat may add to the agreement.
+const AGREE_MAX: f32 = 6.0;
+/// Beats without a clear kick after which the kick offset is dropped.
+const KICK_HOLD_BEATS: u32 = 16;
+/// Consecutive beats on which the same other chain must dominate before
+/// the beats move onto it.
+const KICK_CONFIRM_BEATS: u32 = 3;
+/// A reported phase is not moved back by less than this (a correction of
+/// the phase estimate within a beat); larger steps back are shown.
+const PHASE_HOLD: f32 = 0.1;
+/// Hops by which the 3-tap smoothing delays the beat signal's peak.
+const SMOOTH_DELAY_HOPS: f32 = 1.0;
 
-/// Beat tracker fed one onset-detection value per hop.
+/// Beat tracker fed the detector's group fluxes once per hop.
 pub struct BeatTracker {
     hop_s: f32,
-    tempogram: Tempogram,
-    beats: BeatPredictor,
-    hop: u64,
-    since_update_s: f32,
+    states: BeatStates,
+    kick: KickPhase,
+    /// Fraction of a period by which the reported beats precede the
+    /// filter's (the kick's chain), and beats since the kick last decided.
+    kick_offset: f32,
+    kick_unclear: u32,
+    /// The chain that dominated on the last `kick_votes` beats.
+    kick_candidate: f32,
+    kick_votes: u32,
+    /// Hops until a beat on the kick's chain is due.
+    pending: Option<u32>,
+    n_seen: u32,
+    a_norm: f32,
+    group_mean: [f32; BEAT_GROUPS],
+    group_prev: [[f32; 2]; BEAT_GROUPS],
+    group_smooth_mean: [f32; BEAT_GROUPS],
+    sum_mean: f32,
+    prev: [f32; 2],
     silent_s: f32,
-    /// Running mean of the ODF, for normalising it.
-    odf_mean: f32,
-    a_odf_mean: f32,
+    since_beat_s: f32,
+    last_phase: f32,
+    /// The phase last reported.
+    out_phase: f32,
+    last_x: f32,
+    /// The signal of the two hops before `last_x`.
+    recent_x: [f32; 2],
+    /// Hops until the last beat's agreement is complete, and its peak.
+    agree_due: u32,
+    agree_peak: f32,
+    agreement: f32,
+    n_beats: u32,
     confidence: f32,
-    a_conf: f32,
     above_s: f32,
+    /// The tempo estimate held within 4 % of `steady_bpm` for `steady_s`.
+    steady_bpm: f32,
+    steady_s: f32,
     below_s: f32,
     locked: bool,
     bpm: f32,
@@ -81,22 +160,41 @@ impl BeatTracker {
     /// A tracker called once every `hop_period_s`.
     pub fn new(hop_period_s: f32) -> Self {
         let hop_s = if hop_period_s.is_finite() && hop_period_s > 0.0 {
-            hop_period_s
+            hop_period_s.clamp(1.0e-3, 0.1)
         } else {
             512.0 / 48_000.0
         };
+        let states = BeatStates::new(hop_s);
         BeatTracker {
             hop_s,
-            tempogram: Tempogram::new(hop_s),
-            beats: BeatPredictor::new(hop_s),
-            hop: 0,
-            since_update_s: 0.0,
+            kick: KickPhase::new(states.max_period()),
+            kick_offset: 0.0,
+            kick_unclear: 0,
+            kick_candidate: 0.0,
+            kick_votes: 0,
+            pending: None,
+            states,
+            n_seen: 0,
+            a_norm: one_pole(hop_s, NORM_TAU_S),
+            group_mean: GROUP_PRIOR,
+            group_prev: [[0.0; 2]; BEAT_GROUPS],
+            group_smooth_mean: [1.0; BEAT_GROUPS],
+            sum_mean: SUM_PRIOR,
+            prev: [0.0; 2],
             silent_s: 0.0,
-            odf_mean: 0.0,
-            a_odf_mean: one_pole(hop_s, 2.0),
+            since_beat_s: f32::INFINITY,
+            last_phase: 0.0,
+            out_phase: 0.0,
+            last_x: 0.0,
+            recent_x: [0.0; 2],
+            agree_due: 0,
+            agree_peak: 0.0,
+            agreement: AGREE_ZERO,
+            n_beats: 0,
             confidence: 0.0,
-            a_conf: one_pole(hop_s, 0.5),
             above_s: 0.0,
+            steady_bpm: 0.0,
+            steady_s: 0.0,
             below_s: 0.0,
             locked: false,
             bpm: 0.0,
@@ -104,30 +202,16 @@ impl BeatTracker {
         }
     }
 
-    /// Feed one hop: the ODF value and the window's RMS level in dBFS. The
-    /// low-band power that chooses the beat phase is taken from the
-    /// [`super::onset::FluxOnset::process`] call of this hop on the same
-    /// thread (none: the phase follows the ODF alone).
-    pub fn process(&mut self, odf: f32, rms_dbfs: f32, p: &DspParams) -> TempoState {
-        let low = take_low_odf().unwrap_or(0.0);
-        self.process_with_low(odf, low, rms_dbfs, p)
-    }
-
-    /// [`Self::process`] with the low-band power
-    /// ([`super::onset::OnsetOut::low_odf`]) passed explicitly.
-    pub fn process_with_low(
+    /// Feed one hop: the detector's group fluxes and low-band power
+    /// ([`super::onset::OnsetOut::beat_groups`], `low_power`) and the
+    /// window's RMS level in dBFS.
+    pub fn process(
         &mut self,
-        odf: f32,
-        low_odf: f32,
+        groups: &[f32; BEAT_GROUPS],
+        low_power: f32,
         rms_dbfs: f32,
         p: &DspParams,
     ) -> TempoState {
-        let low = if low_odf.is_finite() {
-            low_odf.max(0.0)
-        } else {
-            0.0
-        };
-        let odf = if odf.is_finite() { odf.max(0.0) } else { 0.0 };
         // NaN levels count as silence.
         let silent = rms_dbfs.is_nan() || rms_dbfs < p.silence_threshold_dbfs;
         if silent {
@@ -140,7 +224,7 @@ impl BeatTracker {
             if self.silent_s >= hold {
                 // Long silence: forget everything so the next piece starts
                 // fresh, and claim nothing meanwhile.
-                if self.hop > 0 {
+                if self.n_seen > 0 {
                     self.clear_history();
                 }
                 return self.state(false, 0.0);
@@ -148,41 +232,162 @@ impl BeatTracker {
         } else {
             self.silent_s = 0.0;
         }
+        let (lo, hi) = bpm_range(p);
+        self.states.set_range(lo, hi);
 
-        self.odf_mean += self.a_odf_mean * (odf - self.odf_mean);
-        let norm = odf / (self.odf_mean + 1.0e-3);
-        self.tempogram.push(odf);
-        self.since_update_s += self.hop_s;
-        if self.since_update_s >= TEMPO_UPDATE_S {
-            self.since_update_s = 0.0;
-            self.tempogram.update(p);
+        // Silence before the first sound, or a stretch of it, tells nothing
+        // about beats and must not drag the running means down (the first
+        // onset after it would look like a huge beat).
+        let r = if silent && (self.n_seen == 0 || self.silent_s >= SILENT_SKIP_S) {
+            1.0
+        } else {
+            self.observe(groups)
+        };
+        self.agree();
+        self.kick.push(low_power);
+        self.states.step(r);
+        let (bpm, _) = self.states.tempo();
+        if self.steady_bpm > 0.0 && (bpm / self.steady_bpm - 1.0).abs() <= 0.04 {
+            self.steady_s += self.hop_s;
+        } else {
+            (self.steady_bpm, self.steady_s) = (bpm, 0.0);
         }
-        let period = self.tempogram.period_hops();
-        let beat = self.beats.push(norm, low, period);
-
-        // Confidence: tempogram salience × beat agreement.
-        let inst = (self.tempogram.salience() * self.beats.agreement()).sqrt();
-        let inst = if inst.is_finite() { inst } else { 0.0 };
-        self.confidence += self.a_conf * (inst - self.confidence);
+        // A beat on the kick's chain falls due.
+        let mut beat = false;
+        if let Some(k) = self.pending {
+            self.pending = k.checked_sub(1).filter(|&k| k > 0);
+            beat = self.pending.is_none();
+        }
+        // The filter's beat: when the phase wraps, at most one per half
+        // period.
+        self.since_beat_s += self.hop_s;
+        let phase = self.states.phase();
+        let wrapped = self.last_phase - phase > 0.5;
+        self.last_phase = phase;
+        let half_period_s = 0.5 * self.states.best_period() as f32 * self.hop_s;
+        if wrapped && self.since_beat_s >= half_period_s {
+            self.since_beat_s = 0.0;
+            // The beat's agreement is its signal peak from two hops
+            // before to AGREE_AFTER_HOPS after it.
+            self.agree_peak = self.recent_x.iter().fold(self.last_x, |m, &v| m.max(v));
+            self.agree_due = AGREE_AFTER_HOPS;
+            let period = self.states.best_period();
+            self.follow_kick(period);
+            if self.kick_offset > 0.0 {
+                // The kick comes `kick_offset` of a period before the
+                // filter's next beat.
+                let due = ((1.0 - self.kick_offset) * period as f32).round() as u32;
+                self.pending = Some(due.max(1));
+            } else {
+                self.pending = None;
+                beat = true;
+            }
+        }
+        // A beat recognised a few hops into its region is reported late
+        // rather than back-dated: live and `analyze` then agree within a
+        // block.
+        let beat = beat.then_some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
         self.update_lock(p);
-        self.hop += 1;
-
-        let bpm = self.tempogram.bpm();
         if self.locked {
             // Report a steady number: follow the estimate with a short lag.
             if self.bpm <= 0.0 || (bpm / self.bpm - 1.0).abs() > 0.04 {
                 self.bpm = bpm;
             } else {
-                self.bpm += 0.1 * (bpm - self.bpm);
+                self.bpm += 0.2 * (bpm - self.bpm);
             }
         } else {
             self.bpm = 0.0;
         }
-        let lag = beat.map(|ago_hops| ago_hops * self.hop_s + ODF_PEAK_LAG_S);
-        if lag.is_some() && self.locked {
+        if beat.is_some() && self.locked {
             self.beat_index = self.beat_index.wrapping_add(1);
         }
-        self.state(self.locked && lag.is_some(), lag.unwrap_or(0.0))
+        self.state(self.locked && beat.is_some(), beat.unwrap_or(0.0))
+    }
+
+    /// At a filter beat: move the reported beats onto a four-on-the-floor
+    /// kick's chain once it has dominated for [`KICK_CONFIRM_BEATS`] beats,
+    /// back onto the filter's beats when they carry the kick, and keep the
+    /// last decision through [`KICK_HOLD_BEATS`] beats without one.
+    fn follow_kick(&mut self, period: u32) {
+        match self.kick.check(period as f32) {
+            Kick::Late(frac) => {
+                self.kick_unclear = 0;
+                if self.kick_votes > 0 && self.kick_candidate == frac {
+                    self.kick_votes = self.kick_votes.saturating_add(1);
+                } else {
+                    (self.kick_candidate, self.kick_votes) = (frac, 1);
+                }
+                if self.kick_votes >= KICK_CONFIRM_BEATS {
+                    self.kick_offset = frac;
+                }
+            }
+            Kick::OnBeat => {
+                self.kick_offset = 0.0;
+                self.kick_unclear = 0;
+                self.kick_votes = 0;
+            }
+            Kick::Unclear => {
+                self.kick_votes = 0;
+                self.kick_unclear = self.kick_unclear.saturating_add(1);
+                if self.kick_unclear > KICK_HOLD_BEATS {
+                    self.kick_offset = 0.0;
+                }
+            }
+        }
+    }
+
+    /// Fold this hop's signal into the pending beat's agreement; once it is
+    /// complete, update the agreement and the confidence.
+    fn agree(&mut self) {
+        if self.agree_due == 0 {
+            return;
+        }
+        self.agree_peak = self.agree_peak.max(self.last_x);
+        self.agree_due -= 1;
+        if self.agree_due == 0 {
+            let x = self.agree_peak.min(AGREE_MAX);
+            self.n_beats = self.n_beats.saturating_add(1);
+            let a = AGREE_RATE.max(1.0 / (AGREE_PRIOR_BEATS + self.n_beats as f32));
+            self.agreement += a * (x - self.agreement);
+            self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
+        }
+    }
+
+    /// The likelihood ratio of a beat in this hop.
+    fn observe(&mut self, groups: &[f32; BEAT_GROUPS]) -> f32 {
+        self.n_seen = self.n_seen.saturating_add(1);
+        let prior_hops = NORM_PRIOR_S / self.hop_s;
+        let a = self.a_norm.max(1.0 / (prior_hops + self.n_seen as f32));
+        let w_total: f32 = GROUP_WEIGHTS.iter().sum();
+        let (mut sum, mut log_coinc) = (0.0, 0.0);
+        for (i, (&g, w)) in groups.iter().zip(GROUP_WEIGHTS).enumerate() {
+            let g = if g.is_finite() {
+                g.clamp(0.0, 1.0e3)
+            } else {
+                0.0
+            };
+            let m = &mut self.group_mean[i];
+            *m += a * (g - *m);
+            let v = g / (*m + GROUP_FLOOR);
+            sum += w * v;
+            // The group's own beat evidence, smoothed and normalised like
+            // the sum.
+            let [p0, p1] = self.group_prev[i];
+            let sv = 0.25 * (v + p1) + 0.5 * p0;
+            self.group_prev[i] = [v, p0];
+            let sm = &mut self.group_smooth_mean[i];
+            *sm += a * (sv - *sm);
+            let xg = sv / (*sm + GROUP_FLOOR);
+            log_coinc += w / w_total * (xg / OBS_SCALE).max(OBS_FLOOR).ln();
+        }
+        let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
+        self.prev = [sum, self.prev[0]];
+        self.sum_mean += a * (smooth - self.sum_mean);
+        let x = smooth / (self.sum_mean + GROUP_FLOOR);
+        self.recent_x = [self.last_x, self.recent_x[0]];
+        self.last_x = x;
+        let log_sum = (x / OBS_SCALE).max(OBS_FLOOR).ln();
+        (OBS_GAMMA * (OBS_SUM_SHARE * log_sum + (1.0 - OBS_SUM_SHARE) * log_coinc)).exp()
     }
 
     fn update_lock(&mut self, p: &DspParams) {
@@ -201,20 +406,36 @@ impl BeatTracker {
         } else {
             self.below_s = 0.0;
         }
-        if !self.locked && self.above_s >= LOCK_HOLD_S && self.tempogram.bpm() > 0.0 {
+        // The first second's normalisation is still settling (a start
+        // transient looks like a strong beat): claim nothing before it.
+        let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S
+            && self.n_beats >= MIN_BEATS
+            && self.steady_s >= STEADY_S;
+        if !self.locked && settled && self.above_s >= LOCK_HOLD_S {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
             self.locked = false;
         }
     }
 
-    fn state(&self, beat: bool, beat_lag_s: f32) -> TempoState {
+    fn state(&mut self, beat: bool, beat_lag_s: f32) -> TempoState {
         let phase = if self.locked {
-            let now = self.beats.now_hops() - (ODF_PEAK_LAG_S / self.hop_s) as f64;
-            self.beats.phase_at(now)
+            // The state's position lags the audio by the signal's delay.
+            let p = self.states.best_period().max(1) as f32;
+            let lag = SMOOTH_DELAY_HOPS + ODF_PEAK_LAG_S / self.hop_s;
+            let phase = (self.states.phase() + lag / p + self.kick_offset).rem_euclid(1.0);
+            // Small corrections against the run of the phase are held
+            // rather than shown as a step back.
+            let back = self.out_phase - phase;
+            if back > 0.0 && back < PHASE_HOLD {
+                self.out_phase
+            } else {
+                phase.min(0.999_999)
+            }
         } else {
             0.0
         };
+        self.out_phase = phase;
         TempoState {
             bpm: self.bpm,
             confidence: self.confidence.clamp(0.0, 1.0),
@@ -227,13 +448,32 @@ impl BeatTracker {
     }
 
     fn clear_history(&mut self) {
-        self.tempogram.reset();
-        self.beats.reset();
-        self.hop = 0;
-        self.since_update_s = 0.0;
-        self.odf_mean = 0.0;
+        self.states.reset();
+        self.kick.reset();
+        self.kick_offset = 0.0;
+        self.kick_unclear = 0;
+        self.kick_candidate = 0.0;
+        self.kick_votes = 0;
+        self.pending = None;
+        self.n_seen = 0;
+        self.group_mean = GROUP_PRIOR;
+        self.group_prev = [[0.0; 2]; BEAT_GROUPS];
+        self.group_smooth_mean = [1.0; BEAT_GROUPS];
+        self.sum_mean = SUM_PRIOR;
+        self.prev = [0.0; 2];
+        self.since_beat_s = f32::INFINITY;
+        self.last_phase = 0.0;
+        self.out_phase = 0.0;
+        self.last_x = 0.0;
+        self.recent_x = [0.0; 2];
+        self.agree_due = 0;
+        self.agree_peak = 0.0;
+        self.agreement = AGREE_ZERO;
+        self.n_beats = 0;
         self.confidence = 0.0;
         self.above_s = 0.0;
+        self.steady_bpm = 0.0;
+        self.steady_s = 0.0;
         self.below_s = 0.0;
         self.locked = false;
         self.bpm = 0.0;
@@ -248,7 +488,17 @@ impl BeatTracker {
 
     /// The tempo estimate in BPM even when not locked (diagnostics).
     pub fn estimate_bpm(&self) -> f32 {
-        self.tempogram.bpm()
+        self.states.tempo().0
+    }
+}
+
+/// The configured tempo range, or the default when it is unusable.
+fn bpm_range(p: &DspParams) -> (f32, f32) {
+    let (lo, hi) = (p.min_bpm, p.max_bpm);
+    if lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo {
+        (lo, hi)
+    } else {
+        (55.0, 215.0)
     }
 }
 

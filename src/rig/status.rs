@@ -112,8 +112,19 @@ fn thread_cpu(stats: &Stats) -> [f64; 3] {
     let tids = [&r.tid_rig, &r.tid_midi, &r.tid_oscq];
     std::array::from_fn(|i| match tids[i].load(Ordering::Relaxed) {
         0 => 0.0,
-        t => crate::service::thread_cpu_s(t).unwrap_or(0.0),
+        t => crate::service::cpu::thread_cpu_s(t).unwrap_or(0.0),
     })
+}
+
+impl Default for RigCpu {
+    /// Start measuring now, from the threads' start (they start after the
+    /// health line's keeper is made, so their CPU so far is this interval's).
+    fn default() -> Self {
+        RigCpu {
+            at: Instant::now(),
+            last: [0.0; 3],
+        }
+    }
 }
 
 impl RigCpu {

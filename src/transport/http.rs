@@ -62,6 +62,10 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("controls.js", include_bytes!("../../web/controls.js")),
     ("style.css", include_bytes!("../../web/style.css")),
     ("favicon.svg", include_bytes!("../../web/favicon.svg")),
+    ("socket.js", include_bytes!("../../web/socket.js")),
+    ("perf.html", include_bytes!("../../web/perf.html")),
+    ("perf.js", include_bytes!("../../web/perf.js")),
+    ("perf.css", include_bytes!("../../web/perf.css")),
 ];
 
 /// Content type for a file name.

@@ -62,7 +62,17 @@ def wav(tmp_path_factory):
         k = i % (sr // 2)
         v = 0.3 * math.sin(2 * math.pi * 110 * t) + 0.15 * math.sin(2 * math.pi * 1500 * t)
         v += 0.5 * rnd.uniform(-1, 1) * math.exp(-k / 600)
-        frames += struct.pack("<h", int(max(-1.0, min(1.0, v)) * 32000))
+        frames += pcm16(v)
+    return write_mono_wav(path, sr, frames)
+
+
+def pcm16(v):
+    """One sample in [-1, 1] (clipped) as 16-bit little-endian PCM."""
+    return struct.pack("<h", int(max(-1.0, min(1.0, v)) * 32000))
+
+
+def write_mono_wav(path, sr, frames):
+    """A mono 16-bit WAV of `frames` (bytes from pcm16); returns `path`."""
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

@@ -1,8 +1,10 @@
 //! `server_status`: the Python server's diagnostics plus phase4's counters,
-//! built from [`Stats`] and per-thread CPU time every half second.
+//! built from [`Stats`] and per-thread CPU time ([`CpuMeter`]) every half
+//! second.
 
 use super::protocol::{DeviceStatus, LatencyMs, Perf, PerfAll, Realtime, RingDrops, ServerStatus};
 use super::WsCtx;
+use crate::service::cpu::CpuMeter;
 use crate::stats::{Role, Stats, N_ROLES, ROLE_NAMES};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -10,47 +12,17 @@ use std::time::Instant;
 /// Keeps the previous readings so each status covers the last interval.
 pub(super) struct StatusBuilder {
     started: Instant,
-    at: Instant,
-    cpu: [f64; N_ROLES],
-    process_cpu: f64,
+    cpu: CpuMeter,
     blocks: u64,
     snapshots: u64,
     latency: Option<Vec<u64>>,
-}
-
-fn thread_cpu(stats: &Stats) -> [f64; N_ROLES] {
-    std::array::from_fn(|i| match stats.tid[i].load(Ordering::Relaxed) {
-        0 => 0.0,
-        tid => crate::service::thread_cpu_s(tid).unwrap_or(0.0),
-    })
-}
-
-/// CPU time of the whole process, seconds.
-pub fn process_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    let ticks: f64 = [11usize, 12]
-        .iter()
-        .filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks / hz
 }
 
 impl StatusBuilder {
     pub(super) fn new(stats: &Stats) -> Self {
         StatusBuilder {
             started: Instant::now(),
-            at: Instant::now(),
-            cpu: thread_cpu(stats),
-            process_cpu: process_cpu_s(),
+            cpu: CpuMeter::new(),
             blocks: stats.blocks.load(Ordering::Relaxed),
             snapshots: 0,
             latency: None,
@@ -66,16 +38,10 @@ impl StatusBuilder {
         snapshots: u64,
     ) -> ServerStatus {
         let stats = &ctx.stats;
-        let dt = self.at.elapsed().as_secs_f64().max(1e-3);
-        self.at = Instant::now();
-        let cpu = thread_cpu(stats);
-        let pct: [f64; N_ROLES] =
-            std::array::from_fn(|i| 100.0 * (cpu[i] - self.cpu[i]).max(0.0) / dt);
-        let spent: [f64; N_ROLES] = std::array::from_fn(|i| (cpu[i] - self.cpu[i]).max(0.0));
-        self.cpu = cpu;
-        let pcpu = process_cpu_s();
-        let process_pct = 100.0 * (pcpu - self.process_cpu).max(0.0) / dt;
-        self.process_cpu = pcpu;
+        let tids = stats.role_tids();
+        let cpu = self.cpu.sample(&tids);
+        let spent = cpu.roles_s;
+        let pct: [f64; N_ROLES] = std::array::from_fn(|i| cpu.pct(spent[i]));
         let blocks = stats.blocks.load(Ordering::Relaxed);
         let d_blocks = blocks.saturating_sub(self.blocks).max(1) as f64;
         self.blocks = blocks;
@@ -146,10 +112,11 @@ impl StatusBuilder {
                 reopens: stats.reopens.load(Ordering::Relaxed),
             },
             cpu_pct: (0..N_ROLES)
-                .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)
+                .filter(|i| tids[*i] != 0)
                 .map(|i| (ROLE_NAMES[i], pct[i]))
+                .chain([("other", cpu.pct(cpu.other_s))])
                 .collect(),
-            process_cpu_pct: process_pct,
+            process_cpu_pct: cpu.pct(cpu.process_s),
             osc_sent: stats.osc_sent.load(Ordering::Relaxed),
             osc_failed: stats.osc_failed.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),

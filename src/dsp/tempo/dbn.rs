@@ -1,0 +1,445 @@
+//! The beat state filter: a bar-pointer hidden Markov model over (beat
+//! period, position within the beat), run forward one hop at a time.
+//!
+//! This is the state space of Krebs, Böck & Widmer (2015) as madmom's
+//! online tracker uses it, with a classical observation instead of a
+//! neural network's: every integer beat period `P` (in hops) of the active
+//! tempo range has `P` positions; the position advances by one each hop and
+//! wraps to 0 on the beat, where the period may change to a neighbour
+//! (`exp(−λ·|P'/P − 1|)`, plus a small jump probability to any period, so a
+//! new song is followed). The observation multiplies the first
+//! `P/`[`BEAT_REGION`] positions of every period by the likelihood ratio
+//! `r` of "a beat now" that the caller derives from the onset signal.
+//!
+//! Decoding is causal, as in madmom's forward mode: the phase is that of
+//! the most probable tempo's position belief, kept on the mode it runs in
+//! until another one clearly outweighs it ([`PHASE_SWITCH`]); the caller
+//! reports a beat where that phase wraps. The tempo is the
+//! posterior-weighted period around the most probable one.
+//!
+//! Storage: each period's positions live in a ring; advancing every
+//! position is a change of the ring's head, not a copy.
+//!
+//! Real-time safety: sized in `new` for the widest range the configuration
+//! allows (30–300 BPM); `set_range` rebuilds the active part in place;
+//! `step` never allocates.
+
+/// Tempo-change stiffness at a beat (madmom's transition λ).
+const LAMBDA: f32 = 100.0;
+/// Transition weights below this are dropped (banded matrix).
+const TRANS_MIN: f32 = 1.0e-4;
+/// Probability per beat of jumping to any period (tempo changes between
+/// songs).
+const JUMP_P: f32 = 1.0e-2;
+/// The beat region is the first `P / BEAT_REGION` positions (at least one).
+const BEAT_REGION: f32 = 16.0;
+/// Widest range any configuration may ask for.
+const RANGE_MIN_BPM: f32 = 30.0;
+const RANGE_MAX_BPM: f32 = 300.0;
+/// Metrical-level prior: a tempo above [`PRIOR_KNEE_BPM`] whose half is
+/// also in the range loses this many nats of likelihood per second per
+/// octave above the knee, so it must be clearly better supported than its
+/// half. (Sixteenth-note hats make a 105 BPM funk groove look like 210;
+/// 174 BPM drum and bass must stay at 174.)
+const PRIOR_NATS_PER_S: f32 = 5.0;
+const PRIOR_KNEE_BPM: f32 = 180.0;
+/// A weak log-Gaussian preference for moderate tempi: this many nats per
+/// second at one [`PRIOR_OCTAVES`] from [`PRIOR_CENTRE_BPM`].
+const PRIOR_GAUSS_NATS_PER_S: f32 = 0.0;
+const PRIOR_CENTRE_BPM: f32 = 120.0;
+const PRIOR_OCTAVES: f32 = 1.0;
+/// The phase leaves the mode it runs in only for one with this many times
+/// its belief.
+const PHASE_SWITCH: f32 = 2.0;
+/// A mode is followed once it holds this many times its share of the
+/// belief (a flat belief has no mode to follow).
+const RUN_SHARE: f32 = 1.2;
+/// Hops between exact recomputations of the marginals.
+const RESYNC_HOPS: u32 = 256;
+/// Most periods kept; wider ranges keep a log-spaced subset.
+const MAX_TEMPI: usize = 256;
+
+pub(super) struct BeatStates {
+    hop_s: f32,
+    /// Per active tempo: period (hops), offset of its ring in `fwd`, ring
+    /// slot of position 0, beat-region width, first/len/offset of its
+    /// transition row in `trans`.
+    period: Vec<u32>,
+    off: Vec<u32>,
+    head: Vec<u32>,
+    width: Vec<u32>,
+    row: Vec<(u32, u32, u32)>,
+    trans: Vec<f32>,
+    fwd: Vec<f32>,
+    wrapped: Vec<f32>,
+    mixed: Vec<f32>,
+    /// Per active tempo: the metrical-level prior applied at each beat.
+    prior: Vec<f32>,
+    /// Posterior mass per tempo after the last step.
+    marg: Vec<f32>,
+    hops_since_sync: u32,
+    n: usize,
+    n_states: usize,
+    range: (f32, f32),
+    /// The most probable tempo and the phase estimate in [0, 1).
+    best: (usize, f32),
+    /// The last phase estimate, once there is one (its mode is followed).
+    phase_run: Option<f32>,
+    /// Hops the most probable tempo has stayed within 4 %.
+    tempo_held: u32,
+}
+
+impl BeatStates {
+    pub(super) fn new(hop_s: f32) -> Self {
+        let (p_lo, p_hi) = period_bounds(hop_s, RANGE_MIN_BPM, RANGE_MAX_BPM);
+        let cap_tempi = ((p_hi - p_lo + 1) as usize).min(MAX_TEMPI);
+        // Every kept period is at most p_hi, so this bounds the states.
+        let cap_states = cap_tempi * p_hi as usize;
+        let mut s = BeatStates {
+            hop_s,
+            period: vec![0; cap_tempi],
+            off: vec![0; cap_tempi],
+            head: vec![0; cap_tempi],
+            width: vec![0; cap_tempi],
+            row: vec![(0, 0, 0); cap_tempi],
+            // A row spans at most ±9.3 % of its period (TRANS_MIN at λ 100).
+            trans: vec![0.0; cap_tempi * (2 * (p_hi as usize / 10 + 2) + 1).min(cap_tempi)],
+            fwd: vec![0.0; cap_states],
+            wrapped: vec![0.0; cap_tempi],
+            mixed: vec![0.0; cap_tempi],
+            prior: vec![1.0; cap_tempi],
+            marg: vec![0.0; cap_tempi],
+            hops_since_sync: 0,
+            n: 0,
+            n_states: 0,
+            range: (0.0, 0.0),
+            best: (0, 0.0),
+            phase_run: None,
+            tempo_held: 0,
+        };
+        s.set_range(55.0, 215.0);
+        s
+    }
+
+    /// Track tempi in `[min_bpm, max_bpm]` (clamped to 30–300). A new range
+    /// restarts the filter. No allocation.
+    pub(super) fn set_range(&mut self, min_bpm: f32, max_bpm: f32) {
+        let lo = min_bpm.clamp(RANGE_MIN_BPM, RANGE_MAX_BPM);
+        let hi = max_bpm.clamp(lo, RANGE_MAX_BPM);
+        if (lo, hi) == self.range {
+            return;
+        }
+        self.range = (lo, hi);
+        let (p_lo, p_hi) = period_bounds(self.hop_s, lo, hi);
+        let cap = self.period.len();
+        let span = (p_hi - p_lo + 1) as usize;
+        let n = span.min(cap);
+        // All integer periods, or a log-spaced subset of them when there are
+        // more than the capacity.
+        let mut k = 0;
+        let mut last = 0;
+        for i in 0..n {
+            let p = if n == span {
+                p_lo + i as u32
+            } else {
+                let f = i as f32 / (n - 1).max(1) as f32;
+                (p_lo as f32 * (p_hi as f32 / p_lo as f32).powf(f)).round() as u32
+            };
+            if p > last {
+                self.period[k] = p;
+                last = p;
+                k += 1;
+            }
+        }
+        self.n = k;
+        let mut off = 0u32;
+        for i in 0..k {
+            let p = self.period[i];
+            self.off[i] = off;
+            self.head[i] = 0;
+            self.width[i] = ((p as f32 / BEAT_REGION).round() as u32).clamp(1, p);
+            off += p;
+        }
+        self.n_states = off as usize;
+        // The prior per beat: a per-second penalty times the period.
+        let knee = PRIOR_KNEE_BPM.max(2.0 * lo);
+        for i in 0..k {
+            let beat_s = self.period[i] as f32 * self.hop_s;
+            let bpm = 60.0 / beat_s;
+            let above = (bpm / knee).log2().max(0.0);
+            let off = (bpm / PRIOR_CENTRE_BPM).log2() / PRIOR_OCTAVES;
+            let nats = PRIOR_NATS_PER_S * above + 0.5 * PRIOR_GAUSS_NATS_PER_S * off * off;
+            self.prior[i] = (-nats * beat_s).exp();
+        }
+        // Banded transition rows, normalised over the active tempi.
+        let mut t_off = 0u32;
+        for j in 0..k {
+            let pj = self.period[j] as f32;
+            let w = |i: usize| (-LAMBDA * (self.period[i] as f32 / pj - 1.0).abs()).exp();
+            let mut first = j;
+            while first > 0 && w(first - 1) >= TRANS_MIN {
+                first -= 1;
+            }
+            let mut end = j + 1;
+            while end < k && w(end) >= TRANS_MIN {
+                end += 1;
+            }
+            // The storage bound holds by construction; never overrun it.
+            let room = self.trans.len().saturating_sub(t_off as usize);
+            if end - first > room {
+                first = j;
+                end = (j + room).min(k);
+            }
+            let sum: f32 = (first..end).map(w).sum();
+            for (m, i) in (first..end).enumerate() {
+                self.trans[t_off as usize + m] = w(i) / sum;
+            }
+            self.row[j] = (first as u32, (end - first) as u32, t_off);
+            t_off += (end - first) as u32;
+        }
+        self.reset();
+    }
+
+    /// Uniform belief over the tempi and the phases.
+    pub(super) fn reset(&mut self) {
+        // Every tempo equally likely (not every state: slow tempi have
+        // more states and would start ahead), every phase of it too.
+        let per_tempo = 1.0 / self.n.max(1) as f32;
+        for i in 0..self.n {
+            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
+            let u = per_tempo / p.max(1) as f32;
+            self.fwd[o..o + p].iter_mut().for_each(|v| *v = u);
+            self.head[i] = 0;
+            self.marg[i] = per_tempo;
+        }
+        self.best = (self.n / 2, 0.0);
+        self.phase_run = None;
+        self.tempo_held = 0;
+        self.hops_since_sync = 0;
+    }
+
+    /// Advance one hop with the likelihood ratio `r` (≥ 0) of a beat in this
+    /// hop, then decode the tempo and the phase.
+    ///
+    /// Cost: the posterior per period (`marg`) and the total are kept up to
+    /// date from the few states a hop changes (position 0 and the beat
+    /// regions); the whole state vector is only rescaled when the total
+    /// leaves a wide range or every [`RESYNC_HOPS`] hops.
+    pub(super) fn step(&mut self, r: f32) {
+        let n = self.n;
+        if n == 0 {
+            return;
+        }
+        // Advance every ring; the mass that wraps to position 0 is mixed
+        // across periods.
+        let mut total_wrapped = 0.0;
+        for i in 0..n {
+            let h = self.head[i] + 1;
+            self.head[i] = if h == self.period[i] { 0 } else { h };
+            let v = self.fwd[(self.off[i] + self.head[i]) as usize];
+            self.wrapped[i] = v;
+            self.mixed[i] = 0.0;
+            total_wrapped += v;
+        }
+        for j in 0..n {
+            let (first, len, t_off) = self.row[j];
+            let v = (1.0 - JUMP_P) * self.wrapped[j];
+            let w = &self.trans[t_off as usize..(t_off + len) as usize];
+            for (m, &t) in self.mixed[first as usize..(first + len) as usize]
+                .iter_mut()
+                .zip(w)
+            {
+                *m += v * t;
+            }
+        }
+        let jump = JUMP_P * total_wrapped / n as f32;
+        for i in 0..n {
+            let v = (self.mixed[i] + jump) * self.prior[i];
+            self.fwd[(self.off[i] + self.head[i]) as usize] = v;
+            self.marg[i] += v - self.wrapped[i];
+        }
+        // Observation: the beat region of every period.
+        let r = if r.is_finite() {
+            r.clamp(0.0, 1.0e6)
+        } else {
+            1.0
+        };
+        let mut total = 0.0;
+        for i in 0..n {
+            let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
+            let mut gain = 0.0;
+            for pos in 0..self.width[i] {
+                let slot = if h >= pos { h - pos } else { h + p - pos };
+                let v = &mut self.fwd[(off + slot) as usize];
+                gain += *v * (r - 1.0);
+                *v *= r;
+            }
+            self.marg[i] = (self.marg[i] + gain).max(0.0);
+            total += self.marg[i];
+        }
+        self.hops_since_sync += 1;
+        let due = !(1.0e-20..=1.0e20).contains(&total)
+            || !total.is_finite()
+            || self.hops_since_sync >= RESYNC_HOPS;
+        if due && !self.resync() {
+            self.reset();
+            return;
+        }
+        self.decode();
+    }
+
+    /// Rescale every state to a total of 1 and recompute the marginals
+    /// exactly; false when the belief has collapsed.
+    fn resync(&mut self) -> bool {
+        self.hops_since_sync = 0;
+        let total: f32 = self.fwd[..self.n_states].iter().sum();
+        if !(total > 1.0e-30 && total.is_finite()) {
+            return false;
+        }
+        let inv = 1.0 / total;
+        self.fwd[..self.n_states].iter_mut().for_each(|v| *v *= inv);
+        for i in 0..self.n {
+            let (o, p) = (self.off[i] as usize, self.period[i] as usize);
+            self.marg[i] = self.fwd[o..o + p].iter().sum();
+        }
+        true
+    }
+
+    /// The most probable tempo, and the phase of the beat in it.
+    ///
+    /// Beats are decoded from the tempo that is reported (not from the
+    /// single most probable state, which jumps between tempo and phase
+    /// hypotheses: missed and doubled beats). Within that tempo the phase
+    /// is the centroid of the position belief within an eighth of a period
+    /// of a mode, so a second hypothesis does not drag the estimate between
+    /// the two. The mode is the one the phase ran into (the last phase
+    /// advanced by a hop) unless the most probable mode elsewhere holds
+    /// [`PHASE_SWITCH`] times its mass: two hypotheses of nearly equal
+    /// belief (a sixteenth-note hat a quarter beat from the kick) must not
+    /// take turns, or every turn forward is an extra beat and every turn
+    /// back a missed one.
+    fn decode(&mut self) {
+        let n = self.n;
+        let mut bi = 0;
+        for i in 1..n {
+            if self.marg[i] > self.marg[bi] {
+                bi = i;
+            }
+        }
+        let (o, p, h) = (
+            self.off[bi] as usize,
+            self.period[bi] as usize,
+            self.head[bi] as usize,
+        );
+        let ring = &self.fwd[o..o + p];
+        let mut top = (0usize, f32::MIN);
+        for (slot, &v) in ring.iter().enumerate() {
+            if v > top.1 {
+                top = (slot, v);
+            }
+        }
+        let half = (p / 8).max(1);
+        let mut pick = mode(ring, h, top.0, half);
+        // A phase of another tempo hypothesis says nothing about this one,
+        // and while the tempo still moves between hypotheses the phase is
+        // free to move too: follow a mode once the tempo has held a beat.
+        let same_tempo = (p as f32 / self.best_period().max(1) as f32 - 1.0).abs() <= 0.04;
+        self.tempo_held = if same_tempo {
+            self.tempo_held.saturating_add(1)
+        } else {
+            0
+        };
+        if let Some(last) = self.phase_run.filter(|_| self.tempo_held as usize >= p) {
+            // Where the last phase runs to in this period's positions.
+            let ahead = (last * p as f32 + 1.0).rem_euclid(p as f32);
+            let slot = (h + p - (ahead.round() as usize % p)) % p;
+            let run = mode(ring, h, slot, half);
+            let apart = (pick.1 - run.1).rem_euclid(p as f32);
+            let apart = apart.min(p as f32 - apart);
+            // A mode is one when it holds clearly more than its share of
+            // the period's belief (early on the belief is nearly flat).
+            let share = (2 * half + 1) as f32 / p as f32 * self.marg[bi];
+            let held = run.0 > RUN_SHARE * share;
+            if held && apart > half as f32 && pick.0 < PHASE_SWITCH * run.0 {
+                pick = run;
+            }
+        }
+        let phase = (pick.1 / p as f32).rem_euclid(1.0);
+        let phase = if phase.is_finite() {
+            phase.min(0.999_999)
+        } else {
+            0.0
+        };
+        self.best = (bi, phase);
+        self.phase_run = Some(phase);
+    }
+
+    /// Longest period (hops) any range can have.
+    pub(super) fn max_period(&self) -> usize {
+        period_bounds(self.hop_s, RANGE_MIN_BPM, RANGE_MAX_BPM).1 as usize
+    }
+
+    /// Posterior-weighted tempo (BPM) around the most probable period, and
+    /// the posterior mass within ±4 % of it.
+    pub(super) fn tempo(&self) -> (f32, f32) {
+        let n = self.n;
+        if n == 0 {
+            return (0.0, 0.0);
+        }
+        let mut bi = 0;
+        for i in 0..n {
+            if self.marg[i] > self.marg[bi] {
+                bi = i;
+            }
+        }
+        let pb = self.period[bi] as f32;
+        let total: f32 = self.marg[..n].iter().sum();
+        let (mut m, mut wp) = (0.0, 0.0);
+        for i in 0..n {
+            let p = self.period[i] as f32;
+            if (p / pb - 1.0).abs() <= 0.04 {
+                m += self.marg[i];
+                wp += self.marg[i] * p;
+            }
+        }
+        if m <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            60.0 / (wp / m * self.hop_s),
+            (m / total.max(1.0e-30)).clamp(0.0, 1.0),
+        )
+    }
+
+    /// Phase in [0, 1) of the beat (0 on the beat).
+    pub(super) fn phase(&self) -> f32 {
+        self.best.1
+    }
+
+    /// Beat period (hops) of the most probable tempo.
+    pub(super) fn best_period(&self) -> u32 {
+        self.period.get(self.best.0).copied().unwrap_or(0)
+    }
+}
+
+/// The belief mass within `half` slots of `centre` in a period's ring, and
+/// its centroid as a position (0 = the beat; a later slot is an earlier
+/// position, `head` the slot of position 0).
+fn mode(ring: &[f32], head: usize, centre: usize, half: usize) -> (f32, f32) {
+    let p = ring.len() as isize;
+    let (mut sum, mut moment) = (0.0f32, 0.0f32);
+    for d in -(half as isize)..=half as isize {
+        let v = ring[(centre as isize + d).rem_euclid(p) as usize];
+        sum += v;
+        moment -= v * d as f32;
+    }
+    let pos = (head as isize - centre as isize).rem_euclid(p) as f32;
+    (sum, pos + if sum > 0.0 { moment / sum } else { 0.0 })
+}
+
+/// Shortest and longest period (hops) for a BPM range.
+fn period_bounds(hop_s: f32, min_bpm: f32, max_bpm: f32) -> (u32, u32) {
+    let lo = ((60.0 / (max_bpm * hop_s)).floor() as u32).max(2);
+    let hi = ((60.0 / (min_bpm * hop_s)).ceil() as u32).max(lo);
+    (lo, hi)
+}
