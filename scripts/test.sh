@@ -39,6 +39,7 @@ suite abuse        -    "bash scripts/abuse.sh"
 suite rig          -    "bash scripts/ci-rig.sh"
 suite fuzz         -    "bash scripts/fuzz.sh 30"
 suite audit        -    "bash scripts/audit.sh"
+suite compat       -    "python3 -m pytest -q -p no:cacheprovider tests/compat"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 

@@ -141,6 +141,9 @@ pub struct SpectrumFrame {
     /// Whether `bins` is raw dB (with [`EMPTY_BIN_DB`] for empty bins) or the
     /// post-processed [0, 1] stream.
     pub raw_db: bool,
+    /// `fft.db-floor` when the frame was made: OSC clamps raw-dB empty
+    /// bins ([`EMPTY_BIN_DB`]) to it, as the Python server does.
+    pub db_floor: f32,
     /// Valid entries in `bins`.
     pub n_bins: u16,
     /// The log spectrum as it goes on the wire.
@@ -175,6 +178,7 @@ impl SpectrumFrame {
             time_s: 0.0,
             has_bins: false,
             raw_db: false,
+            db_floor: -100.0,
             n_bins: 0,
             bins: [0.0; MAX_FFT_BINS],
             centroid_hz: 0.0,

@@ -205,7 +205,8 @@ function renderPresets(items, truncated) {
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = p.name;
-    name.title = new Date(p.saved_at * 1000).toLocaleString();
+    // Local time of the save, "YYYY-MM-DD HH:MM" (the Python server's format).
+    name.title = `saved ${p.saved_at}`;
     const load = document.createElement("button");
     load.type = "button";
     load.textContent = "Load";

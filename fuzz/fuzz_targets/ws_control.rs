@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use phase4::control::device::DeviceCatalog;
 use phase4::control::presets::PresetName;
-use phase4::control::{validate, Command};
+use phase4::control::{clamp, validate, Command};
 use phase4::transport::ws::protocol::{parse, Action, Outbound};
 use std::io::{Cursor, Read, Write};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
@@ -44,11 +44,13 @@ fn text_message(text: &str) {
             return;
         }
     };
-    let Action::Command(cmd) = msg.into_action() else {
+    let Action::Command(cmd) = msg else {
         return;
     };
     for sr in [8_000.0, 48_000.0, 384_000.0] {
-        let _ = validate(&cmd, sr);
+        let mut c = cmd.clone();
+        let _ = clamp(&mut c, sr);
+        let _ = validate(&c, sr);
     }
     match &cmd {
         Command::SavePreset { name }

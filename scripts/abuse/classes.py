@@ -407,7 +407,7 @@ async def lan_control(ctx):
         meta = await reply(ws, {"meta"})
         if (await reply(ws, {"auth"}))["authorized"]:
             raise Failed("a LAN client was authorized without the token")
-        await reply(ws, {"presets"})  # the greeting's last message
+        await reply(ws, {"server_status"})  # the greeting's last message
         for msg in [{"type": "set_fft", "enabled": not meta["fft_enabled"]},
                     {"type": "set_device", "name": "p4ws"},
                     {"type": "save_preset", "name": "lan"}]:
@@ -415,6 +415,9 @@ async def lan_control(ctx):
             r = await reply(ws, {"error", "meta", "presets"})
             if r["type"] != "error" or "not authorized" not in r["reason"]:
                 raise Failed(f"{msg['type']} from the LAN without the token: {r}")
+            # The meta in force follows every refusal (snap-back), unchanged.
+            if await reply(ws, {"error", "meta", "presets"}) != meta:
+                raise Failed(f"{msg['type']} from the LAN without the token changed meta")
         await ws.send(json.dumps({"type": "auth", "token": ctx.token}))
         if not (await reply(ws, {"auth"}))["authorized"]:
             raise Failed("the token from `phase4 token` was refused")

@@ -7,7 +7,10 @@
 //! supervisor and the control layer create new ones.
 
 mod load;
+mod partial;
+pub mod ranges;
 mod rig;
+mod ui;
 mod validate;
 
 pub use load::{
@@ -16,6 +19,7 @@ pub use load::{
 pub use rig::{
     DiscoveryBackend, DiscoveryConfig, LinkConfig, MidiConfig, OscQueryConfig, WledConfig,
 };
+pub use ui::{by_name, name_of, Card, FftView, Palette, Style3d, UiConfig, UiLayout};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +59,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Health reporting.
     pub health: HealthConfig,
+    /// Settings of the browser UIs, kept for them and echoed in meta.
+    pub ui: UiConfig,
     /// mDNS/DNS-SD announcement.
     pub discovery: DiscoveryConfig,
     /// The OSCQuery server and the OSC input port.
@@ -190,31 +196,25 @@ impl Default for RealtimeConfig {
     }
 }
 
-/// One band-pass.
+/// One band-pass. Always complete: a `[dsp.<band>]` table that gives only
+/// some keys takes the others from that band's default (see [`DspConfig`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BandConfig {
     /// Lower edge (−3 dB).
     pub lo_hz: f64,
     /// Upper edge (−3 dB).
     pub hi_hz: f64,
-    /// Smoother time constant.
+    /// Smoother time constant while the band's level falls (release).
     pub tau_s: f64,
-}
-
-impl Default for BandConfig {
-    fn default() -> Self {
-        BandConfig {
-            lo_hz: 250.0,
-            hi_hz: 4000.0,
-            tau_s: 0.06,
-        }
-    }
+    /// Smoother time constant while it rises (attack; `tau_attack` in the
+    /// Python server's protocol). Equal to `tau-s` by default: symmetric.
+    pub tau_attack_s: f64,
 }
 
 /// `[dsp]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(from = "partial::PartialDsp", rename_all = "kebab-case")]
 pub struct DspConfig {
     /// Butterworth prototype order of each band-pass (2·order poles).
     pub filter_order: u32,
@@ -234,16 +234,19 @@ impl Default for DspConfig {
                 lo_hz: 30.0,
                 hi_hz: 250.0,
                 tau_s: 0.15,
+                tau_attack_s: 0.15,
             },
             mid: BandConfig {
                 lo_hz: 250.0,
                 hi_hz: 4000.0,
                 tau_s: 0.06,
+                tau_attack_s: 0.06,
             },
             high: BandConfig {
                 lo_hz: 4000.0,
                 hi_hz: 16000.0,
                 tau_s: 0.02,
+                tau_attack_s: 0.02,
             },
         }
     }
@@ -277,6 +280,9 @@ pub struct AutoscaleConfig {
     pub noise_floor: f64,
     /// 1 = fully auto-scaled, 0 = raw.
     pub strength: f64,
+    /// Final multiplier on L/M/H and the post-processed spectrum (not on
+    /// raw dB), after onset detection.
+    pub master_gain: f64,
 }
 
 impl Default for AutoscaleConfig {
@@ -286,6 +292,7 @@ impl Default for AutoscaleConfig {
             tau_release_s: 60.0,
             noise_floor: 0.001,
             strength: 1.0,
+            master_gain: 1.0,
         }
     }
 }
@@ -312,6 +319,9 @@ pub struct FftConfig {
     pub send_raw_db: bool,
     /// Gaussian smear of the per-bin peak follower, in octaves.
     pub peak_smear_oct: f64,
+    /// Spectral tilt in dB per octave around 1 kHz, applied to the spectrum
+    /// before the per-bin auto-scaler (not to raw dB).
+    pub tilt_db_per_oct: f64,
 }
 
 impl Default for FftConfig {
@@ -326,28 +336,77 @@ impl Default for FftConfig {
             db_ceiling: 0.0,
             send_raw_db: false,
             peak_smear_oct: 0.3,
+            tilt_db_per_oct: 0.0,
         }
     }
 }
 
 /// `[onset]`
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(from = "partial::PartialOnset", rename_all = "kebab-case")]
 pub struct OnsetConfig {
     /// Detect onsets at all.
     pub enabled: bool,
     /// Broadband detector sensitivity in [0, 1] (higher: more onsets).
     pub sensitivity: f64,
-    /// Shortest gap between two onsets of one detector.
+    /// Shortest gap between two broadband onsets.
     pub min_gap_s: f64,
+    /// Low-band onset detector.
+    pub low: BandOnsetConfig,
+    /// Mid-band onset detector.
+    pub mid: BandOnsetConfig,
+    /// High-band onset detector.
+    pub high: BandOnsetConfig,
+}
+
+/// `[onset.<band>]`: one band's onset detector (the Python server's per-band
+/// settings, same names and meanings).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BandOnsetConfig {
+    /// Trigger threshold as a multiple of the running mean of the band's
+    /// novelty (> 1; higher: fewer onsets).
+    pub sensitivity: f64,
+    /// Shortest time between two onsets of the band.
+    pub refractory_s: f64,
+    /// Time constant of the slow envelope the novelty is measured against
+    /// (smaller: only sharper rises count).
+    pub slow_tau_s: f64,
+    /// Lowest trigger threshold, in units of the band's [0, 1] value.
+    pub abs_floor: f64,
 }
 
 impl Default for OnsetConfig {
     fn default() -> Self {
+        let band = |refractory_s, slow_tau_s| BandOnsetConfig {
+            sensitivity: 1.8,
+            refractory_s,
+            slow_tau_s,
+            abs_floor: 0.1,
+        };
         OnsetConfig {
             enabled: true,
             sensitivity: 0.5,
             min_gap_s: 0.05,
+            low: band(0.25, 0.30),
+            mid: band(0.18, 0.20),
+            high: band(0.12, 0.15),
+        }
+    }
+}
+
+impl OnsetConfig {
+    /// The three band detectors in index order.
+    pub fn bands(&self) -> [BandOnsetConfig; 3] {
+        [self.low, self.mid, self.high]
+    }
+
+    /// Mutable access by index.
+    pub fn band_mut(&mut self, i: usize) -> &mut BandOnsetConfig {
+        match i {
+            0 => &mut self.low,
+            1 => &mut self.mid,
+            _ => &mut self.high,
         }
     }
 }
@@ -635,6 +694,7 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
     applied.silence = new.silence;
     applied.ws.snapshot_hz = new.ws.snapshot_hz;
     applied.health = new.health;
+    applied.ui = new.ui;
     let mut needs_restart = Vec::new();
     let mut ws_rest = (old.ws.clone(), new.ws.clone());
     ws_rest.0.snapshot_hz = 0.0;
@@ -686,6 +746,25 @@ mod tests {
         assert_eq!(plan.applied.ws.snapshot_hz, 30.0);
         assert_eq!(plan.applied.ws.port, old.ws.port);
         assert_eq!(plan.needs_restart, vec!["fft.hop-frames", "ws"]);
+    }
+
+    /// Issue 11: a partly written band table keeps that band's defaults
+    /// for the keys it does not give (not the generic 250–4000 Hz, 0.06 s).
+    #[test]
+    fn a_partial_band_table_keeps_that_bands_defaults() {
+        let c = load_str("[dsp.high]\nlo-hz = 2944\n").unwrap();
+        let d = DspConfig::default();
+        assert_eq!(c.dsp.high.lo_hz, 2944.0);
+        assert_eq!(c.dsp.high.hi_hz, d.high.hi_hz);
+        assert_eq!(c.dsp.high.tau_s, d.high.tau_s);
+        assert_eq!((c.dsp.low, c.dsp.mid), (d.low, d.mid));
+        let c = load_str("[dsp.low]\ntau-s = 0.3\n[dsp]\nfilter-order = 2\n").unwrap();
+        assert_eq!(c.dsp.low.lo_hz, d.low.lo_hz);
+        assert_eq!(c.dsp.low.hi_hz, d.low.hi_hz);
+        assert_eq!(c.dsp.low.tau_s, 0.3);
+        assert_eq!(c.dsp.filter_order, 2);
+        // Unknown keys are still reported.
+        assert!(load_str("[dsp.low]\ntau = 0.3\n").is_err());
     }
 
     #[test]

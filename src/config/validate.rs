@@ -1,5 +1,6 @@
 //! Range checks on a parsed [`Config`]. Returns every problem, not the first.
 
+use super::ranges as R;
 use super::{Config, Problem};
 
 pub(super) struct Checker {
@@ -88,18 +89,26 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     );
     k.range_u("realtime.worker-priority", r.worker_priority as u64, 1, 99);
 
-    k.range_u("dsp.filter-order", c.dsp.filter_order as u64, 1, 8);
-    let nyquist_cap = 0.45 * a.sample_rate_hz as f64;
+    k.range_u(
+        "dsp.filter-order",
+        c.dsp.filter_order as u64,
+        R::FILTER_ORDER.0 as u64,
+        R::FILTER_ORDER.1 as u64,
+    );
+    let nyquist_cap = R::BAND_HI_MAX_OF_SR * a.sample_rate_hz as f64;
     for (name, b) in ["low", "mid", "high"].iter().zip(c.dsp.bands()) {
         let key = |leaf: &str| format!("dsp.{name}.{leaf}");
-        if !b.lo_hz.is_finite() || b.lo_hz < 20.0 {
+        if !b.lo_hz.is_finite() || b.lo_hz < R::BAND_LO_MIN_HZ {
             k.fail(&key("lo-hz"), b.lo_hz, "must be at least 20 Hz");
         }
-        if !b.hi_hz.is_finite() || b.hi_hz <= b.lo_hz + 50.0 {
+        if !b.hi_hz.is_finite() || b.hi_hz <= b.lo_hz + R::BAND_MIN_WIDTH_HZ {
             k.fail(
                 &key("hi-hz"),
                 b.hi_hz,
-                format!("must be above lo-hz + 50 ({} Hz)", b.lo_hz + 50.0),
+                format!(
+                    "must be above lo-hz + 50 ({} Hz)",
+                    b.lo_hz + R::BAND_MIN_WIDTH_HZ
+                ),
             );
         } else if b.hi_hz > nyquist_cap {
             k.fail(
@@ -108,14 +117,46 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 format!("must be at most 0.45 x sample rate ({nyquist_cap} Hz)"),
             );
         }
-        k.range_f(&key("tau-s"), b.tau_s, 0.005, 2.0);
+        k.range_f(&key("tau-s"), b.tau_s, R::TAU_S.0, R::TAU_S.1);
+        k.range_f(
+            &key("tau-attack-s"),
+            b.tau_attack_s,
+            R::TAU_ATTACK_S.0,
+            R::TAU_ATTACK_S.1,
+        );
     }
 
     let s = &c.autoscale;
-    k.range_f("autoscale.tau-attack-s", s.tau_attack_s, 0.001, 1.0);
-    k.range_f("autoscale.tau-release-s", s.tau_release_s, 5.0, 300.0);
-    k.range_f("autoscale.noise-floor", s.noise_floor, 0.0, 0.1);
-    k.range_f("autoscale.strength", s.strength, 0.0, 1.0);
+    k.range_f(
+        "autoscale.tau-attack-s",
+        s.tau_attack_s,
+        R::AUTOSCALE_ATTACK_S.0,
+        R::AUTOSCALE_ATTACK_S.1,
+    );
+    k.range_f(
+        "autoscale.tau-release-s",
+        s.tau_release_s,
+        R::AUTOSCALE_RELEASE_S.0,
+        R::AUTOSCALE_RELEASE_S.1,
+    );
+    k.range_f(
+        "autoscale.noise-floor",
+        s.noise_floor,
+        R::NOISE_FLOOR.0,
+        R::NOISE_FLOOR.1,
+    );
+    k.range_f(
+        "autoscale.strength",
+        s.strength,
+        R::STRENGTH.0,
+        R::STRENGTH.1,
+    );
+    k.range_f(
+        "autoscale.master-gain",
+        s.master_gain,
+        R::MASTER_GAIN.0,
+        R::MASTER_GAIN.1,
+    );
 
     let f = &c.fft;
     let w = f.window_frames;
@@ -153,14 +194,88 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             format!("must be above fft.db-floor ({}) and at most 20", f.db_floor),
         );
     }
-    k.range_f("fft.peak-smear-oct", f.peak_smear_oct, 0.0, 3.0);
+    k.range_f(
+        "fft.peak-smear-oct",
+        f.peak_smear_oct,
+        R::PEAK_SMEAR_OCT.0,
+        R::PEAK_SMEAR_OCT.1,
+    );
+    k.range_f(
+        "fft.tilt-db-per-oct",
+        f.tilt_db_per_oct,
+        R::TILT_DB_PER_OCT.0,
+        R::TILT_DB_PER_OCT.1,
+    );
 
-    k.range_f("onset.sensitivity", c.onset.sensitivity, 0.0, 1.0);
-    k.range_f("onset.min-gap-s", c.onset.min_gap_s, 0.01, 1.0);
+    k.range_f(
+        "onset.sensitivity",
+        c.onset.sensitivity,
+        R::ONSET_SENSITIVITY.0,
+        R::ONSET_SENSITIVITY.1,
+    );
+    k.range_f(
+        "onset.min-gap-s",
+        c.onset.min_gap_s,
+        R::ONSET_MIN_GAP_S.0,
+        R::ONSET_MIN_GAP_S.1,
+    );
+    for (name, b) in ["low", "mid", "high"].iter().zip(c.onset.bands()) {
+        let key = |leaf: &str| format!("onset.{name}.{leaf}");
+        let r = &R::BAND_ONSET;
+        k.range_f(
+            &key("sensitivity"),
+            b.sensitivity,
+            r.sensitivity.0,
+            r.sensitivity.1,
+        );
+        k.range_f(
+            &key("refractory-s"),
+            b.refractory_s,
+            r.refractory_s.0,
+            r.refractory_s.1,
+        );
+        k.range_f(
+            &key("slow-tau-s"),
+            b.slow_tau_s,
+            r.slow_tau_s.0,
+            r.slow_tau_s.1,
+        );
+        k.range_f(&key("abs-floor"), b.abs_floor, r.abs_floor.0, r.abs_floor.1);
+    }
+
+    let u = &c.ui;
+    k.range_f(
+        "ui.peak-decay-per-s",
+        u.peak_decay_per_s,
+        R::PEAK_DECAY_PER_S.0,
+        R::PEAK_DECAY_PER_S.1,
+    );
+    k.range_f(
+        "ui.layout.split-x",
+        u.layout.split_x,
+        R::LAYOUT_SPLIT.0,
+        R::LAYOUT_SPLIT.1,
+    );
+    k.range_f(
+        "ui.layout.split-y",
+        u.layout.split_y,
+        R::LAYOUT_SPLIT.0,
+        R::LAYOUT_SPLIT.1,
+    );
+    if !super::Card::ALL
+        .iter()
+        .all(|c| u.layout.quadrants.contains(c))
+    {
+        k.fail(
+            "ui.layout.quadrants",
+            format!("{:?}", u.layout.quadrants),
+            "each of \"bars\", \"lines\", \"scene\", \"fft\" once",
+        );
+    }
 
     let t = &c.tempo;
-    k.range_f("tempo.min-bpm", t.min_bpm, 30.0, 300.0);
-    k.range_f("tempo.max-bpm", t.max_bpm, 30.0, 300.0);
+    k.range_f("tempo.min-bpm", t.min_bpm, R::BPM.0, R::BPM.1);
+    k.range_f("tempo.max-bpm", t.max_bpm, R::BPM.0, R::BPM.1);
     if t.max_bpm.is_finite() && t.min_bpm.is_finite() && t.max_bpm < 1.9 * t.min_bpm {
         k.fail(
             "tempo.max-bpm",
@@ -171,7 +286,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             ),
         );
     }
-    k.range_f("tempo.lock-confidence", t.lock_confidence, 0.0, 1.0);
+    k.range_f(
+        "tempo.lock-confidence",
+        t.lock_confidence,
+        R::LOCK_CONFIDENCE.0,
+        R::LOCK_CONFIDENCE.1,
+    );
 
     k.range_f(
         "silence.threshold-dbfs",
@@ -249,7 +369,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     if ws.enabled && ws.port == ws.http_port {
         k.fail("ws.http-port", ws.http_port, "must differ from ws.port");
     }
-    k.range_f("ws.snapshot-hz", ws.snapshot_hz, 15.0, 240.0);
+    k.range_f(
+        "ws.snapshot-hz",
+        ws.snapshot_hz,
+        R::SNAPSHOT_HZ.0,
+        R::SNAPSHOT_HZ.1,
+    );
     k.range_u("ws.max-clients", ws.max_clients as u64, 1, 1024);
     k.range_u(
         "ws.max-clients-per-ip",

@@ -8,6 +8,7 @@
 
 use super::device::{ListedDevice, MAX_DEVICE_NAME};
 use super::presets::PresetName;
+use crate::config::ranges as R;
 
 /// A request to change or read a setting. Field meanings and ranges follow
 /// the Python server's protocol (see docs/protocol.md).
@@ -29,10 +30,13 @@ pub enum Command {
         /// false while dragging.
         commit: bool,
     },
-    /// Smoother time constants (only the given bands change).
+    /// Smoother time constants (only the given bands change; neither
+    /// given changes nothing, as in the Python server).
     SetSmoothing {
-        /// Low, mid, high.
+        /// Release τ: low, mid, high.
         tau: [Option<f64>; 3],
+        /// Attack τ (`tau_attack`): low, mid, high.
+        tau_attack: [Option<f64>; 3],
         /// false while dragging.
         commit: bool,
     },
@@ -46,6 +50,54 @@ pub enum Command {
         noise_floor: Option<f64>,
         /// Strength.
         strength: Option<f64>,
+        /// Final gain on L/M/H and the processed spectrum.
+        master_gain: Option<f64>,
+        /// false while dragging.
+        commit: bool,
+    },
+    /// Spectral tilt before the per-bin auto-scaler.
+    SetFftTilt {
+        /// dB per octave around 1 kHz.
+        tilt_db_per_oct: f64,
+        /// false while dragging.
+        commit: bool,
+    },
+    /// Butterworth order of the three band-passes.
+    SetFilterOrder {
+        /// 1..8.
+        order: i64,
+        /// false while dragging.
+        commit: bool,
+    },
+    /// One band's onset detector (the Python server's `set_onset`).
+    SetBandOnset {
+        /// 0 low, 1 mid, 2 high.
+        band: usize,
+        /// Threshold multiple.
+        sensitivity: Option<f64>,
+        /// Shortest gap.
+        refractory_s: Option<f64>,
+        /// Slow envelope τ.
+        slow_tau_s: Option<f64>,
+        /// Threshold floor.
+        abs_floor: Option<f64>,
+        /// false while dragging.
+        commit: bool,
+    },
+    /// Settings kept for the browser UIs (only the given ones change).
+    SetUi {
+        /// Peak-hold fall rate.
+        peak_decay_per_s: Option<f64>,
+        /// Onset markers drawn.
+        show_onsets: Option<bool>,
+        /// Card layout.
+        layout: Option<crate::config::UiLayout>,
+        /// 2D or 3D spectrum.
+        fft_view: Option<crate::config::FftView>,
+        /// 3D style.
+        fft3d_style: Option<crate::config::Style3d>,
+        /// Palette.
+        palette: Option<crate::config::Palette>,
         /// false while dragging.
         commit: bool,
     },
@@ -181,6 +233,11 @@ pub enum Response {
     Presets(super::presets::PresetList),
     /// The settings changed: every client gets the new meta.
     MetaChanged,
+    /// Values the command carried were clamped into range (told to the
+    /// client that sent it, with its meta).
+    Clamped(Vec<Clamped>),
+    /// The device listing changed (after `set_device`): every client gets it.
+    DevicesChanged(Vec<DeviceItem>),
 }
 
 /// Device listing and switching, implemented by the supervisor (which owns
@@ -196,83 +253,279 @@ pub trait DeviceOps: Send {
     fn switch(&mut self, device: &ListedDevice) -> Result<(), String>;
 }
 
-fn range(name: &str, v: f64, lo: f64, hi: f64) -> Option<String> {
-    (!v.is_finite() || v < lo || v > hi).then(|| format!("{name} must be in [{lo}, {hi}], got {v}"))
+/// A value outside its range that was replaced by the nearest allowed one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clamped {
+    /// The field, as named on the wire (`tau.low`, `strength`, ...).
+    pub field: String,
+    /// What the client sent.
+    pub requested: f64,
+    /// What was applied.
+    pub applied: f64,
 }
 
-fn opt_range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Option<String> {
-    v.and_then(|v| range(name, v, lo, hi))
+/// Clamps values into ranges, remembering what it changed.
+struct Clamper(Vec<Clamped>);
+
+impl Clamper {
+    fn f(&mut self, field: &str, v: &mut f64, (lo, hi): R::Range) {
+        if v.is_finite() && (*v < lo || *v > hi) {
+            let applied = v.clamp(lo, hi);
+            self.0.push(Clamped {
+                field: field.into(),
+                requested: *v,
+                applied,
+            });
+            *v = applied;
+        }
+    }
+
+    fn opt(&mut self, field: &str, v: &mut Option<f64>, r: R::Range) {
+        if let Some(v) = v.as_mut() {
+            self.f(field, v, r);
+        }
+    }
+
+    fn i(&mut self, field: &str, v: &mut i64, lo: i64, hi: i64) {
+        if *v < lo || *v > hi {
+            let applied = (*v).clamp(lo, hi);
+            self.0.push(Clamped {
+                field: field.into(),
+                requested: *v as f64,
+                applied: applied as f64,
+            });
+            *v = applied;
+        }
+    }
 }
 
-/// A partial update must change something: `{"type":"set_autoscale"}` is a
-/// mistake worth telling the client about, not a silent success.
-fn some_field(type_: &str, given: &[bool], fields: &str) -> Option<String> {
-    (!given.iter().any(|g| *g)).then(|| format!("{type_} needs at least one of {fields}"))
-}
-
-/// Why `cmd` is refused at sample rate `sr`, or `None` when it is fine.
-/// The whole resulting configuration is validated again before it is used.
-pub fn validate(cmd: &Command, sr: f64) -> Option<String> {
+/// Bring every number of `cmd` into its documented range (the Python
+/// server's behaviour for out-of-range values: clamp, not refuse) at sample
+/// rate `sr`. Returns what was changed, for the reply.
+pub fn clamp(cmd: &mut Command, sr: f64) -> Vec<Clamped> {
+    let mut k = Clamper(Vec::new());
     match cmd {
-        Command::SetBand {
-            band, lo_hz, hi_hz, ..
-        } => {
-            let name = crate::types::BAND_NAMES.get(*band).copied().unwrap_or("?");
-            if !lo_hz.is_finite() || *lo_hz < 20.0 {
-                Some(format!("{name}: lo_hz must be >= 20, got {lo_hz}"))
-            } else if !hi_hz.is_finite() || *hi_hz <= lo_hz + 50.0 {
-                Some(format!(
-                    "{name}: hi_hz must be > lo_hz + 50 ({}), got {hi_hz}",
-                    lo_hz + 50.0
-                ))
-            } else if *hi_hz > 0.45 * sr {
-                Some(format!(
-                    "{name}: hi_hz must be <= 0.45 x sample rate ({}), got {hi_hz}",
-                    0.45 * sr
-                ))
-            } else {
-                None
+        Command::SetBand { lo_hz, hi_hz, .. } => {
+            let top = R::BAND_HI_MAX_OF_SR * sr;
+            k.f(
+                "lo_hz",
+                lo_hz,
+                (R::BAND_LO_MIN_HZ, top - R::BAND_MIN_WIDTH_HZ - 1.0),
+            );
+            // A band narrower than the minimum is widened upwards (the
+            // Python server refuses only hi <= lo, which stays an error).
+            if hi_hz.is_finite() && lo_hz.is_finite() && *hi_hz > *lo_hz {
+                k.f("hi_hz", hi_hz, (*lo_hz + R::BAND_MIN_WIDTH_HZ + 1.0, top));
             }
         }
-        Command::SetSmoothing { tau, .. } => {
-            if tau.iter().all(|t| t.is_none()) {
-                return Some("tau must name at least one of low, mid, high".into());
+        Command::SetSmoothing {
+            tau, tau_attack, ..
+        } => {
+            for (i, n) in crate::types::BAND_NAMES.iter().enumerate() {
+                k.opt(&format!("tau.{n}"), &mut tau[i], R::TAU_S);
+                k.opt(
+                    &format!("tau_attack.{n}"),
+                    &mut tau_attack[i],
+                    R::TAU_ATTACK_S,
+                );
             }
-            tau.iter()
-                .zip(crate::types::BAND_NAMES)
-                .find_map(|(t, n)| opt_range(&format!("tau.{n}"), *t, 0.005, 2.0))
         }
         Command::SetAutoscale {
             tau_attack_s,
             tau_release_s,
             noise_floor,
             strength,
+            master_gain,
             ..
-        } => some_field(
-            "set_autoscale",
-            &[
-                tau_attack_s.is_some(),
-                tau_release_s.is_some(),
-                noise_floor.is_some(),
-                strength.is_some(),
-            ],
-            "tau_attack_s, tau_release_s, noise_floor, strength",
-        )
-        .or_else(|| opt_range("tau_attack_s", *tau_attack_s, 0.001, 1.0))
-        .or_else(|| opt_range("tau_release_s", *tau_release_s, 5.0, 300.0))
-        .or_else(|| opt_range("noise_floor", *noise_floor, 0.0, 0.1))
-        .or_else(|| opt_range("strength", *strength, 0.0, 1.0)),
-        Command::SetFftPeakSmear { peak_smear_oct, .. } => {
-            range("peak_smear_oct", *peak_smear_oct, 0.0, 3.0)
+        } => {
+            k.opt("tau_attack_s", tau_attack_s, R::AUTOSCALE_ATTACK_S);
+            k.opt("tau_release_s", tau_release_s, R::AUTOSCALE_RELEASE_S);
+            k.opt("noise_floor", noise_floor, R::NOISE_FLOOR);
+            k.opt("strength", strength, R::STRENGTH);
+            k.opt("master_gain", master_gain, R::MASTER_GAIN);
         }
+        Command::SetFftPeakSmear { peak_smear_oct, .. } => {
+            k.f("peak_smear_oct", peak_smear_oct, R::PEAK_SMEAR_OCT)
+        }
+        Command::SetFftTilt {
+            tilt_db_per_oct, ..
+        } => k.f("tilt_db_per_oct", tilt_db_per_oct, R::TILT_DB_PER_OCT),
+        Command::SetFilterOrder { order, .. } => k.i(
+            "order",
+            order,
+            R::FILTER_ORDER.0 as i64,
+            R::FILTER_ORDER.1 as i64,
+        ),
+        Command::SetBandOnset {
+            sensitivity,
+            refractory_s,
+            slow_tau_s,
+            abs_floor,
+            ..
+        } => {
+            let r = &R::BAND_ONSET;
+            k.opt("sensitivity", sensitivity, r.sensitivity);
+            k.opt("refractory_s", refractory_s, r.refractory_s);
+            k.opt("slow_tau_s", slow_tau_s, r.slow_tau_s);
+            k.opt("abs_floor", abs_floor, r.abs_floor);
+        }
+        Command::SetUi {
+            peak_decay_per_s,
+            layout,
+            ..
+        } => {
+            k.opt("peak_decay_per_s", peak_decay_per_s, R::PEAK_DECAY_PER_S);
+            if let Some(l) = layout.as_mut() {
+                k.f("layout.split_x", &mut l.split_x, R::LAYOUT_SPLIT);
+                k.f("layout.split_y", &mut l.split_y, R::LAYOUT_SPLIT);
+            }
+        }
+        Command::SetNFftBins { n } => k.i("n", n, 8, crate::types::MAX_FFT_BINS as i64),
+        Command::SetWsSnapshotHz { hz, .. } => {
+            // Whole frames per second, as the Python server keeps it.
+            if hz.is_finite() {
+                *hz = hz.round();
+            }
+            k.f("hz", hz, R::SNAPSHOT_HZ)
+        }
+        Command::SetOnset {
+            sensitivity,
+            min_gap_s,
+            ..
+        } => {
+            k.opt("sensitivity", sensitivity, R::ONSET_SENSITIVITY);
+            k.opt("min_gap_s", min_gap_s, R::ONSET_MIN_GAP_S);
+        }
+        Command::SetTempo {
+            min_bpm,
+            max_bpm,
+            lock_confidence,
+            ..
+        } => {
+            k.opt("min_bpm", min_bpm, R::BPM);
+            k.opt("max_bpm", max_bpm, R::BPM);
+            k.opt("lock_confidence", lock_confidence, R::LOCK_CONFIDENCE);
+        }
+        _ => {}
+    }
+    k.0
+}
+
+fn range(name: &str, v: f64, (lo, hi): R::Range) -> Option<String> {
+    (!v.is_finite() || v < lo || v > hi).then(|| format!("{name} must be in [{lo}, {hi}], got {v}"))
+}
+
+fn opt_range(name: &str, v: Option<f64>, r: R::Range) -> Option<String> {
+    v.and_then(|v| range(name, v, r))
+}
+
+/// A partial update must change something where the Python server says so
+/// (`set_onset` with a band) and for phase4's own partial messages.
+fn some_field(type_: &str, given: &[bool], fields: &str) -> Option<String> {
+    (!given.iter().any(|g| *g)).then(|| format!("{type_} needs at least one of {fields}"))
+}
+
+/// Why `cmd` is refused at sample rate `sr`, or `None` when it is fine. Run
+/// after [`clamp`], so what is left are values no clamp can fix (a band
+/// with hi <= lo, a missing field, a bad name). The whole resulting
+/// configuration is validated again before it is used.
+pub fn validate(cmd: &Command, sr: f64) -> Option<String> {
+    match cmd {
+        Command::SetBand {
+            band, lo_hz, hi_hz, ..
+        } => {
+            let name = crate::types::BAND_NAMES.get(*band).copied().unwrap_or("?");
+            let top = R::BAND_HI_MAX_OF_SR * sr;
+            if !lo_hz.is_finite() || *lo_hz < R::BAND_LO_MIN_HZ {
+                Some(format!("{name}: lo_hz must be >= 20, got {lo_hz}"))
+            } else if !hi_hz.is_finite() || *hi_hz <= lo_hz + R::BAND_MIN_WIDTH_HZ {
+                Some(format!("{name}: hi_hz must be > lo_hz, got {hi_hz}"))
+            } else if *hi_hz > top {
+                Some(format!(
+                    "{name}: hi_hz must be <= 0.45 x sample rate ({top}), got {hi_hz}"
+                ))
+            } else {
+                None
+            }
+        }
+        Command::SetSmoothing {
+            tau, tau_attack, ..
+        } => tau
+            .iter()
+            .zip(crate::types::BAND_NAMES)
+            .find_map(|(t, n)| opt_range(&format!("tau.{n}"), *t, R::TAU_S))
+            .or_else(|| {
+                tau_attack.iter().zip(crate::types::BAND_NAMES).find_map(|(t, n)| {
+                    opt_range(&format!("tau_attack.{n}"), *t, R::TAU_ATTACK_S)
+                })
+            }),
+        Command::SetAutoscale {
+            tau_attack_s,
+            tau_release_s,
+            noise_floor,
+            strength,
+            master_gain,
+            ..
+        } => opt_range("tau_attack_s", *tau_attack_s, R::AUTOSCALE_ATTACK_S)
+            .or_else(|| opt_range("tau_release_s", *tau_release_s, R::AUTOSCALE_RELEASE_S))
+            .or_else(|| opt_range("noise_floor", *noise_floor, R::NOISE_FLOOR))
+            .or_else(|| opt_range("strength", *strength, R::STRENGTH))
+            .or_else(|| opt_range("master_gain", *master_gain, R::MASTER_GAIN)),
+        Command::SetFftPeakSmear { peak_smear_oct, .. } => {
+            range("peak_smear_oct", *peak_smear_oct, R::PEAK_SMEAR_OCT)
+        }
+        Command::SetFftTilt {
+            tilt_db_per_oct, ..
+        } => range("tilt_db_per_oct", *tilt_db_per_oct, R::TILT_DB_PER_OCT),
+        Command::SetFilterOrder { order, .. } => {
+            let (lo, hi) = R::FILTER_ORDER;
+            (!(lo as i64..=hi as i64).contains(order))
+                .then(|| format!("filter_order must be in {lo}..{hi}, got {order}"))
+        }
+        Command::SetBandOnset {
+            sensitivity,
+            refractory_s,
+            slow_tau_s,
+            abs_floor,
+            ..
+        } => {
+            let r = &R::BAND_ONSET;
+            some_field(
+                "set_onset",
+                &[
+                    sensitivity.is_some(),
+                    refractory_s.is_some(),
+                    slow_tau_s.is_some(),
+                    abs_floor.is_some(),
+                ],
+                "sensitivity, refractory_s, slow_tau_s, abs_floor",
+            )
+            .or_else(|| opt_range("sensitivity", *sensitivity, r.sensitivity))
+            .or_else(|| opt_range("refractory_s", *refractory_s, r.refractory_s))
+            .or_else(|| opt_range("slow_tau_s", *slow_tau_s, r.slow_tau_s))
+            .or_else(|| opt_range("abs_floor", *abs_floor, r.abs_floor))
+        }
+        Command::SetUi {
+            peak_decay_per_s,
+            layout,
+            ..
+        } => opt_range("peak_decay_per_s", *peak_decay_per_s, R::PEAK_DECAY_PER_S).or_else(
+            || {
+                layout.and_then(|l| {
+                    range("layout.split_x", l.split_x, R::LAYOUT_SPLIT)
+                        .or_else(|| range("layout.split_y", l.split_y, R::LAYOUT_SPLIT))
+                })
+            },
+        ),
         Command::SetNFftBins { n } => (!(8..=crate::types::MAX_FFT_BINS as i64).contains(n))
             .then(|| format!("n must be in [8, {}], got {n}", crate::types::MAX_FFT_BINS)),
-        Command::SetWsSnapshotHz { hz, .. } => range("hz", *hz, 15.0, 240.0),
+        Command::SetWsSnapshotHz { hz, .. } => range("hz", *hz, R::SNAPSHOT_HZ),
         Command::SavePreset { name }
         | Command::LoadPreset { name }
         | Command::DeletePreset { name } => PresetName::parse(name).err(),
         Command::SetDevice { index, name } => match (index, name) {
             (None, None) => Some("set_device needs index or name".into()),
+            (Some(i), None) if *i < 0 => Some("device index must be >= 0".into()),
             (_, Some(n)) if n.is_empty() || n.len() > MAX_DEVICE_NAME => Some(format!(
                 "device name must be 1-{MAX_DEVICE_NAME} bytes; pick one from list_devices"
             )),
@@ -290,10 +543,10 @@ pub fn validate(cmd: &Command, sr: f64) -> Option<String> {
                 sensitivity.is_some(),
                 min_gap_s.is_some(),
             ],
-            "enabled, sensitivity, min_gap_s",
+            "band (with sensitivity, refractory_s, slow_tau_s, abs_floor), or enabled, sensitivity, min_gap_s",
         )
-        .or_else(|| opt_range("sensitivity", *sensitivity, 0.0, 1.0))
-        .or_else(|| opt_range("min_gap_s", *min_gap_s, 0.01, 1.0)),
+        .or_else(|| opt_range("sensitivity", *sensitivity, R::ONSET_SENSITIVITY))
+        .or_else(|| opt_range("min_gap_s", *min_gap_s, R::ONSET_MIN_GAP_S)),
         Command::SetTempo {
             enabled,
             min_bpm,
@@ -310,9 +563,9 @@ pub fn validate(cmd: &Command, sr: f64) -> Option<String> {
             ],
             "enabled, min_bpm, max_bpm, lock_confidence",
         )
-        .or_else(|| opt_range("min_bpm", *min_bpm, 30.0, 300.0))
-        .or_else(|| opt_range("max_bpm", *max_bpm, 30.0, 300.0))
-        .or_else(|| opt_range("lock_confidence", *lock_confidence, 0.0, 1.0)),
+        .or_else(|| opt_range("min_bpm", *min_bpm, R::BPM))
+        .or_else(|| opt_range("max_bpm", *max_bpm, R::BPM))
+        .or_else(|| opt_range("lock_confidence", *lock_confidence, R::LOCK_CONFIDENCE)),
         Command::SetFft { .. }
         | Command::SetFftSendRawDb { .. }
         | Command::ListDevices { .. }
@@ -332,9 +585,11 @@ mod tests {
             tau_release_s: None,
             noise_floor: None,
             strength: None,
+            master_gain: None,
             commit: true,
         };
-        assert!(validate(&none, 48_000.0).is_some());
+        // The Python server answers an empty set_autoscale with meta.
+        assert!(validate(&none, 48_000.0).is_none());
         let onset = Command::SetOnset {
             enabled: None,
             sensitivity: None,
@@ -355,6 +610,7 @@ mod tests {
             tau_release_s: None,
             noise_floor: None,
             strength: Some(0.5),
+            master_gain: None,
             commit: true,
         };
         assert_eq!(validate(&one, 48_000.0), None);

@@ -19,7 +19,7 @@ pub mod presets;
 pub mod secret;
 pub mod state;
 
-pub use command::{validate, Command, DeviceItem, DeviceOps, Response};
+pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Response};
 
 use crate::config::{self, Config};
 use crate::dsp::params::{DspParams, ParamsHub};
@@ -203,7 +203,16 @@ impl Controller {
     }
 
     /// Carry out one command.
-    pub fn handle(&mut self, cmd: Command) -> Vec<Response> {
+    pub fn handle(&mut self, mut cmd: Command) -> Vec<Response> {
+        let clamped = command::clamp(&mut cmd, self.sample_rate());
+        let mut r = self.carry_out(cmd);
+        if !clamped.is_empty() && matches!(r.first(), Some(Response::MetaChanged)) {
+            r.push(Response::Clamped(clamped));
+        }
+        r
+    }
+
+    fn carry_out(&mut self, cmd: Command) -> Vec<Response> {
         if let Some(reason) = validate(&cmd, self.sample_rate()) {
             return vec![Response::Error(reason)];
         }
@@ -228,15 +237,63 @@ impl Controller {
                 b.hi_hz = hi_hz;
                 self.commit_state(s, commit)
             }
-            Command::SetSmoothing { tau, commit } => {
-                for (b, t) in [&mut s.dsp.low, &mut s.dsp.mid, &mut s.dsp.high]
+            Command::SetSmoothing {
+                tau,
+                tau_attack,
+                commit,
+            } => {
+                for ((b, t), a) in [&mut s.dsp.low, &mut s.dsp.mid, &mut s.dsp.high]
                     .into_iter()
                     .zip(tau)
+                    .zip(tau_attack)
                 {
-                    if let Some(t) = t {
-                        b.tau_s = t;
-                    }
+                    b.tau_s = t.unwrap_or(b.tau_s);
+                    b.tau_attack_s = a.unwrap_or(b.tau_attack_s);
                 }
+                self.commit_state(s, commit)
+            }
+            Command::SetFftTilt {
+                tilt_db_per_oct,
+                commit,
+            } => {
+                s.fft.tilt_db_per_oct = tilt_db_per_oct;
+                self.commit_state(s, commit)
+            }
+            Command::SetFilterOrder { order, commit } => {
+                s.dsp.filter_order = order as u32;
+                self.commit_state(s, commit)
+            }
+            Command::SetBandOnset {
+                band,
+                sensitivity,
+                refractory_s,
+                slow_tau_s,
+                abs_floor,
+                commit,
+            } => {
+                let b = s.onset.band_mut(band);
+                b.sensitivity = sensitivity.unwrap_or(b.sensitivity);
+                b.refractory_s = refractory_s.unwrap_or(b.refractory_s);
+                b.slow_tau_s = slow_tau_s.unwrap_or(b.slow_tau_s);
+                b.abs_floor = abs_floor.unwrap_or(b.abs_floor);
+                self.commit_state(s, commit)
+            }
+            Command::SetUi {
+                peak_decay_per_s,
+                show_onsets,
+                layout,
+                fft_view,
+                fft3d_style,
+                palette,
+                commit,
+            } => {
+                let u = &mut s.ui;
+                u.peak_decay_per_s = peak_decay_per_s.unwrap_or(u.peak_decay_per_s);
+                u.show_onsets = show_onsets.unwrap_or(u.show_onsets);
+                u.layout = layout.unwrap_or(u.layout);
+                u.fft_view = fft_view.unwrap_or(u.fft_view);
+                u.fft3d_style = fft3d_style.unwrap_or(u.fft3d_style);
+                u.palette = palette.unwrap_or(u.palette);
                 self.commit_state(s, commit)
             }
             Command::SetAutoscale {
@@ -244,9 +301,11 @@ impl Controller {
                 tau_release_s,
                 noise_floor,
                 strength,
+                master_gain,
                 commit,
             } => {
                 let a = &mut s.autoscale;
+                a.master_gain = master_gain.unwrap_or(a.master_gain);
                 a.tau_attack_s = tau_attack_s.unwrap_or(a.tau_attack_s);
                 a.tau_release_s = tau_release_s.unwrap_or(a.tau_release_s);
                 a.noise_floor = noise_floor.unwrap_or(a.noise_floor);
@@ -428,7 +487,17 @@ impl Controller {
         if self.state_dir.is_some() {
             self.debounce.touch(true, Instant::now());
         }
-        vec![Response::MetaChanged]
+        // Every UI's device list shows the one in use (as the Python
+        // server does after a switch).
+        let l = self.devices.list(false);
+        self.remember_listing(l.clone());
+        vec![Response::MetaChanged, Response::DevicesChanged(l)]
+    }
+
+    /// List the devices once at start, so the first meta names the device's
+    /// index and the first client's greeting needs no round trip.
+    pub fn greeting(&mut self) -> Vec<Response> {
+        self.handle(Command::Hello)
     }
 
     fn presets(&self) -> presets::PresetList {
@@ -475,6 +544,10 @@ pub fn spawn(
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-control".into())
         .spawn(move || {
+            let _ = replies.send(Reply {
+                client: RELOAD_CLIENT,
+                responses: controller.greeting(),
+            });
             loop {
                 let wait = controller
                     .next_write()
@@ -609,7 +682,10 @@ mod tests {
                 index: None,
                 name: Some(good.to_string()),
             });
-            assert_eq!(r, vec![Response::MetaChanged], "{good}");
+            assert!(
+                matches!(&r[..], [Response::MetaChanged, Response::DevicesChanged(l)] if !l.is_empty()),
+                "{good}: {r:?}"
+            );
         }
         assert_eq!(
             *devices.switched.lock().unwrap(),
@@ -639,26 +715,20 @@ mod tests {
         for cmd in [
             Command::SetBand {
                 band: 0,
-                lo_hz: 10.0,
+                lo_hz: 300.0,
                 hi_hz: 200.0,
                 commit: true,
             },
-            Command::SetBand {
-                band: 2,
-                lo_hz: 4000.0,
-                hi_hz: 30000.0,
-                commit: true,
-            },
-            Command::SetAutoscale {
-                tau_attack_s: Some(0.01),
-                tau_release_s: Some(1.0),
-                noise_floor: None,
-                strength: None,
-                commit: true,
-            },
-            Command::SetNFftBins { n: 4 },
             Command::SetWsSnapshotHz {
                 hz: f64::NAN,
+                commit: true,
+            },
+            Command::SetBandOnset {
+                band: 1,
+                sensitivity: None,
+                refractory_s: None,
+                slow_tau_s: None,
+                abs_floor: None,
                 commit: true,
             },
             Command::SavePreset {
@@ -673,6 +743,50 @@ mod tests {
             assert!(matches!(r[0], Response::Error(_)), "{cmd:?} -> {r:?}");
         }
         assert_eq!(hub.current(), before);
+    }
+
+    /// Issue 11: out of range is clamped (and said), as the Python server
+    /// accepts it; the value in force is the nearest allowed one.
+    #[test]
+    fn out_of_range_values_are_clamped_and_reported() {
+        let (mut ctl, hub) = controller(None);
+        let r = ctl.handle(Command::SetAutoscale {
+            tau_attack_s: Some(0.01),
+            tau_release_s: Some(1.0),
+            noise_floor: None,
+            strength: Some(0.5),
+            master_gain: Some(9.0),
+            commit: true,
+        });
+        assert_eq!(r[0], Response::MetaChanged, "{r:?}");
+        let Response::Clamped(c) = &r[1] else {
+            panic!("{r:?}")
+        };
+        let fields: Vec<&str> = c.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["tau_release_s", "master_gain"]);
+        assert_eq!((c[1].requested, c[1].applied), (9.0, 4.0));
+        let p = hub.current();
+        assert_eq!(
+            (p.tau_release_s, p.strength, p.master_gain),
+            (5.0, 0.5, 4.0)
+        );
+        let r = ctl.handle(Command::SetBand {
+            band: 0,
+            lo_hz: 10.0,
+            hi_hz: 200.0,
+            commit: true,
+        });
+        assert!(matches!(
+            &r[..],
+            [Response::MetaChanged, Response::Clamped(_)]
+        ));
+        assert_eq!(hub.current().bands[0].lo_hz, 20.0);
+        let r = ctl.handle(Command::SetFilterOrder {
+            order: 2,
+            commit: true,
+        });
+        assert_eq!(r, vec![Response::MetaChanged]);
+        assert_eq!(hub.current().filter_order, 2);
     }
 
     #[test]

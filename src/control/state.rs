@@ -10,7 +10,9 @@
 //! Runs on the control thread and at start-up; never on a real-time thread.
 
 use super::device::{DeviceCatalog, ListedDevice};
-use crate::config::{self, AutoscaleConfig, BandConfig, Config, OnsetConfig, TempoConfig};
+use crate::config::{
+    self, AutoscaleConfig, BandConfig, Config, OnsetConfig, TempoConfig, UiConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ pub struct AudioState {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DspState {
+    /// Butterworth order of the band-passes (`set_filter_order`).
+    pub filter_order: u32,
     /// Low band.
     pub low: BandConfig,
     /// Mid band.
@@ -57,6 +61,8 @@ pub struct FftState {
     pub send_raw_db: bool,
     /// Peak smear in octaves.
     pub peak_smear_oct: f64,
+    /// Spectral tilt, dB per octave (`set_fft_tilt`).
+    pub tilt_db_per_oct: f64,
 }
 
 /// `[ws]` in the state.
@@ -86,6 +92,8 @@ pub struct State {
     pub tempo: TempoConfig,
     /// Snapshot rate.
     pub ws: WsState,
+    /// Settings kept for the browser UIs.
+    pub ui: UiConfig,
 }
 
 impl State {
@@ -94,6 +102,7 @@ impl State {
         State {
             audio: AudioState::default(),
             dsp: DspState {
+                filter_order: c.dsp.filter_order,
                 low: c.dsp.low,
                 mid: c.dsp.mid,
                 high: c.dsp.high,
@@ -104,12 +113,14 @@ impl State {
                 n_bins: c.fft.n_bins,
                 send_raw_db: c.fft.send_raw_db,
                 peak_smear_oct: c.fft.peak_smear_oct,
+                tilt_db_per_oct: c.fft.tilt_db_per_oct,
             },
             onset: c.onset,
             tempo: c.tempo,
             ws: WsState {
                 snapshot_hz: c.ws.snapshot_hz,
             },
+            ui: c.ui,
         }
     }
 
@@ -118,6 +129,7 @@ impl State {
     /// [`ListedDevice`] ([`State::chosen_device`]).
     pub fn apply(&self, c: &Config) -> Config {
         let mut c = c.clone();
+        c.dsp.filter_order = self.dsp.filter_order;
         c.dsp.low = self.dsp.low;
         c.dsp.mid = self.dsp.mid;
         c.dsp.high = self.dsp.high;
@@ -126,9 +138,11 @@ impl State {
         c.fft.n_bins = self.fft.n_bins;
         c.fft.send_raw_db = self.fft.send_raw_db;
         c.fft.peak_smear_oct = self.fft.peak_smear_oct;
+        c.fft.tilt_db_per_oct = self.fft.tilt_db_per_oct;
         c.onset = self.onset;
         c.tempo = self.tempo;
         c.ws.snapshot_hz = self.ws.snapshot_hz;
+        c.ui = self.ui;
         c
     }
 

@@ -4,7 +4,9 @@
 //!
 //! Definitions:
 //! - `low/mid/high`: see [`super::scaler`]; the RMS of each band-passed block
-//!   is smoothed with a one-pole of τ per band, then auto-scaled.
+//!   is smoothed with a one-pole per band (attack τ while it rises, release
+//!   τ while it falls), auto-scaled, and multiplied by the master gain
+//!   (after the band onsets saw it).
 //! - `rms_dbfs`: `20·log10(√(mean(x²)))` of the block; a full-scale sine
 //!   reads −3.01 dBFS. `peak_dbfs`: `20·log10(max|x|)`. Floor −160 dBFS.
 //! - `silent`: `rms_dbfs` below the threshold for at least the hold time;
@@ -97,8 +99,11 @@ impl BandsProcessor {
             }
             self.bank.load(&self.filters);
         }
-        self.smoother
-            .set_taus(dt, [p.bands[0].tau_s, p.bands[1].tau_s, p.bands[2].tau_s]);
+        self.smoother.set_taus(
+            dt,
+            p.bands.map(|b| b.tau_s),
+            p.bands.map(|b| b.tau_attack_s),
+        );
         let settings = ScalerSettings::from_params(dt, p);
         let edges = [
             (self.filters[0].lo_hz as f32, self.filters[0].hi_hz as f32),
@@ -166,11 +171,18 @@ impl BandsProcessor {
             self.silent = false;
         }
 
+        // The master gain scales what leaves the worker, after the onset
+        // detectors saw the auto-scaled values (as the Python server does).
+        let gain = if p.master_gain.is_finite() {
+            p.master_gain.max(0.0)
+        } else {
+            1.0
+        };
         BandsFrame {
             seq: block.seq,
             t_capture_ns: block.t_capture_ns,
             time_s: block.time_s(),
-            lmh,
+            lmh: lmh.map(|v| v * gain),
             lmh_raw: smoothed,
             rms_dbfs,
             peak_dbfs,

@@ -2,13 +2,14 @@
 //! spectral-flux onset detector on the FFT magnitudes.
 //!
 //! Definitions:
-//! - Band onsets ([`BandOnsets`]): for each of the auto-scaled L/M/H values
-//!   `x`, `d = fast(x) − slow(x)` (one-pole envelopes, τ 15 ms and 250 ms).
-//!   An onset is the rising edge of `d > θ`, with the adaptive threshold
-//!   `θ = max(θ_min, k·E|d|)` (`E` a 1 s running mean, `k` = 1.5 scaled by the
-//!   sensitivity), re-armed once `d` falls below `θ/2`, and at least
-//!   `onset_min_gap_s` after the previous onset of that band. This is the
-//!   detector of the Python server, on the same post-processed signals.
+//! - Band onsets ([`BandOnsets`]), the Python server's per-band detector
+//!   with its per-band settings (`[onset.<band>]`, `set_onset` with a band):
+//!   for each auto-scaled L/M/H value `x`, novelty
+//!   `n = max(0, fast(x) − slow(x))` (one-pole envelopes, τ 12 ms and the
+//!   band's `slow_tau_s`); `m` is a 1 s running mean of `n`. An onset when
+//!   `n > max(sensitivity·m, abs_floor)` and more than `refractory_s` after
+//!   the band's previous one; the band re-arms once
+//!   `n < max(0.6·m, abs_floor/2)` (a Schmitt trigger: one onset per rise).
 //! - Broadband onsets ([`FluxOnset`]), SuperFlux-like: the rfft magnitudes go
 //!   through a log-frequency triangular filterbank (12 bands per octave from
 //!   30 Hz to 16 kHz, bands narrower than one FFT bin merged), are
@@ -115,18 +116,25 @@ fn sensitivity_gain(s: f32) -> f32 {
     (2.0f32).powf((0.5 - s) * 4.0)
 }
 
-/// Per-band onset detector on the auto-scaled L/M/H values.
+/// Fast envelope of the band onset detectors (removes block jitter).
+const BAND_FAST_TAU_S: f32 = 0.012;
+/// Time constant of the running mean of novelty the threshold follows.
+const BAND_THR_TAU_S: f32 = 1.0;
+/// Re-arm once novelty falls below this multiple of its running mean.
+const BAND_RELEASE: f32 = 0.6;
+
+/// Per-band onset detector on the auto-scaled L/M/H values, with each
+/// band's own settings ([`super::params::BandOnsetParams`]).
 pub struct BandOnsets {
     block_period_s: f32,
     a_fast: f32,
-    a_slow: f32,
-    a_mean: f32,
+    a_thr: f32,
     fast: [f32; 3],
     slow: [f32; 3],
-    mean_abs: [f32; 3],
-    armed: [bool; 3],
+    thr_avg: [f32; 3],
+    /// Fired and waiting for novelty to fall (Schmitt trigger).
+    fired: [bool; 3],
     since_s: [f32; 3],
-    warm_s: f32,
 }
 
 impl BandOnsets {
@@ -139,49 +147,45 @@ impl BandOnsets {
         };
         BandOnsets {
             block_period_s: dt,
-            a_fast: one_pole(dt, 0.015),
-            a_slow: one_pole(dt, 0.25),
-            a_mean: one_pole(dt, 1.0),
+            a_fast: one_pole(dt, BAND_FAST_TAU_S),
+            a_thr: one_pole(dt, BAND_THR_TAU_S),
             fast: [0.0; 3],
             slow: [0.0; 3],
-            mean_abs: [0.0; 3],
-            armed: [true; 3],
+            thr_avg: [0.0; 3],
+            fired: [false; 3],
             since_s: [f32::INFINITY; 3],
-            warm_s: 0.0,
         }
     }
 
     /// Feed one block's auto-scaled L/M/H; returns [`crate::types::onset_bits`].
     pub fn process(&mut self, lmh: &[f32; 3], p: &DspParams) -> u8 {
         const BITS: [u8; 3] = [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH];
-        let k = 1.5 * sensitivity_gain(p.onset_sensitivity);
-        let theta_min = 0.04 * sensitivity_gain(p.onset_sensitivity);
-        let gap = if p.onset_min_gap_s.is_finite() {
-            p.onset_min_gap_s.max(0.0)
-        } else {
-            0.05
-        };
-        // The slow envelope needs a moment before `fast − slow` means anything.
-        self.warm_s += self.block_period_s;
-        let warm = self.warm_s >= 0.1;
+        let dt = self.block_period_s;
         let mut out = 0;
         for i in 0..3 {
-            let x = finite_or_zero(lmh[i]).clamp(0.0, 1.0);
+            let b = &p.band_onset[i];
+            let finite = |v: f32, d: f32| if v.is_finite() { v } else { d };
+            let k = finite(b.sensitivity, 1.8).max(1.0);
+            let gap = finite(b.refractory_s, 0.1).max(0.0);
+            let floor = finite(b.abs_floor, 0.1).max(0.0);
+            let a_slow = one_pole(dt, finite(b.slow_tau_s, 0.3).max(1e-3));
+            let x = finite_or_zero(lmh[i]).clamp(0.0, 4.0);
             self.fast[i] += self.a_fast * (x - self.fast[i]);
-            self.slow[i] += self.a_slow * (x - self.slow[i]);
-            let d = self.fast[i] - self.slow[i];
-            self.since_s[i] += self.block_period_s;
-            let theta = (k * self.mean_abs[i]).max(theta_min);
-            if d > theta {
-                if self.armed[i] && warm && self.since_s[i] >= gap {
+            self.slow[i] += a_slow * (x - self.slow[i]);
+            let novelty = (self.fast[i] - self.slow[i]).max(0.0);
+            self.thr_avg[i] += self.a_thr * (novelty - self.thr_avg[i]);
+            self.since_s[i] += dt;
+            let high = (k * self.thr_avg[i]).max(floor);
+            let low = (BAND_RELEASE * self.thr_avg[i]).max(0.5 * floor);
+            if !self.fired[i] {
+                if novelty > high && self.since_s[i] > gap {
                     out |= BITS[i];
+                    self.fired[i] = true;
                     self.since_s[i] = 0.0;
                 }
-                self.armed[i] = false;
-            } else if d < 0.5 * theta {
-                self.armed[i] = true;
+            } else if novelty < low {
+                self.fired[i] = false;
             }
-            self.mean_abs[i] += self.a_mean * (d.abs() - self.mean_abs[i]);
         }
         out
     }

@@ -224,7 +224,7 @@ fn band_onsets_follow_a_pulse_train_and_respect_the_gap() {
     }
     assert!((7..=8).contains(&n), "{n} low onsets");
     // A gap longer than the hat period halves the hats.
-    p.onset_min_gap_s = 0.2;
+    p.band_onset[2].refractory_s = 0.2;
     let mut b = BandOnsets::new(dt);
     let mut hats = 0;
     for i in 0..(4.0 / dt) as usize {
@@ -246,6 +246,36 @@ fn band_onsets_survive_garbage() {
     }
     b.reset();
     assert_eq!(b.process(&[0.0; 3], &p), 0);
+}
+
+/// Issue 11: each band follows its own settings (`set_onset` with a band).
+#[test]
+fn band_onset_settings_are_per_band() {
+    let dt = 256.0 / SR;
+    let count = |p: &DspParams| {
+        let mut b = BandOnsets::new(dt);
+        let mut n = [0usize; 3];
+        for i in 0..(4.0 / dt) as usize {
+            let t = i as f32 * dt;
+            let x = 0.6 * (-((t % 0.5) / 0.05)).exp();
+            let bits = b.process(&[x, x, x], p);
+            for (k, bit) in [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH]
+                .iter()
+                .enumerate()
+            {
+                n[k] += (bits & bit != 0) as usize;
+            }
+        }
+        n
+    };
+    let mut p = params();
+    let n = count(&p);
+    assert!(n.iter().all(|c| (7..=8).contains(c)), "{n:?}");
+    // A floor above anything the band reaches silences that band only.
+    p.band_onset[1].abs_floor = 1.0;
+    let n = count(&p);
+    assert_eq!(n[1], 0, "{n:?}");
+    assert!((7..=8).contains(&n[0]) && (7..=8).contains(&n[2]), "{n:?}");
 }
 
 /// Onsets and beats the spectrum worker reports for `signal` at `sr` Hz

@@ -20,8 +20,23 @@ pub struct BandParams {
     pub lo_hz: f32,
     /// Upper −3 dB edge.
     pub hi_hz: f32,
-    /// Smoother time constant.
+    /// Smoother time constant while the level falls.
     pub tau_s: f32,
+    /// Smoother time constant while it rises.
+    pub tau_attack_s: f32,
+}
+
+/// Parameters of one band's onset detector (see [`super::onset::BandOnsets`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BandOnsetParams {
+    /// Threshold as a multiple of the running mean novelty.
+    pub sensitivity: f32,
+    /// Shortest time between two onsets.
+    pub refractory_s: f32,
+    /// Slow envelope time constant.
+    pub slow_tau_s: f32,
+    /// Lowest threshold.
+    pub abs_floor: f32,
 }
 
 /// Everything a worker needs to know, as one plain value.
@@ -41,6 +56,8 @@ pub struct DspParams {
     pub noise_floor: f32,
     /// Auto-scale strength.
     pub strength: f32,
+    /// Final gain on L/M/H and the post-processed spectrum.
+    pub master_gain: f32,
     /// Log spectrum on.
     pub fft_enabled: bool,
     /// Log bins.
@@ -55,12 +72,16 @@ pub struct DspParams {
     pub send_raw_db: bool,
     /// Peak smear in octaves.
     pub peak_smear_oct: f32,
+    /// Spectral tilt before the per-bin auto-scaler, dB per octave.
+    pub tilt_db_per_oct: f32,
     /// Onsets on.
     pub onset_enabled: bool,
     /// Broadband onset sensitivity.
     pub onset_sensitivity: f32,
-    /// Minimum gap between onsets.
+    /// Minimum gap between broadband onsets.
     pub onset_min_gap_s: f32,
+    /// The per-band onset detectors.
+    pub band_onset: [BandOnsetParams; 3],
     /// Tempo tracking on.
     pub tempo_enabled: bool,
     /// Tempo range.
@@ -82,6 +103,13 @@ impl DspParams {
             lo_hz: b.lo_hz as f32,
             hi_hz: b.hi_hz as f32,
             tau_s: b.tau_s as f32,
+            tau_attack_s: b.tau_attack_s as f32,
+        };
+        let onset = |b: crate::config::BandOnsetConfig| BandOnsetParams {
+            sensitivity: b.sensitivity as f32,
+            refractory_s: b.refractory_s as f32,
+            slow_tau_s: b.slow_tau_s as f32,
+            abs_floor: b.abs_floor as f32,
         };
         DspParams {
             generation: 0,
@@ -91,6 +119,7 @@ impl DspParams {
             tau_release_s: c.autoscale.tau_release_s as f32,
             noise_floor: c.autoscale.noise_floor as f32,
             strength: c.autoscale.strength as f32,
+            master_gain: c.autoscale.master_gain as f32,
             fft_enabled: c.fft.enabled,
             n_bins: c.fft.n_bins,
             f_min_hz: c.fft.f_min_hz as f32,
@@ -98,9 +127,11 @@ impl DspParams {
             db_ceiling: c.fft.db_ceiling as f32,
             send_raw_db: c.fft.send_raw_db,
             peak_smear_oct: c.fft.peak_smear_oct as f32,
+            tilt_db_per_oct: c.fft.tilt_db_per_oct as f32,
             onset_enabled: c.onset.enabled,
             onset_sensitivity: c.onset.sensitivity as f32,
             onset_min_gap_s: c.onset.min_gap_s as f32,
+            band_onset: c.onset.bands().map(onset),
             tempo_enabled: c.tempo.enabled,
             min_bpm: c.tempo.min_bpm as f32,
             max_bpm: c.tempo.max_bpm as f32,

@@ -5,16 +5,19 @@
 //!
 //! 1. Empty bins ([`EMPTY_BIN_DB`]) are filled by linear interpolation between
 //!    their nearest non-empty neighbours (the edge value beyond the ends).
-//! 2. One-pole smoothing with a per-bin τ interpolated piecewise-linearly in
+//! 2. Tilt: `tilt_db_per_oct · log2(f_centre / 1 kHz)` dB is added to every
+//!    bin before the auto-scaler (not to the raw-strength baseline).
+//! 3. One-pole smoothing with a per-bin τ interpolated piecewise-linearly in
 //!    log-frequency between the L/M/H band centres (geometric means of the
-//!    edges), clamped to the nearest band outside them.
-//! 3. Peak follower (attack/release of the auto-scaler) on the smoothed value,
+//!    edges), clamped to the nearest band outside them: the bands' attack τ
+//!    while the bin rises, their release τ while it falls.
+//! 4. Peak follower (attack/release of the auto-scaler) on the smoothed value,
 //!    starting at the noise floor.
-//! 4. The peak is smeared across log frequency by a normalised Gaussian of
+//! 5. The peak is smeared across log frequency by a normalised Gaussian of
 //!    σ = `peak_smear_oct` octaves (reflected at the edges, truncated at 4σ).
-//! 5. `scaled = tanh(max(0, smooth − nf) / max(smeared_peak, nf))`.
-//! 6. Strength blend with the dB baseline mapped from `[db_floor, db_ceiling]`,
-//!    0 where the bin is below the noise floor.
+//! 6. `scaled = tanh(max(0, smooth − nf) / max(smeared_peak, nf))`.
+//! 7. Strength blend with the (untilted) dB baseline mapped from
+//!    `[db_floor, db_ceiling]`, 0 where the bin is below the noise floor.
 //!
 //! Real-time safety: every array is sized for [`MAX_FFT_BINS`] at
 //! construction; retuning recomputes in place.
@@ -26,12 +29,19 @@ use crate::types::{EMPTY_BIN_DB, MAX_FFT_BINS};
 
 /// Largest smear kernel radius, in bins.
 const MAX_RADIUS: usize = 4 * MAX_FFT_BINS;
+/// The tilt is 0 dB at this frequency.
+pub const TILT_REF_HZ: f32 = 1000.0;
 
 /// The per-bin post-processor.
 pub struct PostProcessor {
     n: usize,
     hop_s: f32,
+    /// Per-bin smoothing coefficient while the bin falls.
     alpha: Vec<f32>,
+    /// While it rises.
+    alpha_attack: Vec<f32>,
+    /// Per-bin tilt as a linear gain.
+    tilt: Vec<f32>,
     smooth: Vec<f32>,
     peak: Vec<f32>,
     peak_smeared: Vec<f32>,
@@ -51,6 +61,8 @@ impl PostProcessor {
             n: 0,
             hop_s,
             alpha: vec![0.0; MAX_FFT_BINS],
+            alpha_attack: vec![0.0; MAX_FFT_BINS],
+            tilt: vec![1.0; MAX_FFT_BINS],
             smooth: vec![0.0; MAX_FFT_BINS],
             peak: vec![0.0; MAX_FFT_BINS],
             peak_smeared: vec![0.0; MAX_FFT_BINS],
@@ -71,27 +83,20 @@ impl PostProcessor {
         self.n = n;
         self.settings = ScalerSettings::from_params(self.hop_s, p);
         // Per-bin τ, interpolated in log10(f) between the band centres.
-        let mut anchors = [(0.0f32, 0.0f32); 3];
-        for (a, b) in anchors.iter_mut().zip(p.bands.iter()) {
-            *a = ((b.lo_hz * b.hi_hz).sqrt().max(1e-3).log10(), b.tau_s);
-        }
-        anchors.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let centre = |b: &super::params::BandParams| (b.lo_hz * b.hi_hz).sqrt().max(1e-3).log10();
+        let release = p.bands.map(|b| (centre(&b), b.tau_s));
+        let attack = p.bands.map(|b| (centre(&b), b.tau_attack_s));
         for j in 0..n {
-            let lf = map.centre_hz(j).log10();
-            let tau = if lf <= anchors[0].0 {
-                anchors[0].1
-            } else if lf >= anchors[2].0 {
-                anchors[2].1
+            let f = map.centre_hz(j);
+            let lf = f.log10();
+            self.alpha[j] = tau_to_alpha(self.hop_s, interpolate(release, lf));
+            self.alpha_attack[j] = tau_to_alpha(self.hop_s, interpolate(attack, lf));
+            let tilt_db = p.tilt_db_per_oct * (f.max(1e-3) / TILT_REF_HZ).log2();
+            self.tilt[j] = if tilt_db.is_finite() {
+                10f32.powf(tilt_db / 20.0)
             } else {
-                let (a, b) = if lf <= anchors[1].0 {
-                    (anchors[0], anchors[1])
-                } else {
-                    (anchors[1], anchors[2])
-                };
-                let w = (lf - a.0) / (b.0 - a.0).max(1e-9);
-                a.1 + w * (b.1 - a.1)
+                1.0
             };
-            self.alpha[j] = tau_to_alpha(self.hop_s, tau);
         }
         // Gaussian smear kernel in bins.
         let sigma = p.peak_smear_oct * map.bins_per_octave();
@@ -131,10 +136,16 @@ impl PostProcessor {
         for j in 0..n {
             let lin = (self.interp_db[j] * DB_TO_LN).exp();
             self.lin[j] = lin;
+            let x = lin * self.tilt[j];
             if self.warmed {
-                self.smooth[j] += self.alpha[j] * (lin - self.smooth[j]);
+                let a = if x > self.smooth[j] {
+                    self.alpha_attack[j]
+                } else {
+                    self.alpha[j]
+                };
+                self.smooth[j] += a * (x - self.smooth[j]);
             } else {
-                self.smooth[j] = lin;
+                self.smooth[j] = x;
             }
             s.follow(&mut self.peak[j], self.smooth[j]);
         }
@@ -173,6 +184,25 @@ impl PostProcessor {
                 .map(|(p, w)| p * w)
                 .sum();
         }
+    }
+}
+
+/// The τ at `log10(f) = lf` between three `(log10 f, τ)` anchors (band
+/// centres, in any order): piecewise linear, the nearest anchor outside.
+fn interpolate(mut anchors: [(f32, f32); 3], lf: f32) -> f32 {
+    anchors.sort_by(|x, y| x.0.total_cmp(&y.0));
+    if lf <= anchors[0].0 {
+        anchors[0].1
+    } else if lf >= anchors[2].0 {
+        anchors[2].1
+    } else {
+        let (a, b) = if lf <= anchors[1].0 {
+            (anchors[0], anchors[1])
+        } else {
+            (anchors[1], anchors[2])
+        };
+        let w = (lf - a.0) / (b.0 - a.0).max(1e-9);
+        a.1 + w * (b.1 - a.1)
     }
 }
 

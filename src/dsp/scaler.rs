@@ -38,26 +38,33 @@ pub fn tanh_pos(x: f32) -> f32 {
 /// Smallest value used as a denominator.
 pub const EPS: f32 = 1e-12;
 
-/// A symmetric one-pole smoother per band.
+/// A one-pole smoother per band, with its own time constant for rising
+/// (attack) and falling (release) input: the Python server's `tau_attack`
+/// and `tau`. Equal constants make it symmetric.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Smoother {
-    alpha: [f32; 3],
+    release: [f32; 3],
+    attack: [f32; 3],
     /// Current smoothed values.
     pub values: [f32; 3],
 }
 
 impl Smoother {
-    /// Set the time constants for steps of `dt` seconds.
-    pub fn set_taus(&mut self, dt: f32, taus: [f32; 3]) {
-        for (a, t) in self.alpha.iter_mut().zip(taus) {
-            *a = tau_to_alpha(dt, t);
-        }
+    /// Set the release and attack time constants for steps of `dt` seconds.
+    pub fn set_taus(&mut self, dt: f32, release: [f32; 3], attack: [f32; 3]) {
+        self.release = release.map(|t| tau_to_alpha(dt, t));
+        self.attack = attack.map(|t| tau_to_alpha(dt, t));
     }
 
     /// Feed one block's RMS values.
     #[inline]
     pub fn update(&mut self, x: [f32; 3]) -> [f32; 3] {
-        for ((v, a), x) in self.values.iter_mut().zip(self.alpha).zip(x) {
+        for (i, (v, x)) in self.values.iter_mut().zip(x).enumerate() {
+            let a = if x > *v {
+                self.attack[i]
+            } else {
+                self.release[i]
+            };
             *v += a * (x - *v);
         }
         self.values

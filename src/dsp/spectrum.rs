@@ -229,6 +229,7 @@ impl SpectrumProcessor {
         f.tempo = tempo;
         f.has_bins = p.fft_enabled;
         f.raw_db = p.send_raw_db;
+        f.db_floor = p.db_floor;
         let n = self.map.n_bins();
         f.n_bins = if p.fft_enabled { n as u16 } else { 0 };
         if p.fft_enabled {
@@ -239,7 +240,16 @@ impl SpectrumProcessor {
             if p.send_raw_db {
                 f.bins[..n].copy_from_slice(&self.db[..n]);
             } else {
-                f.bins[..n].copy_from_slice(&self.processed[..n]);
+                // The master gain scales the post-processed stream only
+                // (raw dB is a measurement), as in the Python server.
+                let gain = if p.master_gain.is_finite() {
+                    p.master_gain.max(0.0)
+                } else {
+                    1.0
+                };
+                for (o, v) in f.bins[..n].iter_mut().zip(&self.processed[..n]) {
+                    *o = v * gain;
+                }
             }
         }
         self.hops += 1;

@@ -4,6 +4,7 @@ inbound type's success path (answered by the new meta), and bad input
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -26,7 +27,9 @@ def test_a_new_client_gets_meta_then_devices_presets_snapshots_and_fft(server):
                         "device"]:
                 assert key in first, key
             assert set(first["bands"]["mid"]) == {"lo_hz", "hi_hz"}
-            assert set(first["autoscale"]) == {"tau_attack_s", "tau_release_s", "noise_floor", "strength"}
+            # The Python server's keys (phase4's are additive).
+            assert set(first["autoscale"]) >= {"tau_attack_s", "tau_release_s", "noise_floor", "strength",
+                                               "master_gain"}
             assert set(first["device"]) == {"index", "name"}
             await recv_json(ws, "devices")
             await recv_json(ws, "presets")
@@ -114,7 +117,8 @@ def test_presets_are_saved_listed_and_loaded(server):
             await ws.send(json.dumps({"type": "save_preset", "name": "Wide smear_1"}))
             p = await recv_json(ws, "presets")
             assert [i["name"] for i in p["items"]] == ["Wide smear_1"]
-            assert p["items"][0]["saved_at"] > 0
+            # Local time as a string, as the Python server sends it.
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", p["items"][0]["saved_at"])
             await ws.send(json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 0.0}))
             assert (await recv_json(ws, "meta"))["fft_peak_smear_oct"] == 0.0
             await ws.send(json.dumps({"type": "list_presets"}))
@@ -143,9 +147,9 @@ def test_set_device_to_a_device_that_fails_rolls_back(server):
             # block: wait (bounded) for one with a newer block.
             s2 = await recv_json(ws, "snapshot")
             deadline = time.monotonic() + 15
-            while s2["t"] == s1["t"] and time.monotonic() < deadline:
+            while s2["t_stream"] == s1["t_stream"] and time.monotonic() < deadline:
                 s2 = await recv_json(ws, "snapshot")
-            assert s2["seq"] > s1["seq"] and s2["t"] != s1["t"]
+            assert s2["seq"] > s1["seq"] and s2["t_stream"] != s1["t_stream"]
         assert await fresh_meta(server.url) == before
 
     run(go())
@@ -180,6 +184,9 @@ def test_set_device_with_an_index_outside_the_listing_is_refused(server):
     run(go())
 
 
+# What the Python server refuses too. What it accepts (extra fields,
+# bool() coercion, out-of-range values, which are clamped) is in
+# tests/compat.
 BAD = [
     "this is not json",
     "[1, 2]",
@@ -187,27 +194,14 @@ BAD = [
     json.dumps({"enabled": True}),
     json.dumps({"type": "set_everything"}),
     json.dumps({"type": 5}),
-    json.dumps({"type": "set_fft"}),
-    json.dumps({"type": "set_fft", "enabled": True, "extra": 1}),
-    json.dumps({"type": "set_fft", "enabled": "yes"}),
     json.dumps({"type": "set_band", "band": "mid", "lo_hz": "200", "hi_hz": 4000}),
     json.dumps({"type": "set_band", "band": "bass", "lo_hz": 30, "hi_hz": 200}),
-    json.dumps({"type": "set_band", "band": "low", "lo_hz": 10, "hi_hz": 200}),
-    json.dumps({"type": "set_band", "band": "low", "lo_hz": 100, "hi_hz": 140}),
-    json.dumps({"type": "set_band", "band": "high", "lo_hz": 4000, "hi_hz": 23000}),
-    json.dumps({"type": "set_smoothing", "tau": {"low": 0.001}}),
+    json.dumps({"type": "set_band", "band": "low", "lo_hz": 200, "hi_hz": 150}),
+    json.dumps({"type": "set_fft_tilt", "tilt_db_per_oct": "3"}),
+    json.dumps({"type": "set_onset", "band": "bass", "sensitivity": 2}),
+    json.dumps({"type": "set_onset", "band": "low"}),
     json.dumps({"type": "set_smoothing", "tau": {"sub": 0.1}}),
-    json.dumps({"type": "set_smoothing", "tau": {}}),
-    json.dumps({"type": "set_autoscale", "tau_release_s": 1}),
-    json.dumps({"type": "set_autoscale", "strength": 1.5}),
-    json.dumps({"type": "set_autoscale", "noise_floor": -0.1}),
-    json.dumps({"type": "set_autoscale", "tau_attack_s": 0.01, "strength": 2}),
-    json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 4}),
-    json.dumps({"type": "set_n_fft_bins", "n": 4}),
-    json.dumps({"type": "set_n_fft_bins", "n": 2048}),
     json.dumps({"type": "set_n_fft_bins", "n": 64.5}),
-    json.dumps({"type": "set_ws_snapshot_hz", "hz": 5}),
-    json.dumps({"type": "set_ws_snapshot_hz", "hz": 1000}),
     '{"type": "set_ws_snapshot_hz", "hz": NaN}',
     '{"type": "set_ws_snapshot_hz", "hz": Infinity}',
     '{"type": "set_fft_peak_smear", "peak_smear_oct": -Infinity}',
@@ -221,7 +215,6 @@ BAD = [
     json.dumps({"type": "load_preset", "name": "../../etc/passwd"}),
     json.dumps({"type": "load_preset", "name": "missing"}),
     json.dumps({"type": "set_device"}),
-    json.dumps({"type": "list_presets", "x": 1}),
 ]
 
 
@@ -235,6 +228,8 @@ def test_bad_input_gets_an_error_and_changes_nothing(server, text):
             reply = await recv_any(ws, {"meta", "error"})
             assert reply["type"] == "error", reply
             assert isinstance(reply["reason"], str) and reply["reason"]
+            # Then the meta in force, so a UI control snaps back.
+            assert json.loads(await ws.recv()) == before | {"type": "meta"}
         assert await fresh_meta(server.url) == before
         assert not (server.state_dir / "presets").exists() or not any(
             p.name.startswith("..") for p in (server.state_dir / "presets").iterdir())
@@ -292,7 +287,8 @@ def test_without_the_token_a_client_may_watch_but_not_change(make_server):
             for msg in [{"type": "set_fft", "enabled": True}, {"type": "list_presets"},
                         {"type": "list_devices"}, "not json"]:
                 await ws.send(msg if isinstance(msg, str) else json.dumps(msg))
-                assert "not authorized" in (await recv_any(ws, {"meta", "error", "presets", "devices"}))["reason"]
+                assert "not authorized" in (await recv_json(ws, "error"))["reason"]
+                assert (await recv_any(ws, {"meta", "error"}))["type"] == "meta"  # snap-back
             await ws.send(json.dumps({"type": "auth", "token": "wrong"}))
             assert (await recv_any(ws, {"auth", "error"}))["type"] == "error"
             await ws.send(json.dumps({"type": "auth", "token": "s3cret-token"}))

@@ -135,17 +135,20 @@ impl Setting {
     /// (min, max) as the WebSocket protocol checks them; `sr` bounds the
     /// band edges.
     pub fn range(self, sr: f64) -> (f64, f64) {
+        use crate::config::ranges as R;
         match self {
-            Setting::LoHz(_) | Setting::HiHz(_) => (20.0, 0.45 * sr),
-            Setting::Tau(_) => (0.005, 2.0),
-            Setting::TauAttack => (0.001, 1.0),
-            Setting::TauRelease => (5.0, 300.0),
-            Setting::NoiseFloor => (0.0, 0.1),
-            Setting::Strength | Setting::Sensitivity | Setting::LockConfidence => (0.0, 1.0),
+            Setting::LoHz(_) | Setting::HiHz(_) => (R::BAND_LO_MIN_HZ, R::BAND_HI_MAX_OF_SR * sr),
+            Setting::Tau(_) => R::TAU_S,
+            Setting::TauAttack => R::AUTOSCALE_ATTACK_S,
+            Setting::TauRelease => R::AUTOSCALE_RELEASE_S,
+            Setting::NoiseFloor => R::NOISE_FLOOR,
+            Setting::Strength => R::STRENGTH,
+            Setting::Sensitivity => R::ONSET_SENSITIVITY,
+            Setting::LockConfidence => R::LOCK_CONFIDENCE,
             Setting::NBins => (8.0, crate::types::MAX_FFT_BINS as f64),
-            Setting::PeakSmear => (0.0, 3.0),
-            Setting::MinGap => (0.01, 1.0),
-            Setting::MinBpm | Setting::MaxBpm => (30.0, 300.0),
+            Setting::PeakSmear => R::PEAK_SMEAR_OCT,
+            Setting::MinGap => R::ONSET_MIN_GAP_S,
+            Setting::MinBpm | Setting::MaxBpm => R::BPM,
             Setting::FftEnabled
             | Setting::SendRawDb
             | Setting::OnsetEnabled
@@ -235,7 +238,11 @@ impl Setting {
             },
             Setting::Tau(i) => {
                 tau[i.min(2)] = Some(num);
-                Command::SetSmoothing { tau, commit: true }
+                Command::SetSmoothing {
+                    tau,
+                    tau_attack: [None; 3],
+                    commit: true,
+                }
             }
             Setting::TauAttack | Setting::TauRelease | Setting::NoiseFloor | Setting::Strength => {
                 let pick = |s: Setting| (self == s).then_some(num);
@@ -244,6 +251,7 @@ impl Setting {
                     tau_release_s: pick(Setting::TauRelease),
                     noise_floor: pick(Setting::NoiseFloor),
                     strength: pick(Setting::Strength),
+                    master_gain: None,
                     commit: true,
                 }
             }

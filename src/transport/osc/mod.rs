@@ -341,7 +341,10 @@ impl OscSender {
         if f.has_bins && self.cfg.send_fft {
             let args = &mut self.msgs.m[FFT].args;
             args.clear();
-            args.extend(f.bins().iter().map(|v| OscType::Float(*v)));
+            // Raw dB: empty bins (the −1000 sentinel of the binary WS
+            // frame) go out as the floor, as the Python server sends them.
+            let floor = if f.raw_db { f.db_floor } else { f32::MIN };
+            args.extend(f.bins().iter().map(|v| OscType::Float(v.max(floor))));
             self.emit(FFT);
         }
         self.msgs.set_f(SPECTRAL, 0, f.centroid_hz);

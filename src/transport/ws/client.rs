@@ -222,15 +222,16 @@ impl Client {
         true
     }
 
-    /// Queue an error reply unless this client already got its share of
-    /// errors this second. False as for [`Client::push_reply`].
+    /// Queue an error reply (and `snap_back`, the meta in force, after it)
+    /// unless this client already got its share of errors this second. False as for [`Client::push_reply`].
     #[must_use]
-    pub fn push_error(&mut self, json: String, now: Instant) -> bool {
+    pub fn push_error(&mut self, json: String, snap_back: Option<String>, now: Instant) -> bool {
         if self.errors.take(ERRORS_PER_S, ERROR_BURST, 0.0, now) < 0.0 {
             self.errors_suppressed += 1;
             return true;
         }
         self.push_reply(Message::Text(json))
+            && snap_back.is_none_or(|m| self.push_reply(Message::Text(m)))
     }
 
     /// Count one inbound message against `rate` per second.

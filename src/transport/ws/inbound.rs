@@ -11,7 +11,7 @@
 //! the size limit.
 
 use super::client::{Admission, MAX_AUTH_FAILURES, MESSAGES_PER_TURN};
-use super::protocol::{self as p, Action, Outbound};
+use super::protocol::{Action, Outbound};
 use super::server::{Broadcaster, MAX_SLEEP};
 use crate::control::{Command, Request};
 use std::os::fd::AsFd;
@@ -117,13 +117,12 @@ impl Broadcaster {
                 Err(e) => return read_error(e),
             };
             let now = Instant::now();
-            let c = &mut self.clients[i];
-            match c.admit(rate, now) {
+            match self.clients[i].admit(rate, now) {
                 Admission::Admit => {}
                 Admission::Drop => {
                     let e = format!("rate limit: at most {rate} messages per second (ws.max-messages-per-s); message dropped");
-                    if !c.push_error(Outbound::error(e).to_json(), now) {
-                        return not_reading();
+                    if let Outcome::Close(code, why) = self.refuse(i, e, now) {
+                        return Outcome::Close(code, why);
                     }
                     continue;
                 }
@@ -155,8 +154,11 @@ impl Broadcaster {
         Outcome::Keep
     }
 
+    /// Refuse a message: the error, then the meta in force (snap-back).
     fn refuse(&mut self, i: usize, reason: String, now: Instant) -> Outcome {
-        if self.clients[i].push_error(Outbound::error(reason).to_json(), now) {
+        let meta = self.meta_json().to_string();
+        let meta = (!meta.is_empty()).then_some(meta);
+        if self.clients[i].push_error(Outbound::error(reason).to_json(), meta, now) {
             Outcome::Keep
         } else {
             not_reading()
@@ -180,8 +182,8 @@ impl Broadcaster {
                 now,
             );
         }
-        let action = match p::parse(text) {
-            Ok(m) => m.into_action(),
+        let action = match super::parse::parse(text) {
+            Ok(a) => a,
             Err(reason) if authorized => return self.refuse(i, reason, now),
             Err(_) => return self.refuse(i, NOT_AUTHORIZED.into(), now),
         };

@@ -3,7 +3,17 @@
 
 use super::protocol as p;
 use super::WsCtx;
+use crate::config::{name_of, BandOnsetConfig, Card, FftView, Palette, Style3d};
 use std::sync::atomic::Ordering;
+
+fn band_onset(b: BandOnsetConfig) -> p::BandOnsetMeta {
+    p::BandOnsetMeta {
+        sensitivity: b.sensitivity,
+        refractory_s: b.refractory_s,
+        slow_tau_s: b.slow_tau_s,
+        abs_floor: b.abs_floor,
+    }
+}
 
 /// The meta message for the settings in force.
 pub(super) fn build_meta(ctx: &WsCtx) -> p::Meta {
@@ -42,12 +52,37 @@ pub(super) fn build_meta(ctx: &WsCtx) -> p::Meta {
             tau_release_s: cfg.autoscale.tau_release_s,
             noise_floor: cfg.autoscale.noise_floor,
             strength: cfg.autoscale.strength,
+            master_gain: cfg.autoscale.master_gain,
         },
-        ws_snapshot_hz: cfg.ws.snapshot_hz,
+        fft_tilt_db_per_oct: cfg.fft.tilt_db_per_oct,
+        fft_window_size: cfg.fft.window_frames,
+        tau_attack: p::Lmh {
+            low: cfg.dsp.low.tau_attack_s,
+            mid: cfg.dsp.mid.tau_attack_s,
+            high: cfg.dsp.high.tau_attack_s,
+        },
+        filter_order: cfg.dsp.filter_order,
+        ws_snapshot_hz: cfg.ws.snapshot_hz.round().clamp(0.0, u32::MAX as f64) as u32,
+        ui_peak_decay_per_s: cfg.ui.peak_decay_per_s,
+        ui_show_onsets: cfg.ui.show_onsets,
+        ui_fft_view: name_of(&FftView::ALL, cfg.ui.fft_view),
+        ui_fft3d_style: name_of(&Style3d::ALL, cfg.ui.fft3d_style),
+        ui_palette: name_of(&Palette::ALL, cfg.ui.palette),
+        ui_layout: p::UiLayoutMeta {
+            split_x: cfg.ui.layout.split_x,
+            split_y: cfg.ui.layout.split_y,
+            quadrants: cfg.ui.layout.quadrants.map(|c| {
+                let i = Card::ALL.iter().position(|a| *a == c).unwrap_or(0);
+                Card::NAMES[i]
+            }),
+        },
         device: p::DeviceMeta { index, name },
         fft_window: cfg.fft.window_frames,
         fft_hop: cfg.fft.hop_frames,
         onset: p::OnsetMeta {
+            low: band_onset(cfg.onset.low),
+            mid: band_onset(cfg.onset.mid),
+            high: band_onset(cfg.onset.high),
             enabled: cfg.onset.enabled,
             sensitivity: cfg.onset.sensitivity,
             min_gap_s: cfg.onset.min_gap_s,

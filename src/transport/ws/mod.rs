@@ -24,6 +24,7 @@ pub mod client;
 pub mod conn;
 mod inbound;
 mod meta;
+pub mod parse;
 pub mod protocol;
 mod server;
 mod status;

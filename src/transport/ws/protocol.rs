@@ -3,154 +3,16 @@
 //!
 //! Baseline: the Python feature server's protocol, field for field. phase4's
 //! additions are new fields on existing messages and new message types;
-//! nothing is renamed. Inbound messages deny unknown fields, so a typo is an
-//! error reply rather than a silent no-op.
+//! nothing is renamed. Inbound messages are read as the Python server reads
+//! them (see [`super::parse`]).
 
 use crate::control::{Command, DeviceItem};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Binary FFT frame type byte.
 pub const FFT_FRAME_TYPE: u8 = 1;
 
-/// Every inbound (client → server) message.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-#[allow(missing_docs)]
-pub enum Inbound {
-    SetFft {
-        enabled: bool,
-    },
-    SetBand {
-        band: BandName,
-        lo_hz: f64,
-        hi_hz: f64,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    SetSmoothing {
-        #[serde(deserialize_with = "object_only")]
-        tau: Taus,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    SetAutoscale {
-        #[serde(default)]
-        tau_attack_s: Option<f64>,
-        #[serde(default)]
-        tau_release_s: Option<f64>,
-        #[serde(default)]
-        noise_floor: Option<f64>,
-        #[serde(default)]
-        strength: Option<f64>,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    SetFftSendRawDb {
-        send_raw_db: bool,
-    },
-    SetFftPeakSmear {
-        peak_smear_oct: f64,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    ListDevices {
-        #[serde(default)]
-        probe: Option<bool>,
-    },
-    SetDevice {
-        #[serde(default)]
-        index: Option<i64>,
-        #[serde(default)]
-        name: Option<String>,
-    },
-    SetNFftBins {
-        n: i64,
-    },
-    SetWsSnapshotHz {
-        hz: f64,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    ListPresets {},
-    SavePreset {
-        name: String,
-    },
-    LoadPreset {
-        name: String,
-    },
-    /// phase4: delete a preset.
-    DeletePreset {
-        name: String,
-    },
-    /// phase4: onset detector settings.
-    SetOnset {
-        #[serde(default)]
-        enabled: Option<bool>,
-        #[serde(default)]
-        sensitivity: Option<f64>,
-        #[serde(default)]
-        min_gap_s: Option<f64>,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    /// phase4: tempo tracker settings.
-    SetTempo {
-        #[serde(default)]
-        enabled: Option<bool>,
-        #[serde(default)]
-        min_bpm: Option<f64>,
-        #[serde(default)]
-        max_bpm: Option<f64>,
-        #[serde(default)]
-        lock_confidence: Option<f64>,
-        #[serde(default)]
-        commit: Option<bool>,
-    },
-    /// phase4: present the control token after connecting.
-    Auth {
-        token: String,
-    },
-}
-
-/// `"low" | "mid" | "high"`.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum BandName {
-    Low,
-    Mid,
-    High,
-}
-
-/// A nested value that must be a JSON object: serde would otherwise take
-/// `[0.1]` for `{"low": 0.1}` (structs also deserialize from sequences).
-fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    use serde::de::Error;
-    let v = serde_json::Value::deserialize(d)?;
-    if !v.is_object() {
-        return Err(D::Error::custom(
-            "must be an object with named fields, e.g. {\"low\": 0.1}",
-        ));
-    }
-    serde_json::from_value(v).map_err(D::Error::custom)
-}
-
-/// `set_smoothing.tau`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct Taus {
-    #[serde(default)]
-    pub low: Option<f64>,
-    #[serde(default)]
-    pub mid: Option<f64>,
-    #[serde(default)]
-    pub high: Option<f64>,
-}
+pub use super::parse::parse;
 
 /// What a parsed inbound message asks for.
 pub enum Action {
@@ -158,106 +20,6 @@ pub enum Action {
     Command(Command),
     /// A token to check.
     Auth(String),
-}
-
-impl Inbound {
-    /// The command this message carries. `commit` defaults to true: a
-    /// client that does not know about dragging gets its change saved soon.
-    pub fn into_action(self) -> Action {
-        let c = |commit: Option<bool>| commit.unwrap_or(true);
-        Action::Command(match self {
-            Inbound::SetFft { enabled } => Command::SetFft { enabled },
-            Inbound::SetBand {
-                band,
-                lo_hz,
-                hi_hz,
-                commit,
-            } => Command::SetBand {
-                band: band as usize,
-                lo_hz,
-                hi_hz,
-                commit: c(commit),
-            },
-            Inbound::SetSmoothing { tau, commit } => Command::SetSmoothing {
-                tau: [tau.low, tau.mid, tau.high],
-                commit: c(commit),
-            },
-            Inbound::SetAutoscale {
-                tau_attack_s,
-                tau_release_s,
-                noise_floor,
-                strength,
-                commit,
-            } => Command::SetAutoscale {
-                tau_attack_s,
-                tau_release_s,
-                noise_floor,
-                strength,
-                commit: c(commit),
-            },
-            Inbound::SetFftSendRawDb { send_raw_db } => Command::SetFftSendRawDb { send_raw_db },
-            Inbound::SetFftPeakSmear {
-                peak_smear_oct,
-                commit,
-            } => Command::SetFftPeakSmear {
-                peak_smear_oct,
-                commit: c(commit),
-            },
-            Inbound::ListDevices { probe } => Command::ListDevices {
-                probe: probe.unwrap_or(false),
-            },
-            Inbound::SetDevice { index, name } => Command::SetDevice { index, name },
-            Inbound::SetNFftBins { n } => Command::SetNFftBins { n },
-            Inbound::SetWsSnapshotHz { hz, commit } => Command::SetWsSnapshotHz {
-                hz,
-                commit: c(commit),
-            },
-            Inbound::ListPresets {} => Command::ListPresets,
-            Inbound::SavePreset { name } => Command::SavePreset { name },
-            Inbound::LoadPreset { name } => Command::LoadPreset { name },
-            Inbound::DeletePreset { name } => Command::DeletePreset { name },
-            Inbound::SetOnset {
-                enabled,
-                sensitivity,
-                min_gap_s,
-                commit,
-            } => Command::SetOnset {
-                enabled,
-                sensitivity,
-                min_gap_s,
-                commit: c(commit),
-            },
-            Inbound::SetTempo {
-                enabled,
-                min_bpm,
-                max_bpm,
-                lock_confidence,
-                commit,
-            } => Command::SetTempo {
-                enabled,
-                min_bpm,
-                max_bpm,
-                lock_confidence,
-                commit: c(commit),
-            },
-            Inbound::Auth { token } => return Action::Auth(token),
-        })
-    }
-}
-
-/// Parse one inbound text message; the error is the reason to send back.
-pub fn parse(text: &str) -> Result<Inbound, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Some(obj) = v.as_object() else {
-        return Err("message must be a JSON object with a \"type\"".into());
-    };
-    match obj.get("type") {
-        Some(serde_json::Value::String(_)) => {}
-        Some(_) => return Err("\"type\" must be a string".into()),
-        None => return Err("missing \"type\"".into()),
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------- outbound
@@ -287,6 +49,7 @@ pub struct AutoscaleMeta {
     pub tau_release_s: f64,
     pub noise_floor: f64,
     pub strength: f64,
+    pub master_gain: f64,
 }
 
 /// `meta.device`.
@@ -298,13 +61,36 @@ pub struct DeviceMeta {
     pub name: String,
 }
 
-/// `meta.onset` (phase4).
+/// One band's detector in `meta.onset`.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[allow(missing_docs)]
+pub struct BandOnsetMeta {
+    pub sensitivity: f64,
+    pub refractory_s: f64,
+    pub slow_tau_s: f64,
+    pub abs_floor: f64,
+}
+
+/// `meta.onset`: the Python server's per-band detectors (`low`, `mid`,
+/// `high`), and phase4's broadband detector's settings beside them.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 #[allow(missing_docs)]
 pub struct OnsetMeta {
+    pub low: BandOnsetMeta,
+    pub mid: BandOnsetMeta,
+    pub high: BandOnsetMeta,
     pub enabled: bool,
     pub sensitivity: f64,
     pub min_gap_s: f64,
+}
+
+/// `meta.ui_layout`.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[allow(missing_docs)]
+pub struct UiLayoutMeta {
+    pub split_x: f64,
+    pub split_y: f64,
+    pub quadrants: [&'static str; 4],
 }
 
 /// `meta.tempo` (phase4).
@@ -357,14 +143,24 @@ pub struct Meta {
     pub fft_f_min: f64,
     pub fft_send_raw_db: bool,
     pub fft_peak_smear_oct: f64,
+    pub fft_tilt_db_per_oct: f64,
+    pub fft_window_size: u32,
     pub tau: Lmh<f64>,
+    pub tau_attack: Lmh<f64>,
+    pub filter_order: u32,
     pub autoscale: AutoscaleMeta,
-    pub ws_snapshot_hz: f64,
+    pub onset: OnsetMeta,
+    pub ws_snapshot_hz: u32,
+    pub ui_peak_decay_per_s: f64,
+    pub ui_show_onsets: bool,
+    pub ui_fft_view: &'static str,
+    pub ui_fft3d_style: &'static str,
+    pub ui_palette: &'static str,
+    pub ui_layout: UiLayoutMeta,
     pub device: DeviceMeta,
     // phase4 additions.
     pub fft_window: u32,
     pub fft_hop: u32,
-    pub onset: OnsetMeta,
     pub tempo: TempoMeta,
     pub silence: SilenceMeta,
     pub osc: OscMeta,
@@ -411,8 +207,15 @@ pub struct Snapshot {
     pub low_raw: f32,
     pub mid_raw: f32,
     pub high_raw: f32,
+    pub low_onset: u8,
+    pub mid_onset: u8,
+    pub high_onset: u8,
+    pub bpm: f32,
+    /// Milliseconds since the server started (the Python server's unit).
     pub t: f64,
     // phase4 additions.
+    /// Stream time of the newest block, seconds since capture started.
+    pub t_stream: f64,
     pub level: Level,
     pub tempo: Tempo,
     pub silent: bool,
@@ -433,8 +236,9 @@ pub struct DeviceJson {
     pub max_input_channels: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probed_signal: Option<bool>,
+    /// Local time of the probe, `"HH:MM:SS"` (as the Python server).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probed_at: Option<f64>,
+    pub probed_at: Option<String>,
     // phase4 additions.
     pub description: String,
     /// A sound card rather than an ALSA plugin device (plugins are opened
@@ -457,7 +261,7 @@ impl From<&DeviceItem> for DeviceJson {
             default_samplerate: d.default_samplerate,
             max_input_channels: d.max_input_channels,
             probed_signal: d.probed_signal,
-            probed_at: d.probed_at,
+            probed_at: d.probed_at.map(|t| local_time(t, "%H:%M:%S")),
             description: d.description.clone(),
             card: d.card,
             available: d.available,
@@ -473,7 +277,59 @@ impl From<&DeviceItem> for DeviceJson {
 #[allow(missing_docs)]
 pub struct PresetJson {
     pub name: String,
-    pub saved_at: f64,
+    /// Local time of the save, `"YYYY-MM-DD HH:MM"` (as the Python server).
+    pub saved_at: String,
+}
+
+/// `unix_s` as local time in the `strftime` `format` (empty when it
+/// cannot be represented).
+pub fn local_time(unix_s: f64, format: &str) -> String {
+    if !unix_s.is_finite() {
+        return String::new();
+    }
+    let t = unix_s as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which lives on this stack;
+    // strftime writes at most `buf.len()` bytes into `buf`; `fmt` is a
+    // NUL-terminated copy of `format`.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return String::new();
+        }
+        let Ok(fmt) = std::ffi::CString::new(format) else {
+            return String::new();
+        };
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// One clamped value in a reply's `clamped` list (phase4).
+#[derive(Clone, Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct ClampedJson {
+    pub field: String,
+    pub requested: f64,
+    pub applied: f64,
+}
+
+/// `meta_json` (a meta message) with phase4's `clamped` key added: what the
+/// command that caused it carried out of range, and what was applied.
+pub fn with_clamped(meta_json: &str, list: &[crate::control::Clamped]) -> String {
+    let items: Vec<ClampedJson> = list
+        .iter()
+        .map(|c| ClampedJson {
+            field: truncate(&c.field, 64).to_string(),
+            requested: c.requested,
+            applied: c.applied,
+        })
+        .collect();
+    let clamped = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+    match meta_json.strip_suffix('}') {
+        Some(head) if head.len() > 1 => format!("{head},\"clamped\":{clamped}}}"),
+        _ => format!("{{\"type\":\"meta\",\"clamped\":{clamped}}}"),
+    }
 }
 
 /// `server_status.perf.<thread>`.
@@ -481,10 +337,14 @@ pub struct PresetJson {
 pub struct Perf {
     /// Average CPU time per unit of work (block, hop, snapshot), ms.
     pub avg_ms: f64,
-    /// phase4 does not time single blocks: always null.
-    pub p95_ms: Option<f64>,
+    /// 95th percentile of `avg_ms` over the last status periods (phase4
+    /// times threads per period, not single blocks; see docs/protocol.md).
+    pub p95_ms: f64,
     /// CPU of that thread, percent of one core.
     pub load_pct: f64,
+    /// Only on `fft` and `fft_e2e`: the spectrum is computed (and sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// `server_status.perf`.
@@ -495,6 +355,8 @@ pub struct PerfAll {
     pub dsp: Perf,
     pub fft: Perf,
     pub ws: Perf,
+    pub lmh_e2e: Perf,
+    pub fft_e2e: Perf,
     pub block_period_ms: f64,
     pub hop_period_ms: f64,
     pub ws_period_ms: f64,
@@ -668,54 +530,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn python_messages_parse() {
-        for m in [
-            r#"{"type":"set_fft","enabled":true}"#,
-            r#"{"type":"set_band","band":"mid","lo_hz":200,"hi_hz":4000,"commit":true}"#,
-            r#"{"type":"set_smoothing","tau":{"low":0.2}}"#,
-            r#"{"type":"set_autoscale","strength":0.5}"#,
-            r#"{"type":"list_devices","probe":true}"#,
-            r#"{"type":"list_devices"}"#,
-            r#"{"type":"list_presets"}"#,
-            r#"{"type":"set_device","index":2}"#,
-        ] {
-            assert!(parse(m).is_ok(), "{m}: {:?}", parse(m).err());
-        }
-    }
-
-    #[test]
-    fn bad_messages_are_refused_with_a_reason() {
-        for m in [
-            "not json",
-            "[]",
-            r#"{"enabled":true}"#,
-            r#"{"type":"nope"}"#,
-            r#"{"type":"set_fft"}"#,
-            r#"{"type":"set_fft","enabled":true,"extra":1}"#,
-            r#"{"type":"set_fft","enabled":"yes"}"#,
-            r#"{"type":"set_band","band":"bass","lo_hz":20,"hi_hz":200}"#,
-            r#"{"type":"set_ws_snapshot_hz","hz":NaN}"#,
-            r#"{"type":"set_ws_snapshot_hz","hz":Infinity}"#,
-            r#"{"type":"set_ws_snapshot_hz","hz":1e999}"#,
-            r#"{"type":"set_smoothing","tau":{"sub":0.1}}"#,
-            r#"{"type":"list_presets","x":1}"#,
-            r#"{"type":"set_smoothing","tau":[0.1]}"#,
-            r#"{"type":"set_smoothing","tau":[0.1,0.2,0.3]}"#,
-            r#"{"type":"set_smoothing","tau":0.1}"#,
-            r#"{"type":"set_smoothing","tau":null}"#,
-            r#"{"type":"set_smoothing","tau":{"low":[0.1]}}"#,
-        ] {
-            assert!(parse(m).is_err(), "{m} accepted");
-        }
-    }
-
-    #[test]
     fn error_reasons_are_bounded() {
         let m = format!(r#"{{"type":"{}"}}"#, "x".repeat(100_000));
-        let e = parse(&m).unwrap_err();
+        let Err(e) = super::super::parse::parse(&m) else {
+            panic!("accepted")
+        };
         let json = Outbound::error(e).to_json();
         assert!(json.len() < 400, "{}", json.len());
         assert_eq!(truncate("aé", 2), "a");
+    }
+
+    #[test]
+    fn clamped_values_are_added_to_a_meta_as_json() {
+        let list = [crate::control::Clamped {
+            field: "strength".into(),
+            requested: 1.5,
+            applied: 1.0,
+        }];
+        let v: serde_json::Value =
+            serde_json::from_str(&with_clamped(r#"{"type":"meta","sr":48000}"#, &list)).unwrap();
+        assert_eq!(v["sr"], 48000);
+        assert_eq!(v["clamped"][0]["field"], "strength");
+        assert_eq!(v["clamped"][0]["applied"], 1.0);
+        let v: serde_json::Value = serde_json::from_str(&with_clamped("", &list)).unwrap();
+        assert_eq!(v["type"], "meta");
+    }
+
+    #[test]
+    fn times_are_local_time_strings_as_the_python_server_sends_them() {
+        let d = local_time(1_764_504_834.0, "%Y-%m-%d %H:%M");
+        assert_eq!(d.len(), 16, "{d}");
+        assert!(
+            d.starts_with("2025-11-") || d.starts_with("2025-12-"),
+            "{d}"
+        );
+        let t = local_time(1_764_504_834.7, "%H:%M:%S");
+        assert_eq!(t.len(), 8, "{t}");
+        assert_eq!(local_time(f64::NAN, "%H"), "");
     }
 
     #[test]

@@ -78,9 +78,19 @@ pub(super) struct Broadcaster {
     next_status: Instant,
     fft_buf: Vec<u8>,
     status: StatusBuilder,
+    greet_status: StatusBuilder,
     drops: u64,
     /// Requests sent to control and not answered yet, all clients.
     pub(super) in_flight: u32,
+    /// The newest `devices` and `presets` messages: a new client gets them
+    /// at once with its meta and a `server_status` of now (the Python
+    /// server's greeting), without a round trip to control.
+    devices_json: String,
+    presets_json: String,
+    /// When the broadcaster started: `snapshot.t` counts ms from here.
+    started: Instant,
+    /// Band onset counters at the previous snapshot.
+    onsets_seen: [u32; 3],
     /// Where reading starts next turn (round robin).
     pub(super) read_from: usize,
     /// Closed clients' sockets, kept briefly (see [`Broadcaster::linger`]).
@@ -97,6 +107,7 @@ impl Broadcaster {
         spectrum: HeapCons<SpectrumFrame>,
     ) -> Self {
         let status = StatusBuilder::new(&ctx.stats);
+        let greet_status = StatusBuilder::new(&ctx.stats);
         Broadcaster {
             ctx,
             secret,
@@ -115,10 +126,15 @@ impl Broadcaster {
             next_status: Instant::now() + STATUS_EVERY,
             fft_buf: Vec::with_capacity(4 + 4 * crate::types::MAX_FFT_BINS),
             status,
+            greet_status,
             drops: 0,
             in_flight: 0,
             read_from: 0,
             lingering: Vec::new(),
+            devices_json: String::new(),
+            presets_json: String::new(),
+            started: Instant::now(),
+            onsets_seen: [0; 3],
         }
     }
 
@@ -198,28 +214,57 @@ impl Broadcaster {
                     if self.last_meta.is_none() {
                         self.maybe_meta(true);
                     }
+                    // The greeting: meta (sent first, `meta_due`), phase4's
+                    // auth, then devices, presets and server_status at once
+                    // (the Python server's greeting).
                     let auth = Outbound::Auth {
                         authorized: c.authorized,
                         required: true,
                     };
                     let _ = c.push_reply(Message::Text(auth.to_json()));
+                    let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
+                    if cached {
+                        let _ = c.push_reply(Message::Text(self.devices_json.clone()));
+                        let _ = c.push_reply(Message::Text(self.presets_json.clone()));
+                    }
                     log::info!(
                         "ws: client {} connected from {}{}",
                         id,
                         c.peer,
                         if c.authorized { "" } else { " (watch only)" }
                     );
-                    c.in_flight += 1;
-                    self.in_flight += 1;
+                    if !cached {
+                        c.in_flight += 1;
+                        self.in_flight += 1;
+                    }
                     self.clients.push(c);
                     self.ctx
                         .stats
                         .ws_clients
                         .store(self.clients.len() as u32, Ordering::Relaxed);
-                    let _ = self.ctx.requests.send(Request {
-                        client: id,
-                        command: Command::Hello,
-                    });
+                    // A status of now, counting this client (from a builder
+                    // of its own, so the 2 Hz figures keep their intervals).
+                    let hz = self
+                        .last_meta
+                        .as_ref()
+                        .map_or(60.0, |m| m.ws_snapshot_hz as f64);
+                    let s = self.greet_status.build(
+                        &self.ctx,
+                        self.clients.len() as u32,
+                        self.drops,
+                        hz,
+                        self.snapshot_seq,
+                    );
+                    let status = Message::Text(Outbound::ServerStatus(&s).to_json());
+                    if let Some(c) = self.clients.last_mut() {
+                        let _ = c.push_reply(status);
+                    }
+                    if !cached {
+                        let _ = self.ctx.requests.send(Request {
+                            client: id,
+                            command: Command::Hello,
+                        });
+                    }
                 }
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
@@ -250,22 +295,25 @@ impl Broadcaster {
             for resp in r.responses {
                 match resp {
                     Response::Error(reason) => {
-                        self.reply_to(r.client, Outbound::error(reason).to_json())
+                        self.reply_to(r.client, Outbound::error(reason).to_json());
+                        self.snap_back(r.client);
                     }
                     Response::Devices(items) => {
-                        let json = bounded_list(
-                            &items,
-                            |d| p::DeviceJson::from(d),
-                            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
-                        );
-                        self.reply_to(r.client, json);
+                        self.devices_json = devices_json(&items);
+                        self.reply_to(r.client, self.devices_json.clone());
+                    }
+                    Response::DevicesChanged(items) => {
+                        self.devices_json = devices_json(&items);
+                        for id in self.clients.iter().map(|c| c.id).collect::<Vec<_>>() {
+                            self.reply_to(id, self.devices_json.clone());
+                        }
                     }
                     Response::Presets(list) => {
-                        let json = bounded_list(
+                        self.presets_json = bounded_list(
                             &list.items,
                             |i| p::PresetJson {
                                 name: i.name.clone(),
-                                saved_at: i.saved_at,
+                                saved_at: p::local_time(i.saved_at, "%Y-%m-%d %H:%M"),
                             },
                             |items, truncated| {
                                 Outbound::Presets {
@@ -275,12 +323,34 @@ impl Broadcaster {
                                 .to_json()
                             },
                         );
-                        self.reply_to(r.client, json);
+                        self.reply_to(r.client, self.presets_json.clone());
                     }
                     Response::MetaChanged => self.maybe_meta(true),
+                    Response::Clamped(list) => {
+                        // The sender gets this meta instead of the plain one.
+                        let json = p::with_clamped(&self.meta_json, &list);
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
+                            c.meta_due = false;
+                        }
+                        self.reply_to(r.client, json);
+                    }
                 }
             }
         }
+    }
+
+    /// After a refused command: the meta in force, so the client's
+    /// controls snap back to the real values (the Python UI re-reads it).
+    pub(super) fn snap_back(&mut self, id: u64) {
+        if self.last_meta.is_none() {
+            self.maybe_meta(true);
+        }
+        self.reply_to(id, self.meta_json.clone());
+    }
+
+    /// The meta in force, as JSON.
+    pub(super) fn meta_json(&self) -> &str {
+        &self.meta_json
     }
 
     fn broadcast_frame(&mut self, json: &str) {
@@ -357,7 +427,12 @@ impl Broadcaster {
             low_raw: b.lmh_raw[0],
             mid_raw: b.lmh_raw[1],
             high_raw: b.lmh_raw[2],
-            t: b.time_s,
+            t: self.started.elapsed().as_secs_f64() * 1000.0,
+            t_stream: b.time_s,
+            bpm: if s.tempo.locked { s.tempo.bpm } else { 0.0 },
+            low_onset: u8::from(b.band_onset_count[0] != self.onsets_seen[0]),
+            mid_onset: u8::from(b.band_onset_count[1] != self.onsets_seen[1]),
+            high_onset: u8::from(b.band_onset_count[2] != self.onsets_seen[2]),
             level: p::Level {
                 rms_dbfs: finite(b.rms_dbfs, -160.0),
                 peak_dbfs: finite(b.peak_dbfs, -160.0),
@@ -383,6 +458,7 @@ impl Broadcaster {
                 flux: finite(s.flux, 0.0),
             },
         };
+        self.onsets_seen = b.band_onset_count;
         let json = Outbound::Snapshot(&snap).to_json();
         self.broadcast_frame(&json);
     }
@@ -476,6 +552,15 @@ impl Broadcaster {
 const LINGER: Duration = Duration::from_secs(1);
 /// Most sockets kept lingering.
 const MAX_LINGERING: usize = 64;
+
+/// The `devices` message for a listing.
+fn devices_json(items: &[crate::control::DeviceItem]) -> String {
+    bounded_list(
+        items,
+        |d| p::DeviceJson::from(d),
+        |items, truncated| Outbound::Devices { items, truncated }.to_json(),
+    )
+}
 
 /// The JSON of a list message built by `make(items, truncated)`, with as
 /// many items as fit in [`MAX_LIST_BYTES`].

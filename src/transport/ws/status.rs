@@ -16,6 +16,21 @@ pub(super) struct StatusBuilder {
     blocks: u64,
     snapshots: u64,
     latency: Option<Vec<u64>>,
+    /// `avg_ms` of each thread over the last [`HISTORY`] periods.
+    history: [std::collections::VecDeque<f64>; N_ROLES],
+}
+
+/// Status periods `p95_ms` looks back over (10 s at 2 Hz).
+const HISTORY: usize = 20;
+
+/// The 95th percentile of `v` (nearest rank), 0 when empty.
+fn p95(v: &std::collections::VecDeque<f64>) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n => s[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1],
+    }
 }
 
 impl StatusBuilder {
@@ -26,6 +41,7 @@ impl StatusBuilder {
             blocks: stats.blocks.load(Ordering::Relaxed),
             snapshots: 0,
             latency: None,
+            history: std::array::from_fn(|_| std::collections::VecDeque::with_capacity(HISTORY)),
         }
     }
 
@@ -56,10 +72,41 @@ impl StatusBuilder {
         let block_ms = 1000.0 * cfg.audio.block_frames as f64 / sr;
         let hop_ms = 1000.0 * cfg.fft.hop_frames as f64 / sr;
         let hops = d_blocks * block_ms / hop_ms.max(1e-9);
+        let units = [
+            (Role::Capture, d_blocks),
+            (Role::Bands, d_blocks),
+            (Role::Spectrum, hops),
+            (Role::Ws, d_snaps),
+        ];
+        for (role, n) in units {
+            let h = &mut self.history[role as usize];
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(1000.0 * spent[role as usize] / n.max(1.0));
+        }
+        let history = &self.history;
         let perf = |role: Role, units: f64| Perf {
             avg_ms: 1000.0 * spent[role as usize] / units.max(1.0),
-            p95_ms: None,
+            p95_ms: p95(&history[role as usize]),
             load_pct: pct[role as usize],
+            enabled: None,
+        };
+        let fft_on = cfg.fft.enabled;
+        let fft = Perf {
+            enabled: Some(fft_on),
+            ..perf(Role::Spectrum, hops)
+        };
+        // Capture to OSC send of the bands, from the latency histogram.
+        let lmh_e2e = Perf {
+            avg_ms: lat.p50_us as f64 / 1000.0,
+            p95_ms: lat.p95_us as f64 / 1000.0,
+            load_pct: 100.0 * lat.p50_us as f64 / 1000.0 / block_ms.max(1e-9),
+            enabled: None,
+        };
+        let fft_e2e = Perf {
+            enabled: Some(fft_on && cfg.osc.send_fft),
+            ..fft
         };
         let xruns = stats.xruns.load(Ordering::Relaxed);
         let drops = [
@@ -73,8 +120,10 @@ impl StatusBuilder {
             perf: PerfAll {
                 cb: perf(Role::Capture, d_blocks),
                 dsp: perf(Role::Bands, d_blocks),
-                fft: perf(Role::Spectrum, hops),
+                fft,
                 ws: perf(Role::Ws, d_snaps),
+                lmh_e2e,
+                fft_e2e,
                 block_period_ms: block_ms,
                 hop_period_ms: hop_ms,
                 ws_period_ms: 1000.0 / snapshot_hz.max(1.0),
