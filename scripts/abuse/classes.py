@@ -134,6 +134,8 @@ async def set_device_rce(ctx):
             r = await reply(ws, {"meta", "error"}, timeout=15)
             if r["type"] != "error":
                 raise Failed(f"set_device {name[:40]!r} was accepted")
+            # Every refusal is followed by the meta in force (snap-back).
+            await reply(ws, {"meta"}, timeout=15)
     await asyncio.sleep(0.5)
     if os.path.exists(marker):
         raise Failed("a shell command ran")
