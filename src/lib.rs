@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dsp;
+pub mod rig;
 pub mod rt;
 pub mod service;
 pub mod stats;

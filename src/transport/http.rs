@@ -1,16 +1,12 @@
 //! The HTTP server for the browser UI (`p4-http`, default port 8766).
 //!
-//! HTTP is hyper's (1.x, HTTP/1.1 only), driven by a small tokio
-//! current-thread runtime on this one thread: no hand-written HTTP parsing,
-//! and every connection is a task, so a slow or silent client holds a task,
-//! never the thread. Limits (see the constants): the request head (size,
-//! header count, and a deadline for it, which also bounds keep-alive idle
-//! time), requests per connection, a lifetime per connection, connections in
-//! all and per address. Request bodies are never read (only GET and HEAD
-//! are served), so a declared `Content-Length` costs nothing; hyper closes
-//! a connection whose body was not read instead of draining it. Over the
-//! connection cap, connections wait in the kernel's backlog; when the
-//! process is out of file descriptors, accepting backs off and resumes.
+//! HTTP is hyper's (1.x, HTTP/1.1 only) on a tokio current-thread runtime
+//! on this one thread, with the limits of [`LIMITS`] (see
+//! [`crate::transport::serve`], which the OSCQuery server shares): the
+//! request head (size, header count, and a deadline for it, which also
+//! bounds keep-alive idle time), requests per connection, a lifetime per
+//! connection, connections in all and per address. Request bodies are never
+//! read (only GET and HEAD are served).
 //!
 //! Serves `web/` from `ws.web-dir` when set (the packaged copy lives in
 //! /usr/share/phase4/web), else the copy built into the binary, plus
@@ -24,19 +20,17 @@
 
 use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
+use crate::transport::serve::{self, Handler, Limits};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::convert::Infallible;
+use std::cell::RefCell;
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -59,8 +53,6 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 100;
 /// Largest file served from `ws.web-dir`.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// How often the accept loop looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// The UI as built into the binary: (path, bytes).
 pub const EMBEDDED: &[(&str, &[u8])] = &[
@@ -219,17 +211,10 @@ impl Site {
         }
     }
 
-    fn respond<B>(&self, req: &Request<B>, last: bool) -> Response<Full<Bytes>> {
+    fn response<B>(&self, req: &Request<B>, last: bool) -> Response<Full<Bytes>> {
         let (status, ctype, body) = self.answer(req);
-        let mut r = Response::new(Full::new(body));
-        *r.status_mut() = status;
+        let mut r = serve::response(status, ctype, body, last);
         let hs = r.headers_mut();
-        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-        hs.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         hs.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -238,21 +223,37 @@ impl Site {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
         );
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
-            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         r
     }
 }
+
+impl Handler for Site {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+        last: bool,
+    ) -> Response<Full<Bytes>> {
+        self.response(&req, last)
+    }
+}
+
+/// What the UI server allows ([`crate::transport::serve`]); the OSCQuery
+/// server holds to the same.
+pub const LIMITS: Limits = Limits {
+    max_connections: MAX_CONNECTIONS,
+    max_per_ip: MAX_CONNECTIONS_PER_IP,
+    header_timeout: HEADER_TIMEOUT,
+    lifetime: CONNECTION_LIFETIME,
+    max_header_bytes: MAX_HEADER_BYTES,
+    max_headers: MAX_HEADERS,
+    max_requests: MAX_REQUESTS_PER_CONNECTION,
+};
 
 /// Bind the UI port and start the server thread. Binding happens here, so
 /// a taken port is a start-up error.
 pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
-    listener.set_nonblocking(true)?;
     let root = WebRoot::from_config(&ws.web_dir);
     log::info!(
         "http: UI on http://{}:{}/ from {}",
@@ -274,147 +275,13 @@ pub fn spawn(ws: &WsConfig, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle
         ws.http_port,
         ws.allowed_origins.clone(),
     );
-    std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
-        .name("p4-http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("http: cannot start: {e}");
-                    return;
-                }
-            };
-            let site = Rc::new(Site {
-                root,
-                ui_config: Bytes::from(ui_config),
-                hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
-                http_port,
-                allowed_origins,
-            });
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, serve(listener, site, stop));
-        })
-}
-
-/// Connections open per address.
-#[derive(Default)]
-struct PerIp(RefCell<HashMap<IpAddr, usize>>);
-
-/// Counts one connection from an address for as long as it lives.
-struct IpSlot {
-    table: Rc<PerIp>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.0.borrow_mut();
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl PerIp {
-    fn take(self: &Rc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut t = self.0.borrow_mut();
-        let n = t.entry(ip).or_insert(0);
-        if !ip.is_loopback() && *n >= MAX_CONNECTIONS_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-async fn serve(listener: std::net::TcpListener, site: Rc<Site>, stop: Arc<AtomicBool>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("http: cannot serve: {e}");
-            return;
-        }
-    };
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Rc::new(PerIp::default());
-    let mut backoff = Duration::from_millis(50);
-    let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
-    while !stop.load(Ordering::Relaxed) {
-        // Take a connection slot before accepting: over the cap, clients
-        // wait in the backlog rather than holding a file descriptor each.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = tokio::time::sleep(STOP_POLL) => continue,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = tokio::time::sleep(STOP_POLL) => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: the connection stays in the backlog;
-                // try again later instead of spinning on it.
-                if let Some(held) = fd_warnings.allow() {
-                    log::warn!(
-                        "http: cannot accept: {e}; pausing for {} ms ({held} similar message(s) suppressed)",
-                        backoff.as_millis()
-                    );
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        let ip = peer.ip().to_canonical();
-        let Some(slot) = per_ip.take(ip) else {
-            log::info!(
-                "http: closing {peer}: {MAX_CONNECTIONS_PER_IP} connections from it already"
-            );
-            continue;
-        };
-        let site = site.clone();
-        tokio::task::spawn_local(async move {
-            connection(stream, peer, site).await;
-            drop((permit, slot));
-        });
-    }
-}
-
-async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, site: Rc<Site>) {
-    let _ = stream.set_nodelay(true);
-    let served = Rc::new(Cell::new(0u32));
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let n = served.get() + 1;
-        served.set(n);
-        let resp = site.respond(&req, n >= MAX_REQUESTS_PER_CONNECTION);
-        async move { Ok::<_, Infallible>(resp) }
-    });
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_header_size(MAX_HEADER_BYTES)
-        .max_buf_size(16 * 1024)
-        .keep_alive(true);
-    let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-    match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::debug!("http: {peer}: {e}"),
-        Err(_) => log::debug!("http: {peer}: connection lifetime reached"),
-    }
+    serve::spawn("p4-http", "http", listener, LIMITS, stop, move || Site {
+        root,
+        ui_config: Bytes::from(ui_config),
+        hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+        http_port,
+        allowed_origins,
+    })
 }
 
 /// Whether `p` (inside a folder) is listed in [`EMBEDDED`] (for a test

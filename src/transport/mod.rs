@@ -6,4 +6,5 @@
 pub mod hosts;
 pub mod http;
 pub mod osc;
+pub mod serve;
 pub mod ws;

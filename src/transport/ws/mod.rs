@@ -30,7 +30,7 @@ mod server;
 mod status;
 
 use crate::config::Config;
-use crate::control::secret::{self, Source};
+use crate::control::secret::{self, Secret, Source};
 use crate::control::{Reply, Request, Shared};
 use crate::stats::Stats;
 use crate::transport::hosts::HostCheck;
@@ -56,6 +56,8 @@ pub struct WsCtx {
     pub requests: Sender<Request>,
     /// Its answers.
     pub replies: Receiver<Reply>,
+    /// The control secret ([`secret::load_or_create`]).
+    pub secret: Secret,
 }
 
 /// Whether binding to `bind` exposes the server beyond this machine.
@@ -66,11 +68,18 @@ pub fn beyond_loopback(bind: &str) -> bool {
 }
 
 /// File descriptors the servers may hold at most: WebSocket clients and
-/// handshakes, HTTP connections, and room for everything else.
+/// handshakes, HTTP connections (the OSCQuery server's too), and room for
+/// everything else.
 pub fn fds_needed(config: &Config) -> u64 {
+    let oscquery = if config.oscquery.enabled {
+        crate::transport::http::MAX_CONNECTIONS as u64 + config.oscquery.max_clients as u64
+    } else {
+        0
+    };
     config.ws.max_clients as u64
         + accept::MAX_PENDING as u64
         + crate::transport::http::MAX_CONNECTIONS as u64
+        + oscquery
         + 128
 }
 
@@ -101,7 +110,7 @@ pub fn spawn(
     let ws = &ctx.config.ws;
     raise_fd_limit(fds_needed(&ctx.config));
     let listener = TcpListener::bind((ws.bind.as_str(), ws.port))?;
-    let secret = secret::load_or_create(&ctx.config);
+    let secret = ctx.secret.clone();
     log::info!(
         "ws: listening on ws://{}:{}; watching is open, changing settings needs the control token{}{}",
         ws.bind,

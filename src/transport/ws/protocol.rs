@@ -432,6 +432,10 @@ pub struct ServerStatus {
     pub osc_sent: u64,
     pub osc_failed: u64,
     pub uptime_s: f64,
+    /// The rig outputs that are on (mDNS, OSCQuery, Link, MIDI, WLED);
+    /// absent when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rig: Option<crate::rig::status::RigStatus>,
 }
 
 /// Every outbound JSON message.

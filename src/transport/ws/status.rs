@@ -169,6 +169,7 @@ impl StatusBuilder {
             osc_sent: stats.osc_sent.load(Ordering::Relaxed),
             osc_failed: stats.osc_failed.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
+            rig: crate::rig::status::server_status(stats),
         }
     }
 }
