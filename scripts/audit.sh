@@ -7,10 +7,24 @@
 # Installs cargo-audit when missing (cargo install --locked, ~5 min once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+#
+#   scripts/audit.sh                  install if needed, then audit
+#   scripts/audit.sh --install-only   only install (.ci/run does this early, in the background)
+install_only=0
+[ "${1:-}" = --install-only ] && install_only=1
 if ! cargo audit --version >/dev/null 2>&1; then
-    echo "audit: installing cargo-audit (about 5 minutes, once)"
-    cargo install --locked --quiet cargo-audit
+    # One install at a time: a second run waits for the first instead of
+    # compiling cargo-audit again next to it.
+    mkdir -p "${CARGO_TARGET_DIR:-target}"
+    exec 9>"${CARGO_TARGET_DIR:-target}/.cargo-audit-install.lock"
+    flock 9
+    if ! cargo audit --version >/dev/null 2>&1; then
+        echo "audit: installing cargo-audit (about 5 minutes, once)"
+        cargo install --locked --quiet cargo-audit
+    fi
+    exec 9>&-
 fi
+[ "$install_only" = 1 ] && exit 0
 db=""
 live="${CARGO_HOME:-$HOME/.cargo}/advisory-db"
 if timeout 30 cargo audit fetch >/dev/null 2>&1 || \

@@ -6,11 +6,45 @@
 #      two OSC destinations (one of them a real receiver), and peak RSS
 #   3. the capture -> OSC-sent latency histogram, idle and with both cores
 #      loaded by stress-ng
-# Usage: scripts/bench.sh [--quick]    (--quick: shorter runs, for CI)
+#   4. overhead, side by side (scripts/lib/live-measure.py): 48 kHz / 256,
+#      FFT on, two OSC destinations (UDP sinks of the script), WebSocket
+#      clients reading everything; CPU % of a core and voluntary context
+#      switches per audio second from /proc (whole process and per thread)
+#      against the budget of 2.5 x the block rate; medians of alternating
+#      runs, and the ratio to a peer when one is given
+# Usage: scripts/bench.sh [--quick] [--live-only] [--runs N] [--seconds S]
+#                         [--ws-clients N] [--against BIN] [--peer 'CMD']
+#   --quick       shorter runs, for CI
+#   --live-only   only part 4
+#   --against BIN a second phase4 binary run side by side (before/after)
+#   --ws-load     instead of the above: phase4 with no WebSocket client and
+#                 phase4 with 20 side by side (what 20 clients add)
+#   --peer CMD    a peer server run side by side, e.g. the Python server;
+#                 CMD may use {OSC1} {OSC2} (the two UDP ports to send OSC
+#                 to) and {WS} (the WebSocket port the clients connect to)
+#                 (figures are of the one process CMD becomes: a peer that
+#                 forks workers must be started so that they are its threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
-LIVE_S=30; ANALYZE_S=300; [ $QUICK = 1 ] && { LIVE_S=8; ANALYZE_S=60; }
+. scripts/lib/common.sh
+QUICK=0 LIVE_ONLY=0 WS_LOAD=0 RUNS=3 M_SECONDS="" WS_CLIENTS=1 AGAINST="" PEER=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --live-only) LIVE_ONLY=1 ;;
+    --ws-load) WS_LOAD=1 LIVE_ONLY=1 ;;
+    --runs) RUNS=$2; shift ;;
+    --seconds) M_SECONDS=$2; shift ;;
+    --ws-clients) WS_CLIENTS=$2; shift ;;
+    --against) AGAINST=$2; shift ;;
+    --peer) PEER=$2; shift ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+LIVE_S=30; ANALYZE_S=300; [ $QUICK = 1 ] && { LIVE_S=8; ANALYZE_S=60; RUNS=1; }
+M_SECONDS=${M_SECONDS:-$LIVE_S}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need sox || ! need stress-ng || [ ! -x /usr/bin/time ] || ! need oscdump; then
@@ -33,6 +67,31 @@ sox "$W/music.wav" "$W/live.wav" trim 0 4 2>/dev/null
 
 . scripts/lib/live-config.sh
 live_config "$W/full.toml" 3600
+
+overhead() {
+  echo "== 4. overhead: $RUNS side-by-side run(s) of ${M_SECONDS} s, 48 kHz / 256, FFT on, 2 OSC destinations, $WS_CLIENTS WS client(s) =="
+  grep '^websockets' scripts/lib/requirements-extra.txt > "$W/req-ws.txt"
+  p4_venv scripts/lib/requirements-core.txt "$W/req-ws.txt"
+  live_template "$W/live.tmpl" 5
+  local run="$BIN --config {CFG} --input $W/live.wav --loop --log-level info"
+  local servers=(--server "phase4=$run" --template "phase4=$W/live.tmpl")
+  if [ $WS_LOAD = 1 ]; then
+    echo "   (what 20 WebSocket clients add: phase4 with none and phase4 with 20, side by side)"
+    servers=(--server "clients0=$run" --template "clients0=$W/live.tmpl" --ws-clients-for clients0=0
+             --server "clients20=$run" --template "clients20=$W/live.tmpl" --ws-clients-for clients20=20)
+  fi
+  if [ -n "$AGAINST" ]; then
+    servers+=(--server "against=$(realpath "$AGAINST") --config {CFG} --input $W/live.wav --loop --log-level info"
+              --template "against=$W/live.tmpl")
+  fi
+  [ -n "$PEER" ] && servers+=(--server "peer=$PEER")
+  python3 scripts/lib/live-measure.py --runs "$RUNS" --seconds "$M_SECONDS" --ws-clients "$WS_CLIENTS" \
+      --block-rate 187.5 --threads "${servers[@]}"
+}
+if [ $LIVE_ONLY = 1 ]; then
+  overhead
+  exit 0
+fi
 
 echo "== 1. analyze: ${ANALYZE_S} s of 48 kHz audio, one core, every feature on (FFT + log spectrum) =="
 best=0
@@ -76,3 +135,4 @@ sleep 1
 live LOADED
 kill $sp 2>/dev/null || true
 echo "(targets: live CPU <= 1 % of one core; RSS <= 16 MiB; capture -> OSC p99 <= 1 ms, max <= 5 ms)"
+overhead

@@ -6,12 +6,14 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET ...]    default: 30 s for every target
 #   scripts/fuzz.sh 600                       the 10-minute run per target
+#   scripts/fuzz.sh 0                         build only
 #   FUZZ_ASAN=1 scripts/fuzz.sh 600           with AddressSanitizer (slower)
 #
 # Each target starts from the seeds committed in fuzz/seeds/<target> plus
 # what earlier runs found (fuzz/corpus/<target>, not committed), runs on one
 # core for SECONDS, and prints one line: executions, coverage (edges), corpus
-# size and whether it crashed. A crash leaves its input in
+# size and whether it crashed. Targets run side by side, one per core
+# (FUZZ_JOBS overrides). A crash leaves its input in
 # fuzz/artifacts/<target>/ and makes the script fail.
 #
 # The targets are built the way cargo-fuzz builds them (libfuzzer-sys, LLVM
@@ -42,23 +44,39 @@ for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 RUSTFLAGS="$flags" cargo +nightly build --release --quiet --manifest-path fuzz/Cargo.toml \
     --target "$host" "${bins[@]}" 2>fuzz/build.log || { tail -30 fuzz/build.log; exit 1; }
 
-failed=0
-printf '%-12s %8s %10s %8s %8s  %s\n' target seconds execs edges corpus result
-for t in "${targets[@]}"; do
+[ "$secs" = 0 ] && { echo "fuzz: built (0 seconds asked: nothing run)"; exit 0; }
+
+# One target per core at a time: libFuzzer runs on one core, so on two
+# cores the smoke takes half as long.
+jobs=${FUZZ_JOBS:-$(nproc)}
+run_one() {  # target -> its result line in fuzz/<target>.result
+    local t=$1 log="fuzz/$1.log" rc execs edges corpus result seeds=()
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-    log="fuzz/$t.log"
-    seeds=()
     [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
-    set +e
     "fuzz/target/$host/release/$t" "fuzz/corpus/$t" "${seeds[@]}" \
         -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
     rc=$?
-    set -e
     execs=$(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
     edges=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo '?')
     corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
-    if [ $rc -eq 0 ]; then result=ok; else result="CRASH (see $log, fuzz/artifacts/$t/)"; failed=1; fi
-    printf '%-12s %8s %10s %8s %8s  %s\n' "$t" "$secs" "$execs" "$edges" "$corpus" "$result"
+    if [ $rc -eq 0 ]; then result=ok; else result="CRASH (see $log, fuzz/artifacts/$t/)"; fi
+    printf '%-12s %8s %10s %8s %8s  %s\n' "$t" "$secs" "$execs" "$edges" "$corpus" "$result" >"fuzz/$t.result"
+}
+set +e
+running=0
+for t in "${targets[@]}"; do
+    rm -f "fuzz/$t.result"
+    run_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+set -e
+failed=0
+printf '%-12s %8s %10s %8s %8s  %s\n' target seconds execs edges corpus result
+for t in "${targets[@]}"; do
+    if [ -f "fuzz/$t.result" ]; then cat "fuzz/$t.result"; else echo "$t: no result"; failed=1; fi
+    grep -q ' ok$' "fuzz/$t.result" 2>/dev/null || failed=1
 done
 exit $failed

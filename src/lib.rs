@@ -29,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod dsp;
 pub mod monitor;
+pub mod rig;
 pub mod rt;
 pub mod service;
 pub mod stats;

@@ -28,6 +28,8 @@ pub enum Role {
 pub const N_ROLES: usize = 5;
 /// Thread names, indexed by [`Role`].
 pub const ROLE_NAMES: [&str; N_ROLES] = ["capture", "bands", "spectrum", "osc", "ws"];
+/// `ring_drops` slot of the rig outputs' block ring (`p4-rig`).
+pub const RIG_DROP_SLOT: usize = 2;
 /// The DSP workers that have an input ring, indexed like `ring_drops`.
 pub const WORKERS: [Role; 2] = [Role::Bands, Role::Spectrum];
 
@@ -65,9 +67,10 @@ pub struct Stats {
     pub reopens: AtomicU64,
     /// Whether a capture device is open and delivering.
     pub device_up: AtomicBool,
-    /// Blocks dropped because a worker's input ring was full, per worker,
-    /// and (last) the monitor's ring ([`crate::monitor::MONITOR_DROP_SLOT`]).
-    pub ring_drops: [AtomicU64; 3],
+    /// Blocks dropped because a worker's input ring was full, per worker
+    /// (bands, spectrum), then the rig outputs' ring ([`RIG_DROP_SLOT`])
+    /// and the monitor's ring ([`crate::monitor::MONITOR_DROP_SLOT`]).
+    pub ring_drops: [AtomicU64; 4],
     /// Feature frames dropped because an output ring was full.
     pub frame_drops: AtomicU64,
     /// OSC datagrams sent.
@@ -94,6 +97,8 @@ pub struct Stats {
     pub bpm: AtomicF32,
     /// What is open (written when a device opens; never on the hot path).
     pub device: Mutex<DeviceInfo>,
+    /// The rig outputs (mDNS, OSCQuery, Link, MIDI, WLED).
+    pub rig: crate::rig::RigStats,
 }
 
 /// Counters of one OSC destination.

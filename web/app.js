@@ -138,6 +138,7 @@ const handlers = {
       ["real-time", `capture ${st.realtime.capture} · workers ${st.realtime.workers} · mlock ${st.realtime.mlock}`],
       ["clients", st.clients],
       ["OSC", `${st.osc_sent} sent · ${st.osc_failed} failed`],
+      ...rigRows(st.rig),
     ];
     const dl = $("status");
     dl.replaceChildren();
@@ -163,6 +164,22 @@ const handlers = {
     toast(e.reason);
   },
 };
+
+// The rig outputs that are on (server_status.rig; absent when none is).
+function rigRows(r) {
+  if (!r) return [];
+  const rows = [];
+  if (r.discovery) rows.push(["mDNS", r.discovery]);
+  if (r.oscquery) {
+    let q = `${r.oscquery.clients} listening · ${r.oscquery.requests} requests`;
+    if (r.oscquery.input_ok !== null && r.oscquery.input_ok !== undefined) q += ` · OSC in ${r.oscquery.input_ok} ok, ${r.oscquery.input_refused} refused`;
+    rows.push(["OSCQuery", q]);
+  }
+  if (r.link) rows.push(["Link feed", r.link.failed > r.link.sent ? `phase4-link not running (${r.link.failed} refused)` : `${r.link.sent} sent · ${r.link.failed} refused`]);
+  if (r.midi) rows.push(["MIDI clock", `${r.midi.state} · ${r.midi.pulses} pulses · ${r.midi.subscribers} connected`]);
+  if (r.wled) rows.push(["WLED", `${r.wled.sent} sent · ${r.wled.failed} failed`]);
+  return rows;
+}
 
 function renderDevices() {
   const sel = $("device");

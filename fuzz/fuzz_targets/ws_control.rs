@@ -82,11 +82,10 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let config = WebSocketConfig {
-        max_message_size: Some(4 * 65_536),
-        max_frame_size: Some(4 * 65_536),
-        ..Default::default()
-    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(4 * 65_536))
+        .max_frame_size(Some(4 * 65_536))
+        .read_buffer_size(8 * 1024);
     let mut ws = WebSocket::from_raw_socket(Wire(Cursor::new(rest.to_vec())), Role::Server, Some(config));
     for _ in 0..1000 {
         match ws.read() {

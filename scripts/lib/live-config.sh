@@ -21,3 +21,12 @@ dir = ""
 interval-s = $2
 EOT
 }
+
+# live_template FILE HEALTH_INTERVAL_S: the same setup as a template for
+# scripts/lib/live-measure.py, with the WebSocket/HTTP servers on and the
+# ports left as @OSC1@ @OSC2@ @WS@ @HTTP@ (the script fills in free ones).
+live_template() {
+  live_config "$1" "$2"
+  sed -i -e 's/^port = 9000$/port = @OSC1@/' -e 's/^port = 9001$/port = @OSC2@/' \
+      -e '/^\[ws\]$/,/^\[/{s/^enabled = false$/enabled = true\nport = @WS@\nhttp-port = @HTTP@/}' "$1"
+}

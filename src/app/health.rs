@@ -12,6 +12,7 @@ pub struct Health {
     last_xruns: u64,
     last_drops: [u64; 2],
     last_blocks: u64,
+    rig: crate::rig::status::RigCpu,
 }
 
 /// One interval's figures.
@@ -54,7 +55,7 @@ impl Health {
             .map(|i| format!("{}={:.2}", ROLE_NAMES[i], cpu_pct[i]))
             .chain([format!("other={:.2}", cpu.pct(cpu.other_s))])
             .collect();
-        let line = format!(
+        let mut line = format!(
             "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
             if dev.name.is_empty() { "-" } else { &dev.name },
             dev.access,
@@ -84,6 +85,8 @@ impl Health {
             stats.grant(&stats.rt_workers).as_str(),
             stats.grant(&stats.mem_locked).as_str(),
         );
+        // The rig outputs that are on (nothing when all are off).
+        line += &self.rig.health_fields(stats);
         self.last_xruns = xruns;
         self.last_drops = drops;
         self.last_blocks = blocks;

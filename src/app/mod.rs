@@ -48,6 +48,11 @@ pub struct RunOptions {
 /// Every thread beats at least every ~100 ms (park and poll timeouts).
 const STALE_NS: u64 = 1_000_000_000;
 
+/// The supervisor's tick while running (a signal ends a tick early).
+const TICK: Duration = Duration::from_millis(100);
+/// Its tick until READY, which it must notice quickly.
+const TICK_STARTING: Duration = Duration::from_millis(20);
+
 /// Run the service until a stop is requested or the input ends. Returns the
 /// process exit status.
 pub fn run(config: Config, opts: RunOptions) -> i32 {
@@ -99,7 +104,10 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
     });
 
     while !crate::service::signals::stop_requested() {
-        std::thread::sleep(Duration::from_millis(20));
+        // Signals end the wait at once; otherwise the supervisor ticks every
+        // 20 ms until READY (start-up time) and every 100 ms after it: its
+        // wake-ups are part of the process's context switches.
+        crate::service::signals::wait(if ready { TICK } else { TICK_STARTING });
         // What the capture thread reported.
         while let Some(ev) = pipeline.next_event() {
             match ev {

@@ -157,6 +157,11 @@ impl Pipeline {
             });
         }
 
+        // Rig outputs (issue 13): their rings, only for what is enabled.
+        let (rig_taps, rig_pending) = crate::rig::taps(config, cap);
+        bands_outputs.extend(rig_taps.bands);
+        spec_outputs.extend(rig_taps.spectrum);
+
         // Workers.
         let mut block_txs = Vec::new();
         let bands_wake = Arc::new(Wake::new());
@@ -267,8 +272,15 @@ impl Pipeline {
         // Control, WebSocket and HTTP.
         let shared = Shared::new(config, state);
         let (switch_tx, switch_rx) = std::sync::mpsc::channel();
+        let mut control_access = None;
         if config.ws.enabled {
             let (req_tx, req_rx) = std::sync::mpsc::channel();
+            // One secret for every door that can change settings.
+            let secret = crate::control::secret::load_or_create(config);
+            control_access = Some(crate::rig::ControlAccess {
+                requests: req_tx.clone(),
+                secret: secret.clone(),
+            });
             let (rep_tx, rep_rx) = std::sync::mpsc::channel();
             let controller = Controller::new(
                 base,
@@ -289,6 +301,7 @@ impl Pipeline {
                 requests: req_tx,
                 replies: rep_rx,
                 monitor: monitor_link,
+                secret,
             };
             threads.extend(ws::spawn(ctx, bands_ws_rx, spec_ws_rx).with_context(|| {
                 format!("WebSocket server on {}:{}", config.ws.bind, config.ws.port)
@@ -310,6 +323,21 @@ impl Pipeline {
         } else {
             drop((bands_ws_rx, spec_ws_rx, switch_tx));
         }
+
+        // Rig outputs: mDNS, OSCQuery, Link feed, MIDI clock, WLED.
+        block_txs.extend(rig_taps.blocks);
+        threads.extend(crate::rig::spawn_rig_outputs(
+            crate::rig::RigCtx {
+                config,
+                stats: &stats,
+                stop: &stop,
+                rt_priority: rt_worker,
+                meta: &meta,
+                shared: &shared,
+                control: control_access,
+            },
+            rig_pending,
+        )?);
 
         // Capture last: everything downstream is ready for its first block.
         let (capture, ev_rx) = spawn_capture(

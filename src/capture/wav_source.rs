@@ -29,6 +29,10 @@ const FAILED: u8 = 2;
 /// Frames the reader decodes at a time.
 const CHUNK: usize = 1024;
 
+/// Longest the reader sleeps at once while the ring is full (it notices
+/// `quit` within this).
+const REFILL_SLICE: Duration = Duration::from_millis(100);
+
 /// A WAV file played at real time.
 pub struct WavSource {
     path: String,
@@ -178,8 +182,16 @@ fn reader_thread(
             return;
         }
         if prod.vacant_len() < CHUNK {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
+            // Full: wait until half the ring has played, then refill it in
+            // one go, so this thread wakes a few times a second rather than
+            // once per chunk (every wake-up is a context switch the whole
+            // process pays for). Slices of at most 100 ms keep `quit` seen.
+            let frames = (cap / 2).saturating_sub(prod.vacant_len());
+            let wait = Duration::from_secs_f64(frames as f64 / h.sample_rate.max(1) as f64);
+            std::thread::sleep(wait.clamp(Duration::from_millis(10), REFILL_SLICE));
+            if prod.vacant_len() < cap / 2 {
+                continue;
+            }
         }
         match s.read_mono(channel, &mut chunk) {
             Ok(0) => {

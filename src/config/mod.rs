@@ -9,11 +9,15 @@
 mod load;
 mod partial;
 pub mod ranges;
+mod rig;
 mod ui;
 mod validate;
 
 pub use load::{
     load_file, load_str, search_path, ConfigError, Problem, MAX_CONFIG_BYTES, MAX_PROBLEMS,
+};
+pub use rig::{
+    DiscoveryBackend, DiscoveryConfig, LinkConfig, MidiConfig, OscQueryConfig, WledConfig,
 };
 pub use ui::{by_name, name_of, Card, FftView, Palette, Style3d, UiConfig, UiLayout};
 pub use validate::validate;
@@ -61,6 +65,16 @@ pub struct Config {
     pub health: HealthConfig,
     /// Settings of the browser UIs, kept for them and echoed in meta.
     pub ui: UiConfig,
+    /// mDNS/DNS-SD announcement.
+    pub discovery: DiscoveryConfig,
+    /// The OSCQuery server and the OSC input port.
+    pub oscquery: OscQueryConfig,
+    /// The tempo feed for `phase4-link` (Ableton Link).
+    pub link: LinkConfig,
+    /// MIDI clock out.
+    pub midi: MidiConfig,
+    /// WLED Audio Sync.
+    pub wled: WledConfig,
 }
 
 /// Sample formats phase4 can capture.
@@ -716,6 +730,11 @@ pub fn diff(old: &Config, new: &Config) -> Apply {
         || old.monitor != new.monitor
         || old.record != new.record
         || old.health != new.health
+        || old.discovery != new.discovery
+        || old.oscquery != new.oscquery
+        || old.link != new.link
+        || old.midi != new.midi
+        || old.wled != new.wled
         || old.fft.window_frames != new.fft.window_frames
         || old.fft.hop_frames != new.fft.hop_frames
     {
@@ -773,6 +792,11 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
         ("state", old.state != new.state),
         ("monitor", old.monitor != new.monitor),
         ("record", old.record != new.record),
+        ("discovery", old.discovery != new.discovery),
+        ("oscquery", old.oscquery != new.oscquery),
+        ("link", old.link != new.link),
+        ("midi", old.midi != new.midi),
+        ("wled", old.wled != new.wled),
     ] {
         if differs {
             needs_restart.push(key);

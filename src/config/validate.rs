@@ -3,12 +3,12 @@
 use super::ranges as R;
 use super::{Config, Problem};
 
-struct Checker {
-    problems: Vec<Problem>,
+pub(super) struct Checker {
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn fail(&mut self, key: &str, value: impl ToString, allowed: impl Into<String>) {
+    pub(super) fn fail(&mut self, key: &str, value: impl ToString, allowed: impl Into<String>) {
         self.problems.push(Problem {
             key: key.to_string(),
             value: value.to_string(),
@@ -17,13 +17,13 @@ impl Checker {
         });
     }
 
-    fn range_f(&mut self, key: &str, v: f64, lo: f64, hi: f64) {
+    pub(super) fn range_f(&mut self, key: &str, v: f64, lo: f64, hi: f64) {
         if !v.is_finite() || v < lo || v > hi {
             self.fail(key, v, format!("must be between {lo} and {hi}"));
         }
     }
 
-    fn range_u(&mut self, key: &str, v: u64, lo: u64, hi: u64) {
+    pub(super) fn range_u(&mut self, key: &str, v: u64, lo: u64, hi: u64) {
         if v < lo || v > hi {
             self.fail(key, v, format!("must be between {lo} and {hi}"));
         }
@@ -443,6 +443,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.range_f("record.max-file-s", r.max_file_s, 10.0, 86_400.0);
 
     k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
+    super::rig::check(c, &mut k);
     k.problems
 }
 

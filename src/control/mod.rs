@@ -27,7 +27,7 @@ use device::{DeviceCatalog, ListedDevice};
 use presets::{PresetName, PresetStore};
 use state::{Debounce, State};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,6 +47,9 @@ pub struct Shared {
     /// A configuration re-read on SIGHUP, waiting for the control thread
     /// to layer the runtime state over it ([`Controller::rebase`]).
     pub reload: Mutex<Option<Config>>,
+    /// Requests of [`OSC_INPUT_CLIENT`] handled so far (the OSC input port
+    /// bounds what it has in flight with it; its replies go nowhere).
+    pub osc_input_handled: AtomicU64,
 }
 
 impl Shared {
@@ -63,6 +66,7 @@ impl Shared {
             sample_rate: AtomicU32::new(0),
             device: Mutex::new((None, name)),
             reload: Mutex::new(None),
+            osc_input_handled: AtomicU64::new(0),
         })
     }
 
@@ -91,6 +95,8 @@ impl Shared {
 /// The client id of answers nobody asked for (a reload): only their
 /// `MetaChanged` matters, which goes to every client.
 pub const RELOAD_CLIENT: u64 = 0;
+/// The `client` id of the OSC input port (rig::oscquery::input).
+pub const OSC_INPUT_CLIENT: u64 = u64::MAX - 1;
 
 /// A command from one client.
 pub struct Request {
@@ -551,6 +557,12 @@ pub fn spawn(
                 match requests.recv_timeout(wait) {
                     Ok(req) => {
                         let responses = controller.handle(req.command);
+                        if req.client == OSC_INPUT_CLIENT {
+                            controller
+                                .shared
+                                .osc_input_handled
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
                         let _ = replies.send(Reply {
                             client: req.client,
                             responses,

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 pub use thread::{spawn, Spawned};
 
 /// Index of the monitor's ring in `Stats::ring_drops`.
-pub const MONITOR_DROP_SLOT: usize = 2;
+pub const MONITOR_DROP_SLOT: usize = 3;
 
 /// The four quality presets of the seeds' embedded audio subsystem (its
 /// "input" bit rates).

@@ -16,7 +16,9 @@
 //! SIGABRT (the watchdog's), SIGKILL and the fault signals (SIGSEGV, SIGBUS,
 //! SIGILL, SIGFPE, SIGSYS, SIGTRAP) keep their defaults.
 //!
-//! Handlers only store to atomics, which is async-signal-safe.
+//! Handlers only store to atomics and write to an eventfd (both
+//! async-signal-safe); the eventfd lets the supervisor sleep for long
+//! stretches yet act on a signal at once (see [`wait`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
@@ -25,17 +27,40 @@ static RELOAD: AtomicBool = AtomicBool::new(false);
 static HEALTH_NOW: AtomicBool = AtomicBool::new(false);
 static IGNORED: AtomicU32 = AtomicU32::new(0);
 static LAST_IGNORED: AtomicI32 = AtomicI32::new(0);
+/// An eventfd the handlers write to, so [`wait`] returns at once (-1: none).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Make [`wait`] return now. Async-signal-safe: one `write` on an eventfd,
+/// with `errno` kept as the interrupted code left it.
+fn poke() {
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    let one: u64 = 1;
+    // SAFETY: `__errno_location` returns this thread's errno slot; `one` is
+    // a live u64 of the length given; a failed write (counter full) is
+    // harmless: the fd is readable anyway.
+    unsafe {
+        let errno = *libc::__errno_location();
+        libc::write(fd, &one as *const u64 as *const libc::c_void, 8);
+        *libc::__errno_location() = errno;
+    }
+}
 
 extern "C" fn on_stop(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    poke();
 }
 
 extern "C" fn on_reload(_: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
+    poke();
 }
 
 extern "C" fn on_health(_: libc::c_int) {
     HEALTH_NOW.store(true, Ordering::SeqCst);
+    poke();
 }
 
 extern "C" fn on_ignored(sig: libc::c_int) {
@@ -75,6 +100,11 @@ fn handle(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
 
 /// Install every handler (call once, before threads are spawned).
 pub fn install() {
+    if WAKE_FD.load(Ordering::SeqCst) < 0 {
+        // SAFETY: plain syscall; the fd is kept for the life of the process.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        WAKE_FD.store(fd, Ordering::SeqCst);
+    }
     for s in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
         handle(s, on_stop);
     }
@@ -95,6 +125,31 @@ pub fn stop_requested() -> bool {
 /// Request a stop from inside (e.g. the input ended).
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
+    poke();
+}
+
+/// Sleep up to `max`, returning as soon as a stop, reload or health signal
+/// arrives (whichever thread the kernel delivered it to). Without
+/// [`install`] this is a plain sleep.
+pub fn wait(max: std::time::Duration) {
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        std::thread::sleep(max);
+        return;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = max.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfd` is one valid pollfd; `buf` is a live u64 for the read.
+    unsafe {
+        if libc::poll(&mut pfd, 1, ms) > 0 {
+            let mut buf = 0u64;
+            libc::read(fd, &mut buf as *mut u64 as *mut libc::c_void, 8);
+        }
+    }
 }
 
 /// Whether a reload was requested since the last call.

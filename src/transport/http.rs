@@ -1,16 +1,12 @@
 //! The HTTP server for the browser UI (`p4-http`, default port 8766).
 //!
-//! HTTP is hyper's (1.x, HTTP/1.1 only), driven by a small tokio
-//! current-thread runtime on this one thread: no hand-written HTTP parsing,
-//! and every connection is a task, so a slow or silent client holds a task,
-//! never the thread. Limits (see the constants): the request head (size,
-//! header count, and a deadline for it, which also bounds keep-alive idle
-//! time), requests per connection, a lifetime per connection, connections in
-//! all and per address. Request bodies are never read (only GET and HEAD
-//! are served), so a declared `Content-Length` costs nothing; hyper closes
-//! a connection whose body was not read instead of draining it. Over the
-//! connection cap, connections wait in the kernel's backlog; when the
-//! process is out of file descriptors, accepting backs off and resumes.
+//! HTTP is hyper's (1.x, HTTP/1.1 only) on a tokio current-thread runtime
+//! on this one thread, with the limits of [`LIMITS`] (see
+//! [`crate::transport::serve`], which the OSCQuery server shares): the
+//! request head (size, header count, and a deadline for it, which also
+//! bounds keep-alive idle time), requests per connection, a lifetime per
+//! connection, connections in all and per address. Request bodies are never
+//! read (only GET and HEAD are served).
 //!
 //! Serves `web/` from `ws.web-dir` when set (the packaged copy lives in
 //! /usr/share/phase4/web), else the copy built into the binary, plus
@@ -25,20 +21,17 @@
 use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
 use crate::transport::http_recordings::{Access, Download, DOWNLOAD_LIFETIME};
+use crate::transport::serve::{self, Handler, Limits};
 use bytes::Bytes;
-use http_body_util::channel::Channel;
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::convert::Infallible;
+use std::cell::RefCell;
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -61,8 +54,6 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 100;
 /// Largest file served from `ws.web-dir`.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// How often the accept loop looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// The UI as built into the binary: (path, bytes).
 pub const EMBEDDED: &[(&str, &[u8])] = &[
@@ -182,9 +173,6 @@ struct Site {
     recordings: Option<Access>,
 }
 
-/// A response body: a file of the UI in memory, or a streamed recording.
-type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
-
 /// What [`Site::answer`] decided.
 enum Answer {
     /// Status, content type, body.
@@ -247,35 +235,25 @@ impl Site {
         }
     }
 
-    /// The response, and whether it streams a recording (the connection
-    /// then may live longer).
-    fn respond<B>(&self, req: &Request<B>, last: bool) -> (Response<Body>, bool) {
-        let (mut r, ctype, download) = match self.answer(req) {
-            Answer::Small(status, ctype, body) => {
-                let mut r = Response::new(Either::Left(Full::new(body)));
-                *r.status_mut() = status;
-                (r, ctype, false)
-            }
+    /// The response: a small answer, or a recording streamed (the
+    /// connection then may live for [`DOWNLOAD_LIFETIME`]).
+    fn response<B>(&self, req: &Request<B>, last: bool) -> Response<serve::Body> {
+        let mut r = match self.answer(req) {
+            Answer::Small(status, ctype, body) => serve::response(status, ctype, body, last),
             Answer::File(d) => {
                 let disposition = format!("attachment; filename=\"{}\"", d.name);
                 let len = d.len;
-                let mut r = Response::new(Either::Right(d.stream()));
+                let mut r = serve::response(StatusCode::OK, "audio/wav", Bytes::new(), last);
                 let hs = r.headers_mut();
                 hs.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 if let Ok(v) = HeaderValue::from_str(&disposition) {
                     hs.insert(header::CONTENT_DISPOSITION, v);
                 }
-                (r, "audio/wav", true)
+                *r.body_mut() = Either::Right(d.stream());
+                r
             }
         };
-        let status = r.status();
         let hs = r.headers_mut();
-        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-        hs.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         hs.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -284,15 +262,33 @@ impl Site {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
         );
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
-            hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        (r, download)
+        r
     }
 }
+
+impl Handler for Site {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+        last: bool,
+    ) -> Response<serve::Body> {
+        self.response(&req, last)
+    }
+}
+
+/// What the UI server allows ([`crate::transport::serve`]); the OSCQuery
+/// server holds to the same.
+pub const LIMITS: Limits = Limits {
+    max_connections: MAX_CONNECTIONS,
+    max_per_ip: MAX_CONNECTIONS_PER_IP,
+    header_timeout: HEADER_TIMEOUT,
+    lifetime: CONNECTION_LIFETIME,
+    stream_lifetime: DOWNLOAD_LIFETIME,
+    max_header_bytes: MAX_HEADER_BYTES,
+    max_headers: MAX_HEADERS,
+    max_requests: MAX_REQUESTS_PER_CONNECTION,
+};
 
 /// Bind the UI port and start the server thread. Binding happens here, so
 /// a taken port is a start-up error.
@@ -303,7 +299,6 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
-    listener.set_nonblocking(true)?;
     let root = WebRoot::from_config(&ws.web_dir);
     log::info!(
         "http: UI on http://{}:{}/ from {}",
@@ -325,162 +320,14 @@ pub fn spawn(
         ws.http_port,
         ws.allowed_origins.clone(),
     );
-    std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
-        .name("p4-http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("http: cannot start: {e}");
-                    return;
-                }
-            };
-            let site = Rc::new(Site {
-                root,
-                ui_config: Bytes::from(ui_config),
-                hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
-                http_port,
-                allowed_origins,
-                recordings,
-            });
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, serve(listener, site, stop));
-        })
-}
-
-/// Connections open per address.
-#[derive(Default)]
-struct PerIp(RefCell<HashMap<IpAddr, usize>>);
-
-/// Counts one connection from an address for as long as it lives.
-struct IpSlot {
-    table: Rc<PerIp>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut t = self.table.0.borrow_mut();
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl PerIp {
-    fn take(self: &Rc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut t = self.0.borrow_mut();
-        let n = t.entry(ip).or_insert(0);
-        if !ip.is_loopback() && *n >= MAX_CONNECTIONS_PER_IP {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-async fn serve(listener: std::net::TcpListener, site: Rc<Site>, stop: Arc<AtomicBool>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("http: cannot serve: {e}");
-            return;
-        }
-    };
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Rc::new(PerIp::default());
-    let mut backoff = Duration::from_millis(50);
-    let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
-    while !stop.load(Ordering::Relaxed) {
-        // Take a connection slot before accepting: over the cap, clients
-        // wait in the backlog rather than holding a file descriptor each.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = tokio::time::sleep(STOP_POLL) => continue,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = tokio::time::sleep(STOP_POLL) => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: the connection stays in the backlog;
-                // try again later instead of spinning on it.
-                if let Some(held) = fd_warnings.allow() {
-                    log::warn!(
-                        "http: cannot accept: {e}; pausing for {} ms ({held} similar message(s) suppressed)",
-                        backoff.as_millis()
-                    );
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        let ip = peer.ip().to_canonical();
-        let Some(slot) = per_ip.take(ip) else {
-            log::info!(
-                "http: closing {peer}: {MAX_CONNECTIONS_PER_IP} connections from it already"
-            );
-            continue;
-        };
-        let site = site.clone();
-        tokio::task::spawn_local(async move {
-            connection(stream, peer, site).await;
-            drop((permit, slot));
-        });
-    }
-}
-
-async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, site: Rc<Site>) {
-    let _ = stream.set_nodelay(true);
-    let served = Rc::new(Cell::new(0u32));
-    let downloading = Rc::new(Cell::new(false));
-    let flag = downloading.clone();
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let n = served.get() + 1;
-        served.set(n);
-        let (resp, download) = site.respond(&req, n >= MAX_REQUESTS_PER_CONNECTION);
-        if download {
-            flag.set(true);
-        }
-        async move { Ok::<_, Infallible>(resp) }
-    });
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_header_size(MAX_HEADER_BYTES)
-        .max_buf_size(16 * 1024)
-        .keep_alive(true);
-    let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    // A connection that streams a recording may live longer.
-    let result = match tokio::time::timeout(CONNECTION_LIFETIME, &mut conn).await {
-        Err(_) if downloading.get() => {
-            let more = DOWNLOAD_LIFETIME.saturating_sub(CONNECTION_LIFETIME);
-            tokio::time::timeout(more, &mut conn).await
-        }
-        r => r,
-    };
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::debug!("http: {peer}: {e}"),
-        Err(_) => log::debug!("http: {peer}: connection lifetime reached"),
-    }
+    serve::spawn("p4-http", "http", listener, LIMITS, stop, move || Site {
+        root,
+        ui_config: Bytes::from(ui_config),
+        hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+        http_port,
+        allowed_origins,
+        recordings,
+    })
 }
 
 /// Whether `p` (inside a folder) is listed in [`EMBEDDED`] (for a test

@@ -7,4 +7,5 @@ pub mod hosts;
 pub mod http;
 pub mod http_recordings;
 pub mod osc;
+pub mod serve;
 pub mod ws;

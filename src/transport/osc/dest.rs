@@ -3,9 +3,10 @@
 //!
 //! Each destination fails alone. A datagram the kernel refuses for one
 //! destination (no route, unreachable network, broadcast not allowed) marks
-//! that destination down for the rest of the frame and sending goes on with
-//! the next one; `sendmmsg` stops at the first error, so the batch is
-//! resumed after it rather than counted as failed.
+//! that destination down for the rest of the batch (the frames one wake-up
+//! of the sender found) and sending goes on with the next one; `sendmmsg`
+//! stops at the first error, so the batch is resumed after it rather than
+//! counted as failed.
 //!
 //! Name resolution never runs on the sending thread: literal addresses are
 //! parsed at start; host names are resolved by `p4-osc-resolve`, which hands

@@ -152,6 +152,9 @@ pub struct OscSender {
     peak_held_dbfs: f32,
     last_silent: Option<bool>,
     tempo: crate::types::TempoState,
+    /// Capture times of the bands frames queued since the last flush (the
+    /// latency is recorded once they are sent).
+    queued_capture_ns: Vec<u64>,
 }
 
 /// NTP time for a CLOCK_MONOTONIC instant, via the current wall clock.
@@ -205,6 +208,7 @@ impl OscSender {
             peak_held_dbfs: f32::NEG_INFINITY,
             last_silent: None,
             tempo: Default::default(),
+            queued_capture_ns: Vec::with_capacity(crate::dsp::worker::FRAME_RING),
         })
     }
 
@@ -214,10 +218,17 @@ impl OscSender {
         self.dests.resolved()
     }
 
-    fn flush(&mut self) {
+    /// Send everything queued since the last flush in one `sendmmsg` (all
+    /// frames of one wake-up, all destinations), then record the capture →
+    /// sent latency of the bands frames among them.
+    pub fn flush(&mut self) {
         self.dests.send(&self.buf, &self.spans);
         self.spans.clear();
         self.buf.clear();
+        let now = crate::rt::now_ns();
+        for t in self.queued_capture_ns.drain(..) {
+            self.stats.latency.record_ns(now.saturating_sub(t));
+        }
     }
 
     /// Queue message `i` for this frame (or add it to the open bundle).
@@ -247,8 +258,6 @@ impl OscSender {
     }
 
     fn open_bundle(&mut self, t_capture_ns: u64) {
-        self.buf.clear();
-        self.spans.clear();
         if self.cfg.bundle {
             self.bundle.content.clear();
             self.bundle.timetag = ntp_from_monotonic(t_capture_ns);
@@ -274,10 +283,9 @@ impl OscSender {
             }
             self.spans.push((start, self.buf.len()));
         }
-        self.flush();
     }
 
-    /// Send `/meta` (and `/silence`).
+    /// Queue `/meta` (and `/silence`); [`OscSender::flush`] sends.
     pub fn send_meta(&mut self, meta: &Meta) {
         self.open_bundle(crate::rt::now_ns());
         self.msgs.set_i(META, 0, meta.sr);
@@ -295,7 +303,7 @@ impl OscSender {
         self.close_bundle();
     }
 
-    /// Send everything one bands frame carries.
+    /// Queue everything one bands frame carries.
     pub fn send_bands(&mut self, f: &BandsFrame) {
         self.open_bundle(f.t_capture_ns);
         for k in 0..3 {
@@ -329,12 +337,10 @@ impl OscSender {
             self.emit(SILENCE);
         }
         self.close_bundle();
-        self.stats
-            .latency
-            .record_ns(crate::rt::now_ns().saturating_sub(f.t_capture_ns));
+        self.queued_capture_ns.push(f.t_capture_ns);
     }
 
-    /// Send everything one spectrum frame carries.
+    /// Queue everything one spectrum frame carries.
     pub fn send_spectrum(&mut self, f: &SpectrumFrame) {
         self.tempo = f.tempo;
         self.open_bundle(f.t_capture_ns);
@@ -423,6 +429,9 @@ pub fn spawn(
                 sender.dests.poll_updates();
                 let mut n = crate::dsp::worker::drain(&mut spectrum, |f| sender.send_spectrum(f));
                 n += crate::dsp::worker::drain(&mut bands, |f| sender.send_bands(f));
+                // One sendmmsg for everything this wake-up found (a bands
+                // and a spectrum frame of the same block go out together).
+                sender.flush();
                 if n == 0 {
                     std::thread::park_timeout(Duration::from_millis(50));
                 }

@@ -236,6 +236,7 @@ pub fn spawn(
     policy: Policy,
     registry: Arc<Registry>,
     accepted: Sender<Accepted>,
+    broadcaster: Arc<crate::rt::Wake>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -250,6 +251,7 @@ pub fn spawn(
                     registry,
                 }),
                 accepted,
+                broadcaster,
                 pending: Vec::new(),
                 paused_until: None,
                 backoff: Duration::from_millis(50),
@@ -265,6 +267,8 @@ struct Acceptor {
     listener: TcpListener,
     shared: Rc<Shared>,
     accepted: Sender<Accepted>,
+    /// Woken for each new client (it parks while it has none).
+    broadcaster: Arc<crate::rt::Wake>,
     pending: Vec<Pending>,
     /// Accepting is paused (out of file descriptors) until then.
     paused_until: Option<Instant>,
@@ -414,6 +418,8 @@ impl Acceptor {
                     peer,
                 }) {
                     self.shared.registry.release(canonical_ip(&e.0.peer));
+                } else {
+                    self.broadcaster.wake();
                 }
             }
             Err(HandshakeError::Interrupted(mid)) => {

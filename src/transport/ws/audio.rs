@@ -252,7 +252,7 @@ impl Broadcaster {
     /// Queue a reply to client `i` while reading from it (never closes it
     /// here: the read loop still holds its index).
     fn answer_now(&mut self, i: usize, json: String) -> Result<(), String> {
-        if self.clients[i].push_reply(Message::Text(json)) {
+        if self.clients[i].push_reply(Message::Text(json.into())) {
             Ok(())
         } else {
             Err("not reading its replies".into())
@@ -319,12 +319,14 @@ impl Broadcaster {
                 continue;
             }
             p.write_frame(crate::rt::now_ns(), &mut frame);
+            // One buffer shared by every listener's queue.
+            let msg = Message::Binary(frame.as_slice().to_vec().into());
             for c in self
                 .clients
                 .iter_mut()
                 .filter(|c| c.audio == Some(p.preset))
             {
-                self.drops += c.push_frame(Message::Binary(frame.clone()));
+                self.drops += c.push_frame(msg.clone());
             }
         }
         let replies: Vec<_> = link.replies.try_iter().collect();
@@ -333,8 +335,9 @@ impl Broadcaster {
             match r.to {
                 Some(id) => self.reply_to(id, json),
                 None => {
+                    let msg = Message::Text(json.into());
                     for c in self.clients.iter_mut().filter(|c| c.authorized) {
-                        self.drops += c.push_frame(Message::Text(json.clone()));
+                        self.drops += c.push_frame(msg.clone());
                     }
                 }
             }

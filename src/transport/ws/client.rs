@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::{Error as WsError, Message, Utf8Bytes, WebSocket};
 
 /// Most replies waiting for one client.
 pub const REPLY_CAP: usize = 64;
@@ -233,8 +233,8 @@ impl Client {
             self.errors_suppressed += 1;
             return true;
         }
-        self.push_reply(Message::Text(json))
-            && snap_back.is_none_or(|m| self.push_reply(Message::Text(m)))
+        self.push_reply(Message::Text(json.into()))
+            && snap_back.is_none_or(|m| self.push_reply(Message::Text(m.into())))
     }
 
     /// Count one inbound message against `rate` per second.
@@ -254,9 +254,9 @@ impl Client {
 
     /// Move queued messages into the socket and flush once. `meta` is the
     /// current meta, sent first when due.
-    pub fn write_out(&mut self, meta: &str, now: Instant) -> Flow {
+    pub fn write_out(&mut self, meta: &Utf8Bytes, now: Instant) -> Flow {
         if self.meta_due {
-            match self.offer(Message::Text(meta.to_string())) {
+            match self.offer(Message::Text(meta.clone())) {
                 Offer::Taken => self.meta_due = false,
                 Offer::Full(_) => return self.flush(now),
                 Offer::Closed => return Flow::Closed,

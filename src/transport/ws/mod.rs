@@ -31,7 +31,7 @@ mod server;
 mod status;
 
 use crate::config::Config;
-use crate::control::secret::{self, Source};
+use crate::control::secret::{self, Secret, Source};
 use crate::control::{Reply, Request, Shared};
 use crate::stats::Stats;
 use crate::transport::hosts::HostCheck;
@@ -59,6 +59,8 @@ pub struct WsCtx {
     pub replies: Receiver<Reply>,
     /// The monitor stream and the recorder (see [`audio`]).
     pub monitor: Option<crate::monitor::MonitorLink>,
+    /// The control secret ([`secret::load_or_create`]).
+    pub secret: Secret,
 }
 
 /// Whether binding to `bind` exposes the server beyond this machine.
@@ -69,11 +71,18 @@ pub fn beyond_loopback(bind: &str) -> bool {
 }
 
 /// File descriptors the servers may hold at most: WebSocket clients and
-/// handshakes, HTTP connections, and room for everything else.
+/// handshakes, HTTP connections (the OSCQuery server's too), and room for
+/// everything else.
 pub fn fds_needed(config: &Config) -> u64 {
+    let oscquery = if config.oscquery.enabled {
+        crate::transport::http::MAX_CONNECTIONS as u64 + config.oscquery.max_clients as u64
+    } else {
+        0
+    };
     config.ws.max_clients as u64
         + accept::MAX_PENDING as u64
         + crate::transport::http::MAX_CONNECTIONS as u64
+        + oscquery
         + 128
 }
 
@@ -104,7 +113,7 @@ pub fn spawn(
     let ws = &ctx.config.ws;
     raise_fd_limit(fds_needed(&ctx.config));
     let listener = TcpListener::bind((ws.bind.as_str(), ws.port))?;
-    let secret = secret::load_or_create(&ctx.config);
+    let secret = ctx.secret.clone();
     log::info!(
         "ws: listening on ws://{}:{}; watching is open, changing settings needs the control token{}{}",
         ws.bind,
@@ -123,13 +132,15 @@ pub fn spawn(
     let max = ws.max_message_bytes as usize;
     // Messages up to 4x the limit are read and answered with an error;
     // larger ones close the connection (1009) without being buffered.
-    let wsc = tungstenite::protocol::WebSocketConfig {
-        max_message_size: Some(max * 4),
-        max_frame_size: Some(max * 4),
-        write_buffer_size: 64 * 1024,
-        max_write_buffer_size: 256 * 1024,
-        ..Default::default()
-    };
+    let wsc = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max * 4))
+        .max_frame_size(Some(max * 4))
+        // tungstenite 0.26 reads into a 128 KiB buffer per client by
+        // default: 2.5 MiB of resident memory for 20 clients. Clients send
+        // little (commands), and reads are budgeted per turn anyway.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(256 * 1024);
     let policy = accept::Policy {
         secret: secret.clone(),
         trust_loopback: ws.trust_loopback,
@@ -142,8 +153,16 @@ pub fn spawn(
     };
     let registry = Arc::new(accept::Registry::default());
     let (acc_tx, acc_rx) = std::sync::mpsc::channel();
-    let acceptor = accept::spawn(listener, policy, registry.clone(), acc_tx, ctx.stop.clone())?;
-    let broadcaster = server::spawn(ctx, secret, acc_rx, registry, bands, spectrum)?;
+    let wake = Arc::new(crate::rt::Wake::new());
+    let acceptor = accept::spawn(
+        listener,
+        policy,
+        registry.clone(),
+        acc_tx,
+        wake.clone(),
+        ctx.stop.clone(),
+    )?;
+    let broadcaster = server::spawn(ctx, secret, acc_rx, wake, registry, bands, spectrum)?;
     Ok(vec![acceptor, broadcaster])
 }
 

@@ -435,6 +435,10 @@ pub struct ServerStatus {
     /// phase4: the monitor stream and the recorder (absent without them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<super::audio::MonitorStatus>,
+    /// The rig outputs that are on (mDNS, OSCQuery, Link, MIDI, WLED);
+    /// absent when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rig: Option<crate::rig::status::RigStatus>,
 }
 
 /// Every outbound JSON message.

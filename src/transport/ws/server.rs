@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
-use tungstenite::Message;
+use tungstenite::{Message, Utf8Bytes};
 
 /// How often `server_status` goes out.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
@@ -46,6 +46,7 @@ pub(super) fn spawn(
     ctx: WsCtx,
     secret: Secret,
     accepted: Receiver<Accepted>,
+    wake: Arc<crate::rt::Wake>,
     registry: Arc<Registry>,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
@@ -55,6 +56,10 @@ pub(super) fn spawn(
         .name("p4-ws".into())
         .spawn(move || {
             ctx.stats.tid[Role::Ws as usize].store(crate::service::gettid(), Ordering::Relaxed);
+            // The acceptor wakes this thread when a client arrives: with
+            // none it parks for [`MAX_SLEEP`] instead of ticking at the
+            // snapshot rate.
+            wake.register_current();
             let mut b = Broadcaster::new(ctx, secret, accepted, registry, bands, spectrum);
             b.run();
         })
@@ -70,7 +75,8 @@ pub(super) struct Broadcaster {
     pub(super) clients: Vec<Client>,
     next_id: u64,
     last_meta: Option<p::Meta>,
-    meta_json: String,
+    /// Encoded once; every client's queue shares it.
+    meta_json: Utf8Bytes,
     latest_bands: BandsFrame,
     latest_spec: SpectrumFrame,
     snapshot_seq: u64,
@@ -120,7 +126,7 @@ impl Broadcaster {
             clients: Vec::new(),
             next_id: 1,
             last_meta: None,
-            meta_json: String::new(),
+            meta_json: Utf8Bytes::default(),
             latest_bands: BandsFrame::default(),
             latest_spec: SpectrumFrame::zeroed(),
             snapshot_seq: 0,
@@ -165,7 +171,7 @@ impl Broadcaster {
                     self.next_snapshot = now + period;
                 }
             }
-            if now >= self.next_status {
+            if now >= self.next_status && !self.clients.is_empty() {
                 self.next_status = now + STATUS_EVERY;
                 let mut s = self.status.build(
                     &self.ctx,
@@ -176,7 +182,7 @@ impl Broadcaster {
                 );
                 s.monitor = self.audio_status(true);
                 let json = Outbound::ServerStatus(&s).to_json();
-                self.broadcast_frame(&json);
+                self.broadcast_frame(json);
             }
             self.flush_all(now);
             self.drain_lingering();
@@ -191,11 +197,27 @@ impl Broadcaster {
         }
     }
 
+    /// How long to park while no client is connected: [`MAX_SLEEP`], or
+    /// less when the workers' rings to this thread would be a quarter full
+    /// sooner (high block rates: 96 kHz / 64 frames fills half the ring in
+    /// 21 ms, and parking that long dropped frames), so that no frame is
+    /// dropped for nobody.
+    pub(super) fn idle_wait(&self) -> Duration {
+        let sr = self.ctx.shared.sample_rate.load(Ordering::Relaxed) as f64;
+        if sr == 0.0 {
+            // The device's rate is not known yet (start-up): wake often.
+            return Duration::from_millis(5);
+        }
+        let block = self.ctx.config.audio.block_frames.max(1) as f64;
+        let quarter_ring = (crate::dsp::worker::FRAME_RING / 4) as f64 * block / sr;
+        MAX_SLEEP.min(Duration::from_secs_f64(quarter_ring))
+    }
+
     /// Send meta to everyone when it changed (or when `force`).
     fn maybe_meta(&mut self, force: bool) {
         let m = build_meta(&self.ctx);
         if force || self.last_meta.as_ref() != Some(&m) {
-            self.meta_json = Outbound::Meta(&m).to_json();
+            self.meta_json = Outbound::Meta(&m).to_json().into();
             self.last_meta = Some(m);
             for c in self.clients.iter_mut() {
                 c.meta_due = true;
@@ -226,11 +248,11 @@ impl Broadcaster {
                         authorized: c.authorized,
                         required: true,
                     };
-                    let _ = c.push_reply(Message::Text(auth.to_json()));
+                    let _ = c.push_reply(Message::Text(auth.to_json().into()));
                     let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
                     if cached {
-                        let _ = c.push_reply(Message::Text(self.devices_json.clone()));
-                        let _ = c.push_reply(Message::Text(self.presets_json.clone()));
+                        let _ = c.push_reply(Message::Text(self.devices_json.clone().into()));
+                        let _ = c.push_reply(Message::Text(self.presets_json.clone().into()));
                     }
                     log::info!(
                         "ws: client {} connected from {}{}",
@@ -261,7 +283,7 @@ impl Broadcaster {
                         self.snapshot_seq,
                     );
                     s.monitor = self.audio_status(false);
-                    let status = Message::Text(Outbound::ServerStatus(&s).to_json());
+                    let status = Message::Text(Outbound::ServerStatus(&s).to_json().into());
                     if let Some(c) = self.clients.last_mut() {
                         let _ = c.push_reply(status);
                     }
@@ -284,7 +306,7 @@ impl Broadcaster {
     /// closed.
     pub(super) fn reply_to(&mut self, id: u64, json: String) {
         if let Some(i) = self.clients.iter().position(|c| c.id == id) {
-            if !self.clients[i].push_reply(Message::Text(json)) {
+            if !self.clients[i].push_reply(Message::Text(json.into())) {
                 self.remove(i, CloseCode::Policy, "not reading its replies");
             }
         }
@@ -351,7 +373,7 @@ impl Broadcaster {
         if self.last_meta.is_none() {
             self.maybe_meta(true);
         }
-        self.reply_to(id, self.meta_json.clone());
+        self.reply_to(id, self.meta_json.to_string());
     }
 
     /// The meta in force, as JSON.
@@ -359,9 +381,15 @@ impl Broadcaster {
         &self.meta_json
     }
 
-    fn broadcast_frame(&mut self, json: &str) {
+    /// Queue `json` for every client. It was encoded once; the clients'
+    /// queues share its one buffer (a reference count, no copy each).
+    fn broadcast_frame(&mut self, json: String) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let shared = Utf8Bytes::from(json);
         for c in self.clients.iter_mut() {
-            self.drops += c.push_frame(Message::Text(json.to_string()));
+            self.drops += c.push_frame(Message::Text(shared.clone()));
         }
     }
 
@@ -369,8 +397,10 @@ impl Broadcaster {
         while let Some(f) = self.spectrum.try_pop() {
             if f.has_bins && !self.clients.is_empty() {
                 p::fft_frame(f.bins(), &mut self.fft_buf);
+                // Built once, shared by every client's queue.
+                let shared = bytes::Bytes::copy_from_slice(&self.fft_buf);
                 for c in self.clients.iter_mut() {
-                    self.drops += c.push_frame(Message::Binary(self.fft_buf.clone()));
+                    self.drops += c.push_frame(Message::Binary(shared.clone()));
                 }
             }
             if f.onset {
@@ -381,7 +411,7 @@ impl Broadcaster {
                     count: f.onset_count,
                 }
                 .to_json();
-                self.broadcast_frame(&ev);
+                self.broadcast_frame(ev);
             }
             if f.tempo.beat {
                 let ev = Outbound::Beat {
@@ -391,7 +421,7 @@ impl Broadcaster {
                     t: f.time_s - f.tempo.beat_lag_s as f64,
                 }
                 .to_json();
-                self.broadcast_frame(&ev);
+                self.broadcast_frame(ev);
             }
             self.latest_spec = f;
         }
@@ -409,7 +439,7 @@ impl Broadcaster {
                             count: f.band_onset_count[k],
                         }
                         .to_json();
-                        self.broadcast_frame(&ev);
+                        self.broadcast_frame(ev);
                     }
                 }
             }
@@ -466,7 +496,7 @@ impl Broadcaster {
         };
         self.onsets_seen = b.band_onset_count;
         let json = Outbound::Snapshot(&snap).to_json();
-        self.broadcast_frame(&json);
+        self.broadcast_frame(json);
     }
 
     fn flush_all(&mut self, now: Instant) {

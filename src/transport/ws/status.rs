@@ -170,6 +170,7 @@ impl StatusBuilder {
             osc_failed: stats.osc_failed.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
             monitor: None,
+            rig: crate::rig::status::server_status(stats),
         }
     }
 }

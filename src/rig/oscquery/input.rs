@@ -1,0 +1,357 @@
+//! The OSC input port (`p4-osc-in`, off by default: `oscquery.input-port`):
+//! OSC messages to the writable settings of the OSCQuery namespace
+//! (`<prefix>/settings/dsp/low/lo-hz f`, ...) become the WebSocket
+//! protocol's commands and go to the control thread, which validates them
+//! exactly as it validates WebSocket commands (the command first, then the
+//! whole resulting configuration) before anything changes.
+//!
+//! Who may write follows the WebSocket's rule, with the same secret
+//! ([`crate::control::secret`]): a sender on this machine may when
+//! `ws.trust-loopback` is on; any other sender must first send
+//! `/phase4/auth s:TOKEN` with the control token (`phase4 token`), which
+//! opens a session for its address and port ([`SESSION_IDLE`] long, renewed
+//! by use; at most [`MAX_SESSIONS`]). UDP source addresses can be forged on
+//! a LAN, and the token travels in clear like `?token=` over plain HTTP:
+//! this is as strong as the WebSocket's control and no stronger
+//! (docs/operations.md says so).
+//!
+//! Bounded: datagrams over [`MAX_DATAGRAM`] bytes are dropped unread (which
+//! also bounds bundle nesting); datagrams from senders that may not write
+//! (authentication attempts included) are looked at only
+//! [`UNTRUSTED_PER_S`] times a second, before they are decoded; at most
+//! `oscquery.max-input-per-s` messages a second are taken from the senders
+//! that may write, and at most [`MAX_IN_FLIGHT`] of them wait for the
+//! control thread at once. Refusals are counted and logged at most every
+//! few seconds.
+
+use super::setting_at;
+use super::Live;
+use crate::control::secret::Secret;
+use crate::control::{Command, Request, OSC_INPUT_CLIENT};
+use crate::service::logging::RateLimit;
+use crate::stats::Stats;
+use rosc::{OscMessage, OscPacket, OscType};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The authentication address.
+pub const AUTH: &str = "/phase4/auth";
+/// Largest datagram taken.
+pub const MAX_DATAGRAM: usize = 1536;
+/// Most messages taken from one datagram (bundles).
+const MAX_PER_PACKET: usize = 32;
+/// An authenticated sender stays so this long after its last message.
+pub const SESSION_IDLE: Duration = Duration::from_secs(600);
+/// Most authenticated senders at once (the oldest is dropped).
+pub const MAX_SESSIONS: usize = 64;
+/// Datagrams a second looked at from senders that may not write, all
+/// together (authentication attempts are among them).
+pub const UNTRUSTED_PER_S: f64 = 20.0;
+/// Most of this port's commands waiting for the control thread.
+pub const MAX_IN_FLIGHT: u64 = 32;
+
+/// Everything the input thread is given.
+pub struct InputCtx {
+    /// The socket, bound.
+    pub sock: UdpSocket,
+    /// Settings in force and the sample rate.
+    pub live: Live,
+    /// Commands to the control thread.
+    pub requests: Sender<Request>,
+    /// The control secret (the WebSocket's).
+    pub secret: Secret,
+    /// Senders on loopback may write without the token
+    /// (`ws.trust-loopback`).
+    pub trust_loopback: bool,
+    /// Most messages per second.
+    pub max_per_s: f64,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Why a message was not applied.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Not a settings address.
+    UnknownAddress(String),
+    /// The sender may not write (no session, wrong token).
+    NotAllowed,
+    /// The value is wrong (type, count, range).
+    Invalid(String),
+    /// Over the rate, or the control thread has enough of ours waiting.
+    Busy,
+}
+
+/// Who may write: loopback (when trusted) and authenticated senders.
+pub struct Gate {
+    secret: Secret,
+    trust_loopback: bool,
+    sessions: HashMap<SocketAddr, Instant>,
+}
+
+impl Gate {
+    /// A gate for `secret`.
+    pub fn new(secret: Secret, trust_loopback: bool) -> Self {
+        Gate {
+            secret,
+            trust_loopback,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// `/phase4/auth` from `from`; true when the token was right.
+    pub fn auth(&mut self, from: SocketAddr, args: &[OscType], now: Instant) -> bool {
+        let ok = matches!(args, [OscType::String(t)] if self.secret.matches(t));
+        if ok {
+            self.sessions
+                .retain(|_, t| now.duration_since(*t) < SESSION_IDLE);
+            if self.sessions.len() >= MAX_SESSIONS && !self.sessions.contains_key(&from) {
+                if let Some(oldest) = self
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(a, _)| *a)
+                {
+                    self.sessions.remove(&oldest);
+                }
+            }
+            self.sessions.insert(from, now);
+        }
+        ok
+    }
+
+    /// Whether `from` may write now (renews its session).
+    pub fn allows(&mut self, from: SocketAddr, now: Instant) -> bool {
+        if self.trust_loopback && from.ip().is_loopback() {
+            return true;
+        }
+        match self.sessions.get_mut(&from) {
+            Some(t) if now.duration_since(*t) < SESSION_IDLE => {
+                *t = now;
+                true
+            }
+            Some(_) => {
+                self.sessions.remove(&from);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// The command one message asks for, checked like a WebSocket command at
+/// sample rate `sr`.
+pub fn command_for(live: &Live, m: &OscMessage, sr: f64) -> Result<Command, Refusal> {
+    let cfg = live.settings();
+    let setting =
+        setting_at(&cfg, &m.addr).ok_or_else(|| Refusal::UnknownAddress(m.addr.clone()))?;
+    let cmd = setting.command(&m.args, &cfg).map_err(Refusal::Invalid)?;
+    match crate::control::validate(&cmd, sr) {
+        Some(e) => Err(Refusal::Invalid(e)),
+        None => Ok(cmd),
+    }
+}
+
+fn messages(p: OscPacket, out: &mut Vec<OscMessage>) {
+    match p {
+        OscPacket::Message(m) if out.len() < MAX_PER_PACKET => out.push(m),
+        OscPacket::Message(_) => {}
+        OscPacket::Bundle(b) => {
+            for c in b.content {
+                messages(c, out);
+            }
+        }
+    }
+}
+
+/// Start `p4-osc-in`.
+pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
+    ctx.sock
+        .set_read_timeout(Some(Duration::from_millis(100)))?;
+    std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-osc-in".into())
+        .spawn(move || run(ctx))
+}
+
+/// Token buckets for one second's worth of `rate`.
+struct Bucket {
+    rate: f64,
+    level: f64,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Self {
+        Bucket { rate, level: rate }
+    }
+
+    fn refill(&mut self, dt: f64) {
+        self.level = (self.level + dt * self.rate).min(self.rate);
+    }
+
+    fn take(&mut self) -> bool {
+        let ok = self.level >= 1.0;
+        if ok {
+            self.level -= 1.0;
+        }
+        ok
+    }
+}
+
+fn run(ctx: InputCtx) {
+    let mut gate = Gate::new(ctx.secret.clone(), ctx.trust_loopback);
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    let mut budget = Bucket::new(ctx.max_per_s);
+    let mut untrusted = Bucket::new(UNTRUSTED_PER_S);
+    let mut refill = Instant::now();
+    let mut warn = RateLimit::new(Duration::from_secs(5));
+    let rig = &ctx.stats.rig;
+    let refused = || rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
+    let mut sent: u64 = 0;
+    let mut msgs = Vec::with_capacity(MAX_PER_PACKET);
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = ctx.sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let now = Instant::now();
+        let dt = now.duration_since(refill).as_secs_f64();
+        budget.refill(dt);
+        untrusted.refill(dt);
+        refill = now;
+        // Cheap checks first: nothing is decoded for a sender over its
+        // share.
+        let allowed = gate.allows(from, now);
+        if n > MAX_DATAGRAM || !allowed && !untrusted.take() {
+            refused();
+            continue;
+        }
+        msgs.clear();
+        match rosc::decoder::decode_udp(&buf[..n]) {
+            Ok((_, p)) => messages(p, &mut msgs),
+            Err(_) => {
+                refused();
+                continue;
+            }
+        }
+        let sr = match ctx
+            .live
+            .shared
+            .as_ref()
+            .map_or(0, |s| s.sample_rate.load(Ordering::Relaxed))
+        {
+            0 => ctx.live.config.audio.sample_rate_hz as f64,
+            sr => sr as f64,
+        };
+        let handled = |sent: u64| {
+            ctx.live
+                .shared
+                .as_ref()
+                .map_or(sent, |s| s.osc_input_handled.load(Ordering::Relaxed))
+        };
+        for m in msgs.drain(..) {
+            let result = if m.addr == AUTH {
+                if gate.auth(from, &m.args, now) {
+                    log::info!("osc-in: {from} authenticated");
+                    continue;
+                }
+                Err(Refusal::NotAllowed)
+            } else if !allowed && !gate.allows(from, now) {
+                Err(Refusal::NotAllowed)
+            } else if sent.saturating_sub(handled(sent)) >= MAX_IN_FLIGHT || !budget.take() {
+                Err(Refusal::Busy)
+            } else {
+                command_for(&ctx.live, &m, sr)
+            };
+            match result {
+                Ok(command) => {
+                    if ctx
+                        .requests
+                        .send(Request {
+                            client: OSC_INPUT_CLIENT,
+                            command,
+                        })
+                        .is_ok()
+                    {
+                        sent += 1;
+                    }
+                    rig.osc_in_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(why) => {
+                    refused();
+                    if let Some(held) = warn.allow() {
+                        log::warn!(
+                            "osc-in: refused {} from {from}: {} ({held} similar suppressed)",
+                            crate::control::device::shorten(&m.addr),
+                            match why {
+                                Refusal::UnknownAddress(_) => "no such setting".to_string(),
+                                Refusal::NotAllowed =>
+                                    "not allowed (send /phase4/auth with the control token first)"
+                                        .to_string(),
+                                Refusal::Invalid(e) => e,
+                                Refusal::Busy =>
+                                    "too many writes (oscquery.max-input-per-s)".into(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn loopback_writes_others_need_the_token() {
+        let now = Instant::now();
+        let mut g = Gate::new(Secret::configured("s3cret"), true);
+        assert!(g.allows(addr("127.0.0.1:5000"), now));
+        let lan = addr("192.0.2.7:5000");
+        assert!(!g.allows(lan, now));
+        assert!(!g.auth(lan, &[OscType::String("wrong".into())], now));
+        assert!(!g.auth(lan, &[OscType::Int(1)], now));
+        assert!(!g.allows(lan, now));
+        assert!(g.auth(lan, &[OscType::String("s3cret".into())], now));
+        assert!(g.allows(lan, now));
+        assert!(
+            !g.allows(addr("192.0.2.7:5001"), now),
+            "another port is another sender"
+        );
+        assert!(!g.allows(lan, now + SESSION_IDLE + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn no_token_means_loopback_only_and_sessions_are_bounded() {
+        let now = Instant::now();
+        let mut g = Gate::new(Secret::configured(""), true);
+        assert!(!g.auth(addr("192.0.2.7:1"), &[OscType::String(String::new())], now));
+        let mut g = Gate::new(Secret::configured("t"), false);
+        assert!(!g.allows(addr("127.0.0.1:1"), now), "loopback not trusted");
+        for i in 0..(MAX_SESSIONS + 10) {
+            let a = SocketAddr::from(([192, 0, 2, 1], 1000 + i as u16));
+            assert!(g.auth(
+                a,
+                &[OscType::String("t".into())],
+                now + Duration::from_millis(i as u64)
+            ));
+        }
+        assert_eq!(g.sessions.len(), MAX_SESSIONS);
+        assert!(
+            !g.allows(addr("192.0.2.1:1000"), now),
+            "the oldest went first"
+        );
+    }
+}

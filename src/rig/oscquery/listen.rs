@@ -1,0 +1,273 @@
+//! OSCQuery's bi-directional part (`p4-oscq-ws`): WebSocket clients send
+//! `{"COMMAND":"LISTEN","DATA":"/audio/lmh"}` (or `IGNORE`), and get the
+//! values of every listened method as binary OSC packets: continuous
+//! values on each new frame, events (onsets, beats) when they happen,
+//! settings when they change; at most `oscquery.listen-hz` per method.
+//!
+//! One thread owns every client on non-blocking sockets. Each tick a client
+//! may have [`READ_BUDGET`] bytes and [`READS_PER_TICK`] messages read
+//! (pings included); a client listens to each method at most once, so what
+//! it is sent is bounded by the namespace. A client that stops reading
+//! loses packets (tungstenite's write buffer is bounded) and is dropped
+//! after [`STALL`]; it never slows the others or the pipeline.
+
+use super::namespace::{Namespace, Source};
+use super::Live;
+use crate::stats::Stats;
+use crate::transport::ws::accept::Registry;
+use crate::transport::ws::conn::Conn;
+use rosc::{OscMessage, OscPacket};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+/// A client that cannot take data for this long is disconnected.
+const STALL: Duration = Duration::from_secs(5);
+/// Most inbound messages a client may send per tick before the rest wait.
+pub const READS_PER_TICK: usize = 16;
+/// Most bytes read from one client per tick.
+pub const READ_BUDGET: usize = 8 * 1024;
+
+/// A streaming client's place under the caps, given back when it is
+/// dropped.
+pub struct ClientSlot {
+    registry: Arc<Registry>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// A place `registry` already admitted `ip` to.
+    pub fn new(registry: Arc<Registry>, ip: IpAddr) -> Self {
+        ClientSlot { registry, ip }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.registry.release(self.ip);
+    }
+}
+
+/// A client whose WebSocket handshake was answered.
+pub struct Upgraded {
+    /// Its socket.
+    pub ws: WebSocket<Conn>,
+    /// Its place under the caps.
+    pub slot: ClientSlot,
+}
+
+/// Everything the streaming thread is given.
+pub struct ListenCtx {
+    /// The address space.
+    pub ns: Arc<Namespace>,
+    /// Values.
+    pub live: Live,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Most packets per second per method.
+    pub hz: f64,
+    /// Newly upgraded clients.
+    pub incoming: Receiver<Upgraded>,
+}
+
+/// One listened method.
+struct Listen {
+    method: usize,
+    stamp: Option<u64>,
+    sent: Option<Vec<serde_json::Value>>,
+}
+
+struct Client {
+    ws: WebSocket<Conn>,
+    _slot: ClientSlot,
+    listens: Vec<Listen>,
+    stalled_since: Option<Instant>,
+}
+
+/// A LISTEN or IGNORE command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Start streaming this path.
+    Listen(String),
+    /// Stop streaming it.
+    Ignore(String),
+}
+
+/// Parse a text message; `None` for anything else.
+pub fn parse_request(text: &str) -> Option<Request> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let data = v.get("DATA")?.as_str()?.to_string();
+    match v.get("COMMAND")?.as_str()? {
+        "LISTEN" => Some(Request::Listen(data)),
+        "IGNORE" => Some(Request::Ignore(data)),
+        _ => None,
+    }
+}
+
+/// Start `p4-oscq-ws`.
+pub fn spawn(ctx: ListenCtx) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-oscq-ws".into())
+        .spawn(move || run(ctx))
+}
+
+fn run(ctx: ListenCtx) {
+    let methods: Vec<(String, Source)> = ctx
+        .ns
+        .methods()
+        .iter()
+        .filter_map(|n| Some((n.path.clone(), n.source?)))
+        .collect();
+    let tick = Duration::from_secs_f64(1.0 / ctx.hz.clamp(1.0, 1000.0));
+    let mut clients: Vec<Client> = Vec::new();
+    let mut next = Instant::now();
+    while !ctx.stop.load(Ordering::Relaxed) {
+        while let Ok(Upgraded { ws, slot }) = ctx.incoming.try_recv() {
+            if ws.get_ref().tcp().set_nonblocking(true).is_ok() {
+                clients.push(Client {
+                    ws,
+                    _slot: slot,
+                    listens: Vec::new(),
+                    stalled_since: None,
+                });
+            }
+        }
+        clients.retain_mut(|c| serve(c, &methods, &ctx.live));
+        ctx.stats
+            .rig
+            .oscq_clients
+            .store(clients.len() as u32, Ordering::Relaxed);
+        next += tick;
+        let now = Instant::now();
+        if next < now {
+            next = now + tick;
+        }
+        std::thread::sleep(next - now);
+    }
+    for mut c in clients {
+        let _ = c.ws.close(None);
+        let _ = c.ws.flush();
+    }
+}
+
+/// Read commands and send what is due; false drops the client.
+fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
+    c.ws.get_mut().refill(READ_BUDGET);
+    for _ in 0..READS_PER_TICK {
+        match c.ws.read() {
+            Ok(Message::Text(t)) => match parse_request(&t) {
+                Some(Request::Listen(p)) => {
+                    if let Some(i) = methods.iter().position(|(m, _)| *m == p) {
+                        if !c.listens.iter().any(|l| l.method == i) {
+                            c.listens.push(Listen {
+                                method: i,
+                                stamp: None,
+                                sent: None,
+                            });
+                        }
+                    }
+                }
+                Some(Request::Ignore(p)) => c.listens.retain(|l| methods[l.method].0 != p),
+                None => {}
+            },
+            Ok(Message::Close(_)) => {
+                // tungstenite queued the closing handshake's reply: send it.
+                let _ = c.ws.flush();
+                return false;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    let mut settings = None;
+    for l in c.listens.iter_mut() {
+        let (path, source) = &methods[l.method];
+        let args = match source {
+            Source::Output(i) => {
+                let Some((stamp, args)) = live
+                    .latest
+                    .with(|x| (Live::output_stamp(*i, x), live.output_args(*i, x)))
+                else {
+                    continue;
+                };
+                if l.stamp == Some(stamp) {
+                    continue;
+                }
+                l.stamp = Some(stamp);
+                match args {
+                    Some(a) => a,
+                    None => continue,
+                }
+            }
+            Source::Setting(s) => {
+                let cfg = settings.get_or_insert_with(|| live.settings());
+                let v = s.get(cfg);
+                let j = super::json_args(std::slice::from_ref(&v));
+                if l.sent.as_ref() == Some(&j) {
+                    continue;
+                }
+                l.sent = Some(j);
+                vec![v]
+            }
+        };
+        let packet = OscPacket::Message(OscMessage {
+            addr: path.clone(),
+            args,
+        });
+        let Ok(bytes) = rosc::encoder::encode(&packet) else {
+            continue;
+        };
+        match c.ws.write(Message::Binary(bytes.into())) {
+            Ok(()) => {}
+            Err(tungstenite::Error::WriteBufferFull(_)) => break,
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+    }
+    match c.ws.flush() {
+        Ok(()) => c.stalled_since = None,
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let since = *c.stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > STALL {
+                return false;
+            }
+        }
+        Err(_) => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_and_ignore_commands_parse_and_junk_does_not() {
+        assert_eq!(
+            parse_request(r#"{"COMMAND":"LISTEN","DATA":"/audio/lmh"}"#),
+            Some(Request::Listen("/audio/lmh".into()))
+        );
+        assert_eq!(
+            parse_request(r#"{"COMMAND":"IGNORE","DATA":"/audio/lmh"}"#),
+            Some(Request::Ignore("/audio/lmh".into()))
+        );
+        for junk in [
+            "",
+            "LISTEN /audio/lmh",
+            r#"{"COMMAND":"LISTEN"}"#,
+            r#"{"COMMAND":"LISTEN","DATA":3}"#,
+            r#"{"COMMAND":"PATH_CHANGED","DATA":"/"}"#,
+            r#"[1,2,3]"#,
+        ] {
+            assert_eq!(parse_request(junk), None, "{junk}");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! One hyper HTTP/1.1 server with the limits a server on a venue LAN needs,
+//! shared by the UI server ([`crate::transport::http`]) and the OSCQuery
+//! server (`rig::oscquery`).
+//!
+//! hyper (1.x, HTTP/1.1 only) is driven by a tokio current-thread runtime on
+//! the server's one thread: no hand-written HTTP parsing, and every
+//! connection is a task, so a slow or silent client holds a task, never the
+//! thread. [`Limits`] bound the request head (size, header count, and a
+//! deadline for it, which also bounds keep-alive idle time), requests per
+//! connection, a lifetime per connection, and connections in all and per
+//! address. Request bodies are never read (handlers look at the head only),
+//! so a declared `Content-Length` costs nothing; hyper closes a connection
+//! whose body was not read instead of draining it. Over the connection cap,
+//! connections wait in the kernel's backlog; when the process is out of
+//! file descriptors, accepting backs off and resumes.
+//!
+//! Connections may be upgraded (the OSCQuery server's WebSocket): the
+//! handler answers 101 and takes the socket with `hyper::upgrade::on`; the
+//! connection's slot is given back once hyper lets go of it.
+
+use bytes::Bytes;
+use http_body_util::channel::Channel;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the accept loop looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+/// Most bytes hyper buffers for one connection.
+const MAX_BUF: usize = 16 * 1024;
+
+/// A response body: a small answer in memory, or a file streamed through
+/// a bounded channel (a recording download). A connection that has
+/// answered with a stream may live for [`Limits::stream_lifetime`].
+pub type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
+
+/// What one server allows.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Connections from one address (loopback excepted); more are closed.
+    pub max_per_ip: usize,
+    /// Longest wait for a whole request head, and for the next one on a
+    /// kept-alive connection.
+    pub header_timeout: Duration,
+    /// Longest a connection lives.
+    pub lifetime: Duration,
+    /// Longest a connection lives once it has answered with a stream.
+    pub stream_lifetime: Duration,
+    /// Largest request head (request line and headers); more: 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more: 431.
+    pub max_headers: usize,
+    /// Requests on one kept-alive connection; the handler is told which is
+    /// the last (it answers with `Connection: close`).
+    pub max_requests: u32,
+}
+
+/// What answers requests. Built on the server's thread, so it may hold
+/// `Rc`/`RefCell` state.
+pub trait Handler: 'static {
+    /// The response to `req` from `peer`; `last` is true for the last
+    /// request this connection may make. Runs inside the server's
+    /// `LocalSet`, so it may spawn local tasks (an upgrade).
+    fn respond(&self, req: Request<Incoming>, peer: SocketAddr, last: bool) -> Response<Body>;
+}
+
+/// A response with the headers every answer of these servers carries:
+/// its type, `nosniff`, `no-cache`, `Allow` on 405, and `Connection: close`
+/// on the connection's `last` request and on client errors other than 404
+/// (a client that sent something wrong gets no second try on it).
+pub fn response(
+    status: StatusCode,
+    ctype: &'static str,
+    body: Bytes,
+    last: bool,
+) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(body)));
+    *r.status_mut() = status;
+    let hs = r.headers_mut();
+    hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    hs.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        hs.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    if last || status.is_client_error() && status != StatusCode::NOT_FOUND {
+        hs.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// Start a server thread named `thread` on a bound listener. `make` builds
+/// the handler on that thread. `name` prefixes the log lines.
+pub fn spawn<H, F>(
+    thread: &str,
+    name: &'static str,
+    listener: std::net::TcpListener,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    make: F,
+) -> std::io::Result<JoinHandle<()>>
+where
+    H: Handler,
+    F: FnOnce() -> H + Send + 'static,
+{
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name(thread.into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("{name}: cannot start: {e}");
+                    return;
+                }
+            };
+            let handler = Rc::new(make());
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, serve(name, listener, limits, handler, stop));
+        })
+}
+
+/// Connections open per address.
+#[derive(Default)]
+struct PerIp(RefCell<HashMap<IpAddr, usize>>);
+
+/// Counts one connection from an address for as long as it lives.
+struct IpSlot {
+    table: Rc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.borrow_mut();
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerIp {
+    fn take(self: &Rc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut t = self.0.borrow_mut();
+        let n = t.entry(ip).or_insert(0);
+        if !ip.is_loopback() && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+async fn serve<H: Handler>(
+    name: &'static str,
+    listener: std::net::TcpListener,
+    limits: Limits,
+    handler: Rc<H>,
+    stop: Arc<AtomicBool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{name}: cannot serve: {e}");
+            return;
+        }
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip = Rc::new(PerIp::default());
+    let mut backoff = Duration::from_millis(50);
+    let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
+    while !stop.load(Ordering::Relaxed) {
+        // Take a connection slot before accepting: over the cap, clients
+        // wait in the backlog rather than holding a file descriptor each.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = tokio::time::sleep(STOP_POLL) => continue,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tokio::time::sleep(STOP_POLL) => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: the connection stays in the backlog;
+                // try again later instead of spinning on it.
+                if let Some(held) = fd_warnings.allow() {
+                    log::warn!(
+                        "{name}: cannot accept: {e}; pausing for {} ms ({held} similar message(s) suppressed)",
+                        backoff.as_millis()
+                    );
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let ip = peer.ip().to_canonical();
+        let Some(slot) = per_ip.take(ip, limits.max_per_ip) else {
+            log::info!(
+                "{name}: closing {peer}: {} connections from it already",
+                limits.max_per_ip
+            );
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::task::spawn_local(async move {
+            connection(name, stream, peer, limits, handler).await;
+            drop((permit, slot));
+        });
+    }
+}
+
+async fn connection<H: Handler>(
+    name: &'static str,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    limits: Limits,
+    handler: Rc<H>,
+) {
+    let _ = stream.set_nodelay(true);
+    let served = Rc::new(Cell::new(0u32));
+    let streaming = Rc::new(Cell::new(false));
+    let flag = streaming.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let n = served.get() + 1;
+        served.set(n);
+        let resp = handler.respond(req, peer, n >= limits.max_requests);
+        if matches!(resp.body(), Either::Right(_)) {
+            flag.set(true);
+        }
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(MAX_BUF)
+        .keep_alive(true);
+    let conn = b
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = match tokio::time::timeout(limits.lifetime, &mut conn).await {
+        Err(_) if streaming.get() => {
+            let more = limits.stream_lifetime.saturating_sub(limits.lifetime);
+            tokio::time::timeout(more, &mut conn).await
+        }
+        r => r,
+    };
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
+        Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+    }
+}

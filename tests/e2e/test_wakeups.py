@@ -1,0 +1,110 @@
+"""How often phase4's threads wake (issue 10): counted from /proc, not timed.
+
+Every wake-up of a thread that then waits again is one voluntary context
+switch in /proc/PID/task/TID/status. The counts depend on what the threads
+do, not on how fast the machine is: a busy machine can only merge wake-ups
+(a thread that finds two frames at once), never add them. So these are
+upper bounds with a margin, and each fails on the build before issue 10's
+changes (there: supervisor 49/s, WAV reader 99/s, idle broadcaster 116/s,
+whole process 5.07 per block; here 10, 10, 20 and 3.85).
+"""
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import BLOCK, RATE, OscReceiver, render, tone, write_config, write_wav
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_live_measure():
+    """scripts/lib/live-measure.py, whose /proc reader this test shares."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "lib" / "live-measure.py"
+    spec = importlib.util.spec_from_file_location("live_measure", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def switches(pid):
+    """{tid: (name, voluntary switches)} of every thread of `pid`."""
+    return {int(t): (name, v) for t, (name, v, _) in load_live_measure().threads(pid).items()}
+
+
+def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
+    wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
+    rx = OscReceiver()
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
+        # The WebSocket and UI servers run, with no client connected.
+        ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+        state={"dir": ""},
+        health={"interval-s": 60.0},
+    )
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.Popen(
+        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        assert p.poll() is None, p.stderr.read()
+        t0, a = time.monotonic(), switches(p.pid)
+        time.sleep(4.0)
+        t1, b = time.monotonic(), switches(p.pid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+        rx.stop(0.1)
+    assert p.returncode == 0, err
+    wall = t1 - t0
+    per_s = {tid: (name, (v - a[tid][1]) / wall) for tid, (name, v) in b.items() if tid in a}
+    by_name = {name: r for tid, (name, r) in per_s.items() if tid != p.pid}
+    supervisor = per_s[p.pid][1]
+    total = sum(r for _, r in per_s.values())
+    block_rate = RATE / BLOCK
+    table = ", ".join(f"{n} {r:.0f}" for n, r in sorted(by_name.items())) + f", supervisor {supervisor:.0f}"
+    # Ticks at 10/s; 49/s before (a 20 ms sleep).
+    assert supervisor <= 20, table
+    # Refills half a second at a time; 99/s before (a chunk at a time).
+    assert by_name["p4-wavread"] <= 25, table
+    # No client: parks for 50 ms; 116/s before (twice per snapshot).
+    assert by_name["p4-ws"] <= 30, table
+    # Per block: capture 1, bands 1, OSC 1, spectrum 0.5, the rest a few
+    # ticks a second: 3.85 per block measured, 5.07 before.
+    assert total <= 4.2 * block_rate, f"{total:.0f}/s = {total / block_rate:.2f} per block; {table}"
+
+
+def test_an_idle_broadcaster_drops_no_frames_at_a_high_block_rate(phase4_bin, tmp_path):
+    # 96 kHz / 64 frames: 1500 blocks a second. With no client the
+    # broadcaster parks, but never so long that the workers' rings to it
+    # overflow (parking 50 ms dropped ~1100 frames in 4 s).
+    wav = write_wav(tmp_path / "tone96.wav", render(tone(440), 1.0, rate=96000), rate=96000)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        audio={"block-frames": 64},
+        osc={"enabled": False},
+        ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+        state={"dir": ""},
+        health={"interval-s": 1.0},
+    )
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.run(
+        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop", "--duration", "3"],
+        env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    drops = re.findall(r"frame_drops=(\d+)", p.stderr)
+    assert drops, p.stderr
+    assert int(drops[-1]) == 0, p.stderr[-2000:]

@@ -1,0 +1,163 @@
+"""mDNS / DNS-SD: phase4's services found by browsers we did not write:
+python-zeroconf against phase4's own responder (no avahi-daemon), and
+avahi-browse against a private avahi-daemon that already runs on 5353 (phase4
+registers through avahi's D-Bus API and avahi keeps working). Each service
+with its port and TXT records; withdrawn when phase4 stops.
+
+Runs inside the network namespace conftest.py creates (mDNS multicast
+224.0.0.251:5353 never reaches a real interface), with its own D-Bus.
+"""
+
+import re
+import subprocess
+import time
+
+from zeroconf import IPVersion, ServiceBrowser, ServiceListener, Zeroconf
+
+from conftest import beat_track, write_wav
+
+TYPES = ["_oscjson._tcp.local.", "_osc._udp.local.", "_http._tcp.local."]
+
+
+def sections(wav, name, backend):
+    return {
+        "audio": {"input": str(wav), "loop-input": True},
+        "osc": {"enabled": False},
+        "ws": {"enabled": True, "bind": "0.0.0.0"},
+        "oscquery": {"enabled": True, "bind": "0.0.0.0", "input-port": 9102},
+        "discovery": {"enabled": True, "name": name, "backend": backend},
+    }
+
+
+class Seen(ServiceListener):
+    def __init__(self):
+        self.added, self.removed = {}, set()
+
+    def add_service(self, zc, t, n):
+        self.added[n] = zc.get_service_info(t, n, timeout=3000)
+
+    def update_service(self, zc, t, n):
+        self.added[n] = zc.get_service_info(t, n, timeout=3000)
+
+    def remove_service(self, zc, t, n):
+        self.removed.add(n)
+
+
+def check_services(found, name):
+    """found: {type: (port, {key: value})}"""
+    assert set(found) == {"_oscjson._tcp", "_osc._udp", "_http._tcp"}, found
+    port, txt = found["_oscjson._tcp"]
+    assert port == 8767 and txt["app"] == "phase4" and txt["osc"] == "9102", txt
+    port, txt = found["_osc._udp"]
+    assert port == 9102 and txt["oscquery"] == "8767", txt
+    port, txt = found["_http._tcp"]
+    assert port == 8766 and txt["ws"] == "8765" and txt["path"] == "/", txt
+    for _, (_, txt) in found.items():
+        assert txt["txtvers"] == "1" and txt["version"]
+
+
+def test_builtin_responder_found_by_python_zeroconf(run_phase4, tmp_path):
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    p4 = run_phase4(sections(wav, "p4 test box", "auto"))
+    p4.wait_log("through builtin")
+    zc = Zeroconf(ip_version=IPVersion.V4Only)
+    seen = Seen()
+    ServiceBrowser(zc, TYPES, seen)
+    end = time.time() + 8
+    while len(seen.added) < 3 and time.time() < end:
+        time.sleep(0.1)
+    found = {}
+    for n, info in seen.added.items():
+        assert n.startswith("p4 test box."), n
+        assert info is not None and info.parsed_addresses(), n
+        kind = n[len("p4 test box."):].replace(".local.", "")
+        props = {k.decode(): v.decode() for k, v in info.properties.items()}
+        found[kind] = (info.port, props)
+    check_services(found, "p4 test box")
+    # Goodbye packets: the browser drops the services when phase4 stops.
+    p4.stop()
+    end = time.time() + 5
+    while len(seen.removed) < 3 and time.time() < end:
+        time.sleep(0.1)
+    zc.close()
+    assert len(seen.removed) == 3, seen.removed
+
+
+def unescape(s):
+    """avahi-browse --parsable writes some characters as \\DDD (decimal)."""
+    return re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1))), s)
+
+
+def avahi_browse(env, seconds=4):
+    r = subprocess.run(
+        ["avahi-browse", "--all", "--resolve", "--parsable", "--terminate", "--no-db-lookup"],
+        env=env, capture_output=True, text=True, timeout=seconds + 10,
+    )
+    rows = [[unescape(f) for f in l.split(";")] for l in r.stdout.splitlines() if l.startswith("=")]
+    return {(row[3], row[4]): row for row in rows}
+
+
+def txt_of(row):
+    return dict(t.strip('"').split("=", 1) for t in row[9].split('" "'))
+
+
+def start_beside_avahi(run_phase4, tmp_path, avahi, service, name, backend):
+    """avahi already announces `service` (avahi-publish args); then phase4
+    starts with `backend` and says which one it uses."""
+    own = subprocess.Popen(["avahi-publish", "-s", *service], env=avahi)
+    time.sleep(1.0)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    p4 = run_phase4(sections(wav, name, backend))
+    p4.wait_log("through avahi" if backend == "auto" else "through builtin")
+    time.sleep(1.5)
+    return own, p4
+
+
+def test_registered_through_a_running_avahi_daemon(run_phase4, tmp_path, avahi):
+    # avahi is already up (on 5353) and announces something of its own.
+    own, p4 = start_beside_avahi(
+        run_phase4, tmp_path, avahi, ["printer", "_ipp._tcp", "631", "rp=ipp"], "stage left", "auto"
+    )
+    try:
+        rows = avahi_browse(avahi)
+        found = {}
+        for (name, kind), row in rows.items():
+            if name == "stage left":
+                kind = {"Web Site": "_http._tcp"}.get(kind, kind)
+                found[kind] = (int(row[8]), txt_of(row))
+        check_services(found, "stage left")
+        # avahi still works: its own service is still there.
+        assert ("printer", "Internet Printer") in rows or any(k[0] == "printer" for k in rows), rows.keys()
+        p4.stop()
+        time.sleep(1.5)
+        gone = avahi_browse(avahi)
+        assert not any(k[0] == "stage left" for k in gone), gone.keys()
+        assert any(k[0] == "printer" for k in gone), "avahi keeps serving after phase4 left"
+    finally:
+        own.terminate()
+        own.wait(5)
+
+
+def test_builtin_responder_beside_avahi_breaks_nothing(run_phase4, tmp_path, avahi):
+    """backend = "builtin" on a box where avahi runs: both answer on 5353
+    (shared port), both are found, avahi keeps resolving its own names."""
+    own, _ = start_beside_avahi(
+        run_phase4, tmp_path, avahi, ["mixer", "_osc._udp", "7000"], "side box", "builtin"
+    )
+    try:
+        rows = avahi_browse(avahi)
+        names = {k[0] for k in rows}
+        assert "side box" in names and "mixer" in names, names
+        zc = Zeroconf(ip_version=IPVersion.V4Only)
+        try:
+            info = zc.get_service_info("_osc._udp.local.", "mixer._osc._udp.local.", timeout=3000)
+            assert info is not None and info.port == 7000
+            mine = zc.get_service_info("_oscjson._tcp.local.", "side box._oscjson._tcp.local.", timeout=3000)
+            assert mine is not None and mine.port == 8767
+        finally:
+            zc.close()
+    finally:
+        own.terminate()
+        own.wait(5)

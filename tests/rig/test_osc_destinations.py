@@ -1,0 +1,66 @@
+"""OSC to broadcast and multicast destinations (README: "several
+destinations (unicast, broadcast with SO_BROADCAST, multicast with TTL)"),
+received and decoded by python-osc.
+
+Runs inside the network namespace conftest.py creates: the broadcast
+(127.255.255.255, the loopback network's broadcast address there) and the
+multicast group (239.1.2.3) never reach a real interface.
+"""
+
+import socket
+import time
+
+from pythonosc.osc_packet import OscPacket
+
+from conftest import beat_track, free_port, write_wav
+
+
+def receivers(bport, mport, group):
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b.bind(("0.0.0.0", bport))
+    m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    m.bind(("0.0.0.0", mport))
+    m.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(group) + socket.inet_aton("127.0.0.1"))
+    for s in (b, m):
+        s.settimeout(3)
+    return b, m
+
+
+def addresses(sock, seconds):
+    out = []
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            data, _ = sock.recvfrom(65536)
+        except socket.timeout:
+            break
+        for m in OscPacket(data).messages:
+            out.append((m.message.address, m.message.params))
+    return out
+
+
+def test_broadcast_and_multicast_destinations_receive_every_address(run_phase4, tmp_path):
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(4.0))
+    bport = free_port(socket.SOCK_DGRAM)
+    mport = free_port(socket.SOCK_DGRAM)
+    group = "239.1.2.3"
+    b, m = receivers(bport, mport, group)
+    run_phase4({
+        "audio": {"input": str(wav)},
+        "ws": {"enabled": False},
+        "osc": {"enabled": True},
+        "osc.destinations": [
+            {"host": "127.255.255.255", "port": bport},
+            {"host": group, "port": mport, "ttl": 1},
+        ],
+    })
+    got_b = addresses(b, 3.0)
+    got_m = addresses(m, 1.0)
+    for got in (got_b, got_m):
+        names = {a for a, _ in got}
+        assert {"/audio/meta", "/audio/lmh", "/audio/level", "/audio/tempo"} <= names, names
+        lmh = [p for a, p in got if a == "/audio/lmh"]
+        assert len(lmh) > 100 and all(len(p) == 3 for p in lmh)

@@ -1,0 +1,266 @@
+"""The OSCQuery port and the OSC input port are doors into phase4 like the
+WebSocket's: one regression test per attack class on them, each checking
+the attack is refused AND that the well-behaved use next to it still works.
+
+HTTP (the OSCQuery server, hyper with the UI's limits):
+  - DNS rebinding: a Host that is not a name of this machine gets 421, for
+    plain requests and for the WebSocket upgrade alike;
+  - a page on a foreign origin may not read the namespace (403, no
+    Access-Control-Allow-Origin); the UI's own origin may;
+  - a connection flood from one LAN address is cut at the per-address cap
+    while others are still served; a slowloris head is closed at its deadline;
+  - streaming (LISTEN) clients are capped (503 beyond `max-clients`), a slot
+    comes back when a client leaves, and an oversized WebSocket message
+    closes only its own sender.
+UDP (the OSC input port):
+  - an oversized datagram is dropped unread, even from this machine;
+  - token guessing from the LAN is looked at only 20 times a second (the
+    right token inside a flood of wrong ones is not taken), and the flood
+    does not stop this machine's writes;
+  - a write flood from a sender that may write is capped at
+    `max-input-per-s` and leaves the control thread responsive.
+
+LAN addresses (192.0.2.x) are added to the loopback interface of the test's
+own network namespace (conftest.py); nothing leaves the machine.
+"""
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+import websockets
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from conftest import beat_track, wait_port, write_wav
+from test_oscquery import MetaWatch
+
+PORT = 8777
+INPUT = 9112
+UI = 8766
+LAN = ["192.0.2.21", "192.0.2.22"]
+MAX_STREAMS = 4
+
+
+@pytest.fixture
+def lan_addresses():
+    for a in LAN:
+        subprocess.run(["ip", "addr", "add", f"{a}/32", "dev", "lo"], check=True)
+    yield LAN
+    for a in LAN:
+        subprocess.run(["ip", "addr", "del", f"{a}/32", "dev", "lo"], check=False)
+
+
+@pytest.fixture
+def box(run_phase4, tmp_path, lan_addresses):
+    from conftest import free_port
+
+    out_port = free_port(socket.SOCK_DGRAM)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(6.0))
+    p4 = run_phase4({
+        "audio": {"input": str(wav), "loop-input": True},
+        "ws": {"enabled": True, "token": "t0ken-rig-s3cret", "http-port": UI},
+        "osc": {"enabled": True, "addresses": ["meta", "lmh"], "meta-interval-s": 0.2},
+        "osc.destinations": [{"host": "127.0.0.1", "port": out_port}],
+        "oscquery": {"enabled": True, "bind": "0.0.0.0", "port": PORT, "input-port": INPUT,
+                     "max-clients": MAX_STREAMS, "max-input-per-s": 50.0},
+    })
+    wait_port(PORT)
+    p4.wait_log("first block through")
+    p4.meta = MetaWatch(out_port)
+    return p4
+
+
+def http(head, src="127.0.0.1", timeout=5.0):
+    """Send a raw request head; the status code (0: closed without one)."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1" if src.startswith("127.") else src, PORT))
+    s.sendall(head.encode())
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    s.close()
+    if not data.startswith(b"HTTP/1.1 "):
+        return 0, data
+    return int(data[9:12]), data
+
+
+def get(path, host="127.0.0.1:%d" % PORT, extra=""):
+    return http(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+
+
+def send_osc(addr, args, src=("127.0.0.1", 0), dst=("127.0.0.1", INPUT), pad=0, sock=None):
+    """One OSC message; with `pad`, in a bundle beside a message holding a
+    `pad`-byte string (an unknown address, refused on its own)."""
+    b = OscMessageBuilder(address=addr)
+    for a in args:
+        b.add_arg(a)
+    packet = b.build()
+    if pad:
+        filler = OscMessageBuilder(address="/padding")
+        filler.add_arg("x" * pad)
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        bundle.add_content(packet)
+        bundle.add_content(filler.build())
+        packet = bundle.build()
+    s = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if sock is None:
+        s.bind(src)
+    s.sendto(packet.dgram, dst)
+    return s
+
+
+def hi_hz(p4, after):
+    return p4.meta.meta_after(after)[4]
+
+
+def test_dns_rebinding_gets_421_for_requests_and_upgrades(box):
+    assert get("/?HOST_INFO")[0] == 200
+    assert get("/?HOST_INFO", host="localhost:%d" % PORT)[0] == 200
+    status, body = get("/?HOST_INFO", host="evil.example:%d" % PORT)
+    assert status == 421 and b"OSC_PORT" not in body, body
+    upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    assert http(f"GET / HTTP/1.1\r\nHost: evil.example\r\n{upgrade}\r\n")[0] == 421
+    assert http(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\n{upgrade}\r\n")[0] == 101
+    # An absolute-form target names its own authority: refused too.
+    assert http(f"GET http://evil.example/?HOST_INFO HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 400
+
+
+def test_foreign_origins_may_not_read_the_namespace(box):
+    status, head = get("/audio/lmh", extra="Origin: http://evil.example\r\n")
+    assert status == 403 and b"access-control-allow-origin" not in head.lower(), head
+    status, head = get("/audio/lmh", extra=f"Origin: http://127.0.0.1:{UI}\r\n")
+    assert status == 200 and f"access-control-allow-origin: http://127.0.0.1:{UI}".encode() in head.lower()
+
+
+def test_connection_flood_from_one_address_is_cut_and_others_still_served(box):
+    held = []
+    closed = 0
+    for _ in range(40):
+        s = socket.socket()
+        s.settimeout(2)
+        s.bind((LAN[0], 0))
+        s.connect((LAN[0], PORT))
+        held.append(s)
+    time.sleep(0.5)
+    for s in held:
+        try:
+            s.sendall(b"GET /?HOST_INFO HTTP/1.1\r\nHost: %s\r\n\r\n" % LAN[0].encode())
+            if s.recv(100) == b"":
+                closed += 1
+        except OSError:
+            closed += 1
+    # 16 per address (transport::http::MAX_CONNECTIONS_PER_IP) are served.
+    assert closed >= 40 - 16, closed
+    assert http(f"GET /?HOST_INFO HTTP/1.1\r\nHost: {LAN[1]}:{PORT}\r\n\r\n", src=LAN[1])[0] == 200
+    assert get("/?HOST_INFO")[0] == 200
+    for s in held:
+        s.close()
+
+
+def test_slowloris_head_is_closed_at_its_deadline(box):
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=15)
+    s.sendall(b"GET /?HOST_INFO HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    t = time.time()
+    got = s.recv(200)
+    waited = time.time() - t
+    s.close()
+    # hyper's header deadline (5 s) answers 408 or closes.
+    assert got == b"" or got.startswith(b"HTTP/1.1 408"), got
+    assert 3.0 < waited < 10.0, waited
+    assert get("/?HOST_INFO")[0] == 200
+
+
+def test_streaming_clients_are_capped_and_slots_come_back(box):
+    async def run():
+        url = f"ws://127.0.0.1:{PORT}/"
+        # A client that listens but never reads stops reading its socket
+        # (websockets' bounded queue), so its own close waits for a reply it
+        # cannot see: keep that wait short.
+        clients = [await websockets.connect(url, close_timeout=1) for _ in range(MAX_STREAMS)]
+        with pytest.raises(websockets.exceptions.InvalidStatus) as e:
+            await websockets.connect(url)
+        assert e.value.response.status_code == 503
+        # An oversized message (> 4 KiB) closes its sender only.
+        await clients[0].send("x" * 10000)
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            for _ in range(50):
+                await asyncio.wait_for(clients[0].recv(), 1)
+        await clients[1].send(json.dumps({"COMMAND": "LISTEN", "DATA": "/audio/lmh"}))
+        assert isinstance(await asyncio.wait_for(clients[1].recv(), 2), bytes)
+        # The closed client's slot is given back.
+        await asyncio.sleep(0.5)
+        again = await websockets.connect(url)
+        for c in clients[1:] + [again]:
+            await c.close()
+
+    asyncio.run(run())
+
+
+def test_oversized_datagram_is_dropped_even_from_this_machine(box):
+    before = hi_hz(box, time.time())
+    t = time.time()
+    send_osc("/audio/settings/dsp/low/hi-hz", [333.0], pad=2000)
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == before
+    t = time.time()
+    send_osc("/audio/settings/dsp/low/hi-hz", [333.0], pad=100)
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == pytest.approx(333.0, abs=0.5)
+
+
+def test_token_guessing_is_rate_limited_and_does_not_stop_local_writes(box):
+    lan = (LAN[0], INPUT)
+    guesser = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    guesser.bind((LAN[0], 40100))
+    for i in range(300):
+        send_osc("/phase4/auth", [f"guess{i}"], sock=guesser, dst=lan)
+    # The right token right after the flood, from another port: the budget
+    # for senders that may not write is spent, so it is not even looked at.
+    late = send_osc("/phase4/auth", ["t0ken-rig-s3cret"], src=(LAN[0], 40101), dst=lan)
+    send_osc("/audio/settings/dsp/low/hi-hz", [410.0], sock=late, dst=lan)
+    # This machine writes through the flood.
+    t = time.time()
+    send_osc("/audio/settings/dsp/low/hi-hz", [420.0])
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == pytest.approx(420.0, abs=0.5)
+    # Once the budget has refilled, the right token opens a session.
+    time.sleep(1.5)
+    ok = send_osc("/phase4/auth", ["t0ken-rig-s3cret"], src=(LAN[0], 40102), dst=lan)
+    time.sleep(0.2)
+    t = time.time()
+    send_osc("/audio/settings/dsp/low/hi-hz", [430.0], sock=ok, dst=lan)
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == pytest.approx(430.0, abs=0.5)
+
+
+def test_write_flood_is_capped_and_control_stays_responsive(box):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    for i in range(3000):
+        send_osc("/audio/settings/dsp/low/hi-hz", [300.0 + (i % 50)], sock=s)
+    time.sleep(1.2)
+    t = time.time()
+    send_osc("/audio/settings/dsp/low/hi-hz", [444.0], sock=s)
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == pytest.approx(444.0, abs=0.5)
+    box.wait_log("osc_in_refused=", timeout=3)
+    line = [l for l in box.text().splitlines() if "osc_in_refused=" in l][-1]
+    ok = int(line.split(" osc_in=")[1].split()[0])
+    refused = int(line.split("osc_in_refused=")[1].split()[0])
+    # At most one second's budget (50) plus what refilled while sending.
+    assert ok < 300 and refused > 2500, line
+    assert box.proc.poll() is None

@@ -1,0 +1,127 @@
+"""WLED Audio Sync v2: phase4's multicast packets to 239.0.0.1:11988,
+decoded here with the field layout of WLED's audio-reactive usermod
+(usermods/audioreactive/audio_reactive.cpp, struct audioSyncPacket, "V2",
+44 bytes, packed, little endian; WLED-MM names the spare bytes), by a
+decoder written for this test (not phase4's encoder). A tone inside one of
+WLED's 16 GEQ channels lights that channel.
+
+Runs inside the network namespace conftest.py creates: the multicast never
+reaches a real interface.
+"""
+
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import tone, write_wav
+
+GROUP = "239.0.0.1"
+
+# WLED's channel table: FFT bins (22050 Hz, 512 points) first..last.
+WLED_BINS = [
+    (1, 2), (2, 3), (3, 5), (5, 7), (7, 10), (10, 13), (13, 19), (19, 26),
+    (26, 33), (33, 44), (44, 56), (56, 70), (70, 86), (86, 104), (104, 165), (165, 215),
+]
+BIN_HZ = 22050 / 512
+
+
+def decode(p):
+    """The v2 packet, field by field, from WLED's struct."""
+    assert len(p) == 44, len(p)
+    header = p[0:6]
+    pressure = p[6] + p[7] / 256
+    sample_raw, sample_smth = struct.unpack_from("<ff", p, 8)
+    sample_peak, frame_counter = p[16], p[17]
+    fft = list(p[18:34])
+    (zero_crossings,) = struct.unpack_from("<H", p, 34)
+    magnitude, major_peak = struct.unpack_from("<ff", p, 36)
+    return dict(
+        header=header, pressure=pressure, sample_raw=sample_raw, sample_smth=sample_smth,
+        sample_peak=sample_peak, frame_counter=frame_counter, fft=fft,
+        zero_crossings=zero_crossings, magnitude=magnitude, major_peak=major_peak,
+    )
+
+
+def receiver(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", port))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1"))
+    s.settimeout(5)
+    return s
+
+
+def collect(sock, seconds):
+    out = []
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            data, _ = sock.recvfrom(256)
+        except socket.timeout:
+            break
+        out.append((time.time(), data))
+    return out
+
+
+def channel_of(freq):
+    return [i for i, (a, b) in enumerate(WLED_BINS) if a * BIN_HZ <= freq <= b * BIN_HZ]
+
+
+@pytest.mark.parametrize("freq", [70.0, 1000.0, 3300.0])
+def test_a_tone_lights_its_geq_channels(run_phase4, tmp_path, freq):
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, tone(freq, 4.0))
+    sock = receiver(11988)
+    run_phase4({
+        "audio": {"input": str(wav)},
+        "osc": {"enabled": False},
+        "ws": {"enabled": False},
+        "wled": {"enabled": True, "host": GROUP, "port": 11988},
+    })
+    packets = collect(sock, 3.5)
+    assert len(packets) > 100, len(packets)
+    # WLED's rate: one packet every 20 ms.
+    times = [t for t, _ in packets]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 40 <= rate <= 55, rate
+    decoded = [decode(d) for _, d in packets]
+    assert all(p["header"] == b"00002\x00" for p in decoded)
+    counters = [p["frame_counter"] for p in decoded]
+    assert all((b - a) % 256 == 1 for a, b in zip(counters, counters[1:])), "rolling counter"
+    late = decoded[len(decoded) // 2:]
+    want = channel_of(freq)
+    for p in late:
+        best = max(range(16), key=lambda i: p["fft"][i])
+        assert best in want or any(abs(best - w) == 1 for w in want), (freq, p["fft"])
+        assert max(p["fft"][w] for w in want) >= 150, (freq, p["fft"])
+        far = [v for i, v in enumerate(p["fft"]) if min(abs(i - w) for w in want) > 2]
+        assert max(far) < 40, (freq, p["fft"])
+        assert abs(p["major_peak"] - freq) < 0.03 * freq + 10, (freq, p["major_peak"])
+        assert p["sample_raw"] > 100 and p["sample_smth"] > 100
+        assert 0 < p["magnitude"] <= 4096
+        # Two crossings per period over WLED's 23.2 ms batch.
+        assert abs(p["zero_crossings"] - 2 * freq * 512 / 22050) <= 0.1 * 2 * freq * 512 / 22050 + 2
+
+
+def test_silence_sends_wleds_muted_values_and_beats_set_the_peak(run_phase4, tmp_path):
+    from conftest import beat_track
+
+    wav = tmp_path / "beats.wav"
+    write_wav(wav, beat_track(9.0, bpm=120.0, silence_after=6.0))
+    sock = receiver(11988)
+    run_phase4({
+        "audio": {"input": str(wav)},
+        "osc": {"enabled": False},
+        "ws": {"enabled": False},
+        "wled": {"enabled": True},
+    })
+    decoded = [decode(d) for _, d in collect(sock, 8.8)]
+    music = decoded[100:280]
+    assert sum(p["sample_peak"] for p in music) >= 4, "kicks are WLED peaks"
+    quiet = decoded[-40:]
+    assert all(p["fft"] == [0] * 16 for p in quiet), quiet[-1]
+    assert all(p["sample_raw"] == 0 and p["sample_peak"] == 0 for p in quiet)
+    assert all(abs(p["magnitude"] - 0.001) < 1e-6 and p["major_peak"] == 1.0 for p in quiet)
