@@ -45,8 +45,8 @@ const PRIOR_NATS_PER_S: f32 = 5.0;
 const PRIOR_KNEE_BPM: f32 = 180.0;
 /// The starting belief over tempo (after a start, a long silence or a
 /// collapse): uniform in log tempo — every octave of the range as likely,
-/// where one per integer period would put four times the mass on an
-/// octave at 55–110 BPM as at 108–215 — times a log-Gaussian around
+/// where one per integer period would put twice the mass on the octave
+/// 55–110 BPM as on 110–215 — times a log-Gaussian around
 /// [`START_CENTRE_BPM`], [`START_OCTAVES`] wide (60 and 240 BPM start at a
 /// quarter of 120's weight, 85 and 170 BPM at 0.7). Only the start: the
 /// evidence of a few beats outweighs it, and no tempo is favoured after
