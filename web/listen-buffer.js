@@ -26,6 +26,7 @@ export class JitterBuffer {
     this.target = this.start;
     this.underruns = 0;
     this.played = 0;
+    this.mean = 0;         // depth averaged over ~0.5 s: what a sample waits
     this.reset();
   }
 
@@ -80,6 +81,9 @@ export class JitterBuffer {
     const h = this.hist.length;
     for (let k = 0; k < n; k++) { this.hist[this.histAt] = out[k]; this.histAt = (this.histAt + 1) % h; }
     this.played += i;
+    // A ScriptProcessor takes 43 ms at once, so the depth right now swings
+    // by that much: show and count its average.
+    this.mean += (this.depth - this.mean) * Math.min(1, n / (this.rate / 2));
     if (this.playing) this.shrink(n);
   }
 
@@ -108,7 +112,7 @@ export class JitterBuffer {
 
   state() {
     return {
-      type: "state", rate: this.rate, depth: this.depth, target: this.target,
+      type: "state", rate: this.rate, depth: this.depth, mean: this.mean, target: this.target,
       underruns: this.underruns, playing: this.playing, played: this.played,
     };
   }

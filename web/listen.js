@@ -163,7 +163,7 @@ export class Listen {
   state() {
     const w = (this.output && this.output.state()) || {};
     const rate = w.rate || 48000;
-    const bufMs = 1000 * (w.depth || 0) / rate;
+    const bufMs = 1000 * (w.mean || 0) / rate;
     const outMs = this.ctx ? 1000 * ((this.ctx.outputLatency || 0) + (this.ctx.baseLatency || 0) + (this.output ? this.output.latency : 0)) : 0;
     return {
       on: this.on, path: this.path, secure: window.isSecureContext, rate,
