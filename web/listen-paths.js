@@ -68,7 +68,11 @@ export async function newDecoder(path, onPcm, onError) {
   }
   const { OpusDecoder } = await loadWasmOpus();
   const d = new OpusDecoder({ channels: 1, streamCount: 1, coupledStreamCount: 0, channelMappingTable: [0], sampleRate: 48000 });
-  await d.ready;
+  // A page that may not compile WebAssembly (a proxy's stricter CSP) never
+  // gets ready: say so instead of waiting for ever.
+  let timer;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("the WebAssembly Opus decoder did not start (does a Content-Security-Policy forbid WebAssembly?)")), 10000); });
+  try { await Promise.race([d.ready, late]); } finally { clearTimeout(timer); }
   let errors = 0;
   return {
     decode: (bytes) => {
