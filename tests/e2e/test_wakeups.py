@@ -81,6 +81,10 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     assert by_name["p4-wavread"] <= 25, table
     # No client: parks for 50 ms; 116/s before (twice per snapshot).
     assert by_name["p4-ws"] <= 30, table
+    # No listener, no recording, no replay buffer (no state directory): the
+    # monitor's gate is closed and nothing wakes it; 50/s before (a 20 ms
+    # poll of a ring nothing could fill).
+    assert by_name["p4-monitor"] <= 5, table
     # Per block: capture 1, bands 1, OSC 1, spectrum 0.5, the rest a few
     # ticks a second: 3.85 per block measured, 5.07 before.
     assert total <= 4.2 * block_rate, f"{total:.0f}/s = {total / block_rate:.2f} per block; {table}"
