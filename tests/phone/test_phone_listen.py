@@ -175,3 +175,42 @@ def test_a_phone_on_the_plain_http_page_hears_the_input_tone(server, tmp_path, f
     assert 20 <= st["buffer_ms"] <= 520 and st["delay_ms"] > 0, st
     assert "delay" in shown and "lost 0" in shown, shown
     assert not problems, problems
+
+
+# The jitter buffer both paths share (web/listen-buffer.js), driven in the
+# page the way the ScriptProcessor drives it: 2048-sample blocks, packets of
+# 960 samples.
+BUFFER_RUN = """async () => {
+  const { JitterBuffer } = await import('/listen-buffer.js');
+  const b = new JitterBuffer(48000, 2048), out = new Float32Array(2048), log = {};
+  const frame = () => new Float32Array(960).fill(0.25);
+  log.start = b.target;
+  for (let i = 0; i < 3; i++) b.push(frame());
+  b.process(out); log.silentBeforeTarget = out.every((v) => v === 0) && !b.playing;
+  b.push(frame()); b.process(out); log.plays = b.playing && out[0] === 0.25;
+  b.process(out); b.process(out);            // nothing arrives: an underrun
+  log.underruns = b.underruns; log.grown = b.target;
+  // A steady sender a little ahead of the output, for 12 s of output.
+  let sent = 0, played = 0;
+  for (let t = 0; t < 12 * 48000; t += 2048) {
+    while (sent < played + b.target + 2 * 960) { b.push(frame()); sent += 960; }
+    b.process(out); played += 2048;
+  }
+  log.afterStable = b.target; log.underrunsAfter = b.underruns;
+  return log;
+}"""
+
+
+def test_the_shared_jitter_buffer_grows_on_underrun_and_shrinks_when_stable(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(server.http + "/")
+        log = page.evaluate(BUFFER_RUN)
+        browser.close()
+    print(f"\njitter buffer (48 kHz, 2048-sample blocks): {log}")
+    assert log["start"] == 2048 + 960 and log["silentBeforeTarget"] and log["plays"], log
+    assert log["underruns"] == 1 and log["grown"] == log["start"] + 960, log
+    assert log["underrunsAfter"] == 1 and log["afterStable"] == log["grown"] - 240, log
