@@ -72,8 +72,14 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("perf.html", include_bytes!("../../web/perf.html")),
     ("perf.js", include_bytes!("../../web/perf.js")),
     ("perf.css", include_bytes!("../../web/perf.css")),
-    ("listen-buffer.js", include_bytes!("../../web/listen-buffer.js")),
-    ("listen-paths.js", include_bytes!("../../web/listen-paths.js")),
+    (
+        "listen-buffer.js",
+        include_bytes!("../../web/listen-buffer.js"),
+    ),
+    (
+        "listen-paths.js",
+        include_bytes!("../../web/listen-paths.js"),
+    ),
     // opus-decoder (npm, MIT; libopus as WebAssembly): decodes the monitor
     // stream where WebCodecs does not exist (plain-HTTP pages, phones).
     // Provenance, checksum and licences in the LICENSE file next to it.
