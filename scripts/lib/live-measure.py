@@ -21,7 +21,7 @@ printed, and for every server after the first its ratio to the first
 (median of the per-run ratios). Lines scripts/bench.sh greps:
   RESULT name cpu_pct=.. vcsw_per_s=.. vcsw_per_block=.. ivcsw_per_s=..
          lmh_per_s=.. lmh_gap_p50_ms=.. lmh_gap_p99_ms=.. ws_msgs_per_s=.. rss_kib=..
-  RATIO other/first cpu=.. vcsw=..
+  RATIO other/first cpu=.. vcsw=.. rss=.. cpu_added_pct=..
 """
 
 import argparse
@@ -323,8 +323,10 @@ def main():
         cpu = median([r[n]["cpu_pct"] / r[base]["cpu_pct"] for r in runs if r[base]["cpu_pct"] > 0])
         sw = median([r[n]["vcsw_per_s"] / r[base]["vcsw_per_s"] for r in runs if r[base]["vcsw_per_s"] > 0])
         add = median([r[n]["cpu_pct"] - r[base]["cpu_pct"] for r in runs])
-        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} cpu_added_pct={add:+.2f} "
-              f"({n} spends {cpu:.2f}x the CPU of {base} ({add:+.2f} % of a core) and switches {sw:.2f}x as often)")
+        rss = median([r[n]["rss_kib"] / r[base]["rss_kib"] for r in runs if r[base]["rss_kib"] > 0])
+        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} rss={rss:.2f} cpu_added_pct={add:+.2f} "
+              f"({n} spends {cpu:.2f}x the CPU of {base} ({add:+.2f} % of a core), switches {sw:.2f}x "
+              f"as often and peaks at {rss:.2f}x its resident memory)")
 
 
 if __name__ == "__main__":
