@@ -297,6 +297,7 @@ pub fn spawn(
     ws: &WsConfig,
     recordings: Option<Access>,
     stop: Arc<AtomicBool>,
+    stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
     let root = WebRoot::from_config(&ws.web_dir);
@@ -320,7 +321,7 @@ pub fn spawn(
         ws.http_port,
         ws.allowed_origins.clone(),
     );
-    serve::spawn("p4-http", "http", listener, LIMITS, stop, move || Site {
+    serve::spawn("p4-http", "http", listener, LIMITS, stop, Some(stop_fd), move || Site {
         root,
         ui_config: Bytes::from(ui_config),
         hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
