@@ -321,14 +321,22 @@ pub fn spawn(
         ws.http_port,
         ws.allowed_origins.clone(),
     );
-    serve::spawn("p4-http", "http", listener, LIMITS, stop, Some(stop_fd), move || Site {
-        root,
-        ui_config: Bytes::from(ui_config),
-        hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
-        http_port,
-        allowed_origins,
-        recordings,
-    })
+    serve::spawn(
+        "p4-http",
+        "http",
+        listener,
+        LIMITS,
+        stop,
+        Some(stop_fd),
+        move || Site {
+            root,
+            ui_config: Bytes::from(ui_config),
+            hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+            http_port,
+            allowed_origins,
+            recordings,
+        },
+    )
 }
 
 /// Whether `p` (inside a folder) is listed in [`EMBEDDED`] (for a test

@@ -310,7 +310,10 @@ impl Acceptor {
                 .chain(self.paused_until.map(|t| t.saturating_duration_since(now)))
                 .fold(MAX_WAIT, Duration::min);
             // Round up: a deadline is never polled for 0 ms again and again.
-            let ms = timeout.as_micros().div_ceil(1000).clamp(1, u16::MAX as u128) as u16;
+            let ms = timeout
+                .as_micros()
+                .div_ceil(1000)
+                .clamp(1, u16::MAX as u128) as u16;
             let n = nix::poll::poll(&mut fds, ms).unwrap_or(0);
             let mut ready: Vec<bool> = fds
                 .iter()
