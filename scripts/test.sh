@@ -12,7 +12,12 @@
 # Each suite's whole output is also in target/test-logs/<suite>.log.
 #
 # Adding a suite: one `suite` line below: its name, `core` if it belongs to
-# the fast set (keep that under ~3 minutes), and the command. The command
+# the fast set (keep that under ~3 minutes), `bg` if it may run in the
+# background lane, `-` otherwise, and the command. The background lane runs
+# its suites one after another at the lowest CPU priority (nice 19) next to
+# the others, so it only uses what they leave idle: it is for suites whose
+# checks do not depend on wall-clock timing (the VM runs on qemu's virtual
+# clock, the fuzzers count crashes, not executions, the audit reads files). The command
 # runs with bash from the repository root, with the test venv (target/venv:
 # pytest, python-osc, websockets, Playwright's driver, numpy, scipy,
 # mir_eval) first on PATH and PHASE4_BIN set to the release build. It passes
@@ -31,15 +36,15 @@ suite() { names+=("$1"); cores+=("$2"); cmds+=("$3"); }
 suite build        core "cargo build --release"
 suite rust         core "cargo test --all-targets --quiet"
 suite e2e          core "python3 -m pytest -q -p no:cacheprovider tests/e2e"
-suite vm           -    "bash scripts/vm-test.sh amd64 --suites capture,midi"
+suite vm           bg   "bash scripts/vm-test.sh amd64 --suites capture,midi"
 suite jack         -    "bash scripts/jack-measure.sh --check"
 suite live-events  -    "python3 -m pytest -q -p no:cacheprovider tests/test_live_events.py"
 suite ws           -    "bash scripts/ci-ws.sh"
 suite monitor      -    "bash scripts/ci-monitor.sh"
 suite abuse        -    "bash scripts/abuse.sh"
 suite rig          -    "bash scripts/ci-rig.sh"
-suite fuzz         -    "bash scripts/fuzz.sh 30"
-suite audit        -    "bash scripts/audit.sh"
+suite fuzz         bg   "bash scripts/fuzz.sh 30"
+suite audit        bg   "bash scripts/audit.sh"
 suite compat       -    "python3 -m pytest -q -p no:cacheprovider tests/compat"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
 suite appliance    -    "bash scripts/ci-appliance.sh"
@@ -110,24 +115,70 @@ counts() {
 }
 
 rows=(); failed_suites=(); current=""
-run_suite() {  # name command
-    local name=$1 cmd=$2 log="$logs/$1.log" start rc pf p f result
-    printf '\n==== %s: %s ====\n' "$name" "$cmd"
-    current=$name
-    start=$SECONDS
-    bash -c "$cmd" 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
-    pf=$(counts "$log")
+# result NAME RC SECONDS -> appends the table row (and the failure) for a
+# finished suite whose log is in $logs/NAME.log.
+result() {
+    local name=$1 rc=$2 secs=$3 pf p f res
+    pf=$(counts "$logs/$name.log")
     if [ -n "$pf" ]; then read -r p f <<<"$pf"; else p=0; f=0; fi
     if [ "$rc" = 0 ]; then
-        result=ok
+        res=ok
         [ -n "$pf" ] || p=1
     else
-        result=FAIL
+        res=FAIL
         [ "$f" -gt 0 ] || f=1
         failed_suites+=("$name")
     fi
-    rows+=("$(printf '%-12s %-6s %7s %7s %8s' "$name" "$result" "$p" "$f" "$((SECONDS - start))")")
+    rows+=("$(printf '%-12s %-6s %7s %7s %8s' "$name" "$res" "$p" "$f" "$secs")")
+}
+
+run_suite() {  # name command
+    local name=$1 cmd=$2 start rc
+    printf '\n==== %s: %s ====\n' "$name" "$cmd"
+    current=$name
+    start=$SECONDS
+    bash -c "$cmd" 2>&1 | tee "$logs/$name.log"
+    rc=${PIPESTATUS[0]}
+    result "$name" "$rc" "$((SECONDS - start))"
+}
+
+# The background lane: its suites in order at nice 19, output only to their
+# logs; each finished one appends "name rc seconds" to $bg_done.
+bg_done=$logs/background.done
+bg_pid=""
+start_background() {  # index...
+    local i
+    : >"$bg_done"
+    for i in "$@"; do printf '\n==== %s (background lane, log in %s/%s.log): %s ====\n' \
+        "${names[$i]}" "$logs" "${names[$i]}" "${cmds[$i]}"; done
+    # The lane cannot ask for a password: ask once now (sudo keeps it for a
+    # while) and let sudo fail rather than wait in the lane.
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo -v || true; fi
+    export P4_SUDO_NONINTERACTIVE=1
+    set -m  # a process group of its own: Ctrl-C can stop all of it
+    (
+        for i in "$@"; do
+            start=$SECONDS
+            nice -n 19 bash -c "${cmds[$i]}" >"$logs/${names[$i]}.log" 2>&1 </dev/null
+            echo "${names[$i]} $? $((SECONDS - start))" >>"$bg_done"
+        done
+    ) &
+    bg_pid=$!
+    set +m
+    unset P4_SUDO_NONINTERACTIVE
+}
+finish_background() {
+    local name rc secs
+    [ -n "$bg_pid" ] || return 0
+    printf '\n==== waiting for the background lane ====\n'
+    current=background
+    wait "$bg_pid"
+    bg_pid=""
+    while read -r name rc secs; do
+        printf '\n==== %s (background lane) exit %s after %s s ====\n' "$name" "$rc" "$secs"
+        if [ "$rc" = 0 ]; then tail -n 15 "$logs/$name.log"; else cat "$logs/$name.log"; fi
+        result "$name" "$rc" "$secs"
+    done <"$bg_done"
 }
 
 summary() {
@@ -136,16 +187,28 @@ summary() {
     printf '%s\n' "${rows[@]}"
     printf 'total %d s\n' "$SECONDS"
 }
-trap 'rows+=("$(printf "%-12s %s" "$current" interrupted)"); summary; exit 130' INT
+trap '[ -z "$bg_pid" ] || kill -- -"$bg_pid" 2>/dev/null
+      rows+=("$(printf "%-12s %s" "$current" interrupted)"); summary; exit 130' INT
 
 run_suite deps "bash scripts/deps.sh $deps_arg"
 # The suites run from the venv deps.sh made (when it could make one).
 . scripts/lib/common.sh
 p4_venv_activate
 
+# build first (every suite uses its binary), then the background lane
+# starts next to the other suites, which run in order.
 for i in "${!names[@]}"; do
-    selected "$i" && run_suite "${names[$i]}" "${cmds[$i]}"
+    selected "$i" && [ "${cores[$i]}" != bg ] || continue
+    run_suite "${names[$i]}" "${cmds[$i]}"
+    if [ "${names[$i]}" = build ]; then
+        background=()
+        for j in "${!names[@]}"; do
+            selected "$j" && [ "${cores[$j]}" = bg ] && background+=("$j")
+        done
+        [ ${#background[@]} -eq 0 ] || start_background "${background[@]}"
+    fi
 done
+finish_background
 
 summary
 if [ ${#failed_suites[@]} -gt 0 ]; then

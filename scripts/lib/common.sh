@@ -11,12 +11,14 @@ P4_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 P4_VENV=${P4_VENV:-${CARGO_TARGET_DIR:-$P4_ROOT/target}/venv}
 
 # p4_as_root CMD...: run CMD as root: directly when we are root, else through
-# sudo. Without sudo it fails and says which command needs root.
+# sudo. Without sudo it fails and says which command needs root. With
+# P4_SUDO_NONINTERACTIVE=1 (scripts/test.sh's background lane, which has no
+# terminal to ask on) sudo fails instead of asking for a password.
 p4_as_root() {
     if [ "$(id -u)" = 0 ]; then
         "$@"
     elif command -v sudo >/dev/null; then
-        sudo "$@"
+        if [ "${P4_SUDO_NONINTERACTIVE:-0}" = 1 ]; then sudo -n "$@"; else sudo "$@"; fi
     else
         printf 'error: this step needs root (or sudo): %s\n' "$*" >&2
         return 1

@@ -7,10 +7,8 @@
 //! tape's lock for one block at a time. Capture never waits for it on a
 //! clocked device: a full ring drops the block for the monitor (counted).
 //! It is woken for every block while someone listens (20 ms frames should
-//! go out as soon as they are complete), only every ~50 ms while it only
-//! keeps the tape, and not at all while the gate is closed (nobody
-//! listens, nothing records, no replay buffer): capture wakes it with the
-//! first block it pushes after the gate opens.
+//! go out as soon as they are complete), every ~50 ms while only the tape
+//! runs, and not at all while the gate is closed.
 
 use super::encoder::OpusStreams;
 use super::files::Tickets;
@@ -32,11 +30,11 @@ use std::time::{Duration, Instant};
 /// Packets waiting for the broadcaster at most (a few turns' worth of all
 /// four presets).
 const PACKET_RING: usize = 128;
+/// The longest park with the gate closed: a safety net only, since both
+/// the first block after the gate opens and the pipeline's stop wake us.
+const IDLE_PARK: Duration = Duration::from_millis(500);
 /// How often the input's format is looked at again.
 const FORMAT_CHECK: Duration = Duration::from_millis(250);
-/// Longest park while the gate is closed (the first block after it opens
-/// wakes the thread sooner; this only bounds a missed wake-up).
-const IDLE_PARK: Duration = Duration::from_secs(1);
 
 /// What [`spawn`] gives back.
 pub struct Spawned {
@@ -134,11 +132,11 @@ impl Monitor {
                 }
             }
             let listening = self.hub.wanted.load(Ordering::Relaxed) != 0;
-            let gate_open = self.hub.gate.load(Ordering::Relaxed);
             let (defer, park) = match self.last_seq {
-                // Nothing comes until the gate opens; the first block that
-                // does wakes us (no wake-ups for nothing meanwhile).
-                _ if !gate_open => (0, IDLE_PARK),
+                // Gate closed (nobody listens, nothing records, no replay
+                // buffer): no block can come, so only the first one after
+                // the gate opens (defer 0) or the stop wakes us.
+                _ if !self.hub.gate.load(Ordering::Relaxed) => (0, IDLE_PARK),
                 // Woken for every block while someone listens; else about
                 // every 50 ms (the tape only needs to keep up).
                 Some(s) if !listening => (s + 8, Duration::from_millis(50)),

@@ -91,9 +91,9 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     # The recorder, with nothing recording, waits up to its 1 s checkpoint:
     # 1/s measured, 10/s before.
     assert by_name["p4-record"] <= 4, table
-    # The monitor, its gate closed (nobody listens, nothing records, no
-    # replay buffer), parks until a block comes: 1/s measured; it parked
-    # 20-50 ms at a time before (2-49/s).
+    # No listener, no recording, no replay buffer (no state directory): the
+    # monitor's gate is closed and nothing wakes it; 50/s before (a 20 ms
+    # poll of a ring nothing could fill).
     assert by_name["p4-monitor"] <= 5, table
     # Per block: capture 1, bands 1, OSC 1, spectrum 0.5, the rest a few
     # ticks a second: 3.73 per block measured (3.90 on the build before
