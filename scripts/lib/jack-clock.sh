@@ -17,7 +17,9 @@ JACK_CLOCK_PIDS=()
 
 jack_clock_start() {
     local work=$1 file=${2:-} port="system:capture_1" i
-    echo "jackd2 jackd/tweak_rt_limits boolean false" | p4_as_root debconf-set-selections
+    # jackd2's installer asks about real-time limits; answer before it asks.
+    p4_pkg_installed jackd2 ||
+        echo "jackd2 jackd/tweak_rt_limits boolean false" | p4_as_root debconf-set-selections
     p4_apt_install jackd2 jack-tools libasound2-plugins
     export JACK_DEFAULT_SERVER="p4clock$$" JACK_NO_START_SERVER=1
     jackd --realtime --name "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p 256 -C 2 -P 2 \
