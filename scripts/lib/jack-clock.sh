@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/jack-measure.sh and scripts/bench.sh: a clocked ALSA
 # capture device without a sound card. JACK's dummy backend is a software
 # period clock (one 256-frame period every 5.333 ms at 48 kHz); alsa-lib's

@@ -15,6 +15,7 @@
 #       process it becomes is the server (its threads are the ones measured)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib/common.sh
 . "$here/common.sh"
 
 if [ "${1:-}" = --setup ]; then
