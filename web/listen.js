@@ -1,11 +1,15 @@
 // phase4 listen and recordings: hear what the box hears (the Opus monitor
-// stream, decoded with WebCodecs' AudioDecoder and played through an
-// AudioWorklet jitter buffer, listen-worklet.js), and start/stop recordings,
-// save the replay buffer, list, download and delete recordings.
+// stream, decoded and played through an adaptive jitter buffer by one of
+// the two paths of listen-paths.js: WebCodecs + AudioWorklet on https:// or
+// localhost, WebAssembly libopus + ScriptProcessor on a plain http:// page
+// such as a phone on the LAN), and start/stop recordings, save the replay
+// buffer, list, download and delete recordings.
 //
-// Both need the control token (the page's Unlock) unless the page is opened
-// on the box itself. WebCodecs and AudioWorklet exist only in a secure
-// context: http://localhost, or https:// (see the README, "Listening").
+// Both need the control token (the page's Unlock, or #token= in the
+// address) unless the page is opened on the box itself.
+
+import { Resampler } from "./listen-buffer.js";
+import { PATHS, newContext, newDecoder, pickPath, scriptOutput, workletOutput } from "./listen-paths.js";
 
 const $ = (id) => document.getElementById(id);
 const HEADER_MIN = 28;
@@ -20,7 +24,9 @@ export class Listen {
     this.send = send;
     this.root = root;
     this.ctx = null;
-    this.node = null;
+    this.path = null;         // "webcodecs" | "wasm" once chosen
+    this.output = null;       // the jitter buffer's output (listen-paths.js)
+    this.resampler = null;    // 48 kHz -> the output's rate, when they differ
     this.decoder = null;
     this.quality = "medium";
     this.on = false;
@@ -29,8 +35,6 @@ export class Listen {
     this.packets = 0;
     this.offsetNs = null;     // min(arrival - t_send): the server clock's offset
     this.netMs = 0;           // capture -> arrival, ms (smoothed)
-    this.wstate = null;       // the worklet's last report
-    this.taps = new Map();
     this.build();
     window.phase4Listen = this;
   }
@@ -45,6 +49,7 @@ export class Listen {
         this.sel = el("select", { id: "listen-quality", ariaLabel: "quality" },
           ...["low", "medium", "high", "ultra"].map((q) => el("option", { value: q, textContent: `${q} (${{ low: 16, medium: 64, high: 128, ultra: 256 }[q]} kbit/s)`, selected: q === "medium" }))),
         this.stat = el("span", { id: "listen-stats", className: "hint", textContent: "" })),
+      this.pathInfo = el("div", { id: "listen-path", className: "hint" }),
       el("div", { className: "listen-row" },
         this.recBtn = el("button", { type: "button", id: "rec-toggle", textContent: "● Record" }),
         el("button", { type: "button", id: "rec-replay", textContent: "Save the last minute", onclick: () => this.send({ type: "save_replay" }) }),
@@ -59,56 +64,65 @@ export class Listen {
     setInterval(() => this.render(), 500);
   }
 
-  supported() {
-    return typeof AudioDecoder === "function" && typeof AudioWorkletNode === "function";
+  // Runs inside the user's tap: iOS Safari only lets a page make sound
+  // from an AudioContext created or resumed there, so both happen before
+  // anything is awaited.
+  start() {
+    if (this.starting) return;
+    if (!this.ctx) this.ctx = newContext();
+    if (!this.ctx) { this.stat.textContent = "this browser has no Web Audio"; return; }
+    const resumed = this.ctx.resume();
+    // iOS: play even with the ring/silent switch on silent (Safari 16.4+).
+    try { if (navigator.audioSession) navigator.audioSession.type = "playback"; } catch { /* older */ }
+    this.btn.textContent = "■ Stop";
+    this.starting = this.begin(resumed)
+      .catch((e) => { this.stat.textContent = `cannot listen: ${e.message || e}`; this.btn.textContent = "▶ Listen"; })
+      .finally(() => { this.starting = null; });
   }
 
-  async start() {
-    if (!this.supported()) {
-      this.stat.textContent = window.isSecureContext
-        ? "this browser has no WebCodecs audio decoder"
-        : "listening needs a secure page (https:// or localhost): see the README";
-      return;
+  async begin(resumed) {
+    if (!this.path) {
+      this.path = await pickPath(this.ctx);
+      if (!this.path) throw new Error("this browser has neither WebCodecs nor WebAssembly audio");
+      this.output = this.path === "webcodecs" ? await workletOutput(this.ctx) : scriptOutput(this.ctx);
+      const rate = this.ctx.sampleRate;
+      if (rate !== 48000) this.resampler = new Resampler(48000, rate);
+      this.pathInfo.textContent = `playing through ${PATHS[this.path]}`
+        + (window.isSecureContext ? "" : " (plain-HTTP page)")
+        + ` · output ${(rate / 1000).toFixed(1)} kHz` + (this.resampler ? " (resampled from 48)" : "");
     }
-    const support = await AudioDecoder.isConfigSupported({ codec: "opus", sampleRate: 48000, numberOfChannels: 1 });
-    if (!support.supported) { this.stat.textContent = "this browser cannot decode Opus"; return; }
-    if (!this.ctx) {
-      this.ctx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
-      await this.ctx.audioWorklet.addModule("listen-worklet.js");
-      this.node = new AudioWorkletNode(this.ctx, "phase4-listen", { numberOfInputs: 0, outputChannelCount: [1] });
-      this.node.port.onmessage = (ev) => this.fromWorklet(ev.data);
-      this.node.connect(this.ctx.destination);
-    }
-    await this.ctx.resume();
-    this.newDecoder();
+    await resumed;
+    await this.newDecoder();
     this.on = true;
     this.lastSeq = null;
     this.send({ type: "subscribe_audio", quality: this.quality });
-    this.btn.textContent = "■ Stop";
   }
 
   stop() {
+    if (this.starting) return;
     this.on = false;
     this.send({ type: "unsubscribe_audio" });
-    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    if (this.decoder) this.decoder.close();
     this.decoder = null;
-    if (this.node) this.node.port.postMessage({ type: "reset" });
+    if (this.output) this.output.reset();
     if (this.ctx) this.ctx.suspend();
     this.btn.textContent = "▶ Listen";
   }
 
-  newDecoder() {
-    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
-    this.decoder = new AudioDecoder({
-      output: (data) => {
-        const pcm = new Float32Array(data.numberOfFrames);
-        data.copyTo(pcm, { planeIndex: 0, format: "f32-planar" });
-        data.close();
-        if (this.node) this.node.port.postMessage({ type: "pcm", pcm }, [pcm.buffer]);
-      },
-      error: (e) => { this.stat.textContent = `decoder: ${e.message}`; this.decoder = null; },
+  async newDecoder() {
+    if (this.decoder) this.decoder.close();
+    this.decoder = null;
+    const d = await newDecoder(this.path, (pcm) => this.play(pcm), (why) => {
+      this.stat.textContent = `decoder: ${why}`;
+      if (this.path === "webcodecs") this.decoder = null;   // a closed AudioDecoder: make a new one
     });
-    this.decoder.configure({ codec: "opus", sampleRate: 48000, numberOfChannels: 1 });
+    if (this.on || this.starting) this.decoder = d;
+    else d.close();
+  }
+
+  play(pcm) {
+    if (!this.output) return;
+    this.output.push(this.resampler ? this.resampler.process(pcm) : pcm);
   }
 
   // A binary frame whose first byte is 2: [2][n][header][Opus packet].
@@ -131,30 +145,31 @@ export class Listen {
     }
     this.lastSeq = seq;
     this.packets++;
-    if (!this.decoder) this.newDecoder();
-    if (this.decoder.decodeQueueSize > 25) return this.lost++;  // a stuck decoder must not pile up
-    this.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: seq * 20000, data: new Uint8Array(buf, 2 + n) }));
+    if (!this.decoder) {
+      // Still being made, or the AudioDecoder failed: a new one, once.
+      if (this.path === "webcodecs" && !this.renewing) this.renewing = this.newDecoder().finally(() => { this.renewing = null; });
+      return this.lost++;
+    }
+    if (this.decoder.pending() > 25) return this.lost++;  // a stuck decoder must not pile up
+    this.decoder.decode(new Uint8Array(buf, 2 + n), seq);
   }
 
-  fromWorklet(m) {
-    if (m.type === "state") this.wstate = m;
-    else if (m.type === "tap") { const f = this.taps.get(m.id); this.taps.delete(m.id); if (f) f(m.pcm); }
-  }
-
-  // The last `n` samples the worklet played (the tests read them).
+  // The last `n` samples the output played (the tests read them).
   tap(n) {
-    const id = Math.random();
-    return new Promise((resolve) => { this.taps.set(id, resolve); this.node.port.postMessage({ type: "tap", n, id }); });
+    return this.output ? this.output.tap(n) : Promise.resolve(new Float32Array(0));
   }
 
   // What the page shows, and what the tests read.
   state() {
-    const w = this.wstate || {};
-    const bufMs = (w.depth || 0) / 48;
-    const outMs = this.ctx ? 1000 * ((this.ctx.outputLatency || 0) + (this.ctx.baseLatency || 0)) : 0;
+    const w = (this.output && this.output.state()) || {};
+    const rate = w.rate || 48000;
+    const bufMs = 1000 * (w.mean || 0) / rate;
+    const outMs = this.ctx ? 1000 * ((this.ctx.outputLatency || 0) + (this.ctx.baseLatency || 0) + (this.output ? this.output.latency : 0)) : 0;
     return {
-      on: this.on, packets: this.packets, lost: this.lost, underruns: w.underruns || 0,
-      buffer_ms: bufMs, target_ms: (w.target || 0) / 48, network_ms: this.netMs,
+      on: this.on, path: this.path, secure: window.isSecureContext, rate,
+      context: this.ctx ? this.ctx.state : null,
+      packets: this.packets, lost: this.lost, underruns: w.underruns || 0,
+      buffer_ms: bufMs, target_ms: 1000 * (w.target || 0) / rate, network_ms: this.netMs,
       delay_ms: this.netMs + bufMs + outMs, played: w.played || 0,
     };
   }
@@ -162,6 +177,8 @@ export class Listen {
   render() {
     if (!this.stat || !this.on) return;
     const s = this.state();
+    // iOS may interrupt the audio (a call, another app): a tap resumes it.
+    if (s.context && s.context !== "running") { this.stat.textContent = `audio ${s.context}: tap Stop, then Listen`; return; }
     this.stat.textContent = `buffer ${s.buffer_ms.toFixed(0)} ms (target ${s.target_ms.toFixed(0)}) · delay ≈ ${s.delay_ms.toFixed(0)} ms · lost ${s.lost} · underruns ${s.underruns}`;
   }
 

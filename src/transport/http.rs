@@ -72,7 +72,32 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("perf.html", include_bytes!("../../web/perf.html")),
     ("perf.js", include_bytes!("../../web/perf.js")),
     ("perf.css", include_bytes!("../../web/perf.css")),
+    (
+        "listen-buffer.js",
+        include_bytes!("../../web/listen-buffer.js"),
+    ),
+    (
+        "listen-paths.js",
+        include_bytes!("../../web/listen-paths.js"),
+    ),
+    // opus-decoder (npm, MIT; libopus as WebAssembly): decodes the monitor
+    // stream where WebCodecs does not exist (plain-HTTP pages, phones).
+    // Provenance, checksum and licences in the LICENSE file next to it.
+    (
+        "vendor/opus-decoder.min.js",
+        include_bytes!("../../web/vendor/opus-decoder.min.js"),
+    ),
+    (
+        "vendor/opus-decoder.LICENSE.txt",
+        include_bytes!("../../web/vendor/opus-decoder.LICENSE.txt"),
+    ),
 ];
+
+/// The UI's Content-Security-Policy. `'wasm-unsafe-eval'` lets the page
+/// compile WebAssembly (the vendored Opus decoder, web/vendor/) and nothing
+/// else: `eval` and `new Function` stay refused, scripts still come only
+/// from this origin.
+pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'";
 
 /// Content type for a file name.
 pub fn content_type(path: &str) -> &'static str {
@@ -260,7 +285,7 @@ impl Site {
         );
         hs.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+            HeaderValue::from_static(CSP),
         );
         r
     }
@@ -372,10 +397,52 @@ mod tests {
     #[test]
     fn the_embedded_copy_holds_every_file_in_web() {
         let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
-        for e in std::fs::read_dir(web).unwrap() {
-            let name = e.unwrap().file_name();
-            assert!(is_embedded(Path::new(&name)), "{name:?} is not in EMBEDDED");
+        let mut dirs = vec![web.clone()];
+        let mut files = 0;
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let rel = path.strip_prefix(&web).unwrap();
+                assert!(is_embedded(rel), "{rel:?} is not in EMBEDDED");
+                files += 1;
+            }
         }
+        assert_eq!(files, EMBEDDED.len(), "EMBEDDED names a file web/ lacks");
+    }
+
+    #[test]
+    fn the_embedded_opus_decoder_is_the_vendored_one() {
+        // What scripts/vendor-opus-decoder.sh pins; the same bytes on disk.
+        let js = WebRoot::Embedded.get("vendor/opus-decoder.min.js").unwrap();
+        let disk = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("web/vendor/opus-decoder.min.js"),
+        )
+        .unwrap();
+        assert_eq!(js, Bytes::from(disk));
+        assert!(js.starts_with(b"/* Copyright 2021-2026 Ethan Halsall."));
+        assert_eq!(
+            content_type("vendor/opus-decoder.min.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            content_type("vendor/opus-decoder.LICENSE.txt"),
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn the_policy_allows_webassembly_and_no_eval() {
+        let script = CSP
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src "))
+            .unwrap();
+        assert_eq!(script, "script-src 'self' 'wasm-unsafe-eval'");
+        assert!(!CSP.contains("'unsafe-eval'") && !CSP.contains("'unsafe-inline'"));
     }
 
     #[test]

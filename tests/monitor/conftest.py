@@ -71,6 +71,22 @@ def peak_hz(x, sr=SR):
     return k * sr / (8 * len(w))
 
 
+def longest_run(x, gap=32):
+    """The longest stretch of `x` without `gap` exact zeros in a row (the
+    player outputs exact silence while it refills after an underrun)."""
+    import numpy as np
+
+    z = np.convolve((x == 0).astype(int), np.ones(gap, int), "same") >= gap
+    best, start = (0, 0), None
+    for i, silent in enumerate(np.append(z, True)):
+        if not silent and start is None:
+            start = i
+        elif silent and start is not None:
+            best = max(best, (i - start, start))
+            start = None
+    return x[best[1]:best[1] + best[0]]
+
+
 @pytest.fixture(scope="session")
 def binary():
     env_bin = os.environ.get("PHASE4_BIN")

@@ -12,24 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SR, peak_hz, tone, write_wav
+from conftest import SR, longest_run, peak_hz, tone, write_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ws"))
 from browser import ARGS, CHROMIUM  # noqa: E402
-
-
-def longest_run(x, gap=32):
-    """The longest stretch of `x` without `gap` exact zeros in a row (the
-    worklet plays exact silence while it refills after an underrun)."""
-    z = np.convolve((x == 0).astype(int), np.ones(gap, int), "same") >= gap
-    best, start = (0, 0), None
-    for i, silent in enumerate(np.append(z, True)):
-        if not silent and start is None:
-            start = i
-        elif silent and start is not None:
-            best = max(best, (i - start, start))
-            start = None
-    return x[best[1]:best[1] + best[0]]
 
 
 def test_the_page_plays_the_input_tone(make_server, tmp_path):
@@ -66,6 +52,7 @@ def test_the_page_plays_the_input_tone(make_server, tmp_path):
         pcm = np.array(page.evaluate("async () => Array.from(await window.phase4Listen.tap(48000))"))
         st = page.evaluate("window.phase4Listen.state()")
         shown = page.inner_text("#listen-stats")
+        path_text = page.inner_text("#listen-path")
         page.screenshot(path=str(tmp_path / "listen.png"))
         page.click("#listen-toggle")
         browser.close()
@@ -79,4 +66,7 @@ def test_the_page_plays_the_input_tone(make_server, tmp_path):
     assert st["packets"] > 100 and st["lost"] == 0
     assert 20 <= st["buffer_ms"] <= 520 and st["delay_ms"] > 0
     assert "delay" in shown and "lost 0" in shown
+    # Feature detection chose WebCodecs here (a secure page): the phone's
+    # path (WebAssembly + ScriptProcessor) is tests/phone's.
+    assert st["path"] == "webcodecs" and "WebCodecs" in path_text, (st["path"], path_text)
     assert not problems, problems

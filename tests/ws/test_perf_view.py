@@ -179,18 +179,27 @@ def test_the_beat_flash_follows_osc_beats(click_server):
     assert len(beats) >= WINDOW_S * BPM / 60 * 0.6, f"too few OSC beats to compare: {osc.beats}"
     flashes = {f["index"]: f for f in seen["flashes"]}
     delays = []
+    superseded = []
     for index, at in beats:
         f = flashes.get(index)
+        if f is None and flashes.get(index + 1) is not None:
+            # The page was stalled (a loaded machine) past the next beat and
+            # handled both in one task: one flash, showing the newer index.
+            # Allowed now and then, never a beat that just disappears.
+            superseded.append(index)
+            continue
         assert f is not None, f"OSC beat {index} never flashed; flashes {sorted(flashes)}"
         delays.append(f["t"] / 1000 - at)
         assert f["bg"] == "rgb(255, 255, 255)", f
+    assert len(superseded) <= max(1, len(beats) // 10), (superseded, sorted(flashes))
     # No flash without a beat: every flash in the window is an OSC beat.
     osc_indices = {i for i, _ in osc.beats}
     spurious = [f for f in seen["flashes"] if f["index"] not in osc_indices and start <= f["t"] / 1000 <= end]
     assert not spurious, spurious
     assert len(seen["flashes"]) <= len(osc.beats) + 1
     med = statistics.median(delays)
-    print(f"beat flash: {len(beats)} OSC beats, {len(seen['flashes'])} flashes, "
+    print(f"beat flash: {len(beats)} OSC beats, {len(seen['flashes'])} flashes "
+          f"({len(superseded)} shown by the next beat's flash), "
           f"OSC datagram -> flash median {med * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
     assert -0.05 <= med <= 0.1 and max(delays) <= 0.25, delays
     # The other parts are alive: every band's onset light, the phase ring, the tempo.
