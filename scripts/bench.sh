@@ -13,21 +13,30 @@
 #      against the budget of 2.5 x the block rate; medians of alternating
 #      runs, and the ratio to a peer when one is given
 # Usage: scripts/bench.sh [--quick] [--live-only] [--runs N] [--seconds S]
-#                         [--ws-clients N] [--against BIN] [--peer 'CMD']
+#                         [--ws-clients N] [--against BIN] [--jack] [--peer 'CMD']
 #   --quick       shorter runs, for CI
 #   --live-only   only part 4
 #   --against BIN a second phase4 binary run side by side (before/after)
 #   --ws-load     instead of the above: phase4 with no WebSocket client and
 #                 phase4 with 20 side by side (what 20 clients add)
-#   --peer CMD    a peer server run side by side, e.g. the Python server;
-#                 CMD may use {OSC1} {OSC2} (the two UDP ports to send OSC
-#                 to) and {WS} (the WebSocket port the clients connect to)
-#                 (figures are of the one process CMD becomes: a peer that
-#                 forks workers must be started so that they are its threads)
+#   --jack        part 4 captures from a clocked ALSA device instead of the
+#                 paced WAV input: `jackin`, JACK's dummy backend through
+#                 alsa-lib's jack plugin (scripts/lib/jack-clock.sh), which
+#                 plays the test music: every server hears the same samples
+#                 on the same clock
+#   --peer CMD    a peer server run side by side, e.g. the Python server
+#                 (implies --jack); CMD may use {OSC1} {OSC2} (the two UDP
+#                 ports to send OSC to), {WS} (the WebSocket port the clients
+#                 connect to), {HTTP} (a free port for its UI) and {DEVICE}
+#                 (the ALSA capture device); figures are of the one process
+#                 CMD becomes (a peer that forks workers must be started so
+#                 that they are its threads). For the Python server phase4
+#                 replaces: --peer 'scripts/lib/pyserver-peer.sh DIR {DEVICE}
+#                 {OSC1} {OSC2} {WS} {HTTP}' (README, "Performance")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
-QUICK=0 LIVE_ONLY=0 WS_LOAD=0 RUNS=3 M_SECONDS="" WS_CLIENTS=1 AGAINST="" PEER=""
+QUICK=0 LIVE_ONLY=0 WS_LOAD=0 JACK=0 RUNS=3 M_SECONDS="" WS_CLIENTS=1 AGAINST="" PEER=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -37,7 +46,8 @@ while [ $# -gt 0 ]; do
     --seconds) M_SECONDS=$2; shift ;;
     --ws-clients) WS_CLIENTS=$2; shift ;;
     --against) AGAINST=$2; shift ;;
-    --peer) PEER=$2; shift ;;
+    --jack) JACK=1 ;;
+    --peer) PEER=$2 JACK=1; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -73,7 +83,18 @@ overhead() {
   grep '^websockets' scripts/lib/requirements-extra.txt > "$W/req-ws.txt"
   p4_venv scripts/lib/requirements-core.txt "$W/req-ws.txt"
   live_template "$W/live.tmpl" 5
-  local run="$BIN --config {CFG} --input $W/live.wav --loop --log-level info"
+  local input="--input $W/live.wav --loop"
+  if [ $JACK = 1 ]; then
+    # Music for every run, warm-up and start/stop included; jack-play stops
+    # at its end (the clock goes on, the input goes silent).
+    sox "$W/beat.wav" "$W/jack.wav" repeat $(( (RUNS * (${M_SECONDS%.*} + 12) + 10) * 2 )) 2>/dev/null
+    . scripts/lib/jack-clock.sh
+    jack_clock_start "$W" "$W/jack.wav"
+    trap 'jack_clock_stop; kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
+    input="--device jackin"
+    echo "   (input: ALSA PCM jackin, JACK dummy backend 48 kHz / 256 playing the test music)"
+  fi
+  local run="$BIN --config {CFG} $input --log-level info"
   local servers=(--server "phase4=$run" --template "phase4=$W/live.tmpl")
   if [ $WS_LOAD = 1 ]; then
     echo "   (what 20 WebSocket clients add: phase4 with none and phase4 with 20, side by side)"
@@ -81,10 +102,10 @@ overhead() {
              --server "clients20=$run" --template "clients20=$W/live.tmpl" --ws-clients-for clients20=20)
   fi
   if [ -n "$AGAINST" ]; then
-    servers+=(--server "against=$(realpath "$AGAINST") --config {CFG} --input $W/live.wav --loop --log-level info"
+    servers+=(--server "against=$(realpath "$AGAINST") --config {CFG} $input --log-level info"
               --template "against=$W/live.tmpl")
   fi
-  [ -n "$PEER" ] && servers+=(--server "peer=$PEER")
+  [ -n "$PEER" ] && servers+=(--server "peer=${PEER//\{DEVICE\}/jackin}")
   python3 scripts/lib/live-measure.py --runs "$RUNS" --seconds "$M_SECONDS" --ws-clients "$WS_CLIENTS" \
       --block-rate 187.5 --threads "${servers[@]}"
 }

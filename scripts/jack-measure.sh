@@ -17,7 +17,6 @@
 # stays on 127.0.0.1; jackd is started and stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 check=0 runs=3 secs=25 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,37 +34,14 @@ if [ "$check" = 1 ]; then
 fi
 [ ${#bins[@]} -gt 0 ] || { echo "jack-measure: which binary? (try --help)" >&2; exit 2; }
 
-missing=()
-for p in jackd2 jack-tools libasound2-plugins; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    $SUDO apt-get update -q >/dev/null 2>&1 || true
-    echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
 python3 -c "import pythonosc" 2>/dev/null || python3 -m pip install -q python-osc 2>/dev/null ||
     python3 -m pip install -q --break-system-packages python-osc
 
+. scripts/lib/common.sh
+. scripts/lib/jack-clock.sh
 work=$(mktemp -d)
-jack_pid=""
-cleanup() {
-    [ -n "$jack_pid" ] && kill "$jack_pid" 2>/dev/null && wait "$jack_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export JACK_DEFAULT_SERVER="p4measure$$" JACK_NO_START_SERVER=1
-jackd --realtime --name "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p 256 -C 2 -P 2 >"$work/jackd.log" 2>&1 &
-jack_pid=$!
-for _ in $(seq 50); do jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
-jack_lsp >/dev/null 2>&1 || { cat "$work/jackd.log"; echo "jack-measure: jackd did not start" >&2; exit 1; }
-cat >"$work/asound.conf" <<'EOF'
-pcm.jackin {
-    type jack
-    capture_ports { 0 "system:capture_1" }
-}
-EOF
-export ALSA_CONFIG_PATH="/usr/share/alsa/alsa.conf:$work/asound.conf"
+trap 'jack_clock_stop; rm -rf "$work"' EXIT
+jack_clock_start "$work"
 
 # One run: BIN SECONDS -> "xruns pairs_pct p50_ms p99_ms rate wakes clock fifo"
 measure() {

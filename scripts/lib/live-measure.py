@@ -21,7 +21,7 @@ printed, and for every server after the first its ratio to the first
 (median of the per-run ratios). Lines scripts/bench.sh greps:
   RESULT name cpu_pct=.. vcsw_per_s=.. vcsw_per_block=.. ivcsw_per_s=..
          lmh_per_s=.. lmh_gap_p50_ms=.. lmh_gap_p99_ms=.. ws_msgs_per_s=.. rss_kib=..
-  RATIO other/first cpu=.. vcsw=..
+  RATIO other/first cpu=.. vcsw=.. rss=.. cpu_added_pct=..
 """
 
 import argparse
@@ -53,7 +53,7 @@ def proc_cpu_s(pid):
 
 
 def threads(pid):
-    """{tid: (name, voluntary, nonvoluntary)} of every live thread."""
+    """{tid: (name, voluntary, nonvoluntary, cpu_s)} of every live thread."""
     out = {}
     for t in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -63,7 +63,10 @@ def threads(pid):
         name = re.search(r"^Name:\s+(.*)$", s, re.M).group(1)
         v = int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", s, re.M).group(1))
         nv = int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", s, re.M).group(1))
-        out[t] = (name, v, nv)
+        try:
+            out[t] = (name, v, nv, proc_cpu_s(f"{pid}/task/{t}"))
+        except (OSError, IndexError, ValueError):
+            continue
     return out
 
 
@@ -226,12 +229,13 @@ def one_run(a, specs, templates, run):
         cpu = e[1] - b[1]
         vol = nvol = 0
         per_thread = {}
-        for tid, (name, v, nv) in e[2].items():
-            v0, nv0 = (b[2][tid][1], b[2][tid][2]) if tid in b[2] else (0, 0)
+        for tid, (name, v, nv, c) in e[2].items():
+            v0, nv0, c0 = b[2][tid][1:] if tid in b[2] else (0, 0, 0.0)
             vol += v - v0
             nvol += nv - nv0
             # Threads of one name (a pool) are summed.
-            per_thread[name] = per_thread.get(name, 0.0) + (v - v0) / wall
+            sw, pc = per_thread.get(name, (0.0, 0.0))
+            per_thread[name] = (sw + (v - v0) / wall, pc + (c - c0) / wall * 100)
         # A thread that ended within the window took its counts with it.
         ended = [b[2][tid][0] for tid in b[2] if tid not in e[2]]
         times = s.rx[0].times
@@ -306,9 +310,10 @@ def main():
               f"peak RSS {m['rss_kib'] / 1024:.1f} MiB")
         if a.threads:
             tnames = sorted({t for r in runs for t in r[n]["threads"]})
-            rows = [(t, median([r[n]["threads"].get(t, 0.0) for r in runs])) for t in tnames]
-            for t, v in sorted(rows, key=lambda x: -x[1]):
-                print(f"    {t:<18} {v:8.1f} voluntary/s {v / a.block_rate:6.2f} per block")
+            rows = [(t, median([r[n]["threads"].get(t, (0.0, 0.0))[0] for r in runs]),
+                     median([r[n]["threads"].get(t, (0.0, 0.0))[1] for r in runs])) for t in tnames]
+            for t, v, c in sorted(rows, key=lambda x: -x[1]):
+                print(f"    {t:<18} {v:8.1f} voluntary/s {v / a.block_rate:6.2f} per block  {c:5.2f} % CPU")
             ended = sorted({t for r in runs for t in r[n]["ended"]})
             if ended:
                 print(f"    (ended within the window, not counted: {', '.join(ended)})")
@@ -323,8 +328,10 @@ def main():
         cpu = median([r[n]["cpu_pct"] / r[base]["cpu_pct"] for r in runs if r[base]["cpu_pct"] > 0])
         sw = median([r[n]["vcsw_per_s"] / r[base]["vcsw_per_s"] for r in runs if r[base]["vcsw_per_s"] > 0])
         add = median([r[n]["cpu_pct"] - r[base]["cpu_pct"] for r in runs])
-        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} cpu_added_pct={add:+.2f} "
-              f"({n} spends {cpu:.2f}x the CPU of {base} ({add:+.2f} % of a core) and switches {sw:.2f}x as often)")
+        rss = median([r[n]["rss_kib"] / r[base]["rss_kib"] for r in runs if r[base]["rss_kib"] > 0])
+        print(f"RATIO {n}/{base} cpu={cpu:.2f} vcsw={sw:.2f} rss={rss:.2f} cpu_added_pct={add:+.2f} "
+              f"({n} spends {cpu:.2f}x the CPU of {base} ({add:+.2f} % of a core), switches {sw:.2f}x "
+              f"as often and peaks at {rss:.2f}x its resident memory)")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ pub struct Pipeline {
     /// device switch can stop it alone.
     capture_stop: Arc<AtomicBool>,
     stop_fd: nix::sys::eventfd::EventFd,
+    /// Fired with `stop`: the threads that wait on sockets (WebSocket
+    /// acceptor, UI server) sleep until it instead of ticking.
+    stop_all: crate::rt::StopFd,
     switches: Receiver<SwitchRequest>,
     max_audio_s: Option<f64>,
     stats: Arc<Stats>,
@@ -109,6 +112,7 @@ impl Pipeline {
             nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
         )
         .context("eventfd")?;
+        let stop_all = crate::rt::StopFd::new().context("eventfd")?;
         let dsp = DspParams::from_config(config);
         let params = Arc::new(ParamsHub::new(dsp));
         let a = &config.audio;
@@ -297,6 +301,7 @@ impl Pipeline {
                 config: config.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
+                stop_fd: stop_all.clone(),
                 shared: shared.clone(),
                 requests: req_tx,
                 replies: rep_rx,
@@ -311,6 +316,7 @@ impl Pipeline {
                     &config.ws,
                     recordings_access(config, tickets),
                     stop.clone(),
+                    stop_all.clone(),
                 )
                 .with_context(|| {
                     format!(
@@ -362,6 +368,7 @@ impl Pipeline {
             stop,
             capture_stop,
             stop_fd,
+            stop_all,
             switches: switch_rx,
             max_audio_s: opts.max_audio_s,
             stats: stats.clone(),
@@ -608,6 +615,7 @@ impl Pipeline {
         self.stop.store(true, Ordering::SeqCst);
         self.capture_stop.store(true, Ordering::SeqCst);
         let _ = self.stop_fd.write(1);
+        self.stop_all.fire();
         for w in &self.wakes {
             w.wake();
         }

@@ -35,6 +35,10 @@ pub const MAX_QUEUED: usize = 32;
 /// A file is closed and the recording goes on in a new one before this
 /// size (WAV sizes are 32-bit).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
+/// Longest wait for a command while no recording runs (the status
+/// checkpoint comes sooner when due; a stop also ends the wait, by closing
+/// the command channel when the broadcaster ends).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How often the recorder looks at the tape while recording.
 const PUMP_EVERY: Duration = Duration::from_millis(100);
 
@@ -546,6 +550,17 @@ impl Recorder {
     }
 
     /// The periodic part of a turn: pump, checkpoint, status.
+    /// How long to wait for a command before [`Recorder::tick`] has work:
+    /// the pump period while recording, else until the next checkpoint.
+    fn next_wait(&self) -> Duration {
+        if self.active.is_some() {
+            return PUMP_EVERY;
+        }
+        self.next_checkpoint
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), IDLE_WAIT)
+    }
+
     fn tick(&mut self, out: &mut Vec<RecReply>) {
         if self.active.is_some() {
             if let Err(e) = self.pump() {
@@ -598,7 +613,7 @@ pub fn spawn(
             let mut out = Vec::new();
             rec.refresh_status();
             while !stop.load(Ordering::Relaxed) {
-                match requests.recv_timeout(PUMP_EVERY) {
+                match requests.recv_timeout(rec.next_wait()) {
                     Ok(r) => rec.handle(r.client, r.cmd, &mut out),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,

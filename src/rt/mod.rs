@@ -8,10 +8,12 @@
 mod atomic;
 pub mod fault;
 mod prio;
+mod stop_fd;
 mod wake;
 
 pub use atomic::AtomicF32;
 pub use prio::{lock_memory, set_realtime_priority, RtGrant};
+pub use stop_fd::StopFd;
 pub use wake::Wake;
 
 /// Stack size of phase4's own threads. With `mlockall` every mapped page is

@@ -322,6 +322,7 @@ pub fn spawn(
     ws: &WsConfig,
     recordings: Option<Access>,
     stop: Arc<AtomicBool>,
+    stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
     let root = WebRoot::from_config(&ws.web_dir);
@@ -345,14 +346,22 @@ pub fn spawn(
         ws.http_port,
         ws.allowed_origins.clone(),
     );
-    serve::spawn("p4-http", "http", listener, LIMITS, stop, move || Site {
-        root,
-        ui_config: Bytes::from(ui_config),
-        hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
-        http_port,
-        allowed_origins,
-        recordings,
-    })
+    serve::spawn(
+        "p4-http",
+        "http",
+        listener,
+        LIMITS,
+        stop,
+        Some(stop_fd),
+        move || Site {
+            root,
+            ui_config: Bytes::from(ui_config),
+            hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
+            http_port,
+            allowed_origins,
+            recordings,
+        },
+    )
 }
 
 /// Whether `p` (inside a folder) is listed in [`EMBEDDED`] (for a test

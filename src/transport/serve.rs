@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often the accept loop looks at the stop flag.
+/// How often the accept loop looks at the stop flag when it has no stop fd
+/// to wait on (with one, a stop ends its wait and it never ticks).
 const STOP_POLL: Duration = Duration::from_millis(200);
 /// Most bytes hyper buffers for one connection.
 const MAX_BUF: usize = 16 * 1024;
@@ -105,13 +106,16 @@ pub fn response(
 }
 
 /// Start a server thread named `thread` on a bound listener. `make` builds
-/// the handler on that thread. `name` prefixes the log lines.
+/// the handler on that thread. `name` prefixes the log lines. The server
+/// ends when `stop` is set; with `stop_fd` (fired with it) it sleeps until
+/// a connection or the stop, else it looks at the flag every 200 ms.
 pub fn spawn<H, F>(
     thread: &str,
     name: &'static str,
     listener: std::net::TcpListener,
     limits: Limits,
     stop: Arc<AtomicBool>,
+    stop_fd: Option<crate::rt::StopFd>,
     make: F,
 ) -> std::io::Result<JoinHandle<()>>
 where
@@ -136,7 +140,8 @@ where
             };
             let handler = Rc::new(make());
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, serve(name, listener, limits, handler, stop));
+            let stopped = Stopped::new(stop, stop_fd);
+            local.block_on(&rt, serve(name, listener, limits, handler, stopped));
         })
 }
 
@@ -177,12 +182,37 @@ impl PerIp {
     }
 }
 
+/// The accept loop's stop: the flag, and what ends its waits.
+struct Stopped {
+    flag: Arc<AtomicBool>,
+    fd: Option<crate::rt::StopFd>,
+}
+
+impl Stopped {
+    fn new(flag: Arc<AtomicBool>, fd: Option<crate::rt::StopFd>) -> Self {
+        Stopped { flag, fd }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Returns once the stop fd fired (then the loop looks at the flag),
+    /// or after [`STOP_POLL`] without one.
+    async fn wait(&self) {
+        match &self.fd {
+            Some(fd) => fd.fired().await,
+            None => tokio::time::sleep(STOP_POLL).await,
+        }
+    }
+}
+
 async fn serve<H: Handler>(
     name: &'static str,
     listener: std::net::TcpListener,
     limits: Limits,
     handler: Rc<H>,
-    stop: Arc<AtomicBool>,
+    stop: Stopped,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -195,16 +225,16 @@ async fn serve<H: Handler>(
     let per_ip = Rc::new(PerIp::default());
     let mut backoff = Duration::from_millis(50);
     let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         // Take a connection slot before accepting: over the cap, clients
         // wait in the backlog rather than holding a file descriptor each.
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = tokio::time::sleep(STOP_POLL) => continue,
+            _ = stop.wait() => continue,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = tokio::time::sleep(STOP_POLL) => continue,
+            _ = stop.wait() => continue,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,

@@ -81,6 +81,7 @@ pub fn spawn(
         listener,
         crate::transport::http::LIMITS,
         stop,
+        None,
         move || {
             stats
                 .rig

@@ -47,8 +47,9 @@ pub const MAX_PENDING: usize = 64;
 pub const MAX_PENDING_PER_IP: usize = 8;
 /// Most connections accepted per wake-up.
 const ACCEPT_BURST: usize = 16;
-/// Longest the acceptor sleeps (stop flag, deadlines).
-const TICK: Duration = Duration::from_millis(100);
+/// Longest single poll() of the acceptor (a pending handshake's deadline
+/// or the end of an accept pause cuts it shorter; a stop ends it at once).
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// A client that completed its handshake.
 pub struct Accepted {
@@ -238,6 +239,7 @@ pub fn spawn(
     accepted: Sender<Accepted>,
     broadcaster: Arc<crate::rt::Wake>,
     stop: Arc<AtomicBool>,
+    stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
@@ -252,6 +254,7 @@ pub fn spawn(
                 }),
                 accepted,
                 broadcaster,
+                stop_fd,
                 pending: Vec::new(),
                 paused_until: None,
                 backoff: Duration::from_millis(50),
@@ -269,6 +272,8 @@ struct Acceptor {
     accepted: Sender<Accepted>,
     /// Woken for each new client (it parks while it has none).
     broadcaster: Arc<crate::rt::Wake>,
+    /// In every poll(): a stop ends the wait (no periodic wake-up).
+    stop_fd: crate::rt::StopFd,
     pending: Vec<Pending>,
     /// Accepting is paused (out of file descriptors) until then.
     paused_until: Option<Instant>,
@@ -281,7 +286,11 @@ impl Acceptor {
         let now = Instant::now();
         let listening = self.paused_until.is_none_or(|t| now >= t);
         let (listener_ready, ready) = {
-            let mut fds = Vec::with_capacity(self.pending.len() + 1);
+            let mut fds = Vec::with_capacity(self.pending.len() + 2);
+            fds.push(nix::poll::PollFd::new(
+                self.stop_fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            ));
             if listening {
                 fds.push(nix::poll::PollFd::new(
                     self.listener.as_fd(),
@@ -299,13 +308,19 @@ impl Acceptor {
                 .iter()
                 .map(|p| p.deadline.saturating_duration_since(now))
                 .chain(self.paused_until.map(|t| t.saturating_duration_since(now)))
-                .fold(TICK, Duration::min);
-            let ms = (timeout.as_millis() as u16).max(1);
+                .fold(MAX_WAIT, Duration::min);
+            // Round up: a deadline is never polled for 0 ms again and again.
+            let ms = timeout
+                .as_micros()
+                .div_ceil(1000)
+                .clamp(1, u16::MAX as u128) as u16;
             let n = nix::poll::poll(&mut fds, ms).unwrap_or(0);
             let mut ready: Vec<bool> = fds
                 .iter()
                 .map(|f| n > 0 && f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
+            // The stop fd: the caller's loop looks at the flag next.
+            ready.remove(0);
             let listener_ready = listening && !ready.is_empty() && ready.remove(0);
             (listener_ready, ready)
         };

@@ -51,6 +51,8 @@ pub struct WsCtx {
     pub stats: Arc<Stats>,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// Fired with `stop`: ends the acceptor's wait at once.
+    pub stop_fd: crate::rt::StopFd,
     /// The settings in force (for meta).
     pub shared: Arc<Shared>,
     /// Commands to the control thread.
@@ -161,6 +163,7 @@ pub fn spawn(
         acc_tx,
         wake.clone(),
         ctx.stop.clone(),
+        ctx.stop_fd.clone(),
     )?;
     let broadcaster = server::spawn(ctx, secret, acc_rx, wake, registry, bands, spectrum)?;
     Ok(vec![acceptor, broadcaster])
