@@ -17,7 +17,7 @@ from pathlib import Path
 from conftest import AUTH, SR, TOKEN, loop_of, matches_loop, music, record_cfg, wav_samples, write_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ws"))
-from browser import launch  # noqa: E402
+from browser import launch, watch  # noqa: E402
 
 NAME = re.compile(r"^(rec|replay)-(\d{4})-(\d\d)-(\d\d)T(\d\d)-(\d\d)-(\d\d)\.(\d{3})Z\.wav$")
 
@@ -33,9 +33,7 @@ def captured_at(name):
 def open_page(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True,
                              bypass_csp=True)  # only so the test can poll its own expressions
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = watch(page)
     page.goto(server.http + "/")
     page.wait_for_selector("#conn.up", timeout=10000)
     page.wait_for_selector("#rec-toggle", timeout=10000)
