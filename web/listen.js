@@ -223,6 +223,12 @@ export class Listen {
     if (!msg.items.length) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
   }
 
+  // Watch only (no token, or the page was locked): the server lists
+  // recordings to token holders only, so a list shown before is dropped.
+  locked() {
+    if (this.list) this.list.replaceChildren(el("li", { className: "hint", textContent: "recordings need the control token (Unlock)" }));
+  }
+
   // The WebSocket came back: listen again if we were listening.
   reconnected() {
     this.lastSeq = null;

@@ -6,7 +6,7 @@ minute"), lists both under names carrying the capture time, downloads them
 through its own download link (the bytes are a WAV holding exactly the
 input samples) and deletes one (gone from the list and from disk). A
 locked page cannot record: the click is refused with a visible message and
-nothing is written."""
+nothing is written; a page that locks itself drops the list it showed."""
 
 import re
 import sys
@@ -139,6 +139,13 @@ def test_the_page_records_saves_lists_downloads_and_deletes(make_server, tmp_pat
         click(page, replay, "Delete")
         wait_listed(page, lambda n: replay not in n and rec in n, f"{replay} deleted")
         assert not (folder / replay).exists() and (folder / rec).exists()
+
+        # Lock: the page goes watch-only and the list it showed is dropped.
+        page.click("#lock")
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+        page.wait_for_function("document.getElementById('recordings').textContent.includes('need the control token')",
+                               timeout=5000)
+        assert listed(page) == []
         assert not problems, problems
         browser.close()
     assert server.running()
@@ -162,7 +169,7 @@ def test_a_locked_page_cannot_record(make_server, tmp_path):
             page.evaluate("document.getElementById('toast').classList.remove('show')")
         time.sleep(1.0)
         assert page.inner_text("#rec-toggle") == "● Record"
-        assert listed(page) == []
+        assert listed(page) == [] and "need the control token" in page.inner_text("#recordings")
         assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
         assert not problems, problems
         browser.close()
