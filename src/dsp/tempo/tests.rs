@@ -268,12 +268,14 @@ fn state_filter_locks_onto_a_periodic_likelihood() {
     let want = 60.0 / (47.0 * hop_s);
     assert!((bpm / want - 1.0).abs() < 0.02, "{bpm} vs {want}");
     assert!(mass > 0.5, "{mass}");
-    // After the first few periods, one beat per pulse, on the pulse.
+    // After the first few periods, one beat per pulse, on the pulse
+    // (within a hop and a half: the phase is a centroid, and a hop either
+    // way is the filter's resolution).
     let late: Vec<f32> = beats.into_iter().filter(|&b| b > 300.0).collect();
     assert!(late.len() >= (1500 - 300) / 47 - 1, "{late:?}");
     assert!(
         late.iter()
-            .all(|b| ((b - 10.0).rem_euclid(47.0) + 1.0) % 47.0 < 2.0),
+            .all(|b| ((b - 10.0).rem_euclid(47.0) + 1.5) % 47.0 < 3.0),
         "{late:?}"
     );
 }
