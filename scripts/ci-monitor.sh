@@ -3,7 +3,9 @@
 # (root or a sudo user): tests/monitor (the Opus stream decoded by FFmpeg's
 # own decoder through PyAV at every preset, recordings and the replay buffer
 # bit for bit, quota and full disk on a tmpfs in a private mount namespace,
-# the page's listen control in Debian's headless Chromium, on localhost and,
+# the page's listen and recording controls clicked in Debian's headless
+# Chromium (record, save the last minute, download, delete; a locked page
+# is refused), the listen control on localhost and,
 # in tests/phone, as a phone on a plain-HTTP LAN address), then the CPU of
 # one listener at Medium (scripts/monitor-cpu.py). About 2 minutes warm.
 set -euo pipefail

@@ -154,6 +154,7 @@ const handlers = {
     if (a.authorized && offered) { storeToken(offered); offered = null; }
     if (a.authorized || !a.required) listen.reconnected();
     const locked = a.required && !a.authorized;
+    if (locked) listen.locked();
     $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only") : "";
     $("unlock").hidden = !locked;
     $("lock").hidden = locked || !storedToken();

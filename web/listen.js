@@ -54,6 +54,9 @@ export class Listen {
         this.recBtn = el("button", { type: "button", id: "rec-toggle", textContent: "● Record" }),
         el("button", { type: "button", id: "rec-replay", textContent: "Save the last minute", onclick: () => this.send({ type: "save_replay" }) }),
         this.recStat = el("span", { id: "rec-state", className: "hint" })),
+      // The outcome of the last save: the state line above is rewritten by
+      // every status and listing, which arrive right after it.
+      this.recNote = el("div", { id: "rec-note", className: "hint" }),
       this.list = el("ul", { id: "recordings", className: "presets" }));
     this.btn.addEventListener("click", () => (this.on ? this.stop() : this.start()));
     this.sel.addEventListener("change", () => {
@@ -188,7 +191,7 @@ export class Listen {
       case "audio_subscribed": this.stat.textContent = `${msg.quality}: ${msg.bitrate / 1000} kbit/s Opus`; return true;
       case "audio_unsubscribed": return true;
       case "recordings": this.renderRecordings(msg); return true;
-      case "replay_saved": this.recStat.textContent = `saved ${msg.name} (${msg.seconds.toFixed(1)} s)`; return true;
+      case "replay_saved": this.recNote.textContent = `saved ${msg.name} (${msg.seconds.toFixed(1)} s)`; return true;
       case "recording_download": {
         const a = el("a", { href: msg.url, download: msg.name });
         document.body.append(a); a.click(); a.remove();
@@ -214,10 +217,16 @@ export class Listen {
   renderRecordings(msg) {
     this.renderRecState(msg.state);
     this.list.replaceChildren(...msg.items.map((it) => el("li", {},
-      el("span", { textContent: `${it.name} · ${it.seconds.toFixed(1)} s · ${it.bits} bit · ${(it.bytes / 1048576).toFixed(1)} MiB` }),
+      el("span", { textContent: `${it.name} · ${it.seconds.toFixed(1)} s · ${it.bits} bit · ${(it.bytes / 1048576).toFixed(1)} MiB`, title: it.name }),
       el("button", { type: "button", textContent: "Download", onclick: () => this.send({ type: "download_recording", name: it.name }) }),
       el("button", { type: "button", textContent: "Delete", onclick: () => { if (confirm(`Delete ${it.name}?`)) this.send({ type: "delete_recording", name: it.name }); } }))));
     if (!msg.items.length) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
+  }
+
+  // Watch only (no token, or the page was locked): the server lists
+  // recordings to token holders only, so a list shown before is dropped.
+  locked() {
+    if (this.list) this.list.replaceChildren(el("li", { className: "hint", textContent: "recordings need the control token (Unlock)" }));
   }
 
   // The WebSocket came back: listen again if we were listening.

@@ -4,6 +4,7 @@ stream is decoded by FFmpeg's own Opus decoder (libavcodec's `opus`, not
 libopus) through PyAV."""
 
 import importlib.util
+import json
 import math
 import os
 import random
@@ -11,6 +12,7 @@ import struct
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +87,42 @@ def longest_run(x, gap=32):
             best = max(best, (i - start, start))
             start = None
     return x[best[1]:best[1] + best[0]]
+
+
+AUTH = f'token = "{TOKEN}"\ntrust-loopback = false\n'
+
+
+def record_cfg(**kw):
+    keys = {"replay-s": 5.0} | kw
+    return "\n[record]\n" + "\n".join(
+        f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in keys.items()) + "\n"
+
+
+def wav_samples(data):
+    path = Path(f"/tmp/p4-mon-{os.getpid()}.wav")
+    path.write_bytes(data)
+    try:
+        with wave.open(str(path)) as w:
+            assert w.getnchannels() == 1 and w.getframerate() == SR
+            return w.getsampwidth(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    finally:
+        path.unlink()
+
+
+def matches_loop(rec, loop):
+    """Whether `rec` is a stretch of the looped `loop`, sample for sample."""
+    n = len(loop)
+    tiled = np.tile(loop, len(rec) // n + 2)
+    head = rec[:64]
+    for off in range(n):
+        if np.array_equal(tiled[off:off + 64], head):
+            return np.array_equal(tiled[off:off + len(rec)], rec)
+    return False
+
+
+def loop_of(path):
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
 
 
 @pytest.fixture(scope="session")

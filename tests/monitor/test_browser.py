@@ -15,7 +15,7 @@ import numpy as np
 from conftest import SR, longest_run, peak_hz, tone, write_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ws"))
-from browser import ARGS, CHROMIUM  # noqa: E402
+from browser import ARGS, CHROMIUM, watch  # noqa: E402
 
 
 def test_the_page_plays_the_input_tone(make_server, tmp_path):
@@ -31,9 +31,7 @@ def test_the_page_plays_the_input_tone(make_server, tmp_path):
                                     args=ARGS + ["--autoplay-policy=no-user-gesture-required"])
         # bypass_csp: only so the test can evaluate its own expressions.
         page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        problems = watch(page)
         page.goto(server.http + "/")
         page.wait_for_selector("#conn.up", timeout=10000)
         page.wait_for_selector("#listen-toggle", timeout=10000)

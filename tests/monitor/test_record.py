@@ -11,22 +11,11 @@ import os
 import time
 import urllib.error
 import urllib.request
-import wave
-from pathlib import Path
 
-import numpy as np
 import pytest
 import websockets
 
-from conftest import SR, TOKEN, login, music, recv_any, recv_json, write_wav
-
-AUTH = f'token = "{TOKEN}"\ntrust-loopback = false\n'
-
-
-def record_cfg(**kw):
-    keys = {"replay-s": 5.0} | kw
-    return "\n[record]\n" + "\n".join(
-        f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in keys.items()) + "\n"
+from conftest import AUTH, SR, loop_of, login, matches_loop, music, record_cfg, recv_any, recv_json, wav_samples, write_wav
 
 
 async def authed(url):
@@ -42,28 +31,6 @@ async def ask(ws, msg, want, timeout=10.0):
     return r
 
 
-def wav_samples(data):
-    path = Path(f"/tmp/p4-mon-{os.getpid()}.wav")
-    path.write_bytes(data)
-    try:
-        with wave.open(str(path)) as w:
-            assert w.getnchannels() == 1 and w.getframerate() == SR
-            return w.getsampwidth(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
-    finally:
-        path.unlink()
-
-
-def matches_loop(rec, loop):
-    """Whether `rec` is a stretch of the looped `loop`, sample for sample."""
-    n = len(loop)
-    tiled = np.tile(loop, len(rec) // n + 2)
-    head = rec[:64]
-    for off in range(n):
-        if np.array_equal(tiled[off:off + 64], head):
-            return np.array_equal(tiled[off:off + len(rec)], rec)
-    return False
-
-
 def download(server, ws_msg):
     with urllib.request.urlopen(server.http + ws_msg["url"], timeout=10) as r:
         assert r.headers["Content-Type"] == "audio/wav"
@@ -74,11 +41,6 @@ def download(server, ws_msg):
 @pytest.fixture
 def music_wav(tmp_path):
     return write_wav(tmp_path / "in.wav", music(3.0))
-
-
-def loop_of(path):
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
 
 
 def test_recording_and_replay_hold_the_input_bit_for_bit(make_server, music_wav):

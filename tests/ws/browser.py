@@ -15,3 +15,12 @@ def launch(p):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+
+
+def watch(page):
+    """The page's console errors and uncaught exceptions, as they happen
+    (a list the test asserts empty at the end)."""
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems

@@ -26,7 +26,7 @@ import time
 import pytest
 import websockets
 
-from browser import launch
+from browser import launch, watch
 from conftest import ARTIFACTS, Server, pcm16, recv_json, write_mono_wav
 
 BPM = 120
@@ -138,9 +138,7 @@ def wait_for(page, js, timeout=30.0):
 
 def open_perf(browser, server, **kw):
     page = browser.new_page(**kw)  # under the server's real CSP
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = watch(page)
     page.goto(server.http + "/perf.html")
     page.wait_for_selector("#p-conn.up", timeout=10000)
     return page, problems

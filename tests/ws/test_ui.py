@@ -8,7 +8,7 @@ import time
 
 import websockets
 
-from browser import launch
+from browser import launch, watch
 from conftest import ARTIFACTS, meta_now, recv_json
 
 
@@ -47,9 +47,7 @@ def test_ui_draws_the_spectrum_and_its_controls_change_the_server(server):
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        problems = watch(page)
         page.goto(server.http + "/")
         page.wait_for_selector("#conn.up", timeout=10000)
         page.wait_for_function("document.querySelectorAll('#status dt').length > 3", timeout=10000)
