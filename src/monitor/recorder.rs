@@ -549,7 +549,6 @@ impl Recorder {
         *self.hub.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
-    /// The periodic part of a turn: pump, checkpoint, status.
     /// How long to wait for a command before [`Recorder::tick`] has work:
     /// the pump period while recording, else until the next checkpoint.
     fn next_wait(&self) -> Duration {
@@ -561,6 +560,7 @@ impl Recorder {
             .clamp(Duration::from_millis(1), IDLE_WAIT)
     }
 
+    /// The periodic part of a turn: pump, checkpoint, status.
     fn tick(&mut self, out: &mut Vec<RecReply>) {
         if self.active.is_some() {
             if let Err(e) = self.pump() {
