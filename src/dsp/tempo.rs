@@ -245,6 +245,7 @@ impl BeatTracker {
         };
         self.agree();
         self.kick.push(low_power);
+        self.states.hold = self.locked;
         self.states.step(r);
         let (bpm, _) = self.states.tempo();
         if self.steady_bpm > 0.0 && (bpm / self.steady_bpm - 1.0).abs() <= 0.04 {

@@ -299,3 +299,49 @@ fn state_filter_tracks_only_its_range() {
     let (bpm, _) = st.tempo();
     assert!((bpm / 120.0 - 1.0).abs() < 0.03, "{bpm}");
 }
+
+/// Two tempo hypotheses with the given belief, each a narrow peak.
+fn two_peaks(a: (f32, f32), b: (f32, f32)) -> impl Fn(f32) -> f32 {
+    move |bpm| {
+        let peak =
+            |(centre, mass): (f32, f32)| mass * (-(bpm / centre - 1.0).powi(2) / 1.0e-3).exp();
+        peak(a) + peak(b) + 1.0e-6
+    }
+}
+
+#[test]
+fn claimed_tempo_yields_to_a_slower_rival_only_with_clear_evidence() {
+    let hop_s = HOP as f32 / SR as f32;
+    let near = |got: f32, want: f32| (got / want - 1.0).abs() < 0.03;
+    let settle = |st: &mut dbn::BeatStates| {
+        for _ in 0..(1.2 / hop_s) as usize {
+            st.report_for(two_peaks((120.0, 1.0), (80.0, 0.5)));
+        }
+    };
+    let mut st = dbn::BeatStates::new(hop_s);
+    st.hold = true;
+    settle(&mut st);
+    // A slower rival with 1.3x the belief does not take over; with 2x it
+    // does.
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.3)));
+    assert!(near(t, 120.0), "held 120 BPM, got {t}");
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 2.0)));
+    assert!(near(t, 80.0), "gave way to 80 BPM, got {t}");
+    // A faster rival takes over as soon as it is the most probable.
+    let mut st = dbn::BeatStates::new(hop_s);
+    st.hold = true;
+    settle(&mut st);
+    let t = st.report_for(two_peaks((120.0, 1.0), (160.0, 1.1)));
+    assert!(near(t, 160.0), "faster 160 BPM at once, got {t}");
+    // Nothing claimed: the most probable tempo is reported.
+    let mut st = dbn::BeatStates::new(hop_s);
+    settle(&mut st);
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.1)));
+    assert!(near(t, 80.0), "no hold before a claim, got {t}");
+    // A fresh report is not held either (the claim may still settle).
+    let mut st = dbn::BeatStates::new(hop_s);
+    st.hold = true;
+    st.report_for(two_peaks((120.0, 1.0), (80.0, 0.5)));
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.1)));
+    assert!(near(t, 80.0), "no hold within the first second, got {t}");
+}
