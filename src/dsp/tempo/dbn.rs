@@ -17,8 +17,8 @@
 //! reports a beat where that phase wraps. The tempo is the
 //! posterior-weighted period around the reported hypothesis: the most
 //! probable one, except that once a tempo is claimed a slower hypothesis
-//! must clearly outweigh it ([`TEMPO_SWITCH`]) to take over the reported
-//! tempo (the beats still follow the most probable one).
+//! must clearly outweigh it ([`TEMPO_SWITCH`]) to take over; the beats
+//! follow the reported hypothesis.
 //!
 //! Storage: each period's positions live in a ring; advancing every
 //! position is a change of the ring's head, not a copy.
@@ -82,9 +82,10 @@ const RUN_SHARE: f32 = 1.2;
 /// few beats to a slower relative (2:3, 1:2 — a slower hypothesis has
 /// wider beat regions and fewer beats at which a missing onset costs it,
 /// so on a busy or syncopated passage it gains for a while) and back, and
-/// every flip restarts the tempo lock: median tempo lock 2.5 → 2.2 s,
-/// excerpts locked within 2 s 11 → 13 of 30, nothing else changed beyond
-/// ±0.003. Held in both directions it also reached 1.9 s, but it delayed
+/// every flip restarts the tempo lock (and, when the beats followed the
+/// flip, the beat lock): median tempo lock 2.5 → 2.2 s, beat lock 3.3 →
+/// 3.1 s, excerpts locked within 2 s 11 → 13 of 30, other scores equal or
+/// up to +0.002. Held in both directions it also reached 1.9 s, but it delayed
 /// synthetic corrections towards faster tempi (dnb_174 back from 115 to
 /// 174 BPM, the 100 → 128 change) by 0.1–0.2 s; the age keeps the hold
 /// off a claim that is still settling (rock_120_noisy). Factors 1.3–2 and
@@ -384,6 +385,8 @@ impl BeatStates {
                 bi = i;
             }
         }
+        self.show(bi);
+        let bi = self.shown.unwrap_or(bi);
         let (o, p, h) = (
             self.off[bi] as usize,
             self.period[bi] as usize,
@@ -430,7 +433,6 @@ impl BeatStates {
         };
         self.best = (bi, phase);
         self.phase_run = Some(phase);
-        self.show(bi);
     }
 
     /// Move the reported hypothesis: onto the most probable period within
