@@ -72,8 +72,8 @@ const PHASE_SWITCH: f32 = 2.0;
 /// A mode is followed once it holds this many times its share of the
 /// belief (a flat belief has no mode to follow).
 const RUN_SHARE: f32 = 1.2;
-/// Once a tempo is claimed (the caller sets [`BeatStates::hold`]) and the
-/// reported hypothesis has been reported for [`TEMPO_HOLD_AGE_S`], a
+/// Once a tempo has been claimed (the caller sets [`BeatStates::hold`]) and
+/// the reported hypothesis reported for [`TEMPO_HOLD_AGE_S`], a
 /// *slower* hypothesis (further than 4 % away) replaces it in the reported
 /// tempo only with this many times its belief; a faster one as soon as it
 /// is the most probable.
@@ -85,11 +85,13 @@ const RUN_SHARE: f32 = 1.2;
 /// every flip restarts the tempo lock (and, when the beats followed the
 /// flip, the beat lock): median tempo lock 2.5 → 2.2 s, beat lock 3.3 →
 /// 3.1 s, excerpts locked within 2 s 11 → 13 of 30, other scores equal or
-/// up to +0.002. Held in both directions it also reached 1.9 s, but it delayed
-/// synthetic corrections towards faster tempi (dnb_174 back from 115 to
-/// 174 BPM, the 100 → 128 change) by 0.1–0.2 s; the age keeps the hold
-/// off a claim that is still settling (rock_120_noisy). Factors 1.3–2 and
-/// ages 0.5–1 s gave the same median.
+/// up to +0.002. Held in both directions it also reached 1.9 s, but it
+/// delayed synthetic corrections towards faster tempi (dnb_174 back from
+/// 115 to 174 BPM, the 100 → 128 change) by 0.1–0.2 s. The age (since the
+/// claim and since the last move) keeps the hold off a claim that is still
+/// settling: a first claim is often at a 3:2 or 2:1 relative and corrected
+/// within a second (hiphop_00042, pop_00096; with 0.5 s rock_120_noisy
+/// locked later). Factors 1.3–2 gave the same median.
 const TEMPO_SWITCH: f32 = 1.5;
 const TEMPO_HOLD_AGE_S: f32 = 1.0;
 /// Hops between exact recomputations of the marginals.
@@ -134,6 +136,8 @@ pub(super) struct BeatStates {
     /// Set by the caller while a tempo is claimed: slower rivals must
     /// outweigh the reported hypothesis [`TEMPO_SWITCH`] times.
     pub(super) hold: bool,
+    /// Hops `hold` has been set without a break.
+    hold_hops: u32,
 }
 
 impl BeatStates {
@@ -167,6 +171,7 @@ impl BeatStates {
             shown: None,
             shown_hops: 0,
             hold: false,
+            hold_hops: 0,
         };
         s.set_range(55.0, 215.0);
         s
@@ -274,6 +279,7 @@ impl BeatStates {
         self.tempo_held = 0;
         self.shown = None;
         self.shown_hops = 0;
+        self.hold_hops = 0;
         self.hops_since_sync = 0;
     }
 
@@ -442,6 +448,7 @@ impl BeatStates {
     fn show(&mut self, bi: usize) {
         let Some(s) = self.shown.filter(|&s| s < self.n) else {
             (self.shown, self.shown_hops) = (Some(bi), 0);
+            self.hold_hops = 0;
             return;
         };
         let ps = self.period[s] as f32;
@@ -453,7 +460,13 @@ impl BeatStates {
             }
         }
         let far = (self.period[bi] as f32 / self.period[local] as f32 - 1.0).abs() > 0.04;
-        let aged = self.shown_hops as f32 * self.hop_s >= TEMPO_HOLD_AGE_S;
+        self.hold_hops = if self.hold {
+            self.hold_hops.saturating_add(1)
+        } else {
+            0
+        };
+        let age_s = self.shown_hops.min(self.hold_hops) as f32 * self.hop_s;
+        let aged = age_s >= TEMPO_HOLD_AGE_S;
         let slower = self.period[bi] > self.period[local];
         let k = if self.hold && aged && slower {
             TEMPO_SWITCH

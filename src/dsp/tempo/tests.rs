@@ -338,10 +338,22 @@ fn claimed_tempo_yields_to_a_slower_rival_only_with_clear_evidence() {
     settle(&mut st);
     let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.1)));
     assert!(near(t, 80.0), "no hold before a claim, got {t}");
-    // A fresh report is not held either (the claim may still settle).
+    // A fresh report or a fresh claim is not held either (the claim may
+    // still settle).
     let mut st = dbn::BeatStates::new(hop_s);
     st.hold = true;
     st.report_for(two_peaks((120.0, 1.0), (80.0, 0.5)));
     let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.1)));
-    assert!(near(t, 80.0), "no hold within the first second, got {t}");
+    assert!(near(t, 80.0), "no hold on a fresh report, got {t}");
+    let mut st = dbn::BeatStates::new(hop_s);
+    settle(&mut st);
+    st.hold = false;
+    st.report_for(two_peaks((120.0, 1.0), (80.0, 0.5)));
+    st.hold = true;
+    st.report_for(two_peaks((120.0, 1.0), (80.0, 0.5)));
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.1)));
+    assert!(
+        near(t, 80.0),
+        "no hold within a second of the claim, got {t}"
+    );
 }
