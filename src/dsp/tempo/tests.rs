@@ -311,7 +311,7 @@ fn two_peaks(a: (f32, f32), b: (f32, f32)) -> impl Fn(f32) -> f32 {
 
 #[test]
 fn claimed_tempo_yields_to_a_slower_rival_only_with_clear_evidence() {
-    let hop_s = HOP as f32 / SR as f32;
+    let hop_s = HOP as f32 / SR;
     let near = |got: f32, want: f32| (got / want - 1.0).abs() < 0.03;
     let settle = |st: &mut dbn::BeatStates| {
         for _ in 0..(1.2 / hop_s) as usize {
