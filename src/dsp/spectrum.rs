@@ -91,6 +91,7 @@ impl SpectrumProcessor {
         let coh: f32 = hann.iter().sum();
         let hop_s = hop as f32 / sr_f;
         let det = DetectorFrontEnd::new(sr, window, hop);
+        super::lanes::warm_up();
         let mut s = SpectrumProcessor {
             sr: sr_f,
             window,
@@ -177,12 +178,8 @@ impl SpectrumProcessor {
         let p = self
             .applied
             .unwrap_or_else(|| DspParams::from_config(&Default::default()));
-        let mut sum_sq = 0.0f32;
         let newest = &self.history[self.history.len() - self.window..];
-        for ((o, &h), &w) in self.fft_in.iter_mut().zip(newest).zip(&self.hann) {
-            *o = h * w;
-            sum_sq += h * h;
-        }
+        let sum_sq = super::lanes::window_sum_sq(&mut self.fft_in, newest, &self.hann);
         // The FFT of a buffer of the planned length cannot fail; on the
         // impossible error the previous spectrum is kept.
         let _ = self.fft.process_with_scratch(
@@ -190,24 +187,18 @@ impl SpectrumProcessor {
             &mut self.fft_out,
             &mut self.fft_scratch,
         );
-        for ((c, pw), m) in self
-            .fft_out
-            .iter()
-            .zip(self.power.iter_mut())
-            .zip(self.mag.iter_mut())
-        {
-            let n2 = c.norm_sqr();
-            *pw = n2 * self.power_corr;
-            *m = n2.sqrt() * self.mag_corr;
-        }
-        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
-        let bin_hz = self.sr / self.window as f32;
         // Spectral shape is read from the power smoothed over ~50 ms: a
         // single periodogram is too noisy (white noise would read a
         // flatness of ~0.56 instead of ~1) and visuals want steady values.
-        for (sp, p) in self.shape_power.iter_mut().zip(&self.power) {
-            *sp += self.shape_alpha * (p - *sp);
-        }
+        spectra(
+            &self.fft_out,
+            &mut self.power,
+            &mut self.mag,
+            &mut self.shape_power,
+            [self.power_corr, self.mag_corr, self.shape_alpha],
+        );
+        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
+        let bin_hz = self.sr / self.window as f32;
         let shape = spectral::shape(&self.shape_power, bin_hz);
         let (onset, tempo) = self.detect(rms_dbfs, &p);
         if onset.onset.is_some() {
@@ -305,6 +296,27 @@ impl SpectrumProcessor {
     /// The rfft power spectrum of the last hop.
     pub fn power(&self) -> &[f32] {
         &self.power
+    }
+}
+
+super::lanes::multiversion! {
+    /// From the rfft `out`: the corrected power, the corrected magnitudes
+    /// and one step of the smoothed power, `[power_corr, mag_corr, alpha]`.
+    fn spectra(
+        out: &[Complex32],
+        power: &mut [f32],
+        mag: &mut [f32],
+        smoothed: &mut [f32],
+        k: [f32; 3],
+    ) {
+        let bins = out.iter().zip(power.iter_mut()).zip(mag.iter_mut()).zip(smoothed.iter_mut());
+        for (((c, pw), m), sp) in bins {
+            let n2 = c.re * c.re + c.im * c.im;
+            let p = n2 * k[0];
+            *pw = p;
+            *m = n2.sqrt() * k[1];
+            *sp += k[2] * (p - *sp);
+        }
     }
 }
 
