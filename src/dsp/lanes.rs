@@ -124,7 +124,9 @@ mod tests {
     use super::*;
 
     fn signal(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 61.0).collect()
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 61.0)
+            .collect()
     }
 
     #[test]

@@ -83,9 +83,11 @@ impl LogBinMap {
             }
         });
         let (first, counts) = (&self.first, &self.counts);
-        self.contiguous = self.assign.iter().enumerate().all(|(k, &a)| {
-            a < 0 || (k as u32) < first[a as usize] + counts[a as usize]
-        });
+        self.contiguous = self
+            .assign
+            .iter()
+            .enumerate()
+            .all(|(k, &a)| a < 0 || (k as u32) < first[a as usize] + counts[a as usize]);
     }
 
     /// Number of log bins.
@@ -174,7 +176,9 @@ mod tests {
     fn slice_sums_equal_the_scatter() {
         let mut m = LogBinMap::new(513, 48_000.0, 128, 30.0);
         assert!(m.contiguous);
-        let power: Vec<f32> = (0..513).map(|k| ((k * 7919) % 1000) as f32 * 1e-3).collect();
+        let power: Vec<f32> = (0..513)
+            .map(|k| ((k * 7919) % 1000) as f32 * 1e-3)
+            .collect();
         let (mut s1, mut d1) = ([0.0; MAX_FFT_BINS], [0.0; MAX_FFT_BINS]);
         let (mut s2, mut d2) = ([0.0; MAX_FFT_BINS], [0.0; MAX_FFT_BINS]);
         m.reduce(&power, &mut s1, &mut d1);

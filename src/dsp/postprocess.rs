@@ -168,9 +168,16 @@ impl PostProcessor {
             self.peak_smeared[..n].copy_from_slice(&self.peak[..n]);
             return;
         }
-        // Reflect-pad once, then a plain convolution without index math.
-        for (i, v) in self.padded[..n + 2 * r].iter_mut().enumerate() {
+        // Reflect-pad once (the index math only for the 2r edge values),
+        // then a plain convolution.
+        let (left, rest) = self.padded[..n + 2 * r].split_at_mut(r);
+        let (mid, right) = rest.split_at_mut(n);
+        mid.copy_from_slice(&self.peak[..n]);
+        for (i, v) in left.iter_mut().enumerate() {
             *v = self.peak[reflect(i as isize - r as isize, n)];
+        }
+        for (i, v) in right.iter_mut().enumerate() {
+            *v = self.peak[reflect((n + i) as isize, n)];
         }
         convolve(
             &self.padded[..n + 2 * r],
@@ -305,8 +312,12 @@ mod tests {
     fn convolution_matches_a_dot_product_per_output_exactly() {
         let n = 100;
         let r = 9;
-        let padded: Vec<f32> = (0..n + 2 * r).map(|i| 1.0 + (i * 31 % 17) as f32 / 7.0).collect();
-        let kernel: Vec<f32> = (0..=2 * r).map(|t| (t as f32 * 0.37).sin().abs() / 9.0).collect();
+        let padded: Vec<f32> = (0..n + 2 * r)
+            .map(|i| 1.0 + (i * 31 % 17) as f32 / 7.0)
+            .collect();
+        let kernel: Vec<f32> = (0..=2 * r)
+            .map(|t| (t as f32 * 0.37).sin().abs() / 9.0)
+            .collect();
         let mut out = vec![0.0; n];
         convolve(&padded, &kernel, &mut out);
         for (j, o) in out.iter().enumerate() {
