@@ -320,6 +320,11 @@ mod tests {
             .collect();
         let mut out = vec![0.0; n];
         convolve(&padded, &kernel, &mut out);
+        let mut portable = vec![0.0; n];
+        crate::dsp::lanes::set_portable_only(true);
+        convolve(&padded, &kernel, &mut portable);
+        crate::dsp::lanes::set_portable_only(false);
+        assert_eq!(out, portable);
         for (j, o) in out.iter().enumerate() {
             let dot: f32 = padded[j..j + 2 * r + 1]
                 .iter()

@@ -156,6 +156,36 @@ mod tests {
     }
 
     #[test]
+    fn both_builds_give_the_same_shape() {
+        let p: Vec<f32> = (0..513)
+            .map(|k| ((k * 7919) % 1009) as f32 * 1e-4)
+            .collect();
+        let picked = (sums(&p[1..]), shape(&p, 46.875));
+        crate::dsp::lanes::set_portable_only(true);
+        let portable = (sums(&p[1..]), shape(&p, 46.875));
+        crate::dsp::lanes::set_portable_only(false);
+        assert_eq!(picked, portable);
+    }
+
+    #[test]
+    fn rolloff_is_where_the_running_sum_crosses() {
+        let p: Vec<f32> = (0..100).map(|k| (k % 7) as f32).collect();
+        for share in [0.0, 0.1, 0.5, 0.85, 0.999, 1.0] {
+            let target = share * p.iter().map(|&v| v as f64).sum::<f64>();
+            let mut acc = 0.0;
+            let plain = p
+                .iter()
+                .position(|&v| {
+                    acc += v as f64;
+                    acc >= target
+                })
+                .map_or(0, |i| i + 1);
+            assert_eq!(rolloff_bin(&p, target), plain, "{share}");
+        }
+        assert_eq!(rolloff_bin(&p, 1e9), 0);
+    }
+
+    #[test]
     fn silence_reads_zero() {
         assert_eq!(shape(&[0.0; 513], 46.875), Shape::default());
     }
