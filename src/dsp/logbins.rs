@@ -20,9 +20,12 @@ const POWER_EPS: f32 = 1e-12;
 pub struct LogBinMap {
     /// Log bin of each rfft bin, or -1 when outside `[f_min, sr/2]`.
     assign: Vec<i32>,
-    counts: [u32; MAX_FFT_BINS],
-    /// First rfft bin of each log bin.
-    first: [u32; MAX_FFT_BINS],
+    /// rfft bins per log bin ([`MAX_FFT_BINS`] entries, on the heap: the
+    /// processor that holds the map lives on a worker thread's stack,
+    /// which debug builds fill with copies of it).
+    counts: Vec<u32>,
+    /// First rfft bin of each log bin ([`MAX_FFT_BINS`] entries).
+    first: Vec<u32>,
     /// Whether every log bin's rfft bins are adjacent (the frequencies grow
     /// with the index, so always, short of a rounding surprise): then a log
     /// bin's power is a sum over a slice instead of a scatter.
@@ -37,8 +40,8 @@ impl LogBinMap {
     pub fn new(n_rfft: usize, sr: f32, n_bins: usize, f_min: f32) -> Self {
         let mut m = LogBinMap {
             assign: vec![-1; n_rfft],
-            counts: [0; MAX_FFT_BINS],
-            first: [0; MAX_FFT_BINS],
+            counts: vec![0; MAX_FFT_BINS],
+            first: vec![0; MAX_FFT_BINS],
             contiguous: false,
             n_bins: 0,
             f_min,
