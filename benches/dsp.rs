@@ -1,10 +1,17 @@
-//! DSP cost per 256-frame block at 48 kHz, the live block size.
+//! DSP cost per 256-frame block at 48 kHz, the live block size, and of the
+//! per-hop loops written for the vectoriser (`src/dsp/lanes.rs`), each in
+//! the build the dispatcher picks on this CPU (`_simd`: AVX2 on x86-64 where
+//! present) and in the portable build (`_portable`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use phase4::config::Config;
 use phase4::dsp::bands::BandsProcessor;
 use phase4::dsp::biquad::BandPass;
+use phase4::dsp::lanes;
+use phase4::dsp::logbins::LogBinMap;
 use phase4::dsp::params::{DspParams, ParamsRx};
+use phase4::dsp::postprocess::PostProcessor;
+use phase4::dsp::spectral;
 use phase4::dsp::spectrum::SpectrumProcessor;
 use phase4::types::Block;
 
@@ -70,5 +77,54 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// One hop's worth of inputs: a 1024-sample window, a 513-bin power
+/// spectrum with a tone and a slope, and its log-bin dB.
+fn hop_inputs() -> (Vec<f32>, Vec<f32>) {
+    let mut seed = 11;
+    let window: Vec<f32> = (0..4)
+        .flat_map(|i| noisy_block(&mut seed, i * 256).samples[..256].to_vec())
+        .collect();
+    let power: Vec<f32> = (0..513)
+        .map(|k| 1e-3 / (1.0 + k as f32) + if k == 5 { 0.04 } else { 0.0 })
+        .collect();
+    (window, power)
+}
+
+fn bench_vectorised(c: &mut Criterion) {
+    let mut cfg = Config::default();
+    cfg.fft.enabled = true;
+    let p = DspParams::from_config(&cfg);
+    let (window, power) = hop_inputs();
+    let hann: Vec<f32> = (0..1024)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / 1023.0).cos())
+        .collect();
+    let map = LogBinMap::new(513, 48_000.0, 128, 30.0);
+    let (mut sums, mut db) = (vec![0.0f32; 1024], vec![0.0f32; 1024]);
+    map.reduce(&power, &mut sums, &mut db);
+    let mut post = PostProcessor::new(512.0 / 48_000.0);
+    post.configure(&p, &map, true);
+    let mut out = vec![0.0f32; 1024];
+
+    for (suffix, portable) in [("simd", false), ("portable", true)] {
+        lanes::set_portable_only(portable);
+        c.bench_function(&format!("sum_sq_peak_256_{suffix}"), |b| {
+            b.iter(|| lanes::sum_sq_peak(black_box(&window[..256])))
+        });
+        c.bench_function(&format!("window_sum_sq_1024_{suffix}"), |b| {
+            b.iter(|| lanes::window_sum_sq(&mut out, black_box(&window), &hann))
+        });
+        c.bench_function(&format!("spectral_shape_513_{suffix}"), |b| {
+            b.iter(|| spectral::shape(black_box(&power), 46.875))
+        });
+        c.bench_function(&format!("postprocess_hop_128_bins_{suffix}"), |b| {
+            b.iter(|| post.process(black_box(&db[..128]), &mut out[..128]))
+        });
+    }
+    lanes::set_portable_only(false);
+    c.bench_function("logbins_reduce_513", |b| {
+        b.iter(|| map.reduce(black_box(&power), &mut sums, &mut db))
+    });
+}
+
+criterion_group!(benches, bench, bench_vectorised);
 criterion_main!(benches);

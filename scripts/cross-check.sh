@@ -168,10 +168,12 @@ apt_source() {  # debian | debian-security: the host's mirror for it, if any
 }
 mirror=${PHASE4_DEBIAN_MIRROR:-$(apt_source debian)}
 security=${PHASE4_DEBIAN_SECURITY_MIRROR:-$(apt_source debian-security)}
-# What cross's images carry for these targets (cross-rs docker/common.sh and
-# Dockerfile.<triple>): cross gcc, libc dev files, native gcc for build
-# scripts, pkg-config. No libasound2-dev: Cross.toml's pre-build adds it.
-image_pkgs="gcc libc6-dev pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
+# What cross's images carry for these targets (cross-rs docker/common.sh,
+# cmake.sh and Dockerfile.<triple> at v0.2.5): cross gcc, libc dev files,
+# native gcc for build scripts, pkg-config, make, and cmake (3.23.1 there,
+# built by cmake.sh; the bundled libopus of the monitor stream needs >= 3.16,
+# bookworm has 3.25). No libasound2-dev: Cross.toml's pre-build adds it.
+image_pkgs="gcc libc6-dev pkg-config make cmake gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
 rootfs="$cache/rootfs-$suite"
 recipe="suite=$suite mirror=$mirror security=$security packages=$image_pkgs"
 base="localhost/phase4-cross:$suite-base"

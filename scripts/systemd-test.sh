@@ -255,7 +255,24 @@ if c journalctl -u phase4 --no-pager -o cat | grep -qE 'memory locked|mlock=gran
 else
     fail "mlockall not granted: $(c journalctl -u phase4 --no-pager -o cat | grep -m1 -i mlock)"
 fi
-p4_say "threads: $(c ps -L -o comm=,cls=,rtprio= -p "$(prop MainPID)" | tr -s ' ' | paste -sd, -)"
+p4_say "threads: $(c ps -L -o comm=,cls=,rtprio=,psr= -p "$(prop MainPID)" | tr -s ' ' | paste -sd, -)"
+# realtime.cpu = "auto": the per-block threads share the last CPU the unit
+# may use (sched_setaffinity is in @resources, which the filter allows).
+pid=$(prop MainPID)
+allowed=$(c grep Cpus_allowed_list "/proc/$pid/status" | awk '{print $2}')
+hot=$(for t in $(c ls "/proc/$pid/task"); do
+        c cat "/proc/$pid/task/$t/comm" "/proc/$pid/task/$t/status" 2>/dev/null |
+          awk 'NR==1{n=$1} /^Cpus_allowed_list/{print n"="$2}'
+      done | grep -E '^p4-(capture|bands|spectrum|osc)=' | sort | paste -sd' ' -)
+if [ "$(nproc --all)" -lt 2 ] || [ "${allowed#*[,-]}" = "$allowed" ]; then
+    p4_say "realtime.cpu: one CPU allowed ($allowed): nothing to pin ($hot)"
+elif [ "$(echo "$hot" | tr ' ' '\n' | cut -d= -f2 | sort -u | wc -l)" = 1 ] &&
+     [ "$(echo "$hot" | wc -w)" -ge 4 ] && [ "${hot##*=}" != "$allowed" ] &&
+     c journalctl -u phase4 --no-pager -o cat | grep -q 'rt_cpu=[0-9]'; then
+    pass "realtime.cpu: capture, workers and OSC sender share one CPU inside the sandbox ($hot; unit may use $allowed)"
+else
+    fail "realtime.cpu: per-block threads not on one CPU ($hot; unit may use $allowed)"
+fi
 
 # --- upgrade (reinstall): conffile edits survive, a running service restarts
 c sh -c 'echo "# edited by the admin" >> /etc/phase4/phase4.toml'

@@ -135,7 +135,8 @@ impl<'a> Line<'a> {
 
     fn u(&mut self, k: &str, v: u64) -> &mut Self {
         self.key(k);
-        self.buf.extend_from_slice(v.to_string().as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.buf, "{v}");
         self
     }
 

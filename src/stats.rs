@@ -93,6 +93,11 @@ pub struct Stats {
     pub rt_workers: AtomicU8,
     /// mlockall.
     pub mem_locked: AtomicU8,
+    /// The CPU the per-block threads share (`realtime.cpu`), plus one;
+    /// 0: not pinned.
+    pub rt_cpu: AtomicU32,
+    /// Per-block threads that could not be kept on that CPU.
+    pub rt_cpu_refused: AtomicU32,
     /// Latest tempo, for status lines.
     pub bpm: AtomicF32,
     /// What is open (written when a device opens; never on the hot path).
@@ -139,6 +144,26 @@ impl Stats {
     /// Record a real-time grant.
     pub fn set_grant(&self, slot: &AtomicU8, g: RtGrant) {
         slot.store(grant_to_u8(g), Ordering::Relaxed);
+    }
+
+    /// Keep the calling per-block thread (capture, a worker, the OSC
+    /// sender) on the CPU they share, if one was chosen. Called once at the
+    /// thread's start, before its loop.
+    pub fn pin_hot_thread(&self) {
+        let n = self.rt_cpu.load(Ordering::Relaxed);
+        if n > 0 && !crate::rt::pin_current_thread(n as usize - 1) {
+            self.rt_cpu_refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The CPU the per-block threads share; `None` when they are not
+    /// pinned, or one of them could not be.
+    pub fn pinned_cpu(&self) -> Option<usize> {
+        match self.rt_cpu.load(Ordering::Relaxed) {
+            0 => None,
+            _ if self.rt_cpu_refused.load(Ordering::Relaxed) > 0 => None,
+            n => Some(n as usize - 1),
+        }
     }
 
     /// Read a real-time grant.

@@ -135,7 +135,7 @@ const handlers = {
       ["drops", `bands ${st.ring_drops.bands} · spectrum ${st.ring_drops.spectrum} · frames ${st.frame_drops} · ws ${st.ws_drops}`],
       ["latency", `p50 ${st.latency_ms.p50.toFixed(2)} · p95 ${st.latency_ms.p95.toFixed(2)} · p99 ${st.latency_ms.p99.toFixed(2)} ms`],
       ["CPU", `${st.process_cpu_pct.toFixed(1)} % (${Object.entries(st.cpu_pct).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")})`],
-      ["real-time", `capture ${st.realtime.capture} · workers ${st.realtime.workers} · mlock ${st.realtime.mlock}`],
+      ["real-time", `capture ${st.realtime.capture} · workers ${st.realtime.workers} · mlock ${st.realtime.mlock}${st.realtime.cpu == null ? "" : ` · CPU ${st.realtime.cpu}`}`],
       ["clients", st.clients],
       ["OSC", `${st.osc_sent} sent · ${st.osc_failed} failed`],
       ...rigRows(st.rig),

@@ -56,7 +56,7 @@ impl Health {
             .chain([format!("other={:.2}", cpu.pct(cpu.other_s))])
             .collect();
         let mut line = format!(
-            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={}",
+            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={} rt_cpu={}",
             if dev.name.is_empty() { "-" } else { &dev.name },
             dev.access,
             if stats.device_up.load(Ordering::Relaxed) { "yes" } else { "no" },
@@ -84,6 +84,11 @@ impl Health {
             stats.grant(&stats.rt_capture).as_str(),
             stats.grant(&stats.rt_workers).as_str(),
             stats.grant(&stats.mem_locked).as_str(),
+            match (stats.pinned_cpu(), stats.rt_cpu_refused.load(Ordering::Relaxed)) {
+                (Some(cpu), _) => cpu.to_string(),
+                (None, 0) => "off".into(),
+                (None, _) => "refused".into(),
+            },
         );
         // The rig outputs that are on (nothing when all are off).
         line += &self.rig.health_fields(stats);

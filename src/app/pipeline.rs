@@ -123,6 +123,7 @@ impl Pipeline {
             .enabled
             .then_some(config.realtime.worker_priority);
         let meta = Arc::new(Mutex::new(Meta::default()));
+        pin_hot_threads(config.realtime.cpu, &stats);
 
         // Output rings: workers → OSC.
         let mut threads = Vec::new();
@@ -743,5 +744,21 @@ pub fn meta_for(p: &DspParams, sr: u32, block: u32) -> Meta {
         blocksize: block as i32,
         n_fft_bins: p.n_bins as i32,
         bands,
+    }
+}
+
+/// Choose the CPU the per-block threads will share (`realtime.cpu`) before
+/// any of them starts; each keeps itself there at its start.
+fn pin_hot_threads(pin: crate::config::CpuPin, stats: &Stats) {
+    match crate::rt::resolve_cpu(pin) {
+        Ok(Some(cpu)) => {
+            stats.rt_cpu.store(cpu as u32 + 1, Ordering::Relaxed);
+            log::info!("capture, DSP workers and OSC sender share CPU {cpu} (realtime.cpu)");
+        }
+        Ok(None) => stats.rt_cpu.store(0, Ordering::Relaxed),
+        Err(e) => {
+            stats.rt_cpu.store(0, Ordering::Relaxed);
+            log::warn!("realtime.cpu: {e}; leaving thread placement to the scheduler");
+        }
     }
 }

@@ -13,33 +13,41 @@ pub fn bytes_per_sample(f: SampleFormat) -> usize {
     }
 }
 
+/// One sample of each format from its little-endian bytes, scaled to
+/// [-1, 1]. Each is `inline(always)` and handed to [`convert`] as a
+/// closure, so the format is matched once per buffer, not once per sample.
 #[inline(always)]
-fn sample_at(bytes: &[u8], f: SampleFormat) -> f32 {
-    match f {
-        SampleFormat::S16Le => i16::from_le_bytes([bytes[0], bytes[1]]) as f32 / 32_768.0,
-        SampleFormat::S24_3Le => {
-            // Sign-extend 24 bits by placing them in the top of an i32.
-            let v = i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8;
-            v as f32 / 8_388_608.0
-        }
-        SampleFormat::S24Le => {
-            // 24 bits in the low three bytes of four; the top byte is padding
-            // (zero or a sign copy, depending on the codec), so it is ignored
-            // and the value sign-extended from bit 23.
-            let v = i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8;
-            v as f32 / 8_388_608.0
-        }
-        SampleFormat::S32Le => {
-            i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as f32 / 2_147_483_648.0
-        }
-        SampleFormat::FloatLe | SampleFormat::Auto => {
-            let v = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            if v.is_finite() {
-                v.clamp(-1.0, 1.0)
-            } else {
-                0.0
-            }
-        }
+fn s16(b: [u8; 2]) -> f32 {
+    i16::from_le_bytes(b) as f32 / 32_768.0
+}
+
+#[inline(always)]
+fn s24_3(b: [u8; 3]) -> f32 {
+    // Sign-extend 24 bits by placing them in the top of an i32.
+    let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
+    v as f32 / 8_388_608.0
+}
+
+#[inline(always)]
+fn s24_in_4(b: [u8; 4]) -> f32 {
+    // 24 bits in the low three bytes of four; the top byte is padding
+    // (zero or a sign copy, depending on the codec), so it is ignored
+    // and the value sign-extended from bit 23.
+    s24_3([b[0], b[1], b[2]])
+}
+
+#[inline(always)]
+fn s32(b: [u8; 4]) -> f32 {
+    i32::from_le_bytes(b) as f32 / 2_147_483_648.0
+}
+
+#[inline(always)]
+fn float(b: [u8; 4]) -> f32 {
+    let v = f32::from_le_bytes(b);
+    if v.is_finite() {
+        v.clamp(-1.0, 1.0)
+    } else {
+        0.0
     }
 }
 
@@ -53,22 +61,48 @@ pub fn to_mono(
     channel: i32,
     out: &mut [f32],
 ) -> usize {
-    let bps = bytes_per_sample(format);
-    let frame_bytes = bps * channels.max(1);
+    match format {
+        SampleFormat::S16Le => convert(bytes, channels, channel, out, s16),
+        SampleFormat::S24_3Le => convert(bytes, channels, channel, out, s24_3),
+        SampleFormat::S24Le => convert(bytes, channels, channel, out, s24_in_4),
+        SampleFormat::S32Le => convert(bytes, channels, channel, out, s32),
+        SampleFormat::FloatLe | SampleFormat::Auto => convert(bytes, channels, channel, out, float),
+    }
+}
+
+/// [`to_mono`] for one sample format of `N` bytes.
+#[inline(always)]
+fn convert<const N: usize>(
+    bytes: &[u8],
+    channels: usize,
+    channel: i32,
+    out: &mut [f32],
+    sample: impl Fn([u8; N]) -> f32,
+) -> usize {
+    let channels = channels.max(1);
+    let frame_bytes = N * channels;
     let frames = (bytes.len() / frame_bytes).min(out.len());
+    let frames_in = bytes[..frames * frame_bytes].chunks_exact(frame_bytes);
+    let at = |frame: &[u8], c: usize| {
+        let mut b = [0u8; N];
+        b.copy_from_slice(&frame[c * N..(c + 1) * N]);
+        sample(b)
+    };
     if channel >= 0 && (channel as usize) < channels {
-        let off = channel as usize * bps;
-        for (i, o) in out[..frames].iter_mut().enumerate() {
-            let s = i * frame_bytes + off;
-            *o = sample_at(&bytes[s..s + bps], format);
+        let c = channel as usize;
+        for (o, frame) in out[..frames].iter_mut().zip(frames_in) {
+            *o = at(frame, c);
+        }
+    } else if channels == 1 {
+        for (o, frame) in out[..frames].iter_mut().zip(frames_in) {
+            *o = at(frame, 0);
         }
     } else {
-        let scale = 1.0 / channels.max(1) as f32;
-        for (i, o) in out[..frames].iter_mut().enumerate() {
-            let frame = &bytes[i * frame_bytes..(i + 1) * frame_bytes];
+        let scale = 1.0 / channels as f32;
+        for (o, frame) in out[..frames].iter_mut().zip(frames_in) {
             let mut acc = 0.0;
             for c in 0..channels {
-                acc += sample_at(&frame[c * bps..(c + 1) * bps], format);
+                acc += at(frame, c);
             }
             *o = acc * scale;
         }

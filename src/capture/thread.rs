@@ -214,6 +214,7 @@ impl AudioClock {
 fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<BlockTx> {
     let stats = &ctx.stats;
     stats.tid[Role::Capture as usize].store(crate::service::gettid(), Ordering::Relaxed);
+    stats.pin_hot_thread();
     let mut block = Box::new(Block::zeroed());
     // Block numbers keep rising across capture restarts (device switch), so a
     // consumer never sees them go backwards.

@@ -58,6 +58,7 @@ impl BandsProcessor {
     pub fn new(sr: u32, block_frames: usize, fft_window: usize, p: &DspParams) -> Self {
         let sr_f = sr as f32;
         let dt = block_frames as f32 / sr_f;
+        super::lanes::warm_up();
         let mut s = BandsProcessor {
             sr: sr_f,
             block_frames,
@@ -141,11 +142,7 @@ impl BandsProcessor {
         let smoothed = self.smoother.update(rms);
         let lmh = self.scaler.update(smoothed);
 
-        let (mut sum, mut peak) = (0.0f32, 0.0f32);
-        for &v in x {
-            sum += v * v;
-            peak = peak.max(v.abs());
-        }
+        let (sum, peak) = super::lanes::sum_sq_peak(x);
         let rms_dbfs = to_dbfs((sum / n as f32).sqrt());
         let peak_dbfs = to_dbfs(peak);
 

@@ -20,7 +20,16 @@ const POWER_EPS: f32 = 1e-12;
 pub struct LogBinMap {
     /// Log bin of each rfft bin, or -1 when outside `[f_min, sr/2]`.
     assign: Vec<i32>,
-    counts: [u32; MAX_FFT_BINS],
+    /// rfft bins per log bin ([`MAX_FFT_BINS`] entries, on the heap: the
+    /// processor that holds the map lives on a worker thread's stack,
+    /// which debug builds fill with copies of it).
+    counts: Vec<u32>,
+    /// First rfft bin of each log bin ([`MAX_FFT_BINS`] entries).
+    first: Vec<u32>,
+    /// Whether every log bin's rfft bins are adjacent (the frequencies grow
+    /// with the index, so always, short of a rounding surprise): then a log
+    /// bin's power is a sum over a slice instead of a scatter.
+    contiguous: bool,
     n_bins: usize,
     f_min: f32,
     sr: f32,
@@ -31,7 +40,9 @@ impl LogBinMap {
     pub fn new(n_rfft: usize, sr: f32, n_bins: usize, f_min: f32) -> Self {
         let mut m = LogBinMap {
             assign: vec![-1; n_rfft],
-            counts: [0; MAX_FFT_BINS],
+            counts: vec![0; MAX_FFT_BINS],
+            first: vec![0; MAX_FFT_BINS],
+            contiguous: false,
             n_bins: 0,
             f_min,
             sr,
@@ -61,6 +72,25 @@ impl LogBinMap {
                 self.counts[*a as usize] += 1;
             }
         }
+        // Each log bin's members lie in [first, first + count) exactly when
+        // they are adjacent. Empty bins keep first = 0 (an empty slice).
+        self.first[..].iter_mut().for_each(|f| *f = u32::MAX);
+        for (k, &a) in self.assign.iter().enumerate() {
+            if a >= 0 && self.first[a as usize] == u32::MAX {
+                self.first[a as usize] = k as u32;
+            }
+        }
+        self.first[..].iter_mut().for_each(|f| {
+            if *f == u32::MAX {
+                *f = 0
+            }
+        });
+        let (first, counts) = (&self.first, &self.counts);
+        self.contiguous = self
+            .assign
+            .iter()
+            .enumerate()
+            .all(|(k, &a)| a < 0 || (k as u32) < first[a as usize] + counts[a as usize]);
     }
 
     /// Number of log bins.
@@ -85,10 +115,20 @@ impl LogBinMap {
     /// `sums` is scratch of at least `n_bins`.
     pub fn reduce(&self, power: &[f32], sums: &mut [f32], db_out: &mut [f32]) {
         let n = self.n_bins;
-        sums[..n].iter_mut().for_each(|s| *s = 0.0);
-        for (&a, &p) in self.assign.iter().zip(power) {
-            if a >= 0 {
-                sums[a as usize] += p;
+        if self.contiguous && power.len() >= self.assign.len() {
+            // The same additions in the same order as the scatter below,
+            // without a store-to-load chain through `sums`.
+            for (j, s) in sums[..n].iter_mut().enumerate() {
+                let first = self.first[j] as usize;
+                let members = &power[first..first + self.counts[j] as usize];
+                *s = members.iter().fold(0.0, |acc, &p| acc + p);
+            }
+        } else {
+            sums[..n].iter_mut().for_each(|s| *s = 0.0);
+            for (&a, &p) in self.assign.iter().zip(power) {
+                if a >= 0 {
+                    sums[a as usize] += p;
+                }
             }
         }
         for j in 0..n {
@@ -133,6 +173,22 @@ mod tests {
             m.counts[0] == 0,
             "the lowest log bins are narrower than one rfft bin"
         );
+    }
+
+    #[test]
+    fn slice_sums_equal_the_scatter() {
+        let mut m = LogBinMap::new(513, 48_000.0, 128, 30.0);
+        assert!(m.contiguous);
+        let power: Vec<f32> = (0..513)
+            .map(|k| ((k * 7919) % 1000) as f32 * 1e-3)
+            .collect();
+        let (mut s1, mut d1) = ([0.0; MAX_FFT_BINS], [0.0; MAX_FFT_BINS]);
+        let (mut s2, mut d2) = ([0.0; MAX_FFT_BINS], [0.0; MAX_FFT_BINS]);
+        m.reduce(&power, &mut s1, &mut d1);
+        m.contiguous = false;
+        m.reduce(&power, &mut s2, &mut d2);
+        assert_eq!(s1[..128], s2[..128]);
+        assert_eq!(d1[..128], d2[..128]);
     }
 
     #[test]

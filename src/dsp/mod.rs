@@ -7,6 +7,7 @@
 
 pub mod bands;
 pub mod biquad;
+pub mod lanes;
 pub mod logbins;
 pub mod onset;
 pub mod params;

@@ -133,22 +133,18 @@ impl PostProcessor {
         let nf = s.noise_floor.max(EPS);
         // 10^(dB/20) as exp(dB · ln10/20): exp is much cheaper than powf.
         const DB_TO_LN: f32 = std::f32::consts::LN_10 / 20.0;
-        for j in 0..n {
-            let lin = (self.interp_db[j] * DB_TO_LN).exp();
-            self.lin[j] = lin;
-            let x = lin * self.tilt[j];
-            if self.warmed {
-                let a = if x > self.smooth[j] {
-                    self.alpha_attack[j]
-                } else {
-                    self.alpha[j]
-                };
-                self.smooth[j] += a * (x - self.smooth[j]);
-            } else {
-                self.smooth[j] = x;
-            }
-            s.follow(&mut self.peak[j], self.smooth[j]);
+        for (l, db) in self.lin[..n].iter_mut().zip(&self.interp_db[..n]) {
+            *l = (db * DB_TO_LN).exp();
         }
+        follow(
+            &self.lin[..n],
+            &self.tilt[..n],
+            [&self.alpha_attack[..n], &self.alpha[..n]],
+            &mut self.smooth[..n],
+            &mut self.peak[..n],
+            [s.a_attack, s.a_release],
+            self.warmed,
+        );
         self.warmed = true;
         self.smear();
         let bins = self.smooth[..n]
@@ -172,17 +168,68 @@ impl PostProcessor {
             self.peak_smeared[..n].copy_from_slice(&self.peak[..n]);
             return;
         }
-        // Reflect-pad once, then a plain convolution without index math.
-        for (i, v) in self.padded[..n + 2 * r].iter_mut().enumerate() {
+        // Reflect-pad once (the index math only for the 2r edge values),
+        // then a plain convolution.
+        let (left, rest) = self.padded[..n + 2 * r].split_at_mut(r);
+        let (mid, right) = rest.split_at_mut(n);
+        mid.copy_from_slice(&self.peak[..n]);
+        for (i, v) in left.iter_mut().enumerate() {
             *v = self.peak[reflect(i as isize - r as isize, n)];
         }
-        let kernel = &self.kernel[..=2 * r];
-        for (j, out) in self.peak_smeared[..n].iter_mut().enumerate() {
-            *out = self.padded[j..j + 2 * r + 1]
-                .iter()
-                .zip(kernel)
-                .map(|(p, w)| p * w)
-                .sum();
+        for (i, v) in right.iter_mut().enumerate() {
+            *v = self.peak[reflect((n + i) as isize, n)];
+        }
+        convolve(
+            &self.padded[..n + 2 * r],
+            &self.kernel[..=2 * r],
+            &mut self.peak_smeared[..n],
+        );
+    }
+}
+
+super::lanes::multiversion! {
+    /// Per bin: the tilted input `lin · tilt` into the one-pole `smooth`
+    /// (coefficient `alpha[0]` while rising, `alpha[1]` while falling; a
+    /// copy before the first hop), then the peak follower on it
+    /// (`peak_alpha` = attack, release). Written without branches so that
+    /// it vectorises; the arithmetic is the scalar follower's.
+    fn follow(
+        lin: &[f32],
+        tilt: &[f32],
+        alpha: [&[f32]; 2],
+        smooth: &mut [f32],
+        peak: &mut [f32],
+        peak_alpha: [f32; 2],
+        warmed: bool,
+    ) {
+        let ins = lin.iter().zip(tilt).zip(alpha[0].iter().zip(alpha[1]));
+        for (((&l, &t), (&up, &down)), (sm, pk)) in ins.zip(smooth.iter_mut().zip(peak.iter_mut())) {
+            let x = l * t;
+            let v = if warmed {
+                let a = if x > *sm { up } else { down };
+                *sm + a * (x - *sm)
+            } else {
+                x
+            };
+            *sm = v;
+            let a = if v > *pk { peak_alpha[0] } else { peak_alpha[1] };
+            *pk += a * (v - *pk);
+        }
+    }
+}
+
+super::lanes::multiversion! {
+    /// `out[j] = Σ_t padded[j + t] · kernel[t]`, each sum in the order of
+    /// `t`: the loops run kernel tap by tap over all outputs, which
+    /// vectorises across outputs and keeps every output's additions (and
+    /// so its bits) those of a plain dot product.
+    fn convolve(padded: &[f32], kernel: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (t, &w) in kernel.iter().enumerate() {
+            for (o, &p) in out.iter_mut().zip(&padded[t..t + n]) {
+                *o += p * w;
+            }
         }
     }
 }
@@ -259,6 +306,33 @@ mod tests {
     fn reflect_matches_scipy() {
         let idx: Vec<usize> = (-3..7).map(|i| reflect(i, 4)).collect();
         assert_eq!(idx, vec![2, 1, 0, 0, 1, 2, 3, 3, 2, 1]);
+    }
+
+    #[test]
+    fn convolution_matches_a_dot_product_per_output_exactly() {
+        let n = 100;
+        let r = 9;
+        let padded: Vec<f32> = (0..n + 2 * r)
+            .map(|i| 1.0 + (i * 31 % 17) as f32 / 7.0)
+            .collect();
+        let kernel: Vec<f32> = (0..=2 * r)
+            .map(|t| (t as f32 * 0.37).sin().abs() / 9.0)
+            .collect();
+        let mut out = vec![0.0; n];
+        convolve(&padded, &kernel, &mut out);
+        let mut portable = vec![0.0; n];
+        crate::dsp::lanes::set_portable_only(true);
+        convolve(&padded, &kernel, &mut portable);
+        crate::dsp::lanes::set_portable_only(false);
+        assert_eq!(out, portable);
+        for (j, o) in out.iter().enumerate() {
+            let dot: f32 = padded[j..j + 2 * r + 1]
+                .iter()
+                .zip(&kernel)
+                .map(|(p, w)| p * w)
+                .sum();
+            assert_eq!(o.to_bits(), dot.to_bits(), "{j}");
+        }
     }
 
     #[test]

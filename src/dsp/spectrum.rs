@@ -39,6 +39,10 @@ use std::sync::Arc;
 /// Time constant of the power spectrum that spectral shape is read from.
 pub const SHAPE_TAU_S: f32 = 0.05;
 
+/// Room for this many more analysis histories after the one in use, so the
+/// history moves back to the start of its buffer rarely.
+const HISTORY_SPARE: usize = 8;
+
 /// State of the spectrum worker.
 pub struct SpectrumProcessor {
     sr: f32,
@@ -48,7 +52,13 @@ pub struct SpectrumProcessor {
     hann: Vec<f32>,
     power_corr: f32,
     mag_corr: f32,
+    /// The newest input is `history[hist_end - hist_len..hist_end]`; new
+    /// blocks are appended after it and the tail is moved back to the
+    /// start only when the buffer is full (once every [`HISTORY_SPARE`]
+    /// windows, instead of shifting the window by one block every block).
     history: Vec<f32>,
+    hist_len: usize,
+    hist_end: usize,
     since_hop: usize,
     frames_in: u64,
     fft_in: Vec<f32>,
@@ -91,6 +101,7 @@ impl SpectrumProcessor {
         let coh: f32 = hann.iter().sum();
         let hop_s = hop as f32 / sr_f;
         let det = DetectorFrontEnd::new(sr, window, hop);
+        super::lanes::warm_up();
         let mut s = SpectrumProcessor {
             sr: sr_f,
             window,
@@ -102,7 +113,9 @@ impl SpectrumProcessor {
             hann,
             power_corr: 2.0 / (coh * coh).max(1e-12),
             mag_corr: 2.0 / coh.max(1e-12),
-            history: vec![0.0; window.max(det.window())],
+            history: vec![0.0; window.max(det.window()) * (1 + HISTORY_SPARE)],
+            hist_len: window.max(det.window()),
+            hist_end: window.max(det.window()),
             since_hop: 0,
             frames_in: 0,
             power: vec![0.0; n_rfft],
@@ -164,25 +177,28 @@ impl SpectrumProcessor {
     }
 
     fn push_history(&mut self, x: &[f32]) {
-        let w = self.history.len();
+        let w = self.hist_len;
         if x.len() >= w {
-            self.history.copy_from_slice(&x[x.len() - w..]);
-        } else {
-            self.history.copy_within(x.len().., 0);
-            self.history[w - x.len()..].copy_from_slice(x);
+            self.history[..w].copy_from_slice(&x[x.len() - w..]);
+            self.hist_end = w;
+            return;
         }
+        if self.hist_end + x.len() > self.history.len() {
+            let keep = w - x.len();
+            self.history
+                .copy_within(self.hist_end - keep..self.hist_end, 0);
+            self.hist_end = keep;
+        }
+        self.history[self.hist_end..self.hist_end + x.len()].copy_from_slice(x);
+        self.hist_end += x.len();
     }
 
     fn analyse(&mut self, t_capture_ns: u64, time_s: f64) {
         let p = self
             .applied
             .unwrap_or_else(|| DspParams::from_config(&Default::default()));
-        let mut sum_sq = 0.0f32;
-        let newest = &self.history[self.history.len() - self.window..];
-        for ((o, &h), &w) in self.fft_in.iter_mut().zip(newest).zip(&self.hann) {
-            *o = h * w;
-            sum_sq += h * h;
-        }
+        let newest = &self.history[self.hist_end - self.window..self.hist_end];
+        let sum_sq = super::lanes::window_sum_sq(&mut self.fft_in, newest, &self.hann);
         // The FFT of a buffer of the planned length cannot fail; on the
         // impossible error the previous spectrum is kept.
         let _ = self.fft.process_with_scratch(
@@ -190,24 +206,18 @@ impl SpectrumProcessor {
             &mut self.fft_out,
             &mut self.fft_scratch,
         );
-        for ((c, pw), m) in self
-            .fft_out
-            .iter()
-            .zip(self.power.iter_mut())
-            .zip(self.mag.iter_mut())
-        {
-            let n2 = c.norm_sqr();
-            *pw = n2 * self.power_corr;
-            *m = n2.sqrt() * self.mag_corr;
-        }
-        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
-        let bin_hz = self.sr / self.window as f32;
         // Spectral shape is read from the power smoothed over ~50 ms: a
         // single periodogram is too noisy (white noise would read a
         // flatness of ~0.56 instead of ~1) and visuals want steady values.
-        for (sp, p) in self.shape_power.iter_mut().zip(&self.power) {
-            *sp += self.shape_alpha * (p - *sp);
-        }
+        spectra(
+            &self.fft_out,
+            &mut self.power,
+            &mut self.mag,
+            &mut self.shape_power,
+            [self.power_corr, self.mag_corr, self.shape_alpha],
+        );
+        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
+        let bin_hz = self.sr / self.window as f32;
         let shape = spectral::shape(&self.shape_power, bin_hz);
         let (onset, tempo) = self.detect(rms_dbfs, &p);
         if onset.onset.is_some() {
@@ -269,7 +279,8 @@ impl SpectrumProcessor {
         let mag = if self.det.reuses_spectrum() {
             &self.mag[..]
         } else {
-            self.det.magnitudes(&self.history)
+            self.det
+                .magnitudes(&self.history[self.hist_end - self.hist_len..self.hist_end])
         };
         let mut onset = self.flux.process(mag, p);
         if !p.onset_enabled {
@@ -305,6 +316,27 @@ impl SpectrumProcessor {
     /// The rfft power spectrum of the last hop.
     pub fn power(&self) -> &[f32] {
         &self.power
+    }
+}
+
+super::lanes::multiversion! {
+    /// From the rfft `out`: the corrected power, the corrected magnitudes
+    /// and one step of the smoothed power, `[power_corr, mag_corr, alpha]`.
+    fn spectra(
+        out: &[Complex32],
+        power: &mut [f32],
+        mag: &mut [f32],
+        smoothed: &mut [f32],
+        k: [f32; 3],
+    ) {
+        let bins = out.iter().zip(power.iter_mut()).zip(mag.iter_mut()).zip(smoothed.iter_mut());
+        for (((c, pw), m), sp) in bins {
+            let n2 = c.re * c.re + c.im * c.im;
+            let p = n2 * k[0];
+            *pw = p;
+            *m = n2.sqrt() * k[1];
+            *sp += k[2] * (p - *sp);
+        }
     }
 }
 

@@ -173,6 +173,7 @@ fn run<P: Processor>(
     ctx.wake.register_current();
     let stats = &ctx.stats;
     stats.tid[ctx.role as usize].store(crate::service::gettid(), Ordering::Relaxed);
+    stats.pin_hot_thread();
     if let Some(prio) = ctx.rt_priority {
         let g = crate::rt::set_realtime_priority(prio);
         // Several workers share one flag: any refusal shows.

@@ -12,7 +12,7 @@ mod stop_fd;
 mod wake;
 
 pub use atomic::AtomicF32;
-pub use prio::{lock_memory, set_realtime_priority, RtGrant};
+pub use prio::{lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority, RtGrant};
 pub use stop_fd::StopFd;
 pub use wake::Wake;
 

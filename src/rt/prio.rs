@@ -48,3 +48,113 @@ pub fn lock_memory() -> RtGrant {
         Err(_) => RtGrant::Refused,
     }
 }
+
+/// The CPU `realtime.cpu` names for the per-block threads, checked against
+/// the CPUs this process may run on (its affinity mask, which systemd's
+/// `CPUAffinity=`, `taskset` or a cpuset may have narrowed). `Ok(None)`:
+/// leave placement to the scheduler (`off`, or `auto` with only one CPU
+/// allowed, where there is nothing to choose). `Err`: the CPU asked for is
+/// not one this process may use (the caller warns and does not pin).
+pub fn resolve_cpu(pin: crate::config::CpuPin) -> Result<Option<usize>, String> {
+    use crate::config::CpuPin;
+    use nix::sched::{sched_getaffinity, CpuSet};
+    use nix::unistd::Pid;
+    if pin == CpuPin::Off {
+        return Ok(None);
+    }
+    let allowed =
+        sched_getaffinity(Pid::from_raw(0)).map_err(|e| format!("sched_getaffinity: {e}"))?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    match pin {
+        CpuPin::Off => Ok(None),
+        CpuPin::Auto if cpus.len() < 2 => Ok(None),
+        CpuPin::Auto => Ok(cpus.last().copied()),
+        CpuPin::Cpu(n) if cpus.contains(&(n as usize)) => Ok(Some(n as usize)),
+        CpuPin::Cpu(n) => Err(format!(
+            "CPU {n} is not one this process may run on (allowed: {})",
+            cpu_list(&cpus)
+        )),
+    }
+}
+
+/// Keep the calling thread on `cpu`. Called once at a thread's start.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+}
+
+/// `0-3,6` style, as `taskset` and /proc print CPU lists.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if cpus[i] == start {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{}", cpus[i]));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CpuPin;
+
+    #[test]
+    fn cpu_lists_read_like_taskset() {
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(cpu_list(&[1]), "1");
+        assert_eq!(cpu_list(&[0, 2, 4, 5]), "0,2,4-5");
+        assert_eq!(cpu_list(&[]), "");
+    }
+
+    #[test]
+    fn auto_picks_the_last_allowed_cpu_and_a_foreign_cpu_is_refused() {
+        use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        // In a thread of its own whose mask the test narrows, so it holds on
+        // any machine and under any `taskset` the tests run in.
+        std::thread::spawn(|| {
+            let allowed = sched_getaffinity(Pid::from_raw(0)).unwrap();
+            let cpus: Vec<usize> = (0..CpuSet::count())
+                .filter(|&c| allowed.is_set(c).unwrap())
+                .collect();
+            assert_eq!(resolve_cpu(CpuPin::Off), Ok(None));
+            if cpus.len() >= 2 {
+                let mut two = CpuSet::new();
+                two.set(cpus[0]).unwrap();
+                two.set(cpus[1]).unwrap();
+                sched_setaffinity(Pid::from_raw(0), &two).unwrap();
+                assert_eq!(resolve_cpu(CpuPin::Auto), Ok(Some(cpus[1])));
+                assert_eq!(resolve_cpu(CpuPin::Cpu(cpus[0] as u16)), Ok(Some(cpus[0])));
+            }
+            assert!(pin_current_thread(cpus[0]));
+            // One CPU allowed: nothing to choose.
+            assert_eq!(resolve_cpu(CpuPin::Auto), Ok(None));
+            assert_eq!(resolve_cpu(CpuPin::Cpu(cpus[0] as u16)), Ok(Some(cpus[0])));
+            let other = if cpus[0] == 1023 { 0 } else { 1023 };
+            let e = resolve_cpu(CpuPin::Cpu(other)).unwrap_err();
+            let want = format!("allowed: {})", cpus[0]);
+            assert!(
+                e.contains(&format!("CPU {other} ")) && e.contains(&want),
+                "{e}"
+            );
+            assert!(!pin_current_thread(other as usize));
+        })
+        .join()
+        .unwrap();
+    }
+}

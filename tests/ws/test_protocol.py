@@ -4,6 +4,7 @@ inbound type's success path (answered by the new meta), and bad input
 
 import asyncio
 import json
+import os
 import re
 import time
 
@@ -41,6 +42,9 @@ def test_a_new_client_gets_meta_then_devices_presets_snapshots_and_fft(server):
             for key in ["cb_overruns", "dsp_drops", "fft_drops", "perf", "xruns", "ring_drops", "latency_ms",
                         "realtime", "clients"]:
                 assert key in st, key
+            # realtime.cpu: the CPU the per-block threads share, or null.
+            assert set(st["realtime"]) == {"capture", "workers", "mlock", "cpu"}
+            assert st["realtime"]["cpu"] is None or st["realtime"]["cpu"] in os.sched_getaffinity(0)
             await ws.send(json.dumps({"type": "set_fft", "enabled": True}))
             while True:
                 f = await asyncio.wait_for(ws.recv(), 5)

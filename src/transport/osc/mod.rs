@@ -411,6 +411,7 @@ pub fn spawn(
                 crate::rt::set_realtime_priority(prio);
             }
             ctx.stats.tid[Role::Osc as usize].store(crate::service::gettid(), Ordering::Relaxed);
+            ctx.stats.pin_hot_thread();
             let fault = crate::rt::fault::Fault::for_role(Role::Osc);
             let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
             let mut last_meta: Option<(Instant, Meta)> = None;

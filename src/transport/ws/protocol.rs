@@ -388,6 +388,9 @@ pub struct Realtime {
     pub capture: &'static str,
     pub workers: &'static str,
     pub mlock: &'static str,
+    /// The CPU capture, workers and OSC sender share (`realtime.cpu`);
+    /// `null` when the scheduler places them.
+    pub cpu: Option<u32>,
 }
 
 /// `server_status.device` (phase4).

@@ -146,6 +146,7 @@ impl StatusBuilder {
                 capture: stats.grant(&stats.rt_capture).as_str(),
                 workers: stats.grant(&stats.rt_workers).as_str(),
                 mlock: stats.grant(&stats.mem_locked).as_str(),
+                cpu: stats.pinned_cpu().map(|c| c as u32),
             },
             clients,
             device: DeviceStatus {
