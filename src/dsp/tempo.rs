@@ -16,10 +16,12 @@
 //! 2. **Beat state filter** ([`dbn::BeatStates`]): a bar-pointer model over
 //!    (beat period, position in the beat) for every integer period of the
 //!    configured tempo range, run forward. Tempo, phase and metrical level
-//!    are one inference: a beat falls in the hop in which the most probable
-//!    state enters its beat region, and the tempo is the posterior-weighted
-//!    period around the most probable one. A tempo outside
-//!    `[min_bpm, max_bpm]` is tracked at its octave inside the range.
+//!    are one inference: the tempo is the posterior-weighted period around
+//!    the reported hypothesis (the most probable one; once a tempo is
+//!    claimed, held against a slower rival until that clearly outweighs it:
+//!    [`hold`]), and a beat falls in the hop in which that hypothesis's
+//!    phase wraps. A tempo outside `[min_bpm, max_bpm]` is tracked at its
+//!    octave inside the range.
 //! 3. **Confidence and lock**: the filter's own posterior is no measure of
 //!    confidence (on noise it settles on some tempo too), so confidence is
 //!    how well the beats it predicts meet the signal: a running mean over
@@ -40,6 +42,7 @@
 //! are treated as zero).
 
 mod dbn;
+mod hold;
 mod kick;
 
 use super::onset::{one_pole, BEAT_GROUPS, ODF_PEAK_LAG_S};

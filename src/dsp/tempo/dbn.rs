@@ -17,7 +17,7 @@
 //! reports a beat where that phase wraps. The tempo is the
 //! posterior-weighted period around the reported hypothesis: the most
 //! probable one, except that once a tempo is claimed a slower hypothesis
-//! must clearly outweigh it ([`TEMPO_SWITCH`]) to take over; the beats
+//! must clearly outweigh it ([`super::hold`]) to take over; the beats
 //! follow the reported hypothesis.
 //!
 //! Storage: each period's positions live in a ring; advancing every
@@ -26,6 +26,8 @@
 //! Real-time safety: sized in `new` for the widest range the configuration
 //! allows (30–300 BPM); `set_range` rebuilds the active part in place;
 //! `step` never allocates.
+
+use super::hold::TempoHold;
 
 /// Tempo-change stiffness at a beat (madmom's transition λ).
 const LAMBDA: f32 = 100.0;
@@ -72,28 +74,6 @@ const PHASE_SWITCH: f32 = 2.0;
 /// A mode is followed once it holds this many times its share of the
 /// belief (a flat belief has no mode to follow).
 const RUN_SHARE: f32 = 1.2;
-/// Once a tempo has been claimed (the caller sets [`BeatStates::hold`]) and
-/// the reported hypothesis reported for [`TEMPO_HOLD_AGE_S`], a
-/// *slower* hypothesis (further than 4 % away) replaces it in the reported
-/// tempo only with this many times its belief; a faster one as soon as it
-/// is the most probable.
-///
-/// Why: on the development corpus the claimed tempo often flipped for a
-/// few beats to a slower relative (2:3, 1:2 — a slower hypothesis has
-/// wider beat regions and fewer beats at which a missing onset costs it,
-/// so on a busy or syncopated passage it gains for a while) and back, and
-/// every flip restarts the tempo lock (and, when the beats followed the
-/// flip, the beat lock): median tempo lock 2.5 → 2.2 s, beat lock 3.3 →
-/// 3.1 s, excerpts locked within 2 s 11 → 13 of 30, other scores equal or
-/// up to +0.002. Held in both directions it also reached 1.9 s, but it
-/// delayed synthetic corrections towards faster tempi (dnb_174 back from
-/// 115 to 174 BPM, the 100 → 128 change) by 0.1–0.2 s. The age (since the
-/// claim and since the last move) keeps the hold off a claim that is still
-/// settling: a first claim is often at a 3:2 or 2:1 relative and corrected
-/// within a second (hiphop_00042, pop_00096; with 0.5 s rock_120_noisy
-/// locked later). Factors 1.3–2 gave the same median.
-const TEMPO_SWITCH: f32 = 1.5;
-const TEMPO_HOLD_AGE_S: f32 = 1.0;
 /// Hops between exact recomputations of the marginals.
 const RESYNC_HOPS: u32 = 256;
 /// Most periods kept; wider ranges keep a log-spaced subset.
@@ -129,15 +109,11 @@ pub(super) struct BeatStates {
     phase_run: Option<f32>,
     /// Hops the most probable tempo has stayed within 4 %.
     tempo_held: u32,
-    /// The hypothesis whose tempo is reported, and hops since it last
-    /// moved to another one more than 4 % away.
-    shown: Option<usize>,
-    shown_hops: u32,
-    /// Set by the caller while a tempo is claimed: slower rivals must
-    /// outweigh the reported hypothesis [`TEMPO_SWITCH`] times.
+    /// Which hypothesis's tempo is reported.
+    report: TempoHold,
+    /// Set by the caller while a tempo is claimed: slower rivals must then
+    /// clearly outweigh the reported hypothesis.
     pub(super) hold: bool,
-    /// Hops `hold` has been set without a break.
-    hold_hops: u32,
 }
 
 impl BeatStates {
@@ -168,10 +144,8 @@ impl BeatStates {
             best: (0, 0.0),
             phase_run: None,
             tempo_held: 0,
-            shown: None,
-            shown_hops: 0,
+            report: TempoHold::new(),
             hold: false,
-            hold_hops: 0,
         };
         s.set_range(55.0, 215.0);
         s
@@ -277,9 +251,7 @@ impl BeatStates {
         self.best = (self.n / 2, 0.0);
         self.phase_run = None;
         self.tempo_held = 0;
-        self.shown = None;
-        self.shown_hops = 0;
-        self.hold_hops = 0;
+        self.report.reset();
         self.hops_since_sync = 0;
     }
 
@@ -391,8 +363,13 @@ impl BeatStates {
                 bi = i;
             }
         }
-        self.show(bi);
-        let bi = self.shown.unwrap_or(bi);
+        let bi = self.report.update(
+            &self.period[..n],
+            &self.marg[..n],
+            bi,
+            self.hold,
+            self.hop_s,
+        );
         let (o, p, h) = (
             self.off[bi] as usize,
             self.period[bi] as usize,
@@ -441,46 +418,6 @@ impl BeatStates {
         self.phase_run = Some(phase);
     }
 
-    /// Move the reported hypothesis: onto the most probable period within
-    /// 4 % of it (a drifting tempo), and onto `bi`, the most probable
-    /// overall, when that is further away — at once when it is faster or
-    /// nothing is held, with [`TEMPO_SWITCH`] times the belief when slower.
-    fn show(&mut self, bi: usize) {
-        let Some(s) = self.shown.filter(|&s| s < self.n) else {
-            (self.shown, self.shown_hops) = (Some(bi), 0);
-            self.hold_hops = 0;
-            return;
-        };
-        let ps = self.period[s] as f32;
-        let mut local = s;
-        for i in 0..self.n {
-            let near = (self.period[i] as f32 / ps - 1.0).abs() <= 0.04;
-            if near && self.marg[i] > self.marg[local] {
-                local = i;
-            }
-        }
-        let far = (self.period[bi] as f32 / self.period[local] as f32 - 1.0).abs() > 0.04;
-        self.hold_hops = if self.hold {
-            self.hold_hops.saturating_add(1)
-        } else {
-            0
-        };
-        let age_s = self.shown_hops.min(self.hold_hops) as f32 * self.hop_s;
-        let aged = age_s >= TEMPO_HOLD_AGE_S;
-        let slower = self.period[bi] > self.period[local];
-        let k = if self.hold && aged && slower {
-            TEMPO_SWITCH
-        } else {
-            1.0
-        };
-        if far && self.marg[bi] > k * self.marg[local] {
-            (self.shown, self.shown_hops) = (Some(bi), 0);
-        } else {
-            self.shown = Some(local);
-            self.shown_hops = self.shown_hops.saturating_add(1);
-        }
-    }
-
     /// Tests: set the belief per tempo to `mass(bpm)` (every phase alike)
     /// and take one reporting decision; the reported tempo in BPM.
     #[cfg(test)]
@@ -492,7 +429,13 @@ impl BeatStates {
                 bi = i;
             }
         }
-        self.show(bi);
+        self.report.update(
+            &self.period[..self.n],
+            &self.marg[..self.n],
+            bi,
+            self.hold,
+            self.hop_s,
+        );
         self.tempo().0
     }
 
@@ -508,7 +451,7 @@ impl BeatStates {
         if n == 0 {
             return (0.0, 0.0);
         }
-        let bi = match self.shown.filter(|&s| s < n) {
+        let bi = match self.report.shown(n) {
             Some(s) => s,
             None => (0..n).fold(0, |b, i| if self.marg[i] > self.marg[b] { i } else { b }),
         };
