@@ -168,6 +168,8 @@ pub fn spawn<P: Processor>(
         .spawn(move || run(proc, input, outputs, params, ctx))
 }
 
+// Boxed on purpose: see `spawn` (the frame of this function is the stack).
+#[allow(clippy::boxed_local)]
 fn run<P: Processor>(
     mut proc: Box<P>,
     mut input: HeapCons<Block>,
