@@ -157,14 +157,21 @@ pub fn spawn<P: Processor>(
     ctx: WorkerCtx,
 ) -> std::io::Result<JoinHandle<()>> {
     let name = format!("p4-{}", crate::stats::ROLE_NAMES[ctx.role as usize]);
+    // On the heap before the thread starts: the processors are several KiB
+    // (the spectrum worker's FFT scratch and tables inline), and a debug
+    // build keeps copies of every by-value move in the frames of the
+    // worker's small stack (rt::THREAD_STACK); only the pointer moves now.
+    let proc = Box::new(proc);
     std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
         .name(name)
         .spawn(move || run(proc, input, outputs, params, ctx))
 }
 
+// Boxed on purpose: see `spawn` (the frame of this function is the stack).
+#[allow(clippy::boxed_local)]
 fn run<P: Processor>(
-    mut proc: P,
+    mut proc: Box<P>,
     mut input: HeapCons<Block>,
     mut outputs: Vec<FrameTx<P::Frame>>,
     mut params: ParamsRx,
