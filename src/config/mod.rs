@@ -9,6 +9,7 @@
 mod load;
 mod partial;
 pub mod ranges;
+mod realtime;
 mod rig;
 mod ui;
 mod validate;
@@ -16,6 +17,7 @@ mod validate;
 pub use load::{
     load_file, load_str, search_path, ConfigError, Problem, MAX_CONFIG_BYTES, MAX_PROBLEMS,
 };
+pub use realtime::{CpuPin, RealtimeConfig, MAX_CPU_INDEX};
 pub use rig::{
     DiscoveryBackend, DiscoveryConfig, LinkConfig, MidiConfig, OscQueryConfig, WledConfig,
 };
@@ -171,97 +173,6 @@ impl Default for AudioConfig {
             on_missing_device: MissingDevice::Retry,
             retry_initial_s: 0.25,
             retry_max_s: 5.0,
-        }
-    }
-}
-
-/// `[realtime]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RealtimeConfig {
-    /// Ask for SCHED_FIFO at all.
-    pub enabled: bool,
-    /// SCHED_FIFO priority of the capture thread.
-    pub capture_priority: u8,
-    /// SCHED_FIFO priority of the DSP workers.
-    pub worker_priority: u8,
-    /// `mlockall` the process.
-    pub lock_memory: bool,
-    /// Which CPU the per-block threads (capture, workers, OSC sender) share.
-    pub cpu: CpuPin,
-}
-
-/// `realtime.cpu`: where the threads that run once per block are kept.
-///
-/// Every block wakes the capture thread, the bands worker and the OSC
-/// sender in turn; on one CPU each hand-over is a plain wake-up, across
-/// CPUs it is an inter-processor interrupt (a VM exit under
-/// virtualisation) and cold caches. Their work is a few per cent of one
-/// core and they are SCHED_FIFO, so sharing one CPU costs them no latency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum CpuPin {
-    /// The last CPU the process may run on, when it may run on two or more.
-    #[default]
-    Auto,
-    /// Leave placement to the scheduler.
-    Off,
-    /// This CPU (0-based, as in `taskset -c`).
-    Cpu(u16),
-}
-
-/// Largest CPU number `realtime.cpu` accepts (the kernel's `CPU_SETSIZE` - 1).
-pub const MAX_CPU_INDEX: u16 = 1023;
-
-impl Serialize for CpuPin {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            CpuPin::Auto => s.serialize_str("auto"),
-            CpuPin::Off => s.serialize_str("off"),
-            CpuPin::Cpu(n) => s.serialize_u16(*n),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for CpuPin {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = CpuPin;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "\"auto\", \"off\" or a CPU number 0..={MAX_CPU_INDEX}")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CpuPin, E> {
-                match v {
-                    "auto" => Ok(CpuPin::Auto),
-                    "off" => Ok(CpuPin::Off),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
-                }
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<CpuPin, E> {
-                match u16::try_from(v) {
-                    Ok(n) if n <= MAX_CPU_INDEX => Ok(CpuPin::Cpu(n)),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
-                }
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<CpuPin, E> {
-                match u16::try_from(v) {
-                    Ok(n) if n <= MAX_CPU_INDEX => Ok(CpuPin::Cpu(n)),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Default for RealtimeConfig {
-    fn default() -> Self {
-        RealtimeConfig {
-            enabled: true,
-            capture_priority: 70,
-            worker_priority: 60,
-            lock_memory: true,
-            cpu: CpuPin::Auto,
         }
     }
 }
