@@ -30,7 +30,9 @@
 //!    music), mapped linearly from [`AGREE_ZERO`] (0) to
 //!    [`AGREE_ZERO`]` + `[`AGREE_SPAN`] (1). A tempo is claimed
 //!    (`locked`, `bpm > 0`, beat events) once confidence has stayed above
-//!    `lock_confidence` for [`LOCK_HOLD_S`]; the lock is dropped when
+//!    `lock_confidence` for [`LOCK_HOLD_S`], or at once on a beat that
+//!    lifts it clearly above ([`FAST_CLAIM_MARGIN`]; that beat is then the
+//!    first one reported, a few hops late); the lock is dropped when
 //!    confidence stays below 60 % of that for [`UNLOCK_HOLD_S`], and at
 //!    once — with all history cleared — when the input has been below
 //!    `silence_threshold_dbfs` for `silence_hold_s`. Short breaks keep the
