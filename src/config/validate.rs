@@ -35,6 +35,25 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     let mut k = Checker {
         problems: Vec::new(),
     };
+    audio(&mut k, c);
+    realtime(&mut k, c);
+    dsp(&mut k, c);
+    autoscale(&mut k, c);
+    fft(&mut k, c);
+    onset(&mut k, c);
+    ui(&mut k, c);
+    tempo(&mut k, c);
+    silence(&mut k, c);
+    osc(&mut k, c);
+    ws(&mut k, c);
+    monitor(&mut k, c);
+    k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
+    super::rig::check(c, &mut k);
+    k.problems
+}
+
+/// `[audio]`: rates, sizes, channels, the device retry.
+fn audio(k: &mut Checker, c: &Config) {
     let a = &c.audio;
     if a.device.trim().is_empty() && a.input.is_empty() {
         k.fail(
@@ -79,7 +98,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "must be at least audio.retry-initial-s",
         );
     }
+}
 
+/// `[realtime]`: FIFO priorities (`cpu` is checked by its parser).
+fn realtime(k: &mut Checker, c: &Config) {
     let r = &c.realtime;
     k.range_u(
         "realtime.capture-priority",
@@ -88,7 +110,12 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         99,
     );
     k.range_u("realtime.worker-priority", r.worker_priority as u64, 1, 99);
+}
 
+/// `[dsp]`: the filter order and the three bands, below the Nyquist cap
+/// of the configured rate.
+fn dsp(k: &mut Checker, c: &Config) {
+    let a = &c.audio;
     k.range_u(
         "dsp.filter-order",
         c.dsp.filter_order as u64,
@@ -125,7 +152,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             R::TAU_ATTACK_S.1,
         );
     }
+}
 
+/// `[autoscale]`.
+fn autoscale(k: &mut Checker, c: &Config) {
     let s = &c.autoscale;
     k.range_f(
         "autoscale.tau-attack-s",
@@ -157,7 +187,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         R::MASTER_GAIN.0,
         R::MASTER_GAIN.1,
     );
+}
 
+/// `[fft]`.
+fn fft(k: &mut Checker, c: &Config) {
     let f = &c.fft;
     let w = f.window_frames;
     if !(64..=16384).contains(&w) || !w.is_power_of_two() {
@@ -184,7 +217,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         "fft.f-min-hz",
         f.f_min_hz,
         1.0,
-        0.25 * a.sample_rate_hz as f64,
+        0.25 * c.audio.sample_rate_hz as f64,
     );
     k.range_f("fft.db-floor", f.db_floor, -200.0, -1.0);
     if !f.db_ceiling.is_finite() || f.db_ceiling <= f.db_floor || f.db_ceiling > 20.0 {
@@ -206,7 +239,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         R::TILT_DB_PER_OCT.0,
         R::TILT_DB_PER_OCT.1,
     );
+}
 
+/// `[onset]` and its three band detectors.
+fn onset(k: &mut Checker, c: &Config) {
     k.range_f(
         "onset.sensitivity",
         c.onset.sensitivity,
@@ -242,7 +278,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         );
         k.range_f(&key("abs-floor"), b.abs_floor, r.abs_floor.0, r.abs_floor.1);
     }
+}
 
+/// `[ui]`.
+fn ui(k: &mut Checker, c: &Config) {
     let u = &c.ui;
     k.range_f(
         "ui.peak-decay-per-s",
@@ -272,7 +311,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "each of \"bars\", \"lines\", \"scene\", \"fft\" once",
         );
     }
+}
 
+/// `[tempo]`: the range must hold every tempo folded into it.
+fn tempo(k: &mut Checker, c: &Config) {
     let t = &c.tempo;
     k.range_f("tempo.min-bpm", t.min_bpm, R::BPM.0, R::BPM.1);
     k.range_f("tempo.max-bpm", t.max_bpm, R::BPM.0, R::BPM.1);
@@ -292,7 +334,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         R::LOCK_CONFIDENCE.0,
         R::LOCK_CONFIDENCE.1,
     );
+}
 
+/// `[silence]`.
+fn silence(k: &mut Checker, c: &Config) {
     k.range_f(
         "silence.threshold-dbfs",
         c.silence.threshold_dbfs,
@@ -300,7 +345,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         0.0,
     );
     k.range_f("silence.hold-s", c.silence.hold_s, 0.0, 600.0);
+}
 
+/// `[osc]`: prefix, addresses and destinations.
+fn osc(k: &mut Checker, c: &Config) {
     let o = &c.osc;
     if !o.prefix.starts_with('/') || o.prefix.ends_with('/') || o.prefix.contains(' ') {
         k.fail(
@@ -357,7 +405,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     k.range_f("osc.meta-interval-s", o.meta_interval_s, 0.1, 60.0);
     k.range_f("osc.resolve-interval-s", o.resolve_interval_s, 1.0, 3600.0);
+}
 
+/// `[ws]`: addresses, ports, limits.
+fn ws(k: &mut Checker, c: &Config) {
     let ws = &c.ws;
     if ws.bind.parse::<std::net::IpAddr>().is_err() {
         k.fail(
@@ -429,7 +480,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         10_000.0,
     );
     k.range_f("ws.stall-timeout-s", ws.stall_timeout_s, 0.5, 120.0);
+}
 
+/// `[monitor]` and `[record]`.
+fn monitor(k: &mut Checker, c: &Config) {
     let m = &c.monitor;
     if m.frame_ms != 10 && m.frame_ms != 20 {
         k.fail("monitor.frame-ms", m.frame_ms, "10 or 20");
@@ -441,10 +495,6 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.range_u("record.max-total-mb", r.max_total_mb, 1, 1 << 30);
     k.range_u("record.min-free-mb", r.min_free_mb, 0, 1 << 30);
     k.range_f("record.max-file-s", r.max_file_s, 10.0, 86_400.0);
-
-    k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
-    super::rig::check(c, &mut k);
-    k.problems
 }
 
 #[cfg(test)]

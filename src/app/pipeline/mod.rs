@@ -1,6 +1,7 @@
-//! Building and tearing down the thread graph: rings, workers, the OSC
-//! sender, control, the WebSocket and HTTP servers and the capture thread,
-//! in start order; and switching the capture device at runtime.
+//! The running thread graph: rings, workers, the OSC sender, control, the
+//! WebSocket and HTTP servers and the capture thread (started in that order
+//! by [`Pipeline::start`], in `start.rs`); stopping it, and switching the
+//! capture device at runtime.
 //!
 //! Nothing here waits without a bound: the capture thread is given
 //! [`CAPTURE_STOP_WAIT`] to stop, every join is a wait on a deadline, and a
@@ -9,24 +10,19 @@
 //! signals, the watchdog and the health line keep going while a new device
 //! opens.
 
-use super::devices::{AppDevices, SwitchRequest};
+mod start;
+
+use super::devices::SwitchRequest;
 use crate::capture::thread::{self as capture, BlockTx, CaptureCtx, CaptureEvent, CaptureSpec};
 use crate::config::{AudioConfig, Config, MissingDevice};
-use crate::control::state::State;
-use crate::control::{Controller, Shared};
+use crate::control::Shared;
 use crate::dsp::biquad::BandPass;
 use crate::dsp::params::{DspParams, ParamsHub};
-use crate::dsp::worker::{self, BandsWorker, FrameTx, SpectrumWorker, WorkerCtx, FRAME_RING};
-use crate::monitor::{self, MonitorHub};
 use crate::rt::Wake;
 use crate::service::logging::RateLimit;
 use crate::stats::{DeviceInfo, Role, Stats};
-use crate::transport::osc::{self, Meta, OscCtx, OscSender};
-use crate::transport::ws::{self, WsCtx};
-use crate::types::{BandsFrame, Block, SpectrumFrame};
+use crate::transport::osc::Meta;
 use anyhow::Context;
-use ringbuf::traits::Split;
-use ringbuf::HeapRb;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,292 +91,6 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Build rings and start every thread. `config` is the configuration
-    /// with the runtime `state` already layered over it; `base` is the
-    /// configuration as loaded (control layers later changes over it).
-    pub fn start(
-        config: &Config,
-        base: &Config,
-        state: &State,
-        stats: Arc<Stats>,
-        opts: &super::RunOptions,
-    ) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let capture_stop = Arc::new(AtomicBool::new(false));
-        let stop_fd = nix::sys::eventfd::EventFd::from_value_and_flags(
-            0,
-            nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
-        )
-        .context("eventfd")?;
-        let stop_all = crate::rt::StopFd::new().context("eventfd")?;
-        let dsp = DspParams::from_config(config);
-        let params = Arc::new(ParamsHub::new(dsp));
-        let a = &config.audio;
-        let sr = a.sample_rate_hz;
-        let cap = block_ring_capacity(a.block_frames, sr);
-        let rt_worker = config
-            .realtime
-            .enabled
-            .then_some(config.realtime.worker_priority);
-        let meta = Arc::new(Mutex::new(Meta::default()));
-        pin_hot_threads(config.realtime.cpu, &stats);
-
-        // Output rings: workers → OSC.
-        let mut threads = Vec::new();
-        let mut wakes = Vec::new();
-        let mut roles = vec![Role::Capture, Role::Bands, Role::Spectrum];
-        let osc_wake = Arc::new(Wake::new());
-        let (bands_osc_tx, bands_osc_rx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
-        let (spec_osc_tx, spec_osc_rx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
-        let mut bands_outputs = Vec::new();
-        let mut spec_outputs = Vec::new();
-        if config.osc.enabled {
-            bands_outputs.push(FrameTx {
-                prod: bands_osc_tx,
-                wake: osc_wake.clone(),
-            });
-            spec_outputs.push(FrameTx {
-                prod: spec_osc_tx,
-                wake: osc_wake.clone(),
-            });
-        }
-
-        // Output rings: workers → WebSocket. The broadcaster sleeps in
-        // poll() on its sockets and drains these on its own clock, so it
-        // registers no thread to wake: a worker's wake() is then a no-op.
-        let ws_wake = Arc::new(Wake::new());
-        let (bands_ws_tx, bands_ws_rx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
-        let (spec_ws_tx, spec_ws_rx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
-        if config.ws.enabled {
-            bands_outputs.push(FrameTx {
-                prod: bands_ws_tx,
-                wake: ws_wake.clone(),
-            });
-            spec_outputs.push(FrameTx {
-                prod: spec_ws_tx,
-                wake: ws_wake.clone(),
-            });
-        }
-
-        // Rig outputs (issue 13): their rings, only for what is enabled.
-        let (rig_taps, rig_pending) = crate::rig::taps(config, cap);
-        bands_outputs.extend(rig_taps.bands);
-        spec_outputs.extend(rig_taps.spectrum);
-
-        // Workers.
-        let mut block_txs = Vec::new();
-        let bands_wake = Arc::new(Wake::new());
-        let (btx, brx) = HeapRb::<Block>::new(cap).split();
-        block_txs.push(BlockTx {
-            prod: btx,
-            wake: bands_wake.clone(),
-            drop_slot: 0,
-            gate: None,
-        });
-        threads.push(
-            worker::spawn(
-                BandsWorker::new(
-                    sr,
-                    a.block_frames as usize,
-                    config.fft.window_frames as usize,
-                    &dsp,
-                ),
-                brx,
-                bands_outputs,
-                params.subscribe(),
-                WorkerCtx {
-                    role: Role::Bands,
-                    stats: stats.clone(),
-                    stop: stop.clone(),
-                    wake: bands_wake.clone(),
-                    rt_priority: rt_worker,
-                },
-            )
-            .context("spawn bands worker")?,
-        );
-        let spec_wake = Arc::new(Wake::new());
-        let (stx, srx) = HeapRb::<Block>::new(cap).split();
-        block_txs.push(BlockTx {
-            prod: stx,
-            wake: spec_wake.clone(),
-            drop_slot: 1,
-            gate: None,
-        });
-        threads.push(
-            worker::spawn(
-                SpectrumWorker::new(
-                    sr,
-                    config.fft.window_frames as usize,
-                    config.fft.hop_frames as usize,
-                    &dsp,
-                ),
-                srx,
-                spec_outputs,
-                params.subscribe(),
-                WorkerCtx {
-                    role: Role::Spectrum,
-                    stats: stats.clone(),
-                    stop: stop.clone(),
-                    wake: spec_wake.clone(),
-                    rt_priority: rt_worker,
-                },
-            )
-            .context("spawn spectrum worker")?,
-        );
-        wakes.push(bands_wake);
-        wakes.push(spec_wake);
-
-        // The monitor stream, recordings and the replay buffer.
-        let monitor = spawn_monitor(config, &stats, &stop, &mut block_txs)?;
-        let (monitor_link, tickets) = match monitor {
-            Some((spawned, wake)) => {
-                threads.extend(spawned.threads);
-                wakes.push(wake);
-                (Some(spawned.link), Some(spawned.tickets))
-            }
-            None => (None, None),
-        };
-
-        // OSC.
-        if config.osc.enabled {
-            let sender = OscSender::new(&config.osc, stats.clone()).context("OSC socket")?;
-            if sender.destinations().is_empty() {
-                log::warn!(
-                    "osc: no destination could be resolved yet; retrying every {} s",
-                    config.osc.resolve_interval_s
-                );
-            } else {
-                log::info!("osc: sending to {:?}", sender.destinations());
-            }
-            threads.push(
-                osc::spawn(
-                    sender,
-                    bands_osc_rx,
-                    spec_osc_rx,
-                    OscCtx {
-                        stats: stats.clone(),
-                        stop: stop.clone(),
-                        wake: osc_wake.clone(),
-                        meta: meta.clone(),
-                        rt_priority: rt_worker.map(|p| p.saturating_sub(5).max(1)),
-                    },
-                )
-                .context("spawn OSC sender")?,
-            );
-            roles.push(Role::Osc);
-            wakes.push(osc_wake);
-        } else {
-            drop(bands_osc_rx);
-            drop(spec_osc_rx);
-        }
-
-        // Control, WebSocket and HTTP.
-        let shared = Shared::new(config, state);
-        let (switch_tx, switch_rx) = std::sync::mpsc::channel();
-        let mut control_access = None;
-        if config.ws.enabled {
-            let (req_tx, req_rx) = std::sync::mpsc::channel();
-            // One secret for every door that can change settings.
-            let secret = crate::control::secret::load_or_create(config);
-            control_access = Some(crate::rig::ControlAccess {
-                requests: req_tx.clone(),
-                secret: secret.clone(),
-            });
-            let (rep_tx, rep_rx) = std::sync::mpsc::channel();
-            let controller = Controller::new(
-                base,
-                state.clone(),
-                params.clone(),
-                shared.clone(),
-                Box::new(AppDevices::new(config.audio.clone(), switch_tx)),
-            );
-            threads.push(
-                crate::control::spawn(controller, req_rx, rep_tx, stop.clone())
-                    .context("spawn control thread")?,
-            );
-            let ctx = WsCtx {
-                config: config.clone(),
-                stats: stats.clone(),
-                stop: stop.clone(),
-                stop_fd: stop_all.clone(),
-                shared: shared.clone(),
-                requests: req_tx,
-                replies: rep_rx,
-                monitor: monitor_link,
-                secret,
-            };
-            threads.extend(ws::spawn(ctx, bands_ws_rx, spec_ws_rx).with_context(|| {
-                format!("WebSocket server on {}:{}", config.ws.bind, config.ws.port)
-            })?);
-            threads.push(
-                crate::transport::http::spawn(
-                    &config.ws,
-                    recordings_access(config, tickets),
-                    stop.clone(),
-                    stop_all.clone(),
-                )
-                .with_context(|| {
-                    format!(
-                        "UI HTTP server on {}:{}",
-                        config.ws.bind, config.ws.http_port
-                    )
-                })?,
-            );
-            roles.push(Role::Ws);
-        } else {
-            drop((bands_ws_rx, spec_ws_rx, switch_tx));
-        }
-
-        // Rig outputs: mDNS, OSCQuery, Link feed, MIDI clock, WLED.
-        block_txs.extend(rig_taps.blocks);
-        threads.extend(crate::rig::spawn_rig_outputs(
-            crate::rig::RigCtx {
-                config,
-                stats: &stats,
-                stop: &stop,
-                rt_priority: rt_worker,
-                meta: &meta,
-                shared: &shared,
-                control: control_access,
-            },
-            rig_pending,
-        )?);
-
-        // Capture last: everything downstream is ready for its first block.
-        let (capture, ev_rx) = spawn_capture(
-            &config.audio,
-            config,
-            opts.max_audio_s,
-            block_txs,
-            &stats,
-            &capture_stop,
-            &stop_fd,
-        )?;
-
-        Ok(Pipeline {
-            events: ev_rx,
-            stale_events: VecDeque::new(),
-            switch: None,
-            open_fail_limit: RateLimit::new(Duration::from_secs(30)),
-            params,
-            meta,
-            shared,
-            config: config.clone(),
-            stop,
-            capture_stop,
-            stop_fd,
-            stop_all,
-            switches: switch_rx,
-            max_audio_s: opts.max_audio_s,
-            stats: stats.clone(),
-            capture: Some(capture),
-            threads,
-            wakes,
-            roles,
-            last_generation: 0,
-        })
-    }
-
     /// The threads whose heartbeats the watchdog checks.
     pub fn roles(&self) -> Vec<Role> {
         self.roles.clone()
@@ -658,44 +368,6 @@ fn source_name(a: &AudioConfig) -> &str {
     }
 }
 
-/// Start the monitor (`p4-monitor`, `p4-record`) and give capture its
-/// gated ring; only with the WebSocket server, which is how anyone listens
-/// or records.
-fn spawn_monitor(
-    config: &Config,
-    stats: &Arc<Stats>,
-    stop: &Arc<AtomicBool>,
-    block_txs: &mut Vec<BlockTx>,
-) -> anyhow::Result<Option<(monitor::Spawned, Arc<Wake>)>> {
-    if !config.ws.enabled {
-        return Ok(None);
-    }
-    let hub = MonitorHub::new(config);
-    let wake = Arc::new(Wake::new());
-    let cap = 4 * block_ring_capacity(config.audio.block_frames, config.audio.sample_rate_hz);
-    let (tx, rx) = HeapRb::<Block>::new(cap).split();
-    block_txs.push(BlockTx {
-        prod: tx,
-        wake: wake.clone(),
-        drop_slot: monitor::MONITOR_DROP_SLOT,
-        gate: Some(hub.gate.clone()),
-    });
-    let spawned = monitor::spawn(config, hub, rx, wake.clone(), stats.clone(), stop.clone())
-        .context("spawn monitor threads")?;
-    Ok(Some((spawned, wake)))
-}
-
-/// What the HTTP server needs to serve recordings.
-fn recordings_access(
-    config: &Config,
-    tickets: Option<Arc<monitor::files::Tickets>>,
-) -> Option<crate::transport::http_recordings::Access> {
-    Some(crate::transport::http_recordings::Access {
-        dir: config.state_dir()?.join(monitor::files::RECORDINGS_DIR),
-        tickets: tickets?,
-    })
-}
-
 /// Start a capture thread on `audio`, with its own event channel.
 fn spawn_capture(
     audio: &AudioConfig,
@@ -744,21 +416,5 @@ pub fn meta_for(p: &DspParams, sr: u32, block: u32) -> Meta {
         blocksize: block as i32,
         n_fft_bins: p.n_bins as i32,
         bands,
-    }
-}
-
-/// Choose the CPU the per-block threads will share (`realtime.cpu`) before
-/// any of them starts; each keeps itself there at its start.
-fn pin_hot_threads(pin: crate::config::CpuPin, stats: &Stats) {
-    match crate::rt::resolve_cpu(pin) {
-        Ok(Some(cpu)) => {
-            stats.rt_cpu.store(cpu as u32 + 1, Ordering::Relaxed);
-            log::info!("capture, DSP workers and OSC sender share CPU {cpu} (realtime.cpu)");
-        }
-        Ok(None) => stats.rt_cpu.store(0, Ordering::Relaxed),
-        Err(e) => {
-            stats.rt_cpu.store(0, Ordering::Relaxed);
-            log::warn!("realtime.cpu: {e}; leaving thread placement to the scheduler");
-        }
     }
 }

@@ -1,0 +1,295 @@
+//! The supervisor's loop on the main thread, once the pipeline runs: each
+//! tick it logs what the capture thread reported, says READY once the first
+//! block has gone through, feeds the watchdog only while every thread makes
+//! progress, advances parameter changes and device switches, reloads on
+//! SIGHUP and writes the health line; on a stop it stops the pipeline
+//! within its deadline.
+//!
+//! A tick never waits on anything but the signal wait that starts it.
+
+use super::health::{self, Health};
+use super::osc_watch::OscWatch;
+use super::pipeline::Pipeline;
+use super::reload::{self, Reloader};
+use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::capture::alsa_log::AlsaLog;
+use crate::capture::thread::{CaptureEvent, FatalKind};
+use crate::config::Config;
+use crate::rt::RtGrant;
+use crate::service::notify::Notifier;
+use crate::service::signals;
+use crate::stats::{DeviceInfo, Role, Stats};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A heartbeat older than this means the thread is not making progress.
+/// Every thread beats at least every ~100 ms (park and poll timeouts).
+const STALE_NS: u64 = 1_000_000_000;
+
+/// The supervisor's tick while running (a signal ends a tick early).
+const TICK: Duration = Duration::from_millis(100);
+/// Its tick until READY, which it must notice quickly.
+const TICK_STARTING: Duration = Duration::from_millis(20);
+
+/// How long the threads have to stop once a stop is requested.
+const STOP_WAIT: Duration = Duration::from_millis(800);
+
+/// Everything the loop keeps between ticks.
+pub(super) struct Supervisor {
+    pipeline: Pipeline,
+    /// The configuration the pipeline started with (state layered over it).
+    config: Config,
+    stats: Arc<Stats>,
+    roles: Vec<Role>,
+    notifier: Notifier,
+    reloader: Reloader,
+    health: Health,
+    health_every: Duration,
+    last_health: Instant,
+    osc_watch: OscWatch,
+    alsa_log: AlsaLog,
+    started: Instant,
+    ready: bool,
+    memlock_done: bool,
+    exit: i32,
+}
+
+impl Supervisor {
+    pub(super) fn new(
+        pipeline: Pipeline,
+        config: Config,
+        stats: Arc<Stats>,
+        notifier: Notifier,
+        reloader: Reloader,
+        alsa_log: AlsaLog,
+        started: Instant,
+    ) -> Self {
+        let osc_watch = OscWatch::new(if config.osc.enabled {
+            &config.osc.destinations
+        } else {
+            &[]
+        });
+        Supervisor {
+            roles: pipeline.roles(),
+            pipeline,
+            health_every: Duration::from_secs_f64(config.health.interval_s),
+            config,
+            stats,
+            notifier,
+            reloader,
+            health: Health::new(),
+            last_health: Instant::now(),
+            osc_watch,
+            alsa_log,
+            started,
+            ready: false,
+            memlock_done: false,
+            exit: 0,
+        }
+    }
+
+    /// Tick until a stop is requested or the input ends; stop the pipeline
+    /// and return the process exit status.
+    pub(super) fn run(mut self) -> i32 {
+        while !signals::stop_requested() {
+            // Signals end the wait at once; otherwise the supervisor ticks
+            // every 20 ms until READY (start-up time) and every 100 ms after
+            // it: its wake-ups are part of the process's context switches.
+            signals::wait(if self.ready { TICK } else { TICK_STARTING });
+            self.tick();
+        }
+        self.stop()
+    }
+
+    fn tick(&mut self) {
+        while let Some(ev) = self.pipeline.next_event() {
+            self.capture_event(ev);
+        }
+        self.alsa_log.drain(|l| log::warn!("{l}"));
+        let stale = self.stats.stale_threads(&self.roles, STALE_NS);
+        if !self.ready && first_block_through(&self.stats, &self.config) {
+            self.ready = true;
+            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            log::info!("ready: first block through the pipeline {ms:.0} ms after start");
+            self.notifier
+                .ready(&health::status_line(&self.stats, &stale));
+        }
+        if self.ready {
+            self.notifier
+                .status(&health::status_line(&self.stats, &stale));
+        }
+        // The watchdog is fed only while every pipeline thread makes
+        // progress; a hung thread stops the pings and systemd restarts us.
+        self.notifier.tick(self.ready && stale.is_empty());
+        self.pipeline.poll_params();
+        self.pipeline.poll_switches();
+        self.osc_watch.check(&self.stats);
+        if signals::take_reload() {
+            self.reload(&stale);
+        }
+        if let Some((n, sig)) = signals::take_ignored() {
+            log::info!(
+                "ignored {n} signal(s) (last: {}); phase4 stops on SIGTERM, SIGINT or SIGQUIT and reloads on SIGHUP",
+                signals::name(sig)
+            );
+        }
+        if signals::take_health_now() {
+            log::info!("{}", self.health_line());
+        }
+        if self.last_health.elapsed() >= self.health_every {
+            self.last_health = Instant::now();
+            log::info!("{}", self.health_line());
+        }
+    }
+
+    /// Log and act on what the capture thread reported.
+    fn capture_event(&mut self, ev: CaptureEvent) {
+        match ev {
+            CaptureEvent::Opened { info, rt } => self.opened(&info, rt),
+            CaptureEvent::OpenFailed { error, retry_s } => {
+                if let Some(held) = self.pipeline.open_fail_limit.allow() {
+                    log::warn!(
+                        "{error}; retrying in {retry_s:.2} s ({held} similar message(s) suppressed)"
+                    );
+                }
+                // The service is up and doing its job (waiting for the
+                // device, which it will pick up by itself): tell systemd,
+                // or it would time out the start and restart-loop.
+                if !self.ready {
+                    self.ready = true;
+                    log::info!("ready: waiting for the capture device");
+                    self.notifier.ready(&health::status_line(&self.stats, &[]));
+                }
+            }
+            CaptureEvent::Gone(e) => log::warn!(
+                "{e}; reopening (reopen {})",
+                self.stats.reopens.load(Ordering::Relaxed)
+            ),
+            CaptureEvent::Fatal { error, kind } => {
+                log::error!("{error}");
+                // A configuration problem exits 78, which systemd does not
+                // restart (RestartPreventExitStatus=78): restarting cannot
+                // make a missing file or device appear.
+                self.exit = match kind {
+                    FatalKind::Config => EXIT_CONFIG,
+                    FatalKind::Runtime => EXIT_FAILURE,
+                };
+                signals::request_stop();
+            }
+            CaptureEvent::Ended => {
+                log::info!("input ended; stopping");
+                self.pipeline.drain_outputs(Duration::from_millis(500));
+                signals::request_stop();
+            }
+        }
+    }
+
+    /// A device is open: say how, lock memory once a clocked device runs,
+    /// and tell the outputs its rate and block size.
+    fn opened(&mut self, info: &DeviceInfo, rt: RtGrant) {
+        log::info!(
+            "capture: {} open: format {}, access {}, rate {} Hz, {} channel(s), period {} frames, buffer {} frames, clock {}, SCHED_FIFO {}",
+            info.name, info.format, info.access, info.rate, info.channels,
+            info.period, info.buffer,
+            if info.clocked { "yes (device or sound server)" } else { "none (null plugin at the end of the chain: lossless, not real-time)" },
+            rt.as_str()
+        );
+        if rt == RtGrant::Refused {
+            log::warn!("real-time priority refused (need CAP_SYS_NICE or LimitRTPRIO); running at normal priority");
+        }
+        if info.clocked && self.config.realtime.lock_memory && !self.memlock_done {
+            self.memlock_done = true;
+            let g = crate::rt::lock_memory();
+            self.stats.set_grant(&self.stats.mem_locked, g);
+            match g {
+                RtGrant::Granted => log::info!("memory locked (mlockall)"),
+                _ => log::warn!(
+                    "mlockall refused (need CAP_IPC_LOCK or LimitMEMLOCK); memory may page out"
+                ),
+            }
+        }
+        self.pipeline.update_meta(info);
+        warn_beyond_nyquist(&self.pipeline.shared.config(), info.rate);
+    }
+
+    /// SIGHUP: re-read the file and apply what can change live.
+    fn reload(&mut self, stale: &[Role]) {
+        self.notifier.reloading();
+        match self.reloader.reload(&self.pipeline) {
+            reload::Outcome::NoFile => {
+                log::info!("reload: running on built-in defaults; no file to re-read")
+            }
+            reload::Outcome::Refused(e) => {
+                log::error!("reload: {e}; keeping the running configuration")
+            }
+            reload::Outcome::Applied {
+                needs_restart,
+                changed,
+            } => {
+                self.health_every = Duration::from_secs_f64(self.reloader.base().health.interval_s);
+                log::info!(
+                    "reload: {}",
+                    if changed {
+                        "applied"
+                    } else {
+                        "nothing to apply"
+                    }
+                );
+                if !needs_restart.is_empty() {
+                    log::warn!(
+                        "reload: changes to {} take effect at the next restart",
+                        needs_restart.join(", ")
+                    );
+                }
+            }
+        }
+        self.notifier
+            .ready(&health::status_line(&self.stats, stale));
+    }
+
+    fn health_line(&mut self) -> String {
+        let mut line = self.health.report(&self.stats).line;
+        let down = self.osc_watch.failing(&self.stats);
+        if !down.is_empty() {
+            line.push_str(" osc_down=");
+            line.push_str(&down.join(","));
+        }
+        line
+    }
+
+    fn stop(mut self) -> i32 {
+        self.notifier.stopping();
+        log::info!("stopping");
+        self.health.checkpoint(&self.stats);
+        self.pipeline.stop(STOP_WAIT);
+        self.alsa_log.drain(|l| log::warn!("{l}"));
+        log::info!("{}", self.health_line());
+        self.exit
+    }
+}
+
+/// Settings that the configured rate allows but the rate the device opened
+/// at does not (a band edge or the spectrum's lowest bin above what the
+/// device can carry): the DSP clamps them; say so once, at open.
+fn warn_beyond_nyquist(config: &Config, rate: u32) {
+    let mut at_rate = config.clone();
+    at_rate.audio.sample_rate_hz = rate;
+    for p in crate::config::validate(&at_rate) {
+        if p.key.starts_with("dsp.") || p.key.starts_with("fft.") {
+            log::warn!(
+                "{p} at the {rate} Hz the device opened at (configured {} Hz); the DSP clamps it",
+                config.audio.sample_rate_hz
+            );
+        }
+    }
+}
+
+fn first_block_through(stats: &Stats, config: &Config) -> bool {
+    if config.osc.enabled {
+        stats.latency.summary_since(None).count > 0
+    } else {
+        stats.heartbeat_ns[Role::Bands as usize].load(Ordering::Relaxed) > 0
+            && stats.blocks.load(Ordering::Relaxed) > 0
+    }
+}
