@@ -30,7 +30,9 @@
 //!    music), mapped linearly from [`AGREE_ZERO`] (0) to
 //!    [`AGREE_ZERO`]` + `[`AGREE_SPAN`] (1). A tempo is claimed
 //!    (`locked`, `bpm > 0`, beat events) once confidence has stayed above
-//!    `lock_confidence` for [`LOCK_HOLD_S`]; the lock is dropped when
+//!    `lock_confidence` for [`LOCK_HOLD_S`], or at once on a beat that
+//!    lifts it clearly above ([`FAST_CLAIM_MARGIN`]; that beat is then the
+//!    first one reported, a few hops late); the lock is dropped when
 //!    confidence stays below 60 % of that for [`UNLOCK_HOLD_S`], and at
 //!    once — with all history cleared — when the input has been below
 //!    `silence_threshold_dbfs` for `silence_hold_s`. Short breaks keep the
@@ -52,8 +54,16 @@ use dbn::BeatStates;
 use kick::{Kick, KickPhase};
 
 /// Confidence must stay above `lock_confidence` this long before a tempo is
-/// claimed.
+/// claimed, unless one beat lifts it clearly above ([`FAST_CLAIM_MARGIN`]).
 pub const LOCK_HOLD_S: f32 = 0.2;
+/// A beat whose agreement lifts confidence this share of the way from
+/// `lock_confidence` to 1 (0.7 at the default 0.5) claims the tempo at once
+/// when the other gates hold, and that beat is itself the first one
+/// reported ([`AGREE_AFTER_HOPS`] late, its time in `beat_lag_s`).
+/// Confidence changes only at beats, so the hold only ever waited for the
+/// beat after the one that earned the claim, and the exact-phase lock (two
+/// correct beats in a row) came a beat later.
+const FAST_CLAIM_MARGIN: f32 = 0.4;
 /// The tempo estimate must have stayed within 4 % this long before it is
 /// claimed (early on the filter may hover on a 2:3 or 3:4 relative).
 const STEADY_S: f32 = 0.3;
@@ -128,6 +138,8 @@ pub struct BeatTracker {
     kick_votes: u32,
     /// Hops until a beat on the kick's chain is due.
     pending: Option<u32>,
+    /// Hops since the last beat, while it went unreported (not locked).
+    unreported: Option<u32>,
     n_seen: u32,
     a_norm: f32,
     group_mean: [f32; BEAT_GROUPS],
@@ -147,6 +159,8 @@ pub struct BeatTracker {
     agree_due: u32,
     agree_peak: f32,
     agreement: f32,
+    /// A beat's agreement was completed in this hop.
+    agreed_now: bool,
     n_beats: u32,
     confidence: f32,
     above_s: f32,
@@ -176,6 +190,7 @@ impl BeatTracker {
             kick_candidate: 0.0,
             kick_votes: 0,
             pending: None,
+            unreported: None,
             states,
             n_seen: 0,
             a_norm: one_pole(hop_s, NORM_TAU_S),
@@ -193,6 +208,7 @@ impl BeatTracker {
             agree_due: 0,
             agree_peak: 0.0,
             agreement: AGREE_ZERO,
+            agreed_now: false,
             n_beats: 0,
             confidence: 0.0,
             above_s: 0.0,
@@ -287,11 +303,26 @@ impl BeatTracker {
                 beat = true;
             }
         }
+        if beat && !self.locked {
+            self.unreported = Some(0);
+        }
         // A beat recognised a few hops into its region is reported late
         // rather than back-dated: live and `analyze` then agree within a
         // block.
-        let beat = beat.then_some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
+        let mut beat = beat.then_some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
+        let was_locked = self.locked;
         self.update_lock(p);
+        if self.locked && !was_locked && beat.is_none() {
+            // A claim made by a beat's agreement reports that beat, a few
+            // hops late.
+            if let Some(k) = self.unreported.filter(|&k| k <= AGREE_AFTER_HOPS) {
+                beat = Some((SMOOTH_DELAY_HOPS + k as f32) * self.hop_s + ODF_PEAK_LAG_S);
+            }
+        }
+        self.unreported = match self.unreported {
+            Some(k) if !self.locked => Some(k.saturating_add(1)),
+            _ => None,
+        };
         if self.locked {
             // Report a steady number: follow the estimate with a short lag.
             if self.bpm <= 0.0 || (bpm / self.bpm - 1.0).abs() > 0.04 {
@@ -343,6 +374,7 @@ impl BeatTracker {
     /// Fold this hop's signal into the pending beat's agreement; once it is
     /// complete, update the agreement and the confidence.
     fn agree(&mut self) {
+        self.agreed_now = false;
         if self.agree_due == 0 {
             return;
         }
@@ -351,6 +383,7 @@ impl BeatTracker {
         if self.agree_due == 0 {
             let x = self.agree_peak.min(AGREE_MAX);
             self.n_beats = self.n_beats.saturating_add(1);
+            self.agreed_now = true;
             let a = AGREE_RATE.max(1.0 / (AGREE_PRIOR_BEATS + self.n_beats as f32));
             self.agreement += a * (x - self.agreement);
             self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
@@ -415,7 +448,8 @@ impl BeatTracker {
         let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S
             && self.n_beats >= MIN_BEATS
             && self.steady_s >= STEADY_S;
-        if !self.locked && settled && self.above_s >= LOCK_HOLD_S {
+        let fast = self.agreed_now && self.confidence >= thr + FAST_CLAIM_MARGIN * (1.0 - thr);
+        if !self.locked && settled && (self.above_s >= LOCK_HOLD_S || fast) {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
             self.locked = false;
@@ -459,6 +493,7 @@ impl BeatTracker {
         self.kick_candidate = 0.0;
         self.kick_votes = 0;
         self.pending = None;
+        self.unreported = None;
         self.n_seen = 0;
         self.group_mean = GROUP_PRIOR;
         self.group_prev = [[0.0; 2]; BEAT_GROUPS];
@@ -473,6 +508,7 @@ impl BeatTracker {
         self.agree_due = 0;
         self.agree_peak = 0.0;
         self.agreement = AGREE_ZERO;
+        self.agreed_now = false;
         self.n_beats = 0;
         self.confidence = 0.0;
         self.above_s = 0.0;

@@ -150,6 +150,34 @@ fn noise_claims_no_tempo() {
 }
 
 #[test]
+fn the_beat_that_earns_a_clear_claim_is_the_first_one_reported() {
+    // On clean clicks one beat lifts confidence far above the threshold:
+    // the tempo is claimed on that beat's agreement, and the beat itself is
+    // reported then (a few hops late, its time in `beat_lag_s`), not the
+    // beat after it. (At these tempi the other gates are open by then; at
+    // others the claim waits for the steady-tempo gate and comes between
+    // beats.)
+    for bpm in [100.0, 110.0, 120.0] {
+        let times = click_times(bpm, 0.5, 8.0);
+        let r = track(&clicks(&times, 8.0), &params());
+        let (t, s) = r
+            .states
+            .iter()
+            .find(|(_, s)| s.locked)
+            .unwrap_or_else(|| panic!("{bpm}: never locked"));
+        assert!(s.beat, "{bpm}: no beat at the claim ({t:.3} s)");
+        let b = t - s.beat_lag_s as f64;
+        assert!(nearest(&times, b) < 0.025, "{bpm}: first beat at {b:.3}");
+        assert!(
+            s.beat_lag_s < 0.1,
+            "{bpm}: reported {} s late",
+            s.beat_lag_s
+        );
+        assert_eq!(r.beats.first().copied(), Some(b));
+    }
+}
+
+#[test]
 fn phase_runs_from_zero_to_one_between_beats() {
     let times = click_times(120.0, 0.5, 12.0);
     let r = track(&clicks(&times, 12.0), &params());
