@@ -10,13 +10,11 @@ use crate::config::Config;
 use crate::control::secret::Secret;
 use crate::control::{Request, Shared};
 use crate::dsp::worker::{FrameTx, FRAME_RING};
-use crate::rt::Wake;
+use crate::rt::{touched_ring, Wake};
 use crate::stats::{Stats, RIG_DROP_SLOT};
 use crate::transport::osc::Meta;
 use crate::types::{BandsFrame, Block, SpectrumFrame};
 use anyhow::Context;
-use ringbuf::traits::Split;
-use ringbuf::HeapRb;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -71,8 +69,8 @@ pub fn taps(config: &Config, block_cap: usize) -> (RigTaps, RigPending) {
     // The workers wake this one, which has no thread: `p4-rig` runs on its
     // own 10 ms clock (see `hub`).
     let no_thread = Arc::new(Wake::new());
-    let (btx, brx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
-    let (stx, srx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
+    let (btx, brx) = touched_ring(FRAME_RING, BandsFrame::default());
+    let (stx, srx) = touched_ring(FRAME_RING, SpectrumFrame::zeroed());
     let mut taps = RigTaps {
         bands: Some(FrameTx {
             prod: btx,
@@ -86,7 +84,7 @@ pub fn taps(config: &Config, block_cap: usize) -> (RigTaps, RigPending) {
     };
     let mut blocks = None;
     if e & outputs::WLED != 0 {
-        let (ptx, prx) = HeapRb::<Block>::new(block_cap).split();
+        let (ptx, prx) = touched_ring(block_cap, Block::zeroed());
         taps.blocks = Some(BlockTx {
             prod: ptx,
             wake: wake.clone(),

@@ -8,17 +8,20 @@
 mod atomic;
 pub mod fault;
 mod prio;
+mod ring;
 mod stop_fd;
 mod wake;
 
 pub use atomic::AtomicF32;
 pub use prio::{lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority, RtGrant};
+pub use ring::touched_ring;
 pub use stop_fd::StopFd;
 pub use wake::Wake;
 
-/// Stack size of phase4's own threads. With `mlockall` every mapped page is
-/// resident, so the 2 MiB default stack of each thread would cost 2 MiB of
-/// RAM; none of our loops needs more than a few tens of KiB.
+/// Stack size of phase4's own threads: none of our loops needs more than a
+/// few tens of KiB. (Memory is locked with `MCL_ONFAULT`, so only the stack
+/// pages a thread touches are resident; a smaller reservation still keeps
+/// the locked address space small.)
 pub const THREAD_STACK: usize = 256 * 1024;
 
 thread_local! {

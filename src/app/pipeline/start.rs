@@ -17,15 +17,14 @@ use crate::dsp::params::{DspParams, ParamsHub};
 use crate::dsp::worker::{self, BandsWorker, FrameTx, SpectrumWorker, WorkerCtx, FRAME_RING};
 use crate::monitor::{self, MonitorHub};
 use crate::rig::{ControlAccess, RigPending};
-use crate::rt::{StopFd, Wake};
+use crate::rt::{touched_ring, StopFd, Wake};
 use crate::service::logging::RateLimit;
 use crate::stats::{Role, Stats};
 use crate::transport::osc::{self, Meta, OscCtx, OscSender};
 use crate::transport::ws::{self, WsCtx};
 use crate::types::{BandsFrame, Block, SpectrumFrame};
 use anyhow::Context;
-use ringbuf::traits::Split;
-use ringbuf::{HeapCons, HeapRb};
+use ringbuf::HeapCons;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -187,7 +186,7 @@ impl<'a> Graph<'a> {
         outputs: Vec<FrameTx<P::Frame>>,
     ) -> std::io::Result<()> {
         let wake = Arc::new(Wake::new());
-        let (tx, rx) = HeapRb::<Block>::new(self.block_cap).split();
+        let (tx, rx) = touched_ring(self.block_cap, Block::zeroed());
         self.block_txs.push(BlockTx {
             prod: tx,
             wake: wake.clone(),
@@ -222,7 +221,7 @@ impl<'a> Graph<'a> {
         }
         let hub = MonitorHub::new(config);
         let wake = Arc::new(Wake::new());
-        let (tx, rx) = HeapRb::<Block>::new(4 * self.block_cap).split();
+        let (tx, rx) = touched_ring(4 * self.block_cap, Block::zeroed());
         self.block_txs.push(BlockTx {
             prod: tx,
             wake: wake.clone(),
@@ -428,8 +427,8 @@ fn frame_rings(
     spectrum: &mut Vec<FrameTx<SpectrumFrame>>,
     wake: &Arc<Wake>,
 ) -> (HeapCons<BandsFrame>, HeapCons<SpectrumFrame>) {
-    let (btx, brx) = HeapRb::<BandsFrame>::new(FRAME_RING).split();
-    let (stx, srx) = HeapRb::<SpectrumFrame>::new(FRAME_RING).split();
+    let (btx, brx) = touched_ring(FRAME_RING, BandsFrame::default());
+    let (stx, srx) = touched_ring(FRAME_RING, SpectrumFrame::zeroed());
     bands.push(FrameTx {
         prod: btx,
         wake: wake.clone(),

@@ -1,0 +1,111 @@
+"""Locked memory (issue 10): resident memory and page faults of the live service.
+
+phase4 locks its memory with mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT):
+every page it touches stays resident, and only those. Read from /proc, i.e.
+what the kernel counts: the process's peak RSS (VmHWM) and locked size
+(VmLck), and each thread's minor and major page faults (fields 10 and 12 of
+/proc/PID/task/TID/stat).
+"""
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import RATE, render, tone, write_config, write_wav
+
+HOT = ("p4-capture", "p4-bands", "p4-spectrum", "p4-osc")
+BLOCK = 256
+# DESIGN: resident memory <= 16 MiB live (48 kHz / 256, FFT on, OSC, one WS client).
+RSS_LIMIT_KIB = 16 * 1024
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def kib(field):
+    return int(field.split()[0])
+
+
+def faults(pid):
+    """{thread name: minor + major page faults so far} for the hot threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        if name in HOT:
+            # fields[0] is the state (field 3): minflt is field 10, majflt 12.
+            out[name] = int(fields[7]) + int(fields[9])
+    return out
+
+
+def start(phase4_bin, tmp_path):
+    wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
+    cfg = write_config(tmp_path / "c.toml", fft={"enabled": True}, osc={"send-fft": True},
+                       ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+                       audio={"block-frames": BLOCK},
+                       state={"dir": ""}, health={"interval-s": 60.0})
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(faults(p.pid)) != set(HOT):
+        assert p.poll() is None, p.stderr.read()
+        time.sleep(0.1)
+    return p
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    return err
+
+
+def test_resident_memory_stays_under_16_mib_with_the_websocket_server_on(phase4_bin, tmp_path):
+    p = start(phase4_bin, tmp_path)
+    try:
+        time.sleep(3.0)
+        st = status(p.pid)
+    finally:
+        err = stop(p)
+    if os.geteuid() == 0:
+        # Root may lock: the figure is the one with memory locked.
+        assert "memory locked (mlockall)" in err, err
+        assert kib(st["VmLck"]) > 0, st["VmLck"]
+    assert kib(st["VmHWM"]) <= RSS_LIMIT_KIB, f"peak RSS {kib(st['VmHWM'])} KiB > 16 MiB"
+
+
+def test_hot_threads_take_no_page_fault_once_running(phase4_bin, tmp_path):
+    p = start(phase4_bin, tmp_path)
+    try:
+        time.sleep(1.5)  # the rings have gone round several times
+        before = faults(p.pid)
+        time.sleep(3.0)
+        after = faults(p.pid)
+    finally:
+        stop(p)
+    new = {t: after[t] - before[t] for t in HOT}
+    assert all(n == 0 for n in new.values()), f"page faults after start-up: {new}"
+    # The block rings the capture thread fills (bands and spectrum workers,
+    # a quarter second each) are touched when they are made: had the capture
+    # thread touched them first, it would have taken a fault per page.
+    slots = min(max(math.ceil(RATE / BLOCK * 0.25), 16), 256)
+    ring_pages = 2 * slots * (2048 * 4 + 64) // 4096
+    assert before["p4-capture"] < ring_pages // 2, (before, ring_pages)
