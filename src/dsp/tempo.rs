@@ -159,8 +159,6 @@ pub struct BeatTracker {
     agree_due: u32,
     agree_peak: f32,
     agreement: f32,
-    /// A beat's agreement was completed in this hop.
-    agreed_now: bool,
     n_beats: u32,
     confidence: f32,
     above_s: f32,
@@ -208,7 +206,6 @@ impl BeatTracker {
             agree_due: 0,
             agree_peak: 0.0,
             agreement: AGREE_ZERO,
-            agreed_now: false,
             n_beats: 0,
             confidence: 0.0,
             above_s: 0.0,
@@ -262,7 +259,7 @@ impl BeatTracker {
         } else {
             self.observe(groups)
         };
-        self.agree();
+        let agreed = self.agree();
         self.kick.push(low_power);
         self.states.hold = self.locked;
         self.states.step(r);
@@ -311,7 +308,7 @@ impl BeatTracker {
         // block.
         let mut beat = beat.then_some(SMOOTH_DELAY_HOPS * self.hop_s + ODF_PEAK_LAG_S);
         let was_locked = self.locked;
-        self.update_lock(p);
+        self.update_lock(p, agreed);
         if self.locked && !was_locked && beat.is_none() {
             // A claim made by a beat's agreement reports that beat, a few
             // hops late.
@@ -372,22 +369,22 @@ impl BeatTracker {
     }
 
     /// Fold this hop's signal into the pending beat's agreement; once it is
-    /// complete, update the agreement and the confidence.
-    fn agree(&mut self) {
-        self.agreed_now = false;
+    /// complete, update the agreement and the confidence. Returns whether
+    /// a beat's agreement was completed in this hop.
+    fn agree(&mut self) -> bool {
         if self.agree_due == 0 {
-            return;
+            return false;
         }
         self.agree_peak = self.agree_peak.max(self.last_x);
         self.agree_due -= 1;
         if self.agree_due == 0 {
             let x = self.agree_peak.min(AGREE_MAX);
             self.n_beats = self.n_beats.saturating_add(1);
-            self.agreed_now = true;
             let a = AGREE_RATE.max(1.0 / (AGREE_PRIOR_BEATS + self.n_beats as f32));
             self.agreement += a * (x - self.agreement);
             self.confidence = ((self.agreement - AGREE_ZERO) / AGREE_SPAN).clamp(0.0, 1.0);
         }
+        self.agree_due == 0
     }
 
     /// The likelihood ratio of a beat in this hop.
@@ -427,7 +424,8 @@ impl BeatTracker {
         (OBS_GAMMA * (OBS_SUM_SHARE * log_sum + (1.0 - OBS_SUM_SHARE) * log_coinc)).exp()
     }
 
-    fn update_lock(&mut self, p: &DspParams) {
+    /// `agreed`: a beat's agreement was completed in this hop.
+    fn update_lock(&mut self, p: &DspParams, agreed: bool) {
         let thr = if p.lock_confidence.is_finite() {
             p.lock_confidence.clamp(0.0, 1.0)
         } else {
@@ -448,7 +446,7 @@ impl BeatTracker {
         let settled = self.n_seen as f32 * self.hop_s >= MIN_SIGNAL_S
             && self.n_beats >= MIN_BEATS
             && self.steady_s >= STEADY_S;
-        let fast = self.agreed_now && self.confidence >= thr + FAST_CLAIM_MARGIN * (1.0 - thr);
+        let fast = agreed && self.confidence >= thr + FAST_CLAIM_MARGIN * (1.0 - thr);
         if !self.locked && settled && (self.above_s >= LOCK_HOLD_S || fast) {
             self.locked = true;
         } else if self.locked && self.below_s >= UNLOCK_HOLD_S {
@@ -508,7 +506,6 @@ impl BeatTracker {
         self.agree_due = 0;
         self.agree_peak = 0.0;
         self.agreement = AGREE_ZERO;
-        self.agreed_now = false;
         self.n_beats = 0;
         self.confidence = 0.0;
         self.above_s = 0.0;
