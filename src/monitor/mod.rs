@@ -23,6 +23,7 @@
 //! Never uses dsp, control or transport internals; the WebSocket and HTTP
 //! servers use [`MonitorLink`] and [`files`].
 
+pub mod commands;
 pub mod encoder;
 pub mod files;
 pub mod packet;

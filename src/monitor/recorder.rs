@@ -14,6 +14,7 @@
 //! Not a real-time thread: it may block on the disk for as long as the disk
 //! takes; nobody waits for it (requests come through a bounded queue).
 
+pub use super::commands::{RecCommand, RecMsg, RecReply, RecRequest};
 use super::files::{self, Kind, Listing, RecordingName, Tickets, RECORDINGS_DIR};
 use super::tape::Tape;
 // CHECKPOINT: how often the status is refreshed (as often as headers are rewritten).
@@ -41,73 +42,6 @@ pub const MAX_FILE_BYTES: u64 = 2 << 30;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How often the recorder looks at the tape while recording.
 const PUMP_EVERY: Duration = Duration::from_millis(100);
-
-/// A recording command.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RecCommand {
-    /// Start recording.
-    Start,
-    /// Stop recording.
-    Stop,
-    /// Save the last `seconds` (default: all) of the replay buffer.
-    SaveReplay {
-        /// How much.
-        seconds: Option<f64>,
-    },
-    /// List the recordings.
-    List,
-    /// Delete one.
-    Delete {
-        /// Its name (checked against a fresh listing).
-        name: String,
-    },
-    /// A download ticket for one.
-    Download {
-        /// Its name (checked against a fresh listing).
-        name: String,
-    },
-}
-
-/// A command from one client.
-#[derive(Debug)]
-pub struct RecRequest {
-    /// Who asked.
-    pub client: u64,
-    /// What.
-    pub cmd: RecCommand,
-}
-
-/// An answer or a change to announce.
-#[derive(Debug, PartialEq)]
-pub enum RecMsg {
-    /// The recordings and the recorder's state.
-    Recordings(Listing, RecorderStatus),
-    /// The replay buffer was saved.
-    Saved {
-        /// File.
-        name: RecordingName,
-        /// Length.
-        seconds: f64,
-    },
-    /// A download ticket.
-    Download {
-        /// File.
-        name: RecordingName,
-        /// Ticket for `/recordings/<name>?ticket=`.
-        ticket: String,
-    },
-    /// A command failed, or a recording stopped by itself.
-    Error(String),
-}
-
-/// Where a message goes.
-#[derive(Debug)]
-pub struct RecReply {
-    /// One client, or every client that may record (`None`).
-    pub to: Option<u64>,
-    /// The message.
-    pub msg: RecMsg,
-}
 
 /// A recording in progress.
 struct Active {
