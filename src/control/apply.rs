@@ -5,212 +5,124 @@
 use super::command::{validate, Command, DeviceItem, Response};
 use super::device::{DeviceCatalog, ListedDevice};
 use super::presets::{self, PresetName, PresetStore};
-use super::{state, Controller, PROBE_REUSE};
+use super::{settings, state, Controller, PROBE_REUSE};
 use std::time::Instant;
 
 impl Controller {
+    /// Carry out `cmd` after [`validate`]: a settings command becomes the new
+    /// state in force; the others list, switch or answer.
     pub(super) fn carry_out(&mut self, cmd: Command) -> Vec<Response> {
         if let Some(reason) = validate(&cmd, self.sample_rate()) {
             return vec![Response::Error(reason)];
         }
-        let mut s = self.state.clone();
         match cmd {
-            Command::SetFft { enabled } => {
-                s.fft.enabled = enabled;
-                self.commit_state(s, true)
-            }
-            Command::SetBand {
-                band,
-                lo_hz,
-                hi_hz,
-                commit,
-            } => {
-                let b = match band {
-                    0 => &mut s.dsp.low,
-                    1 => &mut s.dsp.mid,
-                    _ => &mut s.dsp.high,
-                };
-                b.lo_hz = lo_hz;
-                b.hi_hz = hi_hz;
-                self.commit_state(s, commit)
-            }
-            Command::SetSmoothing {
-                tau,
-                tau_attack,
-                commit,
-            } => {
-                for ((b, t), a) in [&mut s.dsp.low, &mut s.dsp.mid, &mut s.dsp.high]
-                    .into_iter()
-                    .zip(tau)
-                    .zip(tau_attack)
-                {
-                    b.tau_s = t.unwrap_or(b.tau_s);
-                    b.tau_attack_s = a.unwrap_or(b.tau_attack_s);
-                }
-                self.commit_state(s, commit)
-            }
-            Command::SetFftTilt {
-                tilt_db_per_oct,
-                commit,
-            } => {
-                s.fft.tilt_db_per_oct = tilt_db_per_oct;
-                self.commit_state(s, commit)
-            }
-            Command::SetFilterOrder { order, commit } => {
-                s.dsp.filter_order = order as u32;
-                self.commit_state(s, commit)
-            }
-            Command::SetBandOnset {
-                band,
-                sensitivity,
-                refractory_s,
-                slow_tau_s,
-                abs_floor,
-                commit,
-            } => {
-                let b = s.onset.band_mut(band);
-                b.sensitivity = sensitivity.unwrap_or(b.sensitivity);
-                b.refractory_s = refractory_s.unwrap_or(b.refractory_s);
-                b.slow_tau_s = slow_tau_s.unwrap_or(b.slow_tau_s);
-                b.abs_floor = abs_floor.unwrap_or(b.abs_floor);
-                self.commit_state(s, commit)
-            }
-            Command::SetUi {
-                peak_decay_per_s,
-                show_onsets,
-                layout,
-                fft_view,
-                fft3d_style,
-                palette,
-                commit,
-            } => {
-                let u = &mut s.ui;
-                u.peak_decay_per_s = peak_decay_per_s.unwrap_or(u.peak_decay_per_s);
-                u.show_onsets = show_onsets.unwrap_or(u.show_onsets);
-                u.layout = layout.unwrap_or(u.layout);
-                u.fft_view = fft_view.unwrap_or(u.fft_view);
-                u.fft3d_style = fft3d_style.unwrap_or(u.fft3d_style);
-                u.palette = palette.unwrap_or(u.palette);
-                self.commit_state(s, commit)
-            }
-            Command::SetAutoscale {
-                tau_attack_s,
-                tau_release_s,
-                noise_floor,
-                strength,
-                master_gain,
-                commit,
-            } => {
-                let a = &mut s.autoscale;
-                a.master_gain = master_gain.unwrap_or(a.master_gain);
-                a.tau_attack_s = tau_attack_s.unwrap_or(a.tau_attack_s);
-                a.tau_release_s = tau_release_s.unwrap_or(a.tau_release_s);
-                a.noise_floor = noise_floor.unwrap_or(a.noise_floor);
-                a.strength = strength.unwrap_or(a.strength);
-                self.commit_state(s, commit)
-            }
-            Command::SetFftSendRawDb { send_raw_db } => {
-                s.fft.send_raw_db = send_raw_db;
-                self.commit_state(s, true)
-            }
-            Command::SetFftPeakSmear {
-                peak_smear_oct,
-                commit,
-            } => {
-                s.fft.peak_smear_oct = peak_smear_oct;
-                self.commit_state(s, commit)
-            }
-            Command::SetNFftBins { n } => {
-                s.fft.n_bins = n as u32;
-                self.commit_state(s, true)
-            }
-            Command::SetWsSnapshotHz { hz, commit } => {
-                s.ws.snapshot_hz = hz;
-                self.commit_state(s, commit)
-            }
-            Command::SetOnset {
-                enabled,
-                sensitivity,
-                min_gap_s,
-                commit,
-            } => {
-                let o = &mut s.onset;
-                o.enabled = enabled.unwrap_or(o.enabled);
-                o.sensitivity = sensitivity.unwrap_or(o.sensitivity);
-                o.min_gap_s = min_gap_s.unwrap_or(o.min_gap_s);
-                self.commit_state(s, commit)
-            }
-            Command::SetTempo {
-                enabled,
-                min_bpm,
-                max_bpm,
-                lock_confidence,
-                commit,
-            } => {
-                let t = &mut s.tempo;
-                t.enabled = enabled.unwrap_or(t.enabled);
-                t.min_bpm = min_bpm.unwrap_or(t.min_bpm);
-                t.max_bpm = max_bpm.unwrap_or(t.max_bpm);
-                t.lock_confidence = lock_confidence.unwrap_or(t.lock_confidence);
-                self.commit_state(s, commit)
-            }
-            Command::ListDevices { probe: false } => {
-                let l = self.devices.list(false);
-                self.remember_listing(l.clone());
-                vec![Response::Devices(l)]
-            }
-            Command::ListDevices { probe: true } => {
-                let l = match &self.probed {
-                    Some((at, l)) if at.elapsed() < PROBE_REUSE => l.clone(),
-                    _ => {
-                        let l = self.devices.list(true);
-                        self.probed = Some((Instant::now(), l.clone()));
-                        l
-                    }
-                };
-                self.remember_listing(l.clone());
-                vec![Response::Devices(l)]
-            }
-            Command::Hello => {
-                if self.listing.is_none() {
-                    let l = self.devices.list(false);
-                    self.remember_listing(l);
-                }
-                vec![
-                    Response::Devices(self.listing.clone().unwrap_or_default()),
-                    Response::Presets(self.presets()),
-                ]
-            }
+            Command::ListDevices { probe } => self.list_devices(probe),
+            Command::Hello => self.hello(),
             Command::SetDevice { index, name } => self.set_device(index, name),
             Command::ListPresets => vec![Response::Presets(self.presets())],
-            Command::SavePreset { name } => match self.preset_store(&name) {
-                Ok((store, name)) => match store.save(&name, &s) {
-                    Ok(()) => vec![Response::Presets(store.list())],
-                    Err(e) => vec![Response::Error(format!("cannot save preset: {e}"))],
-                },
-                Err(e) => vec![Response::Error(e)],
-            },
-            Command::DeletePreset { name } => match self.preset_store(&name) {
-                Ok((store, name)) => match store.delete(&name) {
-                    Ok(()) => vec![Response::Presets(store.list())],
-                    Err(e) => vec![Response::Error(e)],
-                },
-                Err(e) => vec![Response::Error(e)],
-            },
-            Command::LoadPreset { name } => {
-                let text = match self.preset_store(&name) {
-                    Ok((store, name)) => store.read(&name),
-                    Err(e) => Err(e),
-                };
-                let text = match text {
-                    Ok(t) => t,
-                    Err(e) => return vec![Response::Error(e)],
-                };
-                match state::merge_text(&self.state, &text, &self.base) {
-                    Ok(next) => self.commit_state(next, true),
-                    Err(e) => vec![Response::Error(format!("preset {name:?} is invalid: {e}"))],
-                }
+            Command::SavePreset { name } => self.save_preset(&name),
+            Command::DeletePreset { name } => self.delete_preset(&name),
+            Command::LoadPreset { name } => self.load_preset(&name),
+            setting @ (Command::SetFft { .. }
+            | Command::SetFftTilt { .. }
+            | Command::SetFftSendRawDb { .. }
+            | Command::SetFftPeakSmear { .. }
+            | Command::SetNFftBins { .. }
+            | Command::SetBand { .. }
+            | Command::SetSmoothing { .. }
+            | Command::SetFilterOrder { .. }
+            | Command::SetAutoscale { .. }
+            | Command::SetBandOnset { .. }
+            | Command::SetOnset { .. }
+            | Command::SetTempo { .. }
+            | Command::SetUi { .. }
+            | Command::SetWsSnapshotHz { .. }) => self.apply_setting(setting),
+        }
+    }
+
+    /// The state in force with the values `setting` carries, committed (or
+    /// refused) as a whole.
+    fn apply_setting(&mut self, setting: Command) -> Vec<Response> {
+        let mut next = self.state.clone();
+        match settings::write(setting, &mut next) {
+            Ok(commit) => self.commit_state(next, commit),
+            // carry_out sends only settings commands, and settings::write
+            // takes every one (its tests go through them all).
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn list_devices(&mut self, probe: bool) -> Vec<Response> {
+        let l = if probe {
+            self.probe_listing()
+        } else {
+            self.devices.list(false)
+        };
+        self.remember_listing(l.clone());
+        vec![Response::Devices(l)]
+    }
+
+    /// A new probe, or the last one while it is younger than [`PROBE_REUSE`].
+    fn probe_listing(&mut self) -> Vec<DeviceItem> {
+        match &self.probed {
+            Some((at, l)) if at.elapsed() < PROBE_REUSE => l.clone(),
+            _ => {
+                let l = self.devices.list(true);
+                self.probed = Some((Instant::now(), l.clone()));
+                l
             }
+        }
+    }
+
+    /// What a new client is told first: the devices (listed now if nothing
+    /// was listed yet) and the presets.
+    fn hello(&mut self) -> Vec<Response> {
+        if self.listing.is_none() {
+            let l = self.devices.list(false);
+            self.remember_listing(l);
+        }
+        vec![
+            Response::Devices(self.listing.clone().unwrap_or_default()),
+            Response::Presets(self.presets()),
+        ]
+    }
+
+    /// Save the state in force under `name`.
+    fn save_preset(&mut self, name: &str) -> Vec<Response> {
+        let current = self.state.clone();
+        match self.preset_store(name) {
+            Ok((store, name)) => match store.save(&name, &current) {
+                Ok(()) => vec![Response::Presets(store.list())],
+                Err(e) => vec![Response::Error(format!("cannot save preset: {e}"))],
+            },
+            Err(e) => vec![Response::Error(e)],
+        }
+    }
+
+    fn delete_preset(&mut self, name: &str) -> Vec<Response> {
+        match self.preset_store(name) {
+            Ok((store, name)) => match store.delete(&name) {
+                Ok(()) => vec![Response::Presets(store.list())],
+                Err(e) => vec![Response::Error(e)],
+            },
+            Err(e) => vec![Response::Error(e)],
+        }
+    }
+
+    /// Merge the preset `name` over the state in force and commit the result
+    /// through the same checks as any other change.
+    fn load_preset(&mut self, name: &str) -> Vec<Response> {
+        let text = match self.preset_store(name) {
+            Ok((store, name)) => store.read(&name),
+            Err(e) => Err(e),
+        };
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => return vec![Response::Error(e)],
+        };
+        match state::merge_text(&self.state, &text, &self.base) {
+            Ok(next) => self.commit_state(next, true),
+            Err(e) => vec![Response::Error(format!("preset {name:?} is invalid: {e}"))],
         }
     }
 

@@ -18,6 +18,7 @@ pub mod command;
 pub mod device;
 pub mod presets;
 pub mod secret;
+mod settings;
 pub mod state;
 
 pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Response};
@@ -312,14 +313,18 @@ mod tests {
     use super::device::ListedDevice;
     use super::*;
 
-    /// Lists "default" and "hw:CARD=Test,DEV=0"; records every switch;
-    /// refuses to switch to "default".
+    /// Lists "default" and "hw:CARD=Test,DEV=0"; counts listings with
+    /// probe; records every switch; refuses to switch to "default".
     #[derive(Clone, Default)]
     struct FakeDevices {
         switched: Arc<Mutex<Vec<String>>>,
+        probes: Arc<AtomicU32>,
     }
     impl DeviceOps for FakeDevices {
-        fn list(&mut self, _probe: bool) -> Vec<DeviceItem> {
+        fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+            if probe {
+                self.probes.fetch_add(1, Ordering::Relaxed);
+            }
             self.listed_names()
                 .into_iter()
                 .enumerate()
@@ -402,6 +407,43 @@ mod tests {
         assert_eq!(
             *devices.switched.lock().unwrap(),
             vec!["hw:CARD=Test,DEV=0", "plughw:CARD=Configured"]
+        );
+    }
+
+    /// A probe opens every device (~0.3 s each): a second one within
+    /// PROBE_REUSE is answered from the first.
+    #[test]
+    fn a_probe_listing_is_reused_for_two_seconds() {
+        let devices = FakeDevices::default();
+        let (mut ctl, _) = controller_with(None, devices.clone());
+        let first = ctl.handle(Command::ListDevices { probe: true });
+        assert!(matches!(&first[..], [Response::Devices(l)] if l.len() == 2));
+        assert_eq!(ctl.handle(Command::ListDevices { probe: true }), first);
+        assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
+        ctl.handle(Command::ListDevices { probe: false });
+        assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
+        ctl.probed = ctl.probed.take().map(|(at, l)| (at - PROBE_REUSE, l));
+        ctl.handle(Command::ListDevices { probe: true });
+        assert_eq!(devices.probes.load(Ordering::Relaxed), 2);
+    }
+
+    /// A new client gets the devices (listed once, on the first greeting)
+    /// and the presets, whatever happened before.
+    #[test]
+    fn a_greeting_sends_the_devices_and_the_presets() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut ctl, _) = controller(Some(d.path()));
+        assert!(ctl.listing.is_none());
+        let r = ctl.greeting();
+        assert!(
+            matches!(&r[..], [Response::Devices(l), Response::Presets(p)] if l.len() == 2 && p.items.is_empty()),
+            "{r:?}"
+        );
+        ctl.handle(Command::SavePreset { name: "a".into() });
+        let r = ctl.handle(Command::Hello);
+        assert!(
+            matches!(&r[..], [Response::Devices(l), Response::Presets(p)] if l.len() == 2 && p.items.len() == 1),
+            "{r:?}"
         );
     }
 
