@@ -6,12 +6,13 @@
 //! system or alsa-lib are checked again where they become typed values
 //! ([`super::presets::PresetName`], [`super::device::ListedDevice`]).
 
+mod clamping;
 mod validation;
 
+pub use clamping::clamp;
 pub use validation::validate;
 
 use super::device::ListedDevice;
-use crate::config::ranges as R;
 
 /// A request to change or read a setting. Field meanings and ranges follow
 /// the Python server's protocol (see docs/protocol.md).
@@ -265,151 +266,4 @@ pub struct Clamped {
     pub requested: f64,
     /// What was applied.
     pub applied: f64,
-}
-
-/// Clamps values into ranges, remembering what it changed.
-struct Clamper(Vec<Clamped>);
-
-impl Clamper {
-    fn f(&mut self, field: &str, v: &mut f64, (lo, hi): R::Range) {
-        if v.is_finite() && (*v < lo || *v > hi) {
-            let applied = v.clamp(lo, hi);
-            self.0.push(Clamped {
-                field: field.into(),
-                requested: *v,
-                applied,
-            });
-            *v = applied;
-        }
-    }
-
-    fn opt(&mut self, field: &str, v: &mut Option<f64>, r: R::Range) {
-        if let Some(v) = v.as_mut() {
-            self.f(field, v, r);
-        }
-    }
-
-    fn i(&mut self, field: &str, v: &mut i64, lo: i64, hi: i64) {
-        if *v < lo || *v > hi {
-            let applied = (*v).clamp(lo, hi);
-            self.0.push(Clamped {
-                field: field.into(),
-                requested: *v as f64,
-                applied: applied as f64,
-            });
-            *v = applied;
-        }
-    }
-}
-
-/// Bring every number of `cmd` into its documented range (the Python
-/// server's behaviour for out-of-range values: clamp, not refuse) at sample
-/// rate `sr`. Returns what was changed, for the reply.
-pub fn clamp(cmd: &mut Command, sr: f64) -> Vec<Clamped> {
-    let mut k = Clamper(Vec::new());
-    match cmd {
-        Command::SetBand { lo_hz, hi_hz, .. } => {
-            let top = R::BAND_HI_MAX_OF_SR * sr;
-            k.f(
-                "lo_hz",
-                lo_hz,
-                (R::BAND_LO_MIN_HZ, top - R::BAND_MIN_WIDTH_HZ - 1.0),
-            );
-            // A band narrower than the minimum is widened upwards (the
-            // Python server refuses only hi <= lo, which stays an error).
-            if hi_hz.is_finite() && lo_hz.is_finite() && *hi_hz > *lo_hz {
-                k.f("hi_hz", hi_hz, (*lo_hz + R::BAND_MIN_WIDTH_HZ + 1.0, top));
-            }
-        }
-        Command::SetSmoothing {
-            tau, tau_attack, ..
-        } => {
-            for (i, n) in crate::types::BAND_NAMES.iter().enumerate() {
-                k.opt(&format!("tau.{n}"), &mut tau[i], R::TAU_S);
-                k.opt(
-                    &format!("tau_attack.{n}"),
-                    &mut tau_attack[i],
-                    R::TAU_ATTACK_S,
-                );
-            }
-        }
-        Command::SetAutoscale {
-            tau_attack_s,
-            tau_release_s,
-            noise_floor,
-            strength,
-            master_gain,
-            ..
-        } => {
-            k.opt("tau_attack_s", tau_attack_s, R::AUTOSCALE_ATTACK_S);
-            k.opt("tau_release_s", tau_release_s, R::AUTOSCALE_RELEASE_S);
-            k.opt("noise_floor", noise_floor, R::NOISE_FLOOR);
-            k.opt("strength", strength, R::STRENGTH);
-            k.opt("master_gain", master_gain, R::MASTER_GAIN);
-        }
-        Command::SetFftPeakSmear { peak_smear_oct, .. } => {
-            k.f("peak_smear_oct", peak_smear_oct, R::PEAK_SMEAR_OCT)
-        }
-        Command::SetFftTilt {
-            tilt_db_per_oct, ..
-        } => k.f("tilt_db_per_oct", tilt_db_per_oct, R::TILT_DB_PER_OCT),
-        Command::SetFilterOrder { order, .. } => k.i(
-            "order",
-            order,
-            R::FILTER_ORDER.0 as i64,
-            R::FILTER_ORDER.1 as i64,
-        ),
-        Command::SetBandOnset {
-            sensitivity,
-            refractory_s,
-            slow_tau_s,
-            abs_floor,
-            ..
-        } => {
-            let r = &R::BAND_ONSET;
-            k.opt("sensitivity", sensitivity, r.sensitivity);
-            k.opt("refractory_s", refractory_s, r.refractory_s);
-            k.opt("slow_tau_s", slow_tau_s, r.slow_tau_s);
-            k.opt("abs_floor", abs_floor, r.abs_floor);
-        }
-        Command::SetUi {
-            peak_decay_per_s,
-            layout,
-            ..
-        } => {
-            k.opt("peak_decay_per_s", peak_decay_per_s, R::PEAK_DECAY_PER_S);
-            if let Some(l) = layout.as_mut() {
-                k.f("layout.split_x", &mut l.split_x, R::LAYOUT_SPLIT);
-                k.f("layout.split_y", &mut l.split_y, R::LAYOUT_SPLIT);
-            }
-        }
-        Command::SetNFftBins { n } => k.i("n", n, 8, crate::types::MAX_FFT_BINS as i64),
-        Command::SetWsSnapshotHz { hz, .. } => {
-            // Whole frames per second, as the Python server keeps it.
-            if hz.is_finite() {
-                *hz = hz.round();
-            }
-            k.f("hz", hz, R::SNAPSHOT_HZ)
-        }
-        Command::SetOnset {
-            sensitivity,
-            min_gap_s,
-            ..
-        } => {
-            k.opt("sensitivity", sensitivity, R::ONSET_SENSITIVITY);
-            k.opt("min_gap_s", min_gap_s, R::ONSET_MIN_GAP_S);
-        }
-        Command::SetTempo {
-            min_bpm,
-            max_bpm,
-            lock_confidence,
-            ..
-        } => {
-            k.opt("min_bpm", min_bpm, R::BPM);
-            k.opt("max_bpm", max_bpm, R::BPM);
-            k.opt("lock_confidence", lock_confidence, R::LOCK_CONFIDENCE);
-        }
-        _ => {}
-    }
-    k.0
 }
