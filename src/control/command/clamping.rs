@@ -201,23 +201,28 @@ impl Clamper {
 
 #[cfg(test)]
 mod tests {
+    // These pin what clamping reports, in order, for every family of
+    // commands, and what the command carries afterwards. They were run
+    // against main's single clamp too.
     use super::*;
 
-    /// What clamping reports, in order, for every family of commands, and
-    /// what the command carries afterwards.
+    const SR: f64 = 48_000.0;
+
+    fn clamped(mut cmd: Command) -> (Vec<(String, f64, f64)>, Command) {
+        let c = clamp(&mut cmd, SR);
+        let list = c.into_iter().map(|c| (c.field, c.requested, c.applied));
+        (list.collect(), cmd)
+    }
+
+    fn fields(list: &[(&str, f64, f64)]) -> Vec<(String, f64, f64)> {
+        list.iter()
+            .map(|(f, r, a)| (f.to_string(), *r, *a))
+            .collect()
+    }
+
     #[test]
-    fn clamping_reports_each_field_in_order_and_leaves_the_nearest_value() {
-        fn clamped(mut cmd: Command) -> (Vec<(String, f64, f64)>, Command) {
-            let c = clamp(&mut cmd, 48_000.0);
-            let list = c.into_iter().map(|c| (c.field, c.requested, c.applied));
-            (list.collect(), cmd)
-        }
-        fn fields(list: &[(&str, f64, f64)]) -> Vec<(String, f64, f64)> {
-            list.iter()
-                .map(|(f, r, a)| (f.to_string(), *r, *a))
-                .collect()
-        }
-        let top = crate::config::ranges::BAND_HI_MAX_OF_SR * 48_000.0;
+    fn a_band_is_brought_under_the_ceiling_and_widened_upwards() {
+        let top = R::BAND_HI_MAX_OF_SR * SR;
         let band = |lo_hz, hi_hz| Command::SetBand {
             band: 0,
             lo_hz,
@@ -240,19 +245,21 @@ mod tests {
         );
         // hi <= lo is left for validate to refuse.
         assert_eq!(clamped(band(100.0, 50.0)), (vec![], band(100.0, 50.0)));
+    }
+
+    #[test]
+    fn level_fields_are_clamped_and_reported_in_order() {
         let (list, _) = clamped(Command::SetSmoothing {
             tau: [Some(9.0), None, Some(0.0)],
             tau_attack: [None, Some(5.0), None],
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[
-                ("tau.low", 9.0, 2.0),
-                ("tau_attack.mid", 5.0, 2.0),
-                ("tau.high", 0.0, 0.005)
-            ])
-        );
+        let expected = [
+            ("tau.low", 9.0, 2.0),
+            ("tau_attack.mid", 5.0, 2.0),
+            ("tau.high", 0.0, 0.005),
+        ];
+        assert_eq!(list, fields(&expected));
         let (list, _) = clamped(Command::SetFilterOrder {
             order: 0,
             commit: true,
@@ -266,16 +273,18 @@ mod tests {
             master_gain: Some(9.0),
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[
-                ("tau_attack_s", 2.0, 1.0),
-                ("tau_release_s", 1.0, 5.0),
-                ("noise_floor", 0.5, 0.1),
-                ("strength", -1.0, 0.0),
-                ("master_gain", 9.0, 4.0)
-            ])
-        );
+        let expected = [
+            ("tau_attack_s", 2.0, 1.0),
+            ("tau_release_s", 1.0, 5.0),
+            ("noise_floor", 0.5, 0.1),
+            ("strength", -1.0, 0.0),
+            ("master_gain", 9.0, 4.0),
+        ];
+        assert_eq!(list, fields(&expected));
+    }
+
+    #[test]
+    fn spectrum_fields_are_clamped_but_not_a_number_is_left_for_validate() {
         let (list, _) = clamped(Command::SetFftPeakSmear {
             peak_smear_oct: 5.0,
             commit: true,
@@ -286,16 +295,23 @@ mod tests {
             commit: true,
         });
         assert_eq!(list, fields(&[("tilt_db_per_oct", 20.0, 12.0)]));
-        // Not a number: nothing to clamp, validate refuses it.
         let (list, _) = clamped(Command::SetFftTilt {
             tilt_db_per_oct: f64::NAN,
             commit: true,
         });
         assert_eq!(list, vec![]);
         let (list, cmd) = clamped(Command::SetNFftBins { n: 2000 });
-        let max = crate::types::MAX_FFT_BINS;
-        assert_eq!(list, fields(&[("n", 2000.0, max as f64)]));
-        assert_eq!(cmd, Command::SetNFftBins { n: max as i64 });
+        assert_eq!(list, fields(&[("n", 2000.0, MAX_FFT_BINS as f64)]));
+        assert_eq!(
+            cmd,
+            Command::SetNFftBins {
+                n: MAX_FFT_BINS as i64
+            }
+        );
+    }
+
+    #[test]
+    fn detector_fields_are_clamped_and_reported_in_order() {
         let (list, _) = clamped(Command::SetBandOnset {
             band: 2,
             sensitivity: Some(30.0),
@@ -304,25 +320,21 @@ mod tests {
             abs_floor: Some(2.0),
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[
-                ("sensitivity", 30.0, 20.0),
-                ("refractory_s", 9.0, 5.0),
-                ("slow_tau_s", 20.0, 10.0),
-                ("abs_floor", 2.0, 1.0)
-            ])
-        );
+        let expected = [
+            ("sensitivity", 30.0, 20.0),
+            ("refractory_s", 9.0, 5.0),
+            ("slow_tau_s", 20.0, 10.0),
+            ("abs_floor", 2.0, 1.0),
+        ];
+        assert_eq!(list, fields(&expected));
         let (list, _) = clamped(Command::SetOnset {
             enabled: None,
             sensitivity: Some(2.0),
             min_gap_s: Some(0.0),
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[("sensitivity", 2.0, 1.0), ("min_gap_s", 0.0, 0.01)])
-        );
+        let expected = [("sensitivity", 2.0, 1.0), ("min_gap_s", 0.0, 0.01)];
+        assert_eq!(list, fields(&expected));
         let (list, _) = clamped(Command::SetTempo {
             enabled: None,
             min_bpm: Some(10.0),
@@ -330,14 +342,16 @@ mod tests {
             lock_confidence: Some(2.0),
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[
-                ("min_bpm", 10.0, 30.0),
-                ("max_bpm", 400.0, 300.0),
-                ("lock_confidence", 2.0, 1.0)
-            ])
-        );
+        let expected = [
+            ("min_bpm", 10.0, 30.0),
+            ("max_bpm", 400.0, 300.0),
+            ("lock_confidence", 2.0, 1.0),
+        ];
+        assert_eq!(list, fields(&expected));
+    }
+
+    #[test]
+    fn client_fields_are_clamped_and_the_snapshot_rate_rounded_first() {
         let (list, _) = clamped(Command::SetUi {
             peak_decay_per_s: Some(9.0),
             show_onsets: None,
@@ -351,20 +365,22 @@ mod tests {
             palette: None,
             commit: true,
         });
-        assert_eq!(
-            list,
-            fields(&[
-                ("peak_decay_per_s", 9.0, 5.0),
-                ("layout.split_x", 0.0, 0.1),
-                ("layout.split_y", 1.0, 0.9)
-            ])
-        );
+        let expected = [
+            ("peak_decay_per_s", 9.0, 5.0),
+            ("layout.split_x", 0.0, 0.1),
+            ("layout.split_y", 1.0, 0.9),
+        ];
+        assert_eq!(list, fields(&expected));
         let hz = |hz| Command::SetWsSnapshotHz { hz, commit: true };
         assert_eq!(
             clamped(hz(300.4)),
             (fields(&[("hz", 300.0, 240.0)]), hz(240.0))
         );
         assert_eq!(clamped(hz(59.6)), (vec![], hz(60.0)));
+    }
+
+    #[test]
+    fn commands_without_ranged_numbers_are_left_alone() {
         for untouched in [
             Command::SetFft { enabled: true },
             Command::SetDevice {

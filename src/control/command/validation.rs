@@ -274,88 +274,98 @@ mod tests {
         assert_eq!(validate(&one, 48_000.0), None);
     }
 
-    /// Every refusal, family by family: the exact text a client gets, and
-    /// which problem wins when a command has several (the first check in
-    /// the command's order).
+    // The tests below pin the exact text of every refusal and which problem
+    // wins when a command has several (the first check in the command's
+    // order). They were run against main's single validate too.
+
+    const SR: f64 = 48_000.0;
+
+    fn band(band: usize, lo_hz: f64, hi_hz: f64) -> Command {
+        Command::SetBand {
+            band,
+            lo_hz,
+            hi_hz,
+            commit: true,
+        }
+    }
+
+    fn autoscale(tau_release_s: Option<f64>, strength: Option<f64>, gain: Option<f64>) -> Command {
+        Command::SetAutoscale {
+            tau_attack_s: None,
+            tau_release_s,
+            noise_floor: None,
+            strength,
+            master_gain: gain,
+            commit: true,
+        }
+    }
+
+    fn band_onset(sensitivity: Option<f64>, abs_floor: Option<f64>) -> Command {
+        Command::SetBandOnset {
+            band: 0,
+            sensitivity,
+            refractory_s: None,
+            slow_tau_s: None,
+            abs_floor,
+            commit: true,
+        }
+    }
+
+    fn onset(enabled: Option<bool>, min_gap_s: Option<f64>) -> Command {
+        Command::SetOnset {
+            enabled,
+            sensitivity: None,
+            min_gap_s,
+            commit: true,
+        }
+    }
+
+    fn tempo(max_bpm: Option<f64>, lock_confidence: Option<f64>) -> Command {
+        Command::SetTempo {
+            enabled: None,
+            min_bpm: None,
+            max_bpm,
+            lock_confidence,
+            commit: true,
+        }
+    }
+
+    fn ui(peak_decay_per_s: Option<f64>, split: Option<(f64, f64)>) -> Command {
+        Command::SetUi {
+            peak_decay_per_s,
+            show_onsets: None,
+            layout: split.map(|(split_x, split_y)| crate::config::UiLayout {
+                split_x,
+                split_y,
+                ..Default::default()
+            }),
+            fft_view: None,
+            fft3d_style: None,
+            palette: None,
+            commit: true,
+        }
+    }
+
+    fn device(index: Option<i64>, name: Option<&str>) -> Command {
+        Command::SetDevice {
+            index,
+            name: name.map(str::to_string),
+        }
+    }
+
+    fn assert_refused(cases: Vec<(Command, String)>) {
+        for (cmd, text) in cases {
+            assert_eq!(validate(&cmd, SR), Some(text), "{cmd:?}");
+        }
+    }
+
     #[test]
-    fn every_refusal_keeps_its_text_and_which_problem_comes_first() {
-        fn band(band: usize, lo_hz: f64, hi_hz: f64) -> Command {
-            Command::SetBand {
-                band,
-                lo_hz,
-                hi_hz,
-                commit: true,
-            }
-        }
-        fn autoscale(
-            tau_release_s: Option<f64>,
-            strength: Option<f64>,
-            gain: Option<f64>,
-        ) -> Command {
-            Command::SetAutoscale {
-                tau_attack_s: None,
-                tau_release_s,
-                noise_floor: None,
-                strength,
-                master_gain: gain,
-                commit: true,
-            }
-        }
-        fn band_onset(sensitivity: Option<f64>, abs_floor: Option<f64>) -> Command {
-            Command::SetBandOnset {
-                band: 0,
-                sensitivity,
-                refractory_s: None,
-                slow_tau_s: None,
-                abs_floor,
-                commit: true,
-            }
-        }
-        fn onset(enabled: Option<bool>, min_gap_s: Option<f64>) -> Command {
-            Command::SetOnset {
-                enabled,
-                sensitivity: None,
-                min_gap_s,
-                commit: true,
-            }
-        }
-        fn tempo(max_bpm: Option<f64>, lock_confidence: Option<f64>) -> Command {
-            Command::SetTempo {
-                enabled: None,
-                min_bpm: None,
-                max_bpm,
-                lock_confidence,
-                commit: true,
-            }
-        }
-        fn ui(peak_decay_per_s: Option<f64>, split: Option<(f64, f64)>) -> Command {
-            Command::SetUi {
-                peak_decay_per_s,
-                show_onsets: None,
-                layout: split.map(|(split_x, split_y)| crate::config::UiLayout {
-                    split_x,
-                    split_y,
-                    ..Default::default()
-                }),
-                fft_view: None,
-                fft3d_style: None,
-                palette: None,
-                commit: true,
-            }
-        }
-        fn device(index: Option<i64>, name: Option<&str>) -> Command {
-            Command::SetDevice {
-                index,
-                name: name.map(str::to_string),
-            }
-        }
-        let sr = 48_000.0;
-        let top = crate::config::ranges::BAND_HI_MAX_OF_SR * sr;
-        let max_bins = crate::types::MAX_FFT_BINS;
-        let refused = [
+    fn band_refusals_check_the_lower_edge_then_the_width_then_the_ceiling() {
+        let top = crate::config::ranges::BAND_HI_MAX_OF_SR * SR;
+        assert_refused(vec![
             (
                 band(0, 10.0, 5.0),
-                "low: lo_hz must be >= 20, got 10".to_string(),
+                "low: lo_hz must be >= 20, got 10".into(),
             ),
             (
                 band(7, f64::NAN, 5.0),
@@ -369,6 +379,13 @@ mod tests {
                 band(2, 100.0, 30_000.0),
                 format!("high: hi_hz must be <= 0.45 x sample rate ({top}), got 30000"),
             ),
+        ]);
+        assert_eq!(validate(&band(0, 20.0, 200.0), SR), None);
+    }
+
+    #[test]
+    fn level_refusals_name_the_first_field_out_of_range() {
+        assert_refused(vec![
             (
                 Command::SetSmoothing {
                     tau: [None, Some(9.0), None],
@@ -400,6 +417,13 @@ mod tests {
                 autoscale(None, None, Some(f64::INFINITY)),
                 "master_gain must be in [0, 4], got inf".into(),
             ),
+        ]);
+    }
+
+    #[test]
+    fn spectrum_refusals_keep_their_text() {
+        let max_bins = crate::types::MAX_FFT_BINS;
+        assert_refused(vec![
             (
                 Command::SetFftPeakSmear {
                     peak_smear_oct: f64::NAN,
@@ -418,6 +442,12 @@ mod tests {
                 Command::SetNFftBins { n: 7 },
                 format!("n must be in [8, {max_bins}], got 7"),
             ),
+        ]);
+    }
+
+    #[test]
+    fn detector_refusals_ask_for_a_field_before_checking_ranges() {
+        assert_refused(vec![
             (
                 band_onset(None, None),
                 "set_onset needs at least one of sensitivity, refractory_s, slow_tau_s, abs_floor"
@@ -445,6 +475,13 @@ mod tests {
                 tempo(Some(400.0), Some(2.0)),
                 "max_bpm must be in [30, 300], got 400".into(),
             ),
+        ]);
+        assert_eq!(validate(&tempo(Some(120.0), None), SR), None);
+    }
+
+    #[test]
+    fn client_device_and_preset_refusals_keep_their_text() {
+        assert_refused(vec![
             (
                 ui(Some(0.0), Some((0.0, 0.0))),
                 "peak_decay_per_s must be in [0.01, 5], got 0".into(),
@@ -480,23 +517,23 @@ mod tests {
                 Command::DeletePreset { name: "  ".into() },
                 "preset name must not be only spaces".into(),
             ),
-        ];
-        for (cmd, text) in refused {
-            assert_eq!(validate(&cmd, sr), Some(text), "{cmd:?}");
-        }
+        ]);
+    }
+
+    #[test]
+    fn commands_with_nothing_to_check_or_nothing_wrong_pass() {
         for fine in [
             Command::SetFft { enabled: true },
             Command::SetFftSendRawDb { send_raw_db: true },
             Command::ListDevices { probe: true },
             Command::ListPresets,
             Command::Hello,
-            band(0, 20.0, 200.0),
             device(Some(0), None),
+            // The name wins over the index.
             device(Some(-1), Some("hw:0")),
-            tempo(Some(120.0), None),
             ui(None, Some((0.5, 0.5))),
         ] {
-            assert_eq!(validate(&fine, sr), None, "{fine:?}");
+            assert_eq!(validate(&fine, SR), None, "{fine:?}");
         }
     }
 }
