@@ -11,6 +11,11 @@
 //! Every command is checked completely before anything changes: a refused
 //! command leaves the parameters, the state and the files as they were.
 //!
+//! This file holds the controller's life: the state in force, persistence
+//! and the control thread. `apply` carries out each command, `settings`
+//! says what a settings command changes in the state, `command` checks and
+//! clamps commands before that.
+//!
 //! Never uses transport internals.
 
 mod apply;
