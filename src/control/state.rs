@@ -7,6 +7,9 @@
 //! change. The configuration file itself is never written (it is a dpkg
 //! conffile).
 //!
+//! This file holds the state itself and how partial states merge; `file`
+//! reads and writes it on disk, `debounce` says when.
+//!
 //! Runs on the control thread and at start-up; never on a real-time thread.
 
 use super::device::{DeviceCatalog, ListedDevice};
@@ -14,14 +17,12 @@ use crate::config::{
     self, AutoscaleConfig, BandConfig, Config, OnsetConfig, TempoConfig, UiConfig,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-/// File name of the runtime state inside the state directory.
-pub const STATE_FILE: &str = "state.toml";
-/// Largest state file read (phase4 writes about 1 KiB).
-pub const MAX_STATE_BYTES: u64 = 64 * 1024;
+mod debounce;
+mod file;
+
+pub use debounce::{Debounce, COMMIT_DEBOUNCE, DRAG_DEBOUNCE, MAX_DELAY};
+pub use file::{file_text, layer_at_start, write_atomic, StateError, MAX_STATE_BYTES, STATE_FILE};
 
 /// `[audio]` in the state: the device chosen at runtime.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -187,27 +188,6 @@ impl State {
     }
 }
 
-/// Why a state or preset file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Reading or writing failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The text is not a state of this version.
-    #[error("{path}: {reason}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
 /// Layer TOML `text` (a whole or partial state) over `base`, and check that
 /// the configuration it gives is valid. Missing keys keep `base`'s values.
 pub fn merge_text(base: &State, text: &str, config: &Config) -> Result<State, String> {
@@ -250,213 +230,6 @@ fn merge_tables(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
-/// The configuration to start with: `config` with the state in `dir` layered
-/// over it. A state file that cannot be used (not UTF-8, too large, not
-/// TOML, out-of-range values) is moved aside with a warning and the service
-/// starts on the configuration alone. A device named in the state is used
-/// only if `listed` (the names phase4 enumerates; called only when needed)
-/// holds it or the configuration names it (see [`State::chosen_device`]).
-pub fn layer_at_start(config: &Config, listed: impl FnOnce() -> Vec<String>) -> (Config, State) {
-    let base = State::from_config(config);
-    let Some(dir) = config.state_dir() else {
-        return (config.clone(), base);
-    };
-    let path = dir.join(STATE_FILE);
-    let text = match read_bounded(&path) {
-        Ok(Some(t)) => t,
-        Ok(None) => return (config.clone(), base),
-        Err(Unusable::Io(e)) => {
-            log::warn!(
-                "state: cannot read {}: {e}; starting on the configuration",
-                path.display()
-            );
-            return (config.clone(), base);
-        }
-        Err(Unusable::Content(reason)) => {
-            move_aside(&dir, &path, &reason);
-            return (config.clone(), base);
-        }
-    };
-    match merge_text(&base, &text, config) {
-        Ok(mut state) => {
-            log::info!(
-                "state: runtime settings from {} layered over the configuration",
-                path.display()
-            );
-            let mut layered = state.apply(config);
-            let wanted =
-                !state.audio.device.is_empty() && state.audio.config_device == config.audio.device;
-            let catalog = if wanted {
-                DeviceCatalog::new(listed(), &config.audio.device)
-            } else {
-                DeviceCatalog::default()
-            };
-            match state.chosen_device(config, &catalog) {
-                Some(d) => layered.audio.device = d.to_string(),
-                None if wanted => {
-                    // Forget it, on disk too: the name is not kept around
-                    // for a later version or a tired admin to trip over.
-                    state.audio = AudioState::default();
-                    if let Err(e) = write_atomic(&path, &file_text(&state)) {
-                        log::warn!("state: cannot rewrite {}: {e}", path.display());
-                    }
-                }
-                None => {}
-            }
-            (layered, state)
-        }
-        Err(reason) => {
-            move_aside(&dir, &path, &reason);
-            (config.clone(), base)
-        }
-    }
-}
-
-enum Unusable {
-    /// Could not be read (permissions, I/O): left where it is.
-    Io(std::io::Error),
-    /// Read, but cannot be a state file: moved aside.
-    Content(String),
-}
-
-/// The text of `path` (`None` when there is none), read no further than
-/// [`MAX_STATE_BYTES`].
-fn read_bounded(path: &Path) -> Result<Option<String>, Unusable> {
-    use std::io::Read;
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Unusable::Io(e)),
-    };
-    match f.metadata() {
-        Ok(m) if !m.is_file() => return Err(Unusable::Content("not a regular file".into())),
-        Ok(_) => {}
-        Err(e) => return Err(Unusable::Io(e)),
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Unusable::Io)?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(Unusable::Content(format!(
-            "larger than {} KiB",
-            MAX_STATE_BYTES / 1024
-        )));
-    }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|e| Unusable::Content(format!("not UTF-8 text ({e})")))
-}
-
-/// Rename an unusable state file to `state.toml.corrupt-<unix time>`.
-fn move_aside(dir: &Path, path: &Path, reason: &str) {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let aside = dir.join(format!("{STATE_FILE}.corrupt-{stamp}"));
-    match std::fs::rename(path, &aside) {
-        Ok(()) => log::warn!(
-            "state: {} is unusable ({reason}); moved aside to {}, starting on the configuration",
-            path.display(),
-            aside.display()
-        ),
-        Err(e) => log::warn!(
-            "state: {} is unusable ({reason}) and could not be moved aside ({e}); starting on the configuration",
-            path.display()
-        ),
-    }
-}
-
-/// The text of the state file for `state`.
-pub fn file_text(state: &State) -> String {
-    format!(
-        "# phase4 runtime state: settings changed from the UI, layered over the\n# configuration at start. Written by phase4; delete it to go back to the\n# configuration.\n{}",
-        state.to_toml()
-    )
-}
-
-/// Write `text` to `path` atomically: a temp file in the same directory,
-/// fsync, rename over the old file, fsync the directory. A crash leaves
-/// either the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Debounce after a change made while dragging a slider (`commit: false`).
-pub const DRAG_DEBOUNCE: Duration = Duration::from_millis(1000);
-/// Debounce after a committed change (`commit: true`, or a one-shot command).
-pub const COMMIT_DEBOUNCE: Duration = Duration::from_millis(50);
-/// Longest a dirty state waits, counted from its first unsaved change.
-pub const MAX_DELAY: Duration = Duration::from_millis(250);
-
-/// When the state should next be written, as the Python server schedules it:
-/// 1 s after the last drag change, 50 ms after a commit, and never later
-/// than 250 ms after the first unsaved change.
-#[derive(Debug, Default)]
-pub struct Debounce {
-    first_dirty: Option<Instant>,
-    due: Option<Instant>,
-}
-
-impl Debounce {
-    /// A change happened now.
-    pub fn touch(&mut self, commit: bool, now: Instant) {
-        let first = *self.first_dirty.get_or_insert(now);
-        let wait = if commit {
-            COMMIT_DEBOUNCE
-        } else {
-            DRAG_DEBOUNCE
-        };
-        self.due = Some((now + wait).min(first + MAX_DELAY));
-    }
-
-    /// When the next write is due, if anything is unsaved.
-    pub fn due(&self) -> Option<Instant> {
-        self.due
-    }
-
-    /// Whether a write is due at `now`; if so, the state counts as saved.
-    pub fn take_due(&mut self, now: Instant) -> bool {
-        match self.due {
-            Some(d) if d <= now => {
-                self.due = None;
-                self.first_dirty = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether anything is unsaved.
-    pub fn dirty(&self) -> bool {
-        self.due.is_some()
-    }
-
-    /// Forget pending changes (after a forced write).
-    pub fn clear(&mut self) {
-        self.due = None;
-        self.first_dirty = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,126 +251,6 @@ mod tests {
         assert!(merge_text(&base, "[autoscale]\nstrength = 7.0\n", &c).is_err());
         assert!(merge_text(&base, "this is not toml", &c).is_err());
         assert!(merge_text(&base, "[bogus]\nx = 1\n", &c).is_err());
-    }
-
-    #[test]
-    fn a_corrupt_state_file_is_moved_aside_and_the_config_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::default();
-        c.state.dir = dir.path().display().to_string();
-        std::fs::write(dir.path().join(STATE_FILE), "[[[ garbage").unwrap();
-        let (layered, _) = layer_at_start(&c, Vec::new);
-        assert_eq!(layered, c);
-        assert!(!dir.path().join(STATE_FILE).exists());
-        let moved = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("state.toml.corrupt-")
-            });
-        assert!(moved);
-    }
-
-    #[test]
-    fn state_round_trips_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::default();
-        c.state.dir = dir.path().display().to_string();
-        let mut s = State::from_config(&c);
-        s.dsp.low.hi_hz = 200.0;
-        s.fft.enabled = true;
-        write_atomic(&dir.path().join(STATE_FILE), &s.to_toml()).unwrap();
-        let (layered, loaded) = layer_at_start(&c, Vec::new);
-        assert_eq!(loaded, s);
-        assert_eq!(layered.dsp.low.hi_hz, 200.0);
-        assert!(layered.fft.enabled);
-    }
-
-    fn state_file(dir: &Path, device: &str, config_device: &str) -> Config {
-        let mut c = Config::default();
-        c.state.dir = dir.display().to_string();
-        let mut s = State::from_config(&c);
-        s.audio.device = device.into();
-        s.audio.config_device = config_device.into();
-        s.fft.enabled = true;
-        write_atomic(&dir.join(STATE_FILE), &s.to_toml()).unwrap();
-        c
-    }
-
-    #[test]
-    fn the_configured_device_wins_when_it_was_changed_since() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = state_file(dir.path(), "hw:1", "default");
-        let listed = || vec!["hw:1".to_string()];
-        assert_eq!(layer_at_start(&c, listed).0.audio.device, "hw:1");
-        let mut c2 = c.clone();
-        c2.audio.device = "hw:2".into();
-        assert_eq!(layer_at_start(&c2, listed).0.audio.device, "hw:2");
-    }
-
-    /// Issue 8, item 1: the state file is not trusted to name a PCM.
-    #[test]
-    fn a_state_file_naming_an_unlisted_device_keeps_the_rest_but_not_the_device() {
-        for bad in [
-            "file:'|sh -c \"id >> x\"',raw",
-            "file:FILE=/var/lib/phase4/state.toml",
-            "{ type file slave.pcm null file \"|id\" }",
-            "hw:1 ",
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let c = state_file(dir.path(), bad, "default");
-            let (layered, state) = layer_at_start(&c, || vec!["hw:1".to_string()]);
-            assert_eq!(layered.audio.device, "default", "{bad:?}");
-            assert!(layered.fft.enabled, "the rest of the state is kept");
-            assert_eq!(state.audio, AudioState::default());
-            assert!(!state.to_toml().contains("file:"));
-            let on_disk = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
-            assert!(!on_disk.contains(bad.trim()), "{on_disk}");
-            assert!(on_disk.contains("enabled = true"), "{on_disk}");
-        }
-    }
-
-    #[test]
-    fn a_state_file_that_is_not_utf8_or_too_large_is_moved_aside() {
-        for bytes in [
-            b"[fft]\nenabled = true\n\xff\xfe".to_vec(),
-            vec![b'#'; MAX_STATE_BYTES as usize + 1],
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut c = Config::default();
-            c.state.dir = dir.path().display().to_string();
-            std::fs::write(dir.path().join(STATE_FILE), &bytes).unwrap();
-            let (layered, _) = layer_at_start(&c, Vec::new);
-            assert_eq!(layered, c);
-            assert!(!dir.path().join(STATE_FILE).exists());
-            let aside: Vec<_> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with("state.toml.corrupt-")
-                })
-                .collect();
-            assert_eq!(aside.len(), 1);
-            assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes);
-        }
-    }
-
-    #[test]
-    fn drags_wait_longer_than_commits_but_never_past_the_cap() {
-        let t0 = Instant::now();
-        let mut d = Debounce::default();
-        d.touch(false, t0);
-        assert_eq!(d.due(), Some(t0 + MAX_DELAY));
-        let mut d = Debounce::default();
-        d.touch(true, t0);
-        assert_eq!(d.due(), Some(t0 + COMMIT_DEBOUNCE));
-        assert!(!d.take_due(t0));
-        assert!(d.take_due(t0 + COMMIT_DEBOUNCE));
-        assert!(!d.dirty());
     }
 
     #[test]

@@ -1,0 +1,212 @@
+//! Carrying out one checked command: the settings that become a new state,
+//! the device commands and the preset commands. Runs on the control thread
+//! (`p4-control`), like the rest of [`Controller`].
+
+use super::command::{validate, Command, DeviceItem, Response};
+use super::device::{DeviceCatalog, ListedDevice};
+use super::presets::{self, PresetName, PresetStore};
+use super::{settings, state, Controller, PROBE_REUSE};
+use std::time::Instant;
+
+impl Controller {
+    /// Carry out `cmd` after [`validate`]: a settings command becomes the new
+    /// state in force; the others list, switch or answer.
+    pub(super) fn carry_out(&mut self, cmd: Command) -> Vec<Response> {
+        if let Some(reason) = validate(&cmd, self.sample_rate()) {
+            return vec![Response::Error(reason)];
+        }
+        match cmd {
+            Command::ListDevices { probe } => self.list_devices(probe),
+            Command::Hello => self.hello(),
+            Command::SetDevice { index, name } => self.set_device(index, name),
+            Command::ListPresets => vec![Response::Presets(self.presets())],
+            Command::SavePreset { name } => self.save_preset(&name),
+            Command::DeletePreset { name } => self.delete_preset(&name),
+            Command::LoadPreset { name } => self.load_preset(&name),
+            setting @ (Command::SetFft { .. }
+            | Command::SetFftTilt { .. }
+            | Command::SetFftSendRawDb { .. }
+            | Command::SetFftPeakSmear { .. }
+            | Command::SetNFftBins { .. }
+            | Command::SetBand { .. }
+            | Command::SetSmoothing { .. }
+            | Command::SetFilterOrder { .. }
+            | Command::SetAutoscale { .. }
+            | Command::SetBandOnset { .. }
+            | Command::SetOnset { .. }
+            | Command::SetTempo { .. }
+            | Command::SetUi { .. }
+            | Command::SetWsSnapshotHz { .. }) => self.apply_setting(setting),
+        }
+    }
+
+    /// The state in force with the values `setting` carries, committed (or
+    /// refused) as a whole.
+    fn apply_setting(&mut self, setting: Command) -> Vec<Response> {
+        let mut next = self.state.clone();
+        match settings::write(setting, &mut next) {
+            Ok(commit) => self.commit_state(next, commit),
+            // carry_out sends only settings commands, and settings::write
+            // takes every one (its tests go through them all).
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn list_devices(&mut self, probe: bool) -> Vec<Response> {
+        let l = if probe {
+            self.probe_listing()
+        } else {
+            self.devices.list(false)
+        };
+        self.remember_listing(l.clone());
+        vec![Response::Devices(l)]
+    }
+
+    /// A new probe, or the last one while it is younger than [`PROBE_REUSE`].
+    fn probe_listing(&mut self) -> Vec<DeviceItem> {
+        match &self.probed {
+            Some((at, l)) if at.elapsed() < PROBE_REUSE => l.clone(),
+            _ => {
+                let l = self.devices.list(true);
+                self.probed = Some((Instant::now(), l.clone()));
+                l
+            }
+        }
+    }
+
+    /// What a new client is told first: the devices (listed now if nothing
+    /// was listed yet) and the presets.
+    fn hello(&mut self) -> Vec<Response> {
+        if self.listing.is_none() {
+            let l = self.devices.list(false);
+            self.remember_listing(l);
+        }
+        vec![
+            Response::Devices(self.listing.clone().unwrap_or_default()),
+            Response::Presets(self.presets()),
+        ]
+    }
+
+    /// Save the state in force under `name`.
+    fn save_preset(&mut self, name: &str) -> Vec<Response> {
+        let current = self.state.clone();
+        match self.preset_store(name) {
+            Ok((store, name)) => match store.save(&name, &current) {
+                Ok(()) => vec![Response::Presets(store.list())],
+                Err(e) => vec![Response::Error(format!("cannot save preset: {e}"))],
+            },
+            Err(e) => vec![Response::Error(e)],
+        }
+    }
+
+    fn delete_preset(&mut self, name: &str) -> Vec<Response> {
+        match self.preset_store(name) {
+            Ok((store, name)) => match store.delete(&name) {
+                Ok(()) => vec![Response::Presets(store.list())],
+                Err(e) => vec![Response::Error(e)],
+            },
+            Err(e) => vec![Response::Error(e)],
+        }
+    }
+
+    /// Merge the preset `name` over the state in force and commit the result
+    /// through the same checks as any other change.
+    fn load_preset(&mut self, name: &str) -> Vec<Response> {
+        let text = match self.preset_store(name) {
+            Ok((store, name)) => store.read(&name),
+            Err(e) => Err(e),
+        };
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => return vec![Response::Error(e)],
+        };
+        match state::merge_text(&self.state, &text, &self.base) {
+            Ok(next) => self.commit_state(next, true),
+            Err(e) => vec![Response::Error(format!("preset {name:?} is invalid: {e}"))],
+        }
+    }
+
+    /// The preset store and the checked name, or why presets are unavailable.
+    fn preset_store(&mut self, name: &str) -> Result<(&mut PresetStore, PresetName), String> {
+        let name = PresetName::parse(name)?;
+        match self.presets.as_mut() {
+            Some(store) => Ok((store, name)),
+            None => Err("presets need a state directory ([state] dir)".into()),
+        }
+    }
+
+    fn remember_listing(&mut self, l: Vec<DeviceItem>) {
+        let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 = l.iter().find(|i| i.name == d.1).map(|i| i.index);
+        self.listing = Some(l);
+    }
+
+    fn set_device(&mut self, index: Option<i64>, name: Option<String>) -> Vec<Response> {
+        let name = match (name, index) {
+            (Some(n), _) => n,
+            (None, Some(i)) => {
+                let Some(l) = &self.listing else {
+                    return vec![Response::Error(
+                        "no device listing yet; send list_devices first".into(),
+                    )];
+                };
+                match l.iter().find(|d| d.index as i64 == i) {
+                    Some(d) => d.name.clone(),
+                    None => {
+                        return vec![Response::Error(format!(
+                            "no device with index {i} in the last listing (0..{})",
+                            l.len()
+                        ))]
+                    }
+                }
+            }
+            (None, None) => return vec![Response::Error("set_device needs index or name".into())],
+        };
+        let catalog = DeviceCatalog::new(self.devices.listed_names(), &self.base.audio.device);
+        let device = match catalog.admit(&name) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("control: refused set_device: {e}");
+                return vec![Response::Error(format!("cannot switch: {e}"))];
+            }
+        };
+        self.switch_to(device)
+    }
+
+    fn switch_to(&mut self, device: ListedDevice) -> Vec<Response> {
+        if let Err(e) = self.devices.switch(&device) {
+            return vec![Response::Error(format!(
+                "cannot switch to {:?}: {e}; kept the previous device",
+                device.as_str()
+            ))];
+        }
+        {
+            let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
+            d.1 = device.to_string();
+            d.0 = self
+                .listing
+                .iter()
+                .flatten()
+                .find(|i| i.name == device.as_str())
+                .map(|i| i.index);
+        }
+        self.state.audio.device = device.to_string();
+        self.state.audio.config_device = self.base.audio.device.clone();
+        *self.shared.state.lock().unwrap_or_else(|e| e.into_inner()) = self.state.clone();
+        if self.state_dir.is_some() {
+            self.debounce.touch(true, Instant::now());
+        }
+        // Every UI's device list shows the one in use (as the Python
+        // server does after a switch).
+        let l = self.devices.list(false);
+        self.remember_listing(l.clone());
+        vec![Response::MetaChanged, Response::DevicesChanged(l)]
+    }
+
+    fn presets(&self) -> presets::PresetList {
+        self.presets
+            .as_ref()
+            .map(PresetStore::list)
+            .unwrap_or_default()
+    }
+}
