@@ -225,6 +225,7 @@ impl Broadcaster {
         }
     }
 
+    /// Take in the clients the acceptor handed over since the last turn.
     fn adopt(&mut self) {
         while let Ok(a) = self.accepted.try_recv() {
             let id = self.next_id;
@@ -237,69 +238,83 @@ impl Broadcaster {
                 a.peer,
                 self.ctx.config.ws.max_messages_per_s,
             ) {
-                Ok(mut c) => {
-                    if self.last_meta.is_none() {
-                        self.maybe_meta(true);
-                    }
-                    // The greeting: meta (sent first, `meta_due`), phase4's
-                    // auth, then devices, presets and server_status at once
-                    // (the Python server's greeting).
-                    let auth = Outbound::Auth {
-                        authorized: c.authorized,
-                        required: true,
-                    };
-                    let _ = c.push_reply(Message::Text(auth.to_json().into()));
-                    let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
-                    if cached {
-                        let _ = c.push_reply(Message::Text(self.devices_json.clone().into()));
-                        let _ = c.push_reply(Message::Text(self.presets_json.clone().into()));
-                    }
-                    log::info!(
-                        "ws: client {} connected from {}{}",
-                        id,
-                        c.peer,
-                        if c.authorized { "" } else { " (watch only)" }
-                    );
-                    if !cached {
-                        c.in_flight += 1;
-                        self.in_flight += 1;
-                    }
-                    self.clients.push(c);
-                    self.ctx
-                        .stats
-                        .ws_clients
-                        .store(self.clients.len() as u32, Ordering::Relaxed);
-                    // A status of now, counting this client (from a builder
-                    // of its own, so the 2 Hz figures keep their intervals).
-                    let hz = self
-                        .last_meta
-                        .as_ref()
-                        .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-                    let mut s = self.greet_status.build(
-                        &self.ctx,
-                        self.clients.len() as u32,
-                        self.drops,
-                        hz,
-                        self.snapshot_seq,
-                    );
-                    s.monitor = self.audio_status(false);
-                    let status = Message::Text(Outbound::ServerStatus(&s).to_json().into());
-                    if let Some(c) = self.clients.last_mut() {
-                        let _ = c.push_reply(status);
-                    }
-                    if !cached {
-                        let _ = self.ctx.requests.send(Request {
-                            client: id,
-                            command: Command::Hello,
-                        });
-                    }
-                }
+                Ok(c) => self.welcome(c),
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
                     self.registry.release(ip);
                 }
             }
         }
+    }
+
+    /// Greet a new client and count it in; ask control for the devices and
+    /// presets when there are none to send it yet.
+    fn welcome(&mut self, mut c: Client) {
+        if self.last_meta.is_none() {
+            self.maybe_meta(true);
+        }
+        let cached = self.greet(&mut c);
+        log::info!(
+            "ws: client {} connected from {}{}",
+            c.id,
+            c.peer,
+            if c.authorized { "" } else { " (watch only)" }
+        );
+        if !cached {
+            c.in_flight += 1;
+            self.in_flight += 1;
+        }
+        let id = c.id;
+        self.clients.push(c);
+        self.ctx
+            .stats
+            .ws_clients
+            .store(self.clients.len() as u32, Ordering::Relaxed);
+        let status = self.greeting_status();
+        if let Some(c) = self.clients.last_mut() {
+            let _ = c.push_reply(status);
+        }
+        if !cached {
+            let _ = self.ctx.requests.send(Request {
+                client: id,
+                command: Command::Hello,
+            });
+        }
+    }
+
+    /// The greeting: meta (sent first, `meta_due`), phase4's auth, then
+    /// devices and presets at once (the Python server's greeting) when
+    /// they are cached; returns whether they were.
+    fn greet(&self, c: &mut Client) -> bool {
+        let auth = Outbound::Auth {
+            authorized: c.authorized,
+            required: true,
+        };
+        let _ = c.push_reply(Message::Text(auth.to_json().into()));
+        let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
+        if cached {
+            let _ = c.push_reply(Message::Text(self.devices_json.clone().into()));
+            let _ = c.push_reply(Message::Text(self.presets_json.clone().into()));
+        }
+        cached
+    }
+
+    /// A `server_status` of now, counting the new client (from a builder
+    /// of its own, so the 2 Hz figures keep their intervals).
+    fn greeting_status(&mut self) -> Message {
+        let hz = self
+            .last_meta
+            .as_ref()
+            .map_or(60.0, |m| m.ws_snapshot_hz as f64);
+        let mut s = self.greet_status.build(
+            &self.ctx,
+            self.clients.len() as u32,
+            self.drops,
+            hz,
+            self.snapshot_seq,
+        );
+        s.monitor = self.audio_status(false);
+        Message::Text(Outbound::ServerStatus(&s).to_json().into())
     }
 
     /// Queue a reply for client `id`; a client whose replies pile up is
