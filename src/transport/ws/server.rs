@@ -176,15 +176,7 @@ impl Broadcaster {
             }
             if now >= self.next_status && !self.clients.is_empty() {
                 self.next_status = now + STATUS_EVERY;
-                let mut s = self.status.build(
-                    &self.ctx,
-                    self.clients.len() as u32,
-                    self.drops,
-                    hz,
-                    self.snapshot_seq,
-                );
-                s.monitor = self.audio_status(true);
-                let json = Outbound::ServerStatus(&s).to_json();
+                let json = self.status_json(false, hz);
                 self.broadcast_frame(json);
             }
             self.flush_all(now);
@@ -302,22 +294,33 @@ impl Broadcaster {
         cached
     }
 
-    /// A `server_status` of now, counting the new client (from a builder
-    /// of its own, so the 2 Hz figures keep their intervals).
+    /// A `server_status` of now, counting the new client.
     fn greeting_status(&mut self) -> Message {
         let hz = self
             .last_meta
             .as_ref()
             .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-        let mut s = self.greet_status.build(
+        Message::Text(self.status_json(true, hz).into())
+    }
+
+    /// A `server_status` of now, as JSON. A new client's greeting has a
+    /// builder of its own, so the periodic 2 Hz figures keep their
+    /// intervals (and the monitor's CPU interval is not restarted).
+    fn status_json(&mut self, greeting: bool, hz: f64) -> String {
+        let builder = if greeting {
+            &mut self.greet_status
+        } else {
+            &mut self.status
+        };
+        let mut s = builder.build(
             &self.ctx,
             self.clients.len() as u32,
             self.drops,
             hz,
             self.snapshot_seq,
         );
-        s.monitor = self.audio_status(false);
-        Message::Text(Outbound::ServerStatus(&s).to_json().into())
+        s.monitor = self.audio_status(!greeting);
+        Outbound::ServerStatus(&s).to_json()
     }
 
     fn flush_all(&mut self, now: Instant) {
