@@ -22,7 +22,7 @@
 //! bands, the end of the analysis window for spectral frames, and the event
 //! time itself for onsets and beats (window end minus the detector's lag).
 
-use crate::capture::wav::open_stream;
+use crate::capture::wav::{open_stream, Input, WavStream};
 use crate::config::Config;
 use crate::dsp::bands::BandsProcessor;
 use crate::dsp::params::{DspParams, ParamsRx};
@@ -235,6 +235,34 @@ fn write_spectrum(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool)
     }
 }
 
+fn write_silence(buf: &mut Vec<u8>, fmt: Format, f: &BandsFrame) {
+    let mut l = Line::new(buf, fmt, "silence");
+    l.f("t", f.time_s)
+        .skip(8)
+        .b("silent", f.silent)
+        .skip(11)
+        .end();
+}
+
+/// Open `path` for reading `block_frames` at a time, refusing a channel
+/// the file does not have.
+fn open_input(
+    path: &Path,
+    block_frames: usize,
+    channel: i32,
+) -> anyhow::Result<WavStream<std::io::BufReader<Input>>> {
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wav = open_stream(path, block_frames, never)?;
+    let channels = wav.header().channels;
+    if channel >= channels as i32 {
+        anyhow::bail!(
+            "cannot use WAV input {}: audio.channel = {channel} but the file has {channels} channel(s)",
+            path.display(),
+        );
+    }
+    Ok(wav)
+}
+
 /// Analyse `path` with `config`'s DSP settings, writing to `out`. With
 /// `bins`, spectral lines carry the log spectrum too (JSON Lines only; it is
 /// computed whenever `fft.enabled`, but 128 numbers per hop dominate the
@@ -247,18 +275,9 @@ pub fn analyze(
     out: &mut dyn Write,
 ) -> anyhow::Result<Summary> {
     let block_frames = config.audio.block_frames as usize;
-    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut wav = open_stream(path, block_frames, never)?;
-    let header = wav.header();
     let channel = config.audio.channel;
-    if channel >= header.channels as i32 {
-        anyhow::bail!(
-            "cannot use WAV input {}: audio.channel = {channel} but the file has {} channel(s)",
-            path.display(),
-            header.channels
-        );
-    }
-    let sr = header.sample_rate;
+    let mut wav = open_input(path, block_frames, channel)?;
+    let sr = wav.header().sample_rate;
     let p = DspParams::from_config(config);
     let mut bands = BandsProcessor::new(sr, block_frames, config.fft.window_frames as usize, &p);
     let mut spectrum = SpectrumProcessor::new(
@@ -294,12 +313,7 @@ pub fn analyze(
         write_bands(&mut buf, format, &bf);
         if bf.silent != last_silent {
             last_silent = bf.silent;
-            let mut l = Line::new(&mut buf, format, "silence");
-            l.f("t", bf.time_s)
-                .skip(8)
-                .b("silent", bf.silent)
-                .skip(11)
-                .end();
+            write_silence(&mut buf, format, &bf);
         }
         if let Some(sf) = spectrum.process(&block, &mut rx_s) {
             summary.onsets += sf.onset as u64;

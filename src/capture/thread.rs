@@ -211,128 +211,225 @@ impl AudioClock {
     }
 }
 
-fn run(spec: CaptureSpec, mut outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<BlockTx> {
+/// Why the real-time loop ended.
+enum End {
+    /// The thread was told to stop while the source waited.
+    Stopped,
+    /// The input ended, or the `--duration` limit is reached.
+    Ended,
+    /// The input cannot go on (an I/O error reading a WAV file).
+    Fatal(CaptureError),
+    /// The device went away.
+    Gone(CaptureError),
+}
+
+/// How one pass of the open → stream loop ended.
+enum Next {
+    /// Open the source again (it failed to open, or went away).
+    Reopen,
+    /// Stop the thread (stop requested, input ended, or a fatal error).
+    Stop,
+}
+
+/// The capture thread's state across sources: block numbering, the audio
+/// clock for `--duration`, the reopen backoff and whether real-time priority
+/// was already asked for.
+struct Capture {
+    spec: CaptureSpec,
+    outputs: Vec<BlockTx>,
+    ctx: CaptureCtx,
+    block: Box<Block>,
+    seq: u64,
+    frame_pos: u64,
+    clock: AudioClock,
+    delay: f64,
+    opened_once: bool,
+    rt_asked: bool,
+    fault: crate::rt::fault::Fault,
+}
+
+fn run(spec: CaptureSpec, outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<BlockTx> {
     let stats = &ctx.stats;
     stats.tid[Role::Capture as usize].store(crate::service::gettid(), Ordering::Relaxed);
     stats.pin_hot_thread();
-    let mut block = Box::new(Block::zeroed());
-    // Block numbers keep rising across capture restarts (device switch), so a
-    // consumer never sees them go backwards.
-    let mut seq = stats.blocks.load(Ordering::Relaxed);
-    let mut frame_pos = 0u64;
-    let mut clock = AudioClock::new(spec.max_audio_s);
-    let mut delay = spec.audio.retry_initial_s;
-    let mut opened_once = false;
-    let mut rt_asked = false;
-    let fault = crate::rt::fault::Fault::for_role(Role::Capture);
-    'open: while !ctx.stop.load(Ordering::Relaxed) {
-        stats.beat(Role::Capture);
-        let mut src = match open_source(&spec, &ctx) {
-            Ok(s) => s,
-            Err(_) if ctx.stop.load(Ordering::Relaxed) => break,
-            Err(e) => {
-                let fatal = matches!(e, CaptureError::Wav { .. })
-                    || (!opened_once && spec.audio.on_missing_device == MissingDevice::Fail);
-                if fatal {
-                    let _ = ctx.events.send(CaptureEvent::Fatal {
-                        kind: e.fatal_kind(),
-                        error: e.to_string(),
-                    });
-                    break;
-                }
-                let _ = ctx.events.send(CaptureEvent::OpenFailed {
-                    error: e.to_string(),
-                    retry_s: delay,
-                });
-                if !sleep_unless_stopped(&ctx, delay) {
-                    break;
-                }
-                delay = (delay * 2.0).min(spec.audio.retry_max_s);
-                continue;
-            }
+    let mut cap = Capture {
+        // Block numbers keep rising across capture restarts (device switch),
+        // so a consumer never sees them go backwards.
+        seq: stats.blocks.load(Ordering::Relaxed),
+        frame_pos: 0,
+        clock: AudioClock::new(spec.max_audio_s),
+        delay: spec.audio.retry_initial_s,
+        opened_once: false,
+        rt_asked: false,
+        fault: crate::rt::fault::Fault::for_role(Role::Capture),
+        block: Box::new(Block::zeroed()),
+        spec,
+        outputs,
+        ctx,
+    };
+    while !cap.ctx.stop.load(Ordering::Relaxed) {
+        cap.ctx.stats.beat(Role::Capture);
+        let next = match cap.open() {
+            Ok(src) => cap.stream(src),
+            Err(next) => next,
         };
-        delay = spec.audio.retry_initial_s;
-        opened_once = true;
-        let rt = if !rt_asked && spec.realtime.enabled && src.clocked() {
-            rt_asked = true;
+        if let Next::Stop = next {
+            break;
+        }
+    }
+    crate::rt::mark_rt_loop(false);
+    cap.ctx.stats.device_up.store(false, Ordering::Relaxed);
+    cap.outputs
+}
+
+impl Capture {
+    /// Open the source, or say what to do instead: retry after the backoff
+    /// delay (reported), or stop (stopping, or a failure that a retry cannot
+    /// mend: a bad WAV input, or a missing device with
+    /// `on-missing-device = "fail"` before it was ever open).
+    fn open(&mut self) -> Result<Box<dyn Source>, Next> {
+        let e = match open_source(&self.spec, &self.ctx) {
+            Ok(src) => {
+                self.delay = self.spec.audio.retry_initial_s;
+                self.opened_once = true;
+                return Ok(src);
+            }
+            Err(_) if self.ctx.stop.load(Ordering::Relaxed) => return Err(Next::Stop),
+            Err(e) => e,
+        };
+        let fatal = matches!(e, CaptureError::Wav { .. })
+            || (!self.opened_once && self.spec.audio.on_missing_device == MissingDevice::Fail);
+        if fatal {
+            self.fatal(&e);
+            return Err(Next::Stop);
+        }
+        let _ = self.ctx.events.send(CaptureEvent::OpenFailed {
+            error: e.to_string(),
+            retry_s: self.delay,
+        });
+        if !sleep_unless_stopped(&self.ctx, self.delay) {
+            return Err(Next::Stop);
+        }
+        self.delay = (self.delay * 2.0).min(self.spec.audio.retry_max_s);
+        Err(Next::Reopen)
+    }
+
+    /// A source is open: ask for real-time priority the first time a clocked
+    /// source opens (a clockless one would spin), publish what is open and
+    /// tell the supervisor.
+    fn announce(&mut self, src: &dyn Source) {
+        let (spec, stats) = (&self.spec, &self.ctx.stats);
+        let rt = if !self.rt_asked && spec.realtime.enabled && src.clocked() {
+            self.rt_asked = true;
             crate::rt::set_realtime_priority(spec.realtime.capture_priority)
-        } else if rt_asked {
+        } else if self.rt_asked {
             stats.grant(&stats.rt_capture)
         } else {
             RtGrant::NotRequested
         };
         stats.set_grant(&stats.rt_capture, rt);
-        let clocked = src.clocked();
         let info = src.info();
-        clock.opened(info.rate);
+        self.clock.opened(info.rate);
         stats.set_device_info(info.clone());
-        let _ = ctx.events.send(CaptureEvent::Opened { info, rt });
+        let _ = self.ctx.events.send(CaptureEvent::Opened { info, rt });
         stats.device_up.store(true, Ordering::Relaxed);
-
         // Block numbers restart with this thread; forget what the workers
         // asked for in terms of the previous numbering.
-        for tx in &outputs {
+        for tx in &self.outputs {
             tx.wake.defer_until(0);
         }
+    }
+
+    /// The real-time loop: read, number, stamp and push blocks until the
+    /// source ends, goes away or the thread is told to stop.
+    fn stream(&mut self, mut src: Box<dyn Source>) -> Next {
+        self.announce(src.as_ref());
+        let clocked = src.clocked();
         crate::rt::mark_rt_loop(true);
         // The flag is checked on every block, not only by the PCM's poll: a
         // clockless PCM (`null`) always has frames, so its read never polls.
-        while !ctx.stop.load(Ordering::Relaxed) {
-            stats.beat(Role::Capture);
-            fault.check(&ctx.stop);
-            match src.read(&mut block) {
-                Ok(ReadOutcome::Block) => {
-                    block.seq = seq;
-                    block.frame_pos = frame_pos;
-                    block.clocked = clocked;
-                    seq += 1;
-                    frame_pos += block.len as u64;
-                    push(&mut outputs, &block, clocked, &ctx);
-                    stats.blocks.fetch_add(1, Ordering::Relaxed);
-                    if clock.advance(block.len as u64) {
-                        crate::rt::mark_rt_loop(false);
-                        let _ = ctx.events.send(CaptureEvent::Ended);
-                        break 'open;
-                    }
+        while !self.ctx.stop.load(Ordering::Relaxed) {
+            self.ctx.stats.beat(Role::Capture);
+            self.fault.check(&self.ctx.stop);
+            let read = src.read(&mut self.block);
+            if let Some(end) = self.on_read(read, clocked) {
+                // Off the real-time path before anything is said about it.
+                crate::rt::mark_rt_loop(false);
+                return self.after(end, src);
+            }
+        }
+        Next::Stop
+    }
+
+    /// What one read gave: a block goes out to the workers, an xrun or a
+    /// suspend is counted, and anything else ends the loop. Real-time safe.
+    #[inline]
+    fn on_read(&mut self, read: Result<ReadOutcome, CaptureError>, clocked: bool) -> Option<End> {
+        let stats = &self.ctx.stats;
+        match read {
+            Ok(ReadOutcome::Block) => {
+                let block = &mut self.block;
+                block.seq = self.seq;
+                block.frame_pos = self.frame_pos;
+                block.clocked = clocked;
+                self.seq += 1;
+                self.frame_pos += block.len as u64;
+                push(&mut self.outputs, block, clocked, &self.ctx);
+                stats.blocks.fetch_add(1, Ordering::Relaxed);
+                if self.clock.advance(block.len as u64) {
+                    return Some(End::Ended);
                 }
-                Ok(ReadOutcome::Xrun) => {
-                    stats.xruns.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(ReadOutcome::Suspend) => {
-                    stats.suspends.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(ReadOutcome::Stopped) => break 'open,
-                Ok(ReadOutcome::End) => {
-                    crate::rt::mark_rt_loop(false);
-                    let _ = ctx.events.send(CaptureEvent::Ended);
-                    break 'open;
-                }
-                Err(e @ CaptureError::WavIo { .. }) => {
-                    crate::rt::mark_rt_loop(false);
-                    let _ = ctx.events.send(CaptureEvent::Fatal {
-                        kind: e.fatal_kind(),
-                        error: e.to_string(),
-                    });
-                    break 'open;
-                }
-                Err(e) => {
-                    crate::rt::mark_rt_loop(false);
-                    stats.device_up.store(false, Ordering::Relaxed);
-                    stats.reopens.fetch_add(1, Ordering::Relaxed);
-                    let _ = ctx.events.send(CaptureEvent::Gone(e.to_string()));
-                    drop(src);
-                    if !sleep_unless_stopped(&ctx, delay) {
-                        break 'open;
-                    }
-                    continue 'open;
+                None
+            }
+            Ok(ReadOutcome::Xrun) => {
+                stats.xruns.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(ReadOutcome::Suspend) => {
+                stats.suspends.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(ReadOutcome::Stopped) => Some(End::Stopped),
+            Ok(ReadOutcome::End) => Some(End::Ended),
+            Err(e @ CaptureError::WavIo { .. }) => Some(End::Fatal(e)),
+            Err(e) => Some(End::Gone(e)),
+        }
+    }
+
+    /// Off the real-time path: report how the loop ended and, for a device
+    /// that went away, close it and wait the backoff delay before reopening.
+    fn after(&mut self, end: End, src: Box<dyn Source>) -> Next {
+        match end {
+            End::Stopped => Next::Stop,
+            End::Ended => {
+                let _ = self.ctx.events.send(CaptureEvent::Ended);
+                Next::Stop
+            }
+            End::Fatal(e) => {
+                self.fatal(&e);
+                Next::Stop
+            }
+            End::Gone(e) => {
+                let stats = &self.ctx.stats;
+                stats.device_up.store(false, Ordering::Relaxed);
+                stats.reopens.fetch_add(1, Ordering::Relaxed);
+                let _ = self.ctx.events.send(CaptureEvent::Gone(e.to_string()));
+                drop(src);
+                if sleep_unless_stopped(&self.ctx, self.delay) {
+                    Next::Reopen
+                } else {
+                    Next::Stop
                 }
             }
         }
-        break;
     }
-    crate::rt::mark_rt_loop(false);
-    stats.device_up.store(false, Ordering::Relaxed);
-    outputs
+
+    fn fatal(&self, e: &CaptureError) {
+        let _ = self.ctx.events.send(CaptureEvent::Fatal {
+            kind: e.fatal_kind(),
+            error: e.to_string(),
+        });
+    }
 }
 
 /// Push one block to every worker. Real-time safe.

@@ -10,12 +10,12 @@
 //! Real-time safety: [`WavSource::read`] only pops from a wait-free ring and
 //! sleeps; disk I/O happens on the reader thread.
 
-use super::wav::{open_stream, WavHeader};
+use super::wav::{open_stream, Input, WavHeader, WavStream};
 use super::{CaptureError, ReadOutcome, Source};
 use crate::stats::DeviceInfo;
 use crate::types::Block;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
-use ringbuf::{HeapCons, HeapRb};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -119,6 +119,7 @@ impl Drop for WavSource {
 }
 
 type Opened = Result<(WavHeader, HeapCons<f32>), CaptureError>;
+type Stream = WavStream<std::io::BufReader<Input>>;
 
 /// Decodes the file into the ring until the end (or forever, looping).
 fn reader_thread(
@@ -130,45 +131,15 @@ fn reader_thread(
     state: Arc<AtomicU8>,
     opened: std::sync::mpsc::SyncSender<Opened>,
 ) {
-    let err = |reason: String| CaptureError::Wav {
-        path: path.display().to_string(),
-        reason,
-    };
-    let quitting = || quit.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
-    let mut s = match open_stream(path, CHUNK, quit.clone()) {
-        Ok(s) => s,
+    let mut chunk = vec![0.0f32; CHUNK];
+    let (mut s, first) = match start_reading(path, channel, looping, &quit, &mut chunk) {
+        Ok(started) => started,
         Err(e) => {
             let _ = opened.send(Err(e));
             return;
         }
     };
     let h = s.header();
-    if channel >= h.channels as i32 {
-        let _ = opened.send(Err(err(format!(
-            "audio.channel = {channel} but the file has {} channel(s)",
-            h.channels
-        ))));
-        return;
-    }
-    if looping && !s.reader.get_ref().seekable() {
-        let _ = opened.send(Err(err(
-            "a FIFO cannot be looped (--loop / audio.loop-input needs a regular file)".into(),
-        )));
-        return;
-    }
-    let mut chunk = vec![0.0f32; CHUNK];
-    // The first frames, so that an empty file is an open error.
-    let first = match s.read_mono(channel, &mut chunk) {
-        Ok(0) => {
-            let _ = opened.send(Err(err("the file has no audio frames".into())));
-            return;
-        }
-        Ok(n) => n,
-        Err(e) => {
-            let _ = opened.send(Err(err(e.to_string())));
-            return;
-        }
-    };
     // About a second of audio, read ahead.
     let cap = (h.sample_rate as usize).clamp(4 * CHUNK, 1 << 20);
     let (mut prod, cons) = HeapRb::<f32>::new(cap).split();
@@ -176,10 +147,67 @@ fn reader_thread(
     if opened.send(Ok((h, cons))).is_err() {
         return;
     }
-    let mut pass_frames = first as u64;
+    let quitting = || quit.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+    let end = fill(
+        &mut s, channel, looping, &mut prod, &mut chunk, first, &quitting,
+    );
+    if let Some(end) = end {
+        state.store(end, Ordering::Release);
+    }
+}
+
+/// Open the file and read its first frames into `chunk`, so that
+/// everything wrong with it (a channel it lacks, a FIFO asked to loop, no
+/// audio at all) is an open error. Returns the stream and how many frames
+/// are in `chunk`.
+fn start_reading(
+    path: &Path,
+    channel: i32,
+    looping: bool,
+    quit: &Arc<AtomicBool>,
+    chunk: &mut [f32],
+) -> Result<(Stream, usize), CaptureError> {
+    let err = |reason: String| CaptureError::Wav {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut s = open_stream(path, CHUNK, quit.clone())?;
+    let h = s.header();
+    if channel >= h.channels as i32 {
+        return Err(err(format!(
+            "audio.channel = {channel} but the file has {} channel(s)",
+            h.channels
+        )));
+    }
+    if looping && !s.reader.get_ref().seekable() {
+        return Err(err(
+            "a FIFO cannot be looped (--loop / audio.loop-input needs a regular file)".into(),
+        ));
+    }
+    match s.read_mono(channel, chunk) {
+        Ok(0) => Err(err("the file has no audio frames".into())),
+        Ok(n) => Ok((s, n)),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Keep the ring topped up until the file ends (`DONE`), a read fails
+/// (`FAILED`) or the source is dropped or stopping (`None`). `pass_frames`:
+/// frames of this pass read so far (a looped file without any is done).
+fn fill(
+    s: &mut Stream,
+    channel: i32,
+    looping: bool,
+    prod: &mut HeapProd<f32>,
+    chunk: &mut [f32],
+    mut pass_frames: usize,
+    quitting: &dyn Fn() -> bool,
+) -> Option<u8> {
+    let cap = prod.capacity().get();
+    let rate = s.header().sample_rate.max(1) as f64;
     loop {
         if quitting() {
-            return;
+            return None;
         }
         if prod.vacant_len() < CHUNK {
             // Full: wait until half the ring has played, then refill it in
@@ -187,29 +215,25 @@ fn reader_thread(
             // once per chunk (every wake-up is a context switch the whole
             // process pays for). Slices of at most 100 ms keep `quit` seen.
             let frames = (cap / 2).saturating_sub(prod.vacant_len());
-            let wait = Duration::from_secs_f64(frames as f64 / h.sample_rate.max(1) as f64);
+            let wait = Duration::from_secs_f64(frames as f64 / rate);
             std::thread::sleep(wait.clamp(Duration::from_millis(10), REFILL_SLICE));
             if prod.vacant_len() < cap / 2 {
                 continue;
             }
         }
-        match s.read_mono(channel, &mut chunk) {
+        match s.read_mono(channel, chunk) {
             Ok(0) => {
                 if !looping || pass_frames == 0 || s.rewind().is_err() {
-                    state.store(DONE, Ordering::Release);
-                    return;
+                    return Some(DONE);
                 }
                 pass_frames = 0;
             }
             Ok(n) => {
-                pass_frames += n as u64;
+                pass_frames += n;
                 prod.push_slice(&chunk[..n]);
             }
-            Err(_) if quitting() => return,
-            Err(_) => {
-                state.store(FAILED, Ordering::Release);
-                return;
-            }
+            Err(_) if quitting() => return None,
+            Err(_) => return Some(FAILED),
         }
     }
 }

@@ -184,6 +184,21 @@ fn check_name(k: &mut Checker, key: &str, v: &str, max: usize, may_be_empty: boo
 
 /// Range checks on the rig sections (see [`super::validate`]).
 pub(super) fn check(c: &super::Config, k: &mut Checker) {
+    check_discovery(c, k);
+    check_oscquery(c, k);
+    let l = &c.link;
+    if l.feed_port == 0 {
+        k.fail("link.feed-port", l.feed_port, "must be 1..65535");
+    }
+    k.range_f("link.quantum", l.quantum, 1.0, 16.0);
+    let m = &c.midi;
+    check_name(k, "midi.client-name", &m.client_name, 63, false);
+    check_name(k, "midi.port-name", &m.port_name, 63, false);
+    check_name(k, "midi.connect-to", &m.connect_to, 128, true);
+    check_wled(c, k);
+}
+
+fn check_discovery(c: &super::Config, k: &mut Checker) {
     let d = &c.discovery;
     // An mDNS instance name is one DNS label.
     check_name(k, "discovery.name", &d.name, 63, true);
@@ -194,7 +209,11 @@ pub(super) fn check(c: &super::Config, k: &mut Checker) {
             "needs something to announce: ws.enabled or oscquery.enabled",
         );
     }
+}
 
+/// The OSCQuery server's address and port, and its OSC input port (which
+/// needs the server, and the WebSocket side's control thread).
+fn check_oscquery(c: &super::Config, k: &mut Checker) {
     let q = &c.oscquery;
     if q.bind.parse::<std::net::IpAddr>().is_err() {
         k.fail(
@@ -238,18 +257,9 @@ pub(super) fn check(c: &super::Config, k: &mut Checker) {
     k.range_u("oscquery.max-clients", q.max_clients as u64, 1, 256);
     k.range_f("oscquery.listen-hz", q.listen_hz, 1.0, 240.0);
     k.range_f("oscquery.max-input-per-s", q.max_input_per_s, 1.0, 10_000.0);
+}
 
-    let l = &c.link;
-    if l.feed_port == 0 {
-        k.fail("link.feed-port", l.feed_port, "must be 1..65535");
-    }
-    k.range_f("link.quantum", l.quantum, 1.0, 16.0);
-
-    let m = &c.midi;
-    check_name(k, "midi.client-name", &m.client_name, 63, false);
-    check_name(k, "midi.port-name", &m.port_name, 63, false);
-    check_name(k, "midi.connect-to", &m.connect_to, 128, true);
-
+fn check_wled(c: &super::Config, k: &mut Checker) {
     let w = &c.wled;
     if w.host.trim().is_empty() || w.host.len() > 253 || w.host.chars().any(char::is_control) {
         k.fail(

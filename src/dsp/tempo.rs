@@ -230,23 +230,8 @@ impl BeatTracker {
     ) -> TempoState {
         // NaN levels count as silence.
         let silent = rms_dbfs.is_nan() || rms_dbfs < p.silence_threshold_dbfs;
-        if silent {
-            self.silent_s += self.hop_s;
-            let hold = if p.silence_hold_s.is_finite() {
-                p.silence_hold_s.max(0.0)
-            } else {
-                2.0
-            };
-            if self.silent_s >= hold {
-                // Long silence: forget everything so the next piece starts
-                // fresh, and claim nothing meanwhile.
-                if self.n_seen > 0 {
-                    self.clear_history();
-                }
-                return self.state(false, 0.0);
-            }
-        } else {
-            self.silent_s = 0.0;
+        if self.long_silence(silent, p) {
+            return self.state(false, 0.0);
         }
         let (lo, hi) = bpm_range(p);
         self.states.set_range(lo, hi);
@@ -269,14 +254,44 @@ impl BeatTracker {
         } else {
             (self.steady_bpm, self.steady_s) = (bpm, 0.0);
         }
-        // A beat on the kick's chain falls due.
+        let beat = self.beat_due();
+        self.report(beat, bpm, agreed, p)
+    }
+
+    /// Count silent time; true once it has lasted `silence_hold_s`: then
+    /// everything is forgotten so the next piece starts fresh, and nothing
+    /// is claimed meanwhile.
+    #[inline]
+    fn long_silence(&mut self, silent: bool, p: &DspParams) -> bool {
+        if !silent {
+            self.silent_s = 0.0;
+            return false;
+        }
+        self.silent_s += self.hop_s;
+        let hold = if p.silence_hold_s.is_finite() {
+            p.silence_hold_s.max(0.0)
+        } else {
+            2.0
+        };
+        if self.silent_s < hold {
+            return false;
+        }
+        if self.n_seen > 0 {
+            self.clear_history();
+        }
+        true
+    }
+
+    /// Whether a beat falls due this hop: one on the kick's chain, or the
+    /// filter's own when its phase wraps (at most one per half period),
+    /// which also opens that beat's agreement and schedules the kick's.
+    #[inline]
+    fn beat_due(&mut self) -> bool {
         let mut beat = false;
         if let Some(k) = self.pending {
             self.pending = k.checked_sub(1).filter(|&k| k > 0);
             beat = self.pending.is_none();
         }
-        // The filter's beat: when the phase wraps, at most one per half
-        // period.
         self.since_beat_s += self.hop_s;
         let phase = self.states.phase();
         let wrapped = self.last_phase - phase > 0.5;
@@ -300,6 +315,13 @@ impl BeatTracker {
                 beat = true;
             }
         }
+        beat
+    }
+
+    /// The hop's state: the lock decided with this hop's agreement, the
+    /// reported tempo, and the beat (if any) with how late it is reported.
+    #[inline]
+    fn report(&mut self, beat: bool, bpm: f32, agreed: bool, p: &DspParams) -> TempoState {
         if beat && !self.locked {
             self.unreported = Some(0);
         }

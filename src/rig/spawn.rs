@@ -159,27 +159,7 @@ pub fn spawn_rig_outputs(
     let Some(inputs) = pending.inputs else {
         return Ok(threads);
     };
-    let mut out = HubOutputs::default();
-    if config.wled.enabled {
-        let w = WledSender::new(&config.wled, config.silence.threshold_dbfs, stats.clone())
-            .context("WLED socket")?;
-        log::info!(
-            "wled: Audio Sync v2 to {:?} every {} ms",
-            w.destination(),
-            config.wled.interval_ms
-        );
-        out.wled = Some(w);
-    }
-    if config.link.enabled {
-        out.link = Some(
-            LinkFeed::new(config.link.feed_port, config.link.quantum, stats.clone())
-                .context("Link feed socket")?,
-        );
-        log::info!(
-            "link: tempo feed to phase4-link on 127.0.0.1:{}",
-            config.link.feed_port
-        );
-    }
+    let mut out = open_senders(config, stats)?;
     if config.midi.enabled {
         let tempo = Arc::new(TempoShare::default());
         out.tempo = Some(tempo.clone());
@@ -203,22 +183,59 @@ pub fn spawn_rig_outputs(
             shared: Some(shared.clone()),
             config: Arc::new(config.clone()),
         };
-        if config.oscquery.input_port != 0 {
-            threads.push(spawn_input(config, live.clone(), control, stats, stop)?);
-        }
-        threads.extend(
-            super::oscquery::spawn(config, live, stats.clone(), stop.clone()).with_context(
-                || {
-                    format!(
-                        "OSCQuery server on {}:{}",
-                        config.oscquery.bind, config.oscquery.port
-                    )
-                },
-            )?,
-        );
+        threads.extend(spawn_oscquery(config, live, control, stats, stop)?);
     }
     threads.push(hub::spawn(inputs, out, stats.clone(), stop.clone()).context("spawn p4-rig")?);
     Ok(threads)
+}
+
+/// The OSCQuery server's threads, and its OSC input port's when it has one.
+fn spawn_oscquery(
+    config: &Config,
+    live: super::oscquery::Live,
+    control: Option<ControlAccess>,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    if config.oscquery.input_port != 0 {
+        threads.push(spawn_input(config, live.clone(), control, stats, stop)?);
+    }
+    threads.extend(
+        super::oscquery::spawn(config, live, stats.clone(), stop.clone()).with_context(|| {
+            format!(
+                "OSCQuery server on {}:{}",
+                config.oscquery.bind, config.oscquery.port
+            )
+        })?,
+    );
+    Ok(threads)
+}
+
+/// The hub's outputs that are sockets of its own: WLED and the Link feed.
+fn open_senders(config: &Config, stats: &Arc<Stats>) -> anyhow::Result<HubOutputs> {
+    let mut out = HubOutputs::default();
+    if config.wled.enabled {
+        let w = WledSender::new(&config.wled, config.silence.threshold_dbfs, stats.clone())
+            .context("WLED socket")?;
+        log::info!(
+            "wled: Audio Sync v2 to {:?} every {} ms",
+            w.destination(),
+            config.wled.interval_ms
+        );
+        out.wled = Some(w);
+    }
+    if config.link.enabled {
+        out.link = Some(
+            LinkFeed::new(config.link.feed_port, config.link.quantum, stats.clone())
+                .context("Link feed socket")?,
+        );
+        log::info!(
+            "link: tempo feed to phase4-link on 127.0.0.1:{}",
+            config.link.feed_port
+        );
+    }
+    Ok(out)
 }
 
 fn spawn_input(

@@ -161,11 +161,19 @@ impl BeatStates {
         }
         self.range = (lo, hi);
         let (p_lo, p_hi) = period_bounds(self.hop_s, lo, hi);
+        self.choose_periods(p_lo, p_hi);
+        self.lay_out_states();
+        self.set_priors(lo);
+        self.set_transitions();
+        self.reset();
+    }
+
+    /// All integer periods in `[p_lo, p_hi]`, or a log-spaced subset of
+    /// them when there are more than the capacity.
+    fn choose_periods(&mut self, p_lo: u32, p_hi: u32) {
         let cap = self.period.len();
         let span = (p_hi - p_lo + 1) as usize;
         let n = span.min(cap);
-        // All integer periods, or a log-spaced subset of them when there are
-        // more than the capacity.
         let mut k = 0;
         let mut last = 0;
         for i in 0..n {
@@ -182,8 +190,13 @@ impl BeatStates {
             }
         }
         self.n = k;
+    }
+
+    /// One state per phase position of every tempo, tempo after tempo, and
+    /// each tempo's beat region.
+    fn lay_out_states(&mut self) {
         let mut off = 0u32;
-        for i in 0..k {
+        for i in 0..self.n {
             let p = self.period[i];
             self.off[i] = off;
             self.head[i] = 0;
@@ -191,7 +204,13 @@ impl BeatStates {
             off += p;
         }
         self.n_states = off as usize;
-        // The prior per beat: a per-second penalty times the period.
+    }
+
+    /// The prior per beat (a per-second penalty above the knee, times the
+    /// period) and the starting belief over the tempi, for a range from
+    /// `lo` BPM.
+    fn set_priors(&mut self, lo: f32) {
+        let k = self.n;
         let knee = PRIOR_KNEE_BPM.max(2.0 * lo);
         for i in 0..k {
             let beat_s = self.period[i] as f32 * self.hop_s;
@@ -209,7 +228,11 @@ impl BeatStates {
                 .iter_mut()
                 .for_each(|v| *v = 1.0 / k.max(1) as f32);
         }
-        // Banded transition rows, normalised over the active tempi.
+    }
+
+    /// Banded transition rows, normalised over the active tempi.
+    fn set_transitions(&mut self) {
+        let k = self.n;
         let mut t_off = 0u32;
         for j in 0..k {
             let pj = self.period[j] as f32;
@@ -235,7 +258,6 @@ impl BeatStates {
             self.row[j] = (first as u32, (end - first) as u32, t_off);
             t_off += (end - first) as u32;
         }
-        self.reset();
     }
 
     /// The starting belief over the tempi, every phase equally likely.

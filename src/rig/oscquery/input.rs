@@ -205,104 +205,153 @@ impl Bucket {
     }
 }
 
+/// The input thread's state: who may write, the two rate budgets, and how
+/// many of its commands went to the control thread.
+struct Input {
+    ctx: InputCtx,
+    gate: Gate,
+    budget: Bucket,
+    untrusted: Bucket,
+    refilled: Instant,
+    warn: RateLimit,
+    sent: u64,
+}
+
 fn run(ctx: InputCtx) {
-    let mut gate = Gate::new(ctx.secret.clone(), ctx.trust_loopback);
+    let mut input = Input {
+        gate: Gate::new(ctx.secret.clone(), ctx.trust_loopback),
+        budget: Bucket::new(ctx.max_per_s),
+        untrusted: Bucket::new(UNTRUSTED_PER_S),
+        refilled: Instant::now(),
+        warn: RateLimit::new(Duration::from_secs(5)),
+        sent: 0,
+        ctx,
+    };
     let mut buf = [0u8; MAX_DATAGRAM + 1];
-    let mut budget = Bucket::new(ctx.max_per_s);
-    let mut untrusted = Bucket::new(UNTRUSTED_PER_S);
-    let mut refill = Instant::now();
-    let mut warn = RateLimit::new(Duration::from_secs(5));
-    let rig = &ctx.stats.rig;
-    let refused = || rig.osc_in_refused.fetch_add(1, Ordering::Relaxed);
-    let mut sent: u64 = 0;
     let mut msgs = Vec::with_capacity(MAX_PER_PACKET);
-    while !ctx.stop.load(Ordering::Relaxed) {
-        let Ok((n, from)) = ctx.sock.recv_from(&mut buf) else {
+    while !input.ctx.stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = input.ctx.sock.recv_from(&mut buf) else {
             continue;
         };
         let now = Instant::now();
-        let dt = now.duration_since(refill).as_secs_f64();
-        budget.refill(dt);
-        untrusted.refill(dt);
-        refill = now;
-        // Cheap checks first: nothing is decoded for a sender over its
-        // share.
-        let allowed = gate.allows(from, now);
-        if n > MAX_DATAGRAM || !allowed && !untrusted.take() {
-            refused();
+        let Some(allowed) = input.admit(n, from, now) else {
+            input.refused();
             continue;
-        }
+        };
         msgs.clear();
         match rosc::decoder::decode_udp(&buf[..n]) {
             Ok((_, p)) => messages(p, &mut msgs),
             Err(_) => {
-                refused();
+                input.refused();
                 continue;
             }
         }
-        let sr = match ctx
-            .live
+        let sr = input.sample_rate();
+        for m in msgs.drain(..) {
+            input.handle(m, from, allowed, now, sr);
+        }
+    }
+}
+
+impl Input {
+    /// The cheap checks, before anything is decoded: a datagram that is
+    /// too big, or from a sender that may not write once the untrusted
+    /// share is spent, is refused (`None`). Otherwise whether its sender
+    /// may write.
+    fn admit(&mut self, n: usize, from: SocketAddr, now: Instant) -> Option<bool> {
+        let dt = now.duration_since(self.refilled).as_secs_f64();
+        self.budget.refill(dt);
+        self.untrusted.refill(dt);
+        self.refilled = now;
+        let allowed = self.gate.allows(from, now);
+        if n > MAX_DATAGRAM || !allowed && !self.untrusted.take() {
+            return None;
+        }
+        Some(allowed)
+    }
+
+    /// The rate in force: the open device's, else the configured one.
+    fn sample_rate(&self) -> f64 {
+        let live = &self.ctx.live;
+        match live
             .shared
             .as_ref()
             .map_or(0, |s| s.sample_rate.load(Ordering::Relaxed))
         {
-            0 => ctx.live.config.audio.sample_rate_hz as f64,
+            0 => live.config.audio.sample_rate_hz as f64,
             sr => sr as f64,
+        }
+    }
+
+    /// Commands of this port the control thread has taken so far.
+    fn handled(&self) -> u64 {
+        self.ctx
+            .live
+            .shared
+            .as_ref()
+            .map_or(self.sent, |s| s.osc_input_handled.load(Ordering::Relaxed))
+    }
+
+    /// One message: an authentication, or a write that goes to the control
+    /// thread when its sender may write, the budgets allow it and it is a
+    /// valid setting.
+    fn handle(&mut self, m: OscMessage, from: SocketAddr, allowed: bool, now: Instant, sr: f64) {
+        let result = if m.addr == AUTH {
+            if self.gate.auth(from, &m.args, now) {
+                log::info!("osc-in: {from} authenticated");
+                return;
+            }
+            Err(Refusal::NotAllowed)
+        } else if !allowed && !self.gate.allows(from, now) {
+            Err(Refusal::NotAllowed)
+        } else if self.sent.saturating_sub(self.handled()) >= MAX_IN_FLIGHT || !self.budget.take() {
+            Err(Refusal::Busy)
+        } else {
+            command_for(&self.ctx.live, &m, sr)
         };
-        let handled = |sent: u64| {
-            ctx.live
-                .shared
-                .as_ref()
-                .map_or(sent, |s| s.osc_input_handled.load(Ordering::Relaxed))
-        };
-        for m in msgs.drain(..) {
-            let result = if m.addr == AUTH {
-                if gate.auth(from, &m.args, now) {
-                    log::info!("osc-in: {from} authenticated");
-                    continue;
+        match result {
+            Ok(command) => {
+                let request = Request {
+                    client: OSC_INPUT_CLIENT,
+                    command,
+                };
+                if self.ctx.requests.send(request).is_ok() {
+                    self.sent += 1;
                 }
-                Err(Refusal::NotAllowed)
-            } else if !allowed && !gate.allows(from, now) {
-                Err(Refusal::NotAllowed)
-            } else if sent.saturating_sub(handled(sent)) >= MAX_IN_FLIGHT || !budget.take() {
-                Err(Refusal::Busy)
-            } else {
-                command_for(&ctx.live, &m, sr)
-            };
-            match result {
-                Ok(command) => {
-                    if ctx
-                        .requests
-                        .send(Request {
-                            client: OSC_INPUT_CLIENT,
-                            command,
-                        })
-                        .is_ok()
-                    {
-                        sent += 1;
-                    }
-                    rig.osc_in_ok.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(why) => {
-                    refused();
-                    if let Some(held) = warn.allow() {
-                        log::warn!(
-                            "osc-in: refused {} from {from}: {} ({held} similar suppressed)",
-                            crate::control::device::shorten(&m.addr),
-                            match why {
-                                Refusal::UnknownAddress(_) => "no such setting".to_string(),
-                                Refusal::NotAllowed =>
-                                    "not allowed (send /phase4/auth with the control token first)"
-                                        .to_string(),
-                                Refusal::Invalid(e) => e,
-                                Refusal::Busy =>
-                                    "too many writes (oscquery.max-input-per-s)".into(),
-                            },
-                        );
-                    }
-                }
+                self.ctx.stats.rig.osc_in_ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => {
+                self.refused();
+                self.warn_refused(&m.addr, from, why);
             }
         }
+    }
+
+    fn refused(&self) {
+        self.ctx
+            .stats
+            .rig
+            .osc_in_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Log a refusal, at most every few seconds.
+    fn warn_refused(&mut self, addr: &str, from: SocketAddr, why: Refusal) {
+        let Some(held) = self.warn.allow() else {
+            return;
+        };
+        let why = match why {
+            Refusal::UnknownAddress(_) => "no such setting".to_string(),
+            Refusal::NotAllowed => {
+                "not allowed (send /phase4/auth with the control token first)".to_string()
+            }
+            Refusal::Invalid(e) => e,
+            Refusal::Busy => "too many writes (oscquery.max-input-per-s)".into(),
+        };
+        log::warn!(
+            "osc-in: refused {} from {from}: {why} ({held} similar suppressed)",
+            crate::control::device::shorten(addr),
+        );
     }
 }
 

@@ -159,6 +159,12 @@ fn run(ctx: ListenCtx) {
 
 /// Read commands and send what is due; false drops the client.
 fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
+    read_requests(c, methods) && send_due(c, methods, live) && flush(c)
+}
+
+/// Take the client's LISTEN and IGNORE commands (a bounded number per
+/// tick); false when it closed or failed.
+fn read_requests(c: &mut Client, methods: &[(String, Source)]) -> bool {
     c.ws.get_mut().refill(READ_BUDGET);
     for _ in 0..READS_PER_TICK {
         match c.ws.read() {
@@ -187,6 +193,12 @@ fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
             Err(_) => return false,
         }
     }
+    true
+}
+
+/// Queue every listened-to value that changed since it was last sent;
+/// false when the connection failed.
+fn send_due(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
     let mut settings = None;
     for l in c.listens.iter_mut() {
         let (path, source) = &methods[l.method];
@@ -232,6 +244,12 @@ fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
             Err(_) => return false,
         }
     }
+    true
+}
+
+/// Send what is queued; false when the client has not taken anything for
+/// longer than [`STALL`], or the connection failed.
+fn flush(c: &mut Client) -> bool {
     match c.ws.flush() {
         Ok(()) => c.stalled_since = None,
         Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {

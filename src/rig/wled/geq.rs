@@ -207,32 +207,9 @@ impl GeqAnalyzer {
     /// the packet. `peak` says a beat or low-band onset happened since.
     pub fn analyze(&mut self, dt_s: f32, peak: bool) -> AudioSync {
         let n = self.n;
-        let mut sum_sq = 0.0f32;
-        let mut max_abs = 0.0f32;
-        for i in 0..n {
-            let s = self.sample(i);
-            sum_sq += s * s;
-            max_abs = max_abs.max(s.abs());
-            self.fft_in[i] = s * self.window[i];
-        }
-        let rms = (sum_sq / n as f32).sqrt();
-        // Zero crossings in the newest 23.2 ms (WLED's batch); when the
-        // window is shorter, scaled up to that duration.
-        let mut zc = 0u32;
-        for i in n - self.zc_len + 1..n {
-            if (self.sample(i - 1) < 0.0) != (self.sample(i) < 0.0) {
-                zc += 1;
-            }
-        }
-        let zc = (zc as f32 * self.zc_scale).round().min(u16::MAX as f32) as u16;
-        let _ =
-            self.fft
-                .process_with_scratch(&mut self.fft_in, &mut self.fft_out, &mut self.scratch);
-        for (m, x) in self.mags.iter_mut().zip(&self.fft_out) {
-            *m = x.norm() * self.mag_corr;
-        }
-        self.mags[0] = 0.0;
-
+        let (rms, max_abs) = self.window_in();
+        let zc = self.zero_crossings();
+        self.magnitudes();
         let a_att = crate::dsp::scaler::tau_to_alpha(dt_s, 0.05);
         let a_rel = crate::dsp::scaler::tau_to_alpha(dt_s, 10.0);
         let gate_open = rms >= self.gate_rms;
@@ -248,46 +225,8 @@ impl GeqAnalyzer {
             geq_gain = TARGET / self.geq_peak.update(loudest, a_att, a_rel);
             vol_gain = VOLUME_TARGET / self.vol_peak.update(max_abs, a_att, a_rel);
         }
-        let mut fft_result = [0u8; 16];
-        for c in 0..16 {
-            let calc = &mut self.calc[c];
-            if gate_open {
-                *calc = (weighted[c] * geq_gain * self.gain).min(1023.0);
-            } else {
-                // WLED with its noise gate closed: decay to zero.
-                *calc *= 0.85;
-                if *calc < 4.0 {
-                    *calc = 0.0;
-                }
-            }
-            // WLED's limiter: rise fast, fall over ~9 cycles.
-            let avg = &mut self.avg[c];
-            let k = if *calc > *avg { 0.75 } else { 0.17 };
-            *avg = (k * *calc + (1.0 - k) * *avg).clamp(0.0, 1023.0);
-            // WLED's square-root scaling, with its lift of high channels.
-            let r = *avg * 0.38 - 6.0;
-            let r = if r > 1.0 { r.sqrt() } else { 0.0 } * (0.85 + c as f32 / 4.5);
-            fft_result[c] = (r * 255.0 / 16.0).clamp(0.0, 255.0) as u8;
-        }
-
-        let top = ((11_025.0 * n as f32 / self.sr) as usize).min(self.mags.len() - 2);
-        let mut k_peak = 1;
-        for k in 1..=top {
-            if self.mags[k] > self.mags[k_peak] {
-                k_peak = k;
-            }
-        }
-        let (a, b, c) = (
-            self.mags[k_peak - 1],
-            self.mags[k_peak],
-            self.mags[k_peak + 1],
-        );
-        let den = a - 2.0 * b + c;
-        let delta = if den.abs() > 1e-12 {
-            (0.5 * (a - c) / den).clamp(-0.5, 0.5)
-        } else {
-            0.0
-        };
+        let fft_result = self.channels(&weighted, gate_open.then_some(geq_gain));
+        let (peak_bin, peak_mag) = self.major_peak();
         let raw = if gate_open {
             (max_abs * vol_gain).min(255.0)
         } else {
@@ -305,16 +244,107 @@ impl GeqAnalyzer {
             fft_result,
             zero_crossings: zc,
             fft_magnitude: if gate_open {
-                (b * geq_gain).min(4096.0)
+                (peak_mag * geq_gain).min(4096.0)
             } else {
                 0.001
             },
             fft_major_peak: if gate_open {
-                ((k_peak as f32 + delta) * self.sr / n as f32).clamp(1.0, 11_025.0)
+                (peak_bin * self.sr / n as f32).clamp(1.0, 11_025.0)
             } else {
                 1.0
             },
         }
+    }
+
+    /// The window's RMS and peak, and the windowed samples into the FFT's
+    /// input.
+    fn window_in(&mut self) -> (f32, f32) {
+        let n = self.n;
+        let mut sum_sq = 0.0f32;
+        let mut max_abs = 0.0f32;
+        for i in 0..n {
+            let s = self.sample(i);
+            sum_sq += s * s;
+            max_abs = max_abs.max(s.abs());
+            self.fft_in[i] = s * self.window[i];
+        }
+        ((sum_sq / n as f32).sqrt(), max_abs)
+    }
+
+    /// Zero crossings in the newest 23.2 ms (WLED's batch); when the window
+    /// is shorter, scaled up to that duration.
+    fn zero_crossings(&self) -> u16 {
+        let n = self.n;
+        let mut zc = 0u32;
+        for i in n - self.zc_len + 1..n {
+            if (self.sample(i - 1) < 0.0) != (self.sample(i) < 0.0) {
+                zc += 1;
+            }
+        }
+        (zc as f32 * self.zc_scale).round().min(u16::MAX as f32) as u16
+    }
+
+    /// FFT of the windowed input into `mags` (DC left out).
+    fn magnitudes(&mut self) {
+        let _ =
+            self.fft
+                .process_with_scratch(&mut self.fft_in, &mut self.fft_out, &mut self.scratch);
+        for (m, x) in self.mags.iter_mut().zip(&self.fft_out) {
+            *m = x.norm() * self.mag_corr;
+        }
+        self.mags[0] = 0.0;
+    }
+
+    /// The 16 GEQ channels from their weighted magnitudes: scaled by the AGC
+    /// gain while the noise gate is open (`gain`), decaying to zero while it
+    /// is closed, through WLED's limiter and square-root scaling.
+    fn channels(&mut self, weighted: &[f32; 16], gain: Option<f32>) -> [u8; 16] {
+        let mut fft_result = [0u8; 16];
+        for c in 0..16 {
+            let calc = &mut self.calc[c];
+            if let Some(g) = gain {
+                *calc = (weighted[c] * g * self.gain).min(1023.0);
+            } else {
+                // WLED with its noise gate closed: decay to zero.
+                *calc *= 0.85;
+                if *calc < 4.0 {
+                    *calc = 0.0;
+                }
+            }
+            // WLED's limiter: rise fast, fall over ~9 cycles.
+            let avg = &mut self.avg[c];
+            let k = if *calc > *avg { 0.75 } else { 0.17 };
+            *avg = (k * *calc + (1.0 - k) * *avg).clamp(0.0, 1023.0);
+            // WLED's square-root scaling, with its lift of high channels.
+            let r = *avg * 0.38 - 6.0;
+            let r = if r > 1.0 { r.sqrt() } else { 0.0 } * (0.85 + c as f32 / 4.5);
+            fft_result[c] = (r * 255.0 / 16.0).clamp(0.0, 255.0) as u8;
+        }
+        fft_result
+    }
+
+    /// The loudest bin up to 11 025 Hz, refined by a parabola through its
+    /// neighbours: (fractional bin, its magnitude).
+    fn major_peak(&self) -> (f32, f32) {
+        let top = ((11_025.0 * self.n as f32 / self.sr) as usize).min(self.mags.len() - 2);
+        let mut k_peak = 1;
+        for k in 1..=top {
+            if self.mags[k] > self.mags[k_peak] {
+                k_peak = k;
+            }
+        }
+        let (a, b, c) = (
+            self.mags[k_peak - 1],
+            self.mags[k_peak],
+            self.mags[k_peak + 1],
+        );
+        let den = a - 2.0 * b + c;
+        let delta = if den.abs() > 1e-12 {
+            (0.5 * (a - c) / den).clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
+        (k_peak as f32 + delta, b)
     }
 }
 
