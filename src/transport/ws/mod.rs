@@ -174,44 +174,14 @@ pub fn spawn(
 /// addresses to open with it.
 pub fn token_report(config: &Config) -> Result<String, String> {
     let ws = &config.ws;
-    let (token, from) = if !ws.token.is_empty() {
-        (
-            ws.token.clone(),
-            "ws.token in the configuration".to_string(),
-        )
-    } else {
-        let dir = config
-            .state_dir()
-            .ok_or("no ws.token and no [state] dir to keep a generated one in: set ws.token")?;
-        let t = secret::file_token(&dir).map_err(|e| {
-            format!(
-                "cannot read or create {}: {e}",
-                dir.join(secret::TOKEN_FILE).display()
-            )
-        })?;
-        (t, dir.join(secret::TOKEN_FILE).display().to_string())
-    };
+    let (token, from) = token_in_force(config)?;
     let mut out = format!(
         "{token}
 
 (from {from})
 "
     );
-    let hosts: Vec<String> = match ws.bind.parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.is_unspecified() => crate::transport::hosts::interface_addresses()
-            .into_iter()
-            .filter(|a| !a.is_loopback() && !is_link_local(a))
-            .map(|a| match a {
-                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                v4 => v4.to_string(),
-            })
-            .collect(),
-        Ok(ip) => vec![match ip {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        }],
-        Err(_) => Vec::new(),
-    };
+    let hosts = ui_hosts(&ws.bind);
     if beyond_loopback(&ws.bind) && !hosts.is_empty() {
         out.push_str(
             "
@@ -245,9 +215,87 @@ The UI listens on {} only (ws.bind); on this machine no token is needed{}.
     Ok(out)
 }
 
+/// The control token and where it comes from: `ws.token`, or the
+/// generated one in the state dir (created if the service never ran).
+fn token_in_force(config: &Config) -> Result<(String, String), String> {
+    let ws = &config.ws;
+    if !ws.token.is_empty() {
+        return Ok((
+            ws.token.clone(),
+            "ws.token in the configuration".to_string(),
+        ));
+    }
+    let dir = config
+        .state_dir()
+        .ok_or("no ws.token and no [state] dir to keep a generated one in: set ws.token")?;
+    let t = secret::file_token(&dir).map_err(|e| {
+        format!(
+            "cannot read or create {}: {e}",
+            dir.join(secret::TOKEN_FILE).display()
+        )
+    })?;
+    Ok((t, dir.join(secret::TOKEN_FILE).display().to_string()))
+}
+
+/// The addresses a browser elsewhere can reach the UI at, as URL hosts:
+/// the one `bind` names, or every interface's (but loopback and
+/// link-local) when it is unspecified; none when `bind` is not an address.
+fn ui_hosts(bind: &str) -> Vec<String> {
+    match bind.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => crate::transport::hosts::interface_addresses()
+            .into_iter()
+            .filter(|a| !a.is_loopback() && !is_link_local(a))
+            .map(url_host)
+            .collect(),
+        Ok(ip) => vec![url_host(ip)],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// An address as the host part of a URL (IPv6 in brackets).
+fn url_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
 fn is_link_local(a: &std::net::IpAddr) -> bool {
     match a {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ui_hosts_are_the_bound_address_with_ipv6_in_brackets() {
+        assert_eq!(ui_hosts("192.168.1.20"), ["192.168.1.20"]);
+        assert_eq!(ui_hosts("fd00::7"), ["[fd00::7]"]);
+        assert!(ui_hosts("stage.local").is_empty(), "not an address");
+        for h in ui_hosts("0.0.0.0") {
+            assert!(!h.starts_with("127.") && h != "[::1]", "{h}");
+        }
+    }
+
+    #[test]
+    fn a_configured_token_is_reported_as_coming_from_the_configuration() {
+        let mut config = Config::default();
+        config.ws.token = "s3cret-token".into();
+        assert_eq!(
+            token_in_force(&config).unwrap(),
+            (
+                "s3cret-token".to_string(),
+                "ws.token in the configuration".to_string()
+            )
+        );
+        let report = token_report(&config).unwrap();
+        assert!(
+            report.starts_with("s3cret-token\n\n(from ws.token"),
+            "{report}"
+        );
     }
 }

@@ -148,135 +148,202 @@ fn layout(o: &Obj) -> Result<UiLayout, String> {
 
 /// Parse one inbound text message; the error is the reason to send back.
 pub fn parse(text: &str) -> Result<Action, String> {
+    let o = object(text)?;
+    let type_ = message_type(&o)?;
+    if type_ == "auth" {
+        return Ok(Action::Auth(string(&o, "token")?));
+    }
+    command(type_, &o).map(Action::Command)
+}
+
+/// The message as a JSON object.
+fn object(text: &str) -> Result<Obj, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(o) = v else {
         return Err("missing 'type': a message is a JSON object with a \"type\"".into());
     };
-    let type_ = match o.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Err("\"type\" must be a string".into()),
-        None => return Err("missing 'type'".into()),
-    };
-    let commit = flag(&o, "commit", true);
-    let cmd = match type_ {
-        "auth" => return Ok(Action::Auth(string(&o, "token")?)),
-        "set_fft" => Command::SetFft {
-            enabled: flag(&o, "enabled", false),
-        },
+    Ok(o)
+}
+
+/// Its `"type"`, which must be a string.
+fn message_type(o: &Obj) -> Result<&str, String> {
+    match o.get("type") {
+        Some(Value::String(t)) => Ok(t.as_str()),
+        Some(_) => Err("\"type\" must be a string".into()),
+        None => Err("missing 'type'".into()),
+    }
+}
+
+/// Reads the commands of one family: `Ok(None)` when `type_` is not one of
+/// them.
+type Family = fn(&str, &Obj, bool) -> Result<Option<Command>, String>;
+
+/// Every command family. Each type belongs to exactly one of them (a test
+/// checks it), so the order here decides nothing.
+const FAMILIES: [Family; 5] = [
+    analysis_command,
+    spectrum_command,
+    ui_command,
+    device_command,
+    preset_command,
+];
+
+/// The control command a message of type `type_` asks for.
+fn command(type_: &str, o: &Obj) -> Result<Command, String> {
+    let commit = flag(o, "commit", true);
+    for family in FAMILIES {
+        if let Some(cmd) = family(type_, o, commit)? {
+            return Ok(cmd);
+        }
+    }
+    let shown = super::protocol::truncate(type_, 64);
+    Err(format!("unknown type {shown:?}"))
+}
+
+/// Band edges, smoothing, autoscale, filter order, onsets and tempo.
+fn analysis_command(type_: &str, o: &Obj, commit: bool) -> Result<Option<Command>, String> {
+    Ok(Some(match type_ {
         "set_band" => Command::SetBand {
-            band: band(&o)?,
-            lo_hz: req_num(&o, "lo_hz")?,
-            hi_hz: req_num(&o, "hi_hz")?,
+            band: band(o)?,
+            lo_hz: req_num(o, "lo_hz")?,
+            hi_hz: req_num(o, "hi_hz")?,
             commit,
         },
         "set_smoothing" => Command::SetSmoothing {
-            tau: per_band(&o, "tau")?,
-            tau_attack: per_band(&o, "tau_attack")?,
+            tau: per_band(o, "tau")?,
+            tau_attack: per_band(o, "tau_attack")?,
             commit,
         },
         "set_autoscale" => Command::SetAutoscale {
-            tau_attack_s: num(&o, "tau_attack_s")?,
-            tau_release_s: num(&o, "tau_release_s")?,
-            noise_floor: num(&o, "noise_floor")?,
-            strength: num(&o, "strength")?,
-            master_gain: num(&o, "master_gain")?,
-            commit,
-        },
-        "set_fft_send_raw_db" => Command::SetFftSendRawDb {
-            send_raw_db: flag(&o, "send_raw_db", false),
-        },
-        "set_fft_peak_smear" => Command::SetFftPeakSmear {
-            peak_smear_oct: req_num(&o, "peak_smear_oct")?,
-            commit,
-        },
-        "set_fft_tilt" => Command::SetFftTilt {
-            tilt_db_per_oct: req_num(&o, "tilt_db_per_oct")?,
+            tau_attack_s: num(o, "tau_attack_s")?,
+            tau_release_s: num(o, "tau_release_s")?,
+            noise_floor: num(o, "noise_floor")?,
+            strength: num(o, "strength")?,
+            master_gain: num(o, "master_gain")?,
             commit,
         },
         "set_filter_order" => Command::SetFilterOrder {
-            order: int(&o, "order").map_err(|_| "filter_order must be an int".to_string())?,
+            order: int(o, "order").map_err(|_| "filter_order must be an int".to_string())?,
             commit,
         },
         "set_onset" if o.get("band").is_some_and(|b| !b.is_null()) => Command::SetBandOnset {
-            band: band(&o)?,
-            sensitivity: num(&o, "sensitivity")?,
-            refractory_s: num(&o, "refractory_s")?,
-            slow_tau_s: num(&o, "slow_tau_s")?,
-            abs_floor: num(&o, "abs_floor")?,
+            band: band(o)?,
+            sensitivity: num(o, "sensitivity")?,
+            refractory_s: num(o, "refractory_s")?,
+            slow_tau_s: num(o, "slow_tau_s")?,
+            abs_floor: num(o, "abs_floor")?,
             commit,
         },
         // phase4: the broadband detector (no band).
         "set_onset" => Command::SetOnset {
-            enabled: opt_flag(&o, "enabled"),
-            sensitivity: num(&o, "sensitivity")?,
-            min_gap_s: num(&o, "min_gap_s")?,
+            enabled: opt_flag(o, "enabled"),
+            sensitivity: num(o, "sensitivity")?,
+            min_gap_s: num(o, "min_gap_s")?,
             commit,
         },
-        "set_peak_decay" => ui(&o, commit, |c| {
+        "set_tempo" => Command::SetTempo {
+            enabled: opt_flag(o, "enabled"),
+            min_bpm: num(o, "min_bpm")?,
+            max_bpm: num(o, "max_bpm")?,
+            lock_confidence: num(o, "lock_confidence")?,
+            commit,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// The spectrum: on or off, what is sent, its shaping and bin count.
+fn spectrum_command(type_: &str, o: &Obj, commit: bool) -> Result<Option<Command>, String> {
+    Ok(Some(match type_ {
+        "set_fft" => Command::SetFft {
+            enabled: flag(o, "enabled", false),
+        },
+        "set_fft_send_raw_db" => Command::SetFftSendRawDb {
+            send_raw_db: flag(o, "send_raw_db", false),
+        },
+        "set_fft_peak_smear" => Command::SetFftPeakSmear {
+            peak_smear_oct: req_num(o, "peak_smear_oct")?,
+            commit,
+        },
+        "set_fft_tilt" => Command::SetFftTilt {
+            tilt_db_per_oct: req_num(o, "tilt_db_per_oct")?,
+            commit,
+        },
+        "set_n_fft_bins" => Command::SetNFftBins {
+            n: int(o, "n").map_err(|_| "n_fft_bins must be an int".to_string())?,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// The UI's settings and the rate of its snapshot feed.
+fn ui_command(type_: &str, o: &Obj, commit: bool) -> Result<Option<Command>, String> {
+    Ok(Some(match type_ {
+        "set_peak_decay" => ui(commit, |c| {
             if let Command::SetUi {
                 peak_decay_per_s, ..
             } = c
             {
-                *peak_decay_per_s = Some(req_num(&o, "peak_decay_per_s")?);
+                *peak_decay_per_s = Some(req_num(o, "peak_decay_per_s")?);
             }
             Ok(())
         })?,
-        "set_show_onsets" => ui(&o, true, |c| {
+        "set_show_onsets" => ui(true, |c| {
             if let Command::SetUi { show_onsets, .. } = c {
-                *show_onsets = Some(flag(&o, "show_onsets", false));
+                *show_onsets = Some(flag(o, "show_onsets", false));
             }
             Ok(())
         })?,
-        "set_ui_layout" => ui(&o, commit, |c| {
+        "set_ui_layout" => ui(commit, |c| {
             if let Command::SetUi { layout: l, .. } = c {
-                *l = Some(layout(&o)?);
+                *l = Some(layout(o)?);
             }
             Ok(())
         })?,
+        "set_ws_snapshot_hz" => Command::SetWsSnapshotHz {
+            hz: req_num(o, "hz")?,
+            commit,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// Listing the capture devices and choosing one.
+fn device_command(type_: &str, o: &Obj, _commit: bool) -> Result<Option<Command>, String> {
+    Ok(Some(match type_ {
         "list_devices" => Command::ListDevices {
-            probe: flag(&o, "probe", false),
+            probe: flag(o, "probe", false),
         },
         "set_device" => {
             let name = match o.get("name") {
                 None | Some(Value::Null) => None,
-                Some(_) => Some(string(&o, "name")?),
+                Some(_) => Some(string(o, "name")?),
             };
             let index = match (o.get("index"), &name) {
                 (None | Some(Value::Null), Some(_)) => None,
-                _ => Some(int(&o, "index").map_err(|_| "device index must be an int")?),
+                _ => Some(int(o, "index").map_err(|_| "device index must be an int")?),
             };
             Command::SetDevice { index, name }
         }
-        "set_n_fft_bins" => Command::SetNFftBins {
-            n: int(&o, "n").map_err(|_| "n_fft_bins must be an int".to_string())?,
-        },
-        "set_ws_snapshot_hz" => Command::SetWsSnapshotHz {
-            hz: req_num(&o, "hz")?,
-            commit,
-        },
+        _ => return Ok(None),
+    }))
+}
+
+/// Listing, saving, loading and deleting presets.
+fn preset_command(type_: &str, o: &Obj, _commit: bool) -> Result<Option<Command>, String> {
+    Ok(Some(match type_ {
         "list_presets" => Command::ListPresets,
         "save_preset" => Command::SavePreset {
-            name: preset_name(&o)?,
+            name: preset_name(o)?,
         },
         "load_preset" => Command::LoadPreset {
-            name: preset_name(&o)?,
+            name: preset_name(o)?,
         },
         "delete_preset" => Command::DeletePreset {
-            name: preset_name(&o)?,
+            name: preset_name(o)?,
         },
-        "set_tempo" => Command::SetTempo {
-            enabled: opt_flag(&o, "enabled"),
-            min_bpm: num(&o, "min_bpm")?,
-            max_bpm: num(&o, "max_bpm")?,
-            lock_confidence: num(&o, "lock_confidence")?,
-            commit,
-        },
-        other => {
-            let shown = super::protocol::truncate(other, 64);
-            return Err(format!("unknown type {shown:?}"));
-        }
-    };
-    Ok(Action::Command(cmd))
+        _ => return Ok(None),
+    }))
 }
 
 /// Preset names are stripped of surrounding spaces, as there.
@@ -290,7 +357,6 @@ fn preset_name(o: &Obj) -> Result<String, String> {
 
 /// A `SetUi` changing only what `fill` sets.
 fn ui(
-    _o: &Obj,
     commit: bool,
     fill: impl FnOnce(&mut Command) -> Result<(), String>,
 ) -> Result<Command, String> {
@@ -384,5 +450,68 @@ mod tests {
         ] {
             assert!(parse(m).is_err(), "{m} accepted");
         }
+    }
+
+    #[test]
+    fn every_command_type_belongs_to_exactly_one_family() {
+        let empty = Obj::new();
+        let claims = |t: &str| {
+            FAMILIES
+                .iter()
+                .filter(|f| !matches!(f(t, &empty, true), Ok(None)))
+                .count()
+        };
+        for t in [
+            "set_fft",
+            "set_band",
+            "set_smoothing",
+            "set_autoscale",
+            "set_fft_send_raw_db",
+            "set_fft_peak_smear",
+            "set_fft_tilt",
+            "set_filter_order",
+            "set_onset",
+            "set_peak_decay",
+            "set_show_onsets",
+            "set_ui_layout",
+            "list_devices",
+            "set_device",
+            "set_n_fft_bins",
+            "set_ws_snapshot_hz",
+            "list_presets",
+            "save_preset",
+            "load_preset",
+            "delete_preset",
+            "set_tempo",
+        ] {
+            assert_eq!(claims(t), 1, "{t}");
+        }
+        for t in ["auth", "nope", ""] {
+            assert_eq!(claims(t), 0, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_message_without_a_usable_type_says_which_part_is_wrong() {
+        let reason = |m: &str| match parse(m) {
+            Err(e) => e,
+            Ok(_) => panic!("{m} accepted"),
+        };
+        assert!(reason("{").starts_with("invalid JSON: "));
+        assert_eq!(
+            reason("[]"),
+            "missing 'type': a message is a JSON object with a \"type\""
+        );
+        assert_eq!(reason(r#"{"enabled":true}"#), "missing 'type'");
+        assert_eq!(reason(r#"{"type":7}"#), "\"type\" must be a string");
+        assert_eq!(reason(r#"{"type":"nope"}"#), "unknown type \"nope\"");
+        assert_eq!(
+            reason(r#"{"type":"set_band","band":"low","lo_hz":20}"#),
+            "hi_hz must be numeric"
+        );
+        assert!(matches!(
+            parse(r#"{"type":"auth","token":"t"}"#),
+            Ok(Action::Auth(t)) if t == "t"
+        ));
     }
 }

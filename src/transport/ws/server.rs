@@ -12,6 +12,10 @@
 //! Every step of a turn is bounded per client, so no client can hold up the
 //! snapshots of the others or this thread's heartbeat (which the watchdog
 //! checks).
+//!
+//! This file owns the turn and the client set (adopting, greeting,
+//! flushing, removing); what goes out is built in [`frames`] (the workers'
+//! features) and [`answers`] (control's answers).
 
 use super::accept::{canonical_ip, Accepted, Registry};
 use super::client::{Client, Flow};
@@ -20,10 +24,9 @@ use super::protocol::{self as p, Outbound};
 use super::status::StatusBuilder;
 use super::WsCtx;
 use crate::control::secret::Secret;
-use crate::control::{Command, Request, Response};
+use crate::control::{Command, Request};
 use crate::stats::Role;
-use crate::types::{onset_bits, BandsFrame, SpectrumFrame, BAND_NAMES};
-use ringbuf::traits::Consumer;
+use crate::types::{BandsFrame, SpectrumFrame};
 use ringbuf::HeapCons;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -34,13 +37,13 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
+mod answers;
+mod frames;
+
 /// How often `server_status` goes out.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// Longest sleep in poll (heartbeat, stop flag, new clients).
 pub(super) const MAX_SLEEP: Duration = Duration::from_millis(50);
-/// Largest `devices` or `presets` message: longer lists are cut and say
-/// `"truncated": true`, so a message that cannot be sent is never built.
-pub const MAX_LIST_BYTES: usize = 64 * 1024;
 
 pub(super) fn spawn(
     ctx: WsCtx,
@@ -173,15 +176,7 @@ impl Broadcaster {
             }
             if now >= self.next_status && !self.clients.is_empty() {
                 self.next_status = now + STATUS_EVERY;
-                let mut s = self.status.build(
-                    &self.ctx,
-                    self.clients.len() as u32,
-                    self.drops,
-                    hz,
-                    self.snapshot_seq,
-                );
-                s.monitor = self.audio_status(true);
-                let json = Outbound::ServerStatus(&s).to_json();
+                let json = self.status_json(false, hz);
                 self.broadcast_frame(json);
             }
             self.flush_all(now);
@@ -225,6 +220,7 @@ impl Broadcaster {
         }
     }
 
+    /// Take in the clients the acceptor handed over since the last turn.
     fn adopt(&mut self) {
         while let Ok(a) = self.accepted.try_recv() {
             let id = self.next_id;
@@ -237,63 +233,7 @@ impl Broadcaster {
                 a.peer,
                 self.ctx.config.ws.max_messages_per_s,
             ) {
-                Ok(mut c) => {
-                    if self.last_meta.is_none() {
-                        self.maybe_meta(true);
-                    }
-                    // The greeting: meta (sent first, `meta_due`), phase4's
-                    // auth, then devices, presets and server_status at once
-                    // (the Python server's greeting).
-                    let auth = Outbound::Auth {
-                        authorized: c.authorized,
-                        required: true,
-                    };
-                    let _ = c.push_reply(Message::Text(auth.to_json().into()));
-                    let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
-                    if cached {
-                        let _ = c.push_reply(Message::Text(self.devices_json.clone().into()));
-                        let _ = c.push_reply(Message::Text(self.presets_json.clone().into()));
-                    }
-                    log::info!(
-                        "ws: client {} connected from {}{}",
-                        id,
-                        c.peer,
-                        if c.authorized { "" } else { " (watch only)" }
-                    );
-                    if !cached {
-                        c.in_flight += 1;
-                        self.in_flight += 1;
-                    }
-                    self.clients.push(c);
-                    self.ctx
-                        .stats
-                        .ws_clients
-                        .store(self.clients.len() as u32, Ordering::Relaxed);
-                    // A status of now, counting this client (from a builder
-                    // of its own, so the 2 Hz figures keep their intervals).
-                    let hz = self
-                        .last_meta
-                        .as_ref()
-                        .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-                    let mut s = self.greet_status.build(
-                        &self.ctx,
-                        self.clients.len() as u32,
-                        self.drops,
-                        hz,
-                        self.snapshot_seq,
-                    );
-                    s.monitor = self.audio_status(false);
-                    let status = Message::Text(Outbound::ServerStatus(&s).to_json().into());
-                    if let Some(c) = self.clients.last_mut() {
-                        let _ = c.push_reply(status);
-                    }
-                    if !cached {
-                        let _ = self.ctx.requests.send(Request {
-                            client: id,
-                            command: Command::Hello,
-                        });
-                    }
-                }
+                Ok(c) => self.welcome(c),
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
                     self.registry.release(ip);
@@ -302,201 +242,85 @@ impl Broadcaster {
         }
     }
 
-    /// Queue a reply for client `id`; a client whose replies pile up is
-    /// closed.
-    pub(super) fn reply_to(&mut self, id: u64, json: String) {
-        if let Some(i) = self.clients.iter().position(|c| c.id == id) {
-            if !self.clients[i].push_reply(Message::Text(json.into())) {
-                self.remove(i, CloseCode::Policy, "not reading its replies");
-            }
-        }
-    }
-
-    fn answer(&mut self) {
-        while let Ok(r) = self.ctx.replies.try_recv() {
-            // A client that left took its outstanding requests off the
-            // total already (see `remove`).
-            if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
-                c.in_flight = c.in_flight.saturating_sub(1);
-                self.in_flight = self.in_flight.saturating_sub(1);
-            }
-            for resp in r.responses {
-                match resp {
-                    Response::Error(reason) => {
-                        self.reply_to(r.client, Outbound::error(reason).to_json());
-                        self.snap_back(r.client);
-                    }
-                    Response::Devices(items) => {
-                        self.devices_json = devices_json(&items);
-                        self.reply_to(r.client, self.devices_json.clone());
-                    }
-                    Response::DevicesChanged(items) => {
-                        self.devices_json = devices_json(&items);
-                        for id in self.clients.iter().map(|c| c.id).collect::<Vec<_>>() {
-                            self.reply_to(id, self.devices_json.clone());
-                        }
-                    }
-                    Response::Presets(list) => {
-                        self.presets_json = bounded_list(
-                            &list.items,
-                            |i| p::PresetJson {
-                                name: i.name.clone(),
-                                saved_at: p::local_time(i.saved_at, "%Y-%m-%d %H:%M"),
-                            },
-                            |items, truncated| {
-                                Outbound::Presets {
-                                    items,
-                                    truncated: truncated || list.truncated,
-                                }
-                                .to_json()
-                            },
-                        );
-                        self.reply_to(r.client, self.presets_json.clone());
-                    }
-                    Response::MetaChanged => self.maybe_meta(true),
-                    Response::Clamped(list) => {
-                        // The sender gets this meta instead of the plain one.
-                        let json = p::with_clamped(&self.meta_json, &list);
-                        if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
-                            c.meta_due = false;
-                        }
-                        self.reply_to(r.client, json);
-                    }
-                }
-            }
-        }
-    }
-
-    /// After a refused command: the meta in force, so the client's
-    /// controls snap back to the real values (the Python UI re-reads it).
-    pub(super) fn snap_back(&mut self, id: u64) {
+    /// Greet a new client and count it in; ask control for the devices and
+    /// presets when there are none to send it yet.
+    fn welcome(&mut self, mut c: Client) {
         if self.last_meta.is_none() {
             self.maybe_meta(true);
         }
-        self.reply_to(id, self.meta_json.to_string());
-    }
-
-    /// The meta in force, as JSON.
-    pub(super) fn meta_json(&self) -> &str {
-        &self.meta_json
-    }
-
-    /// Queue `json` for every client. It was encoded once; the clients'
-    /// queues share its one buffer (a reference count, no copy each).
-    fn broadcast_frame(&mut self, json: String) {
-        if self.clients.is_empty() {
-            return;
+        let cached = self.greet(&mut c);
+        log::info!(
+            "ws: client {} connected from {}{}",
+            c.id,
+            c.peer,
+            if c.authorized { "" } else { " (watch only)" }
+        );
+        if !cached {
+            c.in_flight += 1;
+            self.in_flight += 1;
         }
-        let shared = Utf8Bytes::from(json);
-        for c in self.clients.iter_mut() {
-            self.drops += c.push_frame(Message::Text(shared.clone()));
+        let id = c.id;
+        self.clients.push(c);
+        self.ctx
+            .stats
+            .ws_clients
+            .store(self.clients.len() as u32, Ordering::Relaxed);
+        let status = self.greeting_status();
+        if let Some(c) = self.clients.last_mut() {
+            let _ = c.push_reply(status);
         }
-    }
-
-    fn drain_frames(&mut self) {
-        while let Some(f) = self.spectrum.try_pop() {
-            if f.has_bins && !self.clients.is_empty() {
-                p::fft_frame(f.bins(), &mut self.fft_buf);
-                // Built once, shared by every client's queue.
-                let shared = bytes::Bytes::copy_from_slice(&self.fft_buf);
-                for c in self.clients.iter_mut() {
-                    self.drops += c.push_frame(Message::Binary(shared.clone()));
-                }
-            }
-            if f.onset {
-                let ev = Outbound::Onset {
-                    band: "broadband",
-                    t: f.time_s - f.onset_lag_s as f64,
-                    strength: f.onset_strength,
-                    count: f.onset_count,
-                }
-                .to_json();
-                self.broadcast_frame(ev);
-            }
-            if f.tempo.beat {
-                let ev = Outbound::Beat {
-                    index: f.tempo.beat_index,
-                    bpm: f.tempo.bpm,
-                    confidence: f.tempo.confidence,
-                    t: f.time_s - f.tempo.beat_lag_s as f64,
-                }
-                .to_json();
-                self.broadcast_frame(ev);
-            }
-            self.latest_spec = f;
-        }
-        while let Some(f) = self.bands.try_pop() {
-            if f.band_onsets != 0 && !self.clients.is_empty() {
-                for (k, bit) in [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH]
-                    .iter()
-                    .enumerate()
-                {
-                    if f.band_onsets & bit != 0 {
-                        let ev = Outbound::Onset {
-                            band: BAND_NAMES[k],
-                            t: f.time_s,
-                            strength: f.lmh[k],
-                            count: f.band_onset_count[k],
-                        }
-                        .to_json();
-                        self.broadcast_frame(ev);
-                    }
-                }
-            }
-            self.latest_bands = f;
+        if !cached {
+            let _ = self.ctx.requests.send(Request {
+                client: id,
+                command: Command::Hello,
+            });
         }
     }
 
-    fn send_snapshot(&mut self) {
-        self.snapshot_seq += 1;
-        if self.clients.is_empty() {
-            return;
-        }
-        let b = &self.latest_bands;
-        let s = &self.latest_spec;
-        let finite = |v: f32, floor: f32| if v.is_finite() { v.max(floor) } else { floor };
-        let snap = p::Snapshot {
-            seq: self.snapshot_seq,
-            low: b.lmh[0],
-            mid: b.lmh[1],
-            high: b.lmh[2],
-            low_raw: b.lmh_raw[0],
-            mid_raw: b.lmh_raw[1],
-            high_raw: b.lmh_raw[2],
-            t: self.started.elapsed().as_secs_f64() * 1000.0,
-            t_stream: b.time_s,
-            bpm: if s.tempo.locked { s.tempo.bpm } else { 0.0 },
-            low_onset: u8::from(b.band_onset_count[0] != self.onsets_seen[0]),
-            mid_onset: u8::from(b.band_onset_count[1] != self.onsets_seen[1]),
-            high_onset: u8::from(b.band_onset_count[2] != self.onsets_seen[2]),
-            level: p::Level {
-                rms_dbfs: finite(b.rms_dbfs, -160.0),
-                peak_dbfs: finite(b.peak_dbfs, -160.0),
-            },
-            tempo: p::Tempo {
-                bpm: if s.tempo.locked { s.tempo.bpm } else { 0.0 },
-                confidence: s.tempo.confidence,
-                phase: s.tempo.phase,
-                locked: s.tempo.locked,
-            },
-            silent: b.silent,
-            band_onsets: p::Lmh {
-                low: b.band_onset_count[0],
-                mid: b.band_onset_count[1],
-                high: b.band_onset_count[2],
-            },
-            onset_count: s.onset_count,
-            beat_index: s.tempo.beat_index,
-            spectral: p::Spectral {
-                centroid_hz: finite(s.centroid_hz, 0.0),
-                flatness: finite(s.flatness, 0.0),
-                rolloff_hz: finite(s.rolloff_hz, 0.0),
-                flux: finite(s.flux, 0.0),
-            },
+    /// The greeting: meta (sent first, `meta_due`), phase4's auth, then
+    /// devices and presets at once (the Python server's greeting) when
+    /// they are cached; returns whether they were.
+    fn greet(&self, c: &mut Client) -> bool {
+        let auth = Outbound::Auth {
+            authorized: c.authorized,
+            required: true,
         };
-        self.onsets_seen = b.band_onset_count;
-        let json = Outbound::Snapshot(&snap).to_json();
-        self.broadcast_frame(json);
+        let _ = c.push_reply(Message::Text(auth.to_json().into()));
+        let cached = !self.devices_json.is_empty() && !self.presets_json.is_empty();
+        if cached {
+            let _ = c.push_reply(Message::Text(self.devices_json.clone().into()));
+            let _ = c.push_reply(Message::Text(self.presets_json.clone().into()));
+        }
+        cached
+    }
+
+    /// A `server_status` of now, counting the new client.
+    fn greeting_status(&mut self) -> Message {
+        let hz = self
+            .last_meta
+            .as_ref()
+            .map_or(60.0, |m| m.ws_snapshot_hz as f64);
+        Message::Text(self.status_json(true, hz).into())
+    }
+
+    /// A `server_status` of now, as JSON. A new client's greeting has a
+    /// builder of its own, so the periodic 2 Hz figures keep their
+    /// intervals (and the monitor's CPU interval is not restarted).
+    fn status_json(&mut self, greeting: bool, hz: f64) -> String {
+        let builder = if greeting {
+            &mut self.greet_status
+        } else {
+            &mut self.status
+        };
+        let mut s = builder.build(
+            &self.ctx,
+            self.clients.len() as u32,
+            self.drops,
+            hz,
+            self.snapshot_seq,
+        );
+        s.monitor = self.audio_status(!greeting);
+        Outbound::ServerStatus(&s).to_json()
     }
 
     fn flush_all(&mut self, now: Instant) {
@@ -588,66 +412,3 @@ impl Broadcaster {
 const LINGER: Duration = Duration::from_secs(1);
 /// Most sockets kept lingering.
 const MAX_LINGERING: usize = 64;
-
-/// The `devices` message for a listing.
-fn devices_json(items: &[crate::control::DeviceItem]) -> String {
-    bounded_list(
-        items,
-        |d| p::DeviceJson::from(d),
-        |items, truncated| Outbound::Devices { items, truncated }.to_json(),
-    )
-}
-
-/// The JSON of a list message built by `make(items, truncated)`, with as
-/// many items as fit in [`MAX_LIST_BYTES`].
-fn bounded_list<T, J: serde::Serialize>(
-    items: &[T],
-    convert: impl Fn(&T) -> J,
-    make: impl Fn(Vec<J>, bool) -> String,
-) -> String {
-    let mut out = Vec::with_capacity(items.len());
-    let mut bytes = 256;
-    for item in items {
-        let j = convert(item);
-        bytes += serde_json::to_string(&j).map(|s| s.len() + 1).unwrap_or(0);
-        if bytes > MAX_LIST_BYTES {
-            return make(out, true);
-        }
-        out.push(j);
-    }
-    make(out, false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::control::DeviceItem;
-
-    #[test]
-    fn list_messages_never_outgrow_the_limit() {
-        let items: Vec<DeviceItem> = (0..5000)
-            .map(|index| DeviceItem {
-                index,
-                name: format!("hw:CARD=Device{index},DEV=0"),
-                description: "x".repeat(100),
-                ..Default::default()
-            })
-            .collect();
-        let json = bounded_list(
-            &items,
-            |d| p::DeviceJson::from(d),
-            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
-        );
-        assert!(json.len() <= MAX_LIST_BYTES, "{}", json.len());
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v["truncated"], true);
-        assert!(v["items"].as_array().unwrap().len() > 100);
-        let few = bounded_list(
-            &items[..3],
-            |d| p::DeviceJson::from(d),
-            |items, truncated| Outbound::Devices { items, truncated }.to_json(),
-        );
-        let v: serde_json::Value = serde_json::from_str(&few).unwrap();
-        assert_eq!(v["truncated"], false);
-    }
-}
