@@ -172,7 +172,16 @@ def test_a_phone_on_the_plain_http_page_hears_the_input_tone(server, tmp_path, f
     assert abs(hz - TONE_HZ) < 1.0, f"the phone played {hz:.2f} Hz"
     assert 0.2 < rms < 0.5, "a 0.5-amplitude tone has rms 0.35"
     assert st["packets"] > 100 and st["lost"] == 0, st
-    assert 20 <= st["buffer_ms"] <= 520 and st["delay_ms"] > 0, st
+    # The buffer figure is the depth left just after each pull, averaged
+    # over 0.5 s. The ScriptProcessor pulls a whole 2048-sample block
+    # (43-46 ms) at once and playback starts at a target of one block plus
+    # a 20 ms frame, so that average sits anywhere from just above 0 (a
+    # pull that nearly emptied it) to about the target, with the packets'
+    # phase: 20-73 ms in eight runs on both rates. 20 ms was where it
+    # starts, not a floor (one run read 19.85 ms with 0 underruns). Above 0
+    # means it holds audio after a pull; below the 500 ms MAX (plus a
+    # frame) means it did not run away.
+    assert 0 < st["buffer_ms"] <= 520 and st["delay_ms"] > 0, st
     assert "delay" in shown and "lost 0" in shown, shown
     assert not problems, problems
 
