@@ -47,8 +47,11 @@ impl Controller {
         match settings::write(setting, &mut next) {
             Ok(commit) => self.commit_state(next, commit),
             // carry_out sends only settings commands, and settings::write
-            // takes every one (its tests go through them all).
-            Err(_) => Vec::new(),
+            // takes every one (its tests go through them all); should that
+            // ever break, the client is told rather than left waiting.
+            Err(other) => vec![Response::Error(format!(
+                "internal error: {other:?} is not a settings command; nothing changed"
+            ))],
         }
     }
 
