@@ -2,6 +2,7 @@
 //! otherwise; and a rate limiter for recurring faults.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,8 +18,9 @@ impl Log for Stderr {
 
     fn log(&self, r: &Record) {
         if self.enabled(r.metadata()) {
+            let msg = r.args().to_string();
             let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "phase4 {:<5} {}", r.level(), r.args());
+            let _ = writeln!(e, "phase4 {:<5} {}", r.level(), one_line(&msg));
         }
     }
 
@@ -39,7 +41,7 @@ impl Log for Syslog {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let msg = r.args().to_string();
+        let msg = one_line(&r.args().to_string()).into_owned();
         if let Ok(mut w) = self.w.lock() {
             let _ = match r.level() {
                 Level::Error => w.err(msg),
@@ -51,6 +53,29 @@ impl Log for Syslog {
     }
 
     fn flush(&self) {}
+}
+
+/// The message as one line: every control character (newline, carriage
+/// return, escape, ...) and Unicode line or paragraph separator written as
+/// an escape (`\n`, `\u{1b}`). Log messages quote text from outside (an
+/// OSC address, a device name, a request path); a stranger's newline must
+/// not start a log line of its own that reads like phase4's, nor its escape
+/// sequences reach an operator's terminal. Tabs are kept.
+pub fn one_line(msg: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}');
+    if !msg.chars().any(unsafe_char) {
+        return Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 16);
+    for c in msg.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Whether we run under systemd (it sets these for services).
@@ -129,5 +154,20 @@ mod tests {
         assert_eq!(r.allow(), None);
         r.last = Some(Instant::now() - Duration::from_secs(7200));
         assert_eq!(r.allow(), Some(2));
+    }
+
+    #[test]
+    fn outside_text_cannot_start_a_line_or_reach_the_terminal() {
+        assert!(matches!(
+            one_line("plain text\twith a tab"),
+            Cow::Borrowed(_)
+        ));
+        let forged = one_line("refused /a\nphase4 ERROR  forged\r\u{1b}[2J\u{2028}x\0");
+        assert_eq!(
+            forged,
+            "refused /a\\nphase4 ERROR  forged\\r\\u{1b}[2J\\u{2028}x\\u{0}"
+        );
+        assert!(!forged.chars().any(|c| c.is_control()));
+        assert_eq!(one_line("naïve ☃ /audio/lmh"), "naïve ☃ /audio/lmh");
     }
 }

@@ -18,7 +18,9 @@ UDP (the OSC input port):
     right token inside a flood of wrong ones is not taken), and the flood
     does not stop this machine's writes;
   - a write flood from a sender that may write is capped at
-    `max-input-per-s` and leaves the control thread responsive.
+    `max-input-per-s` and leaves the control thread responsive;
+  - an address with a newline and a terminal escape, refused and logged,
+    cannot forge a log line of its own or reach the terminal raw.
 
 LAN addresses (192.0.2.x) are added to the loopback interface of the test's
 own network namespace (conftest.py); nothing leaves the machine.
@@ -278,4 +280,17 @@ def test_write_flood_is_capped_and_control_stays_responsive(box):
     # of the flood from the socket buffer before phase4 sees it (seen:
     # 465 of 3000), so only a clear majority is required to be refused.
     assert ok < 300 and refused > 1500, line
+    assert box.proc.poll() is None
+
+
+def test_control_characters_in_a_refused_address_cannot_forge_log_lines(box):
+    # The refusal log names the address it refused; a LAN sender chooses it.
+    forged = "phase4 ERROR forged by a stranger"
+    send_osc("/audio/nothing\n" + forged + "\x1b[2J", [1.0], src=(LAN[1], 0), dst=(LAN[1], INPUT))
+    box.wait_log("osc-in: refused", timeout=5)
+    text = box.text()
+    refusal = [l for l in text.splitlines() if "osc-in: refused" in l]
+    assert len(refusal) == 1 and "\\nphase4 ERROR forged" in refusal[0], refusal
+    assert not [l for l in text.splitlines() if l.startswith(forged)]
+    assert "\x1b" not in text
     assert box.proc.poll() is None

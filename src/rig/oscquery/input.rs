@@ -44,7 +44,7 @@ pub const AUTH: &str = "/phase4/auth";
 /// Largest datagram taken.
 pub const MAX_DATAGRAM: usize = 1536;
 /// Most messages taken from one datagram (bundles).
-const MAX_PER_PACKET: usize = 32;
+pub const MAX_PER_PACKET: usize = 32;
 /// An authenticated sender stays so this long after its last message.
 pub const SESSION_IDLE: Duration = Duration::from_secs(600);
 /// Most authenticated senders at once (the oldest is dropped).
@@ -159,6 +159,23 @@ pub fn command_for(live: &Live, m: &OscMessage, sr: f64) -> Result<Command, Refu
     }
 }
 
+/// The messages of one datagram into `out` (cleared first), bundles
+/// flattened, at most [`MAX_PER_PACKET`]; false when the datagram is over
+/// [`MAX_DATAGRAM`] bytes or is not OSC.
+pub fn decode(datagram: &[u8], out: &mut Vec<OscMessage>) -> bool {
+    out.clear();
+    if datagram.len() > MAX_DATAGRAM {
+        return false;
+    }
+    match rosc::decoder::decode_udp(datagram) {
+        Ok((_, p)) => {
+            messages(p, out);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 fn messages(p: OscPacket, out: &mut Vec<OscMessage>) {
     match p {
         OscPacket::Message(m) if out.len() < MAX_PER_PACKET => out.push(m),
@@ -238,13 +255,9 @@ fn run(ctx: InputCtx) {
             input.refused();
             continue;
         };
-        msgs.clear();
-        match rosc::decoder::decode_udp(&buf[..n]) {
-            Ok((_, p)) => messages(p, &mut msgs),
-            Err(_) => {
-                input.refused();
-                continue;
-            }
+        if !decode(&buf[..n], &mut msgs) {
+            input.refused();
+            continue;
         }
         let sr = input.sample_rate();
         for m in msgs.drain(..) {
