@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from conftest import fresh_meta, recv_any, recv_json
+from conftest import fresh_meta, meta_now, recv_any, recv_json, ws_frame, ws_handshake
 
 
 def run(coro):
@@ -355,3 +355,25 @@ def test_a_client_over_the_message_rate_gets_errors_not_changes(make_server):
             assert "rate limit" in e["reason"]
 
     run(go())
+
+
+def test_a_burst_in_one_write_is_applied_to_its_last_message_without_more_traffic(server):
+    # More messages than one turn reads (32) in one write: what one turn
+    # leaves waits in tungstenite's buffer, where poll() cannot see it, and
+    # used to wait there until the client sent something else.
+    # 100 of them: three turns' worth, and three times the 32 requests one
+    # client may have waiting at the control thread (the rest must wait,
+    # not be refused as busy). Only the last one sets 49.
+    s = ws_handshake(server.ws_port)
+    burst = b"".join(ws_frame(1, json.dumps({"type": "set_ws_snapshot_hz", "hz": 49 if i == 99 else 20 + i % 2}).encode())
+                     for i in range(100))
+    s.sendall(burst)
+    deadline = time.monotonic() + 5.0
+    hz = None
+    while time.monotonic() < deadline:
+        hz = meta_now(server.url)["ws_snapshot_hz"]
+        if hz == 49:
+            break
+        time.sleep(0.2)
+    s.close()
+    assert hz == 49

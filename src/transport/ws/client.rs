@@ -133,6 +133,10 @@ pub struct Client {
     pub in_flight: u32,
     /// The monitor preset this client listens to.
     pub audio: Option<crate::monitor::Preset>,
+    /// The last read stopped at [`MESSAGES_PER_TURN`]: whole messages may
+    /// wait in tungstenite's buffer, where `poll` cannot see them, so the
+    /// client is read again next turn without waiting for its socket.
+    pub more_buffered: bool,
 }
 
 impl Client {
@@ -168,6 +172,7 @@ impl Client {
             auth_failures: 0,
             in_flight: 0,
             audio: None,
+            more_buffered: false,
         })
     }
 

@@ -5,7 +5,11 @@
 //! not even polled), started at a different client each turn, so a client
 //! that floods gets its share and no more. Every message, pings
 //! included, counts against the client's rate; a client far over it is
-//! closed (1008). Until a client is authorized, only `auth` is looked at.
+//! closed (1008). A client with [`MAX_IN_FLIGHT_PER_CLIENT`] requests
+//! waiting at the control thread is not read until answers come back, and
+//! one whose last read stopped at the message cap is read again next turn
+//! without waiting for its socket (the rest may sit in tungstenite's
+//! buffer, where `poll` cannot see it). Until a client is authorized, only `auth` is looked at.
 //! Protocol errors close with the code RFC 6455 gives them: 1002 for a
 //! broken frame, 1007 for text that is not UTF-8, 1009 for a message over
 //! the size limit.
@@ -56,10 +60,31 @@ impl Broadcaster {
             .iter_mut()
             .map(|c| c.read_allowance(now))
             .collect();
-        let polled: Vec<usize> = (0..self.clients.len())
-            .filter(|i| allowance[*i] > 0)
+        // A client with MAX_IN_FLIGHT_PER_CLIENT requests at the control
+        // thread is not read until answers come back: the rest of its burst
+        // waits (TCP slows it down) instead of being refused as busy.
+        let held: Vec<bool> = self
+            .clients
+            .iter()
+            .map(|c| c.in_flight >= MAX_IN_FLIGHT_PER_CLIENT)
             .collect();
-        let mut ready = vec![false; self.clients.len()];
+        let polled: Vec<usize> = (0..self.clients.len())
+            .filter(|i| allowance[*i] > 0 && !held[*i])
+            .collect();
+        // Clients with whole messages left in tungstenite's buffer are read
+        // this turn whatever their socket says, so the poll must not wait.
+        let mut ready: Vec<bool> = self
+            .clients
+            .iter()
+            .zip(&held)
+            .map(|(c, &h)| c.more_buffered && !h)
+            .collect();
+        let buffered = ready.iter().any(|&r| r);
+        let timeout = if buffered {
+            nix::sys::time::TimeSpec::from_duration(Duration::ZERO)
+        } else {
+            timeout
+        };
         {
             let mut fds: Vec<nix::poll::PollFd> = polled
                 .iter()
@@ -78,16 +103,20 @@ impl Broadcaster {
                 return;
             }
             if fds.is_empty() {
-                std::thread::sleep(Duration::from(timeout));
-                return;
-            }
-            match nix::poll::ppoll(&mut fds, Some(timeout), None) {
-                Ok(n) if n > 0 => {
-                    for (f, i) in fds.iter().zip(&polled) {
-                        ready[*i] = f.revents().is_some_and(|r| !r.is_empty());
-                    }
+                if !buffered {
+                    std::thread::sleep(Duration::from(timeout));
+                    return;
                 }
-                _ => return,
+            } else {
+                match nix::poll::ppoll(&mut fds, Some(timeout), None) {
+                    Ok(n) if n > 0 => {
+                        for (f, i) in fds.iter().zip(&polled) {
+                            ready[*i] |= f.revents().is_some_and(|r| !r.is_empty());
+                        }
+                    }
+                    _ if buffered => {}
+                    _ => return,
+                }
             }
         }
         let n = self.clients.len();
@@ -111,6 +140,7 @@ impl Broadcaster {
 
     /// Read at most `allowance` bytes from client `i`.
     fn read_client(&mut self, i: usize, allowance: usize) -> Outcome {
+        self.clients[i].more_buffered = false;
         self.clients[i].ws.get_mut().refill(allowance);
         let outcome = self.read_messages(i);
         let c = &mut self.clients[i];
@@ -122,6 +152,11 @@ impl Broadcaster {
     fn read_messages(&mut self, i: usize) -> Outcome {
         let rate = self.ctx.config.ws.max_messages_per_s;
         for _ in 0..MESSAGES_PER_TURN {
+            if self.clients[i].in_flight >= MAX_IN_FLIGHT_PER_CLIENT {
+                // Its answers first; what it sent since waits.
+                self.clients[i].more_buffered = true;
+                return Outcome::Keep;
+            }
             let msg = match self.clients[i].ws.read() {
                 Ok(m) => m,
                 Err(e) => return read_error(e),
@@ -161,6 +196,8 @@ impl Broadcaster {
                 return outcome;
             }
         }
+        // Stopped at the cap: more may be buffered (the next read says).
+        self.clients[i].more_buffered = true;
         Outcome::Keep
     }
 
