@@ -186,7 +186,7 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
             Err(e) => {
                 let line_idx = e.span().map(|s| line_of_offset(current, s.start));
                 let lines = owned.get_or_insert_with(|| text.lines().collect());
-                problems.push(problem_from_syntax(lines, line_idx, e.message()));
+                problems.push(problem_from_syntax(lines, line_idx, &syntax_message(&e)));
                 match line_idx {
                     Some(i) if i < lines.len() && !lines[i].trim().is_empty() => lines[i] = "",
                     _ => return toml::Table::new(),
@@ -255,9 +255,28 @@ fn join_key(prefix: &str, key: &str) -> String {
 /// A value or key as shown in a problem: at most 80 characters.
 fn clip(s: &str) -> String {
     const MAX: usize = 80;
-    match s.char_indices().nth(MAX) {
+    let s = match s.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
+    };
+    // Quoted text goes to a terminal or the journal: no raw control bytes.
+    crate::service::logging::one_line(&s).into_owned()
+}
+
+/// What a TOML syntax error says. The parser gives some errors (a NUL or
+/// another control character in a comment) no message at all; those get
+/// one, with where the character is.
+pub fn syntax_message(e: &toml::de::Error) -> String {
+    let m = e.message().trim().replace('\n', " ");
+    if !m.is_empty() {
+        return m;
+    }
+    match e.span() {
+        Some(s) => format!(
+            "a character TOML does not allow (a control character?) at byte {}",
+            s.start
+        ),
+        None => "not valid TOML".into(),
     }
 }
 
@@ -512,6 +531,18 @@ mod tests {
             .unwrap();
         assert_eq!(strength.line, Some(10));
         assert!(strength.allowed.contains("0") && strength.allowed.contains("1"));
+    }
+
+    #[test]
+    fn a_control_character_in_a_comment_gets_a_message_and_is_not_quoted_raw() {
+        let err = load_str("[dsp.mid]\n# a NUL \0 here\nlo-hz = 300.0\n").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid")
+        };
+        let p = &problems[0];
+        assert_eq!(p.line, Some(2));
+        assert!(p.allowed.contains("control character"), "{p:?}");
+        assert!(!p.to_string().chars().any(|c| c.is_control()), "{p}");
     }
 
     #[test]

@@ -244,8 +244,13 @@ impl PresetStore {
         f.take(MAX_FILE_BYTES)
             .read_to_string(&mut text)
             .map_err(|e| cannot(&e))?;
-        let mut t: toml::Table = toml::from_str(&text)
-            .map_err(|e| format!("preset {:?} is unreadable: {}", name.0, e.message()))?;
+        let mut t: toml::Table = toml::from_str(&text).map_err(|e| {
+            format!(
+                "preset {:?} is unreadable: {}",
+                name.0,
+                crate::config::syntax_message(&e)
+            )
+        })?;
         t.remove("audio");
         t.remove("ws");
         toml::to_string(&t).map_err(|e| e.to_string())

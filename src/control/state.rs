@@ -191,12 +191,12 @@ impl State {
 /// Layer TOML `text` (a whole or partial state) over `base`, and check that
 /// the configuration it gives is valid. Missing keys keep `base`'s values.
 pub fn merge_text(base: &State, text: &str, config: &Config) -> Result<State, String> {
-    let overlay: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let overlay: toml::Table = toml::from_str(text).map_err(|e| config::syntax_message(&e))?;
     let mut merged = toml::Table::try_from(base).map_err(|e| e.to_string())?;
     merge_tables(&mut merged, overlay);
     let state: State = toml::Value::Table(merged)
         .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+        .map_err(|e: toml::de::Error| config::syntax_message(&e))?;
     let problems = config::validate(&state.apply(config));
     if let Some(p) = problems.first() {
         return Err(p.to_string());
@@ -251,6 +251,13 @@ mod tests {
         assert!(merge_text(&base, "[autoscale]\nstrength = 7.0\n", &c).is_err());
         assert!(merge_text(&base, "this is not toml", &c).is_err());
         assert!(merge_text(&base, "[bogus]\nx = 1\n", &c).is_err());
+        // The parser gives a NUL in a comment no message of its own (found
+        // by fuzz/state_file): the reason must still say something.
+        let e = merge_text(&base, "#[dsp]\0\0\nlo-hz = 1.0\n", &c).unwrap_err();
+        assert!(
+            e.contains("control character") && e.contains("byte 6"),
+            "{e}"
+        );
     }
 
     #[test]
