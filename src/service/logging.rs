@@ -4,6 +4,7 @@
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,81 @@ pub fn init(level: LevelFilter) {
     }
 }
 
+/// Lines a second that one place in the code may log for [`crate::peer_log`].
+pub const PEER_LINES_PER_S: u32 = 5;
+
+/// The budget of one [`crate::peer_log`] call site: at most
+/// [`PEER_LINES_PER_S`] lines in each second of the monotonic clock, and a
+/// count of what was held back. Lock-free (a `static` shared by every
+/// thread and task that reaches the call site); two threads crossing into
+/// a new second at once may let one extra line through, never fewer.
+pub struct SiteLimit {
+    second: AtomicU64,
+    used: AtomicU32,
+    held: AtomicU64,
+}
+
+impl SiteLimit {
+    /// An unused budget (for a `static`).
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        SiteLimit {
+            second: AtomicU64::new(u64::MAX),
+            used: AtomicU32::new(0),
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when a line may go out now (`n` were held back since the
+    /// last one that went out), `None` when it must be held back.
+    pub fn allow(&self) -> Option<u64> {
+        self.allow_at(crate::rt::now_ns())
+    }
+
+    fn allow_at(&self, now_ns: u64) -> Option<u64> {
+        let second = now_ns / 1_000_000_000;
+        let seen = self.second.load(Ordering::Relaxed);
+        if seen != second
+            && self
+                .second
+                .compare_exchange(seen, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < PEER_LINES_PER_S {
+            Some(self.held.swap(0, Ordering::Relaxed))
+        } else {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Log a line that a peer on the network can cause as often as it likes (a
+/// refused request, a handshake dropped, a client connected or gone): at
+/// most [`PEER_LINES_PER_S`] a second from each call site, and the first
+/// line after lines were held back says how many. One client could
+/// otherwise write thousands of lines a second, and journald's own rate
+/// limit (10 000 per 30 s by default) would then drop phase4's other
+/// messages, the health lines among them.
+///
+/// `peer_log!(log::Level::Info, "http: refused a request: {why}")`
+#[macro_export]
+macro_rules! peer_log {
+    ($lvl:expr, $($arg:tt)+) => {{
+        static SITE: $crate::service::logging::SiteLimit =
+            $crate::service::logging::SiteLimit::new();
+        if let Some(held) = SITE.allow() {
+            if held == 0 {
+                log::log!($lvl, $($arg)+);
+            } else {
+                log::log!($lvl, "{} ({held} similar line(s) held back)", format_args!($($arg)+));
+            }
+        }
+    }};
+}
+
 /// Lets a recurring message through at most once per interval, and says how
 /// many were held back.
 pub struct RateLimit {
@@ -169,5 +245,20 @@ mod tests {
         );
         assert!(!forged.chars().any(|c| c.is_control()));
         assert_eq!(one_line("naïve ☃ /audio/lmh"), "naïve ☃ /audio/lmh");
+    }
+
+    #[test]
+    fn a_call_site_logs_a_few_lines_a_second_and_counts_the_rest() {
+        let site = SiteLimit::new();
+        let t0 = 7_000_000_000u64;
+        for _ in 0..PEER_LINES_PER_S {
+            assert_eq!(site.allow_at(t0), Some(0));
+        }
+        for k in 0..1000u64 {
+            assert_eq!(site.allow_at(t0 + k * 900_000), None);
+        }
+        // The next second: the first line says how many were held back.
+        assert_eq!(site.allow_at(t0 + 1_000_000_000), Some(1000));
+        assert_eq!(site.allow_at(t0 + 1_000_000_001), Some(0));
     }
 }

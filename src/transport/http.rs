@@ -220,7 +220,7 @@ impl Site {
         let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(h(header::HOST)) {
-            log::info!("http: refused a request: {why}");
+            crate::peer_log!(log::Level::Info, "http: refused a request: {why}");
             return text(
                 StatusCode::MISDIRECTED_REQUEST,
                 "this Host is not a name of this machine (ws.allowed-hosts)\n",

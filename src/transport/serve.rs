@@ -255,7 +255,8 @@ async fn serve<H: Handler>(
         backoff = Duration::from_millis(50);
         let ip = peer.ip().to_canonical();
         let Some(slot) = per_ip.take(ip, limits.max_per_ip) else {
-            log::info!(
+            crate::peer_log!(
+                log::Level::Info,
                 "{name}: closing {peer}: {} connections from it already",
                 limits.max_per_ip
             );

@@ -208,6 +208,28 @@ def test_dns_rebinding_is_refused_on_the_http_server(server):
     assert status == 200 and b"ws_port" in body
 
 
+def test_a_flood_of_refused_requests_writes_a_few_log_lines_a_second(server):
+    # Every refusal is logged; unbounded, one client wrote ~14 500 lines a
+    # second, and journald's own rate limit then drops the service's other
+    # messages (the health lines among them).
+    before = server.log.read_text().count("http: refused a request")
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 2.0:
+        assert http_get(server.http_port, "evil.example", "/")[0] == 421
+        n += 1
+    time.sleep(1.1)
+    assert http_get(server.http_port, "evil.example", "/")[0] == 421
+    seconds = time.monotonic() - t0
+    text = server.log.read_text()
+    lines = text.count("http: refused a request") - before
+    assert n > 100, n
+    assert 1 <= lines <= 5 * (int(seconds) + 2), (n, lines)
+    assert "similar line(s) held back" in text
+    # Refused, not ignored: the UI itself is still served.
+    assert http_get(server.http_port, f"localhost:{server.http_port}", "/ui-config.json")[0] == 200
+
+
 def test_configured_host_names_are_accepted(make_server):
     server = make_server(extra='allowed-hosts = ["stage-pi.venue.lan"]')
     status, _ = http_get(server.http_port, f"stage-pi.venue.lan:{server.http_port}")

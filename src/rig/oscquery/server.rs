@@ -192,7 +192,7 @@ impl Site {
             .and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(host) {
-            log::info!("oscquery: refused a request: {why}");
+            crate::peer_log!(log::Level::Info, "oscquery: refused a request: {why}");
             return Err(error(
                 StatusCode::MISDIRECTED_REQUEST,
                 "this Host is not a name of this machine (ws.allowed-hosts)",
@@ -236,7 +236,7 @@ impl Site {
             .admit(ip, self.max_listeners, MAX_LISTENERS_PER_IP)
             .is_err()
         {
-            log::info!(
+            crate::peer_log!(log::Level::Info,
                 "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients) or {MAX_LISTENERS_PER_IP} from it already",
                 self.max_listeners
             );

@@ -191,14 +191,15 @@ impl Callback for Gate {
         let mut p = self.shared.policy.borrow_mut();
         let policy = &mut *p;
         if let Err(why) = policy.hosts.allowed_host(header("host")) {
-            log::info!("ws: refusing {}: {why}", self.peer);
+            crate::peer_log!(log::Level::Info, "ws: refusing {}: {why}", self.peer);
             return Err(refuse(403, why));
         }
         if !policy
             .hosts
             .origin_allowed(header("origin"), policy.http_port, &policy.allowed_origins)
         {
-            log::info!(
+            crate::peer_log!(
+                log::Level::Info,
                 "ws: refusing {}: origin {:?} not allowed",
                 self.peer,
                 header("origin").map(crate::control::device::shorten)
@@ -211,7 +212,7 @@ impl Callback for Gate {
                 .registry
                 .admit(ip, policy.max_clients, policy.max_clients_per_ip)
         {
-            log::warn!("ws: refusing {}: {why}", self.peer);
+            crate::peer_log!(log::Level::Warn, "ws: refusing {}: {why}", self.peer);
             return Err(refuse(503, why));
         }
         let trusted = policy.trust_loopback && ip.is_loopback();
@@ -332,7 +333,11 @@ impl Acceptor {
             if r {
                 self.advance(p.mid, p.peer, p.deadline, p.admitted, &mut keep);
             } else if now >= p.deadline {
-                log::info!("ws: handshake with {} took too long; dropped", p.peer);
+                crate::peer_log!(
+                    log::Level::Info,
+                    "ws: handshake with {} took too long; dropped",
+                    p.peer
+                );
                 release_if_admitted(&self.shared.registry, &p.admitted, p.peer);
             } else {
                 keep.push(p);
@@ -380,14 +385,16 @@ impl Acceptor {
                 .count()
                 >= MAX_PENDING_PER_IP
         {
-            log::info!(
+            crate::peer_log!(
+                log::Level::Info,
                 "ws: dropping {peer}: {MAX_PENDING_PER_IP} handshakes from it already in progress"
             );
             return;
         }
         if self.pending.len() >= MAX_PENDING {
             let oldest = self.pending.remove(0);
-            log::info!(
+            crate::peer_log!(
+                log::Level::Info,
                 "ws: {MAX_PENDING} handshakes in progress; dropped the oldest ({})",
                 oldest.peer
             );
@@ -439,12 +446,16 @@ impl Acceptor {
             }
             Err(HandshakeError::Interrupted(mid)) => {
                 if mid.get_ref().get_ref().spent() {
-                    log::info!(
+                    crate::peer_log!(
+                        log::Level::Info,
                         "ws: handshake from {peer} larger than {HANDSHAKE_BYTES} bytes; dropped"
                     );
                     release_if_admitted(&self.shared.registry, &admitted, peer);
                 } else if Instant::now() >= deadline {
-                    log::info!("ws: handshake with {peer} took too long; dropped");
+                    crate::peer_log!(
+                        log::Level::Info,
+                        "ws: handshake with {peer} took too long; dropped"
+                    );
                     release_if_admitted(&self.shared.registry, &admitted, peer);
                 } else {
                     keep.push(Pending {
@@ -457,7 +468,7 @@ impl Acceptor {
             }
             Err(HandshakeError::Failure(e)) => {
                 release_if_admitted(&self.shared.registry, &admitted, peer);
-                log::info!("ws: handshake with {peer} failed: {e}");
+                crate::peer_log!(log::Level::Info, "ws: handshake with {peer} failed: {e}");
             }
         }
     }

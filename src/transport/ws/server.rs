@@ -249,7 +249,8 @@ impl Broadcaster {
             self.maybe_meta(true);
         }
         let cached = self.greet(&mut c);
-        log::info!(
+        crate::peer_log!(
+            log::Level::Info,
             "ws: client {} connected from {}{}",
             c.id,
             c.peer,
@@ -344,7 +345,8 @@ impl Broadcaster {
     /// already gone: `why` empty) and forget it.
     pub(super) fn remove(&mut self, i: usize, code: CloseCode, why: &str) {
         let mut c = self.clients.swap_remove(i);
-        log::info!(
+        crate::peer_log!(
+            log::Level::Info,
             "ws: client {} ({}) disconnected: {}; {} frame(s) dropped for it{}",
             c.id,
             c.peer,
