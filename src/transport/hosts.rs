@@ -165,7 +165,8 @@ impl HostCheck {
 
     /// Whether a browser page from `origin` may talk to us. No Origin means
     /// no browser: allowed. Otherwise the Origin is one of `listed`, or
-    /// `http(s)://<a name of this box>:<ui_port>`.
+    /// `http(s)://<a name of this box>:<ui_port>` (the port left out when it
+    /// is the scheme's default, 80 or 443, as browsers send it).
     pub fn origin_allowed(
         &mut self,
         origin: Option<&str>,
@@ -179,14 +180,17 @@ impl HostCheck {
         {
             return true;
         }
-        let Some(rest) = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-        else {
+        let (rest, default_port) = if let Some(r) = origin.strip_prefix("http://") {
+            (r, 80)
+        } else if let Some(r) = origin.strip_prefix("https://") {
+            (r, 443)
+        } else {
             return false;
         };
+        // Browsers leave the scheme's default port out of the Origin
+        // (`http://box`, never `http://box:80`): a UI on port 80 is that.
         match split_host_port(rest) {
-            Some((host, Some(port))) => port == ui_port && self.knows(&host),
+            Some((host, port)) => port.unwrap_or(default_port) == ui_port && self.knows(&host),
             _ => false,
         }
     }
@@ -287,6 +291,22 @@ mod tests {
             "http://127.0.0.1:8766.evil.example",
         ] {
             assert!(!c.origin_allowed(Some(bad), 8766, &listed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_ui_on_the_schemes_default_port_is_its_origin_without_a_port() {
+        let mut c = HostCheck::new(&[], "127.0.0.1");
+        assert!(c.origin_allowed(Some("http://127.0.0.1"), 80, &[]));
+        assert!(c.origin_allowed(Some("http://localhost:80"), 80, &[]));
+        assert!(c.origin_allowed(Some("https://127.0.0.1"), 443, &[]));
+        for (bad, port) in [
+            ("https://127.0.0.1", 80),
+            ("http://127.0.0.1", 443),
+            ("http://evil.example", 80),
+            ("http://127.0.0.1:8766", 80),
+        ] {
+            assert!(!c.origin_allowed(Some(bad), port, &[]), "{bad} {port}");
         }
     }
 }
