@@ -11,7 +11,8 @@ HTTP (the OSCQuery server, hyper with the UI's limits):
     while others are still served; a slowloris head is closed at its deadline;
   - streaming (LISTEN) clients are capped (503 beyond `max-clients`), a slot
     comes back when a client leaves, and an oversized WebSocket message
-    closes only its own sender.
+    closes only its own sender; connections that send nothing, not even a
+    pong, are dropped after 15 s, so idle upgrades cannot hold the slots.
 UDP (the OSC input port):
   - an oversized datagram is dropped unread, even from this machine;
   - token guessing from the LAN is looked at only 20 times a second (the
@@ -214,6 +215,42 @@ def test_streaming_clients_are_capped_and_slots_come_back(box):
         again = await websockets.connect(url)
         for c in clients[1:] + [again]:
             await c.close()
+
+    asyncio.run(run())
+
+
+def idle_upgrade(src):
+    """A WebSocket upgrade that then never reads, sends or answers a ping."""
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1" if src.startswith("127.") else src, PORT))
+    s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert s.recv(12) == b"HTTP/1.1 101"
+    return s
+
+
+def test_idle_connections_cannot_hold_the_streaming_slots(box):
+    async def run():
+        url = f"ws://127.0.0.1:{PORT}/"
+        # A quiet but live client: listens to nothing, and its library
+        # answers the server's pings.
+        quiet = await websockets.connect(url)
+        idle = [idle_upgrade(LAN[i % 2]) for i in range(MAX_STREAMS - 1)]
+        with pytest.raises(websockets.exceptions.InvalidStatus) as e:
+            await websockets.connect(url)
+        assert e.value.response.status_code == 503
+        await asyncio.sleep(17)
+        # The idle ones are gone, the live one is not.
+        newcomer = await websockets.connect(url)
+        await quiet.send(json.dumps({"COMMAND": "LISTEN", "DATA": "/audio/lmh"}))
+        assert isinstance(await asyncio.wait_for(quiet.recv(), 2), bytes)
+        for c in (quiet, newcomer):
+            await c.close()
+        for s in idle:
+            s.close()
 
     asyncio.run(run())
 

@@ -9,7 +9,10 @@
 //! (pings included); a client listens to each method at most once, so what
 //! it is sent is bounded by the namespace. A client that stops reading
 //! loses packets (tungstenite's write buffer is bounded) and is dropped
-//! after [`STALL`]; it never slows the others or the pipeline.
+//! after [`STALL`]; it never slows the others or the pipeline. Every client
+//! is pinged every [`PING_EVERY`], and one that has sent nothing, not even
+//! a pong, for [`IDLE`] is dropped, so idle connections cannot hold the
+//! slots.
 
 use super::namespace::{Namespace, Source};
 use super::Live;
@@ -27,6 +30,14 @@ use tungstenite::{Message, WebSocket};
 
 /// A client that cannot take data for this long is disconnected.
 const STALL: Duration = Duration::from_secs(5);
+/// Every client is pinged this often ...
+pub const PING_EVERY: Duration = Duration::from_secs(5);
+/// ... and one that has sent nothing (not even the pong every WebSocket
+/// library and browser answers with) for this long is disconnected: a
+/// connection that listens to nothing is sent nothing, so it never stalls,
+/// and idle upgrades from two addresses would otherwise hold every slot
+/// for good.
+pub const IDLE: Duration = Duration::from_secs(15);
 /// Most inbound messages a client may send per tick before the rest wait.
 pub const READS_PER_TICK: usize = 16;
 /// Most bytes read from one client per tick.
@@ -88,6 +99,9 @@ struct Client {
     _slot: ClientSlot,
     listens: Vec<Listen>,
     stalled_since: Option<Instant>,
+    /// When it last sent anything, and when it was last pinged.
+    heard: Instant,
+    pinged: Instant,
 }
 
 /// A LISTEN or IGNORE command.
@@ -136,6 +150,8 @@ fn run(ctx: ListenCtx) {
                     _slot: slot,
                     listens: Vec::new(),
                     stalled_since: None,
+                    heard: Instant::now(),
+                    pinged: Instant::now(),
                 });
             }
         }
@@ -159,7 +175,27 @@ fn run(ctx: ListenCtx) {
 
 /// Read commands and send what is due; false drops the client.
 fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
-    read_requests(c, methods) && send_due(c, methods, live) && flush(c)
+    read_requests(c, methods) && alive(c) && send_due(c, methods, live) && flush(c)
+}
+
+/// Ping the client every [`PING_EVERY`]; false once it has sent nothing
+/// for [`IDLE`].
+fn alive(c: &mut Client) -> bool {
+    let now = Instant::now();
+    if now.duration_since(c.heard) > IDLE {
+        let _ = c.ws.close(None);
+        let _ = c.ws.flush();
+        return false;
+    }
+    if now.duration_since(c.pinged) >= PING_EVERY {
+        c.pinged = now;
+        match c.ws.write(Message::Ping(Default::default())) {
+            Ok(()) | Err(tungstenite::Error::WriteBufferFull(_)) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Take the client's LISTEN and IGNORE commands (a bounded number per
@@ -167,7 +203,11 @@ fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
 fn read_requests(c: &mut Client, methods: &[(String, Source)]) -> bool {
     c.ws.get_mut().refill(READ_BUDGET);
     for _ in 0..READS_PER_TICK {
-        match c.ws.read() {
+        let read = c.ws.read();
+        if read.is_ok() {
+            c.heard = Instant::now();
+        }
+        match read {
             Ok(Message::Text(t)) => match parse_request(&t) {
                 Some(Request::Listen(p)) => {
                     if let Some(i) = methods.iter().position(|(m, _)| *m == p) {
