@@ -157,6 +157,7 @@ impl Recorder {
                 .map(|(name, seconds)| Some(RecMsg::Saved { name, seconds })),
             RecCommand::List => {
                 let l = self.listing();
+                self.refresh_status();
                 out.push(to_client(RecMsg::Recordings(l, self.status())));
                 return;
             }
@@ -171,9 +172,10 @@ impl Recorder {
                 return;
             }
         }
-        // Every change is announced to everyone who may record.
-        self.refresh_status();
+        // Every change is announced to everyone who may record; the status
+        // after the listing, which counts the bytes used.
         let l = self.listing();
+        self.refresh_status();
         out.push(RecReply {
             to: None,
             msg: RecMsg::Recordings(l, self.status()),

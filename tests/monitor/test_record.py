@@ -52,11 +52,17 @@ def test_recording_and_replay_hold_the_input_bit_for_bit(make_server, music_wav)
         await asyncio.sleep(3.5)  # the replay buffer fills
         saved = await ask(ws, {"type": "save_replay", "seconds": 3}, "replay_saved")
         assert saved["name"].startswith("replay-") and abs(saved["seconds"] - 3) < 0.05
+        # The announcement that follows counts the new file in the bytes used
+        # (it said 0 until the next command: the status was taken before the
+        # listing).
+        after = await recv_any(ws, {"recordings"}, 5.0)
+        assert after["state"]["used_bytes"] == sum(i["bytes"] for i in after["items"]) > 0
         await ask(ws, {"type": "start_recording"}, "recordings")
         await asyncio.sleep(2.5)
         await ask(ws, {"type": "stop_recording"}, "recordings")
         listing = await ask(ws, {"type": "list_recordings"}, "recordings")
         names = [i["name"] for i in listing["items"]]
+        assert listing["state"]["used_bytes"] == sum(i["bytes"] for i in listing["items"])
         assert any(n.startswith("rec-") for n in names) and saved["name"] in names
         out = {}
         for item in listing["items"]:
