@@ -213,7 +213,20 @@ impl PresetStore {
                 MAX_TOTAL_BYTES / 1024
             ));
         }
-        write_atomic(&self.path(name), &text).map_err(|e| e.to_string())?;
+        let path = self.path(name);
+        if let Some(folder) = path.parent() {
+            // Made by phase4 in the state directory: a symlink there was
+            // planted, and would put the presets somewhere else.
+            if std::fs::symlink_metadata(folder).is_ok()
+                && !crate::service::safe_fs::real_dir(folder)
+            {
+                return Err(format!(
+                    "{} is not a directory (a symbolic link?); presets are not saved there",
+                    folder.display()
+                ));
+            }
+        }
+        write_atomic(&path, &text).map_err(|e| e.to_string())?;
         self.total_bytes = total;
         self.index.insert(
             name.clone(),
@@ -233,7 +246,7 @@ impl PresetStore {
         }
         let p = self.path(name);
         let cannot = |e: &dyn std::fmt::Display| format!("cannot read preset {:?}: {e}", name.0);
-        let f = std::fs::File::open(&p).map_err(|e| cannot(&e))?;
+        let f = crate::service::safe_fs::open_regular(&p).map_err(|e| cannot(&e))?;
         let meta = f.metadata().map_err(|e| cannot(&e))?;
         if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
             return Err(cannot(&format!(

@@ -14,7 +14,7 @@
 
 use crate::config::Config;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// File name of the generated secret inside the state directory.
@@ -145,25 +145,26 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
     }
     std::fs::create_dir_all(dir)?;
     let token = generate()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(format!("{token}\n").as_bytes())?;
-    f.sync_all()?;
+    let mut f = crate::service::safe_fs::create_new(&path, 0o600)?;
     // Created by root (`sudo phase4 token` before the first start): hand it
     // to the user the state directory belongs to, or the service could not
-    // read it.
+    // read it. Through the descriptor, before anything is written: by path,
+    // the directory's owner could swap the name for a symlink in between
+    // and have root give it any file on the system.
     if let Ok(meta) = std::fs::metadata(dir) {
-        let _ = std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid()));
+        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
     }
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
     log::info!("ws: generated a control token in {}", path.display());
     Ok(token)
 }
 
 fn read_token(path: &Path) -> std::io::Result<Option<String>> {
-    let f = match std::fs::File::open(path) {
+    // Not through a symlink (root running `phase4 token` would print a
+    // line of any file) and never waiting on a FIFO: those are refused as
+    // InvalidData and moved aside.
+    let f = match crate::service::safe_fs::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -241,5 +242,37 @@ mod tests {
         let s = load_or_create(&c);
         assert_eq!(s.source, Source::Ephemeral);
         assert!(plausible(s.reveal()));
+    }
+
+    #[test]
+    fn a_planted_symlink_or_fifo_is_moved_aside_not_followed_or_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        // A line that would pass for a token, in a file the state
+        // directory's owner may not read (root's, in the attack).
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "root-only-secret-line-0123\n").unwrap();
+        let token = d.path().join(TOKEN_FILE);
+        std::os::unix::fs::symlink(&victim, &token).unwrap();
+        let t = file_token(d.path()).unwrap();
+        assert_ne!(t, "root-only-secret-line-0123");
+        assert!(std::fs::symlink_metadata(&token).unwrap().is_file());
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "root-only-secret-line-0123\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(d.path().join("control-token.corrupt"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        // A FIFO with no writer: a plain open would wait for good.
+        let d = tempfile::tempdir().unwrap();
+        let token = d.path().join(TOKEN_FILE);
+        nix::unistd::mkfifo(&token, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let t = file_token(d.path()).unwrap();
+        assert!(plausible(&t));
+        assert!(std::fs::symlink_metadata(&token).unwrap().is_file());
     }
 }

@@ -104,6 +104,14 @@ impl Recorder {
             .dir
             .as_deref()
             .ok_or("recording needs a state directory ([state] dir)")?;
+        if std::fs::symlink_metadata(dir).is_ok() && !crate::service::safe_fs::real_dir(dir) {
+            // Made by phase4 in the state directory: a symlink there was
+            // planted, and would send recordings (and deletions) elsewhere.
+            return Err(format!(
+                "{} is not a directory (a symbolic link?); refusing to record into it",
+                dir.display()
+            ));
+        }
         if !dir.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()

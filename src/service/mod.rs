@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod logging;
 pub mod notify;
+pub mod safe_fs;
 pub mod signals;
 
 /// Kernel thread id of the calling thread.

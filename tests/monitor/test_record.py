@@ -183,3 +183,25 @@ def test_quota_and_a_full_disk_stop_recording_not_the_pipeline(make_server, bina
         assert listing["state"]["used_bytes"] <= 1 << 20
     # The file is closed with a valid header: its length reads back.
     assert items[0]["seconds"] > 0.5
+
+
+def test_a_symlinked_recordings_folder_is_refused_not_followed(make_server, music_wav, tmp_path):
+    # The state directory belongs to the service user; a symlink planted as
+    # its recordings folder would send recordings (and deletions) elsewhere.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / "recordings").symlink_to(elsewhere)
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+
+    async def go():
+        ws = await authed(server.url)
+        await asyncio.sleep(1.5)
+        for m in ({"type": "save_replay", "seconds": 1}, {"type": "start_recording"}):
+            await ws.send(json.dumps(m))
+            assert "symbolic link" in (await recv_json(ws, "error"))["reason"]
+        await ws.close()
+
+    asyncio.run(go())
+    assert list(elsewhere.iterdir()) == []
+    assert server.running()

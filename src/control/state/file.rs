@@ -107,16 +107,16 @@ enum Unusable {
 /// [`MAX_STATE_BYTES`].
 fn read_bounded(path: &Path) -> Result<Option<String>, Unusable> {
     use std::io::Read;
-    let f = match std::fs::File::open(path) {
+    // A symlink, FIFO or device is refused (and moved aside), never
+    // followed or waited on.
+    let f = match crate::service::safe_fs::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Unusable::Content("not a regular file".into()))
+        }
         Err(e) => return Err(Unusable::Io(e)),
     };
-    match f.metadata() {
-        Ok(m) if !m.is_file() => return Err(Unusable::Content("not a regular file".into())),
-        Ok(_) => {}
-        Err(e) => return Err(Unusable::Io(e)),
-    }
     let mut bytes = Vec::new();
     f.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -163,21 +163,31 @@ pub fn file_text(state: &State) -> String {
 /// Write `text` to `path` atomically: a temp file in the same directory,
 /// fsync, rename over the old file, fsync the directory. A crash leaves
 /// either the old file or the new one, never half of one.
+///
+/// The temp file is made new (a stale one, or a symlink planted under its
+/// name, is removed first, and creating fails rather than follow one
+/// planted in between), so the write can never land in another file; the
+/// rename replaces a symlink at `path` itself, not what it points to.
+/// Errors name the file that failed.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StateError::Io { path: p, source }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+        _ => {}
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
+    {
+        let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -187,6 +197,36 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_as_the_state_file_is_moved_aside_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.state.dir = dir.path().display().to_string();
+        let path = dir.path().join(STATE_FILE);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (layered, _) = layer_at_start(&c, Vec::new);
+        assert_eq!(layered, c);
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn a_write_never_lands_in_a_file_a_planted_symlink_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join(STATE_FILE);
+        // Under the temp file's name, and as the file itself.
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{STATE_FILE}.tmp"))).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomic(&path, "[dsp.mid]\nlo-hz = 300.0\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[dsp.mid]\nlo-hz = 300.0\n"
+        );
+    }
 
     #[test]
     fn a_corrupt_state_file_is_moved_aside_and_the_config_used() {
