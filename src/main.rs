@@ -11,6 +11,24 @@ use std::process::ExitCode;
 /// sysexits EX_USAGE: the command line is wrong.
 const EXIT_USAGE: u8 = 64;
 
+/// Print to stderr; a closed pipe (`phase4 --check-config x | head`) is not
+/// an error worth a panic. (Rust ignores SIGPIPE, so `eprintln!` panics on
+/// EPIPE and the exit code became 101 instead of the documented one.)
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Print to stdout, as [`say_err`] does to stderr.
+macro_rules! say_out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     // Threads that libraries spawn take the default stack size; with
     // mlockall every one of those 2 MiB stacks would be resident. Still
@@ -54,16 +72,16 @@ fn check_config(path: &Path) -> ExitCode {
     let cfg = match config::load_file(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            say_err!("{e}");
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
     let problems = app::preflight(&cfg);
     if problems.is_empty() {
-        println!("{}: ok", path.display());
+        say_out!("{}: ok", path.display());
         ExitCode::SUCCESS
     } else {
-        eprintln!(
+        say_err!(
             "{}",
             ConfigError::Invalid {
                 origin: path.display().to_string(),
@@ -83,7 +101,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<(Config, Option<PathBuf>), Conf
 
 fn config_or_exit(path: Option<&PathBuf>) -> Result<(Config, Option<PathBuf>), ExitCode> {
     load_config(path).map_err(|e| {
-        eprintln!("phase4: {e}");
+        say_err!("phase4: {e}");
         ExitCode::from(EXIT_CONFIG as u8)
     })
 }
@@ -99,7 +117,7 @@ fn token(config: Option<&PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("phase4: {e}");
+            say_err!("phase4: {e}");
             ExitCode::FAILURE
         }
     }
@@ -118,7 +136,7 @@ fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) ->
     let mut out = stdout.lock();
     match phase4::analyze::analyze(file, &cfg, format, bins, &mut out) {
         Ok(s) => {
-            eprintln!(
+            say_err!(
                 "analyze: {:.1} s of audio in {:.3} s ({:.0}x real time), {} blocks, {} onsets, {} beats",
                 s.audio_s,
                 s.wall_s,
@@ -130,7 +148,7 @@ fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) ->
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("phase4: {e:#}");
+            say_err!("phase4: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -213,7 +213,7 @@ fn problem_from_syntax(lines: &[&str], line_idx: Option<usize>, message: &str) -
                 Some((k, v)) if !raw.starts_with('[') => {
                     let section = section_at(lines, i);
                     let k = k.trim().trim_matches('"');
-                    (join_key(&section, k), clip(v.trim()))
+                    (clip(&join_key(&section, k)), clip(v.trim()))
                 }
                 _ => (clip(raw.trim_matches(['[', ']'])), String::new()),
             }

@@ -38,6 +38,21 @@ def test_bad_config_names_every_problem_and_exits_78(phase4_bin, tmp_path):
         assert "panicked" not in out
 
 
+def test_check_config_keeps_its_exit_code_when_the_reader_went_away(phase4_bin, tmp_path):
+    # `phase4 --check-config x | head -1`: stderr is a pipe nobody reads.
+    # Printing to it panicked (exit 101) instead of exiting 78.
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[audio]\nblock-frames = 7\n" + "a." * 150_000 + "a = 1\n")
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], stderr=w, stdout=w, timeout=20)
+    os.close(w)
+    assert p.returncode == 78
+    # A problem's key is clipped like its value: no 300 KB error line.
+    q = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], capture_output=True, text=True, timeout=20)
+    assert q.returncode == 78 and max(len(line) for line in q.stderr.splitlines()) < 400, q.stderr[:500]
+
+
 def test_good_config_checks_ok(phase4_bin):
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     p = subprocess.run([str(phase4_bin), "--check-config", os.path.join(root, "configs", "phase4.toml")],
