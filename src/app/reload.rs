@@ -93,7 +93,14 @@ impl Reloader {
         if changed {
             if self.base.ws.enabled {
                 // The control thread owns the runtime state: it layers it
-                // over the new base and publishes the parameters.
+                // over the new base and publishes the parameters. Checked
+                // here first, the same way, so that a file that fails only
+                // with the runtime state over it changes nothing (not the
+                // health interval, not the base the next reload compares
+                // against) and is reported as refused.
+                if let Some(p) = pipeline.shared.reload_problem(&self.base, &plan.applied) {
+                    return Outcome::Refused(p);
+                }
                 *pipeline
                     .shared
                     .reload

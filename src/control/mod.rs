@@ -76,6 +76,16 @@ impl Shared {
         })
     }
 
+    /// What is wrong with the configuration `new` would give, re-read on
+    /// SIGHUP over `base`, once the runtime state is layered over it the
+    /// way [`Controller::rebase`] will (`None`: it will be applied). The
+    /// reload asks this before it hands `new` over, so a file that only
+    /// fails with the runtime state over it changes nothing at all.
+    pub fn reload_problem(&self, base: &Config, new: &Config) -> Option<String> {
+        let next = self.state().rebase(base, new);
+        problem(&next, new, self.sample_rate.load(Ordering::Relaxed))
+    }
+
     /// A copy of the settings in force.
     pub fn state(&self) -> State {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -96,6 +106,17 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The first problem of `state` layered over `base`, checked at the rate
+/// of the open device (`rate`; 0: the configured one), on which the band
+/// ceiling depends.
+fn problem(state: &State, base: &Config, rate: u32) -> Option<String> {
+    let mut cfg = state.apply(base);
+    if rate > 0 {
+        cfg.audio.sample_rate_hz = rate;
+    }
+    config::validate(&cfg).first().map(|p| p.to_string())
 }
 
 /// The client id of answers nobody asked for (a reload): only their
@@ -178,12 +199,9 @@ impl Controller {
     /// Make `next` the state in force: check it as a whole, publish the
     /// parameters, update readers, schedule the write.
     fn commit_state(&mut self, next: State, commit: bool) -> Vec<Response> {
-        let mut cfg = self.effective(&next);
-        // The band ceiling depends on the rate of the open device, not the
-        // configured one.
-        cfg.audio.sample_rate_hz = self.sample_rate() as u32;
-        if let Some(p) = config::validate(&cfg).first() {
-            return vec![Response::Error(p.to_string())];
+        let rate = self.shared.sample_rate.load(Ordering::Relaxed);
+        if let Some(p) = problem(&next, &self.base, rate) {
+            return vec![Response::Error(p)];
         }
         let cfg = self.effective(&next);
         self.hub.publish(DspParams::from_config(&cfg));

@@ -130,6 +130,39 @@ def test_sighup_with_a_bad_file_changes_nothing(phase4_bin, tmp_path):
     assert s.proc.returncode == 0
 
 
+def test_a_file_that_fails_only_under_the_runtime_state_changes_nothing(phase4_bin, tmp_path):
+    # The UI set max-bpm 120 (the runtime state); the edited file asks for
+    # min-bpm 70, which 120 cannot go with (max >= 1.9 x min). The control
+    # thread refused it, but the reload had already said "applied" and
+    # taken the file as its base: the band below changed in nothing, the
+    # next SIGHUP found "nothing to apply" and the edit was lost.
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.toml").write_text("[tempo]\nmax-bpm = 120.0\n")
+    s = Service(phase4_bin, tmp_path, ws=True, state_dir=str(state))
+    try:
+        time.sleep(0.3)
+        s.write(low_hi=220.0, extra="[tempo]\nmin-bpm = 70.0\n")
+        for _ in range(2):
+            t = time.monotonic()
+            s.proc.send_signal(signal.SIGHUP)
+            s.wait_log("keeping the running configuration", 5, after=t)
+            assert any("max-bpm" in l for tt, l in s.log if tt >= t), s.log[-5:]
+            assert not any("reload: applied" in l or "nothing to apply" in l for tt, l in s.log if tt >= t)
+            time.sleep(0.8)
+            assert all(abs(v - 250.0) < 1.0 for v in s.meta_low_hi(t + 0.3))
+        # Without the clash the same edit applies.
+        s.write(low_hi=220.0, extra="[tempo]\nmin-bpm = 60.0\n")
+        t = time.monotonic()
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert all(abs(v - 220.0) < 1.0 for v in s.meta_low_hi(t + 0.5))
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
+
+
 def test_other_signals_neither_kill_nor_stall(phase4_bin, tmp_path):
     s = Service(phase4_bin, tmp_path)
     try:
