@@ -88,6 +88,16 @@ impl Reloader {
             Err(e) => return Outcome::Refused(e.to_string()),
         };
         self.cli.apply(&mut new);
+        // A new input file takes effect at the next restart; one that
+        // cannot be read would make that restart fail, so the file is
+        // refused now, as `--check-config` refuses it.
+        if (&new.audio.input, new.audio.channel)
+            != (&self.base.audio.input, self.base.audio.channel)
+        {
+            if let Some(p) = super::preflight(&new).first() {
+                return Outcome::Refused(p.to_string());
+            }
+        }
         let plan = config::reload_plan(&self.base, &new);
         let changed = plan.applied != self.base;
         if changed {

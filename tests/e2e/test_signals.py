@@ -163,6 +163,25 @@ def test_a_file_that_fails_only_under_the_runtime_state_changes_nothing(phase4_b
     assert s.proc.returncode == 0
 
 
+def test_an_input_change_the_next_restart_could_not_open_is_refused(phase4_bin, tmp_path):
+    # Input changes wait for a restart; one that would make the restart fail
+    # (here: a channel the mono file does not have) is refused now, as
+    # --check-config refuses it, and the band edit with it waits.
+    s = Service(phase4_bin, tmp_path)
+    try:
+        time.sleep(0.3)
+        s.write(low_hi=220.0, extra="[audio]\nchannel = 5\n")
+        t = time.monotonic()
+        s.proc.send_signal(signal.SIGHUP)
+        s.wait_log("keeping the running configuration", 5, after=t)
+        assert any("audio.channel" in l for tt, l in s.log if tt >= t), s.log[-5:]
+        time.sleep(0.8)
+        assert all(abs(v - 250.0) < 1.0 for v in s.meta_low_hi(t + 0.3))
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
+
+
 def test_other_signals_neither_kill_nor_stall(phase4_bin, tmp_path):
     s = Service(phase4_bin, tmp_path)
     try:
