@@ -463,7 +463,7 @@ impl Recorder {
                 0.0
             };
             let cap = if self.hub.replay_on {
-                self.cfg.replay_s
+                self.cfg.replay_s.min((t.capacity_s() - SLACK_S).max(0.0))
             } else {
                 0.0
             };

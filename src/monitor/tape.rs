@@ -106,6 +106,12 @@ pub struct Segment {
     pub start: u64,
 }
 
+/// Most bytes the tape holds, whatever the rate and format asked of it:
+/// `record.replay-s` is seconds, and a 768 kHz float input would otherwise
+/// take 3 MB of memory a second of replay (1.8 GB for 600 s). 64 MiB is
+/// 699 s at 48 kHz 16-bit, 116 s at 192 kHz 24-bit, 21.8 s at 768 kHz float.
+pub const MAX_TAPE_BYTES: usize = 64 << 20;
+
 /// The ring.
 pub struct Tape {
     /// Seconds it holds.
@@ -135,15 +141,21 @@ impl Tape {
         }
     }
 
-    /// Seconds it holds at most.
+    /// Seconds it holds at most: those asked for, or fewer where
+    /// [`MAX_TAPE_BYTES`] holds fewer at the current segment's rate and
+    /// format.
     pub fn capacity_s(&self) -> f64 {
-        self.seconds
+        match self.seg {
+            Some(s) if s.rate > 0 => (self.cap as f64 / s.rate as f64).min(self.seconds),
+            _ => self.seconds,
+        }
     }
 
     /// Start a segment of `rate` and `kind`. Allocates when the buffer's
     /// size in bytes changes (a device of another rate or format).
     pub fn begin(&mut self, rate: u32, kind: SampleKind) {
-        let cap = (self.seconds * rate as f64).ceil() as u64;
+        let cap = ((self.seconds * rate as f64).ceil() as u64)
+            .min((MAX_TAPE_BYTES / kind.bytes()) as u64);
         let bytes = cap as usize * kind.bytes();
         if self.buf.len() != bytes {
             // Free the old buffer before making the new one.
@@ -226,6 +238,16 @@ impl Tape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tape_never_takes_more_than_its_byte_cap() {
+        let mut t = Tape::new(605.0);
+        t.begin(48_000, SampleKind::S16);
+        assert_eq!(t.capacity_s(), 605.0);
+        t.begin(768_000, SampleKind::F32);
+        assert!(t.buf.len() <= MAX_TAPE_BYTES);
+        assert!((t.capacity_s() - 21.845).abs() < 0.01, "{}", t.capacity_s());
+    }
 
     fn block(rate: u32, values: &[f32], t: u64) -> Block {
         let mut b = Block::zeroed();

@@ -189,7 +189,15 @@ impl Monitor {
         }
         let mut t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((rate, kind)) = begin {
+            let asked = t.capacity_s();
             t.begin(rate, kind);
+            if t.capacity_s() < asked {
+                log::warn!(
+                    "record: the replay buffer holds {:.1} s at {rate} Hz {kind:?} (at most {} MiB), less than record.replay-s asks",
+                    (t.capacity_s() - SLACK_S).max(0.0),
+                    super::tape::MAX_TAPE_BYTES >> 20
+                );
+            }
         }
         t.append(b);
     }
