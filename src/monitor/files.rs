@@ -218,7 +218,12 @@ pub fn list(dir: &Path) -> Listing {
 }
 
 fn header_info(path: &Path) -> (f64, u32, u16) {
-    match hound::WavReader::open(path) {
+    // Listed as a regular file a moment ago; swapped for a FIFO since, it
+    // must not hang the recorder.
+    let Ok(f) = crate::service::safe_fs::open_regular(path) else {
+        return (0.0, 0, 0);
+    };
+    match hound::WavReader::new(std::io::BufReader::new(f)) {
         Ok(r) => {
             let s = r.spec();
             let secs = r.duration() as f64 / s.sample_rate.max(1) as f64;
