@@ -201,12 +201,16 @@ def test_the_beat_flash_follows_osc_beats(click_server):
           f"OSC datagram -> flash median {med * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
     # Timely: the median says how the page follows the beats. A page stalled
     # by a loaded machine (a CI run with the background lane: a busy qemu and
-    # a fuzzer on both cores, 0.33 s once) may show one flash in ten late,
-    # like the superseded ones above; none may lag by a whole beat, which
-    # would be a flash on the wrong beat.
+    # a fuzzer on both cores; 0.33 s once, 0.50 s once) may show one flash in
+    # ten late, like the superseded ones above. Each flash shows its own
+    # beat's index (checked above), so a late one is a stall, not a flash on
+    # the wrong beat: a stall just under a beat long leaves beat i's flash
+    # ~one beat late (0.503 s at 120 BPM once), one just over it makes the
+    # flash show i + 1 (superseded). Never two beats late: by then the next
+    # beat's event had long arrived and would have superseded it.
     late = [d for d in delays if d > 0.25]
     assert -0.05 <= med <= 0.1, delays
-    assert len(late) <= max(1, len(delays) // 10) and max(delays) < 60 / BPM, delays
+    assert len(late) <= max(1, len(delays) // 10) and max(delays) < 2 * 60 / BPM, delays
     # The other parts are alive: every band's onset light, the phase ring, the tempo.
     assert all(seen["onsets"][b] >= 2 for b in ("low", "mid", "high")), seen["onsets"]
     assert len(rings) >= 5, rings

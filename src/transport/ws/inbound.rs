@@ -9,7 +9,8 @@
 //! waiting at the control thread is not read until answers come back, and
 //! one whose last read stopped at the message cap is read again next turn
 //! without waiting for its socket (the rest may sit in tungstenite's
-//! buffer, where `poll` cannot see it). Until a client is authorized, only `auth` is looked at.
+//! buffer, where `poll` cannot see it). Until a client is authorized, only
+//! `auth` is looked at.
 //! Protocol errors close with the code RFC 6455 gives them: 1002 for a
 //! broken frame, 1007 for text that is not UTF-8, 1009 for a message over
 //! the size limit.
