@@ -51,24 +51,24 @@ fn bench(c: &mut Criterion) {
 
     // The tracker on a real ODF sequence, warmed up so it is locked.
     let mut flux = FluxOnset::new(N_MAG, SR, HOP_S);
-    let odf: Vec<([f32; 4], f32)> = frames
+    let odf: Vec<([f32; 4], [f32; 4], f32)> = frames
         .iter()
         .map(|m| {
             let o = flux.process(m, &p);
-            (o.beat_groups, o.low_power)
+            (o.beat_groups, o.agree_groups, o.low_power)
         })
         .collect();
     let mut tracker = BeatTracker::new(HOP_S);
     for k in 0..2000 {
-        let (g, low) = odf[k % odf.len()];
-        tracker.process(&g, low, -20.0, &p);
+        let (g, a, low) = odf[k % odf.len()];
+        tracker.process(&g, &a, low, -20.0, &p);
     }
     let mut j = 0;
     c.bench_function("beat_tracker_per_hop", |b| {
         b.iter(|| {
             j = (j + 1) % odf.len();
-            let (g, low) = &odf[j];
-            black_box(tracker.process(black_box(g), *low, -20.0, &p))
+            let (g, a, low) = &odf[j];
+            black_box(tracker.process(black_box(g), black_box(a), *low, -20.0, &p))
         })
     });
 

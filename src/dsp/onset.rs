@@ -15,13 +15,17 @@
 //!   30 Hz to 16 kHz, bands narrower than one FFT bin merged), are
 //!   compressed with `ln(1 + λ·m)` (λ = 10⁵: the knee sits near −100 dB, so
 //!   the detector is nearly level-independent), and compared with the
-//!   previous frame *max-filtered across ±1 band*, which ignores vibrato and
-//!   slow glides. `odf = mean_b max(0, S_t[b] − maxfilt(S_{t−1})[b])`.
+//!   largest of the last frames of the last 35 ms (3 hops), each
+//!   *max-filtered across ±1 band*, which ignores vibrato, slow glides and
+//!   the hop-to-hop swing of a held bass note's leakage
+//!   ([`ONSET_REFERENCE_S`]).
+//!   `odf = mean_b max(0, S_t[b] − max_{k=1..3} maxfilt(S_{t−k})[b])`.
 //!   `flux` is the classic half-wave rectified log-magnitude flux (no max
 //!   filter) on the same bands compressed with λ = 10³.
 //! - The ODF handed to the beat tracker is the SuperFlux with λ = 10³:
 //!   nearer to linear for loud components, so a kick outweighs a hi-hat
-//!   and quiet noise contributes little (chosen on the evaluation corpus).
+//!   and quiet noise contributes little (chosen on the evaluation corpus),
+//!   against the largest of the last 45 ms (4 hops; [`BEAT_REFERENCE_S`]).
 //! - Peak picking is causal with one hop of look-ahead: the previous hop's
 //!   `odf` is an onset when it is the largest of the last 30 ms and of the
 //!   current hop, exceeds the mean of the last 100 ms by `δ·scale`, where
@@ -207,8 +211,12 @@ pub struct OnsetOut {
     pub onset: Option<f32>,
     /// When `onset`: seconds between the onset and the end of the window.
     pub lag_s: f32,
-    /// Per frequency group, the SuperFlux the beat tracker takes.
+    /// Per frequency group, the SuperFlux the beat tracker's filter takes
+    /// (each band's rise above its largest of the last 45 ms).
     pub beat_groups: [f32; BEAT_GROUPS],
+    /// The same, each band's rise above the previous frame alone: what the
+    /// tracker's confidence measures (stationary noise stays smooth there).
+    pub agree_groups: [f32; BEAT_GROUPS],
     /// Power below [`LOW_HZ`], for the beat phase.
     pub low_power: f32,
 }
@@ -281,13 +289,95 @@ impl FilterBank {
     }
 }
 
+/// How far back the onset detector's reference reaches: a band must rise
+/// above its largest value (max-filtered across ±1 band) over the frames of
+/// the last this many seconds (3 hops at 44.1 and 48 kHz), not only the
+/// previous frame's. A held note below ~140 Hz does not fit the 21 ms window
+/// a few times over: its leakage and its mirror image interfere, and the
+/// log bands far from it (600–1200 Hz) swing with its phase every 2–7 hops;
+/// against the previous frame alone a held 110 Hz sine gave 75 onsets in
+/// 10 s, 40 Hz 133.
+const ONSET_REFERENCE_S: f32 = 0.035;
+/// The same for the beat tracker's input (4 hops): the same swings of every
+/// bass note made up much of the beat signal between the beats. Chosen on
+/// the development corpus: 30 ms and 50–80 ms gave lower tempo accuracy
+/// (docs/eval.md, "The onset reference").
+const BEAT_REFERENCE_S: f32 = 0.045;
+
+/// Whole hops in `s` seconds, at least one.
+fn hops_in(s: f32, hop_s: f32) -> usize {
+    ((s / hop_s).round() as usize).clamp(1, 16)
+}
+
+/// The last few frames of a log-filtered spectrum, each max-filtered across
+/// ±1 band.
+struct Recent {
+    rows: Vec<f32>,
+    n: usize,
+    k: usize,
+    next: usize,
+    filled: usize,
+}
+
+impl Recent {
+    fn new(n: usize, k: usize) -> Self {
+        Recent {
+            rows: vec![0.0; n * k],
+            n,
+            k,
+            next: 0,
+            filled: 0,
+        }
+    }
+
+    /// Band `b`'s largest value over the kept frames.
+    #[inline]
+    fn reference(&self, b: usize) -> f32 {
+        let mut m = f32::MIN;
+        for r in 0..self.filled {
+            m = m.max(self.rows[r * self.n + b]);
+        }
+        m
+    }
+
+    /// Band `b`'s value in the newest kept frame.
+    #[inline]
+    fn latest(&self, b: usize) -> f32 {
+        let row = (self.next + self.k - 1) % self.k;
+        self.rows[row * self.n + b]
+    }
+
+    /// Keep `s` (one value per band), max-filtered across ±1 band, in place
+    /// of the oldest frame.
+    fn push(&mut self, s: &[f32]) {
+        let n = self.n.min(s.len());
+        let row = &mut self.rows[self.next * self.n..][..n];
+        for (b, r) in row.iter_mut().enumerate() {
+            let lo = b.saturating_sub(1);
+            let hi = (b + 1).min(n - 1);
+            *r = s[lo..=hi].iter().fold(f32::MIN, |m, &v| m.max(v));
+        }
+        self.next = (self.next + 1) % self.k;
+        self.filled = (self.filled + 1).min(self.k);
+    }
+
+    fn clear(&mut self) {
+        self.next = 0;
+        self.filled = 0;
+    }
+}
+
 /// Broadband spectral-flux onset detector.
 pub struct FluxOnset {
     fb: FilterBank,
     hop_s: f32,
     cur: Vec<f32>,
-    prev: Vec<f32>,
     cur_beat: Vec<f32>,
+    /// The last frames of `cur` and `cur_beat`, max-filtered across bands:
+    /// the references an onset must rise above.
+    recent: Recent,
+    recent_beat: Recent,
+    /// The previous frame of `cur_beat` as it was (for the classic flux).
     prev_beat: Vec<f32>,
     have_prev: bool,
     /// Bands per beat group (for the means).
@@ -330,7 +420,8 @@ impl FluxOnset {
             fb,
             hop_s,
             cur: vec![0.0; n],
-            prev: vec![0.0; n],
+            recent: Recent::new(n, hops_in(ONSET_REFERENCE_S, hop_s)),
+            recent_beat: Recent::new(n, hops_in(BEAT_REFERENCE_S, hop_s)),
             cur_beat: vec![0.0; n],
             prev_beat: vec![0.0; n],
             have_prev: false,
@@ -379,24 +470,16 @@ impl FluxOnset {
         let n = self.cur.len();
         let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
         let mut groups = [0.0f32; BEAT_GROUPS];
+        let mut agree = [0.0f32; BEAT_GROUPS];
         if self.have_prev {
             for b in 0..n {
-                let c = self.cur[b];
-                let lo = b.saturating_sub(1);
-                let hi = (b + 1).min(n - 1);
-                let mut mx = self.prev[lo];
-                for &v in &self.prev[lo + 1..=hi] {
-                    mx = mx.max(v);
-                }
-                odf += (c - mx).max(0.0);
+                odf += (self.cur[b] - self.recent.reference(b)).max(0.0);
                 let cb = self.cur_beat[b];
-                let mut mb = self.prev_beat[lo];
-                for &v in &self.prev_beat[lo + 1..=hi] {
-                    mb = mb.max(v);
-                }
-                let d = (cb - mb).max(0.0);
+                let d = (cb - self.recent_beat.reference(b)).max(0.0);
+                let g = self.fb.group[b];
+                groups[g] += d;
+                agree[g] += (cb - self.recent_beat.latest(b)).max(0.0);
                 beat_odf += d;
-                groups[self.fb.group[b]] += d;
                 flux += (cb - self.prev_beat[b]).max(0.0);
             }
             flux /= n as f32;
@@ -405,12 +488,16 @@ impl FluxOnset {
         for (g, n) in groups.iter_mut().zip(&self.group_bands) {
             *g /= n.max(1.0);
         }
+        for (g, n) in agree.iter_mut().zip(&self.group_bands) {
+            *g /= n.max(1.0);
+        }
         let mut low_power = 0.0;
         for &m in mag.iter().skip(1).take(self.low_bins) {
             let m = finite_or_zero(m).abs().min(1.0e3);
             low_power += m * m;
         }
-        self.prev.copy_from_slice(&self.cur);
+        self.recent.push(&self.cur);
+        self.recent_beat.push(&self.cur_beat);
         self.prev_beat.copy_from_slice(&self.cur_beat);
         self.have_prev = true;
 
@@ -431,6 +518,7 @@ impl FluxOnset {
                 0.0
             },
             beat_groups: groups,
+            agree_groups: agree,
             low_power,
         }
     }
@@ -472,7 +560,8 @@ impl FluxOnset {
 
     /// Forget all history.
     pub fn reset(&mut self) {
-        self.prev.iter_mut().for_each(|v| *v = 0.0);
+        self.recent.clear();
+        self.recent_beat.clear();
         self.cur.iter_mut().for_each(|v| *v = 0.0);
         self.prev_beat.iter_mut().for_each(|v| *v = 0.0);
         self.cur_beat.iter_mut().for_each(|v| *v = 0.0);

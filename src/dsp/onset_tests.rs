@@ -343,3 +343,29 @@ fn clicks_give_the_same_onsets_at_every_rate() {
         assert_eq!(onsets, times.len(), "at {sr} Hz");
     }
 }
+
+/// A held bass note is not a stream of onsets. Below ~140 Hz the 21 ms
+/// window holds too few cycles: the tone's leakage and its mirror image
+/// interfere, and far from the tone (600–1200 Hz) the log bands swung with
+/// its phase from hop to hop (against the previous frame alone a 40 Hz sine
+/// gave 133 broadband onsets in 10 s, 110 Hz 75, and 70 Hz 5 beats). Beats
+/// are checked from the first FFT bin up (47 Hz at 48 kHz): below it the
+/// window cannot tell the tone from its image at all (docs/eval.md,
+/// failure cases).
+#[test]
+fn a_held_bass_note_gives_no_onsets_or_beats() {
+    for sr in [44_100, 48_000, 96_000] {
+        for f in [
+            31.0, 40.0, 47.0, 55.0, 62.0, 70.0, 82.0, 98.0, 110.0, 123.0, 140.0,
+        ] {
+            let (onsets, beats) = events_at_rate(sr, 6.0, |t| {
+                let fade_in = (t / 0.05).min(1.0) as f32;
+                fade_in * 0.5 * (2.0 * std::f64::consts::PI * f * t + 0.3).sin() as f32
+            });
+            assert!(onsets <= 1, "{f} Hz at {sr} Hz: {onsets} onsets");
+            if f >= 47.0 {
+                assert_eq!(beats, 0, "{f} Hz at {sr} Hz");
+            }
+        }
+    }
+}

@@ -287,8 +287,13 @@ impl SpectrumProcessor {
             onset.onset = None;
         }
         let tempo = if p.tempo_enabled {
-            self.tracker
-                .process(&onset.beat_groups, onset.low_power, rms_dbfs, p)
+            self.tracker.process(
+                &onset.beat_groups,
+                &onset.agree_groups,
+                onset.low_power,
+                rms_dbfs,
+                p,
+            )
         } else {
             Default::default()
         };

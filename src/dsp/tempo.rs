@@ -5,7 +5,9 @@
 //! 1. **Beat signal.** The broadband detector hands over the half-wave
 //!    rectified SuperFlux of four frequency groups
 //!    ([`super::onset::BEAT_GROUP_EDGES_HZ`]: below 150 Hz — the kick and
-//!    the bass —, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz). Each group is
+//!    the bass —, 150–500 Hz, 500 Hz–2 kHz, above 2 kHz), each band's rise
+//!    above its largest value of the last 45 ms, so the hop-to-hop swing of
+//!    a held bass note's leakage is not beat evidence. Each group is
 //!    divided by its own 2 s running mean, so a quiet kick under loud
 //!    cymbals counts as much as in a clean mix, and the groups are summed
 //!    with weights [`GROUP_WEIGHTS`] (the low group twice: the beat is
@@ -27,7 +29,9 @@
 //!    how well the beats it predicts meet the signal: a running mean over
 //!    beats ([`AGREE_RATE`] per beat) of the normalised beat signal in the
 //!    hop of the beat (1 on average; about 1.2–1.7 on noise, 2–4 on
-//!    music), mapped linearly from [`AGREE_ZERO`] (0) to
+//!    music), measured on the same signal taken against the previous frame
+//!    alone (`agree_groups`: against 45 ms, stationary noise turns into
+//!    sparse peaks and reads 2–3.5, as high as the weakest music), mapped linearly from [`AGREE_ZERO`] (0) to
 //!    [`AGREE_ZERO`]` + `[`AGREE_SPAN`] (1). A tempo is claimed
 //!    (`locked`, `bpm > 0`, beat events) once confidence has stayed above
 //!    `lock_confidence` for [`LOCK_HOLD_S`], or at once on a beat that
@@ -146,6 +150,9 @@ pub struct BeatTracker {
     group_prev: [[f32; 2]; BEAT_GROUPS],
     group_smooth_mean: [f32; BEAT_GROUPS],
     sum_mean: f32,
+    agree_mean: [f32; BEAT_GROUPS],
+    agree_prev: [f32; 2],
+    agree_sum_mean: f32,
     prev: [f32; 2],
     silent_s: f32,
     since_beat_s: f32,
@@ -196,6 +203,9 @@ impl BeatTracker {
             group_prev: [[0.0; 2]; BEAT_GROUPS],
             group_smooth_mean: [1.0; BEAT_GROUPS],
             sum_mean: SUM_PRIOR,
+            agree_mean: GROUP_PRIOR,
+            agree_prev: [0.0; 2],
+            agree_sum_mean: SUM_PRIOR,
             prev: [0.0; 2],
             silent_s: 0.0,
             since_beat_s: f32::INFINITY,
@@ -224,6 +234,7 @@ impl BeatTracker {
     pub fn process(
         &mut self,
         groups: &[f32; BEAT_GROUPS],
+        agree_groups: &[f32; BEAT_GROUPS],
         low_power: f32,
         rms_dbfs: f32,
         p: &DspParams,
@@ -242,7 +253,7 @@ impl BeatTracker {
         let r = if silent && (self.n_seen == 0 || self.silent_s >= SILENT_SKIP_S) {
             1.0
         } else {
-            self.observe(groups)
+            self.observe(groups, agree_groups)
         };
         let agreed = self.agree();
         self.kick.push(low_power);
@@ -410,7 +421,7 @@ impl BeatTracker {
     }
 
     /// The likelihood ratio of a beat in this hop.
-    fn observe(&mut self, groups: &[f32; BEAT_GROUPS]) -> f32 {
+    fn observe(&mut self, groups: &[f32; BEAT_GROUPS], agree_groups: &[f32; BEAT_GROUPS]) -> f32 {
         self.n_seen = self.n_seen.saturating_add(1);
         let prior_hops = NORM_PRIOR_S / self.hop_s;
         let a = self.a_norm.max(1.0 / (prior_hops + self.n_seen as f32));
@@ -440,8 +451,23 @@ impl BeatTracker {
         self.prev = [sum, self.prev[0]];
         self.sum_mean += a * (smooth - self.sum_mean);
         let x = smooth / (self.sum_mean + GROUP_FLOOR);
+        let mut asum = 0.0;
+        for (i, (&g, w)) in agree_groups.iter().zip(GROUP_WEIGHTS).enumerate() {
+            let g = if g.is_finite() {
+                g.clamp(0.0, 1.0e3)
+            } else {
+                0.0
+            };
+            let m = &mut self.agree_mean[i];
+            *m += a * (g - *m);
+            asum += w * g / (*m + GROUP_FLOOR);
+        }
+        let asmooth = 0.25 * (asum + self.agree_prev[1]) + 0.5 * self.agree_prev[0];
+        self.agree_prev = [asum, self.agree_prev[0]];
+        self.agree_sum_mean += a * (asmooth - self.agree_sum_mean);
+        let ax = asmooth / (self.agree_sum_mean + GROUP_FLOOR);
         self.recent_x = [self.last_x, self.recent_x[0]];
-        self.last_x = x;
+        self.last_x = ax;
         let log_sum = (x / OBS_SCALE).max(OBS_FLOOR).ln();
         (OBS_GAMMA * (OBS_SUM_SHARE * log_sum + (1.0 - OBS_SUM_SHARE) * log_coinc)).exp()
     }
@@ -519,6 +545,9 @@ impl BeatTracker {
         self.group_prev = [[0.0; 2]; BEAT_GROUPS];
         self.group_smooth_mean = [1.0; BEAT_GROUPS];
         self.sum_mean = SUM_PRIOR;
+        self.agree_mean = GROUP_PRIOR;
+        self.agree_prev = [0.0; 2];
+        self.agree_sum_mean = SUM_PRIOR;
         self.prev = [0.0; 2];
         self.since_beat_s = f32::INFINITY;
         self.last_phase = 0.0;

@@ -20,7 +20,7 @@ fn track(x: &[f32], p: &DspParams) -> Run {
     let mut beats = Vec::new();
     for (t, mag, db) in spectra(x) {
         let o = flux.process(&mag, p);
-        let s = tr.process(&o.beat_groups, o.low_power, db, p);
+        let s = tr.process(&o.beat_groups, &o.agree_groups, o.low_power, db, p);
         if s.beat {
             beats.push(t - s.beat_lag_s as f64);
         }
@@ -200,14 +200,17 @@ fn tracker_survives_garbage() {
     let mut tr = BeatTracker::new(HOP as f32 / SR);
     for v in [f32::NAN, f32::INFINITY, -1.0, 1.0e30, 0.0] {
         for _ in 0..500 {
-            let s = tr.process(&[v; 4], v, -20.0, &p);
+            let s = tr.process(&[v; 4], &[v; 4], v, -20.0, &p);
             assert!(s.confidence.is_finite() && s.phase.is_finite() && s.bpm.is_finite());
         }
     }
-    let s = tr.process(&[0.0; 4], 0.0, f32::NAN, &p);
+    let s = tr.process(&[0.0; 4], &[0.0; 4], 0.0, f32::NAN, &p);
     assert!(s.bpm.is_finite());
     tr.reset();
-    assert_eq!(tr.process(&[0.0; 4], 0.0, -20.0, &p), TempoState::default());
+    assert_eq!(
+        tr.process(&[0.0; 4], &[0.0; 4], 0.0, -20.0, &p),
+        TempoState::default()
+    );
 }
 
 /// Four on the floor: a kick (60 Hz, 150 ms, with a short click) on every
