@@ -87,7 +87,12 @@ const GROUP_FLOOR: f32 = 0.01;
 /// the synthetic and development recordings) with the weight of
 /// [`NORM_PRIOR_S`] of signal, so the first onsets after a start or a
 /// silence are judged against a sensible scale rather than against
-/// themselves (or against silence).
+/// themselves (or against silence). They are the medians of the signal
+/// taken against the previous frame alone (the confidence's); the filter's
+/// own signal (against 45 ms) has medians 2–4 times lower
+/// ([0.028, 0.020, 0.023, 0.016], sum 3.4), so for it the start is
+/// cautious: starting from its own medians was measured and was not
+/// better (docs/eval.md, "The onset reference").
 const GROUP_PRIOR: [f32; BEAT_GROUPS] = [0.11, 0.064, 0.064, 0.036];
 const SUM_PRIOR: f32 = 4.2;
 const NORM_PRIOR_S: f32 = 0.25;
