@@ -313,6 +313,8 @@ fn hops_in(s: f32, hop_s: f32) -> usize {
 /// ±1 band.
 struct Recent {
     rows: Vec<f32>,
+    /// Per band, the largest value over the kept frames.
+    max: Vec<f32>,
     n: usize,
     k: usize,
     next: usize,
@@ -323,6 +325,7 @@ impl Recent {
     fn new(n: usize, k: usize) -> Self {
         Recent {
             rows: vec![0.0; n * k],
+            max: vec![f32::MIN; n],
             n,
             k,
             next: 0,
@@ -333,11 +336,7 @@ impl Recent {
     /// Band `b`'s largest value over the kept frames.
     #[inline]
     fn reference(&self, b: usize) -> f32 {
-        let mut m = f32::MIN;
-        for r in 0..self.filled {
-            m = m.max(self.rows[r * self.n + b]);
-        }
-        m
+        self.max[b]
     }
 
     /// Band `b`'s value in the newest kept frame.
@@ -359,6 +358,13 @@ impl Recent {
         }
         self.next = (self.next + 1) % self.k;
         self.filled = (self.filled + 1).min(self.k);
+        // Row by row, so the maxima run over contiguous memory.
+        self.max.fill(f32::MIN);
+        for row in self.rows.chunks_exact(self.n.max(1)).take(self.filled) {
+            for (m, &v) in self.max.iter_mut().zip(row) {
+                *m = m.max(v);
+            }
+        }
     }
 
     fn clear(&mut self) {
