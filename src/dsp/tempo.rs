@@ -151,14 +151,12 @@ pub struct BeatTracker {
     unreported: Option<u32>,
     n_seen: u32,
     a_norm: f32,
-    group_mean: [f32; BEAT_GROUPS],
+    /// The filter's beat signal (`OnsetOut::beat_groups`).
+    signal: Normalised,
     group_prev: [[f32; 2]; BEAT_GROUPS],
     group_smooth_mean: [f32; BEAT_GROUPS],
-    sum_mean: f32,
-    agree_mean: [f32; BEAT_GROUPS],
-    agree_prev: [f32; 2],
-    agree_sum_mean: f32,
-    prev: [f32; 2],
+    /// The confidence's (`OnsetOut::agree_groups`).
+    agree_signal: Normalised,
     silent_s: f32,
     since_beat_s: f32,
     last_phase: f32,
@@ -204,14 +202,10 @@ impl BeatTracker {
             states,
             n_seen: 0,
             a_norm: one_pole(hop_s, NORM_TAU_S),
-            group_mean: GROUP_PRIOR,
+            signal: Normalised::START,
             group_prev: [[0.0; 2]; BEAT_GROUPS],
             group_smooth_mean: [1.0; BEAT_GROUPS],
-            sum_mean: SUM_PRIOR,
-            agree_mean: GROUP_PRIOR,
-            agree_prev: [0.0; 2],
-            agree_sum_mean: SUM_PRIOR,
-            prev: [0.0; 2],
+            agree_signal: Normalised::START,
             silent_s: 0.0,
             since_beat_s: f32::INFINITY,
             last_phase: 0.0,
@@ -431,17 +425,10 @@ impl BeatTracker {
         let prior_hops = NORM_PRIOR_S / self.hop_s;
         let a = self.a_norm.max(1.0 / (prior_hops + self.n_seen as f32));
         let w_total: f32 = GROUP_WEIGHTS.iter().sum();
-        let (mut sum, mut log_coinc) = (0.0, 0.0);
-        for (i, (&g, w)) in groups.iter().zip(GROUP_WEIGHTS).enumerate() {
-            let g = if g.is_finite() {
-                g.clamp(0.0, 1.0e3)
-            } else {
-                0.0
-            };
-            let m = &mut self.group_mean[i];
-            *m += a * (g - *m);
-            let v = g / (*m + GROUP_FLOOR);
-            sum += w * v;
+        let mut v = [0.0; BEAT_GROUPS];
+        let x = self.signal.push(groups, a, &mut v);
+        let mut log_coinc = 0.0;
+        for (i, (&v, w)) in v.iter().zip(GROUP_WEIGHTS).enumerate() {
             // The group's own beat evidence, smoothed and normalised like
             // the sum.
             let [p0, p1] = self.group_prev[i];
@@ -452,25 +439,9 @@ impl BeatTracker {
             let xg = sv / (*sm + GROUP_FLOOR);
             log_coinc += w / w_total * (xg / OBS_SCALE).max(OBS_FLOOR).ln();
         }
-        let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
-        self.prev = [sum, self.prev[0]];
-        self.sum_mean += a * (smooth - self.sum_mean);
-        let x = smooth / (self.sum_mean + GROUP_FLOOR);
-        let mut asum = 0.0;
-        for (i, (&g, w)) in agree_groups.iter().zip(GROUP_WEIGHTS).enumerate() {
-            let g = if g.is_finite() {
-                g.clamp(0.0, 1.0e3)
-            } else {
-                0.0
-            };
-            let m = &mut self.agree_mean[i];
-            *m += a * (g - *m);
-            asum += w * g / (*m + GROUP_FLOOR);
-        }
-        let asmooth = 0.25 * (asum + self.agree_prev[1]) + 0.5 * self.agree_prev[0];
-        self.agree_prev = [asum, self.agree_prev[0]];
-        self.agree_sum_mean += a * (asmooth - self.agree_sum_mean);
-        let ax = asmooth / (self.agree_sum_mean + GROUP_FLOOR);
+        let ax = self
+            .agree_signal
+            .push(agree_groups, a, &mut [0.0; BEAT_GROUPS]);
         self.recent_x = [self.last_x, self.recent_x[0]];
         self.last_x = ax;
         let log_sum = (x / OBS_SCALE).max(OBS_FLOOR).ln();
@@ -546,14 +517,10 @@ impl BeatTracker {
         self.pending = None;
         self.unreported = None;
         self.n_seen = 0;
-        self.group_mean = GROUP_PRIOR;
+        self.signal = Normalised::START;
         self.group_prev = [[0.0; 2]; BEAT_GROUPS];
         self.group_smooth_mean = [1.0; BEAT_GROUPS];
-        self.sum_mean = SUM_PRIOR;
-        self.agree_mean = GROUP_PRIOR;
-        self.agree_prev = [0.0; 2];
-        self.agree_sum_mean = SUM_PRIOR;
-        self.prev = [0.0; 2];
+        self.agree_signal = Normalised::START;
         self.since_beat_s = f32::INFINITY;
         self.last_phase = 0.0;
         self.out_phase = 0.0;
@@ -586,6 +553,45 @@ impl BeatTracker {
 }
 
 /// The configured tempo range, or the default when it is unusable.
+/// A weighted sum of the groups, each divided by its own running mean,
+/// smoothed over three hops and divided by the sum's running mean (1 on
+/// average).
+#[derive(Clone, Copy)]
+struct Normalised {
+    group_mean: [f32; BEAT_GROUPS],
+    prev: [f32; 2],
+    sum_mean: f32,
+}
+
+impl Normalised {
+    const START: Normalised = Normalised {
+        group_mean: GROUP_PRIOR,
+        prev: [0.0; 2],
+        sum_mean: SUM_PRIOR,
+    };
+
+    /// Take one hop's groups (running means updated with weight `a`): each
+    /// group over its mean into `v`, and the normalised sum.
+    fn push(&mut self, groups: &[f32; BEAT_GROUPS], a: f32, v: &mut [f32; BEAT_GROUPS]) -> f32 {
+        let mut sum = 0.0;
+        for (i, (&g, w)) in groups.iter().zip(GROUP_WEIGHTS).enumerate() {
+            let g = if g.is_finite() {
+                g.clamp(0.0, 1.0e3)
+            } else {
+                0.0
+            };
+            let m = &mut self.group_mean[i];
+            *m += a * (g - *m);
+            v[i] = g / (*m + GROUP_FLOOR);
+            sum += w * v[i];
+        }
+        let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
+        self.prev = [sum, self.prev[0]];
+        self.sum_mean += a * (smooth - self.sum_mean);
+        smooth / (self.sum_mean + GROUP_FLOOR)
+    }
+}
+
 fn bpm_range(p: &DspParams) -> (f32, f32) {
     let (lo, hi) = (p.min_bpm, p.max_bpm);
     if lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo {
