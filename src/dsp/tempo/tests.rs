@@ -150,13 +150,14 @@ fn noise_claims_no_tempo() {
 }
 
 #[test]
-fn the_beat_that_earns_a_clear_claim_is_the_first_one_reported() {
-    // On clean clicks one beat lifts confidence far above the threshold:
-    // the tempo is claimed on that beat's agreement, and the beat itself is
-    // reported then (a few hops late, its time in `beat_lag_s`), not the
-    // beat after it. (At these tempi the other gates are open by then; at
-    // others the claim waits for the steady-tempo gate and comes between
-    // beats.)
+fn no_beat_is_lost_at_the_claim() {
+    // On clean clicks the first beat reported is the click that completed
+    // the claim, or the first one after it: a claim on a beat's agreement
+    // (one beat lifts confidence far above the threshold) reports that
+    // beat itself, a few hops late with its true time in `beat_lag_s`,
+    // not the beat after it; a claim from the held confidence comes
+    // between beats and the next click is the first beat.
+    let mut on_a_beat = 0;
     for bpm in [100.0, 110.0, 120.0] {
         let times = click_times(bpm, 0.5, 8.0);
         let r = track(&clicks(&times, 8.0), &params());
@@ -165,16 +166,31 @@ fn the_beat_that_earns_a_clear_claim_is_the_first_one_reported() {
             .iter()
             .find(|(_, s)| s.locked)
             .unwrap_or_else(|| panic!("{bpm}: never locked"));
-        assert!(s.beat, "{bpm}: no beat at the claim ({t:.3} s)");
-        let b = t - s.beat_lag_s as f64;
-        assert!(nearest(&times, b) < 0.025, "{bpm}: first beat at {b:.3}");
+        let first = *r.beats.first().unwrap_or_else(|| panic!("{bpm}: no beat"));
         assert!(
-            s.beat_lag_s < 0.1,
-            "{bpm}: reported {} s late",
-            s.beat_lag_s
+            nearest(&times, first) < 0.025,
+            "{bpm}: first beat at {first:.3}"
         );
-        assert_eq!(r.beats.first().copied(), Some(b));
+        if s.beat {
+            on_a_beat += 1;
+            assert!(
+                s.beat_lag_s < 0.1,
+                "{bpm}: reported {} s late",
+                s.beat_lag_s
+            );
+            assert_eq!(first, t - s.beat_lag_s as f64, "{bpm}");
+        } else {
+            let next = times.iter().copied().find(|&c| c > *t - 0.025);
+            assert_eq!(
+                times.iter().position(|&c| (c - first).abs() < 0.025),
+                next.and_then(|n| times.iter().position(|&c| c == n)),
+                "{bpm}: claim at {t:.3}, first beat {first:.3}"
+            );
+        }
     }
+    // The claim on a beat's agreement is what makes the first beats of
+    // clean material come early; it must still happen.
+    assert!(on_a_beat >= 1, "no claim on a beat's agreement");
 }
 
 #[test]
@@ -387,4 +403,42 @@ fn claimed_tempo_yields_to_a_slower_rival_only_with_clear_evidence() {
         near(t, 80.0),
         "no hold within a second of the claim, got {t}"
     );
+}
+
+/// With no onset at all (the likelihood ratio below 1 in every hop), no
+/// tempo may gain on its neighbours: every period's beat region is the
+/// same share of its beat, so each loses belief at the same mean rate.
+/// Averaged over 5 s (which smooths out where each period's region is),
+/// neighbouring periods' log-belief differs by 1.0–1.4 nats at most (the
+/// starting belief, the metrical prior above 180 BPM); with regions
+/// rounded to whole positions period 39 led its neighbour by 2.7–4.4 nats
+/// (144 BPM at 48 kHz, whatever the music).
+#[test]
+fn without_onsets_no_tempo_gains_on_its_neighbours() {
+    for hop_s in [512.0 / 44_100.0, 512.0 / 48_000.0, 0.008, 0.0133f32] {
+        let mut st = dbn::BeatStates::new(hop_s);
+        st.set_range(55.0, 215.0);
+        let hops = (10.0 / hop_s) as u32;
+        let mut mean_ln = vec![0.0f32; st.belief().0.len()];
+        for k in 0..hops {
+            st.step(0.4);
+            if k >= hops / 2 {
+                let (_, m) = st.belief();
+                let total: f32 = m.iter().sum();
+                for (a, v) in mean_ln.iter_mut().zip(m) {
+                    *a += (v / total).max(1e-30).ln() / (hops - hops / 2) as f32;
+                }
+            }
+        }
+        let periods = st.belief().0;
+        for (i, w) in mean_ln.windows(2).enumerate() {
+            assert!(
+                (w[0] - w[1]).abs() < 2.0,
+                "hop {hop_s}: period {} against {}: {} nats",
+                periods[i],
+                periods[i + 1],
+                w[0] - w[1]
+            );
+        }
+    }
 }
