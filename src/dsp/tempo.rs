@@ -91,7 +91,7 @@ const MIN_BEATS: u32 = 2;
 /// At 0.4 a run of two or three beats on the chance peaks of noise lifted
 /// confidence over the threshold for long enough to claim (6 of 16 15 s
 /// white-noise seeds with the exact beat region); at 0.3 two of 16 and
-/// half the noise claims, and the music scores move by 0.002 or less
+/// half the noise claims, and the music scores move by 0.003 or less
 /// (docs/eval.md, "The exact beat region, kept").
 const AGREE_RATE: f32 = 0.3;
 /// Agreement that maps to confidence 0, and the span that maps to 1.
