@@ -97,14 +97,11 @@ const MAX_TEMPI: usize = 256;
 pub(super) struct BeatStates {
     hop_s: f32,
     /// Per active tempo: period (hops), offset of its ring in `fwd`, ring
-    /// slot of position 0, beat-region width in whole positions and the
-    /// sixteenths of a position its last one counts (0: all of it),
-    /// first/len/offset of its transition row in `trans`.
+    /// slot of position 0, first/len/offset of its transition row in
+    /// `trans`. (The beat region follows from the period: [`BEAT_REGION`].)
     period: Vec<u32>,
     off: Vec<u32>,
     head: Vec<u32>,
-    width: Vec<u32>,
-    last_part: Vec<u8>,
     row: Vec<(u32, u32, u32)>,
     trans: Vec<f32>,
     fwd: Vec<f32>,
@@ -144,8 +141,6 @@ impl BeatStates {
             period: vec![0; cap_tempi],
             off: vec![0; cap_tempi],
             head: vec![0; cap_tempi],
-            width: vec![0; cap_tempi],
-            last_part: vec![0; cap_tempi],
             row: vec![(0, 0, 0); cap_tempi],
             // A row spans at most ±9.3 % of its period (TRANS_MIN at λ 100).
             trans: vec![0.0; cap_tempi * (2 * (p_hi as usize / 10 + 2) + 1).min(cap_tempi)],
@@ -218,8 +213,6 @@ impl BeatStates {
             let p = self.period[i];
             self.off[i] = off;
             self.head[i] = 0;
-            self.width[i] = p.div_ceil(BEAT_REGION).clamp(1, p);
-            self.last_part[i] = (p % BEAT_REGION) as u8;
             off += p;
         }
         self.n_states = off as usize;
@@ -342,7 +335,8 @@ impl BeatStates {
         } else {
             1.0
         };
-        // r^(k / BEAT_REGION) for the partial last positions.
+        // r^(k / BEAT_REGION): the observation of a partial last position
+        // worth k / BEAT_REGION of one (k = 0: none).
         let mut part = [1.0f32; BEAT_REGION as usize];
         let root = r.powf(1.0 / BEAT_REGION as f32);
         for k in 1..part.len() {
@@ -351,18 +345,20 @@ impl BeatStates {
         let mut total = 0.0;
         for i in 0..n {
             let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
-            let (width, last) = (self.width[i], self.last_part[i] as usize);
             let mut gain = 0.0;
-            for pos in 0..width {
+            let mut scale = |pos: u32, r: f32| {
                 let slot = if h >= pos { h - pos } else { h + p - pos };
                 let v = &mut self.fwd[(off + slot) as usize];
-                let r = if pos + 1 == width && last > 0 {
-                    part[last]
-                } else {
-                    r
-                };
                 gain += *v * (r - 1.0);
                 *v *= r;
+            };
+            // P / BEAT_REGION positions: the whole ones, then the part.
+            let (whole, last) = (p / BEAT_REGION, (p % BEAT_REGION) as usize);
+            for pos in 0..whole {
+                scale(pos, r);
+            }
+            if last > 0 {
+                scale(whole, part[last]);
             }
             self.marg[i] = (self.marg[i] + gain).max(0.0);
             total += self.marg[i];
