@@ -50,8 +50,8 @@ pub(super) struct BeatSignal {
     prior_hops: f32,
     /// The filter's beat signal (`OnsetOut::beat_groups`).
     signal: Normalised,
-    group_prev: [[f32; 2]; BEAT_GROUPS],
-    group_smooth_mean: [f32; BEAT_GROUPS],
+    /// Each group's own beat evidence, smoothed and normalised like the sum.
+    group_evidence: [Smoothed; BEAT_GROUPS],
     /// The confidence's (`OnsetOut::agree_groups`).
     agree_signal: Normalised,
 }
@@ -62,8 +62,7 @@ impl BeatSignal {
             a_norm: one_pole(hop_s, NORM_TAU_S),
             prior_hops: NORM_PRIOR_S / hop_s,
             signal: Normalised::START,
-            group_prev: [[0.0; 2]; BEAT_GROUPS],
-            group_smooth_mean: [1.0; BEAT_GROUPS],
+            group_evidence: [Smoothed::start(1.0); BEAT_GROUPS],
             agree_signal: Normalised::START,
         }
     }
@@ -82,15 +81,8 @@ impl BeatSignal {
         let mut v = [0.0; BEAT_GROUPS];
         let x = self.signal.push(groups, a, &mut v);
         let mut log_coinc = 0.0;
-        for (i, (&v, w)) in v.iter().zip(GROUP_WEIGHTS).enumerate() {
-            // The group's own beat evidence, smoothed and normalised like
-            // the sum.
-            let [p0, p1] = self.group_prev[i];
-            let sv = 0.25 * (v + p1) + 0.5 * p0;
-            self.group_prev[i] = [v, p0];
-            let sm = &mut self.group_smooth_mean[i];
-            *sm += a * (sv - *sm);
-            let xg = sv / (*sm + GROUP_FLOOR);
+        for ((&v, w), e) in v.iter().zip(GROUP_WEIGHTS).zip(&mut self.group_evidence) {
+            let xg = e.push(v, a);
             log_coinc += w / w_total * (xg / OBS_SCALE).max(OBS_FLOOR).ln();
         }
         let agree_x = self
@@ -104,8 +96,7 @@ impl BeatSignal {
     /// Forget all history (back to the start values).
     pub(super) fn reset(&mut self) {
         self.signal = Normalised::START;
-        self.group_prev = [[0.0; 2]; BEAT_GROUPS];
-        self.group_smooth_mean = [1.0; BEAT_GROUPS];
+        self.group_evidence = [Smoothed::start(1.0); BEAT_GROUPS];
         self.agree_signal = Normalised::START;
     }
 }
@@ -116,15 +107,13 @@ impl BeatSignal {
 #[derive(Clone, Copy)]
 struct Normalised {
     group_mean: [f32; BEAT_GROUPS],
-    prev: [f32; 2],
-    sum_mean: f32,
+    sum: Smoothed,
 }
 
 impl Normalised {
     const START: Normalised = Normalised {
         group_mean: GROUP_PRIOR,
-        prev: [0.0; 2],
-        sum_mean: SUM_PRIOR,
+        sum: Smoothed::start(SUM_PRIOR),
     };
 
     /// Take one hop's groups (running means updated with weight `a`): each
@@ -142,9 +131,31 @@ impl Normalised {
             v[i] = g / (*m + GROUP_FLOOR);
             sum += w * v[i];
         }
-        let smooth = 0.25 * (sum + self.prev[1]) + 0.5 * self.prev[0];
-        self.prev = [sum, self.prev[0]];
-        self.sum_mean += a * (smooth - self.sum_mean);
-        smooth / (self.sum_mean + GROUP_FLOOR)
+        self.sum.push(sum, a)
+    }
+}
+
+/// A value smoothed over three hops (¼, ½, ¼) and divided by its own
+/// running mean (1 on average).
+#[derive(Clone, Copy)]
+struct Smoothed {
+    prev: [f32; 2],
+    mean: f32,
+}
+
+impl Smoothed {
+    const fn start(mean: f32) -> Self {
+        Smoothed {
+            prev: [0.0; 2],
+            mean,
+        }
+    }
+
+    /// Take one hop's value (the running mean updated with weight `a`).
+    fn push(&mut self, v: f32, a: f32) -> f32 {
+        let smooth = 0.25 * (v + self.prev[1]) + 0.5 * self.prev[0];
+        self.prev = [v, self.prev[0]];
+        self.mean += a * (smooth - self.mean);
+        smooth / (self.mean + GROUP_FLOOR)
     }
 }
