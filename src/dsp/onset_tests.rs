@@ -278,9 +278,14 @@ fn band_onset_settings_are_per_band() {
     assert!((7..=8).contains(&n[0]) && (7..=8).contains(&n[2]), "{n:?}");
 }
 
-/// Onsets and beats the spectrum worker reports for `signal` at `sr` Hz
-/// (1024/512 FFT, 256-frame blocks), over `dur_s`.
-pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -> (usize, usize) {
+/// What the spectrum worker reports for `signal` at `sr` Hz (1024/512 FFT,
+/// 256-frame blocks) over `dur_s`: the onset times and the beats (time,
+/// BPM), each placed by its lag from its frame's end.
+pub(crate) fn event_times_at_rate(
+    sr: u32,
+    dur_s: f64,
+    signal: impl Fn(f64) -> f32,
+) -> (Vec<f64>, Vec<(f64, f32)>) {
     use crate::dsp::params::ParamsRx;
     use crate::dsp::spectrum::SpectrumProcessor;
     use crate::types::Block;
@@ -290,7 +295,7 @@ pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -
     let mut block = Block::zeroed();
     block.len = 256;
     block.sample_rate = sr;
-    let (mut onsets, mut beats) = (0, 0);
+    let (mut onsets, mut beats) = (Vec::new(), Vec::new());
     let n_blocks = (dur_s * sr as f64 / 256.0) as u64;
     for b in 0..n_blocks {
         block.frame_pos = b * 256;
@@ -298,18 +303,50 @@ pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -
             *s = signal((b * 256 + i as u64) as f64 / sr as f64);
         }
         if let Some(f) = sp.process(&block, &mut rx) {
-            onsets += f.onset as usize;
-            beats += f.tempo.beat as usize;
+            if f.onset {
+                onsets.push(f.time_s - f.onset_lag_s as f64);
+            }
+            if f.tempo.beat {
+                beats.push((f.time_s - f.tempo.beat_lag_s as f64, f.tempo.bpm));
+            }
         }
     }
     (onsets, beats)
+}
+
+/// Onsets and beats the spectrum worker reports for `signal` at `sr` Hz
+/// (1024/512 FFT, 256-frame blocks), over `dur_s`.
+pub(crate) fn events_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -> (usize, usize) {
+    let (onsets, beats) = event_times_at_rate(sr, dur_s, signal);
+    (onsets.len(), beats.len())
+}
+
+/// The sample rates the detectors are checked at: every common one from
+/// telephone to studio.
+const RATES: [u32; 8] = [
+    8_000, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000, 192_000,
+];
+
+/// A 2 ms decaying 3 kHz burst at each of `times`, at `t`.
+fn bursts(times: &[f64], t: f64) -> f32 {
+    times
+        .iter()
+        .map(|&c| {
+            let d = t - c;
+            if (0.0..0.01).contains(&d) {
+                (0.8 * (2.0 * std::f64::consts::PI * 3000.0 * d).sin() * (-d / 0.002).exp()) as f32
+            } else {
+                0.0
+            }
+        })
+        .sum()
 }
 
 /// Issue 12: at 192 kHz a steady 440 Hz tone gave 45 false onsets and 3
 /// beats in 3 s. The detectors see the same window duration at every rate.
 #[test]
 fn a_steady_tone_gives_no_onsets_or_beats_at_any_rate() {
-    for sr in [44_100, 48_000, 96_000, 192_000] {
+    for sr in RATES {
         // (Below ~140 Hz a 21 ms window holds too few cycles for a steady
         // magnitude at any rate: docs/eval.md, failure cases.)
         for f in [440.0, 1000.0, 3000.0] {
@@ -324,23 +361,51 @@ fn a_steady_tone_gives_no_onsets_or_beats_at_any_rate() {
 #[test]
 fn clicks_give_the_same_onsets_at_every_rate() {
     let times: Vec<f64> = (0..12).map(|k| 0.3 + 0.25 * k as f64).collect();
-    for sr in [44_100, 48_000, 96_000, 192_000] {
-        let (onsets, _) = events_at_rate(sr, 3.4, |t| {
-            // A 2 ms decaying 3 kHz burst at each time.
-            times
+    for sr in RATES {
+        let (onsets, _) = event_times_at_rate(sr, 3.4, |t| bursts(&times, t));
+        assert_eq!(onsets.len(), times.len(), "at {sr} Hz");
+        // Each onset is placed on its click, as at 48 kHz: the detector's
+        // hop is the same 10.7 ms at every rate (at 8 kHz it was 64 ms).
+        for (o, c) in onsets.iter().zip(&times) {
+            assert!(
+                (o - c).abs() < 0.015,
+                "at {sr} Hz: onset at {o:.4} s for a click at {c:.4} s"
+            );
+        }
+    }
+}
+
+/// The beat tracker counts its tempo in detector hops: with the spectrum's
+/// 512-frame hop at 16 kHz (32 ms) 128 BPM fell between two periods it
+/// could tell apart (125 and 134 BPM) and the beats between two hops. The
+/// detectors' hop is the same duration at every rate now, and so are the
+/// tempo and the beats.
+#[test]
+fn a_click_train_gives_its_tempo_and_beats_at_every_rate() {
+    let period = 60.0 / 128.0;
+    let times: Vec<f64> = (0..40).map(|k| 0.25 + period * k as f64).collect();
+    for sr in RATES {
+        let (_, beats) = event_times_at_rate(sr, 18.0, |t| bursts(&times, t));
+        let late: Vec<&(f64, f32)> = beats.iter().filter(|(t, _)| *t > 8.0).collect();
+        assert!(
+            late.len() >= 15,
+            "at {sr} Hz: {} beats after 8 s",
+            late.len()
+        );
+        for &&(t, bpm) in &late {
+            assert!(
+                (bpm / 128.0 - 1.0).abs() < 0.015,
+                "at {sr} Hz: {bpm} BPM at {t:.3} s"
+            );
+            let off = times
                 .iter()
-                .map(|&c| {
-                    let d = t - c;
-                    if (0.0..0.01).contains(&d) {
-                        (0.8 * (2.0 * std::f64::consts::PI * 3000.0 * d).sin() * (-d / 0.002).exp())
-                            as f32
-                    } else {
-                        0.0
-                    }
-                })
-                .sum()
-        });
-        assert_eq!(onsets, times.len(), "at {sr} Hz");
+                .map(|c| (t - c).abs())
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                off < 0.025,
+                "at {sr} Hz: beat at {t:.4} s, {off:.4} s from a click"
+            );
+        }
     }
 }
 

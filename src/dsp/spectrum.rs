@@ -17,8 +17,13 @@
 //! The FFT always runs (onsets, tempo and spectral shape need it);
 //! `fft.enabled` only decides whether the log spectrum is computed and sent.
 //! The onset detector and the beat tracker see a window of fixed duration
-//! at every sample rate ([`super::onset::frontend`]): the spectrum's own
-//! magnitudes at 44.1/48 kHz with the default FFT, their own FFT otherwise.
+//! every hop of fixed duration at every sample rate
+//! ([`super::onset::frontend`]): the spectrum's own magnitudes at
+//! 44.1/48 kHz with the default FFT, their own FFT on the history otherwise,
+//! run in `process` as each of their hops falls due. Their events reach the
+//! next frame, each with its lag from that frame's end (`onset_lag_s`,
+//! `beat_lag_s`); a frame reports the strongest onset since the last one
+//! (`onset_count` counts every one) and the largest flux.
 //!
 //! Real-time safety: the FFT plan, window, buffers and bin maps are built in
 //! [`SpectrumProcessor::new`]; `process` never allocates, locks, logs or
@@ -26,7 +31,7 @@
 
 use super::logbins::LogBinMap;
 use super::onset::frontend::DetectorFrontEnd;
-use super::onset::{FluxOnset, OnsetOut};
+use super::onset::FluxOnset;
 use super::params::{DspParams, ParamsRx};
 use super::postprocess::PostProcessor;
 use super::spectral;
@@ -42,6 +47,22 @@ pub const SHAPE_TAU_S: f32 = 0.05;
 /// Room for this many more analysis histories after the one in use, so the
 /// history moves back to the start of its buffer rarely.
 const HISTORY_SPARE: usize = 8;
+
+/// What the detector hops since the last frame found, for the next frame.
+#[derive(Clone, Copy, Default)]
+struct Detected {
+    /// Whether a detector hop ran.
+    ran: bool,
+    /// The largest flux.
+    flux: f32,
+    /// Onsets found.
+    onsets: u32,
+    /// The strongest onset: strength, lag from its hop, and the input frame
+    /// count at its hop.
+    onset: Option<(f32, f32, u64)>,
+    /// The beat: lag from its hop and the input frame count at its hop.
+    beat: Option<(f32, u64)>,
+}
 
 /// State of the spectrum worker.
 pub struct SpectrumProcessor {
@@ -77,6 +98,8 @@ pub struct SpectrumProcessor {
     flux: FluxOnset,
     tracker: BeatTracker,
     last_tempo: TempoState,
+    last_flux: f32,
+    detected: Detected,
     onset_count: u32,
     hops: u64,
     applied_generation: u64,
@@ -101,6 +124,13 @@ impl SpectrumProcessor {
         let coh: f32 = hann.iter().sum();
         let hop_s = hop as f32 / sr_f;
         let det = DetectorFrontEnd::new(sr, window, hop);
+        // The detectors' own hops fall anywhere in a block: their window
+        // may end up to a block before the newest frame.
+        let hist_len = if det.reuses_spectrum() {
+            window
+        } else {
+            window.max(det.window() + crate::types::MAX_BLOCK_FRAMES)
+        };
         super::lanes::warm_up();
         let mut s = SpectrumProcessor {
             sr: sr_f,
@@ -113,9 +143,9 @@ impl SpectrumProcessor {
             hann,
             power_corr: 2.0 / (coh * coh).max(1e-12),
             mag_corr: 2.0 / coh.max(1e-12),
-            history: vec![0.0; window.max(det.window()) * (1 + HISTORY_SPARE)],
-            hist_len: window.max(det.window()),
-            hist_end: window.max(det.window()),
+            history: vec![0.0; hist_len * (1 + HISTORY_SPARE)],
+            hist_len,
+            hist_end: hist_len,
             since_hop: 0,
             frames_in: 0,
             power: vec![0.0; n_rfft],
@@ -131,6 +161,8 @@ impl SpectrumProcessor {
             tracker: BeatTracker::new(det.hop_s()),
             det,
             last_tempo: TempoState::default(),
+            last_flux: 0.0,
+            detected: Detected::default(),
             onset_count: 0,
             hops: 0,
             applied_generation: u64::MAX,
@@ -166,6 +198,12 @@ impl SpectrumProcessor {
         let x = block.samples();
         self.push_history(x);
         self.frames_in += x.len() as u64;
+        if !self.det.reuses_spectrum() {
+            self.det.push(x.len());
+            while let Some(back) = self.det.next_due() {
+                self.detect_own(back);
+            }
+        }
         self.since_hop += x.len();
         if self.since_hop < self.hop || self.frames_in < self.window as u64 {
             return None;
@@ -193,10 +231,14 @@ impl SpectrumProcessor {
         self.hist_end += x.len();
     }
 
+    /// The parameters in force.
+    fn params(&self) -> DspParams {
+        self.applied
+            .unwrap_or_else(|| DspParams::from_config(&Default::default()))
+    }
+
     fn analyse(&mut self, t_capture_ns: u64, time_s: f64) {
-        let p = self
-            .applied
-            .unwrap_or_else(|| DspParams::from_config(&Default::default()));
+        let p = self.params();
         let newest = &self.history[self.hist_end - self.window..self.hist_end];
         let sum_sq = super::lanes::window_sum_sq(&mut self.fft_in, newest, &self.hann);
         // The FFT of a buffer of the planned length cannot fail; on the
@@ -219,10 +261,30 @@ impl SpectrumProcessor {
         let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
         let bin_hz = self.sr / self.window as f32;
         let shape = spectral::shape(&self.shape_power, bin_hz);
-        let (onset, tempo) = self.detect(rms_dbfs, &p);
-        if onset.onset.is_some() {
-            self.onset_count = self.onset_count.wrapping_add(1);
+        if self.det.reuses_spectrum() {
+            let at = self.frames_in;
+            detect(
+                (&mut self.flux, &mut self.tracker),
+                &self.mag,
+                rms_dbfs,
+                &p,
+                at,
+                (&mut self.detected, &mut self.last_tempo),
+            );
         }
+        let d = std::mem::take(&mut self.detected);
+        self.onset_count = self.onset_count.wrapping_add(d.onsets);
+        if d.ran {
+            self.last_flux = d.flux;
+        }
+        // Seconds from a detector hop at input frame `at` to this frame.
+        let (now, sr) = (self.frames_in, self.sr);
+        let late = move |at: u64| now.saturating_sub(at) as f32 / sr;
+        let tempo = TempoState {
+            beat: d.beat.is_some(),
+            beat_lag_s: d.beat.map_or(0.0, |(lag, at)| lag + late(at)),
+            ..self.last_tempo
+        };
 
         let f = &mut self.frame;
         f.seq = self.hops;
@@ -231,10 +293,10 @@ impl SpectrumProcessor {
         f.centroid_hz = shape.centroid_hz;
         f.flatness = shape.flatness;
         f.rolloff_hz = shape.rolloff_hz;
-        f.flux = onset.flux;
-        f.onset = onset.onset.is_some();
-        f.onset_strength = onset.onset.unwrap_or(0.0);
-        f.onset_lag_s = onset.lag_s;
+        f.flux = self.last_flux;
+        f.onset = d.onset.is_some();
+        f.onset_strength = d.onset.map_or(0.0, |(strength, _, _)| strength);
+        f.onset_lag_s = d.onset.map_or(0.0, |(_, lag, at)| lag + late(at));
         f.onset_count = self.onset_count;
         f.tempo = tempo;
         f.has_bins = p.fft_enabled;
@@ -265,40 +327,21 @@ impl SpectrumProcessor {
         self.hops += 1;
     }
 
-    /// The onset detector and the beat tracker, when their hop is due.
-    fn detect(&mut self, rms_dbfs: f32, p: &DspParams) -> (OnsetOut, TempoState) {
-        if !self.det.tick() {
-            // Between detector hops: no event, the last tempo state.
-            let tempo = TempoState {
-                beat: false,
-                beat_lag_s: 0.0,
-                ..self.last_tempo
-            };
-            return (OnsetOut::default(), tempo);
-        }
-        let mag = if self.det.reuses_spectrum() {
-            &self.mag[..]
-        } else {
-            self.det
-                .magnitudes(&self.history[self.hist_end - self.hist_len..self.hist_end])
-        };
-        let mut onset = self.flux.process(mag, p);
-        if !p.onset_enabled {
-            onset.onset = None;
-        }
-        let tempo = if p.tempo_enabled {
-            self.tracker.process(
-                &onset.beat_groups,
-                &onset.agree_groups,
-                onset.low_power,
-                rms_dbfs,
-                p,
-            )
-        } else {
-            Default::default()
-        };
-        self.last_tempo = tempo;
-        (onset, tempo)
+    /// One detector hop on the front end's own FFT, its window ending
+    /// `back` frames before the newest input frame.
+    fn detect_own(&mut self, back: usize) {
+        let p = self.params();
+        let history = &self.history[self.hist_end - self.hist_len..self.hist_end];
+        let (mag, mean_sq) = self.det.magnitudes(history, back);
+        let at = self.frames_in.saturating_sub(back as u64);
+        detect(
+            (&mut self.flux, &mut self.tracker),
+            mag,
+            super::bands::to_dbfs(mean_sq.sqrt()),
+            &p,
+            at,
+            (&mut self.detected, &mut self.last_tempo),
+        );
     }
 
     /// The log bin map (for tests and meta).
@@ -321,6 +364,49 @@ impl SpectrumProcessor {
     /// The rfft power spectrum of the last hop.
     pub fn power(&self) -> &[f32] {
         &self.power
+    }
+}
+
+/// One hop of the onset detector and the beat tracker on `mag`, at input
+/// frame `at`; what it finds is merged into `found` for the next frame.
+fn detect(
+    (flux, tracker): (&mut FluxOnset, &mut BeatTracker),
+    mag: &[f32],
+    rms_dbfs: f32,
+    p: &DspParams,
+    at: u64,
+    (found, last_tempo): (&mut Detected, &mut TempoState),
+) {
+    let mut onset = flux.process(mag, p);
+    if !p.onset_enabled {
+        onset.onset = None;
+    }
+    let tempo = if p.tempo_enabled {
+        tracker.process(
+            &onset.beat_groups,
+            &onset.agree_groups,
+            onset.low_power,
+            rms_dbfs,
+            p,
+        )
+    } else {
+        Default::default()
+    };
+    *last_tempo = tempo;
+    found.flux = if found.ran {
+        found.flux.max(onset.flux)
+    } else {
+        onset.flux
+    };
+    found.ran = true;
+    if let Some(strength) = onset.onset {
+        found.onsets = found.onsets.saturating_add(1);
+        if found.onset.is_none_or(|(s, _, _)| strength > s) {
+            found.onset = Some((strength, onset.lag_s, at));
+        }
+    }
+    if tempo.beat {
+        found.beat = Some((tempo.beat_lag_s, at));
     }
 }
 

@@ -1,17 +1,26 @@
 //! The detectors' view of the signal: a Hann window of fixed *duration*
 //! every hop of fixed duration, whatever the sample rate and the configured
-//! FFT size.
+//! FFT.
 //!
 //! Why: the onset detector and the beat tracker compare log-filtered
 //! magnitudes hop to hop. With the configured 1024-frame window at 192 kHz
 //! the window is 5.3 ms long: a 440 Hz tone fills 2.3 cycles of it, its
 //! main lobe overlaps its own negative-frequency image, and its magnitude
 //! swings with the tone's phase from hop to hop — flux, false onsets and
-//! beats on a steady tone. At every rate the detectors therefore see about
-//! [`DETECTOR_WINDOW_S`] (the power of two nearest to it in frames) every
-//! half window (rounded to a whole number of spectrum hops). At 44.1 and
-//! 48 kHz with the default 1024/512 FFT that is the spectrum's own FFT,
-//! whose magnitudes are reused; otherwise the front end runs its own FFT.
+//! beats on a steady tone. And with the configured 512-frame hop at 16 kHz
+//! the detectors would see the signal every 32 ms (64 ms at 8 kHz): a
+//! 120 BPM beat is then 16 or 8 hops, neighbouring tempi the tracker can
+//! tell apart are 6–12 % apart and the beats land up to a hop late. At
+//! every rate the detectors therefore see a window of about
+//! [`DETECTOR_WINDOW_S`] every half window, counted in frames of their own,
+//! independent of the spectrum's hop: several times per spectrum hop at low
+//! rates, once every few at high ones. The hop is the whole number of frames
+//! nearest to half of [`DETECTOR_WINDOW_S`] (within 0.4 % of it from 8 to
+//! 384 kHz; an FFT of any length is planned). Where the
+//! spectrum's own FFT is within a tenth of that window and hop (the default
+//! 1024/512 at 44.1 and 48 kHz) its magnitudes are reused; otherwise the
+//! front end runs its own FFT on the history, at the exact frame each hop
+//! falls due.
 //!
 //! Real-time safety: the plan and buffers are built in `new`;
 //! `magnitudes` never allocates.
@@ -26,8 +35,9 @@ pub const DETECTOR_WINDOW_S: f64 = 1024.0 / 48_000.0;
 /// A fixed-duration analysis for the detectors.
 pub struct DetectorFrontEnd {
     window: usize,
-    every: u32,
-    count: u32,
+    hop: usize,
+    /// Frames received since the last detector hop.
+    since: usize,
     reuse: bool,
     hop_s: f32,
     fft: Arc<dyn RealToComplex<f32>>,
@@ -45,10 +55,17 @@ impl DetectorFrontEnd {
     pub fn new(sr: u32, spec_window: usize, spec_hop: usize) -> Self {
         let sr = sr.max(1);
         let want = DETECTOR_WINDOW_S * sr as f64;
-        let window = (1usize << (want.max(16.0).log2().round() as u32)).clamp(16, 1 << 15);
         let spec_hop = spec_hop.max(1);
-        let every = (((window / 2) as f64 / spec_hop as f64).round() as u32).max(1);
-        let reuse = window == spec_window && every == 1;
+        // The spectrum's own FFT serves when it is within a tenth of the
+        // detectors' window and hop (1024/512 at 44.1 and 48 kHz).
+        let near = |have: usize, want: f64| (have as f64 - want).abs() <= 0.1 * want;
+        let reuse = near(spec_window, want) && near(spec_hop, want / 2.0);
+        let (window, hop) = if reuse {
+            (spec_window, spec_hop)
+        } else {
+            let hop = ((want / 2.0).round() as usize).clamp(8, 1 << 14);
+            (2 * hop, hop)
+        };
         let n = if reuse { 2 } else { window };
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
         // Symmetric Hann, as the spectrum uses, so reused and own
@@ -62,10 +79,10 @@ impl DetectorFrontEnd {
         let coh: f32 = hann.iter().sum();
         DetectorFrontEnd {
             window,
-            every,
-            count: 0,
+            hop,
+            since: 0,
             reuse,
-            hop_s: (every as usize * spec_hop) as f32 / sr as f32,
+            hop_s: hop as f32 / sr as f32,
             inp: fft.make_input_vec(),
             out: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
@@ -96,35 +113,43 @@ impl DetectorFrontEnd {
         self.reuse
     }
 
-    /// Call once per spectrum hop: whether the detectors run in this one.
-    pub fn tick(&mut self) -> bool {
-        self.count += 1;
-        if self.count >= self.every {
-            self.count = 0;
-            true
-        } else {
-            false
+    /// Frames between two detector hops.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Count `frames` new frames of input.
+    pub fn push(&mut self, frames: usize) {
+        self.since = self.since.saturating_add(frames);
+    }
+
+    /// The next detector hop that has fallen due, oldest first: how many
+    /// frames of the input pushed since then are newer than its window's
+    /// end. `None` when no hop is due.
+    pub fn next_due(&mut self) -> Option<usize> {
+        if self.since < self.hop {
+            return None;
         }
+        self.since -= self.hop;
+        Some(self.since)
     }
 
     /// Forget the hop count (device switch).
     pub fn reset(&mut self) {
-        self.count = 0;
+        self.since = 0;
     }
 
-    /// Magnitudes (`|X|·2/Σw`) of the newest [`Self::window`] frames of
-    /// `history`, which ends with the newest frame. Only for a front end
+    /// Magnitudes (`|X|·2/Σw`) of the [`Self::window`] frames of `history`
+    /// that end `back` frames before its newest frame (missing older frames
+    /// count as silence), and the window's mean square. Only for a front end
     /// that does not reuse the spectrum's.
-    pub fn magnitudes(&mut self, history: &[f32]) -> &[f32] {
+    pub fn magnitudes(&mut self, history: &[f32], back: usize) -> (&[f32], f32) {
         let n = self.inp.len();
-        let tail = &history[history.len().saturating_sub(n)..];
+        let end = history.len().saturating_sub(back);
+        let tail = &history[end.saturating_sub(n)..end];
         let pad = n - tail.len();
-        for (o, (&h, &w)) in self.inp[pad..]
-            .iter_mut()
-            .zip(tail.iter().zip(&self.hann[pad..]))
-        {
-            *o = h * w;
-        }
+        let sum_sq =
+            crate::dsp::lanes::window_sum_sq(&mut self.inp[pad..], tail, &self.hann[pad..]);
         self.inp[..pad].iter_mut().for_each(|v| *v = 0.0);
         // The FFT of a buffer of the planned length cannot fail; on the
         // impossible error the previous magnitudes are kept.
@@ -137,6 +162,6 @@ impl DetectorFrontEnd {
                 *m = c.norm() * self.mag_corr;
             }
         }
-        &self.mag
+        (&self.mag, sum_sq / n as f32)
     }
 }
