@@ -4,6 +4,7 @@ real-music corpus built by realcorpus.py.
 
     realeval.py --corpus DIR [--phase4 PATH] [--config TOML] [--out DIR]
                 [--no-aubio] [--madmom PATH] [--only NAME ...] [--no-streams]
+                [--rate HZ]
 
 Per excerpt: beat F, P-score, CMLt, AMLt (mir_eval, first 5 s trimmed),
 tempo acc1/acc2 (sampled every 0.1 s from 5 s on), tempo lock and
@@ -12,6 +13,8 @@ Streams: the excerpts concatenated six at a time with 1 s crossfades (no
 beat matching); lock times after the start and after each tempo change.
 Tables per excerpt, per genre, per group (steady / weak-pulse) and a
 summary against the targets. Writes OUT/real.md and OUT/real.json.
+With --rate every excerpt is first converted to that sample rate (sox), so
+the same corpus checks that tracking is the same at every rate.
 """
 from __future__ import annotations
 
@@ -319,7 +322,32 @@ def main():
     ap.add_argument("--madmom", help="madmom's DBNBeatTracker program (run in online mode)")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--no-streams", action="store_true")
+    ap.add_argument("--rate", type=int, help="convert every excerpt to this rate first (sox)")
     a = ap.parse_args()
+    a.label = a.corpus if a.rate is None else f"{a.corpus} at {a.rate} Hz"
+    if a.rate is not None:
+        if not 8000 <= a.rate <= 384000:
+            sys.exit("--rate must be between 8000 and 384000 Hz")
+        with tempfile.TemporaryDirectory() as tmp:
+            a.corpus = resampled(a.corpus, a.rate, tmp)
+            evaluate(a)
+    else:
+        evaluate(a)
+
+
+def resampled(corpus, rate, tmp):
+    """A copy of `corpus` in `tmp` with every excerpt at `rate` Hz."""
+    for name in os.listdir(corpus):
+        src = os.path.join(corpus, name)
+        if name.endswith(".json"):
+            shutil.copy(src, tmp)
+        elif name.endswith(".wav"):
+            subprocess.run(["sox", "-V1", src, "-r", str(rate), os.path.join(tmp, name)],
+                           check=True)
+    return tmp
+
+
+def evaluate(a):
     with open(os.path.join(a.corpus, "manifest.json")) as f:
         manifest = json.load(f)
     names = a.only or manifest["pieces"]
@@ -360,7 +388,7 @@ def main():
                 est = run(s, a, wav, gt["duration"], cfg)
                 streams.setdefault(s, []).append(score_stream(gt, changes, est))
     cell = " / ".join(systems)
-    md = [f"## Real recordings: {a.corpus} ({len(names)} excerpts; each cell {cell})", "",
+    md = [f"## Real recordings: {a.label} ({len(names)} excerpts; each cell {cell})", "",
           "### Summary (scores: mean; times: median, never = rest of the excerpt)", "",
           summary(res, names, weak, streams, systems), "",
           "### Per group", "", group_table("group", groups, res, systems), "",
