@@ -2,12 +2,16 @@
 
 Plays a 12 s corpus piece through `phase4 --input` (real-time pacing, OSC
 bundles time-tagged with the capture time) and compares the broadband onset
-and beat events with analyze's. Event times on the live side are the bundle
+and beat events with analyze's: at 48 kHz, where the detectors reuse the
+spectrum's FFT and run once per spectrum hop, and converted to 22.05 kHz,
+where they run their own FFT two or three times per spectrum hop and an
+event waits for the next frame (its lag counts the wait). Event times on the live side are the bundle
 time tags relative to the first /audio/lmh bundle (whose block ends at
 stream time one block). A live event goes out with the hop in which it was
 detected, stamped with that hop's capture time; analyze writes the same
 event back-dated by its lag (`lag_s`, at most one hop plus the ODF peak lag
-of 8.5 ms). So each analyze event must have a live twin no earlier than one
+of 8.5 ms, plus the wait for the next frame where the detectors run their
+own hops). So each analyze event must have a live twin no earlier than one
 block before it and no later than that lag plus one block plus slack.
 
 Needs: a release build (cargo build --release; PHASE4_BIN overrides the
@@ -29,25 +33,33 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PHASE4_BIN", os.path.join(ROOT, "target", "release", "phase4"))
-HOP_S = 512 / 48000
-BLOCK_S = 256 / 48000
+SPEC_HOP = 512
+BLOCK = 256
+DET_HOP_S = 512 / 48000
 SLACK_S = 0.004
 
 osc_bundle = pytest.importorskip("pythonosc.osc_bundle")
 osc_message = pytest.importorskip("pythonosc.osc_message")
 
 
-def short_wav(tmp):
-    if os.environ.get("PHASE4_LIVE_WAV"):
-        return os.environ["PHASE4_LIVE_WAV"]
-    sys.path.insert(0, os.path.join(ROOT, "scripts", "eval"))
-    import corpus  # noqa: E402
+def short_wav(tmp, rate):
+    """12 s of a corpus piece (or PHASE4_LIVE_WAV) at `rate` Hz."""
     import numpy as np
     from scipy.io import wavfile
-    wav, _ = corpus.build("rock_120")
+    from scipy.signal import resample_poly
+    if os.environ.get("PHASE4_LIVE_WAV"):
+        wav = os.environ["PHASE4_LIVE_WAV"]
+    else:
+        sys.path.insert(0, os.path.join(ROOT, "scripts", "eval"))
+        import corpus  # noqa: E402
+        wav, _ = corpus.build("rock_120")
     sr, x = wavfile.read(wav)
+    x = x[: int(12 * sr)].astype(np.float64)
+    if sr != rate:
+        g = np.gcd(sr, rate)
+        x = resample_poly(x, rate // g, sr // g, axis=0)
     out = os.path.join(tmp, "live.wav")
-    wavfile.write(out, sr, x[: int(12 * sr)].astype(np.int16))
+    wavfile.write(out, rate, np.clip(x, -32768, 32767).astype(np.int16))
     return out
 
 
@@ -80,9 +92,14 @@ def walk(packet, tag, out):
 
 
 @pytest.mark.skipif(not os.path.exists(BIN), reason="needs a release build")
-def test_live_events_match_analyze():
+@pytest.mark.parametrize("rate", [48000, 22050])
+def test_live_events_match_analyze(rate):
+    block_s = BLOCK / rate
+    # Where the detectors run their own hops (not 44.1/48 kHz), an event
+    # waits up to a spectrum hop for the next frame.
+    wait_s = 0.0 if rate in (44100, 48000) else SPEC_HOP / rate
     with tempfile.TemporaryDirectory() as tmp:
-        wav = short_wav(tmp)
+        wav = short_wav(tmp, rate)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -124,12 +141,12 @@ enabled = false
         lmh = [t for t, a, _ in msgs if a == "/audio/lmh" and t is not None]
         assert lmh, "no /audio/lmh bundles received"
         # The first block's bundle is stamped with the capture time of its
-        # last frame: stream time BLOCK_S.
-        t0 = min(lmh) - BLOCK_S
+        # last frame: stream time one block.
+        t0 = min(lmh) - block_s
         live_onsets = sorted(t - t0 for t, a, _ in msgs if a == "/audio/onset")
         live_beats = sorted(t - t0 for t, a, _ in msgs if a == "/audio/beat")
-        lo = -BLOCK_S - SLACK_S
-        hi = HOP_S + 0.0085 + BLOCK_S + SLACK_S
+        lo = -block_s - SLACK_S
+        hi = DET_HOP_S + 0.0085 + wait_s + block_s + SLACK_S
 
         def match(ref, live, what):
             assert abs(len(ref) - len(live)) <= 1, f"{what}: {len(ref)} vs {len(live)}"
