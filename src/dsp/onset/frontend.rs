@@ -113,11 +113,6 @@ impl DetectorFrontEnd {
         self.reuse
     }
 
-    /// Frames between two detector hops.
-    pub fn hop(&self) -> usize {
-        self.hop
-    }
-
     /// Count `frames` new frames of input.
     pub fn push(&mut self, frames: usize) {
         self.since = self.since.saturating_add(frames);
@@ -163,5 +158,86 @@ impl DetectorFrontEnd {
             }
         }
         (&self.mag, sum_sq / n as f32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hop_and_window_last_the_same_at_every_rate() {
+        for sr in [
+            8_000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400,
+            192_000, 352_800, 384_000,
+        ] {
+            let fe = DetectorFrontEnd::new(sr, 1024, 512);
+            let hop_s = fe.hop_s() as f64;
+            let window_s = fe.window() as f64 / sr as f64;
+            let reused = fe.reuses_spectrum();
+            assert_eq!(reused, sr == 44_100 || sr == 48_000, "at {sr} Hz");
+            // Reused at 44.1 kHz: 11.6 ms, within a tenth of 10.7.
+            let tol = if reused { 0.1 } else { 0.005 };
+            assert!(
+                (hop_s / (DETECTOR_WINDOW_S / 2.0) - 1.0).abs() <= tol,
+                "at {sr} Hz the hop is {hop_s} s"
+            );
+            assert!(
+                (window_s / DETECTOR_WINDOW_S - 1.0).abs() <= tol,
+                "at {sr} Hz the window is {window_s} s"
+            );
+            assert_eq!(fe.n_mag(), fe.window() / 2 + 1);
+        }
+        // Another spectrum hop at 48 kHz: the detectors keep their own.
+        let fe = DetectorFrontEnd::new(48_000, 1024, 256);
+        assert!(!fe.reuses_spectrum());
+        assert_eq!(fe.window(), 1024);
+    }
+
+    #[test]
+    fn hops_fall_due_at_their_own_frames() {
+        // 22.05 kHz: 235-frame hops over 256-frame blocks.
+        let mut fe = DetectorFrontEnd::new(22_050, 1024, 512);
+        let hop = (fe.hop_s() * 22_050.0).round() as usize;
+        assert_eq!(hop, 235);
+        let (mut due_at, mut frames) = (Vec::new(), 0usize);
+        for _ in 0..40 {
+            fe.push(256);
+            frames += 256;
+            while let Some(back) = fe.next_due() {
+                assert!(back < 256, "a hop's window ends inside this block");
+                due_at.push(frames - back);
+            }
+        }
+        assert_eq!(due_at.len(), 40 * 256 / 235);
+        for (k, at) in due_at.iter().enumerate() {
+            assert_eq!(*at, (k + 1) * 235);
+        }
+        // Over a huge push nothing overflows and the hops are still counted.
+        fe.reset();
+        fe.push(usize::MAX);
+        assert_eq!(fe.next_due(), Some(usize::MAX - 235));
+    }
+
+    #[test]
+    fn magnitudes_read_the_window_that_ends_back_frames_ago() {
+        let mut fe = DetectorFrontEnd::new(16_000, 1024, 512);
+        let n = fe.window();
+        // A 1 kHz sine, then silence for the newest 100 frames.
+        let mut h: Vec<f32> = (0..n + 300)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin())
+            .collect();
+        h[n + 200..].iter_mut().for_each(|v| *v = 0.0);
+        let (mag, ms) = fe.magnitudes(&h, 100);
+        let bin = (1000.0 * n as f32 / 16_000.0).round() as usize;
+        assert!((mag[bin] - 1.0).abs() < 0.1, "the sine reads {}", mag[bin]);
+        assert!((ms - 0.5).abs() < 0.02, "mean square {ms}");
+        let (_, ms) = fe.magnitudes(&h, 0);
+        assert!(ms < 0.5, "the newest window holds silence: {ms}");
+        // Further back than the history: the missing frames are silence.
+        let (mag, ms) = fe.magnitudes(&h[..50], 10);
+        assert!(mag.iter().all(|m| m.is_finite()) && ms.is_finite());
+        let (_, ms) = fe.magnitudes(&h, usize::MAX);
+        assert_eq!(ms, 0.0);
     }
 }
