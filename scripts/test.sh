@@ -46,7 +46,7 @@ suite rig          -    "bash scripts/ci-rig.sh"
 suite fuzz         bg   "bash scripts/fuzz.sh 30"
 suite audit        bg   "bash scripts/audit.sh"
 suite compat       -    "python3 -m pytest -q -p no:cacheprovider tests/compat"
-suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py"
+suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py && bash scripts/eval/run.sh --subset --rate 16000 --out scripts/eval/out/rate16000 && python3 scripts/eval/gate.py scripts/eval/out/rate16000/results.json"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }

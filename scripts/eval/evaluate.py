@@ -253,6 +253,16 @@ def write_report(out, stem, md_lines, data):
         json.dump(data, f, indent=1)
 
 
+def at_rate(wav, rate, out):
+    """`wav` converted to `rate` Hz (sox, without dither: the same
+    file every run), in `out`."""
+    conv = os.path.join(out, f"rate{rate}")
+    os.makedirs(conv, exist_ok=True)
+    dst = os.path.join(conv, os.path.basename(wav))
+    subprocess.run(["sox", "-V1", "-D", wav, "-r", str(rate), dst], check=True)
+    return dst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--subset", action="store_true")
@@ -261,7 +271,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     ap.add_argument("--no-aubio", action="store_true")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--rate", type=int,
+                    help="convert every piece to this sample rate first (sox)")
     a = ap.parse_args()
+    if a.rate is not None and not 8000 <= a.rate <= 384000:
+        sys.exit("--rate must be between 8000 and 384000 Hz")
     names = corpus.SUBSET if a.subset else list(corpus.PIECES)
     if a.only:
         names = a.only
@@ -278,6 +292,8 @@ def main():
         wav, gtp = corpus.build(n)
         with open(gtp) as f:
             gt = json.load(f)
+        if a.rate is not None:
+            wav = at_rate(wav, a.rate, a.out)
         for s in systems:
             est = run_phase4(a.phase4, wav, cfg) if s == "phase4" else run_aubio(wav, gt["duration"])
             r = score(gt, est)

@@ -11,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-res = json.loads((Path(__file__).parent / "out" / "results.json").read_text())
+# The results of `run.sh --subset` (or the file given: a run with --rate).
+path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "out" / "results.json"
+res = json.loads(path.read_text())
 pieces = res["pieces"]
 
 

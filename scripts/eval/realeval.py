@@ -336,13 +336,14 @@ def main():
 
 
 def resampled(corpus, rate, tmp):
-    """A copy of `corpus` in `tmp` with every excerpt at `rate` Hz."""
+    """A copy of `corpus` in `tmp` with every excerpt at `rate` Hz (sox,
+    without dither: the same files every run)."""
     for name in os.listdir(corpus):
         src = os.path.join(corpus, name)
         if name.endswith(".json"):
             shutil.copy(src, tmp)
         elif name.endswith(".wav"):
-            subprocess.run(["sox", "-V1", src, "-r", str(rate), os.path.join(tmp, name)],
+            subprocess.run(["sox", "-V1", "-D", src, "-r", str(rate), os.path.join(tmp, name)],
                            check=True)
     return tmp
 

@@ -3,6 +3,8 @@
 #
 #   scripts/eval/run.sh --subset   # CI: 6 pieces, a few minutes with the build
 #   scripts/eval/run.sh --full     # the table in docs/eval.md (15 pieces)
+#   ... [--rate HZ] [--out DIR]     # the pieces converted to HZ first (sox);
+#                                  # results in DIR (default scripts/eval/out)
 #
 # Installs what it needs (Debian: fluidsynth, fluid-soundfont-gm, aubio-tools;
 # PyPI into the venv target/venv: mir_eval numpy scipy), builds the release binary, generates the
@@ -15,13 +17,20 @@ root="$(cd "$here/../.." && pwd)"
 mode="${1:---subset}"
 case "$mode" in
   --subset|--full) ;;
-  *) echo "usage: $0 --subset|--full" >&2; exit 2 ;;
+  *) echo "usage: $0 --subset|--full [--rate HZ] [--out DIR]" >&2; exit 2 ;;
 esac
-
-. "$here/common.sh"
-eval_deps fluidsynth fluid-soundfont-gm aubio-tools
-bin="$(eval_bin)"
-
+[ $# -gt 0 ] && shift
 args=()
 [ "$mode" = "--subset" ] && args+=(--subset)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rate|--out) args+=("$1" "${2:-}"); shift 2 ;;
+    *) echo "usage: $0 --subset|--full [--rate HZ] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+
+. "$here/common.sh"
+eval_deps fluidsynth fluid-soundfont-gm aubio-tools sox
+bin="$(eval_bin)"
+
 exec python3 "$here/evaluate.py" "${args[@]}" --phase4 "$bin"
