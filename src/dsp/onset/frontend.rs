@@ -129,11 +129,6 @@ impl DetectorFrontEnd {
         Some(self.since)
     }
 
-    /// Forget the hop count (device switch).
-    pub fn reset(&mut self) {
-        self.since = 0;
-    }
-
     /// Magnitudes (`|X|·2/Σw`) of the [`Self::window`] frames of `history`
     /// that end `back` frames before its newest frame (missing older frames
     /// count as silence), and the window's mean square. Only for a front end
@@ -214,8 +209,9 @@ mod tests {
             assert_eq!(*at, (k + 1) * 235);
         }
         // Over a huge push nothing overflows and the hops are still counted.
-        fe.reset();
+        let mut fe = DetectorFrontEnd::new(22_050, 1024, 512);
         fe.push(usize::MAX);
+        fe.push(1);
         assert_eq!(fe.next_due(), Some(usize::MAX - 235));
     }
 
