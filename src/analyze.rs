@@ -187,7 +187,37 @@ fn write_bands(buf: &mut Vec<u8>, fmt: Format, f: &BandsFrame) {
     }
 }
 
+/// A spectrum frame's lines: `spectral` once per spectrum hop (not for a
+/// frame that only carries an event found between two hops), then its
+/// broadband onset and its beat.
 fn write_spectrum(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool) {
+    if !f.events_only {
+        write_hop(buf, fmt, f, bins);
+    }
+    let t = f.tempo;
+    if f.onset {
+        let mut l = Line::new(buf, fmt, "onset");
+        l.f("t", (f.time_s - f.onset_lag_s as f64).max(0.0))
+            .skip(17)
+            .s("band", "broadband")
+            .f32("strength", f.onset_strength)
+            .skip(1)
+            .end();
+    }
+    if t.beat {
+        let mut l = Line::new(buf, fmt, "beat");
+        l.f("t", (f.time_s - t.beat_lag_s as f64).max(0.0))
+            .skip(13)
+            .f32("bpm", t.bpm)
+            .f32("confidence", t.confidence)
+            .skip(4)
+            .u("index", t.beat_index as u64)
+            .end();
+    }
+}
+
+/// The `spectral` line of a spectrum hop.
+fn write_hop(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool) {
     let t = f.tempo;
     let mut l = Line::new(buf, fmt, "spectral");
     l.f("t", f.time_s)
@@ -214,25 +244,6 @@ fn write_spectrum(buf: &mut Vec<u8>, fmt: Format, f: &SpectrumFrame, bins: bool)
         l.buf.push(b']');
     }
     l.end();
-    if f.onset {
-        let mut l = Line::new(buf, fmt, "onset");
-        l.f("t", (f.time_s - f.onset_lag_s as f64).max(0.0))
-            .skip(17)
-            .s("band", "broadband")
-            .f32("strength", f.onset_strength)
-            .skip(1)
-            .end();
-    }
-    if t.beat {
-        let mut l = Line::new(buf, fmt, "beat");
-        l.f("t", (f.time_s - t.beat_lag_s as f64).max(0.0))
-            .skip(13)
-            .f32("bpm", t.bpm)
-            .f32("confidence", t.confidence)
-            .skip(4)
-            .u("index", t.beat_index as u64)
-            .end();
-    }
 }
 
 fn write_silence(buf: &mut Vec<u8>, fmt: Format, f: &BandsFrame) {

@@ -167,6 +167,11 @@ pub struct SpectrumFrame {
     pub onset_count: u32,
     /// Tempo and beat state after this hop.
     pub tempo: TempoState,
+    /// Whether this frame only carries an onset or a beat the detectors
+    /// found between two spectrum hops (where their hop is shorter than the
+    /// spectrum's): its spectrum and shape are the last hop's, not sent
+    /// again; its time is the end of the block in which the event was found.
+    pub events_only: bool,
 }
 
 impl SpectrumFrame {
@@ -198,6 +203,7 @@ impl SpectrumFrame {
                 beat_index: 0,
                 beat_lag_s: 0.0,
             },
+            events_only: false,
         }
     }
 

@@ -278,14 +278,14 @@ fn band_onset_settings_are_per_band() {
     assert!((7..=8).contains(&n[0]) && (7..=8).contains(&n[2]), "{n:?}");
 }
 
-/// What the spectrum worker reports for `signal` at `sr` Hz (1024/512 FFT,
-/// 256-frame blocks) over `dur_s`: the onset times and the beats (time,
-/// BPM), each placed by its lag from its frame's end.
-pub(crate) fn event_times_at_rate(
+/// Every frame the spectrum worker gives for `signal` at `sr` Hz (1024/512
+/// FFT, 256-frame blocks) over `dur_s`, handed to `each`.
+fn frames_at_rate(
     sr: u32,
     dur_s: f64,
     signal: impl Fn(f64) -> f32,
-) -> (Vec<f64>, Vec<(f64, f32)>) {
+    mut each: impl FnMut(&crate::types::SpectrumFrame),
+) {
     use crate::dsp::params::ParamsRx;
     use crate::dsp::spectrum::SpectrumProcessor;
     use crate::types::Block;
@@ -295,7 +295,6 @@ pub(crate) fn event_times_at_rate(
     let mut block = Block::zeroed();
     block.len = 256;
     block.sample_rate = sr;
-    let (mut onsets, mut beats) = (Vec::new(), Vec::new());
     let n_blocks = (dur_s * sr as f64 / 256.0) as u64;
     for b in 0..n_blocks {
         block.frame_pos = b * 256;
@@ -303,14 +302,28 @@ pub(crate) fn event_times_at_rate(
             *s = signal((b * 256 + i as u64) as f64 / sr as f64);
         }
         if let Some(f) = sp.process(&block, &mut rx) {
-            if f.onset {
-                onsets.push(f.time_s - f.onset_lag_s as f64);
-            }
-            if f.tempo.beat {
-                beats.push((f.time_s - f.tempo.beat_lag_s as f64, f.tempo.bpm));
-            }
+            each(f);
         }
     }
+}
+
+/// What the spectrum worker reports for `signal` at `sr` Hz (1024/512 FFT,
+/// 256-frame blocks) over `dur_s`: the onset times and the beats (time,
+/// BPM), each placed by its lag from its frame's end.
+pub(crate) fn event_times_at_rate(
+    sr: u32,
+    dur_s: f64,
+    signal: impl Fn(f64) -> f32,
+) -> (Vec<f64>, Vec<(f64, f32)>) {
+    let (mut onsets, mut beats) = (Vec::new(), Vec::new());
+    frames_at_rate(sr, dur_s, signal, |f| {
+        if f.onset {
+            onsets.push(f.time_s - f.onset_lag_s as f64);
+        }
+        if f.tempo.beat {
+            beats.push((f.time_s - f.tempo.beat_lag_s as f64, f.tempo.bpm));
+        }
+    });
     (onsets, beats)
 }
 
@@ -406,6 +419,60 @@ fn a_click_train_gives_its_tempo_and_beats_at_every_rate() {
                 "at {sr} Hz: beat at {t:.4} s, {off:.4} s from a click"
             );
         }
+    }
+}
+
+/// The largest lag (frame end − event time) of the onsets and of the beats
+/// the spectrum worker gives for `signal` at `sr` Hz, and how many frames
+/// carried only events.
+fn event_lags_at_rate(sr: u32, dur_s: f64, signal: impl Fn(f64) -> f32) -> (f32, f32, usize) {
+    let (mut onset, mut beat, mut events_only) = (0.0f32, 0.0f32, 0);
+    frames_at_rate(sr, dur_s, signal, |f| {
+        if f.onset {
+            onset = onset.max(f.onset_lag_s);
+        }
+        if f.tempo.beat {
+            beat = beat.max(f.tempo.beat_lag_s);
+        }
+        events_only += f.events_only as usize;
+    });
+    (onset, beat, events_only)
+}
+
+/// Issue 12: the live path gives analyze's events within one block. Where
+/// the detectors' hop is shorter than the spectrum's (below 44.1 kHz) an
+/// event found between two spectrum hops waited for the next one (up to
+/// 23 ms at 22.05 kHz, 64 ms at 8 kHz); it goes out with the block in which
+/// it was found now: at every rate the lag is the detectors' own (the most
+/// seen at 48 kHz, where every detector hop is a spectrum hop) plus at most
+/// one block.
+#[test]
+fn events_reach_a_frame_within_one_block_at_every_rate() {
+    let period = 60.0 / 128.0;
+    let times: Vec<f64> = (0..24).map(|k| 0.25 + period * k as f64).collect();
+    let (onset_48k, beat_48k, only_48k) = event_lags_at_rate(48_000, 11.0, |t| bursts(&times, t));
+    assert!(onset_48k > 0.0 && beat_48k > 0.0);
+    assert_eq!(
+        only_48k, 0,
+        "at 48 kHz every detector hop is a spectrum hop"
+    );
+    for sr in RATES {
+        let block_s = 256.0 / sr as f32;
+        let (onset, beat, _) = event_lags_at_rate(sr, 11.0, |t| bursts(&times, t));
+        assert!(
+            onset <= onset_48k + block_s + 1e-4,
+            "at {sr} Hz: an onset {:.1} ms after it fell (48 kHz: {:.1} ms, a block {:.1} ms)",
+            onset * 1e3,
+            onset_48k * 1e3,
+            block_s * 1e3
+        );
+        assert!(
+            beat <= beat_48k + block_s + 1e-4,
+            "at {sr} Hz: a beat {:.1} ms after it fell (48 kHz: {:.1} ms, a block {:.1} ms)",
+            beat * 1e3,
+            beat_48k * 1e3,
+            block_s * 1e3
+        );
     }
 }
 

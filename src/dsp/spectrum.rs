@@ -205,11 +205,21 @@ impl SpectrumProcessor {
             }
         }
         self.since_hop += x.len();
+        let time_s = (block.frame_pos + x.len() as u64) as f64 / self.sr as f64;
         if self.since_hop < self.hop || self.frames_in < self.window as u64 {
-            return None;
+            if self.detected.onset.is_none() && self.detected.beat.is_none() {
+                return None;
+            }
+            // An onset or a beat found between two spectrum hops goes out
+            // with this block, as it would at a hop, not with the next hop.
+            let f = &mut self.frame;
+            f.events_only = true;
+            f.t_capture_ns = block.t_capture_ns;
+            f.time_s = time_s;
+            self.report_events();
+            return Some(&self.frame);
         }
         self.since_hop -= self.hop;
-        let time_s = (block.frame_pos + x.len() as u64) as f64 / self.sr as f64;
         self.analyse(block.t_capture_ns, time_s);
         Some(&self.frame)
     }
@@ -272,21 +282,15 @@ impl SpectrumProcessor {
                 (&mut self.detected, &mut self.last_tempo),
             );
         }
-        let d = std::mem::take(&mut self.detected);
-        self.onset_count = self.onset_count.wrapping_add(d.onsets);
-        if d.ran {
-            self.last_flux = d.flux;
+        if self.detected.ran {
+            self.last_flux = self.detected.flux;
         }
-        // Seconds from a detector hop at input frame `at` to this frame.
-        let (now, sr) = (self.frames_in, self.sr);
-        let late = move |at: u64| now.saturating_sub(at) as f32 / sr;
-        let tempo = TempoState {
-            beat: d.beat.is_some(),
-            beat_lag_s: d.beat.map_or(0.0, |(lag, at)| lag + late(at)),
-            ..self.last_tempo
-        };
+        self.detected.ran = false;
+        self.detected.flux = 0.0;
+        self.report_events();
 
         let f = &mut self.frame;
+        f.events_only = false;
         f.seq = self.hops;
         f.t_capture_ns = t_capture_ns;
         f.time_s = time_s;
@@ -294,11 +298,6 @@ impl SpectrumProcessor {
         f.flatness = shape.flatness;
         f.rolloff_hz = shape.rolloff_hz;
         f.flux = self.last_flux;
-        f.onset = d.onset.is_some();
-        f.onset_strength = d.onset.map_or(0.0, |(strength, _, _)| strength);
-        f.onset_lag_s = d.onset.map_or(0.0, |(_, lag, at)| lag + late(at));
-        f.onset_count = self.onset_count;
-        f.tempo = tempo;
         f.has_bins = p.fft_enabled;
         f.raw_db = p.send_raw_db;
         f.db_floor = p.db_floor;
@@ -325,6 +324,29 @@ impl SpectrumProcessor {
             }
         }
         self.hops += 1;
+    }
+
+    /// Move the onset and the beat the detector hops found since the last
+    /// frame into the frame, each with its lag from the newest input frame;
+    /// the largest flux stays for the next spectrum hop's frame.
+    fn report_events(&mut self) {
+        let d = &mut self.detected;
+        let (onsets, onset, beat) = (d.onsets, d.onset.take(), d.beat.take());
+        d.onsets = 0;
+        self.onset_count = self.onset_count.wrapping_add(onsets);
+        // Seconds from a detector hop at input frame `at` to this frame.
+        let (now, sr) = (self.frames_in, self.sr);
+        let late = move |at: u64| now.saturating_sub(at) as f32 / sr;
+        let f = &mut self.frame;
+        f.onset = onset.is_some();
+        f.onset_strength = onset.map_or(0.0, |(strength, _, _)| strength);
+        f.onset_lag_s = onset.map_or(0.0, |(_, lag, at)| lag + late(at));
+        f.onset_count = self.onset_count;
+        f.tempo = TempoState {
+            beat: beat.is_some(),
+            beat_lag_s: beat.map_or(0.0, |(lag, at)| lag + late(at)),
+            ..self.last_tempo
+        };
     }
 
     /// One detector hop on the front end's own FFT, its window ending
@@ -354,6 +376,18 @@ impl SpectrumProcessor {
         let to_hop = self.hop.saturating_sub(self.since_hop).max(1);
         let to_window = (self.window as u64).saturating_sub(self.frames_in) as usize;
         to_hop.max(to_window)
+    }
+
+    /// Frames still needed before `process` may return a frame: the next
+    /// analysis or, where the detectors run their own FFT, their next hop
+    /// (what it finds goes out with that block).
+    pub fn frames_until_frame(&self) -> usize {
+        let hop = self.frames_until_hop();
+        if self.det.reuses_spectrum() {
+            hop
+        } else {
+            hop.min(self.det.frames_until_due())
+        }
     }
 
     /// Frames between hops.

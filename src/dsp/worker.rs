@@ -122,7 +122,7 @@ impl Processor for SpectrumWorker {
     }
 
     fn blocks_until_frame(&self, block_len: usize) -> u64 {
-        self.proc.frames_until_hop().div_ceil(block_len.max(1)) as u64
+        self.proc.frames_until_frame().div_ceil(block_len.max(1)) as u64
     }
 }
 

@@ -118,6 +118,11 @@ impl DetectorFrontEnd {
         self.since = self.since.saturating_add(frames);
     }
 
+    /// Frames of input until the next detector hop falls due (at least 1).
+    pub fn frames_until_due(&self) -> usize {
+        self.hop.saturating_sub(self.since).max(1)
+    }
+
     /// The next detector hop that has fallen due, oldest first: how many
     /// frames of the input pushed since then are newer than its window's
     /// end. `None` when no hop is due.

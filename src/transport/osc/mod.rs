@@ -340,10 +340,30 @@ impl OscSender {
         self.queued_capture_ns.push(f.t_capture_ns);
     }
 
-    /// Queue everything one spectrum frame carries.
+    /// Queue everything one spectrum frame carries: the spectrum and its
+    /// shape (once per spectrum hop: a frame that only carries an event
+    /// found between two hops has no new spectrum), its onset and its beat.
     pub fn send_spectrum(&mut self, f: &SpectrumFrame) {
         self.tempo = f.tempo;
         self.open_bundle(f.t_capture_ns);
+        if !f.events_only {
+            self.queue_hop(f);
+        }
+        if f.onset {
+            self.msgs.set_f(ONSET, 0, f.onset_strength);
+            self.emit(ONSET);
+        }
+        if f.tempo.beat {
+            self.msgs.set_i(BEAT, 0, f.tempo.beat_index as i32);
+            self.msgs.set_f(BEAT, 1, f.tempo.bpm);
+            self.msgs.set_f(BEAT, 2, f.tempo.confidence);
+            self.emit(BEAT);
+        }
+        self.close_bundle();
+    }
+
+    /// The spectrum and its shape.
+    fn queue_hop(&mut self, f: &SpectrumFrame) {
         if f.has_bins && self.cfg.send_fft {
             let args = &mut self.msgs.m[FFT].args;
             args.clear();
@@ -358,17 +378,6 @@ impl OscSender {
         self.msgs.set_f(SPECTRAL, 2, f.rolloff_hz);
         self.msgs.set_f(SPECTRAL, 3, f.flux);
         self.emit(SPECTRAL);
-        if f.onset {
-            self.msgs.set_f(ONSET, 0, f.onset_strength);
-            self.emit(ONSET);
-        }
-        if f.tempo.beat {
-            self.msgs.set_i(BEAT, 0, f.tempo.beat_index as i32);
-            self.msgs.set_f(BEAT, 1, f.tempo.bpm);
-            self.msgs.set_f(BEAT, 2, f.tempo.confidence);
-            self.emit(BEAT);
-        }
-        self.close_bundle();
     }
 }
 
@@ -453,6 +462,65 @@ mod tests {
             .as_secs()
             + 2_208_988_800;
         assert!((t.seconds as i64 - wall as i64).abs() <= 1);
+    }
+
+    /// The addresses of the datagrams `sender` sends for `f`, read on `rx`.
+    fn addresses_sent(
+        sender: &mut OscSender,
+        rx: &std::net::UdpSocket,
+        f: &SpectrumFrame,
+    ) -> Vec<String> {
+        sender.send_spectrum(f);
+        sender.flush();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = rx.recv(&mut buf) {
+            match rosc::decoder::decode_udp(&buf[..n]) {
+                Ok((_, OscPacket::Message(m))) => out.push(m.addr),
+                other => panic!("not one message: {other:?}"),
+            }
+        }
+        out
+    }
+
+    /// A frame that only carries an event found between two spectrum hops
+    /// (the detectors' own hop, below 44.1 kHz) sends the event, not the
+    /// last hop's spectrum and shape again.
+    #[test]
+    fn a_frame_of_events_sends_only_its_events() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let cfg = OscConfig {
+            destinations: vec![crate::config::OscDestination {
+                host: "127.0.0.1".into(),
+                port: rx.local_addr().unwrap().port(),
+                ttl: 1,
+            }],
+            send_fft: true,
+            ..Default::default()
+        };
+        let mut sender = OscSender::new(&cfg, Arc::new(Stats::default())).unwrap();
+        let mut f = SpectrumFrame::zeroed();
+        f.has_bins = true;
+        f.n_bins = 4;
+        f.onset = true;
+        f.tempo.beat = true;
+        let hop = addresses_sent(&mut sender, &rx, &f);
+        assert_eq!(
+            hop,
+            [
+                "/audio/fft",
+                "/audio/spectral",
+                "/audio/onset",
+                "/audio/beat"
+            ]
+        );
+        f.events_only = true;
+        let events = addresses_sent(&mut sender, &rx, &f);
+        assert_eq!(events, ["/audio/onset", "/audio/beat"]);
+        f.tempo.beat = false;
+        assert_eq!(addresses_sent(&mut sender, &rx, &f), ["/audio/onset"]);
     }
 
     #[test]

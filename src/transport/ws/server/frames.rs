@@ -16,10 +16,12 @@ impl Broadcaster {
         self.drain_bands();
     }
 
-    /// FFT frames, broadband onsets and beats; keeps the newest frame.
+    /// FFT frames (one per spectrum hop: a frame that only carries an
+    /// event found between two hops has no new spectrum), broadband onsets
+    /// and beats; keeps the newest frame.
     fn drain_spectrum(&mut self) {
         while let Some(f) = self.spectrum.try_pop() {
-            if f.has_bins && !self.clients.is_empty() {
+            if f.has_bins && !f.events_only && !self.clients.is_empty() {
                 p::fft_frame(f.bins(), &mut self.fft_buf);
                 // Built once, shared by every client's queue.
                 let shared = bytes::Bytes::copy_from_slice(&self.fft_buf);
