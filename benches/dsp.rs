@@ -71,7 +71,9 @@ fn bench(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.iter(|| {
                 j = (j + 1) % input.len();
-                black_box(sp.process(&input[j], &mut rx2).is_some())
+                let mut frames = 0;
+                sp.process(&input[j], &mut rx2, &mut |_| frames += 1);
+                black_box(frames)
             })
         });
     }

@@ -326,11 +326,11 @@ pub fn analyze(
             last_silent = bf.silent;
             write_silence(&mut buf, format, &bf);
         }
-        if let Some(sf) = spectrum.process(&block, &mut rx_s) {
+        spectrum.process(&block, &mut rx_s, &mut |sf| {
             summary.onsets += sf.onset as u64;
             summary.beats += sf.tempo.beat as u64;
             write_spectrum(&mut buf, format, sf, bins);
-        }
+        });
         summary.blocks += 1;
         if buf.len() > (1 << 20) - 65_536 {
             out.write_all(&buf)?;

@@ -2,6 +2,7 @@
 
 use super::ranges as R;
 use super::{Config, Problem};
+use crate::dsp::worker::MAX_FRAMES_PER_BLOCK;
 
 pub(super) struct Checker {
     pub(super) problems: Vec<Problem>,
@@ -205,6 +206,18 @@ fn fft(k: &mut Checker, c: &Config) {
             "fft.hop-frames",
             f.hop_frames,
             format!("must be between 16 and fft.window-frames ({w})"),
+        );
+    } else if c.audio.block_frames.div_ceil(f.hop_frames) > MAX_FRAMES_PER_BLOCK {
+        // A block runs the spectrum once per hop it holds, and its frames
+        // must fit the rings to the senders.
+        let least = c.audio.block_frames.div_ceil(MAX_FRAMES_PER_BLOCK);
+        k.fail(
+            "fft.hop-frames",
+            f.hop_frames,
+            format!(
+                "must be at least audio.block-frames / {MAX_FRAMES_PER_BLOCK} ({least}): \
+                 one block may complete at most {MAX_FRAMES_PER_BLOCK} spectrum frames"
+            ),
         );
     }
     k.range_u(
@@ -504,6 +517,24 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn a_hop_too_short_for_the_block_is_rejected() {
+        let mut c = Config::default();
+        c.audio.block_frames = 2048;
+        c.fft.hop_frames = 128;
+        assert_eq!(validate(&c), vec![]);
+        c.fft.hop_frames = 127;
+        let p = validate(&c);
+        assert!(
+            p.iter()
+                .any(|p| p.key == "fft.hop-frames" && p.allowed.contains("at least")),
+            "{p:?}"
+        );
+        c.audio.block_frames = 256;
+        c.fft.hop_frames = 16;
+        assert_eq!(validate(&c), vec![]);
     }
 
     #[test]

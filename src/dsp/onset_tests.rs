@@ -284,6 +284,17 @@ fn frames_at_rate(
     sr: u32,
     dur_s: f64,
     signal: impl Fn(f64) -> f32,
+    each: impl FnMut(&crate::types::SpectrumFrame),
+) {
+    frames_in_blocks(sr, 256, dur_s, signal, each)
+}
+
+/// The same in blocks of `len` frames.
+fn frames_in_blocks(
+    sr: u32,
+    len: usize,
+    dur_s: f64,
+    signal: impl Fn(f64) -> f32,
     mut each: impl FnMut(&crate::types::SpectrumFrame),
 ) {
     use crate::dsp::params::ParamsRx;
@@ -293,17 +304,15 @@ fn frames_at_rate(
     let mut sp = SpectrumProcessor::new(sr, 1024, 512, &p);
     let mut rx = ParamsRx::fixed(p);
     let mut block = Block::zeroed();
-    block.len = 256;
+    block.len = len as u32;
     block.sample_rate = sr;
-    let n_blocks = (dur_s * sr as f64 / 256.0) as u64;
+    let n_blocks = (dur_s * sr as f64 / len as f64) as u64;
     for b in 0..n_blocks {
-        block.frame_pos = b * 256;
-        for (i, s) in block.samples[..256].iter_mut().enumerate() {
-            *s = signal((b * 256 + i as u64) as f64 / sr as f64);
+        block.frame_pos = b * len as u64;
+        for (i, s) in block.samples[..len].iter_mut().enumerate() {
+            *s = signal((block.frame_pos + i as u64) as f64 / sr as f64);
         }
-        if let Some(f) = sp.process(&block, &mut rx) {
-            each(f);
-        }
+        sp.process(&block, &mut rx, &mut each);
     }
 }
 
@@ -473,6 +482,65 @@ fn events_reach_a_frame_within_one_block_at_every_rate() {
             beat_48k * 1e3,
             block_s * 1e3
         );
+    }
+}
+
+/// `audio.block-frames` may be longer than `fft.hop-frames` (2048 against
+/// the default 512). The spectrum ran once per block then, and the
+/// detectors, which reuse its hop at 48 kHz, saw every fourth hop while
+/// counting each as one: 128 BPM clicks read 170 BPM. A long block is fed
+/// as parts of one hop: its frames are the ones blocks of one hop give, and
+/// blocks that do not divide into hops give a frame every hop on average.
+#[test]
+fn a_block_longer_than_the_hop_gives_a_frame_every_hop() {
+    let period = 60.0 / 128.0;
+    let times: Vec<f64> = (0..40).map(|k| 0.25 + period * k as f64).collect();
+    let run = |len: usize| {
+        let mut out = Vec::new();
+        frames_in_blocks(
+            48_000,
+            len,
+            18.0,
+            |t| bursts(&times, t),
+            |f| {
+                let beat = f.tempo.beat.then_some(f.time_s - f.tempo.beat_lag_s as f64);
+                out.push((f.time_s, f.flux, f.centroid_hz, f.tempo.bpm, beat));
+            },
+        );
+        out
+    };
+    let hop_blocks = run(512);
+    assert!((hop_blocks.len() as f64 / (18.0 * 48_000.0 / 512.0) - 1.0).abs() < 0.01);
+    for len in [1024, 2048] {
+        let long = run(len);
+        // The same frames, up to the last partial block.
+        let n = long.len();
+        assert!(n + len / 512 >= hop_blocks.len(), "{len}: {n} frames");
+        assert!(long[..] == hop_blocks[..n], "{len}-frame blocks");
+    }
+    for len in [768, 1000, 2047] {
+        let frames = run(len);
+        let per_s = frames.len() as f64 / 18.0;
+        assert!(
+            (per_s / (48_000.0 / 512.0) - 1.0).abs() < 0.02,
+            "{len}: {per_s}/s"
+        );
+        let late: Vec<_> = frames.iter().filter(|f| f.0 > 8.0).collect();
+        let beats: Vec<f64> = late.iter().filter_map(|f| f.4).collect();
+        assert!(beats.len() >= 15, "{len}: {} beats", beats.len());
+        for f in late.iter().filter(|f| f.4.is_some()) {
+            assert!((f.3 / 128.0 - 1.0).abs() < 0.015, "{len}: {} BPM", f.3);
+        }
+        for t in beats {
+            let off = times
+                .iter()
+                .map(|c| (t - c).abs())
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                off < 0.025,
+                "{len}: beat at {t:.3} s, {off:.3} s from a click"
+            );
+        }
     }
 }
 

@@ -186,16 +186,40 @@ impl SpectrumProcessor {
         self.applied = Some(*p);
     }
 
-    /// Feed one block with the newest parameters; returns the frame when a hop
-    /// completed in this block.
+    /// Feed one block with the newest parameters; `each` gets every frame
+    /// it completes. A block longer than the hop is fed as parts of at most
+    /// one hop, so the spectrum and the detectors that reuse it run every
+    /// hop (not once per block), each part stamped with its own end.
     #[inline]
-    pub fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&SpectrumFrame> {
+    pub fn process(
+        &mut self,
+        block: &Block,
+        params: &mut ParamsRx,
+        each: &mut dyn FnMut(&SpectrumFrame),
+    ) {
         params.poll();
         if params.get().generation != self.applied_generation {
             let p = *params.get();
             self.apply(&p);
         }
         let x = block.samples();
+        let end = block.frame_pos + x.len() as u64;
+        let mut pos = block.frame_pos;
+        for part in x.chunks(self.hop.max(1)) {
+            pos += part.len() as u64;
+            let ns_before_end = (end - pos) as f64 * 1.0e9 / self.sr as f64;
+            let t_capture_ns = block.t_capture_ns.saturating_sub(ns_before_end as u64);
+            if self.feed(part, pos, t_capture_ns) {
+                each(&self.frame);
+            }
+        }
+    }
+
+    /// Feed `x`, whose last frame is stream frame `end_pos - 1`, captured at
+    /// `t_capture_ns`; true when it completed a frame: a hop (analysed on the
+    /// window ending with `x`), or an onset or a beat the detectors found
+    /// between two hops.
+    fn feed(&mut self, x: &[f32], end_pos: u64, t_capture_ns: u64) -> bool {
         self.push_history(x);
         self.frames_in += x.len() as u64;
         if !self.det.reuses_spectrum() {
@@ -205,23 +229,24 @@ impl SpectrumProcessor {
             }
         }
         self.since_hop += x.len();
-        let time_s = (block.frame_pos + x.len() as u64) as f64 / self.sr as f64;
+        let time_s = end_pos as f64 / self.sr as f64;
         if self.since_hop < self.hop || self.frames_in < self.window as u64 {
             if self.detected.onset.is_none() && self.detected.beat.is_none() {
-                return None;
+                return false;
             }
             // An onset or a beat found between two spectrum hops goes out
-            // with this block, as it would at a hop, not with the next hop.
+            // with the block it was found in, as at a hop, not with the
+            // next hop.
             let f = &mut self.frame;
             f.events_only = true;
-            f.t_capture_ns = block.t_capture_ns;
+            f.t_capture_ns = t_capture_ns;
             f.time_s = time_s;
             self.report_events();
-            return Some(&self.frame);
+            return true;
         }
         self.since_hop -= self.hop;
-        self.analyse(block.t_capture_ns, time_s);
-        Some(&self.frame)
+        self.analyse(t_capture_ns, time_s);
+        true
     }
 
     fn push_history(&mut self, x: &[f32]) {
@@ -488,9 +513,7 @@ mod tests {
             for (i, s) in block.samples[..256].iter_mut().enumerate() {
                 *s = signal(b * 256 + i as u64);
             }
-            if let Some(f) = sp.process(&block, &mut rx) {
-                last = *f;
-            }
+            sp.process(&block, &mut rx, &mut |f| last = *f);
         }
         (sp, last)
     }

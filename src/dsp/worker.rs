@@ -27,8 +27,8 @@ const PARK: Duration = Duration::from_millis(50);
 pub trait Processor: Send + 'static {
     /// What it produces.
     type Frame: Copy + Send + 'static;
-    /// Process one block; the frame when one is complete.
-    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&Self::Frame>;
+    /// Process one block; `each` gets every frame it completes.
+    fn process(&mut self, block: &Block, params: &mut ParamsRx, each: &mut dyn FnMut(&Self::Frame));
     /// Sample rate it was built for.
     fn sample_rate(&self) -> u32;
     /// Rebuild for a new sample rate (allocates; device switch only).
@@ -71,9 +71,9 @@ impl Processor for BandsWorker {
     type Frame = BandsFrame;
 
     #[inline]
-    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&BandsFrame> {
+    fn process(&mut self, block: &Block, params: &mut ParamsRx, each: &mut dyn FnMut(&BandsFrame)) {
         self.frame = self.proc.process(block, params);
-        Some(&self.frame)
+        each(&self.frame);
     }
 
     fn sample_rate(&self) -> u32 {
@@ -109,8 +109,13 @@ impl Processor for SpectrumWorker {
     type Frame = SpectrumFrame;
 
     #[inline]
-    fn process(&mut self, block: &Block, params: &mut ParamsRx) -> Option<&SpectrumFrame> {
-        self.proc.process(block, params)
+    fn process(
+        &mut self,
+        block: &Block,
+        params: &mut ParamsRx,
+        each: &mut dyn FnMut(&SpectrumFrame),
+    ) {
+        self.proc.process(block, params, each);
     }
 
     fn sample_rate(&self) -> u32 {
@@ -204,7 +209,7 @@ fn run<P: Processor>(
                 proc.rebuild(block.sample_rate, params.get());
                 crate::rt::mark_rt_loop(true);
             }
-            if let Some(frame) = proc.process(&block, &mut params) {
+            proc.process(&block, &mut params, &mut |frame| {
                 for out in outputs.iter_mut() {
                     if !block.clocked {
                         // No clock to keep up with: wait for the consumer
@@ -219,7 +224,7 @@ fn run<P: Processor>(
                     }
                     out.wake.wake();
                 }
-            }
+            });
         }
         match last {
             // Nothing to do until the block that completes the next frame.
@@ -232,6 +237,11 @@ fn run<P: Processor>(
 
 /// Frames a worker's output ring holds.
 pub const FRAME_RING: usize = 64;
+
+/// Most spectrum frames one block may complete (`fft.hop-frames` is at
+/// least `audio.block-frames` over this): a quarter of the ring, so a
+/// consumer that wakes a block late still finds every frame.
+pub const MAX_FRAMES_PER_BLOCK: u32 = (FRAME_RING / 4) as u32;
 
 /// Drain helper for consumers: pop everything, keep calling `f`.
 pub fn drain<F: Copy>(cons: &mut HeapCons<F>, mut f: impl FnMut(&F)) -> usize {
