@@ -1,6 +1,7 @@
 """The command line: bad input gets a clear error, nothing panics, and the
 paced WAV input keeps the block rate."""
 
+import math
 import os
 import signal
 import subprocess
@@ -118,6 +119,41 @@ def test_paced_wav_input_sends_lmh_at_the_block_rate(phase4_bin, tmp_path):
     expected = RATE / BLOCK
     assert abs(rate - expected) / expected < 0.02, f"{rate:.2f}/s vs {expected}"
     assert 4.9 < wall < 6.5, f"5 s of audio took {wall:.2f} s"
+
+
+def clicks(bpm, start=0.25):
+    """A 2 ms decaying 3 kHz burst on every beat of `bpm`."""
+    period = 60.0 / bpm
+
+    def f(t):
+        d = (t - start) % period if t >= start else 1.0
+        return 0.8 * math.sin(2 * math.pi * 3000 * d) * math.exp(-d / 0.002) if d < 0.01 else 0.0
+
+    return f
+
+
+@pytest.mark.parametrize("block", [1024, 2048])
+def test_blocks_longer_than_the_hop_send_a_spectrum_frame_every_hop(phase4_bin, tmp_path, block):
+    """audio.block-frames longer than fft.hop-frames (512): the spectrum and
+    the beat tracker run every hop, as with short blocks. (They ran once per
+    block: 128 BPM clicks read 170 BPM with 2048-frame blocks, and the
+    development corpus scored beat F 0.23 instead of 0.87.)"""
+    wav = write_wav(tmp_path / "clicks.wav", render(clicks(128), 12.0))
+    rx = OscReceiver()
+    cfg = minimal_config(tmp_path, port=rx.port, **{"block-frames": block})
+    p = run_phase4(phase4_bin, cfg, ["--input", str(wav)], timeout=40)
+    rx.stop(0.2)
+    assert p.returncode == 0, p.stderr
+    assert "frame_drops=0" in p.stderr, p.stderr
+    msgs = rx.messages()
+    spectral = [m[0] for m in msgs if m[1] == "/audio/spectral"]
+    lmh = [m[0] for m in msgs if m[1] == "/audio/lmh"]
+    hops = RATE / 512
+    assert abs(len(spectral) / 12.0 / hops - 1) < 0.03, f"{len(spectral)} frames in 12 s"
+    assert abs(len(lmh) / 12.0 / (RATE / block) - 1) < 0.03, f"{len(lmh)} blocks in 12 s"
+    bpms = [m[2][1] for m in msgs if m[1] == "/audio/beat"][-8:]
+    assert len(bpms) == 8, bpms
+    assert all(abs(b / 128 - 1) < 0.015 for b in bpms), bpms
 
 
 def test_analyze_writes_frames_with_times(phase4_bin, tmp_path):
