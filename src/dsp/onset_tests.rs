@@ -489,8 +489,10 @@ fn events_reach_a_frame_within_one_block_at_every_rate() {
 /// the default 512). The spectrum ran once per block then, and the
 /// detectors, which reuse its hop at 48 kHz, saw every fourth hop while
 /// counting each as one: 128 BPM clicks read 170 BPM. A long block is fed
-/// as parts of one hop: its frames are the ones blocks of one hop give, and
-/// blocks that do not divide into hops give a frame every hop on average.
+/// in parts that end where a hop falls due: its frames are the ones blocks
+/// of one hop give, and a block that does not divide into hops (or, shorter
+/// than the hop, not into it: 384) gives each frame on its hop's own frame,
+/// not at the end of the block that holds it.
 #[test]
 fn a_block_longer_than_the_hop_gives_a_frame_every_hop() {
     let period = 60.0 / 128.0;
@@ -518,13 +520,19 @@ fn a_block_longer_than_the_hop_gives_a_frame_every_hop() {
         assert!(n + len / 512 >= hop_blocks.len(), "{len}: {n} frames");
         assert!(long[..] == hop_blocks[..n], "{len}-frame blocks");
     }
-    for len in [768, 1000, 2047] {
+    for len in [384, 768, 1000, 2047] {
         let frames = run(len);
         let per_s = frames.len() as f64 / 18.0;
         assert!(
             (per_s / (48_000.0 / 512.0) - 1.0).abs() < 0.02,
             "{len}: {per_s}/s"
         );
+        // Each hop on its own frame once the first windows are in, not at
+        // the end of whichever block holds it.
+        for w in frames.windows(2).filter(|w| w[0].0 > 0.2) {
+            let step = (w[1].0 - w[0].0) * 48_000.0;
+            assert!((step - 512.0).abs() < 1e-6, "{len}: {step} frames apart");
+        }
         let late: Vec<_> = frames.iter().filter(|f| f.0 > 8.0).collect();
         let beats: Vec<f64> = late.iter().filter_map(|f| f.4).collect();
         assert!(beats.len() >= 15, "{len}: {} beats", beats.len());

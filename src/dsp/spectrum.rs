@@ -187,9 +187,11 @@ impl SpectrumProcessor {
     }
 
     /// Feed one block with the newest parameters; `each` gets every frame
-    /// it completes. A block longer than the hop is fed as parts of at most
-    /// one hop, so the spectrum and the detectors that reuse it run every
-    /// hop (not once per block), each part stamped with its own end.
+    /// it completes. The block is fed in parts that end where a hop falls
+    /// due, so the spectrum and the detectors that reuse it run every hop
+    /// on the window ending at that hop (not once per block, nor at the end
+    /// of a block that does not divide into hops), each part stamped with
+    /// its own end.
     #[inline]
     pub fn process(
         &mut self,
@@ -203,13 +205,20 @@ impl SpectrumProcessor {
             self.apply(&p);
         }
         let x = block.samples();
-        let end = block.frame_pos + x.len() as u64;
-        let mut pos = block.frame_pos;
-        for part in x.chunks(self.hop.max(1)) {
-            pos += part.len() as u64;
-            let ns_before_end = (end - pos) as f64 * 1.0e9 / self.sr as f64;
+        let mut done = 0;
+        while done < x.len() {
+            // A part ends where the next hop falls due, so every hop is
+            // analysed on the window ending at its own frame, whatever the
+            // block. (Hops count from the stream's first frame; the ones
+            // that fell due while the first window filled are caught up
+            // one per part.)
+            let hop = self.hop.max(1);
+            let to_hop = hop - self.since_hop % hop;
+            let part = &x[done..(done + to_hop).min(x.len())];
+            done += part.len();
+            let ns_before_end = (x.len() - done) as f64 * 1.0e9 / self.sr as f64;
             let t_capture_ns = block.t_capture_ns.saturating_sub(ns_before_end as u64);
-            if self.feed(part, pos, t_capture_ns) {
+            if self.feed(part, block.frame_pos + done as u64, t_capture_ns) {
                 each(&self.frame);
             }
         }
