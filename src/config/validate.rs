@@ -2,7 +2,7 @@
 
 use super::ranges as R;
 use super::{Config, Problem};
-use crate::dsp::worker::MAX_FRAMES_PER_BLOCK;
+use crate::dsp::worker::MAX_HOPS_PER_BLOCK;
 
 pub(super) struct Checker {
     pub(super) problems: Vec<Problem>,
@@ -207,16 +207,16 @@ fn fft(k: &mut Checker, c: &Config) {
             f.hop_frames,
             format!("must be between 16 and fft.window-frames ({w})"),
         );
-    } else if c.audio.block_frames.div_ceil(f.hop_frames) > MAX_FRAMES_PER_BLOCK {
+    } else if c.audio.block_frames.div_ceil(f.hop_frames) > MAX_HOPS_PER_BLOCK {
         // A block runs the spectrum once per hop it holds, and its frames
         // must fit the rings to the senders.
-        let least = c.audio.block_frames.div_ceil(MAX_FRAMES_PER_BLOCK);
+        let least = c.audio.block_frames.div_ceil(MAX_HOPS_PER_BLOCK);
         k.fail(
             "fft.hop-frames",
             f.hop_frames,
             format!(
-                "must be at least audio.block-frames / {MAX_FRAMES_PER_BLOCK} ({least}): \
-                 one block may complete at most {MAX_FRAMES_PER_BLOCK} spectrum frames"
+                "must be at least audio.block-frames / {MAX_HOPS_PER_BLOCK} ({least}): \
+                 one block may hold at most {MAX_HOPS_PER_BLOCK} spectrum hops"
             ),
         );
     }

@@ -238,10 +238,12 @@ fn run<P: Processor>(
 /// Frames a worker's output ring holds.
 pub const FRAME_RING: usize = 64;
 
-/// Most spectrum frames one block may complete (`fft.hop-frames` is at
-/// least `audio.block-frames` over this): a quarter of the ring, so a
-/// consumer that wakes a block late still finds every frame.
-pub const MAX_FRAMES_PER_BLOCK: u32 = (FRAME_RING / 4) as u32;
+/// Most spectrum hops one block may hold (`fft.hop-frames` is at least
+/// `audio.block-frames` over this): a block then completes at most one
+/// frame more than this (a frame of events after its last hop), about a
+/// quarter of the ring, so a consumer that wakes a block late still finds
+/// every frame.
+pub const MAX_HOPS_PER_BLOCK: u32 = (FRAME_RING / 4) as u32;
 
 /// Drain helper for consumers: pop everything, keep calling `f`.
 pub fn drain<F: Copy>(cons: &mut HeapCons<F>, mut f: impl FnMut(&F)) -> usize {
