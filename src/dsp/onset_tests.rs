@@ -408,26 +408,28 @@ fn a_click_train_gives_its_tempo_and_beats_at_every_rate() {
     let times: Vec<f64> = (0..40).map(|k| 0.25 + period * k as f64).collect();
     for sr in RATES {
         let (_, beats) = event_times_at_rate(sr, 18.0, |t| bursts(&times, t));
-        let late: Vec<&(f64, f32)> = beats.iter().filter(|(t, _)| *t > 8.0).collect();
+        assert_beats_on_clicks(&format!("at {sr} Hz"), &beats, &times);
+    }
+}
+
+/// After 8 s `beats` (time, BPM) of the 128 BPM click train at `times`: at
+/// least 15, each within 1.5 % of 128 BPM and 25 ms of a click.
+fn assert_beats_on_clicks(what: &str, beats: &[(f64, f32)], times: &[f64]) {
+    let late: Vec<&(f64, f32)> = beats.iter().filter(|(t, _)| *t > 8.0).collect();
+    assert!(late.len() >= 15, "{what}: {} beats after 8 s", late.len());
+    for &&(t, bpm) in &late {
         assert!(
-            late.len() >= 15,
-            "at {sr} Hz: {} beats after 8 s",
-            late.len()
+            (bpm / 128.0 - 1.0).abs() < 0.015,
+            "{what}: {bpm} BPM at {t:.3} s"
         );
-        for &&(t, bpm) in &late {
-            assert!(
-                (bpm / 128.0 - 1.0).abs() < 0.015,
-                "at {sr} Hz: {bpm} BPM at {t:.3} s"
-            );
-            let off = times
-                .iter()
-                .map(|c| (t - c).abs())
-                .fold(f64::INFINITY, f64::min);
-            assert!(
-                off < 0.025,
-                "at {sr} Hz: beat at {t:.4} s, {off:.4} s from a click"
-            );
-        }
+        let off = times
+            .iter()
+            .map(|c| (t - c).abs())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            off < 0.025,
+            "{what}: beat at {t:.4} s, {off:.4} s from a click"
+        );
     }
 }
 
@@ -468,20 +470,15 @@ fn events_reach_a_frame_within_one_block_at_every_rate() {
     for sr in RATES {
         let block_s = 256.0 / sr as f32;
         let (onset, beat, _) = event_lags_at_rate(sr, 11.0, |t| bursts(&times, t));
-        assert!(
-            onset <= onset_48k + block_s + 1e-4,
-            "at {sr} Hz: an onset {:.1} ms after it fell (48 kHz: {:.1} ms, a block {:.1} ms)",
-            onset * 1e3,
-            onset_48k * 1e3,
-            block_s * 1e3
-        );
-        assert!(
-            beat <= beat_48k + block_s + 1e-4,
-            "at {sr} Hz: a beat {:.1} ms after it fell (48 kHz: {:.1} ms, a block {:.1} ms)",
-            beat * 1e3,
-            beat_48k * 1e3,
-            block_s * 1e3
-        );
+        for (what, lag, at_48k) in [("an onset", onset, onset_48k), ("a beat", beat, beat_48k)] {
+            assert!(
+                lag <= at_48k + block_s + 1e-4,
+                "at {sr} Hz: {what} {:.1} ms after it fell (48 kHz: {:.1} ms, a block {:.1} ms)",
+                lag * 1e3,
+                at_48k * 1e3,
+                block_s * 1e3
+            );
+        }
     }
 }
 
@@ -533,22 +530,8 @@ fn a_block_longer_than_the_hop_gives_a_frame_every_hop() {
             let step = (w[1].0 - w[0].0) * 48_000.0;
             assert!((step - 512.0).abs() < 1e-6, "{len}: {step} frames apart");
         }
-        let late: Vec<_> = frames.iter().filter(|f| f.0 > 8.0).collect();
-        let beats: Vec<f64> = late.iter().filter_map(|f| f.4).collect();
-        assert!(beats.len() >= 15, "{len}: {} beats", beats.len());
-        for f in late.iter().filter(|f| f.4.is_some()) {
-            assert!((f.3 / 128.0 - 1.0).abs() < 0.015, "{len}: {} BPM", f.3);
-        }
-        for t in beats {
-            let off = times
-                .iter()
-                .map(|c| (t - c).abs())
-                .fold(f64::INFINITY, f64::min);
-            assert!(
-                off < 0.025,
-                "{len}: beat at {t:.3} s, {off:.3} s from a click"
-            );
-        }
+        let beats: Vec<(f64, f32)> = frames.iter().filter_map(|f| Some((f.4?, f.3))).collect();
+        assert_beats_on_clicks(&format!("{len}-frame blocks"), &beats, &times);
     }
 }
 
