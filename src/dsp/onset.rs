@@ -464,23 +464,22 @@ impl FluxOnset {
 
     /// Feed one hop's linear magnitudes.
     pub fn process(&mut self, mag: &[f32], p: &DspParams) -> OnsetOut {
-        // Log-filtered spectrum of this frame.
-        for (c, &(start, len, off)) in self.cur.iter_mut().zip(&self.fb.bands) {
+        // Log-filtered spectrum of this frame: each band's weighted magnitude
+        // once, compressed for the onsets and for the beat filter.
+        for ((c, cb), &(start, len, off)) in self
+            .cur
+            .iter_mut()
+            .zip(self.cur_beat.iter_mut())
+            .zip(&self.fb.bands)
+        {
             let mut acc = 0.0;
             let bins = mag.get(start..start + len).unwrap_or(&[]);
             for (&m, &w) in bins.iter().zip(&self.fb.weights[off..off + len]) {
                 acc += finite_or_zero(m).abs() * w;
             }
-            *c = (1.0 + LOG_LAMBDA * acc.min(1.0e6)).ln();
-        }
-        let lam2 = BEAT_LAMBDA;
-        for (c, &(start, len, off)) in self.cur_beat.iter_mut().zip(&self.fb.bands) {
-            let mut acc = 0.0;
-            let bins = mag.get(start..start + len).unwrap_or(&[]);
-            for (&m, &w) in bins.iter().zip(&self.fb.weights[off..off + len]) {
-                acc += finite_or_zero(m).abs() * w;
-            }
-            *c = (1.0 + lam2 * acc.min(1.0e6)).ln();
+            let acc = acc.min(1.0e6);
+            *c = (1.0 + LOG_LAMBDA * acc).ln();
+            *cb = (1.0 + BEAT_LAMBDA * acc).ln();
         }
         let n = self.cur.len();
         let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
