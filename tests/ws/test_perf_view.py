@@ -156,6 +156,10 @@ def test_the_beat_flash_follows_osc_beats(click_server):
             wait_for(page, "document.getElementById('p-lock').textContent === 'LOCKED'")
             page.evaluate(WATCH_JS)
             start = time.time()
+            # A beat sent just before the window may flash inside it when the
+            # page is slow (a loaded machine): it is a beat, not a spurious
+            # flash, so its index is kept for that check.
+            before = {i for i, _ in list(osc.beats)}
             osc.beats.clear()
             rings = set()
             while time.time() - start < WINDOW_S:
@@ -191,7 +195,7 @@ def test_the_beat_flash_follows_osc_beats(click_server):
         assert f["bg"] == "rgb(255, 255, 255)", f
     assert len(superseded) <= max(1, len(beats) // 10), (superseded, sorted(flashes))
     # No flash without a beat: every flash in the window is an OSC beat.
-    osc_indices = {i for i, _ in osc.beats}
+    osc_indices = {i for i, _ in osc.beats} | before
     spurious = [f for f in seen["flashes"] if f["index"] not in osc_indices and start <= f["t"] / 1000 <= end]
     assert not spurious, spurious
     assert len(seen["flashes"]) <= len(osc.beats) + 1
