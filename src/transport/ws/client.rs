@@ -92,14 +92,16 @@ impl Bucket {
         }
     }
 
-    /// Take one token; the level may go below zero down to `-debt`.
-    /// Returns the level after taking.
+    /// Take one token; the level kept may go below zero down to `-debt`.
+    /// Returns the level after taking, before that floor: below zero means
+    /// there was no whole token (with `debt` 0 the level stays at 0, and a
+    /// floored `-0.0` would have read as a token taken).
     fn take(&mut self, rate: f64, burst: f64, debt: f64, now: Instant) -> f64 {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
-        self.tokens = (self.tokens + dt * rate).min(burst) - 1.0;
-        self.tokens = self.tokens.max(-debt);
-        self.tokens
+        let level = (self.tokens + dt * rate).min(burst) - 1.0;
+        self.tokens = level.max(-debt);
+        level
     }
 }
 
@@ -379,6 +381,29 @@ mod tests {
             c.read_allowance(t0 + Duration::from_millis(1) + turn),
             READ_BYTES_PER_TURN_UNAUTHORIZED
         );
+    }
+
+    #[test]
+    fn error_replies_stop_after_their_burst_and_come_back_at_their_rate() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, peer) = l.accept().unwrap();
+        let ws =
+            WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
+        let mut c = Client::new(1, ws, true, peer, 200.0).unwrap();
+        let t0 = Instant::now();
+        // 100 errors within a millisecond: the burst goes out, the rest is
+        // counted and dropped.
+        for k in 0..100 {
+            let at = t0 + Duration::from_micros(10 * k);
+            assert!(c.push_error("{}".into(), None, at));
+        }
+        assert_eq!(c.replies.len(), ERROR_BURST as usize);
+        assert_eq!(c.errors_suppressed, 100 - ERROR_BURST as u64);
+        // One rate period later, one more goes out.
+        let later = t0 + Duration::from_secs_f64(1.0 / ERRORS_PER_S) + Duration::from_millis(2);
+        assert!(c.push_error("{}".into(), None, later));
+        assert_eq!(c.replies.len(), ERROR_BURST as usize + 1);
     }
 
     #[test]
