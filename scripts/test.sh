@@ -213,6 +213,13 @@ finish_background
 summary
 if [ ${#failed_suites[@]} -gt 0 ]; then
     echo "FAILED: ${failed_suites[*]}"
+    # What failed, last: CI reports often keep only the end of the output.
+    for name in "${failed_suites[@]}"; do
+        printf '\n==== %s: its failing lines (whole log: %s/%s.log) ====\n' "$name" "$logs" "$name"
+        grep -E 'FAIL|FAILED|Error|error:|panicked|Traceback|assert' "$logs/$name.log" | tail -n 25
+        printf -- '---- last lines ----\n'
+        tail -n 15 "$logs/$name.log"
+    done
     exit 1
 fi
 echo "all suites passed"
