@@ -113,7 +113,8 @@ fn token(config: Option<&PathBuf>) -> ExitCode {
     };
     match phase4::transport::ws::token_report(&cfg) {
         Ok(text) => {
-            print!("{text}");
+            // Not print!: it panics when stdout is closed (`| head -0`).
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {

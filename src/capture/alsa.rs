@@ -234,7 +234,12 @@ impl AlsaSource {
     pub fn open(cfg: &AudioConfig, stop_fd: RawFd) -> Result<Self, CaptureError> {
         let name = cfg.device.clone();
         let try_open = |mmap: bool| -> Result<(PCM, Negotiated), CaptureError> {
-            let pcm = PCM::new(&name, Direction::Capture, true).map_err(|e| open_err(&name, e))?;
+            // PCM::new panics on a NUL byte; the configuration's checks
+            // refuse one, and this keeps the thread alive if one gets by.
+            let c_name = std::ffi::CString::new(name.as_str())
+                .map_err(|_| open_err(&name, "the name contains a NUL byte"))?;
+            let pcm =
+                PCM::open(&c_name, Direction::Capture, true).map_err(|e| open_err(&name, e))?;
             let neg = configure(&pcm, cfg, mmap, &name)?;
             Ok((pcm, neg))
         };

@@ -63,6 +63,13 @@ fn audio(k: &mut Checker, c: &Config) {
             "an ALSA PCM name such as \"default\" or \"hw:1,0\"",
         );
     }
+    if a.device.chars().any(char::is_control) {
+        k.fail(
+            "audio.device",
+            format!("{:?}", a.device),
+            "an ALSA PCM name without control characters (NUL, newline, tab)",
+        );
+    }
     k.range_u(
         "audio.sample-rate-hz",
         a.sample_rate_hz as u64,

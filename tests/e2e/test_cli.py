@@ -17,6 +17,7 @@ from conftest import (
     render,
     run_phase4,
     tone,
+    write_config,
     write_wav,
 )
 
@@ -52,6 +53,34 @@ def test_check_config_keeps_its_exit_code_when_the_reader_went_away(phase4_bin, 
     # A problem's key is clipped like its value: no 300 KB error line.
     q = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], capture_output=True, text=True, timeout=20)
     assert q.returncode == 78 and max(len(line) for line in q.stderr.splitlines()) < 400, q.stderr[:500]
+
+
+def test_a_device_name_with_a_nul_byte_is_a_config_error_not_a_panic(phase4_bin, tmp_path):
+    # TOML's \u0000 escape puts a real NUL into the string; alsa-lib's
+    # PCM::new panicked on it in the capture thread (the service never
+    # became ready and systemd restarted it into the same panic).
+    for name in ["hw:0\\u0000x", "default\\nx", "\\u0000"]:
+        cfg = tmp_path / "nul.toml"
+        cfg.write_text(f'[audio]\ndevice = "{name}"\n')
+        for args in (["--check-config", str(cfg)], ["--config", str(cfg)]):
+            p = subprocess.run([str(phase4_bin), *args], capture_output=True, text=True, timeout=20)
+            assert p.returncode == 78, (name, args, p)
+            assert "audio.device" in p.stderr and "control characters" in p.stderr, p.stderr
+            assert "panicked" not in p.stderr
+
+
+def test_token_to_a_closed_stdout_is_not_a_panic(phase4_bin, tmp_path):
+    # `phase4 token | true`: print! panicked (exit 101) on the closed pipe.
+    cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, state={"dir": str(tmp_path / "state")})
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], stdout=w, stderr=subprocess.PIPE,
+                       text=True, timeout=20)
+    os.close(w)
+    assert p.returncode == 0 and "panicked" not in p.stderr, p
+    q = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert q.returncode == 0 and q.stdout.strip(), q
 
 
 def test_good_config_checks_ok(phase4_bin):
