@@ -82,8 +82,12 @@ impl Shared {
     /// reload asks this before it hands `new` over, so a file that only
     /// fails with the runtime state over it changes nothing at all.
     pub fn reload_problem(&self, base: &Config, new: &Config) -> Option<String> {
-        let next = self.state().rebase(base, new);
-        problem(&next, new, self.sample_rate.load(Ordering::Relaxed))
+        let next = self.state().rebase(base, new).apply(new);
+        problem(
+            &self.config(),
+            &next,
+            self.sample_rate.load(Ordering::Relaxed),
+        )
     }
 
     /// A copy of the settings in force.
@@ -108,15 +112,27 @@ impl Shared {
     }
 }
 
-/// The first problem of `state` layered over `base`, checked at the rate
-/// of the open device (`rate`; 0: the configured one), on which the band
-/// ceiling depends.
-fn problem(state: &State, base: &Config, rate: u32) -> Option<String> {
-    let mut cfg = state.apply(base);
-    if rate > 0 {
-        cfg.audio.sample_rate_hz = rate;
-    }
-    config::validate(&cfg).first().map(|p| p.to_string())
+/// The first problem of the configuration `next` that the one in force,
+/// `now`, does not have, both checked at the rate of the open device
+/// (`rate`; 0: the configured one), on which the band ceiling depends.
+fn problem(now: &Config, next: &Config, rate: u32) -> Option<String> {
+    let at_rate = |c: &Config| {
+        let mut c = c.clone();
+        if rate > 0 {
+            c.audio.sample_rate_hz = rate;
+        }
+        config::validate(&c)
+    };
+    // What the device's rate alone puts out of range in the settings in
+    // force (a 16 kHz microphone and the default 16 kHz high band) is
+    // clamped by the DSP and was warned about when the device opened; it
+    // must not make every later change fail. Only what the change adds is
+    // a problem.
+    let known = at_rate(now);
+    at_rate(next)
+        .into_iter()
+        .find(|p| !known.contains(p))
+        .map(|p| p.to_string())
 }
 
 /// The client id of answers nobody asked for (a reload): only their
@@ -200,10 +216,11 @@ impl Controller {
     /// parameters, update readers, schedule the write.
     fn commit_state(&mut self, next: State, commit: bool) -> Vec<Response> {
         let rate = self.shared.sample_rate.load(Ordering::Relaxed);
-        if let Some(p) = problem(&next, &self.base, rate) {
+        let cfg = self.effective(&next);
+        // The configuration in force (a reload has already swapped `base`).
+        if let Some(p) = problem(&self.shared.config(), &cfg, rate) {
             return vec![Response::Error(p)];
         }
-        let cfg = self.effective(&next);
         self.hub.publish(DspParams::from_config(&cfg));
         self.state = next;
         *self.shared.state.lock().unwrap_or_else(|e| e.into_inner()) = self.state.clone();
@@ -448,6 +465,31 @@ mod tests {
         ctl.probed = ctl.probed.take().map(|(at, l)| (at - PROBE_REUSE, l));
         ctl.handle(Command::ListDevices { probe: true });
         assert_eq!(devices.probes.load(Ordering::Relaxed), 2);
+    }
+
+    /// A device opened at 16 kHz puts the default high band (to 16 kHz)
+    /// over its ceiling; the DSP clamps it. Every change was refused for
+    /// that band until the band itself was changed; now only what a change
+    /// adds is refused.
+    #[test]
+    fn a_low_device_rate_does_not_make_every_change_fail() {
+        let (mut ctl, _) = controller(None);
+        ctl.shared.sample_rate.store(16_000, Ordering::Relaxed);
+        let r = ctl.handle(Command::SetFft { enabled: false });
+        assert!(matches!(&r[..], [Response::MetaChanged]), "{r:?}");
+        assert!(!ctl.state.fft.enabled);
+        // A reload that brings a problem of its own is still refused, one
+        // that only keeps the band is not.
+        let base = ctl.base.clone();
+        assert_eq!(ctl.shared.reload_problem(&base, &base), None);
+        let mut bad = base.clone();
+        bad.autoscale.strength = 1.5;
+        let p = ctl.shared.reload_problem(&base, &bad);
+        assert!(
+            p.as_deref()
+                .is_some_and(|p| p.contains("autoscale.strength")),
+            "{p:?}"
+        );
     }
 
     /// A new client gets the devices (listed once, on the first greeting)

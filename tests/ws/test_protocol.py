@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from conftest import fresh_meta, meta_now, recv_any, recv_json, ws_frame, ws_handshake
+from conftest import Server, fresh_meta, meta_now, pcm16, recv_any, recv_json, write_mono_wav, ws_frame, ws_handshake
 
 
 def run(coro):
@@ -93,6 +93,26 @@ def test_each_setting_change_is_answered_by_the_new_meta(server, msg, check):
             assert await fresh_meta(server.url) == after
 
     run(go())
+
+
+def test_a_16_khz_input_still_takes_changes(binary, tmp_path):
+    # At 16 kHz the default high band (to 16 kHz) is over the 7.2 kHz
+    # ceiling; the DSP clamps it. Every change used to be refused for it.
+    sr = 16000
+    frames = b"".join(pcm16(0.3 * ((i // 40) % 2 * 2 - 1)) for i in range(sr * 2))
+    wav16 = write_mono_wav(tmp_path / "in16.wav", sr, frames)
+    s = Server(binary, wav16, tmp_path).start()
+    try:
+        async def go():
+            async with websockets.connect(s.url) as ws:
+                before = await recv_json(ws, "meta")
+                await recv_json(ws, "presets")
+                await ws.send(json.dumps({"type": "set_fft", "enabled": not before["fft_enabled"]}))
+                after = await recv_any(ws, {"meta", "error"})
+                assert after["type"] == "meta" and after["fft_enabled"] != before["fft_enabled"], after
+        run(go())
+    finally:
+        s.stop()
 
 
 def test_list_devices_answers_devices_with_and_without_probe(server):
