@@ -360,14 +360,19 @@ fn shrink_send_buffer(s: &std::net::TcpStream) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_client_over_its_byte_rate_waits_for_a_whole_turn_budget() {
+    /// A client on a loopback connection, and the other end of it.
+    fn client(authorized: bool, rate: f64) -> (Client, std::net::TcpStream) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (rx, peer) = l.accept().unwrap();
         let ws =
             WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
-        let mut c = Client::new(1, ws, false, peer, 10.0).unwrap();
+        (Client::new(1, ws, authorized, peer, rate).unwrap(), tx)
+    }
+
+    #[test]
+    fn a_client_over_its_byte_rate_waits_for_a_whole_turn_budget() {
+        let (mut c, _tx) = client(false, 10.0);
         let t0 = Instant::now();
         assert_eq!(c.read_allowance(t0), READ_BYTES_PER_TURN_UNAUTHORIZED);
         c.spend_reading(READ_BYTES_PER_S_UNAUTHORIZED as usize);
@@ -385,12 +390,7 @@ mod tests {
 
     #[test]
     fn error_replies_stop_after_their_burst_and_come_back_at_their_rate() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (rx, peer) = l.accept().unwrap();
-        let ws =
-            WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
-        let mut c = Client::new(1, ws, true, peer, 200.0).unwrap();
+        let (mut c, _tx) = client(true, 200.0);
         let t0 = Instant::now();
         // 100 errors within a millisecond: the burst goes out, the rest is
         // counted and dropped.
