@@ -92,15 +92,17 @@ impl Bucket {
         }
     }
 
-    /// Take one token; the level kept may go below zero down to `-debt`.
-    /// Returns the level after taking, before that floor: below zero means
-    /// there was no whole token (with `debt` 0 the level stays at 0, and a
-    /// floored `-0.0` would have read as a token taken).
+    /// Take one token; the level may go below zero down to `-debt`, and a
+    /// take that would go further takes nothing. Returns the level after
+    /// taking: below zero means there was no whole token. (With no debt a
+    /// refused take leaves the bucket as it was, so it still refills at
+    /// `rate` while the takes keep coming.)
     fn take(&mut self, rate: f64, burst: f64, debt: f64, now: Instant) -> f64 {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
-        let level = (self.tokens + dt * rate).min(burst) - 1.0;
-        self.tokens = level.max(-debt);
+        let refilled = (self.tokens + dt * rate).min(burst);
+        let level = refilled - 1.0;
+        self.tokens = if level >= -debt { level } else { refilled };
         level
     }
 }
@@ -400,10 +402,14 @@ mod tests {
         }
         assert_eq!(c.replies.len(), ERROR_BURST as usize);
         assert_eq!(c.errors_suppressed, 100 - ERROR_BURST as u64);
-        // One rate period later, one more goes out.
-        let later = t0 + Duration::from_secs_f64(1.0 / ERRORS_PER_S) + Duration::from_millis(2);
-        assert!(c.push_error("{}".into(), None, later));
-        assert_eq!(c.replies.len(), ERROR_BURST as usize + 1);
+        // An error every 10 ms for the next second: ERRORS_PER_S of them go
+        // out (the bucket refills while the refused ones keep coming).
+        c.replies.clear();
+        for k in 1..=100 {
+            let at = t0 + Duration::from_millis(10 * k);
+            assert!(c.push_error("{}".into(), None, at));
+        }
+        assert_eq!(c.replies.len(), ERRORS_PER_S as usize);
     }
 
     #[test]
