@@ -230,6 +230,72 @@ def test_a_flood_of_refused_requests_writes_a_few_log_lines_a_second(server):
     assert http_get(server.http_port, f"localhost:{server.http_port}", "/ui-config.json")[0] == 200
 
 
+def test_wrong_tokens_from_many_connections_write_a_few_log_lines_a_second(make_server):
+    # Three wrong tokens close a connection, but a peer can reconnect as
+    # often as it likes: the line each wrong token wrote was not limited.
+    server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
+    before = server.log.read_text().count("sent a wrong control token")
+    t0 = time.monotonic()
+    guesses = 0
+    while time.monotonic() - t0 < 2.0:
+        s = ws_handshake(server.ws_port)
+        try:
+            s.sendall(ws_frame(0x1, json.dumps({"type": "auth", "token": "guess"}).encode()) * 3)
+            ws_close_code(s, timeout=2)
+        finally:
+            s.close()
+        guesses += 3
+    time.sleep(1.1)
+    seconds = time.monotonic() - t0
+    text = server.log.read_text()
+    lines = text.count("sent a wrong control token") - before
+    assert guesses > 60, guesses
+    assert 1 <= lines <= 5 * (int(seconds) + 2), (guesses, lines)
+    assert "similar line(s) held back" in text
+
+
+def test_clients_that_send_and_leave_cannot_queue_more_than_the_cap_at_control(make_server):
+    # A client that leaves takes its requests still at the control thread
+    # with it from the broadcaster's count, but control still has them:
+    # connecting, sending 32 saves and leaving, over and over, queued
+    # without bound. They now count until control answers them, and the
+    # count comes back down: a client afterwards is served, not refused as
+    # busy for ever.
+    server = make_server()
+    save = b"".join(ws_frame(0x1, json.dumps({"type": "save_preset", "name": f"p{k:02d}"}).encode())
+                    for k in range(32))
+    for _ in range(40):
+        # Clients that just left may still hold their places (503) for a
+        # moment: wait for one.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                s = ws_handshake(server.ws_port)
+                break
+            except ConnectionRefusedError as e:
+                assert "503" in str(e) and time.monotonic() < deadline, e
+                time.sleep(0.05)
+        s.sendall(save)
+        s.close()
+
+    async def served():
+        deadline = time.monotonic() + 30
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            while True:
+                await ws.send(json.dumps({"type": "save_preset", "name": "after"}))
+                r = await recv_any(ws, {"presets", "error"}, timeout=30)
+                if r["type"] == "presets":
+                    return r
+                assert r["reason"].startswith("busy"), r
+                assert time.monotonic() < deadline, "still busy after 30 s"
+                await asyncio.sleep(0.2)
+
+    r = asyncio.run(served())
+    assert any(p["name"] == "after" for p in r["items"]), r
+    assert server.proc.poll() is None
+
+
 def test_configured_host_names_are_accepted(make_server):
     server = make_server(extra='allowed-hosts = ["stage-pi.venue.lan"]')
     status, _ = http_get(server.http_port, f"stage-pi.venue.lan:{server.http_port}")

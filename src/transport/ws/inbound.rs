@@ -265,7 +265,9 @@ impl Broadcaster {
             };
         }
         c.auth_failures += 1;
-        log::warn!(
+        // A peer can cause this as often as it connects: rate-limited.
+        crate::peer_log!(
+            log::Level::Warn,
             "ws: client {} ({}) sent a wrong control token ({} of {MAX_AUTH_FAILURES})",
             c.id,
             c.peer,
