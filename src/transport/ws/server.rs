@@ -89,7 +89,8 @@ pub(super) struct Broadcaster {
     status: StatusBuilder,
     greet_status: StatusBuilder,
     pub(super) drops: u64,
-    /// Requests sent to control and not answered yet, all clients.
+    /// Requests sent to control and not answered yet, all clients, those
+    /// that have left included.
     pub(super) in_flight: u32,
     /// The newest `devices` and `presets` messages: a new client gets them
     /// at once with its meta and a `server_status` of now (the Python
@@ -368,7 +369,9 @@ impl Broadcaster {
         let _ = c.ws.flush();
         let _ = c.ws.get_ref().tcp().shutdown(std::net::Shutdown::Write);
         self.linger(c.ws.get_ref().tcp());
-        self.in_flight = self.in_flight.saturating_sub(c.in_flight);
+        // Its requests still at control stay in `in_flight` until control
+        // answers them (see `answer`): connecting, sending a burst and
+        // leaving, over and over, must not queue more than MAX_IN_FLIGHT.
         self.registry.release(canonical_ip(&c.peer));
         self.ctx
             .stats

@@ -18,11 +18,14 @@ impl Broadcaster {
     /// Pass on every answer control has sent since the last turn.
     pub(super) fn answer(&mut self) {
         while let Ok(r) = self.ctx.replies.try_recv() {
-            // A client that left took its outstanding requests off the
-            // total already (see `remove`).
+            // An answer to a client of this thread, present or gone (ids
+            // count up from 1; reloads and the OSC input have ids of their
+            // own), takes one request off the total.
+            if (1..self.next_id).contains(&r.client) {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
             if let Some(c) = self.clients.iter_mut().find(|c| c.id == r.client) {
                 c.in_flight = c.in_flight.saturating_sub(1);
-                self.in_flight = self.in_flight.saturating_sub(1);
             }
             for resp in r.responses {
                 self.respond(r.client, resp);
