@@ -13,9 +13,9 @@ pub mod packet;
 use crate::config::WledConfig;
 use crate::stats::Stats;
 use geq::GeqAnalyzer;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,9 @@ pub struct WledSender {
     cfg: WledConfig,
     sock: UdpSocket,
     dest: Option<SocketAddr>,
-    resolved_at: Instant,
+    /// Where the resolver thread puts the address, while `wled.host` is a
+    /// name not resolved yet.
+    resolving: Option<Arc<AtomicU64>>,
     analyzer: Option<GeqAnalyzer>,
     gate_dbfs: f32,
     interval: Duration,
@@ -38,6 +40,51 @@ pub struct WledSender {
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     (host, port).to_socket_addrs().ok()?.find(|a| a.is_ipv4())
+}
+
+/// Resolve a host name on a thread of its own, again every
+/// [`RESOLVE_EVERY`] until it resolves: a DNS server or mDNS responder that
+/// does not answer holds `getaddrinfo` for seconds, and `p4-rig`, which
+/// sends the packets, must not wait on it. The address appears in the
+/// returned slot ([`unpack`]); the thread ends once the name resolves or
+/// the sender is gone.
+fn resolve_in_background(host: String, port: u16) -> std::io::Result<Arc<AtomicU64>> {
+    let slot = Arc::new(AtomicU64::new(0));
+    let theirs = slot.clone();
+    std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-wled-resolve".into())
+        .spawn(move || {
+            let mut warned = false;
+            loop {
+                if let Some(SocketAddr::V4(a)) = resolve(&host, port) {
+                    theirs.store(pack(a), Ordering::Release);
+                    return;
+                }
+                if !warned {
+                    log::warn!(
+                        "wled: cannot resolve {host:?}; retrying every {} s",
+                        RESOLVE_EVERY.as_secs()
+                    );
+                    warned = true;
+                }
+                std::thread::sleep(RESOLVE_EVERY);
+                if Arc::strong_count(&theirs) == 1 {
+                    return;
+                }
+            }
+        })?;
+    Ok(slot)
+}
+
+/// An IPv4 address and port in one word for [`resolve_in_background`]'s
+/// slot (0: none yet).
+fn pack(a: SocketAddrV4) -> u64 {
+    (1 << 48) | (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port())
+}
+
+fn unpack(v: u64) -> Option<SocketAddr> {
+    (v >> 48 == 1).then(|| SocketAddr::from((Ipv4Addr::from((v >> 16) as u32), v as u16)))
 }
 
 /// Choose the interface multicast leaves through (IP_MULTICAST_IF).
@@ -73,19 +120,19 @@ impl WledSender {
         if !local.is_unspecified() {
             set_multicast_if(&sock, local)?;
         }
-        let dest = resolve(&cfg.host, cfg.port);
-        if dest.is_none() {
-            log::warn!(
-                "wled: cannot resolve {:?}; retrying every {} s",
-                cfg.host,
-                RESOLVE_EVERY.as_secs()
-            );
-        }
+        // An address is used as it is; a name is looked up off this thread.
+        let (dest, resolving) = match cfg.host.parse::<Ipv4Addr>() {
+            Ok(ip) => (Some(SocketAddr::from((ip, cfg.port))), None),
+            Err(_) => (
+                None,
+                Some(resolve_in_background(cfg.host.clone(), cfg.port)?),
+            ),
+        };
         Ok(WledSender {
             cfg: cfg.clone(),
             sock,
             dest,
-            resolved_at: Instant::now(),
+            resolving,
             analyzer: None,
             gate_dbfs: gate_dbfs as f32,
             interval: Duration::from_millis(cfg.interval_ms as u64),
@@ -146,9 +193,13 @@ impl WledSender {
         } else {
             now
         };
-        if self.dest.is_none() && self.resolved_at.elapsed() >= RESOLVE_EVERY {
-            self.resolved_at = Instant::now();
-            self.dest = resolve(&self.cfg.host, self.cfg.port);
+        if let Some(a) = self
+            .resolving
+            .as_ref()
+            .and_then(|slot| unpack(slot.load(Ordering::Acquire)))
+        {
+            self.dest = Some(a);
+            self.resolving = None;
         }
         let (Some(a), Some(dest)) = (self.analyzer.as_mut(), self.dest) else {
             return;
@@ -159,5 +210,50 @@ impl WledSender {
             Ok(_) => self.stats.rig.wled_sent.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.stats.rig.wled_failed.fetch_add(1, Ordering::Relaxed),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_used_at_once_and_a_name_is_resolved_off_the_thread() {
+        let stats = Arc::new(Stats::default());
+        let mut cfg = WledConfig {
+            host: "127.0.0.1".into(),
+            ..WledConfig::default()
+        };
+        let w = WledSender::new(&cfg, -60.0, stats.clone()).unwrap();
+        assert_eq!(
+            w.destination(),
+            Some(SocketAddr::from(([127, 0, 0, 1], cfg.port)))
+        );
+        assert!(w.resolving.is_none());
+        cfg.host = "localhost".into();
+        let mut w = WledSender::new(&cfg, -60.0, stats).unwrap();
+        assert!(w.resolving.is_some());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.destination().is_none() && Instant::now() < deadline {
+            w.tick(Instant::now() + Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            w.destination(),
+            Some(SocketAddr::from(([127, 0, 0, 1], cfg.port)))
+        );
+    }
+
+    #[test]
+    fn the_slot_carries_any_ipv4_address_and_port() {
+        assert_eq!(unpack(0), None);
+        for (ip, port) in [
+            ([0, 0, 0, 0], 0),
+            ([239, 0, 0, 1], 11988),
+            ([255, 255, 255, 255], 65535),
+        ] {
+            let a = SocketAddrV4::new(Ipv4Addr::from(ip), port);
+            assert_eq!(unpack(pack(a)), Some(SocketAddr::V4(a)));
+        }
     }
 }
