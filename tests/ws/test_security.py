@@ -208,24 +208,36 @@ def test_dns_rebinding_is_refused_on_the_http_server(server):
     assert status == 200 and b"ws_port" in body
 
 
+def flood_for_two_seconds(server, line, attempt):
+    """Call `attempt` (which returns how many refusals it caused) for 2 s,
+    wait a second more and one call more (the line that says how many were
+    held back), and return the refusals, the log lines containing `line`
+    written meanwhile, and the seconds it all took. The log must say that
+    lines were held back."""
+    before = server.log.read_text().count(line)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 2.0:
+        n += attempt()
+    time.sleep(1.1)
+    n += attempt()
+    seconds = time.monotonic() - t0
+    text = server.log.read_text()
+    assert "similar line(s) held back" in text
+    return n, text.count(line) - before, seconds
+
+
 def test_a_flood_of_refused_requests_writes_a_few_log_lines_a_second(server):
     # Every refusal is logged; unbounded, one client wrote ~14 500 lines a
     # second, and journald's own rate limit then drops the service's other
     # messages (the health lines among them).
-    before = server.log.read_text().count("http: refused a request")
-    t0 = time.monotonic()
-    n = 0
-    while time.monotonic() - t0 < 2.0:
+    def refused():
         assert http_get(server.http_port, "evil.example", "/")[0] == 421
-        n += 1
-    time.sleep(1.1)
-    assert http_get(server.http_port, "evil.example", "/")[0] == 421
-    seconds = time.monotonic() - t0
-    text = server.log.read_text()
-    lines = text.count("http: refused a request") - before
+        return 1
+
+    n, lines, seconds = flood_for_two_seconds(server, "http: refused a request", refused)
     assert n > 100, n
     assert 1 <= lines <= 5 * (int(seconds) + 2), (n, lines)
-    assert "similar line(s) held back" in text
     # Refused, not ignored: the UI itself is still served.
     assert http_get(server.http_port, f"localhost:{server.http_port}", "/ui-config.json")[0] == 200
 
@@ -234,24 +246,18 @@ def test_wrong_tokens_from_many_connections_write_a_few_log_lines_a_second(make_
     # Three wrong tokens close a connection, but a peer can reconnect as
     # often as it likes: the line each wrong token wrote was not limited.
     server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
-    before = server.log.read_text().count("sent a wrong control token")
-    t0 = time.monotonic()
-    guesses = 0
-    while time.monotonic() - t0 < 2.0:
+    def three_guesses():
         s = ws_handshake(server.ws_port)
         try:
             s.sendall(ws_frame(0x1, json.dumps({"type": "auth", "token": "guess"}).encode()) * 3)
             ws_close_code(s, timeout=2)
         finally:
             s.close()
-        guesses += 3
-    time.sleep(1.1)
-    seconds = time.monotonic() - t0
-    text = server.log.read_text()
-    lines = text.count("sent a wrong control token") - before
+        return 3
+
+    guesses, lines, seconds = flood_for_two_seconds(server, "sent a wrong control token", three_guesses)
     assert guesses > 60, guesses
     assert 1 <= lines <= 5 * (int(seconds) + 2), (guesses, lines)
-    assert "similar line(s) held back" in text
 
 
 def test_clients_that_send_and_leave_cannot_queue_more_than_the_cap_at_control(make_server):
