@@ -133,9 +133,7 @@ impl PostProcessor {
         let nf = s.noise_floor.max(EPS);
         // 10^(dB/20) as exp(dB · ln10/20): exp is much cheaper than powf.
         const DB_TO_LN: f32 = std::f32::consts::LN_10 / 20.0;
-        for (l, db) in self.lin[..n].iter_mut().zip(&self.interp_db[..n]) {
-            *l = (db * DB_TO_LN).exp();
-        }
+        super::lanes::exp_scaled(&mut self.lin[..n], &self.interp_db[..n], DB_TO_LN);
         follow(
             &self.lin[..n],
             &self.tilt[..n],
@@ -147,17 +145,16 @@ impl PostProcessor {
         );
         self.warmed = true;
         self.smear();
-        let bins = self.smooth[..n]
-            .iter()
-            .zip(&self.peak_smeared[..n])
-            .zip(&self.lin[..n]);
-        for (o, ((smooth, peak), lin)) in out[..n].iter_mut().zip(bins) {
-            let scaled = s.knee(smooth - nf, *peak);
-            *o = if s.strength >= 1.0 {
-                scaled
-            } else {
-                s.strength * scaled + (1.0 - s.strength) * s.baseline(*lin)
-            };
+        knee(
+            &mut out[..n],
+            &self.smooth[..n],
+            &self.peak_smeared[..n],
+            nf,
+        );
+        if s.strength < 1.0 {
+            for (o, lin) in out[..n].iter_mut().zip(&self.lin[..n]) {
+                *o = s.strength * *o + (1.0 - s.strength) * s.baseline(*lin);
+            }
         }
     }
 
@@ -214,6 +211,21 @@ super::lanes::multiversion! {
             *sm = v;
             let a = if v > *pk { peak_alpha[0] } else { peak_alpha[1] };
             *pk += a * (v - *pk);
+        }
+    }
+}
+
+super::lanes::multiversion! {
+    /// Per bin the soft knee [`ScalerSettings::knee`] of `smooth − nf`
+    /// against the smeared peak: `tanh(max(0, x) / max(peak, nf))`, with
+    /// the exp inline and no branch ([`super::lanes::exp_fin`]; tanh is 1
+    /// in f32 from 9 on), so that it vectorises. `nf` is the noise floor
+    /// (≥ [`EPS`]).
+    fn knee(out: &mut [f32], smooth: &[f32], peak: &[f32], nf: f32) {
+        for (o, (&sm, &pk)) in out.iter_mut().zip(smooth.iter().zip(peak)) {
+            let x = (sm - nf).max(0.0) / pk.max(nf).max(EPS);
+            let e = super::lanes::exp_fin(2.0 * x.min(9.0));
+            *o = (e - 1.0) / (e + 1.0);
         }
     }
 }
