@@ -359,26 +359,51 @@ impl Recent {
     /// of the oldest frame.
     fn push(&mut self, s: &[f32]) {
         let n = self.n.min(s.len());
-        let row = &mut self.rows[self.next * self.n..][..n];
-        for (b, r) in row.iter_mut().enumerate() {
-            let lo = b.saturating_sub(1);
-            let hi = (b + 1).min(n - 1);
-            *r = s[lo..=hi].iter().fold(f32::MIN, |m, &v| m.max(v));
-        }
+        max_across_neighbours(&mut self.rows[self.next * self.n..][..n], &s[..n]);
         self.next = (self.next + 1) % self.k;
         self.filled = (self.filled + 1).min(self.k);
-        // Row by row, so the maxima run over contiguous memory.
-        self.max.fill(f32::MIN);
-        for row in self.rows.chunks_exact(self.n.max(1)).take(self.filled) {
-            for (m, &v) in self.max.iter_mut().zip(row) {
-                *m = m.max(v);
-            }
-        }
+        let kept = &self.rows[..self.n * self.filled];
+        max_over_rows(&mut self.max, kept);
     }
 
     fn clear(&mut self) {
         self.next = 0;
         self.filled = 0;
+    }
+}
+
+super::lanes::multiversion! {
+    /// `row[b]` = the largest of `s[b − 1]`, `s[b]`, `s[b + 1]` (those that
+    /// exist). Written as shifted slices so that it vectorises; a maximum
+    /// is exact, so the order does not change the result.
+    fn max_across_neighbours(row: &mut [f32], s: &[f32]) {
+        let n = row.len().min(s.len());
+        match n {
+            0 => {}
+            1 => row[0] = s[0].max(f32::MIN),
+            _ => {
+                row[0] = s[0].max(s[1]).max(f32::MIN);
+                row[n - 1] = s[n - 2].max(s[n - 1]).max(f32::MIN);
+                let mid = s[..n - 2].iter().zip(&s[1..n - 1]).zip(&s[2..n]);
+                for (r, ((&a, &b), &c)) in row[1..n - 1].iter_mut().zip(mid) {
+                    *r = a.max(b).max(c);
+                }
+            }
+        }
+    }
+}
+
+super::lanes::multiversion! {
+    /// `max[b]` = the largest `rows[r · n + b]` over the whole rows (`n` =
+    /// `max.len()`), `f32::MIN` with none; row by row, so the maxima run
+    /// over contiguous memory.
+    fn max_over_rows(max: &mut [f32], rows: &[f32]) {
+        max.fill(f32::MIN);
+        for row in rows.chunks_exact(max.len().max(1)) {
+            for (m, &v) in max.iter_mut().zip(row) {
+                *m = m.max(v);
+            }
+        }
     }
 }
 
@@ -478,9 +503,13 @@ impl FluxOnset {
                 acc += finite_or_zero(m).abs() * w;
             }
             let acc = acc.min(1.0e6);
-            *c = (1.0 + LOG_LAMBDA * acc).ln();
-            *cb = (1.0 + BEAT_LAMBDA * acc).ln();
+            *c = 1.0 + LOG_LAMBDA * acc;
+            *cb = 1.0 + BEAT_LAMBDA * acc;
         }
+        // Both compressions in SIMD: libm's `ln` per band was the largest
+        // single cost of the detector.
+        super::lanes::ln_in_place(&mut self.cur);
+        super::lanes::ln_in_place(&mut self.cur_beat);
         let n = self.cur.len();
         let (mut flux, mut odf, mut beat_odf) = (0.0, 0.0, 0.0);
         let mut groups = [0.0f32; BEAT_GROUPS];
