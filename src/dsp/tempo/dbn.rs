@@ -301,33 +301,34 @@ impl BeatStates {
         if n == 0 {
             return;
         }
+        // Slices of the fields, so that the loops keep their pointers in
+        // registers (a store into `fwd` could otherwise alias the vectors'
+        // headers in `self`, and every index would reload them).
+        let period = &self.period[..n];
+        let off = &self.off[..n];
+        let prior = &self.prior[..n];
+        let head = &mut self.head[..n];
+        let wrapped = &mut self.wrapped[..n];
+        let mixed = &mut self.mixed[..n];
+        let marg = &mut self.marg[..n];
+        let fwd = &mut self.fwd[..];
         // Advance every ring; the mass that wraps to position 0 is mixed
         // across periods.
         let mut total_wrapped = 0.0;
         for i in 0..n {
-            let h = self.head[i] + 1;
-            self.head[i] = if h == self.period[i] { 0 } else { h };
-            let v = self.fwd[(self.off[i] + self.head[i]) as usize];
-            self.wrapped[i] = v;
-            self.mixed[i] = 0.0;
+            let h = head[i] + 1;
+            head[i] = if h == period[i] { 0 } else { h };
+            let v = fwd[(off[i] + head[i]) as usize];
+            wrapped[i] = v;
+            mixed[i] = 0.0;
             total_wrapped += v;
         }
-        for j in 0..n {
-            let (first, len, t_off) = self.row[j];
-            let v = (1.0 - JUMP_P) * self.wrapped[j];
-            let w = &self.trans[t_off as usize..(t_off + len) as usize];
-            for (m, &t) in self.mixed[first as usize..(first + len) as usize]
-                .iter_mut()
-                .zip(w)
-            {
-                *m += v * t;
-            }
-        }
+        mix_rows(mixed, wrapped, &self.row[..n], &self.trans, 1.0 - JUMP_P);
         let jump = JUMP_P * total_wrapped / n as f32;
         for i in 0..n {
-            let v = (self.mixed[i] + jump) * self.prior[i];
-            self.fwd[(self.off[i] + self.head[i]) as usize] = v;
-            self.marg[i] += v - self.wrapped[i];
+            let v = (mixed[i] + jump) * prior[i];
+            fwd[(off[i] + head[i]) as usize] = v;
+            marg[i] += v - wrapped[i];
         }
         // Observation: the beat region of every period.
         let r = if r.is_finite() {
@@ -344,11 +345,11 @@ impl BeatStates {
         }
         let mut total = 0.0;
         for i in 0..n {
-            let (off, p, h) = (self.off[i], self.period[i], self.head[i]);
+            let (o, p, h) = (off[i], period[i], head[i]);
             let mut gain = 0.0;
             let mut scale = |pos: u32, r: f32| {
                 let slot = if h >= pos { h - pos } else { h + p - pos };
-                let v = &mut self.fwd[(off + slot) as usize];
+                let v = &mut fwd[(o + slot) as usize];
                 gain += *v * (r - 1.0);
                 *v *= r;
             };
@@ -360,8 +361,8 @@ impl BeatStates {
             if last > 0 {
                 scale(whole, part[last]);
             }
-            self.marg[i] = (self.marg[i] + gain).max(0.0);
-            total += self.marg[i];
+            marg[i] = (marg[i] + gain).max(0.0);
+            total += marg[i];
         }
         self.hops_since_sync += 1;
         let due = !(1.0e-20..=1.0e20).contains(&total)
@@ -537,6 +538,34 @@ impl BeatStates {
     /// Beat period (hops) of the most probable tempo.
     pub(super) fn best_period(&self) -> u32 {
         self.period.get(self.best.0).copied().unwrap_or(0)
+    }
+}
+
+crate::dsp::lanes::multiversion! {
+    /// The wrapped mass of tempo `j`, times `keep`, spread over its
+    /// transition row: `mixed[first + m] += keep · wrapped[j] · trans[t_off
+    /// + m]`, row after row (the scalar loop's order, so the same bits;
+    /// the AVX2 build only takes eight positions at a time).
+    fn mix_rows(
+        mixed: &mut [f32],
+        wrapped: &[f32],
+        rows: &[(u32, u32, u32)],
+        trans: &[f32],
+        keep: f32,
+    ) {
+        for (&(first, len, t_off), &w) in rows.iter().zip(wrapped) {
+            let v = keep * w;
+            let (first, len, t_off) = (first as usize, len as usize, t_off as usize);
+            let (Some(m), Some(t)) = (
+                mixed.get_mut(first..first + len),
+                trans.get(t_off..t_off + len),
+            ) else {
+                continue;
+            };
+            for (m, &t) in m.iter_mut().zip(t) {
+                *m += v * t;
+            }
+        }
     }
 }
 
