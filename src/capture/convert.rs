@@ -110,8 +110,12 @@ fn convert<const N: usize>(
             *o = at(frame, c);
         }
     } else if channels == 1 {
-        for (o, frame) in out[..frames].iter_mut().zip(frames_in) {
-            *o = at(frame, 0);
+        // Chunks of the constant N bytes: the loop vectorises (runtime-sized
+        // frames did not, and mono is the common case).
+        for (o, b) in out[..frames].iter_mut().zip(bytes.chunks_exact(N)) {
+            let mut a = [0u8; N];
+            a.copy_from_slice(b);
+            *o = sample(a);
         }
     } else {
         let scale = 1.0 / channels as f32;
