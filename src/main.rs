@@ -159,7 +159,10 @@ fn run(cli: Cli) -> ExitCode {
     phase4::service::logging::init(cli.run.log_level.into());
     let (mut cfg, config_path) = match config_or_exit(cli.run.config.as_ref()) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(code) => {
+            log::logger().flush();
+            return code;
+        }
     };
     let overrides = CliOverrides {
         device: cli.run.device,
@@ -178,5 +181,8 @@ fn run(cli: Cli) -> ExitCode {
             cli: overrides,
         },
     );
+    // The log is written by a thread of its own: let it write the last
+    // lines (bounded: a stalled log does not hold up the exit).
+    log::logger().flush();
     ExitCode::from(code as u8)
 }

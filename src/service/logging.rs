@@ -1,39 +1,78 @@
 //! The `log` backend: journald/syslog when running under systemd, stderr
-//! otherwise; and a rate limiter for recurring faults.
+//! otherwise, written by a thread of its own behind a bounded queue; and
+//! rate limiters for recurring faults.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-struct Stderr {
-    level: LevelFilter,
+/// Where log lines end up: journald's syslog socket under systemd, stderr
+/// otherwise. Both can block: a stalled journal (a slow SD card) fills the
+/// socket's queue, a terminal or pipe nobody reads fills its buffer.
+enum Sink {
+    Stderr,
+    Syslog(Box<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>),
+    /// Tests: lines kept in memory (holding the lock stalls the writer).
+    #[cfg(test)]
+    Memory(Arc<Mutex<Vec<String>>>),
 }
 
-impl Log for Stderr {
-    fn enabled(&self, m: &Metadata) -> bool {
-        m.level() <= self.level
-    }
-
-    fn log(&self, r: &Record) {
-        if self.enabled(r.metadata()) {
-            let msg = r.args().to_string();
-            let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "phase4 {:<5} {}", r.level(), one_line(&msg));
+impl Sink {
+    fn write(&mut self, level: Level, msg: &str) {
+        match self {
+            Sink::Stderr => {
+                let mut e = std::io::stderr().lock();
+                let _ = writeln!(e, "phase4 {level:<5} {msg}");
+            }
+            Sink::Syslog(w) => {
+                let _ = match level {
+                    Level::Error => w.err(msg),
+                    Level::Warn => w.warning(msg),
+                    Level::Info => w.info(msg),
+                    Level::Debug | Level::Trace => w.debug(msg),
+                };
+            }
+            #[cfg(test)]
+            Sink::Memory(v) => {
+                if let Ok(mut v) = v.lock() {
+                    v.push(format!("{level} {msg}"));
+                }
+            }
         }
     }
-
-    fn flush(&self) {}
 }
 
-struct Syslog {
+/// Lines waiting for the writer thread; more are dropped and counted.
+const QUEUE_LINES: usize = 256;
+
+/// How long [`Log::flush`] (at exit) waits for the queue to drain.
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
+
+/// What the logging threads and the writer thread share.
+struct Shared {
+    /// Lines queued, lines written, lines dropped (queue full) and not yet
+    /// reported.
+    sent: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The `log` backend: every line is queued for one writer thread
+/// (`p4-log`), so a log that stops taking lines never blocks the thread
+/// that logs (the supervisor sends the watchdog pings, the WebSocket
+/// thread serves every client). A full queue drops the line and counts
+/// it; the writer says how many went once it catches up.
+struct Queued {
     level: LevelFilter,
-    w: Mutex<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>,
+    tx: SyncSender<(Level, String)>,
+    shared: Arc<Shared>,
 }
 
-impl Log for Syslog {
+impl Log for Queued {
     fn enabled(&self, m: &Metadata) -> bool {
         m.level() <= self.level
     }
@@ -43,13 +82,85 @@ impl Log for Syslog {
             return;
         }
         let msg = one_line(&r.args().to_string()).into_owned();
-        if let Ok(mut w) = self.w.lock() {
-            let _ = match r.level() {
-                Level::Error => w.err(msg),
-                Level::Warn => w.warning(msg),
-                Level::Info => w.info(msg),
-                Level::Debug | Level::Trace => w.debug(msg),
-            };
+        match self.tx.try_send((r.level(), msg)) {
+            Ok(()) => {
+                self.shared.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Wait (at most [`FLUSH_WAIT`]) until the writer has written every
+    /// queued line: the last lines before exit ("stopping", the final
+    /// health line, a fatal error) must not be lost to an exit that comes
+    /// first; a stalled log must not hold up the exit either.
+    fn flush(&self) {
+        let deadline = Instant::now() + FLUSH_WAIT;
+        let sent = self.shared.sent.load(Ordering::Relaxed);
+        while self.shared.written.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The writer thread: lines in order, and a count of the dropped ones
+/// before the first line after them.
+fn write_lines(mut sink: Sink, rx: Receiver<(Level, String)>, shared: &Shared) {
+    while let Ok((level, msg)) = rx.recv() {
+        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            sink.write(
+                Level::Warn,
+                &format!("log: {dropped} line(s) dropped: the log was not taking lines (journald or stderr stalled)"),
+            );
+        }
+        sink.write(level, &msg);
+        shared.written.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A writer thread for `sink` and the logger that feeds it; stderr to write
+/// to on the calling thread when the writer thread cannot be started.
+fn queued(level: LevelFilter, sink: Sink) -> Result<Queued, Sink> {
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let shared = Arc::new(Shared {
+        sent: AtomicU64::new(0),
+        written: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+    });
+    let for_writer = Arc::clone(&shared);
+    // The sink moves into the thread; if the spawn fails it is lost with
+    // the closure, so the caller opens a new one.
+    let spawned = std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-log".into())
+        .spawn(move || write_lines(sink, rx, &for_writer));
+    match spawned {
+        Ok(_) => Ok(Queued { level, tx, shared }),
+        Err(_) => Err(Sink::Stderr),
+    }
+}
+
+/// A logger that writes on the calling thread: only when the writer thread
+/// cannot be started.
+struct Direct {
+    level: LevelFilter,
+    sink: Mutex<Sink>,
+}
+
+impl Log for Direct {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &Record) {
+        if self.enabled(r.metadata()) {
+            let msg = one_line(&r.args().to_string()).into_owned();
+            if let Ok(mut sink) = self.sink.lock() {
+                sink.write(r.level(), &msg);
+            }
         }
     }
 
@@ -84,9 +195,10 @@ pub fn under_systemd() -> bool {
     std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some()
 }
 
-/// Install the logger. Falls back to stderr when syslog is unavailable.
+/// Install the logger: syslog (journald) under systemd when its socket is
+/// there, stderr otherwise, written by the `p4-log` thread.
 pub fn init(level: LevelFilter) {
-    let logger: Box<dyn Log> = if under_systemd() {
+    let sink = if under_systemd() {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
             hostname: None,
@@ -94,14 +206,18 @@ pub fn init(level: LevelFilter) {
             pid: std::process::id(),
         };
         match syslog::unix(formatter) {
-            Ok(w) => Box::new(Syslog {
-                level,
-                w: Mutex::new(w),
-            }),
-            Err(_) => Box::new(Stderr { level }),
+            Ok(w) => Sink::Syslog(Box::new(w)),
+            Err(_) => Sink::Stderr,
         }
     } else {
-        Box::new(Stderr { level })
+        Sink::Stderr
+    };
+    let logger: Box<dyn Log> = match queued(level, sink) {
+        Ok(q) => Box::new(q),
+        Err(sink) => Box::new(Direct {
+            level,
+            sink: Mutex::new(sink),
+        }),
     };
     if log::set_boxed_logger(logger).is_ok() {
         log::set_max_level(level);
@@ -221,6 +337,55 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(q: &Queued, text: &str) {
+        q.log(
+            &Record::builder()
+                .args(format_args!("{text}"))
+                .level(Level::Info)
+                .build(),
+        );
+    }
+
+    #[test]
+    fn a_stalled_log_drops_and_counts_lines_and_never_blocks_the_caller() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let Ok(q) = queued(LevelFilter::Info, Sink::Memory(Arc::clone(&kept))) else {
+            panic!("no writer thread");
+        };
+        line(&q, "first");
+        q.flush();
+        // The log stops taking lines: the writer blocks on its next one.
+        let stall = kept.lock().unwrap();
+        let t = Instant::now();
+        for k in 0..QUEUE_LINES + 100 {
+            line(&q, &format!("line {k}"));
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "logging blocked");
+        // One line is with the stalled writer, QUEUE_LINES wait; the rest
+        // are dropped (one more may have been taken before the stall).
+        let dropped = q.shared.dropped.load(Ordering::Relaxed);
+        assert!((99..=100).contains(&dropped), "{dropped}");
+        let t = Instant::now();
+        q.flush();
+        assert!(t.elapsed() >= FLUSH_WAIT, "flush waits for a stalled log");
+        assert!(t.elapsed() < FLUSH_WAIT * 3, "but only so long");
+        drop(stall);
+        line(&q, "after");
+        q.flush();
+        let kept = kept.lock().unwrap();
+        assert_eq!(kept[0], "INFO first");
+        let notice = kept
+            .iter()
+            .position(|l| l.contains("line(s) dropped"))
+            .expect("a notice of the dropped lines");
+        assert_eq!(kept[notice], format!("WARN log: {dropped} line(s) dropped: the log was not taking lines (journald or stderr stalled)"));
+        assert_eq!(kept.last().map(String::as_str), Some("INFO after"));
+        assert_eq!(
+            kept.len() as u64,
+            1 + (QUEUE_LINES as u64 + 100 - dropped) + 1 + 1
+        );
+    }
 
     #[test]
     fn rate_limit_counts_what_it_holds_back() {
