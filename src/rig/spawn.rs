@@ -218,9 +218,16 @@ fn open_senders(config: &Config, stats: &Arc<Stats>) -> anyhow::Result<HubOutput
     if config.wled.enabled {
         let w = WledSender::new(&config.wled, config.silence.threshold_dbfs, stats.clone())
             .context("WLED socket")?;
+        // A name is resolved off this thread: say which one, not "None".
+        let to = match w.destination() {
+            Some(addr) => addr.to_string(),
+            None => format!(
+                "{}:{} (resolving the name)",
+                config.wled.host, config.wled.port
+            ),
+        };
         log::info!(
-            "wled: Audio Sync v2 to {:?} every {} ms",
-            w.destination(),
+            "wled: Audio Sync v2 to {to} every {} ms",
             config.wled.interval_ms
         );
         out.wled = Some(w);

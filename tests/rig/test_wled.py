@@ -75,13 +75,15 @@ def test_a_tone_lights_its_geq_channels(run_phase4, tmp_path, freq):
     wav = tmp_path / "tone.wav"
     write_wav(wav, tone(freq, 4.0))
     sock = receiver(11988)
-    run_phase4({
+    p4 = run_phase4({
         "audio": {"input": str(wav)},
         "osc": {"enabled": False},
         "ws": {"enabled": False},
         "wled": {"enabled": True, "host": GROUP, "port": 11988},
     })
     packets = collect(sock, 3.5)
+    # An address is used as it is, and the start line names it.
+    assert f"wled: Audio Sync v2 to {GROUP}:11988 every 20 ms" in p4.text()
     assert len(packets) > 100, len(packets)
     # WLED's rate: one packet every 20 ms.
     times = [t for t, _ in packets]
