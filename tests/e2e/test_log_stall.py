@@ -58,7 +58,10 @@ def fill(path):
     return n
 
 
-def test_a_stalled_journal_does_not_stop_the_watchdog_or_the_exit(phase4_bin, tmp_path):
+def stalled_journal(phase4_bin, tmp_path, *args):
+    """A full syslog socket (bound here, never read yet) and the command that
+    runs phase4 logging to it under a stand-in for systemd (INVOCATION_ID),
+    on a looped tone. Returns (socket, datagrams queued, command)."""
     log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     log.bind(str(tmp_path / "log.sock"))
     queued = fill(tmp_path / "log.sock")
@@ -71,12 +74,17 @@ def test_a_stalled_journal_does_not_stop_the_watchdog_or_the_exit(phase4_bin, tm
         state={"dir": ""},
         health={"interval-s": 1.0},
     )
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SHIM, "sh",
+           str(tmp_path / "log.sock"),
+           str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop", *args]
+    return log, queued, cmd
+
+
+def test_a_stalled_journal_does_not_stop_the_watchdog_or_the_exit(phase4_bin, tmp_path):
+    log, queued, cmd = stalled_journal(phase4_bin, tmp_path, "--log-level", "debug")
     ns = NotifySocket(tmp_path / "notify.sock")
     # INVOCATION_ID: what systemd sets for a service, so phase4 logs to syslog.
     env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000", INVOCATION_ID="p4test")
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SHIM, "sh",
-           str(tmp_path / "log.sock"),
-           str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop", "--log-level", "debug"]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -121,22 +129,9 @@ def test_lines_go_out_in_order_once_the_journal_reads_again(phase4_bin, tmp_path
     """The stall ends: the lines phase4 queued meanwhile arrive, in order.
     (A stall long enough to overflow the queue is counted in one line: the
     unit test `a_stalled_log_drops_and_counts_lines_...`.)"""
-    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    log.bind(str(tmp_path / "log.sock"))
-    fill(tmp_path / "log.sock")
-    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 1.0},
-    )
+    log, _queued, cmd = stalled_journal(phase4_bin, tmp_path)
     env = dict(os.environ, INVOCATION_ID="p4test")
     env.pop("NOTIFY_SOCKET", None)
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SHIM, "sh",
-           str(tmp_path / "log.sock"),
-           str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2.5)
