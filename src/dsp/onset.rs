@@ -373,6 +373,15 @@ impl Recent {
 }
 
 super::lanes::multiversion! {
+    /// `out = |x|`, with NaN and infinities as 0.
+    fn abs_finite(out: &mut [f32], x: &[f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = finite_or_zero(v).abs();
+        }
+    }
+}
+
+super::lanes::multiversion! {
     /// `row[b]` = the largest of `s[b − 1]`, `s[b]`, `s[b + 1]` (those that
     /// exist). Written as shifted slices so that it vectorises; a maximum
     /// is exact, so the order does not change the result.
@@ -424,6 +433,8 @@ pub struct FluxOnset {
     group_bands: [f32; BEAT_GROUPS],
     /// Low band: rfft bins `1..=low_bins`.
     low_bins: usize,
+    /// This hop's `|magnitude|` per rfft bin, non-finite values as 0.
+    mag_abs: Vec<f32>,
     hist: [f32; HIST],
     pos: usize,
     scale: f32,
@@ -467,6 +478,7 @@ impl FluxOnset {
             have_prev: false,
             group_bands,
             low_bins,
+            mag_abs: vec![0.0; n_mag],
             hist: [0.0; HIST],
             pos: 0,
             scale: 0.0,
@@ -491,6 +503,11 @@ impl FluxOnset {
     pub fn process(&mut self, mag: &[f32], p: &DspParams) -> OnsetOut {
         // Log-filtered spectrum of this frame: each band's weighted magnitude
         // once, compressed for the onsets and for the beat filter.
+        // |m| with non-finite values as 0, once per bin (bands overlap) and
+        // in SIMD; each band's sum below keeps its order.
+        let k = mag.len().min(self.mag_abs.len());
+        abs_finite(&mut self.mag_abs[..k], &mag[..k]);
+        let mag_abs = &self.mag_abs[..k];
         for ((c, cb), &(start, len, off)) in self
             .cur
             .iter_mut()
@@ -498,9 +515,9 @@ impl FluxOnset {
             .zip(&self.fb.bands)
         {
             let mut acc = 0.0;
-            let bins = mag.get(start..start + len).unwrap_or(&[]);
+            let bins = mag_abs.get(start..start + len).unwrap_or(&[]);
             for (&m, &w) in bins.iter().zip(&self.fb.weights[off..off + len]) {
-                acc += finite_or_zero(m).abs() * w;
+                acc += m * w;
             }
             let acc = acc.min(1.0e6);
             *c = 1.0 + LOG_LAMBDA * acc;
