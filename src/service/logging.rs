@@ -49,6 +49,27 @@ impl Sink {
 /// Lines waiting for the writer thread; more are dropped and counted.
 const QUEUE_LINES: usize = 256;
 
+/// Longest line kept, in bytes: a line may quote outside text (a refused
+/// device name, a path), and with the journal stalled the queue holds
+/// [`QUEUE_LINES`] of them, so it holds at most ~1 MiB.
+const MAX_LINE_BYTES: usize = 4096;
+
+/// The record's message as one line ([`one_line`]), cut to
+/// [`MAX_LINE_BYTES`] on a character boundary, saying how much was cut.
+fn line_of(r: &Record) -> String {
+    let mut msg = one_line(&r.args().to_string()).into_owned();
+    if msg.len() > MAX_LINE_BYTES {
+        let mut end = MAX_LINE_BYTES;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = msg.len() - end;
+        msg.truncate(end);
+        msg.push_str(&format!(" … ({cut} bytes cut)"));
+    }
+    msg
+}
+
 /// How long [`Log::flush`] (at exit) waits for the queue to drain.
 const FLUSH_WAIT: Duration = Duration::from_millis(500);
 
@@ -81,8 +102,7 @@ impl Log for Queued {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let msg = one_line(&r.args().to_string()).into_owned();
-        match self.tx.try_send((r.level(), msg)) {
+        match self.tx.try_send((r.level(), line_of(r))) {
             Ok(()) => {
                 self.shared.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -157,7 +177,7 @@ impl Log for Direct {
 
     fn log(&self, r: &Record) {
         if self.enabled(r.metadata()) {
-            let msg = one_line(&r.args().to_string()).into_owned();
+            let msg = line_of(r);
             if let Ok(mut sink) = self.sink.lock() {
                 sink.write(r.level(), &msg);
             }
@@ -348,6 +368,32 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_LINE_BYTES); // 2 bytes each
+        let line = line_of(
+            &Record::builder()
+                .args(format_args!("x{long}"))
+                .level(Level::Info)
+                .build(),
+        );
+        let kept = line.split(" … (").next().unwrap_or("");
+        assert!(kept.len() <= MAX_LINE_BYTES && kept.len() >= MAX_LINE_BYTES - 1);
+        let cut = 1 + 2 * MAX_LINE_BYTES - kept.len();
+        assert!(
+            line.ends_with(&format!(" … ({cut} bytes cut)")),
+            "{}",
+            &line[line.len() - 30..]
+        );
+        let short = line_of(
+            &Record::builder()
+                .args(format_args!("ok"))
+                .level(Level::Info)
+                .build(),
+        );
+        assert_eq!(short, "ok");
+    }
+
+    #[test]
     fn a_stalled_log_drops_and_counts_lines_and_never_blocks_the_caller() {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let Ok(q) = queued(LevelFilter::Info, Sink::Memory(Arc::clone(&kept))) else {
@@ -371,6 +417,9 @@ mod tests {
         assert!(t.elapsed() >= FLUSH_WAIT, "flush waits for a stalled log");
         assert!(t.elapsed() < FLUSH_WAIT * 3, "but only so long");
         drop(stall);
+        // Let the writer drain the queue first: a line logged into the still
+        // full queue would be dropped too.
+        q.flush();
         line(&q, "after");
         q.flush();
         let kept = kept.lock().unwrap();
