@@ -22,6 +22,8 @@
 #   control   dpkg-deb -I of arm64/armhf: Architecture and Depends
 #   qemu      scripts/qemu-smoke.sh (arm64 under qemu vs x86_64)
 #   systemd   scripts/systemd-test.sh (test package with fault-injection)
+# The arm packages are built in target/cross (scripts/test.sh builds them
+# there first, in its background lane; alone, this script builds them).
 # Time on a 2-core machine, with target/ empty: 5 min for the steps after
 # deps when the machine is idle, ~9 min when other builds compete (three
 # release builds, the test package reusing the amd64 dependencies, the nspawn
@@ -46,6 +48,10 @@ for a in "$@"; do
 done
 cd "$P4_ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$P4_ROOT/target}
+# The arm64/armhf builds have a target directory of their own: scripts/test.sh
+# builds them there in its background lane (scripts/cross-build.sh) while the
+# other suites run, and cargo-deb below then only packages them.
+cross_dir=$CARGO_TARGET_DIR/cross
 # Logs of this run (private: root and a sudo user may both run it).
 work=$(mktemp -d /tmp/phase4-ci-appliance.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -110,7 +116,10 @@ arches=(amd64)
 [ "$cross" = 1 ] && arches+=(arm64 armhf)
 for a in "${arches[@]}"; do
     begin "package $a"
-    if out=$(scripts/build-deb.sh "$a" 2>"$work/build-deb-$a.log") && [ -f "$(tail -1 <<<"$out")" ]; then
+    dir=$CARGO_TARGET_DIR
+    [ "$a" = amd64 ] || dir=$cross_dir
+    if out=$(CARGO_TARGET_DIR=$dir scripts/build-deb.sh "$a" 2>"$work/build-deb-$a.log") &&
+        [ -f "$(tail -1 <<<"$out")" ]; then
         deb[$a]=$(tail -1 <<<"$out")
         ok "package $a: ${deb[$a]#"$P4_ROOT/"}"
     else
@@ -208,8 +217,8 @@ fi
 # --- qemu --------------------------------------------------------------------
 if [ "$cross" = 1 ]; then
     begin qemu
-    arm_bin=$CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/release/phase4
-    armhf_bin=$CARGO_TARGET_DIR/armv7-unknown-linux-gnueabihf/release/phase4
+    arm_bin=$cross_dir/aarch64-unknown-linux-gnu/release/phase4
+    armhf_bin=$cross_dir/armv7-unknown-linux-gnueabihf/release/phase4
     qargs=(--bin "$arm_bin" --x86-bin "$CARGO_TARGET_DIR/release/phase4")
     [ -x "$armhf_bin" ] && qargs+=(--armhf-bin "$armhf_bin")
     if [ -x "$arm_bin" ] && scripts/qemu-smoke.sh "${qargs[@]}"; then

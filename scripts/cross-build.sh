@@ -53,7 +53,13 @@ for a in "${arches[@]}"; do
     (
         p4_cross_env "$triple"
         p4_say "cargo build --release --target $triple $*"
-        cargo build --release --target "$triple" "$@"
+        # cargo-deb sets PKG_CONFIG_PATH_<triple> to the target's pkgconfig
+        # directory when it cross-builds; the same value here keeps alsa-sys's
+        # build-script fingerprint equal, so scripts/build-deb.sh packages this
+        # build instead of compiling phase4 again. (A name with dashes: bash
+        # cannot export it, env can.)
+        env "PKG_CONFIG_PATH_$triple=/usr/lib/$(p4_gnu_tuple "$triple")/pkgconfig" \
+            cargo build --release --target "$triple" "$@"
     )
     out="${CARGO_TARGET_DIR:-$P4_ROOT/target}/$triple/release/phase4"
     [ -x "$out" ] || p4_die "no binary at $out"
