@@ -13,7 +13,10 @@ mod stop_fd;
 mod wake;
 
 pub use atomic::AtomicF32;
-pub use prio::{lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority, RtGrant};
+pub use prio::{
+    limit_malloc_arenas, lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority,
+    RtGrant, MALLOC_ARENAS,
+};
 pub use ring::touched_ring;
 pub use stop_fd::StopFd;
 pub use wake::Wake;

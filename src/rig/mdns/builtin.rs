@@ -4,6 +4,12 @@
 //! sends goodbye packets when withdrawn. It binds UDP 5353 with
 //! SO_REUSEADDR/SO_REUSEPORT, so it can share the port with another
 //! responder (the "builtin" backend beside a running avahi-daemon).
+//!
+//! `mdns-sd` keeps the records other hosts send in a cache with no size
+//! limit (a response without a PTR record counts as asked for), and
+//! phase4 never browses, so nothing in it is of use here. It reports how
+//! many it holds ([`Backend::cached_records`]); the `p4-mdns` thread
+//! restarts the responder when that passes [`super::MAX_CACHED_RECORDS`].
 
 use super::{host_name, Announcement, Backend};
 use mdns_sd::{ServiceDaemon, ServiceInfo};
@@ -44,6 +50,24 @@ impl Builtin {
 }
 
 impl Backend for Builtin {
+    fn cached_records(&mut self) -> Option<u64> {
+        // The daemon's own counts of what it holds ("cached-ptr",
+        // "cached-srv", "cached-txt", "cached-addr", ...).
+        let metrics = self
+            .daemon
+            .get_metrics()
+            .ok()?
+            .recv_timeout(Duration::from_millis(500))
+            .ok()?;
+        Some(
+            metrics
+                .iter()
+                .filter(|(k, _)| k.starts_with("cached-"))
+                .map(|(_, &v)| u64::try_from(v).unwrap_or(0))
+                .sum(),
+        )
+    }
+
     fn alive(&mut self) -> bool {
         matches!(
             self.daemon
