@@ -15,9 +15,10 @@ HTTP (the OSCQuery server, hyper with the UI's limits):
     pong, are dropped after 15 s, so idle upgrades cannot hold the slots.
 UDP (the OSC input port):
   - an oversized datagram is dropped unread, even from this machine;
-  - token guessing from the LAN is looked at only 20 times a second (the
-    right token inside a flood of wrong ones is not taken), and the flood
-    does not stop this machine's writes;
+  - token guessing from the LAN is looked at only 5 times a second per
+    address (the right token inside a flood of wrong ones from the same
+    address is not taken), and the flood stops neither this machine's
+    writes nor another LAN host's authentication;
   - a write flood from a sender that may write is capped at
     `max-input-per-s` and leaves the control thread responsive;
   - an address with a newline and a terminal escape, refused and logged,
@@ -271,18 +272,29 @@ def test_token_guessing_is_rate_limited_and_does_not_stop_local_writes(box):
     lan = (LAN[0], INPUT)
     guesser = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     guesser.bind((LAN[0], 40100))
-    # 100 guesses: five times the 20/s budget of senders that may not write,
-    # and few enough that the kernel keeps all of them and the writes that
+    # 100 guesses: twenty times the 5/s budget of one address that may not
+    # write (twice the 50/s of all of them together), and few enough that the kernel keeps all of them and the writes that
     # follow in the socket's receive buffer (~210 KB; a small datagram costs
     # ~770 B of it) even while phase4 is slow to read on a loaded machine:
     # with 300 the local write below was sometimes dropped by the kernel
     # before phase4 saw it, which tests UDP, not phase4.
     for i in range(100):
         send_osc("/phase4/auth", [f"guess{i}"], sock=guesser, dst=lan)
-    # The right token right after the flood, from another port: the budget
-    # for senders that may not write is spent, so it is not even looked at.
+    # The right token right after the flood, from another port of the same
+    # address: that address's budget is spent, so it is not even looked at.
     late = send_osc("/phase4/auth", ["t0ken-rig-s3cret"], src=(LAN[0], 40101), dst=lan)
     send_osc("/audio/settings/dsp/low/hi-hz", [410.0], sock=late, dst=lan)
+    # Another host on the LAN authenticates through the flood: its address
+    # has a budget of its own (with one shared budget, 20/s before, the
+    # guesser had spent it and this was refused as well).
+    t = time.time()
+    peer = send_osc("/phase4/auth", ["t0ken-rig-s3cret"], src=(LAN[1], 40103), dst=lan)
+    time.sleep(0.2)
+    send_osc("/audio/settings/dsp/low/hi-hz", [415.0], sock=peer, dst=lan)
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.6) == pytest.approx(415.0, abs=0.5)
+    assert "192.0.2.22:40103 authenticated" in box.text()
+    assert "192.0.2.21:40101 authenticated" not in box.text()
     # This machine writes through the flood.
     t = time.time()
     send_osc("/audio/settings/dsp/low/hi-hz", [420.0])

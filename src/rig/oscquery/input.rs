@@ -18,7 +18,10 @@
 //! Bounded: datagrams over [`MAX_DATAGRAM`] bytes are dropped unread (which
 //! also bounds bundle nesting); datagrams from senders that may not write
 //! (authentication attempts included) are looked at only
-//! [`UNTRUSTED_PER_S`] times a second, before they are decoded; at most
+//! [`UNTRUSTED_PER_SENDER_PER_S`] times a second per sending address and
+//! [`UNTRUSTED_PER_S`] times a second in all, before they are decoded (so
+//! one host guessing tokens cannot crowd out another's authentication; a
+//! flood from many forged addresses still meets the overall cap); at most
 //! `oscquery.max-input-per-s` messages a second are taken from the senders
 //! that may write, and at most [`MAX_IN_FLIGHT`] of them wait for the
 //! control thread at once. Refusals are counted and logged at most every
@@ -32,7 +35,7 @@ use crate::service::logging::RateLimit;
 use crate::stats::Stats;
 use rosc::{OscMessage, OscPacket, OscType};
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -51,7 +54,13 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(600);
 pub const MAX_SESSIONS: usize = 64;
 /// Datagrams a second looked at from senders that may not write, all
 /// together (authentication attempts are among them).
-pub const UNTRUSTED_PER_S: f64 = 20.0;
+pub const UNTRUSTED_PER_S: f64 = 50.0;
+/// The same from any one address (all its ports together).
+pub const UNTRUSTED_PER_SENDER_PER_S: f64 = 5.0;
+/// Addresses whose budget is remembered; a new one takes the place of the
+/// one heard from least recently (and starts with a full budget, so
+/// forgetting only ever favours the sender).
+pub const UNTRUSTED_SENDERS: usize = 64;
 /// Most of this port's commands waiting for the control thread.
 pub const MAX_IN_FLIGHT: u64 = 32;
 
@@ -222,13 +231,54 @@ impl Bucket {
     }
 }
 
-/// The input thread's state: who may write, the two rate budgets, and how
+/// Per-address budgets of the senders that may not write, for the
+/// [`UNTRUSTED_SENDERS`] addresses heard from most recently.
+struct Senders {
+    slots: Vec<(IpAddr, Bucket, Instant)>,
+}
+
+impl Senders {
+    fn new() -> Self {
+        Senders {
+            slots: Vec::with_capacity(UNTRUSTED_SENDERS),
+        }
+    }
+
+    /// Take one datagram from `ip`'s budget.
+    fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let i = match self.slots.iter().position(|(a, _, _)| *a == ip) {
+            Some(i) => i,
+            None if self.slots.len() < UNTRUSTED_SENDERS => {
+                let fresh = Bucket::new(UNTRUSTED_PER_SENDER_PER_S);
+                self.slots.push((ip, fresh, now));
+                self.slots.len() - 1
+            }
+            None => {
+                let i = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, _, seen))| *seen)
+                    .map_or(0, |(i, _)| i);
+                self.slots[i] = (ip, Bucket::new(UNTRUSTED_PER_SENDER_PER_S), now);
+                i
+            }
+        };
+        let (_, bucket, seen) = &mut self.slots[i];
+        bucket.refill(now.saturating_duration_since(*seen).as_secs_f64());
+        *seen = now;
+        bucket.take()
+    }
+}
+
+/// The input thread's state: who may write, the rate budgets, and how
 /// many of its commands went to the control thread.
 struct Input {
     ctx: InputCtx,
     gate: Gate,
     budget: Bucket,
     untrusted: Bucket,
+    senders: Senders,
     refilled: Instant,
     warn: RateLimit,
     sent: u64,
@@ -239,6 +289,7 @@ fn run(ctx: InputCtx) {
         gate: Gate::new(ctx.secret.clone(), ctx.trust_loopback),
         budget: Bucket::new(ctx.max_per_s),
         untrusted: Bucket::new(UNTRUSTED_PER_S),
+        senders: Senders::new(),
         refilled: Instant::now(),
         warn: RateLimit::new(Duration::from_secs(5)),
         sent: 0,
@@ -268,16 +319,18 @@ fn run(ctx: InputCtx) {
 
 impl Input {
     /// The cheap checks, before anything is decoded: a datagram that is
-    /// too big, or from a sender that may not write once the untrusted
-    /// share is spent, is refused (`None`). Otherwise whether its sender
-    /// may write.
+    /// too big, or from a sender that may not write once its address's
+    /// share or the untrusted share is spent, is refused (`None`).
+    /// Otherwise whether its sender may write.
     fn admit(&mut self, n: usize, from: SocketAddr, now: Instant) -> Option<bool> {
         let dt = now.duration_since(self.refilled).as_secs_f64();
         self.budget.refill(dt);
         self.untrusted.refill(dt);
         self.refilled = now;
         let allowed = self.gate.allows(from, now);
-        if n > MAX_DATAGRAM || !allowed && !self.untrusted.take() {
+        let untrusted_ok =
+            |input: &mut Self| input.senders.take(from.ip(), now) && input.untrusted.take();
+        if n > MAX_DATAGRAM || !allowed && !untrusted_ok(self) {
             return None;
         }
         Some(allowed)
@@ -371,6 +424,30 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_address_has_its_own_untrusted_budget_and_the_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut s = Senders::new();
+        let guesser: IpAddr = "192.0.2.21".parse().unwrap();
+        let other: IpAddr = "192.0.2.22".parse().unwrap();
+        let per = UNTRUSTED_PER_SENDER_PER_S as usize;
+        assert_eq!((0..100).filter(|_| s.take(guesser, t0)).count(), per);
+        assert!(s.take(other, t0), "another address is not crowded out");
+        let later = t0 + Duration::from_secs_f64(1.0 / UNTRUSTED_PER_SENDER_PER_S);
+        assert!(s.take(guesser, later), "refilled at the per-address rate");
+        assert!(!s.take(guesser, later));
+        // Many addresses: the table keeps UNTRUSTED_SENDERS of them; the
+        // one heard from least recently makes room, and comes back fresh.
+        for i in 0..200u8 {
+            s.take(IpAddr::from([10, 0, 0, i]), later);
+        }
+        assert_eq!(s.slots.len(), UNTRUSTED_SENDERS);
+        assert!(
+            s.take(guesser, later),
+            "forgotten, then a full budget again"
+        );
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
