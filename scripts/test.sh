@@ -20,7 +20,9 @@
 # clock, the fuzzers count crashes, not executions, the audit reads files,
 # the arm64/armhf builds only have to compile: they go to target/cross, a
 # target directory of their own, so they never hold the build lock the
-# suites' own cargo runs need, and the appliance suite packages them). The command
+# suites' own cargo runs need, and the appliance suite packages them; one
+# rustc at a time (-j1), so the lane keeps to about one core, as the VM
+# does, and leaves the other to the timed suites). The command
 # runs with bash from the repository root, with the test venv (target/venv:
 # pytest, python-osc, websockets, Playwright's driver, numpy, scipy,
 # mir_eval) first on PATH and PHASE4_BIN set to the release build. It passes
@@ -39,7 +41,7 @@ suite() { names+=("$1"); cores+=("$2"); cmds+=("$3"); }
 suite build        core "cargo build --release"
 suite rust         core "cargo test --all-targets --quiet"
 suite e2e          core "python3 -m pytest -q -p no:cacheprovider tests/e2e"
-suite cross        bg   "CARGO_TARGET_DIR=\"\${CARGO_TARGET_DIR:-\$PWD/target}/cross\" bash scripts/cross-build.sh --install-deps all"
+suite cross        bg   "CARGO_TARGET_DIR=\"\${CARGO_TARGET_DIR:-\$PWD/target}/cross\" bash scripts/cross-build.sh --install-deps all -- -j1"
 suite vm           bg   "bash scripts/vm-test.sh amd64 --suites capture,midi"
 suite jack         -    "bash scripts/jack-measure.sh --check"
 suite live-events  -    "bash scripts/ci-live-events.sh"

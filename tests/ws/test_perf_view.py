@@ -184,10 +184,12 @@ def test_the_beat_flash_follows_osc_beats(click_server):
     superseded = []
     for index, at in beats:
         f = flashes.get(index)
-        if f is None and flashes.get(index + 1) is not None:
-            # The page was stalled (a loaded machine) past the next beat and
-            # handled both in one task: one flash, showing the newer index.
-            # Allowed now and then, never a beat that just disappears.
+        if f is None and any(flashes.get(index + k) is not None for k in (1, 2)):
+            # The page was stalled (a loaded machine) past the next beat, or
+            # the next two (a CI run once stalled it for 1.2 s: beats 11 and
+            # 12 both shown by 13's flash), and handled them in one task:
+            # one flash, showing the newest index. Allowed now and then,
+            # never a beat that just disappears.
             superseded.append(index)
             continue
         assert f is not None, f"OSC beat {index} never flashed; flashes {sorted(flashes)}"
