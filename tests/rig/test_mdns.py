@@ -43,6 +43,18 @@ class Seen(ServiceListener):
         self.removed.add(n)
 
 
+def browse(timeout):
+    """A python-zeroconf browser of TYPES, once it has found three services
+    (or after `timeout` seconds). The caller closes it."""
+    zc = Zeroconf(ip_version=IPVersion.V4Only)
+    seen = Seen()
+    ServiceBrowser(zc, TYPES, seen)
+    end = time.time() + timeout
+    while len(seen.added) < 3 and time.time() < end:
+        time.sleep(0.1)
+    return zc, seen
+
+
 def check_services(found, name):
     """found: {type: (port, {key: value})}"""
     assert set(found) == {"_oscjson._tcp", "_osc._udp", "_http._tcp"}, found
@@ -61,12 +73,7 @@ def test_builtin_responder_found_by_python_zeroconf(run_phase4, tmp_path):
     write_wav(wav, beat_track(2.0))
     p4 = run_phase4(sections(wav, "p4 test box", "auto"))
     p4.wait_log("through builtin")
-    zc = Zeroconf(ip_version=IPVersion.V4Only)
-    seen = Seen()
-    ServiceBrowser(zc, TYPES, seen)
-    end = time.time() + 8
-    while len(seen.added) < 3 and time.time() < end:
-        time.sleep(0.1)
+    zc, seen = browse(8)
     found = {}
     for n, info in seen.added.items():
         assert n.startswith("p4 test box."), n
