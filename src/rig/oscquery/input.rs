@@ -55,7 +55,8 @@ pub const MAX_SESSIONS: usize = 64;
 /// Datagrams a second looked at from senders that may not write, all
 /// together (authentication attempts are among them).
 pub const UNTRUSTED_PER_S: f64 = 50.0;
-/// The same from any one address (all its ports together).
+/// The same from any one address (all its ports together; an IPv6
+/// sender's whole /64).
 pub const UNTRUSTED_PER_SENDER_PER_S: f64 = 5.0;
 /// Addresses whose budget is remembered; a new one takes the place of the
 /// one heard from least recently (and starts with a full budget, so
@@ -231,6 +232,21 @@ impl Bucket {
     }
 }
 
+/// Whose budget a datagram from `ip` spends: an IPv4 address as such (also
+/// when a dual-stack socket shows it as `::ffff:a.b.c.d`), an IPv6 address
+/// by its /64, which is one host's or one link's: a host may take any
+/// number of addresses in it (privacy addresses), so per address it could
+/// give itself as many budgets as it liked.
+fn sender_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
+    }
+}
+
 /// Per-address budgets of the senders that may not write, for the
 /// [`UNTRUSTED_SENDERS`] addresses heard from most recently.
 struct Senders {
@@ -246,6 +262,7 @@ impl Senders {
 
     /// Take one datagram from `ip`'s budget.
     fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let ip = sender_key(ip);
         let i = match self.slots.iter().position(|(a, _, _)| *a == ip) {
             Some(i) => i,
             None if self.slots.len() < UNTRUSTED_SENDERS => {
@@ -446,6 +463,30 @@ mod tests {
         assert!(
             s.take(guesser, later),
             "forgotten, then a full budget again"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_has_one_budget_for_its_whole_64_and_mapped_ipv4_is_ipv4() {
+        let t0 = Instant::now();
+        let mut s = Senders::new();
+        let per = UNTRUSTED_PER_SENDER_PER_S as usize;
+        // Rotating through addresses of one /64 (privacy addresses).
+        let taken = (0..100u16)
+            .filter(|&i| s.take(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]), t0))
+            .count();
+        assert_eq!(taken, per);
+        assert!(
+            s.take("2001:db8:0:2::1".parse().unwrap(), t0),
+            "another /64"
+        );
+        let v4: IpAddr = "192.0.2.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        assert_eq!((0..3).filter(|_| s.take(v4, t0)).count(), 3);
+        assert_eq!(
+            (0..10).filter(|_| s.take(mapped, t0)).count(),
+            per - 3,
+            "the same host seen through a dual-stack socket"
         );
     }
 
