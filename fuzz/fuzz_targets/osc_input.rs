@@ -3,7 +3,8 @@
 //! flattening, the `/phase4/auth` check and `command_for` (the setting's
 //! address lookup, its argument conversion and the control thread's
 //! validation). Nothing may panic; one datagram gives at most
-//! `MAX_PER_PACKET` messages; only the right token opens a session; a
+//! `MAX_PER_PACKET` messages; only the right token opens a session, and a
+//! wrong one after it does not close it; a
 //! refusal's reason stays short; what passes is a settings command.
 #![no_main]
 
@@ -39,12 +40,16 @@ fuzz_target!(|data: &[u8]| {
     let from: SocketAddr = "192.0.2.7:9000".parse().unwrap();
     let mut gate = Gate::new(Secret::configured(TOKEN), false);
     let now = Instant::now();
+    // A session, once the right token opened it, stays open: a wrong token
+    // later in the same datagram must not close it (nor open one alone).
+    let mut authed = false;
     for m in &msgs {
         if m.addr == AUTH {
             let opened = gate.auth(from, &m.args, now);
             let right = matches!(m.args.as_slice(), [rosc::OscType::String(t)] if t == TOKEN);
             assert_eq!(opened, right);
-            assert_eq!(gate.allows(from, now), right);
+            authed |= right;
+            assert_eq!(gate.allows(from, now), authed);
             continue;
         }
         assert!(shorten(&m.addr).len() <= 256);
