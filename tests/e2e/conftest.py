@@ -3,8 +3,11 @@ audio written as raw files or WAVs, an ALSA `file`-plugin device pointing at
 them (real alsa-lib, no sound card), and an OSC receiver decoded by
 python-osc (a decoder we did not write)."""
 
+import asyncio
+import json
 import math
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -27,6 +30,24 @@ def phase4_bin():
     if not BIN.exists():
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     return BIN
+
+
+@pytest.fixture(scope="session")
+def fault_bin():
+    """phase4 built with the fault-injection feature (never shipped).
+
+    Built in the shared target directory, so only phase4 itself is compiled
+    again (a separate target directory cost a whole second release build,
+    minutes on a first run), then copied aside; the normal build is put back
+    in target/release (cargo keeps both, so that is a copy, not a build)."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "fault-injection"],
+                   cwd=ROOT, check=True)
+    out = target / "fault-injection" / "phase4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(target / "release" / "phase4", out)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    return out
 
 
 def tone(freq, amp=0.5):
@@ -105,6 +126,27 @@ def free_udp_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def ws_recv(ws, types, timeout=10.0):
+    """The next JSON text message on WebSocket `ws` whose type is in
+    `types`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"none of {types} within {timeout} s")
+        frame = await asyncio.wait_for(ws.recv(), left)
+        if isinstance(frame, str):
+            msg = json.loads(frame)
+            if msg.get("type") in types:
+                return msg
 
 
 class OscReceiver:

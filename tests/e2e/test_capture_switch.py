@@ -7,32 +7,13 @@ from clockless devices."""
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import time
 
 import websockets
 
-from conftest import alsa_device, encode, render, tone, write_config
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def recv(ws, types, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"none of {types} within {timeout} s")
-        frame = await asyncio.wait_for(ws.recv(), left)
-        if isinstance(frame, str):
-            msg = json.loads(frame)
-            if msg.get("type") in types:
-                return msg
+from conftest import alsa_device, encode, free_tcp_port, render, tone, write_config
+from conftest import ws_recv as recv
 
 
 def test_switching_to_null_and_away_again_never_wedges_stop(phase4_bin, tmp_path):
@@ -41,7 +22,7 @@ def test_switching_to_null_and_away_again_never_wedges_stop(phase4_bin, tmp_path
     with open(conf, "a") as f:
         f.write('pcm.p4file.hint { show on description "phase4 test file" }\n'
                 'pcm.p4null { type null hint { show on description "phase4 test null" } }\n')
-    ws_port, http_port = free_port(), free_port()
+    ws_port, http_port = free_tcp_port(), free_tcp_port()
     cfg = write_config(
         tmp_path / "c.toml",
         audio={"device": "p4file", "channels": 1, "format": "S16_LE"},

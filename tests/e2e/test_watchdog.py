@@ -5,36 +5,15 @@ what is going on, STOPPING=1 comes on SIGTERM, and a pipeline thread made to
 hang (fault injection, test builds only) stops the pings."""
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, OscReceiver, render, tone, write_config, write_wav
-
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-
-
-@pytest.fixture(scope="session")
-def fault_bin():
-    """phase4 built with the fault-injection feature (never shipped).
-
-    Built in the shared target directory, so only phase4 itself is compiled
-    again (a separate target directory cost a whole second release build,
-    minutes on a first run), then copied aside; the normal build is put back
-    in target/release (cargo keeps both, so that is a copy, not a build)."""
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "fault-injection"],
-                   cwd=ROOT, check=True)
-    out = TARGET / "fault-injection" / "phase4"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(TARGET / "release" / "phase4", out)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    return out
+from conftest import OscReceiver, render, tone, write_config, write_wav
 
 
 class NotifySocket:
