@@ -6,6 +6,9 @@
 //! Use: start phase4 with `PHASE4_FAULT_HANG=<thread>` (capture, bands,
 //! spectrum, osc, ws) and send it `SIGUSR2`: that thread stops making
 //! progress (it sleeps forever without a heartbeat) until the process stops.
+//!
+//! `PHASE4_FAULT_SLOW_FSYNC_MS=<ms>` makes every fsync of the state and
+//! preset files take that much longer, as on a slow SD card ([`slow_fsync`]).
 
 use crate::stats::Role;
 use std::sync::atomic::AtomicBool;
@@ -71,6 +74,27 @@ impl Fault {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
+        }
+    }
+}
+
+/// Before an fsync of a state or preset file: with fault injection and
+/// `PHASE4_FAULT_SLOW_FSYNC_MS` set, sleep that long (a slow SD card, whose
+/// fsync takes 10 ms to over a second). Nothing otherwise.
+#[inline(always)]
+pub fn slow_fsync() {
+    #[cfg(feature = "fault-injection")]
+    {
+        static MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let ms = *MS.get_or_init(|| {
+            std::env::var("PHASE4_FAULT_SLOW_FSYNC_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+                .min(10_000)
+        });
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
     }
 }

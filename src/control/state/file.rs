@@ -185,10 +185,12 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
     {
         let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+        crate::rt::fault::slow_fsync();
         f.sync_all().map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = std::fs::File::open(dir) {
+        crate::rt::fault::slow_fsync();
         let _ = d.sync_all();
     }
     Ok(())
