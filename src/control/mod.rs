@@ -31,7 +31,7 @@ pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Resp
 use crate::config::{self, Config};
 use crate::dsp::params::{DspParams, ParamsHub};
 use presets::PresetStore;
-use state::{Debounce, State};
+use state::{Debounce, State, StateWriter};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -170,6 +170,10 @@ pub struct Controller {
     state_dir: Option<PathBuf>,
     presets: Option<PresetStore>,
     debounce: Debounce,
+    /// Writes the state file off this thread; `None` without a state
+    /// directory, or if its thread could not start (then the control
+    /// thread writes it itself).
+    writer: Option<StateWriter>,
 }
 
 /// A probe listing younger than this is answered again instead of opening
@@ -187,8 +191,14 @@ impl Controller {
         devices: Box<dyn DeviceOps>,
     ) -> Self {
         let state_dir = base.state_dir();
+        let writer = state_dir.as_ref().and_then(|dir| {
+            StateWriter::spawn(dir.join(state::STATE_FILE))
+                .map_err(|e| log::warn!("state: no writer thread ({e}); control writes the state"))
+                .ok()
+        });
         Controller {
             presets: state_dir.as_deref().map(PresetStore::open),
+            writer,
             state_dir,
             base: base.clone(),
             state,
@@ -259,7 +269,9 @@ impl Controller {
         self.handle(Command::Hello)
     }
 
-    /// Write the state if a write is due (or `force` and anything is unsaved).
+    /// Hand the state to the writer if a write is due. With `force`, hand
+    /// it over if anything is unsaved and wait until it is on disk (before
+    /// the service ends, and in tests).
     pub fn persist(&mut self, force: bool) {
         let due = if force {
             let d = self.debounce.dirty();
@@ -269,11 +281,20 @@ impl Controller {
             self.debounce.take_due(Instant::now())
         };
         if let (true, Some(dir)) = (due, &self.state_dir) {
-            let path = dir.join(state::STATE_FILE);
-            match state::write_atomic(&path, &state::file_text(&self.state)) {
-                Ok(()) => log::debug!("state: saved {}", path.display()),
-                Err(e) => log::warn!("state: cannot save: {e}"),
+            let text = state::file_text(&self.state);
+            match &self.writer {
+                Some(w) => w.submit(text),
+                None => {
+                    let path = dir.join(state::STATE_FILE);
+                    match state::write_atomic(&path, &text) {
+                        Ok(()) => log::debug!("state: saved {}", path.display()),
+                        Err(e) => log::warn!("state: cannot save: {e}"),
+                    }
+                }
             }
+        }
+        if let (true, Some(w)) = (force, &self.writer) {
+            w.flush();
         }
     }
 

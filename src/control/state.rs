@@ -8,7 +8,8 @@
 //! conffile).
 //!
 //! This file holds the state itself and how partial states merge; `file`
-//! reads and writes it on disk, `debounce` says when.
+//! reads and writes it on disk, `debounce` says when, and `writer` writes
+//! it on a thread of its own.
 //!
 //! Runs on the control thread and at start-up; never on a real-time thread.
 
@@ -20,9 +21,11 @@ use serde::{Deserialize, Serialize};
 
 mod debounce;
 mod file;
+mod writer;
 
 pub use debounce::{Debounce, COMMIT_DEBOUNCE, DRAG_DEBOUNCE, MAX_DELAY};
 pub use file::{file_text, layer_at_start, write_atomic, StateError, MAX_STATE_BYTES, STATE_FILE};
+pub use writer::StateWriter;
 
 /// `[audio]` in the state: the device chosen at runtime.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
