@@ -1,13 +1,31 @@
-"""Raw WebSocket and HTTP pieces for attacking phase4, and the ALSA test
-devices it runs with. Shared by scripts/abuse/ and tests/ws."""
+"""Raw WebSocket and HTTP pieces for attacking phase4, the ALSA test
+devices it runs with, and a receive helper for WebSocket clients. Shared by
+scripts/abuse/, tests/ws and tests/e2e."""
 
+import asyncio
 import base64
+import json
 import os
 import socket
 import struct
 import time
 import wave
 from pathlib import Path
+
+
+async def recv_any(ws, types, timeout=5.0):
+    """The next JSON text message on the WebSocket client `ws` (Python
+    websockets) whose type is in `types`; the others are skipped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"none of {types} within {timeout} s")
+        frame = await asyncio.wait_for(ws.recv(), left)
+        if isinstance(frame, str):
+            msg = json.loads(frame)
+            if msg.get("type") in types:
+                return msg
 
 
 def connect(port, src=None, host="127.0.0.1", timeout=5.0):

@@ -4,12 +4,12 @@ them (real alsa-lib, no sound card), and an OSC receiver decoded by
 python-osc (a decoder we did not write)."""
 
 import asyncio
-import json
 import math
 import os
 import shutil
 import socket
 import struct
+import sys
 import subprocess
 import threading
 import time
@@ -20,6 +20,10 @@ import pytest
 from pythonosc.osc_packet import OscPacket
 
 ROOT = Path(__file__).resolve().parents[2]
+# The WebSocket receive helper lives with the abuse runner's wire pieces.
+sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
+from wire import recv_any as ws_recv  # noqa: E402,F401
+
 BIN = Path(os.environ.get("PHASE4_BIN", ROOT / "target" / "release" / "phase4"))
 RATE = 48000
 BLOCK = 256
@@ -134,19 +138,18 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
-async def ws_recv(ws, types, timeout=10.0):
-    """The next JSON text message on WebSocket `ws` whose type is in
-    `types`."""
-    deadline = time.monotonic() + timeout
+async def ws_connect(port, wait_s=10.0):
+    """A WebSocket client (Python websockets) of phase4 on 127.0.0.1:`port`,
+    once phase4 listens (it is tried every 0.1 s for `wait_s`)."""
+    import websockets
+    deadline = time.monotonic() + wait_s
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"none of {types} within {timeout} s")
-        frame = await asyncio.wait_for(ws.recv(), left)
-        if isinstance(frame, str):
-            msg = json.loads(frame)
-            if msg.get("type") in types:
-                return msg
+        try:
+            return await websockets.connect(f"ws://127.0.0.1:{port}", max_size=None)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 class OscReceiver:

@@ -10,9 +10,7 @@ import signal
 import subprocess
 import time
 
-import websockets
-
-from conftest import alsa_device, encode, free_tcp_port, render, tone, write_config
+from conftest import alsa_device, encode, free_tcp_port, render, tone, write_config, ws_connect
 from conftest import ws_recv as recv
 
 
@@ -36,12 +34,7 @@ def test_switching_to_null_and_away_again_never_wedges_stop(phase4_bin, tmp_path
     proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg)], env=env, stderr=log)
     try:
         async def go():
-            for _ in range(100):
-                try:
-                    ws = await websockets.connect(f"ws://127.0.0.1:{ws_port}", max_size=None)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+            ws = await ws_connect(ws_port)
             async with ws:
                 await ws.send(json.dumps({"type": "list_devices"}))
                 d = await recv(ws, {"devices"}, timeout=30)
@@ -58,7 +51,7 @@ def test_switching_to_null_and_away_again_never_wedges_stop(phase4_bin, tmp_path
                         if r["device"]["name"] == name:
                             break
                     for _ in range(10):
-                        st = await recv(ws, {"server_status"})
+                        st = await recv(ws, {"server_status"}, timeout=10)
                         if st["device"]["name"] == name and st["device"]["up"]:
                             break
                     statuses[name] = st["device"]

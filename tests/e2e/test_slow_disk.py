@@ -15,9 +15,7 @@ import signal
 import subprocess
 import time
 
-import websockets
-
-from conftest import free_tcp_port, render, tone, write_config, write_wav, ws_recv
+from conftest import free_tcp_port, render, tone, write_config, write_wav, ws_connect, ws_recv
 
 SLOW_FSYNC_S = 0.6
 DRAG_PER_S = 30
@@ -44,12 +42,7 @@ def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin,
                                  "--log-level", "debug"], env=env, stderr=log)
     try:
         async def drag():
-            for _ in range(100):
-                try:
-                    ws = await websockets.connect(f"ws://127.0.0.1:{ws_port}", max_size=None)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+            ws = await ws_connect(ws_port)
             waits = []
             async with ws:
                 await ws_recv(ws, {"presets"})

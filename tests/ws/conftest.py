@@ -3,7 +3,6 @@ service on it (--input FILE --loop) with a temp config, free ports and a temp
 state directory, and stop it with SIGTERM."""
 
 import asyncio
-import base64
 import json
 import math
 import os
@@ -224,30 +223,7 @@ def server(make_server):
 
 async def recv_json(ws, type_, timeout=5.0):
     """The next text message of `type_` (others are skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no {type_} message within {timeout} s")
-        frame = await asyncio.wait_for(ws.recv(), left)
-        if isinstance(frame, str):
-            msg = json.loads(frame)
-            if msg.get("type") == type_:
-                return msg
-
-
-async def recv_any(ws, types, timeout=5.0):
-    """The next text message whose type is in `types`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"none of {types} within {timeout} s")
-        frame = await asyncio.wait_for(ws.recv(), left)
-        if isinstance(frame, str):
-            msg = json.loads(frame)
-            if msg.get("type") in types:
-                return msg
+    return await recv_any(ws, {type_}, timeout)
 
 
 async def fresh_meta(url):
@@ -275,4 +251,4 @@ import sys  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
 from wire import (  # noqa: E402,F401
-    alsa_test_devices, http_request, ws_close_code, ws_frame, ws_handshake)
+    alsa_test_devices, http_request, recv_any, ws_close_code, ws_frame, ws_handshake)
