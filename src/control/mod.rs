@@ -284,13 +284,7 @@ impl Controller {
             let text = state::file_text(&self.state);
             match &self.writer {
                 Some(w) => w.submit(text),
-                None => {
-                    let path = dir.join(state::STATE_FILE);
-                    match state::write_atomic(&path, &text) {
-                        Ok(()) => log::debug!("state: saved {}", path.display()),
-                        Err(e) => log::warn!("state: cannot save: {e}"),
-                    }
-                }
+                None => state::save(&dir.join(state::STATE_FILE), &text),
             }
         }
         if let (true, Some(w)) = (force, &self.writer) {

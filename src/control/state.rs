@@ -25,7 +25,7 @@ mod writer;
 
 pub use debounce::{Debounce, COMMIT_DEBOUNCE, DRAG_DEBOUNCE, MAX_DELAY};
 pub use file::{file_text, layer_at_start, write_atomic, StateError, MAX_STATE_BYTES, STATE_FILE};
-pub use writer::StateWriter;
+pub use writer::{save, StateWriter};
 
 /// `[audio]` in the state: the device chosen at runtime.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@
 //! few instructions, never during the write itself.
 
 use super::write_atomic;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -103,7 +103,16 @@ impl Drop for StateWriter {
     }
 }
 
-fn write_loop(slot: &Slot, path: &std::path::Path) {
+/// Write the state file now, and log how it went (the writer's one write,
+/// and control's own when the writer could not start).
+pub fn save(path: &Path, text: &str) {
+    match write_atomic(path, text) {
+        Ok(()) => log::debug!("state: saved {}", path.display()),
+        Err(e) => log::warn!("state: cannot save: {e}"),
+    }
+}
+
+fn write_loop(slot: &Slot, path: &Path) {
     loop {
         let text = {
             let mut p = slot.lock();
@@ -117,10 +126,7 @@ fn write_loop(slot: &Slot, path: &std::path::Path) {
                 p = slot.changed.wait(p).unwrap_or_else(|e| e.into_inner());
             }
         };
-        match write_atomic(path, &text) {
-            Ok(()) => log::debug!("state: saved {}", path.display()),
-            Err(e) => log::warn!("state: cannot save: {e}"),
-        }
+        save(path, &text);
         slot.lock().done += 1;
         slot.changed.notify_all();
     }
