@@ -17,7 +17,7 @@ import time
 
 import websockets
 
-from wire import http_request, send_all, ws_close_code, ws_frame, ws_handshake
+from wire import http_request, recv_any, send_all, ws_close_code, ws_frame, ws_handshake
 
 CLASSES = []
 
@@ -97,14 +97,9 @@ class TrustedWs:
 
 
 async def reply(ws, types, timeout=10.0):
-    """The next text message whose type is in `types`."""
-    end = time.monotonic() + timeout
-    while True:
-        f = await asyncio.wait_for(ws.recv(), max(0.01, end - time.monotonic()))
-        if isinstance(f, str):
-            m = json.loads(f)
-            if m["type"] in types:
-                return m
+    """The next text message whose type is in `types` (raises TimeoutError,
+    which is asyncio.TimeoutError)."""
+    return await recv_any(ws, types, timeout)
 
 
 # ---------------------------------------------------------------- item 1
