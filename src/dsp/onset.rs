@@ -18,14 +18,14 @@
 //!   largest of the last frames of the last 35 ms (3 hops), each
 //!   *max-filtered across ±1 band*, which ignores vibrato, slow glides and
 //!   the hop-to-hop swing of a held bass note's leakage
-//!   ([`ONSET_REFERENCE_S`]).
+//!   ([`recent::ONSET_REFERENCE_S`]).
 //!   `odf = mean_b max(0, S_t[b] − max_{k=1..3} maxfilt(S_{t−k})[b])`.
 //!   `flux` is the classic half-wave rectified log-magnitude flux (no max
 //!   filter) on the same bands compressed with λ = 10³.
 //! - The ODF handed to the beat tracker is the SuperFlux with λ = 10³:
 //!   nearer to linear for loud components, so a kick outweighs a hi-hat
 //!   and quiet noise contributes little (chosen on the evaluation corpus),
-//!   against the largest of the last 45 ms (4 hops; [`BEAT_REFERENCE_S`]).
+//!   against the largest of the last 45 ms (4 hops; [`recent::BEAT_REFERENCE_S`]).
 //! - Peak picking is causal with one hop of look-ahead: the previous hop's
 //!   `odf` is an onset when it is the largest of the last 30 ms and of the
 //!   current hop, exceeds the mean of the last 100 ms by `δ·scale`, where
@@ -51,10 +51,14 @@
 //! locks, logs or blocks, and never panics on any input (non-finite values
 //! are treated as zero).
 
+mod filterbank;
 pub mod frontend;
+mod recent;
 
 use super::params::DspParams;
 use crate::types::onset_bits;
+use filterbank::FilterBank;
+use recent::{hops_in, Recent, BEAT_REFERENCE_S, ONSET_REFERENCE_S};
 
 /// Seconds between an onset and the end of the analysis window of the hop in
 /// which the spectral-flux ODF peaks for it (1024-frame window at 48 kHz:
@@ -230,188 +234,11 @@ pub struct OnsetOut {
     pub low_power: f32,
 }
 
-/// A log-frequency triangular filterbank over rfft bins, stored sparsely.
-struct FilterBank {
-    /// Per band: first bin, number of bins, offset into `weights`.
-    bands: Vec<(usize, usize, usize)>,
-    weights: Vec<f32>,
-    /// Per band: the beat group its centre falls in.
-    group: Vec<usize>,
-}
-
-impl FilterBank {
-    fn new(n_mag: usize, sample_rate: f32) -> Self {
-        let n_fft = 2 * n_mag.saturating_sub(1).max(1);
-        let bin_hz = sample_rate / n_fft as f32;
-        let f_hi = F_HI_HZ.min(0.45 * sample_rate);
-        // Unique centre bins on a log grid, as madmom does it.
-        let mut centres: Vec<usize> = Vec::new();
-        let mut f = F_LO_HZ;
-        while f <= f_hi {
-            let b = (f / bin_hz).round() as usize;
-            if b >= 1 && b + 1 < n_mag && centres.last() != Some(&b) {
-                centres.push(b);
-            }
-            f *= 2f32.powf(1.0 / BANDS_PER_OCTAVE);
-        }
-        let mut bands = Vec::new();
-        let mut weights = Vec::new();
-        let mut group = Vec::new();
-        for w in centres.windows(3) {
-            let hz = w[1] as f32 * bin_hz;
-            group.push(BEAT_GROUP_EDGES_HZ.iter().filter(|&&e| hz >= e).count());
-            let (lo, c, hi) = (w[0], w[1], w[2]);
-            let start = weights.len();
-            let mut sum = 0.0;
-            for b in lo..=hi {
-                let v = if b <= c {
-                    1.0 - (c - b) as f32 / (c - lo).max(1) as f32
-                } else {
-                    1.0 - (b - c) as f32 / (hi - c).max(1) as f32
-                };
-                // A band that is one bin wide keeps its centre weight only.
-                let v = if b == c { 1.0 } else { v.max(0.0) };
-                weights.push(v);
-                sum += v;
-            }
-            for v in &mut weights[start..] {
-                *v /= sum;
-            }
-            bands.push((lo, hi - lo + 1, start));
-        }
-        if bands.is_empty() {
-            // Degenerate sizes (tests with tiny FFTs): one band over all bins.
-            let n = n_mag.max(1);
-            weights = vec![1.0 / n as f32; n];
-            bands.push((0, n, 0));
-            group.push(0);
-        }
-        FilterBank {
-            bands,
-            weights,
-            group,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.bands.len()
-    }
-}
-
-/// How far back the onset detector's reference reaches: a band must rise
-/// above its largest value (max-filtered across ±1 band) over the frames of
-/// the last this many seconds (3 hops at 44.1 and 48 kHz), not only the
-/// previous frame's. A held note below ~140 Hz does not fit the 21 ms window
-/// a few times over: its leakage and its mirror image interfere, and the
-/// log bands far from it (600–1200 Hz) swing with its phase every 2–7 hops;
-/// against the previous frame alone a held 110 Hz sine gave 75 onsets in
-/// 10 s, 40 Hz 133.
-const ONSET_REFERENCE_S: f32 = 0.035;
-/// The same for the beat tracker's input (4 hops): the same swings of every
-/// bass note made up much of the beat signal between the beats. Chosen on
-/// the development corpus: 30 ms and 50–80 ms gave lower tempo accuracy
-/// (docs/eval.md, "The onset reference").
-const BEAT_REFERENCE_S: f32 = 0.045;
-
-/// Whole hops in `s` seconds, at least one.
-fn hops_in(s: f32, hop_s: f32) -> usize {
-    ((s / hop_s).round() as usize).clamp(1, 16)
-}
-
-/// The last few frames of a log-filtered spectrum, each max-filtered across
-/// ±1 band.
-struct Recent {
-    rows: Vec<f32>,
-    /// Per band, the largest value over the kept frames.
-    max: Vec<f32>,
-    n: usize,
-    k: usize,
-    next: usize,
-    filled: usize,
-}
-
-impl Recent {
-    fn new(n: usize, k: usize) -> Self {
-        Recent {
-            rows: vec![0.0; n * k],
-            max: vec![f32::MIN; n],
-            n,
-            k,
-            next: 0,
-            filled: 0,
-        }
-    }
-
-    /// Band `b`'s largest value over the kept frames.
-    #[inline]
-    fn reference(&self, b: usize) -> f32 {
-        self.max[b]
-    }
-
-    /// Band `b`'s value in the newest kept frame.
-    #[inline]
-    fn latest(&self, b: usize) -> f32 {
-        let row = (self.next + self.k - 1) % self.k;
-        self.rows[row * self.n + b]
-    }
-
-    /// Keep `s` (one value per band), max-filtered across ±1 band, in place
-    /// of the oldest frame.
-    fn push(&mut self, s: &[f32]) {
-        let n = self.n.min(s.len());
-        max_across_neighbours(&mut self.rows[self.next * self.n..][..n], &s[..n]);
-        self.next = (self.next + 1) % self.k;
-        self.filled = (self.filled + 1).min(self.k);
-        let kept = &self.rows[..self.n * self.filled];
-        max_over_rows(&mut self.max, kept);
-    }
-
-    fn clear(&mut self) {
-        self.next = 0;
-        self.filled = 0;
-    }
-}
-
 super::lanes::multiversion! {
     /// `out = |x|`, with NaN and infinities as 0.
     fn abs_finite(out: &mut [f32], x: &[f32]) {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = finite_or_zero(v).abs();
-        }
-    }
-}
-
-super::lanes::multiversion! {
-    /// `row[b]` = the largest of `s[b − 1]`, `s[b]`, `s[b + 1]` (those that
-    /// exist). Written as shifted slices so that it vectorises; a maximum
-    /// is exact, so the order does not change the result.
-    fn max_across_neighbours(row: &mut [f32], s: &[f32]) {
-        let n = row.len().min(s.len());
-        match n {
-            0 => {}
-            1 => row[0] = s[0].max(f32::MIN),
-            _ => {
-                row[0] = s[0].max(s[1]).max(f32::MIN);
-                row[n - 1] = s[n - 2].max(s[n - 1]).max(f32::MIN);
-                let mid = s[..n - 2].iter().zip(&s[1..n - 1]).zip(&s[2..n]);
-                for (r, ((&a, &b), &c)) in row[1..n - 1].iter_mut().zip(mid) {
-                    *r = a.max(b).max(c);
-                }
-            }
-        }
-    }
-}
-
-super::lanes::multiversion! {
-    /// `max[b]` = the largest `rows[r · n + b]` over the whole rows (`n` =
-    /// `max.len()`), `f32::MIN` with none; row by row, so the maxima run
-    /// over contiguous memory.
-    fn max_over_rows(max: &mut [f32], rows: &[f32]) {
-        max.fill(f32::MIN);
-        for row in rows.chunks_exact(max.len().max(1)) {
-            for (m, &v) in max.iter_mut().zip(row) {
-                *m = m.max(v);
-            }
         }
     }
 }
