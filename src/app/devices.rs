@@ -48,7 +48,7 @@ impl AppDevices {
 /// The capture PCM names phase4 enumerates (alsa-lib's hints and
 /// "default"), without opening any.
 pub fn listed_names() -> Vec<String> {
-    crate::capture::devices::hints()
+    crate::capture::alsa_log::while_listing(crate::capture::devices::hints)
         .into_iter()
         .map(|(name, _)| name)
         .collect()
@@ -83,13 +83,10 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
     Ok(20.0 * peak.max(1e-8).log10())
 }
 
-impl DeviceOps for AppDevices {
-    /// Sound cards are opened for what they support; ALSA's plugin devices
-    /// (pulse, jack, dmix, ...) only with `probe`. Opening a plugin loads
-    /// and starts its libraries (libpulse pulls in libX11, libgcrypt, ...):
-    /// measured, a first client's greeting added 23 MiB to the resident
-    /// memory (and 88 MiB at the peak) when every hint was opened.
-    fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+impl AppDevices {
+    /// [`DeviceOps::list`]'s work: the hints, the cards opened for what
+    /// they support, every hint opened and listened to with `probe`.
+    fn list_devices(&self, probe: bool) -> Vec<DeviceItem> {
         use crate::capture::devices::{hints, is_card, probe as capabilities};
         let now = || {
             std::time::SystemTime::now()
@@ -146,6 +143,20 @@ impl DeviceOps for AppDevices {
                 item
             })
             .collect()
+    }
+}
+
+impl DeviceOps for AppDevices {
+    /// Sound cards are opened for what they support; ALSA's plugin devices
+    /// (pulse, jack, dmix, ...) only with `probe`. Opening a plugin loads
+    /// and starts its libraries (libpulse pulls in libX11, libgcrypt, ...):
+    /// measured, a first client's greeting added 23 MiB to the resident
+    /// memory (and 88 MiB at the peak) when every hint was opened.
+    /// alsa-lib's complaints meanwhile are debug lines
+    /// ([`crate::capture::alsa_log::while_listing`]): each entry carries its
+    /// own error for the client that asked.
+    fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+        crate::capture::alsa_log::while_listing(|| self.list_devices(probe))
     }
 
     fn listed_names(&mut self) -> Vec<String> {

@@ -106,7 +106,7 @@ impl Supervisor {
         while let Some(ev) = self.pipeline.next_event() {
             self.capture_event(ev);
         }
-        self.alsa_log.drain(|l| log::warn!("{l}"));
+        self.alsa_log.drain(|level, l| log::log!(level, "{l}"));
         let stale = self.stats.stale_threads(&self.roles, STALE_NS);
         if !self.ready && first_block_through(&self.stats, &self.config) {
             self.ready = true;
@@ -263,7 +263,7 @@ impl Supervisor {
         log::info!("stopping");
         self.health.checkpoint(&self.stats);
         self.pipeline.stop(STOP_WAIT);
-        self.alsa_log.drain(|l| log::warn!("{l}"));
+        self.alsa_log.drain(|level, l| log::log!(level, "{l}"));
         log::info!("{}", self.health_line());
         self.exit
     }

@@ -10,6 +10,15 @@
 //! once (at most one per second), a repeat of the same message once a
 //! minute with the number of repeats held back.
 //!
+//! Messages raised while a thread lists or probes devices for a client
+//! ([`while_listing`]) are logged at debug level instead: enumerating the
+//! hints makes alsa-lib expand every PCM definition, and on a machine
+//! without a sound card that alone says "cannot find card '$CARD'" at every
+//! start (the control thread prepares the device list for the greeting),
+//! a warning about nothing the operator asked for. What the listing finds
+//! unusable is in each entry's `error` for whoever asked; opening the
+//! capture device itself still warns.
+//!
 //! Real-time safety: the handler may run on the capture thread. It formats
 //! on the stack and pushes a `Copy` value into a preallocated
 //! `crossbeam_queue::ArrayQueue` (lock-free, no allocation); when the queue
@@ -17,6 +26,7 @@
 
 use crate::service::logging::RateLimit;
 use crossbeam_queue::ArrayQueue;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -29,7 +39,29 @@ const SLOTS: usize = 64;
 #[derive(Clone, Copy)]
 struct Msg {
     len: u8,
+    /// Raised inside [`while_listing`].
+    listing: bool,
     bytes: [u8; MSG],
+}
+
+thread_local! {
+    /// Whether this thread is inside [`while_listing`] (a `const` `Cell`:
+    /// reading it from the handler neither allocates nor registers a
+    /// destructor, also on the capture thread).
+    static LISTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` (a device listing or probe) with alsa-lib's messages from this
+/// thread logged at debug level rather than as warnings.
+pub fn while_listing<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LISTING.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LISTING.with(|l| l.replace(true)));
+    f()
 }
 
 static QUEUE: OnceLock<ArrayQueue<Msg>> = OnceLock::new();
@@ -49,9 +81,16 @@ pub unsafe extern "C" fn p4_alsa_error(msg: *const libc::c_char, len: libc::size
     if msg.is_null() {
         return;
     }
+    let listing = LISTING.with(Cell::get);
+    if listing && log::max_level() < log::LevelFilter::Debug {
+        // Nobody would see it, and a listing says 30 things on a machine
+        // without a card: kept out of the queue a real warning needs.
+        return;
+    }
     let len = len.min(MSG);
     let mut m = Msg {
         len: len as u8,
+        listing,
         bytes: [0; MSG],
     };
     // SAFETY: the caller guarantees `len` readable bytes at `msg`; `m.bytes`
@@ -91,15 +130,24 @@ impl Default for AlsaLog {
 }
 
 impl AlsaLog {
-    /// Log what alsa-lib said since the last call (through `emit`, which is
-    /// `log::warn!` in the service). Returns the number of messages taken.
-    pub fn drain(&mut self, mut emit: impl FnMut(&str)) -> usize {
+    /// Log what alsa-lib said since the last call (through `emit`, with
+    /// the level: `Warn`, or `Debug` for what a listing raised, unlimited
+    /// since debug lines are off by default). Returns the number of
+    /// messages taken.
+    pub fn drain(&mut self, mut emit: impl FnMut(log::Level, &str)) -> usize {
         let Some(q) = QUEUE.get() else { return 0 };
         let mut n = 0;
         while let Some(m) = q.pop() {
             n += 1;
             let text = String::from_utf8_lossy(&m.bytes[..m.len as usize]);
             let text = text.trim_end();
+            if m.listing {
+                emit(
+                    log::Level::Debug,
+                    &format!("alsa-lib (listing devices): {text}"),
+                );
+                continue;
+            }
             let held = if text == self.last {
                 self.repeats.allow()
             } else {
@@ -113,18 +161,24 @@ impl AlsaLog {
             };
             if let Some(held) = held {
                 if held > 0 {
-                    emit(&format!("alsa-lib: {text} ({held} more held back)"));
+                    emit(
+                        log::Level::Warn,
+                        &format!("alsa-lib: {text} ({held} more held back)"),
+                    );
                 } else {
-                    emit(&format!("alsa-lib: {text}"));
+                    emit(log::Level::Warn, &format!("alsa-lib: {text}"));
                 }
             }
         }
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped > self.dropped {
-            emit(&format!(
-                "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads)",
-                dropped - self.dropped
-            ));
+            emit(
+                log::Level::Warn,
+                &format!(
+                    "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads)",
+                    dropped - self.dropped
+                ),
+            );
             self.dropped = dropped;
         }
         n
@@ -135,20 +189,54 @@ impl AlsaLog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn alsa_lib_errors_arrive_here_and_repeats_are_held_back() {
-        assert!(install());
-        // A PCM that does not exist: alsa-lib reports it through the handler.
-        for _ in 0..5 {
-            assert!(
-                alsa::pcm::PCM::new("p4_no_such_pcm_x", alsa::Direction::Capture, true).is_err()
-            );
-        }
+    /// What `log` emits now: (level, line) for the lines naming `pcm`.
+    fn drained(log: &mut AlsaLog, pcm: &str) -> Vec<(log::Level, String)> {
         let mut lines = Vec::new();
+        log.drain(|level, l| lines.push((level, l.to_string())));
+        lines.retain(|(_, l)| l.contains(pcm));
+        lines
+    }
+
+    fn open(pcm: &str) {
+        assert!(alsa::pcm::PCM::new(pcm, alsa::Direction::Capture, true).is_err());
+    }
+
+    /// One test for the shared queue (tests in this binary run in
+    /// parallel and would take each other's messages).
+    #[test]
+    fn alsa_lib_errors_arrive_here_repeats_are_held_back_and_listings_are_quiet() {
+        use log::Level::{Debug, Warn};
+        assert!(install());
+        // A PCM that does not exist: alsa-lib reports it through the
+        // handler, every time; the log says it once.
         let mut log = AlsaLog::default();
-        let taken = log.drain(|l| lines.push(l.to_string()));
-        assert!(taken >= 5, "{taken} messages: {lines:?}");
+        (0..5).for_each(|_| open("p4_no_such_pcm_x"));
+        let lines = drained(&mut log, "p4_no_such_pcm_x");
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("p4_no_such_pcm_x"), "{lines:?}");
+        assert_eq!(lines[0].0, Warn, "{lines:?}");
+
+        // Inside a listing: not even queued while debug lines are off (the
+        // process's level; no logger is installed here)...
+        let mut log = AlsaLog::default();
+        log::set_max_level(log::LevelFilter::Info);
+        while_listing(|| open("p4_no_such_pcm_unheard"));
+        assert_eq!(drained(&mut log, "p4_no_such_pcm_unheard"), []);
+        // ...and with them on, every message at debug level, none of them
+        // using up the warnings' one-per-second slot.
+        log::set_max_level(log::LevelFilter::Debug);
+        let inside = while_listing(|| {
+            (0..3).for_each(|_| open("p4_no_such_pcm_listed"));
+            LISTING.with(Cell::get)
+        });
+        assert!(inside && !LISTING.with(Cell::get), "set inside only");
+        let lines = drained(&mut log, "p4_no_such_pcm_listed");
+        assert!(lines.len() >= 3, "{lines:?}");
+        let labelled = |(lv, l): &(log::Level, String)| *lv == Debug && l.contains("listing");
+        assert!(lines.iter().all(labelled), "{lines:?}");
+
+        // After the listing, a warning again, at once.
+        open("p4_no_such_pcm_after");
+        let lines = drained(&mut log, "p4_no_such_pcm_after");
+        assert!(lines.iter().any(|(lv, _)| *lv == Warn), "{lines:?}");
     }
 }

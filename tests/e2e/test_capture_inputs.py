@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import OscReceiver, minimal_config, run_phase4
+from conftest import OscReceiver, free_tcp_port, minimal_config, run_phase4, write_config
 
 EXIT_CONFIG = 78
 
@@ -227,3 +227,37 @@ def test_alsa_lib_messages_go_through_the_rate_limited_log(phase4_bin, tmp_path)
     routed = [l for l in err.splitlines() if "alsa-lib: " in l and "p4_no_such_device" in l]
     assert not raw, f"alsa-lib printed to stderr directly: {raw[:3]}"
     assert 1 <= len(routed) <= 2, routed
+
+
+def no_sound_card():
+    try:
+        with open("/proc/asound/cards") as f:
+            return "no soundcards" in f.read()
+    except OSError:
+        return True
+
+
+def test_listing_devices_at_start_warns_about_nothing(phase4_bin, tmp_path):
+    """The control thread lists the devices for its greeting at start; what
+    alsa-lib says while it expands the PCM definitions (on a machine without
+    a card: "cannot find card '$CARD'") is not a warning about the input the
+    service runs on. It is kept at debug level, labelled as a listing's."""
+    wav = tmp_path / "in.wav"
+    wav.write_bytes(wav_header(48000, frames=48000) + tone_frames(48000, 1.0))
+    cfg = write_config(tmp_path / "c.toml", osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
+                       ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+                       state={"dir": ""}, health={"interval-s": 3600.0})
+
+    def start(*level):
+        r = run_phase4(phase4_bin, cfg, ["--input", str(wav), "--duration", "1", *level])
+        assert r.returncode == 0, r.stderr
+        assert "ready" in r.stderr, r.stderr
+        return r.stderr.splitlines()
+
+    lines = start()
+    assert not [l for l in lines if "alsa-lib" in l or l.startswith("ALSA lib")], lines
+    assert not [l for l in lines if "card" in l.lower()], lines
+    if no_sound_card():
+        debug = start("--log-level", "debug")
+        listed = [l for l in debug if "alsa-lib (listing devices):" in l]
+        assert listed and all(" DEBUG " in l for l in listed), debug

@@ -9,13 +9,12 @@ machine when it has them.
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import render, tone, write_config, write_wav
+from conftest import free_tcp_port, render, tone, write_config, write_wav
 
 HOT = {"p4-capture", "p4-bands", "p4-spectrum", "p4-osc"}
 ALLOWED = sorted(os.sched_getaffinity(0))
@@ -42,12 +41,6 @@ def thread_cpus(pid):
         name = "supervisor" if int(tid) == pid else fields["Name"]
         out[name] = cpu_list(fields["Cpus_allowed_list"])
     return out
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(phase4_bin, tmp_path, cpus, **realtime):

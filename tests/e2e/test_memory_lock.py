@@ -10,22 +10,15 @@ what the kernel counts: the process's peak RSS (VmHWM) and locked size
 import math
 import os
 import signal
-import socket
 import subprocess
 import time
 
-from conftest import RATE, render, tone, write_config, write_wav
+from conftest import RATE, free_tcp_port, render, tone, write_config, write_wav
 
 HOT = ("p4-capture", "p4-bands", "p4-spectrum", "p4-osc")
 BLOCK = 256
 # DESIGN: resident memory <= 16 MiB live (48 kHz / 256, FFT on, OSC, one WS client).
 RSS_LIMIT_KIB = 16 * 1024
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(pid):

@@ -15,18 +15,11 @@ import importlib.util
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import BLOCK, RATE, OscReceiver, render, tone, write_config, write_wav
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import BLOCK, RATE, OscReceiver, free_tcp_port, render, tone, write_config, write_wav
 
 
 def load_live_measure():
