@@ -362,6 +362,10 @@ def test_a_fresh_install_generates_a_private_token(make_server, binary):
     cfg = next(server.workdir.glob("phase4-*.toml"))
     shown = subprocess.run([binary, "token", "--config", str(cfg)], capture_output=True, text=True, check=True)
     assert shown.stdout.splitlines()[0] == token
+    # The log names the file; `sudo phase4 token` (the default configuration,
+    # /var/lib/phase4) would not find this one, so it is not suggested.
+    said = [l for l in server.log.read_text().splitlines() if "ws: listening" in l]
+    assert said and f"({path})" in said[0] and "sudo phase4 token" not in said[0], said
 
     async def go():
         async with websockets.connect(server.url) as ws:

@@ -122,7 +122,13 @@ pub fn spawn(
         ws.port,
         match &secret.source {
             Source::Config => " (ws.token)".to_string(),
-            Source::File(p) => format!(" ({}; show it with: sudo phase4 token)", p.display()),
+            // `phase4 token` reads the default configuration: its hint fits
+            // the installed service, not a run on a state directory of its
+            // own (scripts/demo.sh's), where the path is what helps.
+            Source::File(p) if p.starts_with(crate::config::StateConfig::default().dir) => {
+                format!(" ({}; show it with: sudo phase4 token)", p.display())
+            }
+            Source::File(p) => format!(" ({})", p.display()),
             Source::Ephemeral => " (generated for this run only)".to_string(),
         },
         if ws.trust_loopback {
