@@ -155,15 +155,21 @@ def test_input_streams_a_two_hour_file_in_bounded_memory(phase4_bin, tmp_path):
 
 
 def feed_fifo(fifo, payload, chunk=4096, pause=0.0, delay=0.0):
+    """Write `payload` into `fifo` from a thread; `.broken` tells whether the
+    reader closed its end first (phase4 refusing the input does)."""
     def run():
         time.sleep(delay)
-        with open(fifo, "wb") as f:
-            for i in range(0, len(payload), chunk):
-                f.write(payload[i:i + chunk])
-                if pause:
-                    f.flush()
-                    time.sleep(pause)
+        try:
+            with open(fifo, "wb") as f:
+                for i in range(0, len(payload), chunk):
+                    f.write(payload[i:i + chunk])
+                    if pause:
+                        f.flush()
+                        time.sleep(pause)
+        except BrokenPipeError:
+            t.broken = True
     t = threading.Thread(target=run, daemon=True)
+    t.broken = False
     t.start()
     return t
 
@@ -180,6 +186,7 @@ def test_a_fifo_streams_into_the_live_input_and_into_analyze(phase4_bin, tmp_pat
     rx.stop(0.2)
     w.join()
     assert p.returncode == 0, p.stderr
+    assert not w.broken, "phase4 stopped reading before the end"
     lmh = [m for m in rx.messages() if m[1] == "/audio/lmh"]
     assert abs(len(lmh) - 2 * 16000 / 256) <= 2, len(lmh)
     w = feed_fifo(fifo, payload)
@@ -194,8 +201,9 @@ def test_a_fifo_streams_into_the_live_input_and_into_analyze(phase4_bin, tmp_pat
 def test_a_fifo_cannot_be_looped_and_says_so(phase4_bin, tmp_path):
     fifo = tmp_path / "in.wav"
     os.mkfifo(fifo)
-    feed_fifo(fifo, wav_header(16000, data_len=0xFFFFFFFF) + tone_frames(16000, 0.5))
+    w = feed_fifo(fifo, wav_header(16000, data_len=0xFFFFFFFF) + tone_frames(16000, 0.5))
     p = run_phase4(phase4_bin, config(tmp_path), ["--input", str(fifo), "--loop"], timeout=20)
+    w.join(timeout=5)
     assert p.returncode == EXIT_CONFIG, p
     assert "a FIFO cannot be looped" in p.stderr
 
