@@ -80,8 +80,7 @@ live_config "$W/full.toml" 3600
 
 overhead() {
   echo "== 4. overhead: $RUNS side-by-side run(s) of ${M_SECONDS} s, 48 kHz / 256, FFT on, 2 OSC destinations, $WS_CLIENTS WS client(s) =="
-  grep '^websockets' scripts/lib/requirements-extra.txt > "$W/req-ws.txt"
-  p4_venv scripts/lib/requirements-core.txt "$W/req-ws.txt"
+  p4_venv scripts/lib/requirements-core.txt  # pytest, python-osc, websockets
   live_template "$W/live.tmpl" 5
   local input="--input $W/live.wav --loop"
   if [ $JACK = 1 ]; then

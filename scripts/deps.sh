@@ -10,9 +10,9 @@
 # apt (full):   also alsa-utils liblo-tools sox stress-ng time (benchmarks,
 #   the systemd and qemu tests)
 # Python: the venv target/venv (P4_VENV overrides) with
-#   scripts/lib/requirements-core.txt (pytest, python-osc) and, unless
-#   --core, scripts/lib/requirements-extra.txt (websockets, Playwright's
-#   driver, numpy, scipy, mir_eval). Nothing is pip-installed outside it.
+#   scripts/lib/requirements-core.txt (pytest, python-osc, websockets) and,
+#   unless --core, scripts/lib/requirements-extra.txt (Playwright's driver,
+#   numpy, scipy, mir_eval, ...). Nothing is pip-installed outside it.
 # The suites install their own larger needs (Chromium, fluidsynth, cross
 # compilers, ...): see "What scripts/test.sh installs" in the README.
 set -euo pipefail

@@ -90,8 +90,18 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     assert by_name["p4-monitor"] <= 5, table
     # Per block: capture 1, bands 1, OSC 1, spectrum 0.5, the rest a few
     # ticks a second: 3.73 per block measured (3.90 on the build before
-    # these waits, 5.07 before issue 10).
-    assert total <= 4.0 * block_rate, f"{total:.0f}/s = {total / block_rate:.2f} per block; {table}"
+    # these waits, 5.07 before issue 10). The OSC sender wakes once per
+    # block because it runs at a real-time priority below the workers' on
+    # their CPU, after both; without real-time priority (a user without
+    # CAP_SYS_NICE or an RTPRIO limit: the README's quick start as a sudo
+    # user) the scheduler runs it as soon as the bands worker hands it a
+    # frame and again for the spectrum worker's: up to 1.5 per block, 1.35
+    # measured (4.11 per block in all).
+    rt = "real-time priority refused" not in err
+    limit = 4.0 if rt else 4.5
+    assert total <= limit * block_rate, (
+        f"{total:.0f}/s = {total / block_rate:.2f} per block "
+        f"({'real-time' if rt else 'normal'} priority); {table}")
 
 
 def test_an_idle_broadcaster_drops_no_frames_at_a_high_block_rate(phase4_bin, tmp_path):
