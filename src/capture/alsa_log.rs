@@ -65,7 +65,9 @@ pub fn while_listing<T>(f: impl FnOnce() -> T) -> T {
 }
 
 static QUEUE: OnceLock<ArrayQueue<Msg>> = OnceLock::new();
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Messages the full queue turned away: [0] warnings, [1] a listing's
+/// debug lines (their loss is itself only worth a debug line).
+static DROPPED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 extern "C" {
     fn p4_alsa_errors_install() -> libc::c_int;
@@ -97,7 +99,7 @@ pub unsafe extern "C" fn p4_alsa_error(msg: *const libc::c_char, len: libc::size
     // has room for `len <= MSG` bytes and the two cannot overlap.
     unsafe { std::ptr::copy_nonoverlapping(msg as *const u8, m.bytes.as_mut_ptr(), len) };
     if q.push(m).is_err() {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        DROPPED[listing as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -115,7 +117,7 @@ pub struct AlsaLog {
     last: String,
     repeats: RateLimit,
     any: RateLimit,
-    dropped: u64,
+    dropped: [u64; 2],
 }
 
 impl Default for AlsaLog {
@@ -124,7 +126,7 @@ impl Default for AlsaLog {
             last: String::new(),
             repeats: RateLimit::new(Duration::from_secs(60)),
             any: RateLimit::new(Duration::from_secs(1)),
-            dropped: 0,
+            dropped: [0; 2],
         }
     }
 }
@@ -170,16 +172,18 @@ impl AlsaLog {
                 }
             }
         }
-        let dropped = DROPPED.load(Ordering::Relaxed);
-        if dropped > self.dropped {
-            emit(
-                log::Level::Warn,
-                &format!(
-                    "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads)",
-                    dropped - self.dropped
-                ),
-            );
-            self.dropped = dropped;
+        for (listing, level) in [(0, log::Level::Warn), (1, log::Level::Debug)] {
+            let dropped = DROPPED[listing].load(Ordering::Relaxed);
+            if dropped > self.dropped[listing] {
+                emit(
+                    level,
+                    &format!(
+                        "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads)",
+                        dropped - self.dropped[listing]
+                    ),
+                );
+                self.dropped[listing] = dropped;
+            }
         }
         n
     }
@@ -238,5 +242,10 @@ mod tests {
         open("p4_no_such_pcm_after");
         let lines = drained(&mut log, "p4_no_such_pcm_after");
         assert!(lines.iter().any(|(lv, _)| *lv == Warn), "{lines:?}");
+
+        // A listing that overfills the queue: its loss is a debug line too.
+        while_listing(|| (0..2 * SLOTS).for_each(|_| open("p4_no_such_pcm_many")));
+        let lines = drained(&mut log, "lost");
+        assert!(lines.iter().any(|(lv, _)| *lv == Debug), "{lines:?}");
     }
 }
