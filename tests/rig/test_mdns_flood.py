@@ -5,7 +5,10 @@ caches every response it hears that carries no PTR record, with no size
 limit, for as long as the records' TTL says. phase4 never browses, so
 anyone on a venue's Wi-Fi could otherwise fill its memory by sending such
 responses to 224.0.0.251:5353. The p4-mdns thread counts the cache every
-quarter of a second and restarts the responder beyond 2048 records.
+quarter of a second (every 50 ms while it holds more than 1024) and
+restarts the responder beyond 2048 records. glibc keeps the peak of each
+of its two malloc arenas, so memory settles at about twice the largest
+cache the flood made, ~2400 records of ~1 KiB here.
 
 The responses are built by python-zeroconf (an mDNS implementation we did
 not write) and sent inside the network namespace conftest.py creates, so
@@ -76,9 +79,12 @@ def test_a_flood_of_responses_is_dropped_not_kept(run_phase4, tmp_path):
     after = rss_kib(p4.proc.pid)
     print(f"RSS {before} -> {half} -> {after} KiB after 40 000 and 80 000 records")
     assert p4.proc.poll() is None, p4.text()
-    # Bounded: what arrives between two counts (0.25 s) and the 2048 limit,
-    # in at most two malloc arenas; the second half adds (almost) nothing.
-    assert after - before < 16 * 1024, f"RSS grew by {after - before} KiB"
+    # Bounded: the 2048 limit and what arrives between two counts (50 ms
+    # under a flood), in at most two malloc arenas (measured: +4 to +5 MiB);
+    # the second half adds (almost) nothing. Counted every 0.25 s only, the
+    # plateau was +8 MiB and a late count could still raise it in the
+    # second half (+2.3 MiB once in CI).
+    assert after - before < 8 * 1024, f"RSS grew by {after - before} KiB"
     assert after - half < 2 * 1024, f"RSS still growing: +{after - half} KiB in the second half"
     # Restarted, and said so once (the warning is rate-limited).
     warnings = [l for l in p4.text().splitlines() if "records sent by other hosts" in l]
