@@ -67,8 +67,10 @@ BIN=target/release/phase4
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 
 # Test material: a 120 BPM kick/hat pattern over a chord, with noise.
+# -R: the same pink noise on every run (sox seeds it from the clock otherwise,
+# and the onset count of the analyze run moved between 120 and 135).
 sox -n -r 48000 -c 1 -b 16 "$W/kick.wav" synth 0.5 sine 60:40 fade q 0 0.5 0.45 gain -3 2>/dev/null
-sox -n -r 48000 -c 1 -b 16 "$W/pad.wav" synth 0.5 sine 220 sine 277 sine 330 pinknoise gain -18 2>/dev/null
+sox -R -n -r 48000 -c 1 -b 16 "$W/pad.wav" synth 0.5 sine 220 sine 277 sine 330 pinknoise gain -18 2>/dev/null
 sox -m "$W/kick.wav" "$W/pad.wav" "$W/beat.wav" 2>/dev/null
 sox "$W/beat.wav" "$W/music.wav" repeat $((ANALYZE_S * 2 - 1)) 2>/dev/null
 # The live input loops a 4 s file: a long WAV would be decoded into memory
