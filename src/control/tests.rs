@@ -1,0 +1,286 @@
+use super::device::ListedDevice;
+use super::*;
+
+/// Lists "default" and "hw:CARD=Test,DEV=0"; counts listings with
+/// probe; records every switch; refuses to switch to "default".
+#[derive(Clone, Default)]
+struct FakeDevices {
+    switched: Arc<Mutex<Vec<String>>>,
+    probes: Arc<AtomicU32>,
+}
+impl DeviceOps for FakeDevices {
+    fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
+        if probe {
+            self.probes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.listed_names()
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| DeviceItem {
+                index,
+                name,
+                ..Default::default()
+            })
+            .collect()
+    }
+    fn listed_names(&mut self) -> Vec<String> {
+        vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
+    }
+    fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
+        self.switched.lock().unwrap().push(device.to_string());
+        if device.as_str() == "default" {
+            Err("default is not there".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn controller_with(
+    dir: Option<&std::path::Path>,
+    devices: FakeDevices,
+) -> (Controller, Arc<ParamsHub>) {
+    let mut c = Config::default();
+    c.state.dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+    c.audio.device = "plughw:CARD=Configured".into();
+    let s = State::from_config(&c);
+    let hub = Arc::new(ParamsHub::new(DspParams::from_config(&c)));
+    let shared = Shared::new(&c, &s);
+    (
+        Controller::new(&c, s, hub.clone(), shared, Box::new(devices)),
+        hub,
+    )
+}
+
+fn controller(dir: Option<&std::path::Path>) -> (Controller, Arc<ParamsHub>) {
+    controller_with(dir, FakeDevices::default())
+}
+
+/// Issue 8, item 1: a PCM name from the network reaches the device layer
+/// only if phase4 listed it or the administrator configured it.
+#[test]
+fn set_device_opens_only_listed_or_configured_devices() {
+    let d = tempfile::tempdir().unwrap();
+    let devices = FakeDevices::default();
+    let (mut ctl, _) = controller_with(Some(d.path()), devices.clone());
+    for bad in [
+        "file:'|sh -c \"id >> x\"',raw",
+        "file:FILE=x",
+        "plug:'file:\"|id\"'",
+        "{ type file slave.pcm null file \"|id\" }",
+        "hw:CARD=Test,DEV=0 ",
+        "hw:CARD=Test,DEV=0\n",
+        "hw:1,0",
+        &"x".repeat(100_000),
+    ] {
+        let r = ctl.handle(Command::SetDevice {
+            index: None,
+            name: Some(bad.to_string()),
+        });
+        assert!(matches!(&r[..], [Response::Error(_)]), "{bad:?} -> {r:?}");
+    }
+    assert!(devices.switched.lock().unwrap().is_empty());
+    ctl.persist(true);
+    assert!(!d.path().join(state::STATE_FILE).exists());
+    for good in ["hw:CARD=Test,DEV=0", "plughw:CARD=Configured"] {
+        let r = ctl.handle(Command::SetDevice {
+            index: None,
+            name: Some(good.to_string()),
+        });
+        assert!(
+            matches!(&r[..], [Response::MetaChanged, Response::DevicesChanged(l)] if !l.is_empty()),
+            "{good}: {r:?}"
+        );
+    }
+    assert_eq!(
+        *devices.switched.lock().unwrap(),
+        vec!["hw:CARD=Test,DEV=0", "plughw:CARD=Configured"]
+    );
+}
+
+/// A probe opens every device (~0.3 s each): a second one within
+/// PROBE_REUSE is answered from the first.
+#[test]
+fn a_probe_listing_is_reused_for_two_seconds() {
+    let devices = FakeDevices::default();
+    let (mut ctl, _) = controller_with(None, devices.clone());
+    let first = ctl.handle(Command::ListDevices { probe: true });
+    assert!(matches!(&first[..], [Response::Devices(l)] if l.len() == 2));
+    assert_eq!(ctl.handle(Command::ListDevices { probe: true }), first);
+    assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
+    ctl.handle(Command::ListDevices { probe: false });
+    assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
+    ctl.probed = ctl.probed.take().map(|(at, l)| (at - PROBE_REUSE, l));
+    ctl.handle(Command::ListDevices { probe: true });
+    assert_eq!(devices.probes.load(Ordering::Relaxed), 2);
+}
+
+/// A device opened at 16 kHz puts the default high band (to 16 kHz)
+/// over its ceiling; the DSP clamps it. Every change was refused for
+/// that band until the band itself was changed; now only what a change
+/// adds is refused.
+#[test]
+fn a_low_device_rate_does_not_make_every_change_fail() {
+    let (mut ctl, _) = controller(None);
+    ctl.shared.sample_rate.store(16_000, Ordering::Relaxed);
+    let r = ctl.handle(Command::SetFft { enabled: false });
+    assert!(matches!(&r[..], [Response::MetaChanged]), "{r:?}");
+    assert!(!ctl.state.fft.enabled);
+    // A reload that brings a problem of its own is still refused, one
+    // that only keeps the band is not.
+    let base = ctl.base.clone();
+    assert_eq!(ctl.shared.reload_problem(&base, &base), None);
+    let mut bad = base.clone();
+    bad.autoscale.strength = 1.5;
+    let p = ctl.shared.reload_problem(&base, &bad);
+    assert!(
+        p.as_deref()
+            .is_some_and(|p| p.contains("autoscale.strength")),
+        "{p:?}"
+    );
+}
+
+/// A new client gets the devices (listed once, on the first greeting)
+/// and the presets, whatever happened before.
+#[test]
+fn a_greeting_sends_the_devices_and_the_presets() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut ctl, _) = controller(Some(d.path()));
+    assert!(ctl.listing.is_none());
+    let r = ctl.greeting();
+    assert!(
+        matches!(&r[..], [Response::Devices(l), Response::Presets(p)] if l.len() == 2 && p.items.is_empty()),
+        "{r:?}"
+    );
+    ctl.handle(Command::SavePreset { name: "a".into() });
+    let r = ctl.handle(Command::Hello);
+    assert!(
+        matches!(&r[..], [Response::Devices(l), Response::Presets(p)] if l.len() == 2 && p.items.len() == 1),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_valid_change_reaches_the_workers() {
+    let (mut ctl, hub) = controller(None);
+    let mut rx = hub.subscribe();
+    let r = ctl.handle(Command::SetBand {
+        band: 1,
+        lo_hz: 300.0,
+        hi_hz: 3000.0,
+        commit: true,
+    });
+    assert_eq!(r, vec![Response::MetaChanged]);
+    assert!(rx.poll());
+    assert_eq!(rx.get().bands[1].lo_hz, 300.0);
+}
+
+#[test]
+fn a_refused_change_leaves_everything_as_it_was() {
+    let (mut ctl, hub) = controller(None);
+    let before = hub.current();
+    for cmd in [
+        Command::SetBand {
+            band: 0,
+            lo_hz: 300.0,
+            hi_hz: 200.0,
+            commit: true,
+        },
+        Command::SetWsSnapshotHz {
+            hz: f64::NAN,
+            commit: true,
+        },
+        Command::SetBandOnset {
+            band: 1,
+            sensitivity: None,
+            refractory_s: None,
+            slow_tau_s: None,
+            abs_floor: None,
+            commit: true,
+        },
+        Command::SavePreset {
+            name: "../x".into(),
+        },
+        Command::SetDevice {
+            index: None,
+            name: Some("hw:9".into()),
+        },
+    ] {
+        let r = ctl.handle(cmd.clone());
+        assert!(matches!(r[0], Response::Error(_)), "{cmd:?} -> {r:?}");
+    }
+    assert_eq!(hub.current(), before);
+}
+
+/// Issue 11: out of range is clamped (and said), as the Python server
+/// accepts it; the value in force is the nearest allowed one.
+#[test]
+fn out_of_range_values_are_clamped_and_reported() {
+    let (mut ctl, hub) = controller(None);
+    let r = ctl.handle(Command::SetAutoscale {
+        tau_attack_s: Some(0.01),
+        tau_release_s: Some(1.0),
+        noise_floor: None,
+        strength: Some(0.5),
+        master_gain: Some(9.0),
+        commit: true,
+    });
+    assert_eq!(r[0], Response::MetaChanged, "{r:?}");
+    let Response::Clamped(c) = &r[1] else {
+        panic!("{r:?}")
+    };
+    let fields: Vec<&str> = c.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["tau_release_s", "master_gain"]);
+    assert_eq!((c[1].requested, c[1].applied), (9.0, 4.0));
+    let p = hub.current();
+    assert_eq!(
+        (p.tau_release_s, p.strength, p.master_gain),
+        (5.0, 0.5, 4.0)
+    );
+    let r = ctl.handle(Command::SetBand {
+        band: 0,
+        lo_hz: 10.0,
+        hi_hz: 200.0,
+        commit: true,
+    });
+    assert!(matches!(
+        &r[..],
+        [Response::MetaChanged, Response::Clamped(_)]
+    ));
+    assert_eq!(hub.current().bands[0].lo_hz, 20.0);
+    let r = ctl.handle(Command::SetFilterOrder {
+        order: 2,
+        commit: true,
+    });
+    assert_eq!(r, vec![Response::MetaChanged]);
+    assert_eq!(hub.current().filter_order, 2);
+}
+
+#[test]
+fn presets_save_and_load_through_the_same_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut ctl, hub) = controller(Some(d.path()));
+    ctl.handle(Command::SetFftPeakSmear {
+        peak_smear_oct: 1.5,
+        commit: true,
+    });
+    assert!(matches!(
+        ctl.handle(Command::SavePreset {
+            name: "wide".into()
+        })[0],
+        Response::Presets(_)
+    ));
+    ctl.handle(Command::SetFftPeakSmear {
+        peak_smear_oct: 0.0,
+        commit: true,
+    });
+    assert_eq!(
+        ctl.handle(Command::LoadPreset {
+            name: "wide".into()
+        }),
+        vec![Response::MetaChanged]
+    );
+    assert_eq!(hub.current().peak_smear_oct, 1.5);
+    ctl.persist(true);
+    assert!(d.path().join(state::STATE_FILE).exists());
+}
