@@ -36,6 +36,23 @@ def switches(pid):
     return {int(t): (name, v) for t, (name, v, *_) in load_live_measure().threads(pid).items()}
 
 
+# The threads whose wake-ups the test bounds by name.
+WATCHED = ("p4-capture", "p4-wavread", "p4-bands", "p4-osc", "p4-ws", "p4-ws-accept", "p4-http",
+           "p4-record", "p4-monitor")
+
+
+def wait_for_threads(p, names, timeout=30.0):
+    """Until every thread in `names` runs in process `p` (or it exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert p.poll() is None, p.stderr.read()
+        have = {name for name, _ in switches(p.pid).values()}
+        if have >= set(names):
+            return
+        assert time.monotonic() < deadline, f"after {timeout} s, threads {sorted(have)}; missing {sorted(set(names) - have)}"
+        time.sleep(0.05)
+
+
 def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
     rx = OscReceiver()
@@ -53,8 +70,11 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
         [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
-        assert p.poll() is None, p.stderr.read()
+        # Counted once every thread runs: on a loaded CI machine the start
+        # took over 1.5 s once, and a count begun before the threads existed
+        # held the supervisor alone. The first second after is start-up.
+        wait_for_threads(p, WATCHED)
+        time.sleep(1.0)
         t0, a = time.monotonic(), switches(p.pid)
         time.sleep(4.0)
         t1, b = time.monotonic(), switches(p.pid)
@@ -71,6 +91,8 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     block_rate = RATE / BLOCK
     table = ", ".join(f"{n} {r:.0f}" for n, r in sorted(by_name.items())) + f", supervisor {supervisor:.0f}"
     print(f"wake-ups per second: {table}; whole process {total / block_rate:.2f} per block")
+    # A thread replaced during the count (none should be) leaves no rate.
+    assert set(WATCHED) <= set(by_name), table
     # Ticks at 10/s; 49/s before (a 20 ms sleep).
     assert supervisor <= 20, table
     # Refills half a second at a time; 99/s before (a chunk at a time).
