@@ -199,8 +199,16 @@ dir = "{self.state_dir}"
         return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, for fixtures to read."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
 @pytest.fixture
-def make_server(binary, wav, tmp_path):
+def make_server(binary, wav, tmp_path, request):
     started = []
 
     def make(**kw):
@@ -211,6 +219,14 @@ def make_server(binary, wav, tmp_path):
     yield make
     for s in started:
         s.stop()
+    # A failed test shows what its servers logged (the log itself lives in
+    # a temporary folder pytest deletes a few runs later).
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for s in started:
+            lines = s.log.read_text(errors="replace").splitlines() if s.log.exists() else []
+            print(f"---- {s.log.name}, last {min(len(lines), 80)} of {len(lines)} lines ----")
+            print("\n".join(lines[-80:]))
 
 
 @pytest.fixture
