@@ -53,7 +53,8 @@ const IDLE_SLEEP: Duration = Duration::from_millis(100);
 /// such responses to 224.0.0.251 and grow phase4's memory without end. A
 /// busy LAN's own chatter is a few hundred records; one of up to ~1 KB
 /// (names of 255 bytes) makes this ~2 MB at most, plus what arrives
-/// within one [`CACHE_CHECK_EVERY`]. The restart sends goodbye packets
+/// within one [`CACHE_CHECK_EVERY`]. A TXT record, whose data may fill a
+/// datagram, counts as [`builtin::TXT_WEIGHT`] records. The restart sends goodbye packets
 /// and announces again, so browsers lose the box for a second or two;
 /// only a flood causes it.
 pub const MAX_CACHED_RECORDS: u64 = 2048;
@@ -204,8 +205,9 @@ impl CacheGuard {
             self.last_warn = Some(Instant::now());
             log::warn!(
                 "discovery: our mDNS responder held {n} records sent by other hosts \
-                 (limit {MAX_CACHED_RECORDS}: a flood on the LAN?); restarted to drop them \
+                 (a TXT record counting as {}; limit {MAX_CACHED_RECORDS}: a flood on the LAN?); restarted to drop them \
                  ({} restart(s) since the last warning); browsers lose this box for a moment each time",
+                builtin::TXT_WEIGHT,
                 self.restarts
             );
             self.restarts = 0;
