@@ -72,23 +72,43 @@ def flood(records, first=0, per_packet=20, seconds=6.0, record=srv_record):
     s.close()
 
 
-def test_a_flood_of_responses_is_dropped_not_kept(run_phase4, tmp_path):
+def flood_in_two_halves(run_phase4, tmp_path, name, half_records, **kw):
+    """phase4 announcing through its own responder, flooded with two halves
+    of `half_records` distinct records; (its RSS in KiB before, after the
+    first half and after the second, and phase4)."""
     wav = tmp_path / "in.wav"
     write_wav(wav, beat_track(2.0))
-    p4 = run_phase4(sections(wav, "flood box", "builtin"))
+    p4 = run_phase4(sections(wav, name, "builtin"))
     p4.wait_log("through builtin")
     time.sleep(1.0)
     before = rss_kib(p4.proc.pid)
+    flood(half_records, first=0, **kw)
+    half = rss_kib(p4.proc.pid)
+    flood(half_records, first=half_records, **kw)
+    time.sleep(1.0)
+    after = rss_kib(p4.proc.pid)
+    assert p4.proc.poll() is None, p4.text()
+    return before, half, after, p4
+
+
+def restart_warnings(p4):
+    """The rate-limited warnings of restarts after a flood."""
+    return [l for l in p4.text().splitlines() if "records sent by other hosts" in l]
+
+
+def still_found():
+    """Still announcing: a browser finds all three services after a flood."""
+    zc, seen = browse(10)
+    zc.close()
+    assert len(seen.added) == 3, seen.added
+
+
+def test_a_flood_of_responses_is_dropped_not_kept(run_phase4, tmp_path):
     # 80 000 distinct records in two halves: kept, they would be ~75 MiB
     # (about 0.95 KiB each, measured on the build before the limit: +19 MiB
     # per 20 000, growing without end).
-    flood(40000, first=0)
-    half = rss_kib(p4.proc.pid)
-    flood(40000, first=40000)
-    time.sleep(1.0)
-    after = rss_kib(p4.proc.pid)
+    before, half, after, p4 = flood_in_two_halves(run_phase4, tmp_path, "flood box", 40000)
     print(f"RSS {before} -> {half} -> {after} KiB after 40 000 and 80 000 records")
-    assert p4.proc.poll() is None, p4.text()
     # Bounded: the 2048 limit and what arrives between two counts (50 ms
     # under a flood), in at most two malloc arenas (measured: +4 to +5 MiB);
     # the second half adds (almost) nothing. Counted every 0.25 s only, the
@@ -97,44 +117,29 @@ def test_a_flood_of_responses_is_dropped_not_kept(run_phase4, tmp_path):
     assert after - before < 8 * 1024, f"RSS grew by {after - before} KiB"
     assert after - half < 2 * 1024, f"RSS still growing: +{after - half} KiB in the second half"
     # Restarted, and said so once (the warning is rate-limited).
-    warnings = [l for l in p4.text().splitlines() if "records sent by other hosts" in l]
+    warnings = restart_warnings(p4)
     assert len(warnings) == 1, warnings
     assert "limit 2048" in warnings[0] and "restarted" in warnings[0], warnings[0]
-    # Still announcing: a browser finds all three services after the flood.
-    zc, seen = browse(10)
-    zc.close()
-    assert len(seen.added) == 3, seen.added
+    still_found()
 
 
 def test_a_flood_of_large_txt_records_is_bounded_in_bytes(run_phase4, tmp_path):
     """The limit counts records of up to ~1 KiB; a TXT record's data may
     fill a datagram. Counted as one, 8 KiB TXT records grew RSS by 35 MiB
     (13 -> 48 MiB: 2197 records held at the restart, in two arenas)."""
-    wav = tmp_path / "in.wav"
-    write_wav(wav, beat_track(2.0))
-    p4 = run_phase4(sections(wav, "txt flood box", "builtin"))
-    p4.wait_log("through builtin")
-    time.sleep(1.0)
-    before = rss_kib(p4.proc.pid)
     # 2 x 10 000 records of 8 KiB, one per datagram: ~13 MB/s each half.
-    flood(10000, first=0, per_packet=1, record=big_txt_record)
-    half = rss_kib(p4.proc.pid)
-    flood(10000, first=10000, per_packet=1, record=big_txt_record)
-    time.sleep(1.0)
-    after = rss_kib(p4.proc.pid)
+    before, half, after, p4 = flood_in_two_halves(
+        run_phase4, tmp_path, "txt flood box", 10000, per_packet=1, record=big_txt_record)
     print(f"RSS {before} -> {half} -> {after} KiB after 10 000 and 20 000 TXT records of 8 KiB")
-    assert p4.proc.poll() is None, p4.text()
     # Bounded in bytes. Not by the 2048 limit alone: mdns-sd reads its
     # socket dry before it answers a count, so under this flood the count
     # finds ~585 TXT records (4.7 MB; weight 4680) however often it asks,
     # and fewer when the flood is faster (the kernel drops the rest: ~330
-    # at twice the rate). Measured +8.5 to +9.6 MiB (twice that cache, two
-    # arenas), of which up to +2.1 MiB in the second half (a new largest
+    # at twice the rate). Measured +9.4 to +9.7 MiB (twice that cache, two
+    # arenas), up to +2.1 MiB of it in the second half (a new largest
     # cache); +35 MiB before TXT records were weighed.
     assert after - before < 14 * 1024, f"RSS grew by {after - before} KiB"
     assert after - half < 4 * 1024, f"RSS still growing: +{after - half} KiB in the second half"
-    warnings = [l for l in p4.text().splitlines() if "records sent by other hosts" in l]
+    warnings = restart_warnings(p4)
     assert len(warnings) == 1 and "a TXT record counting as 8" in warnings[0], warnings
-    zc, seen = browse(10)
-    zc.close()
-    assert len(seen.added) == 3, seen.added
+    still_found()
