@@ -52,6 +52,10 @@ def flood(records, first=0, per_packet=20, seconds=6.0, record=srv_record):
     """Send `records` distinct records numbered from `first` (no PTR: the
     kind `mdns-sd` keeps), `per_packet` to a response, spread over
     `seconds`."""
+    # conftest.py moved this process into a network namespace holding only
+    # a loopback interface; refuse to send multicast from anywhere else.
+    links = [name for _, name in socket.if_nameindex()]
+    assert links == ["lo"], f"not in the rig suite's network namespace: interfaces {links}"
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

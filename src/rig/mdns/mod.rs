@@ -54,9 +54,9 @@ const IDLE_SLEEP: Duration = Duration::from_millis(100);
 /// busy LAN's own chatter is a few hundred records; one of up to ~1 KB
 /// (names of 255 bytes) makes this ~2 MB at most, plus what arrives
 /// within one [`CACHE_CHECK_EVERY`]. A TXT record, whose data may fill a
-/// datagram, counts as [`builtin::TXT_WEIGHT`] records. The restart sends goodbye packets
-/// and announces again, so browsers lose the box for a second or two;
-/// only a flood causes it.
+/// datagram, counts as [`builtin::TXT_WEIGHT`] records. The restart sends
+/// goodbye packets and announces again, so browsers lose the box for a
+/// second or two; only a flood causes it.
 pub const MAX_CACHED_RECORDS: u64 = 2048;
 /// At most one warning about restarts this often (a flood would otherwise
 /// log a line a second).
