@@ -11,6 +11,7 @@ gaps at the working receiver, watchdog ping gaps, and phase4's log."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -126,6 +127,7 @@ def main():
         "exit": p.returncode,
         "log": out[-20000:],
     }
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res))
 
 

@@ -13,6 +13,7 @@ interfaces are not reachable from here at all.
 
 import ctypes
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -268,3 +269,5 @@ def avahi():
             p.wait(5)
         except subprocess.TimeoutExpired:
             p.kill()
+    log.close()
+    shutil.rmtree(d, ignore_errors=True)
