@@ -18,7 +18,7 @@ pub use super::commands::{RecCommand, RecMsg, RecReply, RecRequest};
 use super::files::{self, Kind, Listing, RecordingName, Tickets, RECORDINGS_DIR};
 use super::tape::Tape;
 // CHECKPOINT: how often the status is refreshed (as often as headers are rewritten).
-use super::wav_out::{Writer, CHECKPOINT};
+use super::wav_out::{Writer, CHECKPOINT, HEADER_MAX};
 use super::{MonitorHub, RecorderStatus};
 use crate::config::{Config, RecordConfig};
 use std::path::{Path, PathBuf};
@@ -307,7 +307,9 @@ impl Recorder {
                 return Ok(());
             }
             let bytes = (n * seg.kind.bytes()) as u64;
-            let written = a.done_bytes + a.writer.as_ref().map(|w| w.bytes).unwrap_or(0);
+            // Whole files: an open one counts its header, a new one the
+            // largest header it may get.
+            let written = a.done_bytes + a.writer.as_ref().map_or(HEADER_MAX, |w| w.bytes);
             if a.others_bytes + written + bytes > self.cfg.max_total_mb.saturating_mul(1 << 20) {
                 return Err(format!(
                     "recordings quota reached (record.max-total-mb = {})",
@@ -367,7 +369,11 @@ impl Recorder {
             return Err("nothing captured yet".into());
         }
         let used = files::list(&dir).total_bytes;
-        self.room_for(&dir, used, (to - from) * seg.kind.bytes() as u64)?;
+        self.room_for(
+            &dir,
+            used,
+            (to - from) * seg.kind.bytes() as u64 + HEADER_MAX,
+        )?;
         if self.scratch.is_empty() {
             self.scratch = vec![0u8; 4 * 192_000];
         }

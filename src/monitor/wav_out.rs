@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 /// How often the header is rewritten.
 pub const CHECKPOINT: Duration = Duration::from_secs(1);
 
+/// The largest header a new file gets: hound writes 44 bytes for 16-bit
+/// PCM and 68 (`WAVE_FORMAT_EXTENSIBLE`) for 24-bit and float. The quota
+/// counts it for a file that does not exist yet; an open file counts its
+/// own, measured ([`Writer::bytes`]).
+pub const HEADER_MAX: u64 = 68;
+
 /// An open WAV file being written.
 pub(super) struct Writer {
     wav: hound::WavWriter<BufWriter<File>>,
@@ -24,7 +30,8 @@ pub(super) struct Writer {
     pub(super) rate: u32,
     /// Frames written.
     pub(super) frames: u64,
-    /// Sample bytes written.
+    /// Bytes in the file: its header and the samples written (what the
+    /// quota and the listing count).
     pub(super) bytes: u64,
     last_flush: Instant,
 }
@@ -55,15 +62,21 @@ impl Writer {
                 _ => hound::SampleFormat::Int,
             },
         };
-        let wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+        let mut wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
             .map_err(|e| format!("cannot write {name}: {e}"))?;
+        // The header on disk now: the quota counts whole files.
+        wav.flush()
+            .map_err(|e| format!("cannot write {name}: {e}"))?;
+        let header = std::fs::metadata(dir.join(name.as_str()))
+            .map_err(|e| format!("cannot write {name}: {e}"))?
+            .len();
         Ok(Writer {
             wav,
             name,
             kind: seg.kind,
             rate: seg.rate,
             frames: 0,
-            bytes: 0,
+            bytes: header,
             last_flush: Instant::now(),
         })
     }
@@ -100,5 +113,45 @@ impl Writer {
             .finalize()
             .map_err(|e| format!("closing {name} failed: {e}"))?;
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the quota counts is what lands on disk: `bytes` is the file's
+    /// length at every step, and no header is larger than [`HEADER_MAX`]
+    /// (a recording stopped by the quota once left a file 68 bytes over
+    /// it: the header was not counted).
+    #[test]
+    fn bytes_is_the_files_length_header_included() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, kind) in [SampleKind::S16, SampleKind::S24, SampleKind::F32]
+            .into_iter()
+            .enumerate()
+        {
+            let seg = Segment {
+                id: i as u64,
+                rate: 48_000,
+                kind,
+                start: 0,
+            };
+            let mut w = Writer::create(d.path(), Kind::Recording, seg, 0).unwrap();
+            let path = d.path().join(w.name.as_str());
+            let header = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(w.bytes, header, "{kind:?}");
+            assert!((44..=HEADER_MAX).contains(&header), "{kind:?}: {header}");
+            let mut tape = vec![0u8; 1000 * kind.bytes()];
+            for (j, s) in tape.chunks_exact_mut(kind.bytes()).enumerate() {
+                kind.encode((j as f32 * 0.01).sin() * 0.5, s);
+            }
+            w.write(&tape, 1000).unwrap();
+            w.write(&tape, 321).unwrap();
+            let bytes = w.bytes;
+            assert_eq!(bytes, header + 1321 * kind.bytes() as u64, "{kind:?}");
+            w.finish().unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes, "{kind:?}");
+        }
     }
 }
