@@ -182,7 +182,9 @@ for a in "${arches[@]}"; do
     [ -n "${deb[$a]:-}" ] || continue
     begin "lintian $a"
     # -I prints info tags too; --fail-on makes errors and warnings fatal.
-    lintian -I --fail-on error,warning "${deb[$a]}" >"$work/lintian.txt" 2>&1
+    # TMPDIR: lintian leaves an 8 KiB mldbm-elf-* cache file in its
+    # temporary directory; ours is removed at exit.
+    TMPDIR="$work" lintian -I --fail-on error,warning "${deb[$a]}" >"$work/lintian.txt" 2>&1
     rc=$?
     out=$(grep -v '^running with root privileges' "$work/lintian.txt")
     printf '%s\n' "$out" | sed 's/^/    /'
