@@ -62,14 +62,19 @@ impl Writer {
                 _ => hound::SampleFormat::Int,
             },
         };
-        let mut wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
-            .map_err(|e| format!("cannot write {name}: {e}"))?;
-        // The header on disk now: the quota counts whole files.
-        wav.flush()
-            .map_err(|e| format!("cannot write {name}: {e}"))?;
-        let header = std::fs::metadata(dir.join(name.as_str()))
-            .map_err(|e| format!("cannot write {name}: {e}"))?
-            .len();
+        // The header on disk now, measured through our own descriptor: the
+        // quota counts whole files. A file that cannot take even its header
+        // (a full disk) is removed rather than listed empty.
+        let header = file.try_clone().and_then(|probe| {
+            let mut wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+                .map_err(std::io::Error::other)?;
+            wav.flush().map_err(std::io::Error::other)?;
+            Ok((wav, probe.metadata()?.len()))
+        });
+        let (wav, header) = header.map_err(|e| {
+            let _ = std::fs::remove_file(dir.join(name.as_str()));
+            format!("cannot write {name}: {e}")
+        })?;
         Ok(Writer {
             wav,
             name,

@@ -51,6 +51,26 @@ def _enter_namespaces():
 
 _enter_namespaces()
 
+
+def private_network():
+    """Fail unless this process is in a network namespace other than the
+    host's, holding only a loopback interface: called before every test of
+    this suite (and by senders of floods themselves), so no test can send
+    to a real network if the namespace was ever lost or the file run some
+    other way."""
+    try:
+        shared = os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    except PermissionError:  # /proc/1 unreadable (no root, or a sandbox): the interfaces decide
+        shared = False
+    links = [name for _, name in socket.if_nameindex()]
+    assert not shared and links == ["lo"], (
+        f"not in the rig suite's own network namespace (host's: {shared}, interfaces {links})")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_the_machine():
+    private_network()
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("PHASE4_BIN", ROOT / "target" / "release" / "phase4"))
 LINK_BIN = Path(os.environ.get("PHASE4_LINK_BIN", ROOT / "target" / "release" / "phase4-link"))

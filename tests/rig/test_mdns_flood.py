@@ -21,7 +21,7 @@ import time
 
 from zeroconf import DNSOutgoing, DNSService, DNSText, const
 
-from conftest import beat_track, write_wav
+from conftest import beat_track, private_network, write_wav
 from test_mdns import browse, sections
 
 MDNS = ("224.0.0.251", 5353)
@@ -54,8 +54,7 @@ def flood(records, first=0, per_packet=20, seconds=6.0, record=srv_record):
     `seconds`."""
     # conftest.py moved this process into a network namespace holding only
     # a loopback interface; refuse to send multicast from anywhere else.
-    links = [name for _, name in socket.if_nameindex()]
-    assert links == ["lo"], f"not in the rig suite's network namespace: interfaces {links}"
+    private_network()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
