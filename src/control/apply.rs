@@ -4,7 +4,7 @@
 
 use super::command::{validate, Command, DeviceItem, Response};
 use super::device::{DeviceCatalog, ListedDevice};
-use super::presets::{self, PresetName, PresetStore};
+use super::presets::{self, Answer, PresetName, PresetStore};
 use super::{settings, state, Controller, PROBE_REUSE};
 use std::time::Instant;
 
@@ -90,26 +90,23 @@ impl Controller {
         ]
     }
 
-    /// Save the state in force under `name`.
+    /// Save the state in force under `name`. Nothing to send now when the
+    /// presets' writer answers once the file is written.
     fn save_preset(&mut self, name: &str) -> Vec<Response> {
         let current = self.state.clone();
-        match self.preset_store(name) {
-            Ok((store, name)) => match store.save(&name, &current) {
-                Ok(()) => vec![Response::Presets(store.list())],
-                Err(e) => vec![Response::Error(format!("cannot save preset: {e}"))],
-            },
-            Err(e) => vec![Response::Error(e)],
-        }
+        let client = self.asking;
+        let saved = self
+            .preset_store(name)
+            .and_then(|(store, name)| store.save_for(client, &name, &current));
+        answered(saved)
     }
 
     fn delete_preset(&mut self, name: &str) -> Vec<Response> {
-        match self.preset_store(name) {
-            Ok((store, name)) => match store.delete(&name) {
-                Ok(()) => vec![Response::Presets(store.list())],
-                Err(e) => vec![Response::Error(e)],
-            },
-            Err(e) => vec![Response::Error(e)],
-        }
+        let client = self.asking;
+        let deleted = self
+            .preset_store(name)
+            .and_then(|(store, name)| store.delete_for(client, &name));
+        answered(deleted)
     }
 
     /// Merge the preset `name` over the state in force and commit the result
@@ -133,7 +130,10 @@ impl Controller {
     fn preset_store(&mut self, name: &str) -> Result<(&mut PresetStore, PresetName), String> {
         let name = PresetName::parse(name)?;
         match self.presets.as_mut() {
-            Some(store) => Ok((store, name)),
+            Some(store) => {
+                store.settle();
+                Ok((store, name))
+            }
             None => Err("presets need a state directory ([state] dir)".into()),
         }
     }
@@ -211,5 +211,15 @@ impl Controller {
             .as_ref()
             .map(PresetStore::list)
             .unwrap_or_default()
+    }
+}
+
+/// The responses for a save or delete: the list when it is done now, the
+/// error when it was refused, none when the presets' writer answers later.
+fn answered(answer: Result<Answer, String>) -> Vec<Response> {
+    match answer {
+        Ok(Answer::Now(list)) => vec![Response::Presets(list)],
+        Ok(Answer::Later) => Vec::new(),
+        Err(e) => vec![Response::Error(e)],
     }
 }

@@ -174,6 +174,8 @@ pub struct Controller {
     /// directory, or if its thread could not start (then the control
     /// thread writes it itself).
     writer: Option<StateWriter>,
+    /// The client whose command is being carried out ([`Reply::client`]).
+    asking: u64,
 }
 
 /// A probe listing younger than this is answered again instead of opening
@@ -208,6 +210,7 @@ impl Controller {
             listing: None,
             probed: None,
             debounce: Debounce::default(),
+            asking: 0,
         }
     }
 
@@ -251,6 +254,13 @@ impl Controller {
             self.base = old;
         }
         r
+    }
+
+    /// Carry out one command of `client`. No responses means the answer
+    /// comes later, from the presets' writer (see [`spawn`]).
+    pub fn handle_for(&mut self, client: u64, cmd: Command) -> Vec<Response> {
+        self.asking = client;
+        self.handle(cmd)
     }
 
     /// Carry out one command.
@@ -299,8 +309,10 @@ impl Controller {
 }
 
 /// Start the control thread. It carries out requests in order, answers on
-/// `replies`, writes the state when the debounce says so, and writes any
-/// unsaved state before it ends (when `requests` closes).
+/// `replies` (a preset save or delete is answered there by the presets'
+/// writer once its file is written), writes the state when the debounce
+/// says so, and writes any unsaved state and presets before it ends (when
+/// `requests` closes).
 pub fn spawn(
     mut controller: Controller,
     requests: Receiver<Request>,
@@ -311,6 +323,9 @@ pub fn spawn(
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-control".into())
         .spawn(move || {
+            if let Some(p) = controller.presets.as_mut() {
+                p.start_writer(replies.clone());
+            }
             let _ = replies.send(Reply {
                 client: RELOAD_CLIENT,
                 responses: controller.greeting(),
@@ -323,17 +338,19 @@ pub fn spawn(
                     .min(Duration::from_millis(200));
                 match requests.recv_timeout(wait) {
                     Ok(req) => {
-                        let responses = controller.handle(req.command);
+                        let responses = controller.handle_for(req.client, req.command);
                         if req.client == OSC_INPUT_CLIENT {
                             controller
                                 .shared
                                 .osc_input_handled
                                 .fetch_add(1, Ordering::Relaxed);
                         }
-                        let _ = replies.send(Reply {
-                            client: req.client,
-                            responses,
-                        });
+                        if !responses.is_empty() {
+                            let _ = replies.send(Reply {
+                                client: req.client,
+                                responses,
+                            });
+                        }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -355,11 +372,17 @@ pub fn spawn(
                     });
                 }
                 controller.persist(false);
+                if let Some(p) = controller.presets.as_mut() {
+                    p.settle();
+                }
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
             }
             controller.persist(true);
+            if let Some(p) = controller.presets.as_mut() {
+                p.close();
+            }
         })
 }
 

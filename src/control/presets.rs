@@ -14,11 +14,24 @@
 //! about 20 KiB). A folder that holds more than the cap (files copied in by
 //! hand, or left by an older version) is indexed up to the cap and the list
 //! says `truncated`.
+//!
+//! Saving and deleting are checked and indexed on the control thread and
+//! written by a thread of their own once the control thread has started it
+//! ([`PresetStore::start_writer`], module `writer`): a slow disk never holds
+//! up control. Until its file is written, a saved preset is read back from
+//! memory.
+
+mod writer;
 
 use super::state::{write_atomic, State};
+use super::Reply;
 use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+use writer::{Job, PresetWriter, Work};
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
+pub use writer::MAX_QUEUED;
 
 /// Longest preset name.
 pub const MAX_NAME: usize = 64;
@@ -86,12 +99,35 @@ struct Entry {
 }
 
 /// The presets folder of a state directory, and its index.
-#[derive(Debug)]
 pub struct PresetStore {
     dir: PathBuf,
     index: BTreeMap<PresetName, Entry>,
     total_bytes: u64,
     truncated: bool,
+    /// Writes the files off the control thread, once started.
+    writer: Option<PresetWriter>,
+    /// Names with jobs not yet finished by the writer.
+    pending: BTreeMap<PresetName, Pending>,
+}
+
+/// A name's unfinished jobs.
+struct Pending {
+    /// The text of its newest save, while that is not known to be on disk
+    /// (`None` once a delete follows it).
+    text: Option<String>,
+    jobs: u32,
+    /// One of them failed: the index is taken from the disk again once
+    /// the last one has ended.
+    failed: bool,
+}
+
+/// How a save or a delete was answered.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// Done: the presets as they are now.
+    Now(PresetList),
+    /// Handed to the writer, which answers the client when it is done.
+    Later,
 }
 
 /// The presets folder in a state directory.
@@ -147,6 +183,8 @@ impl PresetStore {
             index: BTreeMap::new(),
             total_bytes: 0,
             truncated: more,
+            writer: None,
+            pending: BTreeMap::new(),
         };
         for (name, entry) in found {
             if store.index.len() >= MAX_PRESETS || store.total_bytes + entry.bytes > MAX_TOTAL_BYTES
@@ -187,10 +225,147 @@ impl PresetStore {
         self.dir.join(format!("{}.toml", name.0))
     }
 
+    /// Write the files from now on on a thread of their own, whose answers
+    /// go to `replies` (the control thread calls this; tests and a store
+    /// whose thread cannot start write in place).
+    pub fn start_writer(&mut self, replies: Sender<Reply>) {
+        match PresetWriter::spawn(replies) {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => log::warn!("presets: no writer thread ({e}); control writes them"),
+        }
+    }
+
+    /// Take in what the writer has finished: a name whose last job has
+    /// ended is no longer read from memory, and after a failed job its
+    /// entry is taken from the disk again.
+    pub fn settle(&mut self) {
+        let Some(w) = &self.writer else {
+            return;
+        };
+        let done: Vec<writer::Done> = w.finished().collect();
+        for d in done {
+            let Some(p) = self.pending.get_mut(&d.name) else {
+                continue;
+            };
+            p.jobs = p.jobs.saturating_sub(1);
+            p.failed |= !d.ok;
+            if p.jobs == 0 {
+                let failed = p.failed;
+                self.pending.remove(&d.name);
+                if failed {
+                    self.reindex(&d.name);
+                }
+            }
+        }
+    }
+
+    /// The entry of `name` as its file on disk says.
+    fn reindex(&mut self, name: &PresetName) {
+        if let Some(old) = self.index.remove(name) {
+            self.total_bytes -= old.bytes;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(self.path(name)) else {
+            return;
+        };
+        if meta.is_file()
+            && meta.len() <= MAX_FILE_BYTES
+            && self.index.len() < MAX_PRESETS
+            && self.total_bytes + meta.len() <= MAX_TOTAL_BYTES
+        {
+            self.total_bytes += meta.len();
+            let saved_at = meta.modified().map(unix_s).unwrap_or(0.0);
+            self.index.insert(
+                name.clone(),
+                Entry {
+                    saved_at,
+                    bytes: meta.len(),
+                },
+            );
+        }
+    }
+
     /// Save `state` (without the device and the snapshot rate, which belong
     /// to the machine, not the sound) as preset `name`, replacing one of the
     /// same name. Refused when it would pass the count or size cap.
     pub fn save(&mut self, name: &PresetName, state: &State) -> Result<(), String> {
+        let (path, text) = self.check_save(name, state)?;
+        write_atomic(&path, &text).map_err(|e| e.to_string())?;
+        self.index_save(name, text.len() as u64);
+        Ok(())
+    }
+
+    /// [`save`](Self::save) for `client`: with the writer running, checked
+    /// and indexed now and written by the writer, which answers `client`.
+    /// Errors are the client's whole message ("busy: …" when the writer
+    /// holds as many jobs as it may, else "cannot save preset: …").
+    pub fn save_for(
+        &mut self,
+        client: u64,
+        name: &PresetName,
+        state: &State,
+    ) -> Result<Answer, String> {
+        self.settle();
+        let cannot = |e: String| format!("cannot save preset: {e}");
+        if self.writer.is_none() {
+            return self
+                .save(name, state)
+                .map(|()| Answer::Now(self.list()))
+                .map_err(cannot);
+        }
+        if let Some(busy) = self.busy() {
+            return Err(busy);
+        }
+        let (path, text) = self.check_save(name, state).map_err(cannot)?;
+        let undo = (self.index.get(name).copied(), self.total_bytes);
+        self.index_save(name, text.len() as u64);
+        let job = Job {
+            name: name.clone(),
+            path,
+            work: Work::Save { text: text.clone() },
+            client,
+            list: self.list(),
+        };
+        if let Err(e) = self.hand_over(job) {
+            match undo.0 {
+                Some(old) => self.index.insert(name.clone(), old),
+                None => self.index.remove(name),
+            };
+            self.total_bytes = undo.1;
+            return Err(e);
+        }
+        let p = self.pending.entry(name.clone()).or_insert(Pending {
+            text: None,
+            jobs: 0,
+            failed: false,
+        });
+        p.text = Some(text);
+        p.jobs += 1;
+        Ok(Answer::Later)
+    }
+
+    /// Why a save or delete cannot be taken now: the writer holds as many
+    /// as it may (a disk slower than the clicks).
+    pub fn busy(&self) -> Option<String> {
+        self.writer.as_ref().filter(|w| !w.has_room()).map(|_| {
+            format!(
+                "busy: {MAX_QUEUED} preset saves and deletes are still being written (a slow disk?); try again in a moment"
+            )
+        })
+    }
+
+    /// Give `job` to the writer, or say why not.
+    fn hand_over(&self, job: Job) -> Result<(), String> {
+        match &self.writer {
+            Some(w) => w.submit(job).map_err(|_| {
+                self.busy()
+                    .unwrap_or_else(|| "busy: the presets' writer has stopped".into())
+            }),
+            None => Err("presets: no writer".into()),
+        }
+    }
+
+    /// The file and text of a save, checked against the caps.
+    fn check_save(&self, name: &PresetName, state: &State) -> Result<(PathBuf, String), String> {
         let mut t = toml::Table::try_from(state).map_err(|e| e.to_string())?;
         t.remove("audio");
         t.remove("ws");
@@ -226,8 +401,13 @@ impl PresetStore {
                 ));
             }
         }
-        write_atomic(&path, &text).map_err(|e| e.to_string())?;
-        self.total_bytes = total;
+        Ok((path, text))
+    }
+
+    /// Index a save of `bytes` under `name` (checked by `check_save`).
+    fn index_save(&mut self, name: &PresetName, bytes: u64) {
+        let old = self.index.get(name).map(|e| e.bytes);
+        self.total_bytes = self.total_bytes - old.unwrap_or(0) + bytes;
         self.index.insert(
             name.clone(),
             Entry {
@@ -235,7 +415,6 @@ impl PresetStore {
                 bytes,
             },
         );
-        Ok(())
     }
 
     /// The text of preset `name`, with the sections a preset must not change
@@ -243,6 +422,9 @@ impl PresetStore {
     pub fn read(&self, name: &PresetName) -> Result<String, String> {
         if !self.index.contains_key(name) {
             return Err(format!("no preset named {:?}", name.0));
+        }
+        if let Some(text) = self.pending.get(name).and_then(|p| p.text.as_deref()) {
+            return strip(name, text);
         }
         let p = self.path(name);
         let cannot = |e: &dyn std::fmt::Display| format!("cannot read preset {:?}: {e}", name.0);
@@ -257,18 +439,8 @@ impl PresetStore {
         f.take(MAX_FILE_BYTES)
             .read_to_string(&mut text)
             .map_err(|e| cannot(&e))?;
-        let mut t: toml::Table = toml::from_str(&text).map_err(|e| {
-            format!(
-                "preset {:?} is unreadable: {}",
-                name.0,
-                crate::config::syntax_message(&e)
-            )
-        })?;
-        t.remove("audio");
-        t.remove("ws");
-        toml::to_string(&t).map_err(|e| e.to_string())
+        strip(name, &text)
     }
-
     /// Delete preset `name`.
     pub fn delete(&mut self, name: &PresetName) -> Result<(), String> {
         let Some(e) = self.index.get(name).copied() else {
@@ -283,6 +455,67 @@ impl PresetStore {
         self.total_bytes -= e.bytes;
         Ok(())
     }
+
+    /// [`delete`](Self::delete) for `client`: with the writer running, the
+    /// file is removed by the writer, after any save of it handed over
+    /// before, and the writer answers `client`.
+    pub fn delete_for(&mut self, client: u64, name: &PresetName) -> Result<Answer, String> {
+        self.settle();
+        if self.writer.is_none() {
+            return self.delete(name).map(|()| Answer::Now(self.list()));
+        }
+        if let Some(busy) = self.busy() {
+            return Err(busy);
+        }
+        let Some(e) = self.index.remove(name) else {
+            return Err(format!("no preset named {:?}", name.0));
+        };
+        self.total_bytes -= e.bytes;
+        let job = Job {
+            name: name.clone(),
+            path: self.path(name),
+            work: Work::Delete,
+            client,
+            list: self.list(),
+        };
+        if let Err(err) = self.hand_over(job) {
+            self.index.insert(name.clone(), e);
+            self.total_bytes += e.bytes;
+            return Err(err);
+        }
+        let p = self.pending.entry(name.clone()).or_insert(Pending {
+            text: None,
+            jobs: 0,
+            failed: false,
+        });
+        p.text = None;
+        p.jobs += 1;
+        Ok(Answer::Later)
+    }
+
+    /// Let the writer finish what it was given and stop it (before the
+    /// service ends).
+    pub fn close(&mut self) {
+        if let Some(w) = &mut self.writer {
+            w.close();
+        }
+        self.settle();
+        self.writer = None;
+    }
+}
+
+/// A preset's text with the sections a preset must not change removed.
+fn strip(name: &PresetName, text: &str) -> Result<String, String> {
+    let mut t: toml::Table = toml::from_str(text).map_err(|e| {
+        format!(
+            "preset {:?} is unreadable: {}",
+            name.0,
+            crate::config::syntax_message(&e)
+        )
+    })?;
+    t.remove("audio");
+    t.remove("ws");
+    toml::to_string(&t).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -369,5 +602,72 @@ mod tests {
         assert_eq!(l.items.len(), MAX_PRESETS);
         assert!(l.truncated);
         assert!(l.items.iter().all(|i| i.name.starts_with('x')));
+    }
+
+    /// The reply the writer sends for `client`, within a few seconds.
+    fn reply(rx: &std::sync::mpsc::Receiver<Reply>, client: u64) -> Vec<super::super::Response> {
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the writer answers");
+        assert_eq!(r.client, client);
+        r.responses
+    }
+
+    #[test]
+    fn the_writer_saves_in_order_answers_the_client_and_serves_reads_meanwhile() {
+        use super::super::Response;
+        let d = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut s = PresetStore::open(d.path());
+        s.start_writer(tx);
+        assert_eq!(s.save_for(7, &name("one"), &state()), Ok(Answer::Later));
+        // Indexed at once, and read back (from memory or the file).
+        assert_eq!(s.list().items.len(), 1);
+        assert!(s.read(&name("one")).unwrap().contains("[dsp.low]"));
+        match &reply(&rx, 7)[..] {
+            [Response::Presets(l)] => assert_eq!(l.items[0].name, "one"),
+            other => panic!("{other:?}"),
+        }
+        assert!(dir(d.path()).join("one.toml").is_file());
+        // A delete handed over after a save of the same name removes the
+        // saved file: the writer keeps their order.
+        assert_eq!(s.save_for(8, &name("two"), &state()), Ok(Answer::Later));
+        assert_eq!(s.delete_for(9, &name("two")), Ok(Answer::Later));
+        assert!(s.read(&name("two")).is_err());
+        assert!(matches!(&reply(&rx, 8)[..], [Response::Presets(_)]));
+        match &reply(&rx, 9)[..] {
+            [Response::Presets(l)] => assert_eq!(l.items.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        s.close();
+        assert!(!dir(d.path()).join("two.toml").exists());
+        assert!(s.pending.is_empty());
+        let names = |l: PresetList| l.items.into_iter().map(|i| i.name).collect::<Vec<_>>();
+        assert_eq!(names(PresetStore::open(d.path()).list()), names(s.list()));
+    }
+
+    #[test]
+    fn a_write_that_fails_is_reported_and_taken_out_of_the_index() {
+        use super::super::Response;
+        let d = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut s = PresetStore::open(d.path());
+        s.save(&name("kept"), &state()).unwrap();
+        s.start_writer(tx);
+        // The file's place is taken by a directory: the rename fails.
+        std::fs::create_dir(dir(d.path()).join("blocked.toml")).unwrap();
+        assert_eq!(s.save_for(3, &name("blocked"), &state()), Ok(Answer::Later));
+        assert_eq!(s.list().items.len(), 2);
+        match &reply(&rx, 3)[..] {
+            [Response::Error(e)] => assert!(e.contains("cannot save preset \"blocked\""), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        s.close();
+        let names: Vec<_> = s.list().items.into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["kept"]);
+        assert_eq!(
+            s.total_bytes,
+            s.index.values().map(|e| e.bytes).sum::<u64>()
+        );
     }
 }

@@ -3,10 +3,13 @@ SD card on a bad day; made so by the fault-injection build's
 PHASE4_FAULT_SLOW_FSYNC_MS, which sleeps before each fsync of the state and
 preset files), a slider drag from a WebSocket client (Python websockets) is
 answered at once while the state file is written on its own thread, and the
-drag's last value reaches state.toml.
+drag's last value reaches state.toml; and while another client saves
+presets, which the presets' writer thread writes in order, answering each
+save when its file is on disk and refusing what is more than it holds.
 
 Before the writer thread, control wrote the state itself: every 250 ms of a
-drag it stopped for two fsyncs, and answers waited 1.2 s."""
+drag it stopped for two fsyncs, and answers waited 1.2 s. Before the presets'
+writer, a preset save held every other client's commands for 1.2 s."""
 
 import asyncio
 import json
@@ -85,3 +88,86 @@ def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin,
     assert waits[-1] < 0.4, f"slowest answer {waits[-1] * 1000:.0f} ms (median {waits[len(waits) // 2] * 1000:.0f} ms)"
     print(f"{len(waits)} drag changes; answers median {waits[len(waits) // 2] * 1000:.1f} ms, "
           f"slowest {waits[-1] * 1000:.1f} ms; {saves} state writes at {SLOW_FSYNC_S * 2:.1f} s each")
+
+
+def test_preset_saves_on_a_slow_disk_hold_up_no_other_client(fault_bin, tmp_path):
+    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
+    ws_port, http_port = free_tcp_port(), free_tcp_port()
+    state = tmp_path / "state"
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"enabled": False},
+        ws={"port": ws_port, "http-port": http_port, "bind": "127.0.0.1"},
+        state={"dir": str(state)},
+        health={"interval-s": 3600.0},
+    )
+    env = dict(os.environ, PHASE4_FAULT_SLOW_FSYNC_MS=str(int(SLOW_FSYNC_S * 1000)))
+    env.pop("NOTIFY_SOCKET", None)
+    saves = [f"slow {i}" for i in range(6)]
+    # The writer holds 4 jobs (presets::MAX_QUEUED); all six are sent at once,
+    # so the first four are written and the last two refused.
+    queued = 4
+    with open(tmp_path / "phase4.log", "w") as log:
+        proc = subprocess.Popen([str(fault_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                                env=env, stderr=log)
+    try:
+        async def saver(started):
+            ws = await ws_connect(ws_port)
+            async with ws:
+                await ws_recv(ws, {"presets"})
+                t0 = time.monotonic()
+                for name in saves:
+                    await ws.send(json.dumps({"type": "save_preset", "name": name}))
+                started.set()
+                lists, errors = [], []
+                while len(lists) + len(errors) < len(saves):
+                    m = await asyncio.wait_for(ws_recv(ws, {"presets", "error"}), 30)
+                    if m["type"] == "presets":
+                        lists.append((time.monotonic() - t0, [i["name"] for i in m["items"]]))
+                    else:
+                        errors.append(m)
+                return lists, errors
+
+        async def dragger(started):
+            ws = await ws_connect(ws_port)
+            waits = []
+            async with ws:
+                await ws_recv(ws, {"presets"})
+                await started.wait()
+                for i in range(int(2.0 * DRAG_PER_S)):
+                    t = time.monotonic()
+                    await ws.send(json.dumps({"type": "set_band", "band": "mid", "lo_hz": 300 + i,
+                                              "hi_hz": 3500, "commit": False}))
+                    while True:
+                        m = await ws_recv(ws, {"meta", "error"})
+                        assert m["type"] == "meta", m
+                        if m["bands"]["mid"]["lo_hz"] == 300 + i:
+                            break
+                    waits.append(time.monotonic() - t)
+                    await asyncio.sleep(max(0.0, t + 1 / DRAG_PER_S - time.monotonic()))
+            return waits
+
+        async def both():
+            started = asyncio.Event()
+            return await asyncio.gather(saver(started), dragger(started))
+
+        (lists, errors), waits = asyncio.run(both())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+    assert rc == 0
+    waits.sort()
+    # The other client is answered at once while the saves are written.
+    assert waits[-1] < 0.4, f"slowest answer {waits[-1] * 1000:.0f} ms (median {waits[len(waits) // 2] * 1000:.0f} ms)"
+    # Each accepted save is answered once its file is written (two slow
+    # fsyncs each, one after the other), listing the presets as of that save.
+    assert len(lists) == queued and len(errors) == len(saves) - queued, (lists, errors)
+    assert all("try again" in e["reason"] for e in errors), errors
+    assert lists[0][0] >= 2 * SLOW_FSYNC_S * 0.9, lists
+    assert lists[-1][0] >= queued * 2 * SLOW_FSYNC_S * 0.9, lists
+    assert [n for _, n in lists] == [sorted(saves[:k + 1]) for k in range(queued)], lists
+    on_disk = sorted(f.stem for f in (state / "presets").glob("*.toml"))
+    assert on_disk == sorted(saves[:queued]), on_disk
+    print(f"{len(waits)} drag changes while {queued} presets were written; answers median "
+          f"{waits[len(waits) // 2] * 1000:.1f} ms, slowest {waits[-1] * 1000:.1f} ms; saves answered at "
+          + ", ".join(f"{t:.2f}" for t, _ in lists) + " s")
