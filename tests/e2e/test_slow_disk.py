@@ -25,7 +25,10 @@ DRAG_PER_S = 30
 DRAG_S = 3.0
 
 
-def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin, tmp_path):
+def start_on_a_slow_disk(fault_bin, tmp_path):
+    """phase4 (the fault-injection build) on a WAV, its state directory on a
+    disk whose fsyncs take SLOW_FSYNC_S: the process, its WebSocket port,
+    its state directory and its log's path."""
     wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
     ws_port, http_port = free_tcp_port(), free_tcp_port()
     state = tmp_path / "state"
@@ -39,29 +42,38 @@ def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin,
     env = dict(os.environ, PHASE4_FAULT_SLOW_FSYNC_MS=str(int(SLOW_FSYNC_S * 1000)))
     env.pop("NOTIFY_SOCKET", None)
     log_path = tmp_path / "phase4.log"
-    n = int(DRAG_S * DRAG_PER_S)
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(fault_bin), "--config", str(cfg), "--input", str(wav), "--loop",
                                  "--log-level", "debug"], env=env, stderr=log)
+    return proc, ws_port, state, log_path
+
+
+async def drag_step(ws, i):
+    """Move the mid band's low edge to 300 + i Hz without committing; the
+    seconds until the meta that shows it arrives."""
+    t = time.monotonic()
+    await ws.send(json.dumps({"type": "set_band", "band": "mid", "lo_hz": 300 + i,
+                              "hi_hz": 3500, "commit": False}))
+    # Its meta (metas sent for other reasons may come first).
+    while True:
+        m = await ws_recv(ws, {"meta", "error"})
+        assert m["type"] == "meta", m
+        if m["bands"]["mid"]["lo_hz"] == 300 + i:
+            break
+    waits = time.monotonic() - t
+    await asyncio.sleep(max(0.0, t + 1 / DRAG_PER_S - time.monotonic()))
+    return waits
+
+
+def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin, tmp_path):
+    proc, ws_port, state, log_path = start_on_a_slow_disk(fault_bin, tmp_path)
+    n = int(DRAG_S * DRAG_PER_S)
     try:
         async def drag():
             ws = await ws_connect(ws_port)
-            waits = []
             async with ws:
                 await ws_recv(ws, {"presets"})
-                for i in range(n):
-                    t = time.monotonic()
-                    await ws.send(json.dumps({"type": "set_band", "band": "mid", "lo_hz": 300 + i,
-                                              "hi_hz": 3500, "commit": False}))
-                    # Its meta (metas sent for other reasons may come first).
-                    while True:
-                        m = await ws_recv(ws, {"meta", "error"})
-                        assert m["type"] == "meta", m
-                        if m["bands"]["mid"]["lo_hz"] == 300 + i:
-                            break
-                    waits.append(time.monotonic() - t)
-                    await asyncio.sleep(max(0.0, t + 1 / DRAG_PER_S - time.monotonic()))
-            return waits
+                return [await drag_step(ws, i) for i in range(n)]
 
         waits = asyncio.run(drag())
         # The last value is written once the write in progress ends: two
@@ -91,25 +103,11 @@ def test_a_slider_drag_is_answered_at_once_while_a_slow_disk_saves_it(fault_bin,
 
 
 def test_preset_saves_on_a_slow_disk_hold_up_no_other_client(fault_bin, tmp_path):
-    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
-    ws_port, http_port = free_tcp_port(), free_tcp_port()
-    state = tmp_path / "state"
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"enabled": False},
-        ws={"port": ws_port, "http-port": http_port, "bind": "127.0.0.1"},
-        state={"dir": str(state)},
-        health={"interval-s": 3600.0},
-    )
-    env = dict(os.environ, PHASE4_FAULT_SLOW_FSYNC_MS=str(int(SLOW_FSYNC_S * 1000)))
-    env.pop("NOTIFY_SOCKET", None)
+    proc, ws_port, state, _ = start_on_a_slow_disk(fault_bin, tmp_path)
     saves = [f"slow {i}" for i in range(6)]
     # The writer holds 4 jobs (presets::MAX_QUEUED); all six are sent at once,
     # so the first four are written and the last two refused.
     queued = 4
-    with open(tmp_path / "phase4.log", "w") as log:
-        proc = subprocess.Popen([str(fault_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
-                                env=env, stderr=log)
     try:
         async def saver(started):
             ws = await ws_connect(ws_port)
@@ -130,22 +128,10 @@ def test_preset_saves_on_a_slow_disk_hold_up_no_other_client(fault_bin, tmp_path
 
         async def dragger(started):
             ws = await ws_connect(ws_port)
-            waits = []
             async with ws:
                 await ws_recv(ws, {"presets"})
                 await started.wait()
-                for i in range(int(2.0 * DRAG_PER_S)):
-                    t = time.monotonic()
-                    await ws.send(json.dumps({"type": "set_band", "band": "mid", "lo_hz": 300 + i,
-                                              "hi_hz": 3500, "commit": False}))
-                    while True:
-                        m = await ws_recv(ws, {"meta", "error"})
-                        assert m["type"] == "meta", m
-                        if m["bands"]["mid"]["lo_hz"] == 300 + i:
-                            break
-                    waits.append(time.monotonic() - t)
-                    await asyncio.sleep(max(0.0, t + 1 / DRAG_PER_S - time.monotonic()))
-            return waits
+                return [await drag_step(ws, i) for i in range(int(2.0 * DRAG_PER_S))]
 
         async def both():
             started = asyncio.Event()
