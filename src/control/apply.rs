@@ -11,7 +11,7 @@ use std::time::Instant;
 impl Controller {
     /// Carry out `cmd` after [`validate`]: a settings command becomes the new
     /// state in force; the others list, switch or answer.
-    pub(super) fn carry_out(&mut self, cmd: Command) -> Vec<Response> {
+    pub(super) fn carry_out(&mut self, client: u64, cmd: Command) -> Vec<Response> {
         if let Some(reason) = validate(&cmd, self.sample_rate()) {
             return vec![Response::Error(reason)];
         }
@@ -20,8 +20,8 @@ impl Controller {
             Command::Hello => self.hello(),
             Command::SetDevice { index, name } => self.set_device(index, name),
             Command::ListPresets => vec![Response::Presets(self.presets())],
-            Command::SavePreset { name } => self.save_preset(&name),
-            Command::DeletePreset { name } => self.delete_preset(&name),
+            Command::SavePreset { name } => self.save_preset(client, &name),
+            Command::DeletePreset { name } => self.delete_preset(client, &name),
             Command::LoadPreset { name } => self.load_preset(&name),
             setting @ (Command::SetFft { .. }
             | Command::SetFftTilt { .. }
@@ -90,19 +90,17 @@ impl Controller {
         ]
     }
 
-    /// Save the state in force under `name`. Nothing to send now when the
-    /// presets' writer answers once the file is written.
-    fn save_preset(&mut self, name: &str) -> Vec<Response> {
+    /// Save the state in force under `name` for `client`. Nothing to send
+    /// now when the presets' writer answers once the file is written.
+    fn save_preset(&mut self, client: u64, name: &str) -> Vec<Response> {
         let current = self.state.clone();
-        let client = self.asking;
         let saved = self
             .preset_store(name)
             .and_then(|(store, name)| store.save_for(client, &name, &current));
         answered(saved)
     }
 
-    fn delete_preset(&mut self, name: &str) -> Vec<Response> {
-        let client = self.asking;
+    fn delete_preset(&mut self, client: u64, name: &str) -> Vec<Response> {
         let deleted = self
             .preset_store(name)
             .and_then(|(store, name)| store.delete_for(client, &name));
@@ -130,10 +128,7 @@ impl Controller {
     fn preset_store(&mut self, name: &str) -> Result<(&mut PresetStore, PresetName), String> {
         let name = PresetName::parse(name)?;
         match self.presets.as_mut() {
-            Some(store) => {
-                store.settle();
-                Ok((store, name))
-            }
+            Some(store) => Ok((store, name)),
             None => Err("presets need a state directory ([state] dir)".into()),
         }
     }

@@ -174,8 +174,6 @@ pub struct Controller {
     /// directory, or if its thread could not start (then the control
     /// thread writes it itself).
     writer: Option<StateWriter>,
-    /// The client whose command is being carried out ([`Reply::client`]).
-    asking: u64,
 }
 
 /// A probe listing younger than this is answered again instead of opening
@@ -210,7 +208,6 @@ impl Controller {
             listing: None,
             probed: None,
             debounce: Debounce::default(),
-            asking: 0,
         }
     }
 
@@ -256,21 +253,22 @@ impl Controller {
         r
     }
 
-    /// Carry out one command of `client`. No responses means the answer
-    /// comes later, from the presets' writer (see [`spawn`]).
-    pub fn handle_for(&mut self, client: u64, cmd: Command) -> Vec<Response> {
-        self.asking = client;
-        self.handle(cmd)
-    }
-
-    /// Carry out one command.
-    pub fn handle(&mut self, mut cmd: Command) -> Vec<Response> {
+    /// Carry out one command of `client` ([`Reply::client`]). No responses
+    /// means the answer comes later, from the presets' writer (see
+    /// [`spawn`]).
+    pub fn handle_for(&mut self, client: u64, mut cmd: Command) -> Vec<Response> {
         let clamped = command::clamp(&mut cmd, self.sample_rate());
-        let mut r = self.carry_out(cmd);
+        let mut r = self.carry_out(client, cmd);
         if !clamped.is_empty() && matches!(r.first(), Some(Response::MetaChanged)) {
             r.push(Response::Clamped(clamped));
         }
         r
+    }
+
+    /// Carry out one command of control's own (the greeting; tests), as
+    /// [`RELOAD_CLIENT`].
+    pub fn handle(&mut self, cmd: Command) -> Vec<Response> {
+        self.handle_for(RELOAD_CLIENT, cmd)
     }
 
     /// List the devices once at start, so the first meta names the device's

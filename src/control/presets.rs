@@ -26,11 +26,11 @@ mod writer;
 use super::state::{write_atomic, State};
 use super::Reply;
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use writer::{Job, PresetWriter, Work};
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 pub use writer::MAX_QUEUED;
 
 /// Longest preset name.
@@ -102,23 +102,9 @@ struct Entry {
 pub struct PresetStore {
     dir: PathBuf,
     index: BTreeMap<PresetName, Entry>,
-    total_bytes: u64,
     truncated: bool,
     /// Writes the files off the control thread, once started.
     writer: Option<PresetWriter>,
-    /// Names with jobs not yet finished by the writer.
-    pending: BTreeMap<PresetName, Pending>,
-}
-
-/// A name's unfinished jobs.
-struct Pending {
-    /// The text of its newest save, while that is not known to be on disk
-    /// (`None` once a delete follows it).
-    text: Option<String>,
-    jobs: u32,
-    /// One of them failed: the index is taken from the disk again once
-    /// the last one has ended.
-    failed: bool,
 }
 
 /// How a save or a delete was answered.
@@ -141,6 +127,15 @@ fn unix_s(t: std::time::SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The index entry of a file with `meta`: regular files of at most
+/// [`MAX_FILE_BYTES`] only (a symlink to /dev/zero is not a preset).
+fn entry_of(meta: &std::fs::Metadata) -> Option<Entry> {
+    (meta.is_file() && meta.len() <= MAX_FILE_BYTES).then(|| Entry {
+        saved_at: meta.modified().map(unix_s).unwrap_or(0.0),
+        bytes: meta.len(),
+    })
+}
+
 impl PresetStore {
     /// Index the presets of `state_dir` (see the module docs for the bounds).
     pub fn open(state_dir: &Path) -> Self {
@@ -160,39 +155,26 @@ impl PresetStore {
             else {
                 continue;
             };
-            // Regular files only (a symlink to /dev/zero is not a preset).
             let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
                 continue;
             };
-            if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-                more = true;
-                continue;
+            match entry_of(&meta) {
+                Some(entry) => found.push((name, entry)),
+                None => more = true,
             }
-            let saved_at = meta.modified().map(unix_s).unwrap_or(0.0);
-            found.push((
-                name,
-                Entry {
-                    saved_at,
-                    bytes: meta.len(),
-                },
-            ));
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut store = PresetStore {
             dir,
             index: BTreeMap::new(),
-            total_bytes: 0,
             truncated: more,
             writer: None,
-            pending: BTreeMap::new(),
         };
         for (name, entry) in found {
-            if store.index.len() >= MAX_PRESETS || store.total_bytes + entry.bytes > MAX_TOTAL_BYTES
-            {
+            if store.room_for(&name, entry.bytes).is_err() {
                 store.truncated = true;
                 continue;
             }
-            store.total_bytes += entry.bytes;
             store.index.insert(name, entry);
         }
         if store.truncated {
@@ -225,6 +207,25 @@ impl PresetStore {
         self.dir.join(format!("{}.toml", name.0))
     }
 
+    /// Whether `name` may take `bytes` (replacing its own entry) within the
+    /// count and size caps; why not if not.
+    fn room_for(&self, name: &PresetName, bytes: u64) -> Result<(), String> {
+        let old = self.index.get(name).map(|e| e.bytes);
+        if old.is_none() && self.index.len() >= MAX_PRESETS {
+            return Err(format!(
+                "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
+            ));
+        }
+        let total: u64 = self.index.values().map(|e| e.bytes).sum();
+        if total - old.unwrap_or(0) + bytes > MAX_TOTAL_BYTES {
+            return Err(format!(
+                "presets would take more than {} KiB; delete some first",
+                MAX_TOTAL_BYTES / 1024
+            ));
+        }
+        Ok(())
+    }
+
     /// Write the files from now on on a thread of their own, whose answers
     /// go to `replies` (the control thread calls this; tests and a store
     /// whose thread cannot start write in place).
@@ -235,52 +236,23 @@ impl PresetStore {
         }
     }
 
-    /// Take in what the writer has finished: a name whose last job has
-    /// ended is no longer read from memory, and after a failed job its
-    /// entry is taken from the disk again.
+    /// Take in what the writer has finished: after a failed job, the entry
+    /// is taken from the disk again.
     pub fn settle(&mut self) {
-        let Some(w) = &self.writer else {
-            return;
-        };
-        let done: Vec<writer::Done> = w.finished().collect();
-        for d in done {
-            let Some(p) = self.pending.get_mut(&d.name) else {
-                continue;
-            };
-            p.jobs = p.jobs.saturating_sub(1);
-            p.failed |= !d.ok;
-            if p.jobs == 0 {
-                let failed = p.failed;
-                self.pending.remove(&d.name);
-                if failed {
-                    self.reindex(&d.name);
-                }
-            }
+        let failed = self.writer.as_mut().map(PresetWriter::settle);
+        for name in failed.into_iter().flatten() {
+            self.reindex(&name);
         }
     }
 
     /// The entry of `name` as its file on disk says.
     fn reindex(&mut self, name: &PresetName) {
-        if let Some(old) = self.index.remove(name) {
-            self.total_bytes -= old.bytes;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(self.path(name)) else {
-            return;
-        };
-        if meta.is_file()
-            && meta.len() <= MAX_FILE_BYTES
-            && self.index.len() < MAX_PRESETS
-            && self.total_bytes + meta.len() <= MAX_TOTAL_BYTES
-        {
-            self.total_bytes += meta.len();
-            let saved_at = meta.modified().map(unix_s).unwrap_or(0.0);
-            self.index.insert(
-                name.clone(),
-                Entry {
-                    saved_at,
-                    bytes: meta.len(),
-                },
-            );
+        self.index.remove(name);
+        let entry = std::fs::symlink_metadata(self.path(name))
+            .ok()
+            .and_then(|m| entry_of(&m));
+        if let Some(entry) = entry.filter(|e| self.room_for(name, e.bytes).is_ok()) {
+            self.index.insert(name.clone(), entry);
         }
     }
 
@@ -304,7 +276,6 @@ impl PresetStore {
         name: &PresetName,
         state: &State,
     ) -> Result<Answer, String> {
-        self.settle();
         let cannot = |e: String| format!("cannot save preset: {e}");
         if self.writer.is_none() {
             return self
@@ -312,56 +283,81 @@ impl PresetStore {
                 .map(|()| Answer::Now(self.list()))
                 .map_err(cannot);
         }
-        if let Some(busy) = self.busy() {
-            return Err(busy);
-        }
+        self.room_in_writer()?;
         let (path, text) = self.check_save(name, state).map_err(cannot)?;
-        let undo = (self.index.get(name).copied(), self.total_bytes);
+        let before = self.index.get(name).copied();
         self.index_save(name, text.len() as u64);
+        self.queue(client, name, path, Work::Save { text }, before)
+    }
+
+    /// Delete preset `name`.
+    pub fn delete(&mut self, name: &PresetName) -> Result<(), String> {
+        if !self.index.contains_key(name) {
+            return Err(format!("no preset named {:?}", name.0));
+        }
+        match std::fs::remove_file(self.path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot delete preset {:?}: {e}", name.0)),
+        }
+        self.index.remove(name);
+        Ok(())
+    }
+
+    /// [`delete`](Self::delete) for `client`: with the writer running, the
+    /// file is removed by the writer, after any save of it handed over
+    /// before, and the writer answers `client`.
+    pub fn delete_for(&mut self, client: u64, name: &PresetName) -> Result<Answer, String> {
+        if self.writer.is_none() {
+            return self.delete(name).map(|()| Answer::Now(self.list()));
+        }
+        self.room_in_writer()?;
+        let Some(before) = self.index.remove(name) else {
+            return Err(format!("no preset named {:?}", name.0));
+        };
+        let path = self.path(name);
+        self.queue(client, name, path, Work::Delete, Some(before))
+    }
+
+    /// Settle, then say "busy" if the writer holds as many jobs as it may.
+    fn room_in_writer(&mut self) -> Result<(), String> {
+        self.settle();
+        match self.writer.as_ref().and_then(PresetWriter::busy) {
+            Some(busy) => Err(busy),
+            None => Ok(()),
+        }
+    }
+
+    /// Hand the file work of a change already made to the index to the
+    /// writer; if it cannot take it, put `before` (the entry before the
+    /// change) back and say why.
+    fn queue(
+        &mut self,
+        client: u64,
+        name: &PresetName,
+        path: PathBuf,
+        work: Work,
+        before: Option<Entry>,
+    ) -> Result<Answer, String> {
         let job = Job {
             name: name.clone(),
             path,
-            work: Work::Save { text: text.clone() },
+            work,
             client,
             list: self.list(),
         };
-        if let Err(e) = self.hand_over(job) {
-            match undo.0 {
-                Some(old) => self.index.insert(name.clone(), old),
+        let handed = match self.writer.as_mut() {
+            Some(w) => w.submit(job),
+            None => Err("presets: no writer".into()),
+        };
+        if let Err(e) = handed {
+            match before {
+                Some(entry) => self.index.insert(name.clone(), entry),
                 None => self.index.remove(name),
             };
-            self.total_bytes = undo.1;
             return Err(e);
         }
-        let p = self.pending.entry(name.clone()).or_insert(Pending {
-            text: None,
-            jobs: 0,
-            failed: false,
-        });
-        p.text = Some(text);
-        p.jobs += 1;
         Ok(Answer::Later)
-    }
-
-    /// Why a save or delete cannot be taken now: the writer holds as many
-    /// as it may (a disk slower than the clicks).
-    pub fn busy(&self) -> Option<String> {
-        self.writer.as_ref().filter(|w| !w.has_room()).map(|_| {
-            format!(
-                "busy: {MAX_QUEUED} preset saves and deletes are still being written (a slow disk?); try again in a moment"
-            )
-        })
-    }
-
-    /// Give `job` to the writer, or say why not.
-    fn hand_over(&self, job: Job) -> Result<(), String> {
-        match &self.writer {
-            Some(w) => w.submit(job).map_err(|_| {
-                self.busy()
-                    .unwrap_or_else(|| "busy: the presets' writer has stopped".into())
-            }),
-            None => Err("presets: no writer".into()),
-        }
     }
 
     /// The file and text of a save, checked against the caps.
@@ -374,20 +370,7 @@ impl PresetStore {
             name.0,
             toml::to_string(&t).map_err(|e| e.to_string())?
         );
-        let bytes = text.len() as u64;
-        let old = self.index.get(name).map(|e| e.bytes);
-        if old.is_none() && self.index.len() >= MAX_PRESETS {
-            return Err(format!(
-                "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
-            ));
-        }
-        let total = self.total_bytes - old.unwrap_or(0) + bytes;
-        if total > MAX_TOTAL_BYTES {
-            return Err(format!(
-                "presets would take more than {} KiB; delete some first",
-                MAX_TOTAL_BYTES / 1024
-            ));
-        }
+        self.room_for(name, text.len() as u64)?;
         let path = self.path(name);
         if let Some(folder) = path.parent() {
             // Made by phase4 in the state directory: a symlink there was
@@ -406,8 +389,6 @@ impl PresetStore {
 
     /// Index a save of `bytes` under `name` (checked by `check_save`).
     fn index_save(&mut self, name: &PresetName, bytes: u64) {
-        let old = self.index.get(name).map(|e| e.bytes);
-        self.total_bytes = self.total_bytes - old.unwrap_or(0) + bytes;
         self.index.insert(
             name.clone(),
             Entry {
@@ -418,12 +399,12 @@ impl PresetStore {
     }
 
     /// The text of preset `name`, with the sections a preset must not change
-    /// removed.
+    /// removed. A save not yet written is read from memory.
     pub fn read(&self, name: &PresetName) -> Result<String, String> {
         if !self.index.contains_key(name) {
             return Err(format!("no preset named {:?}", name.0));
         }
-        if let Some(text) = self.pending.get(name).and_then(|p| p.text.as_deref()) {
+        if let Some(text) = self.writer.as_ref().and_then(|w| w.text(name)) {
             return strip(name, text);
         }
         let p = self.path(name);
@@ -441,66 +422,15 @@ impl PresetStore {
             .map_err(|e| cannot(&e))?;
         strip(name, &text)
     }
-    /// Delete preset `name`.
-    pub fn delete(&mut self, name: &PresetName) -> Result<(), String> {
-        let Some(e) = self.index.get(name).copied() else {
-            return Err(format!("no preset named {:?}", name.0));
-        };
-        match std::fs::remove_file(self.path(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot delete preset {:?}: {e}", name.0)),
-        }
-        self.index.remove(name);
-        self.total_bytes -= e.bytes;
-        Ok(())
-    }
-
-    /// [`delete`](Self::delete) for `client`: with the writer running, the
-    /// file is removed by the writer, after any save of it handed over
-    /// before, and the writer answers `client`.
-    pub fn delete_for(&mut self, client: u64, name: &PresetName) -> Result<Answer, String> {
-        self.settle();
-        if self.writer.is_none() {
-            return self.delete(name).map(|()| Answer::Now(self.list()));
-        }
-        if let Some(busy) = self.busy() {
-            return Err(busy);
-        }
-        let Some(e) = self.index.remove(name) else {
-            return Err(format!("no preset named {:?}", name.0));
-        };
-        self.total_bytes -= e.bytes;
-        let job = Job {
-            name: name.clone(),
-            path: self.path(name),
-            work: Work::Delete,
-            client,
-            list: self.list(),
-        };
-        if let Err(err) = self.hand_over(job) {
-            self.index.insert(name.clone(), e);
-            self.total_bytes += e.bytes;
-            return Err(err);
-        }
-        let p = self.pending.entry(name.clone()).or_insert(Pending {
-            text: None,
-            jobs: 0,
-            failed: false,
-        });
-        p.text = None;
-        p.jobs += 1;
-        Ok(Answer::Later)
-    }
 
     /// Let the writer finish what it was given and stop it (before the
     /// service ends).
     pub fn close(&mut self) {
-        if let Some(w) = &mut self.writer {
-            w.close();
+        if let Some(mut w) = self.writer.take() {
+            for name in w.close() {
+                self.reindex(&name);
+            }
         }
-        self.settle();
-        self.writer = None;
     }
 }
 
@@ -519,155 +449,4 @@ fn strip(name: &PresetName, text: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state() -> State {
-        State::from_config(&crate::config::Config::default())
-    }
-
-    fn name(n: &str) -> PresetName {
-        PresetName::parse(n).unwrap()
-    }
-
-    #[test]
-    fn names_that_could_leave_the_folder_are_refused() {
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            "a.b",
-            "..",
-            "x\\y",
-            "é",
-            " ",
-            &"a".repeat(65),
-        ] {
-            assert!(PresetName::parse(bad).is_err(), "{bad:?} accepted");
-        }
-        for good in ["a", "My preset_1", "kick-heavy", &"a".repeat(64)] {
-            assert!(PresetName::parse(good).is_ok(), "{good:?} refused");
-        }
-    }
-
-    #[test]
-    fn saved_presets_are_listed_read_back_and_deleted() {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = PresetStore::open(d.path());
-        s.save(&name("one"), &state()).unwrap();
-        let l = s.list();
-        assert_eq!(l.items.len(), 1);
-        assert_eq!(l.items[0].name, "one");
-        assert!(!l.truncated);
-        let text = s.read(&name("one")).unwrap();
-        assert!(text.contains("[dsp.low]"), "{text}");
-        assert!(!text.contains("snapshot"), "{text}");
-        assert!(s.read(&name("two")).is_err());
-        // The index is rebuilt from the folder at the next start.
-        let again = PresetStore::open(d.path());
-        assert_eq!(again.list().items.len(), 1);
-        s.delete(&name("one")).unwrap();
-        assert!(s.list().items.is_empty());
-        assert!(!dir(d.path()).join("one.toml").exists());
-        assert!(s.delete(&name("one")).is_err());
-    }
-
-    #[test]
-    fn the_count_cap_refuses_new_names_but_allows_overwrites() {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = PresetStore::open(d.path());
-        for i in 0..MAX_PRESETS {
-            s.save(&name(&format!("p{i:04}")), &state()).unwrap();
-        }
-        let e = s.save(&name("one more"), &state()).unwrap_err();
-        assert!(e.contains("delete one first"), "{e}");
-        s.save(&name("p0000"), &state()).unwrap();
-        assert_eq!(s.list().items.len(), MAX_PRESETS);
-        s.delete(&name("p0001")).unwrap();
-        s.save(&name("one more"), &state()).unwrap();
-    }
-
-    #[test]
-    fn a_folder_over_the_cap_is_indexed_up_to_it_and_says_so() {
-        let d = tempfile::tempdir().unwrap();
-        let p = dir(d.path());
-        std::fs::create_dir_all(&p).unwrap();
-        for i in 0..(MAX_PRESETS + 50) {
-            std::fs::write(p.join(format!("x{i:05}.toml")), "[fft]\nenabled = true\n").unwrap();
-        }
-        std::fs::write(p.join("huge.toml"), vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", p.join("zero.toml")).unwrap();
-        let s = PresetStore::open(d.path());
-        let l = s.list();
-        assert_eq!(l.items.len(), MAX_PRESETS);
-        assert!(l.truncated);
-        assert!(l.items.iter().all(|i| i.name.starts_with('x')));
-    }
-
-    /// The reply the writer sends for `client`, within a few seconds.
-    fn reply(rx: &std::sync::mpsc::Receiver<Reply>, client: u64) -> Vec<super::super::Response> {
-        let r = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the writer answers");
-        assert_eq!(r.client, client);
-        r.responses
-    }
-
-    #[test]
-    fn the_writer_saves_in_order_answers_the_client_and_serves_reads_meanwhile() {
-        use super::super::Response;
-        let d = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut s = PresetStore::open(d.path());
-        s.start_writer(tx);
-        assert_eq!(s.save_for(7, &name("one"), &state()), Ok(Answer::Later));
-        // Indexed at once, and read back (from memory or the file).
-        assert_eq!(s.list().items.len(), 1);
-        assert!(s.read(&name("one")).unwrap().contains("[dsp.low]"));
-        match &reply(&rx, 7)[..] {
-            [Response::Presets(l)] => assert_eq!(l.items[0].name, "one"),
-            other => panic!("{other:?}"),
-        }
-        assert!(dir(d.path()).join("one.toml").is_file());
-        // A delete handed over after a save of the same name removes the
-        // saved file: the writer keeps their order.
-        assert_eq!(s.save_for(8, &name("two"), &state()), Ok(Answer::Later));
-        assert_eq!(s.delete_for(9, &name("two")), Ok(Answer::Later));
-        assert!(s.read(&name("two")).is_err());
-        assert!(matches!(&reply(&rx, 8)[..], [Response::Presets(_)]));
-        match &reply(&rx, 9)[..] {
-            [Response::Presets(l)] => assert_eq!(l.items.len(), 1),
-            other => panic!("{other:?}"),
-        }
-        s.close();
-        assert!(!dir(d.path()).join("two.toml").exists());
-        assert!(s.pending.is_empty());
-        let names = |l: PresetList| l.items.into_iter().map(|i| i.name).collect::<Vec<_>>();
-        assert_eq!(names(PresetStore::open(d.path()).list()), names(s.list()));
-    }
-
-    #[test]
-    fn a_write_that_fails_is_reported_and_taken_out_of_the_index() {
-        use super::super::Response;
-        let d = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut s = PresetStore::open(d.path());
-        s.save(&name("kept"), &state()).unwrap();
-        s.start_writer(tx);
-        // The file's place is taken by a directory: the rename fails.
-        std::fs::create_dir(dir(d.path()).join("blocked.toml")).unwrap();
-        assert_eq!(s.save_for(3, &name("blocked"), &state()), Ok(Answer::Later));
-        assert_eq!(s.list().items.len(), 2);
-        match &reply(&rx, 3)[..] {
-            [Response::Error(e)] => assert!(e.contains("cannot save preset \"blocked\""), "{e}"),
-            other => panic!("{other:?}"),
-        }
-        s.close();
-        let names: Vec<_> = s.list().items.into_iter().map(|i| i.name).collect();
-        assert_eq!(names, ["kept"]);
-        assert_eq!(
-            s.total_bytes,
-            s.index.values().map(|e| e.bytes).sum::<u64>()
-        );
-    }
-}
+mod tests;
