@@ -22,7 +22,9 @@ import link  # LinkPython-extern
 import pytest
 from pythonosc.osc_message import OscMessage
 
-from conftest import LINK_BIN, ROOT, beat_track, free_port, write_wav
+from conftest import LINK_BIN, ROOT, beat_track, free_port, private_network, write_wav
+
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
 
 QUANTUM = 4.0
 

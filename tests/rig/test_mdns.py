@@ -14,7 +14,9 @@ import time
 
 from zeroconf import IPVersion, ServiceBrowser, ServiceListener, Zeroconf
 
-from conftest import beat_track, write_wav
+from conftest import beat_track, private_network, write_wav
+
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
 
 TYPES = ["_oscjson._tcp.local.", "_osc._udp.local.", "_http._tcp.local."]
 

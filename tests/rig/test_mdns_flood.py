@@ -24,6 +24,8 @@ from zeroconf import DNSOutgoing, DNSService, DNSText, const
 from conftest import beat_track, private_network, write_wav
 from test_mdns import browse, sections
 
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
+
 MDNS = ("224.0.0.251", 5353)
 
 

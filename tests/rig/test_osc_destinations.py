@@ -12,7 +12,9 @@ import time
 
 from pythonosc.osc_packet import OscPacket
 
-from conftest import beat_track, free_port, write_wav
+from conftest import beat_track, free_port, private_network, write_wav
+
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
 
 
 def receivers(bport, mport, group):

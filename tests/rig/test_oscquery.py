@@ -26,13 +26,10 @@ from pythonoscquery.osc_query_browser import OSCQueryBrowser
 from pythonoscquery.osc_query_client import OSCQueryClient
 from pythonoscquery.shared.oscquery_spec import OSCQueryAttribute
 
-from conftest import beat_track, wait_port, write_wav
+from conftest import beat_track, private_network, wait_port, write_wav
 
-# The TEST-NET addresses below are put on the loopback of the network
-# namespace conftest.py enters (unshare(CLONE_NEWNET)); never run this file
-# where an interface other than loopback exists, so nothing can leave it.
-if [name for _, name in socket.if_nameindex() if name != "lo"]:
-    raise RuntimeError("tests/rig must run in its own network namespace (conftest.py: unshare)")
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
+
 
 PORT = 8767
 INPUT = 9102

@@ -39,14 +39,10 @@ import websockets
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from conftest import beat_track, wait_port, write_wav
-
-# The TEST-NET addresses below are put on the loopback of the network
-# namespace conftest.py enters (unshare(CLONE_NEWNET)); never run this file
-# where an interface other than loopback exists, so nothing can leave it.
-if [name for _, name in socket.if_nameindex() if name != "lo"]:
-    raise RuntimeError("tests/rig must run in its own network namespace (conftest.py: unshare)")
+from conftest import beat_track, private_network, wait_port, write_wav
 from test_oscquery import MetaWatch
+
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
 
 PORT = 8777
 INPUT = 9112

@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from conftest import tone, write_wav
+from conftest import private_network, tone, write_wav
+
+private_network()  # only in conftest.py's namespace (unshare(CLONE_NEWNET)): nothing leaves it
 
 GROUP = "239.0.0.1"
 
