@@ -369,11 +369,29 @@ fn claimed_tempo_yields_to_a_slower_rival_only_with_clear_evidence() {
     st.hold = true;
     settle(&mut st);
     // A slower rival with 1.3x the belief does not take over; with 2x it
-    // does.
+    // does once it has kept the lead for two beats of 120 BPM (1 s), and a
+    // break in the lead starts the count again.
     let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 1.3)));
     assert!(near(t, 120.0), "held 120 BPM, got {t}");
-    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 2.0)));
-    assert!(near(t, 80.0), "gave way to 80 BPM, got {t}");
+    let beat = (0.5 / hop_s).round() as usize;
+    let lead = |st: &mut dbn::BeatStates, hops: usize| {
+        (0..hops).fold(0.0, |_, _| {
+            st.report_for(two_peaks((120.0, 1.0), (80.0, 2.0)))
+        })
+    };
+    let t = lead(&mut st, beat);
+    assert!(near(t, 120.0), "held 120 BPM after a beat's lead, got {t}");
+    st.report_for(two_peaks((120.0, 1.0), (80.0, 1.3)));
+    let t = lead(&mut st, 2 * beat - 4);
+    assert!(near(t, 120.0), "a broken lead counts again, got {t}");
+    let t = lead(&mut st, 8);
+    assert!(near(t, 80.0), "gave way to 80 BPM after two beats, got {t}");
+    // With five times the belief (the music has changed) at once.
+    let mut st = dbn::BeatStates::new(hop_s);
+    st.hold = true;
+    settle(&mut st);
+    let t = st.report_for(two_peaks((120.0, 1.0), (80.0, 6.0)));
+    assert!(near(t, 80.0), "gave way to a 6x rival at once, got {t}");
     // A faster rival takes over as soon as it is the most probable.
     let mut st = dbn::BeatStates::new(hop_s);
     st.hold = true;
