@@ -61,8 +61,8 @@ pub(super) struct TempoHold {
     shown_hops: u32,
     /// Hops a tempo has been claimed without a break.
     hold_hops: u32,
-    /// Hops in a row in which a slower hypothesis has outweighed the
-    /// reported one by the factor the hold asks for.
+    /// Hops in a row in which a hypothesis further than 4 % away has
+    /// outweighed the reported one by the factor the hold asks for.
     lead_hops: u32,
 }
 
@@ -129,18 +129,20 @@ impl TempoHold {
         let held = hold && aged && slower;
         let k = if held { TEMPO_SWITCH } else { 1.0 };
         let leads = far && marg[bi] > k * marg[local];
-        self.lead_hops = if leads && slower {
+        self.lead_hops = if leads {
             self.lead_hops.saturating_add(1)
         } else {
             0
         };
-        let need = if held {
+        // Hops the lead must have lasted before this one: none unless the
+        // hold applies, and none against a rival that holds
+        // TEMPO_SWITCH_AT_ONCE times the belief.
+        let need = if held && marg[bi] <= TEMPO_SWITCH_AT_ONCE * marg[local] {
             (TEMPO_SWITCH_BEATS * period[local] as f32) as u32
         } else {
             0
         };
-        let clear = marg[bi] > TEMPO_SWITCH_AT_ONCE * marg[local];
-        if leads && (need == 0 || self.lead_hops > need || clear) {
+        if leads && self.lead_hops > need {
             (self.shown, self.shown_hops, self.lead_hops) = (Some(bi), 0, 0);
             bi
         } else {
