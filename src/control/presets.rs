@@ -15,11 +15,20 @@
 //! hand, or left by an older version) is indexed up to the cap and the list
 //! says `truncated`.
 //!
+//! The index holds each preset's text as well (the caps bound it to
+//! [`MAX_TOTAL_BYTES`]): the files are read once, when the store is opened,
+//! so loading a preset never touches the disk, and a save is indexed with
+//! the text it writes (files that cannot be read, such as text that is not
+//! UTF-8, are left out: at most [`MAX_PRESETS`] of them are tried). A
+//! preset file edited by hand is seen after a restart (as a file added by
+//! hand always was).
+//!
 //! Saving and deleting are checked and indexed on the control thread and
 //! written by a thread of their own once the control thread has started it
 //! ([`PresetStore::start_writer`], module `writer`): a slow disk never holds
-//! up control. Until its file is written, a saved preset is read back from
-//! memory.
+//! up control, neither for a save nor for a load. Only after a write fails
+//! does the control thread read that one file again (the index then says
+//! what the disk holds).
 
 mod writer;
 
@@ -92,10 +101,17 @@ pub struct PresetList {
     pub truncated: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     saved_at: f64,
-    bytes: u64,
+    /// The file's text as read when indexed, or as saved.
+    text: String,
+}
+
+impl Entry {
+    fn bytes(&self) -> u64 {
+        self.text.len() as u64
+    }
 }
 
 /// The presets folder of a state directory, and its index.
@@ -127,20 +143,39 @@ fn unix_s(t: std::time::SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The index entry of a file with `meta`: regular files of at most
-/// [`MAX_FILE_BYTES`] only (a symlink to /dev/zero is not a preset).
-fn entry_of(meta: &std::fs::Metadata) -> Option<Entry> {
-    (meta.is_file() && meta.len() <= MAX_FILE_BYTES).then(|| Entry {
+/// Whether `meta` may be a preset: a regular file of at most
+/// [`MAX_FILE_BYTES`] (a symlink to /dev/zero is not a preset).
+fn may_be_preset(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.len() <= MAX_FILE_BYTES
+}
+
+/// The index entry of the preset file at `path`: its text (UTF-8, at most
+/// [`MAX_FILE_BYTES`]) and when it was written; why not if it cannot be one.
+fn read_entry(path: &Path) -> Result<Entry, String> {
+    let f = crate::service::safe_fs::open_regular(path).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !may_be_preset(&meta) {
+        return Err(format!("not a file of at most {MAX_FILE_BYTES} bytes"));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("grew past {MAX_FILE_BYTES} bytes while read"));
+    }
+    Ok(Entry {
         saved_at: meta.modified().map(unix_s).unwrap_or(0.0),
-        bytes: meta.len(),
+        text,
     })
 }
 
 impl PresetStore {
-    /// Index the presets of `state_dir` (see the module docs for the bounds).
+    /// Index the presets of `state_dir` and read them (see the module docs
+    /// for the bounds: files past the caps are not read).
     pub fn open(state_dir: &Path) -> Self {
         let dir = dir(state_dir);
-        let mut found: Vec<(PresetName, Entry)> = Vec::new();
+        let mut found: Vec<(PresetName, u64)> = Vec::new();
         let mut more = false;
         for e in std::fs::read_dir(&dir)
             .into_iter()
@@ -158,9 +193,10 @@ impl PresetStore {
             let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
                 continue;
             };
-            match entry_of(&meta) {
-                Some(entry) => found.push((name, entry)),
-                None => more = true,
+            if may_be_preset(&meta) {
+                found.push((name, meta.len()));
+            } else {
+                more = true;
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -170,12 +206,29 @@ impl PresetStore {
             truncated: more,
             writer: None,
         };
-        for (name, entry) in found {
-            if store.room_for(&name, entry.bytes).is_err() {
+        let mut unreadable = 0;
+        for (name, bytes) in found {
+            if store.room_for(&name, bytes).is_err() || unreadable >= MAX_PRESETS {
                 store.truncated = true;
                 continue;
             }
-            store.index.insert(name, entry);
+            // Read now (it may have changed since it was listed: the caps
+            // are checked again on what was read).
+            match read_entry(&store.path(&name)) {
+                Ok(entry) if store.room_for(&name, entry.bytes()).is_ok() => {
+                    store.index.insert(name, entry);
+                }
+                Ok(_) => store.truncated = true,
+                Err(e) => {
+                    unreadable += 1;
+                    if unreadable <= 3 {
+                        log::warn!("presets: {:?} is not offered: {e}", name.0);
+                    }
+                }
+            }
+        }
+        if unreadable > 3 {
+            log::warn!("presets: {unreadable} files in all are not offered (unreadable)");
         }
         if store.truncated {
             log::warn!(
@@ -210,13 +263,13 @@ impl PresetStore {
     /// Whether `name` may take `bytes` (replacing its own entry) within the
     /// count and size caps; why not if not.
     fn room_for(&self, name: &PresetName, bytes: u64) -> Result<(), String> {
-        let old = self.index.get(name).map(|e| e.bytes);
+        let old = self.index.get(name).map(Entry::bytes);
         if old.is_none() && self.index.len() >= MAX_PRESETS {
             return Err(format!(
                 "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
             ));
         }
-        let total: u64 = self.index.values().map(|e| e.bytes).sum();
+        let total: u64 = self.index.values().map(Entry::bytes).sum();
         if total - old.unwrap_or(0) + bytes > MAX_TOTAL_BYTES {
             return Err(format!(
                 "presets would take more than {} KiB; delete some first",
@@ -245,13 +298,12 @@ impl PresetStore {
         }
     }
 
-    /// The entry of `name` as its file on disk says.
+    /// The entry of `name` as its file on disk says (read again: only after
+    /// a write of it failed).
     fn reindex(&mut self, name: &PresetName) {
         self.index.remove(name);
-        let entry = std::fs::symlink_metadata(self.path(name))
-            .ok()
-            .and_then(|m| entry_of(&m));
-        if let Some(entry) = entry.filter(|e| self.room_for(name, e.bytes).is_ok()) {
+        let entry = read_entry(&self.path(name)).ok();
+        if let Some(entry) = entry.filter(|e| self.room_for(name, e.bytes()).is_ok()) {
             self.index.insert(name.clone(), entry);
         }
     }
@@ -262,7 +314,7 @@ impl PresetStore {
     pub fn save(&mut self, name: &PresetName, state: &State) -> Result<(), String> {
         let (path, text) = self.check_save(name, state)?;
         write_atomic(&path, &text).map_err(|e| e.to_string())?;
-        self.index_save(name, text.len() as u64);
+        self.index_save(name, text);
         Ok(())
     }
 
@@ -285,8 +337,8 @@ impl PresetStore {
         }
         self.room_in_writer()?;
         let (path, text) = self.check_save(name, state).map_err(cannot)?;
-        let before = self.index.get(name).copied();
-        self.index_save(name, text.len() as u64);
+        let before = self.index.get(name).cloned();
+        self.index_save(name, text.clone());
         self.queue(client, name, path, Work::Save { text }, before)
     }
 
@@ -387,40 +439,24 @@ impl PresetStore {
         Ok((path, text))
     }
 
-    /// Index a save of `bytes` under `name` (checked by `check_save`).
-    fn index_save(&mut self, name: &PresetName, bytes: u64) {
+    /// Index a save of `text` under `name` (checked by `check_save`).
+    fn index_save(&mut self, name: &PresetName, text: String) {
         self.index.insert(
             name.clone(),
             Entry {
                 saved_at: unix_s(std::time::SystemTime::now()),
-                bytes,
+                text,
             },
         );
     }
 
     /// The text of preset `name`, with the sections a preset must not change
-    /// removed. A save not yet written is read from memory.
+    /// removed. From the index: no disk access.
     pub fn read(&self, name: &PresetName) -> Result<String, String> {
-        if !self.index.contains_key(name) {
-            return Err(format!("no preset named {:?}", name.0));
+        match self.index.get(name) {
+            Some(entry) => strip(name, &entry.text),
+            None => Err(format!("no preset named {:?}", name.0)),
         }
-        if let Some(text) = self.writer.as_ref().and_then(|w| w.text(name)) {
-            return strip(name, text);
-        }
-        let p = self.path(name);
-        let cannot = |e: &dyn std::fmt::Display| format!("cannot read preset {:?}: {e}", name.0);
-        let f = crate::service::safe_fs::open_regular(&p).map_err(|e| cannot(&e))?;
-        let meta = f.metadata().map_err(|e| cannot(&e))?;
-        if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-            return Err(cannot(&format!(
-                "not a file of at most {MAX_FILE_BYTES} bytes"
-            )));
-        }
-        let mut text = String::new();
-        f.take(MAX_FILE_BYTES)
-            .read_to_string(&mut text)
-            .map_err(|e| cannot(&e))?;
-        strip(name, &text)
     }
 
     /// Let the writer finish what it was given and stop it (before the

@@ -107,3 +107,46 @@ def test_a_state_file_that_is_not_utf8_is_moved_aside_not_overwritten(binary, wa
         assert "moved aside" in s.log.read_text()
     finally:
         s.stop()
+
+
+def test_presets_are_read_once_at_start_and_loading_one_never_reads_the_disk(binary, wav, tmp_path):
+    """A load is answered from what phase4 read at start: a preset file that
+    is changed, removed or replaced by a FIFO afterwards changes nothing
+    until the next start (a load that read the disk waited on a slow SD
+    card on the control thread, holding up every client's commands; a FIFO
+    would have waited for a writer). Files it cannot read are left out."""
+    import os
+
+    state_dir = tmp_path / "state"
+    presets = state_dir / "presets"
+    presets.mkdir(parents=True)
+    (presets / "by hand.toml").write_text("[fft]\npeak-smear-oct = 1.75\n")
+    (presets / "latin1.toml").write_bytes(b"# caf\xe9\n[fft]\npeak-smear-oct = 0.5\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def load(ws, name):
+            await ws.send(json.dumps({"type": "load_preset", "name": name}))
+            return await recv_any(ws, {"meta", "error"})
+
+        async def go():
+            async with websockets.connect(s.url) as ws:
+                listed = await recv_json(ws, "presets")
+                assert [i["name"] for i in listed["items"]] == ["by hand"]
+                m = await load(ws, "by hand")
+                assert m["type"] == "meta" and m["fft_peak_smear_oct"] == 1.75, m
+                await ws.send(json.dumps({"type": "set_fft_peak_smear", "peak_smear_oct": 0.25}))
+                assert (await recv_json(ws, "meta"))["fft_peak_smear_oct"] == 0.25
+                # Behind phase4's back: the file is replaced by a FIFO.
+                (presets / "by hand.toml").unlink()
+                os.mkfifo(presets / "by hand.toml")
+                t0 = time.monotonic()
+                m = await load(ws, "by hand")
+                assert m["type"] == "meta" and m["fft_peak_smear_oct"] == 1.75, m
+                assert time.monotonic() - t0 < 2.0
+                m = await load(ws, "latin1")
+                assert m["type"] == "error" and "no preset" in m["reason"], m
+
+        asyncio.run(go())
+        assert "latin1" in s.log.read_text()
+    finally:
+        s.stop()

@@ -85,6 +85,57 @@ fn a_folder_over_the_cap_is_indexed_up_to_it_and_says_so() {
     assert!(l.items.iter().all(|i| i.name.starts_with('x')));
 }
 
+#[test]
+fn a_load_reads_the_text_indexed_at_open_and_never_the_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("hand.toml"), "[dsp.low]\ntau-s = 0.3\n").unwrap();
+    // Not offered: invalid UTF-8, a FIFO (opening it for reading would
+    // wait for a writer), a directory.
+    std::fs::write(p.join("latin1.toml"), b"# caf\xe9\n[fft]\n").unwrap();
+    nix::unistd::mkfifo(&p.join("fifo.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::create_dir(p.join("dir.toml")).unwrap();
+    let mut s = PresetStore::open(d.path());
+    let l = s.list();
+    assert_eq!(
+        l.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        ["hand"]
+    );
+    s.save(&name("saved"), &state()).unwrap();
+    // The files change or go after the index was built: a load still gives
+    // what was indexed (it never reads the disk, which may be slow).
+    std::fs::write(p.join("hand.toml"), "[dsp.low]\ntau-s = 9\n").unwrap();
+    std::fs::remove_file(p.join("saved.toml")).unwrap();
+    let text = s.read(&name("hand")).unwrap();
+    assert!(text.contains("tau-s = 0.3"), "{text}");
+    assert!(s.read(&name("saved")).unwrap().contains("[dsp.low]"));
+    // The next start reads the folder as it is then.
+    let again = PresetStore::open(d.path());
+    assert!(again.read(&name("hand")).unwrap().contains("tau-s = 9"));
+    assert!(again.read(&name("saved")).is_err());
+}
+
+#[test]
+fn the_size_cap_counts_the_text_read() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    // 40 files of 15 KiB: the first 34 fit in 512 KiB, by name.
+    let body = format!("[fft]\nenabled = true\n#{}\n", "x".repeat(15 * 1024 - 24));
+    for i in 0..40 {
+        std::fs::write(p.join(format!("f{i:02}.toml")), &body).unwrap();
+    }
+    let s = PresetStore::open(d.path());
+    let l = s.list();
+    let fit = (MAX_TOTAL_BYTES / body.len() as u64) as usize;
+    assert_eq!(l.items.len(), fit);
+    assert!(l.truncated);
+    assert_eq!(l.items.last().unwrap().name, format!("f{:02}", fit - 1));
+    let held: u64 = s.index.values().map(Entry::bytes).sum();
+    assert!(held <= MAX_TOTAL_BYTES, "{held}");
+}
+
 /// The reply the writer sends for `client`, within a few seconds.
 fn reply(rx: &std::sync::mpsc::Receiver<Reply>, client: u64) -> Vec<super::super::Response> {
     let r = rx
@@ -102,7 +153,7 @@ fn the_writer_saves_in_order_answers_the_client_and_serves_reads_meanwhile() {
     let mut s = PresetStore::open(d.path());
     s.start_writer(tx);
     assert_eq!(s.save_for(7, &name("one"), &state()), Ok(Answer::Later));
-    // Indexed at once, and read back (from memory or the file).
+    // Indexed at once, and read back (from the index).
     assert_eq!(s.list().items.len(), 1);
     assert!(s.read(&name("one")).unwrap().contains("[dsp.low]"));
     match &reply(&rx, 7)[..] {
@@ -150,5 +201,5 @@ fn a_write_that_fails_is_reported_and_taken_out_of_the_index() {
     let on_disk = std::fs::metadata(dir(d.path()).join("kept.toml"))
         .unwrap()
         .len();
-    assert_eq!(s.index[&name("kept")].bytes, on_disk);
+    assert_eq!(s.index[&name("kept")].bytes(), on_disk);
 }

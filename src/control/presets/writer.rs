@@ -54,9 +54,6 @@ struct Done {
 
 /// A name's jobs not yet reported done.
 struct Pending {
-    /// The text of its newest save while that may not be on disk yet
-    /// (`None` once a delete follows it).
-    text: Option<String>,
     jobs: usize,
     /// One of them failed.
     failed: bool,
@@ -125,27 +122,16 @@ impl PresetWriter {
             return Err(busy);
         }
         let name = job.name.clone();
-        let text = match &job.work {
-            Work::Save { text } => Some(text.clone()),
-            Work::Delete => None,
-        };
         let sent = self.jobs.as_ref().is_some_and(|j| j.try_send(job).is_ok());
         if !sent {
             return Err("busy: the presets' writer has stopped".into());
         }
         let p = self.pending.entry(name).or_insert(Pending {
-            text: None,
             jobs: 0,
             failed: false,
         });
-        p.text = text;
         p.jobs += 1;
         Ok(())
-    }
-
-    /// The text of `name`'s newest save while it may not be on disk yet.
-    pub(super) fn text(&self, name: &PresetName) -> Option<&str> {
-        self.pending.get(name).and_then(|p| p.text.as_deref())
     }
 
     /// Take in the jobs the thread has finished; the names whose last job
