@@ -176,7 +176,9 @@ impl BandPass {
 /// section is then `y = (v − v₋₂) − a1·y₋₁ − a2·y₋₂`, three operations
 /// (a subtract and two fused multiply-adds) instead of the five of the
 /// transposed direct form II, and the loop-carried dependency is one
-/// multiply-add, because `a2·y₋₂` is known a sample early. A section's
+/// multiply-add, because `a2·y₋₂ + v₋₂` is known a sample early (so the
+/// path from one section's output to the next one's is an add and a
+/// multiply-add). A section's
 /// input is the previous section's output, so the cascade keeps the last
 /// two values of each of its N + 1 signals (the scaled input and each
 /// section's output). In f64 the intermediate signals' scale costs no
@@ -286,9 +288,10 @@ impl BandBank {
             for &xi in x {
                 let mut v = _mm256_mul_pd(_mm256_set1_pd(xi as f64), g);
                 for k in 0..N {
-                    let u = _mm256_sub_pd(v, d2[k]);
-                    let y =
-                        _mm256_fnmadd_pd(a1[k], d1[k + 1], _mm256_fnmadd_pd(a2[k], d2[k + 1], u));
+                    // What does not depend on this sample first: the
+                    // path from section to section is `add` then `fnmadd`.
+                    let w = _mm256_fnmsub_pd(a2[k], d2[k + 1], d2[k]);
+                    let y = _mm256_fnmadd_pd(a1[k], d1[k + 1], _mm256_add_pd(v, w));
                     d2[k] = d1[k];
                     d1[k] = v;
                     v = y;
@@ -339,7 +342,8 @@ impl BandBank {
             for k in 0..N {
                 let mut y = [0.0; 4];
                 for l in 0..4 {
-                    y[l] = (v[l] - d2[k][l]) - a2[k][l] * d2[k + 1][l] - a1[k][l] * d1[k + 1][l];
+                    let w = -(a2[k][l] * d2[k + 1][l]) - d2[k][l];
+                    y[l] = (v[l] + w) - a1[k][l] * d1[k + 1][l];
                 }
                 d2[k] = d1[k];
                 d1[k] = v;
