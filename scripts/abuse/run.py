@@ -48,10 +48,8 @@ CLASS_TIMEOUT_S = 90
 LAN = [f"10.77.0.{i}" for i in range(1, 10)]
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(HERE.parent / "lib"))
+from ports import free_port  # noqa: E402  (never the same port twice)
 
 
 class Observer:

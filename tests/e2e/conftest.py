@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The WebSocket receive helper lives with the abuse runner's wire pieces.
 sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
 from wire import recv_any as ws_recv  # noqa: E402,F401
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+from ports import free_port  # noqa: E402  (never the same port twice)
 
 BIN = Path(os.environ.get("PHASE4_BIN", ROOT / "target" / "release" / "phase4"))
 RATE = 48000
@@ -125,17 +127,11 @@ def alsa_device(tmp_path, raw_bytes, name="p4e2e"):
 
 
 def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port(socket.SOCK_DGRAM)
 
 
 def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(socket.SOCK_STREAM)
 
 
 async def ws_connect(port, wait_s=10.0):

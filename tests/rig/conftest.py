@@ -17,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import wave
@@ -203,12 +204,8 @@ def run_phase4(phase4_bin, tmp_path):
         p.stop()
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "lib"))
+from ports import free_port  # noqa: E402  (never the same port twice)
 
 
 def wait_port(port, timeout=10.0):

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import struct
 import subprocess
 import time
@@ -21,10 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("P4_ARTIFACTS", ROOT / "target" / "ws-artifacts"))
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+from ports import free_port  # noqa: E402  (never the same port twice)
 
 
 def port_free(port):
@@ -263,8 +262,6 @@ def meta_now(url):
 
 # The raw WebSocket/HTTP helpers live with the abuse runner (scripts/abuse/),
 # which attacks phase4 the same way.
-import sys  # noqa: E402
-
 sys.path.insert(0, str(ROOT / "scripts" / "abuse"))
 from wire import (  # noqa: E402,F401
     alsa_test_devices, http_request, recv_any, ws_close_code, ws_frame, ws_handshake)
