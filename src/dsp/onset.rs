@@ -359,15 +359,37 @@ impl FluxOnset {
         let mut groups = [0.0f32; BEAT_GROUPS];
         let mut agree = [0.0f32; BEAT_GROUPS];
         if self.have_prev {
+            // Slices of one length (no bounds checks in the loop), and each
+            // group's sums kept in registers while its bands run (they are
+            // in frequency order, so a group's bands are consecutive): the
+            // additions happen in the same order as band by band into the
+            // arrays, without a store and reload per band.
+            let cur = &self.cur[..n];
+            let beat = &self.cur_beat[..n];
+            let reference = &self.recent.references()[..n];
+            let reference_beat = &self.recent_beat.references()[..n];
+            let latest_beat = &self.recent_beat.latest_row()[..n];
+            let prev_beat = &self.prev_beat[..n];
+            let group = &self.fb.group[..n];
+            let (mut g_run, mut d_run, mut a_run) = (group.first().copied().unwrap_or(0), 0.0, 0.0);
             for b in 0..n {
-                odf += (self.cur[b] - self.recent.reference(b)).max(0.0);
-                let cb = self.cur_beat[b];
-                let d = (cb - self.recent_beat.reference(b)).max(0.0);
-                let g = self.fb.group[b];
-                groups[g] += d;
-                agree[g] += (cb - self.recent_beat.latest(b)).max(0.0);
+                odf += (cur[b] - reference[b]).max(0.0);
+                let cb = beat[b];
+                let d = (cb - reference_beat[b]).max(0.0);
+                let a = (cb - latest_beat[b]).max(0.0);
+                if group[b] != g_run {
+                    groups[g_run] += d_run;
+                    agree[g_run] += a_run;
+                    (g_run, d_run, a_run) = (group[b], 0.0, 0.0);
+                }
+                d_run += d;
+                a_run += a;
                 beat_odf += d;
-                flux += (cb - self.prev_beat[b]).max(0.0);
+                flux += (cb - prev_beat[b]).max(0.0);
+            }
+            if n > 0 {
+                groups[g_run] += d_run;
+                agree[g_run] += a_run;
             }
             flux /= n as f32;
             odf /= n as f32;

@@ -47,17 +47,17 @@ impl Recent {
         }
     }
 
-    /// Band `b`'s largest value over the kept frames.
+    /// Every band's largest value over the kept frames.
     #[inline]
-    pub(super) fn reference(&self, b: usize) -> f32 {
-        self.max[b]
+    pub(super) fn references(&self) -> &[f32] {
+        &self.max
     }
 
-    /// Band `b`'s value in the newest kept frame.
+    /// The newest kept frame, one value per band.
     #[inline]
-    pub(super) fn latest(&self, b: usize) -> f32 {
+    pub(super) fn latest_row(&self) -> &[f32] {
         let row = (self.next + self.k - 1) % self.k;
-        self.rows[row * self.n + b]
+        &self.rows[row * self.n..][..self.n]
     }
 
     /// Keep `s` (one value per band), max-filtered across ±1 band, in place
