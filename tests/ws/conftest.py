@@ -241,21 +241,48 @@ async def recv_json(ws, type_, timeout=5.0):
     return await recv_any(ws, {type_}, timeout)
 
 
-async def fresh_meta(url):
-    """The meta a newly connected client gets."""
+async def fresh_meta(url, timeout=5.0, steps=None):
+    """The meta a newly connected client gets. `steps`, when given, collects
+    how long each step took (connect, first meta, close)."""
     import websockets
 
-    async with websockets.connect(url) as ws:
-        return await recv_json(ws, "meta")
+    steps = {} if steps is None else steps
+    t0 = time.monotonic()
+    async with websockets.connect(url, open_timeout=timeout, close_timeout=timeout) as ws:
+        t1 = time.monotonic()
+        steps["connect"] = round(t1 - t0, 2)
+        msg = await recv_json(ws, "meta", timeout)
+        t2 = time.monotonic()
+        steps["meta"] = round(t2 - t1, 2)
+    steps["close"] = round(time.monotonic() - t2, 2)
+    return msg
 
 
-def meta_now(url):
+def meta_now(url, timeout=30.0):
     """fresh_meta from synchronous code that may already run an event loop
-    (Playwright's sync API does)."""
+    (Playwright's sync API does). The bound is the UI tests' own (30 s): on
+    a machine loaded by Chromium and the CI's background builds, one call
+    once took more than the 10 s it had; the error now says which step was
+    slow."""
     import concurrent.futures
 
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(fresh_meta(url))).result(timeout=10)
+    steps = {}
+    t0 = time.monotonic()
+    ex = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        fut = ex.submit(lambda: asyncio.run(fresh_meta(url, timeout / 3, steps)))
+        try:
+            return fut.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            # (In Python 3.11 this is the built-in TimeoutError, which the
+            # client's own step timeouts raise too.)
+            why = f"{fut.exception()!r}" if fut.done() else f"nothing within {timeout} s"
+            raise AssertionError(
+                f"a new client got no meta: {why} "
+                f"(steps done: {steps or 'none'}; {time.monotonic() - t0:.1f} s after the start)"
+            ) from None
+    finally:
+        ex.shutdown(wait=False)
 
 
 # ------------------------------------------------------- raw WebSocket frames
