@@ -9,7 +9,9 @@ pub(super) struct FilterBank {
     /// Per band: first bin, number of bins, offset into `weights`.
     pub(super) bands: Vec<(usize, usize, usize)>,
     pub(super) weights: Vec<f32>,
-    /// Per band: the beat group its centre falls in.
+    /// Per band: the beat group its centre falls in. Never decreasing
+    /// (the bands are in frequency order), so a group's bands are
+    /// consecutive: [`super::FluxOnset::process`] sums each group in one run.
     pub(super) group: Vec<usize>,
 }
 
@@ -69,5 +71,36 @@ impl FilterBank {
 
     pub(super) fn len(&self) -> usize {
         self.bands.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::onset::BEAT_GROUPS;
+
+    /// Every size and rate phase4 can run at: one group per band, in
+    /// range, never decreasing (the onset detector sums each group's bands
+    /// in one run and relies on them being consecutive).
+    #[test]
+    fn every_group_is_one_run_of_consecutive_bands() {
+        for n_mag in [1, 2, 3, 5, 33, 129, 257, 513, 1025, 2049, 8193] {
+            for rate in [
+                8_000.0, 22_050.0, 44_100.0, 48_000.0, 96_000.0, 192_000.0, 384_000.0,
+            ] {
+                let fb = FilterBank::new(n_mag, rate);
+                assert_eq!(fb.group.len(), fb.bands.len(), "n_mag {n_mag}, {rate} Hz");
+                assert!(!fb.bands.is_empty(), "n_mag {n_mag}, {rate} Hz");
+                assert!(
+                    fb.group.iter().all(|&g| g < BEAT_GROUPS),
+                    "n_mag {n_mag}, {rate} Hz"
+                );
+                assert!(
+                    fb.group.windows(2).all(|w| w[0] <= w[1]),
+                    "n_mag {n_mag}, {rate} Hz: {:?}",
+                    fb.group
+                );
+            }
+        }
     }
 }
