@@ -216,6 +216,12 @@ impl Supervisor {
     /// SIGHUP: re-read the file and apply what can change live.
     fn reload(&mut self, stale: &[Role]) {
         self.notifier.reloading();
+        // The presets folder is read again whatever becomes of the file
+        // (by the presets' writer thread; the control thread asks it).
+        self.pipeline
+            .shared
+            .rescan_presets
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         match self.reloader.reload(&self.pipeline) {
             reload::Outcome::NoFile => {
                 log::info!("reload: running on built-in defaults; no file to re-read")

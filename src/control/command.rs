@@ -242,6 +242,8 @@ pub enum Response {
     Clamped(Vec<Clamped>),
     /// The device listing changed (after `set_device`): every client gets it.
     DevicesChanged(Vec<DeviceItem>),
+    /// The presets folder was read again (SIGHUP): every client gets the list.
+    PresetsChanged(super::presets::PresetList),
 }
 
 /// Device listing and switching, implemented by the supervisor (which owns

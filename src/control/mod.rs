@@ -33,7 +33,7 @@ use crate::dsp::params::{DspParams, ParamsHub};
 use presets::PresetStore;
 use state::{Debounce, State, StateWriter};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +53,9 @@ pub struct Shared {
     /// A configuration re-read on SIGHUP, waiting for the control thread
     /// to layer the runtime state over it ([`Controller::rebase`]).
     pub reload: Mutex<Option<Config>>,
+    /// SIGHUP asked for the presets folder to be read again (whether or not
+    /// the configuration file changed).
+    pub rescan_presets: AtomicBool,
     /// Requests of [`OSC_INPUT_CLIENT`] handled so far (the OSC input port
     /// bounds what it has in flight with it; its replies go nowhere).
     pub osc_input_handled: AtomicU64,
@@ -72,6 +75,7 @@ impl Shared {
             sample_rate: AtomicU32::new(0),
             device: Mutex::new((None, name)),
             reload: Mutex::new(None),
+            rescan_presets: AtomicBool::new(false),
             osc_input_handled: AtomicU64::new(0),
         })
     }
@@ -371,7 +375,20 @@ pub fn spawn(
                 }
                 controller.persist(false);
                 if let Some(p) = controller.presets.as_mut() {
+                    if controller
+                        .shared
+                        .rescan_presets
+                        .swap(false, Ordering::Relaxed)
+                    {
+                        p.rescan();
+                    }
                     p.settle();
+                    if let Some(list) = p.rescanned() {
+                        let _ = replies.send(Reply {
+                            client: RELOAD_CLIENT,
+                            responses: vec![Response::PresetsChanged(list)],
+                        });
+                    }
                 }
                 if stop.load(Ordering::Relaxed) {
                     break;

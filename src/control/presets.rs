@@ -8,20 +8,21 @@
 //! Presets are bounded, because a client may save them: at most
 //! [`MAX_PRESETS`] of them and [`MAX_TOTAL_BYTES`] of files, each file read
 //! back at most [`MAX_FILE_BYTES`]. The [`PresetStore`] keeps an index in
-//! memory, built once when control starts (looking at no more than
-//! [`MAX_SCAN`] directory entries), so saving never lists the folder and the
+//! memory, built when control starts and on a reload (looking at no more
+//! than [`MAX_SCAN`] directory entries), so saving never lists the folder and the
 //! `presets` message can always be sent (200 names of 64 characters are
 //! about 20 KiB). A folder that holds more than the cap (files copied in by
 //! hand, or left by an older version) is indexed up to the cap and the list
 //! says `truncated`.
 //!
 //! The index holds each preset's text as well (the caps bound it to
-//! [`MAX_TOTAL_BYTES`]): the files are read once, when the store is opened,
-//! so loading a preset never touches the disk, and a save is indexed with
+//! [`MAX_TOTAL_BYTES`]): the files are read when the store is opened and
+//! again on a reload ([`PresetStore::rescan`], by the writer thread), so
+//! loading a preset never touches the disk, and a save is indexed with
 //! the text it writes (files that cannot be read, such as text that is not
 //! UTF-8, are left out: at most [`MAX_PRESETS`] of them are tried). A
-//! preset file edited by hand is seen after a restart (as a file added by
-//! hand always was).
+//! preset file added, edited or removed by hand is seen after a reload or
+//! a restart.
 //!
 //! Saving and deleting are checked and indexed on the control thread and
 //! written by a thread of their own once the control thread has started it
@@ -38,7 +39,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use writer::{Job, PresetWriter, Work};
+use writer::{Job, PresetWriter, Settled, Work};
 
 pub use writer::MAX_QUEUED;
 
@@ -121,6 +122,7 @@ pub struct PresetStore {
     truncated: bool,
     /// Writes the files off the control thread, once started.
     writer: Option<PresetWriter>,
+    rescan: Rescan,
 }
 
 /// How a save or a delete was answered.
@@ -170,14 +172,22 @@ fn read_entry(path: &Path) -> Result<Entry, String> {
     })
 }
 
-impl PresetStore {
-    /// Index the presets of `state_dir` and read them (see the module docs
-    /// for the bounds: files past the caps are not read).
-    pub fn open(state_dir: &Path) -> Self {
-        let dir = dir(state_dir);
+/// The presets a look at the folder found (see the module docs for the
+/// bounds), with `truncated` set when it holds more than the caps let in.
+pub(super) struct Scan {
+    index: BTreeMap<PresetName, Entry>,
+    truncated: bool,
+}
+
+impl Scan {
+    /// List `dir` (at most [`MAX_SCAN`] entries) and read the presets in
+    /// it, in name order, until the caps are reached.
+    fn read(dir: &Path) -> Self {
         let mut found: Vec<(PresetName, u64)> = Vec::new();
-        let mut more = false;
-        for e in std::fs::read_dir(&dir)
+        // Entries named like presets that are not regular files of at most
+        // MAX_FILE_BYTES (a FIFO, a directory, a link, a huge file).
+        let mut not_files = 0;
+        for e in std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .take(MAX_SCAN)
@@ -196,29 +206,28 @@ impl PresetStore {
             if may_be_preset(&meta) {
                 found.push((name, meta.len()));
             } else {
-                more = true;
+                not_files += 1;
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut store = PresetStore {
-            dir,
+        let mut scan = Scan {
             index: BTreeMap::new(),
-            truncated: more,
-            writer: None,
+            truncated: not_files > 0,
         };
+        let mut over_caps = false;
         let mut unreadable = 0;
         for (name, bytes) in found {
-            if store.room_for(&name, bytes).is_err() || unreadable >= MAX_PRESETS {
-                store.truncated = true;
+            if room_in(&scan.index, &name, bytes).is_err() || unreadable >= MAX_PRESETS {
+                over_caps = true;
                 continue;
             }
             // Read now (it may have changed since it was listed: the caps
             // are checked again on what was read).
-            match read_entry(&store.path(&name)) {
-                Ok(entry) if store.room_for(&name, entry.bytes()).is_ok() => {
-                    store.index.insert(name, entry);
+            match read_entry(&dir.join(format!("{}.toml", name.0))) {
+                Ok(entry) if room_in(&scan.index, &name, entry.bytes()).is_ok() => {
+                    scan.index.insert(name, entry);
                 }
-                Ok(_) => store.truncated = true,
+                Ok(_) => over_caps = true,
                 Err(e) => {
                     unreadable += 1;
                     if unreadable <= 3 {
@@ -230,15 +239,72 @@ impl PresetStore {
         if unreadable > 3 {
             log::warn!("presets: {unreadable} files in all are not offered (unreadable)");
         }
-        if store.truncated {
+        if not_files > 0 {
             log::warn!(
-                "presets: {} holds more than {MAX_PRESETS} presets or {} KiB; only the first {} (by name) are offered",
-                store.dir.display(),
-                MAX_TOTAL_BYTES / 1024,
-                store.index.len()
+                "presets: {not_files} entries of {} are not offered: not regular files of at most {MAX_FILE_BYTES} bytes",
+                dir.display()
             );
         }
-        store
+        scan.truncated |= over_caps;
+        if over_caps {
+            log::warn!(
+                "presets: {} holds more than {MAX_PRESETS} presets or {} KiB; only the first {} (by name) are offered",
+                dir.display(),
+                MAX_TOTAL_BYTES / 1024,
+                scan.index.len()
+            );
+        }
+        scan
+    }
+}
+
+/// Whether `name` may take `bytes` in `index` (replacing its own entry)
+/// within the count and size caps; why not if not.
+fn room_in(
+    index: &BTreeMap<PresetName, Entry>,
+    name: &PresetName,
+    bytes: u64,
+) -> Result<(), String> {
+    let old = index.get(name).map(Entry::bytes);
+    if old.is_none() && index.len() >= MAX_PRESETS {
+        return Err(format!(
+            "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
+        ));
+    }
+    let total: u64 = index.values().map(Entry::bytes).sum();
+    if total - old.unwrap_or(0) + bytes > MAX_TOTAL_BYTES {
+        return Err(format!(
+            "presets would take more than {} KiB; delete some first",
+            MAX_TOTAL_BYTES / 1024
+        ));
+    }
+    Ok(())
+}
+
+/// Where a re-read of the folder (a reload) stands.
+#[derive(Default)]
+struct Rescan {
+    /// Asked for and not yet handed to the writer (it was busy).
+    due: bool,
+    /// With the writer.
+    running: bool,
+    /// Taken into the index; the clients have not been told yet.
+    done: bool,
+}
+
+impl PresetStore {
+    /// Index the presets of `state_dir` and read them (see the module docs
+    /// for the bounds: files past the caps are not read).
+    pub fn open(state_dir: &Path) -> Self {
+        let dir = dir(state_dir);
+        let scan = Scan::read(&dir);
+        PresetStore {
+            dir,
+            index: scan.index,
+            truncated: scan.truncated,
+            writer: None,
+            rescan: Rescan::default(),
+        }
     }
 
     /// Every indexed preset, sorted by name.
@@ -263,20 +329,7 @@ impl PresetStore {
     /// Whether `name` may take `bytes` (replacing its own entry) within the
     /// count and size caps; why not if not.
     fn room_for(&self, name: &PresetName, bytes: u64) -> Result<(), String> {
-        let old = self.index.get(name).map(Entry::bytes);
-        if old.is_none() && self.index.len() >= MAX_PRESETS {
-            return Err(format!(
-                "there are already {MAX_PRESETS} presets (the most phase4 keeps); delete one first"
-            ));
-        }
-        let total: u64 = self.index.values().map(Entry::bytes).sum();
-        if total - old.unwrap_or(0) + bytes > MAX_TOTAL_BYTES {
-            return Err(format!(
-                "presets would take more than {} KiB; delete some first",
-                MAX_TOTAL_BYTES / 1024
-            ));
-        }
-        Ok(())
+        room_in(&self.index, name, bytes)
     }
 
     /// Write the files from now on on a thread of their own, whose answers
@@ -290,12 +343,91 @@ impl PresetStore {
     }
 
     /// Take in what the writer has finished: after a failed job, the entry
-    /// is taken from the disk again.
+    /// is taken from the disk again; a finished re-read of the folder
+    /// becomes the index. Then hand over a re-read that was waiting.
     pub fn settle(&mut self) {
-        let failed = self.writer.as_mut().map(PresetWriter::settle);
-        for name in failed.into_iter().flatten() {
-            self.reindex(&name);
+        let settled = self.writer.as_mut().map(PresetWriter::settle);
+        for s in settled.into_iter().flatten() {
+            self.take(s);
         }
+        self.start_rescan();
+    }
+
+    fn take(&mut self, settled: Settled) {
+        match settled {
+            Settled::Failed(name) => self.reindex(&name),
+            Settled::Scanned { scan, pending } => {
+                self.rescan.running = false;
+                self.take_scan(scan, &pending);
+            }
+        }
+    }
+
+    /// Read the folder again (SIGHUP), so presets added, edited or removed
+    /// by hand are offered as they are now. With the writer running, it
+    /// reads the folder after the saves and deletes handed to it before,
+    /// and [`rescanned`](Self::rescanned) says when the index has taken it
+    /// in; a reload while one is under way reads it once more after it.
+    pub fn rescan(&mut self) {
+        if self.writer.is_none() {
+            let scan = Scan::read(&self.dir);
+            self.take_scan(scan, &[]);
+            return;
+        }
+        self.rescan.due = true;
+        self.settle();
+    }
+
+    /// Hand a re-read that is due to the writer, if it has room.
+    fn start_rescan(&mut self) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if self.rescan.due && !self.rescan.running && w.submit_scan(self.dir.clone()).is_ok() {
+            self.rescan.due = false;
+            self.rescan.running = true;
+        }
+    }
+
+    /// The presets as a finished re-read left them, once (for every
+    /// client); `None` if no re-read has finished since the last call.
+    pub fn rescanned(&mut self) -> Option<PresetList> {
+        std::mem::take(&mut self.rescan.done).then(|| self.list())
+    }
+
+    /// Make `scan` the index, except for the names in `pending` (saves and
+    /// deletes handed to the writer after the scan was: the index already
+    /// says what they will leave on disk). If those push it past a cap,
+    /// scanned presets make room for them from the end of the names.
+    fn take_scan(&mut self, scan: Scan, pending: &[PresetName]) {
+        let before = self.index.len();
+        let mut index = scan.index;
+        for name in pending {
+            match self.index.remove(name) {
+                Some(entry) => index.insert(name.clone(), entry),
+                None => index.remove(name),
+            };
+        }
+        let mut truncated = scan.truncated;
+        loop {
+            let bytes: u64 = index.values().map(Entry::bytes).sum();
+            if index.len() <= MAX_PRESETS && bytes <= MAX_TOTAL_BYTES {
+                break;
+            }
+            let Some(last) = index.keys().rev().find(|n| !pending.contains(n)).cloned() else {
+                break;
+            };
+            index.remove(&last);
+            truncated = true;
+        }
+        self.index = index;
+        self.truncated = truncated;
+        self.rescan.done = true;
+        // Scan::read has said why, if it did not offer everything.
+        log::info!(
+            "presets: read the folder again: {} offered (were {before})",
+            self.index.len()
+        );
     }
 
     /// The entry of `name` as its file on disk says (read again: only after
@@ -463,8 +595,8 @@ impl PresetStore {
     /// service ends).
     pub fn close(&mut self) {
         if let Some(mut w) = self.writer.take() {
-            for name in w.close() {
-                self.reindex(&name);
+            for s in w.close() {
+                self.take(s);
             }
         }
     }

@@ -150,3 +150,64 @@ def test_presets_are_read_once_at_start_and_loading_one_never_reads_the_disk(bin
         assert "latin1" in s.log.read_text()
     finally:
         s.stop()
+
+
+def test_a_reload_reads_the_presets_folder_again_and_tells_every_client(binary, wav, tmp_path):
+    """SIGHUP (`systemctl reload phase4`) reads the presets folder again:
+    presets added, edited or removed by hand are offered as they are now,
+    every connected client gets the new `presets` list unasked, a new
+    client's greeting has it, and a load gives the edited text. A config
+    file that is refused on the same reload does not stop it; a FIFO put
+    in the folder is not read (the reload does not hang) and a save made
+    after the reload is kept."""
+    import os
+    import signal
+
+    state_dir = tmp_path / "state"
+    presets = state_dir / "presets"
+    presets.mkdir(parents=True)
+    (presets / "edited.toml").write_text("[fft]\npeak-smear-oct = 1.75\n")
+    (presets / "removed.toml").write_text("[fft]\npeak-smear-oct = 0.5\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def names(ws, timeout=5.0):
+            m = await recv_json(ws, "presets", timeout=timeout)
+            return [i["name"] for i in m["items"]]
+
+        async def load(ws, name):
+            await ws.send(json.dumps({"type": "load_preset", "name": name}))
+            return await recv_any(ws, {"meta", "error"})
+
+        async def go():
+            async with websockets.connect(s.url) as a, websockets.connect(s.url) as b:
+                assert await names(a) == ["edited", "removed"]
+                assert await names(b) == ["edited", "removed"]
+                (presets / "edited.toml").write_text("[fft]\npeak-smear-oct = 2.5\n")
+                (presets / "removed.toml").unlink()
+                (presets / "added by hand.toml").write_text("[fft]\npeak-smear-oct = 0.75\n")
+                os.mkfifo(presets / "fifo.toml")
+                # The config file is broken on the same reload: refused,
+                # and the presets are read again all the same.
+                cfg = tmp_path / f"phase4-{s.ws_port}.toml"
+                good = cfg.read_text()
+                cfg.write_text(good + "\n[fft\n")
+                s.proc.send_signal(signal.SIGHUP)
+                assert await names(a) == ["added by hand", "edited"]
+                assert await names(b) == ["added by hand", "edited"]
+                m = await load(a, "edited")
+                assert m["type"] == "meta" and m["fft_peak_smear_oct"] == 2.5, m
+                m = await load(a, "removed")
+                assert m["type"] == "error" and "no preset" in m["reason"], m
+                await a.send(json.dumps({"type": "save_preset", "name": "saved after"}))
+                assert await names(a) == ["added by hand", "edited", "saved after"]
+            async with websockets.connect(s.url) as c:
+                assert await names(c) == ["added by hand", "edited", "saved after"]
+            cfg.write_text(good)
+
+        asyncio.run(go())
+        assert s.running()
+        log = s.log.read_text()
+        assert "read the folder again: 2 offered (were 2)" in log, log[-3000:]
+        assert "keeping the running configuration" in log
+    finally:
+        s.stop()

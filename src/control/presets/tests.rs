@@ -203,3 +203,104 @@ fn a_write_that_fails_is_reported_and_taken_out_of_the_index() {
         .len();
     assert_eq!(s.index[&name("kept")].bytes(), on_disk);
 }
+
+/// The names a list offers.
+fn names_of(l: &PresetList) -> Vec<&str> {
+    l.items.iter().map(|i| i.name.as_str()).collect()
+}
+
+#[test]
+fn a_rescan_offers_the_folder_as_it_is_now() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("edited.toml"), "[dsp.low]\ntau-s = 0.3\n").unwrap();
+    std::fs::write(p.join("removed.toml"), "[fft]\nenabled = true\n").unwrap();
+    let mut s = PresetStore::open(d.path());
+    assert_eq!(names_of(&s.list()), ["edited", "removed"]);
+    assert!(s.rescanned().is_none(), "nothing was read again yet");
+    std::fs::write(p.join("edited.toml"), "[dsp.low]\ntau-s = 9\n").unwrap();
+    std::fs::remove_file(p.join("removed.toml")).unwrap();
+    std::fs::write(p.join("added.toml"), "[fft]\nenabled = false\n").unwrap();
+    // Still what was read at open ...
+    assert!(s.read(&name("edited")).unwrap().contains("tau-s = 0.3"));
+    s.rescan();
+    // ... and the folder as it is after the rescan, told once.
+    let told = s.rescanned().expect("a finished rescan is told");
+    assert_eq!(names_of(&told), ["added", "edited"]);
+    assert!(s.rescanned().is_none());
+    assert!(s.read(&name("edited")).unwrap().contains("tau-s = 9"));
+    assert!(s.read(&name("removed")).is_err());
+    // A FIFO put in its place is not read (it would wait for a writer).
+    std::fs::remove_file(p.join("added.toml")).unwrap();
+    nix::unistd::mkfifo(&p.join("added.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    s.rescan();
+    assert_eq!(names_of(&s.list()), ["edited"]);
+}
+
+#[test]
+fn a_rescan_keeps_what_control_handed_the_writer_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("deleted.toml"), "[fft]\nenabled = true\n").unwrap();
+    std::fs::write(p.join("on disk.toml"), "[fft]\nenabled = true\n").unwrap();
+    let mut s = PresetStore::open(d.path());
+    // The folder as the writer read it, before it wrote "saved" and
+    // removed "deleted" (handed over after the scan): the index already
+    // has what those leave, and keeps it.
+    let scan = Scan::read(&p);
+    s.index_save(&name("saved"), "[fft]\nenabled = false\n".into());
+    s.index.remove(&name("deleted"));
+    s.take_scan(scan, &[name("saved"), name("deleted")]);
+    assert_eq!(names_of(&s.list()), ["on disk", "saved"]);
+    assert!(!s.list().truncated);
+    // Past the count cap, scanned presets make room for the pending save,
+    // from the end of the names.
+    for i in 0..MAX_PRESETS {
+        std::fs::write(p.join(format!("x{i:03}.toml")), "[fft]\n").unwrap();
+    }
+    let scan = Scan::read(&p);
+    assert!(scan.truncated && scan.index.len() == MAX_PRESETS);
+    let last = scan.index.keys().next_back().unwrap().clone();
+    s.take_scan(scan, &[name("saved")]);
+    let l = s.list();
+    assert_eq!(l.items.len(), MAX_PRESETS);
+    assert!(l.truncated);
+    assert!(names_of(&l).contains(&"saved"));
+    assert!(
+        !s.index.contains_key(&last),
+        "the last scanned name made room"
+    );
+}
+
+#[test]
+fn the_writer_rescans_after_the_saves_handed_to_it_before() {
+    use super::super::Response;
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut s = PresetStore::open(d.path());
+    s.start_writer(tx);
+    assert_eq!(s.save_for(5, &name("saved"), &state()), Ok(Answer::Later));
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("by hand.toml"), "[dsp.low]\ntau-s = 0.25\n").unwrap();
+    s.rescan();
+    // A second reload while the first is under way is not lost.
+    s.rescan();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut told = Vec::new();
+    while told.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        s.settle();
+        told.extend(s.rescanned());
+    }
+    assert_eq!(told.len(), 2, "both rescans finished");
+    for l in &told {
+        assert_eq!(names_of(l), ["by hand", "saved"]);
+    }
+    assert!(s.read(&name("by hand")).unwrap().contains("tau-s = 0.25"));
+    assert!(matches!(&reply(&rx, 5)[..], [Response::Presets(_)]));
+    s.close();
+    assert_eq!(names_of(&s.list()), ["by hand", "saved"]);
+}

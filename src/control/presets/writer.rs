@@ -10,12 +10,17 @@
 //! saved file), answers the client that asked when it is done, and tells
 //! control how it went, so a failed write is taken out of the index again.
 //!
+//! A reload's re-read of the folder is done here too, in order with the
+//! files: reading up to 200 files from an SD card is disk work control must
+//! not wait for either, and it sees every save and delete handed over
+//! before it.
+//!
 //! [`PresetWriter`] is control's side: the thread, and the jobs handed
-//! over and not yet reported done. At most [`MAX_QUEUED`] of those: a
-//! client that saves faster than the disk writes is told to try again, and
-//! memory stays bounded.
+//! over and not yet reported done. At most [`MAX_QUEUED`] of those (a
+//! re-read counts as one): a client that saves faster than the disk writes
+//! is told to try again, and memory stays bounded.
 
-use super::{PresetList, PresetName};
+use super::{PresetList, PresetName, Scan};
 use crate::control::state::write_atomic;
 use crate::control::{Reply, Response};
 use std::collections::BTreeMap;
@@ -46,10 +51,29 @@ pub(super) struct Job {
     pub(super) list: PresetList,
 }
 
-/// How a job ended, for control's index.
-struct Done {
-    name: PresetName,
-    ok: bool,
+/// What the thread is given: a file's job, or a re-read of this folder.
+enum Task {
+    File(Job),
+    Scan(PathBuf),
+}
+
+/// How a task ended, for control's index.
+enum Done {
+    File { name: PresetName, ok: bool },
+    Scan(Scan),
+}
+
+/// What control's index must take in from the thread's finished tasks.
+pub(in crate::control) enum Settled {
+    /// The last job of this name has ended and one of them failed: the
+    /// index needs the disk's word.
+    Failed(PresetName),
+    /// A re-read of the folder, and the names whose jobs were handed over
+    /// after it and have not ended (the index already has their outcome).
+    Scanned {
+        scan: Scan,
+        pending: Vec<PresetName>,
+    },
 }
 
 /// A name's jobs not yet reported done.
@@ -61,30 +85,39 @@ struct Pending {
 
 /// Writes preset files on their own thread (see the module docs).
 pub(super) struct PresetWriter {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<Task>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
     pending: BTreeMap<PresetName, Pending>,
+    /// A re-read of the folder is with the thread.
+    scanning: bool,
 }
 
 impl PresetWriter {
     /// Start the writer; its answers go to `replies`.
     pub(super) fn spawn(replies: Sender<Reply>) -> std::io::Result<Self> {
         // Never full: control hands over at most MAX_QUEUED unfinished jobs.
-        let (jobs, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED);
+        let (jobs, rx) = mpsc::sync_channel::<Task>(MAX_QUEUED);
         let (done_tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .stack_size(crate::rt::THREAD_STACK)
             .name("p4-presets".into())
             .spawn(move || {
-                for job in rx {
+                for task in rx {
+                    let job = match task {
+                        Task::File(job) => job,
+                        Task::Scan(dir) => {
+                            let _ = done_tx.send(Done::Scan(Scan::read(&dir)));
+                            continue;
+                        }
+                    };
                     let result = do_job(&job);
                     if let Err(e) = &result {
                         log::warn!("presets: {e}");
                     }
                     // Control first, so its index is right by the time the
                     // client can ask again.
-                    let _ = done_tx.send(Done {
+                    let _ = done_tx.send(Done::File {
                         name: job.name,
                         ok: result.is_ok(),
                     });
@@ -103,12 +136,14 @@ impl PresetWriter {
             done,
             thread: Some(thread),
             pending: BTreeMap::new(),
+            scanning: false,
         })
     }
 
     /// Why no job may be handed over now, if so.
     pub(super) fn busy(&self) -> Option<String> {
-        let unfinished: usize = self.pending.values().map(|p| p.jobs).sum();
+        let unfinished =
+            self.pending.values().map(|p| p.jobs).sum::<usize>() + self.scanning as usize;
         (unfinished >= MAX_QUEUED).then(|| {
             format!(
                 "busy: {MAX_QUEUED} preset saves and deletes are still being written (a slow disk?); try again in a moment"
@@ -118,14 +153,8 @@ impl PresetWriter {
 
     /// Hand `job` over (after [`busy`](Self::busy) said there is room).
     pub(super) fn submit(&mut self, job: Job) -> Result<(), String> {
-        if let Some(busy) = self.busy() {
-            return Err(busy);
-        }
         let name = job.name.clone();
-        let sent = self.jobs.as_ref().is_some_and(|j| j.try_send(job).is_ok());
-        if !sent {
-            return Err("busy: the presets' writer has stopped".into());
-        }
+        self.hand_over(Task::File(job))?;
         let p = self.pending.entry(name).or_insert(Pending {
             jobs: 0,
             failed: false,
@@ -134,31 +163,60 @@ impl PresetWriter {
         Ok(())
     }
 
-    /// Take in the jobs the thread has finished; the names whose last job
-    /// has ended after one of them failed (their index entries need the
-    /// disk's word).
-    pub(super) fn settle(&mut self) -> Vec<PresetName> {
-        let mut failed = Vec::new();
+    /// Hand over a re-read of `dir` (one at a time), when there is room.
+    pub(super) fn submit_scan(&mut self, dir: PathBuf) -> Result<(), String> {
+        if self.scanning {
+            return Err("presets: a re-read is under way".into());
+        }
+        self.hand_over(Task::Scan(dir))?;
+        self.scanning = true;
+        Ok(())
+    }
+
+    fn hand_over(&mut self, task: Task) -> Result<(), String> {
+        if let Some(busy) = self.busy() {
+            return Err(busy);
+        }
+        let sent = self.jobs.as_ref().is_some_and(|j| j.try_send(task).is_ok());
+        if !sent {
+            return Err("busy: the presets' writer has stopped".into());
+        }
+        Ok(())
+    }
+
+    /// Take in the tasks the thread has finished, in the order it did them
+    /// (see [`Settled`]).
+    pub(super) fn settle(&mut self) -> Vec<Settled> {
+        let mut settled = Vec::new();
         for d in self.done.try_iter() {
-            let Some(p) = self.pending.get_mut(&d.name) else {
+            let (name, ok) = match d {
+                Done::File { name, ok } => (name, ok),
+                Done::Scan(scan) => {
+                    self.scanning = false;
+                    let pending = self.pending.keys().cloned().collect();
+                    settled.push(Settled::Scanned { scan, pending });
+                    continue;
+                }
+            };
+            let Some(p) = self.pending.get_mut(&name) else {
                 continue;
             };
             p.jobs = p.jobs.saturating_sub(1);
-            p.failed |= !d.ok;
+            p.failed |= !ok;
             if p.jobs == 0 {
                 if p.failed {
-                    failed.push(d.name.clone());
+                    settled.push(Settled::Failed(name.clone()));
                 }
-                self.pending.remove(&d.name);
+                self.pending.remove(&name);
             }
         }
-        failed
+        settled
     }
 
     /// Let the thread finish what it was given and wait for it (before
     /// the service ends: at most [`MAX_QUEUED`] jobs); then
     /// [`settle`](Self::settle).
-    pub(super) fn close(&mut self) -> Vec<PresetName> {
+    pub(super) fn close(&mut self) -> Vec<Settled> {
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -1,5 +1,5 @@
 //! Control's answers, passed on to the clients that asked (and, for a
-//! device change, to everyone), and the replies the broadcaster keeps for
+//! device change or presets read again, to everyone), and the replies the broadcaster keeps for
 //! new clients: the newest `devices` and `presets` messages, each cut to
 //! [`MAX_LIST_BYTES`].
 
@@ -53,6 +53,12 @@ impl Broadcaster {
             Response::Presets(list) => {
                 self.presets_json = presets_json(&list);
                 self.reply_to(id, self.presets_json.clone());
+            }
+            Response::PresetsChanged(list) => {
+                self.presets_json = presets_json(&list);
+                for each in self.clients.iter().map(|c| c.id).collect::<Vec<_>>() {
+                    self.reply_to(each, self.presets_json.clone());
+                }
             }
             Response::MetaChanged => self.maybe_meta(true),
             Response::Clamped(list) => {
