@@ -304,16 +304,27 @@ if c systemctl reload phase4.service && sleep 1 &&
 else
     fail "systemctl reload: $(c journalctl -u phase4 --no-pager -o cat --since "@$t0" | grep -i reload | head -3)"
 fi
-# A bad edit is refused and the service keeps running on the old config.
+# A bad edit is refused and the service keeps running on the old config;
+# the same reload reads the presets folder again: a preset the admin put
+# there by hand (as the service's user) is offered without a restart.
 c sh -c 'echo "[bogus]" >> /srv/phase4-test/test.toml'
+c sh -c 'd=/var/lib/phase4/presets; o=$(stat -c %U:%G /var/lib/phase4)
+    install -d -o "${o%:*}" -g "${o#*:}" -m 0750 "$d"
+    printf "[fft]\npeak-smear-oct = 1.5\n" > "$d/by hand.toml"; chown "$o" "$d/by hand.toml"'
 t0=$(date +%s)
 c systemctl reload phase4.service || true
 sleep 1
-if c journalctl -u phase4 --no-pager -o cat --since "@$t0" | grep -q 'keeping the running configuration' &&
+log=$(c journalctl -u phase4 --no-pager -o cat --since "@$t0")
+if grep -q 'keeping the running configuration' <<<"$log" &&
     [ "$(prop MainPID)" = "$pid0" ] && [ "$(c systemctl is-active phase4.service)" = active ]; then
     pass "systemctl reload with a bad config: refused, still running"
 else
     fail "systemctl reload with a bad config: $(c systemctl is-active phase4.service), pid $(prop MainPID)"
+fi
+if grep -q 'presets: read the folder again: 1 offered' <<<"$log"; then
+    pass "systemctl reload: a preset added by hand is offered without a restart"
+else
+    fail "systemctl reload: presets not read again: $(grep -i preset <<<"$log" | head -3)"
 fi
 c sed -i '/^\[bogus\]$/d' /srv/phase4-test/test.toml
 
