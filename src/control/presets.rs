@@ -20,7 +20,8 @@
 //! again on a reload ([`PresetStore::rescan`], by the writer thread), so
 //! loading a preset never touches the disk, and a save is indexed with
 //! the text it writes (files that cannot be read, such as text that is not
-//! UTF-8, are left out: at most [`MAX_PRESETS`] of them are tried). A
+//! UTF-8, are left out: at most [`MAX_PRESETS`] of them are tried, though
+//! the presets offered before a reload are always read again). A
 //! preset file added, edited or removed by hand is seen after a reload or
 //! a restart.
 //!
@@ -37,7 +38,7 @@ mod writer;
 use super::state::{write_atomic, State};
 use super::Reply;
 use scan::{read_entry, room_in, Scan};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use writer::{Job, PresetWriter, Settled, Work};
@@ -162,7 +163,7 @@ impl PresetStore {
     /// for the bounds: files past the caps are not read).
     pub fn open(state_dir: &Path) -> Self {
         let dir = dir(state_dir);
-        let scan = Scan::read(&dir);
+        let scan = Scan::read(&dir, &BTreeSet::new());
         PresetStore {
             dir,
             index: scan.index,
@@ -235,7 +236,7 @@ impl PresetStore {
     /// in; a reload while one is under way reads it once more after it.
     pub fn rescan(&mut self) {
         if self.writer.is_none() {
-            let scan = Scan::read(&self.dir);
+            let scan = Scan::read(&self.dir, &self.offered());
             self.take_scan(scan, &[]);
             return;
         }
@@ -243,12 +244,21 @@ impl PresetStore {
         self.settle();
     }
 
+    /// The names offered now (a re-read always looks at them again).
+    fn offered(&self) -> BTreeSet<PresetName> {
+        self.index.keys().cloned().collect()
+    }
+
     /// Hand a re-read that is due to the writer, if it has room.
     fn start_rescan(&mut self) {
+        if !self.rescan.due || self.rescan.running {
+            return;
+        }
+        let offered = self.offered();
         let Some(w) = self.writer.as_mut() else {
             return;
         };
-        if self.rescan.due && !self.rescan.running && w.submit_scan(self.dir.clone()).is_ok() {
+        if w.submit_scan(self.dir.clone(), offered).is_ok() {
             self.rescan.due = false;
             self.rescan.running = true;
         }

@@ -3,7 +3,7 @@
 //! the writer thread), and the cap check every save goes through.
 
 use super::{unix_s, Entry, PresetName, MAX_FILE_BYTES, MAX_PRESETS, MAX_SCAN, MAX_TOTAL_BYTES};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -44,42 +44,71 @@ pub(in crate::control) struct Scan {
 impl Scan {
     /// List `dir` (at most [`MAX_SCAN`] entries) and read the presets in
     /// it, in name order, until the caps are reached.
-    pub(super) fn read(dir: &Path) -> Self {
-        let mut found: Vec<(PresetName, u64)> = Vec::new();
+    ///
+    /// `known` are the presets offered before this read (none at start).
+    /// They are always looked at and read, so a flood of other entries (more
+    /// than [`MAX_SCAN`], or files that cannot be read, of which only
+    /// [`MAX_PRESETS`] are tried) never hides a preset that was offered.
+    pub(super) fn read(dir: &Path, known: &BTreeSet<PresetName>) -> Self {
+        Self::read_listing(dir, known, MAX_SCAN)
+    }
+
+    /// [`read`](Self::read), listing at most `max_listed` entries.
+    pub(super) fn read_listing(
+        dir: &Path,
+        known: &BTreeSet<PresetName>,
+        max_listed: usize,
+    ) -> Self {
+        let mut found: BTreeMap<PresetName, u64> = BTreeMap::new();
         // Entries named like presets that are not regular files of at most
         // MAX_FILE_BYTES (a FIFO, a directory, a link, a huge file).
         let mut not_files = 0;
-        for e in std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .take(MAX_SCAN)
-            .filter_map(|e| e.ok())
-        {
-            let file = e.file_name().to_string_lossy().to_string();
-            let Some(name) = file
-                .strip_suffix(".toml")
-                .and_then(|n| PresetName::parse(n).ok())
-            else {
-                continue;
-            };
-            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
-                continue;
+        let mut look = |name: PresetName, path: &Path| {
+            let Ok(meta) = std::fs::symlink_metadata(path) else {
+                return;
             };
             if may_be_preset(&meta) {
-                found.push((name, meta.len()));
+                found.insert(name, meta.len());
             } else {
                 not_files += 1;
             }
+        };
+        let mut listed = 0;
+        for e in std::fs::read_dir(dir).into_iter().flatten() {
+            listed += 1;
+            if listed > max_listed {
+                break;
+            }
+            let Ok(e) = e else { continue };
+            let file = e.file_name().to_string_lossy().to_string();
+            if let Some(name) = file
+                .strip_suffix(".toml")
+                .and_then(|n| PresetName::parse(n).ok())
+            {
+                look(name, &e.path());
+            }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let listed_all = listed <= max_listed;
+        if !listed_all {
+            // The listing stopped early: what was offered is looked at by
+            // name (at most MAX_PRESETS of them).
+            for name in known.iter().take(MAX_PRESETS) {
+                look(name.clone(), &dir.join(format!("{}.toml", name.0)));
+            }
+            log::warn!(
+                "presets: {} holds more than {max_listed} entries; only the first {max_listed} listed are looked at",
+                dir.display()
+            );
+        }
         let mut scan = Scan {
             index: BTreeMap::new(),
-            truncated: not_files > 0,
+            truncated: not_files > 0 || !listed_all,
         };
         let mut over_caps = false;
         let mut unreadable = 0;
         for (name, bytes) in found {
-            if room_in(&scan.index, &name, bytes).is_err() || unreadable >= MAX_PRESETS {
+            let tried_enough = unreadable >= MAX_PRESETS && !known.contains(&name);
+            if room_in(&scan.index, &name, bytes).is_err() || tried_enough {
                 over_caps = true;
                 continue;
             }

@@ -249,7 +249,7 @@ fn a_rescan_keeps_what_control_handed_the_writer_after_it() {
     // The folder as the writer read it, before it wrote "saved" and
     // removed "deleted" (handed over after the scan): the index already
     // has what those leave, and keeps it.
-    let scan = Scan::read(&p);
+    let scan = Scan::read(&p, &BTreeSet::new());
     s.index_save(&name("saved"), "[fft]\nenabled = false\n".into());
     s.index.remove(&name("deleted"));
     s.take_scan(scan, &[name("saved"), name("deleted")]);
@@ -260,7 +260,7 @@ fn a_rescan_keeps_what_control_handed_the_writer_after_it() {
     for i in 0..MAX_PRESETS {
         std::fs::write(p.join(format!("x{i:03}.toml")), "[fft]\n").unwrap();
     }
-    let scan = Scan::read(&p);
+    let scan = Scan::read(&p, &BTreeSet::new());
     assert!(scan.truncated && scan.index.len() == MAX_PRESETS);
     let last = scan.index.keys().next_back().unwrap().clone();
     s.take_scan(scan, &[name("saved")]);
@@ -303,4 +303,56 @@ fn the_writer_rescans_after_the_saves_handed_to_it_before() {
     assert!(matches!(&reply(&rx, 5)[..], [Response::Presets(_)]));
     s.close();
     assert_eq!(names_of(&s.list()), ["by hand", "saved"]);
+}
+
+#[test]
+fn a_flood_of_unreadable_files_never_hides_a_preset_that_was_offered() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    // More files named like presets that cannot be read (not UTF-8) than
+    // a scan tries, all before the real ones by name.
+    for i in 0..(MAX_PRESETS + 50) {
+        std::fs::write(p.join(format!("junk{i:04}.toml")), [0xff, 0xfe, 0x00]).unwrap();
+    }
+    let mut s = PresetStore::open(d.path());
+    assert!(names_of(&s.list()).is_empty());
+    s.save(&name("saved"), &state()).unwrap();
+    // Edited by hand after it was saved, and one more added by hand.
+    std::fs::write(p.join("saved.toml"), "[dsp.low]\ntau-s = 7\n").unwrap();
+    std::fs::write(p.join("typed in.toml"), "[fft]\nenabled = true\n").unwrap();
+    s.rescan();
+    let l = s.list();
+    // What was offered is read again (the disk's text, not the old one) ...
+    assert_eq!(names_of(&l), ["saved"]);
+    assert!(s.read(&name("saved")).unwrap().contains("tau-s = 7"));
+    // ... while the bound on files tried still holds for the rest, and the
+    // list says the folder holds more.
+    assert!(l.truncated);
+    // Once gone from the disk, it goes from the list like any other.
+    std::fs::remove_file(p.join("saved.toml")).unwrap();
+    s.rescan();
+    assert!(names_of(&s.list()).is_empty());
+}
+
+#[test]
+fn a_folder_too_big_to_list_still_offers_what_was_offered() {
+    let d = tempfile::tempdir().unwrap();
+    let p = dir(d.path());
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("kept.toml"), "[fft]\nenabled = true\n").unwrap();
+    std::fs::write(p.join("dropped.toml"), "[fft]\nenabled = false\n").unwrap();
+    for i in 0..500 {
+        std::fs::File::create(p.join(format!("other{i:03}"))).unwrap();
+    }
+    // A listing cut at one entry (MAX_SCAN in service) almost surely
+    // misses "kept" (and "dropped"): it is looked at by name all the same.
+    let known = BTreeSet::from([name("kept")]);
+    let scan = Scan::read_listing(&p, &known, 1);
+    assert!(scan.index.contains_key(&name("kept")));
+    assert!(scan.truncated, "the folder holds more than was looked at");
+    // Listed in full, both are offered and nothing is cut short.
+    let scan = Scan::read(&p, &known);
+    assert_eq!(scan.index.len(), 2);
+    assert!(!scan.truncated);
 }

@@ -23,7 +23,7 @@
 use super::{PresetList, PresetName, Scan};
 use crate::control::state::write_atomic;
 use crate::control::{Reply, Response};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -54,7 +54,8 @@ pub(super) struct Job {
 /// What the thread is given: a file's job, or a re-read of this folder.
 enum Task {
     File(Job),
-    Scan(PathBuf),
+    /// The folder, and the names offered when it was handed over.
+    Scan(PathBuf, BTreeSet<PresetName>),
 }
 
 /// How a task ended, for control's index.
@@ -106,8 +107,8 @@ impl PresetWriter {
                 for task in rx {
                     let job = match task {
                         Task::File(job) => job,
-                        Task::Scan(dir) => {
-                            let _ = done_tx.send(Done::Scan(Scan::read(&dir)));
+                        Task::Scan(dir, known) => {
+                            let _ = done_tx.send(Done::Scan(Scan::read(&dir, &known)));
                             continue;
                         }
                     };
@@ -163,12 +164,17 @@ impl PresetWriter {
         Ok(())
     }
 
-    /// Hand over a re-read of `dir` (one at a time), when there is room.
-    pub(super) fn submit_scan(&mut self, dir: PathBuf) -> Result<(), String> {
+    /// Hand over a re-read of `dir` that looks at `known` whatever else it
+    /// holds (one at a time), when there is room.
+    pub(super) fn submit_scan(
+        &mut self,
+        dir: PathBuf,
+        known: BTreeSet<PresetName>,
+    ) -> Result<(), String> {
         if self.scanning {
             return Err("presets: a re-read is under way".into());
         }
-        self.hand_over(Task::Scan(dir))?;
+        self.hand_over(Task::Scan(dir, known))?;
         self.scanning = true;
         Ok(())
     }
