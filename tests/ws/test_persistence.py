@@ -211,3 +211,46 @@ def test_a_reload_reads_the_presets_folder_again_and_tells_every_client(binary, 
         assert "keeping the running configuration" in log
     finally:
         s.stop()
+
+
+def test_a_flood_of_junk_files_does_not_hide_saved_presets_on_a_reload(binary, wav, tmp_path):
+    """A presets folder filled with files named like presets that cannot be
+    read (more than the 200 a read tries, all before the real ones by name)
+    does not make a reload drop the presets clients saved: what was offered
+    is always read again. The flood's bound still holds for the rest (a
+    preset typed in after the junk is not read, and the list says
+    truncated), and the control thread keeps answering meanwhile."""
+    import signal
+
+    state_dir = tmp_path / "state"
+    presets = state_dir / "presets"
+    presets.mkdir(parents=True)
+    for i in range(400):
+        (presets / f"junk{i:04d}.toml").write_bytes(b"\xff\xfe" * 8)
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def listed(ws, timeout=5.0):
+            m = await recv_json(ws, "presets", timeout=timeout)
+            return [i["name"] for i in m["items"]], m.get("truncated")
+
+        async def go():
+            async with websockets.connect(s.url) as ws:
+                assert await listed(ws) == ([], True)
+                for n in ("saved one", "saved two"):
+                    await ws.send(json.dumps({"type": "save_preset", "name": n}))
+                    assert n in (await listed(ws))[0]
+                (presets / "typed in.toml").write_text("[fft]\npeak-smear-oct = 0.75\n")
+                (presets / "saved two.toml").write_text("[fft]\npeak-smear-oct = 2.25\n")
+                for _ in range(3):
+                    s.proc.send_signal(signal.SIGHUP)
+                    assert await listed(ws) == (["saved one", "saved two"], True)
+                await ws.send(json.dumps({"type": "load_preset", "name": "saved two"}))
+                m = await recv_any(ws, {"meta", "error"})
+                assert m["type"] == "meta" and m["fft_peak_smear_oct"] == 2.25, m
+
+        asyncio.run(go())
+        assert s.running()
+        log = s.log.read_text()
+        assert "read the folder again: 2 offered (were 2)" in log, log[-3000:]
+    finally:
+        s.stop()
