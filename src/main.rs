@@ -29,7 +29,7 @@ macro_rules! say_out {
     }};
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // Threads that libraries spawn take the default stack size; with
     // mlockall every one of those 2 MiB stacks would be resident. Still
     // single-threaded here, so setting the variable is race-free.

@@ -6,7 +6,6 @@ python-osc (a decoder we did not write)."""
 import asyncio
 import math
 import os
-import shutil
 import socket
 import struct
 import sys
@@ -40,20 +39,18 @@ def phase4_bin():
 
 @pytest.fixture(scope="session")
 def fault_bin():
-    """phase4 built with the fault-injection feature (never shipped).
+    """phase4 built with the fault-injection feature (never shipped), as
+    the binary `phase4-fault-injection` (src/bin/fault_injection.rs).
 
     Built in the shared target directory, so only phase4 itself is compiled
     again (a separate target directory cost a whole second release build,
-    minutes on a first run), then copied aside; the normal build is put back
-    in target/release (cargo keeps both, so that is a copy, not a build)."""
+    minutes on a first run). A binary of its own, so target/release/phase4
+    is never replaced, not even for a moment: suites running beside this
+    one (scripts/test.sh's side track) use it."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "fault-injection"],
-                   cwd=ROOT, check=True)
-    out = target / "fault-injection" / "phase4"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(target / "release" / "phase4", out)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    return out
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "fault-injection",
+                    "--bin", "phase4-fault-injection"], cwd=ROOT, check=True)
+    return target / "release" / "phase4-fault-injection"
 
 
 def tone(freq, amp=0.5):
