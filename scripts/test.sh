@@ -13,7 +13,12 @@
 #
 # Adding a suite: one `suite` line below: its name, `core` if it belongs to
 # the fast set (keep that under ~3 minutes), `bg` if it may run in the
-# background lane, `-` otherwise, and the command. The background lane runs
+# background lane, `side` if it may run in the side track, `-` otherwise,
+# and the command. The side track runs its suites one after another at
+# normal priority beside the in-line ones, from the end of the build: it
+# is for suites that mostly wait (the rig's mDNS, Link and OSCQuery peers
+# use a tenth of a core over 2.5 minutes) and whose checks hold on a loaded
+# machine; its rows come before the lane's in the table. The background lane runs
 # its suites one after another at the lowest CPU priority (nice 19) next to
 # the others, so it only uses what they leave idle: it is for suites whose
 # checks do not depend on wall-clock timing (the VM runs on qemu's virtual
@@ -48,10 +53,10 @@ suite live-events  -    "bash scripts/ci-live-events.sh"
 suite ws           -    "bash scripts/ci-ws.sh"
 suite monitor      -    "bash scripts/ci-monitor.sh"
 suite abuse        -    "bash scripts/abuse.sh"
-suite rig          -    "bash scripts/ci-rig.sh"
+suite rig          side "bash scripts/ci-rig.sh"
 suite fuzz         bg   "bash scripts/fuzz.sh 30"
 suite audit        bg   "bash scripts/audit.sh"
-suite compat       -    "python3 -m pytest -q -p no:cacheprovider tests/compat"
+suite compat       side "python3 -m pytest -q -p no:cacheprovider tests/compat"
 suite eval         -    "bash scripts/eval/run.sh --subset && python3 scripts/eval/gate.py && bash scripts/eval/run.sh --subset --rate 16000 --out scripts/eval/out/rate16000 && python3 scripts/eval/gate.py scripts/eval/out/rate16000/results.json"
 suite appliance    -    "bash scripts/ci-appliance.sh"
 
@@ -148,44 +153,48 @@ run_suite() {  # name command
     result "$name" "$rc" "$((SECONDS - start))"
 }
 
-# The background lane: its suites in order at nice 19, output only to their
-# logs; each finished one appends "name rc seconds" to $bg_done.
-bg_done=$logs/background.done
-bg_pid=""
-start_background() {  # index...
-    local i
-    : >"$bg_done"
-    for i in "$@"; do printf '\n==== %s (background lane, log in %s/%s.log): %s ====\n' \
-        "${names[$i]}" "$logs" "${names[$i]}" "${cmds[$i]}"; done
-    # The lane cannot ask for a password: ask once now (sudo keeps it for a
-    # while) and let sudo fail rather than wait in the lane.
+# A track beside the in-line suites: its suites in order at the given
+# nice level, output only to their logs; each finished one appends "name rc
+# seconds" to the track's done file. Sets track_pid.
+track_pid=""
+start_track() {  # label nice done-file index...
+    local label=$1 nice=$2 done=$3 i
+    shift 3
+    : >"$done"
+    for i in "$@"; do printf '\n==== %s (%s, log in %s/%s.log): %s ====\n' \
+        "${names[$i]}" "$label" "$logs" "${names[$i]}" "${cmds[$i]}"; done
+    # A track cannot ask for a password: ask once now (sudo keeps it for a
+    # while) and let sudo fail rather than wait in the track.
     if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo -v || true; fi
     export P4_SUDO_NONINTERACTIVE=1
     set -m  # a process group of its own: Ctrl-C can stop all of it
     (
         for i in "$@"; do
             start=$SECONDS
-            nice -n 19 bash -c "${cmds[$i]}" >"$logs/${names[$i]}.log" 2>&1 </dev/null
-            echo "${names[$i]} $? $((SECONDS - start))" >>"$bg_done"
+            nice -n "$nice" bash -c "${cmds[$i]}" >"$logs/${names[$i]}.log" 2>&1 </dev/null
+            echo "${names[$i]} $? $((SECONDS - start))" >>"$done"
         done
     ) &
-    bg_pid=$!
+    track_pid=$!
     set +m
     unset P4_SUDO_NONINTERACTIVE
 }
-finish_background() {
-    local name rc secs
-    [ -n "$bg_pid" ] || return 0
-    printf '\n==== waiting for the background lane ====\n'
-    current=background
-    wait "$bg_pid"
-    bg_pid=""
+finish_track() {  # label pid done-file
+    local label=$1 pid=$2 done=$3 name rc secs
+    [ -n "$pid" ] || return 0
+    printf '\n==== waiting for the %s ====\n' "$label"
+    current=$label
+    wait "$pid"
     while read -r name rc secs; do
-        printf '\n==== %s (background lane) exit %s after %s s ====\n' "$name" "$rc" "$secs"
+        printf '\n==== %s (%s) exit %s after %s s ====\n' "$name" "$label" "$rc" "$secs"
         if [ "$rc" = 0 ]; then tail -n 15 "$logs/$name.log"; else cat "$logs/$name.log"; fi
         result "$name" "$rc" "$secs"
-    done <"$bg_done"
+    done <"$done"
 }
+# The background lane (nice 19: only what the others leave idle) and the
+# side track (normal priority).
+bg_done=$logs/background.done bg_pid=""
+side_done=$logs/side.done side_pid=""
 
 summary() {
     printf '\n==== summary (logs in %s/) ====\n' "$logs"
@@ -193,7 +202,7 @@ summary() {
     printf '%s\n' "${rows[@]}"
     printf 'total %d s\n' "$SECONDS"
 }
-trap '[ -z "$bg_pid" ] || kill -- -"$bg_pid" 2>/dev/null
+trap 'for pid in $side_pid $bg_pid; do kill -- -"$pid" 2>/dev/null; done
       rows+=("$(printf "%-12s %s" "$current" interrupted)"); summary; exit 130' INT
 
 run_suite deps "bash scripts/deps.sh $deps_arg"
@@ -201,20 +210,30 @@ run_suite deps "bash scripts/deps.sh $deps_arg"
 . scripts/lib/common.sh
 p4_venv_activate
 
-# build first (every suite uses its binary), then the background lane
-# starts next to the other suites, which run in order.
+# build first (every suite uses its binary), then the background lane and
+# the side track start next to the other suites, which run in order.
 for i in "${!names[@]}"; do
-    selected "$i" && [ "${cores[$i]}" != bg ] || continue
+    selected "$i" && [ "${cores[$i]}" != bg ] && [ "${cores[$i]}" != side ] || continue
     run_suite "${names[$i]}" "${cmds[$i]}"
     if [ "${names[$i]}" = build ]; then
-        background=()
+        background=(); side=()
         for j in "${!names[@]}"; do
-            selected "$j" && [ "${cores[$j]}" = bg ] && background+=("$j")
+            selected "$j" || continue
+            [ "${cores[$j]}" = bg ] && background+=("$j")
+            [ "${cores[$j]}" = side ] && side+=("$j")
         done
-        [ ${#background[@]} -eq 0 ] || start_background "${background[@]}"
+        if [ ${#background[@]} -gt 0 ]; then
+            start_track "background lane" 19 "$bg_done" "${background[@]}"
+            bg_pid=$track_pid
+        fi
+        if [ ${#side[@]} -gt 0 ]; then
+            start_track "side track" 0 "$side_done" "${side[@]}"
+            side_pid=$track_pid
+        fi
     fi
 done
-finish_background
+finish_track "side track" "$side_pid" "$side_done"; side_pid=""
+finish_track "background lane" "$bg_pid" "$bg_done"; bg_pid=""
 
 summary
 if [ ${#failed_suites[@]} -gt 0 ]; then
