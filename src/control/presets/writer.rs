@@ -146,8 +146,13 @@ impl PresetWriter {
         let unfinished =
             self.pending.values().map(|p| p.jobs).sum::<usize>() + self.scanning as usize;
         (unfinished >= MAX_QUEUED).then(|| {
+            let what = if self.scanning {
+                "preset saves, deletes and a reload's read of the folder"
+            } else {
+                "preset saves and deletes"
+            };
             format!(
-                "busy: {MAX_QUEUED} preset saves and deletes are still being written (a slow disk?); try again in a moment"
+                "busy: {MAX_QUEUED} {what} are still under way (a slow disk?); try again in a moment"
             )
         })
     }
@@ -250,5 +255,36 @@ fn do_job(job: &Job) -> Result<(), String> {
             }
             _ => Ok(()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_names_a_reload_read_when_one_holds_a_slot() {
+        let (replies, _rx) = mpsc::channel();
+        let mut w = PresetWriter::spawn(replies).unwrap();
+        assert!(w.busy().is_none());
+        let name = PresetName::parse("a").unwrap();
+        w.pending.insert(
+            name.clone(),
+            Pending {
+                jobs: MAX_QUEUED - 1,
+                failed: false,
+            },
+        );
+        assert!(w.busy().is_none(), "one slot is still free");
+        w.scanning = true;
+        let busy = w.busy().expect("the read takes the last slot");
+        assert!(busy.contains("a reload's read of the folder"), "{busy}");
+        w.scanning = false;
+        w.pending.get_mut(&name).unwrap().jobs = MAX_QUEUED;
+        let busy = w.busy().expect("saves take every slot");
+        assert!(
+            busy.starts_with("busy: ") && !busy.contains("reload"),
+            "{busy}"
+        );
     }
 }
