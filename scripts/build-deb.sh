@@ -4,12 +4,12 @@
 # Usage: scripts/build-deb.sh ARCH [--test] [--output DIR] [-- cargo-deb args]
 #   ARCH    amd64 | arm64 | armhf (arm ones cross-compile with Debian's cross
 #           gcc: see scripts/cross-build.sh for the one-time setup)
-#   --test  build the TEST package with the `fault-injection` feature (for
-#           scripts/systemd-test.sh) into target/debian-test/, with version
-#           suffix +faultinjection. Never ship it. It shares the target dir
-#           (reusing the compiled dependencies saves minutes in CI), so
-#           target/release/phase4 has the feature until the next normal build,
-#           which cargo redoes because the feature set differs.
+#   --test  build the TEST package (for scripts/systemd-test.sh) into
+#           target/debian-test/, with version suffix +faultinjection: the
+#           `phase4-fault-injection` binary installed as /usr/bin/phase4
+#           (Cargo.toml's deb variant `fault-injection`). Never ship it. Only
+#           that binary is built with the feature, so target/release/phase4
+#           stays the normal build; the compiled dependencies are shared.
 #   --output DIR   where to write the .deb (default target/debian/)
 # Prints the path of the .deb on the last line of stdout.
 #
@@ -45,7 +45,12 @@ maintainer=$(p4_deb_maintainer) ||
 args=(--strip --no-separate-debug-symbols --no-dbgsym --maintainer "$maintainer")
 [ -n "$triple" ] && args+=(--target "$triple")
 if [ "$test_pkg" = 1 ]; then
-    args+=(--features fault-injection --deb-revision "1+faultinjection")
+    # cargo deb would build every binary with the feature (features are the
+    # package's), replacing target/release/phase4: build the one binary
+    # here and package it without a build.
+    build=(cargo build --release --features fault-injection --bin phase4-fault-injection)
+    [ -n "$triple" ] && build+=(--target "$triple")
+    args+=(--variant fault-injection --no-build --deb-revision "1+faultinjection")
     output=${output:-$P4_ROOT/target/debian-test}
 fi
 output=${output:-$P4_ROOT/target/debian}
@@ -56,6 +61,10 @@ if [ -n "$triple" ] && [ "$triple" != x86_64-unknown-linux-gnu ]; then
     # dpkg-shlibdeps (for Depends: $auto) finds the target's libraries here.
 fi
 
+if [ "$test_pkg" = 1 ]; then
+    p4_say "${build[*]}"
+    "${build[@]}" >&2 || p4_die "cargo build of phase4-fault-injection failed"
+fi
 p4_say "cargo deb ${args[*]} --output $output $*"
 log=$(mktemp)
 if ! cargo deb "${args[@]}" --output "$output/" "$@" | tee "$log" >&2; then

@@ -28,9 +28,9 @@
 # deps when the machine is idle, ~9 min when other builds compete (three
 # release builds, the test package reusing the amd64 dependencies, the nspawn
 # test ~30 s with a cached root filesystem); on a fresh machine
-# add ~3 min for cargo-deb, ~2 min for apt, ~1 min for debootstrap. Run it
-# after the other CI steps: the test package leaves a fault-injection build
-# in target/release until the next normal build.
+# add ~3 min for cargo-deb, ~2 min for apt, ~1 min for debootstrap. The test
+# package is made from the phase4-fault-injection binary: target/release/phase4
+# stays the normal build (checked below).
 # Caches: ~/.cargo (cargo-deb), target/, /var/cache/phase4-ci (rootfs).
 set -uo pipefail
 . "$(dirname "$0")/lib/appliance.sh"
@@ -234,6 +234,17 @@ fi
 if [ "$systemd" = 1 ]; then
     begin systemd
     if test_deb=$(scripts/build-deb.sh amd64 --test 2>"$work/build-deb-test.log" | tail -1) && [ -f "$test_deb" ]; then
+        # The test package carries the hook; making it leaves the normal
+        # binary alone (other suites and the demo run target/release/phase4).
+        begin "systemd: test package"
+        if ! dpkg-deb --fsys-tarfile "$test_deb" | tar -xO ./usr/bin/phase4 | grep -q PHASE4_FAULT_HANG; then
+            bad "the test package's /usr/bin/phase4 lacks the fault-injection hook"
+        elif [ -f target/release/phase4 ] && grep -q PHASE4_FAULT_HANG target/release/phase4; then
+            bad "building the test package left a fault-injection build in target/release/phase4"
+        else
+            ok "the test package has the hook; target/release/phase4 does not"
+        fi
+        begin systemd
         # systemd-nspawn and nsenter need root: through sudo when not root.
         if p4_as_root "$P4_ROOT/scripts/systemd-test.sh" --deb "$test_deb"; then
             ok "systemd: scripts/systemd-test.sh"
