@@ -450,6 +450,85 @@ async def lan_control(ctx):
     return "refused without the token, accepted with it"
 
 
+def handshake_status(ctx, src, path="/"):
+    """101 when a handshake from `src` is taken (the socket is returned
+    open), else the refusal's status code and None."""
+    try:
+        return 101, ws_handshake(ctx.ws_port, path=path, src=src, server=ctx.server)
+    except ConnectionRefusedError as e:
+        line = str(e).split()
+        return (int(line[1]) if len(line) > 1 and line[1].isdigit() else None), None
+
+
+@abuse("lan-place-squat", 7, "watchers from four LAN addresses fill every place they may take")
+async def lan_place_squat(ctx):
+    if ctx.newcomer.startswith("127."):
+        return "skipped: needs LAN addresses (run inside the abuse network namespace)"
+    squatters, held = ctx.attackers[:4], []
+    try:
+        statuses = []
+        for src in squatters:
+            for _ in range(8):
+                st, s = await asyncio.to_thread(handshake_status, ctx, src)
+                statuses.append(st)
+                if s:
+                    held.append(s)
+        refused = statuses.count(503)
+        if refused == 0:
+            raise Failed(f"32 watchers from 4 addresses all got in ({len(held)} held): no place is kept")
+        # The operator at the box and a LAN client with the token still get
+        # in; a plain watcher from a fifth address does not.
+        async with websockets.connect(ctx.url(ctx.trusted), max_size=None) as ws:
+            if not (await reply(ws, {"auth"}))["authorized"]:
+                raise Failed("the loopback client was not authorized")
+        phone = ctx.attackers[4]
+        async with websockets.connect(ctx.url() + f"?token={ctx.token}", local_addr=(phone, 0),
+                                      max_size=None) as ws:
+            if not (await reply(ws, {"auth"}))["authorized"]:
+                raise Failed("a LAN client with the token was not authorized")
+        st, s = await asyncio.to_thread(handshake_status, ctx, ctx.attackers[5])
+        if s:
+            s.close()
+            raise Failed("a watcher got a place kept for the token")
+        return f"{len(held)} watchers in, {refused} refused; loopback and the token still got in, a fifth address {st}"
+    finally:
+        for s in held:
+            s.close()
+
+
+@abuse("token-guessing", 7, "one LAN address guesses the control token over fresh connections")
+async def token_guessing(ctx):
+    if ctx.newcomer.startswith("127."):
+        return "skipped: needs LAN addresses (run inside the abuse network namespace)"
+    guesser = ctx.attackers[-1]
+    statuses = []
+    for i in range(40):
+        st, s = await asyncio.to_thread(handshake_status, ctx, guesser, f"/?token=guess{i}")
+        statuses.append(st)
+        if s:
+            s.close()
+    checked = statuses.count(101)
+    if checked > 6 or statuses.count(429) < 30:
+        raise Failed(f"40 guesses from one address: {checked} checked, {statuses.count(429)} refused with 429")
+    # Spent: even the right token is not checked from that address...
+    st, s = await asyncio.to_thread(handshake_status, ctx, guesser, f"/?token={ctx.token}")
+    if s:
+        s.close()
+        raise Failed("the right token was checked from an address that spent its budget")
+    # ...nor through an `auth` message (a watcher needs no token to connect).
+    async with websockets.connect(ctx.url(), local_addr=(guesser, 0), max_size=None) as ws:
+        await reply(ws, {"server_status"})
+        await ws.send(json.dumps({"type": "auth", "token": ctx.token}))
+        r = await reply(ws, {"error", "auth"})
+        if r["type"] != "error" or "too many wrong control tokens" not in r["reason"]:
+            raise Failed(f"`auth` with the right token from the guesser: {r}")
+    async with websockets.connect(ctx.url() + f"?token={ctx.token}", local_addr=(ctx.attackers[-2], 0),
+                                  max_size=None) as ws:
+        if not (await reply(ws, {"auth"}))["authorized"]:
+            raise Failed("another address's right token was refused while one guessed")
+    return f"{checked} of 40 guesses checked, {statuses.count(429)} answered 429; the right token from the guesser: {st}; another address got in"
+
+
 # ---------------------------------------------------------------- item 9
 
 

@@ -33,6 +33,7 @@ use crate::control::secret::Secret;
 use crate::control::{Command, Request, OSC_INPUT_CLIENT};
 use crate::service::logging::RateLimit;
 use crate::stats::Stats;
+use crate::transport::ws::accept::peer_key;
 use rosc::{OscMessage, OscPacket, OscType};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -232,21 +233,6 @@ impl Bucket {
     }
 }
 
-/// Whose budget a datagram from `ip` spends: an IPv4 address as such (also
-/// when a dual-stack socket shows it as `::ffff:a.b.c.d`), an IPv6 address
-/// by its /64, which is one host's or one link's: a host may take any
-/// number of addresses in it (privacy addresses), so per address it could
-/// give itself as many budgets as it liked.
-fn sender_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
-        }
-        v4 => v4,
-    }
-}
-
 /// Per-address budgets of the senders that may not write, for the
 /// [`UNTRUSTED_SENDERS`] addresses heard from most recently.
 struct Senders {
@@ -262,7 +248,7 @@ impl Senders {
 
     /// Take one datagram from `ip`'s budget.
     fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let ip = sender_key(ip);
+        let ip = peer_key(ip);
         let i = match self.slots.iter().position(|(a, _, _)| *a == ip) {
             Some(i) => i,
             None if self.slots.len() < UNTRUSTED_SENDERS => {

@@ -51,7 +51,8 @@ pub struct ClientSlot {
 }
 
 impl ClientSlot {
-    /// A place `registry` already admitted `ip` to.
+    /// A place `registry` already admitted `ip` to (privileged when `ip` is
+    /// loopback: see [`Registry::admit`]).
     pub fn new(registry: Arc<Registry>, ip: IpAddr) -> Self {
         ClientSlot { registry, ip }
     }
@@ -59,7 +60,7 @@ impl ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.registry.release(self.ip);
+        self.registry.release(self.ip, self.ip.is_loopback());
     }
 }
 

@@ -233,11 +233,16 @@ impl Site {
         let ip = peer.ip().to_canonical();
         if self
             .listeners
-            .admit(ip, self.max_listeners, MAX_LISTENERS_PER_IP)
+            .admit(
+                ip,
+                ip.is_loopback(),
+                self.max_listeners,
+                MAX_LISTENERS_PER_IP,
+            )
             .is_err()
         {
             crate::peer_log!(log::Level::Info,
-                "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients) or {MAX_LISTENERS_PER_IP} from it already",
+                "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients; a quarter kept for loopback) or {MAX_LISTENERS_PER_IP} from it already",
                 self.max_listeners
             );
             return Err(error(

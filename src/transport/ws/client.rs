@@ -115,6 +115,9 @@ pub struct Client {
     pub ws: WebSocket<Conn>,
     /// May change settings.
     pub authorized: bool,
+    /// It had the token (or loopback) when it connected: its place in the
+    /// [`Registry`](super::accept::Registry) is a privileged one.
+    pub privileged_place: bool,
     /// Address.
     pub peer: SocketAddr,
     /// Owed the current meta.
@@ -162,6 +165,7 @@ impl Client {
             id,
             ws,
             authorized,
+            privileged_place: authorized,
             peer,
             meta_due: true,
             replies: VecDeque::with_capacity(8),

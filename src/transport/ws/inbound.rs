@@ -15,6 +15,7 @@
 //! broken frame, 1007 for text that is not UTF-8, 1009 for a message over
 //! the size limit.
 
+use super::accept::{canonical_ip, too_many_guesses};
 use super::client::{Admission, MAX_AUTH_FAILURES, MESSAGES_PER_TURN};
 use super::protocol::{Action, Outbound};
 use super::server::{Broadcaster, MAX_SLEEP};
@@ -249,8 +250,22 @@ impl Broadcaster {
     }
 
     fn auth(&mut self, i: usize, token: &str, now: Instant) -> Outcome {
-        let ok = self.secret.matches(token);
+        let ip = canonical_ip(&self.clients[i].peer);
+        let secret = &self.secret;
+        let checked = self.registry.check_token(ip, now, || secret.matches(token));
         let c = &mut self.clients[i];
+        let ok = match checked {
+            Ok(ok) => ok,
+            Err(wait) => {
+                // Not checked: the address spent its budget of wrong tokens
+                // (on any of its connections). Counts as a failure here.
+                c.auth_failures += 1;
+                if c.auth_failures >= MAX_AUTH_FAILURES {
+                    return Outcome::Close(CloseCode::Policy, "too many wrong tokens".into());
+                }
+                return self.refuse(i, format!("auth: {}", too_many_guesses(wait)), now);
+            }
+        };
         if ok {
             c.authorized = true;
             log::info!("ws: client {} ({}) authorized", c.id, c.peer);

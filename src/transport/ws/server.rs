@@ -72,7 +72,7 @@ pub(super) struct Broadcaster {
     pub(super) ctx: WsCtx,
     pub(super) secret: Secret,
     accepted: Receiver<Accepted>,
-    registry: Arc<Registry>,
+    pub(super) registry: Arc<Registry>,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
     pub(super) clients: Vec<Client>,
@@ -237,7 +237,7 @@ impl Broadcaster {
                 Ok(c) => self.welcome(c),
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
-                    self.registry.release(ip);
+                    self.registry.release(ip, a.authorized);
                 }
             }
         }
@@ -372,7 +372,8 @@ impl Broadcaster {
         // Its requests still at control stay in `in_flight` until control
         // answers them (see `answer`): connecting, sending a burst and
         // leaving, over and over, must not queue more than MAX_IN_FLIGHT.
-        self.registry.release(canonical_ip(&c.peer));
+        self.registry
+            .release(canonical_ip(&c.peer), c.privileged_place);
         self.ctx
             .stats
             .ws_clients
