@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import time
 
 import websockets
@@ -494,6 +495,53 @@ async def lan_place_squat(ctx):
     finally:
         for s in held:
             s.close()
+
+
+@abuse("http-connection-squat", 7, "keep-alive connections from four LAN addresses fill the UI server's 64")
+async def http_connection_squat(ctx):
+    if ctx.newcomer.startswith("127."):
+        return "skipped: needs LAN addresses (run inside the abuse network namespace)"
+    stop = threading.Event()
+    held = []
+
+    def hold(src):
+        # A connection that asks for a small file every 2 s, kept alive.
+        try:
+            s = socket.create_connection((ctx.server, ctx.http_port), timeout=5, source_address=(src, 0))
+            held.append(s)
+            req = f"GET /favicon.svg HTTP/1.1\r\nHost: {ctx.host(ctx.http_port)}\r\n\r\n".encode()
+            while not stop.is_set():
+                s.sendall(req)
+                if not s.recv(65536):
+                    return
+                stop.wait(2)
+        except OSError:
+            pass
+
+    # Threads of their own: 64 blocking holders would fill asyncio's pool.
+    threads = [threading.Thread(target=hold, args=(src,), daemon=True)
+               for src in ctx.attackers[:4] for _ in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        await asyncio.sleep(2)
+        t0 = time.monotonic()
+        status = await asyncio.to_thread(http_request, ctx.http_port, ctx.host(ctx.http_port), "/", "",
+                                         ctx.attackers[4], ctx.server, 10.0)
+        took = time.monotonic() - t0
+        if status != 200 or took > 2.0:
+            raise Failed(f"a newcomer's GET / with 64 connections held: {status} after {took:.1f} s")
+        return f"64 held from 4 addresses; a fifth address's GET / answered {status} in {took:.2f} s"
+    finally:
+        stop.set()
+        for s in list(held):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        for t in threads:
+            t.join(timeout=6)
 
 
 @abuse("token-guessing", 7, "one LAN address guesses the control token over fresh connections")

@@ -10,14 +10,19 @@
 //! connection, a lifetime per connection, and connections in all and per
 //! address. Request bodies are never read (handlers look at the head only),
 //! so a declared `Content-Length` costs nothing; hyper closes a connection
-//! whose body was not read instead of draining it. Over the connection cap,
-//! connections wait in the kernel's backlog; when the process is out of
-//! file descriptors, accepting backs off and resumes.
+//! whose body was not read instead of draining it. With every place taken,
+//! a newcomer is served and the oldest connection of the address holding
+//! the most (at least two more than the newcomer's) is closed, so a few
+//! addresses holding every connection open cannot keep anyone out; when
+//! shares are even already, one more is served and the next wait in the
+//! kernel's backlog. When the process is out of file descriptors,
+//! accepting backs off and resumes.
 //!
 //! Connections may be upgraded (the OSCQuery server's WebSocket): the
 //! handler answers 101 and takes the socket with `hyper::upgrade::on`; the
 //! connection's slot is given back once hyper lets go of it.
 
+use crate::transport::ws::accept::peer_key;
 use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{Either, Full};
@@ -48,9 +53,11 @@ pub type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
 /// What one server allows.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections at once; more wait in the kernel's backlog.
+    /// Connections at once (one more while one is asked to make room);
+    /// more wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Connections from one address (loopback excepted); more are closed.
+    /// Connections from one address (loopback excepted; an IPv6 /64 is one
+    /// address); more are closed.
     pub max_per_ip: usize,
     /// Longest wait for a whole request head, and for the next one on a
     /// kept-alive connection.
@@ -145,40 +152,98 @@ where
         })
 }
 
-/// Connections open per address.
+/// Open connections, per address ([`peer_key`]: an IPv6 host by its /64),
+/// oldest first, each with the signal that asks it to close.
 #[derive(Default)]
-struct PerIp(RefCell<HashMap<IpAddr, usize>>);
-
-/// Counts one connection from an address for as long as it lives.
-struct IpSlot {
-    table: Rc<PerIp>,
-    ip: IpAddr,
+struct Conns {
+    inner: RefCell<ConnsInner>,
+    /// Fired when a connection ends.
+    freed: tokio::sync::Notify,
 }
 
-impl Drop for IpSlot {
+#[derive(Default)]
+struct ConnsInner {
+    total: usize,
+    next_id: u64,
+    per_ip: HashMap<IpAddr, Vec<(u64, Rc<tokio::sync::Notify>)>>,
+}
+
+/// One connection's place in [`Conns`], given back when it is dropped.
+struct Slot {
+    conns: Rc<Conns>,
+    key: IpAddr,
+    id: u64,
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.table.0.borrow_mut();
-        if let Some(n) = t.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.remove(&self.ip);
+        let mut t = self.conns.inner.borrow_mut();
+        t.total -= 1;
+        if let Some(v) = t.per_ip.get_mut(&self.key) {
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                t.per_ip.remove(&self.key);
             }
         }
+        drop(t);
+        self.conns.freed.notify_one();
     }
 }
 
-impl PerIp {
-    fn take(self: &Rc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut t = self.0.borrow_mut();
-        let n = t.entry(ip).or_insert(0);
-        if !ip.is_loopback() && *n >= max {
+impl Conns {
+    fn total(&self) -> usize {
+        self.inner.borrow().total
+    }
+
+    fn held_by(&self, key: &IpAddr) -> usize {
+        self.inner.borrow().per_ip.get(key).map_or(0, Vec::len)
+    }
+
+    /// A place for a connection from `ip`, and what asks it to close;
+    /// `None` when `ip` already has `max_per_ip` (loopback excepted).
+    fn take(
+        self: &Rc<Self>,
+        ip: IpAddr,
+        max_per_ip: usize,
+    ) -> Option<(Slot, Rc<tokio::sync::Notify>)> {
+        let key = peer_key(ip);
+        let mut t = self.inner.borrow_mut();
+        let id = t.next_id;
+        let v = t.per_ip.entry(key).or_default();
+        if !ip.is_loopback() && v.len() >= max_per_ip {
+            if v.is_empty() {
+                t.per_ip.remove(&key);
+            }
             return None;
         }
-        *n += 1;
-        Some(IpSlot {
-            table: self.clone(),
-            ip,
-        })
+        let close = Rc::new(tokio::sync::Notify::new());
+        v.push((id, close.clone()));
+        t.next_id += 1;
+        t.total += 1;
+        let slot = Slot {
+            conns: self.clone(),
+            key,
+            id,
+        };
+        Some((slot, close))
+    }
+
+    /// Every place is taken and a connection from `ip` waits: ask the
+    /// oldest connection of the address holding the most to close, if it
+    /// holds at least two more than `ip` (so each address's share evens
+    /// out: a few addresses holding every connection open cannot keep a
+    /// newcomer out). Whether one was asked.
+    fn make_room_for(&self, ip: IpAddr) -> bool {
+        let mine = self.held_by(&peer_key(ip));
+        let t = self.inner.borrow();
+        let Some(hog) = t.per_ip.values().max_by_key(|v| v.len()) else {
+            return false;
+        };
+        if hog.len() < mine + 2 {
+            return false;
+        }
+        hog[0].1.notify_one();
+        true
     }
 }
 
@@ -221,17 +286,20 @@ async fn serve<H: Handler>(
             return;
         }
     };
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let per_ip = Rc::new(PerIp::default());
+    let conns = Rc::new(Conns::default());
     let mut backoff = Duration::from_millis(50);
     let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
     while !stop.is_set() {
-        // Take a connection slot before accepting: over the cap, clients
-        // wait in the backlog rather than holding a file descriptor each.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.wait() => continue,
-        };
+        // Over the cap (a connection asked to make room has not gone yet,
+        // or one waits for a place): clients wait in the backlog rather
+        // than holding a file descriptor each.
+        if conns.total() > limits.max_connections {
+            tokio::select! {
+                _ = conns.freed.notified() => {}
+                _ = stop.wait() => {}
+            }
+            continue;
+        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait() => continue,
@@ -254,7 +322,14 @@ async fn serve<H: Handler>(
         };
         backoff = Duration::from_millis(50);
         let ip = peer.ip().to_canonical();
-        let Some(slot) = per_ip.take(ip, limits.max_per_ip) else {
+        if conns.total() >= limits.max_connections && conns.make_room_for(ip) {
+            crate::peer_log!(
+                log::Level::Info,
+                "{name}: {} connections open: closing the oldest of the address holding the most, for {peer}",
+                limits.max_connections
+            );
+        }
+        let Some((slot, close)) = conns.take(ip, limits.max_per_ip) else {
             crate::peer_log!(
                 log::Level::Info,
                 "{name}: closing {peer}: {} connections from it already",
@@ -264,8 +339,11 @@ async fn serve<H: Handler>(
         };
         let handler = handler.clone();
         tokio::task::spawn_local(async move {
-            connection(name, stream, peer, limits, handler).await;
-            drop((permit, slot));
+            tokio::select! {
+                _ = connection(name, stream, peer, limits, handler) => {}
+                _ = close.notified() => log::debug!("{name}: {peer}: closed to make room"),
+            }
+            drop(slot);
         });
     }
 }
@@ -312,5 +390,45 @@ async fn connection<H: Handler>(
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
         Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_server_makes_room_from_the_address_holding_the_most() {
+        let conns = Rc::new(Conns::default());
+        let hog: IpAddr = "10.9.0.2".parse().unwrap();
+        let other: IpAddr = "10.9.0.3".parse().unwrap();
+        let newcomer: IpAddr = "10.9.0.9".parse().unwrap();
+        let mut held: Vec<_> = (0..3).map(|_| conns.take(hog, 16).unwrap()).collect();
+        held.push(conns.take(other, 16).unwrap());
+        assert_eq!(conns.total(), 4);
+        // The hog's oldest connection is asked to close, no other.
+        assert!(conns.make_room_for(newcomer));
+        let asked = |i: usize| {
+            let n = held[i].1.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        assert!(asked(0), "the oldest of the address holding the most");
+        assert!(!asked(1) && !asked(2) && !asked(3));
+        // Shares even out: an address does not take from one holding
+        // only one more than itself.
+        held.remove(0);
+        held.push(conns.take(newcomer, 16).unwrap());
+        assert!(!conns.make_room_for(other), "2 against 1: even enough");
+        // The per-address cap still holds; an IPv6 /64 is one address.
+        let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 1, 0, 0, 0, i]);
+        assert!(conns.take(v6(1), 1).is_some_and(|s| {
+            held.push(s);
+            true
+        }));
+        assert!(conns.take(v6(2), 1).is_none());
+        drop(held);
+        assert_eq!(conns.total(), 0);
+        assert!(conns.inner.borrow().per_ip.is_empty());
     }
 }
