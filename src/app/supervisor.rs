@@ -215,7 +215,12 @@ impl Supervisor {
 
     /// SIGHUP: re-read the file and apply what can change live.
     fn reload(&mut self, stale: &[Role]) {
-        self.notifier.reloading();
+        // Before the first block the service is still starting: systemd
+        // hears READY=1 only once audio flows (a reload must not announce
+        // it early, when no watchdog ping would follow).
+        if self.ready {
+            self.notifier.reloading();
+        }
         // The presets folder is read again whatever becomes of the file
         // (by the presets' writer thread; the control thread asks it).
         self.pipeline
@@ -250,8 +255,10 @@ impl Supervisor {
                 }
             }
         }
-        self.notifier
-            .ready(&health::status_line(&self.stats, stale));
+        if self.ready {
+            self.notifier
+                .ready(&health::status_line(&self.stats, stale));
+        }
     }
 
     fn health_line(&mut self) -> String {

@@ -114,3 +114,40 @@ def test_a_hung_thread_stops_the_pings(fault_bin, tmp_path, thread):
     degraded = [l for t, l in ns.msgs if t > hang_at and l.startswith("STATUS=degraded")]
     assert degraded and thread in degraded[-1], ns.msgs[-5:]
     assert took < 1.5, "a hung thread must not keep the process from exiting"
+
+
+def test_a_reload_before_the_first_block_does_not_announce_ready(phase4_bin, tmp_path):
+    # A FIFO input whose writer comes late: no audio yet, so still starting.
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0)).read_bytes()
+    rx = OscReceiver()
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 3600.0},
+    )
+    ns = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(fifo)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    early = [l for _, l in ns.msgs]
+    assert "READY=1" not in early and "RELOADING=1" not in early, early
+    # Audio comes: READY=1 now, and the pings with it.
+    with open(fifo, "wb") as w:
+        w.write(wav)
+        ready_at = None
+        deadline = time.monotonic() + 5
+        while ready_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            ready_at = next(iter(ns.times("READY=1")), None)
+        time.sleep(1.2)
+        pings = [t for t in ns.times("WATCHDOG=1") if ready_at and t > ready_at]
+    took, err = stop(proc, ns, rx)
+    assert ready_at is not None, (ns.msgs, err)
+    assert len(pings) >= 1, (ns.msgs, err)
