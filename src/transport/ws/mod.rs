@@ -194,9 +194,10 @@ pub fn token_report(config: &Config) -> Result<String, String> {
 Open the UI once with the token (the browser keeps it), e.g.
 ",
         );
+        let encoded = url_encode(&token);
         for h in hosts {
             out.push_str(&format!(
-                "  http://{h}:{}/#token={token}
+                "  http://{h}:{}/#token={encoded}
 ",
                 ws.http_port
             ));
@@ -243,14 +244,32 @@ fn token_in_force(config: &Config) -> Result<(String, String), String> {
     Ok((t, dir.join(secret::TOKEN_FILE).display().to_string()))
 }
 
+/// `s` as a URL's query or fragment value: every byte but the unreserved
+/// ones as `%XX`, so a hand-set token with `+`, `&`, `#` or `%` reaches the
+/// UI (which reads it with `URLSearchParams`) as it is.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The addresses a browser elsewhere can reach the UI at, as URL hosts:
 /// the one `bind` names, or every interface's (but loopback and
-/// link-local) when it is unspecified; none when `bind` is not an address.
+/// link-local) when it is unspecified: IPv4 ones for `0.0.0.0` (an IPv4
+/// socket), both families for `::` (dual-stack); none when `bind` is not
+/// an address.
 fn ui_hosts(bind: &str) -> Vec<String> {
     match bind.parse::<std::net::IpAddr>() {
         Ok(ip) if ip.is_unspecified() => crate::transport::hosts::interface_addresses()
             .into_iter()
             .filter(|a| !a.is_loopback() && !is_link_local(a))
+            .filter(|a| ip.is_ipv6() || a.is_ipv4())
             .map(url_host)
             .collect(),
         Ok(ip) => vec![url_host(ip)],
@@ -283,8 +302,32 @@ mod tests {
         assert_eq!(ui_hosts("fd00::7"), ["[fd00::7]"]);
         assert!(ui_hosts("stage.local").is_empty(), "not an address");
         for h in ui_hosts("0.0.0.0") {
+            assert!(
+                !h.starts_with("127.") && !h.starts_with('['),
+                "{h}: 0.0.0.0 is IPv4 only"
+            );
+        }
+        for h in ui_hosts("::") {
             assert!(!h.starts_with("127.") && h != "[::1]", "{h}");
         }
+    }
+
+    #[test]
+    fn the_token_in_a_link_is_percent_encoded() {
+        assert_eq!(url_encode("Ab9-._~"), "Ab9-._~");
+        assert_eq!(
+            url_encode("ab+cd/ef==gh&i#j%k l"),
+            "ab%2Bcd%2Fef%3D%3Dgh%26i%23j%25k%20l"
+        );
+        let mut config = Config::default();
+        config.ws.token = "ab+cd/ef==ghij".into();
+        config.ws.bind = "192.168.1.20".into();
+        let report = token_report(&config).unwrap();
+        assert!(report.starts_with("ab+cd/ef==ghij\n"), "{report}");
+        assert!(
+            report.contains("http://192.168.1.20:8766/#token=ab%2Bcd%2Fef%3D%3Dghij\n"),
+            "{report}"
+        );
     }
 
     #[test]
