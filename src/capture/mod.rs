@@ -70,6 +70,9 @@ pub enum ReadOutcome {
     Stopped,
     /// The input ended (WAV without loop).
     End,
+    /// The source has nothing yet (a FIFO whose writer pauses); no block
+    /// this time, ask again.
+    Waiting,
 }
 
 /// Something that delivers mono blocks.

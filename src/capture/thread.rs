@@ -389,6 +389,7 @@ impl Capture {
                 stats.suspends.fetch_add(1, Ordering::Relaxed);
                 None
             }
+            Ok(ReadOutcome::Waiting) => None,
             Ok(ReadOutcome::Stopped) => Some(End::Stopped),
             Ok(ReadOutcome::End) => Some(End::Ended),
             Err(e @ CaptureError::WavIo { .. }) => Some(End::Fatal(e)),

@@ -32,6 +32,12 @@ const CHUNK: usize = 1024;
 /// Longest the reader sleeps at once while the ring is full (it notices
 /// `quit` within this).
 const REFILL_SLICE: Duration = Duration::from_millis(100);
+/// Longest one read waits for a reader that is behind before it returns
+/// without a block (so the capture thread beats).
+const WAIT_SLICE_NS: u64 = 100_000_000;
+/// How late a block may be before pacing goes on from now instead of
+/// catching up.
+const MAX_LATE_NS: u64 = 100_000_000;
 
 /// A WAV file played at real time.
 pub struct WavSource {
@@ -45,6 +51,9 @@ pub struct WavSource {
     stop: Arc<AtomicBool>,
     start_ns: u64,
     blocks: u64,
+    /// Samples of the current block already taken (a read that waited
+    /// returned [`ReadOutcome::Waiting`] before the block was whole).
+    filled: usize,
     ended: bool,
 }
 
@@ -105,6 +114,7 @@ impl WavSource {
             stop,
             start_ns: 0,
             blocks: 0,
+            filled: 0,
             ended: false,
         })
     }
@@ -265,13 +275,20 @@ impl Source for WavSource {
         }
         let n = self.block_frames;
         let sr = self.header.sample_rate as u128;
-        self.blocks += 1;
-        let deadline =
-            self.start_ns + (self.blocks as u128 * n as u128 * 1_000_000_000 / sr) as u64;
-        let mut filled = 0;
+        let period_ns = |blocks: u64| (blocks as u128 * n as u128 * 1_000_000_000 / sr) as u64;
+        if self.filled == 0 {
+            self.blocks += 1;
+        }
+        let mut deadline = self.start_ns + period_ns(self.blocks);
+        let mut filled = self.filled;
         // Take the block; if the reader is behind (a slow disk, a FIFO whose
-        // writer is slower than real time), wait for it up to the deadline
-        // and then some, in 1 ms steps.
+        // writer is slower than real time), wait for it: 1 ms steps up to a
+        // little past the deadline, then 10 ms steps. A wait longer than
+        // WAIT_SLICE returns without a block (the capture thread beats and
+        // asks again, keeping what this block has so far), so a FIFO whose
+        // writer pauses keeps the watchdog fed and wakes 100 times a
+        // second, not 1000.
+        let waited_from = crate::rt::now_ns();
         loop {
             filled += self.ring.pop_slice(&mut block.samples[filled..n]);
             if filled == n {
@@ -288,6 +305,7 @@ impl Source for WavSource {
                 _ => {
                     // Everything the reader pushed is in the ring by now.
                     filled += self.ring.pop_slice(&mut block.samples[filled..n]);
+                    self.filled = 0;
                     if filled == 0 {
                         return Ok(ReadOutcome::End);
                     }
@@ -298,7 +316,21 @@ impl Source for WavSource {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(ReadOutcome::Stopped);
             }
-            std::thread::sleep(Duration::from_millis(1));
+            let now = crate::rt::now_ns();
+            if now.saturating_sub(waited_from) >= WAIT_SLICE_NS {
+                self.filled = filled;
+                return Ok(ReadOutcome::Waiting);
+            }
+            let step = if now < deadline + 20_000_000 { 1 } else { 10 };
+            std::thread::sleep(Duration::from_millis(step));
+        }
+        self.filled = 0;
+        // Far behind (the writer paused, the process was stopped): go on
+        // from now instead of sending the backlog in a burst.
+        let now = crate::rt::now_ns();
+        if now > deadline + MAX_LATE_NS {
+            self.start_ns += now - deadline;
+            deadline = now;
         }
         block.samples[filled..n].iter_mut().for_each(|s| *s = 0.0);
         block.len = n as u32;

@@ -151,3 +151,44 @@ def test_a_reload_before_the_first_block_does_not_announce_ready(phase4_bin, tmp
     took, err = stop(proc, ns, rx)
     assert ready_at is not None, (ns.msgs, err)
     assert len(pings) >= 1, (ns.msgs, err)
+
+
+def test_a_fifo_writer_that_pauses_keeps_the_pings_and_gets_no_burst(phase4_bin, tmp_path):
+    # The writer sends 0.5 s, pauses 2 s (longer than the 1 s watchdog),
+    # then sends the rest: pings go on, and the audio after the pause comes
+    # at real time, not as a burst of the time lost.
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    data = write_wav(tmp_path / "w.wav", render(tone(440), 4.0)).read_bytes()
+    head = 44 + 2 * 24000  # header and 0.5 s of 16-bit mono at 48 kHz
+    rx = OscReceiver()
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 3600.0},
+    )
+    ns = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(fifo)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    with open(fifo, "wb") as w:
+        w.write(data[:head])
+        w.flush()
+        time.sleep(2.5)
+        resumed = time.monotonic()
+        w.write(data[head:])
+        w.flush()
+        time.sleep(1.5)
+    took, err = stop(proc, ns, rx)
+    ready = ns.times("READY=1")
+    assert ready, (ns.msgs, err)
+    pings = [t for t in ns.times("WATCHDOG=1") if t > ready[0]]
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert pings and max(gaps) < 0.8, ("pings stopped while the writer paused", gaps)
+    lmh = [m[0] for m in rx.messages() if m[1] == "/audio/lmh"]
+    first_second = [t for t in lmh if resumed <= t < resumed + 1.0]
+    # 187.5 blocks a second at 48 kHz / 256; the 2 s lost would be 375 more.
+    assert 120 <= len(first_second) <= 240, len(first_second)
+    assert "ring_drops=bands:0(+0),spectrum:0(+0)" in err, err[-600:]
