@@ -12,7 +12,7 @@
 //! Lines (JSON Lines; CSV has the same fields as columns):
 //! - `{"type":"bands","t",low,mid,high,low_raw,mid_raw,high_raw,rms_dbfs,peak_dbfs,silent}` per block
 //! - `{"type":"spectral","t",centroid_hz,flatness,rolloff_hz,flux,bpm,confidence,phase,locked[,bins]}` per hop
-//!   (`bins` with `--bins` and `fft.enabled`)
+//!   (`bins` with `--bins`, which turns the FFT on for the run)
 //! - `{"type":"onset","t","band":"low"|"mid"|"high"}` per band onset
 //! - `{"type":"onset","t","band":"broadband","strength"}` per broadband onset
 //! - `{"type":"beat","t",index,bpm,confidence}` per beat

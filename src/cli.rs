@@ -86,7 +86,8 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
-        /// Include the log spectrum (JSON Lines only).
+        /// Include the log spectrum (JSON Lines only; turns the FFT on for this
+        /// run whatever fft.enabled says).
         #[arg(long)]
         bins: bool,
     },

@@ -130,10 +130,17 @@ fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) ->
         Format::Jsonl => phase4::analyze::Format::Jsonl,
         Format::Csv => phase4::analyze::Format::Csv,
     };
-    let cfg = match config_or_exit(config) {
+    if bins && format == phase4::analyze::Format::Csv {
+        say_err!("error: --bins needs --format jsonl (CSV rows have fixed columns)\n\nFor more information, try '--help'.");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut cfg = match config_or_exit(config) {
         Ok((c, _)) => c,
         Err(code) => return code,
     };
+    // The spectrum is what --bins asks for: compute it for this run even
+    // when the configuration (the live service's) has the FFT off.
+    cfg.fft.enabled |= bins;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match phase4::analyze::analyze(file, &cfg, format, bins, &mut out) {

@@ -203,3 +203,21 @@ def test_analyze_writes_frames_with_times(phase4_bin, tmp_path):
     header = rows[0].split(",")
     assert header[:3] == ["type", "t", "low"]
     assert all(len(r.split(",")) == len(header) for r in rows), "every CSV row has every column"
+
+
+def test_analyze_bins_prints_the_spectrum_with_the_default_config(phase4_bin, tmp_path):
+    import json
+
+    wav = write_wav(tmp_path / "a.wav", render(tone(2000), 1.0))
+    # The built-in defaults have the FFT off: --bins turns it on for the run.
+    p = subprocess.run([str(phase4_bin), "analyze", str(wav), "--bins"], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, HOME=str(tmp_path)))
+    assert p.returncode == 0, p.stderr
+    spectral = [json.loads(l) for l in p.stdout.splitlines() if '"spectral"' in l]
+    with_bins = [l for l in spectral if "bins" in l]
+    assert spectral and len(with_bins) >= len(spectral) - 2, (len(with_bins), len(spectral))
+    bins = with_bins[-1]["bins"]
+    assert len(bins) == 128 and max(bins) > 0.5, bins
+    c = subprocess.run([str(phase4_bin), "analyze", str(wav), "--bins", "--format", "csv"],
+                       capture_output=True, text=True, timeout=30)
+    assert c.returncode == 64 and "--bins needs --format jsonl" in c.stderr and not c.stdout, c
