@@ -207,6 +207,60 @@ pub fn merge_text(base: &State, text: &str, config: &Config) -> Result<State, St
     Ok(state)
 }
 
+/// Most settings of a state file that [`merge_text_fitting`] lets fall back
+/// to the configuration's values before it refuses the file.
+const MAX_UNFIT: usize = 32;
+
+/// The highest sample rate phase4 accepts: a state whose values are valid
+/// at it is sane in itself (see [`merge_text_fitting`]).
+const HIGHEST_RATE_HZ: u32 = 384_000;
+
+/// [`merge_text`] for the state file at start: a setting it holds that no
+/// longer fits this configuration (the sample rate was lowered, and a band
+/// edge kept from before is over the new ceiling) takes the
+/// configuration's value instead, and the reasons are returned, so one
+/// stale value does not cost every other runtime setting. A file that is
+/// wrong in itself still refuses the whole file: not TOML, wrong types, a
+/// value no configuration allows (checked at the highest sample rate), or
+/// problems that dropping the keys they name does not cure.
+pub fn merge_text_fitting(
+    base: &State,
+    text: &str,
+    config: &Config,
+) -> Result<(State, Vec<String>), String> {
+    let mut widest = config.clone();
+    widest.audio.sample_rate_hz = HIGHEST_RATE_HZ;
+    merge_text(&State::from_config(&widest), text, &widest)?;
+    let mut overlay: toml::Table = toml::from_str(text).map_err(|e| config::syntax_message(&e))?;
+    let mut unfit = Vec::new();
+    loop {
+        let mut merged = toml::Table::try_from(base).map_err(|e| e.to_string())?;
+        merge_tables(&mut merged, overlay.clone());
+        let state: State = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| config::syntax_message(&e))?;
+        let problems = config::validate(&state.apply(config));
+        let Some(p) = problems.first() else {
+            return Ok((state, unfit));
+        };
+        if unfit.len() >= MAX_UNFIT || !remove_key(&mut overlay, &p.key) {
+            return Err(p.to_string());
+        }
+        unfit.push(p.to_string());
+    }
+}
+
+/// Remove the leaf at dotted `key` from `t`; whether it was there.
+fn remove_key(t: &mut toml::Table, key: &str) -> bool {
+    match key.split_once('.') {
+        None => t.remove(key).is_some(),
+        Some((head, rest)) => match t.get_mut(head) {
+            Some(toml::Value::Table(sub)) => remove_key(sub, rest),
+            _ => false,
+        },
+    }
+}
+
 /// Set every leaf of `into` where `was` and `now` differ to `now`'s value.
 fn take_changed(into: &mut toml::Table, was: &toml::Table, now: &toml::Table) {
     for (k, v) in now {

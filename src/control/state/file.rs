@@ -3,7 +3,7 @@
 //! Runs at start-up and on the control thread.
 
 use super::super::device::DeviceCatalog;
-use super::{merge_text, AudioState, State};
+use super::{merge_text_fitting, AudioState, State};
 use crate::config::Config;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,8 +61,13 @@ pub fn layer_at_start(config: &Config, listed: impl FnOnce() -> Vec<String>) -> 
             return (config.clone(), base);
         }
     };
-    match merge_text(&base, &text, config) {
-        Ok(mut state) => {
+    match merge_text_fitting(&base, &text, config) {
+        Ok((mut state, unfit)) => {
+            for why in &unfit {
+                log::warn!(
+                    "state: {why} (the configuration changed since it was saved); using the configuration's value"
+                );
+            }
             log::info!(
                 "state: runtime settings from {} layered over the configuration",
                 path.display()
@@ -248,6 +253,41 @@ mod tests {
                     .starts_with("state.toml.corrupt-")
             });
         assert!(moved);
+    }
+
+    #[test]
+    fn a_setting_the_new_configuration_no_longer_allows_falls_back_alone() {
+        // Saved at 48 kHz (the high band up to 16 kHz), with a runtime
+        // change; then the admin sets 16 kHz and a high band to 7 kHz.
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Config::default();
+        old.state.dir = dir.path().display().to_string();
+        let mut saved = State::from_config(&old);
+        saved.autoscale.tau_release_s = 12.5;
+        std::fs::write(dir.path().join(STATE_FILE), file_text(&saved)).unwrap();
+        let mut c = old.clone();
+        c.audio.sample_rate_hz = 16_000;
+        c.dsp.high.hi_hz = 7000.0;
+        assert!(crate::config::validate(&c).is_empty());
+        let (layered, state) = layer_at_start(&c, Vec::new);
+        assert_eq!(layered.dsp.high.hi_hz, 7000.0, "the configuration's value");
+        assert_eq!(
+            layered.autoscale.tau_release_s, 12.5,
+            "the runtime change kept"
+        );
+        assert_eq!(state.autoscale.tau_release_s, 12.5);
+        assert!(dir.path().join(STATE_FILE).exists(), "not moved aside");
+        // A file wrong in itself (a wrong type; a value no configuration
+        // allows) is still refused as a whole.
+        for text in [
+            "[autoscale]\nstrength = \"x\"\n",
+            "[autoscale]\nstrength = 9.0\n",
+        ] {
+            std::fs::write(dir.path().join(STATE_FILE), text).unwrap();
+            let (layered, _) = layer_at_start(&c, Vec::new);
+            assert_eq!(layered, c, "{text}");
+            assert!(!dir.path().join(STATE_FILE).exists(), "moved aside: {text}");
+        }
     }
 
     #[test]
