@@ -80,6 +80,18 @@ pub struct HostCheck {
     read_at: Instant,
 }
 
+/// The request's one Host header. Two or more count as none (RFC 9112
+/// §3.2 wants such a request refused), so which of them a check reads
+/// never matters.
+pub fn host_header(headers: &hyper::HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all(hyper::header::HOST).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
 impl HostCheck {
     /// `configured`: `ws.allowed-hosts`; `bind`: `ws.bind` (a specific
     /// address is allowed even if it is not on an interface yet).
@@ -145,7 +157,7 @@ impl HostCheck {
     /// The Host header as an [`AllowedHost`], or why it is refused.
     pub fn allowed_host(&mut self, header: Option<&str>) -> Result<AllowedHost, String> {
         let Some(header) = header else {
-            return Err("no Host header".into());
+            return Err("no Host header, or more than one".into());
         };
         if header.len() > MAX_HOST {
             return Err("Host header too long".into());
@@ -308,5 +320,15 @@ mod tests {
         ] {
             assert!(!c.origin_allowed(Some(bad), port, &[]), "{bad} {port}");
         }
+    }
+
+    #[test]
+    fn two_host_headers_count_as_none() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(host_header(&h), None);
+        h.append(hyper::header::HOST, "localhost".parse().unwrap());
+        assert_eq!(host_header(&h), Some("localhost"));
+        h.append(hyper::header::HOST, "evil.example".parse().unwrap());
+        assert_eq!(host_header(&h), None, "whichever comes first");
     }
 }

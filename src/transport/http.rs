@@ -219,7 +219,7 @@ impl Site {
     fn answer<B>(&self, req: &Request<B>) -> Answer {
         let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
-        if let Err(why) = hosts.allowed_host(h(header::HOST)) {
+        if let Err(why) = hosts.allowed_host(crate::transport::hosts::host_header(req.headers())) {
             crate::peer_log!(log::Level::Info, "http: refused a request: {why}");
             return text(
                 StatusCode::MISDIRECTED_REQUEST,

@@ -186,10 +186,7 @@ impl Site {
     /// The Host and Origin checks the UI server makes, and no
     /// absolute-form targets (their authority would bypass the Host check).
     fn check<B>(&self, req: &Request<B>, origin: Option<&str>) -> Result<(), (StatusCode, String)> {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
+        let host = crate::transport::hosts::host_header(req.headers());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(host) {
             crate::peer_log!(log::Level::Info, "oscquery: refused a request: {why}");

@@ -351,7 +351,10 @@ impl Callback for Gate {
         let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut p = self.shared.policy.borrow_mut();
         let policy = &mut *p;
-        if let Err(why) = policy.hosts.allowed_host(header("host")) {
+        if let Err(why) = policy
+            .hosts
+            .allowed_host(crate::transport::hosts::host_header(req.headers()))
+        {
             crate::peer_log!(log::Level::Info, "ws: refusing {}: {why}", self.peer);
             return Err(refuse(403, why));
         }
