@@ -49,6 +49,17 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     ws(&mut k, c);
     monitor(&mut k, c);
     k.range_f("health.interval-s", c.health.interval_s, 1.0, 86_400.0);
+    // No file system path holds a NUL: such a setting could only fail
+    // later, when the service starts, with a warning instead of an error.
+    for (key, path) in [
+        ("state.dir", &c.state.dir),
+        ("ws.web-dir", &c.ws.web_dir),
+        ("audio.input", &c.audio.input),
+    ] {
+        if path.contains('\0') {
+            k.fail(key, format!("{path:?}"), "a path without NUL bytes");
+        }
+    }
     super::rig::check(c, &mut k);
     k.problems
 }
@@ -524,6 +535,16 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn a_path_with_a_nul_byte_is_rejected() {
+        let mut c = Config::default();
+        c.state.dir = "\0".into();
+        c.ws.web_dir = "/srv/\0web".into();
+        c.audio.input = "a\0.wav".into();
+        let keys: Vec<_> = validate(&c).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["state.dir", "ws.web-dir", "audio.input"]);
     }
 
     #[test]
