@@ -46,8 +46,11 @@ class NotifySocket:
         self.sock.close()
 
 
-def start(bin_path, tmp_path, hang=None):
+def start(bin_path, tmp_path, hang=None, fifo=None):
+    """phase4 on a looping 2 s tone, or on `fifo` (made here) once through."""
     wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
+    if fifo:
+        os.mkfifo(fifo)
     rx = OscReceiver()
     cfg = write_config(
         tmp_path / "c.toml",
@@ -61,7 +64,8 @@ def start(bin_path, tmp_path, hang=None):
     if hang:
         env["PHASE4_FAULT_HANG"] = hang
     t0 = time.monotonic()
-    proc = subprocess.Popen([str(bin_path), "--config", str(cfg), "--input", str(wav), "--loop"],
+    inputs = ["--input", str(fifo)] if fifo else ["--input", str(wav), "--loop"]
+    proc = subprocess.Popen([str(bin_path), "--config", str(cfg), *inputs],
                             env=env, stderr=subprocess.PIPE, text=True)
     return proc, ns, rx, t0
 
@@ -119,20 +123,8 @@ def test_a_hung_thread_stops_the_pings(fault_bin, tmp_path, thread):
 def test_a_reload_before_the_first_block_does_not_announce_ready(phase4_bin, tmp_path):
     # A FIFO input whose writer comes late: no audio yet, so still starting.
     fifo = tmp_path / "in.wav"
-    os.mkfifo(fifo)
-    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0)).read_bytes()
-    rx = OscReceiver()
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 3600.0},
-    )
-    ns = NotifySocket(tmp_path / "notify.sock")
-    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(fifo)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc, ns, rx, _ = start(phase4_bin, tmp_path, fifo=fifo)
+    wav = (tmp_path / "w.wav").read_bytes()
     time.sleep(0.7)
     proc.send_signal(signal.SIGHUP)
     time.sleep(1.0)
@@ -155,24 +147,12 @@ def test_a_reload_before_the_first_block_does_not_announce_ready(phase4_bin, tmp
 
 def test_a_fifo_writer_that_pauses_keeps_the_pings_and_gets_no_burst(phase4_bin, tmp_path):
     # The writer sends 0.5 s, pauses 2 s (longer than the 1 s watchdog),
-    # then sends the rest: pings go on, and the audio after the pause comes
+    # then sends the other 1.5 s: pings go on, and the audio after the pause comes
     # at real time, not as a burst of the time lost.
     fifo = tmp_path / "in.wav"
-    os.mkfifo(fifo)
-    data = write_wav(tmp_path / "w.wav", render(tone(440), 4.0)).read_bytes()
+    proc, ns, rx, _ = start(phase4_bin, tmp_path, fifo=fifo)
+    data = (tmp_path / "w.wav").read_bytes()  # 2 s
     head = 44 + 2 * 24000  # header and 0.5 s of 16-bit mono at 48 kHz
-    rx = OscReceiver()
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 3600.0},
-    )
-    ns = NotifySocket(tmp_path / "notify.sock")
-    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(fifo)],
-                            env=env, stderr=subprocess.PIPE, text=True)
     with open(fifo, "wb") as w:
         w.write(data[:head])
         w.flush()
@@ -180,7 +160,7 @@ def test_a_fifo_writer_that_pauses_keeps_the_pings_and_gets_no_burst(phase4_bin,
         resumed = time.monotonic()
         w.write(data[head:])
         w.flush()
-        time.sleep(1.5)
+        time.sleep(1.2)
     took, err = stop(proc, ns, rx)
     ready = ns.times("READY=1")
     assert ready, (ns.msgs, err)
