@@ -35,6 +35,8 @@ const fromUrl = tokenFromUrl();
 if (fromUrl) storeToken(fromUrl.trim());
 // A token sent with `auth` and not yet confirmed.
 let offered = null;
+// The kept token went in this connection's handshake (`?token=`).
+let handshakeToken = false;
 
 let ws = null;
 let meta = null;
@@ -63,10 +65,14 @@ function flash(el, cls = "on", ms = 120) {
 
 function connect() {
   keepConnected({
-    onOpen(socket) {
+    token: storedToken,
+    onOpen(socket, withToken) {
       ws = socket;
       const t = storedToken();
-      if (t) { offered = t; send({ type: "auth", token: t }); }
+      // In the handshake: the greeting's `auth` says whether it held (a
+      // wrong one is forgotten there). Else offered in a message.
+      handshakeToken = !!t && withToken;
+      if (t) { offered = t; if (!withToken) send({ type: "auth", token: t }); }
       $("conn").textContent = "connected";
       $("conn").className = "conn up";
     },
@@ -152,6 +158,13 @@ const handlers = {
   presets(p) { renderPresets(p.items || [], !!p.truncated); },
   auth(a) {
     if (a.authorized && offered) { storeToken(offered); offered = null; }
+    // The greeting's answer to a kept token that went in the handshake:
+    // one that did not hold is forgotten (an `auth` message would have
+    // been answered with an error instead).
+    if (handshakeToken) {
+      handshakeToken = false;
+      if (a.required && !a.authorized && offered) { storeToken(null); offered = null; }
+    }
     if (a.authorized || !a.required) listen.reconnected();
     const locked = a.required && !a.authorized;
     if (locked) listen.locked();

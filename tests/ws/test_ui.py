@@ -115,6 +115,78 @@ def test_ui_server_answers_with_types_404s_and_no_traversal(server):
     assert status == 200 and body == b""
 
 
+def test_the_ui_with_the_token_gets_in_when_watchers_hold_every_other_place(make_server):
+    """Stop 38: watchers can fill every place but the quarter kept for
+    clients with the token. The page sends the token it keeps in its
+    handshake (`?token=`), so it gets one of those places; a page without
+    the token does not. With trust-loopback off, loopback clients here are
+    as privileged as the LAN's."""
+    import threading
+
+    from playwright.sync_api import sync_playwright
+    from websockets.sync.client import connect
+
+    server = make_server(extra='token = "ui-test-token-2"\ntrust-loopback = false\nmax-clients = 8')
+    stop = threading.Event()
+    held = []
+
+    def watch_forever():
+        with connect(server.url, open_timeout=5) as ws:
+            held.append(ws)
+            while not stop.is_set():
+                try:
+                    ws.recv(timeout=0.5)
+                except TimeoutError:
+                    pass
+
+    watchers = [threading.Thread(target=watch_forever, daemon=True) for _ in range(6)]
+    for t in watchers:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(held) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert len(held) == 6
+        # 8 places, 2 kept: a seventh watcher is refused...
+        try:
+            connect(server.url, open_timeout=5).close()
+            assert False, "a seventh watcher got a kept place"
+        except websockets.exceptions.InvalidStatus as e:
+            assert e.response.status_code == 503
+        with sync_playwright() as p:
+            browser = launch(p)
+            # ...and so is a page without the token (it keeps retrying)...
+            plain = browser.new_page(bypass_csp=True)
+            plain.goto(server.http + "/")
+            time.sleep(1.5)
+            assert plain.evaluate("document.getElementById('conn').className") != "conn up"
+            # ...but the page with the token gets in, in control.
+            page = browser.new_page(bypass_csp=True)
+            page.goto(server.http + "/#token=ui-test-token-2")
+            page.wait_for_function("document.getElementById('auth').textContent === 'control: yes'",
+                                   timeout=10000)
+            # (Read back through the other kept place: the test's own
+            # client needs the token too.)
+            import types
+            with_token = types.SimpleNamespace(url=server.url + "/?token=ui-test-token-2")
+            before, after = drag_mid_lo(page, with_token)
+            assert after["bands"]["mid"] != before["bands"]["mid"]
+            # Once the watchers leave: a kept token that no longer holds
+            # goes in the handshake, is forgotten, and the page watches.
+            stop.set()
+            for t in watchers:
+                t.join(timeout=5)
+            page.evaluate("localStorage.setItem('phase4-control-token', 'stale-token-000')")
+            page.reload()
+            page.wait_for_function("localStorage.getItem('phase4-control-token') === null", timeout=10000)
+            page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+            browser.close()
+    finally:
+        stop.set()
+        for t in watchers:
+            t.join(timeout=5)
+
+
 def test_ui_unlocks_with_the_token_once_and_keeps_it(make_server):
     """Issue 8, item 7: from another machine the UI watches until it is
     given the control token (from `phase4 token`'s #token= link, or typed
