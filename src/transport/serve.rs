@@ -22,7 +22,7 @@
 //! handler answers 101 and takes the socket with `hyper::upgrade::on`; the
 //! connection's slot is given back once hyper lets go of it.
 
-use crate::transport::ws::accept::peer_key;
+use crate::transport::ws::registry::peer_key;
 use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{Either, Full};

@@ -33,7 +33,7 @@ use crate::control::secret::Secret;
 use crate::control::{Command, Request, OSC_INPUT_CLIENT};
 use crate::service::logging::RateLimit;
 use crate::stats::Stats;
-use crate::transport::ws::accept::peer_key;
+use crate::transport::ws::registry::peer_key;
 use rosc::{OscMessage, OscPacket, OscType};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

@@ -17,8 +17,8 @@
 use super::namespace::{Namespace, Source};
 use super::Live;
 use crate::stats::Stats;
-use crate::transport::ws::accept::Registry;
 use crate::transport::ws::conn::Conn;
+use crate::transport::ws::registry::Registry;
 use rosc::{OscMessage, OscPacket};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,7 +11,7 @@
 //! broadcaster: over `ws.max-clients` (or `ws.max-clients-per-ip` from one
 //! address, an IPv6 host by its /64) the handshake is answered with 503, and
 //! clients without the token never take the last quarter of the places
-//! ([`kept_places`]), so watchers from a few addresses cannot lock out the
+//! ([`kept_places`](super::registry::kept_places)), so watchers from a few addresses cannot lock out the
 //! operator.
 //!
 //! The handshake is also where the trust checks happen: the Host header
@@ -26,16 +26,17 @@
 //! instead of spinning.
 
 use super::conn::Conn;
+use super::guesses::too_many_guesses;
+use super::registry::{canonical_ip, Registry};
 use crate::control::secret::Secret;
 use crate::transport::hosts::HostCheck;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -88,201 +89,6 @@ pub struct Policy {
     pub ws_config: WebSocketConfig,
 }
 
-/// The address as the IP it is (an IPv4 client of a dual-stack socket
-/// shows up as `::ffff:a.b.c.d`).
-pub fn canonical_ip(peer: &SocketAddr) -> IpAddr {
-    peer.ip().to_canonical()
-}
-
-/// Whose share of a per-address cap or budget a peer at `ip` uses: an IPv4
-/// address as such (also when a dual-stack socket shows it as
-/// `::ffff:a.b.c.d`), an IPv6 address by its /64, which is one host's or
-/// one link's: a host may take any number of addresses in it (privacy
-/// addresses), so per address it could give itself as many shares as it
-/// liked.
-pub fn peer_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
-        }
-        v4 => v4,
-    }
-}
-
-/// Places of `max` that clients without a privilege (neither on loopback
-/// nor holding the token) can never take: a quarter. Watchers from a few
-/// addresses can fill every other place, and then still neither the
-/// operator at the box nor a phone with the token is turned away.
-pub fn kept_places(max: usize) -> usize {
-    max / 4
-}
-
-/// Wrong control tokens one address may send before it must wait (each
-/// comes back after [`GUESS_REFILL`]).
-pub const GUESS_BURST: f64 = 5.0;
-/// How long one wrong token's place in [`GUESS_BURST`] takes to come back.
-pub const GUESS_REFILL: Duration = Duration::from_secs(5);
-/// Addresses (IPv6: /64s) whose wrong tokens are remembered; beyond them,
-/// new addresses share one budget.
-pub const GUESS_ADDRESSES: usize = 1024;
-
-/// Connected clients, in all, without a privilege and per address
-/// ([`peer_key`]).
-#[derive(Debug, Default)]
-struct Counts {
-    total: usize,
-    unprivileged: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Wrong control tokens per address, as budgets that refill.
-#[derive(Debug, Default)]
-struct Guesses {
-    /// Per address: what was left, and when.
-    spent: HashMap<IpAddr, (f64, Instant)>,
-    /// The budget addresses share once [`GUESS_ADDRESSES`] are remembered.
-    overflow: Option<(f64, Instant)>,
-}
-
-impl Guesses {
-    fn refilled((left, at): (f64, Instant), now: Instant) -> f64 {
-        let back = now.saturating_duration_since(at).as_secs_f64() / GUESS_REFILL.as_secs_f64();
-        (left + back).min(GUESS_BURST)
-    }
-
-    /// Checks a token with `matches` unless `key`'s budget is spent, and
-    /// spends one from it when the token is wrong.
-    fn check(
-        &mut self,
-        key: IpAddr,
-        now: Instant,
-        matches: impl FnOnce() -> bool,
-    ) -> Result<bool, Duration> {
-        if !self.spent.contains_key(&key) && self.spent.len() >= GUESS_ADDRESSES {
-            // Forget the addresses whose budget is whole again: the same
-            // as never heard from.
-            self.spent
-                .retain(|_, b| Self::refilled(*b, now) < GUESS_BURST);
-        }
-        let shared = !self.spent.contains_key(&key) && self.spent.len() >= GUESS_ADDRESSES;
-        let before = if shared {
-            self.overflow
-        } else {
-            self.spent.get(&key).copied()
-        };
-        let had = before.map_or(GUESS_BURST, |b| Self::refilled(b, now));
-        if had < 1.0 {
-            return Err(GUESS_REFILL.mul_f64(1.0 - had));
-        }
-        let ok = matches();
-        if !ok {
-            let left = (had - 1.0, now);
-            if shared {
-                self.overflow = Some(left);
-            } else {
-                self.spent.insert(key, left);
-            }
-        }
-        Ok(ok)
-    }
-}
-
-/// Connected clients, in all, without a privilege and per address; shared
-/// by the acceptor (which admits) and the broadcaster (which releases).
-/// Also the budget of wrong control tokens per address, which both spend:
-/// the acceptor for `?token=`, the broadcaster for `auth` messages.
-#[derive(Debug, Default)]
-pub struct Registry {
-    inner: Mutex<Counts>,
-    guesses: Mutex<Guesses>,
-}
-
-impl Registry {
-    /// Count a client from `ip` in, unless that passes a cap. A client
-    /// with a `privileged` place (on loopback, or with the token when it
-    /// connected) may take any place; others leave [`kept_places`] free.
-    pub fn admit(
-        &self,
-        ip: IpAddr,
-        privileged: bool,
-        max: usize,
-        max_per_ip: usize,
-    ) -> Result<(), String> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.total >= max {
-            return Err(format!("already {max} clients (ws.max-clients)"));
-        }
-        let open = max - kept_places(max);
-        if !privileged && g.unprivileged >= open {
-            return Err(format!(
-                "already {open} clients without the token; the other {} places of ws.max-clients are kept for clients on loopback or with the token",
-                max - open
-            ));
-        }
-        let key = peer_key(ip);
-        let n = g.per_ip.get(&key).copied().unwrap_or(0);
-        if !ip.is_loopback() && n >= max_per_ip {
-            let whose = if key == ip.to_canonical() {
-                ip.to_string()
-            } else {
-                format!("{key}/64")
-            };
-            return Err(format!(
-                "already {max_per_ip} clients from {whose} (ws.max-clients-per-ip)"
-            ));
-        }
-        g.total += 1;
-        g.unprivileged += !privileged as usize;
-        *g.per_ip.entry(key).or_insert(0) += 1;
-        Ok(())
-    }
-
-    /// Count a client from `ip` out (`privileged` as it was admitted).
-    pub fn release(&self, ip: IpAddr, privileged: bool) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.total = g.total.saturating_sub(1);
-        if !privileged {
-            g.unprivileged = g.unprivileged.saturating_sub(1);
-        }
-        let key = peer_key(ip);
-        if let Some(n) = g.per_ip.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                g.per_ip.remove(&key);
-            }
-        }
-    }
-
-    /// Connected clients.
-    pub fn total(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).total
-    }
-
-    /// Whether `token` from `ip` is the control token, checked only while
-    /// `ip`'s budget of wrong tokens ([`GUESS_BURST`], one back every
-    /// [`GUESS_REFILL`]) is not spent: otherwise how long until one try is
-    /// back. Nothing is checked then, so an address that guesses learns
-    /// nothing faster than the budget lets it, however many connections it
-    /// opens; other addresses keep their own budgets. Loopback has none,
-    /// as it has no per-address cap: behind a reverse proxy on the box
-    /// (`trust-loopback = false`) every client would share one budget, and
-    /// one guesser could keep all of them from authenticating; the proxy
-    /// is the place to limit them.
-    pub fn check_token(
-        &self,
-        ip: IpAddr,
-        now: Instant,
-        matches: impl FnOnce() -> bool,
-    ) -> Result<bool, Duration> {
-        if ip.is_loopback() {
-            return Ok(matches());
-        }
-        let mut g = self.guesses.lock().unwrap_or_else(|e| e.into_inner());
-        g.check(peer_key(ip), now, matches)
-    }
-}
-
 /// The `token` query parameter of a request URI.
 pub fn query_token(query: Option<&str>) -> Option<String> {
     query?
@@ -329,14 +135,6 @@ struct Gate {
     /// Set once the client was counted in the registry: whether it is
     /// authorized.
     admitted: Rc<Cell<Option<bool>>>,
-}
-
-/// What an address whose budget of wrong tokens is spent is told.
-pub fn too_many_guesses(wait: Duration) -> String {
-    format!(
-        "too many wrong control tokens from this address; the next is checked in {} s",
-        wait.as_secs_f64().ceil().max(1.0)
-    )
 }
 
 fn refuse(status: u16, why: String) -> ErrorResponse {
@@ -684,161 +482,5 @@ mod tests {
         );
         assert_eq!(query_token(Some("a=1")), None);
         assert_eq!(query_token(None), None);
-    }
-
-    #[test]
-    fn the_registry_caps_clients_in_all_and_per_address() {
-        let r = Registry::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(r.admit(a, false, 5, 2).is_ok());
-        assert!(r.admit(a, false, 5, 2).is_ok());
-        assert!(r.admit(a, false, 5, 2).is_err());
-        assert!(r.admit(b, false, 5, 2).is_ok());
-        assert!(r.admit(lo, true, 5, 2).is_ok());
-        assert!(r.admit(lo, true, 5, 2).is_ok());
-        assert!(
-            r.admit(lo, true, 5, 2).is_err(),
-            "the total cap holds for loopback too"
-        );
-        r.release(a, false);
-        assert!(r.admit(a, false, 5, 2).is_ok());
-        assert_eq!(r.total(), 5);
-    }
-
-    #[test]
-    fn watchers_never_take_the_places_kept_for_the_token() {
-        let r = Registry::default();
-        let (max, per_ip) = (32, 8);
-        assert_eq!(kept_places(max), 8);
-        // Four addresses, eight watchers each: 24 places, then no more.
-        let mut refused = 0;
-        for host in 2..=5u8 {
-            for _ in 0..per_ip {
-                refused += r
-                    .admit(IpAddr::from([10, 9, 0, host]), false, max, per_ip)
-                    .is_err() as usize;
-            }
-        }
-        assert_eq!((r.total(), refused), (24, 8));
-        let newcomer = IpAddr::from([10, 9, 0, 6]);
-        let why = r.admit(newcomer, false, max, per_ip).unwrap_err();
-        assert!(
-            why.contains("kept for clients on loopback or with the token"),
-            "{why}"
-        );
-        // The operator on loopback and a phone with the token get in.
-        assert!(r
-            .admit("127.0.0.1".parse().unwrap(), true, max, per_ip)
-            .is_ok());
-        assert!(r.admit(newcomer, true, max, per_ip).is_ok());
-        // A privileged place going does not free a watcher's.
-        r.release(newcomer, true);
-        assert!(r.admit(newcomer, false, max, per_ip).is_err());
-        // A watcher's does.
-        r.release(IpAddr::from([10, 9, 0, 2]), false);
-        assert!(r.admit(newcomer, false, max, per_ip).is_ok());
-        // Privileged clients may fill every place.
-        for _ in 0..7 {
-            assert!(r
-                .admit("127.0.0.1".parse().unwrap(), true, max, per_ip)
-                .is_ok());
-        }
-        assert_eq!(r.total(), max);
-        assert!(r
-            .admit("127.0.0.1".parse().unwrap(), true, max, per_ip)
-            .is_err());
-    }
-
-    #[test]
-    fn an_ipv6_host_has_one_share_for_its_whole_64() {
-        let r = Registry::default();
-        let host = |i: u16| IpAddr::from([0x2001, 0xdb8, 1, 2, 0xa, 0xb, 0xc, i]);
-        for i in 0..4 {
-            assert!(r.admit(host(i), false, 32, 4).is_ok());
-        }
-        let why = r.admit(host(99), false, 32, 4).unwrap_err();
-        assert!(why.contains("2001:db8:1:2::/64"), "{why}");
-        assert!(r
-            .admit(
-                IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1]),
-                false,
-                32,
-                4
-            )
-            .is_ok());
-        r.release(host(7), false);
-        assert!(r.admit(host(8), false, 32, 4).is_ok());
-        // IPv4 through a dual-stack socket is the IPv4 address.
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(peer_key(mapped), IpAddr::from([10, 1, 2, 3]));
-    }
-
-    #[test]
-    fn wrong_tokens_spend_a_budget_per_address_across_connections() {
-        let r = Registry::default();
-        let t0 = Instant::now();
-        let a = IpAddr::from([10, 9, 0, 2]);
-        let b = IpAddr::from([10, 9, 0, 3]);
-        for i in 0..GUESS_BURST as usize {
-            assert_eq!(r.check_token(a, t0, || false), Ok(false), "guess {i}");
-        }
-        // Spent: not even the right token is checked (no oracle).
-        let mut asked = false;
-        let wait = r
-            .check_token(a, t0, || {
-                asked = true;
-                true
-            })
-            .unwrap_err();
-        assert!(!asked && wait == GUESS_REFILL, "{wait:?}");
-        // Another address keeps its own budget; the right token is free.
-        assert_eq!(r.check_token(b, t0, || true), Ok(true));
-        for _ in 0..10 {
-            assert_eq!(r.check_token(b, t0, || true), Ok(true));
-        }
-        // One try comes back per GUESS_REFILL.
-        let later = t0 + GUESS_REFILL;
-        assert_eq!(r.check_token(a, later, || true), Ok(true));
-        assert_eq!(r.check_token(a, later, || false), Ok(false));
-        assert!(r.check_token(a, later, || true).is_err());
-        // Loopback has no budget (see check_token).
-        let lo = IpAddr::from([127, 0, 0, 1]);
-        for _ in 0..20 {
-            assert_eq!(r.check_token(lo, t0, || false), Ok(false));
-        }
-        assert_eq!(r.check_token(lo, t0, || true), Ok(true));
-        // Privacy addresses of one /64 share a budget.
-        let v6 = |i: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
-        for i in 0..GUESS_BURST as u16 {
-            assert_eq!(r.check_token(v6(i), t0, || false), Ok(false));
-        }
-        assert!(r.check_token(v6(1000), t0, || false).is_err());
-    }
-
-    #[test]
-    fn the_guess_table_is_bounded_and_new_addresses_then_share_a_budget() {
-        let r = Registry::default();
-        let t0 = Instant::now();
-        let addr = |i: usize| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        for i in 0..GUESS_ADDRESSES {
-            assert_eq!(r.check_token(addr(i), t0, || false), Ok(false));
-        }
-        // Table full of addresses still paying back: newcomers share one.
-        let n = GUESS_ADDRESSES;
-        for i in 0..GUESS_BURST as usize {
-            assert_eq!(r.check_token(addr(n + i), t0, || false), Ok(false));
-        }
-        assert!(r.check_token(addr(n + 100), t0, || true).is_err());
-        assert_eq!(
-            r.guesses.lock().unwrap().spent.len(),
-            GUESS_ADDRESSES,
-            "the table does not grow"
-        );
-        // Once their budgets are whole again, they are forgotten.
-        let later = t0 + GUESS_REFILL.mul_f64(GUESS_BURST);
-        assert_eq!(r.check_token(addr(n + 100), later, || false), Ok(false));
-        assert_eq!(r.guesses.lock().unwrap().spent.len(), 1);
     }
 }

@@ -116,7 +116,7 @@ pub struct Client {
     /// May change settings.
     pub authorized: bool,
     /// It had the token (or loopback) when it connected: its place in the
-    /// [`Registry`](super::accept::Registry) is a privileged one.
+    /// [`Registry`](super::registry::Registry) is a privileged one.
     pub privileged_place: bool,
     /// Address.
     pub peer: SocketAddr,

@@ -15,9 +15,10 @@
 //! broken frame, 1007 for text that is not UTF-8, 1009 for a message over
 //! the size limit.
 
-use super::accept::{canonical_ip, too_many_guesses};
 use super::client::{Admission, MAX_AUTH_FAILURES, MESSAGES_PER_TURN};
+use super::guesses::too_many_guesses;
 use super::protocol::{Action, Outbound};
+use super::registry::canonical_ip;
 use super::server::{Broadcaster, MAX_SLEEP};
 use crate::control::{Command, Request};
 use std::os::fd::AsFd;

@@ -23,10 +23,12 @@ pub mod accept;
 mod audio;
 pub mod client;
 pub mod conn;
+pub mod guesses;
 mod inbound;
 mod meta;
 pub mod parse;
 pub mod protocol;
+pub mod registry;
 mod server;
 mod status;
 
@@ -159,7 +161,7 @@ pub fn spawn(
         max_clients_per_ip: ws.max_clients_per_ip as usize,
         ws_config: wsc,
     };
-    let registry = Arc::new(accept::Registry::default());
+    let registry = Arc::new(registry::Registry::default());
     let (acc_tx, acc_rx) = std::sync::mpsc::channel();
     let wake = Arc::new(crate::rt::Wake::new());
     let acceptor = accept::spawn(

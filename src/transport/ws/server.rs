@@ -17,10 +17,11 @@
 //! flushing, removing); what goes out is built in [`frames`] (the workers'
 //! features) and [`answers`] (control's answers).
 
-use super::accept::{canonical_ip, Accepted, Registry};
+use super::accept::Accepted;
 use super::client::{Client, Flow};
 use super::meta::build_meta;
 use super::protocol::{self as p, Outbound};
+use super::registry::{canonical_ip, Registry};
 use super::status::StatusBuilder;
 use super::WsCtx;
 use crate::control::secret::Secret;
