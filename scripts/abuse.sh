@@ -7,7 +7,7 @@
 # preset flood, DNS rebinding, control from the LAN without the token, the
 # device-switch wedge; and from stop 38 watchers squatting every place, token
 # guessing over fresh connections, keep-alive connections squatting the UI
-# server). Prints one line per class with the good client's
+# server; from stop 39 half-sent requests re-opened as soon as closed). Prints one line per class with the good client's
 # worst snapshot rate and the longest watchdog gap; fails if the good client
 # stays below 50 snapshots/s for more than 1 s, a watchdog gap exceeds 2 s,
 # a class's own check fails, or phase4 does not exit within 1 s of SIGTERM.

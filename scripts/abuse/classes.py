@@ -544,6 +544,78 @@ async def http_connection_squat(ctx):
             t.join(timeout=6)
 
 
+@abuse("http-reconnect-squat", 7, "half-sent requests from five LAN addresses, re-opened as soon as closed")
+async def http_reconnect_squat(ctx):
+    if ctx.newcomer.startswith("127."):
+        return "skipped: needs LAN addresses (run inside the abuse network namespace)"
+    import selectors
+    stop = threading.Event()
+    opened = [0]
+
+    def squat():
+        # 20 connections from each of five addresses (the UI server has 64
+        # places, 16 per address), each with half a request; re-opened the
+        # moment the server closes it, so with every place taken there are
+        # always some from addresses under their cap in the backlog.
+        sel = selectors.DefaultSelector()
+
+        def open_one(src):
+            s = socket.socket()
+            s.setblocking(False)
+            s.bind((src, 0))
+            try:
+                s.connect((ctx.server, ctx.http_port))
+            except BlockingIOError:
+                pass
+            sel.register(s, selectors.EVENT_WRITE, src)
+            opened[0] += 1
+
+        for src in ctx.attackers[:5]:
+            for _ in range(20):
+                open_one(src)
+        while not stop.is_set():
+            for key, ev in sel.select(0.1):
+                s, src = key.fileobj, key.data
+                if ev & selectors.EVENT_WRITE:
+                    try:
+                        s.send(f"GET / HTTP/1.1\r\nHost: {ctx.host(ctx.http_port)}\r\n".encode())
+                    except OSError:
+                        pass
+                    sel.modify(s, selectors.EVENT_READ, src)
+                    continue
+                try:
+                    gone = not s.recv(4096)
+                except OSError:
+                    gone = True
+                if gone:
+                    sel.unregister(s)
+                    s.close()
+                    open_one(src)
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+
+    t = threading.Thread(target=squat, daemon=True)
+    t.start()
+    try:
+        await asyncio.sleep(6)  # past one header timeout: the backlog is full of re-opened ones
+        took = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            status = await asyncio.to_thread(http_request, ctx.http_port, ctx.host(ctx.http_port), "/", "",
+                                             ctx.attackers[5], ctx.server, 10.0)
+            took.append(time.monotonic() - t0)
+            if status != 200:
+                raise Failed(f"a newcomer's GET / while 5 addresses re-open half requests: {status}")
+            await asyncio.sleep(0.5)
+        if max(took) > 2.0:
+            raise Failed("a newcomer's GET / while 5 addresses re-open half requests took "
+                         + ", ".join(f"{x:.1f}" for x in took) + " s")
+        return f"{opened[0]} connections opened from 5 addresses; a sixth address's 5 GETs took at most {max(took):.2f} s"
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
 @abuse("token-guessing", 7, "one LAN address guesses the control token over fresh connections")
 async def token_guessing(ctx):
     if ctx.newcomer.startswith("127."):

@@ -13,10 +13,14 @@
 //! whose body was not read instead of draining it. With every place taken,
 //! a newcomer is served and the oldest connection of the address holding
 //! the most (at least two more than the newcomer's) is closed, so a few
-//! addresses holding every connection open cannot keep anyone out; when
-//! shares are even already, one more is served and the next wait in the
-//! kernel's backlog. When the process is out of file descriptors,
-//! accepting backs off and resumes.
+//! addresses holding every connection open cannot keep anyone out. When
+//! shares are even already, a newcomer from an address that holds none is
+//! served over the cap (at most [`SPARE`] of them; more wait in the
+//! kernel's backlog) and one from an address that holds some is closed at
+//! once. Accepting never stops while places can be made, so connections
+//! re-opened by a few addresses cannot queue ahead of an honest client in
+//! the backlog. When the process is out of file descriptors, accepting
+//! backs off and resumes.
 //!
 //! Connections may be upgraded (the OSCQuery server's WebSocket): the
 //! handler answers 101 and takes the socket with `hyper::upgrade::on`; the
@@ -44,6 +48,10 @@ use std::time::Duration;
 const STOP_POLL: Duration = Duration::from_millis(200);
 /// Most bytes hyper buffers for one connection.
 const MAX_BUF: usize = 16 * 1024;
+/// Connections served over [`Limits::max_connections`]: those asked to
+/// make room that have not gone yet, and newcomers from addresses holding
+/// none when every share is even. More wait in the kernel's backlog.
+pub const SPARE: usize = 4;
 
 /// A response body: a small answer in memory, or a file streamed through
 /// a bounded channel (a recording download). A connection that has
@@ -53,8 +61,9 @@ pub type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
 /// What one server allows.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections at once (one more while one is asked to make room);
-    /// more wait in the kernel's backlog.
+    /// Connections at once (up to [`SPARE`] more while some are asked to
+    /// make room, or when shares are even); more wait in the kernel's
+    /// backlog.
     pub max_connections: usize,
     /// Connections from one address (loopback excepted; an IPv6 /64 is one
     /// address); more are closed.
@@ -245,6 +254,32 @@ impl Conns {
         hog[0].1.notify_one();
         true
     }
+
+    /// What becomes of a newcomer from `ip` when every place is taken.
+    fn when_full(&self, ip: IpAddr) -> WhenFull {
+        if self.make_room_for(ip) {
+            WhenFull::MadeRoom
+        } else if ip.is_loopback() || self.held_by(&peer_key(ip)) == 0 {
+            // Loopback (a reverse proxy on the box brings everyone from
+            // there) and a first connection wait for a place, served over
+            // the cap.
+            WhenFull::Spare
+        } else {
+            WhenFull::Refuse
+        }
+    }
+}
+
+/// See [`Conns::when_full`].
+#[derive(Debug, PartialEq)]
+enum WhenFull {
+    /// The address holding the most was asked to give one back.
+    MadeRoom,
+    /// Served over the cap, within [`SPARE`].
+    Spare,
+    /// The newcomer's address already holds about as many as any other:
+    /// closed at once, rather than left in the backlog ahead of others.
+    Refuse,
 }
 
 /// The accept loop's stop: the flag, and what ends its waits.
@@ -290,10 +325,10 @@ async fn serve<H: Handler>(
     let mut backoff = Duration::from_millis(50);
     let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
     while !stop.is_set() {
-        // Over the cap (a connection asked to make room has not gone yet,
-        // or one waits for a place): clients wait in the backlog rather
-        // than holding a file descriptor each.
-        if conns.total() > limits.max_connections {
+        // Over the cap and its spare (connections asked to make room have
+        // not gone yet, or first connections wait for a place): clients
+        // wait in the backlog rather than holding a file descriptor each.
+        if conns.total() >= limits.max_connections + SPARE {
             tokio::select! {
                 _ = conns.freed.notified() => {}
                 _ = stop.wait() => {}
@@ -322,12 +357,23 @@ async fn serve<H: Handler>(
         };
         backoff = Duration::from_millis(50);
         let ip = peer.ip().to_canonical();
-        if conns.total() >= limits.max_connections && conns.make_room_for(ip) {
-            crate::peer_log!(
-                log::Level::Info,
-                "{name}: {} connections open: closing the oldest of the address holding the most, for {peer}",
-                limits.max_connections
-            );
+        if conns.total() >= limits.max_connections {
+            match conns.when_full(ip) {
+                WhenFull::MadeRoom => crate::peer_log!(
+                    log::Level::Info,
+                    "{name}: {} connections open: closing the oldest of the address holding the most, for {peer}",
+                    limits.max_connections
+                ),
+                WhenFull::Spare => {}
+                WhenFull::Refuse => {
+                    crate::peer_log!(
+                        log::Level::Info,
+                        "{name}: closing {peer}: {} connections open, and its address holds as many as any other",
+                        limits.max_connections
+                    );
+                    continue;
+                }
+            }
         }
         let Some((slot, close)) = conns.take(ip, limits.max_per_ip) else {
             crate::peer_log!(
@@ -420,6 +466,17 @@ mod tests {
         held.remove(0);
         held.push(conns.take(newcomer, 16).unwrap());
         assert!(!conns.make_room_for(other), "2 against 1: even enough");
+        // Shares even: an address holding some is refused at once, one
+        // holding none (or loopback) waits over the cap.
+        assert_eq!(conns.when_full(other), WhenFull::Refuse);
+        assert_eq!(
+            conns.when_full("10.9.0.77".parse().unwrap()),
+            WhenFull::Spare
+        );
+        assert_eq!(
+            conns.when_full("127.0.0.1".parse().unwrap()),
+            WhenFull::Spare
+        );
         // The per-address cap still holds; an IPv6 /64 is one address.
         let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 1, 0, 0, 0, i]);
         assert!(conns.take(v6(1), 1).is_some_and(|s| {

@@ -36,7 +36,7 @@ def test_the_lan_can_watch_but_not_change_anything_without_the_token(binary):
     if os.geteuid() != 0 and not shutil.which("sudo"):
         pytest.fail("needs root or sudo for the network namespace")
     env = dict(os.environ, CARGO_TARGET_DIR=str(ROOT / "target"))
-    r = subprocess.run(["bash", str(ROOT / "scripts/abuse.sh"), "--classes", "lan-control,dns-rebinding,lan-place-squat,token-guessing,http-connection-squat"],
+    r = subprocess.run(["bash", str(ROOT / "scripts/abuse.sh"), "--classes", "lan-control,dns-rebinding,lan-place-squat,token-guessing,http-connection-squat,http-reconnect-squat"],
                        capture_output=True, text=True, timeout=900, env=env)
     print(r.stdout, r.stderr)
     assert r.returncode == 0, r.stdout + r.stderr
