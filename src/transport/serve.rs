@@ -466,15 +466,22 @@ mod tests {
         held.remove(0);
         held.push(conns.take(newcomer, 16).unwrap());
         assert!(!conns.make_room_for(other), "2 against 1: even enough");
-        // Shares even: an address holding some is refused at once, one
-        // holding none (or loopback) waits over the cap.
+        // Shares even: an address holding some is refused at once.
         assert_eq!(conns.when_full(other), WhenFull::Refuse);
+        // Every address holds one: a first connection from a new address
+        // (or one from loopback) is served over the cap.
+        let even = Rc::new(Conns::default());
+        let _one: Vec<_> = [hog, other, newcomer]
+            .iter()
+            .map(|ip| even.take(*ip, 16).unwrap())
+            .collect();
+        assert_eq!(even.when_full(hog), WhenFull::Refuse);
         assert_eq!(
-            conns.when_full("10.9.0.77".parse().unwrap()),
+            even.when_full("10.9.0.77".parse().unwrap()),
             WhenFull::Spare
         );
         assert_eq!(
-            conns.when_full("127.0.0.1".parse().unwrap()),
+            even.when_full("127.0.0.1".parse().unwrap()),
             WhenFull::Spare
         );
         // The per-address cap still holds; an IPv6 /64 is one address.
