@@ -259,14 +259,45 @@ fn check_oscquery(c: &super::Config, k: &mut Checker) {
     k.range_f("oscquery.max-input-per-s", q.max_input_per_s, 1.0, 10_000.0);
 }
 
+/// What is wrong with `wled.host`, if anything: it must be an IPv4
+/// address packets can go to (Audio Sync is IPv4 only) or a host name
+/// (letters, digits, `-` and `_` in dot-separated labels of at most 63).
+/// Something made only of digits and dots is an address or nothing, so
+/// `256.1.1.1` and `1.2.3` are refused here instead of being looked up as
+/// names for ever.
+fn wled_host_problem(host: &str) -> Option<&'static str> {
+    const EXAMPLE: &str =
+        "an IPv4 address or a host name, e.g. \"239.0.0.1\" (WLED's group) or \"wled-stage.local\"";
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_unspecified().then_some(
+            "0.0.0.0 is no destination; an IPv4 address or a host name, e.g. \"239.0.0.1\"",
+        );
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some(
+            "WLED Audio Sync is IPv4 only: an IPv4 address or a host name, e.g. \"239.0.0.1\"",
+        );
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Some(EXAMPLE);
+    }
+    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Some("not an IPv4 address (four numbers 0-255) and not a host name");
+    }
+    None
+}
+
 fn check_wled(c: &super::Config, k: &mut Checker) {
     let w = &c.wled;
-    if w.host.trim().is_empty() || w.host.len() > 253 || w.host.chars().any(char::is_control) {
-        k.fail(
-            "wled.host",
-            format!("{:?}", w.host),
-            "a host name or address, e.g. \"239.0.0.1\"",
-        );
+    if let Some(why) = wled_host_problem(&w.host) {
+        k.fail("wled.host", format!("{:?}", w.host), why);
     }
     if w.port == 0 {
         k.fail("wled.port", w.port, "must be 1..65535");
@@ -324,6 +355,40 @@ mod tests {
         ] {
             assert!(k.iter().any(|x| x == want), "{want} missing from {k:?}");
         }
+    }
+
+    #[test]
+    fn wled_hosts_are_ipv4_addresses_or_host_names() {
+        for good in [
+            "239.0.0.1",
+            "255.255.255.255",
+            "192.168.1.50",
+            "wled-stage.local",
+            "wled_1.lan.",
+            "localhost",
+        ] {
+            assert_eq!(super::wled_host_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "0.0.0.0",
+            "::1",
+            "ff02::1",
+            "256.1.1.1",
+            "1.2.3",
+            "  239.0.0.1",
+            "239.0.0.1 ",
+            "a..b",
+            "-wled",
+            "wled/1",
+            "x\u{7}",
+        ] {
+            assert!(super::wled_host_problem(bad).is_some(), "{bad:?}");
+            let cfg = format!("[wled]\nhost = {bad:?}\n");
+            assert_eq!(keys(&cfg), ["wled.host"], "{bad:?}");
+        }
+        assert!(super::wled_host_problem(&"a".repeat(64)).is_some());
+        assert!(super::wled_host_problem(&["a"; 128].join(".")).is_some());
     }
 
     #[test]

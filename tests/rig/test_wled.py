@@ -10,6 +10,7 @@ reaches a real interface.
 """
 
 import socket
+import subprocess
 import struct
 import time
 
@@ -129,3 +130,48 @@ def test_silence_sends_wleds_muted_values_and_beats_set_the_peak(run_phase4, tmp
     assert all(p["fft"] == [0] * 16 for p in quiet), quiet[-1]
     assert all(p["sample_raw"] == 0 and p["sample_peak"] == 0 for p in quiet)
     assert all(abs(p["magnitude"] - 0.001) < 1e-6 and p["major_peak"] == 1.0 for p in quiet)
+
+
+def test_an_interface_that_comes_late_is_waited_for_not_fatal(run_phase4, tmp_path):
+    """`wled.interface` not (yet) a local address, as with a DHCP lease that
+    comes late at boot: phase4 keeps running, sends by the default route,
+    and takes the interface once it exists (stop 38 exited with 1)."""
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, tone(1000.0, 30.0))
+    sock = receiver(11988)
+    late = "10.9.7.7"
+    subprocess.run(["ip", "addr", "del", f"{late}/32", "dev", "lo"], stderr=subprocess.DEVNULL)
+    p4 = run_phase4({
+        "audio": {"input": str(wav)},
+        "osc": {"enabled": False},
+        "ws": {"enabled": False},
+        "wled": {"enabled": True, "host": GROUP, "port": 11988, "interface": late},
+    })
+    p4.wait_log(f"wled: cannot send from wled.interface {late}")
+    assert len(collect(sock, 1.0)) > 20, "packets go out by the default route meanwhile"
+    assert p4.proc.poll() is None
+    subprocess.run(["ip", "addr", "add", f"{late}/32", "dev", "lo"], check=True)
+    try:
+        p4.wait_log(f"wled: sending from wled.interface {late} now", timeout=15)
+        assert len(collect(sock, 1.0)) > 20
+        assert p4.proc.poll() is None
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{late}/32", "dev", "lo"], stderr=subprocess.DEVNULL)
+
+
+def test_refused_packets_are_counted_and_said_once_a_minute(run_phase4, tmp_path):
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, tone(1000.0, 10.0))
+    # No route to it in this namespace: every send fails (ENETUNREACH).
+    p4 = run_phase4({
+        "audio": {"input": str(wav)},
+        "osc": {"enabled": False},
+        "ws": {"enabled": False},
+        "wled": {"enabled": True, "host": "10.255.255.1", "port": 11988},
+    })
+    p4.wait_log("wled: cannot send to 10.255.255.1:11988")
+    time.sleep(2.0)
+    assert p4.proc.poll() is None
+    assert p4.text().count("wled: cannot send to") == 1, p4.text()
+    health = [line for line in p4.text().splitlines() if "wled_failed=" in line]
+    assert health and int(health[-1].split("wled_failed=")[1].split()[0].split("(")[0]) > 20, health[-1:]

@@ -5,12 +5,16 @@
 //! [`geq`] is WLED's analysis on phase4's audio, [`packet`] the wire layout.
 //! The sender lives in the `p4-rig` thread: it takes the audio blocks and
 //! phase4's beats and low-band onsets (as WLED's `samplePeak`), sends with a
-//! non-blocking socket and counts what the network refused.
+//! non-blocking socket and counts what the network refused, with a warning
+//! (at most one a minute) that says why. A `wled.interface` that is not a
+//! local address yet (a DHCP lease that comes late at boot) is tried again
+//! every [`REBIND_EVERY`]; until then packets leave by the default route.
 
 pub mod geq;
 pub mod packet;
 
 use crate::config::WledConfig;
+use crate::service::logging::RateLimit;
 use crate::stats::Stats;
 use geq::GeqAnalyzer;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
@@ -21,6 +25,10 @@ use std::time::{Duration, Instant};
 
 /// How often an unresolvable `wled.host` is tried again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// How often a `wled.interface` that could not be bound is tried again.
+const REBIND_EVERY: Duration = Duration::from_secs(10);
+/// At most one warning about refused packets per this long.
+const SEND_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Sends Audio Sync packets.
 pub struct WledSender {
@@ -36,6 +44,22 @@ pub struct WledSender {
     last: Instant,
     peak: bool,
     stats: Arc<Stats>,
+    /// When `wled.interface` could not be bound: when to try again.
+    rebind_at: Option<Instant>,
+    send_warnings: RateLimit,
+}
+
+/// A socket for Audio Sync, bound to `local` (the unspecified address:
+/// any), with multicast leaving through it.
+fn open_socket(local: Ipv4Addr, ttl: u32) -> std::io::Result<UdpSocket> {
+    let sock = UdpSocket::bind((local, 0))?;
+    sock.set_nonblocking(true)?;
+    sock.set_broadcast(true)?;
+    sock.set_multicast_ttl_v4(ttl)?;
+    if !local.is_unspecified() {
+        set_multicast_if(&sock, local)?;
+    }
+    Ok(sock)
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -113,13 +137,18 @@ impl WledSender {
     /// Open the socket. `gate_dbfs` is phase4's silence threshold.
     pub fn new(cfg: &WledConfig, gate_dbfs: f64, stats: Arc<Stats>) -> std::io::Result<Self> {
         let local: Ipv4Addr = cfg.interface.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let sock = UdpSocket::bind((local, 0))?;
-        sock.set_nonblocking(true)?;
-        sock.set_broadcast(true)?;
-        sock.set_multicast_ttl_v4(cfg.ttl)?;
-        if !local.is_unspecified() {
-            set_multicast_if(&sock, local)?;
-        }
+        let (sock, rebind_at) = match open_socket(local, cfg.ttl) {
+            Ok(sock) => (sock, None),
+            Err(e) if !local.is_unspecified() => {
+                log::warn!(
+                    "wled: cannot send from wled.interface {local}: {e}; sending by the default route and trying {local} again every {} s",
+                    REBIND_EVERY.as_secs()
+                );
+                let sock = open_socket(Ipv4Addr::UNSPECIFIED, cfg.ttl)?;
+                (sock, Some(Instant::now() + REBIND_EVERY))
+            }
+            Err(e) => return Err(e),
+        };
         // An address is used as it is; a name is looked up off this thread.
         let (dest, resolving) = match cfg.host.parse::<Ipv4Addr>() {
             Ok(ip) => (Some(SocketAddr::from((ip, cfg.port))), None),
@@ -139,7 +168,31 @@ impl WledSender {
             last: Instant::now(),
             peak: false,
             stats,
+            rebind_at,
+            send_warnings: RateLimit::new(SEND_WARN_EVERY),
         })
+    }
+
+    /// Whether packets leave from `wled.interface` (always, when it is
+    /// empty).
+    pub fn on_interface(&self) -> bool {
+        self.rebind_at.is_none()
+    }
+
+    /// Try `wled.interface` again once it is due.
+    fn rebind(&mut self, now: Instant) {
+        if self.rebind_at.is_none_or(|t| now < t) {
+            return;
+        }
+        let local: Ipv4Addr = self.cfg.interface.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        match open_socket(local, self.cfg.ttl) {
+            Ok(sock) => {
+                log::info!("wled: sending from wled.interface {local} now");
+                self.sock = sock;
+                self.rebind_at = None;
+            }
+            Err(_) => self.rebind_at = Some(now + REBIND_EVERY),
+        }
     }
 
     /// Where packets go (once resolved).
@@ -207,9 +260,19 @@ impl WledSender {
         let packet = a.analyze(dt, self.peak);
         self.peak = false;
         match self.sock.send_to(&packet.encode(), dest) {
-            Ok(_) => self.stats.rig.wled_sent.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.rig.wled_failed.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(_) => {
+                self.stats.rig.wled_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.rig.wled_failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(held) = self.send_warnings.allow() {
+                    log::warn!(
+                        "wled: cannot send to {dest}: {e} ({held} more refused since the last warning; counted as wled_failed)"
+                    );
+                }
+            }
+        }
+        self.rebind(now);
     }
 }
 
@@ -241,6 +304,35 @@ mod tests {
         assert_eq!(
             w.destination(),
             Some(SocketAddr::from(([127, 0, 0, 1], cfg.port)))
+        );
+    }
+
+    #[test]
+    fn an_interface_that_is_not_local_yet_is_tried_again_not_fatal() {
+        let stats = Arc::new(Stats::default());
+        // 192.0.2.1 (TEST-NET-1) is on no interface of a test machine.
+        let mut cfg = WledConfig {
+            host: "127.0.0.1".into(),
+            interface: "192.0.2.1".into(),
+            ..WledConfig::default()
+        };
+        let mut w = WledSender::new(&cfg, -60.0, stats.clone()).unwrap();
+        assert!(!w.on_interface());
+        // Not before it is due; then again (still not local).
+        let due = w.rebind_at.unwrap();
+        w.rebind(due - Duration::from_millis(1));
+        assert_eq!(w.rebind_at, Some(due));
+        w.rebind(due);
+        assert!(w.rebind_at.is_some_and(|t| t > due));
+        // Once the address is local, the next try takes it.
+        cfg.interface = "127.0.0.1".into();
+        w.cfg = cfg;
+        let again = w.rebind_at.unwrap();
+        w.rebind(again);
+        assert!(w.on_interface());
+        assert_eq!(
+            w.sock.local_addr().unwrap().ip(),
+            std::net::IpAddr::from([127, 0, 0, 1])
         );
     }
 
