@@ -170,3 +170,45 @@ def test_builtin_responder_beside_avahi_breaks_nothing(run_phase4, tmp_path, ava
     finally:
         own.terminate()
         own.wait(5)
+
+
+def test_a_name_taken_by_another_host_is_said_in_the_log(run_phase4, tmp_path):
+    """Another host answers for phase4's service name while phase4 probes
+    (RFC 6762 §9): the responder announces under a new name, and the log
+    says which, instead of still claiming the old one (stop 38 said
+    nothing)."""
+    import socket
+    import threading
+
+    from zeroconf import DNSOutgoing, DNSService, const
+
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    stop = threading.Event()
+
+    def claim():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        while not stop.is_set():
+            out = DNSOutgoing(const._FLAGS_QR_RESPONSE | const._FLAGS_AA)
+            for t in TYPES:
+                out.add_answer_at_time(DNSService(f"taken box.{t}", const._TYPE_SRV,
+                                                  const._CLASS_IN | const._CLASS_UNIQUE, 120, 0, 0,
+                                                  6666, "other.local."), 0)
+            for packet in out.packets():
+                s.sendto(packet, ("224.0.0.251", 5353))
+            stop.wait(0.02)
+        s.close()
+
+    t = threading.Thread(target=claim, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)
+        p4 = run_phase4(sections(wav, "taken box", "builtin"))
+        p4.wait_log("through builtin")
+        p4.wait_log("discovery: another host on the LAN answers for", timeout=10)
+    finally:
+        stop.set()
+        t.join(timeout=2)
+    line = next(x for x in p4.text().splitlines() if "another host on the LAN answers for" in x)
+    assert "taken box" in line and "taken box (2)" in line, line

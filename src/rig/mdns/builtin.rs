@@ -31,12 +31,16 @@ pub const TXT_WEIGHT: u64 = 8;
 pub struct Builtin {
     daemon: ServiceDaemon,
     fullnames: Vec<String>,
+    /// The daemon's events (a bounded channel it never blocks on), for
+    /// the names it changes after a conflict.
+    events: Option<mdns_sd::Receiver<mdns_sd::DaemonEvent>>,
 }
 
 impl Builtin {
     /// Start answering for `a`.
     pub fn register(a: &Announcement) -> mdns_sd::Result<Self> {
         let daemon = ServiceDaemon::new()?;
+        let events = daemon.monitor().ok();
         let host = format!("{}.local.", host_name());
         let mut fullnames = Vec::new();
         for s in &a.services {
@@ -57,7 +61,11 @@ impl Builtin {
             fullnames.push(info.get_fullname().to_string());
             daemon.register(info)?;
         }
-        Ok(Builtin { daemon, fullnames })
+        Ok(Builtin {
+            daemon,
+            fullnames,
+            events,
+        })
     }
 }
 
@@ -76,6 +84,19 @@ impl Backend for Builtin {
                 .iter()
                 .map(|(k, &v)| (k.as_str(), u64::try_from(v).unwrap_or(0))),
         ))
+    }
+
+    fn renamed(&mut self) -> Vec<(String, String)> {
+        let Some(events) = self.events.as_ref() else {
+            return Vec::new();
+        };
+        events
+            .try_iter()
+            .filter_map(|e| match e {
+                mdns_sd::DaemonEvent::NameChange(c) => Some((c.original, c.new_name)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn alive(&mut self) -> bool {

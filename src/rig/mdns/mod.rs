@@ -158,6 +158,11 @@ trait Backend {
     fn cached_records(&mut self) -> Option<u64> {
         None
     }
+    /// Names the backend gave up since the last call because another host
+    /// answered for them (RFC 6762 §9), as (given up, now announced).
+    fn renamed(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Withdraw everything (goodbye packets / free the entry group).
     fn withdraw(self: Box<Self>);
 }
@@ -288,6 +293,13 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
                         mdns_state::NAMES[*s as usize]
                     );
                 }
+            }
+        }
+        if let Some((b, _)) = current.as_mut() {
+            for (was, now) in b.renamed() {
+                log::warn!(
+                    "discovery: another host on the LAN answers for {was:?}: announcing as {now:?} instead (an mDNS name conflict; until the responder restarts)"
+                );
             }
         }
         std::thread::sleep(if cache.filling {
