@@ -45,7 +45,7 @@ suite() { names+=("$1"); cores+=("$2"); cmds+=("$3"); }
 #     name         set   command
 suite build        core "cargo build --release"
 suite rust         core "cargo test --all-targets --quiet"
-suite e2e          core "python3 -m pytest -q -p no:cacheprovider tests/e2e"
+suite e2e          core "bash scripts/ci-e2e.sh"
 suite cross        bg   "CARGO_TARGET_DIR=\"\${CARGO_TARGET_DIR:-\$PWD/target}/cross\" bash scripts/cross-build.sh --install-deps all -- -j1"
 suite vm           bg   "bash scripts/vm-test.sh amd64 --suites capture,midi"
 suite jack         -    "bash scripts/jack-measure.sh --check"
