@@ -2,15 +2,15 @@
 # Runs phase4 on a generated demo track played at real time (no sound card
 # needed): OSC to 127.0.0.1:9000, the UI at http://127.0.0.1:8766.
 # Extra arguments go to phase4 (e.g. --device hw:1 to use a real input).
-# As root or as a user with sudo (only to apt-get the ALSA headers).
+# As root or as a user with sudo (only to apt-get the ALSA headers and cmake).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
-p4_apt_install libasound2-dev pkg-config
+p4_apt_install libasound2-dev pkg-config cmake  # cmake: opusic-sys builds the bundled libopus
 BIN=${CARGO_TARGET_DIR:-target}/release/phase4
 if [ ! -x "$BIN" ]; then
   cat <<'EOT'
-phase4 demo: first build. cargo downloads and compiles about 90 crates, then
+phase4 demo: first build. cargo downloads and compiles about 180 crates, then
 phase4 itself (an optimised release build): about 2 CPU-minutes, so 2 to 5
 minutes on a 2-core machine depending on what else it is doing (4 min 46 s
 measured on a busy one). Later runs start in seconds. cargo's progress follows.
