@@ -123,6 +123,42 @@ def test_recording_needs_the_token_and_names_are_checked(make_server, music_wav)
     assert server.running()
 
 
+def test_the_recording_state_goes_only_to_token_holders(make_server, music_wav):
+    """`server_status.monitor.recording` names the running recording's file
+    and the disk figures: a client without the token gets the monitor's
+    health figures without it, in its greeting and in every periodic status,
+    while a recording runs; after `auth` the same connection gets it."""
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+
+    async def statuses(ws, n):
+        out = []
+        while len(out) < n:
+            out.append((await recv_json(ws, "server_status", 5.0))["monitor"])
+        return out
+
+    async def go():
+        owner = await authed(server.url)
+        await ask(owner, {"type": "start_recording"}, "recordings")
+        async with websockets.connect(server.url) as watcher:
+            seen = await statuses(watcher, 4)  # the greeting, then 2 Hz
+            for m in seen:
+                assert "recording" not in m, m
+                assert "listeners" in m and "cpu_pct" in m
+            # The owner's queue still holds statuses from before the start.
+            mine = [m["recording"] for m in await statuses(owner, 8)]
+            running = [r for r in mine if r["active"] and r["file"]]
+            assert running, mine
+            assert running[-1]["file"] not in json.dumps(seen)
+            await login(watcher)
+            after = await statuses(watcher, 1)
+            assert after[0]["recording"]["active"] is True
+        await ask(owner, {"type": "stop_recording"}, "recordings")
+        await owner.close()
+
+    asyncio.run(go())
+    assert server.running()
+
+
 def in_tmpfs(binary, tmp_path, state_dir, size):
     """A wrapper that runs phase4 in its own mount namespace with a tmpfs of
     `size` on the state directory (nothing is mounted on this machine)."""

@@ -75,8 +75,9 @@ pub struct MonitorStatus {
     pub cpu_pct: f64,
     /// Time spent in the Opus encoder since start, s.
     pub encode_s: f64,
-    /// The recorder.
-    pub recording: RecorderStatus,
+    /// The recorder; only for authorized clients (absent for the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecorderStatus>,
 }
 
 /// Something per preset.
@@ -374,7 +375,7 @@ impl Broadcaster {
                 .load(Ordering::Relaxed),
             cpu_pct,
             encode_s: c.encode_ns.load(Ordering::Relaxed) as f64 / 1e9,
-            recording: link.hub.recorder_status(),
+            recording: Some(link.hub.recorder_status()),
         })
     }
 }

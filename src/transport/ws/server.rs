@@ -178,8 +178,7 @@ impl Broadcaster {
             }
             if now >= self.next_status && !self.clients.is_empty() {
                 self.next_status = now + STATUS_EVERY;
-                let json = self.status_json(false, hz);
-                self.broadcast_frame(json);
+                self.broadcast_status(hz);
             }
             self.flush_all(now);
             self.drain_lingering();
@@ -268,7 +267,7 @@ impl Broadcaster {
             .stats
             .ws_clients
             .store(self.clients.len() as u32, Ordering::Relaxed);
-        let status = self.greeting_status();
+        let status = self.greeting_status(self.clients.last().is_some_and(|c| c.authorized));
         if let Some(c) = self.clients.last_mut() {
             let _ = c.push_reply(status);
         }
@@ -297,19 +296,38 @@ impl Broadcaster {
         cached
     }
 
-    /// A `server_status` of now, counting the new client.
-    fn greeting_status(&mut self) -> Message {
+    /// A `server_status` of now, counting the new client; the recorder's
+    /// state only for an authorized one (see [`Broadcaster::status_jsons`]).
+    fn greeting_status(&mut self, authorized: bool) -> Message {
         let hz = self
             .last_meta
             .as_ref()
             .map_or(60.0, |m| m.ws_snapshot_hz as f64);
-        Message::Text(self.status_json(true, hz).into())
+        let (full, watch) = self.status_jsons(true, hz, !authorized);
+        Message::Text(if authorized { full } else { watch }.into())
     }
 
-    /// A `server_status` of now, as JSON. A new client's greeting has a
+    /// The periodic `server_status` to every client: the full one to the
+    /// authorized, the one without the recorder's state to the others.
+    fn broadcast_status(&mut self, hz: f64) {
+        let watchers = self.clients.iter().any(|c| !c.authorized);
+        let (full, watch) = self.status_jsons(false, hz, watchers);
+        let full = Utf8Bytes::from(full);
+        let watch = Utf8Bytes::from(watch);
+        for c in self.clients.iter_mut() {
+            let json = if c.authorized { &full } else { &watch };
+            self.drops += c.push_frame(Message::Text(json.clone()));
+        }
+    }
+
+    /// A `server_status` of now, as JSON: the full one, and (when `watch`
+    /// is asked for, else empty) the one for clients without the token.
+    /// That one leaves out `monitor.recording`: the recording's file name,
+    /// its length and the disk figures are the token holders' business,
+    /// as are the `recordings` listings. A new client's greeting has a
     /// builder of its own, so the periodic 2 Hz figures keep their
     /// intervals (and the monitor's CPU interval is not restarted).
-    fn status_json(&mut self, greeting: bool, hz: f64) -> String {
+    fn status_jsons(&mut self, greeting: bool, hz: f64, watch: bool) -> (String, String) {
         let builder = if greeting {
             &mut self.greet_status
         } else {
@@ -323,7 +341,16 @@ impl Broadcaster {
             self.snapshot_seq,
         );
         s.monitor = self.audio_status(!greeting);
-        Outbound::ServerStatus(&s).to_json()
+        let full = Outbound::ServerStatus(&s).to_json();
+        let watch = match s.monitor.as_mut() {
+            Some(m) if watch => {
+                m.recording = None;
+                Outbound::ServerStatus(&s).to_json()
+            }
+            _ if watch => full.clone(),
+            _ => String::new(),
+        };
+        (full, watch)
     }
 
     fn flush_all(&mut self, now: Instant) {
