@@ -303,6 +303,7 @@ impl Capture {
             self.fatal(&e);
             return Err(Next::Stop);
         }
+        self.waiting_for();
         let _ = self.ctx.events.send(CaptureEvent::OpenFailed {
             error: e.to_string(),
             retry_s: self.delay,
@@ -312,6 +313,28 @@ impl Capture {
         }
         self.delay = (self.delay * 2.0).min(self.spec.audio.retry_max_s);
         Err(Next::Reopen)
+    }
+
+    /// The device description names the input being waited for, so that
+    /// STATUS= and the health line say which one ("waiting for capture
+    /// device hw:1"): before, a device never opened showed "-", and after a
+    /// switch to a missing device the previous one was named. The other
+    /// fields describe no open device until one opens. Off the real-time
+    /// path: only when an open failed.
+    fn waiting_for(&self) {
+        let a = &self.spec.audio;
+        let wanted = if a.input.is_empty() {
+            &a.device
+        } else {
+            &a.input
+        };
+        let stats = &self.ctx.stats;
+        if stats.device_info().name != *wanted {
+            stats.set_device_info(DeviceInfo {
+                name: wanted.clone(),
+                ..DeviceInfo::default()
+            });
+        }
     }
 
     /// A source is open: ask for real-time priority the first time a clocked

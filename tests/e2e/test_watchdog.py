@@ -172,3 +172,29 @@ def test_a_fifo_writer_that_pauses_keeps_the_pings_and_gets_no_burst(phase4_bin,
     # 187.5 blocks a second at 48 kHz / 256; the 2 s lost would be 375 more.
     assert 120 <= len(first_second) <= 240, len(first_second)
     assert "ring_drops=bands:0(+0),spectrum:0(+0)" in err, err[-600:]
+
+
+def test_a_device_that_never_opens_is_named_in_status_and_health(phase4_bin, tmp_path):
+    # The service is ready (it waits for the device by itself) and its
+    # STATUS= and health line say which device it waits for, not "-".
+    cfg = write_config(
+        tmp_path / "c.toml",
+        audio={"device": "p4_no_such_device", "retry-initial-s": 0.05, "retry-max-s": 0.2},
+        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 1.0},
+    )
+    ns = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    ns.close()
+    assert "READY=1" in [l for _, l in ns.msgs], (ns.msgs, err[-800:])
+    status = [l for _, l in ns.msgs if l.startswith("STATUS=")]
+    assert status and all("waiting for capture device p4_no_such_device" in s for s in status), status
+    health = [l for l in err.splitlines() if "health: device=" in l]
+    assert health and all("device=p4_no_such_device" in l and "up=no" in l for l in health), err[-800:]
