@@ -49,7 +49,15 @@ def test_recording_and_replay_hold_the_input_bit_for_bit(make_server, music_wav)
 
     async def go():
         ws = await authed(server.url)
-        await asyncio.sleep(3.5)  # the replay buffer fills
+        # The replay buffer fills at real time once audio flows; wait for it
+        # to hold 3 s (a fixed sleep lost to a slow start on a busy machine).
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            st = (await recv_json(ws, "server_status", 5.0)).get("monitor", {}).get("recording")
+            if st and st["replay_s"] >= 3.2:
+                break
+        else:
+            raise AssertionError("the replay buffer did not fill")
         saved = await ask(ws, {"type": "save_replay", "seconds": 3}, "replay_saved")
         assert saved["name"].startswith("replay-") and abs(saved["seconds"] - 3) < 0.05
         # The announcement that follows counts the new file in the bytes used
