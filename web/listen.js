@@ -224,9 +224,11 @@ export class Listen {
   }
 
   // Watch only (no token, or the page was locked): the server lists
-  // recordings to token holders only, so a list shown before is dropped.
+  // recordings and sends the recorder's state to token holders only, so
+  // what was shown before is dropped.
   locked() {
     if (this.list) this.list.replaceChildren(el("li", { className: "hint", textContent: "recordings need the control token (Unlock)" }));
+    if (this.recStat) this.recStat.textContent = "";
   }
 
   // The WebSocket came back: listen again if we were listening.

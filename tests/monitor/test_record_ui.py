@@ -146,6 +146,9 @@ def test_the_page_records_saves_lists_downloads_and_deletes(make_server, tmp_pat
         page.wait_for_function("document.getElementById('recordings').textContent.includes('need the control token')",
                                timeout=5000)
         assert listed(page) == []
+        # The recorder's state goes with it, and the server sends it no more.
+        time.sleep(1.5)
+        assert page.inner_text("#rec-state") == "", page.inner_text("#rec-state")
         assert not problems, problems
         browser.close()
     assert server.running()
@@ -169,6 +172,8 @@ def test_a_locked_page_cannot_record(make_server, tmp_path):
             page.evaluate("document.getElementById('toast').classList.remove('show')")
         time.sleep(1.0)
         assert page.inner_text("#rec-toggle") == "● Record"
+        # The recorder's state (file, disk figures) is not sent to it.
+        assert page.inner_text("#rec-state") == "", page.inner_text("#rec-state")
         assert listed(page) == [] and "need the control token" in page.inner_text("#recordings")
         assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
         assert not problems, problems
