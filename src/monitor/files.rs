@@ -109,6 +109,23 @@ impl RecordingName {
         &self.0
     }
 
+    /// Orders names by capture time, then by the `-N` of a clash: the
+    /// stamp (fixed width, so text order is time order) and N.
+    pub fn time_key(&self) -> (&str, u16) {
+        let rest = self
+            .0
+            .strip_prefix("rec-")
+            .or_else(|| self.0.strip_prefix("replay-"))
+            .unwrap_or(&self.0);
+        let rest = rest.strip_suffix(".wav").unwrap_or(rest);
+        let stamp = rest.get(..24).unwrap_or(rest);
+        let n = rest
+            .get(25..)
+            .and_then(|t| t.parse::<u16>().ok())
+            .unwrap_or(1);
+        (stamp, n)
+    }
+
     /// What it is.
     pub fn kind(&self) -> Kind {
         if self.0.starts_with("replay-") {
@@ -178,14 +195,32 @@ pub struct Listing {
     pub truncated: bool,
 }
 
-/// List the recordings in `dir` (regular files with phase4's names only).
-pub fn list(dir: &Path) -> Listing {
-    let mut out = Listing::default();
+/// Most directory entries read in one pass over the folder, phase4's or
+/// not: a folder stuffed with other files costs a bounded scan.
+pub const MAX_ENTRIES: usize = 100 * MAX_LISTED;
+
+/// The recordings' names and sizes, and their total.
+struct Scan {
+    found: Vec<(RecordingName, u64)>,
+    total_bytes: u64,
+    /// Every entry was read (not more than [`MAX_ENTRIES`]).
+    complete: bool,
+}
+
+fn scan(dir: &Path) -> Scan {
+    let mut out = Scan {
+        found: Vec::new(),
+        total_bytes: 0,
+        complete: true,
+    };
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
     };
-    let mut found = Vec::new();
-    for e in rd.flatten().take(100 * MAX_LISTED) {
+    for (i, e) in rd.flatten().enumerate() {
+        if i >= MAX_ENTRIES {
+            out.complete = false;
+            break;
+        }
         let Some(name) = e
             .file_name()
             .to_str()
@@ -200,10 +235,41 @@ pub fn list(dir: &Path) -> Listing {
             continue;
         }
         out.total_bytes += meta.len();
-        found.push((name, meta.len()));
+        out.found.push((name, meta.len()));
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
-    out.truncated = found.len() > MAX_LISTED;
+    out
+}
+
+/// The bytes every recording in `dir` takes, for the quota. An error when
+/// the folder holds more than [`MAX_ENTRIES`] entries: the sum could not
+/// be counted, and a quota checked against part of it would not hold.
+pub fn usage(dir: &Path) -> Result<u64, String> {
+    let s = scan(dir);
+    if s.complete {
+        Ok(s.total_bytes)
+    } else {
+        Err(format!(
+            "the recordings folder {} holds more than {MAX_ENTRIES} entries, so its size cannot be counted against record.max-total-mb; move files out of it",
+            dir.display()
+        ))
+    }
+}
+
+/// List the recordings in `dir` (regular files with phase4's names only),
+/// newest first by the capture time in their names (a `replay-` and a
+/// `rec-` name sort by time, not by their prefixes).
+pub fn list(dir: &Path) -> Listing {
+    let Scan {
+        mut found,
+        total_bytes,
+        complete,
+    } = scan(dir);
+    found.sort_by(|a, b| b.0.time_key().cmp(&a.0.time_key()));
+    let mut out = Listing {
+        items: Vec::new(),
+        total_bytes,
+        truncated: found.len() > MAX_LISTED || !complete,
+    };
     for (name, bytes) in found.into_iter().take(MAX_LISTED) {
         let (seconds, sample_rate, bits) = header_info(&dir.join(name.as_str()));
         out.items.push(RecordingItem {
@@ -217,20 +283,65 @@ pub fn list(dir: &Path) -> Listing {
     out
 }
 
+/// Most RIFF chunks looked at before giving up on a header.
+const MAX_CHUNKS: usize = 16;
+
+/// Length, rate and bits from a WAV header, or zeros. Reads at most
+/// [`MAX_CHUNKS`] chunk headers and the `fmt ` chunk's first 16 bytes, and
+/// seeks over every other chunk: a general WAV reader (hound) reads through
+/// chunks it skips, and a crafted file with a 4 GiB chunk before `fmt `
+/// (sparse: no space on disk) kept a core busy for seconds per listing.
 fn header_info(path: &Path) -> (f64, u32, u16) {
+    use std::io::{Read, Seek, SeekFrom};
     // Listed as a regular file a moment ago; swapped for a FIFO since, it
     // must not hang the recorder.
-    let Ok(f) = crate::service::safe_fs::open_regular(path) else {
+    let Ok(mut f) = crate::service::safe_fs::open_regular(path) else {
         return (0.0, 0, 0);
     };
-    match hound::WavReader::new(std::io::BufReader::new(f)) {
-        Ok(r) => {
-            let s = r.spec();
-            let secs = r.duration() as f64 / s.sample_rate.max(1) as f64;
-            (secs, s.sample_rate, s.bits_per_sample)
-        }
-        Err(_) => (0.0, 0, 0),
+    let mut riff = [0u8; 12];
+    if f.read_exact(&mut riff).is_err() || &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+        return (0.0, 0, 0);
     }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut fmt: Option<(u32, u16, u16)> = None; // rate, block align, bits
+    for _ in 0..MAX_CHUNKS {
+        let mut head = [0u8; 8];
+        if f.read_exact(&mut head).is_err() {
+            break;
+        }
+        let len = u32_at(&head, 4) as u64;
+        match &head[0..4] {
+            b"fmt " if len >= 16 => {
+                let mut b = [0u8; 16];
+                if f.read_exact(&mut b).is_err() {
+                    break;
+                }
+                fmt = Some((u32_at(&b, 4), u16_at(&b, 12), u16_at(&b, 14)));
+                if f.seek(SeekFrom::Current((len - 16 + (len & 1)) as i64))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            b"data" => {
+                let Some((rate, align, bits)) = fmt else {
+                    break;
+                };
+                if rate == 0 || align == 0 {
+                    break;
+                }
+                let secs = (len / align as u64) as f64 / rate as f64;
+                return (secs, rate, bits);
+            }
+            _ => {
+                if f.seek(SeekFrom::Current((len + (len & 1)) as i64)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    (0.0, 0, 0)
 }
 
 /// The file `name` (from the network) names, if phase4 listed it: its
@@ -361,6 +472,114 @@ mod tests {
         let n = RecordingName::for_capture(Kind::Recording, ns, |s| taken.contains(&s));
         assert_eq!(n.as_str(), "rec-2021-01-01T00-00-00.250Z-3.wav");
         assert!(RecordingName::parse(n.as_str()).is_ok());
+    }
+
+    fn wav_header(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+        let mut v = b"RIFF\0\0\0\0WAVE".to_vec();
+        for (id, body) in chunks {
+            v.extend_from_slice(*id);
+            v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            v.extend_from_slice(body);
+        }
+        v
+    }
+
+    fn fmt_16bit_mono_48k() -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        f.extend_from_slice(&1u16.to_le_bytes()); // channels
+        f.extend_from_slice(&48_000u32.to_le_bytes());
+        f.extend_from_slice(&96_000u32.to_le_bytes());
+        f.extend_from_slice(&2u16.to_le_bytes()); // block align
+        f.extend_from_slice(&16u16.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn headers_are_read_without_reading_what_they_skip() {
+        let d = tempfile::tempdir().unwrap();
+        let fmt = fmt_16bit_mono_48k();
+        // 0.5 s of 16-bit mono at 48 kHz, after an odd-sized chunk (padded).
+        let mut plain = wav_header(&[(b"fmt ", &fmt), (b"LIST", b"abc")]);
+        plain.push(0);
+        plain.extend_from_slice(b"data");
+        plain.extend_from_slice(&48_000u32.to_le_bytes());
+        plain.extend_from_slice(&vec![0u8; 48_000]);
+        let a = d.path().join("rec-2026-11-30T16-24-48.123Z.wav");
+        std::fs::write(&a, &plain).unwrap();
+        assert_eq!(header_info(&a), (0.5, 48_000, 16));
+        // A 4 GiB chunk before fmt (sparse: no space used) is seeked over;
+        // the header past it is not there, so it reads as nothing.
+        let b = d.path().join("rec-2026-11-30T16-24-49.123Z.wav");
+        let mut crafted = b"RIFF\0\0\0\0WAVEjunk".to_vec();
+        crafted.extend_from_slice(&0xffff_fff0u32.to_le_bytes());
+        let f = std::fs::File::create(&b).unwrap();
+        std::io::Write::write_all(&mut &f, &crafted).unwrap();
+        f.set_len(crafted.len() as u64 + 0xffff_fff0).unwrap();
+        let t = Instant::now();
+        assert_eq!(header_info(&b), (0.0, 0, 0));
+        // Reading 4 GiB takes seconds; seeking, microseconds.
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        // Not a WAV, or no fmt before data: nothing.
+        let c = d.path().join("rec-2026-11-30T16-24-50.123Z.wav");
+        std::fs::write(&c, wav_header(&[(b"data", &[0u8; 8])])).unwrap();
+        assert_eq!(header_info(&c), (0.0, 0, 0));
+        std::fs::write(&c, b"RIFX").unwrap();
+        assert_eq!(header_info(&c), (0.0, 0, 0));
+    }
+
+    #[test]
+    fn listing_is_newest_first_by_capture_time_whatever_the_kind() {
+        let d = tempfile::tempdir().unwrap();
+        let names = [
+            "replay-2020-01-01T00-00-00.000Z.wav",
+            "rec-2026-11-30T16-24-48.123Z.wav",
+            "rec-2026-11-30T16-24-48.123Z-2.wav",
+            "rec-2026-11-30T16-24-48.123Z-10.wav",
+            "replay-2026-11-30T16-24-49.000Z.wav",
+            "rec-2024-05-05T05-05-05.005Z.wav",
+        ];
+        for n in names {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let got: Vec<String> = list(d.path())
+            .items
+            .iter()
+            .map(|i| i.name.as_str().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "replay-2026-11-30T16-24-49.000Z.wav",
+                "rec-2026-11-30T16-24-48.123Z-10.wav",
+                "rec-2026-11-30T16-24-48.123Z-2.wav",
+                "rec-2026-11-30T16-24-48.123Z.wav",
+                "rec-2024-05-05T05-05-05.005Z.wav",
+                "replay-2020-01-01T00-00-00.000Z.wav",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_folder_too_full_to_count_is_truncated_and_refuses_the_quota() {
+        let d = tempfile::tempdir().unwrap();
+        // Other files first would push phase4's own out of a capped count.
+        for i in 0..=MAX_ENTRIES {
+            std::fs::File::create(d.path().join(format!("j{i}"))).unwrap();
+        }
+        std::fs::write(d.path().join("rec-2026-11-30T16-24-48.123Z.wav"), b"x").unwrap();
+        let l = list(d.path());
+        assert!(l.truncated, "an incomplete scan must say so");
+        let e = usage(d.path()).unwrap_err();
+        assert!(e.contains("more than") && e.contains("max-total-mb"), "{e}");
+        std::fs::remove_file(d.path().join("j0")).unwrap();
+        std::fs::remove_file(d.path().join("j1")).unwrap();
+        assert_eq!(usage(d.path()), Ok(1));
+        assert!(!list(d.path()).truncated);
     }
 
     #[test]

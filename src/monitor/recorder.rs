@@ -206,7 +206,7 @@ impl Recorder {
             return Err("already recording".into());
         }
         let dir = self.folder()?.to_path_buf();
-        let used = files::list(&dir).total_bytes;
+        let used = files::usage(&dir)?;
         self.room_for(&dir, used, 1 << 20)?;
         self.free = files::free_bytes(&dir).unwrap_or(0);
         let (next, seg_id) = {
@@ -368,7 +368,7 @@ impl Recorder {
         if to <= from {
             return Err("nothing captured yet".into());
         }
-        let used = files::list(&dir).total_bytes;
+        let used = files::usage(&dir)?;
         self.room_for(
             &dir,
             used,
@@ -532,7 +532,10 @@ impl Recorder {
             if self.active.is_none() {
                 if let Some(dir) = self.dir.clone() {
                     if dir.is_dir() {
-                        self.used = files::list(&dir).total_bytes;
+                        // The sizes only: no headers are opened each second.
+                        if let Ok(used) = files::usage(&dir) {
+                            self.used = used;
+                        }
                     }
                 }
             }
