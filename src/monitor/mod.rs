@@ -30,6 +30,7 @@ pub mod packet;
 pub mod recorder;
 pub mod tape;
 mod thread;
+pub mod tickets;
 mod wav_out;
 
 use crate::config::Config;
