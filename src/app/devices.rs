@@ -1,7 +1,8 @@
 //! Device listing, probing and switching for control ([`DeviceOps`]).
 //!
-//! Listing and probing run on the control thread (they open PCMs, which can
-//! take a while). Switching is a request to the supervisor, which owns the
+//! Listing runs on the control thread (it opens the sound cards, quickly);
+//! a probe, which listens to every device for a while, on a thread of its
+//! own ([`crate::control::probe`]). Switching is a request to the supervisor, which owns the
 //! capture thread: it stops it, starts one on the new device and rolls back
 //! to the previous one when the new one fails to open.
 
@@ -9,7 +10,7 @@ use crate::capture::alsa::AlsaSource;
 use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
 use crate::control::device::ListedDevice;
-use crate::control::{DeviceItem, DeviceOps};
+use crate::control::{DeviceItem, DeviceOps, Prober};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
@@ -83,67 +84,65 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
     Ok(20.0 * peak.max(1e-8).log10())
 }
 
-impl AppDevices {
-    /// [`DeviceOps::list`]'s work: the hints, the cards opened for what
-    /// they support, every hint opened and listened to with `probe`.
-    fn list_devices(&self, probe: bool) -> Vec<DeviceItem> {
-        use crate::capture::devices::{hints, is_card, probe as capabilities};
-        let now = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        let want = self.audio.sample_rate_hz;
-        hints()
-            .into_iter()
-            .enumerate()
-            .map(|(index, (name, description))| {
-                let card = is_card(&name);
-                let mut item = DeviceItem {
-                    index,
-                    name,
-                    description,
-                    card,
-                    available: true,
-                    default_samplerate: want as f64,
-                    ..Default::default()
-                };
-                if !(card || probe) {
-                    return item;
+/// [`DeviceOps::list`]'s work: the hints, the cards opened for what they
+/// support, every hint opened and listened to with `probe`.
+fn list_devices(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
+    use crate::capture::devices::{hints, is_card, probe as capabilities};
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let want = audio.sample_rate_hz;
+    hints()
+        .into_iter()
+        .enumerate()
+        .map(|(index, (name, description))| {
+            let card = is_card(&name);
+            let mut item = DeviceItem {
+                index,
+                name,
+                description,
+                card,
+                available: true,
+                default_samplerate: want as f64,
+                ..Default::default()
+            };
+            if !(card || probe) {
+                return item;
+            }
+            match capabilities(&item.name) {
+                Ok((channels, rates, formats)) => {
+                    item.max_input_channels = channels.map(|c| c.1).unwrap_or(0);
+                    item.default_samplerate = match rates {
+                        Some((lo, hi)) if (lo..=hi).contains(&want) => want,
+                        Some((_, hi)) => hi,
+                        None => want,
+                    } as f64;
+                    item.formats = formats;
                 }
-                match capabilities(&item.name) {
-                    Ok((channels, rates, formats)) => {
-                        item.max_input_channels = channels.map(|c| c.1).unwrap_or(0);
-                        item.default_samplerate = match rates {
-                            Some((lo, hi)) if (lo..=hi).contains(&want) => want,
-                            Some((_, hi)) => hi,
-                            None => want,
-                        } as f64;
-                        item.formats = formats;
+                Err(e) => {
+                    item.available = false;
+                    item.error = Some(e);
+                }
+            }
+            if probe {
+                match probe_peak_dbfs(audio, &item.name) {
+                    Ok(db) => {
+                        item.probed_signal = Some(db > 20.0 * PROBE_SIGNAL.log10());
+                        item.probed_peak_dbfs = Some(db as f64);
                     }
                     Err(e) => {
-                        item.available = false;
-                        item.error = Some(e);
+                        item.probed_signal = Some(false);
+                        item.error.get_or_insert(e);
                     }
                 }
-                if probe {
-                    match probe_peak_dbfs(&self.audio, &item.name) {
-                        Ok(db) => {
-                            item.probed_signal = Some(db > 20.0 * PROBE_SIGNAL.log10());
-                            item.probed_peak_dbfs = Some(db as f64);
-                        }
-                        Err(e) => {
-                            item.probed_signal = Some(false);
-                            item.error.get_or_insert(e);
-                        }
-                    }
-                    item.probed_at = Some(now());
-                }
-                item
-            })
-            .collect()
-    }
+                item.probed_at = Some(now());
+            }
+            item
+        })
+        .collect()
 }
 
 impl DeviceOps for AppDevices {
@@ -156,7 +155,16 @@ impl DeviceOps for AppDevices {
     /// ([`crate::capture::alsa_log::while_listing`]): each entry carries its
     /// own error for the client that asked.
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
-        crate::capture::alsa_log::while_listing(|| self.list_devices(probe))
+        crate::capture::alsa_log::while_listing(|| list_devices(&self.audio, probe))
+    }
+
+    /// A probe opens every device for [`PROBE_FOR`] (seconds with a few
+    /// cards): it runs on a thread of its own, not on control's.
+    fn prober(&self) -> Option<Prober> {
+        let audio = self.audio.clone();
+        Some(Box::new(move || {
+            crate::capture::alsa_log::while_listing(|| list_devices(&audio, true))
+        }))
     }
 
     fn listed_names(&mut self) -> Vec<String> {

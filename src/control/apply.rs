@@ -5,6 +5,7 @@
 use super::command::{validate, Command, DeviceItem, Response};
 use super::device::{DeviceCatalog, ListedDevice};
 use super::presets::{self, Answer, PresetName, PresetStore};
+use super::probe::ProbeThread;
 use super::{settings, state, Controller, PROBE_REUSE};
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ impl Controller {
             return vec![Response::Error(reason)];
         }
         match cmd {
-            Command::ListDevices { probe } => self.list_devices(probe),
+            Command::ListDevices { probe } => self.list_devices(client, probe),
             Command::Hello => self.hello(),
             Command::SetDevice { index, name } => self.set_device(index, name),
             Command::ListPresets => vec![Response::Presets(self.presets())],
@@ -55,9 +56,26 @@ impl Controller {
         }
     }
 
-    fn list_devices(&mut self, probe: bool) -> Vec<Response> {
+    /// With `probe`, the last probe's listing while it is younger than
+    /// [`PROBE_REUSE`]; otherwise a new probe, answered later by the probe
+    /// thread (no responses now), or made here when there is none.
+    fn list_devices(&mut self, client: u64, probe: bool) -> Vec<Response> {
         let l = if probe {
-            self.probe_listing()
+            self.settle_probe();
+            match (&self.probed, &self.prober) {
+                (Some((at, l)), _) if at.elapsed() < PROBE_REUSE => l.clone(),
+                (_, Some(prober)) => {
+                    return match prober.ask(client) {
+                        Ok(()) => Vec::new(),
+                        Err(e) => vec![Response::Error(e)],
+                    };
+                }
+                (_, None) => {
+                    let l = self.devices.list(true);
+                    self.probed = Some((Instant::now(), l.clone()));
+                    l
+                }
+            }
         } else {
             self.devices.list(false)
         };
@@ -65,15 +83,25 @@ impl Controller {
         vec![Response::Devices(l)]
     }
 
-    /// A new probe, or the last one while it is younger than [`PROBE_REUSE`].
-    fn probe_listing(&mut self) -> Vec<DeviceItem> {
-        match &self.probed {
-            Some((at, l)) if at.elapsed() < PROBE_REUSE => l.clone(),
-            _ => {
-                let l = self.devices.list(true);
-                self.probed = Some((Instant::now(), l.clone()));
-                l
-            }
+    /// Start the probe thread, answering on `replies`; without it (no
+    /// thread could start, or the device layer probes in place) control
+    /// probes itself, as before.
+    pub(super) fn start_prober(&mut self, replies: std::sync::mpsc::Sender<super::Reply>) {
+        let Some(probe) = self.devices.prober() else {
+            return;
+        };
+        match ProbeThread::spawn(probe, replies) {
+            Ok(t) => self.prober = Some(t),
+            Err(e) => log::warn!("devices: no probe thread ({e}); control probes itself"),
+        }
+    }
+
+    /// Take over a probe the probe thread finished: the cache, and the
+    /// listing the meta's device index comes from.
+    pub(super) fn settle_probe(&mut self) {
+        if let Some((at, l)) = self.prober.as_ref().and_then(ProbeThread::take_done) {
+            self.remember_listing(l.clone());
+            self.probed = Some((at, l));
         }
     }
 

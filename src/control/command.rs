@@ -257,7 +257,15 @@ pub trait DeviceOps: Send {
     /// Switch capture to `device`. Returns once the new device delivers, or
     /// with the reason after rolling back to the previous device.
     fn switch(&mut self, device: &ListedDevice) -> Result<(), String>;
+    /// What a probe does (`list(true)`), to run on a thread other than
+    /// control's; `None`: control probes itself.
+    fn prober(&self) -> Option<Prober> {
+        None
+    }
 }
+
+/// A probe listing made off the control thread ([`DeviceOps::prober`]).
+pub type Prober = Box<dyn FnMut() -> Vec<DeviceItem> + Send>;
 
 /// A value outside its range that was replaced by the nearest allowed one.
 #[derive(Clone, Debug, PartialEq)]

@@ -22,11 +22,12 @@ mod apply;
 pub mod command;
 pub mod device;
 pub mod presets;
+pub mod probe;
 pub mod secret;
 mod settings;
 pub mod state;
 
-pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Response};
+pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Prober, Response};
 
 use crate::config::{self, Config};
 use crate::dsp::params::{DspParams, ParamsHub};
@@ -171,6 +172,9 @@ pub struct Controller {
     listing: Option<Vec<DeviceItem>>,
     /// The last listing with probe, and when it was made.
     probed: Option<(Instant, Vec<DeviceItem>)>,
+    /// Where probes run; `None` before [`spawn`] starts it, or without one
+    /// (then control probes itself).
+    prober: Option<probe::ProbeThread>,
     state_dir: Option<PathBuf>,
     presets: Option<PresetStore>,
     debounce: Debounce,
@@ -211,6 +215,7 @@ impl Controller {
             devices,
             listing: None,
             probed: None,
+            prober: None,
             debounce: Debounce::default(),
         }
     }
@@ -328,6 +333,7 @@ pub fn spawn(
             if let Some(p) = controller.presets.as_mut() {
                 p.start_writer(replies.clone());
             }
+            controller.start_prober(replies.clone());
             let _ = replies.send(Reply {
                 client: RELOAD_CLIENT,
                 responses: controller.greeting(),
@@ -374,6 +380,7 @@ pub fn spawn(
                     });
                 }
                 controller.persist(false);
+                controller.settle_probe();
                 if let Some(p) = controller.presets.as_mut() {
                     if controller
                         .shared

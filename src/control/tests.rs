@@ -3,14 +3,25 @@ use super::*;
 
 /// Lists "default" and "hw:CARD=Test,DEV=0"; counts listings with
 /// probe; records every switch; refuses to switch to "default".
+/// With `gate`, each probe waits for a message on it, and probes run on a
+/// probe thread.
 #[derive(Clone, Default)]
 struct FakeDevices {
     switched: Arc<Mutex<Vec<String>>>,
     probes: Arc<AtomicU32>,
+    gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
 }
 impl DeviceOps for FakeDevices {
+    fn prober(&self) -> Option<Prober> {
+        self.gate.as_ref()?;
+        let mut me = self.clone();
+        Some(Box::new(move || me.list(true)))
+    }
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
         if probe {
+            if let Some(gate) = &self.gate {
+                let _ = gate.lock().unwrap().recv();
+            }
             self.probes.fetch_add(1, Ordering::Relaxed);
         }
         self.listed_names()
@@ -113,6 +124,71 @@ fn a_probe_listing_is_reused_for_two_seconds() {
     ctl.probed = ctl.probed.take().map(|(at, l)| (at - PROBE_REUSE, l));
     ctl.handle(Command::ListDevices { probe: true });
     assert_eq!(devices.probes.load(Ordering::Relaxed), 2);
+}
+
+/// A probe takes ~0.3 s per device. It runs on the probe thread: another
+/// client's command is answered while it runs, every client that asked
+/// meanwhile gets the one probe's listing, and control then answers from
+/// it for two seconds.
+#[test]
+fn a_probe_does_not_hold_up_other_clients() {
+    use std::sync::mpsc::channel;
+    let (release, gate) = channel();
+    let devices = FakeDevices {
+        gate: Some(Arc::new(Mutex::new(gate))),
+        ..Default::default()
+    };
+    let (ctl, _) = controller_with(None, devices.clone());
+    let (req_tx, req_rx) = channel();
+    let (rep_tx, rep_rx) = channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = spawn(ctl, req_rx, rep_tx, stop.clone()).unwrap();
+    let ask = |client, command| req_tx.send(Request { client, command }).unwrap();
+    let next = || rep_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(next().client, RELOAD_CLIENT, "the greeting");
+
+    ask(1, Command::ListDevices { probe: true });
+    ask(2, Command::SetFft { enabled: false });
+    ask(3, Command::ListDevices { probe: true });
+    ask(1, Command::ListDevices { probe: true });
+    let r = next();
+    assert_eq!(r.client, 2, "the probe held up another client");
+    assert!(matches!(&r.responses[..], [Response::MetaChanged]));
+    assert!(
+        rep_rx.try_recv().is_err(),
+        "answered before the probe ended"
+    );
+
+    release.send(()).unwrap();
+    let mut answered: Vec<u64> = (0..2)
+        .map(|_| next())
+        .map(|r| {
+            assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
+            r.client
+        })
+        .collect();
+    answered.sort();
+    assert_eq!(answered, [1, 3], "one answer for each client that asked");
+    assert_eq!(
+        devices.probes.load(Ordering::Relaxed),
+        1,
+        "one probe for all"
+    );
+
+    // Within two seconds the same listing comes from control at once.
+    ask(4, Command::ListDevices { probe: true });
+    let r = next();
+    assert_eq!(r.client, 4);
+    assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
+    assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
+    assert!(
+        rep_rx.try_recv().is_err(),
+        "client 1 asked twice, answered once"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    drop(req_tx);
+    thread.join().unwrap();
 }
 
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)
