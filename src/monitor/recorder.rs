@@ -259,8 +259,11 @@ impl Recorder {
         self.hub.update_gate();
         let closed = a.writer.take().map(Writer::finish);
         match (&error, closed) {
-            (Some(e), _) => {
+            (Some(e), closed) => {
                 log::warn!("record: recording stopped: {e}");
+                if let Some(Err(c)) = closed {
+                    log::warn!("record: {c}");
+                }
                 self.last_error = Some(e.clone());
             }
             (None, Some(Err(e))) => {

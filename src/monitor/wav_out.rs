@@ -8,7 +8,7 @@ use super::files::{self, Kind, RecordingName};
 use super::tape::{SampleKind, Segment};
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How often the header is rewritten.
@@ -23,8 +23,11 @@ pub const HEADER_MAX: u64 = 68;
 /// An open WAV file being written.
 pub(super) struct Writer {
     wav: hound::WavWriter<BufWriter<File>>,
-    /// The file's name.
+    /// The file's name, and its path.
     pub(super) name: RecordingName,
+    path: PathBuf,
+    /// The header's length.
+    header: u64,
     kind: SampleKind,
     /// Its sample rate.
     pub(super) rate: u32,
@@ -77,6 +80,8 @@ impl Writer {
         })?;
         Ok(Writer {
             wav,
+            path: dir.join(name.as_str()),
+            header,
             name,
             kind: seg.kind,
             rate: seg.rate,
@@ -112,18 +117,118 @@ impl Writer {
         self.frames as f64 / self.rate.max(1) as f64
     }
 
+    /// Close the file with its header up to date. When that fails (a full
+    /// disk: the samples still buffered cannot be written, and hound's
+    /// header update flushes them first), the header is made to count the
+    /// whole frames that did reach the disk ([`count_what_is_on_disk`]).
     pub(super) fn finish(self) -> Result<RecordingName, String> {
-        let name = self.name;
-        self.wav
-            .finalize()
-            .map_err(|e| format!("closing {name} failed: {e}"))?;
-        Ok(name)
+        let Writer {
+            wav,
+            name,
+            path,
+            header,
+            kind,
+            ..
+        } = self;
+        let Err(e) = wav.finalize() else {
+            return Ok(name);
+        };
+        let kept = count_what_is_on_disk(&path, header, kind.bytes() as u64)
+            .map(|frames| format!("its header counts the {frames} frames on disk"))
+            .unwrap_or_else(|e| format!("its header could not be brought up to date: {e}"));
+        Err(format!("closing {name} failed: {e}; {kept}"))
     }
+}
+
+/// Make the header of the WAV at `path` (a header of `header` bytes as
+/// hound writes it: RIFF size at byte 4, the data chunk's size in its last
+/// four bytes, nothing after the data) count every whole frame of
+/// `frame_bytes` in the file, cutting a partly written last frame.
+///
+/// hound brings the header up to date at each [`CHECKPOINT`]; after a write
+/// failed (a full disk) the samples written since are on disk but not
+/// counted, and a player stops at the last checkpoint (up to a second
+/// early). Both fields are overwritten in place, which needs no free
+/// space. Returns the frames now counted.
+fn count_what_is_on_disk(path: &Path, header: u64, frame_bytes: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    if header < 44 || len < header || frame_bytes == 0 {
+        return Err(std::io::Error::other("not a header this writer made"));
+    }
+    let data = (len - header) / frame_bytes * frame_bytes;
+    let riff = u32::try_from(header + data - 8).map_err(std::io::Error::other)?;
+    f.set_len(header + data)?;
+    f.write_all_at(&riff.to_le_bytes(), 4)?;
+    f.write_all_at(&(data as u32).to_le_bytes(), header - 4)?;
+    f.sync_data()?;
+    Ok(data / frame_bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Samples that reached the disk after the last checkpoint (the state a
+    /// full disk leaves) are counted by the header afterwards, and a partly
+    /// written last frame is cut, for every sample format.
+    #[test]
+    fn the_header_is_made_to_count_the_frames_on_disk() {
+        let d = tempfile::tempdir().unwrap();
+        for (i, kind) in [SampleKind::S16, SampleKind::S24, SampleKind::F32]
+            .into_iter()
+            .enumerate()
+        {
+            let seg = Segment {
+                id: i as u64,
+                rate: 48_000,
+                kind,
+                start: 0,
+            };
+            let mut w = Writer::create(d.path(), Kind::Recording, seg, 0).unwrap();
+            let (path, header) = (w.path.clone(), w.header);
+            let bps = kind.bytes();
+            let mut tape = vec![0u8; 1500 * bps];
+            for (j, s) in tape.chunks_exact_mut(bps).enumerate() {
+                kind.encode((j as f32 * 0.01).sin() * 0.5, s);
+            }
+            w.write(&tape[..1000 * bps], 1000).unwrap();
+            w.finish().unwrap();
+            // 500 frames more and part of one, not counted by the header.
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, &tape[1000 * bps..]).unwrap();
+            std::io::Write::write_all(&mut f, &tape[..bps - 1]).unwrap();
+            drop(f);
+            assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 1000);
+
+            assert_eq!(
+                count_what_is_on_disk(&path, header, bps as u64).unwrap(),
+                1500
+            );
+            let r = hound::WavReader::open(&path).unwrap();
+            assert_eq!(r.duration(), 1500, "{kind:?}");
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                header + 1500 * bps as u64
+            );
+            let raw = std::fs::read(&path).unwrap();
+            assert_eq!(&raw[header as usize..], &tape[..], "{kind:?}: the samples");
+            let riff = u32::from_le_bytes(raw[4..8].try_into().unwrap()) as usize;
+            assert_eq!(riff, raw.len() - 8, "{kind:?}");
+        }
+        // A file that is not one of ours is left alone.
+        let p = d.path().join("short.wav");
+        std::fs::write(&p, b"RIFF").unwrap();
+        assert!(count_what_is_on_disk(&p, 44, 2).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"RIFF");
+    }
 
     /// What the quota counts is what lands on disk: `bytes` is the file's
     /// length at every step, and no header is larger than [`HEADER_MAX`]

@@ -227,6 +227,12 @@ def test_quota_and_a_full_disk_stop_recording_not_the_pipeline(make_server, bina
         assert listing["state"]["used_bytes"] <= 1 << 20
     # The file is closed with a valid header: its length reads back.
     assert items[0]["seconds"] > 0.5
+    if case == "full-disk":
+        # and the header counts every frame that reached the disk (it was
+        # left at the last one-second checkpoint: up to 192 kB on disk that
+        # a player never reached); only the 68-byte float header is not audio.
+        frames = round(items[0]["seconds"] * items[0]["sample_rate"])
+        assert items[0]["bytes"] - frames * 4 == 68, items[0]
 
 
 def test_a_symlinked_recordings_folder_is_refused_not_followed(make_server, music_wav, tmp_path):
