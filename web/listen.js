@@ -220,7 +220,8 @@ export class Listen {
       el("span", { textContent: `${it.name} · ${it.seconds.toFixed(1)} s · ${it.bits} bit · ${(it.bytes / 1048576).toFixed(1)} MiB`, title: it.name }),
       el("button", { type: "button", textContent: "Download", onclick: () => this.send({ type: "download_recording", name: it.name }) }),
       el("button", { type: "button", textContent: "Delete", onclick: () => { if (confirm(`Delete ${it.name}?`)) this.send({ type: "delete_recording", name: it.name }); } }))));
-    if (!msg.items.length) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
+    if (msg.truncated) this.list.append(el("li", { className: "hint", textContent: `only the newest ${msg.items.length} are listed` }));
+    if (!msg.items.length && !msg.truncated) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
   }
 
   // Watch only (no token, or the page was locked): the server lists

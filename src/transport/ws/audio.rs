@@ -11,6 +11,7 @@
 //! its preset through the client's bounded frame queue, so a slow listener
 //! loses its oldest frames and nobody else notices.
 
+use super::server::answers::bounded_list;
 use super::server::Broadcaster;
 use crate::monitor::files::{Listing, TICKET_LIFETIME};
 use crate::monitor::recorder::{RecCommand, RecMsg, RecRequest};
@@ -151,25 +152,32 @@ impl AudioOutbound {
     }
 }
 
+/// The `recordings` message: newest first, as many as fit in
+/// 64 KiB like the other lists (1000 items with long names made
+/// about 118 KB, sent to every authorized client after every recorder
+/// command).
 fn listing_json(l: Listing, state: RecorderStatus) -> String {
-    let items = l
-        .items
-        .into_iter()
-        .map(|i| RecordingJson {
+    let state_bytes = serde_json::to_string(&state).map_or(0, |s| s.len());
+    bounded_list(
+        &l.items,
+        state_bytes,
+        |i| RecordingJson {
             kind: i.name.kind().name(),
             name: i.name.to_string(),
             bytes: i.bytes,
             seconds: i.seconds,
             sample_rate: i.sample_rate,
             bits: i.bits,
-        })
-        .collect();
-    AudioOutbound::Recordings {
-        items,
-        truncated: l.truncated,
-        state,
-    }
-    .to_json()
+        },
+        |items, cut| {
+            AudioOutbound::Recordings {
+                items,
+                truncated: cut || l.truncated,
+                state: state.clone(),
+            }
+            .to_json()
+        },
+    )
 }
 
 fn render(msg: RecMsg) -> String {
@@ -377,5 +385,53 @@ impl Broadcaster {
             encode_s: c.encode_ns.load(Ordering::Relaxed) as f64 / 1e9,
             recording: Some(link.hub.recorder_status()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::files::{Kind, RecordingItem, RecordingName, MAX_LISTED};
+
+    /// A full folder's listing (1000 names, a long error in the state) fits
+    /// the 64 KiB the other lists are cut to, keeps the newest first and
+    /// says it was cut; a short one is whole.
+    #[test]
+    fn the_recordings_listing_is_cut_like_the_other_lists() {
+        let items: Vec<RecordingItem> = (0..MAX_LISTED)
+            .map(|i| RecordingItem {
+                name: RecordingName::for_capture(
+                    Kind::Recording,
+                    1_700_000_000_000_000_000 - i as i128 * 1_000_000_000,
+                    |_| false,
+                ),
+                bytes: 1 << 30,
+                seconds: 3_599.999_999,
+                sample_rate: 192_000,
+                bits: 24,
+            })
+            .collect();
+        let state = RecorderStatus {
+            error: Some("e".repeat(4000)),
+            ..Default::default()
+        };
+        let listing = |n: usize| Listing {
+            items: items[..n].to_vec(),
+            ..Default::default()
+        };
+        let json = listing_json(listing(MAX_LISTED), state.clone());
+        assert!(json.len() <= 64 * 1024, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["state"]["error"].as_str().unwrap().len(), 4000);
+        let listed = v["items"].as_array().unwrap();
+        assert!(listed.len() > 300, "{}", listed.len());
+        for (j, i) in listed.iter().zip(&items) {
+            assert_eq!(j["name"], i.name.to_string(), "newest first, in order");
+        }
+
+        let v: serde_json::Value = serde_json::from_str(&listing_json(listing(10), state)).unwrap();
+        assert_eq!(v["truncated"], false);
+        assert_eq!(v["items"].as_array().unwrap().len(), 10);
     }
 }

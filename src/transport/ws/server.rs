@@ -38,7 +38,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
-mod answers;
+pub(super) mod answers;
 mod frames;
 
 /// How often `server_status` goes out.

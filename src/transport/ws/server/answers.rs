@@ -101,6 +101,7 @@ impl Broadcaster {
 fn devices_json(items: &[DeviceItem]) -> String {
     bounded_list(
         items,
+        0,
         |d| p::DeviceJson::from(d),
         |items, truncated| Outbound::Devices { items, truncated }.to_json(),
     )
@@ -111,6 +112,7 @@ fn devices_json(items: &[DeviceItem]) -> String {
 fn presets_json(list: &PresetList) -> String {
     bounded_list(
         &list.items,
+        0,
         |i| p::PresetJson {
             name: i.name.clone(),
             saved_at: p::local_time(i.saved_at, "%Y-%m-%d %H:%M"),
@@ -126,14 +128,16 @@ fn presets_json(list: &PresetList) -> String {
 }
 
 /// The JSON of a list message built by `make(items, truncated)`, with as
-/// many items as fit in [`MAX_LIST_BYTES`].
-fn bounded_list<T, J: serde::Serialize>(
+/// many items as fit in [`MAX_LIST_BYTES`] beside `other_bytes` of fields
+/// that are not items.
+pub(in crate::transport::ws) fn bounded_list<T, J: serde::Serialize>(
     items: &[T],
+    other_bytes: usize,
     convert: impl Fn(&T) -> J,
     make: impl Fn(Vec<J>, bool) -> String,
 ) -> String {
     let mut out = Vec::with_capacity(items.len());
-    let mut bytes = 256;
+    let mut bytes = 256 + other_bytes;
     for item in items {
         let j = convert(item);
         bytes += serde_json::to_string(&j).map(|s| s.len() + 1).unwrap_or(0);
