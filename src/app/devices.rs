@@ -2,15 +2,17 @@
 //!
 //! Listing runs on the control thread (it opens the sound cards, quickly);
 //! a probe, which listens to every device for a while, on a thread of its
-//! own ([`crate::control::probe`]). Switching is a request to the supervisor, which owns the
-//! capture thread: it stops it, starts one on the new device and rolls back
-//! to the previous one when the new one fails to open.
+//! own ([`crate::control::probe`]). Switching is a request to the
+//! supervisor, which owns the capture thread: it stops it, starts one on
+//! the new device and rolls back to the previous one when the new one
+//! fails to open; control takes the outcome when it comes, without
+//! waiting for it.
 
 use crate::capture::alsa::AlsaSource;
 use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
 use crate::control::device::ListedDevice;
-use crate::control::{DeviceItem, DeviceOps, Prober};
+use crate::control::{DeviceItem, DeviceOps, Prober, SwitchOutcome};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
@@ -20,8 +22,6 @@ use std::time::{Duration, Instant};
 const PROBE_FOR: Duration = Duration::from_millis(300);
 /// Peak above which a probe counts as signal (about −70 dBFS).
 const PROBE_SIGNAL: f32 = 3.2e-4;
-/// Longest a switch may take before control gives up waiting.
-const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
 /// A device switch asked of the supervisor. The name is a
 /// [`ListedDevice`]: one phase4 listed or the configuration names.
@@ -171,7 +171,7 @@ impl DeviceOps for AppDevices {
         listed_names()
     }
 
-    fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
+    fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String> {
         let (tx, rx): (Sender<Result<(), String>>, Receiver<_>) = std::sync::mpsc::channel();
         self.switches
             .send(SwitchRequest {
@@ -179,7 +179,6 @@ impl DeviceOps for AppDevices {
                 reply: tx,
             })
             .map_err(|_| "the service is stopping".to_string())?;
-        rx.recv_timeout(SWITCH_WAIT)
-            .map_err(|_| "the supervisor did not answer in time".to_string())?
+        Ok(rx)
     }
 }

@@ -6,7 +6,8 @@ use super::command::{validate, Command, DeviceItem, Response};
 use super::device::{DeviceCatalog, ListedDevice};
 use super::presets::{self, Answer, PresetName, PresetStore};
 use super::probe::ProbeThread;
-use super::{settings, state, Controller, PROBE_REUSE};
+use super::{settings, state, Controller, PendingSwitch, PROBE_REUSE, SWITCH_WAIT};
+use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
 
 impl Controller {
@@ -19,7 +20,7 @@ impl Controller {
         match cmd {
             Command::ListDevices { probe } => self.list_devices(client, probe),
             Command::Hello => self.hello(),
-            Command::SetDevice { index, name } => self.set_device(index, name),
+            Command::SetDevice { index, name } => self.set_device(client, index, name),
             Command::ListPresets => vec![Response::Presets(self.presets())],
             Command::SavePreset { name } => self.save_preset(client, &name),
             Command::DeletePreset { name } => self.delete_preset(client, &name),
@@ -167,7 +168,12 @@ impl Controller {
         self.listing = Some(l);
     }
 
-    fn set_device(&mut self, index: Option<i64>, name: Option<String>) -> Vec<Response> {
+    fn set_device(
+        &mut self,
+        client: u64,
+        index: Option<i64>,
+        name: Option<String>,
+    ) -> Vec<Response> {
         let name = match (name, index) {
             (Some(n), _) => n,
             (None, Some(i)) => {
@@ -196,16 +202,60 @@ impl Controller {
                 return vec![Response::Error(format!("cannot switch: {e}"))];
             }
         };
-        self.switch_to(device)
+        self.switch_to(client, device)
     }
 
-    fn switch_to(&mut self, device: ListedDevice) -> Vec<Response> {
-        if let Err(e) = self.devices.switch(&device) {
+    /// Hand the switch to the supervisor. The answer comes when it is done
+    /// ([`Self::settle_switch`]): now, if it already is.
+    fn switch_to(&mut self, client: u64, device: ListedDevice) -> Vec<Response> {
+        if let Some(p) = &self.switching {
             return vec![Response::Error(format!(
-                "cannot switch to {:?}: {e}; kept the previous device",
-                device.as_str()
+                "a switch to {:?} is under way; try again when it is done",
+                p.device.as_str()
             ))];
         }
+        let outcome = match self.devices.switch(&device) {
+            Ok(o) => o,
+            Err(e) => return vec![switch_failed(&device, &e)],
+        };
+        self.switching = Some(PendingSwitch {
+            client,
+            device,
+            outcome,
+            deadline: Instant::now() + SWITCH_WAIT,
+        });
+        match self.settle_switch() {
+            Some((_, responses)) => responses,
+            None => Vec::new(),
+        }
+    }
+
+    /// The client and the answers of a switch that ended (or that the
+    /// supervisor did not answer within [`SWITCH_WAIT`]); `None` while it
+    /// runs, or when none does.
+    pub(super) fn settle_switch(&mut self) -> Option<(u64, Vec<Response>)> {
+        let p = self.switching.as_ref()?;
+        let outcome = match p.outcome.try_recv() {
+            Ok(o) => o,
+            Err(TryRecvError::Empty) if Instant::now() < p.deadline => return None,
+            Err(TryRecvError::Empty) => Err("the supervisor did not answer in time".into()),
+            Err(TryRecvError::Disconnected) => Err("the service is stopping".into()),
+        };
+        let PendingSwitch { client, device, .. } = self.switching.take()?;
+        let responses = match outcome {
+            Ok(()) => self.switched_to(device),
+            Err(e) => vec![switch_failed(&device, &e)],
+        };
+        Some((client, responses))
+    }
+
+    /// Whether a switch waits for its outcome.
+    pub(super) fn switch_pending(&self) -> bool {
+        self.switching.is_some()
+    }
+
+    /// Capture runs on `device` now: keep it in the state and tell everyone.
+    fn switched_to(&mut self, device: ListedDevice) -> Vec<Response> {
         {
             let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
             d.1 = device.to_string();
@@ -235,6 +285,14 @@ impl Controller {
             .map(PresetStore::list)
             .unwrap_or_default()
     }
+}
+
+/// The answer to a switch that did not happen.
+fn switch_failed(device: &ListedDevice, why: &str) -> Response {
+    Response::Error(format!(
+        "cannot switch to {:?}: {why}; kept the previous device",
+        device.as_str()
+    ))
 }
 
 /// The responses for a save or delete: the list when it is done now, the

@@ -254,15 +254,20 @@ pub trait DeviceOps: Send {
     /// The capture PCM names phase4 itself enumerates (without opening
     /// them): with the configured device, the only ones a client may pick.
     fn listed_names(&mut self) -> Vec<String>;
-    /// Switch capture to `device`. Returns once the new device delivers, or
-    /// with the reason after rolling back to the previous device.
-    fn switch(&mut self, device: &ListedDevice) -> Result<(), String>;
+    /// Ask for capture to switch to `device`. The outcome arrives on the
+    /// returned channel once the new device delivers, or with the reason
+    /// after rolling back to the previous device (control does not wait for
+    /// it: a switch to a device that never delivers takes seconds).
+    fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String>;
     /// What a probe does (`list(true)`), to run on a thread other than
     /// control's; `None`: control probes itself.
     fn prober(&self) -> Option<Prober> {
         None
     }
 }
+
+/// Where the outcome of a switch arrives ([`DeviceOps::switch`]).
+pub type SwitchOutcome = std::sync::mpsc::Receiver<Result<(), String>>;
 
 /// A probe listing made off the control thread ([`DeviceOps::prober`]).
 pub type Prober = Box<dyn FnMut() -> Vec<DeviceItem> + Send>;

@@ -2,9 +2,11 @@
 //! through the parameter handoff ([`ParamsHub::publish`]), and persisting
 //! state and presets.
 //!
-//! The [`Controller`] runs on its own thread (`p4-control`), so a slow
-//! command (a device probe, a device switch that waits for the new device)
-//! never holds up the WebSocket broadcaster. Everything a client may read
+//! The [`Controller`] runs on its own thread (`p4-control`), so no command
+//! holds up the WebSocket broadcaster; and the slow ones (a device probe,
+//! a device switch that waits for the new device) run elsewhere
+//! ([`probe`], the supervisor) and are answered when they end, so they do
+//! not hold up other clients' commands either. Everything a client may read
 //! about the settings is published in [`Shared`] before the answer goes out,
 //! so the meta that follows a change already shows it.
 //!
@@ -27,7 +29,9 @@ pub mod secret;
 mod settings;
 pub mod state;
 
-pub use command::{clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Prober, Response};
+pub use command::{
+    clamp, validate, Clamped, Command, DeviceItem, DeviceOps, Prober, Response, SwitchOutcome,
+};
 
 use crate::config::{self, Config};
 use crate::dsp::params::{DspParams, ParamsHub};
@@ -175,6 +179,8 @@ pub struct Controller {
     /// Where probes run; `None` before [`spawn`] starts it, or without one
     /// (then control probes itself).
     prober: Option<probe::ProbeThread>,
+    /// A device switch the supervisor has not answered yet.
+    switching: Option<PendingSwitch>,
     state_dir: Option<PathBuf>,
     presets: Option<PresetStore>,
     debounce: Debounce,
@@ -183,6 +189,21 @@ pub struct Controller {
     /// thread writes it itself).
     writer: Option<StateWriter>,
 }
+
+/// A device switch handed to the supervisor, and who asked for it.
+struct PendingSwitch {
+    client: u64,
+    device: device::ListedDevice,
+    outcome: SwitchOutcome,
+    /// When control stops waiting for the outcome.
+    deadline: Instant,
+}
+
+/// Longest control waits for the outcome of a switch (the supervisor's own
+/// limit, 3 s to open and 3 s to roll back, is well inside it).
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
+/// How often control looks for a switch's outcome while one runs.
+const SWITCH_POLL: Duration = Duration::from_millis(5);
 
 /// A probe listing younger than this is answered again instead of opening
 /// every device once more (a probe takes ~0.3 s per device).
@@ -216,6 +237,7 @@ impl Controller {
             listing: None,
             probed: None,
             prober: None,
+            switching: None,
             debounce: Debounce::default(),
         }
     }
@@ -339,11 +361,14 @@ pub fn spawn(
                 responses: controller.greeting(),
             });
             loop {
-                let wait = controller
+                let mut wait = controller
                     .next_write()
                     .map(|d| d.saturating_duration_since(Instant::now()))
                     .unwrap_or(Duration::from_millis(200))
                     .min(Duration::from_millis(200));
+                if controller.switch_pending() {
+                    wait = wait.min(SWITCH_POLL);
+                }
                 match requests.recv_timeout(wait) {
                     Ok(req) => {
                         let responses = controller.handle_for(req.client, req.command);
@@ -378,6 +403,9 @@ pub fn spawn(
                         client: RELOAD_CLIENT,
                         responses,
                     });
+                }
+                if let Some((client, responses)) = controller.settle_switch() {
+                    let _ = replies.send(Reply { client, responses });
                 }
                 controller.persist(false);
                 controller.settle_probe();

@@ -10,6 +10,7 @@ struct FakeDevices {
     switched: Arc<Mutex<Vec<String>>>,
     probes: Arc<AtomicU32>,
     gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
+    switch_gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
 }
 impl DeviceOps for FakeDevices {
     fn prober(&self) -> Option<Prober> {
@@ -37,13 +38,26 @@ impl DeviceOps for FakeDevices {
     fn listed_names(&mut self) -> Vec<String> {
         vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
     }
-    fn switch(&mut self, device: &ListedDevice) -> Result<(), String> {
+    fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String> {
         self.switched.lock().unwrap().push(device.to_string());
-        if device.as_str() == "default" {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let outcome = if device.as_str() == "default" {
             Err("default is not there".into())
         } else {
             Ok(())
+        };
+        match &self.switch_gate {
+            // The outcome comes when the test says so.
+            Some(gate) => {
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    let _ = gate.lock().unwrap().recv();
+                    let _ = tx.send(outcome);
+                });
+            }
+            None => tx.send(outcome).unwrap(),
         }
+        Ok(rx)
     }
 }
 
@@ -185,6 +199,90 @@ fn a_probe_does_not_hold_up_other_clients() {
         rep_rx.try_recv().is_err(),
         "client 1 asked twice, answered once"
     );
+
+    stop.store(true, Ordering::Relaxed);
+    drop(req_tx);
+    thread.join().unwrap();
+}
+
+/// A switch waits for the new device to deliver (seconds, for one that
+/// never does). Control does not wait with it: another client's command is
+/// answered meanwhile, a second switch is refused while one runs, and the
+/// client that asked is answered when the outcome comes.
+#[test]
+fn a_switch_does_not_hold_up_other_clients() {
+    use std::sync::mpsc::channel;
+    let (release, gate) = channel();
+    let devices = FakeDevices {
+        switch_gate: Some(Arc::new(Mutex::new(gate))),
+        ..Default::default()
+    };
+    let (ctl, _) = controller_with(None, devices.clone());
+    let shared = ctl.shared.clone();
+    let (req_tx, req_rx) = channel();
+    let (rep_tx, rep_rx) = channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = spawn(ctl, req_rx, rep_tx, stop.clone()).unwrap();
+    let ask = |client, command| req_tx.send(Request { client, command }).unwrap();
+    let next = || rep_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(next().client, RELOAD_CLIENT, "the greeting");
+    let switch = |name: &str| Command::SetDevice {
+        index: None,
+        name: Some(name.into()),
+    };
+
+    ask(1, switch("hw:CARD=Test,DEV=0"));
+    ask(2, Command::SetFft { enabled: false });
+    ask(3, switch("plughw:CARD=Configured"));
+    let r = next();
+    assert_eq!(r.client, 2, "the switch held up another client");
+    assert!(matches!(&r.responses[..], [Response::MetaChanged]));
+    let r = next();
+    assert_eq!(r.client, 3);
+    assert!(
+        matches!(&r.responses[..], [Response::Error(e)] if e.contains("under way")),
+        "{:?}",
+        r.responses
+    );
+    assert!(
+        rep_rx.try_recv().is_err(),
+        "answered before the switch ended"
+    );
+    assert_eq!(
+        shared.device().1,
+        "plughw:CARD=Configured",
+        "not switched yet"
+    );
+
+    release.send(()).unwrap();
+    let r = next();
+    assert_eq!(r.client, 1);
+    assert!(
+        matches!(
+            &r.responses[..],
+            [Response::MetaChanged, Response::DevicesChanged(_)]
+        ),
+        "{:?}",
+        r.responses
+    );
+    assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
+    assert_eq!(
+        *devices.switched.lock().unwrap(),
+        vec!["hw:CARD=Test,DEV=0"],
+        "the refused switch never reached the devices"
+    );
+
+    // A failed switch is answered with its reason, and the next may start.
+    ask(4, switch("default"));
+    release.send(()).unwrap();
+    let r = next();
+    assert_eq!(r.client, 4);
+    assert!(
+        matches!(&r.responses[..], [Response::Error(e)] if e.contains("default is not there")),
+        "{:?}",
+        r.responses
+    );
+    assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
 
     stop.store(true, Ordering::Relaxed);
     drop(req_tx);
