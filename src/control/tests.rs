@@ -140,6 +140,57 @@ fn a_probe_listing_is_reused_for_two_seconds() {
     assert_eq!(devices.probes.load(Ordering::Relaxed), 2);
 }
 
+/// The control thread running a controller, as the service runs it.
+struct Running {
+    requests: Option<std::sync::mpsc::Sender<Request>>,
+    replies: std::sync::mpsc::Receiver<Reply>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Start it and take its greeting.
+    fn start(ctl: Controller) -> Self {
+        let (req_tx, req_rx) = std::sync::mpsc::channel();
+        let (rep_tx, replies) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn(ctl, req_rx, rep_tx, stop.clone()).unwrap();
+        let c = Running {
+            requests: Some(req_tx),
+            replies,
+            stop,
+            thread: Some(thread),
+        };
+        assert_eq!(c.next().client, RELOAD_CLIENT, "the greeting");
+        c
+    }
+
+    fn ask(&self, client: u64, command: Command) {
+        let req = Request { client, command };
+        self.requests.as_ref().unwrap().send(req).unwrap();
+    }
+
+    /// The next reply (within 10 s).
+    fn next(&self) -> Reply {
+        self.replies.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    /// Whether no reply waits.
+    fn quiet(&self) -> bool {
+        self.replies.try_recv().is_err()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.requests.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A probe takes ~0.3 s per device. It runs on the probe thread: another
 /// client's command is answered while it runs, every client that asked
 /// meanwhile gets the one probe's listing, and control then answers from
@@ -153,13 +204,8 @@ fn a_probe_does_not_hold_up_other_clients() {
         ..Default::default()
     };
     let (ctl, _) = controller_with(None, devices.clone());
-    let (req_tx, req_rx) = channel();
-    let (rep_tx, rep_rx) = channel();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = spawn(ctl, req_rx, rep_tx, stop.clone()).unwrap();
-    let ask = |client, command| req_tx.send(Request { client, command }).unwrap();
-    let next = || rep_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(next().client, RELOAD_CLIENT, "the greeting");
+    let c = Running::start(ctl);
+    let (ask, next) = (|client, command| c.ask(client, command), || c.next());
 
     ask(1, Command::ListDevices { probe: true });
     ask(2, Command::SetFft { enabled: false });
@@ -168,10 +214,7 @@ fn a_probe_does_not_hold_up_other_clients() {
     let r = next();
     assert_eq!(r.client, 2, "the probe held up another client");
     assert!(matches!(&r.responses[..], [Response::MetaChanged]));
-    assert!(
-        rep_rx.try_recv().is_err(),
-        "answered before the probe ended"
-    );
+    assert!(c.quiet(), "answered before the probe ended");
 
     release.send(()).unwrap();
     let mut answered: Vec<u64> = (0..2)
@@ -195,14 +238,7 @@ fn a_probe_does_not_hold_up_other_clients() {
     assert_eq!(r.client, 4);
     assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
     assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
-    assert!(
-        rep_rx.try_recv().is_err(),
-        "client 1 asked twice, answered once"
-    );
-
-    stop.store(true, Ordering::Relaxed);
-    drop(req_tx);
-    thread.join().unwrap();
+    assert!(c.quiet(), "client 1 asked twice, answered once");
 }
 
 /// A switch waits for the new device to deliver (seconds, for one that
@@ -219,13 +255,8 @@ fn a_switch_does_not_hold_up_other_clients() {
     };
     let (ctl, _) = controller_with(None, devices.clone());
     let shared = ctl.shared.clone();
-    let (req_tx, req_rx) = channel();
-    let (rep_tx, rep_rx) = channel();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = spawn(ctl, req_rx, rep_tx, stop.clone()).unwrap();
-    let ask = |client, command| req_tx.send(Request { client, command }).unwrap();
-    let next = || rep_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(next().client, RELOAD_CLIENT, "the greeting");
+    let c = Running::start(ctl);
+    let (ask, next) = (|client, command| c.ask(client, command), || c.next());
     let switch = |name: &str| Command::SetDevice {
         index: None,
         name: Some(name.into()),
@@ -244,10 +275,7 @@ fn a_switch_does_not_hold_up_other_clients() {
         "{:?}",
         r.responses
     );
-    assert!(
-        rep_rx.try_recv().is_err(),
-        "answered before the switch ended"
-    );
+    assert!(c.quiet(), "answered before the switch ended");
     assert_eq!(
         shared.device().1,
         "plughw:CARD=Configured",
@@ -283,10 +311,6 @@ fn a_switch_does_not_hold_up_other_clients() {
         r.responses
     );
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
-
-    stop.store(true, Ordering::Relaxed);
-    drop(req_tx);
-    thread.join().unwrap();
 }
 
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)

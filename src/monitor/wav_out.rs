@@ -173,29 +173,38 @@ fn count_what_is_on_disk(path: &Path, header: u64, frame_bytes: u64) -> std::io:
 mod tests {
     use super::*;
 
+    /// For each sample format: a new recording in `dir` and `frames` frames
+    /// of a sine in that format's tape bytes.
+    fn every_format(dir: &Path, frames: usize) -> Vec<(SampleKind, Writer, Vec<u8>)> {
+        [SampleKind::S16, SampleKind::S24, SampleKind::F32]
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let seg = Segment {
+                    id: i as u64,
+                    rate: 48_000,
+                    kind,
+                    start: 0,
+                };
+                let w = Writer::create(dir, Kind::Recording, seg, 0).unwrap();
+                let mut tape = vec![0u8; frames * kind.bytes()];
+                for (j, s) in tape.chunks_exact_mut(kind.bytes()).enumerate() {
+                    kind.encode((j as f32 * 0.01).sin() * 0.5, s);
+                }
+                (kind, w, tape)
+            })
+            .collect()
+    }
+
     /// Samples that reached the disk after the last checkpoint (the state a
     /// full disk leaves) are counted by the header afterwards, and a partly
     /// written last frame is cut, for every sample format.
     #[test]
     fn the_header_is_made_to_count_the_frames_on_disk() {
         let d = tempfile::tempdir().unwrap();
-        for (i, kind) in [SampleKind::S16, SampleKind::S24, SampleKind::F32]
-            .into_iter()
-            .enumerate()
-        {
-            let seg = Segment {
-                id: i as u64,
-                rate: 48_000,
-                kind,
-                start: 0,
-            };
-            let mut w = Writer::create(d.path(), Kind::Recording, seg, 0).unwrap();
+        for (kind, mut w, tape) in every_format(d.path(), 1500) {
             let (path, header) = (w.path.clone(), w.header);
             let bps = kind.bytes();
-            let mut tape = vec![0u8; 1500 * bps];
-            for (j, s) in tape.chunks_exact_mut(bps).enumerate() {
-                kind.encode((j as f32 * 0.01).sin() * 0.5, s);
-            }
             w.write(&tape[..1000 * bps], 1000).unwrap();
             w.finish().unwrap();
             // 500 frames more and part of one, not counted by the header.
@@ -237,25 +246,11 @@ mod tests {
     #[test]
     fn bytes_is_the_files_length_header_included() {
         let d = tempfile::tempdir().unwrap();
-        for (i, kind) in [SampleKind::S16, SampleKind::S24, SampleKind::F32]
-            .into_iter()
-            .enumerate()
-        {
-            let seg = Segment {
-                id: i as u64,
-                rate: 48_000,
-                kind,
-                start: 0,
-            };
-            let mut w = Writer::create(d.path(), Kind::Recording, seg, 0).unwrap();
+        for (kind, mut w, tape) in every_format(d.path(), 1000) {
             let path = d.path().join(w.name.as_str());
             let header = std::fs::metadata(&path).unwrap().len();
             assert_eq!(w.bytes, header, "{kind:?}");
             assert!((44..=HEADER_MAX).contains(&header), "{kind:?}: {header}");
-            let mut tape = vec![0u8; 1000 * kind.bytes()];
-            for (j, s) in tape.chunks_exact_mut(kind.bytes()).enumerate() {
-                kind.encode((j as f32 * 0.01).sin() * 0.5, s);
-            }
             w.write(&tape, 1000).unwrap();
             w.write(&tape, 321).unwrap();
             let bytes = w.bytes;
