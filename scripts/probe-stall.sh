@@ -6,13 +6,23 @@
 # One WebSocket client asks for `list_devices` with `probe`, three times;
 # meanwhile another moves a setting every 50 ms and times each answer.
 # Prints those times without a probe and during each probe.
-#   scripts/probe-stall.sh [BINARY]   (default: builds target/release/phase4)
+#   scripts/probe-stall.sh [--check] [BINARY]
+#       (default: builds target/release/phase4)
+# --check (the `jack` suite of scripts/test.sh): PASS when each probe was
+# answered and the other client got at least 5 answers while each ran (one
+# every 50 ms makes about 40; a probe on control's thread allowed 1), else
+# FAIL and exit 1. A count, not a time: a loaded machine cannot fail it.
 # Needs jackd2 and libasound2-plugins (installed when missing; root or
 # sudo). 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/jack-clock.sh
+check=""
+if [ "${1:-}" = "--check" ]; then
+    check="--check"
+    shift
+fi
 bin=${1:-}
 if [ -z "$bin" ]; then
     cargo build --release --quiet
@@ -52,4 +62,4 @@ dir = "$work/state"
 EOT
 "$bin" --config "$work/p4.toml" >"$work/p4.log" 2>&1 &
 pid=$!
-python3 scripts/lib/probe_stall.py "ws://127.0.0.1:$ws" || { tail -20 "$work/p4.log" >&2; exit 1; }
+python3 scripts/lib/probe_stall.py "ws://127.0.0.1:$ws" $check || { tail -20 "$work/p4.log" >&2; exit 1; }

@@ -1,6 +1,8 @@
 """Client side of scripts/probe-stall.sh: client A asks for a device probe
 three times; meanwhile client B changes a setting every 50 ms and times
-each answer. Prints B's answer times without a probe and during each."""
+each answer. Prints B's answer times without a probe and during each;
+with --check, PASS or FAIL (exit 1) on how many answers B got during each
+probe."""
 
 import asyncio
 import json
@@ -45,7 +47,11 @@ def line(what, ms):
     return f"{what}: {len(ms)} answers, median {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms"
 
 
-async def main(url):
+# Fewest answers the other client must get while a probe runs (--check).
+MIN_ANSWERS = 5
+
+
+async def main(url, check):
     for _ in range(100):
         try:
             a = await websockets.connect(url, max_size=None)
@@ -63,6 +69,7 @@ async def main(url):
         base.append(await answer_ms(b, qb, i))
         await asyncio.sleep(0.05)
     print(line("no probe: the other client's setting", base), flush=True)
+    during = []
     for rnd in range(3):
         t0 = time.monotonic()
         await a.send(json.dumps({"type": "list_devices", "probe": True}))
@@ -79,11 +86,19 @@ async def main(url):
             await asyncio.sleep(0.05)
         await task
         n = len(got["devices"]["items"])
+        during.append(len(ms))
         print(f"probe {rnd + 1}: answered in {got['s']:.2f} s ({n} devices); "
               + line("the other client's setting meanwhile", ms), flush=True)
         await asyncio.sleep(2.2)  # past the two seconds a probe is reused
     await a.close()
     await b.close()
+    if check:
+        if min(during) >= MIN_ANSWERS:
+            print(f"PASS: another client was answered {min(during)}+ times during each probe")
+        else:
+            print(f"FAIL: another client was answered only {min(during)} time(s) during a probe "
+                  f"(at least {MIN_ANSWERS} expected): the probe held up control")
+            sys.exit(1)
 
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], "--check" in sys.argv[2:]))
