@@ -84,6 +84,11 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
     Ok(20.0 * peak.max(1e-8).log10())
 }
 
+/// [`list_devices`] with alsa-lib's messages meanwhile as debug lines.
+fn listing(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
+    crate::capture::alsa_log::while_listing(|| list_devices(audio, probe))
+}
+
 /// [`DeviceOps::list`]'s work: the hints, the cards opened for what they
 /// support, every hint opened and listened to with `probe`.
 fn list_devices(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
@@ -155,16 +160,14 @@ impl DeviceOps for AppDevices {
     /// ([`crate::capture::alsa_log::while_listing`]): each entry carries its
     /// own error for the client that asked.
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
-        crate::capture::alsa_log::while_listing(|| list_devices(&self.audio, probe))
+        listing(&self.audio, probe)
     }
 
     /// A probe opens every device for [`PROBE_FOR`] (seconds with a few
     /// cards): it runs on a thread of its own, not on control's.
     fn prober(&self) -> Option<Prober> {
         let audio = self.audio.clone();
-        Some(Box::new(move || {
-            crate::capture::alsa_log::while_listing(|| list_devices(&audio, true))
-        }))
+        Some(Box::new(move || listing(&audio, true)))
     }
 
     fn listed_names(&mut self) -> Vec<String> {

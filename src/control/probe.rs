@@ -24,10 +24,10 @@ pub const MAX_WAITING: usize = 64;
 /// What control and the probe thread share.
 #[derive(Default)]
 struct Slot {
-    /// Clients to answer when the running probe ends.
+    /// Clients to answer when the running probe ends: a probe runs exactly
+    /// while someone waits for it (the first to ask starts it, its end
+    /// answers them all).
     waiting: Vec<u64>,
-    /// A probe was handed over and has not ended.
-    running: bool,
     /// The last probe's listing and when it ended, until control takes it.
     done: Option<(Instant, Vec<DeviceItem>)>,
 }
@@ -60,7 +60,6 @@ impl ProbeThread {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut probe));
                     let (clients, answer) = {
                         let mut s = lock(&ours);
-                        s.running = false;
                         let answer = match listing {
                             Ok(l) => {
                                 s.done = Some((Instant::now(), l.clone()));
@@ -89,21 +88,18 @@ impl ProbeThread {
     /// the reason when it will not be.
     pub fn ask(&self, client: u64) -> Result<(), String> {
         let mut s = lock(&self.slot);
-        if !s.waiting.contains(&client) {
-            if s.waiting.len() >= MAX_WAITING {
-                return Err(format!(
-                    "{MAX_WAITING} clients already wait for the device probe; ask again when it is done"
-                ));
-            }
-            s.waiting.push(client);
+        if s.waiting.contains(&client) {
+            return Ok(());
         }
-        if !s.running {
-            if self.jobs.try_send(()).is_err() {
-                s.waiting.retain(|&c| c != client);
-                return Err("the device probe is not running (its thread ended)".into());
-            }
-            s.running = true;
+        if s.waiting.len() >= MAX_WAITING {
+            return Err(format!(
+                "{MAX_WAITING} clients already wait for the device probe; ask again when it is done"
+            ));
         }
+        if s.waiting.is_empty() && self.jobs.try_send(()).is_err() {
+            return Err("the device probe is not running (its thread ended)".into());
+        }
+        s.waiting.push(client);
         Ok(())
     }
 

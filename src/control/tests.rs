@@ -207,10 +207,12 @@ fn a_probe_does_not_hold_up_other_clients() {
     let c = Running::start(ctl);
     let (ask, next) = (|client, command| c.ask(client, command), || c.next());
 
+    // Control carries out requests in order: client 2's answer means the
+    // three asks before it were taken while the probe ran.
     ask(1, Command::ListDevices { probe: true });
-    ask(2, Command::SetFft { enabled: false });
     ask(3, Command::ListDevices { probe: true });
     ask(1, Command::ListDevices { probe: true });
+    ask(2, Command::SetFft { enabled: false });
     let r = next();
     assert_eq!(r.client, 2, "the probe held up another client");
     assert!(matches!(&r.responses[..], [Response::MetaChanged]));
