@@ -6,7 +6,7 @@ use super::command::{validate, Command, DeviceItem, Response};
 use super::device::{DeviceCatalog, ListedDevice};
 use super::presets::{self, Answer, PresetName, PresetStore};
 use super::probe::ProbeThread;
-use super::{settings, state, Controller, PendingSwitch, PROBE_REUSE, SWITCH_WAIT};
+use super::{settings, state, Controller, PendingSwitch, PROBE_REUSE};
 use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
 
@@ -222,7 +222,8 @@ impl Controller {
             client,
             device,
             outcome,
-            deadline: Instant::now() + SWITCH_WAIT,
+            deadline: Instant::now() + self.switch_wait,
+            overdue: false,
         });
         match self.settle_switch() {
             Some((_, responses)) => responses,
@@ -230,18 +231,50 @@ impl Controller {
         }
     }
 
-    /// The client and the answers of a switch that ended (or that the
-    /// supervisor did not answer within [`SWITCH_WAIT`]); `None` while it
-    /// runs, or when none does.
+    /// The client and the answers of a switch that ended, or that the
+    /// supervisor has not answered within [`SWITCH_WAIT`](super::SWITCH_WAIT); `None` while it
+    /// runs, or when none does. An outcome that comes after the client was
+    /// told goes to everyone ([`RELOAD_CLIENT`](super::RELOAD_CLIENT)): a
+    /// switch that happened after all is kept in the state and shown to
+    /// every UI, one that failed is logged.
     pub(super) fn settle_switch(&mut self) -> Option<(u64, Vec<Response>)> {
-        let p = self.switching.as_ref()?;
+        let wait = self.switch_wait;
+        let p = self.switching.as_mut()?;
         let outcome = match p.outcome.try_recv() {
             Ok(o) => o,
-            Err(TryRecvError::Empty) if Instant::now() < p.deadline => return None,
-            Err(TryRecvError::Empty) => Err("the supervisor did not answer in time".into()),
+            Err(TryRecvError::Empty) if p.overdue || Instant::now() < p.deadline => return None,
+            Err(TryRecvError::Empty) => {
+                p.overdue = true;
+                log::warn!(
+                    "control: the switch to {:?} has not ended in {} s",
+                    p.device.as_str(),
+                    wait.as_secs_f32()
+                );
+                let overdue = format!(
+                    "the switch to {:?} has not ended in {} s: capture stays on the previous device \
+                     unless it does, and then every client is told",
+                    p.device.as_str(),
+                    wait.as_secs_f32()
+                );
+                return Some((p.client, vec![Response::Error(overdue)]));
+            }
             Err(TryRecvError::Disconnected) => Err("the service is stopping".into()),
         };
-        let PendingSwitch { client, device, .. } = self.switching.take()?;
+        let PendingSwitch {
+            client,
+            device,
+            overdue,
+            ..
+        } = self.switching.take()?;
+        let client = if overdue {
+            match &outcome {
+                Ok(()) => log::info!("control: the overdue switch to {device} ended"),
+                Err(e) => log::warn!("control: the overdue switch to {device} failed: {e}"),
+            }
+            super::RELOAD_CLIENT
+        } else {
+            client
+        };
         let responses = match outcome {
             Ok(()) => self.switched_to(device),
             Err(e) => vec![switch_failed(&device, &e)],
@@ -249,9 +282,10 @@ impl Controller {
         Some((client, responses))
     }
 
-    /// Whether a switch waits for its outcome.
+    /// Whether a switch waits for its outcome with a client waiting too
+    /// (control then looks for it every [`SWITCH_POLL`](super::SWITCH_POLL)).
     pub(super) fn switch_pending(&self) -> bool {
-        self.switching.is_some()
+        self.switching.as_ref().is_some_and(|p| !p.overdue)
     }
 
     /// Capture runs on `device` now: keep it in the state and tell everyone.

@@ -181,6 +181,8 @@ pub struct Controller {
     prober: Option<probe::ProbeThread>,
     /// A device switch the supervisor has not answered yet.
     switching: Option<PendingSwitch>,
+    /// [`SWITCH_WAIT`]; shorter in tests.
+    switch_wait: Duration,
     state_dir: Option<PathBuf>,
     presets: Option<PresetStore>,
     debounce: Debounce,
@@ -195,12 +197,18 @@ struct PendingSwitch {
     client: u64,
     device: device::ListedDevice,
     outcome: SwitchOutcome,
-    /// When control stops waiting for the outcome.
+    /// When the client is told the supervisor has not answered.
     deadline: Instant,
+    /// Whether the client was told so. The switch is still followed
+    /// after that: the supervisor may yet finish it, and the state must
+    /// then name the device capture runs on.
+    overdue: bool,
 }
 
-/// Longest control waits for the outcome of a switch (the supervisor's own
-/// limit, 3 s to open and 3 s to roll back, is well inside it).
+/// Longest a client waits for the outcome of its switch (the supervisor's
+/// own limit, 3 s to open and 3 s to roll back, is well inside it); after
+/// that it is told the supervisor has not answered, and control keeps
+/// looking for the outcome at its ordinary pace.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 /// How often control looks for a switch's outcome while one runs.
 const SWITCH_POLL: Duration = Duration::from_millis(5);
@@ -238,6 +246,7 @@ impl Controller {
             probed: None,
             prober: None,
             switching: None,
+            switch_wait: SWITCH_WAIT,
             debounce: Debounce::default(),
         }
     }

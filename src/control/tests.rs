@@ -315,6 +315,72 @@ fn a_switch_does_not_hold_up_other_clients() {
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
 }
 
+/// A switch the supervisor does not answer in time: the client is told,
+/// and control keeps following it. If it happens after all the state names
+/// the new device and every client is told (the state used to keep the old
+/// name while capture ran on the new one); if it fails, nothing changes.
+/// Until it ends, another switch is refused.
+#[test]
+fn an_overdue_switch_is_still_followed() {
+    use std::sync::mpsc::channel;
+    let (release, gate) = channel();
+    let devices = FakeDevices {
+        switch_gate: Some(Arc::new(Mutex::new(gate))),
+        ..Default::default()
+    };
+    let (mut ctl, _) = controller_with(None, devices.clone());
+    ctl.switch_wait = Duration::from_millis(100);
+    let shared = ctl.shared.clone();
+    let c = Running::start(ctl);
+    let switch = |name: &str| Command::SetDevice {
+        index: None,
+        name: Some(name.into()),
+    };
+    let error = |r: &Reply, what: &str| matches!(&r.responses[..], [Response::Error(e)] if e.contains(what));
+
+    c.ask(1, switch("hw:CARD=Test,DEV=0"));
+    let r = c.next();
+    assert_eq!(r.client, 1);
+    assert!(error(&r, "has not ended"), "{:?}", r.responses);
+    c.ask(2, switch("plughw:CARD=Configured"));
+    let r = c.next();
+    assert_eq!(r.client, 2);
+    assert!(error(&r, "under way"), "{:?}", r.responses);
+    assert_eq!(shared.device().1, "plughw:CARD=Configured");
+
+    release.send(()).unwrap();
+    let r = c.next();
+    assert_eq!(
+        r.client, RELOAD_CLIENT,
+        "an overdue outcome goes to everyone"
+    );
+    assert!(
+        matches!(
+            &r.responses[..],
+            [Response::MetaChanged, Response::DevicesChanged(_)]
+        ),
+        "{:?}",
+        r.responses
+    );
+    assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
+    assert!(c.quiet());
+
+    // One that fails late changes nothing; the next switch may start.
+    c.ask(3, switch("default"));
+    assert!(error(&c.next(), "has not ended"));
+    release.send(()).unwrap();
+    let r = c.next();
+    assert_eq!(r.client, RELOAD_CLIENT);
+    assert!(error(&r, "default is not there"), "{:?}", r.responses);
+    assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
+    c.ask(4, switch("plughw:CARD=Configured"));
+    release.send(()).unwrap();
+    let r = c.next();
+    assert_eq!(r.client, 4);
+    assert!(matches!(&r.responses[..], [Response::MetaChanged, _]));
+    assert_eq!(shared.device().1, "plughw:CARD=Configured");
+}
+
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)
 /// over its ceiling; the DSP clamps it. Every change was refused for
 /// that band until the band itself was changed; now only what a change
