@@ -38,8 +38,11 @@ const FORMAT_CHECK: Duration = Duration::from_millis(250);
 
 /// What [`spawn`] gives back.
 pub struct Spawned {
-    /// `p4-monitor` and `p4-record`.
+    /// `p4-monitor`.
     pub threads: Vec<JoinHandle<()>>,
+    /// `p4-record`, which closes a recording's file when it stops (taken
+    /// by the pipeline, which gives it longer to stop).
+    pub recorder: Option<JoinHandle<()>>,
     /// For the WebSocket broadcaster.
     pub link: MonitorLink,
     /// For the HTTP server's downloads.
@@ -67,7 +70,7 @@ pub fn spawn(
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(recorder::MAX_QUEUED);
     let (rep_tx, rep_rx) = std::sync::mpsc::channel();
     let rec = Recorder::new(config, tape.clone(), hub.clone(), tickets.clone());
-    let mut threads = vec![recorder::spawn(rec, req_rx, rep_tx, stop.clone())?];
+    let recorder = recorder::spawn(rec, req_rx, rep_tx, stop.clone())?;
     let mut m = Monitor {
         hub: hub.clone(),
         tape,
@@ -80,14 +83,13 @@ pub fn spawn(
         checked: Instant::now(),
         last_seq: None,
     };
-    threads.push(
-        std::thread::Builder::new()
-            .stack_size(crate::rt::THREAD_STACK)
-            .name("p4-monitor".into())
-            .spawn(move || m.run(blocks, wake, stop))?,
-    );
+    let threads = vec![std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-monitor".into())
+        .spawn(move || m.run(blocks, wake, stop))?];
     Ok(Spawned {
         threads,
+        recorder: Some(recorder),
         link: MonitorLink {
             hub,
             packets: pk_rx,

@@ -157,3 +157,40 @@ def test_preset_saves_on_a_slow_disk_hold_up_no_other_client(fault_bin, tmp_path
     print(f"{len(waits)} drag changes while {queued} presets were written; answers median "
           f"{waits[len(waits) // 2] * 1000:.1f} ms, slowest {waits[-1] * 1000:.1f} ms; saves answered at "
           + ", ".join(f"{t:.2f}" for t, _ in lists) + " s")
+
+
+def test_sigterm_waits_for_the_saves_in_progress(fault_bin, tmp_path):
+    """A change committed and a preset saved just before SIGTERM are on the
+    disk after the exit, on a disk whose writes take 1.2 s (two slow fsyncs).
+    The exit waited 0.8 s for every thread, and control was still writing
+    them: it logged "p4-control did not stop in time" and the process ended
+    mid-write, the old state file and no preset left."""
+    proc, ws_port, state, log_path = start_on_a_slow_disk(fault_bin, tmp_path)
+    try:
+        async def change_and_save():
+            ws = await ws_connect(ws_port)
+            async with ws:
+                await ws_recv(ws, {"presets"})
+                await ws.send(json.dumps({"type": "set_band", "band": "mid", "lo_hz": 321,
+                                          "hi_hz": 3500, "commit": True}))
+                while (await ws_recv(ws, {"meta"}))["bands"]["mid"]["lo_hz"] != 321:
+                    pass
+                await ws.send(json.dumps({"type": "save_preset", "name": "at the end"}))
+                await asyncio.sleep(0.1)
+
+        asyncio.run(change_and_save())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert rc == 0
+    assert "did not stop in time" not in log, log[-2000:]
+    assert "lo-hz = 321.0" in (state / "state.toml").read_text()
+    assert (state / "presets" / "at the end.toml").exists()
+    # Bounded: the unit's TimeoutStopSec is 5 s.
+    assert took < 4.5, f"exit took {took:.2f} s"
+    print(f"exit after SIGTERM with a state write and a preset save in progress: {took:.2f} s")

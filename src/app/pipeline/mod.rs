@@ -85,6 +85,9 @@ pub struct Pipeline {
     stats: Arc<Stats>,
     capture: Option<JoinHandle<Vec<BlockTx>>>,
     threads: Vec<JoinHandle<()>>,
+    /// Control and the recorder, which write the state, presets and the
+    /// recording's end when they stop: they have [`SAVE_STOP_WAIT`].
+    savers: Vec<JoinHandle<()>>,
     wakes: Vec<Arc<Wake>>,
     roles: Vec<Role>,
     last_generation: u64,
@@ -321,7 +324,8 @@ impl Pipeline {
         }
     }
 
-    /// Stop every thread; wait at most `max` for them.
+    /// Stop every thread; wait at most `max` for them, and at most
+    /// [`SAVE_STOP_WAIT`] for the ones still writing files.
     pub fn stop(&mut self, max: Duration) {
         self.stop.store(true, Ordering::SeqCst);
         self.capture_stop.store(true, Ordering::SeqCst);
@@ -330,7 +334,10 @@ impl Pipeline {
         for w in &self.wakes {
             w.wake();
         }
-        let deadline = Instant::now() + max;
+        let now = Instant::now();
+        let deadline = now + max;
+        let save_deadline = now + max.max(SAVE_STOP_WAIT);
+        let savers = std::mem::take(&mut self.savers);
         let mut handles: Vec<JoinHandle<()>> = std::mem::take(&mut self.threads);
         if let Some(c) = self.capture.take() {
             wait_until(&c, deadline);
@@ -338,7 +345,8 @@ impl Pipeline {
                 let _ = c.join();
             }
         }
-        for h in handles.drain(..) {
+        let handles = handles.drain(..).map(|h| (h, deadline));
+        for (h, deadline) in handles.chain(savers.into_iter().map(|h| (h, save_deadline))) {
             wait_until(&h, deadline);
             if h.is_finished() {
                 let _ = h.join();
@@ -351,6 +359,12 @@ impl Pipeline {
         }
     }
 }
+
+/// How long the threads that write files when they stop (the state, a
+/// preset being saved, the end of a recording) have: a slow SD card's write
+/// takes a second or more, and the unit's `TimeoutStopSec=5` is the hard
+/// bound around it.
+pub const SAVE_STOP_WAIT: Duration = Duration::from_millis(3500);
 
 /// How long a switched-to device has to open before the switch is rolled back.
 const SWITCH_OPEN_WAIT: Duration = Duration::from_secs(3);

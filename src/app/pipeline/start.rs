@@ -70,6 +70,8 @@ struct Graph<'a> {
     /// Blocks each worker's input ring holds.
     block_cap: usize,
     threads: Vec<JoinHandle<()>>,
+    /// Threads that finish writing files when they stop.
+    savers: Vec<JoinHandle<()>>,
     wakes: Vec<Arc<Wake>>,
     roles: Vec<Role>,
     /// The capture thread's outputs, in the order it feeds them.
@@ -113,6 +115,7 @@ impl<'a> Graph<'a> {
                 .then_some(config.realtime.worker_priority),
             block_cap: super::block_ring_capacity(a.block_frames, a.sample_rate_hz),
             threads: Vec::new(),
+            savers: Vec::new(),
             wakes: Vec::new(),
             roles: vec![Role::Capture, Role::Bands, Role::Spectrum],
             block_txs: Vec::new(),
@@ -238,6 +241,7 @@ impl<'a> Graph<'a> {
         )
         .context("spawn monitor threads")?;
         self.threads.append(&mut spawned.threads);
+        self.savers.extend(spawned.recorder.take());
         self.wakes.push(wake);
         Ok(Some(spawned))
     }
@@ -308,7 +312,8 @@ impl<'a> Graph<'a> {
             shared.clone(),
             Box::new(AppDevices::new(config.audio.clone(), switch_tx)),
         );
-        self.threads.push(
+        // Control saves the state and the presets when it stops.
+        self.savers.push(
             crate::control::spawn(controller, req_rx, rep_tx, self.stop.clone())
                 .context("spawn control thread")?,
         );
@@ -413,6 +418,7 @@ impl<'a> Graph<'a> {
             stats: self.stats,
             capture: Some(capture),
             threads: self.threads,
+            savers: self.savers,
             wakes: self.wakes,
             roles: self.roles,
             last_generation: 0,
