@@ -66,7 +66,8 @@ impl Controller {
             match (&self.probed, &self.prober) {
                 (Some((at, l)), _) if at.elapsed() < PROBE_REUSE => l.clone(),
                 (_, Some(prober)) => {
-                    return match prober.ask(client) {
+                    // Held while a switch runs (see `probe`).
+                    return match prober.ask(client, !self.switch_holds_probes()) {
                         Ok(()) => Vec::new(),
                         Err(e) => vec![Response::Error(e)],
                     };
@@ -205,15 +206,30 @@ impl Controller {
         self.switch_to(client, device)
     }
 
-    /// Hand the switch to the supervisor. The answer comes when it is done
+    /// Hand the switch to the supervisor, or hold it while a device probe
+    /// runs (a probe holds each device open for a moment: a `hw` device
+    /// would answer the switch "busy"). The answer comes when it is done
     /// ([`Self::settle_switch`]): now, if it already is.
     fn switch_to(&mut self, client: u64, device: ListedDevice) -> Vec<Response> {
-        if let Some(p) = &self.switching {
+        let under_way = self
+            .switching
+            .as_ref()
+            .map(|p| &p.device)
+            .or(self.held_switch.as_ref().map(|(_, d)| d));
+        if let Some(d) = under_way {
             return vec![Response::Error(format!(
                 "a switch to {:?} is under way; try again when it is done",
-                p.device.as_str()
+                d.as_str()
             ))];
         }
+        if self.prober.as_ref().is_some_and(ProbeThread::running) {
+            self.held_switch = Some((client, device));
+            return Vec::new();
+        }
+        self.begin_switch(client, device)
+    }
+
+    fn begin_switch(&mut self, client: u64, device: ListedDevice) -> Vec<Response> {
         let outcome = match self.devices.switch(&device) {
             Ok(o) => o,
             Err(e) => return vec![switch_failed(&device, &e)],
@@ -238,6 +254,14 @@ impl Controller {
     /// switch that happened after all is kept in the state and shown to
     /// every UI, one that failed is logged.
     pub(super) fn settle_switch(&mut self) -> Option<(u64, Vec<Response>)> {
+        if self.held_switch.is_some() && !self.prober.as_ref().is_some_and(ProbeThread::running) {
+            let (client, device) = self.held_switch.take()?;
+            let responses = self.begin_switch(client, device);
+            if !responses.is_empty() {
+                self.start_held_probe();
+                return Some((client, responses));
+            }
+        }
         let wait = self.switch_wait;
         let p = self.switching.as_mut()?;
         let outcome = match p.outcome.try_recv() {
@@ -245,6 +269,8 @@ impl Controller {
             Err(TryRecvError::Empty) if p.overdue || Instant::now() < p.deadline => return None,
             Err(TryRecvError::Empty) => {
                 p.overdue = true;
+                self.start_held_probe();
+                let p = self.switching.as_ref()?;
                 log::warn!(
                     "control: the switch to {:?} has not ended in {} s",
                     p.device.as_str(),
@@ -266,6 +292,7 @@ impl Controller {
             overdue,
             ..
         } = self.switching.take()?;
+        self.start_held_probe();
         let client = if overdue {
             match &outcome {
                 Ok(()) => log::info!("control: the overdue switch to {device} ended"),
@@ -282,10 +309,25 @@ impl Controller {
         Some((client, responses))
     }
 
-    /// Whether a switch waits for its outcome with a client waiting too
-    /// (control then looks for it every [`SWITCH_POLL`](super::SWITCH_POLL)).
+    /// Whether a switch waits for its outcome, or for a probe to end, with
+    /// a client waiting (control then looks every
+    /// [`SWITCH_POLL`](super::SWITCH_POLL)).
     pub(super) fn switch_pending(&self) -> bool {
+        self.held_switch.is_some() || self.switch_holds_probes()
+    }
+
+    /// Whether a probe asked for now waits for a switch to end (not for
+    /// one already overdue: its client was told, and a supervisor that
+    /// never answers would hold the probe for good).
+    fn switch_holds_probes(&self) -> bool {
         self.switching.as_ref().is_some_and(|p| !p.overdue)
+    }
+
+    /// Start a probe that waited for a switch.
+    fn start_held_probe(&self) {
+        if let Some(p) = &self.prober {
+            p.start();
+        }
     }
 
     /// Capture runs on `device` now: keep it in the state and tell everyone.

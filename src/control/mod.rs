@@ -181,6 +181,9 @@ pub struct Controller {
     prober: Option<probe::ProbeThread>,
     /// A device switch the supervisor has not answered yet.
     switching: Option<PendingSwitch>,
+    /// A switch asked for while a probe runs, and who asked: it starts
+    /// when the probe ends.
+    held_switch: Option<(u64, device::ListedDevice)>,
     /// [`SWITCH_WAIT`]; shorter in tests.
     switch_wait: Duration,
     state_dir: Option<PathBuf>,
@@ -246,6 +249,7 @@ impl Controller {
             probed: None,
             prober: None,
             switching: None,
+            held_switch: None,
             switch_wait: SWITCH_WAIT,
             debounce: Debounce::default(),
         }

@@ -10,6 +10,13 @@
 //! when it is done. Control takes the listing over (its two-second cache,
 //! the device index of the meta) the next time it looks
 //! ([`ProbeThread::take_done`]).
+//!
+//! A probe and a device switch never run at once: a probe holds each
+//! device open for a moment, and a `hw` device opened by the switch in
+//! that moment answers "busy", which failed the switch. Control holds a
+//! probe asked for during a switch ([`ProbeThread::ask`] with `start`
+//! false, [`ProbeThread::start`] when it ends) and a switch asked for
+//! during a probe.
 
 use super::{DeviceItem, Prober, Reply, Response};
 use std::sync::mpsc::{self, Sender, SyncSender};
@@ -24,10 +31,10 @@ pub const MAX_WAITING: usize = 64;
 /// What control and the probe thread share.
 #[derive(Default)]
 struct Slot {
-    /// Clients to answer when the running probe ends: a probe runs exactly
-    /// while someone waits for it (the first to ask starts it, its end
-    /// answers them all).
+    /// Clients to answer when the probe ends (its end answers them all).
     waiting: Vec<u64>,
+    /// Whether the probe was handed to the thread and has not ended.
+    started: bool,
     /// The last probe's listing and when it ended, until control takes it.
     done: Option<(Instant, Vec<DeviceItem>)>,
 }
@@ -70,6 +77,7 @@ impl ProbeThread {
                                 Response::Error("the device probe failed; ask again".into())
                             }
                         };
+                        s.started = false;
                         (std::mem::take(&mut s.waiting), answer)
                     };
                     for client in clients {
@@ -84,9 +92,10 @@ impl ProbeThread {
     }
 
     /// `client` wants a probe listing: it is answered from this thread when
-    /// the probe that runs now (or one started for it) ends. `Err` with
-    /// the reason when it will not be.
-    pub fn ask(&self, client: u64) -> Result<(), String> {
+    /// the probe that runs now ends, or one started for it (now with
+    /// `start`, else at [`Self::start`]). `Err` with the reason when it
+    /// will not be.
+    pub fn ask(&self, client: u64, start: bool) -> Result<(), String> {
         let mut s = lock(&self.slot);
         if s.waiting.contains(&client) {
             return Ok(());
@@ -96,11 +105,37 @@ impl ProbeThread {
                 "{MAX_WAITING} clients already wait for the device probe; ask again when it is done"
             ));
         }
-        if s.waiting.is_empty() && self.jobs.try_send(()).is_err() {
-            return Err("the device probe is not running (its thread ended)".into());
+        if start {
+            self.start_locked(&mut s)?;
         }
         s.waiting.push(client);
         Ok(())
+    }
+
+    /// Start the probe that clients wait for, if it was held.
+    pub fn start(&self) {
+        let mut s = lock(&self.slot);
+        if !s.waiting.is_empty() {
+            if let Err(e) = self.start_locked(&mut s) {
+                log::error!("devices: {e}");
+                s.waiting.clear();
+            }
+        }
+    }
+
+    fn start_locked(&self, s: &mut Slot) -> Result<(), String> {
+        if !s.started {
+            self.jobs
+                .try_send(())
+                .map_err(|_| "the device probe is not running (its thread ended)".to_string())?;
+            s.started = true;
+        }
+        Ok(())
+    }
+
+    /// Whether a probe runs (or was handed over and has not ended).
+    pub fn running(&self) -> bool {
+        lock(&self.slot).started
     }
 
     /// The listing of the last probe that ended, and when, once.

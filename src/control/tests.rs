@@ -11,6 +11,9 @@ struct FakeDevices {
     probes: Arc<AtomicU32>,
     gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
     switch_gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
+    /// "probe" / "probed" when a probe starts and ends, "switch" /
+    /// "switched" when a switch does.
+    log: Arc<Mutex<Vec<&'static str>>>,
 }
 impl DeviceOps for FakeDevices {
     fn prober(&self) -> Option<Prober> {
@@ -20,10 +23,12 @@ impl DeviceOps for FakeDevices {
     }
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
         if probe {
+            self.log.lock().unwrap().push("probe");
             if let Some(gate) = &self.gate {
                 let _ = gate.lock().unwrap().recv();
             }
             self.probes.fetch_add(1, Ordering::Relaxed);
+            self.log.lock().unwrap().push("probed");
         }
         self.listed_names()
             .into_iter()
@@ -40,6 +45,8 @@ impl DeviceOps for FakeDevices {
     }
     fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String> {
         self.switched.lock().unwrap().push(device.to_string());
+        self.log.lock().unwrap().push("switch");
+        let log = self.log.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let outcome = if device.as_str() == "default" {
             Err("default is not there".into())
@@ -52,10 +59,14 @@ impl DeviceOps for FakeDevices {
                 let gate = gate.clone();
                 std::thread::spawn(move || {
                     let _ = gate.lock().unwrap().recv();
+                    log.lock().unwrap().push("switched");
                     let _ = tx.send(outcome);
                 });
             }
-            None => tx.send(outcome).unwrap(),
+            None => {
+                log.lock().unwrap().push("switched");
+                tx.send(outcome).unwrap()
+            }
         }
         Ok(rx)
     }
@@ -379,6 +390,73 @@ fn an_overdue_switch_is_still_followed() {
     assert_eq!(r.client, 4);
     assert!(matches!(&r.responses[..], [Response::MetaChanged, _]));
     assert_eq!(shared.device().1, "plughw:CARD=Configured");
+}
+
+/// A probe holds each device open for a moment, and a `hw` device the
+/// switch opens then answers "busy": the switch failed. A switch asked for
+/// while a probe runs starts when the probe ends, and a probe asked for
+/// while a switch runs starts when the switch ends; other clients are
+/// answered meanwhile.
+#[test]
+fn a_probe_and_a_switch_never_overlap() {
+    use std::sync::mpsc::channel;
+    let (release_probe, gate) = channel();
+    let (release_switch, switch_gate) = channel();
+    let devices = FakeDevices {
+        gate: Some(Arc::new(Mutex::new(gate))),
+        switch_gate: Some(Arc::new(Mutex::new(switch_gate))),
+        ..Default::default()
+    };
+    let (ctl, _) = controller_with(None, devices.clone());
+    let c = Running::start(ctl);
+    let switch = |name: &str| Command::SetDevice {
+        index: None,
+        name: Some(name.into()),
+    };
+    let log = || devices.log.lock().unwrap().clone();
+    let settled = |what: &[&str]| {
+        // What has not happened cannot be awaited: give it time to.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(log(), what);
+    };
+
+    // A switch during a probe.
+    c.ask(1, Command::ListDevices { probe: true });
+    c.ask(2, switch("hw:CARD=Test,DEV=0"));
+    c.ask(3, Command::SetFft { enabled: false });
+    assert_eq!(c.next().client, 3, "held up by the probe or the switch");
+    c.ask(4, switch("plughw:CARD=Configured"));
+    assert!(matches!(&c.next().responses[..], [Response::Error(e)] if e.contains("under way")));
+    settled(&["probe"]);
+    release_probe.send(()).unwrap();
+    assert!(matches!(&c.next().responses[..], [Response::Devices(_)]));
+    settled(&["probe", "probed", "switch"]);
+    release_switch.send(()).unwrap();
+    let r = c.next();
+    assert_eq!(r.client, 2);
+    assert!(
+        matches!(&r.responses[..], [Response::MetaChanged, _]),
+        "{:?}",
+        r.responses
+    );
+
+    // A probe during a switch (the listing above is reused for 2 s).
+    std::thread::sleep(PROBE_REUSE);
+    c.ask(5, switch("plughw:CARD=Configured"));
+    c.ask(6, Command::ListDevices { probe: true });
+    c.ask(7, Command::SetFft { enabled: true });
+    assert_eq!(c.next().client, 7, "held up by the probe or the switch");
+    settled(&["probe", "probed", "switch", "switched", "switch"]);
+    release_switch.send(()).unwrap();
+    assert_eq!(c.next().client, 5);
+    release_probe.send(()).unwrap();
+    let r = c.next();
+    assert_eq!(r.client, 6);
+    assert!(matches!(&r.responses[..], [Response::Devices(_)]));
+    assert_eq!(
+        log(),
+        ["probe", "probed", "switch", "switched", "switch", "switched", "probe", "probed"]
+    );
 }
 
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)
