@@ -9,8 +9,8 @@ use super::*;
 struct FakeDevices {
     switched: Arc<Mutex<Vec<String>>>,
     probes: Arc<AtomicU32>,
-    gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
-    switch_gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
+    gate: Gate,
+    switch_gate: Gate,
     /// "probe" / "probed" when a probe starts and ends, "switch" /
     /// "switched" when a switch does.
     log: Arc<Mutex<Vec<&'static str>>>,
@@ -202,16 +202,43 @@ impl Drop for Running {
     }
 }
 
+/// A gate for [`FakeDevices`], and what opens it once per send.
+type Gate = Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>;
+fn gate() -> (std::sync::mpsc::Sender<()>, Gate) {
+    let (release, gate) = std::sync::mpsc::channel();
+    (release, Some(Arc::new(Mutex::new(gate))))
+}
+
+/// `set_device` by name.
+fn set_device(name: &str) -> Command {
+    Command::SetDevice {
+        index: None,
+        name: Some(name.into()),
+    }
+}
+
+/// Whether `r` tells of a switch that happened.
+fn switched(r: &Reply) -> bool {
+    matches!(
+        &r.responses[..],
+        [Response::MetaChanged, Response::DevicesChanged(_)]
+    )
+}
+
+/// Whether `r` is one error that says `what`.
+fn refused(r: &Reply, what: &str) -> bool {
+    matches!(&r.responses[..], [Response::Error(e)] if e.contains(what))
+}
+
 /// A probe takes ~0.3 s per device. It runs on the probe thread: another
 /// client's command is answered while it runs, every client that asked
 /// meanwhile gets the one probe's listing, and control then answers from
 /// it for two seconds.
 #[test]
 fn a_probe_does_not_hold_up_other_clients() {
-    use std::sync::mpsc::channel;
-    let (release, gate) = channel();
+    let (release, g) = gate();
     let devices = FakeDevices {
-        gate: Some(Arc::new(Mutex::new(gate))),
+        gate: g,
         ..Default::default()
     };
     let (ctl, _) = controller_with(None, devices.clone());
@@ -260,34 +287,25 @@ fn a_probe_does_not_hold_up_other_clients() {
 /// client that asked is answered when the outcome comes.
 #[test]
 fn a_switch_does_not_hold_up_other_clients() {
-    use std::sync::mpsc::channel;
-    let (release, gate) = channel();
+    let (release, g) = gate();
     let devices = FakeDevices {
-        switch_gate: Some(Arc::new(Mutex::new(gate))),
+        switch_gate: g,
         ..Default::default()
     };
     let (ctl, _) = controller_with(None, devices.clone());
     let shared = ctl.shared.clone();
     let c = Running::start(ctl);
     let (ask, next) = (|client, command| c.ask(client, command), || c.next());
-    let switch = |name: &str| Command::SetDevice {
-        index: None,
-        name: Some(name.into()),
-    };
 
-    ask(1, switch("hw:CARD=Test,DEV=0"));
+    ask(1, set_device("hw:CARD=Test,DEV=0"));
     ask(2, Command::SetFft { enabled: false });
-    ask(3, switch("plughw:CARD=Configured"));
+    ask(3, set_device("plughw:CARD=Configured"));
     let r = next();
     assert_eq!(r.client, 2, "the switch held up another client");
     assert!(matches!(&r.responses[..], [Response::MetaChanged]));
     let r = next();
     assert_eq!(r.client, 3);
-    assert!(
-        matches!(&r.responses[..], [Response::Error(e)] if e.contains("under way")),
-        "{:?}",
-        r.responses
-    );
+    assert!(refused(&r, "under way"), "{:?}", r.responses);
     assert!(c.quiet(), "answered before the switch ended");
     assert_eq!(
         shared.device().1,
@@ -298,14 +316,7 @@ fn a_switch_does_not_hold_up_other_clients() {
     release.send(()).unwrap();
     let r = next();
     assert_eq!(r.client, 1);
-    assert!(
-        matches!(
-            &r.responses[..],
-            [Response::MetaChanged, Response::DevicesChanged(_)]
-        ),
-        "{:?}",
-        r.responses
-    );
+    assert!(switched(&r), "{:?}", r.responses);
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
     assert_eq!(
         *devices.switched.lock().unwrap(),
@@ -314,15 +325,11 @@ fn a_switch_does_not_hold_up_other_clients() {
     );
 
     // A failed switch is answered with its reason, and the next may start.
-    ask(4, switch("default"));
+    ask(4, set_device("default"));
     release.send(()).unwrap();
     let r = next();
     assert_eq!(r.client, 4);
-    assert!(
-        matches!(&r.responses[..], [Response::Error(e)] if e.contains("default is not there")),
-        "{:?}",
-        r.responses
-    );
+    assert!(refused(&r, "default is not there"), "{:?}", r.responses);
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
 }
 
@@ -333,30 +340,24 @@ fn a_switch_does_not_hold_up_other_clients() {
 /// Until it ends, another switch is refused.
 #[test]
 fn an_overdue_switch_is_still_followed() {
-    use std::sync::mpsc::channel;
-    let (release, gate) = channel();
+    let (release, g) = gate();
     let devices = FakeDevices {
-        switch_gate: Some(Arc::new(Mutex::new(gate))),
+        switch_gate: g,
         ..Default::default()
     };
     let (mut ctl, _) = controller_with(None, devices.clone());
     ctl.switch_wait = Duration::from_millis(100);
     let shared = ctl.shared.clone();
     let c = Running::start(ctl);
-    let switch = |name: &str| Command::SetDevice {
-        index: None,
-        name: Some(name.into()),
-    };
-    let error = |r: &Reply, what: &str| matches!(&r.responses[..], [Response::Error(e)] if e.contains(what));
 
-    c.ask(1, switch("hw:CARD=Test,DEV=0"));
+    c.ask(1, set_device("hw:CARD=Test,DEV=0"));
     let r = c.next();
     assert_eq!(r.client, 1);
-    assert!(error(&r, "has not ended"), "{:?}", r.responses);
-    c.ask(2, switch("plughw:CARD=Configured"));
+    assert!(refused(&r, "has not ended"), "{:?}", r.responses);
+    c.ask(2, set_device("plughw:CARD=Configured"));
     let r = c.next();
     assert_eq!(r.client, 2);
-    assert!(error(&r, "under way"), "{:?}", r.responses);
+    assert!(refused(&r, "under way"), "{:?}", r.responses);
     assert_eq!(shared.device().1, "plughw:CARD=Configured");
 
     release.send(()).unwrap();
@@ -365,30 +366,23 @@ fn an_overdue_switch_is_still_followed() {
         r.client, RELOAD_CLIENT,
         "an overdue outcome goes to everyone"
     );
-    assert!(
-        matches!(
-            &r.responses[..],
-            [Response::MetaChanged, Response::DevicesChanged(_)]
-        ),
-        "{:?}",
-        r.responses
-    );
+    assert!(switched(&r), "{:?}", r.responses);
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
     assert!(c.quiet());
 
     // One that fails late changes nothing; the next switch may start.
-    c.ask(3, switch("default"));
-    assert!(error(&c.next(), "has not ended"));
+    c.ask(3, set_device("default"));
+    assert!(refused(&c.next(), "has not ended"));
     release.send(()).unwrap();
     let r = c.next();
     assert_eq!(r.client, RELOAD_CLIENT);
-    assert!(error(&r, "default is not there"), "{:?}", r.responses);
+    assert!(refused(&r, "default is not there"), "{:?}", r.responses);
     assert_eq!(shared.device().1, "hw:CARD=Test,DEV=0");
-    c.ask(4, switch("plughw:CARD=Configured"));
+    c.ask(4, set_device("plughw:CARD=Configured"));
     release.send(()).unwrap();
     let r = c.next();
     assert_eq!(r.client, 4);
-    assert!(matches!(&r.responses[..], [Response::MetaChanged, _]));
+    assert!(switched(&r), "{:?}", r.responses);
     assert_eq!(shared.device().1, "plughw:CARD=Configured");
 }
 
@@ -399,20 +393,15 @@ fn an_overdue_switch_is_still_followed() {
 /// answered meanwhile.
 #[test]
 fn a_probe_and_a_switch_never_overlap() {
-    use std::sync::mpsc::channel;
-    let (release_probe, gate) = channel();
-    let (release_switch, switch_gate) = channel();
+    let (release_probe, probe_gate) = gate();
+    let (release_switch, switch_gate) = gate();
     let devices = FakeDevices {
-        gate: Some(Arc::new(Mutex::new(gate))),
-        switch_gate: Some(Arc::new(Mutex::new(switch_gate))),
+        gate: probe_gate,
+        switch_gate,
         ..Default::default()
     };
     let (ctl, _) = controller_with(None, devices.clone());
     let c = Running::start(ctl);
-    let switch = |name: &str| Command::SetDevice {
-        index: None,
-        name: Some(name.into()),
-    };
     let log = || devices.log.lock().unwrap().clone();
     let settled = |what: &[&str]| {
         // What has not happened cannot be awaited: give it time to.
@@ -422,11 +411,11 @@ fn a_probe_and_a_switch_never_overlap() {
 
     // A switch during a probe.
     c.ask(1, Command::ListDevices { probe: true });
-    c.ask(2, switch("hw:CARD=Test,DEV=0"));
+    c.ask(2, set_device("hw:CARD=Test,DEV=0"));
     c.ask(3, Command::SetFft { enabled: false });
     assert_eq!(c.next().client, 3, "held up by the probe or the switch");
-    c.ask(4, switch("plughw:CARD=Configured"));
-    assert!(matches!(&c.next().responses[..], [Response::Error(e)] if e.contains("under way")));
+    c.ask(4, set_device("plughw:CARD=Configured"));
+    assert!(refused(&c.next(), "under way"));
     settled(&["probe"]);
     release_probe.send(()).unwrap();
     assert!(matches!(&c.next().responses[..], [Response::Devices(_)]));
@@ -434,15 +423,11 @@ fn a_probe_and_a_switch_never_overlap() {
     release_switch.send(()).unwrap();
     let r = c.next();
     assert_eq!(r.client, 2);
-    assert!(
-        matches!(&r.responses[..], [Response::MetaChanged, _]),
-        "{:?}",
-        r.responses
-    );
+    assert!(switched(&r), "{:?}", r.responses);
 
     // A probe during a switch (the listing above is reused for 2 s).
     std::thread::sleep(PROBE_REUSE);
-    c.ask(5, switch("plughw:CARD=Configured"));
+    c.ask(5, set_device("plughw:CARD=Configured"));
     c.ask(6, Command::ListDevices { probe: true });
     c.ask(7, Command::SetFft { enabled: true });
     assert_eq!(c.next().client, 7, "held up by the probe or the switch");
