@@ -11,7 +11,7 @@
 #   MIDI clock    aseqdump on the kernel's sequencer: not here, in the VM
 #                 of the `vm` suite (scripts/vm/suites/midi.sh, booted once
 #                 with capture's checks: scripts/test.sh runs
-#                 `vm-test.sh amd64 --suites capture,midi`)
+#                 `vm-test.sh amd64 --suites capture,midi,devices`)
 # Every multicast or broadcast test runs in network and mount namespaces
 # the test process creates itself (tests/rig/conftest.py): only a loopback
 # interface, so nothing reaches a real network.

@@ -13,9 +13,12 @@ use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
 use crate::control::device::ListedDevice;
 use crate::control::{DeviceItem, DeviceOps, Prober, SwitchOutcome};
+use crate::stats::{DeviceInfo, Stats};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a probe listens to each device.
@@ -36,14 +39,38 @@ pub struct SwitchRequest {
 pub struct AppDevices {
     audio: AudioConfig,
     switches: Sender<SwitchRequest>,
+    /// What capture has open ([`in_use`]).
+    stats: Arc<Stats>,
 }
 
 impl AppDevices {
     /// Devices are opened with `audio`'s format settings; switches go to
-    /// the supervisor through `switches`.
-    pub fn new(audio: AudioConfig, switches: Sender<SwitchRequest>) -> Self {
-        AppDevices { audio, switches }
+    /// the supervisor through `switches`; `stats` says which device capture
+    /// has open.
+    pub fn new(audio: AudioConfig, switches: Sender<SwitchRequest>, stats: Arc<Stats>) -> Self {
+        AppDevices {
+            audio,
+            switches,
+            stats,
+        }
     }
+}
+
+/// The device capture has open now, if one is. A listing never opens it:
+/// a `hw` device answers a second open "busy", and the device that works
+/// was listed as unavailable and silent; it is described from what
+/// capture opened instead.
+fn in_use(stats: &Stats) -> Option<DeviceInfo> {
+    if !stats.device_up.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(
+        stats
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    )
 }
 
 /// The capture PCM names phase4 enumerates (alsa-lib's hints and
@@ -85,13 +112,17 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 }
 
 /// [`list_devices`] with alsa-lib's messages meanwhile as debug lines.
-fn listing(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
-    crate::capture::alsa_log::while_listing(|| list_devices(audio, probe))
+fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
+    let in_use = in_use(stats);
+    crate::capture::alsa_log::while_listing(|| list_devices(audio, in_use.as_ref(), probe))
 }
 
 /// [`DeviceOps::list`]'s work: the hints, the cards opened for what they
-/// support, every hint opened and listened to with `probe`.
-fn list_devices(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
+/// support, every hint opened and listened to with `probe`; the one
+/// capture has open (`in_use`) is not opened again: its entry carries the
+/// channels, rate and format capture opened it with, and no probe fields
+/// (its signal is what the meters show).
+fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -> Vec<DeviceItem> {
     use crate::capture::devices::{hints, is_card, probe as capabilities};
     let now = || {
         std::time::SystemTime::now()
@@ -114,6 +145,12 @@ fn list_devices(audio: &AudioConfig, probe: bool) -> Vec<DeviceItem> {
                 default_samplerate: want as f64,
                 ..Default::default()
             };
+            if let Some(d) = in_use.filter(|d| d.name == item.name) {
+                item.max_input_channels = d.channels;
+                item.default_samplerate = d.rate as f64;
+                item.formats = vec![d.format.clone()];
+                return item;
+            }
             if !(card || probe) {
                 return item;
             }
@@ -160,14 +197,14 @@ impl DeviceOps for AppDevices {
     /// ([`crate::capture::alsa_log::while_listing`]): each entry carries its
     /// own error for the client that asked.
     fn list(&mut self, probe: bool) -> Vec<DeviceItem> {
-        listing(&self.audio, probe)
+        listing(&self.audio, &self.stats, probe)
     }
 
     /// A probe opens every device for [`PROBE_FOR`] (seconds with a few
     /// cards): it runs on a thread of its own, not on control's.
     fn prober(&self) -> Option<Prober> {
-        let audio = self.audio.clone();
-        Some(Box::new(move || listing(&audio, true)))
+        let (audio, stats) = (self.audio.clone(), self.stats.clone());
+        Some(Box::new(move || listing(&audio, &stats, true)))
     }
 
     fn listed_names(&mut self) -> Vec<String> {

@@ -310,7 +310,11 @@ impl<'a> Graph<'a> {
             state.clone(),
             self.params.clone(),
             shared.clone(),
-            Box::new(AppDevices::new(config.audio.clone(), switch_tx)),
+            Box::new(AppDevices::new(
+                config.audio.clone(),
+                switch_tx,
+                self.stats.clone(),
+            )),
         );
         // Control saves the state and the presets when it stops.
         self.savers.push(

@@ -1,0 +1,81 @@
+# Device listing and switching over phase4's own WebSocket on a real
+# driver's devices: snd-aloop with one substream per direction, so a `hw`
+# device answers a second open "busy", as a USB card's does. The client is
+# p4util's (the guest has no Python). Checks:
+#   dev_in_use       the device capture runs on is listed available (it was
+#                    opened a second time for the listing: "busy", so the
+#                    device that worked was listed unavailable)
+#   dev_probe_in_use a probe lists it available too, without opening it,
+#                    and probes the others
+#   dev_switch_probe a switch asked for while a probe runs happens, both
+#                    ways (it opened its device while the probe held it:
+#                    "busy", rolled back)
+# vm-modules: snd-aloop
+# vm-bins:
+
+A="hw:CARD=Loopback,DEV=1"
+B="hw:CARD=Loopback,DEV=0"
+WS=8765
+
+modprobe snd-aloop pcm_substreams=1
+
+# The last `devices` message in FILE, one entry a line.
+dev_items() {
+    grep '"type":"devices"' "$1" | tail -1 | sed 's/},{/}\n{/g'
+}
+# Its entry for NAME.
+dev_item() {
+    dev_items "$1" | grep "\"name\":\"$2\""
+}
+available() {
+    dev_item "$1" "$2" | grep -q '"available":true' && ! dev_item "$1" "$2" | grep -q '"error"'
+}
+
+cat >/tmp/dev.toml <<EOF
+[audio]
+device = "$A"
+format = "S16_LE"
+channels = 2
+sample-rate-hz = 48000
+block-frames = 256
+[osc]
+destinations = [{ host = "127.0.0.1", port = 9000 }]
+addresses = ["meta"]
+[ws]
+bind = "127.0.0.1"
+port = $WS
+http-port = $((WS + 1))
+[state]
+dir = ""
+[health]
+interval-s = 1.0
+EOF
+p4_start dev /tmp/dev.toml
+
+p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
+check dev_in_use "$A, in use, listed: $(dev_item /tmp/dev.list "$A" | cut -c1-160)" available /tmp/dev.list "$A"
+
+p4util ws $WS 20 '{"type":"list_devices","probe":true}' >/tmp/dev.probe
+probed=$(dev_items /tmp/dev.probe | grep -c '"probed_signal"')
+probe_ok=no
+if available /tmp/dev.probe "$A" && ! dev_item /tmp/dev.probe "$A" | grep -q probed_signal &&
+    [ "$probed" -gt 0 ]; then
+    probe_ok=yes
+fi
+check dev_probe_in_use "$A available after a probe, not probed itself ($probed others probed): $(dev_item /tmp/dev.probe "$A" | cut -c1-160)" \
+    [ "$probe_ok" = yes ]
+
+# A switch right after a probe was asked for, to B and back to A; each is
+# answered (meta, devices) once the probe and then the switch are done.
+ok=0
+for to in "$B" "$A"; do
+    n=$(grep -c "now on $to" /tmp/dev.log)
+    p4util ws $WS 25 '{"type":"list_devices","probe":true}' "{\"type\":\"set_device\",\"name\":\"$to\"}" >/tmp/dev.switch
+    if [ "$(grep -c "now on $to" /tmp/dev.log)" -gt "$n" ] && ! grep -q '"type":"error"' /tmp/dev.switch; then
+        ok=$((ok + 1))
+    else
+        result dev_switch_detail INFO "to $to: $(grep '"type":"error"' /tmp/dev.switch | cut -c1-200) $(grep -E 'rolling back|busy' /tmp/dev.log | tail -1 | cut -c1-200)"
+    fi
+done
+check dev_switch_probe "$ok of 2 switches asked for during a probe happened" [ $ok -eq 2 ]
+p4_stop dev
