@@ -102,6 +102,9 @@ pub struct Stats {
     pub bpm: AtomicF32,
     /// What is open (written when a device opens; never on the hot path).
     pub device: Mutex<DeviceInfo>,
+    /// The highest block peak since a probe last took it
+    /// ([`Stats::note_peak`], [`Stats::take_peak`]).
+    pub peak_since: AtomicU32,
     /// The rig outputs (mDNS, OSCQuery, Link, MIDI, WLED).
     pub rig: crate::rig::RigStats,
 }
@@ -135,7 +138,31 @@ fn u8_to_grant(v: u8) -> RtGrant {
     }
 }
 
+/// What [`Stats::peak_since`] adds to a peak in dBFS (at least −160), so
+/// that the sum is positive and its `f32` bits order as the values do.
+const PEAK_OFFSET_DB: f32 = 200.0;
+
 impl Stats {
+    /// A block's peak went by (the WebSocket broadcaster notes every
+    /// frame's): kept if it is the highest since [`Stats::take_peak`].
+    pub fn note_peak(&self, dbfs: f32) {
+        if dbfs.is_nan() {
+            return;
+        }
+        let v = (dbfs + PEAK_OFFSET_DB).clamp(f32::MIN_POSITIVE, 2.0 * PEAK_OFFSET_DB);
+        self.peak_since.fetch_max(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The highest peak in dBFS noted since the last call, if any was:
+    /// what a probe reports for the device capture has open, which it
+    /// does not open again.
+    pub fn take_peak(&self) -> Option<f32> {
+        match self.peak_since.swap(0, Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f32::from_bits(bits) - PEAK_OFFSET_DB),
+        }
+    }
+
     /// Mark a thread alive now.
     pub fn beat(&self, role: Role) {
         self.heartbeat_ns[role as usize].store(crate::rt::now_ns(), Ordering::Relaxed);
@@ -341,5 +368,21 @@ mod tests {
         assert_eq!(s.p50_us, 60);
         assert_eq!(s.p99_us, 60);
         assert_eq!(s.max_us, 3000);
+    }
+
+    #[test]
+    fn the_highest_peak_since_it_was_taken_is_kept() {
+        let s = Stats::default();
+        assert_eq!(s.take_peak(), None, "nothing noted");
+        for db in [-90.0, -12.5, -160.0, f32::NAN, -40.0] {
+            s.note_peak(db);
+        }
+        assert_eq!(s.take_peak(), Some(-12.5));
+        assert_eq!(s.take_peak(), None, "taken");
+        s.note_peak(-300.0);
+        s.note_peak(f32::NEG_INFINITY);
+        assert!(s.take_peak().is_some_and(|db| db < -199.0));
+        s.note_peak(3.0);
+        assert_eq!(s.take_peak(), Some(3.0), "over full scale");
     }
 }

@@ -114,22 +114,44 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 /// [`list_devices`] with alsa-lib's messages meanwhile as debug lines.
 fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
     let in_use = in_use(stats);
-    crate::capture::alsa_log::while_listing(|| list_devices(audio, in_use.as_ref(), probe))
+    let t0 = Instant::now();
+    if probe {
+        stats.take_peak();
+    }
+    let mut items =
+        crate::capture::alsa_log::while_listing(|| list_devices(audio, in_use.as_ref(), probe));
+    let mine = in_use.and_then(|d| items.iter_mut().find(|i| i.name == d.name));
+    if let (true, Some(item)) = (probe, mine) {
+        // What capture delivered while the others were probed, over at
+        // least the time a probe listens to a device.
+        std::thread::sleep(PROBE_FOR.saturating_sub(t0.elapsed()));
+        let peak = stats.take_peak();
+        item.probed_signal = Some(peak.is_some_and(|db| db > signal_dbfs()));
+        item.probed_peak_dbfs = peak.map(f64::from);
+        item.probed_at = Some(unix_now());
+    }
+    items
+}
+
+/// [`PROBE_SIGNAL`] in dBFS.
+fn signal_dbfs() -> f32 {
+    20.0 * PROBE_SIGNAL.log10()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// [`DeviceOps::list`]'s work: the hints, the cards opened for what they
 /// support, every hint opened and listened to with `probe`; the one
 /// capture has open (`in_use`) is not opened again: its entry carries the
-/// channels, rate and format capture opened it with, and no probe fields
-/// (its signal is what the meters show).
+/// channels, rate and format capture opened it with ([`listing`] adds its
+/// probe fields from what capture delivered meanwhile).
 fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -> Vec<DeviceItem> {
     use crate::capture::devices::{hints, is_card, probe as capabilities};
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
-    };
     let want = audio.sample_rate_hz;
     hints()
         .into_iter()
@@ -172,7 +194,7 @@ fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -
             if probe {
                 match probe_peak_dbfs(audio, &item.name) {
                     Ok(db) => {
-                        item.probed_signal = Some(db > 20.0 * PROBE_SIGNAL.log10());
+                        item.probed_signal = Some(db > signal_dbfs());
                         item.probed_peak_dbfs = Some(db as f64);
                     }
                     Err(e) => {
@@ -180,7 +202,7 @@ fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -
                         item.error.get_or_insert(e);
                     }
                 }
-                item.probed_at = Some(now());
+                item.probed_at = Some(unix_now());
             }
             item
         })

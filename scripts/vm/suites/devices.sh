@@ -6,6 +6,8 @@
 #                    opened a second time for the listing: "busy", so the
 #                    device that worked was listed unavailable)
 #   dev_probe_in_use a probe lists it available too, without opening it,
+#                    with the signal capture delivered meanwhile (a tone
+#                    aplay plays into the loopback: probed_signal true),
 #                    and probes the others
 #   dev_switch_probe a switch asked for while a probe runs happens, both
 #                    ways (it opened its device while the probe held it:
@@ -18,6 +20,9 @@ B="hw:CARD=Loopback,DEV=0"
 WS=8765
 
 modprobe snd-aloop pcm_substreams=1
+# A tone into the loopback's DEV=0 playback: capture on DEV=1 hears it.
+(p4util tone S16_LE 48000 2 90 1000 | aplay -q -D hw:CARD=Loopback,DEV=0 -t raw -f S16_LE -r 48000 -c 2 2>/dev/null) &
+TONE_PID=$!
 
 # The last `devices` message in FILE, one entry a line.
 dev_items() {
@@ -58,11 +63,11 @@ check dev_in_use "$A, in use, listed: $(dev_item /tmp/dev.list "$A" | cut -c1-16
 p4util ws $WS 20 '{"type":"list_devices","probe":true}' >/tmp/dev.probe
 probed=$(dev_items /tmp/dev.probe | grep -c '"probed_signal"')
 probe_ok=no
-if available /tmp/dev.probe "$A" && ! dev_item /tmp/dev.probe "$A" | grep -q probed_signal &&
-    [ "$probed" -gt 0 ]; then
+if available /tmp/dev.probe "$A" && dev_item /tmp/dev.probe "$A" | grep -q '"probed_signal":true' &&
+    [ "$probed" -gt 1 ]; then
     probe_ok=yes
 fi
-check dev_probe_in_use "$A available after a probe, not probed itself ($probed others probed): $(dev_item /tmp/dev.probe "$A" | cut -c1-160)" \
+check dev_probe_in_use "$A available after a probe, with a signal ($probed probed in all): $(dev_item /tmp/dev.probe "$A" | sed 's/"description.*//')" \
     [ "$probe_ok" = yes ]
 
 # A switch right after a probe was asked for, to B and back to A; each is
@@ -79,3 +84,5 @@ for to in "$B" "$A"; do
 done
 check dev_switch_probe "$ok of 2 switches asked for during a probe happened" [ $ok -eq 2 ]
 p4_stop dev
+killall aplay 2>/dev/null
+wait "$TONE_PID" 2>/dev/null

@@ -73,6 +73,7 @@ impl Broadcaster {
                     }
                 }
             }
+            self.ctx.stats.note_peak(f.peak_dbfs);
             self.latest_bands = f;
         }
     }
