@@ -59,7 +59,10 @@ impl Controller {
 
     /// With `probe`, the last probe's listing while it is younger than
     /// [`PROBE_REUSE`]; otherwise a new probe, answered later by the probe
-    /// thread (no responses now), or made here when there is none.
+    /// thread (no responses now), or made here when there is none. Without,
+    /// a new listing (it opens the sound cards for a moment), or the last
+    /// one while a switch runs: a card the listing held open would answer
+    /// the switch "busy".
     fn list_devices(&mut self, client: u64, probe: bool) -> Vec<Response> {
         let l = if probe {
             self.settle_probe();
@@ -78,6 +81,8 @@ impl Controller {
                     l
                 }
             }
+        } else if let (true, Some(l)) = (self.switch_holds_probes(), &self.listing) {
+            return vec![Response::Devices(l.clone())];
         } else {
             self.devices.list(false)
         };

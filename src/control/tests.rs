@@ -14,6 +14,8 @@ struct FakeDevices {
     /// "probe" / "probed" when a probe starts and ends, "switch" /
     /// "switched" when a switch does.
     log: Arc<Mutex<Vec<&'static str>>>,
+    /// Listings without probe.
+    plain: Arc<AtomicU32>,
 }
 impl DeviceOps for FakeDevices {
     fn prober(&self) -> Option<Prober> {
@@ -29,6 +31,8 @@ impl DeviceOps for FakeDevices {
             }
             self.probes.fetch_add(1, Ordering::Relaxed);
             self.log.lock().unwrap().push("probed");
+        } else {
+            self.plain.fetch_add(1, Ordering::Relaxed);
         }
         self.listed_names()
             .into_iter()
@@ -441,6 +445,38 @@ fn a_probe_and_a_switch_never_overlap() {
     assert_eq!(
         log(),
         ["probe", "probed", "switch", "switched", "switch", "switched", "probe", "probed"]
+    );
+}
+
+/// A plain listing opens the sound cards for a moment: while a switch runs
+/// it is answered from the last listing (a card the listing held would
+/// answer the switch "busy"), and opens them again once it has ended.
+#[test]
+fn a_listing_during_a_switch_opens_no_device() {
+    let (release, g) = gate();
+    let devices = FakeDevices {
+        switch_gate: g,
+        ..Default::default()
+    };
+    let (ctl, _) = controller_with(None, devices.clone());
+    let c = Running::start(ctl);
+    let listings = || devices.plain.load(Ordering::Relaxed);
+    let before = listings();
+    let list = Command::ListDevices { probe: false };
+    c.ask(1, set_device("hw:CARD=Test,DEV=0"));
+    c.ask(2, list.clone());
+    let r = c.next();
+    assert_eq!(r.client, 2);
+    assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
+    assert_eq!(listings(), before, "listed while the switch ran");
+    release.send(()).unwrap();
+    assert!(switched(&c.next()));
+    c.ask(3, list);
+    assert_eq!(c.next().client, 3);
+    assert_eq!(
+        listings(),
+        before + 2,
+        "the switch's own listing, and this one"
     );
 }
 
