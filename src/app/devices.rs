@@ -120,17 +120,48 @@ fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
     }
     let mut items =
         crate::capture::alsa_log::while_listing(|| list_devices(audio, in_use.as_ref(), probe));
-    let mine = in_use.and_then(|d| items.iter_mut().find(|i| i.name == d.name));
-    if let (true, Some(item)) = (probe, mine) {
+    let Some(d) = in_use.filter(|_| probe) else {
+        return items;
+    };
+    let mut mine = items
+        .iter_mut()
+        .filter(|i| captures(&d, &i.name))
+        .peekable();
+    if mine.peek().is_some() {
         // What capture delivered while the others were probed, over at
         // least the time a probe listens to a device.
         std::thread::sleep(PROBE_FOR.saturating_sub(t0.elapsed()));
         let peak = stats.take_peak();
-        item.probed_signal = Some(peak.is_some_and(|db| db > signal_dbfs()));
-        item.probed_peak_dbfs = peak.map(f64::from);
-        item.probed_at = Some(unix_now());
+        for item in mine {
+            item.probed_signal = Some(peak.is_some_and(|db| db > signal_dbfs()));
+            item.probed_peak_dbfs = peak.map(f64::from);
+            item.probed_at = Some(unix_now());
+        }
     }
     items
+}
+
+/// Whether capture, on `d`, holds the PCM `name`: the same name, or a name
+/// on the same card and device (`hw:CARD=X,DEV=0`, `plughw:CARD=X,DEV=0`,
+/// `sysdefault:CARD=X`, ...), which would answer a second open "busy".
+fn captures(d: &DeviceInfo, name: &str) -> bool {
+    d.name == name || card_device(&d.name).is_some_and(|cd| card_device(name) == Some(cd))
+}
+
+/// The card and device an ALSA name with `CARD=` names (`DEV=` 0 when it
+/// says none).
+fn card_device(name: &str) -> Option<(&str, u32)> {
+    let (_, args) = name.split_once(':')?;
+    let mut card = None;
+    let mut dev = 0;
+    for kv in args.split(',') {
+        match kv.split_once('=') {
+            Some(("CARD", v)) => card = Some(v),
+            Some(("DEV", v)) => dev = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some((card?, dev))
 }
 
 /// [`PROBE_SIGNAL`] in dBFS.
@@ -147,9 +178,11 @@ fn unix_now() -> f64 {
 
 /// [`DeviceOps::list`]'s work: the hints, the cards opened for what they
 /// support, every hint opened and listened to with `probe`; the one
-/// capture has open (`in_use`) is not opened again: its entry carries the
-/// channels, rate and format capture opened it with ([`listing`] adds its
-/// probe fields from what capture delivered meanwhile).
+/// capture has open (`in_use`), and the other names of its card and device,
+/// are not opened again: their entries carry the channels, rate and format
+/// capture opened it with ([`listing`] adds their probe fields from what
+/// capture delivered meanwhile), and a switch to one works (capture closes
+/// the device before it opens the next).
 fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -> Vec<DeviceItem> {
     use crate::capture::devices::{hints, is_card, probe as capabilities};
     let want = audio.sample_rate_hz;
@@ -167,7 +200,7 @@ fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -
                 default_samplerate: want as f64,
                 ..Default::default()
             };
-            if let Some(d) = in_use.filter(|d| d.name == item.name) {
+            if let Some(d) = in_use.filter(|d| captures(d, &item.name)) {
                 item.max_input_channels = d.channels;
                 item.default_samplerate = d.rate as f64;
                 item.formats = vec![d.format.clone()];
@@ -242,5 +275,40 @@ impl DeviceOps for AppDevices {
             })
             .map_err(|_| "the service is stopping".to_string())?;
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_of_the_card_and_device_in_use_are_recognised() {
+        let on = |name: &str| DeviceInfo {
+            name: name.into(),
+            ..Default::default()
+        };
+        let usb = on("plughw:CARD=Device,DEV=0");
+        for name in [
+            "plughw:CARD=Device,DEV=0",
+            "hw:CARD=Device,DEV=0",
+            "sysdefault:CARD=Device",
+            "dsnoop:CARD=Device,DEV=0",
+        ] {
+            assert!(captures(&usb, name), "{name}");
+        }
+        for name in [
+            "hw:CARD=Device,DEV=1",
+            "hw:CARD=Device2,DEV=0",
+            "default",
+            "hw:CARD=Device,DEV=x",
+            "pulse",
+        ] {
+            assert!(!captures(&usb, name), "{name}");
+        }
+        // Without a card in the name only the name itself.
+        assert!(captures(&on("default"), "default"));
+        assert!(!captures(&on("default"), "sysdefault:CARD=Device"));
+        assert!(!captures(&on("hw:0"), "hw:CARD=Device,DEV=0"));
     }
 }

@@ -2,9 +2,10 @@
 # driver's devices: snd-aloop with one substream per direction, so a `hw`
 # device answers a second open "busy", as a USB card's does. The client is
 # p4util's (the guest has no Python). Checks:
-#   dev_in_use       the device capture runs on is listed available (it was
-#                    opened a second time for the listing: "busy", so the
-#                    device that worked was listed unavailable)
+#   dev_in_use       the device capture runs on, and the other name of its
+#                    card and device (plughw:), are listed available (they
+#                    were opened a second time for the listing: "busy", so
+#                    the device that worked was listed unavailable)
 #   dev_probe_in_use a probe lists it available too, without opening it,
 #                    with the signal capture delivered meanwhile (a tone
 #                    aplay plays into the loopback: probed_signal true),
@@ -16,6 +17,7 @@
 # vm-bins:
 
 A="hw:CARD=Loopback,DEV=1"
+A2="plughw:CARD=Loopback,DEV=1"
 B="hw:CARD=Loopback,DEV=0"
 WS=8765
 
@@ -58,7 +60,10 @@ EOF
 p4_start dev /tmp/dev.toml
 
 p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
-check dev_in_use "$A, in use, listed: $(dev_item /tmp/dev.list "$A" | cut -c1-160)" available /tmp/dev.list "$A"
+both=no
+available /tmp/dev.list "$A" && available /tmp/dev.list "$A2" && both=yes
+check dev_in_use "$A, in use, and $A2 listed: $(dev_item /tmp/dev.list "$A" | sed 's/"description.*//') $(dev_item /tmp/dev.list "$A2" | sed 's/"description.*//')" \
+    [ "$both" = yes ]
 
 p4util ws $WS 20 '{"type":"list_devices","probe":true}' >/tmp/dev.probe
 probed=$(dev_items /tmp/dev.probe | grep -c '"probed_signal"')
