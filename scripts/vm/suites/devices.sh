@@ -10,9 +10,10 @@
 #                    with the signal capture delivered meanwhile (a tone
 #                    aplay plays into the loopback: probed_signal true),
 #                    and probes the others
-#   dev_switch_probe a switch asked for while a probe runs happens, both
-#                    ways (it opened its device while the probe held it:
-#                    "busy", rolled back)
+#   dev_switch_probe a switch asked for while a probe runs happens: to the
+#                    other device, back, and to the plughw: name of the
+#                    card and device in use (it opened its device while
+#                    the probe held it: "busy", rolled back)
 # vm-modules: snd-aloop
 # vm-bins:
 
@@ -75,10 +76,11 @@ fi
 check dev_probe_in_use "$A available after a probe, with a signal ($probed probed in all): $(dev_item /tmp/dev.probe "$A" | sed 's/"description.*//')" \
     [ "$probe_ok" = yes ]
 
-# A switch right after a probe was asked for, to B and back to A; each is
+# A switch right after a probe was asked for, to B, back to A, then to A2
+# (the same card and device as A, listed available above); each is
 # answered (meta, devices) once the probe and then the switch are done.
 ok=0
-for to in "$B" "$A"; do
+for to in "$B" "$A" "$A2"; do
     n=$(grep -c "now on $to" /tmp/dev.log)
     p4util ws $WS 25 '{"type":"list_devices","probe":true}' "{\"type\":\"set_device\",\"name\":\"$to\"}" >/tmp/dev.switch
     if [ "$(grep -c "now on $to" /tmp/dev.log)" -gt "$n" ] && ! grep -q '"type":"error"' /tmp/dev.switch; then
@@ -87,7 +89,7 @@ for to in "$B" "$A"; do
         result dev_switch_detail INFO "to $to: $(grep '"type":"error"' /tmp/dev.switch | cut -c1-200) $(grep -E 'rolling back|busy' /tmp/dev.log | tail -1 | cut -c1-200)"
     fi
 done
-check dev_switch_probe "$ok of 2 switches asked for during a probe happened" [ $ok -eq 2 ]
+check dev_switch_probe "$ok of 3 switches asked for during a probe happened" [ $ok -eq 3 ]
 p4_stop dev
 killall aplay 2>/dev/null
 wait "$TONE_PID" 2>/dev/null
