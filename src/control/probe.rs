@@ -43,6 +43,8 @@ struct Slot {
 pub struct ProbeThread {
     jobs: SyncSender<()>,
     slot: Arc<Mutex<Slot>>,
+    /// For the clients of a held probe that cannot start.
+    replies: Sender<Reply>,
 }
 
 fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
@@ -58,6 +60,7 @@ impl ProbeThread {
         let (jobs, rx) = mpsc::sync_channel::<()>(1);
         let slot = Arc::new(Mutex::new(Slot::default()));
         let ours = slot.clone();
+        let to_clients = replies.clone();
         std::thread::Builder::new()
             .stack_size(crate::rt::THREAD_STACK)
             .name("p4-probe".into())
@@ -81,14 +84,18 @@ impl ProbeThread {
                         (std::mem::take(&mut s.waiting), answer)
                     };
                     for client in clients {
-                        let _ = replies.send(Reply {
+                        let _ = to_clients.send(Reply {
                             client,
                             responses: vec![answer.clone()],
                         });
                     }
                 }
             })?;
-        Ok(ProbeThread { jobs, slot })
+        Ok(ProbeThread {
+            jobs,
+            slot,
+            replies,
+        })
     }
 
     /// `client` wants a probe listing: it is answered from this thread when
@@ -112,13 +119,20 @@ impl ProbeThread {
         Ok(())
     }
 
-    /// Start the probe that clients wait for, if it was held.
+    /// Start the probe that clients wait for, if it was held; if it cannot
+    /// start, they are told so.
     pub fn start(&self) {
         let mut s = lock(&self.slot);
-        if !s.waiting.is_empty() {
-            if let Err(e) = self.start_locked(&mut s) {
-                log::error!("devices: {e}");
-                s.waiting.clear();
+        if s.waiting.is_empty() {
+            return;
+        }
+        if let Err(e) = self.start_locked(&mut s) {
+            log::error!("devices: {e}");
+            for client in std::mem::take(&mut s.waiting) {
+                let _ = self.replies.send(Reply {
+                    client,
+                    responses: vec![Response::Error(e.clone())],
+                });
             }
         }
     }
