@@ -2,7 +2,10 @@
 three times; meanwhile client B changes a setting every 50 ms and times
 each answer. Prints B's answer times without a probe and during each;
 with --check, PASS or FAIL (exit 1) on how many answers B got during each
-probe."""
+probe. Then FLOODERS read-only clients ask for the device list (no probe)
+FLOOD_PER_S times a second each while B goes on for FLOOD_S seconds; with
+--check B must get MIN_FLOOD_ANSWERS answers meanwhile (at most 80 fit:
+one each 50 ms plus the answer's own time)."""
 
 import asyncio
 import json
@@ -49,6 +52,41 @@ def line(what, ms):
 
 # Fewest answers the other client must get while a probe runs (--check).
 MIN_ANSWERS = 5
+# The listing flood: clients, listings per second each (ws.max-messages-per-s
+# is 200), seconds.
+FLOODERS, FLOOD_PER_S, FLOOD_S = 4, 200, 4.0
+# Fewest answers B must get during the flood (--check): 68 when a listing
+# is reused for a second, 17 when each opened the devices again (ed2a695:
+# median 204 ms each).
+MIN_FLOOD_ANSWERS = 30
+
+
+async def flood(url, b, qb):
+    """B's answer times while FLOODERS clients ask for the device list
+    FLOOD_PER_S times a second each; and how many lists they were sent."""
+    clients = [await websockets.connect(url, max_size=None) for _ in range(FLOODERS)]
+    queues = [reader(c) for c in clients]
+    stop = asyncio.Event()
+
+    async def ask(c):
+        while not stop.is_set():
+            for _ in range(FLOOD_PER_S // 20):
+                await c.send(json.dumps({"type": "list_devices"}))
+            await asyncio.sleep(0.05)
+
+    tasks = [asyncio.ensure_future(ask(c)) for c in clients]
+    ms = []
+    end = time.monotonic() + FLOOD_S
+    while time.monotonic() < end:
+        ms.append(await answer_ms(b, qb, len(ms)))
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0.5)
+    lists = sum(sum(1 for j in q._queue if j.get("type") == "devices") for q in queues)
+    for c in clients:
+        await c.close()
+    return ms, lists
 
 
 async def main(url, check):
@@ -90,6 +128,9 @@ async def main(url, check):
         print(f"probe {rnd + 1}: answered in {got['s']:.2f} s ({n} devices); "
               + line("the other client's setting meanwhile", ms), flush=True)
         await asyncio.sleep(2.2)  # past the two seconds a probe is reused
+    ms, lists = await flood(url, b, qb)
+    print(line(f"{FLOODERS} clients listing devices {FLOOD_PER_S} times a second each "
+               f"({lists} lists sent): the other client's setting", ms), flush=True)
     await a.close()
     await b.close()
     if check:
@@ -98,6 +139,12 @@ async def main(url, check):
         else:
             print(f"FAIL: another client was answered only {min(during)} time(s) during a probe "
                   f"(at least {MIN_ANSWERS} expected): the probe held up control")
+            sys.exit(1)
+        if len(ms) >= MIN_FLOOD_ANSWERS:
+            print(f"PASS: another client was answered {len(ms)} times during the listing flood")
+        else:
+            print(f"FAIL: another client was answered only {len(ms)} times during the listing flood "
+                  f"(at least {MIN_FLOOD_ANSWERS} expected): the listings held up control")
             sys.exit(1)
 
 

@@ -61,8 +61,11 @@ impl Controller {
     /// [`PROBE_REUSE`]; otherwise a new probe, answered later by the probe
     /// thread (no responses now), or made here when there is none. Without,
     /// a new listing (it opens the sound cards for a moment), or the last
-    /// one while a switch runs: a card the listing held open would answer
-    /// the switch "busy".
+    /// one while it is younger than [`LIST_REUSE`](super::LIST_REUSE) (any
+    /// client may ask, 200 times a second: the cards would be opened for
+    /// each, and every other client's commands wait meanwhile) or while a
+    /// switch runs (a card the listing held open would answer the switch
+    /// "busy").
     fn list_devices(&mut self, client: u64, probe: bool) -> Vec<Response> {
         let l = if probe {
             self.settle_probe();
@@ -81,7 +84,7 @@ impl Controller {
                     l
                 }
             }
-        } else if let (true, Some(l)) = (self.switch_holds_probes(), &self.listing) {
+        } else if let (true, Some(l)) = (self.listing_reusable(), &self.listing) {
             return vec![Response::Devices(l.clone())];
         } else {
             self.devices.list(false)
@@ -172,6 +175,7 @@ impl Controller {
         let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
         d.0 = l.iter().find(|i| i.name == d.1).map(|i| i.index);
         self.listing = Some(l);
+        self.listed_at = Some(Instant::now());
     }
 
     fn set_device(
@@ -326,6 +330,14 @@ impl Controller {
     /// never answers would hold the probe for good).
     fn switch_holds_probes(&self) -> bool {
         self.switching.as_ref().is_some_and(|p| !p.overdue)
+    }
+
+    /// Whether a plain listing is answered with the last one.
+    fn listing_reusable(&self) -> bool {
+        self.switch_holds_probes()
+            || self
+                .listed_at
+                .is_some_and(|at| at.elapsed() < super::LIST_REUSE)
     }
 
     /// Start a probe that waited for a switch.

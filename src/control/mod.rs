@@ -174,6 +174,8 @@ pub struct Controller {
     shared: Arc<Shared>,
     devices: Box<dyn DeviceOps>,
     listing: Option<Vec<DeviceItem>>,
+    /// When `listing` was made.
+    listed_at: Option<Instant>,
     /// The last listing with probe, and when it was made.
     probed: Option<(Instant, Vec<DeviceItem>)>,
     /// Where probes run; `None` before [`spawn`] starts it, or without one
@@ -216,6 +218,9 @@ const SWITCH_WAIT: Duration = Duration::from_secs(10);
 /// How often control looks for a switch's outcome while one runs.
 const SWITCH_POLL: Duration = Duration::from_millis(5);
 
+/// A listing without probe younger than this is answered again instead
+/// of opening the sound cards once more.
+const LIST_REUSE: Duration = Duration::from_secs(1);
 /// A probe listing younger than this is answered again instead of opening
 /// every device once more (a probe takes ~0.3 s per device).
 const PROBE_REUSE: Duration = Duration::from_secs(2);
@@ -246,6 +251,7 @@ impl Controller {
             shared,
             devices,
             listing: None,
+            listed_at: None,
             probed: None,
             prober: None,
             switching: None,

@@ -448,11 +448,13 @@ fn a_probe_and_a_switch_never_overlap() {
     );
 }
 
-/// A plain listing opens the sound cards for a moment: while a switch runs
-/// it is answered from the last listing (a card the listing held would
-/// answer the switch "busy"), and opens them again once it has ended.
+/// A plain listing opens the sound cards for a moment, and any client may
+/// ask for one: the last one is answered again for [`LIST_REUSE`] (four
+/// read-only clients asking 200 times a second each held another client's
+/// slider up to 230 ms), and while a switch runs (a card the listing held
+/// would answer the switch "busy").
 #[test]
-fn a_listing_during_a_switch_opens_no_device() {
+fn listings_are_reused_for_a_second_and_during_a_switch() {
     let (release, g) = gate();
     let devices = FakeDevices {
         switch_gate: g,
@@ -461,23 +463,28 @@ fn a_listing_during_a_switch_opens_no_device() {
     let (ctl, _) = controller_with(None, devices.clone());
     let c = Running::start(ctl);
     let listings = || devices.plain.load(Ordering::Relaxed);
-    let before = listings();
-    let list = Command::ListDevices { probe: false };
-    c.ask(1, set_device("hw:CARD=Test,DEV=0"));
-    c.ask(2, list.clone());
-    let r = c.next();
-    assert_eq!(r.client, 2);
-    assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
-    assert_eq!(listings(), before, "listed while the switch ran");
+    let list = |client| {
+        c.ask(client, Command::ListDevices { probe: false });
+        let r = c.next();
+        assert_eq!(r.client, client);
+        assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
+    };
+    let greeted = listings();
+    for client in 1..=50 {
+        list(client);
+    }
+    assert_eq!(listings(), greeted, "listed again within a second");
+    std::thread::sleep(LIST_REUSE);
+    list(51);
+    assert_eq!(listings(), greeted + 1);
+
+    std::thread::sleep(LIST_REUSE);
+    c.ask(52, set_device("hw:CARD=Test,DEV=0"));
+    list(53);
+    assert_eq!(listings(), greeted + 1, "listed while the switch ran");
     release.send(()).unwrap();
     assert!(switched(&c.next()));
-    c.ask(3, list);
-    assert_eq!(c.next().client, 3);
-    assert_eq!(
-        listings(),
-        before + 2,
-        "the switch's own listing, and this one"
-    );
+    assert_eq!(listings(), greeted + 2, "the switch's own listing");
 }
 
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)
