@@ -134,18 +134,17 @@ async def main(url, check):
     await a.close()
     await b.close()
     if check:
-        if min(during) >= MIN_ANSWERS:
-            print(f"PASS: another client was answered {min(during)}+ times during each probe")
-        else:
-            print(f"FAIL: another client was answered only {min(during)} time(s) during a probe "
-                  f"(at least {MIN_ANSWERS} expected): the probe held up control")
-            sys.exit(1)
-        if len(ms) >= MIN_FLOOD_ANSWERS:
-            print(f"PASS: another client was answered {len(ms)} times during the listing flood")
-        else:
-            print(f"FAIL: another client was answered only {len(ms)} times during the listing flood "
-                  f"(at least {MIN_FLOOD_ANSWERS} expected): the listings held up control")
-            sys.exit(1)
+        verdict(min(during), MIN_ANSWERS, "during each probe", "the probe")
+        verdict(len(ms), MIN_FLOOD_ANSWERS, "during the listing flood", "the listings")
 
+
+def verdict(answers, least, when, what):
+    """PASS, or FAIL and exit 1, on how often the other client was answered."""
+    if answers >= least:
+        print(f"PASS: another client was answered {answers} times {when}")
+    else:
+        print(f"FAIL: another client was answered only {answers} times {when} "
+              f"(at least {least} expected): {what} held up control")
+        sys.exit(1)
 
 asyncio.run(main(sys.argv[1], "--check" in sys.argv[2:]))
