@@ -257,11 +257,13 @@ impl Controller {
     }
 
     /// The client and the answers of a switch that ended, or that the
-    /// supervisor has not answered within [`SWITCH_WAIT`](super::SWITCH_WAIT); `None` while it
-    /// runs, or when none does. An outcome that comes after the client was
-    /// told goes to everyone ([`RELOAD_CLIENT`](super::RELOAD_CLIENT)): a
-    /// switch that happened after all is kept in the state and shown to
-    /// every UI, one that failed is logged.
+    /// supervisor has not answered within [`SWITCH_WAIT`](super::SWITCH_WAIT);
+    /// `None` while it runs, or when none does. A held switch starts here
+    /// once the probe it waited for has ended. An outcome that comes after
+    /// the client was told goes to everyone
+    /// ([`RELOAD_CLIENT`](super::RELOAD_CLIENT)): a switch that happened
+    /// after all is kept in the state and shown to every UI, one that
+    /// failed is logged.
     pub(super) fn settle_switch(&mut self) -> Option<(u64, Vec<Response>)> {
         if self.held_switch.is_some() && !self.prober.as_ref().is_some_and(ProbeThread::running) {
             let (client, device) = self.held_switch.take()?;
