@@ -56,21 +56,26 @@ impl AppDevices {
     }
 }
 
-/// The device capture has open now, if one is. A listing never opens it:
-/// a `hw` device answers a second open "busy", and the device that works
-/// was listed as unavailable and silent; it is described from what
-/// capture opened instead.
-fn in_use(stats: &Stats) -> Option<DeviceInfo> {
-    if !stats.device_up.load(Ordering::Relaxed) {
-        return None;
+/// The device capture runs on, or is opening or waiting for, and whether
+/// it is open. A listing never opens it: a `hw` device answers a second
+/// open "busy" (the device that worked was listed unavailable and silent,
+/// and a listing at start could make capture's first open fail); it is
+/// described from what capture opened instead. Before capture names one,
+/// the configured device.
+fn in_use(stats: &Stats, audio: &AudioConfig) -> Option<(DeviceInfo, bool)> {
+    let up = stats.device_up.load(Ordering::Relaxed);
+    let mut d = stats
+        .device
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if d.name.is_empty() {
+        if !audio.input.is_empty() {
+            return None;
+        }
+        d.name = audio.device.clone();
     }
-    Some(
-        stats
-            .device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
-    )
+    Some((d, up))
 }
 
 /// The capture PCM names phase4 enumerates (alsa-lib's hints and
@@ -113,14 +118,14 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 
 /// [`list_devices`] with alsa-lib's messages meanwhile as debug lines.
 fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
-    let in_use = in_use(stats);
+    let in_use = in_use(stats, audio);
     let t0 = Instant::now();
     if probe {
         stats.take_peak();
     }
     let mut items =
         crate::capture::alsa_log::while_listing(|| list_devices(audio, in_use.as_ref(), probe));
-    let Some(d) = in_use.filter(|_| probe) else {
+    let Some((d, true)) = in_use.filter(|_| probe) else {
         return items;
     };
     let mut mine = items
@@ -182,8 +187,13 @@ fn unix_now() -> f64 {
 /// are not opened again: their entries carry the channels, rate and format
 /// capture opened it with ([`listing`] adds their probe fields from what
 /// capture delivered meanwhile), and a switch to one works (capture closes
-/// the device before it opens the next).
-fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -> Vec<DeviceItem> {
+/// the device before it opens the next). While capture is opening it or
+/// waiting for it, they are listed unavailable, without opening them.
+fn list_devices(
+    audio: &AudioConfig,
+    in_use: Option<&(DeviceInfo, bool)>,
+    probe: bool,
+) -> Vec<DeviceItem> {
     use crate::capture::devices::{hints, is_card, probe as capabilities};
     let want = audio.sample_rate_hz;
     hints()
@@ -200,11 +210,19 @@ fn list_devices(audio: &AudioConfig, in_use: Option<&DeviceInfo>, probe: bool) -
                 default_samplerate: want as f64,
                 ..Default::default()
             };
-            if let Some(d) = in_use.filter(|d| captures(d, &item.name)) {
-                item.max_input_channels = d.channels;
-                item.default_samplerate = d.rate as f64;
-                item.formats = vec![d.format.clone()];
-                return item;
+            match in_use.filter(|(d, _)| captures(d, &item.name)) {
+                Some((d, true)) => {
+                    item.max_input_channels = d.channels;
+                    item.default_samplerate = d.rate as f64;
+                    item.formats = vec![d.format.clone()];
+                    return item;
+                }
+                Some((_, false)) => {
+                    item.available = false;
+                    item.error = Some("capture is opening it, or waiting for it".into());
+                    return item;
+                }
+                None => {}
             }
             if !(card || probe) {
                 return item;
@@ -264,6 +282,15 @@ impl DeviceOps for AppDevices {
 
     fn listed_names(&mut self) -> Vec<String> {
         listed_names()
+    }
+
+    fn in_use_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if let Some((d, up)) = in_use(&self.stats, &self.audio) {
+            (d.name, d.format, d.rate, d.channels, up).hash(&mut h);
+        }
+        h.finish()
     }
 
     fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String> {

@@ -29,7 +29,11 @@ pub fn print(all: bool) {
                 range(*rates),
                 formats.join(" ")
             ),
-            Err(e) => writeln!(out, "  {name}  (cannot capture now: {e})\n      {desc}"),
+            Err(e) => writeln!(
+                out,
+                "  {name}  (cannot capture now: {e}{})\n      {desc}",
+                busy_hint(e)
+            ),
         };
     }
     let _ = writeln!(
@@ -63,6 +67,16 @@ pub fn print(all: bool) {
         out,
         "\nPut a name in audio.device of /etc/phase4/phase4.toml, or pick it in the web UI."
     );
+}
+
+/// What "busy" most likely means here: a card captures for one program at
+/// a time, and the service may be that program.
+fn busy_hint(e: &str) -> &'static str {
+    if e.contains("busy") || e.contains("EBUSY") {
+        "; another program has it open, perhaps the phase4 service: its web UI lists the card in use"
+    } else {
+        ""
+    }
 }
 
 fn range(r: Option<(u32, u32)>) -> String {

@@ -61,9 +61,10 @@ impl Controller {
     /// [`PROBE_REUSE`]; otherwise a new probe, answered later by the probe
     /// thread (no responses now), or made here when there is none. Without,
     /// a new listing (it opens the sound cards for a moment), or the last
-    /// one while it is younger than [`LIST_REUSE`](super::LIST_REUSE) (any
-    /// client may ask, 200 times a second: the cards would be opened for
-    /// each, and every other client's commands wait meanwhile) or while a
+    /// one while it is younger than [`LIST_REUSE`](super::LIST_REUSE) and
+    /// capture's device has not changed since (any client may ask, 200
+    /// times a second: the cards would be opened for each, and every other
+    /// client's commands wait meanwhile) or while a
     /// switch runs (a card the listing held open would answer the switch
     /// "busy").
     fn list_devices(&mut self, client: u64, probe: bool) -> Vec<Response> {
@@ -87,10 +88,35 @@ impl Controller {
         } else if let (true, Some(l)) = (self.listing_reusable(), &self.listing) {
             return vec![Response::Devices(l.clone())];
         } else {
-            self.devices.list(false)
+            return vec![Response::Devices(self.fresh_listing())];
         };
-        self.remember_listing(l.clone());
+        let key = self.devices.in_use_key();
+        self.remember_listing(l.clone(), key);
         vec![Response::Devices(l)]
+    }
+
+    /// A new listing without probe, kept with what capture's device was
+    /// before it was made ([`in_use_key`](super::DeviceOps::in_use_key)).
+    fn fresh_listing(&mut self) -> Vec<DeviceItem> {
+        let key = self.devices.in_use_key();
+        let l = self.devices.list(false);
+        self.remember_listing(l.clone(), key);
+        l
+    }
+
+    /// When capture's device opened, closed or changed since the last
+    /// listing (at start the listing is made before capture opens), list
+    /// again for every client: at most once a [`LIST_REUSE`](super::LIST_REUSE),
+    /// never while a switch runs (the switch lists when it ends).
+    pub(super) fn refresh_listing(&mut self) -> Option<Response> {
+        let (at, key) = self.listed_at?;
+        if at.elapsed() < super::LIST_REUSE
+            || self.switch_pending()
+            || key == self.devices.in_use_key()
+        {
+            return None;
+        }
+        Some(Response::DevicesChanged(self.fresh_listing()))
     }
 
     /// Start the probe thread, answering on `replies`; without it (no
@@ -110,7 +136,8 @@ impl Controller {
     /// listing the meta's device index comes from.
     pub(super) fn settle_probe(&mut self) {
         if let Some((at, l)) = self.prober.as_ref().and_then(ProbeThread::take_done) {
-            self.remember_listing(l.clone());
+            let key = self.devices.in_use_key();
+            self.remember_listing(l.clone(), key);
             self.probed = Some((at, l));
         }
     }
@@ -119,8 +146,7 @@ impl Controller {
     /// was listed yet) and the presets.
     fn hello(&mut self) -> Vec<Response> {
         if self.listing.is_none() {
-            let l = self.devices.list(false);
-            self.remember_listing(l);
+            self.fresh_listing();
         }
         vec![
             Response::Devices(self.listing.clone().unwrap_or_default()),
@@ -171,11 +197,14 @@ impl Controller {
         }
     }
 
-    fn remember_listing(&mut self, l: Vec<DeviceItem>) {
+    /// Keep `l` as the listing, with
+    /// [`in_use_key`](super::DeviceOps::in_use_key) from before it was made
+    /// (a probe's: from when it ended).
+    fn remember_listing(&mut self, l: Vec<DeviceItem>, key: u64) {
         let mut d = self.shared.device.lock().unwrap_or_else(|e| e.into_inner());
         d.0 = l.iter().find(|i| i.name == d.1).map(|i| i.index);
         self.listing = Some(l);
-        self.listed_at = Some(Instant::now());
+        self.listed_at = Some((Instant::now(), key));
     }
 
     fn set_device(
@@ -337,9 +366,9 @@ impl Controller {
     /// Whether a plain listing is answered with the last one.
     fn listing_reusable(&self) -> bool {
         self.switch_holds_probes()
-            || self
-                .listed_at
-                .is_some_and(|at| at.elapsed() < super::LIST_REUSE)
+            || self.listed_at.is_some_and(|(at, key)| {
+                at.elapsed() < super::LIST_REUSE && key == self.devices.in_use_key()
+            })
     }
 
     /// Start a probe that waited for a switch.
@@ -369,9 +398,10 @@ impl Controller {
         }
         // Every UI's device list shows the one in use (as the Python
         // server does after a switch).
-        let l = self.devices.list(false);
-        self.remember_listing(l.clone());
-        vec![Response::MetaChanged, Response::DevicesChanged(l)]
+        vec![
+            Response::MetaChanged,
+            Response::DevicesChanged(self.fresh_listing()),
+        ]
     }
 
     fn presets(&self) -> presets::PresetList {

@@ -264,6 +264,12 @@ pub trait DeviceOps: Send {
     fn prober(&self) -> Option<Prober> {
         None
     }
+    /// A value that changes when what a listing says about the device in
+    /// use would (it opened, closed, or another one did): a listing made
+    /// before is not reused.
+    fn in_use_key(&self) -> u64 {
+        0
+    }
 }
 
 /// Where the outcome of a switch arrives ([`DeviceOps::switch`]).

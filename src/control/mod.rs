@@ -174,8 +174,8 @@ pub struct Controller {
     shared: Arc<Shared>,
     devices: Box<dyn DeviceOps>,
     listing: Option<Vec<DeviceItem>>,
-    /// When `listing` was made.
-    listed_at: Option<Instant>,
+    /// When `listing` was made, and [`DeviceOps::in_use_key`] then.
+    listed_at: Option<(Instant, u64)>,
     /// The last listing with probe, and when it was made.
     probed: Option<(Instant, Vec<DeviceItem>)>,
     /// Where probes run; `None` before [`spawn`] starts it, or without one
@@ -425,6 +425,12 @@ pub fn spawn(
                 }
                 if let Some((client, responses)) = controller.settle_switch() {
                     let _ = replies.send(Reply { client, responses });
+                }
+                if let Some(devices) = controller.refresh_listing() {
+                    let _ = replies.send(Reply {
+                        client: RELOAD_CLIENT,
+                        responses: vec![devices],
+                    });
                 }
                 controller.persist(false);
                 controller.settle_probe();

@@ -16,6 +16,8 @@ struct FakeDevices {
     log: Arc<Mutex<Vec<&'static str>>>,
     /// Listings without probe.
     plain: Arc<AtomicU32>,
+    /// What `in_use_key` says.
+    key: Arc<AtomicU32>,
 }
 impl DeviceOps for FakeDevices {
     fn prober(&self) -> Option<Prober> {
@@ -46,6 +48,9 @@ impl DeviceOps for FakeDevices {
     }
     fn listed_names(&mut self) -> Vec<String> {
         vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
+    }
+    fn in_use_key(&self) -> u64 {
+        self.key.load(Ordering::Relaxed).into()
     }
     fn switch(&mut self, device: &ListedDevice) -> Result<SwitchOutcome, String> {
         self.switched.lock().unwrap().push(device.to_string());
@@ -449,7 +454,8 @@ fn a_probe_and_a_switch_never_overlap() {
 }
 
 /// A plain listing opens the sound cards for a moment, and any client may
-/// ask for one: the last one is answered again for [`LIST_REUSE`] (four
+/// ask for one: the last one is answered again for [`LIST_REUSE`] unless
+/// capture's device changed since (four
 /// read-only clients asking 200 times a second each held another client's
 /// slider up to 230 ms), and while a switch runs (a card the listing held
 /// would answer the switch "busy").
@@ -477,14 +483,43 @@ fn listings_are_reused_for_a_second_and_during_a_switch() {
     std::thread::sleep(LIST_REUSE);
     list(51);
     assert_eq!(listings(), greeted + 1);
+    // Capture's device opened (or closed) since: listed again at once.
+    devices.key.store(7, Ordering::Relaxed);
+    list(51);
+    list(51);
+    assert_eq!(listings(), greeted + 2);
 
     std::thread::sleep(LIST_REUSE);
     c.ask(52, set_device("hw:CARD=Test,DEV=0"));
     list(53);
-    assert_eq!(listings(), greeted + 1, "listed while the switch ran");
+    assert_eq!(listings(), greeted + 2, "listed while the switch ran");
     release.send(()).unwrap();
     assert!(switched(&c.next()));
-    assert_eq!(listings(), greeted + 2, "the switch's own listing");
+    assert_eq!(listings(), greeted + 3, "the switch's own listing");
+}
+
+/// The listing made at start comes before capture opens its device (the
+/// device in use then reads "capture is opening it"), and every new client
+/// was greeted with it: when capture's device opens, closes or changes,
+/// control lists again for everyone, at most once a second.
+#[test]
+fn the_listing_follows_capture_s_device() {
+    let devices = FakeDevices::default();
+    let (ctl, _) = controller_with(None, devices.clone());
+    let c = Running::start(ctl);
+    let greeted = devices.plain.load(Ordering::Relaxed);
+    std::thread::sleep(LIST_REUSE + Duration::from_millis(300));
+    assert!(c.quiet(), "listed again with nothing changed");
+    devices.key.store(1, Ordering::Relaxed);
+    let r = c.next();
+    assert_eq!(r.client, RELOAD_CLIENT);
+    assert!(matches!(&r.responses[..], [Response::DevicesChanged(l)] if l.len() == 2));
+    assert_eq!(devices.plain.load(Ordering::Relaxed), greeted + 1);
+    // A second change within the second waits for it.
+    let t = Instant::now();
+    devices.key.store(2, Ordering::Relaxed);
+    assert_eq!(c.next().client, RELOAD_CLIENT);
+    assert!(t.elapsed() >= LIST_REUSE / 2, "{:?}", t.elapsed());
 }
 
 /// A device opened at 16 kHz puts the default high band (to 16 kHz)

@@ -10,6 +10,8 @@
 #                    with the signal capture delivered meanwhile (a tone
 #                    aplay plays into the loopback: probed_signal true),
 #                    and probes the others
+#   dev_cli_busy     `phase4 devices` (another process) finds the card busy
+#                    and says the service may hold it
 #   dev_switch_probe a switch asked for while a probe runs happens: to the
 #                    other device, back, and to the plughw: name of the
 #                    card and device in use (it opened its device while
@@ -75,6 +77,9 @@ if available /tmp/dev.probe "$A" && dev_item /tmp/dev.probe "$A" | grep -q '"pro
 fi
 check dev_probe_in_use "$A available after a probe, with a signal ($probed probed in all): $(dev_item /tmp/dev.probe "$A" | sed 's/"description.*//')" \
     [ "$probe_ok" = yes ]
+
+phase4 devices >/tmp/dev.cli 2>&1
+check dev_cli_busy "$(grep -A0 "^  $A " /tmp/dev.cli | cut -c1-200)" grep -q "^  $A .*busy.*phase4 service" /tmp/dev.cli
 
 # A switch right after a probe was asked for, to B, back to A, then to A2
 # (the same card and device as A, listed available above); each is
