@@ -69,6 +69,9 @@ fn in_use(stats: &Stats, audio: &AudioConfig) -> Option<(DeviceInfo, bool)> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    if d.access == "wav" {
+        return None;
+    }
     if d.name.is_empty() {
         if !audio.input.is_empty() {
             return None;
