@@ -251,6 +251,18 @@ publish-workstation=no
 """
 
 
+def accepts(path):
+    """Whether a Unix stream socket at `path` takes a connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 @pytest.fixture
 def avahi():
     """A private system D-Bus and avahi-daemon, inside this test's network
@@ -261,8 +273,11 @@ def avahi():
     (d / "avahi.conf").write_text(AVAHI_CONF)
     os.makedirs("/run/avahi-daemon", exist_ok=True)
     bus = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={d / 'bus.conf'}"])
-    for _ in range(100):
-        if sock.exists():
+    # Until the bus takes connections: its socket file appears when it is
+    # bound, before it listens, and avahi-daemon started in between was
+    # refused and exited (CI, once, with the cross build beside it).
+    for _ in range(200):
+        if accepts(sock):
             break
         time.sleep(0.05)
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={sock}")
