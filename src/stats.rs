@@ -52,6 +52,21 @@ pub struct DeviceInfo {
     pub buffer: u32,
     /// Whether the device has a clock (false for the null/file plugins).
     pub clocked: bool,
+    /// The sound cards' devices the PCM runs on, behind its plugins (empty
+    /// for a WAV file, a server's plugin or before a device opens).
+    pub hw: Vec<HwDevice>,
+}
+
+/// A sound card's PCM device, as alsa-lib reports an open PCM's chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HwDevice {
+    /// Card number.
+    pub card: u32,
+    /// The card's id (`Loopback`, `Device`: what `CARD=` names), empty
+    /// when its control device could not be asked.
+    pub id: String,
+    /// Device number on the card.
+    pub device: u32,
 }
 
 /// The shared counters.

@@ -13,7 +13,7 @@ use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
 use crate::control::device::ListedDevice;
 use crate::control::{DeviceItem, DeviceOps, Prober, SwitchOutcome};
-use crate::stats::{DeviceInfo, Stats};
+use crate::stats::{DeviceInfo, HwDevice, Stats};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -121,7 +121,7 @@ pub fn probe_peak_dbfs(audio: &AudioConfig, name: &str) -> Result<f32, String> {
 
 /// [`list_devices`] with alsa-lib's messages meanwhile as debug lines.
 fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
-    let in_use = in_use(stats, audio);
+    let in_use = in_use(stats, audio).map(|(d, up)| (numbered_card(d), up));
     let t0 = Instant::now();
     if probe {
         stats.take_peak();
@@ -151,25 +151,61 @@ fn listing(audio: &AudioConfig, stats: &Stats, probe: bool) -> Vec<DeviceItem> {
 
 /// Whether capture, on `d`, holds the PCM `name`: the same name, or a name
 /// on the same card and device (`hw:CARD=X,DEV=0`, `plughw:CARD=X,DEV=0`,
-/// `sysdefault:CARD=X`, ...), which would answer a second open "busy".
+/// `sysdefault:CARD=X`, `hw:1,0`, ...), which would answer a second open
+/// "busy". The card and device are capture's name's when it names them,
+/// and the ones its PCM runs on once open (`d.hw`, by number or id: a
+/// configuration's `default` or `plughw:1` is a listing's
+/// `hw:CARD=Device,DEV=0`).
 fn captures(d: &DeviceInfo, name: &str) -> bool {
-    d.name == name || card_device(&d.name).is_some_and(|cd| card_device(name) == Some(cd))
+    if d.name == name {
+        return true;
+    }
+    let Some((card, dev)) = card_device(name) else {
+        return false;
+    };
+    card_device(&d.name) == Some((card, dev))
+        || d.hw.iter().any(|h| {
+            h.device == dev && ((!h.id.is_empty() && h.id == card) || card.parse() == Ok(h.card))
+        })
 }
 
-/// The card and device an ALSA name with `CARD=` names (`DEV=` 0 when it
-/// says none).
+/// `d`, with the card its name gives by number (`hw:1,0`, `plughw:1`) as
+/// the card it runs on while capture has not opened it yet: the listing
+/// names that card by its id (`hw:CARD=Device,DEV=0`), and opening that
+/// while capture opens its own name makes one of them "busy".
+fn numbered_card(mut d: DeviceInfo) -> DeviceInfo {
+    if d.hw.is_empty() {
+        let card = card_device(&d.name).and_then(|(c, dev)| Some((c.parse::<u32>().ok()?, dev)));
+        if let Some((card, device)) = card.filter(|(c, _)| *c < 64) {
+            d.hw.push(HwDevice {
+                card,
+                id: crate::capture::alsa::card_id(card),
+                device,
+            });
+        }
+    }
+    d
+}
+
+/// The card and device an ALSA name gives, with `CARD=` and `DEV=` or in
+/// that order (`hw:1,0`, `plughw:Device`; device 0 when it says none).
 fn card_device(name: &str) -> Option<(&str, u32)> {
     let (_, args) = name.split_once(':')?;
     let mut card = None;
     let mut dev = 0;
-    for kv in args.split(',') {
-        match kv.split_once('=') {
-            Some(("CARD", v)) => card = Some(v),
-            Some(("DEV", v)) => dev = v.parse().ok()?,
+    for (i, arg) in args.split(',').enumerate() {
+        let (key, value) = match arg.split_once('=') {
+            Some((k, v)) => (Some(k), v),
+            None => (None, arg),
+        };
+        match (key, i) {
+            (Some("CARD"), _) | (None, 0) => card = Some(value),
+            (Some("DEV"), _) | (None, 1) => dev = value.parse().ok()?,
             _ => {}
         }
     }
-    Some((card?, dev))
+    card.filter(|c| !c.is_empty() && !c.contains(':'))
+        .map(|c| (c, dev))
 }
 
 /// [`PROBE_SIGNAL`] in dBFS.
@@ -291,7 +327,7 @@ impl DeviceOps for AppDevices {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         if let Some((d, up)) = in_use(&self.stats, &self.audio) {
-            (d.name, d.format, d.rate, d.channels, up).hash(&mut h);
+            (d.name, d.format, d.rate, d.channels, d.hw, up).hash(&mut h);
         }
         h.finish()
     }
@@ -340,5 +376,50 @@ mod tests {
         assert!(captures(&on("default"), "default"));
         assert!(!captures(&on("default"), "sysdefault:CARD=Device"));
         assert!(!captures(&on("hw:0"), "hw:CARD=Device,DEV=0"));
+        // Numbers in order.
+        assert!(captures(&on("hw:1,0"), "plughw:1"));
+        assert!(captures(&on("plughw:1,2,0"), "hw:CARD=1,DEV=2"));
+        assert!(!captures(&on("hw:1,0"), "hw:1,1"));
+        assert!(!captures(&on("plug:hw:1"), "plug:hw:2"));
+    }
+
+    #[test]
+    fn the_card_and_device_capture_runs_on_are_recognised_under_any_name() {
+        // `default` on card 1 ("Device"), device 0, as alsa-lib reports it.
+        let d = |id: &str| DeviceInfo {
+            name: "default".into(),
+            hw: vec![HwDevice {
+                card: 1,
+                id: id.into(),
+                device: 0,
+            }],
+            ..Default::default()
+        };
+        for name in [
+            "default",
+            "hw:CARD=Device,DEV=0",
+            "plughw:CARD=Device,DEV=0",
+            "sysdefault:CARD=Device",
+            "dsnoop:CARD=Device,DEV=0",
+            "hw:1,0",
+            "plughw:1",
+            "hw:CARD=1,DEV=0",
+        ] {
+            assert!(captures(&d("Device"), name), "{name}");
+        }
+        for name in [
+            "hw:CARD=Device,DEV=1",
+            "hw:CARD=Other,DEV=0",
+            "hw:0",
+            "hw:1,1",
+            "pulse",
+            "hw:CARD=,DEV=0",
+        ] {
+            assert!(!captures(&d("Device"), name), "{name}");
+        }
+        // A card whose id could not be asked: by number only.
+        assert!(captures(&d(""), "hw:1,0"));
+        assert!(!captures(&d(""), "hw:CARD=Device,DEV=0"));
+        assert!(!captures(&d(""), "hw:CARD=,DEV=0"));
     }
 }

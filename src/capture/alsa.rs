@@ -33,7 +33,7 @@
 use super::convert::{bytes_per_sample, to_mono};
 use super::{CaptureError, ReadOutcome, Source};
 use crate::config::{AccessMode, AudioConfig, SampleFormat};
-use crate::stats::DeviceInfo;
+use crate::stats::{DeviceInfo, HwDevice};
 use crate::types::Block;
 use alsa::pcm::{Access, Format, HwParams, State, TstampType, PCM};
 use alsa::poll::Descriptors;
@@ -101,6 +101,8 @@ pub struct AlsaSource {
     timeout_ms: i32,
     /// The last poll returned but the block was still short.
     woke_short: bool,
+    /// The cards' devices the PCM runs on ([`hardware`]).
+    hw: Vec<HwDevice>,
 }
 
 /// Whether a PCM runs on a clock, judged by what its plugin chain ends in.
@@ -116,7 +118,20 @@ pub struct AlsaSource {
 /// delivers periods on its server's clock. The PCM's name is never looked
 /// at: a name says nothing about what a configuration makes of it.
 pub fn has_clock(dump: &str) -> bool {
-    let headers = dump.lines().map(|l| {
+    let mut null = false;
+    for h in headers(dump) {
+        if h.starts_with("Hardware PCM") {
+            return true;
+        }
+        null |= h.starts_with("Null PCM");
+    }
+    !null
+}
+
+/// The lines of a PCM's description, each plugin's header without the
+/// "Plug PCM: " or "Slave: " before it.
+fn headers(dump: &str) -> impl Iterator<Item = &str> {
+    dump.lines().map(|l| {
         let l = l.trim_start();
         let l = l.strip_prefix("Plug PCM: ").unwrap_or(l);
         match l.strip_prefix("Slave") {
@@ -124,15 +139,49 @@ pub fn has_clock(dump: &str) -> bool {
             Some(rest) => rest.split_once(": ").map_or("", |(_, x)| x),
             None => l,
         }
-    });
-    let mut null = false;
-    for h in headers {
-        if h.starts_with("Hardware PCM") {
-            return true;
+    })
+}
+
+/// The sound cards' devices a PCM's chain ends in, from alsa-lib's
+/// description of it (`dump`, as for [`has_clock`]): each "Hardware PCM
+/// card N 'Name' device M subdevice S" line, behind any plugin (`plug`,
+/// `softvol`, `dsnoop`, ...). A configuration's `default` or `plughw:1`
+/// names no card the way a listing does (`hw:CARD=Device,DEV=0`); this is
+/// how the listing knows it is the same device. The ids are left empty
+/// ([`card_id`] fills them in).
+pub fn hardware(dump: &str) -> Vec<HwDevice> {
+    let mut hw: Vec<HwDevice> = Vec::new();
+    for line in headers(dump) {
+        let Some(rest) = line.strip_prefix("Hardware PCM card ") else {
+            continue;
+        };
+        let card = rest.split(' ').next().and_then(|n| n.parse().ok());
+        // The card's name is quoted and may hold anything: the device is
+        // the number after the last " device ".
+        let device = rest
+            .rsplit_once(" device ")
+            .and_then(|(_, d)| d.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        let (Some(card), Some(device)) = (card, device) else {
+            continue;
+        };
+        if hw.len() < 8 && !hw.iter().any(|h| h.card == card && h.device == device) {
+            hw.push(HwDevice {
+                card,
+                id: String::new(),
+                device,
+            });
         }
-        null |= h.starts_with("Null PCM");
     }
-    !null
+    hw
+}
+
+/// Card `card`'s id, asked of its control device (empty if it cannot be
+/// opened).
+pub fn card_id(card: u32) -> String {
+    alsa::ctl::Ctl::new(&format!("hw:{card}"), false)
+        .and_then(|ctl| ctl.card_info().and_then(|i| i.get_id().map(String::from)))
+        .unwrap_or_default()
 }
 
 /// alsa-lib's description of an open PCM (empty if it cannot give one).
@@ -268,7 +317,8 @@ impl AlsaSource {
             let _ = swp.set_tstamp_type(TstampType::Monotonic);
             let _ = pcm.sw_params(&swp);
         }
-        let clocked = has_clock(&describe(&pcm));
+        let dump = describe(&pcm);
+        let clocked = has_clock(&dump);
         let mut fds = vec![libc::pollfd {
             fd: stop_fd,
             events: libc::POLLIN,
@@ -296,6 +346,13 @@ impl AlsaSource {
             bytes: vec![0; frame_bytes * cfg.block_frames as usize],
             timeout_ms: (4 * block_ms).max(20),
             woke_short: false,
+            hw: hardware(&dump)
+                .into_iter()
+                .map(|h| HwDevice {
+                    id: card_id(h.card),
+                    ..h
+                })
+                .collect(),
         })
     }
 
@@ -463,6 +520,7 @@ impl Source for AlsaSource {
             period: self.neg.period,
             buffer: self.neg.buffer,
             clocked: self.clocked,
+            hw: self.hw.clone(),
         }
     }
 
@@ -525,7 +583,8 @@ impl Source for AlsaSource {
 
 #[cfg(test)]
 mod tests {
-    use super::has_clock;
+    use super::{hardware, has_clock};
+    use crate::stats::HwDevice;
 
     // Shapes of `snd_pcm_dump` output as alsa-lib 1.2 prints them (setup
     // lines shortened).
@@ -592,5 +651,46 @@ mod tests {
         }
         // A name that merely mentions a null device does not count.
         assert!(has_clock(&dump(&["my Null PCM-like plugin name"])));
+    }
+
+    #[test]
+    fn the_cards_devices_behind_the_plugins_are_found() {
+        let on = |card, device| HwDevice {
+            card,
+            id: String::new(),
+            device,
+        };
+        let hw = "Hardware PCM card 1 'USB Audio Device' device 0 subdevice 0";
+        assert_eq!(hardware(&dump(&[hw])), vec![on(1, 0)]);
+        assert_eq!(
+            hardware(&dump(&[
+                "Plug PCM: Linear conversion PCM (S32_LE)",
+                "Soft volume PCM",
+                "Direct Snoop PCM",
+                hw
+            ])),
+            vec![on(1, 0)]
+        );
+        // A quoted name that says " device " itself.
+        assert_eq!(
+            hardware(&dump(&[
+                "Hardware PCM card 2 'my device 7 device box' device 3 subdevice 0"
+            ])),
+            vec![on(2, 3)]
+        );
+        // Both ends of the multi plugin, once each.
+        assert_eq!(
+            hardware("Multi PCM\nSlave #0: Hardware PCM card 0 'a' device 1 subdevice 0\nSlave #1: Hardware PCM card 3 'b' device 0 subdevice 0\nSlave #2: Hardware PCM card 0 'a' device 1 subdevice 1\n"),
+            vec![on(0, 1), on(3, 0)]
+        );
+        for none in [
+            dump(&["Null PCM"]),
+            dump(&["ALSA <-> PulseAudio PCM I/O Plugin"]),
+            dump(&["Hardware PCM card x 'a' device 0 subdevice 0"]),
+            dump(&["Hardware PCM card 0 'a' device"]),
+            String::new(),
+        ] {
+            assert_eq!(hardware(&none), vec![], "{none}");
+        }
     }
 }

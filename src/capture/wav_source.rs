@@ -259,6 +259,7 @@ impl Source for WavSource {
             period: self.block_frames as u32,
             buffer: self.block_frames as u32,
             clocked: true,
+            hw: Vec::new(),
         }
     }
 

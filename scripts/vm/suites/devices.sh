@@ -16,6 +16,14 @@
 #                    other device, back, and to the plughw: name of the
 #                    card and device in use (it opened its device while
 #                    the probe held it: "busy", rolled back)
+#   dev_default      with `device = "default"` (the shipped configuration)
+#                    and with `plughw:0,1` (numbers, not CARD=), the
+#                    listing's name of the card's device capture runs on
+#                    is listed available, not opened again ("busy")
+#   dev_waiting      while capture waits for `plughw:0,1` (another program
+#                    holds it), the listing does not open that device
+#                    (capture's next try could find it "busy"): it says
+#                    capture is waiting for it; capture opens it once free
 # vm-modules: snd-aloop
 # vm-bins:
 
@@ -41,9 +49,11 @@ available() {
     dev_item "$1" "$2" | grep -q '"available":true' && ! dev_item "$1" "$2" | grep -q '"error"'
 }
 
-cat >/tmp/dev.toml <<EOF
+# dev_config DEVICE: the configuration, on DEVICE.
+dev_config() {
+    cat >/tmp/dev.toml <<EOF
 [audio]
-device = "$A"
+device = "$1"
 format = "S16_LE"
 channels = 2
 sample-rate-hz = 48000
@@ -60,6 +70,8 @@ dir = ""
 [health]
 interval-s = 1.0
 EOF
+}
+dev_config "$A"
 p4_start dev /tmp/dev.toml
 
 p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
@@ -96,5 +108,37 @@ for to in "$B" "$A" "$A2"; do
 done
 check dev_switch_probe "$ok of 3 switches asked for during a probe happened" [ $ok -eq 3 ]
 p4_stop dev
+
+# Configurations that name the card's device otherwise than the listing
+# does: `default` (card 0 is the loopback, its device 0) and numbers.
+ok=0 seen="" n=0
+for pair in "default $B" "plughw:0,1 $A"; do
+    dev=${pair%% *} listed=${pair#* } n=$((n + 1))
+    dev_config "$dev"
+    p4_start "dev$n" /tmp/dev.toml
+    p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
+    available /tmp/dev.list "$listed" && ok=$((ok + 1))
+    seen="$seen | on $dev: $(dev_item /tmp/dev.list "$listed" | sed 's/"description.*//')"
+    p4_stop "dev$n"
+done
+check dev_default "$ok of 2 listed available$seen" [ $ok -eq 2 ]
+
+# Another program holds A; capture, configured with its numbers, waits.
+aplay -C -q -D "$A" -t raw -f S16_LE -r 48000 -c 2 /dev/null 2>/dev/null &
+HOLD_PID=$!
+usleep 300000
+dev_config "plughw:0,1"
+phase4 --config /tmp/dev.toml 2>/tmp/dev_wait.log &
+P4_PID=$!
+wait_log /tmp/dev_wait.log "retrying in" 10
+p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
+waiting=$(dev_item /tmp/dev.list "$A" | sed 's/.*"available"/"available"/')
+kill "$HOLD_PID"
+wait "$HOLD_PID" 2>/dev/null
+opened=no
+wait_log /tmp/dev_wait.log " open: " 10 && opened=yes
+p4_stop dev_wait
+check dev_waiting "while held: $waiting; opened once free: $opened" \
+    sh -c "echo '$waiting' | grep -q 'capture is opening it' && [ $opened = yes ]"
 killall aplay 2>/dev/null
 wait "$TONE_PID" 2>/dev/null
