@@ -9,6 +9,7 @@
 //! waiting for it.
 
 use crate::capture::alsa::AlsaSource;
+use crate::capture::devices::card_device;
 use crate::capture::{ReadOutcome, Source};
 use crate::config::AudioConfig;
 use crate::control::device::ListedDevice;
@@ -187,27 +188,6 @@ fn numbered_card(mut d: DeviceInfo) -> DeviceInfo {
     d
 }
 
-/// The card and device an ALSA name gives, with `CARD=` and `DEV=` or in
-/// that order (`hw:1,0`, `plughw:Device`; device 0 when it says none).
-fn card_device(name: &str) -> Option<(&str, u32)> {
-    let (_, args) = name.split_once(':')?;
-    let mut card = None;
-    let mut dev = 0;
-    for (i, arg) in args.split(',').enumerate() {
-        let (key, value) = match arg.split_once('=') {
-            Some((k, v)) => (Some(k), v),
-            None => (None, arg),
-        };
-        match (key, i) {
-            (Some("CARD"), _) | (None, 0) => card = Some(value),
-            (Some("DEV"), _) | (None, 1) => dev = value.parse().ok()?,
-            _ => {}
-        }
-    }
-    card.filter(|c| !c.is_empty() && !c.contains(':'))
-        .map(|c| (c, dev))
-}
-
 /// [`PROBE_SIGNAL`] in dBFS.
 fn signal_dbfs() -> f32 {
     20.0 * PROBE_SIGNAL.log10()
@@ -278,7 +258,8 @@ fn list_devices(
                 }
                 Err(e) => {
                     item.available = false;
-                    item.error = Some(e);
+                    let held = crate::capture::holders::busy_detail(&item.name, &e);
+                    item.error = Some(e + &held);
                 }
             }
             if probe {

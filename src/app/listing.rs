@@ -32,7 +32,7 @@ pub fn print(all: bool) {
             Err(e) => writeln!(
                 out,
                 "  {name}  (cannot capture now: {e}{})\n      {desc}",
-                busy_hint(e)
+                busy_hint(name, e)
             ),
         };
     }
@@ -69,13 +69,20 @@ pub fn print(all: bool) {
     );
 }
 
-/// What "busy" most likely means here: a card captures for one program at
-/// a time, and the service may be that program.
-fn busy_hint(e: &str) -> &'static str {
-    if e.contains("busy") || e.contains("EBUSY") {
-        "; another program has it open, perhaps the phase4 service: its web UI lists the card in use"
+/// Who has a busy card open, as the kernel says
+/// ([`crate::capture::holders`]); when that cannot be read, what "busy"
+/// most likely means: a card captures for one program at a time, and the
+/// service may be that program.
+fn busy_hint(name: &str, e: &str) -> String {
+    let held = crate::capture::holders::busy_detail(name, e);
+    if held.contains("phase4") {
+        format!("{held}: if that is the service, its web UI lists the card in use")
+    } else if !held.is_empty() {
+        held
+    } else if e.contains("busy") || e.contains("EBUSY") {
+        "; another program has it open, perhaps the phase4 service: its web UI lists the card in use".into()
     } else {
-        ""
+        String::new()
     }
 }
 

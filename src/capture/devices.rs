@@ -73,6 +73,27 @@ pub fn is_card(name: &str) -> bool {
     name.contains("CARD=") || name.starts_with("hw:") || name.starts_with("plughw:")
 }
 
+/// The card and device an ALSA name gives, with `CARD=` and `DEV=` or in
+/// that order (`hw:1,0`, `plughw:Device`; device 0 when it says none).
+pub fn card_device(name: &str) -> Option<(&str, u32)> {
+    let (_, args) = name.split_once(':')?;
+    let mut card = None;
+    let mut dev = 0;
+    for (i, arg) in args.split(',').enumerate() {
+        let (key, value) = match arg.split_once('=') {
+            Some((k, v)) => (Some(k), v),
+            None => (None, arg),
+        };
+        match (key, i) {
+            (Some("CARD"), _) | (None, 0) => card = Some(value),
+            (Some("DEV"), _) | (None, 1) => dev = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    card.filter(|c| !c.is_empty() && !c.contains(':'))
+        .map(|c| (c, dev))
+}
+
 /// Every capture PCM from alsa-lib's hints (plus "default"), each probed.
 pub fn list() -> Vec<DeviceEntry> {
     hints()

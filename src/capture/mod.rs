@@ -12,6 +12,7 @@ pub mod alsa;
 pub mod alsa_log;
 pub mod convert;
 pub mod devices;
+pub mod holders;
 pub mod thread;
 pub mod wav;
 pub mod wav_source;

@@ -11,7 +11,8 @@
 #                    aplay plays into the loopback: probed_signal true),
 #                    and probes the others
 #   dev_cli_busy     `phase4 devices` (another process) finds the card busy
-#                    and says the service may hold it
+#                    and names the service's process as its holder (from
+#                    the kernel's /proc/asound)
 #   dev_switch_probe a switch asked for while a probe runs happens: to the
 #                    other device, back, and to the plughw: name of the
 #                    card and device in use (it opened its device while
@@ -24,6 +25,8 @@
 #                    holds it), the listing does not open that device
 #                    (capture's next try could find it "busy"): it says
 #                    capture is waiting for it; capture opens it once free
+#   dev_held_by      a device another program holds is listed busy, with
+#                    that program's name and pid
 # vm-modules: snd-aloop
 # vm-bins:
 
@@ -91,7 +94,7 @@ check dev_probe_in_use "$A available after a probe, with a signal ($probed probe
     [ "$probe_ok" = yes ]
 
 phase4 devices >/tmp/dev.cli 2>&1
-check dev_cli_busy "$(grep -A0 "^  $A " /tmp/dev.cli | cut -c1-200)" grep -q "^  $A .*busy.*phase4 service" /tmp/dev.cli
+check dev_cli_busy "$(grep -A0 "^  $A " /tmp/dev.cli | cut -c1-250)" grep -q "^  $A .*busy.*phase4 (pid $P4_PID) has it open" /tmp/dev.cli
 
 # A switch right after a probe was asked for, to B, back to A, then to A2
 # (the same card and device as A, listed available above); each is
@@ -126,6 +129,9 @@ check dev_default "$ok of 2 listed available$seen" [ $ok -eq 2 ]
 # Another program holds A; capture, configured with its numbers, waits.
 aplay -C -q -D "$A" -t raw -f S16_LE -r 48000 -c 2 /dev/null 2>/dev/null &
 HOLD_PID=$!
+# And B, which capture does not want.
+aplay -C -q -D "$B" -t raw -f S16_LE -r 48000 -c 2 /dev/null 2>/dev/null &
+HOLD_B=$!
 usleep 300000
 dev_config "plughw:0,1"
 phase4 --config /tmp/dev.toml 2>/tmp/dev_wait.log &
@@ -133,12 +139,16 @@ P4_PID=$!
 wait_log /tmp/dev_wait.log "retrying in" 10
 p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
 waiting=$(dev_item /tmp/dev.list "$A" | sed 's/.*"available"/"available"/')
-kill "$HOLD_PID"
-wait "$HOLD_PID" 2>/dev/null
+dev_item /tmp/dev.list "$B" >/tmp/dev.held
+held_b=$(sed 's/.*"available"/"available"/' /tmp/dev.held)
+kill "$HOLD_PID" "$HOLD_B"
+wait "$HOLD_PID" "$HOLD_B" 2>/dev/null
 opened=no
 wait_log /tmp/dev_wait.log " open: " 10 && opened=yes
 p4_stop dev_wait
 check dev_waiting "while held: $waiting; opened once free: $opened" \
     sh -c "echo '$waiting' | grep -q 'capture is opening it' && [ $opened = yes ]"
+check dev_held_by "$B: $held_b (held by aplay, pid $HOLD_B)" \
+    grep -q "busy.*; aplay (pid $HOLD_B) has it open" /tmp/dev.held
 killall aplay 2>/dev/null
 wait "$TONE_PID" 2>/dev/null
