@@ -7,7 +7,7 @@
 //!
 //! Everything read here is bounded: at most [`MAX_SUBSTREAMS`] substreams,
 //! [`MAX_READ`] bytes of each file. A process name is whatever that program
-//! chose: control characters are dropped before it is shown.
+//! chose: anything but printable ASCII is shown as `?`.
 
 use std::io::Read;
 use std::path::Path;
@@ -113,9 +113,17 @@ fn process_of(proc: &Path, tid: u32) -> Holder {
     let pid = tgid.unwrap_or(tid);
     let name = read_small(&proc.join(format!("{pid}/comm")))
         .map(|c| {
+            // Printable ASCII only: a name is shown in terminals, and a
+            // control or bidirectional character could rewrite the line.
             c.trim_end()
                 .chars()
-                .filter(|c| !c.is_control())
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
                 .take(32)
                 .collect()
         })
@@ -135,14 +143,16 @@ fn field(text: &str, key: &str) -> Option<u32> {
     })
 }
 
+/// Up to [`MAX_READ`] bytes of a file, as text (a name cut inside a
+/// character by the kernel's 16-byte limit still reads).
 fn read_small(path: &Path) -> Option<String> {
-    let mut s = String::new();
+    let mut b = Vec::new();
     std::fs::File::open(path)
         .ok()?
         .take(MAX_READ)
-        .read_to_string(&mut s)
+        .read_to_end(&mut b)
         .ok()?;
-    Some(s)
+    Some(String::from_utf8_lossy(&b).into_owned())
 }
 
 #[cfg(test)]
@@ -178,7 +188,9 @@ mod tests {
         }
         fs::create_dir_all(p.join("500")).unwrap();
         fs::write(p.join("500/comm"), "pipewire\n").unwrap();
-        fs::write(p.join("777/comm"), "ev\u{1b}[2Jil\n").unwrap();
+        // An escape, and a right-to-left override cut by the kernel's
+        // 16-byte limit.
+        fs::write(p.join("777/comm"), b"ev\x1b[2Jil\xe2\x80\n").unwrap();
         d
     }
 
@@ -191,7 +203,7 @@ mod tests {
             thread: false,
             name: name.into(),
         };
-        assert_eq!(held, vec![want(500, "pipewire"), want(777, "ev[2Jil")]);
+        assert_eq!(held, vec![want(500, "pipewire"), want(777, "ev?[2Jil?")]);
         assert_eq!(held[0].to_string(), "pipewire (pid 500)");
         // Other devices and cards: nothing.
         assert!(holders(d.path(), 1, 1).is_empty());
