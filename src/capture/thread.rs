@@ -288,6 +288,7 @@ impl Capture {
     /// mend: a bad WAV input, or a missing device with
     /// `on-missing-device = "fail"` before it was ever open).
     fn open(&mut self) -> Result<Box<dyn Source>, Next> {
+        self.waiting_for();
         let e = match open_source(&self.spec, &self.ctx) {
             Ok(src) => {
                 self.delay = self.spec.audio.retry_initial_s;
@@ -303,7 +304,6 @@ impl Capture {
             self.fatal(&e);
             return Err(Next::Stop);
         }
-        self.waiting_for();
         let _ = self.ctx.events.send(CaptureEvent::OpenFailed {
             error: e.to_string(),
             retry_s: self.delay,
@@ -315,12 +315,17 @@ impl Capture {
         Err(Next::Reopen)
     }
 
-    /// The device description names the input being waited for, so that
-    /// STATUS= and the health line say which one ("waiting for capture
-    /// device hw:1"): before, a device never opened showed "-", and after a
-    /// switch to a missing device the previous one was named. The other
-    /// fields describe no open device until one opens. Off the real-time
-    /// path: only when an open failed.
+    /// The device description names the input being opened or waited
+    /// for, from before the first try, so that STATUS= and the health line
+    /// say which one ("waiting for capture device hw:1"), also while an
+    /// open takes its time (a FIFO without a writer, a server's plugin):
+    /// before, a device never opened showed "-", and after a switch the
+    /// previous one was named. A listing reads it too: it never opens the
+    /// device capture is opening (a probe may run while a switch that has
+    /// not finished in 10 s opens its device). The other fields describe
+    /// no open device until one opens; reopening the same device keeps
+    /// them (its card and device stay protected from a listing). Off the
+    /// real-time path: before an open.
     fn waiting_for(&self) {
         let a = &self.spec.audio;
         let wanted = if a.input.is_empty() {

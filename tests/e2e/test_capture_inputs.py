@@ -211,15 +211,19 @@ def test_a_fifo_cannot_be_looped_and_says_so(phase4_bin, tmp_path):
 def test_sigterm_while_a_fifo_waits_for_its_writer(phase4_bin, tmp_path):
     fifo = tmp_path / "in.wav"
     os.mkfifo(fifo)
-    proc = subprocess.Popen([str(phase4_bin), "--config", str(config(tmp_path)), "--input", str(fifo)],
+    cfg = minimal_config(tmp_path, 9, health_s=1.0)
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(fifo)],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    time.sleep(2.5)
     assert proc.poll() is None, "waiting for a writer is not an error"
     t = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)
     assert time.monotonic() - t < 1.0, f"SIGTERM took {time.monotonic() - t:.2f} s"
     assert proc.returncode == 0, err
+    # The health lines name the input being opened (they said "device=-").
+    health = [l for l in err.splitlines() if "health: " in l]
+    assert health and all(f"device={fifo} " in l and " up=no " in l for l in health), health
 
 
 def test_alsa_lib_messages_go_through_the_rate_limited_log(phase4_bin, tmp_path):
