@@ -18,10 +18,10 @@
 #                    card and device in use (it opened its device while
 #                    the probe held it: "busy", rolled back)
 #   dev_default      with `device = "default"` (the shipped configuration)
-#                    and with `plughw:0,1` (numbers, not CARD=), the
+#                    and with `plughw:N,1` (numbers, not CARD=), the
 #                    listing's name of the card's device capture runs on
 #                    is listed available, not opened again ("busy")
-#   dev_waiting      while capture waits for `plughw:0,1` (another program
+#   dev_waiting      while capture waits for `plughw:N,1` (another program
 #                    holds it), the listing does not open that device
 #                    (capture's next try could find it "busy"): it says
 #                    capture is waiting for it; capture opens it once free
@@ -113,15 +113,24 @@ check dev_switch_probe "$ok of 3 switches asked for during a probe happened" [ $
 p4_stop dev
 
 # Configurations that name the card's device otherwise than the listing
-# does: `default` (card 0 is the loopback, its device 0) and numbers.
+# does: `default` (on the loopback through ALSA_CARD: other suites' cards
+# may come first) and numbers (the loopback's card number, from the link
+# /proc/asound has for its id).
+LB=$(readlink /proc/asound/Loopback)
+LB=${LB#card}
 ok=0 seen="" n=0
-for pair in "default $B" "plughw:0,1 $A"; do
+for pair in "default $B" "plughw:$LB,1 $A"; do
     dev=${pair%% *} listed=${pair#* } n=$((n + 1))
     dev_config "$dev"
+    [ "$dev" = default ] && export ALSA_CARD=Loopback
     p4_start "dev$n" /tmp/dev.toml
+    unset ALSA_CARD
     p4util ws $WS 3 '{"type":"list_devices"}' >/tmp/dev.list
-    available /tmp/dev.list "$listed" && ok=$((ok + 1))
-    seen="$seen | on $dev: $(dev_item /tmp/dev.list "$listed" | sed 's/"description.*//')"
+    # Described from what capture opened (one format), not probed (the
+    # loopback offers many): the device in use, not a free one.
+    available /tmp/dev.list "$listed" && dev_item /tmp/dev.list "$listed" | grep -q '"formats":\["S16_LE"\]' &&
+        ok=$((ok + 1))
+    seen="$seen | on $dev: $(dev_item /tmp/dev.list "$listed" | sed 's/"description.*"formats"/"formats"/')"
     p4_stop "dev$n"
 done
 check dev_default "$ok of 2 listed available$seen" [ $ok -eq 2 ]
@@ -133,7 +142,7 @@ HOLD_PID=$!
 aplay -C -q -D "$B" -t raw -f S16_LE -r 48000 -c 2 /dev/null 2>/dev/null &
 HOLD_B=$!
 usleep 300000
-dev_config "plughw:0,1"
+dev_config "plughw:$LB,1"
 phase4 --config /tmp/dev.toml 2>/tmp/dev_wait.log &
 P4_PID=$!
 wait_log /tmp/dev_wait.log "retrying in" 10
