@@ -5,8 +5,8 @@
 //! alone leaves a user guessing; this names the program (PipeWire, another
 //! phase4, a forgotten `arecord`).
 //!
-//! Everything read here is bounded: at most [`MAX_SUBSTREAMS`] substreams,
-//! [`MAX_READ`] bytes of each file. A process name is whatever that program
+//! Everything read here is bounded: at most `MAX_SUBSTREAMS` substreams,
+//! `MAX_READ` bytes of each file. A process name is whatever that program
 //! chose: anything but printable ASCII is shown as `?`.
 
 use std::io::Read;
