@@ -28,6 +28,12 @@ impl Running {
         c
     }
 
+    /// Control over `devices` (a clone shares their counters and gates),
+    /// started.
+    fn on(devices: &FakeDevices) -> Self {
+        Running::start(controller_with(None, devices.clone()).0)
+    }
+
     fn ask(&self, client: u64, command: Command) {
         let req = Request { client, command };
         self.requests.as_ref().unwrap().send(req).unwrap();
@@ -86,8 +92,7 @@ fn a_probe_does_not_hold_up_other_clients() {
         gate: g,
         ..Default::default()
     };
-    let (ctl, _) = controller_with(None, devices.clone());
-    let c = Running::start(ctl);
+    let c = Running::on(&devices);
     let (ask, next) = (|client, command| c.ask(client, command), || c.next());
 
     // Control carries out requests in order: client 2's answer means the
@@ -245,8 +250,7 @@ fn a_probe_and_a_switch_never_overlap() {
         switch_gate,
         ..Default::default()
     };
-    let (ctl, _) = controller_with(None, devices.clone());
-    let c = Running::start(ctl);
+    let c = Running::on(&devices);
     let log = || devices.log.lock().unwrap().clone();
     let settled = |what: &[&str]| {
         // What has not happened cannot be awaited: give it time to.
@@ -302,8 +306,7 @@ fn listings_are_reused_for_a_second_and_during_a_switch() {
         switch_gate: g,
         ..Default::default()
     };
-    let (ctl, _) = controller_with(None, devices.clone());
-    let c = Running::start(ctl);
+    let c = Running::on(&devices);
     let listings = || devices.plain.load(Ordering::Relaxed);
     let list = |client| {
         c.ask(client, Command::ListDevices { probe: false });
@@ -341,8 +344,7 @@ fn listings_are_reused_for_a_second_and_during_a_switch() {
 #[test]
 fn the_listing_follows_capture_s_device() {
     let devices = FakeDevices::default();
-    let (ctl, _) = controller_with(None, devices.clone());
-    let c = Running::start(ctl);
+    let c = Running::on(&devices);
     let greeted = devices.plain.load(Ordering::Relaxed);
     std::thread::sleep(LIST_REUSE + Duration::from_millis(300));
     assert!(c.quiet(), "listed again with nothing changed");
