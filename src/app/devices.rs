@@ -180,7 +180,7 @@ fn numbered_card(mut d: DeviceInfo) -> DeviceInfo {
         if let Some((card, device)) = card.filter(|(c, _)| *c < 64) {
             d.hw.push(HwDevice {
                 card,
-                id: crate::capture::alsa::card_id(card),
+                id: crate::capture::chain::card_id(card),
                 device,
             });
         }

@@ -10,6 +10,7 @@
 
 pub mod alsa;
 pub mod alsa_log;
+pub mod chain;
 pub mod convert;
 pub mod devices;
 pub mod holders;
