@@ -3,32 +3,67 @@
 //!
 //! Without `NOTIFY_SOCKET` every call is a no-op, so the same binary runs
 //! under systemd, in a terminal and in tests (which bind their own socket).
+//!
+//! The messages are the `sd-notify` crate's ([`NotifyState`]); the sending
+//! is ours, because the crate's send blocks for as long as the receiver
+//! does not read. The supervisor sends them, and it is also the thread that
+//! takes SIGTERM, writes the health lines and carries out device switches:
+//! a service manager that stops reading its socket (under load, or a
+//! container manager that never reads it) must not stop any of that. So a
+//! send never waits: a message the socket's queue has no room for is not
+//! sent now. READY=1 and the current STATUS= are sent again on the next
+//! tick until one goes through; a watchdog ping is simply due again. The
+//! first refusal is logged, and so is the recovery, with the count held
+//! back in between.
 
 use sd_notify::NotifyState;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
 /// The notify side of the supervisor.
 pub struct Notifier {
-    enabled: bool,
+    target: Option<SocketAddr>,
     watchdog: Option<Duration>,
     last_ping: Option<Instant>,
     last_status: String,
+    /// READY=1 was asked for and has not gone through yet.
+    ready_due: bool,
+    /// Messages not taken since the socket last took one (the first
+    /// refusal and the recovery are logged).
+    refused: u64,
 }
 
 impl Notifier {
     /// Read `NOTIFY_SOCKET` and `WATCHDOG_USEC` from the environment.
     pub fn from_env() -> Self {
-        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| match notify_addr(&v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("NOTIFY_SOCKET {:?}: {e}; systemd is not notified", v);
+                None
+            }
+        });
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|us| *us > 0)
             .map(Duration::from_micros);
+        Notifier::new(target, watchdog)
+    }
+
+    fn new(target: Option<SocketAddr>, watchdog: Option<Duration>) -> Self {
         Notifier {
-            enabled,
+            target,
             watchdog,
             last_ping: None,
             last_status: String::new(),
+            ready_due: false,
+            refused: 0,
         }
     }
 
@@ -37,46 +72,129 @@ impl Notifier {
         self.watchdog
     }
 
-    fn send(&self, states: &[NotifyState]) {
-        if self.enabled {
-            let _ = sd_notify::notify(false, states);
+    /// Send one datagram without waiting; true when the socket took it (or
+    /// there is no socket to notify).
+    fn send(&mut self, states: &[NotifyState]) -> bool {
+        let Some(addr) = &self.target else {
+            return true;
+        };
+        let mut msg = String::new();
+        for s in states {
+            let _ = writeln!(msg, "{s}");
+        }
+        match send_now(addr, msg.as_bytes()) {
+            Ok(()) => {
+                if self.refused > 0 {
+                    log::info!(
+                        "systemd's notify socket takes messages again ({} not sent meanwhile)",
+                        self.refused
+                    );
+                    self.refused = 0;
+                }
+                true
+            }
+            Err(e) => {
+                if self.refused == 0 {
+                    log::warn!(
+                        "systemd's notify socket did not take a message ({e}); \
+                         READY, STATUS and the watchdog pings are sent again until it does"
+                    );
+                }
+                self.refused = self.refused.saturating_add(1);
+                false
+            }
         }
     }
 
-    /// READY=1 with a status line.
+    /// READY=1 with a status line (sent again by [`Notifier::tick`] until
+    /// the socket takes it).
     pub fn ready(&mut self, status: &str) {
-        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        self.ready_due = true;
         self.last_status = status.to_string();
+        self.send_ready();
     }
 
-    /// STATUS=, when it changed.
+    fn send_ready(&mut self) {
+        let status = std::mem::take(&mut self.last_status);
+        if self.send(&[NotifyState::Ready, NotifyState::Status(&status)]) {
+            self.ready_due = false;
+        }
+        self.last_status = status;
+    }
+
+    /// STATUS=, when it changed since the socket last took one.
     pub fn status(&mut self, status: &str) {
-        if status != self.last_status {
-            self.send(&[NotifyState::Status(status)]);
+        if self.ready_due {
+            // The status goes with READY=1 when that goes.
             self.last_status = status.to_string();
+            return;
+        }
+        if status != self.last_status {
+            if self.send(&[NotifyState::Status(status)]) {
+                status.clone_into(&mut self.last_status);
+            } else {
+                self.last_status.clear();
+            }
         }
     }
 
-    /// WATCHDOG=1 at half the watchdog interval, only when `healthy`.
+    /// WATCHDOG=1 at half the watchdog interval, only when `healthy`; and
+    /// READY=1 again if the socket has not taken it yet.
     pub fn tick(&mut self, healthy: bool) {
+        if self.ready_due {
+            self.send_ready();
+        }
         let Some(wd) = self.watchdog else { return };
         if !healthy {
             return;
         }
         let due = self.last_ping.is_none_or(|t| t.elapsed() >= wd / 2);
-        if due {
-            self.send(&[NotifyState::Watchdog]);
+        if due && self.send(&[NotifyState::Watchdog]) {
             self.last_ping = Some(Instant::now());
         }
     }
 
     /// RELOADING=1: a configuration reload started (READY=1 ends it).
-    pub fn reloading(&self) {
+    pub fn reloading(&mut self) {
         self.send(&[NotifyState::Reloading]);
     }
 
     /// STOPPING=1.
-    pub fn stopping(&self) {
+    pub fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping]);
     }
 }
+
+/// The address `NOTIFY_SOCKET` names: an absolute path, or `@name` in the
+/// abstract namespace (sd_notify(3)).
+fn notify_addr(v: &OsStr) -> io::Result<SocketAddr> {
+    let b = v.as_bytes();
+    match b.first() {
+        Some(b'@') => SocketAddr::from_abstract_name(&b[1..]),
+        Some(b'/') => SocketAddr::from_pathname(v),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an absolute path or an @abstract name",
+        )),
+    }
+}
+
+/// One datagram to `addr` from a fresh socket (the receiver may have been
+/// re-bound since the last one), never waiting for room in its queue.
+fn send_now(addr: &SocketAddr, msg: &[u8]) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    sock.connect_addr(addr)?;
+    let n = sock.send(msg)?;
+    if n == msg.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "message cut short",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -198,3 +198,64 @@ def test_a_device_that_never_opens_is_named_in_status_and_health(phase4_bin, tmp
     assert status and all("waiting for capture device p4_no_such_device" in s for s in status), status
     health = [l for l in err.splitlines() if "health: device=" in l]
     assert health and all("device=p4_no_such_device" in l and "up=no" in l for l in health), err[-800:]
+
+
+def test_a_notify_socket_that_stops_reading_stalls_nothing(phase4_bin, tmp_path):
+    # A service manager that stops reading its socket (or a container
+    # manager that never reads it): the supervisor must go on writing
+    # health lines and must stop on SIGTERM; once the socket is read
+    # again, the pings come back.
+    wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
+        ws={"enabled": False},
+        state={"dir": ""},
+        health={"interval-s": 1.0},
+    )
+    path = str(tmp_path / "stuck.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.bind(path)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    err_path = tmp_path / "err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                                env=env, stderr=err_file, text=True)
+        try:
+            time.sleep(4.5)
+            full = err_path.read_text()
+            # Read the queue out, then keep reading.
+            sock.settimeout(0.05)
+            queued = []
+            while True:
+                try:
+                    queued.append(sock.recv(4096).decode())
+                except socket.timeout:
+                    break
+            drained = time.monotonic()
+            later = []
+            while time.monotonic() < drained + 1.5:
+                try:
+                    later.append((time.monotonic(), sock.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+            t = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+            took = time.monotonic() - t
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            sock.close()
+    err = err_path.read_text()
+    # Health lines went on while the socket was full (one a second).
+    assert full.count("health: device=") >= 3, full[-800:]
+    assert "did not take a message" in full, full[-800:]
+    assert queued and queued[0].startswith("READY=1"), queued[:3]
+    pings = [at for at, m in later if m == "WATCHDOG=1\n"]
+    assert len(pings) >= 5, later
+    assert "takes messages again" in err, err[-800:]
+    assert proc.returncode == 0, err[-800:]
+    assert took < 1.0, f"SIGTERM to exit took {took:.2f} s"
