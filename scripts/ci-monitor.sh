@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 
-p4_apt_install chromium libasound2-dev pkg-config cmake util-linux iproute2
+p4_apt_install chromium libasound2-dev pkg-config cmake util-linux iproute2 curl
 p4_venv scripts/lib/requirements-core.txt scripts/lib/requirements-extra.txt
 
 cargo build --release --quiet

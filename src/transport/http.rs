@@ -20,7 +20,7 @@
 
 use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
-use crate::transport::http_recordings::{Access, Download, DOWNLOAD_LIFETIME};
+use crate::transport::http_recordings::{Access, Download, Part, DOWNLOAD_LIFETIME};
 use crate::transport::serve::{self, Handler, Limits};
 use bytes::Bytes;
 use http_body_util::Either;
@@ -242,7 +242,8 @@ impl Site {
         }
         if let Some(access) = &self.recordings {
             if req.uri().path().starts_with("/recordings/") {
-                return match access.admit(req.uri().path(), req.uri().query()) {
+                let (range, if_range) = (h(header::RANGE), h(header::IF_RANGE));
+                return match access.admit(req.uri().path(), req.uri().query(), range, if_range) {
                     Ok(d) => Answer::File(d),
                     Err((status, why)) => text(status, why),
                 };
@@ -267,14 +268,33 @@ impl Site {
             Answer::Small(status, ctype, body) => serve::response(status, ctype, body, last),
             Answer::File(d) => {
                 let disposition = format!("attachment; filename=\"{}\"", d.name);
-                let len = d.len;
-                let mut r = serve::response(StatusCode::OK, "audio/wav", Bytes::new(), last);
+                let (status, range) = match d.part {
+                    Part::Whole => (StatusCode::OK, None),
+                    Part::Range(a, b) => (
+                        StatusCode::PARTIAL_CONTENT,
+                        Some(format!("bytes {a}-{b}/{}", d.total)),
+                    ),
+                    Part::Unsatisfiable => (
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        Some(format!("bytes */{}", d.total)),
+                    ),
+                };
+                let mut r = serve::response(status, "audio/wav", Bytes::new(), last);
                 let hs = r.headers_mut();
-                hs.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                if let Ok(v) = HeaderValue::from_str(&disposition) {
-                    hs.insert(header::CONTENT_DISPOSITION, v);
+                hs.insert(header::CONTENT_LENGTH, HeaderValue::from(d.body_len()));
+                hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                for (name, value) in [
+                    (header::CONTENT_DISPOSITION, Some(disposition)),
+                    (header::CONTENT_RANGE, range),
+                    (header::ETAG, Some(d.etag.clone())),
+                ] {
+                    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        hs.insert(name, v);
+                    }
                 }
-                *r.body_mut() = Either::Right(d.stream());
+                if d.part != Part::Unsatisfiable {
+                    *r.body_mut() = Either::Right(d.stream());
+                }
                 r
             }
         };

@@ -15,11 +15,22 @@
 //! [`DOWNLOAD_LIFETIME`] instead of the UI's short connection lifetime. A
 //! file still being recorded is sent up to the length it had when the
 //! request came.
+//!
+//! A single byte range (`Range: bytes=…`) is answered with 206 and that part
+//! of the file, so a download broken off on a venue's Wi-Fi resumes where it
+//! stopped (`curl -C -`, `wget -c`, a browser's resume) instead of starting
+//! over. A range past the end is 416; several ranges, or a malformed or
+//! unreasonable header, get the whole file (RFC 9110 lets a server ignore
+//! Range). Each answer carries a strong `ETag` (the file's inode, length
+//! and modification time), and a Range sent with an `If-Range` that is not
+//! that tag gets the whole file: a recording that grew or was replaced
+//! since the first part is never spliced.
 
 use crate::monitor::files::{self, RecordingName, Tickets};
 use bytes::Bytes;
 use http_body_util::channel::Channel;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +53,77 @@ pub struct Access {
     pub tickets: Arc<Tickets>,
 }
 
-/// A download that was admitted: the open file and its length.
+/// A download that was admitted: the open file, which part of it to send
+/// and its validator.
 pub struct Download {
     /// The file's checked name.
     pub name: RecordingName,
     file: std::fs::File,
-    /// Bytes to send.
-    pub len: u64,
+    /// The file's length when the request came.
+    pub total: u64,
+    /// What to send.
+    pub part: Part,
+    /// Strong validator (quoted).
+    pub etag: String,
+}
+
+/// Which part of the file a request gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// All of it (200).
+    Whole,
+    /// Bytes `first..=last` (206).
+    Range(u64, u64),
+    /// Nothing: the range starts past the end (416).
+    Unsatisfiable,
+}
+
+impl Download {
+    /// Bytes the body carries.
+    pub fn body_len(&self) -> u64 {
+        match self.part {
+            Part::Whole => self.total,
+            Part::Range(a, b) => b - a + 1,
+            Part::Unsatisfiable => 0,
+        }
+    }
+}
+
+/// The part a `Range` header (with its `If-Range`, if any) asks of a file
+/// of `total` bytes whose validator is `etag`.
+pub fn part_of(range: Option<&str>, if_range: Option<&str>, total: u64, etag: &str) -> Part {
+    use http_range_header::RangeUnsatisfiableError as E;
+    let Some(range) = range else {
+        return Part::Whole;
+    };
+    // A Range whose If-Range is not this file's current tag (an older
+    // version, a date: this server sends no Last-Modified) gets the whole.
+    if if_range.is_some_and(|v| v != etag) {
+        return Part::Whole;
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(range) else {
+        return Part::Whole;
+    };
+    match parsed.validate(total) {
+        Ok(r) if r.len() == 1 => Part::Range(*r[0].start(), *r[0].end()),
+        Err(E::Unsatisfiable) => Part::Unsatisfiable,
+        // Several ranges (no multipart answers here), an empty file, a
+        // rejected header: the whole file.
+        _ => Part::Whole,
+    }
+}
+
+/// A strong validator for an open file: inode, length and modification
+/// time (a recording that grows, or a new file under the same name, has
+/// another).
+fn etag_of(meta: &std::fs::Metadata, len: u64) -> String {
+    format!(
+        "\"{:x}-{:x}-{:x}.{:x}\"",
+        meta.ino(),
+        len,
+        meta.mtime(),
+        meta.mtime_nsec()
+    )
 }
 
 /// Why a download was refused: HTTP status and a line of text.
@@ -63,8 +138,15 @@ fn ticket_of(query: Option<&str>) -> Option<&str> {
 }
 
 impl Access {
-    /// Admit a request for `path` (`/recordings/<name>`) with `query`.
-    pub fn admit(&self, path: &str, query: Option<&str>) -> Result<Download, Refusal> {
+    /// Admit a request for `path` (`/recordings/<name>`) with `query`, and
+    /// its `Range` and `If-Range` headers.
+    pub fn admit(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        range: Option<&str>,
+        if_range: Option<&str>,
+    ) -> Result<Download, Refusal> {
         use hyper::StatusCode;
         let name = path.strip_prefix("/recordings/").unwrap_or("");
         let Ok(name) = RecordingName::parse(name) else {
@@ -77,10 +159,24 @@ impl Access {
                 "a download needs a fresh ticket: send {\"type\":\"download_recording\"} over the WebSocket\n",
             ));
         }
-        match files::open(&self.dir, name.as_str()) {
-            Ok((name, file, len)) => Ok(Download { name, file, len }),
-            Err(_) => Err((StatusCode::NOT_FOUND, "not found\n")),
+        let not_found = (StatusCode::NOT_FOUND, "not found\n");
+        let (name, mut file, total) =
+            files::open(&self.dir, name.as_str()).map_err(|_| not_found)?;
+        let etag = file
+            .metadata()
+            .map(|m| etag_of(&m, total))
+            .map_err(|_| not_found)?;
+        let part = part_of(range, if_range, total, &etag);
+        if let Part::Range(first, _) = part {
+            file.seek(SeekFrom::Start(first)).map_err(|_| not_found)?;
         }
+        Ok(Download {
+            name,
+            file,
+            total,
+            part,
+            etag,
+        })
     }
 }
 
@@ -89,11 +185,8 @@ impl Download {
     /// answer with.
     pub fn stream(self) -> Channel<Bytes, std::io::Error> {
         let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(CHANNEL_CHUNKS);
-        let Download {
-            name,
-            mut file,
-            len,
-        } = self;
+        let len = self.body_len();
+        let Download { name, mut file, .. } = self;
         tokio::task::spawn_local(async move {
             let mut left = len;
             while left > 0 {
@@ -141,9 +234,19 @@ mod tests {
             .issue(&RecordingName::parse(a).unwrap())
             .unwrap();
         let q = format!("ticket={code}");
-        let ok = access.admit(&format!("/recordings/{a}"), Some(&q)).ok();
-        assert_eq!(ok.map(|d| d.len), Some(8));
-        let status = |p: &str, q: Option<&str>| access.admit(p, q).err().map(|e| e.0.as_u16());
+        let ok = access
+            .admit(&format!("/recordings/{a}"), Some(&q), None, None)
+            .ok();
+        assert_eq!(
+            ok.map(|d| (d.total, d.body_len(), d.part)),
+            Some((8, 8, Part::Whole))
+        );
+        let status = |p: &str, q: Option<&str>| {
+            access
+                .admit(p, q, Some("bytes=0-1"), None)
+                .err()
+                .map(|e| e.0.as_u16())
+        };
         assert_eq!(status(&format!("/recordings/{b}"), Some(&q)), Some(403));
         assert_eq!(status(&format!("/recordings/{a}"), None), Some(403));
         assert_eq!(
@@ -152,5 +255,98 @@ mod tests {
         );
         assert_eq!(status("/recordings/../state.toml", Some(&q)), Some(404));
         assert_eq!(status("/recordings/", Some(&q)), Some(404));
+    }
+
+    #[test]
+    fn a_single_range_is_a_part_and_anything_else_the_whole_file() {
+        let tag = "\"1-64-2.3\"";
+        let part = |r: &str| part_of(Some(r), None, 100, tag);
+        assert_eq!(part_of(None, None, 100, tag), Part::Whole);
+        assert_eq!(part("bytes=0-9"), Part::Range(0, 9));
+        assert_eq!(part("bytes=90-"), Part::Range(90, 99));
+        assert_eq!(part("bytes=-10"), Part::Range(90, 99));
+        // Past the end is clipped; starting past it is 416.
+        assert_eq!(part("bytes=95-500"), Part::Range(95, 99));
+        assert_eq!(part("bytes=100-"), Part::Unsatisfiable);
+        assert_eq!(part("bytes=18446744073709551615-"), Part::Unsatisfiable);
+        // Malformed, another unit, several ranges, absurd sizes: the whole.
+        for whole in [
+            "bytes=9-0",
+            "bytes=abc",
+            "items=0-9",
+            "bytes=0-9,20-29",
+            "bytes=",
+            "bytes=-",
+            "bytes=0-99999999999999999999999999999999999999",
+            "",
+        ] {
+            assert_eq!(part(whole), Part::Whole, "{whole:?}");
+        }
+        let many = format!("bytes={}", vec!["1-2"; 5000].join(","));
+        assert_eq!(part(&many), Part::Whole);
+        // If-Range: only this file's tag keeps the range.
+        assert_eq!(
+            part_of(Some("bytes=5-"), Some(tag), 100, tag),
+            Part::Range(5, 99)
+        );
+        for other in [
+            "\"1-64-2.4\"",
+            "W/\"1-64-2.3\"",
+            "Sat, 05 Dec 2026 10:00:00 GMT",
+            "",
+        ] {
+            assert_eq!(
+                part_of(Some("bytes=5-"), Some(other), 100, tag),
+                Part::Whole
+            );
+        }
+        // An empty file has no part to give.
+        assert!(!matches!(
+            part_of(Some("bytes=0-"), None, 0, tag),
+            Part::Range(..)
+        ));
+    }
+
+    #[test]
+    fn a_range_starts_the_stream_at_its_first_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let a = "rec-2026-11-30T16-24-48.123Z.wav";
+        let body: Vec<u8> = (0..=255u8).collect();
+        std::fs::write(d.path().join(a), &body).unwrap();
+        let access = Access {
+            dir: d.path().into(),
+            tickets: Arc::new(Tickets::default()),
+        };
+        let code = access
+            .tickets
+            .issue(&RecordingName::parse(a).unwrap())
+            .unwrap();
+        let q = format!("ticket={code}");
+        let path = format!("/recordings/{a}");
+        let dl = access
+            .admit(&path, Some(&q), Some("bytes=200-209"), None)
+            .ok()
+            .unwrap();
+        assert_eq!(
+            (dl.part, dl.body_len(), dl.total),
+            (Part::Range(200, 209), 10, 256)
+        );
+        let mut file = dl.file;
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert_eq!(&got[..10], &body[200..210]);
+        // The tag changes when the file grows (a recording in progress).
+        let again = access.admit(&path, Some(&q), None, None).ok().unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.path().join(a))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+            .unwrap();
+        let grown = access
+            .admit(&path, Some(&q), Some("bytes=0-"), Some(&again.etag))
+            .ok()
+            .unwrap();
+        assert_ne!(grown.etag, again.etag);
+        assert_eq!((grown.part, grown.total), (Part::Whole, 260));
     }
 }

@@ -8,6 +8,8 @@ private mount namespace so nothing leaks to the machine)."""
 import asyncio
 import json
 import os
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +38,48 @@ def download(server, ws_msg):
         assert r.headers["Content-Type"] == "audio/wav"
         assert ws_msg["name"] in r.headers["Content-Disposition"]
         return r.read()
+
+
+def fetch(url, headers):
+    """Status, headers and body of a GET, error statuses included."""
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def check_ranges(url, data):
+    """A download resumes: one byte range is 206 with exactly those bytes,
+    a range past the end 416, several ranges or a stale If-Range the whole
+    file; and curl resumes a file cut short into the whole of it."""
+    n = len(data)
+    status, h, body = fetch(url, {})
+    assert status == 200 and h["Accept-Ranges"] == "bytes" and body == data
+    etag = h["ETag"]
+    assert etag and etag.startswith('"'), etag
+    for rng, first, last in (("bytes=100-199", 100, 199), (f"bytes={n - 10}-", n - 10, n - 1),
+                             ("bytes=-44", n - 44, n - 1), (f"bytes=7-{n + 1000}", 7, n - 1)):
+        status, h, body = fetch(url, {"Range": rng})
+        assert status == 206, (rng, status)
+        assert h["Content-Range"] == f"bytes {first}-{last}/{n}", (rng, h["Content-Range"])
+        assert int(h["Content-Length"]) == last - first + 1 and body == data[first:last + 1], rng
+    status, h, body = fetch(url, {"Range": f"bytes={n}-"})
+    assert status == 416 and h["Content-Range"] == f"bytes */{n}" and body == b""
+    for headers in ({"Range": "bytes=0-9,20-29"}, {"Range": "bytes=9-0"},
+                    {"Range": "bytes=5-", "If-Range": '"stale"'}):
+        status, _, body = fetch(url, headers)
+        assert status == 200 and body == data, headers
+    status, _, body = fetch(url, {"Range": "bytes=5-", "If-Range": etag})
+    assert status == 206 and body == data[5:]
+    with tempfile.TemporaryDirectory() as d:
+        part = os.path.join(d, "part.wav")
+        with open(part, "wb") as f:
+            f.write(data[: n // 3])
+        subprocess.run(["curl", "-sS", "--fail", "-C", "-", "-o", part, url], check=True, timeout=30)
+        with open(part, "rb") as f:
+            assert f.read() == data, "curl -C - did not resume into the whole file"
 
 
 @pytest.fixture
@@ -90,6 +134,7 @@ def test_recording_and_replay_hold_the_input_bit_for_bit(make_server, music_wav)
         print(f"record: {name}: {secs:.2f} s, {len(data)} bytes, bit-exact: {matches_loop(rec, loop)}")
         assert (1.5 if name.startswith("rec-") else 2.9) < secs < 4.0
         assert matches_loop(rec, loop), f"{name} is not the input sample for sample"
+        check_ranges(server.http + ticket["url"], data)
         # A ticket is for one name: another name with it is refused.
         other = [n for n in got if n != name][0]
         bad = server.http + f"/recordings/{other}?" + ticket["url"].split("?")[1]
