@@ -1,25 +1,40 @@
 //! The HTTP request handling that is phase4's own (hyper parses the
 //! request): the URL path → file resolution, the built-in UI lookup, and
-//! the Host / Origin checks against DNS rebinding. Nothing may panic; a path
-//! that resolves names a file inside the folder; only this machine's names
-//! pass the Host check.
+//! the Host / Origin checks against DNS rebinding, and a download's `Range`
+//! and `If-Range`. Nothing may panic; a path that resolves names a file
+//! inside the folder; only this machine's names pass the Host check; a
+//! range served is inside the file.
 //!
-//! Input: `path \n host \n origin` (missing parts are absent headers).
+//! Input: `path \n host \n origin \n range \n if-range` (missing parts are
+//! absent headers).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use phase4::transport::hosts::{split_host_port, HostCheck};
 use phase4::transport::http::{relative_path, WebRoot, EMBEDDED};
+use phase4::transport::http_recordings::{part_of, Part};
 use std::sync::OnceLock;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut parts = text.splitn(3, '\n');
+    let mut parts = text.splitn(5, '\n');
     let path = parts.next().unwrap_or("");
     let host = parts.next();
     let origin = parts.next();
+    let range = parts.next();
+    let if_range = parts.next();
+
+    // File sizes from empty to the largest a u64 holds.
+    let tag = "\"1-2-3.4\"";
+    for total in [0, 1, 44, 1 << 20, u64::MAX] {
+        match part_of(range, if_range, total, tag) {
+            Part::Range(first, last) => assert!(first <= last && last < total),
+            Part::Whole => {}
+            Part::Unsatisfiable => assert!(range.is_some()),
+        }
+    }
 
     if let Some(rel) = relative_path(path) {
         assert!(!rel.starts_with('/'));
