@@ -218,22 +218,29 @@ impl Download {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_a_live_ticket_for_that_name_admits() {
+    /// A recordings folder holding `files`, and the query of a live ticket
+    /// for the first one.
+    fn folder(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Access, String) {
         let d = tempfile::tempdir().unwrap();
-        let a = "rec-2026-11-30T16-24-48.123Z.wav";
-        let b = "rec-2026-11-30T16-24-49.123Z.wav";
-        std::fs::write(d.path().join(a), b"RIFFaaaa").unwrap();
-        std::fs::write(d.path().join(b), b"RIFFbbbb").unwrap();
+        for (name, body) in files {
+            std::fs::write(d.path().join(name), body).unwrap();
+        }
         let access = Access {
             dir: d.path().into(),
             tickets: Arc::new(Tickets::default()),
         };
         let code = access
             .tickets
-            .issue(&RecordingName::parse(a).unwrap())
+            .issue(&RecordingName::parse(files[0].0).unwrap())
             .unwrap();
-        let q = format!("ticket={code}");
+        (d, access, format!("ticket={code}"))
+    }
+
+    #[test]
+    fn only_a_live_ticket_for_that_name_admits() {
+        let a = "rec-2026-11-30T16-24-48.123Z.wav";
+        let b = "rec-2026-11-30T16-24-49.123Z.wav";
+        let (_d, access, q) = folder(&[(a, b"RIFFaaaa"), (b, b"RIFFbbbb")]);
         let ok = access
             .admit(&format!("/recordings/{a}"), Some(&q), None, None)
             .ok();
@@ -309,19 +316,9 @@ mod tests {
 
     #[test]
     fn a_range_starts_the_stream_at_its_first_byte() {
-        let d = tempfile::tempdir().unwrap();
         let a = "rec-2026-11-30T16-24-48.123Z.wav";
         let body: Vec<u8> = (0..=255u8).collect();
-        std::fs::write(d.path().join(a), &body).unwrap();
-        let access = Access {
-            dir: d.path().into(),
-            tickets: Arc::new(Tickets::default()),
-        };
-        let code = access
-            .tickets
-            .issue(&RecordingName::parse(a).unwrap())
-            .unwrap();
-        let q = format!("ticket={code}");
+        let (d, access, q) = folder(&[(a, &body)]);
         let path = format!("/recordings/{a}");
         let dl = access
             .admit(&path, Some(&q), Some("bytes=200-209"), None)

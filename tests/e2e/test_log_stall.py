@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import render, tone, write_config, write_wav
+from conftest import minimal_config, render, tone, write_wav
 from test_watchdog import NotifySocket
 
 pytestmark = pytest.mark.skipif(
@@ -67,13 +67,7 @@ def stalled_journal(phase4_bin, tmp_path, *args):
     queued = fill(tmp_path / "log.sock")
     assert queued >= 1
     wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 1.0},
-    )
+    cfg = minimal_config(tmp_path)
     cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SHIM, "sh",
            str(tmp_path / "log.sock"),
            str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop", *args]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import OscReceiver, render, tone, write_config, write_wav
+from conftest import OscReceiver, minimal_config, render, tone, write_config, write_wav
 
 
 class NotifySocket:
@@ -206,13 +206,7 @@ def test_a_notify_socket_that_stops_reading_stalls_nothing(phase4_bin, tmp_path)
     # health lines and must stop on SIGTERM; once the socket is read
     # again, the pings come back.
     wav = write_wav(tmp_path / "w.wav", render(tone(440), 2.0))
-    cfg = write_config(
-        tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
-        ws={"enabled": False},
-        state={"dir": ""},
-        health={"interval-s": 1.0},
-    )
+    cfg = minimal_config(tmp_path)
     path = str(tmp_path / "stuck.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
