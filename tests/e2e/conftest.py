@@ -6,6 +6,7 @@ python-osc (a decoder we did not write)."""
 import asyncio
 import math
 import os
+import signal
 import socket
 import struct
 import sys
@@ -244,6 +245,15 @@ def minimal_config(tmp_path, port=9, health_s=1.0, **audio):
         state={"dir": ""},
         health={"interval-s": health_s},
     )
+
+
+def sigterm(proc, timeout=10):
+    """SIGTERM to `proc` and wait for it: (seconds to exit, its stderr if
+    piped, else None)."""
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    return time.monotonic() - t, err
 
 
 def run_phase4(phase4_bin, config, args=(), env_extra=None, timeout=60):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import OscReceiver, free_tcp_port, minimal_config, run_phase4, write_config
+from conftest import OscReceiver, free_tcp_port, minimal_config, run_phase4, sigterm, write_config
 
 EXIT_CONFIG = 78
 
@@ -216,10 +216,8 @@ def test_sigterm_while_a_fifo_waits_for_its_writer(phase4_bin, tmp_path):
                             stderr=subprocess.PIPE, text=True)
     time.sleep(2.5)
     assert proc.poll() is None, "waiting for a writer is not an error"
-    t = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
-    assert time.monotonic() - t < 1.0, f"SIGTERM took {time.monotonic() - t:.2f} s"
+    took, err = sigterm(proc)
+    assert took < 1.0, f"SIGTERM took {took:.2f} s"
     assert proc.returncode == 0, err
     # The health lines name the input being opened (they said "device=-").
     health = [l for l in err.splitlines() if "health: " in l]

@@ -6,11 +6,9 @@ from clockless devices."""
 
 import asyncio
 import json
-import signal
 import subprocess
-import time
 
-from conftest import alsa_device, encode, free_tcp_port, render, tone, write_config, ws_connect
+from conftest import alsa_device, encode, free_tcp_port, render, sigterm, tone, write_config, ws_connect
 from conftest import ws_recv as recv
 
 
@@ -61,10 +59,7 @@ def test_switching_to_null_and_away_again_never_wedges_stop(phase4_bin, tmp_path
 
         asyncio.run(go())
         assert proc.poll() is None, "phase4 died during the switches"
-        t = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        took = time.monotonic() - t
+        took, _ = sigterm(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

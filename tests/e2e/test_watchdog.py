@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import OscReceiver, minimal_config, render, tone, write_config, write_wav
+from conftest import OscReceiver, minimal_config, render, sigterm, tone, write_config, write_wav
 
 
 class NotifySocket:
@@ -71,10 +71,7 @@ def start(bin_path, tmp_path, hang=None, fifo=None):
 
 
 def stop(proc, ns, rx):
-    t = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
-    took = time.monotonic() - t
+    took, err = sigterm(proc)
     time.sleep(0.2)
     ns.close()
     rx.stop(0.1)
@@ -234,10 +231,7 @@ def test_a_notify_socket_that_stops_reading_stalls_nothing(phase4_bin, tmp_path)
                     later.append((time.monotonic(), sock.recv(4096).decode()))
                 except socket.timeout:
                     pass
-            t = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
-            took = time.monotonic() - t
+            took, _ = sigterm(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
