@@ -25,6 +25,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
+/// Bytes of a Unix socket path (`sun_path`).
+const SUN_PATH: usize = 108;
+
 /// The notify side of the supervisor.
 pub struct Notifier {
     target: Option<SocketAddr>,
@@ -44,7 +47,10 @@ impl Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| match notify_addr(&v) {
             Ok(a) => Some(a),
             Err(e) => {
-                log::warn!("NOTIFY_SOCKET {:?}: {e}; systemd is not notified", v);
+                // At most a socket path's worth of it in the log.
+                let shown = String::from_utf8_lossy(&v.as_bytes()[..v.len().min(SUN_PATH)]);
+                let more = if v.len() > SUN_PATH { "…" } else { "" };
+                log::warn!("NOTIFY_SOCKET {shown:?}{more}: {e}; systemd is not notified");
                 None
             }
         });
