@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use phase4::transport::hosts::{split_host_port, HostCheck};
 use phase4::transport::http::{relative_path, WebRoot, EMBEDDED};
-use phase4::transport::http_recordings::{part_of, Part};
+use phase4::transport::http_recordings::{part_of, Part, Validators};
 use std::sync::OnceLock;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,13 +26,17 @@ fuzz_target!(|data: &[u8]| {
     let range = parts.next();
     let if_range = parts.next();
 
-    // File sizes from empty to the largest a u64 holds.
-    let tag = "\"1-2-3.4\"";
-    for total in [0, 1, 44, 1 << 20, u64::MAX] {
-        match part_of(range, if_range, total, tag) {
-            Part::Range(first, last) => assert!(first <= last && last < total),
-            Part::Whole => {}
-            Part::Unsatisfiable => assert!(range.is_some()),
+    // File sizes from empty to the largest a u64 holds, with and without a
+    // strong date (If-Range values are parsed as dates then).
+    let etag = "\"1-2-3.4\"";
+    for strong_date in [None, Some("Sat, 05 Dec 2026 10:00:00 GMT")] {
+        let v = Validators { etag, strong_date };
+        for total in [0, 1, 44, 1 << 20, u64::MAX] {
+            match part_of(range, if_range, total, v) {
+                Part::Range(first, last) => assert!(first <= last && last < total),
+                Part::Whole => {}
+                Part::Unsatisfiable => assert!(range.is_some()),
+            }
         }
     }
 

@@ -1,26 +1,48 @@
 //! Download tickets: a ticket lets one recording be downloaded over HTTP
-//! without the control token, for a minute. The page cannot send a header
-//! with a plain download link, and the token never goes into a URL; the
-//! recorder issues tickets over the authorized WebSocket and the HTTP
-//! server honours them.
+//! without the control token. The page cannot send a header with a plain
+//! download link, and the token never goes into a URL; the recorder issues
+//! tickets over the authorized WebSocket and the HTTP server honours them.
+//!
+//! A ticket nobody has used is good for [`TICKET_LIFETIME`] from any
+//! address. Its first use pins it to that address (as the HTTP server
+//! counts addresses: an IPv6 host by its /64, see
+//! `transport::ws::registry::peer_key`), and from then on it is good from
+//! that address only,
+//! until [`RESUME_LIFETIME`] after it was issued: a browser resumes a
+//! broken download with the same URL, often minutes later, and a copied
+//! URL is worth nothing to another machine once the download has started.
 
 use super::files::RecordingName;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a download ticket is good for.
+/// How long a ticket nobody has used yet is good for.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
+/// How long after its issue a used ticket is good for, from the address
+/// that used it (a 2 GiB download at 2 MB/s takes 17 minutes, and a resume
+/// may come well after the break).
+pub const RESUME_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Most tickets outstanding (the oldest goes first).
 pub const MAX_TICKETS: usize = 64;
 
-/// A ticket that lets one recording be downloaded over HTTP without the
-/// control token, for a minute (the page cannot send a header with a plain
-/// download link, and the token never goes into a URL).
 #[derive(Debug)]
 struct Ticket {
     code: String,
     name: RecordingName,
-    until: Instant,
+    issued: Instant,
+    /// The address that used it first.
+    holder: Option<IpAddr>,
+}
+
+impl Ticket {
+    fn live(&self, now: Instant) -> bool {
+        let life = match self.holder {
+            None => TICKET_LIFETIME,
+            Some(_) => RESUME_LIFETIME,
+        };
+        now.saturating_duration_since(self.issued) < life
+    }
 }
 
 /// Outstanding download tickets.
@@ -30,37 +52,53 @@ pub struct Tickets(Mutex<Vec<Ticket>>);
 impl Tickets {
     /// A new ticket for `name`.
     pub fn issue(&self, name: &RecordingName) -> std::io::Result<String> {
+        self.issue_at(name, Instant::now())
+    }
+
+    fn issue_at(&self, name: &RecordingName, now: Instant) -> std::io::Result<String> {
         let mut bytes = [0u8; 16];
         getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
         let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        t.retain(|k| k.until > now);
+        t.retain(|k| k.live(now));
         if t.len() >= MAX_TICKETS {
             t.remove(0);
         }
         t.push(Ticket {
             code: code.clone(),
             name: name.clone(),
-            until: now + TICKET_LIFETIME,
+            issued: now,
+            holder: None,
         });
         Ok(code)
     }
 
-    /// Whether `code` is a live ticket for `name`.
-    pub fn admits(&self, code: &str, name: &RecordingName) -> bool {
-        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        t.iter().any(|k| {
-            k.until > now
-                && &k.name == name
+    /// Whether `code` is a live ticket for `name` that the address `peer`
+    /// may use; its first use pins it to `peer`. The caller passes the
+    /// address as it counts hosts (one key for all of an IPv6 host's
+    /// privacy addresses).
+    pub fn admits(&self, code: &str, name: &RecordingName, peer: IpAddr) -> bool {
+        self.admits_at(code, name, peer, Instant::now())
+    }
+
+    fn admits_at(&self, code: &str, name: &RecordingName, peer: IpAddr, now: Instant) -> bool {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(k) = t.iter_mut().find(|k| {
+            &k.name == name
                 && k.code.len() == code.len()
                 && k.code
                     .bytes()
                     .zip(code.bytes())
                     .fold(0u8, |d, (a, b)| d | (a ^ b))
                     == 0
-        })
+        }) else {
+            return false;
+        };
+        if !k.live(now) || k.holder.is_some_and(|h| h != peer) {
+            return false;
+        }
+        k.holder = Some(peer);
+        true
     }
 }
 
@@ -68,16 +106,68 @@ impl Tickets {
 mod tests {
     use super::*;
 
+    fn names() -> (RecordingName, RecordingName) {
+        (
+            RecordingName::parse("rec-2026-11-30T16-24-48.123Z.wav").unwrap(),
+            RecordingName::parse("rec-2026-11-30T16-24-49.123Z.wav").unwrap(),
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn tickets_admit_one_name_for_a_while() {
         let t = Tickets::default();
-        let a = RecordingName::parse("rec-2026-11-30T16-24-48.123Z.wav").unwrap();
-        let b = RecordingName::parse("rec-2026-11-30T16-24-49.123Z.wav").unwrap();
+        let (a, b) = names();
+        let me = ip("192.168.1.20");
         let code = t.issue(&a).unwrap();
         assert_eq!(code.len(), 32);
-        assert!(t.admits(&code, &a));
-        assert!(!t.admits(&code, &b));
-        assert!(!t.admits("00", &a));
-        assert!(!t.admits(&code[..31], &a));
+        assert!(!t.admits(&code, &b, me));
+        assert!(!t.admits("00", &a, me));
+        assert!(!t.admits(&code[..31], &a, me));
+        assert!(t.admits(&code, &a, me));
+        assert!(t.admits(&code, &a, me));
+    }
+
+    #[test]
+    fn an_unused_ticket_lasts_a_minute() {
+        let t = Tickets::default();
+        let (a, _) = names();
+        let t0 = Instant::now();
+        let code = t.issue_at(&a, t0).unwrap();
+        let late = t0 + TICKET_LIFETIME + Duration::from_millis(1);
+        assert!(!t.admits_at(&code, &a, ip("10.0.0.1"), late));
+        // A refusal does not pin it or bring it back.
+        assert!(!t.admits_at(&code, &a, ip("10.0.0.1"), t0 + RESUME_LIFETIME / 2));
+    }
+
+    #[test]
+    fn a_used_ticket_resumes_from_its_address_only_for_an_hour() {
+        let t = Tickets::default();
+        let (a, _) = names();
+        let t0 = Instant::now();
+        let code = t.issue_at(&a, t0).unwrap();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(t.admits_at(&code, &a, ip("192.168.1.20"), at(5)));
+        // Another machine, even within the first minute: refused.
+        assert!(!t.admits_at(&code, &a, ip("192.168.1.21"), at(6)));
+        // The same one resumes long after the minute.
+        assert!(t.admits_at(&code, &a, ip("192.168.1.20"), at(30 * 60)));
+        assert!(!t.admits_at(&code, &a, ip("192.168.1.21"), at(30 * 60)));
+        assert!(!t.admits_at(&code, &a, ip("192.168.1.20"), at(60 * 60)));
+    }
+
+    #[test]
+    fn the_oldest_ticket_goes_when_there_are_too_many() {
+        let t = Tickets::default();
+        let (a, _) = names();
+        let me = ip("127.0.0.1");
+        let first = t.issue(&a).unwrap();
+        assert!(t.admits(&first, &a, me));
+        let rest: Vec<String> = (0..MAX_TICKETS).map(|_| t.issue(&a).unwrap()).collect();
+        assert!(!t.admits(&first, &a, me));
+        assert!(rest.iter().all(|c| t.admits(c, &a, me)));
     }
 }

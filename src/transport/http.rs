@@ -29,7 +29,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::cell::RefCell;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -216,7 +216,7 @@ fn text(status: StatusCode, body: &'static str) -> Answer {
 
 impl Site {
     /// Status, content type and body for a request.
-    fn answer<B>(&self, req: &Request<B>) -> Answer {
+    fn answer<B>(&self, req: &Request<B>, peer: IpAddr) -> Answer {
         let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(crate::transport::hosts::host_header(req.headers())) {
@@ -243,7 +243,8 @@ impl Site {
         if let Some(access) = &self.recordings {
             if req.uri().path().starts_with("/recordings/") {
                 let (range, if_range) = (h(header::RANGE), h(header::IF_RANGE));
-                return match access.admit(req.uri().path(), req.uri().query(), range, if_range) {
+                let (path, query) = (req.uri().path(), req.uri().query());
+                return match access.admit(peer, path, query, range, if_range) {
                     Ok(d) => Answer::File(d),
                     Err((status, why)) => text(status, why),
                 };
@@ -263,8 +264,8 @@ impl Site {
 
     /// The response: a small answer, or a recording streamed (the
     /// connection then may live for [`DOWNLOAD_LIFETIME`]).
-    fn response<B>(&self, req: &Request<B>, last: bool) -> Response<serve::Body> {
-        let mut r = match self.answer(req) {
+    fn response<B>(&self, req: &Request<B>, peer: IpAddr, last: bool) -> Response<serve::Body> {
+        let mut r = match self.answer(req, peer) {
             Answer::Small(status, ctype, body) => serve::response(status, ctype, body, last),
             Answer::File(d) => {
                 let disposition = format!("attachment; filename=\"{}\"", d.name);
@@ -287,6 +288,7 @@ impl Site {
                     (header::CONTENT_DISPOSITION, Some(disposition)),
                     (header::CONTENT_RANGE, range),
                     (header::ETAG, Some(d.etag.clone())),
+                    (header::LAST_MODIFIED, d.last_modified.clone()),
                 ] {
                     if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                         hs.insert(name, v);
@@ -315,10 +317,10 @@ impl Handler for Site {
     fn respond(
         &self,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
         last: bool,
     ) -> Response<serve::Body> {
-        self.response(&req, last)
+        self.response(&req, peer.ip(), last)
     }
 }
 

@@ -4,8 +4,10 @@
 //! token never goes into a URL, where proxies and histories keep it), so an
 //! authorized WebSocket client asks for a download (`download_recording`)
 //! and gets a ticket good for one file for a minute
-//! ([`crate::monitor::files::Tickets`]). Without a live ticket for exactly
-//! that name the answer is 403, whoever asks (loopback too). The name must
+//! ([`crate::monitor::files::Tickets`]); its first use pins it to the
+//! address that used it, which may then resume with it for an hour. Without
+//! a live ticket for exactly that name, from an address that may use it,
+//! the answer is 403, whoever asks (loopback too). The name must
 //! parse as a name phase4 makes and be a regular file in the recordings
 //! folder (never a symlink), so a request can never name another file.
 //!
@@ -22,18 +24,21 @@
 //! over. A range past the end is 416; several ranges, or a malformed or
 //! unreasonable header, get the whole file (RFC 9110 lets a server ignore
 //! Range). Each answer carries a strong `ETag` (the file's inode, length
-//! and modification time), and a Range sent with an `If-Range` that is not
-//! that tag gets the whole file: a recording that grew or was replaced
-//! since the first part is never spliced.
+//! and modification time) and a `Last-Modified`, and a Range sent with an
+//! `If-Range` that is neither that tag nor (for a file last written more
+//! than a second ago) that date gets the whole file: a recording that grew
+//! or was replaced since the first part is never spliced.
 
 use crate::monitor::files::{self, RecordingName, Tickets};
+use crate::transport::ws::registry::peer_key;
 use bytes::Bytes;
 use http_body_util::channel::Channel;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Bytes per read and per body frame.
 pub const CHUNK: usize = 64 * 1024;
@@ -65,6 +70,8 @@ pub struct Download {
     pub part: Part,
     /// Strong validator (quoted).
     pub etag: String,
+    /// The file's modification time as an HTTP date.
+    pub last_modified: Option<String>,
 }
 
 /// Which part of the file a request gets.
@@ -89,16 +96,44 @@ impl Download {
     }
 }
 
+/// What a range's `If-Range` may match: the file's tag, and its
+/// `Last-Modified` date when that is strong.
+#[derive(Clone, Copy, Debug)]
+pub struct Validators<'a> {
+    /// The `ETag` sent (quoted).
+    pub etag: &'a str,
+    /// The `Last-Modified` sent, if the file was last written more than a
+    /// second before the request (RFC 9110 §8.8.2.2: a date is a strong
+    /// validator only then; two writes within one second share a date).
+    pub strong_date: Option<&'a str>,
+}
+
+impl Validators<'_> {
+    /// Whether an `If-Range` value names this version of the file. A date
+    /// must match exactly (RFC 9110 §13.1.5), compared as a time, so any of
+    /// HTTP's three date formats names it.
+    fn matches(&self, if_range: &str) -> bool {
+        if if_range == self.etag {
+            return true;
+        }
+        let date = |s: &str| httpdate::parse_http_date(s).ok();
+        match (self.strong_date.and_then(date), date(if_range)) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => false,
+        }
+    }
+}
+
 /// The part a `Range` header (with its `If-Range`, if any) asks of a file
-/// of `total` bytes whose validator is `etag`.
-pub fn part_of(range: Option<&str>, if_range: Option<&str>, total: u64, etag: &str) -> Part {
+/// of `total` bytes with validators `v`.
+pub fn part_of(range: Option<&str>, if_range: Option<&str>, total: u64, v: Validators) -> Part {
     use http_range_header::RangeUnsatisfiableError as E;
     let Some(range) = range else {
         return Part::Whole;
     };
-    // A Range whose If-Range is not this file's current tag (an older
-    // version, a date: this server sends no Last-Modified) gets the whole.
-    if if_range.is_some_and(|v| v != etag) {
+    // A Range whose If-Range is not this version of the file (an older tag,
+    // a date that is not its own or not yet strong) gets the whole.
+    if if_range.is_some_and(|i| !v.matches(i)) {
         return Part::Whole;
     }
     let Ok(parsed) = http_range_header::parse_range_header(range) else {
@@ -126,6 +161,16 @@ fn etag_of(meta: &std::fs::Metadata, len: u64) -> String {
     )
 }
 
+/// The file's modification time as an HTTP date, and whether it is a
+/// strong validator at `now` (written more than a second before).
+fn last_modified_of(meta: &std::fs::Metadata, now: SystemTime) -> Option<(String, bool)> {
+    let mtime = meta.modified().ok()?;
+    let strong = now
+        .duration_since(mtime)
+        .is_ok_and(|age| age >= Duration::from_secs(1));
+    Some((httpdate::fmt_http_date(mtime), strong))
+}
+
 /// Why a download was refused: HTTP status and a line of text.
 pub type Refusal = (hyper::StatusCode, &'static str);
 
@@ -138,10 +183,11 @@ fn ticket_of(query: Option<&str>) -> Option<&str> {
 }
 
 impl Access {
-    /// Admit a request for `path` (`/recordings/<name>`) with `query`, and
-    /// its `Range` and `If-Range` headers.
+    /// Admit a request from `peer` for `path` (`/recordings/<name>`) with
+    /// `query`, and its `Range` and `If-Range` headers.
     pub fn admit(
         &self,
+        peer: IpAddr,
         path: &str,
         query: Option<&str>,
         range: Option<&str>,
@@ -152,7 +198,7 @@ impl Access {
         let Ok(name) = RecordingName::parse(name) else {
             return Err((StatusCode::NOT_FOUND, "not found\n"));
         };
-        let ok = ticket_of(query).is_some_and(|t| self.tickets.admits(t, &name));
+        let ok = ticket_of(query).is_some_and(|t| self.tickets.admits(t, &name, peer_key(peer)));
         if !ok {
             return Err((
                 StatusCode::FORBIDDEN,
@@ -162,11 +208,14 @@ impl Access {
         let not_found = (StatusCode::NOT_FOUND, "not found\n");
         let (name, mut file, total) =
             files::open(&self.dir, name.as_str()).map_err(|_| not_found)?;
-        let etag = file
-            .metadata()
-            .map(|m| etag_of(&m, total))
-            .map_err(|_| not_found)?;
-        let part = part_of(range, if_range, total, &etag);
+        let meta = file.metadata().map_err(|_| not_found)?;
+        let etag = etag_of(&meta, total);
+        let modified = last_modified_of(&meta, SystemTime::now());
+        let validators = Validators {
+            etag: &etag,
+            strong_date: modified.as_ref().filter(|m| m.1).map(|m| m.0.as_str()),
+        };
+        let part = part_of(range, if_range, total, validators);
         if let Part::Range(first, _) = part {
             file.seek(SeekFrom::Start(first)).map_err(|_| not_found)?;
         }
@@ -176,6 +225,7 @@ impl Access {
             total,
             part,
             etag,
+            last_modified: modified.map(|m| m.0),
         })
     }
 }
@@ -218,6 +268,9 @@ impl Download {
 mod tests {
     use super::*;
 
+    /// The address the tests download from.
+    const ME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     /// A recordings folder holding `files`, and the query of a live ticket
     /// for the first one.
     fn folder(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Access, String) {
@@ -242,7 +295,7 @@ mod tests {
         let b = "rec-2026-11-30T16-24-49.123Z.wav";
         let (_d, access, q) = folder(&[(a, b"RIFFaaaa"), (b, b"RIFFbbbb")]);
         let ok = access
-            .admit(&format!("/recordings/{a}"), Some(&q), None, None)
+            .admit(ME, &format!("/recordings/{a}"), Some(&q), None, None)
             .ok();
         assert_eq!(
             ok.map(|d| (d.total, d.body_len(), d.part)),
@@ -250,7 +303,7 @@ mod tests {
         );
         let status = |p: &str, q: Option<&str>| {
             access
-                .admit(p, q, Some("bytes=0-1"), None)
+                .admit(ME, p, q, Some("bytes=0-1"), None)
                 .err()
                 .map(|e| e.0.as_u16())
         };
@@ -267,8 +320,12 @@ mod tests {
     #[test]
     fn a_single_range_is_a_part_and_anything_else_the_whole_file() {
         let tag = "\"1-64-2.3\"";
-        let part = |r: &str| part_of(Some(r), None, 100, tag);
-        assert_eq!(part_of(None, None, 100, tag), Part::Whole);
+        let v = Validators {
+            etag: tag,
+            strong_date: None,
+        };
+        let part = |r: &str| part_of(Some(r), None, 100, v);
+        assert_eq!(part_of(None, None, 100, v), Part::Whole);
         assert_eq!(part("bytes=0-9"), Part::Range(0, 9));
         assert_eq!(part("bytes=90-"), Part::Range(90, 99));
         assert_eq!(part("bytes=-10"), Part::Range(90, 99));
@@ -293,7 +350,7 @@ mod tests {
         assert_eq!(part(&many), Part::Whole);
         // If-Range: only this file's tag keeps the range.
         assert_eq!(
-            part_of(Some("bytes=5-"), Some(tag), 100, tag),
+            part_of(Some("bytes=5-"), Some(tag), 100, v),
             Part::Range(5, 99)
         );
         for other in [
@@ -302,16 +359,91 @@ mod tests {
             "Sat, 05 Dec 2026 10:00:00 GMT",
             "",
         ] {
-            assert_eq!(
-                part_of(Some("bytes=5-"), Some(other), 100, tag),
-                Part::Whole
-            );
+            assert_eq!(part_of(Some("bytes=5-"), Some(other), 100, v), Part::Whole);
         }
         // An empty file has no part to give.
         assert!(!matches!(
-            part_of(Some("bytes=0-"), None, 0, tag),
+            part_of(Some("bytes=0-"), None, 0, v),
             Part::Range(..)
         ));
+    }
+
+    #[test]
+    fn if_range_keeps_the_range_on_its_own_strong_date_only() {
+        let date = "Sat, 05 Dec 2026 10:00:00 GMT";
+        let v = Validators {
+            etag: "\"1-64-2.3\"",
+            strong_date: Some(date),
+        };
+        let with = |i: &str| part_of(Some("bytes=5-"), Some(i), 100, v);
+        assert_eq!(with(date), Part::Range(5, 99));
+        // The same instant in HTTP's two obsolete formats.
+        assert_eq!(with("Saturday, 05-Dec-26 10:00:00 GMT"), Part::Range(5, 99));
+        assert_eq!(with("Sat Dec  5 10:00:00 2026"), Part::Range(5, 99));
+        for other in [
+            "Sat, 05 Dec 2026 10:00:01 GMT",
+            "Sat, 05 Dec 2026 10:00:00 GMT junk",
+            "not a date",
+            "",
+        ] {
+            assert_eq!(with(other), Part::Whole, "{other:?}");
+        }
+        // A date that is not yet strong (the file was written within the
+        // last second) keeps nothing, not even its own value.
+        let weak = Validators {
+            strong_date: None,
+            ..v
+        };
+        assert_eq!(
+            part_of(Some("bytes=5-"), Some(date), 100, weak),
+            Part::Whole
+        );
+    }
+
+    #[test]
+    fn a_file_written_just_now_has_a_weak_date() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        let mtime = meta.modified().unwrap();
+        let (text, strong) = last_modified_of(&meta, mtime).unwrap();
+        assert!(!strong);
+        assert_eq!(
+            httpdate::parse_http_date(&text).unwrap(),
+            httpdate::parse_http_date(&httpdate::fmt_http_date(mtime)).unwrap()
+        );
+        let later = mtime + Duration::from_secs(2);
+        assert_eq!(last_modified_of(&meta, later), Some((text, true)));
+    }
+
+    #[test]
+    fn a_used_ticket_is_its_first_address_s_and_a_v6_host_s_alone() {
+        let a = "rec-2026-11-30T16-24-48.123Z.wav";
+        let (_d, access, q) = folder(&[(a, b"RIFFaaaa")]);
+        let path = format!("/recordings/{a}");
+        let code = |peer: &str| {
+            let peer: IpAddr = peer.parse().unwrap();
+            match access.admit(peer, &path, Some(&q), Some("bytes=4-"), None) {
+                Ok(d) => d.body_len() as u16 * 1000 + 206,
+                Err(e) => e.0.as_u16(),
+            }
+        };
+        assert_eq!(code("2001:db8:1:2::10"), 4206);
+        // Another of the host's privacy addresses: the same /64.
+        assert_eq!(code("2001:db8:1:2:abcd::99"), 4206);
+        assert_eq!(code("2001:db8:1:3::10"), 403);
+        assert_eq!(code("192.168.1.20"), 403);
+        let (_d, access, q) = folder(&[(a, b"RIFFaaaa")]);
+        let v4 = |peer: &str| {
+            access
+                .admit(peer.parse().unwrap(), &path, Some(&q), None, None)
+                .is_ok()
+        };
+        assert!(v4("192.168.1.20"));
+        // The same address through a dual-stack socket.
+        assert!(v4("::ffff:192.168.1.20"));
+        assert!(!v4("192.168.1.21"));
     }
 
     #[test]
@@ -321,7 +453,7 @@ mod tests {
         let (d, access, q) = folder(&[(a, &body)]);
         let path = format!("/recordings/{a}");
         let dl = access
-            .admit(&path, Some(&q), Some("bytes=200-209"), None)
+            .admit(ME, &path, Some(&q), Some("bytes=200-209"), None)
             .ok()
             .unwrap();
         assert_eq!(
@@ -333,14 +465,14 @@ mod tests {
         file.read_to_end(&mut got).unwrap();
         assert_eq!(&got[..10], &body[200..210]);
         // The tag changes when the file grows (a recording in progress).
-        let again = access.admit(&path, Some(&q), None, None).ok().unwrap();
+        let again = access.admit(ME, &path, Some(&q), None, None).ok().unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(d.path().join(a))
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
             .unwrap();
         let grown = access
-            .admit(&path, Some(&q), Some("bytes=0-"), Some(&again.etag))
+            .admit(ME, &path, Some(&q), Some("bytes=0-"), Some(&again.etag))
             .ok()
             .unwrap();
         assert_ne!(grown.etag, again.etag);

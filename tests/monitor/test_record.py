@@ -6,12 +6,15 @@ recording with an error and never the pipeline (a small tmpfs, mounted in a
 private mount namespace so nothing leaks to the machine)."""
 
 import asyncio
+import email.utils
+import http.client
 import json
 import os
 import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -50,15 +53,33 @@ def fetch(url, headers):
         return e.code, e.headers, e.read()
 
 
+def fetch_from(source, url, headers):
+    """Status and body of a GET sent from the local address `source`."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("GET", f"{u.path}?{u.query}", headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
 def check_ranges(url, data):
     """A download resumes: one byte range is 206 with exactly those bytes,
     a range past the end 416, several ranges or a stale If-Range the whole
-    file; and curl resumes a file cut short into the whole of it."""
+    file; and curl resumes a file cut short into the whole of it. The ticket,
+    used from 127.0.0.1, is refused from any other address."""
     n = len(data)
     status, h, body = fetch(url, {})
     assert status == 200 and h["Accept-Ranges"] == "bytes" and body == data
     etag = h["ETag"]
     assert etag and etag.startswith('"'), etag
+    modified = h["Last-Modified"]
+    assert email.utils.parsedate_to_datetime(modified).tzname() == "UTC", modified
+    for source in ("127.0.0.2", "127.9.9.9"):
+        status, body = fetch_from(source, url, {"Range": "bytes=100-199"})
+        assert status == 403 and b"ticket" in body, (source, status)
     for rng, first, last in (("bytes=100-199", 100, 199), (f"bytes={n - 10}-", n - 10, n - 1),
                              ("bytes=-44", n - 44, n - 1), (f"bytes=7-{n + 1000}", 7, n - 1)):
         status, h, body = fetch(url, {"Range": rng})
@@ -73,6 +94,15 @@ def check_ranges(url, data):
         assert status == 200 and body == data, headers
     status, _, body = fetch(url, {"Range": "bytes=5-", "If-Range": etag})
     assert status == 206 and body == data[5:]
+    # The date validates too once it is strong (the file last written more
+    # than a second ago); another date does not.
+    time.sleep(1.1)
+    status, _, body = fetch(url, {"Range": "bytes=5-", "If-Range": modified})
+    assert status == 206 and body == data[5:], status
+    status, _, body = fetch(url, {"Range": "bytes=5-", "If-Range": "Sat, 01 Jan 2000 00:00:00 GMT"})
+    assert status == 200 and body == data
+    status, body = fetch_from("127.0.0.1", url, {"Range": "bytes=100-199"})
+    assert status == 206 and body == data[100:200]
     with tempfile.TemporaryDirectory() as d:
         part = os.path.join(d, "part.wav")
         with open(part, "wb") as f:
