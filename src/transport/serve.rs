@@ -162,7 +162,8 @@ where
 }
 
 /// Open connections, per address ([`peer_key`]: an IPv6 host by its /64),
-/// oldest first, each with the signal that asks it to close.
+/// oldest first, each with the signal that asks it to close and whether it
+/// is streaming a download.
 #[derive(Default)]
 struct Conns {
     inner: RefCell<ConnsInner>,
@@ -174,8 +175,23 @@ struct Conns {
 struct ConnsInner {
     total: usize,
     next_id: u64,
-    per_ip: HashMap<IpAddr, Vec<(u64, Rc<tokio::sync::Notify>)>>,
+    per_ip: HashMap<IpAddr, Vec<Place>>,
 }
+
+/// One open connection, as [`Conns`] sees it.
+struct Place {
+    id: u64,
+    /// Asks the connection to close.
+    close: Rc<tokio::sync::Notify>,
+    /// Set once it answers with a stream (a download): cutting it costs
+    /// its client the rest of the file, where an idle keep-alive
+    /// connection costs nothing.
+    streaming: Rc<Cell<bool>>,
+}
+
+/// What a connection gets with its place: the place itself, what asks it
+/// to close, and where it says that it is streaming.
+type Taken = (Slot, Rc<tokio::sync::Notify>, Rc<Cell<bool>>);
 
 /// One connection's place in [`Conns`], given back when it is dropped.
 struct Slot {
@@ -189,7 +205,7 @@ impl Drop for Slot {
         let mut t = self.conns.inner.borrow_mut();
         t.total -= 1;
         if let Some(v) = t.per_ip.get_mut(&self.key) {
-            v.retain(|(id, _)| *id != self.id);
+            v.retain(|p| p.id != self.id);
             if v.is_empty() {
                 t.per_ip.remove(&self.key);
             }
@@ -208,13 +224,10 @@ impl Conns {
         self.inner.borrow().per_ip.get(key).map_or(0, Vec::len)
     }
 
-    /// A place for a connection from `ip`, and what asks it to close;
-    /// `None` when `ip` already has `max_per_ip` (loopback excepted).
-    fn take(
-        self: &Rc<Self>,
-        ip: IpAddr,
-        max_per_ip: usize,
-    ) -> Option<(Slot, Rc<tokio::sync::Notify>)> {
+    /// A place for a connection from `ip`, what asks it to close and its
+    /// streaming flag; `None` when `ip` already has `max_per_ip` (loopback
+    /// excepted).
+    fn take(self: &Rc<Self>, ip: IpAddr, max_per_ip: usize) -> Option<Taken> {
         let key = peer_key(ip);
         let mut t = self.inner.borrow_mut();
         let id = t.next_id;
@@ -226,7 +239,12 @@ impl Conns {
             return None;
         }
         let close = Rc::new(tokio::sync::Notify::new());
-        v.push((id, close.clone()));
+        let streaming = Rc::new(Cell::new(false));
+        v.push(Place {
+            id,
+            close: close.clone(),
+            streaming: streaming.clone(),
+        });
         t.next_id += 1;
         t.total += 1;
         let slot = Slot {
@@ -234,14 +252,15 @@ impl Conns {
             key,
             id,
         };
-        Some((slot, close))
+        Some((slot, close, streaming))
     }
 
-    /// Every place is taken and a connection from `ip` waits: ask the
-    /// oldest connection of the address holding the most to close, if it
-    /// holds at least two more than `ip` (so each address's share evens
-    /// out: a few addresses holding every connection open cannot keep a
-    /// newcomer out). Whether one was asked.
+    /// Every place is taken and a connection from `ip` waits: ask a
+    /// connection of the address holding the most to close, if it holds at
+    /// least two more than `ip` (so each address's share evens out: a few
+    /// addresses holding every connection open cannot keep a newcomer
+    /// out): its oldest that is not streaming a download, or its oldest
+    /// if all are. Whether one was asked.
     fn make_room_for(&self, ip: IpAddr) -> bool {
         let mine = self.held_by(&peer_key(ip));
         let t = self.inner.borrow();
@@ -251,7 +270,8 @@ impl Conns {
         if hog.len() < mine + 2 {
             return false;
         }
-        hog[0].1.notify_one();
+        let victim = hog.iter().find(|p| !p.streaming.get()).unwrap_or(&hog[0]);
+        victim.close.notify_one();
         true
     }
 
@@ -361,7 +381,7 @@ async fn serve<H: Handler>(
             match conns.when_full(ip) {
                 WhenFull::MadeRoom => crate::peer_log!(
                     log::Level::Info,
-                    "{name}: {} connections open: closing the oldest of the address holding the most, for {peer}",
+                    "{name}: {} connections open: closing one of the address holding the most (its oldest not downloading), for {peer}",
                     limits.max_connections
                 ),
                 WhenFull::Spare => {}
@@ -375,7 +395,7 @@ async fn serve<H: Handler>(
                 }
             }
         }
-        let Some((slot, close)) = conns.take(ip, limits.max_per_ip) else {
+        let Some((slot, close, streaming)) = conns.take(ip, limits.max_per_ip) else {
             crate::peer_log!(
                 log::Level::Info,
                 "{name}: closing {peer}: {} connections from it already",
@@ -386,7 +406,7 @@ async fn serve<H: Handler>(
         let handler = handler.clone();
         tokio::task::spawn_local(async move {
             tokio::select! {
-                _ = connection(name, stream, peer, limits, handler) => {}
+                _ = connection(name, stream, peer, limits, handler, streaming) => {}
                 _ = close.notified() => log::debug!("{name}: {peer}: closed to make room"),
             }
             drop(slot);
@@ -400,10 +420,10 @@ async fn connection<H: Handler>(
     peer: SocketAddr,
     limits: Limits,
     handler: Rc<H>,
+    streaming: Rc<Cell<bool>>,
 ) {
     let _ = stream.set_nodelay(true);
     let served = Rc::new(Cell::new(0u32));
-    let streaming = Rc::new(Cell::new(false));
     let flag = streaming.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
@@ -494,5 +514,27 @@ mod tests {
         drop(held);
         assert_eq!(conns.total(), 0);
         assert!(conns.inner.borrow().per_ip.is_empty());
+    }
+
+    #[test]
+    fn room_is_made_from_an_idle_connection_before_a_download() {
+        let conns = Rc::new(Conns::default());
+        let hog: IpAddr = "10.9.0.2".parse().unwrap();
+        let newcomer: IpAddr = "10.9.0.9".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| conns.take(hog, 16).unwrap()).collect();
+        let asked = |i: usize| {
+            let n = held[i].1.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        // The oldest two are downloading: the third, idle, goes.
+        held[0].2.set(true);
+        held[1].2.set(true);
+        assert!(conns.make_room_for(newcomer));
+        assert!(!asked(0) && !asked(1) && asked(2));
+        // All downloading: the oldest goes.
+        held[2].2.set(true);
+        assert!(conns.make_room_for(newcomer));
+        assert!(asked(0) && !asked(1) && !asked(2));
     }
 }

@@ -10,6 +10,7 @@ import email.utils
 import http.client
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -203,6 +204,71 @@ def test_recording_needs_the_token_and_names_are_checked(make_server, music_wav)
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(server.http + path, timeout=5)
         assert e.value.code in (403, 404)
+    assert server.running()
+
+
+def test_a_full_ui_server_keeps_a_download_and_closes_an_idle_connection(make_server, music_wav):
+    """With all 64 HTTP places taken by one address, one of them a download
+    its client has stopped reading, a newcomer from another address is served, and
+    the place it gets is an idle connection's: the download goes on to its
+    last byte (the oldest connection, which the room-making used to close)."""
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+    name = "rec-2026-11-30T16-24-48.123Z.wav"
+    data = os.urandom(24 << 20)
+
+    async def ticket():
+        ws = await authed(server.url)
+        # A file of 24 MiB: more than loopback's socket buffers hold (about
+        # 10 MiB), so the download is still streaming while the test does
+        # not read.
+        folder = server.state_dir / "recordings"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
+        await ws.close()
+        return t
+
+    url = urllib.parse.urlsplit(server.http + asyncio.run(ticket())["url"])
+    hog = "127.0.0.2"
+    dl = socket.socket()
+    dl.bind((hog, 0))
+    dl.settimeout(10)
+    dl.connect((url.hostname, url.port))
+    dl.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n\r\n".encode())
+    got = dl.recv(65536)
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    idle = []
+    for _ in range(63):
+        s = socket.socket()
+        s.bind((hog, 0))
+        s.connect((url.hostname, url.port))
+        idle.append(s)
+    time.sleep(0.3)
+    status, body = fetch_from("127.0.0.3", f"http://{url.hostname}:{url.port}/", {})
+    assert status == 200 and b"<html" in body.lower()
+    # Exactly one idle connection was closed to make the room.
+    time.sleep(0.3)
+    closed = 0
+    for s in idle:
+        s.setblocking(False)
+        try:
+            closed += s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+        s.close()
+    assert closed == 1, closed
+    while True:
+        chunk = dl.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+        if len(got) >= len(data) and got.endswith(data[-4096:]):
+            break
+    dl.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert body == data, f"the download was cut at {len(body)} of {len(data)} bytes"
     assert server.running()
 
 
