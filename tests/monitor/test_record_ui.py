@@ -6,15 +6,24 @@ minute"), lists both under names carrying the capture time, downloads them
 through its own download link (the bytes are a WAV holding exactly the
 input samples) and deletes one (gone from the list and from disk). A
 locked page cannot record: the click is refused with a visible message and
-nothing is written; a page that locks itself drops the list it showed."""
+nothing is written; a page that locks itself drops the list it showed.
+Chromium's own download manager resumes a download broken off halfway, a
+minute after its ticket was issued."""
 
+import asyncio
+import json
+import os
 import re
+import socket
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import AUTH, SR, TOKEN, loop_of, matches_loop, music, record_cfg, wav_samples, write_wav
+import websockets
+from conftest import (AUTH, SR, TOKEN, login, loop_of, matches_loop, music, recv_any, record_cfg, wav_samples,
+                      write_wav)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ws"))
 from browser import launch, watch  # noqa: E402
@@ -179,3 +188,159 @@ def test_a_locked_page_cannot_record(make_server, tmp_path):
         assert not problems, problems
         browser.close()
     assert server.running()
+
+
+class CuttingProxy:
+    """A TCP proxy in front of phase4's UI port that breaks the first
+    recording download after `cut_after` bytes and then drops every
+    connection until `up()` (the venue's Wi-Fi gone for a while), and keeps
+    every request head it forwarded and every status line it returned."""
+
+    def __init__(self, upstream, cut_after):
+        self.upstream, self.cut_after = upstream, cut_after
+        self.heads, self.statuses = [], []
+        self.cut = False
+        self.down = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def up(self):
+        self.down = False
+
+    def serve(self, c):
+        if self.down:
+            c.close()
+            return
+        u = socket.create_connection(self.upstream, timeout=30)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(65536)
+            if not d:
+                return
+            head += d
+        self.heads.append(head.split(b"\r\n\r\n")[0].decode("latin-1"))
+        u.sendall(head)
+        cut = not self.cut and b" /recordings/" in head
+        self.cut |= cut
+
+        def upstream():
+            try:
+                while d := c.recv(65536):
+                    u.sendall(d)
+            except OSError:
+                pass
+
+        threading.Thread(target=upstream, daemon=True).start()
+        sent, first = 0, b""
+        try:
+            while d := u.recv(65536):
+                if b"\r\n" not in first:
+                    first += d[:200]
+                    if b"\r\n" in first:
+                        self.statuses.append(first.split(b"\r\n")[0].decode("latin-1"))
+                c.sendall(d)
+                sent += len(d)
+                if cut and sent > self.cut_after:
+                    self.down = True
+                    break
+        except OSError:
+            pass
+        # shutdown() first: a close() alone waits for the other thread's
+        # recv, and the browser would see nothing.
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def downloads_item(page, js):
+    """Evaluate `js` on the first item of chrome://downloads (`i`: its
+    shadow root)."""
+    return page.evaluate("() => { const i = document.querySelector('downloads-manager').shadowRoot"
+                         f".querySelector('downloads-item').shadowRoot; return {js}; }}")
+
+
+def test_chromium_resumes_a_broken_download_after_the_ticket_s_minute(make_server, tmp_path):
+    """A download broken off at 2 MiB (a proxy cuts it) is resumed by
+    Chromium's own download manager (the Resume of chrome://downloads) more
+    than a minute after its ticket was issued: Chromium asks for the rest
+    with `Range` and the `If-Range` of phase4's ETag, gets 206, and the file
+    on disk is the recording, byte for byte."""
+    from playwright.sync_api import sync_playwright
+
+    wav = write_wav(tmp_path / "in.wav", music(3.0))
+    server = make_server(wav, extra=AUTH + record_cfg())
+    name = "rec-2026-11-30T16-24-48.123Z.wav"
+    data = os.urandom(8 << 20)
+
+    async def ticket():
+        async with websockets.connect(server.url) as ws:
+            await login(ws)
+            folder = server.state_dir / "recordings"
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+            await ws.send(json.dumps({"type": "download_recording", "name": name}))
+            t = await recv_any(ws, {"recording_download", "error"}, 10.0)
+            assert t["type"] == "recording_download", t
+            return t
+
+    t = asyncio.run(ticket())
+    issued = time.monotonic()
+    proxy = CuttingProxy(("127.0.0.1", server.http_port), 2 << 20)
+    url = f"http://127.0.0.1:{proxy.port}{t['url']}"
+    saved = tmp_path / "downloads"
+    try:
+        with sync_playwright() as p:
+            browser = launch(p, downloads_path=str(saved))
+            ctx = browser.new_context(accept_downloads=True)
+            page = ctx.new_page()
+            page.set_content(f'<a id="get" href="{url}">{name}</a>')
+            with page.expect_download(timeout=10000):
+                page.click("#get")
+            manager = ctx.new_page()
+            manager.goto("chrome://downloads")
+            end = time.monotonic() + 15
+            while time.monotonic() < end:
+                state = downloads_item(manager, "[i.querySelector('#pause-or-resume').textContent.trim(),"
+                                                " i.textContent.includes('Failed')]")
+                if state == ["Resume", True]:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"the download did not break off: {state}, {proxy.statuses}")
+            assert proxy.statuses == ["HTTP/1.1 200 OK"], proxy.statuses
+            # Past the minute an unused ticket lasts: the used one still works.
+            time.sleep(max(0.0, issued + 62 - time.monotonic()))
+            proxy.up()
+            downloads_item(manager, "i.querySelector('#pause-or-resume').click()")
+            # Finished: renamed from its `.crdownload` name (read before the
+            # context closes: Playwright deletes its downloads then).
+            end = time.monotonic() + 30
+            got = None
+            while got is None and time.monotonic() < end:
+                done = [f for f in saved.iterdir() if not f.name.endswith(".crdownload")]
+                got = done[0].read_bytes() if done else None
+                time.sleep(0.2)
+            browser.close()
+    finally:
+        proxy.close()
+    resumed = proxy.heads[1].lower()
+    print(f"record ui: Chromium resumed {time.monotonic() - issued:.0f} s after the ticket: "
+          f"{proxy.statuses}; {[h for h in resumed.splitlines() if 'range' in h]}")
+    assert "\r\nrange: bytes=" in resumed and "\r\nif-range: \"" in resumed, resumed
+    assert proxy.statuses[1] == "HTTP/1.1 206 Partial Content", proxy.statuses
+    assert got == data, f"the resumed file is not the recording ({len(got or b'')} bytes)"

@@ -11,10 +11,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def launch(p):
+def launch(p, **kw):
+    """`kw`: more of Playwright's launch options (`downloads_path`)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS, **kw)
 
 
 def watch(page):
