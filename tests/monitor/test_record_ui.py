@@ -220,14 +220,15 @@ class CuttingProxy:
         if self.down:
             c.close()
             return
-        u = socket.create_connection(self.upstream, timeout=30)
         head = b""
         while b"\r\n\r\n" not in head:
             d = c.recv(65536)
             if not d:
+                c.close()
                 return
             head += d
         self.heads.append(head.split(b"\r\n\r\n")[0].decode("latin-1"))
+        u = socket.create_connection(self.upstream, timeout=30)
         u.sendall(head)
         cut = not self.cut and b" /recordings/" in head
         self.cut |= cut
