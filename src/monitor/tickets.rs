@@ -7,10 +7,10 @@
 //! address. Its first use pins it to that address (as the HTTP server
 //! counts addresses: an IPv6 host by its /64, see
 //! `transport::ws::registry::peer_key`), and from then on it is good from
-//! that address only,
-//! until [`RESUME_LIFETIME`] after it was issued: a browser resumes a
-//! broken download with the same URL, often minutes later, and a copied
-//! URL is worth nothing to another machine once the download has started.
+//! that address only, until [`RESUME_LIFETIME`] after it was issued: a
+//! browser resumes a broken download with the same URL, often minutes
+//! later, and a copied URL is worth nothing to another machine once the
+//! download has started.
 
 use super::files::RecordingName;
 use std::net::IpAddr;
