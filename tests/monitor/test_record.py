@@ -10,6 +10,7 @@ import email.utils
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -237,13 +238,24 @@ def test_a_full_ui_server_keeps_a_download_and_closes_an_idle_connection(make_se
     dl.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n\r\n".encode())
     got = dl.recv(65536)
     assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    # 63 more, each answered once (so the server holds all 64 before the
+    # newcomer comes, however slow the machine) and then idle (keep-alive).
     idle = []
     for _ in range(63):
         s = socket.socket()
         s.bind((hog, 0))
+        s.settimeout(10)
         s.connect((url.hostname, url.port))
+        s.sendall(f"GET /ui-config.json HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(4096) or pytest.fail("an idle connection was closed before its answer")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        while len(body) < length:
+            body += s.recv(4096) or pytest.fail("an idle connection was closed before its answer")
+        assert head.startswith(b"HTTP/1.1 200"), head
         idle.append(s)
-    time.sleep(0.3)
     status, body = fetch_from("127.0.0.3", f"http://{url.hostname}:{url.port}/", {})
     assert status == 200 and b"<html" in body.lower()
     # Exactly one idle connection was closed to make the room.
