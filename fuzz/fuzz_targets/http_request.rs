@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     // File sizes from empty to the largest a u64 holds, with and without a
     // strong date (If-Range values are parsed as dates then).
     let etag = "\"1-2-3.4\"";
-    for strong_date in [None, Some("Sat, 05 Dec 2026 10:00:00 GMT")] {
+    for strong_date in [None, "Sat, 05 Dec 2026 10:00:00 GMT".parse().ok()] {
         let v = Validators { etag, strong_date };
         for total in [0, 1, 44, 1 << 20, u64::MAX] {
             match part_of(range, if_range, total, v) {

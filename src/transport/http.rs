@@ -288,7 +288,10 @@ impl Site {
                     (header::CONTENT_DISPOSITION, Some(disposition)),
                     (header::CONTENT_RANGE, range),
                     (header::ETAG, Some(d.etag.clone())),
-                    (header::LAST_MODIFIED, d.last_modified.clone()),
+                    (
+                        header::LAST_MODIFIED,
+                        d.last_modified.map(|m| m.to_string()),
+                    ),
                 ] {
                     if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                         hs.insert(name, v);

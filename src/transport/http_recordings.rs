@@ -33,6 +33,7 @@ use crate::monitor::files::{self, RecordingName, Tickets};
 use crate::transport::ws::registry::peer_key;
 use bytes::Bytes;
 use http_body_util::channel::Channel;
+use httpdate::HttpDate;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -70,8 +71,8 @@ pub struct Download {
     pub part: Part,
     /// Strong validator (quoted).
     pub etag: String,
-    /// The file's modification time as an HTTP date.
-    pub last_modified: Option<String>,
+    /// The file's modification time (an HTTP date: whole seconds).
+    pub last_modified: Option<HttpDate>,
 }
 
 /// Which part of the file a request gets.
@@ -105,7 +106,7 @@ pub struct Validators<'a> {
     /// The `Last-Modified` sent, if the file was last written more than a
     /// second before the request (RFC 9110 §8.8.2.2: a date is a strong
     /// validator only then; two writes within one second share a date).
-    pub strong_date: Option<&'a str>,
+    pub strong_date: Option<HttpDate>,
 }
 
 impl Validators<'_> {
@@ -116,11 +117,8 @@ impl Validators<'_> {
         if if_range == self.etag {
             return true;
         }
-        let date = |s: &str| httpdate::parse_http_date(s).ok();
-        match (self.strong_date.and_then(date), date(if_range)) {
-            (Some(ours), Some(theirs)) => ours == theirs,
-            _ => false,
-        }
+        self.strong_date
+            .is_some_and(|ours| if_range.parse::<HttpDate>().is_ok_and(|d| d == ours))
     }
 }
 
@@ -161,14 +159,23 @@ fn etag_of(meta: &std::fs::Metadata, len: u64) -> String {
     )
 }
 
+/// Seconds since 1970 of 10000-01-01: HTTP dates have four-digit years.
+const YEAR_10000: u64 = 253_402_300_800;
+
 /// The file's modification time as an HTTP date, and whether it is a
-/// strong validator at `now` (written more than a second before).
-fn last_modified_of(meta: &std::fs::Metadata, now: SystemTime) -> Option<(String, bool)> {
+/// strong validator at `now` (written more than a second before). None for
+/// a time an HTTP date cannot carry (before 1970 or after 9999: `touch -d`
+/// can set either, and `HttpDate::from` panics on them).
+fn last_modified_of(meta: &std::fs::Metadata, now: SystemTime) -> Option<(HttpDate, bool)> {
     let mtime = meta.modified().ok()?;
+    let since_1970 = mtime.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    if since_1970.as_secs() >= YEAR_10000 {
+        return None;
+    }
     let strong = now
         .duration_since(mtime)
         .is_ok_and(|age| age >= Duration::from_secs(1));
-    Some((httpdate::fmt_http_date(mtime), strong))
+    Some((HttpDate::from(mtime), strong))
 }
 
 /// Why a download was refused: HTTP status and a line of text.
@@ -213,7 +220,7 @@ impl Access {
         let modified = last_modified_of(&meta, SystemTime::now());
         let validators = Validators {
             etag: &etag,
-            strong_date: modified.as_ref().filter(|m| m.1).map(|m| m.0.as_str()),
+            strong_date: modified.filter(|m| m.1).map(|m| m.0),
         };
         let part = part_of(range, if_range, total, validators);
         if let Part::Range(first, _) = part {
@@ -373,8 +380,9 @@ mod tests {
         let date = "Sat, 05 Dec 2026 10:00:00 GMT";
         let v = Validators {
             etag: "\"1-64-2.3\"",
-            strong_date: Some(date),
+            strong_date: date.parse().ok(),
         };
+        assert!(v.strong_date.is_some());
         let with = |i: &str| part_of(Some("bytes=5-"), Some(i), 100, v);
         assert_eq!(with(date), Part::Range(5, 99));
         // The same instant in HTTP's two obsolete formats.
@@ -407,14 +415,47 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let meta = std::fs::metadata(&p).unwrap();
         let mtime = meta.modified().unwrap();
-        let (text, strong) = last_modified_of(&meta, mtime).unwrap();
+        let (date, strong) = last_modified_of(&meta, mtime).unwrap();
         assert!(!strong);
-        assert_eq!(
-            httpdate::parse_http_date(&text).unwrap(),
-            httpdate::parse_http_date(&httpdate::fmt_http_date(mtime)).unwrap()
-        );
+        // Whole seconds, as the header carries it.
+        assert_eq!(date.to_string().parse::<HttpDate>().ok(), Some(date));
         let later = mtime + Duration::from_secs(2);
-        assert_eq!(last_modified_of(&meta, later), Some((text, true)));
+        assert_eq!(last_modified_of(&meta, later), Some((date, true)));
+    }
+
+    #[test]
+    fn a_file_dated_outside_what_http_dates_carry_is_served_without_one() {
+        let a = "rec-2026-11-30T16-24-48.123Z.wav";
+        let (d, access, q) = folder(&[(a, b"RIFFaaaa")]);
+        let path = format!("/recordings/{a}");
+        let epoch = SystemTime::UNIX_EPOCH;
+        // Before 1970 is the case every file system keeps.
+        for mtime in [
+            epoch - Duration::from_secs(86_400),
+            epoch + Duration::from_secs(YEAR_10000),
+            epoch + Duration::from_secs(YEAR_10000 - 1),
+            epoch,
+        ] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(d.path().join(a))
+                .unwrap();
+            f.set_modified(mtime).unwrap();
+            let dl = access
+                .admit(ME, &path, Some(&q), Some("bytes=4-"), None)
+                .ok()
+                .unwrap();
+            assert_eq!(dl.part, Part::Range(4, 7));
+            // What the file system kept (ext4 clamps to 2446; btrfs keeps
+            // year 10000).
+            let kept = f.metadata().unwrap().modified().unwrap();
+            let in_range = kept >= epoch && kept < epoch + Duration::from_secs(YEAR_10000);
+            assert_eq!(
+                dl.last_modified.is_some(),
+                in_range,
+                "{mtime:?} kept as {kept:?}"
+            );
+        }
     }
 
     #[test]
