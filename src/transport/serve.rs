@@ -54,8 +54,9 @@ const MAX_BUF: usize = 16 * 1024;
 pub const SPARE: usize = 4;
 
 /// A response body: a small answer in memory, or a file streamed through
-/// a bounded channel (a recording download). A connection that has
-/// answered with a stream may live for [`Limits::stream_lifetime`].
+/// a bounded channel (a recording download). A connection still
+/// streaming one when its [`Limits::lifetime`] ends may live for
+/// [`Limits::stream_lifetime`].
 pub type Body = Either<Full<Bytes>, Channel<Bytes, std::io::Error>>;
 
 /// What one server allows.
@@ -73,7 +74,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Longest a connection lives.
     pub lifetime: Duration,
-    /// Longest a connection lives once it has answered with a stream.
+    /// Longest a connection lives when it is still streaming an answer at
+    /// the end of its `lifetime`.
     pub stream_lifetime: Duration,
     /// Largest request head (request line and headers); more: 431.
     pub max_header_bytes: usize,
@@ -183,9 +185,9 @@ struct Place {
     id: u64,
     /// Asks the connection to close.
     close: Rc<tokio::sync::Notify>,
-    /// Set once it answers with a stream (a download): cutting it costs
-    /// its client the rest of the file, where an idle keep-alive
-    /// connection costs nothing.
+    /// Set while it answers with a stream (a download, until its body is
+    /// sent or dropped: [`Served`]): cutting it costs its client the rest
+    /// of the file, where an idle keep-alive connection costs nothing.
     streaming: Rc<Cell<bool>>,
 }
 
@@ -428,10 +430,9 @@ async fn connection<H: Handler>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
         served.set(n);
-        let resp = handler.respond(req, peer, n >= limits.max_requests);
-        if matches!(resp.body(), Either::Right(_)) {
-            flag.set(true);
-        }
+        let resp = handler
+            .respond(req, peer, n >= limits.max_requests)
+            .map(|body| Served::new(body, &flag));
         async move { Ok::<_, Infallible>(resp) }
     });
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -456,6 +457,57 @@ async fn connection<H: Handler>(
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
         Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+    }
+}
+
+/// A response body as hyper sends it. A stream's (a download's) sets its
+/// connection's streaming flag and clears it when hyper drops it: once it
+/// is sent to the end, or the connection is gone. So a keep-alive
+/// connection that has finished a download is an idle one again, both for
+/// the room-making and for its lifetime ([`Limits::stream_lifetime`]
+/// applies only while a download is under way). (Set once and never
+/// cleared, a finished download's connection was kept in place of an idle
+/// one until its idle limit closed it.)
+struct Served {
+    body: Body,
+    streaming: Option<Rc<Cell<bool>>>,
+}
+
+impl Served {
+    fn new(body: Body, flag: &Rc<Cell<bool>>) -> Self {
+        let streaming = matches!(body, Either::Right(_)).then(|| {
+            flag.set(true);
+            flag.clone()
+        });
+        Served { body, streaming }
+    }
+}
+
+impl hyper::body::Body for Served {
+    type Data = Bytes;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.streaming {
+            flag.set(false);
+        }
     }
 }
 
@@ -536,5 +588,24 @@ mod tests {
         held[2].2.set(true);
         assert!(conns.make_room_for(newcomer));
         assert!(asked(0) && !asked(1) && !asked(2));
+    }
+
+    #[test]
+    fn a_connection_streams_only_while_its_download_s_body_lives() {
+        let flag = Rc::new(Cell::new(false));
+        let small = Served::new(Either::Left(Full::new(Bytes::from_static(b"ok"))), &flag);
+        assert!(!flag.get(), "a small answer is not a download");
+        drop(small);
+        let (tx, body) = Channel::<Bytes, std::io::Error>::new(1);
+        let download = Served::new(Either::Right(body), &flag);
+        assert!(flag.get());
+        drop(tx);
+        // Sent to its end: hyper drops it, and the connection is idle again.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let frames = rt.block_on(http_body_util::BodyExt::collect(download));
+        assert!(frames.is_ok());
+        assert!(!flag.get());
     }
 }
