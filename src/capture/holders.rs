@@ -3,7 +3,9 @@
 //! `owner_pid` is the thread that opened it), named by the process that
 //! thread belongs to. A card captures for one program at a time, so "busy"
 //! alone leaves a user guessing; this names the program (PipeWire, another
-//! phase4, a forgotten `arecord`).
+//! phase4, a forgotten `arecord`), and the systemd unit it runs in, when
+//! it runs in one (so the service's phase4 is told from one started by
+//! hand: `phase4 (pid 812, phase4.service)`).
 //!
 //! Everything read here is bounded: at most `MAX_SUBSTREAMS` substreams,
 //! `MAX_READ` bytes of each file. A process name is whatever that program
@@ -16,6 +18,8 @@ use std::path::Path;
 const MAX_SUBSTREAMS: u32 = 32;
 /// Bytes read of any one `/proc` file.
 const MAX_READ: u64 = 4096;
+/// Longest unit name shown (systemd allows 255; longer ones are left out).
+const MAX_UNIT: usize = 64;
 
 /// A program holding a capture device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,18 +32,26 @@ pub struct Holder {
     /// Its name (`comm`), empty when its `/proc` entry cannot be read (the
     /// service's `ProtectProc=invisible` hides other users' processes).
     pub name: String,
+    /// The systemd service it runs in (`phase4.service`,
+    /// `pipewire.service`), empty when it runs in none (a login session's
+    /// scope, no systemd) or its `/proc` entry cannot be read.
+    pub unit: String,
 }
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.pid == std::process::id() {
-            write!(f, "this phase4 (pid {})", self.pid)
+        let (pid, unit) = (self.pid, &self.unit);
+        let sep = if unit.is_empty() { "" } else { ", " };
+        if pid == std::process::id() {
+            write!(f, "this phase4 (pid {pid}{sep}{unit})")
         } else if self.thread {
-            write!(f, "the program with thread {}", self.pid)
+            write!(f, "the program with thread {pid}")
+        } else if self.name.is_empty() && unit.is_empty() {
+            write!(f, "process {pid}")
         } else if self.name.is_empty() {
-            write!(f, "process {}", self.pid)
+            write!(f, "process {pid} of {unit}")
         } else {
-            write!(f, "{} (pid {})", self.name, self.pid)
+            write!(f, "{} (pid {pid}{sep}{unit})", self.name)
         }
     }
 }
@@ -132,7 +144,33 @@ fn process_of(proc: &Path, tid: u32) -> Holder {
         pid,
         thread: tgid.is_none(),
         name,
+        unit: tgid.and_then(|p| unit_of(proc, p)).unwrap_or_default(),
     }
+}
+
+/// The systemd service process `pid` runs in, from its control group
+/// (`/proc/PID/cgroup`: cgroup v2's `0::/system.slice/phase4.service`, or
+/// v1's `name=systemd` hierarchy): the innermost `.service` of the path, so
+/// a user's `pipewire.service` is named rather than its `user@1000.service`.
+/// `None` outside any service (a login session's `session-3.scope`, no
+/// systemd) and for a name that is not a plain unit name.
+fn unit_of(proc: &Path, pid: u32) -> Option<String> {
+    let text = read_small(&proc.join(format!("{pid}/cgroup")))?;
+    let path = text.lines().find_map(|l| {
+        l.strip_prefix("0::")
+            .or_else(|| l.split_once(":name=systemd:").map(|(_, p)| p))
+    })?;
+    let unit = path
+        .trim_end()
+        .rsplit('/')
+        .find(|c| c.len() > ".service".len() && c.ends_with(".service"))?;
+    // What systemd allows in a unit name; anything else (a terminal
+    // escape in a hand-made cgroup's name) is not shown.
+    let plain = unit.len() <= MAX_UNIT
+        && unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:\\".contains(&b));
+    plain.then(|| unit.to_string())
 }
 
 /// The number after `key` and a colon on one of `text`'s lines.
@@ -202,6 +240,7 @@ mod tests {
             pid,
             thread: false,
             name: name.into(),
+            unit: String::new(),
         };
         assert_eq!(held, vec![want(500, "pipewire"), want(777, "ev?[2Jil?")]);
         assert_eq!(held[0].to_string(), "pipewire (pid 500)");
@@ -218,6 +257,48 @@ mod tests {
             holders(d.path(), 1, 0)[1].to_string(),
             "the program with thread 777"
         );
+    }
+
+    #[test]
+    fn a_holder_is_named_with_the_service_it_runs_in() {
+        let d = fake_proc();
+        let cgroup = |pid: u32, text: &[u8]| {
+            fs::write(d.path().join(format!("{pid}/cgroup")), text).unwrap()
+        };
+        let shown = || holders(d.path(), 1, 0)[0].to_string();
+        // cgroup v2: the system's service, and a user's (the innermost).
+        cgroup(500, b"0::/system.slice/phase4.service\n");
+        assert_eq!(shown(), "pipewire (pid 500, phase4.service)");
+        cgroup(
+            500,
+            b"0::/user.slice/user-1000.slice/user@1000.service/session.slice/pipewire.service\n",
+        );
+        assert_eq!(shown(), "pipewire (pid 500, pipewire.service)");
+        // cgroup v1's systemd hierarchy; a template instance.
+        cgroup(
+            500,
+            b"12:pids:/\n1:name=systemd:/system.slice/phase4@2.service\n",
+        );
+        assert_eq!(shown(), "pipewire (pid 500, phase4@2.service)");
+        // Started by hand in a login session, or no systemd: no unit.
+        cgroup(500, b"0::/user.slice/user-1000.slice/session-3.scope\n");
+        assert_eq!(shown(), "pipewire (pid 500)");
+        cgroup(500, b"0::/\n");
+        assert_eq!(shown(), "pipewire (pid 500)");
+        // A name that is not a plain unit name is not shown.
+        cgroup(500, b"0::/system.slice/a\x1b[2Jb.service\n");
+        assert_eq!(shown(), "pipewire (pid 500)");
+        cgroup(
+            500,
+            format!("0::/system.slice/{}.service\n", "a".repeat(80)).as_bytes(),
+        );
+        assert_eq!(shown(), "pipewire (pid 500)");
+        cgroup(500, b"0::/system.slice/.service\n");
+        assert_eq!(shown(), "pipewire (pid 500)");
+        // A process whose name cannot be read still gets its unit.
+        cgroup(500, b"0::/system.slice/phase4.service\n");
+        fs::remove_file(d.path().join("500/comm")).unwrap();
+        assert_eq!(shown(), "process 500 of phase4.service");
     }
 
     #[test]
