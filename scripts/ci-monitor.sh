@@ -7,7 +7,7 @@
 # Chromium (record, save the last minute, download, delete; a locked page
 # is refused), the listen control on localhost and,
 # in tests/phone, as a phone on a plain-HTTP LAN address), then the CPU of
-# one listener at Medium (scripts/monitor-cpu.py). About 3.5 minutes warm.
+# one listener at Medium (scripts/monitor-cpu.py). About 2 minutes warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
@@ -19,20 +19,7 @@ cargo build --release --quiet
 export PHASE4_BIN="${CARGO_TARGET_DIR:-target}/release/phase4"
 export CHROMIUM=/usr/bin/chromium
 
-# Chromium resuming a broken download waits out the ticket's minute: it
-# runs beside the other monitor tests (an idle browser and one phase4 on a
-# WAV), with a pytest temp dir of its own, and ends before the CPU figures.
-RESUME=tests/monitor/test_record_ui.py::test_chromium_resumes_a_broken_download_after_the_ticket_s_minute
-resume_log="${CARGO_TARGET_DIR:-target}/monitor-resume.log"
-python3 -m pytest -q -p no:cacheprovider -s --basetemp="${CARGO_TARGET_DIR:-target}/pytest-resume" \
-    "$RESUME" >"$resume_log" 2>&1 &
-resume=$!
-rc=0
-python3 -m pytest -q -p no:cacheprovider -s tests/monitor --deselect "$RESUME" || rc=1
-wait "$resume" || rc=1
-echo "== $RESUME (beside the others) =="
-cat "$resume_log"
-[ "$rc" = 0 ] || exit 1
+python3 -m pytest -q -p no:cacheprovider -s tests/monitor
 # The phone's path (a plain-HTTP page: WebAssembly libopus + ScriptProcessor),
 # in a network namespace the test process creates (root: sudo when not
 # root). The vendored decoder must be the pinned opus-decoder build.
