@@ -62,6 +62,9 @@ pub struct RecordConfig {
     pub min_free_mb: u64,
     /// A recording longer than this goes on in a new file, seconds.
     pub max_file_s: f64,
+    /// Seconds a download link is good for until its first use (which
+    /// pins it to that address for an hour).
+    pub link_s: f64,
 }
 
 impl Default for RecordConfig {
@@ -73,6 +76,7 @@ impl Default for RecordConfig {
             max_total_mb: 2048,
             min_free_mb: 256,
             max_file_s: 3600.0,
+            link_s: 60.0,
         }
     }
 }

@@ -526,6 +526,7 @@ fn monitor(k: &mut Checker, c: &Config) {
     k.range_u("record.max-total-mb", r.max_total_mb, 1, 1 << 30);
     k.range_u("record.min-free-mb", r.min_free_mb, 0, 1 << 30);
     k.range_f("record.max-file-s", r.max_file_s, 10.0, 86_400.0);
+    k.range_f("record.link-s", r.link_s, 10.0, 600.0);
 }
 
 #[cfg(test)]

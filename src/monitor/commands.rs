@@ -58,6 +58,8 @@ pub enum RecMsg {
         name: RecordingName,
         /// Ticket for `/recordings/<name>?ticket=`.
         ticket: String,
+        /// Seconds it is good for until its first use.
+        expires_s: u64,
     },
     /// A command failed, or a recording stopped by itself.
     Error(String),

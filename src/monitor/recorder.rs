@@ -454,7 +454,11 @@ impl Recorder {
             .tickets
             .issue(&name)
             .map_err(|e| format!("cannot make a download ticket: {e}"))?;
-        Ok(RecMsg::Download { name, ticket })
+        Ok(RecMsg::Download {
+            name,
+            ticket,
+            expires_s: self.tickets.unused_lifetime().as_secs(),
+        })
     }
 
     fn status(&self) -> RecorderStatus {

@@ -11,7 +11,7 @@
 //! runs, and not at all while the gate is closed.
 
 use super::encoder::OpusStreams;
-use super::files::Tickets;
+use super::files::{Tickets, TICKET_LIFETIME};
 use super::packet::AudioPacket;
 use super::recorder::{self, Recorder, SLACK_S};
 use super::tape::{SampleKind, Tape};
@@ -66,7 +66,9 @@ pub fn spawn(
     };
     let tape = Arc::new(Mutex::new(Tape::new(replay_s + SLACK_S)));
     let (pk_tx, pk_rx) = HeapRb::<AudioPacket>::new(PACKET_RING).split();
-    let tickets = Arc::new(Tickets::default());
+    // Validated to 10–600 s (and `try_` keeps a NaN from panicking).
+    let link = Duration::try_from_secs_f64(config.record.link_s).unwrap_or(TICKET_LIFETIME);
+    let tickets = Arc::new(Tickets::new(link));
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(recorder::MAX_QUEUED);
     let (rep_tx, rep_rx) = std::sync::mpsc::channel();
     let rec = Recorder::new(config, tape.clone(), hub.clone(), tickets.clone());

@@ -3,8 +3,8 @@
 //! download link, and the token never goes into a URL; the recorder issues
 //! tickets over the authorized WebSocket and the HTTP server honours them.
 //!
-//! A ticket nobody has used is good for [`TICKET_LIFETIME`] from any
-//! address. Its first use pins it to that address (as the HTTP server
+//! A ticket nobody has used is good for `[record] link-s` (by default
+//! [`TICKET_LIFETIME`]) from any address. Its first use pins it to that address (as the HTTP server
 //! counts addresses: an IPv6 host by its /64, see
 //! `transport::ws::registry::peer_key`), and from then on it is good from
 //! that address only, until [`RESUME_LIFETIME`] after it was issued: a
@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a ticket nobody has used yet is good for.
+/// How long a ticket nobody has used yet is good for, by default.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
 /// How long after its issue a used ticket is good for, from the address
 /// that used it (a 2 GiB download at 2 MB/s takes 17 minutes, and a resume
@@ -36,9 +36,9 @@ struct Ticket {
 }
 
 impl Ticket {
-    fn live(&self, now: Instant) -> bool {
+    fn live(&self, unused: Duration, now: Instant) -> bool {
         let life = match self.holder {
-            None => TICKET_LIFETIME,
+            None => unused,
             Some(_) => RESUME_LIFETIME,
         };
         now.saturating_duration_since(self.issued) < life
@@ -46,10 +46,34 @@ impl Ticket {
 }
 
 /// Outstanding download tickets.
-#[derive(Debug, Default)]
-pub struct Tickets(Mutex<Vec<Ticket>>);
+#[derive(Debug)]
+pub struct Tickets {
+    held: Mutex<Vec<Ticket>>,
+    /// How long a ticket nobody has used is good for.
+    unused: Duration,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets::new(TICKET_LIFETIME)
+    }
+}
 
 impl Tickets {
+    /// No tickets yet; each is good for `unused` until its first use (at
+    /// most [`RESUME_LIFETIME`]).
+    pub fn new(unused: Duration) -> Self {
+        Tickets {
+            held: Mutex::new(Vec::new()),
+            unused: unused.min(RESUME_LIFETIME),
+        }
+    }
+
+    /// How long a ticket nobody has used is good for.
+    pub fn unused_lifetime(&self) -> Duration {
+        self.unused
+    }
+
     /// A new ticket for `name`.
     pub fn issue(&self, name: &RecordingName) -> std::io::Result<String> {
         self.issue_at(name, Instant::now())
@@ -59,8 +83,8 @@ impl Tickets {
         let mut bytes = [0u8; 16];
         getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
         let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        t.retain(|k| k.live(now));
+        let mut t = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        t.retain(|k| k.live(self.unused, now));
         if t.len() >= MAX_TICKETS {
             t.remove(0);
         }
@@ -82,7 +106,7 @@ impl Tickets {
     }
 
     fn admits_at(&self, code: &str, name: &RecordingName, peer: IpAddr, now: Instant) -> bool {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let Some(k) = t.iter_mut().find(|k| {
             &k.name == name
                 && k.code.len() == code.len()
@@ -94,7 +118,7 @@ impl Tickets {
         }) else {
             return false;
         };
-        if !k.live(now) || k.holder.is_some_and(|h| h != peer) {
+        if !k.live(self.unused, now) || k.holder.is_some_and(|h| h != peer) {
             return false;
         }
         k.holder = Some(peer);
@@ -141,6 +165,26 @@ mod tests {
         assert!(!t.admits_at(&code, &a, ip("10.0.0.1"), late));
         // A refusal does not pin it or bring it back.
         assert!(!t.admits_at(&code, &a, ip("10.0.0.1"), t0 + RESUME_LIFETIME / 2));
+    }
+
+    #[test]
+    fn an_unused_ticket_lasts_what_record_link_s_says() {
+        let t = Tickets::new(Duration::from_secs(10));
+        assert_eq!(t.unused_lifetime(), Duration::from_secs(10));
+        let (a, _) = names();
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_millis(10_001);
+        let unused = t.issue_at(&a, t0).unwrap();
+        assert!(!t.admits_at(&unused, &a, ip("10.0.0.1"), late));
+        // A used one still resumes for the hour, whatever the setting.
+        let used = t.issue_at(&a, t0).unwrap();
+        assert!(t.admits_at(&used, &a, ip("10.0.0.1"), t0 + Duration::from_secs(9)));
+        assert!(t.admits_at(&used, &a, ip("10.0.0.1"), late));
+        // Never longer than a used ticket lasts.
+        assert_eq!(
+            Tickets::new(RESUME_LIFETIME * 2).unused_lifetime(),
+            RESUME_LIFETIME
+        );
     }
 
     #[test]

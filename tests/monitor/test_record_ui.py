@@ -7,8 +7,8 @@ through its own download link (the bytes are a WAV holding exactly the
 input samples) and deletes one (gone from the list and from disk). A
 locked page cannot record: the click is refused with a visible message and
 nothing is written; a page that locks itself drops the list it showed.
-Chromium's own download manager resumes a download broken off halfway, a
-minute after its ticket was issued."""
+Chromium's own download manager resumes a download broken off halfway, after
+an unused ticket would have expired."""
 
 import asyncio
 import json
@@ -18,6 +18,9 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -275,16 +278,19 @@ def downloads_item(page, js):
                          f".querySelector('downloads-item').shadowRoot; return {js}; }}")
 
 
-def test_chromium_resumes_a_broken_download_after_the_ticket_s_minute(make_server, tmp_path):
+def test_chromium_resumes_a_broken_download_after_an_unused_ticket_would_have_expired(make_server, tmp_path):
     """A download broken off at 2 MiB (a proxy cuts it) is resumed by
-    Chromium's own download manager (the Resume of chrome://downloads) more
-    than a minute after its ticket was issued: Chromium asks for the rest
-    with `Range` and the `If-Range` of phase4's ETag, gets 206, and the file
-    on disk is the recording, byte for byte."""
+    Chromium's own download manager (the Resume of chrome://downloads) after
+    its ticket's unused lifetime (`[record] link-s`, a minute by default,
+    10 s here) has passed: Chromium asks for the rest with `Range` and the
+    `If-Range` of phase4's ETag, gets 206, and the file on disk is the
+    recording, byte for byte. A ticket issued with it and never used is
+    refused by then."""
     from playwright.sync_api import sync_playwright
 
+    link_s = 10
     wav = write_wav(tmp_path / "in.wav", music(3.0))
-    server = make_server(wav, extra=AUTH + record_cfg())
+    server = make_server(wav, extra=AUTH + record_cfg(**{"link-s": link_s}))
     name = "rec-2026-11-30T16-24-48.123Z.wav"
     data = os.urandom(8 << 20)
 
@@ -294,21 +300,28 @@ def test_chromium_resumes_a_broken_download_after_the_ticket_s_minute(make_serve
             folder = server.state_dir / "recordings"
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             (folder / name).write_bytes(data)
-            await ws.send(json.dumps({"type": "download_recording", "name": name}))
-            t = await recv_any(ws, {"recording_download", "error"}, 10.0)
-            assert t["type"] == "recording_download", t
-            return t
+            got = []
+            for _ in range(2):
+                await ws.send(json.dumps({"type": "download_recording", "name": name}))
+                t = await recv_any(ws, {"recording_download", "error"}, 10.0)
+                assert t["type"] == "recording_download", t
+                assert t["expires_s"] == link_s, t
+                got.append(t)
+            return got
 
-    t = asyncio.run(ticket())
-    issued = time.monotonic()
     proxy = CuttingProxy(("127.0.0.1", server.http_port), 2 << 20)
-    url = f"http://127.0.0.1:{proxy.port}{t['url']}"
     saved = tmp_path / "downloads"
     try:
         with sync_playwright() as p:
+            # Chromium first: its start must not eat into the ticket's seconds.
             browser = launch(p, downloads_path=str(saved))
             ctx = browser.new_context(accept_downloads=True)
             page = ctx.new_page()
+            # (asyncio.run cannot run in Playwright's own loop: a thread.)
+            with ThreadPoolExecutor(1) as pool:
+                t, unused = pool.submit(asyncio.run, ticket()).result(30)
+            issued = time.monotonic()
+            url = f"http://127.0.0.1:{proxy.port}{t['url']}"
             page.set_content(f'<a id="get" href="{url}">{name}</a>')
             with page.expect_download(timeout=10000):
                 page.click("#get")
@@ -324,8 +337,14 @@ def test_chromium_resumes_a_broken_download_after_the_ticket_s_minute(make_serve
             else:
                 raise AssertionError(f"the download did not break off: {state}, {proxy.statuses}")
             assert proxy.statuses == ["HTTP/1.1 200 OK"], proxy.statuses
-            # Past the minute an unused ticket lasts: the used one still works.
-            time.sleep(max(0.0, issued + 62 - time.monotonic()))
+            # Past the time an unused ticket lasts: the unused one is refused,
+            # the used one still works.
+            time.sleep(max(0.0, issued + link_s + 2 - time.monotonic()))
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{unused['url']}", timeout=10)
+                raise AssertionError("an unused ticket was admitted after link-s")
+            except urllib.error.HTTPError as e:
+                assert e.code == 403, e
             proxy.up()
             downloads_item(manager, "i.querySelector('#pause-or-resume').click()")
             # Finished: renamed from its `.crdownload` name (read before the

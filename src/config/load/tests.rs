@@ -139,3 +139,18 @@ fn many_syntax_errors_stop_after_a_bound() {
     };
     assert_eq!(problems.len(), MAX_SYNTAX_ROUNDS + 1);
 }
+
+#[test]
+fn a_download_link_lasts_between_ten_seconds_and_ten_minutes() {
+    let ok = load_str("[record]\nlink-s = 10\n").unwrap();
+    assert_eq!(ok.record.link_s, 10.0);
+    for bad in ["9.5", "601", "nan", "-inf"] {
+        let err = load_str(&format!("[record]\nlink-s = {bad}\n")).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid for {bad}")
+        };
+        let p = problems.iter().find(|p| p.key == "record.link-s");
+        let p = p.unwrap_or_else(|| panic!("{bad}: {problems:?}"));
+        assert_eq!(p.line, Some(2));
+    }
+}

@@ -13,7 +13,7 @@
 
 use super::server::answers::bounded_list;
 use super::server::Broadcaster;
-use crate::monitor::files::{Listing, TICKET_LIFETIME};
+use crate::monitor::files::Listing;
 use crate::monitor::recorder::{RecCommand, RecMsg, RecRequest};
 use crate::monitor::{MonitorLink, Preset, RecorderStatus};
 use ringbuf::traits::Consumer;
@@ -188,10 +188,14 @@ fn render(msg: RecMsg) -> String {
             seconds,
         }
         .to_json(),
-        RecMsg::Download { name, ticket } => AudioOutbound::RecordingDownload {
+        RecMsg::Download {
+            name,
+            ticket,
+            expires_s,
+        } => AudioOutbound::RecordingDownload {
             url: format!("/recordings/{name}?ticket={ticket}"),
             name: name.to_string(),
-            expires_s: TICKET_LIFETIME.as_secs(),
+            expires_s,
         }
         .to_json(),
         RecMsg::Error(e) => super::protocol::Outbound::error(e).to_json(),
