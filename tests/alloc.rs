@@ -2,7 +2,8 @@
 //!
 //! A counting global allocator counts heap allocations made by threads that
 //! are inside their real-time loop (`phase4::rt::in_rt_loop`): the capture
-//! thread and both DSP workers. The whole service runs on a real ALSA device
+//! thread, both DSP workers and the OSC sender (which, on this clockless
+//! device, often finds a backlog of frames at once). The whole service runs on a real ALSA device
 //! (alsa-lib's `file` plugin fed from a generated raw file, no sound card
 //! needed) for well over 10 000 blocks of varied audio, with every feature
 //! and the log spectrum on, and the count must stay zero. The monitor is on

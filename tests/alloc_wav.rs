@@ -13,7 +13,7 @@ mod common {
 
 #[test]
 fn the_paced_wav_input_does_not_allocate_per_block() {
-    let (blocks, allocs) = common::wav_run::run_at(48_000);
+    let (blocks, allocs) = common::wav_run::run_at(48_000, false);
     assert!(blocks >= 370, "only {blocks} blocks went through");
     assert_eq!(allocs, 0, "heap allocations on the real-time threads");
 }

@@ -17,7 +17,7 @@ pub use prio::{
     limit_malloc_arenas, lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority,
     RtGrant, MALLOC_ARENAS,
 };
-pub use ring::touched_ring;
+pub use ring::{touched_ring, touched_vec};
 pub use stop_fd::StopFd;
 pub use wake::Wake;
 

@@ -1,5 +1,5 @@
-//! Rings from one thread to another whose memory is touched when they are
-//! made, on the supervisor's thread.
+//! Rings and buffers for the real-time threads whose memory is touched when
+//! they are made, on the supervisor's thread.
 //!
 //! Memory is locked with `MCL_ONFAULT` ([`super::lock_memory`]): a page
 //! stays resident once touched, and only touched pages are. A ring's slots
@@ -17,6 +17,19 @@ pub fn touched_ring<T: Copy>(cap: usize, fill: T) -> (HeapProd<T>, HeapCons<T>) 
     while rb.try_push(fill).is_ok() {}
     rb.clear();
     rb.split()
+}
+
+/// An empty vector with room for `n` items whose memory is already
+/// written, so that under `mlockall(MCL_ONFAULT)` its pages are resident
+/// and locked before a real-time loop first fills them.
+pub fn touched_vec<T: Clone>(n: usize, fill: T) -> Vec<T> {
+    // Not `vec![fill; n]`: for zeros that is calloc, which may hand out
+    // fresh pages without writing them.
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, fill);
+    std::hint::black_box(&mut v);
+    v.clear();
+    v
 }
 
 #[cfg(test)]

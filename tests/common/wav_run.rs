@@ -4,9 +4,10 @@ use super::counting::RT_ALLOCS;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Two seconds of a swept tone with clicks at `rate` through the service:
-/// the blocks that went through and the real-time threads' allocations.
-pub fn run_at(rate: u32) -> (u64, u64) {
+/// Two seconds of a swept tone with clicks at `rate` through the service,
+/// OSC sent as bundles or not: the blocks that went through and the
+/// real-time threads' allocations.
+pub fn run_at(rate: u32, osc_bundle: bool) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("in.wav");
     let spec = hound::WavSpec {
@@ -32,6 +33,7 @@ pub fn run_at(rate: u32) -> (u64, u64) {
     let mut cfg = super::counting::quiet_config();
     cfg.audio.input = wav.display().to_string();
     cfg.audio.sample_rate_hz = rate;
+    cfg.osc.bundle = osc_bundle;
 
     let stats = Arc::new(phase4::stats::Stats::default());
     RT_ALLOCS.store(0, Ordering::SeqCst);

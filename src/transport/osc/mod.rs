@@ -22,9 +22,11 @@
 //! The thread encodes with `rosc` into buffers it reuses (messages are built
 //! once and only their arguments change), sends to every destination on
 //! non-blocking UDP sockets, and counts refused or failed datagrams without
-//! ever stopping. This thread is not a real-time thread; unbundled, it
-//! allocates nothing per frame in the steady state (bundles clone each
-//! message into the bundle).
+//! ever stopping. It allocates nothing per frame, bundled or not (a
+//! bundle borrows the prebuilt messages and gives them back), and its send
+//! buffers are sized and touched at start for the largest frames: after a
+//! stall the frames it finds at once go out in several `sendmmsg` calls,
+//! the buffers never grow.
 
 mod dest;
 
@@ -129,6 +131,23 @@ impl Messages {
         Messages { m }
     }
 
+    /// The most bytes one frame's datagrams can take: every message once,
+    /// the spectrum at its most bins, plus a bundle's header and sizes.
+    fn most_bytes_per_frame(&mut self) -> usize {
+        let fft = &mut self.m[FFT].args;
+        fft.clear();
+        fft.resize(MAX_FFT_BINS, OscType::Float(0.0));
+        let mut scratch = Vec::new();
+        let mut total = 16 + 4 * ADDRESSES.len();
+        for m in &self.m {
+            scratch.clear();
+            let _ = rosc::encoder::encode_into(&OscPacket::Message(m.clone()), &mut scratch);
+            total += scratch.len();
+        }
+        self.m[FFT].args.clear();
+        total
+    }
+
     fn set_f(&mut self, msg: usize, arg: usize, v: f32) {
         self.m[msg].args[arg] = OscType::Float(v);
     }
@@ -145,9 +164,15 @@ pub struct OscSender {
     msgs: Messages,
     dests: Destinations,
     resolver: Option<Resolver>,
+    /// Encoded datagrams queued for the next `sendmmsg`.
     buf: Vec<u8>,
+    /// The most bytes one frame can add to `buf`.
+    frame_bytes: usize,
+    /// Each queued datagram's range in `buf`.
     spans: Vec<(usize, usize)>,
     bundle: OscBundle,
+    /// Which of `msgs` are in `bundle` now, in order.
+    bundled: Vec<usize>,
     stats: Arc<Stats>,
     peak_held_dbfs: f32,
     last_silent: Option<bool>,
@@ -156,6 +181,16 @@ pub struct OscSender {
     /// latency is recorded once they are sent).
     queued_capture_ns: Vec<u64>,
 }
+
+fn empty_message() -> OscMessage {
+    OscMessage {
+        addr: String::new(),
+        args: Vec::new(),
+    }
+}
+
+/// Frames the send buffers hold before a flush is forced.
+const BUF_FRAMES: usize = 8;
 
 /// NTP time for a CLOCK_MONOTONIC instant, via the current wall clock.
 pub fn ntp_from_monotonic(t_mono_ns: u64) -> OscTime {
@@ -189,27 +224,45 @@ impl OscSender {
             stats.clone(),
             Duration::from_secs_f64(cfg.resolve_interval_s),
         )?;
+        let mut msgs = Messages::new(&cfg.prefix);
+        let frame_bytes = msgs.most_bytes_per_frame();
         Ok(OscSender {
             cfg: cfg.clone(),
             enabled,
-            msgs: Messages::new(&cfg.prefix),
+            msgs,
             dests,
             resolver,
-            buf: Vec::with_capacity(8192),
-            spans: Vec::with_capacity(32),
+            buf: crate::rt::touched_vec(BUF_FRAMES * frame_bytes, 0),
+            frame_bytes,
+            spans: crate::rt::touched_vec(BUF_FRAMES * ADDRESSES.len(), (0, 0)),
             bundle: OscBundle {
                 timetag: OscTime {
                     seconds: 0,
                     fractional: 1,
                 },
-                content: Vec::with_capacity(16),
+                content: Vec::with_capacity(ADDRESSES.len()),
             },
+            bundled: Vec::with_capacity(ADDRESSES.len()),
             stats,
             peak_held_dbfs: f32::NEG_INFINITY,
             last_silent: None,
             tempo: Default::default(),
-            queued_capture_ns: Vec::with_capacity(crate::dsp::worker::FRAME_RING),
+            queued_capture_ns: crate::rt::touched_vec(crate::dsp::worker::FRAME_RING, 0),
         })
+    }
+
+    /// Send what is queued if one more frame might not fit in the buffers'
+    /// capacity: after a stall the thread finds many frames at once, and
+    /// they go out in several `sendmmsg` calls instead of growing the
+    /// buffers (an allocation and new pages, i.e. page faults, on this
+    /// thread long after start-up).
+    fn make_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < self.frame_bytes
+            || self.spans.capacity() - self.spans.len() < ADDRESSES.len()
+            || self.queued_capture_ns.len() == self.queued_capture_ns.capacity()
+        {
+            self.flush();
+        }
     }
 
     /// The destinations with an address now (names still being resolved
@@ -237,19 +290,20 @@ impl OscSender {
             return;
         }
         if self.cfg.bundle {
-            self.bundle
-                .content
-                .push(OscPacket::Message(self.msgs.m[i].clone()));
+            // Moved into the bundle (a clone would allocate), and moved
+            // back by `close_bundle`. A frame sends each address at most
+            // once; one already in the bundle is left empty here.
+            if self.msgs.m[i].addr.is_empty() || self.bundled.len() == ADDRESSES.len() {
+                debug_assert!(false, "{} twice in one bundle", ADDRESSES[i]);
+                return;
+            }
+            let m = std::mem::replace(&mut self.msgs.m[i], empty_message());
+            self.bundle.content.push(OscPacket::Message(m));
+            self.bundled.push(i);
             return;
         }
         let start = self.buf.len();
-        let packet = OscPacket::Message(std::mem::replace(
-            &mut self.msgs.m[i],
-            OscMessage {
-                addr: String::new(),
-                args: Vec::new(),
-            },
-        ));
+        let packet = OscPacket::Message(std::mem::replace(&mut self.msgs.m[i], empty_message()));
         let _ = rosc::encoder::encode_into(&packet, &mut self.buf);
         if let OscPacket::Message(m) = packet {
             self.msgs.m[i] = m;
@@ -283,10 +337,19 @@ impl OscSender {
             }
             self.spans.push((start, self.buf.len()));
         }
+        if self.cfg.bundle {
+            // Every message back in its place (the vectors keep their room).
+            for (p, i) in self.bundle.content.drain(..).zip(self.bundled.drain(..)) {
+                if let OscPacket::Message(m) = p {
+                    self.msgs.m[i] = m;
+                }
+            }
+        }
     }
 
     /// Queue `/meta` (and `/silence`); [`OscSender::flush`] sends.
     pub fn send_meta(&mut self, meta: &Meta) {
+        self.make_room();
         self.open_bundle(crate::rt::now_ns());
         self.msgs.set_i(META, 0, meta.sr);
         self.msgs.set_i(META, 1, meta.blocksize);
@@ -305,6 +368,7 @@ impl OscSender {
 
     /// Queue everything one bands frame carries.
     pub fn send_bands(&mut self, f: &BandsFrame) {
+        self.make_room();
         self.open_bundle(f.t_capture_ns);
         for k in 0..3 {
             self.msgs.set_f(LMH, k, f.lmh[k]);
@@ -344,6 +408,7 @@ impl OscSender {
     /// shape (once per spectrum hop: a frame that only carries an event
     /// found between two hops has no new spectrum), its onset and its beat.
     pub fn send_spectrum(&mut self, f: &SpectrumFrame) {
+        self.make_room();
         self.tempo = f.tempo;
         self.open_bundle(f.t_capture_ns);
         if !f.events_only {
@@ -424,6 +489,8 @@ pub fn spawn(
             let fault = crate::rt::fault::Fault::for_role(Role::Osc);
             let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
             let mut last_meta: Option<(Instant, Meta)> = None;
+            // The allocation tests count this loop's allocations too.
+            crate::rt::mark_rt_loop(true);
             while !ctx.stop.load(Ordering::Relaxed) {
                 ctx.stats.beat(Role::Osc);
                 fault.check(&ctx.stop);
@@ -446,6 +513,7 @@ pub fn spawn(
                     std::thread::park_timeout(Duration::from_millis(50));
                 }
             }
+            crate::rt::mark_rt_loop(false);
         })
 }
 
@@ -521,6 +589,77 @@ mod tests {
         assert_eq!(events, ["/audio/onset", "/audio/beat"]);
         f.tempo.beat = false;
         assert_eq!(addresses_sent(&mut sender, &rx, &f), ["/audio/onset"]);
+    }
+
+    /// After a stall the thread finds many frames at once: they go out in
+    /// several `sendmmsg` calls from the buffers made at start, which never
+    /// grow (growing is an allocation, and page faults on this thread).
+    #[test]
+    fn a_backlog_of_the_largest_frames_never_grows_the_buffers() {
+        for bundle in [false, true] {
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            rx.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let cfg = OscConfig {
+                destinations: vec![crate::config::OscDestination {
+                    host: "127.0.0.1".into(),
+                    port: rx.local_addr().unwrap().port(),
+                    ttl: 1,
+                }],
+                send_fft: true,
+                bundle,
+                ..Default::default()
+            };
+            let mut sender = OscSender::new(&cfg, Arc::new(Stats::default())).unwrap();
+            let made = (sender.buf.as_ptr(), sender.buf.capacity());
+            let spans = (sender.spans.as_ptr(), sender.spans.capacity());
+            let mut f = SpectrumFrame::zeroed();
+            f.has_bins = true;
+            f.n_bins = MAX_FFT_BINS as u16;
+            f.onset = true;
+            f.tempo.beat = true;
+            let mut b = BandsFrame {
+                band_onsets: onset_bits::LOW | onset_bits::MID | onset_bits::HIGH,
+                ..Default::default()
+            };
+            const FRAMES: usize = 2 * BUF_FRAMES + 1;
+            // Read as they come (the socket's queue holds fewer).
+            let (mut ffts, mut messages) = (0, 0);
+            let mut read = |rx: &std::net::UdpSocket| {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = rx.recv(&mut buf) {
+                    let packets = match rosc::decoder::decode_udp(&buf[..n]).unwrap().1 {
+                        OscPacket::Bundle(b) => b.content,
+                        m => vec![m],
+                    };
+                    for p in packets {
+                        let OscPacket::Message(m) = p else {
+                            panic!("a bundle in a bundle")
+                        };
+                        messages += 1;
+                        if m.addr == "/audio/fft" {
+                            assert_eq!(m.args.len(), MAX_FFT_BINS);
+                            ffts += 1;
+                        }
+                    }
+                }
+            };
+            rx.set_nonblocking(true).unwrap();
+            for k in 0..FRAMES {
+                b.silent = k % 2 == 0;
+                sender.send_spectrum(&f);
+                sender.send_bands(&b);
+                read(&rx);
+            }
+            sender.flush();
+            assert_eq!((sender.buf.as_ptr(), sender.buf.capacity()), made);
+            assert_eq!((sender.spans.as_ptr(), sender.spans.capacity()), spans);
+            rx.set_nonblocking(false).unwrap();
+            read(&rx);
+            // Spectrum: fft, spectral, onset, beat; bands: lmh, level, bpm,
+            // tempo, three band onsets, silence.
+            assert_eq!((ffts, messages), (FRAMES, FRAMES * 12), "bundle {bundle}");
+        }
     }
 
     #[test]
