@@ -86,16 +86,22 @@ def test_resident_memory_stays_under_16_mib_with_the_websocket_server_on(phase4_
     assert kib(st["VmHWM"]) <= RSS_LIMIT_KIB, f"peak RSS {kib(st['VmHWM'])} KiB > 16 MiB"
 
 
-def test_hot_threads_take_no_page_fault_once_running(phase4_bin, tmp_path):
+def faults_while(phase4_bin, tmp_path, meanwhile):
+    """The hot threads' page faults in their first 1.5 s (the rings have gone
+    round several times by then), and the new ones while `meanwhile(p)` runs."""
     p = start(phase4_bin, tmp_path)
     try:
-        time.sleep(1.5)  # the rings have gone round several times
+        time.sleep(1.5)
         before = faults(p.pid)
-        time.sleep(3.0)
+        meanwhile(p)
         after = faults(p.pid)
     finally:
         stop(p)
-    new = {t: after[t] - before[t] for t in HOT}
+    return before, {t: after[t] - before[t] for t in HOT}
+
+
+def test_hot_threads_take_no_page_fault_once_running(phase4_bin, tmp_path):
+    before, new = faults_while(phase4_bin, tmp_path, lambda p: time.sleep(3.0))
     assert all(n == 0 for n in new.values()), f"page faults after start-up: {new}"
     # The block rings the capture thread fills (bands and spectrum workers,
     # a quarter second each) are touched when they are made: had the capture
@@ -111,17 +117,12 @@ def test_hot_threads_take_no_page_fault_after_stalls(phase4_bin, tmp_path):
     frames to send at once. It sends them from the buffers it made at start,
     so no hot thread takes a page fault; before, the sender grew its buffer
     for the backlog, a few new pages each time (1-5 faults in 5 of 6 runs)."""
-    p = start(phase4_bin, tmp_path)
-    try:
-        time.sleep(1.5)
-        before = faults(p.pid)
+    def stalls(p):
         for _ in range(5):
             p.send_signal(signal.SIGSTOP)
             time.sleep(0.1)
             p.send_signal(signal.SIGCONT)
             time.sleep(0.5)
-        after = faults(p.pid)
-    finally:
-        stop(p)
-    new = {t: after[t] - before[t] for t in HOT}
+
+    _, new = faults_while(phase4_bin, tmp_path, stalls)
     assert all(n == 0 for n in new.values()), f"page faults after stalls: {new}"

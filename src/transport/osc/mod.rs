@@ -489,12 +489,19 @@ pub fn spawn(
             let fault = crate::rt::fault::Fault::for_role(Role::Osc);
             let interval = Duration::from_secs_f64(sender.cfg.meta_interval_s);
             let mut last_meta: Option<(Instant, Meta)> = None;
+            let mut meta = Meta::default();
             // The allocation tests count this loop's allocations too.
             crate::rt::mark_rt_loop(true);
             while !ctx.stop.load(Ordering::Relaxed) {
                 ctx.stats.beat(Role::Osc);
                 fault.check(&ctx.stop);
-                let meta = ctx.meta.lock().map(|m| *m).unwrap_or_default();
+                // Never waits for the supervisor: while it writes, the
+                // values read last time are used.
+                match ctx.meta.try_lock() {
+                    Ok(m) => meta = *m,
+                    Err(std::sync::TryLockError::Poisoned(m)) => meta = *m.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {}
+                }
                 let due = match last_meta {
                     None => meta.sr > 0,
                     Some((t, m)) => m != meta || t.elapsed() >= interval,
@@ -532,6 +539,25 @@ mod tests {
         assert!((t.seconds as i64 - wall as i64).abs() <= 1);
     }
 
+    /// A socket on loopback and a sender (spectrum on) to it.
+    fn sender_to_a_local_socket(bundle: bool) -> (std::net::UdpSocket, OscSender) {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let cfg = OscConfig {
+            destinations: vec![crate::config::OscDestination {
+                host: "127.0.0.1".into(),
+                port: rx.local_addr().unwrap().port(),
+                ttl: 1,
+            }],
+            send_fft: true,
+            bundle,
+            ..Default::default()
+        };
+        let sender = OscSender::new(&cfg, Arc::new(Stats::default())).unwrap();
+        (rx, sender)
+    }
+
     /// The addresses of the datagrams `sender` sends for `f`, read on `rx`.
     fn addresses_sent(
         sender: &mut OscSender,
@@ -556,19 +582,7 @@ mod tests {
     /// last hop's spectrum and shape again.
     #[test]
     fn a_frame_of_events_sends_only_its_events() {
-        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let cfg = OscConfig {
-            destinations: vec![crate::config::OscDestination {
-                host: "127.0.0.1".into(),
-                port: rx.local_addr().unwrap().port(),
-                ttl: 1,
-            }],
-            send_fft: true,
-            ..Default::default()
-        };
-        let mut sender = OscSender::new(&cfg, Arc::new(Stats::default())).unwrap();
+        let (rx, mut sender) = sender_to_a_local_socket(false);
         let mut f = SpectrumFrame::zeroed();
         f.has_bins = true;
         f.n_bins = 4;
@@ -597,20 +611,7 @@ mod tests {
     #[test]
     fn a_backlog_of_the_largest_frames_never_grows_the_buffers() {
         for bundle in [false, true] {
-            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            rx.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            let cfg = OscConfig {
-                destinations: vec![crate::config::OscDestination {
-                    host: "127.0.0.1".into(),
-                    port: rx.local_addr().unwrap().port(),
-                    ttl: 1,
-                }],
-                send_fft: true,
-                bundle,
-                ..Default::default()
-            };
-            let mut sender = OscSender::new(&cfg, Arc::new(Stats::default())).unwrap();
+            let (rx, mut sender) = sender_to_a_local_socket(bundle);
             let made = (sender.buf.as_ptr(), sender.buf.capacity());
             let spans = (sender.spans.as_ptr(), sender.spans.capacity());
             let mut f = SpectrumFrame::zeroed();
