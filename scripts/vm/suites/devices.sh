@@ -13,6 +13,9 @@
 #   dev_cli_busy     `phase4 devices` (another process) finds the card busy
 #                    and names the service's process as its holder (from
 #                    the kernel's /proc/asound)
+#   dev_cli_unit     with that process in the cgroup systemd gives a unit
+#                    (system.slice/phase4.service, cgroup v2), the holder is
+#                    named with its unit: "phase4 (pid N, phase4.service)"
 #   dev_switch_probe a switch asked for while a probe runs happens: to the
 #                    other device, back, and to the plughw: name of the
 #                    card and device in use (it opened its device while
@@ -95,6 +98,19 @@ check dev_probe_in_use "$A available after a probe, with a signal ($probed probe
 
 phase4 devices >/tmp/dev.cli 2>&1
 check dev_cli_busy "$(grep -A0 "^  $A " /tmp/dev.cli | cut -c1-250)" grep -q "^  $A .*busy.*phase4 (pid $P4_PID) has it open" /tmp/dev.cli
+
+# The service's process moved into the cgroup systemd would give it
+# (cgroup v2; the path is the kernel's own /proc/PID/cgroup).
+UNIT_CG=/sys/fs/cgroup/system.slice/phase4.service
+mkdir -p /sys/fs/cgroup
+if { grep -q " /sys/fs/cgroup cgroup2 " /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup; } &&
+    mkdir -p "$UNIT_CG" && echo "$P4_PID" >"$UNIT_CG/cgroup.procs"; then
+    phase4 devices >/tmp/dev.unit 2>&1
+    check dev_cli_unit "$(tr '\n' ' ' </proc/$P4_PID/cgroup)-> $(grep "^  $A " /tmp/dev.unit | cut -c1-250)" \
+        grep -q "^  $A .*busy.*phase4 (pid $P4_PID, phase4.service) has it open" /tmp/dev.unit
+else
+    result dev_cli_unit FAIL "cannot put phase4 (pid $P4_PID) into $UNIT_CG"
+fi
 
 # A switch right after a probe was asked for, to B, back to A, then to A2
 # (the same card and device as A, listed available above); each is
