@@ -23,7 +23,8 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
 /// that used it (a 2 GiB download at 2 MB/s takes 17 minutes, and a resume
 /// may come well after the break).
 pub const RESUME_LIFETIME: Duration = Duration::from_secs(60 * 60);
-/// Most tickets outstanding (the oldest goes first).
+/// Most tickets outstanding (the oldest unused one goes first, then the
+/// oldest).
 pub const MAX_TICKETS: usize = 64;
 
 #[derive(Debug)]
@@ -86,7 +87,10 @@ impl Tickets {
         let mut t = self.held.lock().unwrap_or_else(|e| e.into_inner());
         t.retain(|k| k.live(self.unused, now));
         if t.len() >= MAX_TICKETS {
-            t.remove(0);
+            // The oldest nobody has used goes first: a used one may be a
+            // download that breaks and has to resume.
+            let oldest = t.iter().position(|k| k.holder.is_none()).unwrap_or(0);
+            t.remove(oldest);
         }
         t.push(Ticket {
             code: code.clone(),
@@ -204,14 +208,21 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_ticket_goes_when_there_are_too_many() {
+    fn the_oldest_unused_ticket_goes_when_there_are_too_many() {
         let t = Tickets::default();
         let (a, _) = names();
         let me = ip("127.0.0.1");
-        let first = t.issue(&a).unwrap();
-        assert!(t.admits(&first, &a, me));
-        let rest: Vec<String> = (0..MAX_TICKETS).map(|_| t.issue(&a).unwrap()).collect();
-        assert!(!t.admits(&first, &a, me));
+        let used = t.issue(&a).unwrap();
+        assert!(t.admits(&used, &a, me));
+        let unused = t.issue(&a).unwrap();
+        let rest: Vec<String> = (0..MAX_TICKETS - 1).map(|_| t.issue(&a).unwrap()).collect();
+        // The download under way keeps its ticket; the oldest unused went.
+        assert!(t.admits(&used, &a, me));
+        assert!(!t.admits(&unused, &a, me));
+        assert!(rest.iter().all(|c| t.admits(c, &a, me)));
+        // All of them used now: the oldest goes.
+        t.issue(&a).unwrap();
+        assert!(!t.admits(&used, &a, me));
         assert!(rest.iter().all(|c| t.admits(c, &a, me)));
     }
 }
