@@ -29,49 +29,26 @@
 //! the buffers never grow.
 
 mod dest;
+mod messages;
 
 pub use dest::{literal, Destinations, Resolver, MAX_DESTINATIONS};
+pub use messages::ADDRESSES;
+
+use messages::{
+    empty_message, Messages, BEAT, BPM, FFT, LEVEL, LMH, META, ONSET, ONSET_LOW, SILENCE, SPECTRAL,
+    TEMPO,
+};
 
 use crate::config::OscConfig;
 use crate::stats::{Role, Stats};
-use crate::types::{onset_bits, BandsFrame, SpectrumFrame, MAX_FFT_BINS};
+use crate::types::{onset_bits, BandsFrame, SpectrumFrame};
 use ringbuf::HeapCons;
-use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use rosc::{OscBundle, OscPacket, OscTime, OscType};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Every address (without prefix) that `osc.addresses` may list.
-pub const ADDRESSES: [&str; 13] = [
-    "meta",
-    "lmh",
-    "level",
-    "bpm",
-    "tempo",
-    "onset/low",
-    "onset/mid",
-    "onset/high",
-    "fft",
-    "spectral",
-    "onset",
-    "beat",
-    "silence",
-];
-
-// Indices into ADDRESSES.
-const META: usize = 0;
-const LMH: usize = 1;
-const LEVEL: usize = 2;
-const BPM: usize = 3;
-const TEMPO: usize = 4;
-const ONSET_LOW: usize = 5;
-const FFT: usize = 8;
-const SPECTRAL: usize = 9;
-const ONSET: usize = 10;
-const BEAT: usize = 11;
-const SILENCE: usize = 12;
 
 /// What `/audio/meta` describes; the supervisor keeps it current.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -84,77 +61,6 @@ pub struct Meta {
     pub n_fft_bins: i32,
     /// Band edges in Hz: low, mid, high.
     pub bands: [(f32, f32); 3],
-}
-
-/// Prebuilt messages whose arguments are overwritten in place.
-struct Messages {
-    m: Vec<OscMessage>,
-}
-
-impl Messages {
-    fn new(prefix: &str) -> Self {
-        let f = OscType::Float(0.0);
-        let i = OscType::Int(0);
-        let args: [Vec<OscType>; 13] = [
-            vec![
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                f.clone(),
-                f.clone(),
-                f.clone(),
-                f.clone(),
-                f.clone(),
-                f.clone(),
-            ],
-            vec![f.clone(); 3],
-            vec![f.clone(); 2],
-            vec![f.clone()],
-            vec![f.clone(); 3],
-            vec![OscType::Int(1)],
-            vec![OscType::Int(1)],
-            vec![OscType::Int(1)],
-            Vec::with_capacity(MAX_FFT_BINS),
-            vec![f.clone(); 4],
-            vec![f.clone()],
-            vec![i.clone(), f.clone(), f.clone()],
-            vec![i],
-        ];
-        let m = ADDRESSES
-            .iter()
-            .zip(args)
-            .map(|(a, args)| OscMessage {
-                addr: format!("{prefix}/{a}"),
-                args,
-            })
-            .collect();
-        Messages { m }
-    }
-
-    /// The most bytes one frame's datagrams can take: every message once,
-    /// the spectrum at its most bins, plus a bundle's header and sizes.
-    fn most_bytes_per_frame(&mut self) -> usize {
-        let fft = &mut self.m[FFT].args;
-        fft.clear();
-        fft.resize(MAX_FFT_BINS, OscType::Float(0.0));
-        let mut scratch = Vec::new();
-        let mut total = 16 + 4 * ADDRESSES.len();
-        for m in &self.m {
-            scratch.clear();
-            let _ = rosc::encoder::encode_into(&OscPacket::Message(m.clone()), &mut scratch);
-            total += scratch.len();
-        }
-        self.m[FFT].args.clear();
-        total
-    }
-
-    fn set_f(&mut self, msg: usize, arg: usize, v: f32) {
-        self.m[msg].args[arg] = OscType::Float(v);
-    }
-
-    fn set_i(&mut self, msg: usize, arg: usize, v: i32) {
-        self.m[msg].args[arg] = OscType::Int(v);
-    }
 }
 
 /// Sends OSC to every destination.
@@ -180,13 +86,6 @@ pub struct OscSender {
     /// Capture times of the bands frames queued since the last flush (the
     /// latency is recorded once they are sent).
     queued_capture_ns: Vec<u64>,
-}
-
-fn empty_message() -> OscMessage {
-    OscMessage {
-        addr: String::new(),
-        args: Vec::new(),
-    }
 }
 
 /// Frames the send buffers hold before a flush is forced.
@@ -527,6 +426,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::MAX_FFT_BINS;
 
     #[test]
     fn ntp_time_of_now_is_close_to_the_wall_clock() {
@@ -661,22 +561,5 @@ mod tests {
             // tempo, three band onsets, silence.
             assert_eq!((ffts, messages), (FRAMES, FRAMES * 12), "bundle {bundle}");
         }
-    }
-
-    #[test]
-    fn meta_message_has_the_python_servers_argument_types() {
-        let m = Messages::new("/audio");
-        let meta = &m.m[META];
-        assert_eq!(meta.addr, "/audio/meta");
-        let types: String = meta
-            .args
-            .iter()
-            .map(|a| match a {
-                OscType::Int(_) => 'i',
-                OscType::Float(_) => 'f',
-                _ => '?',
-            })
-            .collect();
-        assert_eq!(types, "iiiffffff");
     }
 }
