@@ -134,12 +134,23 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         Ok(None) => {}
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             let aside = dir.join(format!("{TOKEN_FILE}.corrupt"));
+            // Said only once it is true: the rename can fail too (a
+            // non-empty folder of that name already there).
+            if let Err(re) = std::fs::rename(&path, &aside) {
+                return Err(std::io::Error::new(
+                    re.kind(),
+                    format!(
+                        "{} is not a usable token ({e}) and cannot be moved aside to {}: {re}",
+                        path.display(),
+                        aside.display()
+                    ),
+                ));
+            }
             log::warn!(
                 "ws: {} is not a usable token ({e}); moved aside to {}",
                 path.display(),
                 aside.display()
             );
-            std::fs::rename(&path, &aside)?;
         }
         Err(e) => return Err(e),
     }
@@ -154,8 +165,17 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
     if let Ok(meta) = std::fs::metadata(dir) {
         let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
     }
-    f.write_all(format!("{token}\n").as_bytes())?;
-    f.sync_all()?;
+    if let Err(e) = f
+        .write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+    {
+        // The file is ours (made new above): an empty or half-written
+        // token left in place (a full disk) would be taken for corrupt by
+        // the next start.
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     log::info!("ws: generated a control token in {}", path.display());
     Ok(token)
 }
@@ -274,5 +294,64 @@ mod tests {
         let t = file_token(d.path()).unwrap();
         assert!(plausible(&t));
         assert!(std::fs::symlink_metadata(&token).unwrap().is_file());
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_moved_aside_is_not_said_to_be() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join(TOKEN_FILE)).unwrap();
+        let aside = d.path().join("control-token.corrupt");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("x"), "").unwrap();
+        let e = file_token(d.path()).unwrap_err().to_string();
+        assert!(e.contains("cannot be moved aside"), "{e}");
+        assert!(d.path().join(TOKEN_FILE).is_dir());
+    }
+
+    /// Set in the child [`a_token_write_that_fails_leaves_no_file`] runs.
+    const NO_ROOM: &str = "PHASE4_TEST_TOKEN_NO_ROOM";
+
+    #[test]
+    fn a_token_write_that_fails_leaves_no_file() {
+        use std::os::unix::process::CommandExt;
+        if let Some(dir) = std::env::var_os(NO_ROOM) {
+            // The child: no file may grow past 0 bytes, so the write fails
+            // (EFBIG, as ENOSPC would on a full disk), also for root.
+            let dir = Path::new(&dir);
+            assert!(file_token(dir).is_err());
+            let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let name = format!(
+            "{}::a_token_write_that_fails_leaves_no_file",
+            module_path!().split_once("::").unwrap().1
+        );
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", &name, "--test-threads=1"])
+            .env(NO_ROOM, d.path());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            child.pre_exec(|| {
+                let zero = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &zero) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -350,14 +350,12 @@ pub fn find(dir: &Path, name: &str) -> Result<(RecordingName, PathBuf, u64), Str
     }
 }
 
-/// Open a listed recording for reading (never through a symlink).
+/// Open a listed recording for reading: never through a symlink, and
+/// never waiting on a FIFO swapped in after [`find`] looked (the type is
+/// checked again on the open descriptor).
 pub fn open(dir: &Path, name: &str) -> Result<(RecordingName, std::fs::File, u64), String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let (name, path, _) = find(dir, name)?;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
+    let f = crate::service::safe_fs::open_regular(&path)
         .map_err(|e| format!("cannot open {name}: {e}"))?;
     let len = f.metadata().map_err(|e| e.to_string())?.len();
     Ok((name, f, len))

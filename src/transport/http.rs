@@ -174,9 +174,12 @@ impl WebRoot {
                 if !full.starts_with(root) {
                     return None;
                 }
-                let f = std::fs::File::open(full).ok()?;
+                // A FIFO, device, socket or directory is refused at once:
+                // a plain open of a FIFO with no writer would hold the
+                // UI server's only thread, and every client with it.
+                let f = crate::service::safe_fs::open_regular(&full).ok()?;
                 let meta = f.metadata().ok()?;
-                if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+                if meta.len() > MAX_FILE_BYTES {
                     return None;
                 }
                 let mut body = Vec::with_capacity(meta.len() as usize);
@@ -417,6 +420,37 @@ mod tests {
         }
         assert_eq!(relative_path("/"), Some("index.html".into()));
         assert_eq!(relative_path("/app.js?v=1"), Some("app.js".into()));
+    }
+
+    #[test]
+    fn a_fifo_or_folder_in_web_dir_is_not_found_at_once() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("index.html"), "<p>hi</p>").unwrap();
+        let fifo = d.path().join("fifo.html");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::fs::create_dir(d.path().join("sub.html")).unwrap();
+        let root = WebRoot::from_config(d.path().to_str().unwrap());
+        assert!(matches!(root, WebRoot::Dir(_)));
+        // On a thread: a blocking open of a FIFO with no writer never
+        // returns, and the test must fail rather than hang.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = root.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(["fifo.html", "sub.html", "index.html"].map(|p| r.get(p)));
+        });
+        let Ok([fifo_body, dir_body, index]) = rx.recv_timeout(std::time::Duration::from_secs(5))
+        else {
+            // Let the stuck open return so the thread ends, then fail.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            panic!("WebRoot::get waited on a FIFO in web-dir");
+        };
+        assert_eq!(fifo_body, None);
+        assert_eq!(dir_body, None);
+        assert_eq!(index, Some(Bytes::from_static(b"<p>hi</p>")));
     }
 
     #[test]

@@ -173,7 +173,8 @@ pub fn file_text(state: &State) -> String {
 /// name, is removed first, and creating fails rather than follow one
 /// planted in between), so the write can never land in another file; the
 /// rename replaces a symlink at `path` itself, not what it points to.
-/// Errors name the file that failed.
+/// When the write, fsync or rename fails (a full disk) the temp file is
+/// removed again. Errors name the file that failed.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -187,13 +188,24 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
         _ => {}
     }
-    {
-        let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        crate::rt::fault::slow_fsync();
-        f.sync_all().map_err(io(&tmp))?;
+    let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| {
+            crate::rt::fault::slow_fsync();
+            f.sync_all()
+        })
+        .map_err(io(&tmp))
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path).map_err(io(path))
+        });
+    if let Err(e) = written {
+        // The temp file is ours (made new above). Left behind, a full disk
+        // would leave one per preset name for good.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = std::fs::File::open(dir) {
         crate::rt::fault::slow_fsync();
         let _ = d.sync_all();
@@ -233,6 +245,23 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "[dsp.mid]\nlo-hz = 300.0\n"
         );
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder that is not empty where the file goes: the rename fails
+        // (EISDIR), also for root, after the temp file was written.
+        let path = dir.path().join("p1.toml");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), "").unwrap();
+        let e = write_atomic(&path, "[dsp.mid]\nlo-hz = 300.0\n").unwrap_err();
+        assert!(e.to_string().contains("p1.toml"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["p1.toml"], "a temp file was left behind");
     }
 
     #[test]
