@@ -6,9 +6,9 @@
 //! and blanked, a bounded number of times); walk the keys against the shape
 //! of the defaults and report unknown ones; deserialise each value on its own
 //! and report the ones of the wrong type; then range-check what survives with
-//! [`super::validate`]. Every problem names the key, the value, what is
-//! allowed and the line. Files are read only if regular and at most
-//! [`MAX_CONFIG_BYTES`] long.
+//! [`super::validate`], and require the path settings to be absolute. Every
+//! problem names the key, the value, what is allowed and the line. Files are
+//! read only if regular and at most [`MAX_CONFIG_BYTES`] long.
 
 use super::Config;
 use std::fmt;
@@ -142,7 +142,8 @@ fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let schema = schema();
     check_keys(&mut table, &schema, "", &lines, &mut problems);
     let config = deserialize_checked(table, &lines, &mut problems);
-    for mut p in super::validate(&config) {
+    let problems_of_file = super::validate::file_paths(&config);
+    for mut p in super::validate(&config).into_iter().chain(problems_of_file) {
         p.line = lines.find(&p.key);
         problems.push(p);
     }

@@ -11,6 +11,7 @@ mod audio;
 mod diff;
 mod load;
 mod monitor;
+mod net;
 mod outputs;
 mod partial;
 pub mod ranges;

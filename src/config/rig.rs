@@ -259,39 +259,22 @@ fn check_oscquery(c: &super::Config, k: &mut Checker) {
     k.range_f("oscquery.max-input-per-s", q.max_input_per_s, 1.0, 10_000.0);
 }
 
-/// What is wrong with `wled.host`, if anything: it must be an IPv4
-/// address packets can go to (Audio Sync is IPv4 only) or a host name
-/// (letters, digits, `-` and `_` in dot-separated labels of at most 63).
-/// Something made only of digits and dots is an address or nothing, so
-/// `256.1.1.1` and `1.2.3` are refused here instead of being looked up as
-/// names for ever.
+/// What is wrong with `wled.host`, if anything: the shared host check
+/// ([`super::net::host_problem`]) with IPv4 only (Audio Sync is IPv4 only).
 fn wled_host_problem(host: &str) -> Option<&'static str> {
-    const EXAMPLE: &str =
-        "an IPv4 address or a host name, e.g. \"239.0.0.1\" (WLED's group) or \"wled-stage.local\"";
-    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        return ip.is_unspecified().then_some(
-            "0.0.0.0 is no destination; an IPv4 address or a host name, e.g. \"239.0.0.1\"",
-        );
-    }
-    if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Some(
-            "WLED Audio Sync is IPv4 only: an IPv4 address or a host name, e.g. \"239.0.0.1\"",
-        );
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && !l.starts_with('-')
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-        return Some(EXAMPLE);
-    }
-    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Some("not an IPv4 address (four numbers 0-255) and not a host name");
-    }
-    None
+    use super::net::HostProblem as H;
+    super::net::host_problem(host, false).map(|p| match p {
+        H::Syntax => {
+            "an IPv4 address or a host name, e.g. \"239.0.0.1\" (WLED's group) or \"wled-stage.local\""
+        }
+        H::NotIpv4 => "not an IPv4 address (four numbers 0-255) and not a host name",
+        H::Unspecified => {
+            "0.0.0.0 is no destination; an IPv4 address or a host name, e.g. \"239.0.0.1\""
+        }
+        H::Ipv6 => {
+            "WLED Audio Sync is IPv4 only: an IPv4 address or a host name, e.g. \"239.0.0.1\""
+        }
+    })
 }
 
 fn check_wled(c: &super::Config, k: &mut Checker) {

@@ -64,6 +64,33 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     k.problems
 }
 
+/// Problems only a configuration *file* can have, on top of [`validate`]:
+/// its path settings must be absolute. A relative one would be resolved
+/// against whatever directory the process runs in (`/` under systemd), so
+/// the service and `phase4 token` run from a shell would use different
+/// directories. Not part of [`validate`], which also checks the command
+/// line's overrides: a relative `--input` means the shell's directory.
+pub(super) fn file_paths(c: &Config) -> Vec<Problem> {
+    let mut k = Checker {
+        problems: Vec::new(),
+    };
+    for (key, path) in [
+        ("state.dir", &c.state.dir),
+        ("ws.web-dir", &c.ws.web_dir),
+        ("audio.input", &c.audio.input),
+    ] {
+        if !path.is_empty() && !path.contains('\0') && !path.starts_with('/') {
+            k.fail(
+                key,
+                format!("{path:?}"),
+                "an absolute path (starting with '/'): a relative one would depend on the \
+                 directory phase4 is started from",
+            );
+        }
+    }
+    k.problems
+}
+
 /// `[audio]`: rates, sizes, channels, the device retry.
 fn audio(k: &mut Checker, c: &Config) {
     let a = &c.audio;
@@ -381,12 +408,14 @@ fn silence(k: &mut Checker, c: &Config) {
 /// `[osc]`: prefix, addresses and destinations.
 fn osc(k: &mut Checker, c: &Config) {
     let o = &c.osc;
-    if !o.prefix.starts_with('/') || o.prefix.ends_with('/') || o.prefix.contains(' ') {
-        k.fail(
-            "osc.prefix",
-            &o.prefix,
-            "must start with '/', not end with '/', and have no spaces (e.g. \"/audio\")",
-        );
+    if let Some(why) = super::net::osc_prefix_problem(&o.prefix) {
+        // Quoted (no raw control bytes), and a runaway one only measured.
+        let value = if o.prefix.len() > super::net::MAX_OSC_PREFIX_BYTES {
+            format!("{} bytes", o.prefix.len())
+        } else {
+            format!("{:?}", o.prefix)
+        };
+        k.fail("osc.prefix", value, why);
     }
     if o.enabled && o.destinations.is_empty() {
         k.fail(
@@ -403,18 +432,13 @@ fn osc(k: &mut Checker, c: &Config) {
         );
     }
     for (i, d) in o.destinations.iter().enumerate() {
-        if d.host.len() > 253 {
-            k.fail(
-                &format!("osc.destinations[{i}].host"),
-                format!("{} characters", d.host.len()),
-                "a host name of at most 253 characters",
-            );
-        } else if d.host.trim().is_empty() {
-            k.fail(
-                &format!("osc.destinations[{i}].host"),
-                "\"\"",
-                "a host name or address",
-            );
+        if let Some(why) = osc_host_problem(&d.host) {
+            let value = if d.host.len() > 253 {
+                format!("{} bytes", d.host.len())
+            } else {
+                format!("{:?}", d.host)
+            };
+            k.fail(&format!("osc.destinations[{i}].host"), value, why);
         }
         if d.port == 0 {
             k.fail(
@@ -436,6 +460,19 @@ fn osc(k: &mut Checker, c: &Config) {
     }
     k.range_f("osc.meta-interval-s", o.meta_interval_s, 0.1, 60.0);
     k.range_f("osc.resolve-interval-s", o.resolve_interval_s, 1.0, 3600.0);
+}
+
+/// What is wrong with an OSC destination's host, if anything: the check
+/// `wled.host` has ([`super::net::host_problem`]), with IPv6 allowed.
+fn osc_host_problem(host: &str) -> Option<&'static str> {
+    use super::net::HostProblem as H;
+    super::net::host_problem(host, true).map(|p| match p {
+        H::Syntax | H::Ipv6 => {
+            "an IP address or a host name without port or scheme, e.g. \"192.168.1.20\" or \"vj-laptop.local\""
+        }
+        H::NotIpv4 => "not an IPv4 address (four numbers 0-255) and not a host name",
+        H::Unspecified => "0.0.0.0 and :: are no destination; an IP address or a host name",
+    })
 }
 
 /// `[ws]`: addresses, ports, limits.

@@ -154,3 +154,123 @@ fn a_download_link_lasts_between_ten_seconds_and_ten_minutes() {
         assert_eq!(p.line, Some(2));
     }
 }
+
+/// `s` as a TOML string (Rust's `{:?}` escapes are not all TOML's).
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The keys (and lines) a text is refused for; empty when it loads.
+fn refused(text: &str) -> Vec<(String, Option<usize>)> {
+    match load_str(text) {
+        Ok(_) => vec![],
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.into_iter().map(|p| (p.key, p.line)).collect()
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn an_osc_prefix_must_be_a_valid_osc_address() {
+    let long = format!("/{}", "a".repeat(super::super::net::MAX_OSC_PREFIX_BYTES));
+    for bad in [
+        "/au\u{0}dio",
+        "/a#b*c?d,e{f}[g]\nh\ti",
+        "/a b",
+        "/a//b",
+        "/audio/",
+        "audio",
+        "/a\u{1b}",
+        &long,
+        &format!("/{}", "x".repeat(100_000)),
+    ] {
+        let text = format!("[osc]\nprefix = {}\n", q(bad));
+        assert_eq!(
+            refused(&text),
+            [("osc.prefix".to_string(), Some(2))],
+            "{:?}",
+            &bad[..bad.len().min(40)]
+        );
+        let ConfigError::Invalid { problems, .. } = load_str(&text).unwrap_err() else {
+            panic!()
+        };
+        let shown = problems[0].to_string();
+        assert!(
+            shown.len() < 400 && !shown.chars().any(char::is_control),
+            "{shown}"
+        );
+    }
+    for good in [
+        "/audio",
+        "/stage/phase4",
+        "/a-b_c.d/e~f!g",
+        &long[..long.len() - 1],
+    ] {
+        let c = load_str(&format!("[osc]\nprefix = {}\n", q(good))).unwrap();
+        assert_eq!(c.osc.prefix, good);
+    }
+}
+
+#[test]
+fn an_osc_destination_host_is_an_address_or_a_host_name() {
+    for bad in [
+        "a\u{0}b",
+        "a b",
+        "127.0.0.1:80",
+        "http://x",
+        "999.1.1.1",
+        "-x",
+        "",
+        " 10.0.0.1",
+        "0.0.0.0",
+        "1.2.3",
+    ] {
+        let text = format!(
+            "[[osc.destinations]]\nport = 9000\n\n[[osc.destinations]]\nport = 9001\nhost = {}\n",
+            q(bad)
+        );
+        assert_eq!(
+            refused(&text),
+            [("osc.destinations[1].host".to_string(), Some(6))],
+            "{bad:?}"
+        );
+    }
+    for good in [
+        "127.0.0.1",
+        "192.168.1.255",
+        "239.0.0.1",
+        "::1",
+        "[::1]",
+        "ff02::1",
+        "localhost",
+        "vj-laptop.local",
+        "stuck.p4test",
+    ] {
+        let c = load_str(&format!("[[osc.destinations]]\nhost = {}\n", q(good))).unwrap();
+        assert_eq!(c.osc.destinations[0].host, good);
+    }
+}
+
+#[test]
+fn path_settings_in_a_file_must_be_absolute() {
+    for (section, key) in [("state", "dir"), ("ws", "web-dir"), ("audio", "input")] {
+        for bad in ["relstate", "./x", "../x", "~/x", "x/y.wav"] {
+            let text = format!("[{section}]\n{key} = {}\n", q(bad));
+            assert_eq!(
+                refused(&text),
+                [(format!("{section}.{key}"), Some(2))],
+                "{text}"
+            );
+        }
+        for good in ["", "/var/lib/phase4", "/srv/a b/x.wav"] {
+            let text = format!("[{section}]\n{key} = {}\n", q(good));
+            assert_eq!(refused(&text), [], "{text}");
+        }
+    }
+    // Only the file's values: a relative `--input` is put over the loaded
+    // configuration and means the shell's directory.
+    let mut c = load_str("").unwrap();
+    c.audio.input = "demo.wav".into();
+    assert_eq!(crate::config::validate(&c), vec![]);
+}
