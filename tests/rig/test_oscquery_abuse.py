@@ -19,6 +19,11 @@ UDP (the OSC input port):
     address (the right token inside a flood of wrong ones from the same
     address is not taken), and the flood stops neither this machine's
     writes nor another LAN host's authentication;
+  - a bundle of guesses is one guess: only the first `/phase4/auth` of a
+    datagram is looked at (the budgets count datagrams);
+  - sixty LAN addresses, each within its own budget but together more
+    than twice the shared one, do not keep a host that tries once a second
+    from authenticating (quiet addresses have a reserve of their own);
   - a write flood from a sender that may write is capped at
     `max-input-per-s` and leaves the control thread responsive;
   - an address with a newline and a terminal escape, refused and logged,
@@ -338,4 +343,82 @@ def test_control_characters_in_a_refused_address_cannot_forge_log_lines(box):
     assert len(refusal) == 1 and "\\nphase4 ERROR forged" in refusal[0], refusal
     assert not [l for l in text.splitlines() if l.startswith(forged)]
     assert "\x1b" not in text
+    assert box.proc.poll() is None
+
+
+def osc_message(addr, args):
+    b = OscMessageBuilder(address=addr)
+    for a in args:
+        b.add_arg(a)
+    return b.build()
+
+
+def test_a_bundle_of_guesses_is_one_guess(box):
+    lan = (LAN[0], INPUT)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LAN[0], 40200))
+    # 29 wrong tokens, the right one, and a write: one datagram of ~1 KB.
+    # Looked at one by one, the right token would open a session and the
+    # write would be applied (and tell the guesser which guess was right).
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for i in range(29):
+        bundle.add_content(osc_message("/phase4/auth", [f"guess{i:02d}"]))
+    bundle.add_content(osc_message("/phase4/auth", ["t0ken-rig-s3cret"]))
+    bundle.add_content(osc_message("/audio/settings/dsp/low/hi-hz", [321.0]))
+    t = time.time()
+    s.sendto(bundle.build().dgram, lan)
+    box.wait_log("refused /phase4/auth from 192.0.2.21:40200", timeout=5)
+    time.sleep(0.5)
+    assert "192.0.2.21:40200 authenticated" not in box.text()
+    assert hi_hz(box, t + 0.4) != pytest.approx(321.0, abs=0.5)
+    # The right token first and a write after it, in one datagram: what a
+    # client that knows the token does.
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    bundle.add_content(osc_message("/phase4/auth", ["t0ken-rig-s3cret"]))
+    bundle.add_content(osc_message("/audio/settings/dsp/low/hi-hz", [322.0]))
+    t = time.time()
+    s.sendto(bundle.build().dgram, lan)
+    time.sleep(0.5)
+    assert "192.0.2.21:40200 authenticated" in box.text()
+    assert hi_hz(box, t + 0.4) == pytest.approx(322.0, abs=0.5)
+
+
+def test_many_addresses_within_their_budgets_do_not_lock_a_host_out(box):
+    attackers = [f"192.0.2.{i}" for i in range(100, 160)]
+    for a in attackers:
+        subprocess.run(["ip", "addr", "add", f"{a}/32", "dev", "lo"], check=True)
+    socks = []
+    junk = osc_message("/audio/settings/dsp/low/hi-hz", [1.0]).dgram
+    ports = []
+    try:
+        for a in attackers:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((a, 0))
+            socks.append(s)
+        for k in range(5):
+            # Sixty addresses, two datagrams each (within their own 5/s):
+            # 120, more than twice the shared 50/s, right before the
+            # host's one try. With one shared budget only, the try came
+            # after the budget was spent and was never looked at (a steady
+            # flood of 40 such addresses at 5/s let 0 of 11 tries through
+            # in the report that found it).
+            for _ in range(2):
+                for s in socks:
+                    s.sendto(junk, (LAN[0], INPUT))
+            ports.append(40300 + k)
+            send_osc("/phase4/auth", ["t0ken-rig-s3cret"], src=(LAN[1], ports[-1]),
+                     dst=(LAN[0], INPUT)).close()
+            time.sleep(1.1)
+    finally:
+        for s in socks:
+            s.close()
+        for a in attackers:
+            subprocess.run(["ip", "addr", "del", f"{a}/32", "dev", "lo"], check=False)
+    time.sleep(1.2)
+    text = box.text()
+    refused = int([l for l in text.splitlines() if "osc_in_refused=" in l][-1]
+                  .split("osc_in_refused=")[1].split()[0])
+    assert refused >= 5 * 120 * 0.9, refused
+    missing = [p for p in ports if f"192.0.2.22:{p} authenticated" not in text]
+    assert not missing, missing
     assert box.proc.poll() is None

@@ -56,6 +56,13 @@ pub const MAX_SESSIONS: usize = 64;
 /// Datagrams a second looked at from senders that may not write, all
 /// together (authentication attempts are among them).
 pub const UNTRUSTED_PER_S: f64 = 50.0;
+/// The same again, kept for addresses that were quiet for the last second
+/// ([`QUIET_FOR`]): senders that each stay within their own
+/// budget but together spend [`UNTRUSTED_PER_S`] do not keep a host that
+/// tries once a second from authenticating.
+pub const UNTRUSTED_QUIET_PER_S: f64 = 50.0;
+/// How long an address must have sent nothing to be quiet.
+pub const QUIET_FOR: Duration = Duration::from_secs(1);
 /// The same from any one address (all its ports together; an IPv6
 /// sender's whole /64).
 pub const UNTRUSTED_PER_SENDER_PER_S: f64 = 5.0;
@@ -98,6 +105,8 @@ pub enum Refusal {
     Invalid(String),
     /// Over the rate, or the control thread has enough of ours waiting.
     Busy,
+    /// A second `/phase4/auth` in one datagram (never looked at).
+    ExtraAuth,
 }
 
 /// Who may write: loopback (when trusted) and authenticated senders.
@@ -246,15 +255,17 @@ impl Senders {
         }
     }
 
-    /// Take one datagram from `ip`'s budget.
-    fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// Take one datagram from `ip`'s budget: `None` when it is spent,
+    /// else whether the address was quiet (nothing from it for
+    /// [`QUIET_FOR`], or never heard from).
+    fn take(&mut self, ip: IpAddr, now: Instant) -> Option<bool> {
         let ip = peer_key(ip);
-        let i = match self.slots.iter().position(|(a, _, _)| *a == ip) {
-            Some(i) => i,
+        let (i, heard) = match self.slots.iter().position(|(a, _, _)| *a == ip) {
+            Some(i) => (i, true),
             None if self.slots.len() < UNTRUSTED_SENDERS => {
                 let fresh = Bucket::new(UNTRUSTED_PER_SENDER_PER_S);
                 self.slots.push((ip, fresh, now));
-                self.slots.len() - 1
+                (self.slots.len() - 1, false)
             }
             None => {
                 let i = self
@@ -264,13 +275,15 @@ impl Senders {
                     .min_by_key(|(_, (_, _, seen))| *seen)
                     .map_or(0, |(i, _)| i);
                 self.slots[i] = (ip, Bucket::new(UNTRUSTED_PER_SENDER_PER_S), now);
-                i
+                (i, false)
             }
         };
         let (_, bucket, seen) = &mut self.slots[i];
-        bucket.refill(now.saturating_duration_since(*seen).as_secs_f64());
+        let silent = now.saturating_duration_since(*seen);
+        bucket.refill(silent.as_secs_f64());
+        let quiet = !heard || silent >= QUIET_FOR;
         *seen = now;
-        bucket.take()
+        bucket.take().then_some(quiet)
     }
 }
 
@@ -281,6 +294,7 @@ struct Input {
     gate: Gate,
     budget: Bucket,
     untrusted: Bucket,
+    quiet: Bucket,
     senders: Senders,
     refilled: Instant,
     warn: RateLimit,
@@ -292,6 +306,7 @@ fn run(ctx: InputCtx) {
         gate: Gate::new(ctx.secret.clone(), ctx.trust_loopback),
         budget: Bucket::new(ctx.max_per_s),
         untrusted: Bucket::new(UNTRUSTED_PER_S),
+        quiet: Bucket::new(UNTRUSTED_QUIET_PER_S),
         senders: Senders::new(),
         refilled: Instant::now(),
         warn: RateLimit::new(Duration::from_secs(5)),
@@ -314,7 +329,15 @@ fn run(ctx: InputCtx) {
             continue;
         }
         let sr = input.sample_rate();
+        // One token looked at per datagram: the budgets count datagrams,
+        // and a bundle of guesses would otherwise multiply them.
+        let mut auth_looked_at = false;
         for m in msgs.drain(..) {
+            if m.addr == AUTH && std::mem::replace(&mut auth_looked_at, true) {
+                input.refused();
+                input.warn_refused(&m.addr, from, Refusal::ExtraAuth);
+                continue;
+            }
             input.handle(m, from, allowed, now, sr);
         }
     }
@@ -329,14 +352,23 @@ impl Input {
         let dt = now.duration_since(self.refilled).as_secs_f64();
         self.budget.refill(dt);
         self.untrusted.refill(dt);
+        self.quiet.refill(dt);
         self.refilled = now;
         let allowed = self.gate.allows(from, now);
-        let untrusted_ok =
-            |input: &mut Self| input.senders.take(from.ip(), now) && input.untrusted.take();
-        if n > MAX_DATAGRAM || !allowed && !untrusted_ok(self) {
+        if n > MAX_DATAGRAM || !allowed && !self.untrusted_ok(from, now) {
             return None;
         }
         Some(allowed)
+    }
+
+    /// A datagram from a sender that may not write: its address's share,
+    /// then the shared budget, or the quiet addresses' reserve when the
+    /// shared one is spent.
+    fn untrusted_ok(&mut self, from: SocketAddr, now: Instant) -> bool {
+        match self.senders.take(from.ip(), now) {
+            None => false,
+            Some(quiet) => self.untrusted.take() || quiet && self.quiet.take(),
+        }
     }
 
     /// The rate in force: the open device's, else the configured one.
@@ -416,6 +448,7 @@ impl Input {
             }
             Refusal::Invalid(e) => e,
             Refusal::Busy => "too many writes (oscquery.max-input-per-s)".into(),
+            Refusal::ExtraAuth => "one /phase4/auth per datagram is looked at".into(),
         };
         log::warn!(
             "osc-in: refused {} from {from}: {why} ({held} similar suppressed)",
@@ -435,19 +468,28 @@ mod tests {
         let guesser: IpAddr = "192.0.2.21".parse().unwrap();
         let other: IpAddr = "192.0.2.22".parse().unwrap();
         let per = UNTRUSTED_PER_SENDER_PER_S as usize;
-        assert_eq!((0..100).filter(|_| s.take(guesser, t0)).count(), per);
-        assert!(s.take(other, t0), "another address is not crowded out");
+        assert_eq!(
+            (0..100).filter(|_| s.take(guesser, t0).is_some()).count(),
+            per
+        );
+        assert!(
+            s.take(other, t0).is_some(),
+            "another address is not crowded out"
+        );
         let later = t0 + Duration::from_secs_f64(1.0 / UNTRUSTED_PER_SENDER_PER_S);
-        assert!(s.take(guesser, later), "refilled at the per-address rate");
-        assert!(!s.take(guesser, later));
+        assert!(
+            s.take(guesser, later).is_some(),
+            "refilled at the per-address rate"
+        );
+        assert!(s.take(guesser, later).is_none());
         // Many addresses: the table keeps UNTRUSTED_SENDERS of them; the
         // one heard from least recently makes room, and comes back fresh.
         for i in 0..200u8 {
-            s.take(IpAddr::from([10, 0, 0, i]), later);
+            let _ = s.take(IpAddr::from([10, 0, 0, i]), later);
         }
         assert_eq!(s.slots.len(), UNTRUSTED_SENDERS);
         assert!(
-            s.take(guesser, later),
+            s.take(guesser, later).is_some(),
             "forgotten, then a full budget again"
         );
     }
@@ -459,21 +501,43 @@ mod tests {
         let per = UNTRUSTED_PER_SENDER_PER_S as usize;
         // Rotating through addresses of one /64 (privacy addresses).
         let taken = (0..100u16)
-            .filter(|&i| s.take(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]), t0))
+            .filter(|&i| {
+                s.take(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]), t0)
+                    .is_some()
+            })
             .count();
         assert_eq!(taken, per);
         assert!(
-            s.take("2001:db8:0:2::1".parse().unwrap(), t0),
+            s.take("2001:db8:0:2::1".parse().unwrap(), t0).is_some(),
             "another /64"
         );
         let v4: IpAddr = "192.0.2.9".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
-        assert_eq!((0..3).filter(|_| s.take(v4, t0)).count(), 3);
+        assert_eq!((0..3).filter(|_| s.take(v4, t0).is_some()).count(), 3);
         assert_eq!(
-            (0..10).filter(|_| s.take(mapped, t0)).count(),
+            (0..10).filter(|_| s.take(mapped, t0).is_some()).count(),
             per - 3,
             "the same host seen through a dual-stack socket"
         );
+    }
+
+    #[test]
+    fn an_address_is_quiet_when_its_budget_is_full() {
+        let t0 = Instant::now();
+        let mut s = Senders::new();
+        let honest: IpAddr = "192.0.2.22".parse().unwrap();
+        let guesser: IpAddr = "192.0.2.21".parse().unwrap();
+        assert_eq!(s.take(honest, t0), Some(true), "never heard from");
+        assert_eq!(s.take(guesser, t0), Some(true));
+        // A sender at its full rate is never quiet.
+        let step = Duration::from_secs_f64(1.0 / UNTRUSTED_PER_SENDER_PER_S);
+        for k in 1..20 {
+            assert_eq!(s.take(guesser, t0 + step * k), Some(false), "send {k}");
+        }
+        // One that tried a second ago is quiet again; half a second is not.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(s.take(honest, t1), Some(true));
+        assert_eq!(s.take(honest, t1 + Duration::from_millis(500)), Some(false));
     }
 
     fn addr(s: &str) -> SocketAddr {
