@@ -34,33 +34,8 @@ use std::time::{Duration, Instant};
 
 /// How often the backend is checked (avahi appearing or going away).
 const CHECK_EVERY: Duration = Duration::from_secs(5);
-/// How often our own responder's record cache is counted.
-const CACHE_CHECK_EVERY: Duration = Duration::from_millis(250);
-/// How often instead while it holds more than half of
-/// [`MAX_CACHED_RECORDS`] (a flood): what arrives between two counts comes
-/// on top of the limit, and glibc keeps the peak of each of its two malloc
-/// arenas ([`crate::rt::limit_malloc_arenas`]), so a flood costs about
-/// twice the largest cache it ever saw. Counted every 50 ms, a flood of
-/// ~6700 records/s peaks at ~2400 records instead of ~3700 to ~5000
-/// (a count delayed on a busy machine).
-const CACHE_CHECK_FLOOD: Duration = Duration::from_millis(50);
-/// How long `p4-mdns` sleeps between looks when no flood is under way.
+/// How long `p4-mdns` sleeps between looks.
 const IDLE_SLEEP: Duration = Duration::from_millis(100);
-/// Records of other hosts our own responder may hold before it is
-/// restarted to drop them. `mdns-sd` caches every response it sees that
-/// carries no PTR record, with no limit, until the records' TTL runs out
-/// (an hour or more if the sender says so): on a venue LAN anyone can send
-/// such responses to 224.0.0.251 and grow phase4's memory without end. A
-/// busy LAN's own chatter is a few hundred records; one of up to ~1 KB
-/// (names of 255 bytes) makes this ~2 MB at most, plus what arrives
-/// within one [`CACHE_CHECK_EVERY`]. A TXT record, whose data may fill a
-/// datagram, counts as [`builtin::TXT_WEIGHT`] records. The restart sends
-/// goodbye packets and announces again, so browsers lose the box for a
-/// second or two; only a flood causes it.
-pub const MAX_CACHED_RECORDS: u64 = 2048;
-/// At most one warning about restarts this often (a flood would otherwise
-/// log a line a second).
-const CACHE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// One service to announce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,11 +128,6 @@ pub fn announcement(config: &Config) -> Announcement {
 trait Backend {
     /// Still announcing (false: the responder went away).
     fn alive(&mut self) -> bool;
-    /// Records of other hosts the backend holds in memory (None: not ours
-    /// to bound: avahi-daemon keeps its own cache, limited by avahi).
-    fn cached_records(&mut self) -> Option<u64> {
-        None
-    }
     /// Names the backend gave up since the last call because another host
     /// answered for them (RFC 6762 §9), as (given up, now announced).
     fn renamed(&mut self) -> Vec<(String, String)> {
@@ -165,60 +135,6 @@ trait Backend {
     }
     /// Withdraw everything (goodbye packets / free the entry group).
     fn withdraw(self: Box<Self>);
-}
-
-/// Counts the backend's cache every [`CACHE_CHECK_EVERY`] (every
-/// [`CACHE_CHECK_FLOOD`] while it is filling) and says when it must be
-/// restarted, with a warning at most every [`CACHE_WARN_EVERY`] that counts
-/// the restarts since the last one.
-#[derive(Default)]
-struct CacheGuard {
-    last_count: Option<Instant>,
-    last_warn: Option<Instant>,
-    restarts: u64,
-    /// The last count was beyond half the limit.
-    filling: bool,
-}
-
-impl CacheGuard {
-    fn every(&self) -> Duration {
-        if self.filling {
-            CACHE_CHECK_FLOOD
-        } else {
-            CACHE_CHECK_EVERY
-        }
-    }
-
-    fn over_limit(&mut self, b: &mut dyn Backend) -> bool {
-        if self.last_count.is_some_and(|t| t.elapsed() < self.every()) {
-            return false;
-        }
-        self.last_count = Some(Instant::now());
-        let n = b.cached_records();
-        self.filling = n.is_some_and(|n| n > MAX_CACHED_RECORDS / 2);
-        let Some(n) = n.filter(|&n| n > MAX_CACHED_RECORDS) else {
-            return false;
-        };
-        self.restarts += 1;
-        log::debug!(
-            "discovery: our mDNS responder holds {n} records of other hosts: restarting it"
-        );
-        if self
-            .last_warn
-            .is_none_or(|t| t.elapsed() >= CACHE_WARN_EVERY)
-        {
-            self.last_warn = Some(Instant::now());
-            log::warn!(
-                "discovery: our mDNS responder held {n} records sent by other hosts \
-                 (a TXT record counting as {}; limit {MAX_CACHED_RECORDS}: a flood on the LAN?); restarted to drop them \
-                 ({} restart(s) since the last warning); browsers lose this box for a moment each time",
-                builtin::TXT_WEIGHT,
-                self.restarts
-            );
-            self.restarts = 0;
-        }
-        true
-    }
 }
 
 /// Start `p4-mdns`, or nothing when there is nothing to announce.
@@ -259,15 +175,11 @@ fn start(a: &Announcement, mode: DiscoveryBackend) -> Option<(Box<dyn Backend>, 
 fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool) {
     let mut current: Option<(Box<dyn Backend>, u8)> = None;
     let mut last_check: Option<Instant> = None;
-    let mut cache = CacheGuard::default();
     let kinds: Vec<&str> = a.services.iter().map(|s| s.kind).collect();
     while !stop.load(Ordering::Relaxed) {
-        let flooded = current
-            .as_mut()
-            .is_some_and(|(b, _)| cache.over_limit(b.as_mut()));
-        if flooded || last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
+        if last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
             last_check = Some(Instant::now());
-            let alive = !flooded && current.as_mut().is_some_and(|(b, _)| b.alive());
+            let alive = current.as_mut().is_some_and(|(b, _)| b.alive());
             // In auto mode, our own responder gives way to avahi-daemon.
             let avahi_appeared = mode == DiscoveryBackend::Auto
                 && current
@@ -275,17 +187,13 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
                     .is_some_and(|(_, s)| *s == mdns_state::BUILTIN)
                 && avahi::available();
             if !alive || avahi_appeared {
-                let before = current.take().map(|(b, s)| {
+                if let Some((b, _)) = current.take() {
                     b.withdraw();
-                    s
-                });
+                }
                 current = start(&a, mode);
                 let state = current.as_ref().map_or(mdns_state::WAITING, |(_, s)| *s);
                 stats.rig.mdns_state.store(state, Ordering::Relaxed);
-                // A restart after a flood says so in its own (rate-limited)
-                // warning, not once a second here.
-                let news = !flooded || before != Some(state);
-                if let Some((_, s)) = current.as_ref().filter(|_| news) {
+                if let Some((_, s)) = current.as_ref() {
                     log::info!(
                         "discovery: announcing {:?} as {:?} through {}",
                         kinds,
@@ -302,11 +210,7 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
                 );
             }
         }
-        std::thread::sleep(if cache.filling {
-            CACHE_CHECK_FLOOD
-        } else {
-            IDLE_SLEEP
-        });
+        std::thread::sleep(IDLE_SLEEP);
     }
     if let Some((b, _)) = current.take() {
         b.withdraw();
@@ -320,70 +224,6 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A backend whose cache holds what the test says.
-    struct Cached(Option<u64>);
-
-    impl Backend for Cached {
-        fn alive(&mut self) -> bool {
-            true
-        }
-        fn cached_records(&mut self) -> Option<u64> {
-            self.0
-        }
-        fn withdraw(self: Box<Self>) {}
-    }
-
-    #[test]
-    fn the_cache_is_counted_every_quarter_second_and_bounded() {
-        let mut g = CacheGuard::default();
-        let mut b = Cached(Some(MAX_CACHED_RECORDS));
-        assert!(!g.over_limit(&mut b), "at the limit is allowed");
-        b.0 = Some(MAX_CACHED_RECORDS + 1);
-        assert!(!g.over_limit(&mut b), "counted again only after 0.25 s");
-        std::thread::sleep(CACHE_CHECK_EVERY);
-        assert!(g.over_limit(&mut b), "beyond the limit: restart");
-        assert_eq!(g.restarts, 0, "the first restart is warned about at once");
-        std::thread::sleep(CACHE_CHECK_EVERY);
-        assert!(g.over_limit(&mut b));
-        assert_eq!(
-            g.restarts, 1,
-            "the next ones are counted for the next warning"
-        );
-        std::thread::sleep(CACHE_CHECK_EVERY);
-        b.0 = None;
-        assert!(
-            !g.over_limit(&mut b),
-            "a backend that cannot say is left alone"
-        );
-        let mut avahi = Cached(None);
-        std::thread::sleep(CACHE_CHECK_EVERY);
-        assert!(!g.over_limit(&mut avahi));
-    }
-
-    #[test]
-    fn a_filling_cache_is_counted_more_often() {
-        let mut g = CacheGuard::default();
-        let mut b = Cached(Some(MAX_CACHED_RECORDS / 2));
-        assert!(!g.over_limit(&mut b));
-        assert!(!g.filling, "half the limit is a busy LAN, not a flood");
-        b.0 = Some(MAX_CACHED_RECORDS + 1);
-        std::thread::sleep(CACHE_CHECK_FLOOD);
-        assert!(!g.over_limit(&mut b), "not filling: counted after 0.25 s");
-        std::thread::sleep(CACHE_CHECK_EVERY);
-        b.0 = Some(MAX_CACHED_RECORDS / 2 + 1);
-        assert!(!g.over_limit(&mut b));
-        assert!(g.filling);
-        b.0 = Some(MAX_CACHED_RECORDS + 1);
-        assert!(!g.over_limit(&mut b), "not before 50 ms");
-        std::thread::sleep(CACHE_CHECK_FLOOD);
-        assert!(g.over_limit(&mut b), "filling: counted again after 50 ms");
-        assert!(g.filling, "the new responder is watched as closely");
-        b.0 = Some(10);
-        std::thread::sleep(CACHE_CHECK_FLOOD);
-        assert!(!g.over_limit(&mut b));
-        assert!(!g.filling, "the flood is over: back to 0.25 s");
-    }
 
     #[test]
     fn only_services_reachable_from_the_lan_are_announced() {
