@@ -4,10 +4,10 @@
 //! tickets over the authorized WebSocket and the HTTP server honours them.
 //!
 //! A ticket nobody has used is good for `[record] link-s` (by default
-//! [`TICKET_LIFETIME`]) from any address. Its first use pins it to that address (as the HTTP server
-//! counts addresses: an IPv6 host by its /64, see
-//! `transport::ws::registry::peer_key`), and from then on it is good from
-//! that address only, until [`RESUME_LIFETIME`] after it was issued: a
+//! [`TICKET_LIFETIME`]) from any address. Its first use pins it to that
+//! exact address (not an IPv6 host's /64, as the per-address caps count:
+//! on a venue's Wi-Fi every machine is in the same /64), and from then on
+//! it is good from that address only, until [`RESUME_LIFETIME`] after it was issued: a
 //! browser resumes a broken download with the same URL, often minutes
 //! later, and a copied URL is worth nothing to another machine once the
 //! download has started.
@@ -102,9 +102,8 @@ impl Tickets {
     }
 
     /// Whether `code` is a live ticket for `name` that the address `peer`
-    /// may use; its first use pins it to `peer`. The caller passes the
-    /// address as it counts hosts (one key for all of an IPv6 host's
-    /// privacy addresses).
+    /// may use; its first use pins it to `peer` (the exact address, an
+    /// IPv4 one as such also when a dual-stack socket shows it mapped).
     pub fn admits(&self, code: &str, name: &RecordingName, peer: IpAddr) -> bool {
         self.admits_at(code, name, peer, Instant::now())
     }
