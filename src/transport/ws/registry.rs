@@ -61,7 +61,10 @@ pub struct Registry {
 impl Registry {
     /// Count a client from `ip` in, unless that passes a cap. A client
     /// with a `privileged` place (on loopback, or with the token when it
-    /// connected) may take any place; others leave [`kept_places`] free.
+    /// connected) may take any place and is not held to `max_per_ip`
+    /// (watchers from one IPv6 /64, which on a venue's Wi-Fi is every
+    /// machine, would otherwise keep the operator's phone out); others
+    /// leave [`kept_places`] free.
     pub fn admit(
         &self,
         ip: IpAddr,
@@ -82,7 +85,7 @@ impl Registry {
         }
         let key = peer_key(ip);
         let n = g.per_ip.get(&key).copied().unwrap_or(0);
-        if !ip.is_loopback() && n >= max_per_ip {
+        if !ip.is_loopback() && !privileged && n >= max_per_ip {
             let whose = if key == ip.to_canonical() {
                 ip.to_string()
             } else {
@@ -232,6 +235,10 @@ mod tests {
             .is_ok());
         r.release(host(7), false);
         assert!(r.admit(host(8), false, 32, 4).is_ok());
+        // Another machine on the same Wi-Fi (the same /64) with the token
+        // gets in beside the watchers.
+        assert!(r.admit(host(200), true, 32, 4).is_ok());
+        assert!(r.admit(host(201), false, 32, 4).is_err());
         // IPv4 through a dual-stack socket is the IPv4 address.
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(peer_key(mapped), IpAddr::from([10, 1, 2, 3]));
