@@ -303,7 +303,10 @@ impl Pipeline {
             ) => {
                 log::info!("capture: now on {name}");
                 self.config.audio = new;
-                *self.shared.device.lock().unwrap_or_else(|e| e.into_inner()) = (None, name);
+                // The control thread names the device (with its index in
+                // the listing) when it takes this reply; naming it here
+                // first, without the index, let the broadcaster send a
+                // meta with `index: null` in between.
                 let _ = reply.send(Ok(()));
             }
             (
