@@ -84,12 +84,29 @@ pub struct HostCheck {
 /// §3.2 wants such a request refused), so which of them a check reads
 /// never matters.
 pub fn host_header(headers: &hyper::HeaderMap) -> Option<&str> {
-    let mut all = headers.get_all(hyper::header::HOST).iter();
-    let first = all.next()?;
+    single_header(headers, hyper::header::HOST).ok().flatten()
+}
+
+/// A header given twice, or not in visible ASCII.
+#[derive(Debug, PartialEq)]
+pub struct BadHeader;
+
+/// A header that a request may carry once: `Ok(None)` when absent,
+/// [`BadHeader`] when repeated or not visible ASCII, so that no check
+/// reads the first of two values while something else (a cache, a proxy)
+/// reads the last.
+pub fn single_header(
+    headers: &hyper::HeaderMap,
+    name: hyper::header::HeaderName,
+) -> Result<Option<&str>, BadHeader> {
+    let mut all = headers.get_all(name).iter();
+    let Some(first) = all.next() else {
+        return Ok(None);
+    };
     if all.next().is_some() {
-        return None;
+        return Err(BadHeader);
     }
-    first.to_str().ok()
+    first.to_str().map(Some).map_err(|_| BadHeader)
 }
 
 impl HostCheck {
@@ -320,6 +337,26 @@ mod tests {
         ] {
             assert!(!c.origin_allowed(Some(bad), port, &[]), "{bad} {port}");
         }
+    }
+
+    #[test]
+    fn a_single_header_is_one_value_or_none() {
+        let mut h = hyper::HeaderMap::new();
+        let origin = hyper::header::ORIGIN;
+        assert_eq!(single_header(&h, origin.clone()), Ok(None));
+        h.append(&origin, "http://box.local:8766".parse().unwrap());
+        assert_eq!(
+            single_header(&h, origin.clone()),
+            Ok(Some("http://box.local:8766"))
+        );
+        h.append(&origin, "http://evil.example".parse().unwrap());
+        assert_eq!(single_header(&h, origin.clone()), Err(BadHeader));
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            &origin,
+            hyper::header::HeaderValue::from_bytes(b"http://b\xc3\xa9.local").unwrap(),
+        );
+        assert_eq!(single_header(&h, origin), Err(BadHeader), "not ASCII");
     }
 
     #[test]

@@ -220,7 +220,6 @@ fn text(status: StatusCode, body: &'static str) -> Answer {
 impl Site {
     /// Status, content type and body for a request.
     fn answer<B>(&self, req: &Request<B>, peer: IpAddr) -> Answer {
-        let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
         let mut hosts = self.hosts.borrow_mut();
         if let Err(why) = hosts.allowed_host(crate::transport::hosts::host_header(req.headers())) {
             crate::peer_log!(log::Level::Info, "http: refused a request: {why}");
@@ -229,7 +228,8 @@ impl Site {
                 "this Host is not a name of this machine (ws.allowed-hosts)\n",
             );
         }
-        if !hosts.origin_allowed(h(header::ORIGIN), self.http_port, &self.allowed_origins) {
+        let origin = crate::transport::hosts::single_header(req.headers(), header::ORIGIN);
+        if !origin.is_ok_and(|o| hosts.origin_allowed(o, self.http_port, &self.allowed_origins)) {
             return text(StatusCode::FORBIDDEN, "origin not allowed\n");
         }
         drop(hosts);
@@ -245,7 +245,13 @@ impl Site {
         }
         if let Some(access) = &self.recordings {
             if req.uri().path().starts_with("/recordings/") {
-                let (range, if_range) = (h(header::RANGE), h(header::IF_RANGE));
+                // Two Range (or If-Range) headers are no range: the whole
+                // file, as for any range that is not one we serve.
+                let one = |n| crate::transport::hosts::single_header(req.headers(), n);
+                let (range, if_range) = match (one(header::RANGE), one(header::IF_RANGE)) {
+                    (Ok(r), Ok(i)) => (r, i),
+                    _ => (None, None),
+                };
                 let (path, query) = (req.uri().path(), req.uri().query());
                 return match access.admit(peer, path, query, range, if_range) {
                     Ok(d) => Answer::File(d),

@@ -155,6 +155,10 @@ def test_foreign_origins_may_not_read_the_namespace(box):
     assert status == 403 and b"access-control-allow-origin" not in head.lower(), head
     status, head = get("/audio/lmh", extra=f"Origin: http://127.0.0.1:{UI}\r\n")
     assert status == 200 and f"access-control-allow-origin: http://127.0.0.1:{UI}".encode() in head.lower()
+    # The UI's origin first and a foreign one after it: refused, not read
+    # first-wins.
+    status, head = get("/audio/lmh", extra=f"Origin: http://127.0.0.1:{UI}\r\nOrigin: http://evil.example\r\n")
+    assert status == 403 and b"access-control-allow-origin" not in head.lower(), head
 
 
 def test_connection_flood_from_one_address_is_cut_and_others_still_served(box):

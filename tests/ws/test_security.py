@@ -197,6 +197,39 @@ def http_get(port, host, path="/", origin=None):
     return int(data.split(b" ", 2)[1]), data
 
 
+def status_of_head(port, lines):
+    """The status a raw request head gets (the connection closed after)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_header_given_twice_is_refused_not_read_first_wins(server):
+    ui = f"http://localhost:{server.http_port}"
+    evil = "Origin: http://evil.example"
+    page = ["GET / HTTP/1.1", f"Host: localhost:{server.http_port}", "Connection: close"]
+    assert status_of_head(server.http_port, page + [f"Origin: {ui}"]) == 200
+    assert status_of_head(server.http_port, page + [f"Origin: {ui}", evil]) == 403
+    upgrade = [f"Host: localhost:{server.ws_port}", "Upgrade: websocket",
+               "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]
+    ws = ["GET / HTTP/1.1"] + upgrade
+    assert status_of_head(server.ws_port, ws + [f"Origin: {ui}"]) == 101
+    assert status_of_head(server.ws_port, ws + [f"Origin: {ui}", evil]) == 403
+    assert status_of_head(server.ws_port, ws + ["Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="]) == 400
+    # The absolute form names its own authority, past the Host check.
+    assert status_of_head(server.ws_port, ["GET http://evil.example/ HTTP/1.1"] + upgrade) == 400
+
+
 def test_dns_rebinding_is_refused_on_the_http_server(server):
     for host in ["evil.example", f"evil.example:{server.http_port}", "localhost.evil.example"]:
         status, _ = http_get(server.http_port, host, "/ui-config.json")

@@ -137,12 +137,15 @@ impl Handler for Site {
         last: bool,
     ) -> Response<serve::Body> {
         self.stats.rig.oscq_requests.fetch_add(1, Ordering::Relaxed);
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let (status, body) = match self.check(&req, origin.as_deref()) {
+        // Two Origin fields are refused, whichever comes first.
+        let origin = crate::transport::hosts::single_header(req.headers(), header::ORIGIN)
+            .map(|o| o.map(str::to_string));
+        let checked = match &origin {
+            Ok(o) => self.check(&req, o.as_deref()),
+            Err(_) => Err(error(StatusCode::FORBIDDEN, "origin not allowed")),
+        };
+        let origin = origin.ok().flatten();
+        let (status, body) = match checked {
             Err(refusal) => refusal,
             Ok(()) if has_token(req.headers(), header::UPGRADE, "websocket") => {
                 match self.upgrade(req, peer) {

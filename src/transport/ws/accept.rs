@@ -29,7 +29,7 @@ use super::conn::Conn;
 use super::guesses::too_many_guesses;
 use super::registry::{canonical_ip, Registry};
 use crate::control::secret::Secret;
-use crate::transport::hosts::HostCheck;
+use crate::transport::hosts::{single_header, HostCheck};
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::http::header::{ORIGIN, SEC_WEBSOCKET_KEY};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::WebSocket;
 
@@ -156,10 +157,29 @@ impl Callback for Gate {
             crate::peer_log!(log::Level::Info, "ws: refusing {}: {why}", self.peer);
             return Err(refuse(403, why));
         }
-        if !policy
-            .hosts
-            .origin_allowed(header("origin"), policy.http_port, &policy.allowed_origins)
-        {
+        if req.uri().authority().is_some() {
+            // absolute-form: its authority would bypass the Host check.
+            crate::peer_log!(
+                log::Level::Info,
+                "ws: refusing {}: absolute-form request",
+                self.peer
+            );
+            return Err(refuse(400, "absolute-form requests are not served".into()));
+        }
+        if single_header(req.headers(), SEC_WEBSOCKET_KEY).is_err() {
+            crate::peer_log!(
+                log::Level::Info,
+                "ws: refusing {}: two Sec-WebSocket-Key headers",
+                self.peer
+            );
+            return Err(refuse(400, "bad WebSocket handshake".into()));
+        }
+        let origin = single_header(req.headers(), ORIGIN);
+        if !origin.is_ok_and(|o| {
+            policy
+                .hosts
+                .origin_allowed(o, policy.http_port, &policy.allowed_origins)
+        }) {
             crate::peer_log!(
                 log::Level::Info,
                 "ws: refusing {}: origin {:?} not allowed",
