@@ -274,6 +274,16 @@ fn open_input(
     Ok(wav)
 }
 
+/// A write to the output failed: the error keeps its kind (a broken pipe
+/// is the reader's choice, not a failure) and says what was being written.
+fn output_error(e: std::io::Error) -> anyhow::Error {
+    let kind = e.kind();
+    anyhow::Error::new(std::io::Error::new(
+        kind,
+        format!("writing the analysis to standard output: {e}"),
+    ))
+}
+
 /// Analyse `path` with `config`'s DSP settings, writing to `out`. With
 /// `bins`, spectral lines carry the log spectrum too (JSON Lines only; it is
 /// computed whenever `fft.enabled`, but 128 numbers per hop dominate the
@@ -333,7 +343,7 @@ pub fn analyze(
         });
         summary.blocks += 1;
         if buf.len() > (1 << 20) - 65_536 {
-            out.write_all(&buf)?;
+            out.write_all(&buf).map_err(output_error)?;
             buf.clear();
         }
     }
@@ -343,8 +353,8 @@ pub fn analyze(
             path.display()
         );
     }
-    out.write_all(&buf)?;
-    out.flush()?;
+    out.write_all(&buf).map_err(output_error)?;
+    out.flush().map_err(output_error)?;
     summary.wall_s = t0.elapsed().as_secs_f64();
     summary.audio_s = frames as f64 / sr as f64;
     Ok(summary)

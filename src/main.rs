@@ -156,6 +156,13 @@ fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) ->
             );
             ExitCode::SUCCESS
         }
+        // The reader went away (`| head`): what it wanted, it has.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             say_err!("phase4: {e:#}");
             ExitCode::FAILURE

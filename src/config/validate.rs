@@ -20,7 +20,7 @@ impl Checker {
 
     pub(super) fn range_f(&mut self, key: &str, v: f64, lo: f64, hi: f64) {
         if !v.is_finite() || v < lo || v > hi {
-            self.fail(key, v, format!("must be between {lo} and {hi}"));
+            self.fail(key, short_f(v), format!("must be between {lo} and {hi}"));
         }
     }
 
@@ -28,6 +28,16 @@ impl Checker {
         if v < lo || v > hi {
             self.fail(key, v, format!("must be between {lo} and {hi}"));
         }
+    }
+}
+
+/// `v` as a problem line shows it: `1e300`, not 301 digits.
+fn short_f(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-6..1e9).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
     }
 }
 
@@ -569,6 +579,16 @@ fn monitor(k: &mut Checker, c: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_and_tiny_values_are_shown_short() {
+        assert_eq!(short_f(1e300), "1e300");
+        assert_eq!(short_f(-2.5e-320), "-2.5e-320");
+        assert_eq!(short_f(0.25), "0.25");
+        assert_eq!(short_f(86_401.0), "86401");
+        assert_eq!(short_f(f64::NAN), "NaN");
+        assert_eq!(short_f(0.0), "0");
+    }
 
     #[test]
     fn defaults_are_valid() {

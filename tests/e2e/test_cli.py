@@ -203,6 +203,25 @@ def test_analyze_writes_frames_with_times(phase4_bin, tmp_path):
     assert all(len(r.split(",")) == len(header) for r in rows), "every CSV row has every column"
 
 
+def test_analyze_output_errors_say_so_and_a_closed_pipe_is_not_one(phase4_bin, tmp_path):
+    wav = write_wav(tmp_path / "a.wav", render(tone(2000), 20.0))
+    # A full disk: the error says it was writing the output; no summary.
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([str(phase4_bin), "analyze", str(wav)], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "writing the analysis to standard output: No space left" in p.stderr, p.stderr
+    assert "real time" not in p.stderr, p.stderr
+    # The reader takes one line and goes (`| head -1`): not an error.
+    p = subprocess.Popen([str(phase4_bin), "analyze", str(wav)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=30) == 0, err
+    assert "Broken pipe" not in err, err
+
+
 def test_analyze_bins_prints_the_spectrum_with_the_default_config(phase4_bin, tmp_path):
     import json
 
