@@ -367,7 +367,9 @@ mod tests {
             "x\u{7}",
         ] {
             assert!(super::wled_host_problem(bad).is_some(), "{bad:?}");
-            let cfg = format!("[wled]\nhost = {bad:?}\n");
+            // TOML's own quoting ("x\u0007"), not Rust's ("x\u{7}", a
+            // TOML syntax error that would name the key for another reason).
+            let cfg = format!("[wled]\nhost = {}\n", toml::Value::String(bad.into()));
             assert_eq!(keys(&cfg), ["wled.host"], "{bad:?}");
         }
         assert!(super::wled_host_problem(&"a".repeat(64)).is_some());

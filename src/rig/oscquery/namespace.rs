@@ -177,6 +177,9 @@ impl Namespace {
         match attr {
             None | Some("") => Answer::Json(node_json(node, values)),
             Some(a) if !ATTRIBUTES.contains(&a) => {
+                // At most 64 characters of it back: a query is the
+                // client's own, but a 7 KiB one need not come back whole.
+                let a = crate::control::device::shorten(a);
                 Answer::BadRequest(format!("unsupported attribute {a:?}"))
             }
             Some("VALUE") if node.access & 1 == 0 => Answer::NoContent,
@@ -307,6 +310,11 @@ mod tests {
             n.answer("/audio/lmh", Some("BOGUS"), &Fixed),
             Answer::BadRequest(_)
         ));
+        let long = "X".repeat(7000);
+        match n.answer("/audio/lmh", Some(&long), &Fixed) {
+            Answer::BadRequest(why) => assert!(why.len() < 120, "{} bytes", why.len()),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(n.answer("/nope", None, &Fixed), Answer::NotFound);
         assert_eq!(
             n.answer("/nope", Some("HOST_INFO"), &Fixed),
