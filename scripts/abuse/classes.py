@@ -616,6 +616,70 @@ async def http_reconnect_squat(ctx):
         t.join(timeout=5)
 
 
+@abuse("http-request-flood", 7, "one LAN address asks for a file on 8 kept-alive connections as fast as it can, 3 s")
+async def http_request_flood(ctx):
+    if ctx.newcomer.startswith("127."):
+        return "skipped: needs LAN addresses (run inside the abuse network namespace)"
+    src = ctx.attackers[0]
+    stop = threading.Event()
+    answered = [0]
+    lock = threading.Lock()
+    req = f"GET /favicon.svg HTTP/1.1\r\nHost: {ctx.host(ctx.http_port)}\r\n\r\n".encode()
+
+    def ask():
+        # Ten requests in flight on each connection; a new connection when
+        # the server ends one (100 requests each).
+        while not stop.is_set():
+            try:
+                s = socket.create_connection((ctx.server, ctx.http_port), timeout=1, source_address=(src, 0))
+            except OSError:
+                stop.wait(0.05)
+                continue
+            try:
+                s.sendall(req * 10)
+                while not stop.is_set():
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    n = data.count(b"HTTP/1.1 ")
+                    if n:
+                        with lock:
+                            answered[0] += n
+                        s.sendall(req * n)
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+    threads = [threading.Thread(target=ask, daemon=True) for _ in range(8)]
+    cpu0 = ctx.cpu_s()
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        await asyncio.sleep(1.5)
+        t1 = time.monotonic()
+        status = await asyncio.to_thread(http_request, ctx.http_port, ctx.host(ctx.http_port), "/", "",
+                                         ctx.newcomer, ctx.server, 10.0)
+        took = time.monotonic() - t1
+        await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=3)
+    secs = time.monotonic() - t0
+    cpu = ctx.cpu_s() - cpu0
+    # 200 at once, then 100 a second (src/transport/http.rs), with room
+    # for the second the threads take to stop.
+    bound = 200 + 100 * (secs + 1)
+    if answered[0] > bound:
+        raise Failed(f"one address got {answered[0]} answers in {secs:.1f} s (at most {bound:.0f} expected), phase4 CPU {cpu:.2f} s")
+    if status != 200 or took > 1.0:
+        raise Failed(f"another address's GET / during the flood: {status} after {took:.2f} s")
+    return (f"{answered[0]} answers in {secs:.1f} s to the flooding address, phase4 CPU {cpu:.2f} s; "
+            f"another address's GET / answered {status} in {took:.3f} s")
+
+
 @abuse("token-guessing", 7, "one LAN address guesses the control token over fresh connections")
 async def token_guessing(ctx):
     if ctx.newcomer.startswith("127."):

@@ -52,6 +52,13 @@ pub const MAX_HEADERS: usize = 32;
 /// Requests on one kept-alive connection; the last is answered with
 /// `Connection: close`.
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 100;
+/// Requests a second from one address over all its connections, after a
+/// burst of [`REQUEST_BURST`] (loopback excepted); more wait their turn.
+/// A page load is a handful; an OSCQuery client reading the namespace node
+/// by node a few hundred.
+pub const REQUESTS_PER_S: u32 = 100;
+/// Requests one address may make at once.
+pub const REQUEST_BURST: u32 = 200;
 /// Largest file served from `ws.web-dir`.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -347,6 +354,8 @@ pub const LIMITS: Limits = Limits {
     max_header_bytes: MAX_HEADER_BYTES,
     max_headers: MAX_HEADERS,
     max_requests: MAX_REQUESTS_PER_CONNECTION,
+    requests_per_s: REQUESTS_PER_S,
+    request_burst: REQUEST_BURST,
 };
 
 /// Bind the UI port and start the server thread. Binding happens here, so

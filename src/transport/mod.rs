@@ -7,5 +7,6 @@ pub mod hosts;
 pub mod http;
 pub mod http_recordings;
 pub mod osc;
+pub mod pace;
 pub mod serve;
 pub mod ws;

@@ -26,6 +26,7 @@
 //! handler answers 101 and takes the socket with `hyper::upgrade::on`; the
 //! connection's slot is given back once hyper lets go of it.
 
+use crate::transport::pace::Pace;
 use crate::transport::ws::registry::peer_key;
 use bytes::Bytes;
 use http_body_util::channel::Channel;
@@ -84,6 +85,12 @@ pub struct Limits {
     /// Requests on one kept-alive connection; the handler is told which is
     /// the last (it answers with `Connection: close`).
     pub max_requests: u32,
+    /// Requests a second one address may make over all its connections
+    /// after a burst of [`Limits::request_burst`] (loopback excepted); more
+    /// wait their turn ([`crate::transport::pace`]).
+    pub requests_per_s: u32,
+    /// Requests one address may make at once.
+    pub request_burst: u32,
 }
 
 /// What answers requests. Built on the server's thread, so it may hold
@@ -344,6 +351,7 @@ async fn serve<H: Handler>(
         }
     };
     let conns = Rc::new(Conns::default());
+    let pace = Rc::new(Paced::new(name, &limits));
     let mut backoff = Duration::from_millis(50);
     let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
     while !stop.is_set() {
@@ -406,9 +414,10 @@ async fn serve<H: Handler>(
             continue;
         };
         let handler = handler.clone();
+        let pace = pace.clone();
         tokio::task::spawn_local(async move {
             tokio::select! {
-                _ = connection(name, stream, peer, limits, handler, streaming) => {}
+                _ = connection(name, stream, peer, limits, handler, streaming, pace) => {}
                 _ = close.notified() => log::debug!("{name}: {peer}: closed to make room"),
             }
             drop(slot);
@@ -423,6 +432,7 @@ async fn connection<H: Handler>(
     limits: Limits,
     handler: Rc<H>,
     streaming: Rc<Cell<bool>>,
+    pace: Rc<Paced>,
 ) {
     let _ = stream.set_nodelay(true);
     let served = Rc::new(Cell::new(0u32));
@@ -430,10 +440,18 @@ async fn connection<H: Handler>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
         served.set(n);
-        let resp = handler
-            .respond(req, peer, n >= limits.max_requests)
-            .map(|body| Served::new(body, &flag));
-        async move { Ok::<_, Infallible>(resp) }
+        let wait = pace.wait(peer);
+        let handler = handler.clone();
+        let flag = flag.clone();
+        async move {
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            let resp = handler
+                .respond(req, peer, n >= limits.max_requests)
+                .map(|body| Served::new(body, &flag));
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(hyper_util::rt::TokioTimer::new())
@@ -457,6 +475,52 @@ async fn connection<H: Handler>(
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
         Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+    }
+}
+
+/// A server's [`Pace`], with a log line now and then while it makes
+/// someone wait.
+struct Paced {
+    name: &'static str,
+    pace: RefCell<Pace>,
+    per_s: u32,
+    said: RefCell<crate::service::logging::RateLimit>,
+}
+
+impl Paced {
+    fn new(name: &'static str, limits: &Limits) -> Self {
+        Paced {
+            name,
+            pace: RefCell::new(Pace::new(limits.requests_per_s, limits.request_burst)),
+            per_s: limits.requests_per_s,
+            said: RefCell::new(crate::service::logging::RateLimit::new(
+                Duration::from_secs(30),
+            )),
+        }
+    }
+
+    /// How long a request from `peer` waits; `None` within its rate (and
+    /// always on loopback: a reverse proxy on the box brings everyone).
+    fn wait(&self, peer: SocketAddr) -> Option<Duration> {
+        let ip = peer.ip().to_canonical();
+        if ip.is_loopback() {
+            return None;
+        }
+        let wait = self
+            .pace
+            .borrow_mut()
+            .admit(peer_key(ip), std::time::Instant::now());
+        if wait.is_zero() {
+            return None;
+        }
+        if let Some(held) = self.said.borrow_mut().allow() {
+            log::info!(
+                "{}: {peer} asks more than {} times a second: its requests wait their turn ({held} similar message(s) suppressed)",
+                self.name,
+                self.per_s
+            );
+        }
+        Some(wait)
     }
 }
 
