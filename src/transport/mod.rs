@@ -8,5 +8,6 @@ pub mod http;
 pub mod http_recordings;
 pub mod osc;
 pub mod pace;
+pub mod places;
 pub mod serve;
 pub mod ws;

@@ -16,8 +16,11 @@
 //! is ahead); at most [`MAX_TRACKED`] are, and when that many are ahead at
 //! once a new address shares one meter with every other newcomer.
 
+use crate::transport::serve::Limits;
+use crate::transport::ws::registry::peer_key;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Addresses kept at once (see the module documentation).
@@ -73,6 +76,52 @@ impl Pace {
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.next.len()
+    }
+}
+
+/// A server's [`Pace`], with a log line now and then while it makes
+/// someone wait.
+pub struct Paced {
+    name: &'static str,
+    pace: RefCell<Pace>,
+    per_s: u32,
+    said: RefCell<crate::service::logging::RateLimit>,
+}
+
+impl Paced {
+    pub fn new(name: &'static str, limits: &Limits) -> Self {
+        Paced {
+            name,
+            pace: RefCell::new(Pace::new(limits.requests_per_s, limits.request_burst)),
+            per_s: limits.requests_per_s,
+            said: RefCell::new(crate::service::logging::RateLimit::new(
+                Duration::from_secs(30),
+            )),
+        }
+    }
+
+    /// How long a request from `peer` waits; `None` within its rate (and
+    /// always on loopback: a reverse proxy on the box brings everyone).
+    pub fn wait(&self, peer: SocketAddr) -> Option<Duration> {
+        let ip = peer.ip().to_canonical();
+        if ip.is_loopback() {
+            return None;
+        }
+        let wait = self
+            .pace
+            .borrow_mut()
+            .admit(peer_key(ip), std::time::Instant::now());
+        if wait.is_zero() {
+            return None;
+        }
+        if let Some(held) = self.said.borrow_mut().allow() {
+            log::info!(
+                "{}: {peer} asks more than {} times a second: its requests wait their turn ({held} similar message(s) suppressed)",
+                self.name,
+                self.per_s
+            );
+        }
+        Some(wait)
     }
 }
 
