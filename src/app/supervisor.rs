@@ -35,6 +35,44 @@ const TICK_STARTING: Duration = Duration::from_millis(20);
 /// How long the threads have to stop once a stop is requested.
 const STOP_WAIT: Duration = Duration::from_millis(800);
 
+/// Shortest time between two reloads, between two health lines asked for
+/// with SIGUSR1 and between two "ignored signal(s)" lines: a storm of
+/// signals is one reload (or line) a second, the ones in between folded
+/// into the next. (One reload and one log line per SIGHUP was ~2300
+/// reloads, as many RELOADING=1/READY=1 pairs and up to 3.7 s of CPU in
+/// 3 s from a loop of `kill -HUP`.)
+const SIGNAL_GAP: Duration = Duration::from_secs(1);
+
+/// An action a signal asks for, taken at most once a [`SIGNAL_GAP`]:
+/// asks in between are kept and taken when it ends (the supervisor ticks
+/// every [`TICK`] anyway).
+#[derive(Default)]
+struct Spaced {
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl Spaced {
+    /// Whether the gap since the last action has passed.
+    fn open(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|t| now.duration_since(t) >= SIGNAL_GAP)
+    }
+
+    /// Whether to act now, `asked` saying whether it was asked for since
+    /// the last call.
+    fn due(&mut self, asked: bool, now: Instant) -> bool {
+        self.pending |= asked;
+        if self.pending && self.open(now) {
+            self.pending = false;
+            self.last = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Everything the loop keeps between ticks.
 pub(super) struct Supervisor {
     pipeline: Pipeline,
@@ -53,6 +91,9 @@ pub(super) struct Supervisor {
     ready: bool,
     memlock_done: bool,
     exit: i32,
+    reloads: Spaced,
+    asked_health: Spaced,
+    ignored_lines: Spaced,
 }
 
 impl Supervisor {
@@ -86,6 +127,9 @@ impl Supervisor {
             ready: false,
             memlock_done: false,
             exit: 0,
+            reloads: Spaced::default(),
+            asked_health: Spaced::default(),
+            ignored_lines: Spaced::default(),
         }
     }
 
@@ -125,16 +169,21 @@ impl Supervisor {
         self.pipeline.poll_params();
         self.pipeline.poll_switches();
         self.osc_watch.check(&self.stats);
-        if signals::take_reload() {
+        let now = Instant::now();
+        if self.reloads.due(signals::take_reload(), now) {
             self.reload(&stale);
         }
-        if let Some((n, sig)) = signals::take_ignored() {
-            log::info!(
-                "ignored {n} signal(s) (last: {}); phase4 stops on SIGTERM, SIGINT or SIGQUIT and reloads on SIGHUP",
-                signals::name(sig)
-            );
+        // The count goes on in `signals` until the line may be written.
+        if self.ignored_lines.open(now) {
+            if let Some((n, sig)) = signals::take_ignored() {
+                self.ignored_lines.due(true, now);
+                log::info!(
+                    "ignored {n} signal(s) (last: {}); phase4 stops on SIGTERM, SIGINT or SIGQUIT and reloads on SIGHUP",
+                    signals::name(sig)
+                );
+            }
         }
-        if signals::take_health_now() {
+        if self.asked_health.due(signals::take_health_now(), now) {
             log::info!("{}", self.health_line());
         }
         if self.last_health.elapsed() >= self.health_every {
@@ -304,5 +353,27 @@ fn first_block_through(stats: &Stats, config: &Config) -> bool {
     } else {
         stats.heartbeat_ns[Role::Bands as usize].load(Ordering::Relaxed) > 0
             && stats.blocks.load(Ordering::Relaxed) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_of_asks_is_one_action_a_gap_and_none_is_lost() {
+        let mut s = Spaced::default();
+        let t = Instant::now();
+        assert!(s.due(true, t), "the first is taken at once");
+        let ms = |n| t + Duration::from_millis(n);
+        // Asked 99 more times within the gap: nothing yet.
+        assert!((1..100).all(|i| !s.due(true, ms(i * 5))));
+        // Not asked again, but the asks before are taken once it ends...
+        assert!(!s.due(false, ms(999)));
+        assert!(s.due(false, ms(1000)));
+        // ...and only once.
+        assert!(!s.due(false, ms(3000)));
+        // A lone ask after a quiet gap is taken at once.
+        assert!(s.due(true, ms(3000)));
     }
 }

@@ -205,6 +205,40 @@ def test_other_signals_neither_kill_nor_stall(phase4_bin, tmp_path):
     assert took < 1.0
 
 
+def test_a_storm_of_signals_is_a_reload_and_a_line_a_second(phase4_bin, tmp_path):
+    # A loop of `kill -HUP` (or USR1, or an ignored signal) must not make
+    # one reload or log line each: 0b8575b made ~2300 reloads a second,
+    # each with RELOADING=1/READY=1 and a log line.
+    s = Service(phase4_bin, tmp_path)
+    try:
+        time.sleep(0.5)
+        s.write(low_hi=200.0)
+        t = time.monotonic()
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            for _ in range(300):
+                s.proc.send_signal(sig)
+                time.sleep(0.001)
+        storm = time.monotonic() - t
+        # The last asks are folded into one more action once the gap ends.
+        time.sleep(2.5)
+        since = [l for tt, l in s.log if tt >= t]
+        reloads = [l for l in since if "reload:" in l]
+        health = [l for l in since if "health:" in l]
+        ignored = [l for l in since if "ignored" in l and "signal(s)" in l]
+        most = int(storm) + 3
+        assert 1 <= len(reloads) <= most, (storm, reloads[:5], len(reloads))
+        assert 1 <= len(health) <= most, (storm, len(health))
+        assert 1 <= len(ignored) <= most, (storm, ignored[:5], len(ignored))
+        # The edit made before the storm was applied.
+        assert any("applied" in l for l in reloads), reloads
+        assert all(abs(v - 200.0) < 1.0 for v in s.meta_low_hi(time.monotonic() - 1.0))
+        assert s.proc.poll() is None
+        assert len(s.lmh_since(time.monotonic() - 1.0)) > 100, "OSC stalled after the storm"
+    finally:
+        assert s.stop() < 1.0
+    assert s.proc.returncode == 0
+
+
 def test_a_stop_signal_writes_pending_state_first(phase4_bin, tmp_path):
     websockets = pytest.importorskip("websockets.sync.client")
     state = tmp_path / "state"
