@@ -15,6 +15,13 @@
 //! tick until one goes through; a watchdog ping is simply due again. The
 //! first refusal is logged, and so is the recovery, with the count held
 //! back in between.
+//!
+//! The socket the messages leave from is made once, at start, and each
+//! message is addressed on its own (`sendto`), so a receiver re-bound
+//! since the last one still gets the next. A socket per message needed a
+//! free file descriptor for every ping: with the process out of them (a
+//! low `LimitNOFILE`, or idle connections filling it) the pings stopped
+//! while audio flowed, and systemd would have restarted a healthy service.
 
 use sd_notify::NotifyState;
 use std::ffi::OsStr;
@@ -31,6 +38,9 @@ const SUN_PATH: usize = 108;
 /// The notify side of the supervisor.
 pub struct Notifier {
     target: Option<SocketAddr>,
+    /// Where the messages leave from (`None` without a target, or when it
+    /// could not be made at start: then a socket per message).
+    sock: Option<UnixDatagram>,
     watchdog: Option<Duration>,
     last_ping: Option<Instant>,
     last_status: String,
@@ -63,8 +73,16 @@ impl Notifier {
     }
 
     fn new(target: Option<SocketAddr>, watchdog: Option<Duration>) -> Self {
+        let sock = target.as_ref().and_then(|_| match sending_socket() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("cannot make a socket for systemd's notify messages now ({e}); one is made for each");
+                None
+            }
+        });
         Notifier {
             target,
+            sock,
             watchdog,
             last_ping: None,
             last_status: String::new(),
@@ -88,7 +106,13 @@ impl Notifier {
         for s in states {
             let _ = writeln!(msg, "{s}");
         }
-        match send_now(addr, msg.as_bytes()) {
+        let sent = match &self.sock {
+            Some(sock) => sock
+                .send_to_addr(msg.as_bytes(), addr)
+                .and_then(|n| whole(n, &msg)),
+            None => send_now(addr, msg.as_bytes()),
+        };
+        match sent {
             Ok(()) => {
                 if self.refused > 0 {
                     log::info!(
@@ -185,14 +209,23 @@ fn notify_addr(v: &OsStr) -> io::Result<SocketAddr> {
     }
 }
 
-/// One datagram to `addr` from a fresh socket (the receiver may have been
-/// re-bound since the last one), never waiting for room in its queue.
-fn send_now(addr: &SocketAddr, msg: &[u8]) -> io::Result<()> {
+/// An unbound datagram socket that never waits for room in a queue.
+fn sending_socket() -> io::Result<UnixDatagram> {
     let sock = UnixDatagram::unbound()?;
     sock.set_nonblocking(true)?;
-    sock.connect_addr(addr)?;
-    let n = sock.send(msg)?;
-    if n == msg.len() {
+    Ok(sock)
+}
+
+/// One datagram to `addr` from a fresh socket (when none could be kept).
+fn send_now(addr: &SocketAddr, msg: &[u8]) -> io::Result<()> {
+    let sock = sending_socket()?;
+    let n = sock.send_to_addr(msg, addr)?;
+    whole(n, msg)
+}
+
+/// Whether `n` bytes were all of `msg`.
+fn whole(n: usize, msg: impl AsRef<[u8]>) -> io::Result<()> {
+    if n == msg.as_ref().len() {
         Ok(())
     } else {
         Err(io::Error::new(

@@ -99,6 +99,33 @@ def test_ready_after_audio_then_pings_status_and_stopping(fault_bin, tmp_path):
     assert took < 1.0, f"SIGTERM to exit took {took:.2f} s"
 
 
+def test_the_pings_need_no_free_file_descriptor(phase4_bin, tmp_path):
+    # Out of file descriptors (a low LimitNOFILE, idle connections filling
+    # it), the pipeline goes on; the watchdog pings must too, or systemd
+    # restarts a healthy service. 0b8575b made a socket for every message:
+    # no ping at all while the limit was below the open count.
+    import resource
+    proc, ns, rx, _ = start(phase4_bin, tmp_path)
+    try:
+        time.sleep(1.5)
+        assert ns.times("READY=1"), ns.msgs
+        open_now = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        _, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (open_now - 1, hard))
+        t = time.monotonic()
+        time.sleep(3.0)
+        pings = [p for p in ns.times("WATCHDOG=1") if p > t]
+        lmh = [m for m in rx.messages() if m[1] == "/audio/lmh" and m[0] > t]
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (1024, hard))
+        assert len(lmh) > 2.5 * 187.5, len(lmh)
+        # WATCHDOG_USEC = 1 s: a ping every 0.5 s.
+        assert len(pings) >= 5, pings
+    finally:
+        took, err = stop(proc, ns, rx)
+    assert proc.returncode == 0, err
+    assert "notify socket did not take" not in err, err[-2000:]
+
+
 @pytest.mark.parametrize("thread", ["bands", "spectrum", "capture", "osc"])
 def test_a_hung_thread_stops_the_pings(fault_bin, tmp_path, thread):
     proc, ns, rx, _t0 = start(fault_bin, tmp_path, hang=thread)
