@@ -87,7 +87,12 @@ impl WavSource {
             .stack_size(crate::rt::THREAD_STACK)
             .name("p4-wavread".into())
             .spawn(move || reader_thread(&path_buf, channel, looping, p, q, st, tx))
-            .map_err(|e| err(format!("reader thread: {e}")))?;
+            // Not the input's fault (a limit on threads, for a moment):
+            // a runtime failure, which the service manager may retry.
+            .map_err(|e| CaptureError::WavIo {
+                path: name.clone(),
+                reason: format!("cannot start its reader thread: {e}"),
+            })?;
         let (header, ring) = loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(v)) => break v,
@@ -100,7 +105,10 @@ impl WavSource {
                     beat();
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(err("the reader thread ended".into()))
+                    return Err(CaptureError::WavIo {
+                        path: name,
+                        reason: "its reader thread ended".into(),
+                    })
                 }
             }
         };

@@ -7,15 +7,20 @@ seconds of the input's own audio."""
 import json
 import math
 import os
+import resource
+import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import OscReceiver, free_tcp_port, minimal_config, run_phase4, sigterm, write_config
+from conftest import (OscReceiver, free_tcp_port, minimal_config, render, run_phase4, sigterm, tone,
+                      write_config, write_wav)
 
 EXIT_CONFIG = 78
 
@@ -271,3 +276,51 @@ def test_listing_devices_at_start_warns_about_nothing(phase4_bin, tmp_path):
         debug = start("--log-level", "debug")
         listed = [l for l in debug if "alsa-lib (listing devices):" in l]
         assert listed and all(" DEBUG " in l for l in listed), debug
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs phase4 as nobody under a thread limit (needs root)")
+def test_a_thread_that_cannot_start_is_no_configuration_error(phase4_bin):
+    # Exit 78 means "fix the configuration": the unit does not restart on
+    # it. A thread phase4 cannot start (a limit on tasks, for a moment) is
+    # not that: 0b8575b exited 78 when the WAV reader's thread failed.
+    # phase4 runs as `nobody` (root is not held to RLIMIT_NPROC) under
+    # every limit from 1 to 40 tasks, so each of its threads is the one
+    # that fails in some run.
+    if not os.access(phase4_bin, os.X_OK) or shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv")
+    d = Path(tempfile.mkdtemp(prefix="p4-nproc-"))
+    try:
+        d.chmod(0o755)
+        wav = write_wav(d / "w.wav", render(tone(440), 0.3))
+        cfg = minimal_config(d)
+        for f in (wav, cfg):
+            f.chmod(0o644)
+        seen = {}
+        for n in range(1, 41):
+            with open(d / "err", "w+") as err:
+                proc = subprocess.Popen(
+                    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                     "--", str(phase4_bin), "--config", str(cfg), "--input", str(wav)],
+                    preexec_fn=lambda n=n: resource.setrlimit(resource.RLIMIT_NPROC, (n, n)),
+                    stderr=err, text=True, cwd=d)
+                try:
+                    rc = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    # Still up: retrying the input as it would a device
+                    # that went away, and stopping cleanly when told.
+                    took, _ = sigterm(proc)
+                    rc = "retrying"
+                    assert proc.returncode == 0 and took < 2.0, (n, proc.returncode, took)
+                err.seek(0)
+                text = err.read()
+            seen.setdefault(rc, []).append(n)
+            assert rc != 78, f"tasks limited to {n}: exit 78\n{text[-1500:]}"
+            if rc == "retrying":
+                assert "retrying in" in text, text[-1500:]
+        if 126 in seen or 127 in seen:
+            pytest.skip(f"nobody cannot run {phase4_bin}: {seen}")
+        # The limits bit (some runs failed to start a thread) and the
+        # highest let it run through.
+        assert 1 in seen and seen.get(0, [0])[-1] == 40, seen
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
