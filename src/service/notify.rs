@@ -64,11 +64,15 @@ impl Notifier {
                 None
             }
         });
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|us| *us > 0)
-            .map(Duration::from_micros);
+        let usec = std::env::var_os("WATCHDOG_USEC");
+        let pid = std::env::var_os("WATCHDOG_PID");
+        let watchdog = match watchdog_from(usec.as_deref(), pid.as_deref(), std::process::id()) {
+            Ok(w) => w,
+            Err(why) => {
+                log::warn!("{why}; no watchdog pings are sent");
+                None
+            }
+        };
         Notifier::new(target, watchdog)
     }
 
@@ -192,6 +196,38 @@ impl Notifier {
     /// STOPPING=1.
     pub fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping]);
+    }
+}
+
+/// The watchdog interval `WATCHDOG_USEC` asks for, if it is this
+/// process's (`WATCHDOG_PID` unset or `me`, as sd_watchdog_enabled(3)
+/// reads them): `Ok(None)` when there is none or it is another process's,
+/// an error naming what cannot be read. At most a day (a larger value is
+/// read as a day).
+fn watchdog_from(
+    usec: Option<&OsStr>,
+    pid: Option<&OsStr>,
+    me: u32,
+) -> Result<Option<Duration>, String> {
+    let Some(usec) = usec else { return Ok(None) };
+    let show = |v: &OsStr| {
+        let b = v.as_bytes();
+        String::from_utf8_lossy(&b[..b.len().min(32)]).into_owned()
+    };
+    if let Some(pid) = pid {
+        match pid.to_str().and_then(|p| p.parse::<u32>().ok()) {
+            Some(p) if p == me => {}
+            Some(_) => return Ok(None),
+            None => return Err(format!("WATCHDOG_PID {:?} is not a process id", show(pid))),
+        }
+    }
+    match usec.to_str().and_then(|u| u.parse::<u64>().ok()) {
+        Some(0) => Ok(None),
+        Some(us) => Ok(Some(Duration::from_micros(us.min(86_400_000_000)))),
+        None => Err(format!(
+            "WATCHDOG_USEC {:?} is not a number of microseconds",
+            show(usec)
+        )),
     }
 }
 

@@ -136,3 +136,32 @@ fn a_socket_nobody_bound_is_refused_and_retried() {
     n.tick(false);
     assert_eq!(n.refused, 2, "READY=1 is tried again on the next tick");
 }
+
+#[test]
+fn the_watchdog_is_this_process_s_only_and_bad_values_are_named() {
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let w = |usec: Option<&str>, pid: Option<&str>| {
+        let (u, p) = (usec.map(os), pid.map(os));
+        watchdog_from(u.as_deref(), p.as_deref(), 4242)
+    };
+    assert_eq!(w(None, None), Ok(None));
+    assert_eq!(w(Some("1000000"), None), Ok(Some(Duration::from_secs(1))));
+    assert_eq!(
+        w(Some("1000000"), Some("4242")),
+        Ok(Some(Duration::from_secs(1)))
+    );
+    // Another process's watchdog (sd_watchdog_enabled(3)): not ours to feed.
+    assert_eq!(w(Some("1000000"), Some("1")), Ok(None));
+    assert_eq!(w(Some("0"), None), Ok(None));
+    assert_eq!(
+        w(Some("99999999999999999"), None),
+        Ok(Some(Duration::from_secs(86_400)))
+    );
+    for bad in ["abc", "-5", "1e6", "", "999999999999999999999999"] {
+        let e = w(Some(bad), None).unwrap_err();
+        assert!(e.contains("WATCHDOG_USEC"), "{bad:?}: {e}");
+    }
+    assert!(w(Some("1000000"), Some("me"))
+        .unwrap_err()
+        .contains("WATCHDOG_PID"));
+}
