@@ -13,11 +13,24 @@
 //! most one text waits, however slow the disk: memory stays bounded and
 //! the control thread only ever takes a lock that the writer holds for a
 //! few instructions, never during the write itself.
+//!
+//! A text whose write failed (disk full, read-only, the folder gone) is
+//! kept and tried again, after [`RETRY_FIRST`] doubling to [`RETRY_MAX`],
+//! until it is written or a newer text takes its place, and once more when
+//! the writer ends: a change made while the disk was full reaches the file
+//! once there is room again (before, it was logged once and lost at the
+//! next start).
 
 use super::write_atomic;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// First wait before a failed write is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What waits for the writer.
 #[derive(Default)]
@@ -113,22 +126,72 @@ pub fn save(path: &Path, text: &str) {
 }
 
 fn write_loop(slot: &Slot, path: &Path) {
+    // The text whose write failed, while no newer one has come.
+    let mut unsaved: Option<String> = None;
+    let mut retry = RETRY_FIRST;
+    let mut failures = 0u32;
     loop {
-        let text = {
+        // (text, handed over since the last write, the writer's last try)
+        let (text, fresh, last) = {
             let mut p = slot.lock();
             loop {
                 if let Some(t) = p.text.take() {
-                    break t;
+                    break (t, true, false);
                 }
                 if p.closing {
-                    return;
+                    match unsaved.take() {
+                        Some(t) => break (t, false, true),
+                        None => return,
+                    }
                 }
-                p = slot.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                if unsaved.is_none() {
+                    p = slot.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let (g, waited) = slot
+                    .changed
+                    .wait_timeout(p, retry)
+                    .unwrap_or_else(|e| e.into_inner());
+                p = g;
+                if waited.timed_out() && p.text.is_none() && !p.closing {
+                    if let Some(t) = unsaved.take() {
+                        break (t, false, false);
+                    }
+                }
             }
         };
-        save(path, &text);
-        slot.lock().done += 1;
-        slot.changed.notify_all();
+        match write_atomic(path, &text) {
+            Ok(()) if failures > 0 => {
+                log::info!(
+                    "state: saved {} after {failures} failed attempt(s)",
+                    path.display()
+                );
+                failures = 0;
+            }
+            Ok(()) => log::debug!("state: saved {}", path.display()),
+            Err(e) => {
+                if failures == 0 {
+                    log::warn!(
+                        "state: cannot save: {e}; trying again (every {} s at most) until it can",
+                        RETRY_MAX.as_secs()
+                    );
+                }
+                failures = failures.saturating_add(1);
+                retry = if fresh {
+                    RETRY_FIRST
+                } else {
+                    (retry * 2).min(RETRY_MAX)
+                };
+                unsaved = Some(text);
+            }
+        }
+        if fresh {
+            slot.lock().done += 1;
+            slot.changed.notify_all();
+        }
+        if last {
+            return;
+        }
     }
 }
 
@@ -177,5 +240,44 @@ mod tests {
         w.submit("a = 2\n".into());
         w.flush();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a = 2\n");
+    }
+
+    #[test]
+    fn a_failed_write_is_tried_again_until_it_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("state.toml");
+        std::fs::create_dir(&path).unwrap();
+        let w = StateWriter::spawn(path.clone()).unwrap();
+        w.submit("a = 1\n".into());
+        w.flush();
+        assert!(path.is_dir());
+        // The cause goes away; nothing new is handed over.
+        std::fs::remove_dir(&path).unwrap();
+        let t = std::time::Instant::now();
+        while std::fs::read_to_string(&path).ok().as_deref() != Some("a = 1\n") {
+            assert!(t.elapsed() < Duration::from_secs(10), "never written again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_tried_once_more_when_the_writer_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("state.toml");
+        std::fs::create_dir(&path).unwrap();
+        let w = StateWriter::spawn(path.clone()).unwrap();
+        w.submit("b = 1\n".into());
+        w.flush();
+        std::fs::remove_dir(&path).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b = 1\n");
+        // Still failing at the end: the writer ends all the same.
+        let other = d.path().join("other.toml");
+        std::fs::create_dir(&other).unwrap();
+        let w = StateWriter::spawn(other.clone()).unwrap();
+        w.submit("c = 1\n".into());
+        w.flush();
+        drop(w);
+        assert!(other.is_dir());
     }
 }
