@@ -64,12 +64,19 @@ fn req_num(o: &Obj, key: &str) -> Result<f64, String> {
     num(o, key)?.ok_or_else(|| format!("{key} must be numeric"))
 }
 
-/// An integer that must be there (a JSON integer, not 4.0 or "4").
+/// An integer that must be there (a JSON integer, not 4.0 or "4"). `-0`
+/// is 0, as Python's `json` reads it (serde_json keeps its sign as a
+/// float, so `-0.0`, which it cannot tell from `-0`, is 0 too).
 fn int(o: &Obj, key: &str) -> Result<i64, String> {
     match o.get(key) {
         Some(Value::Number(n)) => n
             .as_i64()
             .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| *f == 0.0 && f.is_sign_negative())
+                    .map(|_| 0)
+            })
             .ok_or_else(|| format!("{key} must be an int")),
         _ => Err(format!("{key} must be an int")),
     }
@@ -382,6 +389,18 @@ mod tests {
             Ok(Action::Command(c)) => c,
             Ok(Action::Auth(_)) => panic!("{m}: auth"),
             Err(e) => panic!("{m}: {e}"),
+        }
+    }
+
+    #[test]
+    fn minus_zero_is_the_integer_zero_and_fractions_are_still_refused() {
+        assert!(matches!(
+            cmd(r#"{"type":"set_filter_order","order":-0,"commit":true}"#),
+            Command::SetFilterOrder { order: 0, .. }
+        ));
+        for bad in ["0.0", "4.0", "0.5", "-0.5", "1e3"] {
+            let m = format!(r#"{{"type":"set_filter_order","order":{bad},"commit":true}}"#);
+            assert!(parse(&m).is_err(), "{m}");
         }
     }
 
