@@ -20,7 +20,7 @@
 
 use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
-use crate::transport::http_recordings::{Access, Download, Part, DOWNLOAD_LIFETIME};
+use crate::transport::http_recordings::{Access, Download, Part, DOWNLOAD_LIFETIME, STALL_TIMEOUT};
 use crate::transport::serve::{self, Handler, Limits};
 use bytes::Bytes;
 use http_body_util::Either;
@@ -351,6 +351,7 @@ pub const LIMITS: Limits = Limits {
     header_timeout: HEADER_TIMEOUT,
     lifetime: CONNECTION_LIFETIME,
     stream_lifetime: DOWNLOAD_LIFETIME,
+    stream_stall: STALL_TIMEOUT,
     max_header_bytes: MAX_HEADER_BYTES,
     max_headers: MAX_HEADERS,
     max_requests: MAX_REQUESTS_PER_CONNECTION,

@@ -14,8 +14,9 @@
 //! The file is streamed in [`CHUNK`] pieces through a small bounded
 //! channel, so a download holds [`CHANNEL_CHUNKS`] chunks of memory, never
 //! the file; a connection that is downloading lives up to
-//! [`DOWNLOAD_LIFETIME`] instead of the UI's short connection lifetime. A
-//! file still being recorded is sent up to the length it had when the
+//! [`DOWNLOAD_LIFETIME`] instead of the UI's short connection lifetime,
+//! and is closed when its client takes nothing for [`STALL_TIMEOUT`]
+//! (`transport::serve`). A file still being recorded is sent up to the length it had when the
 //! request came.
 //!
 //! A single byte range (`Range: bytes=…`) is answered with 206 and that part

@@ -41,11 +41,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the accept loop looks at the stop flag when it has no stop fd
 /// to wait on (with one, a stop ends its wait and it never ticks).
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// How often a connection streaming a download looks at its progress.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 /// Most bytes hyper buffers for one connection.
 const MAX_BUF: usize = 16 * 1024;
 /// Connections served over [`Limits::max_connections`]: those asked to
@@ -77,6 +79,10 @@ pub struct Limits {
     /// Longest a connection lives when it is still streaming an answer at
     /// the end of its `lifetime`.
     pub stream_lifetime: Duration,
+    /// Longest a streamed answer may wait for its client to take more of
+    /// it (hyper stops asking the body while the socket is full); then the
+    /// connection is closed.
+    pub stream_stall: Duration,
     /// Largest request head (request line and headers); more: 431.
     pub max_header_bytes: usize,
     /// Most request headers; more: 431.
@@ -295,19 +301,22 @@ async fn connection<H: Handler>(
     let _ = stream.set_nodelay(true);
     let served = Rc::new(Cell::new(0u32));
     let flag = streaming.clone();
+    let progress = Rc::new(Cell::new(Instant::now()));
+    let moved = progress.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
         served.set(n);
         let wait = pace.wait(peer);
         let handler = handler.clone();
         let flag = flag.clone();
+        let moved = moved.clone();
         async move {
             if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
             }
             let resp = handler
                 .respond(req, peer, n >= limits.max_requests)
-                .map(|body| Served::new(body, &flag));
+                .map(|body| Served::new(body, &flag, &moved));
             Ok::<_, Infallible>(resp)
         }
     });
@@ -322,17 +331,37 @@ async fn connection<H: Handler>(
         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let result = match tokio::time::timeout(limits.lifetime, &mut conn).await {
-        Err(_) if streaming.get() => {
-            let more = limits.stream_lifetime.saturating_sub(limits.lifetime);
-            tokio::time::timeout(more, &mut conn).await
+    let lived = async {
+        match tokio::time::timeout(limits.lifetime, &mut conn).await {
+            Err(_) if streaming.get() => {
+                let more = limits.stream_lifetime.saturating_sub(limits.lifetime);
+                tokio::time::timeout(more, &mut conn).await
+            }
+            r => r,
         }
-        r => r,
     };
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
-        Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+    // A download whose client stopped reading: hyper waits on the full
+    // socket and asks the body for nothing; without this the connection
+    // (its place, its buffers) was held until `stream_lifetime`, 20
+    // minutes, long after the download itself gave up.
+    let stalled = async {
+        loop {
+            tokio::time::sleep(STALL_CHECK).await;
+            if streaming.get() && progress.get().elapsed() >= limits.stream_stall {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        result = lived => match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
+            Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
+        },
+        () = stalled => log::info!(
+            "{name}: closing {peer}: its download took nothing for {} s",
+            limits.stream_stall.as_secs()
+        ),
     }
 }
 
@@ -347,15 +376,22 @@ async fn connection<H: Handler>(
 struct Served {
     body: Body,
     streaming: Option<Rc<Cell<bool>>>,
+    /// When hyper last took a frame of it (or it was made).
+    progress: Rc<Cell<Instant>>,
 }
 
 impl Served {
-    fn new(body: Body, flag: &Rc<Cell<bool>>) -> Self {
+    fn new(body: Body, flag: &Rc<Cell<bool>>, progress: &Rc<Cell<Instant>>) -> Self {
         let streaming = matches!(body, Either::Right(_)).then(|| {
             flag.set(true);
             flag.clone()
         });
-        Served { body, streaming }
+        progress.set(Instant::now());
+        Served {
+            body,
+            streaming,
+            progress: progress.clone(),
+        }
     }
 }
 
@@ -367,7 +403,11 @@ impl hyper::body::Body for Served {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let frame = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &frame {
+            self.progress.set(Instant::now());
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -394,11 +434,16 @@ mod tests {
     #[test]
     fn a_connection_streams_only_while_its_download_s_body_lives() {
         let flag = Rc::new(Cell::new(false));
-        let small = Served::new(Either::Left(Full::new(Bytes::from_static(b"ok"))), &flag);
+        let progress = Rc::new(Cell::new(Instant::now()));
+        let small = Served::new(
+            Either::Left(Full::new(Bytes::from_static(b"ok"))),
+            &flag,
+            &progress,
+        );
         assert!(!flag.get(), "a small answer is not a download");
         drop(small);
         let (tx, body) = Channel::<Bytes, std::io::Error>::new(1);
-        let download = Served::new(Either::Right(body), &flag);
+        let download = Served::new(Either::Right(body), &flag, &progress);
         assert!(flag.get());
         drop(tx);
         // Sent to its end: hyper drops it, and the connection is idle again.

@@ -314,6 +314,56 @@ def test_a_full_ui_server_keeps_a_download_and_closes_an_idle_connection(make_se
     assert server.running()
 
 
+def test_a_download_nobody_reads_gives_its_connection_back(make_server, music_wav):
+    """A client that asks for a recording and then reads nothing: the
+    download gives up after 30 s without progress, and so must its
+    connection (0b8575b held it, with its place among the 64 and its
+    buffers, for the 20 minutes a download may last)."""
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+    name = "rec-2026-11-30T16-24-48.123Z.wav"
+
+    async def ticket():
+        ws = await authed(server.url)
+        folder = server.state_dir / "recordings"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # More than loopback's socket buffers hold.
+        (folder / name).write_bytes(os.urandom(40 << 20))
+        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
+        await ws.close()
+        return t
+
+    url = urllib.parse.urlsplit(server.http + asyncio.run(ticket())["url"])
+    dl = socket.socket()
+    dl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    dl.settimeout(10)
+    dl.connect((url.hostname, url.port))
+    mine = dl.getsockname()[1]
+    dl.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n\r\n".encode())
+    assert dl.recv(4096).startswith(b"HTTP/1.1 200")
+
+    def server_side_open():
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{url.port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        return any(l.split()[-1].rsplit(":", 1)[1] == str(mine) for l in out.splitlines() if l.strip())
+
+    try:
+        t0 = time.monotonic()
+        assert server_side_open()
+        while server_side_open():
+            assert time.monotonic() - t0 < 75, "the connection of a download nobody reads is still open after 75 s"
+            time.sleep(1)
+        took = time.monotonic() - t0
+        print(f"stalled download: connection closed after {took:.0f} s")
+        assert took >= 25, f"closed after {took:.0f} s: a client is given 30 s"
+        assert "its download took nothing for 30 s" in server.log.read_text()
+        # Someone who reads gets the whole file.
+        assert urllib.request.urlopen(server.http + asyncio.run(ticket())["url"], timeout=30).read().__len__() \
+            == os.path.getsize(server.state_dir / "recordings" / name)
+    finally:
+        dl.close()
+    assert server.running()
+
+
 def test_the_recording_state_goes_only_to_token_holders(make_server, music_wav):
     """`server_status.monitor.recording` names the running recording's file
     and the disk figures: a client without the token gets the monitor's
