@@ -86,7 +86,9 @@ def test_the_page_records_saves_lists_downloads_and_deletes(make_server, tmp_pat
     with sync_playwright() as p:
         browser = launch(p)
         page, problems = open_page(browser, server)
-        # Locked until the token is given (trust-loopback is off).
+        # Locked until the token is given (trust-loopback is off): once the
+        # greeting's `auth` has come (the socket opens before it does).
+        page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
         assert page.is_visible("#unlock")
         page.fill("#token", TOKEN)
         page.click("#token-use")
