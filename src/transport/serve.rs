@@ -46,8 +46,6 @@ use std::time::{Duration, Instant};
 /// How often the accept loop looks at the stop flag when it has no stop fd
 /// to wait on (with one, a stop ends its wait and it never ticks).
 const STOP_POLL: Duration = Duration::from_millis(200);
-/// How often a connection streaming a download looks at its progress.
-const STALL_CHECK: Duration = Duration::from_secs(2);
 /// Most bytes hyper buffers for one connection.
 const MAX_BUF: usize = 16 * 1024;
 /// Connections served over [`Limits::max_connections`]: those asked to
@@ -301,7 +299,7 @@ async fn connection<H: Handler>(
     let _ = stream.set_nodelay(true);
     let served = Rc::new(Cell::new(0u32));
     let flag = streaming.clone();
-    let progress = Rc::new(Cell::new(Instant::now()));
+    let progress = Rc::new(Progress::default());
     let moved = progress.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let n = served.get() + 1;
@@ -343,13 +341,20 @@ async fn connection<H: Handler>(
     // A download whose client stopped reading: hyper waits on the full
     // socket and asks the body for nothing; without this the connection
     // (its place, its buffers) was held until `stream_lifetime`, 20
-    // minutes, long after the download itself gave up.
+    // minutes, long after the download itself gave up. The watch sleeps
+    // until a download starts, then wakes once per `stream_stall` at most:
+    // an idle or small-answer connection never wakes for it.
     let stalled = async {
         loop {
-            tokio::time::sleep(STALL_CHECK).await;
-            if streaming.get() && progress.get().elapsed() >= limits.stream_stall {
+            if !streaming.get() {
+                progress.started.notified().await;
+                continue;
+            }
+            let due = progress.last.get() + limits.stream_stall;
+            if Instant::now() >= due {
                 return;
             }
+            tokio::time::sleep_until(due.into()).await;
         }
     };
     tokio::select! {
@@ -376,17 +381,35 @@ async fn connection<H: Handler>(
 struct Served {
     body: Body,
     streaming: Option<Rc<Cell<bool>>>,
-    /// When hyper last took a frame of it (or it was made).
-    progress: Rc<Cell<Instant>>,
+    progress: Rc<Progress>,
+}
+
+/// How a connection's answers are getting on, for its stall watch.
+struct Progress {
+    /// When hyper last took a frame of an answer (or one was made).
+    last: Cell<Instant>,
+    /// Told when a download starts (a permit is kept if the watch is not
+    /// waiting yet, so none is missed).
+    started: tokio::sync::Notify,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            last: Cell::new(Instant::now()),
+            started: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 impl Served {
-    fn new(body: Body, flag: &Rc<Cell<bool>>, progress: &Rc<Cell<Instant>>) -> Self {
+    fn new(body: Body, flag: &Rc<Cell<bool>>, progress: &Rc<Progress>) -> Self {
+        progress.last.set(Instant::now());
         let streaming = matches!(body, Either::Right(_)).then(|| {
             flag.set(true);
+            progress.started.notify_one();
             flag.clone()
         });
-        progress.set(Instant::now());
         Served {
             body,
             streaming,
@@ -405,7 +428,7 @@ impl hyper::body::Body for Served {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let frame = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if let std::task::Poll::Ready(Some(Ok(_))) = &frame {
-            self.progress.set(Instant::now());
+            self.progress.last.set(Instant::now());
         }
         frame
     }
@@ -434,7 +457,7 @@ mod tests {
     #[test]
     fn a_connection_streams_only_while_its_download_s_body_lives() {
         let flag = Rc::new(Cell::new(false));
-        let progress = Rc::new(Cell::new(Instant::now()));
+        let progress = Rc::new(Progress::default());
         let small = Served::new(
             Either::Left(Full::new(Bytes::from_static(b"ok"))),
             &flag,
