@@ -5,9 +5,11 @@
 #   ARCH    amd64 | arm64 | armhf (arm ones cross-compile with Debian's cross
 #           gcc: see scripts/cross-build.sh for the one-time setup)
 #   --test  build the TEST package (for scripts/systemd-test.sh) into
-#           target/debian-test/, with version suffix +faultinjection: the
-#           `phase4-fault-injection` binary installed as /usr/bin/phase4
-#           (Cargo.toml's deb variant `fault-injection`). Never ship it. Only
+#           target/debian-test/, with the revision 1~faultinjection (it
+#           sorts below the release of the same version, so apt replaces
+#           it with the release): the `phase4-fault-injection` binary
+#           installed as /usr/bin/phase4 (Cargo.toml's deb variant
+#           `fault-injection`). Never ship it. Only
 #           that binary is built with the feature, so target/release/phase4
 #           stays the normal build; the compiled dependencies are shared.
 #   --output DIR   where to write the .deb (default target/debian/)
@@ -50,7 +52,7 @@ if [ "$test_pkg" = 1 ]; then
     # here and package it without a build.
     build=(cargo build --release --features fault-injection --bin phase4-fault-injection)
     [ -n "$triple" ] && build+=(--target "$triple")
-    args+=(--variant fault-injection --no-build --deb-revision "1+faultinjection")
+    args+=(--variant fault-injection --no-build --deb-revision "1~faultinjection")
     output=${output:-$P4_ROOT/target/debian-test}
 fi
 output=${output:-$P4_ROOT/target/debian}

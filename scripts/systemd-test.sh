@@ -14,7 +14,10 @@
 # kill and restart within WatchdogSec + RestartSec (+ phase4's 2 s heartbeat
 # staleness), systemctl reload → config re-read in the same process (a bad
 # edit refused), systemctl stop → clean exit within 1 s, a bad config → exit 78
-# and no restart loop, dpkg --purge leaves nothing behind.
+# and no restart loop, dpkg --purge leaves nothing behind; then a phase4
+# account made by hand without its group (install makes the group, purge
+# keeps the account), a deleted conffile (the unit still starts), and purge
+# with /var/lib/phase4 a mount point (emptied, purge finishes).
 # Each prints PASS/FAIL; the exit status is the number of failures (max 100).
 #
 # There is no sound card, so a drop-in points the service at a WAV file played
@@ -426,6 +429,51 @@ if [ -z "$left" ] && [ -z "$accounts" ]; then
 else
     fail "purge left: ${left//$'\n'/ } ${accounts//$'\n'/ }"
 fi
+
+# --- accounts made by hand, a deleted conffile, a mounted state dir ---------
+# An account left by an older or manual install, without a phase4 group: the
+# unit's Group=phase4 would fail every start (216/GROUP) unless postinst
+# makes the group.
+c useradd -r -M -d /nonexistent -s /usr/sbin/nologin -g nogroup phase4
+if c dpkg -i /share/phase4.deb >"$work/dpkg-handmade.log" 2>&1 && c getent group phase4 >/dev/null; then
+    pass "an existing phase4 user without its group: install makes the group"
+else
+    fail "an existing phase4 user without its group: $(tail -3 "$work/dpkg-handmade.log") group: $(c getent group phase4 || echo none)"
+fi
+# dpkg does not bring a deleted conffile back; the shipped unit must still
+# start (built-in defaults: here the default device, which this container
+# lacks, so it waits for it) instead of exiting 78 on a missing --config.
+c rm /etc/phase4/phase4.toml
+c systemctl start --no-block phase4.service
+sleep 3
+st=$(prop ExecMainStatus); as=$(c systemctl is-active phase4.service || true)
+if [ "$st" != 78 ] && [ "$as" != failed ] && ! c journalctl -u phase4 --no-pager -o cat -n 30 | grep -q 'cannot read config'; then
+    pass "deleted conffile: the unit runs on built-in defaults (state $as)"
+else
+    fail "deleted conffile: state $as, status $st: $(c journalctl -u phase4 --no-pager -o cat -n 3)"
+fi
+c systemctl stop phase4.service
+c systemctl reset-failed phase4.service 2>/dev/null || true
+if c dpkg --purge phase4 >"$work/dpkg-purge2.log" 2>&1 && c getent passwd phase4 >/dev/null; then
+    pass "purge keeps a phase4 account the package did not make"
+else
+    fail "purge with a hand-made account: rc/log $(tail -3 "$work/dpkg-purge2.log"), account: $(c getent passwd phase4 || echo deleted)"
+fi
+c userdel phase4 2>/dev/null || true
+c groupdel phase4 2>/dev/null || true
+# The state directory on a disk of its own (a mount point): purge empties
+# it and finishes, instead of failing on rm -rf of the mount point for good.
+c dpkg -i /share/phase4.deb >"$work/dpkg-install3.log" 2>&1 || fail "reinstall after purge: $(tail -3 "$work/dpkg-install3.log")"
+c mkdir -p /var/lib/phase4
+c mount -t tmpfs -o size=4m p4state /var/lib/phase4
+c sh -c 'mkdir /var/lib/phase4/recordings && echo x > /var/lib/phase4/recordings/a.wav && echo t > /var/lib/phase4/control-token'
+if c dpkg --purge phase4 >"$work/dpkg-purge3.log" 2>&1 &&
+    [ -z "$(c find /var/lib/phase4 -mindepth 1)" ] && ! c getent passwd phase4 >/dev/null; then
+    pass "purge with /var/lib/phase4 a mount point: emptied, account deleted, purge finished"
+else
+    fail "purge with a mounted /var/lib/phase4: $(tail -3 "$work/dpkg-purge3.log"); left: $(c find /var/lib/phase4 -mindepth 1 | head -3) account: $(c getent passwd phase4 || echo deleted)"
+fi
+c umount /var/lib/phase4 2>/dev/null || true
 
 if [ "$failures" = 0 ]; then
     p4_pass "systemd-test: all checks passed"
