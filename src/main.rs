@@ -77,6 +77,9 @@ fn check_config(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
+    if let Some(warning) = config::token_exposure(path, &cfg) {
+        say_err!("warning: {warning}");
+    }
     let problems = app::preflight(&cfg);
     if problems.is_empty() {
         say_out!("{}: ok", path.display());
@@ -185,6 +188,12 @@ fn run(cli: Cli) -> ExitCode {
         loop_input: cli.run.looping,
     };
     overrides.apply(&mut cfg);
+    if let Some(warning) = config_path
+        .as_deref()
+        .and_then(|p| config::token_exposure(p, &cfg))
+    {
+        log::warn!("{warning}");
+    }
     // Seconds of audio, converted to frames at the rate the input actually
     // opens with (a WAV's own rate, a device's negotiated one).
     let code = app::run(

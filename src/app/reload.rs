@@ -87,6 +87,9 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
+        if let Some(warning) = config::token_exposure(path, &new) {
+            log::warn!("{warning}");
+        }
         self.cli.apply(&mut new);
         // A new input file takes effect at the next restart; one that
         // cannot be read would make that restart fail, so the file is

@@ -99,6 +99,27 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     load_str_from(&text, &path.display().to_string())
 }
 
+/// A warning when `ws.token` is set in a file every local user can read
+/// (the shipped /etc/phase4/phase4.toml is 0644): the token is what keeps
+/// the venue's LAN from changing settings, listening to the room and
+/// downloading recordings. The generated token (left empty) is kept 0600.
+pub fn token_exposure(path: &Path, cfg: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if cfg.ws.token.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "ws.token is set in {} (mode {:o}), which every user of this machine can read: \
+             `chmod 640` it and `chgrp phase4` it, or leave ws.token empty to use the \
+             generated token (kept private in the state directory)",
+            path.display(),
+            mode & 0o7777
+        )
+    })
+}
+
 fn read_bounded(path: &Path) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::OpenOptionsExt;

@@ -27,8 +27,8 @@ pub use analysis::{
 pub use audio::{AccessMode, AudioConfig, MissingDevice, SampleFormat};
 pub use diff::{diff, reload_plan, Apply, ReloadPlan};
 pub use load::{
-    load_file, load_str, search_path, syntax_message, ConfigError, Problem, MAX_CONFIG_BYTES,
-    MAX_PROBLEMS,
+    load_file, load_str, search_path, syntax_message, token_exposure, ConfigError, Problem,
+    MAX_CONFIG_BYTES, MAX_PROBLEMS,
 };
 pub use monitor::{MonitorConfig, RecordConfig, RecordFormat};
 pub use outputs::{OscConfig, OscDestination, WsConfig};

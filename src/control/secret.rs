@@ -14,7 +14,6 @@
 
 use crate::config::Config;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// File name of the generated secret inside the state directory.
@@ -154,17 +153,13 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         }
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(dir)?;
+    crate::service::safe_fs::create_dirs(dir)?;
     let token = generate()?;
     let mut f = crate::service::safe_fs::create_new(&path, 0o600)?;
     // Created by root (`sudo phase4 token` before the first start): hand it
     // to the user the state directory belongs to, or the service could not
-    // read it. Through the descriptor, before anything is written: by path,
-    // the directory's owner could swap the name for a symlink in between
-    // and have root give it any file on the system.
-    if let Ok(meta) = std::fs::metadata(dir) {
-        let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
-    }
+    // read it. Before anything is written.
+    crate::service::safe_fs::adopt(&f, dir);
     if let Err(e) = f
         .write_all(format!("{token}\n").as_bytes())
         .and_then(|()| f.sync_all())

@@ -120,11 +120,7 @@ impl Recorder {
             ));
         }
         if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o750)
-                .recursive(true)
-                .create(dir)
+            crate::service::safe_fs::create_dirs(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         Ok(dir)

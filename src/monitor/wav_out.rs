@@ -56,6 +56,7 @@ impl Writer {
             .custom_flags(libc::O_NOFOLLOW)
             .open(dir.join(name.as_str()))
             .map_err(|e| format!("cannot create {name}: {e}"))?;
+        crate::service::safe_fs::adopt(&file, dir);
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: seg.rate,

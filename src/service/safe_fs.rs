@@ -10,6 +10,14 @@
 //! - [`create_new`]: `O_CREAT | O_EXCL` (which never follows a symlink and
 //!   fails on anything already there) with the given mode.
 //! - [`real_dir`]: a directory that is one, not a symlink to one elsewhere.
+//! - [`create_dirs`]: missing directories made 0750 whatever the umask (a
+//!   root shell with umask 000 running `phase4 token` made a state
+//!   directory every local user could plant a control token in).
+//! - [`adopt`] (and [`create_dirs`] for the directories it makes): what
+//!   root makes in a directory someone else owns (`sudo phase4 token`,
+//!   phase4 run by hand as root on the service's state directory) is given
+//!   to that owner, or the service could never change or delete it (it
+//!   could no longer save presets or record).
 
 use std::fs::File;
 use std::io;
@@ -55,6 +63,54 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+}
+
+/// `path` and its missing parents, each made with mode 0750 (less what
+/// the umask takes away): never writable by other users. Those made are
+/// given to the owner of the directory they were made in (see the
+/// module); `lchown`, so a directory swapped for a symlink meanwhile gives
+/// nothing away.
+pub fn create_dirs(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .collect();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(path)?;
+    let Some(Ok(owner)) = path.ancestors().nth(missing.len()).map(|p| {
+        std::fs::metadata(if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        })
+    }) else {
+        return Ok(());
+    };
+    for made in missing {
+        if std::fs::symlink_metadata(made)
+            .is_ok_and(|m| m.uid() != owner.uid() || m.gid() != owner.gid())
+        {
+            let _ = std::os::unix::fs::lchown(made, Some(owner.uid()), Some(owner.gid()));
+        }
+    }
+    Ok(())
+}
+
+/// `file`, just made in `dir`, given to `dir`'s owner when that is someone
+/// else (only root can; see the module). Through the descriptor: by path,
+/// the directory's owner could swap the name for a symlink in between and
+/// have root give it any file on the system.
+pub fn adopt(file: &File, dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Ok(f)) = (std::fs::metadata(dir), file.metadata()) else {
+        return;
+    };
+    if (d.uid(), d.gid()) != (f.uid(), f.gid()) {
+        let _ = std::os::unix::fs::fchown(file, Some(d.uid()), Some(d.gid()));
+    }
 }
 
 /// Whether `path` is a directory itself, not a symlink to one.

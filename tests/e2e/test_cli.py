@@ -12,6 +12,7 @@ from conftest import (
     BLOCK,
     RATE,
     OscReceiver,
+    free_tcp_port,
     minimal_config,
     render,
     run_phase4,
@@ -81,6 +82,44 @@ def test_token_to_a_closed_stdout_is_not_a_panic(phase4_bin, tmp_path):
     q = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], capture_output=True, text=True,
                        timeout=20)
     assert q.returncode == 0 and q.stdout.strip(), q
+
+
+def test_a_state_dir_made_under_umask_000_is_not_writable_by_others(phase4_bin, tmp_path):
+    # A root shell with umask 000 running `phase4 token` before the first
+    # start made the state directory 0777: any local user could plant the
+    # control token the service then took.
+    state = tmp_path / "a" / "state"
+    cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, state={"dir": str(state)})
+    p = subprocess.run(["sh", "-c", 'umask 000; exec "$0" token --config "$1"', str(phase4_bin), str(cfg)],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p
+    for d in (state, state.parent):
+        assert os.stat(d).st_mode & 0o022 == 0, (d, oct(os.stat(d).st_mode))
+    assert os.stat(state / "control-token").st_mode & 0o077 == 0
+
+
+def test_a_token_in_a_config_every_user_can_read_is_warned_about(phase4_bin, tmp_path):
+    cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, osc={"enabled": False},
+                       ws={"token": "a-token-set-by-the-admin-123", "port": free_tcp_port(),
+                           "http-port": free_tcp_port()})
+    warned = []
+    for mode in (0o644, 0o640):
+        os.chmod(cfg, mode)
+        p = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], capture_output=True, text=True,
+                           timeout=20)
+        assert p.returncode == 0, p
+        warned.append("every user of this machine can read" in p.stderr)
+    assert warned == [True, False], warned
+    os.chmod(cfg, 0o644)
+    # The service says it too, once, at start.
+    p = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--duration", "0.5"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=30)
+    assert err.count("ws.token is set in") == 1, err[-2000:]
+    # An empty token (the generated one) is nothing to warn about.
+    write_config(cfg, audio={"device": "null"})
+    p = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0 and "ws.token" not in p.stderr, p
 
 
 def test_good_config_checks_ok(phase4_bin):

@@ -488,3 +488,40 @@ def test_a_symlinked_recordings_folder_is_refused_not_followed(make_server, musi
     asyncio.run(go())
     assert list(elsewhere.iterdir()) == []
     assert server.running()
+
+
+def test_what_root_makes_in_the_services_state_dir_stays_the_services(make_server, music_wav, tmp_path):
+    """phase4 run by hand as root on the service's state directory (owned
+    by `phase4`): the presets and recordings folders, a preset, the state
+    file and a recording it made were root's, and the service could then
+    no longer save presets or record, for good."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (files made by root in a folder another user owns)")
+    owner = (65534, 65534)
+    state = tmp_path / "svc-state"
+    state.mkdir(mode=0o750)
+    os.chown(state, *owner)
+    server = make_server(music_wav, state_dir=state, extra=AUTH + record_cfg())
+
+    async def go():
+        ws = await authed(server.url)
+        await ask(ws, {"type": "save_preset", "name": "by root"}, "presets")
+        await ws.send(json.dumps({"type": "set_autoscale", "strength": 0.25}))
+        await ask(ws, {"type": "start_recording"}, "recordings")
+        await asyncio.sleep(1.5)
+        await ask(ws, {"type": "stop_recording"}, "recordings")
+        await ws.close()
+
+    asyncio.run(go())
+    end = time.monotonic() + 10
+    while not (state / "state.toml").exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    made = sorted(p for p in state.rglob("*"))
+    names = {p.relative_to(state).as_posix() for p in made}
+    assert {"presets", "recordings", "state.toml"} <= names, names
+    assert any(n.startswith("recordings/rec-") for n in names), names
+    assert any(n.startswith("presets/") and n.endswith(".toml") for n in names), names
+    wrong = {p.relative_to(state).as_posix(): (p.lstat().st_uid, p.lstat().st_gid)
+             for p in made if (p.lstat().st_uid, p.lstat().st_gid) != owner}
+    assert not wrong, f"not the state directory's owner's: {wrong}"
+    assert server.running()

@@ -181,7 +181,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
         move |source| StateError::Io { path: p, source }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::service::safe_fs::create_dirs(dir).map_err(io(dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let tmp = dir.join(format!(".{name}.tmp"));
     match std::fs::remove_file(&tmp) {
@@ -189,6 +189,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
         _ => {}
     }
     let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
+    crate::service::safe_fs::adopt(&f, dir);
     let written = f
         .write_all(text.as_bytes())
         .and_then(|()| {
