@@ -37,6 +37,18 @@ pub(crate) fn main() -> ExitCode {
         std::env::set_var("RUST_MIN_STACK", phase4::rt::THREAD_STACK.to_string());
     }
     phase4::rt::limit_malloc_arenas();
+    // The child that asks alsa-lib for its device hints (see
+    // `capture::devices::hints`): nothing else, and no clap.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(a), None) = (args.next(), args.next()) {
+        if a == phase4::capture::devices::HINTS_CHILD_ARG {
+            let out = std::io::stdout();
+            return match phase4::capture::devices::write_hints_child(&mut out.lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

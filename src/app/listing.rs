@@ -4,13 +4,16 @@
 //! while probing (alsa-lib's and libjack's own messages) is silenced: this
 //! command's output is the listing.
 
-use crate::capture::devices::{hints, is_card, probe};
+use crate::capture::devices::{hints_or_why, is_card, probe};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Print the listing to standard output.
 pub fn print(all: bool) {
-    let names = hints();
+    let (names, failed) = hints_or_why();
+    if let Some(why) = failed {
+        let _ = writeln!(std::io::stderr(), "phase4: {why}");
+    }
     let (cards, plugins): (Vec<_>, Vec<_>) = names.into_iter().partition(|(n, _)| is_card(n));
     let out = std::io::stdout();
     let mut out = out.lock();

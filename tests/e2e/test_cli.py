@@ -122,6 +122,26 @@ def test_a_token_in_a_config_every_user_can_read_is_warned_about(phase4_bin, tmp
     assert p.returncode == 0 and "ws.token" not in p.stderr, p
 
 
+def test_an_alsa_config_that_makes_alsa_lib_abort_does_not_take_phase4_down(phase4_bin, tmp_path):
+    # alsa-lib 1.2.8's snd_device_name_hint overflows a buffer on a PCM
+    # name of 127 characters or more and aborts (as `arecord -L` does):
+    # phase4 asked for the hints in its own process at every start and died
+    # with it. Now a child process asks.
+    conf = tmp_path / "long.conf"
+    conf.write_text('pcm."' + "L" * 130 + '" { type null hint { show on description "long" } }\n')
+    env = dict(os.environ, ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{conf}")
+    p = subprocess.run([str(phase4_bin), "devices", "--all"], capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode == 0, p
+    assert "device list failed" in p.stderr and "default" in p.stdout, p
+    cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, osc={"enabled": False},
+                       ws={"port": free_tcp_port(), "http-port": free_tcp_port()},
+                       state={"dir": str(tmp_path / "state")})
+    p = subprocess.run([str(phase4_bin), "--config", str(cfg), "--duration", "0.5"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stderr.count("device list failed") == 1, p.stderr[-2000:]
+
+
 def test_good_config_checks_ok(phase4_bin):
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     p = subprocess.run([str(phase4_bin), "--check-config", os.path.join(root, "configs", "phase4.toml")],
