@@ -300,6 +300,12 @@ impl Site {
                 let hs = r.headers_mut();
                 hs.insert(header::CONTENT_LENGTH, HeaderValue::from(d.body_len()));
                 hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                // The room's audio, fetched with a ticket: not for a shared
+                // browser cache or a proxy to keep (`no-cache` allows that).
+                hs.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store, private"),
+                );
                 for (name, value) in [
                     (header::CONTENT_DISPOSITION, Some(disposition)),
                     (header::CONTENT_RANGE, range),

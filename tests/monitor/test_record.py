@@ -42,6 +42,8 @@ def download(server, ws_msg):
     with urllib.request.urlopen(server.http + ws_msg["url"], timeout=10) as r:
         assert r.headers["Content-Type"] == "audio/wav"
         assert ws_msg["name"] in r.headers["Content-Disposition"]
+        # The room's audio: no browser or proxy cache may keep a copy.
+        assert "no-store" in r.headers["Cache-Control"], r.headers["Cache-Control"]
         return r.read()
 
 
