@@ -3,15 +3,19 @@
 
 import { SpectrumView } from "./spectrum.js";
 import { buildControls } from "./controls.js";
-import { keepConnected } from "./socket.js";
+import { capList, clip, keepConnected } from "./socket.js";
 import { Listen } from "./listen.js";
 
 const $ = (id) => document.getElementById(id);
 
 // The control token: given once (http://host:8766/#token=..., as
 // `phase4 token` prints it, or typed into the Unlock field) and kept in this
-// browser. It is taken out of the address bar at once, so it does not end up
-// in bookmarks or screenshots.
+// browser. It is taken out of the address bar at once (not out of the
+// browser's history: see docs/ui-and-protocol.md). A token given here is
+// only a candidate: it is kept (over the one kept before) only once the
+// server answered an `auth` message carrying it with authorized:true, and
+// a kept token is forgotten only on a definite "wrong token" verdict, never
+// because the server was busy or rate-limiting this address.
 const TOKEN_KEY = "phase4-control-token";
 function tokenFromUrl() {
   const hash = new URLSearchParams(location.hash.slice(1));
@@ -31,12 +35,67 @@ function storedToken() {
 function storeToken(t) {
   try { if (t) localStorage.setItem(TOKEN_KEY, t); else localStorage.removeItem(TOKEN_KEY); } catch (_) { /* private mode */ }
 }
-const fromUrl = tokenFromUrl();
-if (fromUrl) storeToken(fromUrl.trim());
-// A token sent with `auth` and not yet confirmed.
-let offered = null;
-// The kept token went in this connection's handshake (`?token=`).
-let handshakeToken = false;
+// The token from the link or the Unlock field, not yet confirmed.
+let candidate = (tokenFromUrl() || "").trim() || null;
+// The token the handshake presents: the kept one, else the candidate (the
+// candidate then needs the place kept for token holders, with nothing else
+// to get it).
+const presentedToken = () => storedToken() || candidate;
+
+// This connection's token exchange: the token its handshake carried, whether
+// the greeting's `auth` came, tokens to offer with `auth` messages (one at a
+// time: `offer` waits for its answer) and how many of those failed.
+let conn = null;
+const verdict = (reason) => (/^auth: wrong token/.test(reason) ? "wrong" : /^auth:/.test(reason) ? "later" : null);
+
+// The greeting's `auth` came: a handshake token it refused was checked and
+// is wrong (a kept one is forgotten, a candidate dropped); then offer with
+// `auth` what is not yet in force or not yet confirmed.
+function afterGreeting(a) {
+  const hs = conn.hs;
+  if (hs && a.required && !a.authorized) dropToken(hs);
+  const kept = storedToken();
+  if (!a.required) return;
+  if (kept && !a.authorized) conn.queue.push(kept);
+  if (candidate && candidate !== kept) conn.queue.push(candidate);
+  offerNext();
+}
+function offerNext() {
+  if (!conn || conn.offer || !conn.queue.length || conn.socket.readyState !== WebSocket.OPEN) return;
+  conn.offer = conn.queue.shift();
+  conn.socket.send(JSON.stringify({ type: "auth", token: conn.offer }));
+}
+// A definite "wrong token" for `t`.
+function dropToken(t) {
+  if (t === storedToken()) { storeToken(null); toast("the kept control token was refused: forgotten (Unlock to give it again)"); }
+  if (t === candidate) { candidate = null; toast("the control token given was refused (not kept)"); }
+}
+// The answer to the `auth` message in flight, from `auth` or `error`.
+function offerAnswered(authorized, reason) {
+  const t = conn.offer;
+  conn.offer = null;
+  if (authorized) {
+    conn.waiting = false;
+    if (t === candidate) { storeToken(t); candidate = null; }
+    return offerNext();
+  }
+  conn.failures++;
+  if (verdict(reason) === "wrong") { dropToken(t); return offerNext(); }
+  // Not checked (the address spent its budget of wrong tokens, perhaps on a
+  // neighbour's guesses): keep it and try again once the server says it
+  // checks the next. A third failure would close the connection, so the
+  // second wait ends in a new connection (its handshake presents it).
+  conn.queue.unshift(t);
+  conn.waiting = true;
+  const said = /in (\d+(?:\.\d+)?) s/.exec(reason);
+  const s = Math.min(60, Math.max(2, said ? +said[1] : 5));
+  const c = conn;
+  c.timer = setTimeout(() => {
+    if (conn !== c) return;
+    if (c.failures >= 2) c.socket.close();
+    else offerNext();
+  }, s * 1000 * (1 + 0.5 * Math.random()));
+}
 
 let ws = null;
 let meta = null;
@@ -65,35 +124,37 @@ function flash(el, cls = "on", ms = 120) {
 
 function connect() {
   keepConnected({
-    token: storedToken,
-    onOpen(socket, withToken) {
+    token: presentedToken,
+    onOpen(socket, hs) {
       ws = socket;
-      const t = storedToken();
-      // In the handshake: the greeting's `auth` says whether it held (a
-      // wrong one is forgotten there). Else offered in a message.
-      handshakeToken = !!t && withToken;
-      if (t) { offered = t; if (!withToken) send({ type: "auth", token: t }); }
+      conn = { socket, hs, auth: null, queue: [], offer: null, failures: 0, waiting: false, timer: null };
       $("conn").textContent = "connected";
       $("conn").className = "conn up";
     },
     onClose() {
+      if (conn) clearTimeout(conn.timer);
+      conn = null;
       $("conn").textContent = "reconnecting…";
       $("conn").className = "conn down";
+      renderAuth();
     },
     onMessage(msg) {
       if (listen.handle(msg)) return;
-      const h = handlers[msg.type];
-      if (h) h(msg);
+      if (Object.hasOwn(handlers, msg.type)) handlers[msg.type](msg);
     },
     onBinary: (buf) => onFft(buf),
   });
 }
 
+// A binary frame: [1][0][n: u16][n f32] (spectrum) or a monitor packet.
+// One whose length does not match its header is dropped.
 function onFft(buf) {
+  if (!(buf instanceof ArrayBuffer) || buf.byteLength < 4) return;
   const view = new DataView(buf);
   if (view.getUint8(0) === 2) return listen.onPacket(buf);
   if (view.getUint8(0) !== 1) return;
   const n = view.getUint16(2, true);
+  if (n === 0 || buf.byteLength < 4 + 4 * n) return;
   spectrum.setBins(new Float32Array(buf, 4, n));
 }
 
@@ -106,7 +167,7 @@ const handlers = {
     window.phase4Meta = m;
     spectrum.setMeta(m);
     controls.update(m);
-    $("spec-mode").textContent = `${m.n_fft_bins} bins · ${m.fft_send_raw_db ? "raw dB" : "post-processed [0, 1]"} · ${m.sr} Hz`;
+    $("spec-mode").textContent = clip(`${m.n_fft_bins} bins · ${m.fft_send_raw_db ? "raw dB" : "post-processed [0, 1]"} · ${m.sr} Hz`, 80);
     renderDevices();
   },
   snapshot(s) {
@@ -133,11 +194,12 @@ const handlers = {
   beat() { flash($("beat")); },
   onset(e) { if (e.band === "broadband") flash($("onset")); },
   server_status(st) {
+    const dev = st.device || {};
     const rows = [
-      ["device", `${st.device.name || "–"} ${st.device.up ? "" : "(down)"}`],
-      ["format", `${st.device.rate} Hz · ${st.device.format} · ${st.device.access} · ${st.device.period} frames`],
+      ["device", `${dev.name || "–"} ${dev.up ? "" : "(down)"}`],
+      ["format", `${dev.rate} Hz · ${dev.format} · ${dev.access} · ${dev.period} frames`],
       ["xruns", st.xruns],
-      ["recoveries", `suspends ${st.device.suspends ?? 0} · reopens ${st.device.reopens ?? 0}`],
+      ["recoveries", `suspends ${dev.suspends ?? 0} · reopens ${dev.reopens ?? 0}`],
       ["drops", `bands ${st.ring_drops.bands} · spectrum ${st.ring_drops.spectrum} · frames ${st.frame_drops} · ws ${st.ws_drops}`],
       ["latency", `p50 ${st.latency_ms.p50.toFixed(2)} · p95 ${st.latency_ms.p95.toFixed(2)} · p99 ${st.latency_ms.p99.toFixed(2)} ms`],
       ["CPU", `${st.process_cpu_pct.toFixed(1)} % (${Object.entries(st.cpu_pct).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")})`],
@@ -150,34 +212,45 @@ const handlers = {
     dl.replaceChildren();
     for (const [k, v] of rows) {
       const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = String(v);
+      const dd = document.createElement("dd"); dd.textContent = clip(v);
       dl.append(dt, dd);
     }
   },
-  devices(d) { devices = d.items || []; renderDevices(); },
-  presets(p) { renderPresets(p.items || [], !!p.truncated); },
+  devices(d) { devices = capList(d.items); renderDevices(); },
+  presets(p) { renderPresets(capList(p.items), !!p.truncated || (Array.isArray(p.items) && p.items.length > capList(p.items).length)); },
   auth(a) {
-    if (a.authorized && offered) { storeToken(offered); offered = null; }
-    // The greeting's answer to a kept token that went in the handshake:
-    // one that did not hold is forgotten (an `auth` message would have
-    // been answered with an error instead).
-    if (handshakeToken) {
-      handshakeToken = false;
-      if (a.required && !a.authorized && offered) { storeToken(null); offered = null; }
+    if (!conn) return;
+    const was = !!(conn.auth && conn.auth.authorized);
+    if (!conn.auth) {
+      conn.auth = { required: !!a.required, authorized: !!a.authorized };
+      afterGreeting(a);
+    } else {
+      if (a.authorized) conn.auth.authorized = true;
+      if (conn.offer) offerAnswered(!!a.authorized, "");
     }
-    if (a.authorized || !a.required) listen.reconnected();
-    const locked = a.required && !a.authorized;
-    if (locked) listen.locked();
-    $("auth").textContent = a.required ? (a.authorized ? "control: yes" : "watch only") : "";
-    $("unlock").hidden = !locked;
-    $("lock").hidden = locked || !storedToken();
-    document.querySelectorAll(".controls, #device, #dev-use, #preset-save, #presets").forEach((el) => el.classList.toggle("disabled", locked));
+    if (!was && (conn.auth.authorized || !conn.auth.required)) listen.reconnected();
+    renderAuth();
   },
   error(e) {
-    if (offered && /^auth:/.test(e.reason)) { storeToken(null); offered = null; }
-    toast(e.reason);
+    const reason = clip(e.reason);
+    if (conn && conn.offer && verdict(reason)) { offerAnswered(false, reason); renderAuth(); }
+    toast(reason);
   },
 };
+
+// The header's control state, the Unlock form and Lock. Nothing is claimed
+// while disconnected or before the greeting's `auth`.
+function renderAuth() {
+  const a = conn && conn.auth;
+  const locked = !!a && a.required && !a.authorized;
+  $("auth").textContent = !a || !a.required ? "" : a.authorized ? "control: yes"
+    : conn.waiting ? "control: rate-limited, retrying…" : "watch only";
+  if (!a) return;
+  if (locked) listen.locked();
+  $("unlock").hidden = !locked;
+  $("lock").hidden = locked || !storedToken();
+  document.querySelectorAll(".controls, #device, #dev-use, #preset-save, #presets").forEach((el) => el.classList.toggle("disabled", locked));
+}
 
 // The rig outputs that are on (server_status.rig; absent when none is).
 function rigRows(r) {
@@ -203,8 +276,8 @@ function renderDevices() {
   for (const d of devices) {
     const o = document.createElement("option");
     o.value = String(d.index);
-    let label = `${d.index}: ${d.name}`;
-    if (d.description) label += ` — ${d.description}`;
+    let label = `${clip(d.index, 10)}: ${clip(d.name)}`;
+    if (d.description) label += ` — ${clip(d.description)}`;
     if (!d.available) label += " (unavailable)";
     if (d.probed_signal !== undefined) label += d.probed_signal ? " ● signal" : " ○ silent";
     if (d.name === current) label += " [in use]";
@@ -214,7 +287,7 @@ function renderDevices() {
   const inUse = devices.find((d) => d.name === current);
   if (keep && devices.some((d) => String(d.index) === keep)) sel.value = keep;
   else if (inUse) sel.value = String(inUse.index);
-  $("dev-note").textContent = current ? `in use: ${current}` : "";
+  $("dev-note").textContent = current ? `in use: ${clip(current)}` : "";
 }
 
 function renderPresets(items, truncated) {
@@ -223,9 +296,9 @@ function renderPresets(items, truncated) {
   for (const p of items) {
     const li = document.createElement("li");
     const name = document.createElement("span");
-    name.textContent = p.name;
+    name.textContent = clip(p.name);
     // Local time of the save, "YYYY-MM-DD HH:MM" (the Python server's format).
-    name.title = `saved ${p.saved_at}`;
+    name.title = `saved ${clip(p.saved_at, 40)}`;
     const load = document.createElement("button");
     load.type = "button";
     load.textContent = "Load";
@@ -233,7 +306,7 @@ function renderPresets(items, truncated) {
     const del = document.createElement("button");
     del.type = "button";
     del.textContent = "Delete";
-    del.addEventListener("click", () => { if (confirm(`Delete preset "${p.name}"?`)) send({ type: "delete_preset", name: p.name }); });
+    del.addEventListener("click", () => { if (confirm(`Delete preset "${clip(p.name)}"?`)) send({ type: "delete_preset", name: p.name }); });
     li.append(name, load, del);
     ul.append(li);
   }
@@ -256,11 +329,16 @@ $("unlock").addEventListener("submit", (ev) => {
   const t = $("token").value.trim();
   if (!t) return;
   $("token").value = "";
-  offered = t;
-  send({ type: "auth", token: t });
+  candidate = t;
+  if (conn && conn.auth) {
+    conn.queue = conn.queue.filter((q) => q !== t);
+    conn.queue.push(t);
+    offerNext();
+  }
 });
 $("lock").addEventListener("click", () => {
   storeToken(null);
+  candidate = null;
   if (ws) ws.close();  // reconnects watch-only
 });
 $("dev-refresh").addEventListener("click", () => send({ type: "list_devices" }));

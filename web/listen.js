@@ -10,9 +10,21 @@
 
 import { Resampler } from "./listen-buffer.js";
 import { PATHS, newContext, newDecoder, pickPath, scriptOutput, workletOutput } from "./listen-paths.js";
+import { capList, clip } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
 const HEADER_MIN = 28;
+// `url` (from `recording_download`) as an absolute URL when it is this
+// page's origin's /recordings/<name>?ticket=..., else null.
+function downloadUrl(url) {
+  if (typeof url !== "string" || url.length > 1000) return null;
+  let u;
+  try { u = new URL(url, location.href); } catch (_) { return null; }
+  const ok = u.origin === location.origin && /^\/recordings\/[A-Za-z0-9][A-Za-z0-9._-]*$/.test(u.pathname)
+    && !u.pathname.includes("..") && !!u.searchParams.get("ticket") && !u.hash && !u.username && !u.password;
+  return ok ? u.href : null;
+}
+
 function el(tag, props = {}, ...kids) {
   const e = Object.assign(document.createElement(tag), props);
   e.append(...kids);
@@ -191,9 +203,14 @@ export class Listen {
       case "audio_subscribed": this.stat.textContent = `${msg.quality}: ${msg.bitrate / 1000} kbit/s Opus`; return true;
       case "audio_unsubscribed": return true;
       case "recordings": this.renderRecordings(msg); return true;
-      case "replay_saved": this.recNote.textContent = `saved ${msg.name} (${msg.seconds.toFixed(1)} s)`; return true;
+      case "replay_saved": this.recNote.textContent = clip(`saved ${msg.name} (${msg.seconds.toFixed(1)} s)`); return true;
       case "recording_download": {
-        const a = el("a", { href: msg.url, download: msg.name });
+        // Followed only to where phase4 serves recordings, on this page's
+        // own origin: a server (or anything posing as one) must not send
+        // the dashboard elsewhere.
+        const url = downloadUrl(msg.url);
+        if (!url) { this.recNote.textContent = "ignored a download link that does not point at this server's /recordings/"; return true; }
+        const a = el("a", { href: url, download: clip(msg.name, 100) });
         document.body.append(a); a.click(); a.remove();
         return true;
       }
@@ -209,19 +226,20 @@ export class Listen {
     this.recording = st.active;
     this.recBtn.textContent = st.active ? "■ Stop recording" : "● Record";
     const mb = (b) => (b / 1048576).toFixed(0);
-    this.recStat.textContent = (st.active ? `recording ${st.seconds.toFixed(0)} s · ` : "")
+    this.recStat.textContent = clip((st.active ? `recording ${st.seconds.toFixed(0)} s · ` : "")
       + (st.error ? `stopped: ${st.error} · ` : "")
-      + `replay ${st.replay_s.toFixed(0)}/${st.replay_capacity_s.toFixed(0)} s · ${mb(st.used_bytes)} of ${mb(st.quota_bytes)} MiB used · ${mb(st.free_bytes)} MiB free`;
+      + `replay ${st.replay_s.toFixed(0)}/${st.replay_capacity_s.toFixed(0)} s · ${mb(st.used_bytes)} of ${mb(st.quota_bytes)} MiB used · ${mb(st.free_bytes)} MiB free`, 400);
   }
 
   renderRecordings(msg) {
     this.renderRecState(msg.state);
-    this.list.replaceChildren(...msg.items.map((it) => el("li", {},
-      el("span", { textContent: `${it.name} · ${it.seconds.toFixed(1)} s · ${it.bits} bit · ${(it.bytes / 1048576).toFixed(1)} MiB`, title: it.name }),
+    const items = capList(msg.items);
+    this.list.replaceChildren(...items.map((it) => el("li", {},
+      el("span", { textContent: clip(`${it.name} · ${it.seconds.toFixed(1)} s · ${it.bits} bit · ${(it.bytes / 1048576).toFixed(1)} MiB`), title: clip(it.name) }),
       el("button", { type: "button", textContent: "Download", onclick: () => this.send({ type: "download_recording", name: it.name }) }),
-      el("button", { type: "button", textContent: "Delete", onclick: () => { if (confirm(`Delete ${it.name}?`)) this.send({ type: "delete_recording", name: it.name }); } }))));
-    if (msg.truncated) this.list.append(el("li", { className: "hint", textContent: `only the newest ${msg.items.length} are listed` }));
-    if (!msg.items.length && !msg.truncated) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
+      el("button", { type: "button", textContent: "Delete", onclick: () => { if (confirm(`Delete ${clip(it.name)}?`)) this.send({ type: "delete_recording", name: it.name }); } }))));
+    if (msg.truncated || items.length < (msg.items || []).length) this.list.append(el("li", { className: "hint", textContent: `only the newest ${items.length} are listed` }));
+    if (!items.length && !msg.truncated) this.list.append(el("li", { className: "hint", textContent: "no recordings yet" }));
   }
 
   // Watch only (no token, or the page was locked): the server lists

@@ -11,7 +11,7 @@
 // spectrogram from the FFT frames while the FFT is on, and the three band
 // energies with beat lines.
 
-import { keepConnected } from "./socket.js";
+import { clip, keepConnected } from "./socket.js";
 import { fillEmptyBins } from "./spectrum.js";
 
 const $ = (id) => document.getElementById(id);
@@ -206,7 +206,7 @@ function frame() {
 const handlers = {
   meta(m) {
     meta = m;
-    $("p-device").textContent = m.device && m.device.name ? `${m.device.name} · ${m.sr} Hz` : "";
+    $("p-device").textContent = m.device && m.device.name ? clip(`${m.device.name} · ${m.sr} Hz`) : "";
   },
   beat(e) {
     if (e.index !== lastBeat) onBeat(e.index);
