@@ -68,33 +68,73 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
 /// `path` and its missing parents, each made with mode 0750 (less what
 /// the umask takes away): never writable by other users. Those made are
 /// given to the owner of the directory they were made in (see the
-/// module); `lchown`, so a directory swapped for a symlink meanwhile gives
-/// nothing away.
+/// module). Each step goes through the descriptor of the directory above:
+/// made with `mkdirat`, opened with `O_DIRECTORY | O_NOFOLLOW` and given
+/// away with `fchown`, so a name swapped meanwhile (for a symlink, or a
+/// hard link to a file elsewhere) fails the open and gives nothing away.
+/// Only a directory this call made is given away.
 pub fn create_dirs(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let missing: Vec<&Path> = path
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let existing = path
         .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
-        .collect();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(path)?;
-    let Some(Ok(owner)) = path.ancestors().nth(missing.len()).map(|p| {
-        std::fs::metadata(if p.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            p
-        })
-    }) else {
-        return Ok(());
+        .find(|p| p.as_os_str().is_empty() || std::fs::symlink_metadata(p).is_ok())
+        .unwrap_or(Path::new(""));
+    let rest = path.strip_prefix(existing).map_err(io::Error::other)?;
+    let base = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
     };
-    for made in missing {
-        if std::fs::symlink_metadata(made)
-            .is_ok_and(|m| m.uid() != owner.uid() || m.gid() != owner.gid())
-        {
-            let _ = std::os::unix::fs::lchown(made, Some(owner.uid()), Some(owner.gid()));
+    // The directory that exists may be a symlink the admin chose.
+    let mut dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(base)?;
+    let owner = dir.metadata()?;
+    for part in rest.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a plain path", path.display()),
+            ));
+        };
+        let name = std::ffi::CString::new(name.as_bytes())?;
+        // SAFETY: a valid descriptor and a NUL-terminated name.
+        let made = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o750) } == 0;
+        if !made {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
         }
+        // SAFETY: as above; the descriptor returned is owned by `next`.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        let next = unsafe { File::from_raw_fd(fd) };
+        if made {
+            let m = next.metadata()?;
+            if (m.uid(), m.gid()) != (owner.uid(), owner.gid()) {
+                let _ = std::os::unix::fs::fchown(&next, Some(owner.uid()), Some(owner.gid()));
+            }
+        }
+        dir = next;
+    }
+    if !dir.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is not a directory", path.display()),
+        ));
     }
     Ok(())
 }
@@ -122,6 +162,38 @@ pub fn real_dir(path: &Path) -> bool {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    #[test]
+    fn directories_are_made_through_their_parents_and_given_to_its_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("state");
+        std::fs::create_dir(&top).unwrap();
+        // As root (CI): a folder another user owns, as the service's.
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        let root = me == 0;
+        if root {
+            std::os::unix::fs::chown(&top, Some(65534), Some(65534)).unwrap();
+        }
+        create_dirs(&top.join("a/b")).unwrap();
+        create_dirs(&top.join("a/b")).unwrap();
+        for p in [top.join("a"), top.join("a/b")] {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert!(m.is_dir());
+            assert_eq!(m.mode() & 0o027, 0, "{p:?} {:o}", m.mode());
+            if root {
+                assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p:?}");
+            }
+        }
+        // A file where a folder should be (a hard link planted in place of
+        // a folder just made looks the same): an error, nothing given away.
+        std::fs::write(top.join("a/f"), "x").unwrap();
+        assert!(create_dirs(&top.join("a/f")).is_err());
+        assert!(create_dirs(&top.join("a/f/g")).is_err());
+        let m = std::fs::metadata(top.join("a/f")).unwrap();
+        assert_eq!(m.uid(), me);
+    }
 
     #[test]
     fn symlinks_fifos_and_directories_are_refused_files_are_read() {
