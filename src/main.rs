@@ -42,8 +42,24 @@ pub(crate) fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     if let (Some(a), None) = (args.next(), args.next()) {
         if a == phase4::capture::devices::HINTS_CHILD_ARG {
+            use phase4::capture::alsa_log;
+            // alsa-lib's messages while it expands the PCM definitions go
+            // to standard error as the parent's debug lines.
+            alsa_log::install();
+            // No logger here: the handler keeps a listing's messages only
+            // when debug lines would be seen.
+            log::set_max_level(log::LevelFilter::Debug);
             let out = std::io::stdout();
-            return match phase4::capture::devices::write_hints_child(&mut out.lock()) {
+            let written = alsa_log::while_listing(|| {
+                phase4::capture::devices::write_hints_child(&mut out.lock())
+            });
+            alsa_log::AlsaLog::default().drain(|_, text| {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("{text}\n").as_bytes(),
+                );
+            });
+            return match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(_) => ExitCode::FAILURE,
             };

@@ -56,8 +56,13 @@ pub const HINTS_CHILD_ARG: &str = "--alsa-hints-child";
 const HINTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of a hints child's answer read (a few KiB on a real machine).
 const HINTS_MAX_BYTES: usize = 1 << 20;
+/// Most bytes of what alsa-lib says on a hints child's standard error
+/// that are kept (as debug lines).
+const HINTS_MAX_SAID: usize = 16 * 1024;
 /// Most devices listed from the hints.
 const HINTS_MAX: usize = 1024;
+/// How long listings say "default" alone after a child hung.
+const HUNG_PAUSE: Duration = Duration::from_secs(60);
 /// Longest description kept, in characters.
 const DESC_MAX_CHARS: usize = 200;
 
@@ -85,13 +90,59 @@ pub fn hints() -> Vec<(String, String)> {
 /// [`hints`], and why alsa-lib's list is missing from them if it is.
 pub fn hints_or_why() -> (Vec<(String, String)>, Option<String>) {
     let mut names: Vec<(String, String)> = vec![("default".into(), "Default ALSA device".into())];
+    // A child that hung was killed after HINTS_TIMEOUT: asked again at once
+    // (the UI lists on request), every listing would hold the control
+    // thread that long. The same answer for a minute instead.
+    static HUNG: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let hung = |set: bool| {
+        let mut h = HUNG.lock().unwrap_or_else(|p| p.into_inner());
+        if set {
+            *h = Some(Instant::now());
+        }
+        h.is_some_and(|t| t.elapsed() < HUNG_PAUSE)
+    };
+    if hung(false) {
+        return (names, Some(format!("alsa-lib's device list hung less than {} s ago: listing only \"default\" until then", HUNG_PAUSE.as_secs())));
+    }
     match hints_from_child() {
         Ok(found) => {
             names.extend(found);
             (names, None)
         }
-        Err(why) => (names, Some(format!("alsa-lib's device list failed ({why}): listing only \"default\" (a PCM name of 127 characters or more in the ALSA configuration makes alsa-lib 1.2.8 abort; `arecord -L` shows the same)"))),
+        Err(Failed::Start(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            // No /proc/self/exe to run (a chroot without /proc): ask
+            // alsa-lib here, as before the child existed.
+            let mut raw = Vec::new();
+            let _ = write_hints_child(&mut raw);
+            names.extend(parse_hints(&raw));
+            log::debug!("devices: asked alsa-lib in this process: cannot start a child ({e})");
+            (names, None)
+        }
+        Err(Failed::Died(why)) => (names, Some(format!("alsa-lib's device list failed ({why}): listing only \"default\" (alsa-lib 1.2.8 aborts on a PCM name of 127 characters or more in the ALSA configuration; `arecord -L` shows the same)"))),
+        Err(Failed::Hung) => {
+            hung(true);
+            (names, Some(format!("alsa-lib's device list failed (no answer within {} s): listing only \"default\"", HINTS_TIMEOUT.as_secs())))
+        }
+        Err(Failed::Start(e)) => (names, Some(format!("alsa-lib's device list failed (cannot start a process: {e}): listing only \"default\""))),
+        Err(Failed::Other(why)) => (names, Some(format!("alsa-lib's device list failed ({why}): listing only \"default\""))),
     }
+}
+
+/// How a hints child failed.
+enum Failed {
+    /// It could not be started (no /proc, no process or descriptor left).
+    Start(std::io::Error),
+    /// It was ended by a signal (alsa-lib aborted).
+    Died(String),
+    /// No answer within [`HINTS_TIMEOUT`] (killed).
+    Hung,
+    /// Anything else: said too much, exited with an error.
+    Other(String),
 }
 
 /// What the hints child writes: name NUL description NUL, per capture PCM.
@@ -111,8 +162,9 @@ pub fn write_hints_child(out: &mut impl std::io::Write) -> std::io::Result<()> {
     out.flush()
 }
 
-fn hints_from_child() -> Result<Vec<(String, String)>, String> {
+fn hints_from_child() -> Result<Vec<(String, String)>, Failed> {
     use std::io::Read;
+    use std::os::fd::{AsRawFd, OwnedFd};
     use std::process::{Command, Stdio};
     // /proc/self/exe: this very program, even when an upgrade has replaced
     // the file on disk meanwhile.
@@ -120,53 +172,101 @@ fn hints_from_child() -> Result<Vec<(String, String)>, String> {
         .arg(HINTS_CHILD_ARG)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
+        .map_err(Failed::Start)?;
+    // [0] the hints, [1] what alsa-lib said on the way (its messages
+    // about PCM definitions it expanded: debug lines, as in-process ones
+    // are while listing).
+    let mut pipes: [Option<std::fs::File>; 2] = [
+        child.stdout.take().map(|o| OwnedFd::from(o).into()),
+        child.stderr.take().map(|e| OwnedFd::from(e).into()),
+    ];
+    let mut got: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let limits = [HINTS_MAX_BYTES, HINTS_MAX_SAID];
     let deadline = Instant::now() + HINTS_TIMEOUT;
-    let mut bytes = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
-    let read = loop {
+    let read: Result<(), Failed> = loop {
+        let mut pfds: Vec<libc::pollfd> = pipes
+            .iter()
+            .flatten()
+            .map(|f| libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if pfds.is_empty() {
+            break Ok(());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&out),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let ms = left.as_millis().clamp(1, 60_000) as libc::c_int;
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: valid pollfds, for the duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
         if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
         if n <= 0 {
-            break Err(format!("no answer within {} s", HINTS_TIMEOUT.as_secs()));
+            break Err(Failed::Hung);
         }
-        match out.read(&mut chunk) {
-            Ok(0) => break Ok(()),
-            Ok(k) if bytes.len() + k > HINTS_MAX_BYTES => {
-                break Err(format!("more than {} KiB", HINTS_MAX_BYTES / 1024))
+        let ready: Vec<i32> = pfds
+            .iter()
+            .filter(|p| p.revents != 0)
+            .map(|p| p.fd)
+            .collect();
+        let mut failed = None;
+        for i in 0..2 {
+            let Some(f) = pipes[i].as_mut().filter(|f| ready.contains(&f.as_raw_fd())) else {
+                continue;
+            };
+            match f.read(&mut chunk) {
+                Ok(0) => pipes[i] = None,
+                Ok(k) if i == 0 && got[0].len() + k > limits[0] => {
+                    failed = Some(Failed::Other(format!(
+                        "more than {} KiB",
+                        HINTS_MAX_BYTES / 1024
+                    )));
+                }
+                Ok(k) => {
+                    // What alsa-lib says beyond its cap is read and dropped.
+                    let room = limits[i] - got[i].len();
+                    got[i].extend_from_slice(&chunk[..k.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => failed = Some(Failed::Other(e.to_string())),
             }
-            Ok(k) => bytes.extend_from_slice(&chunk[..k]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e.to_string()),
+        }
+        if let Some(f) = failed {
+            break Err(f);
         }
     };
-    drop(out);
+    drop(pipes);
     if read.is_err() {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(|e| Failed::Other(e.to_string()))?;
+    for line in String::from_utf8_lossy(&got[1])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        // The child labels alsa-lib's messages; anything else it said (a
+        // crash report) is labelled here.
+        let line = line.trim_end();
+        if line.starts_with("alsa-lib (") {
+            log::debug!("{line}");
+        } else {
+            log::debug!("alsa-lib (listing devices): {line}");
+        }
+    }
     read?;
     if !status.success() {
         use std::os::unix::process::ExitStatusExt;
         return Err(match status.signal() {
-            Some(sig) => format!("alsa-lib died (signal {sig})"),
-            None => format!("it exited with {status}"),
+            Some(sig) => Failed::Died(format!("alsa-lib died (signal {sig})")),
+            None => Failed::Other(format!("it exited with {status}")),
         });
     }
-    Ok(parse_hints(&bytes))
+    Ok(parse_hints(&got[0]))
 }
 
 fn parse_hints(bytes: &[u8]) -> Vec<(String, String)> {

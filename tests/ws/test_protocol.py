@@ -132,6 +132,36 @@ def test_list_devices_answers_devices_with_and_without_probe(server):
     run(go())
 
 
+def test_an_alsa_config_that_hangs_costs_one_listing_not_every_one(make_server, tmp_path):
+    # A config that includes a FIFO nobody writes: alsa-lib's hints wait on
+    # it for good (f081928 never became ready). The child that asks is
+    # killed after 5 s, and for a minute after that the listing says
+    # "default" alone at once instead of holding the control thread again.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    conf = tmp_path / "hang.conf"
+    conf.write_text(f"<{fifo}>\n")
+    s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
+
+    async def go():
+        async with websockets.connect(s.url) as ws:
+            await recv_json(ws, "presets")
+            for _ in range(3):
+                # Past the 1 s a listing is reused for: each asks anew.
+                await asyncio.sleep(1.5)
+                t0 = time.monotonic()
+                await ws.send(json.dumps({"type": "list_devices"}))
+                d = await recv_json(ws, "devices", timeout=30)
+                took = time.monotonic() - t0
+                assert [i["name"] for i in d["items"]] == ["default"], d
+                assert took < 4, f"a listing waited {took:.1f} s"
+
+    run(go())
+    assert s.proc.poll() is None
+    log = s.log.read_text()
+    assert log.count("no answer within 5 s") == 1, log[-3000:]
+
+
 def test_presets_are_saved_listed_and_loaded(server):
     async def go():
         async with websockets.connect(server.url) as ws:
