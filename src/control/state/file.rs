@@ -137,13 +137,32 @@ fn read_bounded(path: &Path) -> Result<Option<String>, Unusable> {
         .map_err(|e| Unusable::Content(format!("not UTF-8 text ({e})")))
 }
 
-/// Rename an unusable state file to `state.toml.corrupt-<unix time>`.
+/// Most copies of one second's unusable state files kept aside.
+const MAX_ASIDE: u32 = 100;
+
+/// Rename an unusable state file to `state.toml.corrupt-<unix time>`, with
+/// `-2`, `-3`, … when that name is taken: the same second comes again (a
+/// Pi without a clock boots at the same time each time; a clock before
+/// 1970 is 0), and a copy kept for inspection must not replace another.
 fn move_aside(dir: &Path, path: &Path, reason: &str) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let aside = dir.join(format!("{STATE_FILE}.corrupt-{stamp}"));
+    let name = |n: u32| match n {
+        1 => format!("{STATE_FILE}.corrupt-{stamp}"),
+        n => format!("{STATE_FILE}.corrupt-{stamp}-{n}"),
+    };
+    let Some(aside) = (1..=MAX_ASIDE)
+        .map(|n| dir.join(name(n)))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+    else {
+        log::warn!(
+            "state: {} is unusable ({reason}) and not moved aside ({MAX_ASIDE} copies of this second's are there already); starting on the configuration",
+            path.display()
+        );
+        return;
+    };
     match std::fs::rename(path, &aside) {
         Ok(()) => log::warn!(
             "state: {} is unusable ({reason}); moved aside to {}, starting on the configuration",
@@ -263,6 +282,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["p1.toml"], "a temp file was left behind");
+    }
+
+    #[test]
+    fn corrupt_state_files_of_one_second_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.state.dir = dir.path().display().to_string();
+        for i in 0..3 {
+            std::fs::write(dir.path().join(STATE_FILE), format!("[[[ garbage {i}")).unwrap();
+            let _ = layer_at_start(&c, Vec::new);
+        }
+        let mut kept: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .collect();
+        kept.sort();
+        // Within one second or across two: three copies either way.
+        assert_eq!(kept, ["[[[ garbage 0", "[[[ garbage 1", "[[[ garbage 2"]);
     }
 
     #[test]

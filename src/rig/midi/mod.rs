@@ -248,7 +248,12 @@ fn clock_loop(ctx: &MidiCtx, port: &Port) {
         start_stop: ctx.cfg.start_stop,
         song_position: ctx.cfg.song_position,
     });
-    let mut last_check = Instant::now() - RETRY;
+    // checked: `Instant::now() - RETRY` panics when the monotonic clock
+    // reads less than RETRY (its first seconds after boot, a time
+    // namespace).
+    let mut last_check = Instant::now()
+        .checked_sub(RETRY)
+        .unwrap_or_else(Instant::now);
     let mut failed = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
         if last_check.elapsed() >= RETRY {
