@@ -168,6 +168,10 @@ const YEAR_10000: u64 = 253_402_300_800;
 /// can set either, and `HttpDate::from` panics on them).
 fn last_modified_of(meta: &std::fs::Metadata, now: SystemTime) -> Option<(HttpDate, bool)> {
     let mtime = meta.modified().ok()?;
+    // Dated after now (the clock was set back since it was written): the
+    // date of this answer instead, never later than its Date (RFC 9110
+    // 8.8.2.1), and not a strong validator.
+    let mtime = mtime.min(now);
     let since_1970 = mtime.duration_since(SystemTime::UNIX_EPOCH).ok()?;
     if since_1970.as_secs() >= YEAR_10000 {
         return None;
@@ -257,8 +261,11 @@ impl Download {
                 };
                 buf.truncate(n);
                 left -= n as u64;
-                let sent = tokio::time::timeout(STALL_TIMEOUT, tx.send_data(Bytes::from(buf)));
-                if !matches!(sent.await, Ok(Ok(()))) {
+                // No timeout of its own: a client that takes nothing for
+                // STALL_TIMEOUT loses its connection (`serve`'s stall
+                // watch, which allows for this process being stopped), and
+                // the body with it, which ends this send.
+                if tx.send_data(Bytes::from(buf)).await.is_err() {
                     log::debug!("http: download of {name} abandoned by the client");
                     return;
                 }
@@ -422,6 +429,17 @@ mod tests {
         assert_eq!(date.to_string().parse::<HttpDate>().ok(), Some(date));
         let later = mtime + Duration::from_secs(2);
         assert_eq!(last_modified_of(&meta, later), Some((date, true)));
+    }
+
+    #[test]
+    fn a_file_dated_after_now_is_last_modified_now_and_weak() {
+        let (d, _, _) = folder(&[("rec-2026-11-30T16-24-48.123Z.wav", b"RIFFaaaa")]);
+        let meta = std::fs::metadata(d.path().join("rec-2026-11-30T16-24-48.123Z.wav")).unwrap();
+        // The clock set back an hour since the file was written.
+        let now = meta.modified().unwrap() - Duration::from_secs(3600);
+        let (date, strong) = last_modified_of(&meta, now).unwrap();
+        assert_eq!(date, HttpDate::from(now));
+        assert!(!strong);
     }
 
     #[test]

@@ -46,6 +46,9 @@ use std::time::{Duration, Instant};
 /// How often the accept loop looks at the stop flag when it has no stop fd
 /// to wait on (with one, a stop ends its wait and it never ticks).
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// A stall watch woken this much later than due means the process was
+/// stopped meanwhile.
+const FROZEN: Duration = Duration::from_secs(2);
 /// Most bytes hyper buffers for one connection.
 const MAX_BUF: usize = 16 * 1024;
 /// Connections served over [`Limits::max_connections`]: those asked to
@@ -345,15 +348,27 @@ async fn connection<H: Handler>(
     // until a download starts, then wakes once per `stream_stall` at most:
     // an idle or small-answer connection never wakes for it.
     let stalled = async {
+        let mut slept_until = None;
         loop {
             if !streaming.get() {
                 progress.started.notified().await;
+                slept_until = None;
                 continue;
             }
             let due = progress.last.get() + limits.stream_stall;
-            if Instant::now() >= due {
+            let now = Instant::now();
+            if now >= due {
+                if slept_until.is_some_and(|s: Instant| now > s + FROZEN) {
+                    // Woken long after it was due: this process was
+                    // stopped (SIGSTOP, a frozen cgroup, a paused VM) and
+                    // sent nothing meanwhile. A fresh period from now.
+                    progress.last.set(now);
+                    slept_until = None;
+                    continue;
+                }
                 return;
             }
+            slept_until = Some(due);
             tokio::time::sleep_until(due.into()).await;
         }
     };

@@ -527,3 +527,50 @@ def test_what_root_makes_in_the_services_state_dir_stays_the_services(make_serve
              for p in made if (p.lstat().st_uid, p.lstat().st_gid) != owner}
     assert not wrong, f"not the state directory's owner's: {wrong}"
     assert server.running()
+
+
+def test_a_download_outlives_the_server_being_stopped_for_a_while(make_server, music_wav):
+    """The server stopped (SIGSTOP, a frozen cgroup, a paused VM) for longer
+    than the 30 s a download that takes nothing is given: its client could
+    take nothing meanwhile, and f081928 closed every download the moment
+    the server resumed ("its download took nothing for 30 s")."""
+    import signal
+
+    server = make_server(music_wav, extra=AUTH + record_cfg())
+    name = "rec-2026-11-30T16-24-48.123Z.wav"
+
+    async def ticket():
+        ws = await authed(server.url)
+        folder = server.state_dir / "recordings"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # More than loopback's socket buffers hold.
+        (folder / name).write_bytes(os.urandom(40 << 20))
+        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
+        await ws.close()
+        return t
+
+    import threading
+
+    url = server.http + asyncio.run(ticket())["url"]
+    got = [0]
+
+    def reader():
+        # A client reading steadily at ~4 MB/s the whole time.
+        with urllib.request.urlopen(url, timeout=60) as r:
+            while chunk := r.read(256 << 10):
+                got[0] += len(chunk)
+                time.sleep(0.0625)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(2)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(33)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    t.join(timeout=60)
+    got = got[0]
+    assert got == 40 << 20, f"{got} of {40 << 20} bytes"
+    assert "took nothing" not in server.log.read_text()
+    assert server.running()

@@ -340,3 +340,44 @@ def test_writes_through_the_osc_input_port_are_validated_like_ws_commands(run_ph
         assert "refused /audio/settings/dsp/low/hi-hz" in p4.text()
     finally:
         subprocess.run(["ip", "addr", "del", "192.0.2.10/32", "dev", "lo"], check=False)
+
+
+def test_a_listener_outlives_the_server_being_stopped_for_a_while(run_phase4, tmp_path):
+    """The server stopped (SIGSTOP, a frozen cgroup, a paused VM) for longer
+    than the 15 s a silent listener is given: its listeners could answer no
+    ping meanwhile, and f081928 dropped every one of them the moment it
+    resumed. Now the idle clock starts again at the resume."""
+    import signal
+
+    from conftest import free_port
+
+    port = free_port()
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(4.0))
+    p4 = run_phase4({
+        "audio": {"input": str(wav), "loop-input": True},
+        "osc": {"enabled": False},
+        "oscquery": {"enabled": True, "bind": "127.0.0.1", "port": port},
+    })
+    wait_port(port)
+    p4.wait_log("first block through")
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send(json.dumps({"COMMAND": "LISTEN", "DATA": "/audio/lmh"}))
+            await asyncio.wait_for(ws.recv(), 5)
+            p4.proc.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(17)
+            finally:
+                p4.proc.send_signal(signal.SIGCONT)
+            # Values keep coming, on this same connection, for 3 s more.
+            end = time.time() + 3
+            n = 0
+            while time.time() < end:
+                m = await asyncio.wait_for(ws.recv(), 2)
+                n += isinstance(m, bytes)
+            assert n > 60, n
+
+    asyncio.run(run())
+    assert p4.proc.poll() is None

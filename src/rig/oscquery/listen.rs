@@ -38,6 +38,8 @@ pub const PING_EVERY: Duration = Duration::from_secs(5);
 /// and idle upgrades from two addresses would otherwise hold every slot
 /// for good.
 pub const IDLE: Duration = Duration::from_secs(15);
+/// A tick this much later than due means the process was stopped.
+const FROZEN: Duration = Duration::from_secs(2);
 /// Most inbound messages a client may send per tick before the rest wait.
 pub const READS_PER_TICK: usize = 16;
 /// Most bytes read from one client per tick.
@@ -167,6 +169,18 @@ fn run(ctx: ListenCtx) {
             next = now + tick;
         }
         std::thread::sleep(next - now);
+        let woke = Instant::now();
+        if woke.saturating_duration_since(next) > FROZEN {
+            // This process was stopped (SIGSTOP, a frozen cgroup, a paused
+            // VM): nobody could answer its pings meanwhile, so the idle and
+            // stall clocks start again now rather than drop every client
+            // the moment it resumes.
+            for c in &mut clients {
+                c.heard = woke;
+                c.pinged = woke;
+                c.stalled_since = c.stalled_since.map(|_| woke);
+            }
+        }
     }
     for mut c in clients {
         let _ = c.ws.close(None);
