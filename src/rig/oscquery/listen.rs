@@ -38,7 +38,8 @@ pub const PING_EVERY: Duration = Duration::from_secs(5);
 /// and idle upgrades from two addresses would otherwise hold every slot
 /// for good.
 pub const IDLE: Duration = Duration::from_secs(15);
-/// A tick this much later than due means the process was stopped.
+/// A turn that starts this much later than a tick after the last one means
+/// the process was stopped.
 const FROZEN: Duration = Duration::from_secs(2);
 /// Most inbound messages a client may send per tick before the rest wait.
 pub const READS_PER_TICK: usize = 16;
@@ -145,7 +146,22 @@ fn run(ctx: ListenCtx) {
     let tick = Duration::from_secs_f64(1.0 / ctx.hz.clamp(1.0, 1000.0));
     let mut clients: Vec<Client> = Vec::new();
     let mut next = Instant::now();
+    let mut last_turn = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now.saturating_duration_since(last_turn) > tick + FROZEN {
+            // This process was stopped (SIGSTOP, a frozen cgroup, a paused
+            // VM), wherever this thread was in its turn: nobody could
+            // answer its pings meanwhile, so the idle and stall clocks
+            // start again now rather than drop every client the moment it
+            // resumes.
+            for c in &mut clients {
+                c.heard = now;
+                c.pinged = now;
+                c.stalled_since = c.stalled_since.map(|_| now);
+            }
+        }
+        last_turn = now;
         while let Ok(Upgraded { ws, slot }) = ctx.incoming.try_recv() {
             if ws.get_ref().tcp().set_nonblocking(true).is_ok() {
                 clients.push(Client {
@@ -169,18 +185,6 @@ fn run(ctx: ListenCtx) {
             next = now + tick;
         }
         std::thread::sleep(next - now);
-        let woke = Instant::now();
-        if woke.saturating_duration_since(next) > FROZEN {
-            // This process was stopped (SIGSTOP, a frozen cgroup, a paused
-            // VM): nobody could answer its pings meanwhile, so the idle and
-            // stall clocks start again now rather than drop every client
-            // the moment it resumes.
-            for c in &mut clients {
-                c.heard = woke;
-                c.pinged = woke;
-                c.stalled_since = c.stalled_since.map(|_| woke);
-            }
-        }
     }
     for mut c in clients {
         let _ = c.ws.close(None);
