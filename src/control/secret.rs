@@ -132,19 +132,19 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         Ok(Some(t)) => return Ok(t),
         Ok(None) => {}
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            let aside = dir.join(format!("{TOKEN_FILE}.corrupt"));
-            // Said only once it is true: the rename can fail too (a
-            // non-empty folder of that name already there).
-            if let Err(re) = std::fs::rename(&path, &aside) {
-                return Err(std::io::Error::new(
-                    re.kind(),
-                    format!(
-                        "{} is not a usable token ({e}) and cannot be moved aside to {}: {re}",
-                        path.display(),
-                        aside.display()
-                    ),
-                ));
-            }
+            // Said only once it is true: the rename can fail too.
+            let aside = match crate::service::safe_fs::move_aside(dir, TOKEN_FILE) {
+                Ok(aside) => aside,
+                Err(re) => {
+                    return Err(std::io::Error::new(
+                        re.kind(),
+                        format!(
+                            "{} is not a usable token ({e}) and cannot be moved aside: {re}",
+                            path.display()
+                        ),
+                    ))
+                }
+            };
             log::warn!(
                 "ws: {} is not a usable token ({e}); moved aside to {}",
                 path.display(),
@@ -240,7 +240,7 @@ mod tests {
         std::fs::write(d.path().join(TOKEN_FILE), b"\xff\xfe short").unwrap();
         let t = file_token(d.path()).unwrap();
         assert!(plausible(&t));
-        assert!(d.path().join("control-token.corrupt").exists());
+        assert_eq!(aside(d.path()).len(), 1);
         let mut c = Config::default();
         c.state.dir = d.path().display().to_string();
         c.ws.token = "from-the-config".into();
@@ -275,12 +275,12 @@ mod tests {
             std::fs::read_to_string(&victim).unwrap(),
             "root-only-secret-line-0123\n"
         );
-        assert!(
-            std::fs::symlink_metadata(d.path().join("control-token.corrupt"))
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        let kept = aside(d.path());
+        assert_eq!(kept.len(), 1);
+        assert!(std::fs::symlink_metadata(&kept[0])
+            .unwrap()
+            .file_type()
+            .is_symlink());
 
         // A FIFO with no writer: a plain open would wait for good.
         let d = tempfile::tempdir().unwrap();
@@ -291,13 +291,55 @@ mod tests {
         assert!(std::fs::symlink_metadata(&token).unwrap().is_file());
     }
 
+    /// What `file_token` moved aside in `dir`.
+    fn aside(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with("control-token.corrupt-")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unusable_tokens_are_each_kept_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let mut tokens = Vec::new();
+        for k in 0..3 {
+            std::fs::write(d.path().join(TOKEN_FILE), format!("bad {k}\n")).unwrap();
+            tokens.push(file_token(d.path()).unwrap());
+            assert_eq!(aside(d.path()).len(), k + 1);
+            assert_eq!(file_token(d.path()).unwrap(), tokens[k]);
+        }
+        let mut kept: Vec<String> = aside(d.path())
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["bad 0\n", "bad 1\n", "bad 2\n"]);
+    }
+
     #[test]
     fn a_token_that_cannot_be_moved_aside_is_not_said_to_be() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join(TOKEN_FILE)).unwrap();
-        let aside = d.path().join("control-token.corrupt");
-        std::fs::create_dir(&aside).unwrap();
-        std::fs::write(aside.join("x"), "").unwrap();
+        // Every name of this second (and the next two, should the clock
+        // tick meanwhile) already taken.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for s in now..now + 3 {
+            for n in 1..=crate::service::safe_fs::MAX_ASIDE {
+                let name = match n {
+                    1 => format!("{TOKEN_FILE}.corrupt-{s}"),
+                    n => format!("{TOKEN_FILE}.corrupt-{s}-{n}"),
+                };
+                std::fs::write(d.path().join(name), "").unwrap();
+            }
+        }
         let e = file_token(d.path()).unwrap_err().to_string();
         assert!(e.contains("cannot be moved aside"), "{e}");
         assert!(d.path().join(TOKEN_FILE).is_dir());

@@ -18,11 +18,14 @@
 //!   phase4 run by hand as root on the service's state directory) is given
 //!   to that owner, or the service could never change or delete it (it
 //!   could no longer save presets or record).
+//! - [`move_aside`]: an unusable file kept for inspection under a name of
+//!   its own (`<name>.corrupt-<unix time>`, then `-2`, `-3`, …), never
+//!   over an earlier one.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn not_regular(path: &Path, what: &str) -> io::Error {
     io::Error::new(
@@ -158,6 +161,51 @@ pub fn real_dir(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
+/// Most copies of one second's unusable files [`move_aside`] keeps.
+pub const MAX_ASIDE: u32 = 100;
+
+/// `dir/name` renamed to `name.corrupt-<unix time>`, or `-2`, `-3`, … up to
+/// [`MAX_ASIDE`] when that name is taken, and the new path. The same second
+/// comes again (a Pi without a clock boots at the same time each time; a
+/// clock before 1970 gives 0), and a copy kept for inspection must not
+/// replace another: the rename never replaces anything (`RENAME_NOREPLACE`,
+/// or a look first where the file system cannot do that). An error when
+/// every name is taken or the rename fails; nothing is moved then.
+pub fn move_aside(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    move_aside_at(dir, name, stamp)
+}
+
+fn move_aside_at(dir: &Path, name: &str, stamp: u64) -> io::Result<PathBuf> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    let from = dir.join(name);
+    for n in 1..=MAX_ASIDE {
+        let to = match n {
+            1 => dir.join(format!("{name}.corrupt-{stamp}")),
+            n => dir.join(format!("{name}.corrupt-{stamp}-{n}")),
+        };
+        match renameat2(None, &from, None, &to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(to),
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
+                // A file system (or kernel) without RENAME_NOREPLACE.
+                if std::fs::symlink_metadata(&to).is_ok() {
+                    continue;
+                }
+                return std::fs::rename(&from, &to).map(|()| to);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{MAX_ASIDE} copies of this second's are there already"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +281,38 @@ mod tests {
         let dlink = d.path().join("dlink");
         std::os::unix::fs::symlink(d.path(), &dlink).unwrap();
         assert!(!real_dir(&dlink) && !real_dir(&fresh));
+    }
+
+    #[test]
+    fn files_moved_aside_in_one_second_keep_their_own_names() {
+        let d = tempfile::tempdir().unwrap();
+        let mut kept = Vec::new();
+        for k in 0..3 {
+            std::fs::write(d.path().join("f"), format!("{k}")).unwrap();
+            kept.push(move_aside_at(d.path(), "f", 7).unwrap());
+        }
+        let names: Vec<_> = kept
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["f.corrupt-7", "f.corrupt-7-2", "f.corrupt-7-3"]);
+        for (k, p) in kept.iter().enumerate() {
+            assert_eq!(std::fs::read_to_string(p).unwrap(), format!("{k}"));
+        }
+        // Every name of the second taken: nothing moves.
+        for n in 4..=MAX_ASIDE {
+            std::fs::write(d.path().join(format!("f.corrupt-7-{n}")), "").unwrap();
+        }
+        std::fs::write(d.path().join("f"), "last").unwrap();
+        let e = move_aside_at(d.path(), "f", 7).unwrap_err();
+        assert!(e.to_string().contains("copies of this second's"), "{e}");
+        assert_eq!(std::fs::read_to_string(d.path().join("f")).unwrap(), "last");
+        // A symlink is moved, not followed.
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("g")).unwrap();
+        let p = move_aside_at(d.path(), "g", 7).unwrap();
+        assert!(std::fs::symlink_metadata(p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

@@ -232,6 +232,26 @@ def test_recording_needs_the_token_and_names_are_checked(make_server, music_wav)
     assert server.running()
 
 
+DOWNLOAD_NAME = "rec-2026-11-30T16-24-48.123Z.wav"
+
+
+def download_url(server, data):
+    """The download path (with its ticket) of a recording holding `data`,
+    put in the state directory by hand. 40 MiB is more than loopback's
+    socket buffers hold, so a client that reads nothing stalls it."""
+
+    async def ticket():
+        ws = await authed(server.url)
+        folder = server.state_dir / "recordings"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / DOWNLOAD_NAME).write_bytes(data)
+        t = await ask(ws, {"type": "download_recording", "name": DOWNLOAD_NAME}, "recording_download")
+        await ws.close()
+        return t["url"]
+
+    return asyncio.run(ticket())
+
+
 def test_a_full_ui_server_keeps_a_download_and_closes_an_idle_connection(make_server, music_wav):
     """With all 64 HTTP places taken by one address, one of them a download
     its client has stopped reading, a newcomer from another address is served, and
@@ -241,22 +261,10 @@ def test_a_full_ui_server_keeps_a_download_and_closes_an_idle_connection(make_se
     range) has ended: a keep-alive connection that has finished a download
     is idle again (it used to count as a download until its idle limit)."""
     server = make_server(music_wav, extra=AUTH + record_cfg())
-    name = "rec-2026-11-30T16-24-48.123Z.wav"
+    # 24 MiB: more than loopback's socket buffers hold (about 10 MiB), so
+    # the download is still streaming while the test does not read.
     data = os.urandom(24 << 20)
-
-    async def ticket():
-        ws = await authed(server.url)
-        # A file of 24 MiB: more than loopback's socket buffers hold (about
-        # 10 MiB), so the download is still streaming while the test does
-        # not read.
-        folder = server.state_dir / "recordings"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
-        await ws.close()
-        return t
-
-    url = urllib.parse.urlsplit(server.http + asyncio.run(ticket())["url"])
+    url = urllib.parse.urlsplit(server.http + download_url(server, data))
     hog = "127.0.0.2"
     dl = socket.socket()
     dl.bind((hog, 0))
@@ -322,19 +330,8 @@ def test_a_download_nobody_reads_gives_its_connection_back(make_server, music_wa
     connection (0b8575b held it, with its place among the 64 and its
     buffers, for the 20 minutes a download may last)."""
     server = make_server(music_wav, extra=AUTH + record_cfg())
-    name = "rec-2026-11-30T16-24-48.123Z.wav"
-
-    async def ticket():
-        ws = await authed(server.url)
-        folder = server.state_dir / "recordings"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # More than loopback's socket buffers hold.
-        (folder / name).write_bytes(os.urandom(40 << 20))
-        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
-        await ws.close()
-        return t
-
-    url = urllib.parse.urlsplit(server.http + asyncio.run(ticket())["url"])
+    name = DOWNLOAD_NAME
+    url = urllib.parse.urlsplit(server.http + download_url(server, os.urandom(40 << 20)))
     dl = socket.socket()
     dl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     dl.settimeout(10)
@@ -359,7 +356,7 @@ def test_a_download_nobody_reads_gives_its_connection_back(make_server, music_wa
         assert took >= 25, f"closed after {took:.0f} s: a client is given 30 s"
         assert "its download took nothing for 30 s" in server.log.read_text()
         # Someone who reads gets the whole file.
-        assert urllib.request.urlopen(server.http + asyncio.run(ticket())["url"], timeout=30).read().__len__() \
+        assert urllib.request.urlopen(server.http + download_url(server, os.urandom(40 << 20)), timeout=30).read().__len__() \
             == os.path.getsize(server.state_dir / "recordings" / name)
     finally:
         dl.close()
@@ -537,21 +534,9 @@ def test_a_download_outlives_the_server_being_stopped_for_a_while(make_server, m
     import signal
 
     server = make_server(music_wav, extra=AUTH + record_cfg())
-    name = "rec-2026-11-30T16-24-48.123Z.wav"
-
-    async def ticket():
-        ws = await authed(server.url)
-        folder = server.state_dir / "recordings"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # More than loopback's socket buffers hold.
-        (folder / name).write_bytes(os.urandom(40 << 20))
-        t = await ask(ws, {"type": "download_recording", "name": name}, "recording_download")
-        await ws.close()
-        return t
-
     import threading
 
-    url = server.http + asyncio.run(ticket())["url"]
+    url = server.http + download_url(server, os.urandom(40 << 20))
     got = [0]
 
     def reader():

@@ -137,34 +137,11 @@ fn read_bounded(path: &Path) -> Result<Option<String>, Unusable> {
         .map_err(|e| Unusable::Content(format!("not UTF-8 text ({e})")))
 }
 
-/// Most copies of one second's unusable state files kept aside.
-const MAX_ASIDE: u32 = 100;
-
-/// Rename an unusable state file to `state.toml.corrupt-<unix time>`, with
-/// `-2`, `-3`, … when that name is taken: the same second comes again (a
-/// Pi without a clock boots at the same time each time; a clock before
-/// 1970 is 0), and a copy kept for inspection must not replace another.
+/// Move an unusable state file aside for inspection (see
+/// [`crate::service::safe_fs::move_aside`] for its name), and say so.
 fn move_aside(dir: &Path, path: &Path, reason: &str) {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let name = |n: u32| match n {
-        1 => format!("{STATE_FILE}.corrupt-{stamp}"),
-        n => format!("{STATE_FILE}.corrupt-{stamp}-{n}"),
-    };
-    let Some(aside) = (1..=MAX_ASIDE)
-        .map(|n| dir.join(name(n)))
-        .find(|p| std::fs::symlink_metadata(p).is_err())
-    else {
-        log::warn!(
-            "state: {} is unusable ({reason}) and not moved aside ({MAX_ASIDE} copies of this second's are there already); starting on the configuration",
-            path.display()
-        );
-        return;
-    };
-    match std::fs::rename(path, &aside) {
-        Ok(()) => log::warn!(
+    match crate::service::safe_fs::move_aside(dir, STATE_FILE) {
+        Ok(aside) => log::warn!(
             "state: {} is unusable ({reason}); moved aside to {}, starting on the configuration",
             path.display(),
             aside.display()
