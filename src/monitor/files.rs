@@ -363,8 +363,28 @@ pub fn open(dir: &Path, name: &str) -> Result<(RecordingName, std::fs::File, u64
 
 /// Free bytes for an unprivileged writer on the file system of `dir`.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
-    let s = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        // statvfs64: a 32-bit Pi's statvfs has 32-bit block counts and
+        // fails (EOVERFLOW) on a file system of 16 TiB or more (a big USB
+        // disk, a network mount reporting a petabyte).
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: an all-zero statvfs64 is a valid value of that plain C
+        // struct.
+        let mut s: libc::statvfs64 = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and outlives the call; `s` is a
+        // valid, writable statvfs64.
+        if unsafe { libc::statvfs64(path.as_ptr(), &mut s) } != 0 {
+            return None;
+        }
+        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let s = nix::sys::statvfs::statvfs(dir).ok()?;
+        Some((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+    }
 }
 
 #[cfg(test)]

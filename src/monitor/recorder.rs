@@ -136,7 +136,6 @@ impl Recorder {
 
     /// Whether `more` bytes may be written now; the reason if not.
     fn room_for(&self, dir: &Path, used: u64, more: u64) -> Result<(), String> {
-        let free = files::free_bytes(dir).unwrap_or(0);
         if used.saturating_add(more) > self.quota() {
             return Err(format!(
                 "recordings quota reached ({} MiB used of record.max-total-mb = {}); delete some",
@@ -144,6 +143,13 @@ impl Recorder {
                 self.cfg.max_total_mb
             ));
         }
+        // Not known is not "0 bytes free" (which it used to be said as).
+        let Some(free) = files::free_bytes(dir) else {
+            return Err(format!(
+                "cannot tell how much room is left in {} (statvfs failed), so record.min-free-mb cannot be kept",
+                dir.display()
+            ));
+        };
         if free < self.min_free().saturating_add(more) {
             return Err(format!(
                 "disk nearly full: {} MiB free, record.min-free-mb = {}",

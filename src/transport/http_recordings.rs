@@ -242,6 +242,13 @@ impl Access {
     }
 }
 
+/// How much of the `left` bytes to read next: at most [`CHUNK`]. (`left as
+/// usize` would be `left` modulo 4 GiB on a 32-bit Pi: an empty read at
+/// exactly 4 GiB left, taken for a file that shrank.)
+fn chunk_len(left: u64) -> usize {
+    usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK))
+}
+
 impl Download {
     /// Start streaming the file on the current `LocalSet`; the body to
     /// answer with.
@@ -252,7 +259,7 @@ impl Download {
         tokio::task::spawn_local(async move {
             let mut left = len;
             while left > 0 {
-                let mut buf = vec![0u8; CHUNK.min(left as usize)];
+                let mut buf = vec![0u8; chunk_len(left)];
                 // A local file read of 64 KiB: short enough to do on the
                 // server's thread.
                 let n = match file.read(&mut buf) {
@@ -282,6 +289,15 @@ impl Download {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_whole_past_4_gib() {
+        for left in [1u64 << 32, (1 << 32) + 5, 1 << 40, u64::MAX] {
+            assert_eq!(chunk_len(left), CHUNK, "{left}");
+        }
+        assert_eq!(chunk_len(5), 5);
+        assert_eq!(chunk_len(CHUNK as u64 + 1), CHUNK);
+    }
 
     /// The address the tests download from.
     const ME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

@@ -304,7 +304,7 @@ impl Client {
     fn offer(&mut self, m: Message) -> Offer {
         match self.ws.write(m) {
             Ok(()) => Offer::Taken,
-            Err(WsError::WriteBufferFull(m)) => Offer::Full(m),
+            Err(WsError::WriteBufferFull(m)) => Offer::Full(*m),
             // The frame is in tungstenite's buffer; the socket is full.
             Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Offer::Taken,
             Err(_) => Offer::Closed,

@@ -333,7 +333,7 @@ fn read_error(e: tungstenite::Error) -> Outcome {
             Outcome::Close(CloseCode::Normal, String::new())
         }
         E::Protocol(e) => Outcome::Close(CloseCode::Protocol, format!("protocol error: {e}")),
-        E::Utf8 => Outcome::Close(CloseCode::Invalid, "text is not valid UTF-8".into()),
+        E::Utf8(_) => Outcome::Close(CloseCode::Invalid, "text is not valid UTF-8".into()),
         _ => Outcome::Close(CloseCode::Normal, String::new()),
     }
 }
