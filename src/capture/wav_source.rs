@@ -25,6 +25,11 @@ use std::time::Duration;
 const READING: u8 = 0;
 const DONE: u8 = 1;
 const FAILED: u8 = 2;
+/// A looped file with no frames left to play: emptied or truncated while
+/// playing, or it cannot be rewound. A fault, not the input's end: a
+/// looped input never ends by design (it used to stop the service with
+/// exit status 0, which systemd does not restart).
+const LOOP_LOST: u8 = 3;
 
 /// Frames the reader decodes at a time.
 const CHUNK: usize = 1024;
@@ -240,9 +245,10 @@ fn fill(
             }
         }
         match s.read_mono(channel, chunk) {
+            Ok(0) if !looping => return Some(DONE),
             Ok(0) => {
-                if !looping || pass_frames == 0 || s.rewind().is_err() {
-                    return Some(DONE);
+                if pass_frames == 0 || s.rewind().is_err() {
+                    return Some(LOOP_LOST);
                 }
                 pass_frames = 0;
             }
@@ -309,6 +315,12 @@ impl Source for WavSource {
                     return Err(CaptureError::WavIo {
                         path: self.path.clone(),
                         reason: "reading the file failed".into(),
+                    })
+                }
+                LOOP_LOST => {
+                    return Err(CaptureError::WavIo {
+                        path: self.path.clone(),
+                        reason: "the looped file has no audio left to play (emptied or truncated while playing?)".into(),
                     })
                 }
                 _ => {

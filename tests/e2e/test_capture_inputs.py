@@ -213,6 +213,31 @@ def test_a_fifo_cannot_be_looped_and_says_so(phase4_bin, tmp_path):
     assert "a FIFO cannot be looped" in p.stderr
 
 
+@pytest.mark.parametrize("cut", ["truncated", "emptied"])
+def test_a_looped_file_cut_while_playing_is_a_failure_not_an_end(phase4_bin, tmp_path, cut):
+    """A looped input never ends by design: a file emptied or truncated to
+    its header while it plays is a fault, said as an ERROR, with an exit
+    status systemd restarts on (891053d stopped with "input ended" at INFO
+    level and exit 0, which `Restart=on-failure` does not restart)."""
+    wav = tmp_path / "in.wav"
+    frames = tone_frames(16000, 1.0)
+    wav.write_bytes(wav_header(16000, data_len=len(frames)) + frames)
+    proc = subprocess.Popen([str(phase4_bin), "--config", str(config(tmp_path)), "--input", str(wav), "--loop"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)  # past the first loop
+        assert proc.poll() is None
+        os.truncate(wav, 44 if cut == "truncated" else 0)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert proc.returncode not in (0, EXIT_CONFIG), (proc.returncode, err[-2000:])
+    assert "ERROR" in err and "the looped file has no audio left to play" in err and str(wav) in err, err[-2000:]
+    assert "input ended" not in err, err[-2000:]
+
+
 def test_sigterm_while_a_fifo_waits_for_its_writer(phase4_bin, tmp_path):
     fifo = tmp_path / "in.wav"
     os.mkfifo(fifo)
