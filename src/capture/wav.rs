@@ -103,7 +103,8 @@ fn parse_fmt(body: &[u8]) -> Result<(SampleFormat, u16, u32), String> {
     let rate = le32(&body[4..]);
     let block_align = le16(&body[12..]) as usize;
     let bits = le16(&body[14..]);
-    if tag == EXTENSIBLE {
+    let extensible = tag == EXTENSIBLE;
+    if extensible {
         // cbSize, valid bits, channel mask, then the sub-format GUID whose
         // first two bytes are the real format tag.
         if body.len() < 40 {
@@ -141,10 +142,15 @@ fn parse_fmt(body: &[u8]) -> Result<(SampleFormat, u16, u32), String> {
         ))
     };
     // A WAV container wider than the valid bits is left-justified (24 bits
-    // in 32 read as 32-bit), so the container alone decides the format.
+    // in 32 read as 32-bit), so the container alone decides the format;
+    // except for plain PCM declaring 24 bits in 4-byte samples, which no
+    // spec makes (that is WAVE_FORMAT_EXTENSIBLE's job) and `arecord -f
+    // S24_LE` writes: ALSA's S24_LE, right-justified (read as 32-bit it
+    // was 48 dB too quiet).
     let format = match (tag, container) {
         (PCM, 2) => SampleFormat::S16Le,
         (PCM, 3) => SampleFormat::S24_3Le,
+        (PCM, 4) if !extensible && bits == 24 => SampleFormat::S24Le,
         (PCM, 4) => SampleFormat::S32Le,
         (PCM, c) => return unsupported(format!("{}-bit integer", 8 * c)),
         (FLOAT, 4) => SampleFormat::FloatLe,
@@ -178,7 +184,10 @@ pub fn parse_header<R: Read>(r: &mut R) -> Result<WavHeader, String> {
             "not a valid WAV file (no RIFF/WAVE header)".into()
         });
     }
+    let rf64 = &riff[0..4] == b"RF64";
     let mut fmt: Option<(SampleFormat, u16, u32)> = None;
+    // RF64's real data size (its `data` chunk says 0xFFFFFFFF).
+    let mut ds64_data: Option<u64> = None;
     loop {
         let mut head = [0u8; 8];
         read_exact_counted(r, &mut head, &mut budget).map_err(|e| {
@@ -199,17 +208,36 @@ pub fn parse_header<R: Read>(r: &mut R) -> Result<WavHeader, String> {
                 skip(r, len & 1, &mut budget)?;
                 fmt = Some(parse_fmt(&body[..len as usize])?);
             }
+            b"ds64" if rf64 => {
+                // riffSize, dataSize, sampleCount (64-bit each), a table.
+                if len < 16 {
+                    return Err(format!("not a valid RF64 file (ds64 chunk of {len} bytes)"));
+                }
+                let mut sizes = [0u8; 16];
+                read_exact_counted(r, &mut sizes, &mut budget)?;
+                skip(r, len - 16 + (len & 1), &mut budget)?;
+                let mut data = [0u8; 8];
+                data.copy_from_slice(&sizes[8..]);
+                ds64_data = Some(u64::from_le_bytes(data));
+            }
             b"data" => {
                 let Some((format, channels, sample_rate)) = fmt else {
                     return Err("not a valid WAV file (data before the fmt chunk)".into());
+                };
+                let data_bytes = match (len, ds64_data) {
+                    // RF64: the size is in ds64 (chunks after the audio,
+                    // LIST or bext, must not be played as samples).
+                    (0xffff_ffff, Some(n)) if n > 0 => Some(n),
+                    // Streaming writers put 0 or 0xFFFFFFFF here: read to
+                    // the end.
+                    (0 | 0xffff_ffff, _) => None,
+                    (n, _) => Some(n),
                 };
                 return Ok(WavHeader {
                     format,
                     channels,
                     sample_rate,
-                    // Streaming writers put 0 or 0xFFFFFFFF here, RF64 puts
-                    // 0xFFFFFFFF (the real size is in ds64): read to the end.
-                    data_bytes: (len != 0 && len != 0xffff_ffff).then_some(len),
+                    data_bytes,
                 });
             }
             _ => skip(r, len + (len & 1), &mut budget)?,

@@ -175,6 +175,59 @@ fn extensible_24_in_32_is_left_justified() {
 }
 
 #[test]
+fn plain_pcm_24_bits_in_4_bytes_is_alsa_s24_le() {
+    // What `arecord -f S24_LE` writes: format tag 1, 24 bits, 4-byte
+    // samples, right-justified (the top byte a sign copy).
+    let fmt = fmt_body(1, 1, 48_000, 4, 24);
+    let data: Vec<u8> = [0x0040_0000i32, -0x0040_0000]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let bytes = wav_bytes(&fmt, &[], 8, &data);
+    assert_eq!(parse(&bytes).unwrap().format, SampleFormat::S24Le);
+    let mut s = WavStream::new(&bytes[..], 4).unwrap();
+    let mut out = [0.0f32; 4];
+    assert_eq!(s.read_mono(-1, &mut out).unwrap(), 2);
+    assert_eq!(&out[..2], &[0.5, -0.5]);
+    // 32 bits declared in 4 bytes stays 32-bit.
+    let bytes = wav_bytes(&fmt_body(1, 1, 48_000, 4, 32), &[], 8, &data);
+    assert_eq!(parse(&bytes).unwrap().format, SampleFormat::S32Le);
+}
+
+#[test]
+fn rf64_data_ends_where_ds64_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let fmt = fmt_body(1, 1, 8000, 2, 16);
+    let samples: Vec<u8> = (0..100i16).flat_map(|v| (v * 100).to_le_bytes()).collect();
+    let mut ds64 = Vec::new();
+    ds64.extend_from_slice(&0u64.to_le_bytes()); // riff size (unused)
+    ds64.extend_from_slice(&(samples.len() as u64).to_le_bytes());
+    ds64.extend_from_slice(&100u64.to_le_bytes());
+    ds64.extend_from_slice(&0u32.to_le_bytes()); // no table
+    let mut bytes = wav_bytes(&fmt, &[(b"ds64", &ds64)], 0xffff_ffff, &samples);
+    bytes[0..4].copy_from_slice(b"RF64");
+    // A LIST chunk after the audio, as BWF and ffmpeg write it: text, not
+    // samples.
+    bytes.extend_from_slice(b"LIST");
+    bytes.extend_from_slice(&400u32.to_le_bytes());
+    bytes.extend_from_slice(&[b'x'; 400]);
+    let p = dir.path().join("rf64.wav");
+    std::fs::write(&p, &bytes).unwrap();
+    let (h, d) = read_all(&p, -1).unwrap();
+    assert_eq!(h.data_bytes, Some(200));
+    assert_eq!(d.len(), 100);
+    // Without ds64's size (a streaming RF64 writer's 0): to the end.
+    ds64[8..16].copy_from_slice(&0u64.to_le_bytes());
+    let mut bytes = wav_bytes(&fmt, &[(b"ds64", &ds64)], 0xffff_ffff, &samples);
+    bytes[0..4].copy_from_slice(b"RF64");
+    assert_eq!(parse(&bytes).unwrap().data_bytes, None);
+    // A ds64 too short to hold the size is refused.
+    let mut bytes = wav_bytes(&fmt, &[(b"ds64", &[0u8; 8])], 0xffff_ffff, &samples);
+    bytes[0..4].copy_from_slice(b"RF64");
+    assert!(parse(&bytes).unwrap_err().contains("ds64"));
+}
+
+#[test]
 fn bad_headers_get_clear_errors() {
     let ok = fmt_body(1, 1, 8000, 2, 16);
     let cases: Vec<(Vec<u8>, &str)> = vec![
