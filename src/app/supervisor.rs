@@ -24,8 +24,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A heartbeat older than this means the thread is not making progress.
-/// Every thread beats at least every ~100 ms (park and poll timeouts).
+/// Every thread beats at least every ~100 ms (park and poll timeouts),
+/// and the capture thread once a block: see [`stale_limit_ns`].
 const STALE_NS: u64 = 1_000_000_000;
+
+/// How old a heartbeat may be with `frames`-frame blocks at `rate` Hz:
+/// [`STALE_NS`], or two blocks where a block takes longer (2048 frames at
+/// 1 kHz is a legal 2 s block, during which the capture thread waits; it
+/// used to be reported degraded at every block, and the watchdog pings
+/// held back).
+fn stale_limit_ns(frames: u32, rate: u32) -> u64 {
+    let block_ns = frames as u64 * 1_000_000_000 / rate.max(1) as u64;
+    STALE_NS.max(2 * block_ns)
+}
 
 /// The supervisor's tick while running (a signal ends a tick early).
 const TICK: Duration = Duration::from_millis(100);
@@ -90,6 +101,8 @@ pub(super) struct Supervisor {
     started: Instant,
     ready: bool,
     memlock_done: bool,
+    /// [`stale_limit_ns`] for the device open now.
+    stale_ns: u64,
     exit: i32,
     reloads: Spaced,
     asked_health: Spaced,
@@ -126,6 +139,7 @@ impl Supervisor {
             started,
             ready: false,
             memlock_done: false,
+            stale_ns: STALE_NS,
             exit: 0,
             reloads: Spaced::default(),
             asked_health: Spaced::default(),
@@ -151,7 +165,7 @@ impl Supervisor {
             self.capture_event(ev);
         }
         self.alsa_log.drain(|level, l| log::log!(level, "{l}"));
-        let stale = self.stats.stale_threads(&self.roles, STALE_NS);
+        let stale = self.stats.stale_threads(&self.roles, self.stale_ns);
         if !self.ready && first_block_through(&self.stats, &self.config) {
             self.ready = true;
             let ms = self.started.elapsed().as_secs_f64() * 1000.0;
@@ -237,6 +251,7 @@ impl Supervisor {
     /// A device is open: say how, lock memory once a clocked device runs,
     /// and tell the outputs its rate and block size.
     fn opened(&mut self, info: &DeviceInfo, rt: RtGrant) {
+        self.stale_ns = stale_limit_ns(info.period.max(self.config.audio.block_frames), info.rate);
         log::info!(
             "capture: {} open: format {}, access {}, rate {} Hz, {} channel(s), period {} frames, buffer {} frames, clock {}, SCHED_FIFO {}",
             info.name, info.format, info.access, info.rate, info.channels,
@@ -359,6 +374,14 @@ fn first_block_through(stats: &Stats, config: &Config) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_block_is_not_taken_for_a_hang() {
+        assert_eq!(stale_limit_ns(256, 48_000), STALE_NS);
+        assert_eq!(stale_limit_ns(2048, 48_000), STALE_NS);
+        assert_eq!(stale_limit_ns(2048, 1_000), 4_096_000_000);
+        assert_eq!(stale_limit_ns(2048, 0), 2 * 2048 * 1_000_000_000);
+    }
 
     #[test]
     fn a_storm_of_asks_is_one_action_a_gap_and_none_is_lost() {

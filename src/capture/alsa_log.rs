@@ -118,6 +118,9 @@ pub struct AlsaLog {
     repeats: RateLimit,
     any: RateLimit,
     dropped: [u64; 2],
+    /// The "messages lost" line, like a repeat: once a minute at most (a
+    /// PCM that errs on every period overflows the queue at every tick).
+    lost: [RateLimit; 2],
 }
 
 impl Default for AlsaLog {
@@ -127,6 +130,10 @@ impl Default for AlsaLog {
             repeats: RateLimit::new(Duration::from_secs(60)),
             any: RateLimit::new(Duration::from_secs(1)),
             dropped: [0; 2],
+            lost: [
+                RateLimit::new(Duration::from_secs(60)),
+                RateLimit::new(Duration::from_secs(60)),
+            ],
         }
     }
 }
@@ -174,11 +181,11 @@ impl AlsaLog {
         }
         for (listing, level) in [(0, log::Level::Warn), (1, log::Level::Debug)] {
             let dropped = DROPPED[listing].load(Ordering::Relaxed);
-            if dropped > self.dropped[listing] {
+            if dropped > self.dropped[listing] && self.lost[listing].allow().is_some() {
                 emit(
                     level,
                     &format!(
-                        "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads)",
+                        "alsa-lib: {} message(s) lost (more than {SLOTS} between two reads; said at most once a minute)",
                         dropped - self.dropped[listing]
                     ),
                 );
@@ -247,5 +254,9 @@ mod tests {
         while_listing(|| (0..2 * SLOTS).for_each(|_| open("p4_no_such_pcm_many")));
         let lines = drained(&mut log, "lost");
         assert!(lines.iter().any(|(lv, _)| *lv == Debug), "{lines:?}");
+        // Overfilled again at the next tick (a PCM that errs on every
+        // period): the loss is said once a minute, not at every tick.
+        while_listing(|| (0..2 * SLOTS).for_each(|_| open("p4_no_such_pcm_many")));
+        assert_eq!(drained(&mut log, "lost"), []);
     }
 }
