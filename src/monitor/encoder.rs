@@ -15,7 +15,9 @@ use super::packet::{AudioPacket, MAX_PACKET};
 use super::Preset;
 use crate::types::Block;
 use audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{
+    Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters, WindowFunction,
+};
 use std::time::Instant;
 
 /// Most a frame time anchor moves back per block, ns (see `push`).
@@ -41,7 +43,9 @@ pub enum EncoderError {
 }
 
 struct Resample {
-    fft: Fft<f32>,
+    /// rubato's FFT resampler where the rates' ratio is a small fraction
+    /// (44.1 → 48 kHz: 147/160), its sinc resampler where it is not.
+    fft: Box<dyn Resampler<f32>>,
     /// Delay of the resampler, in ns of output time.
     delay_ns: u64,
 }
@@ -111,17 +115,43 @@ impl OpusStreams {
         } else {
             self.enc_rate = 48_000;
             let frame48 = (48 * self.frame_ms) as usize;
+            let err = |e: &dyn std::fmt::Display| EncoderError::Resampler {
+                from: rate,
+                reason: e.to_string(),
+            };
             let fft = Fft::<f32>::new(rate as usize, 48_000, frame48, 1, FixedSync::Output)
-                .map_err(|e| EncoderError::Resampler {
-                    from: rate,
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| err(&e))?;
+            // The FFT resampler works in chunks of `rate / gcd(rate,
+            // 48000)` frames: 147 at 44.1 kHz, but all 44 101 at 44 101 Hz
+            // (an odd WAV file or device), a second of input per packet,
+            // more than `pending` holds: the stream stayed silent. The
+            // sinc resampler takes any ratio, frame by frame.
+            let fft: Box<dyn Resampler<f32>> = if fft.input_frames_max() <= rate as usize / 10 {
+                Box::new(fft)
+            } else {
+                let sinc = SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2);
+                Box::new(
+                    Async::<f32>::new_sinc(
+                        48_000.0 / rate as f64,
+                        1.0,
+                        &sinc,
+                        frame48,
+                        1,
+                        FixedAsync::Output,
+                    )
+                    .map_err(|e| err(&e))?,
+                )
+            };
             let delay_ns = fft.output_delay() as u64 * 1_000_000_000 / 48_000;
             self.resample = Some(Resample { fft, delay_ns });
         }
         self.frame = (self.enc_rate / 1000 * self.frame_ms) as usize;
         // Room for a frame's worth of input plus the largest block.
-        let cap = rate as usize / 10 + crate::types::MAX_BLOCK_FRAMES;
+        let need = self
+            .resample
+            .as_ref()
+            .map_or(0, |r| r.fft.input_frames_max());
+        let cap = (rate as usize / 10).max(need) + crate::types::MAX_BLOCK_FRAMES;
         self.pending = Vec::with_capacity(cap);
         self.pending_t0 = 0;
         self.out = vec![0.0; self.frame];
@@ -371,6 +401,31 @@ mod tests {
         assert_eq!(s.encoder_rate(), 48_000);
         assert!((48..=50).contains(&got.len()), "{}", got.len());
         assert!((decoded_tone(&got) - 1000.0).abs() < 5.0);
+    }
+
+    #[test]
+    fn any_rate_is_resampled_not_only_small_fractions_of_48k() {
+        // 44 101 Hz reduces to 44101/48000: rubato's FFT resampler would
+        // want all 44 101 frames at once (the stream stayed silent).
+        for (rate, block) in [(44_101, 256), (47_999, 256), (7_999, 64), (96_000, 1024)] {
+            let mut s = OpusStreams::new(20, 5);
+            let mut got = Vec::new();
+            let mut t = Vec::new();
+            for b in tone_blocks(rate, 1000.0, 1.0, block) {
+                s.push(&b, Preset::High.bit(), &mut |p| {
+                    got.push(p.opus().to_vec());
+                    t.push(p.t_capture_ns);
+                })
+                .unwrap();
+            }
+            assert!(
+                (45..=50).contains(&got.len()),
+                "{rate} Hz: {} packets",
+                got.len()
+            );
+            assert!((decoded_tone(&got) - 1000.0).abs() < 5.0, "{rate} Hz");
+            assert!(t.windows(2).all(|w| w[1] > w[0]), "{rate} Hz");
+        }
     }
 
     #[test]
