@@ -47,6 +47,16 @@ def main():
             return
         for k, va in ra.items():
             vb = rb[k]
+            if isinstance(va, list) and isinstance(vb, list):
+                # A list of numbers (`--bins`): element by element, each
+                # within the same tolerance.
+                if len(va) != len(vb):
+                    problems.append(f"{where}: {k}: {len(va)} items vs {len(vb)}")
+                    continue
+                for i, (x, y) in enumerate(zip(va, vb)):
+                    cmp_records({f"{k}[]": x, "type": ra.get("type", "?")},
+                                {f"{k}[]": y, "type": rb.get("type", "?")}, f"{where} {k}[{i}]")
+                continue
             if isinstance(va, bool) or not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
                 if va != vb:
                     problems.append(f"{where}: {k}: {va!r} != {vb!r}")
