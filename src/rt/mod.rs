@@ -51,12 +51,82 @@ pub fn now_ns() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0 {
+        return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    }
+    wide::now_ns()
+}
+
+/// The kernel's 64-bit clock calls, for a 32-bit `time_t` (armhf) whose C
+/// library fails with EOVERFLOW past 2^31 s: the monotonic clock gets
+/// there only with a time namespace's offset (a container, a restored
+/// checkpoint), and then every time stamp, deadline and heartbeat was 0
+/// and the capture thread spun.
+#[cfg(all(target_os = "linux", target_arch = "arm"))]
+mod wide {
+    /// `clock_gettime64` and `clock_nanosleep_time64` on 32-bit Arm.
+    const SYS_CLOCK_GETTIME64: libc::c_long = 403;
+    const SYS_CLOCK_NANOSLEEP_TIME64: libc::c_long = 407;
+
+    /// The kernel's `__kernel_timespec`: two 64-bit fields.
+    fn split(ns: u64) -> [i64; 2] {
+        [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64]
+    }
+
+    pub fn now_ns() -> u64 {
+        let mut ts = [0i64; 2];
+        // SAFETY: `ts` has the layout of the kernel's 64-bit timespec and
+        // is writable for the call.
+        let r =
+            unsafe { libc::syscall(SYS_CLOCK_GETTIME64, libc::CLOCK_MONOTONIC, ts.as_mut_ptr()) };
+        if r == 0 {
+            ts[0] as u64 * 1_000_000_000 + ts[1] as u64
+        } else {
+            0
+        }
+    }
+
+    /// Whether it slept (a deadline `time_t` cannot hold).
+    pub fn sleep_until_ns(deadline_ns: u64) -> bool {
+        if deadline_ns / 1_000_000_000 <= libc::time_t::MAX as u64 {
+            return false;
+        }
+        let ts = split(deadline_ns);
+        loop {
+            // SAFETY: `ts` has the layout of the kernel's 64-bit timespec;
+            // the remainder may be null with TIMER_ABSTIME.
+            let r = unsafe {
+                libc::syscall(
+                    SYS_CLOCK_NANOSLEEP_TIME64,
+                    libc::CLOCK_MONOTONIC,
+                    libc::TIMER_ABSTIME,
+                    ts.as_ptr(),
+                    std::ptr::null_mut::<i64>(),
+                )
+            };
+            if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return true;
+            }
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "arm")))]
+mod wide {
+    pub fn now_ns() -> u64 {
+        0
+    }
+
+    pub fn sleep_until_ns(_deadline_ns: u64) -> bool {
+        false
+    }
 }
 
 /// Sleep until an absolute CLOCK_MONOTONIC time (no drift across sleeps).
 pub fn sleep_until_ns(deadline_ns: u64) {
+    if wide::sleep_until_ns(deadline_ns) {
+        return;
+    }
     let ts = libc::timespec {
         tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
