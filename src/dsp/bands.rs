@@ -9,8 +9,11 @@
 //!   (after the band onsets saw it).
 //! - `rms_dbfs`: `20·log10(√(mean(x²)))` of the block; a full-scale sine
 //!   reads −3.01 dBFS. `peak_dbfs`: `20·log10(max|x|)`. Floor −160 dBFS.
-//! - `silent`: `rms_dbfs` below the threshold for at least the hold time;
-//!   any block above the threshold leaves silence at once.
+//! - `silent`: the block's level without its DC offset ([`ac_dbfs`]) below
+//!   the threshold for at least the hold time; any block above the
+//!   threshold leaves silence at once. (A cheap interface's offset is not
+//!   heard: at −40 dBFS it kept silence from ever being said, and the beat
+//!   tracker coasted 3× longer into the quiet.)
 //!
 //! Real-time safety: all state is built in [`BandsProcessor::new`];
 //! [`BandsProcessor::process`] never allocates, locks, logs or blocks. A
@@ -24,6 +27,12 @@ use crate::types::{BandsFrame, Block};
 
 /// Lowest level reported, in dBFS.
 pub const LEVEL_FLOOR_DBFS: f32 = -160.0;
+
+/// The level in dBFS of a signal whose mean square is `mean_sq` and mean
+/// `mean`, its DC offset taken out: `√(mean(x²) − mean(x)²)`.
+pub fn ac_dbfs(mean_sq: f32, mean: f32) -> f32 {
+    to_dbfs((mean_sq - mean * mean).max(0.0).sqrt())
+}
 
 /// Amplitude → dBFS, floored.
 #[inline]
@@ -144,6 +153,7 @@ impl BandsProcessor {
 
         let (sum, peak) = super::lanes::sum_sq_peak(x);
         let rms_dbfs = to_dbfs((sum / n as f32).sqrt());
+        let heard_dbfs = ac_dbfs(sum / n as f32, super::lanes::sum(x) / n as f32);
         let peak_dbfs = to_dbfs(peak);
 
         let bits = if p.onset_enabled {
@@ -158,7 +168,7 @@ impl BandsProcessor {
         }
 
         let dt = x.len() as f32 / self.sr;
-        if rms_dbfs < p.silence_threshold_dbfs {
+        if heard_dbfs < p.silence_threshold_dbfs {
             self.below_s += dt;
             if self.below_s >= p.silence_hold_s {
                 self.silent = true;
@@ -205,6 +215,11 @@ mod tests {
     use crate::config::Config;
 
     fn run_tone(freq: f32, amp: f32, strength: f32, seconds: f32) -> BandsFrame {
+        run_tone_dc(freq, amp, 0.0, strength, seconds)
+    }
+
+    /// `run_tone` with a DC offset of `dc` added.
+    fn run_tone_dc(freq: f32, amp: f32, dc: f32, strength: f32, seconds: f32) -> BandsFrame {
         let mut cfg = Config::default();
         cfg.autoscale.strength = strength as f64;
         let p = DspParams::from_config(&cfg);
@@ -218,7 +233,7 @@ mod tests {
         for b in 0..blocks {
             for (i, s) in block.samples[..256].iter_mut().enumerate() {
                 let t = (b * 256 + i as u64) as f32 / 48_000.0;
-                *s = amp * (2.0 * std::f32::consts::PI * freq * t).sin();
+                *s = dc + amp * (2.0 * std::f32::consts::PI * freq * t).sin();
             }
             block.seq = b;
             out = proc.process(&block, &mut rx);
@@ -258,5 +273,19 @@ mod tests {
         let out = run_tone(100.0, 0.0, 1.0, 2.5);
         assert!(out.silent);
         assert_eq!(out.rms_dbfs, LEVEL_FLOOR_DBFS);
+    }
+
+    #[test]
+    fn a_dc_offset_is_not_heard_as_sound() {
+        // A cheap interface's offset of 1 % (−40 dBFS), and nothing else:
+        // the level says −40 dBFS, silence is said after the hold.
+        let out = run_tone_dc(100.0, 0.0, 0.01, 1.0, 2.5);
+        assert!((out.rms_dbfs + 40.0).abs() < 0.01, "{}", out.rms_dbfs);
+        assert!(out.silent);
+        // A quiet tone on the same offset is sound, whatever the offset.
+        let out = run_tone_dc(1000.0, 0.01, 0.5, 1.0, 2.5);
+        assert!(!out.silent);
+        let out = run_tone_dc(1000.0, 0.0001, 0.5, 1.0, 2.5);
+        assert!(out.silent, "a −83 dBFS tone on a large offset");
     }
 }

@@ -89,6 +89,24 @@ pub fn combine<T: Copy + std::ops::Add<Output = T>>(a: [T; LANES]) -> T {
 }
 
 multiversion! {
+    /// `Σ x` (in [`LANES`] lanes).
+    pub fn sum(x: &[f32]) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for i in 0..LANES {
+                acc[i] += c[i];
+            }
+        }
+        for (i, &v) in rest.iter().enumerate() {
+            acc[i] += v;
+        }
+        combine(acc)
+    }
+}
+
+multiversion! {
     /// `Σ x²` and `max |x|` of a block (the sum in [`LANES`] lanes).
     pub fn sum_sq_peak(x: &[f32]) -> (f32, f32) {
         let mut acc = [0.0f32; LANES];

@@ -302,7 +302,11 @@ impl SpectrumProcessor {
             &mut self.shape_power,
             [self.power_corr, self.mag_corr, self.shape_alpha],
         );
-        let rms_dbfs = super::bands::to_dbfs((sum_sq / self.window as f32).sqrt());
+        // What the tracker calls silence: the level without a DC offset.
+        let heard_dbfs = super::bands::ac_dbfs(
+            sum_sq / self.window as f32,
+            super::lanes::sum(newest) / self.window as f32,
+        );
         let bin_hz = self.sr / self.window as f32;
         let shape = spectral::shape(&self.shape_power, bin_hz);
         if self.det.reuses_spectrum() {
@@ -310,7 +314,7 @@ impl SpectrumProcessor {
             detect(
                 (&mut self.flux, &mut self.tracker),
                 &self.mag,
-                rms_dbfs,
+                heard_dbfs,
                 &p,
                 at,
                 (&mut self.detected, &mut self.last_tempo),
@@ -388,12 +392,12 @@ impl SpectrumProcessor {
     fn detect_own(&mut self, back: usize) {
         let p = self.params();
         let history = &self.history[self.hist_end - self.hist_len..self.hist_end];
-        let (mag, mean_sq) = self.det.magnitudes(history, back);
+        let (mag, mean_sq, mean) = self.det.magnitudes(history, back);
         let at = self.frames_in.saturating_sub(back as u64);
         detect(
             (&mut self.flux, &mut self.tracker),
             mag,
-            super::bands::to_dbfs(mean_sq.sqrt()),
+            super::bands::ac_dbfs(mean_sq, mean),
             &p,
             at,
             (&mut self.detected, &mut self.last_tempo),
@@ -440,7 +444,7 @@ impl SpectrumProcessor {
 fn detect(
     (flux, tracker): (&mut FluxOnset, &mut BeatTracker),
     mag: &[f32],
-    rms_dbfs: f32,
+    heard_dbfs: f32,
     p: &DspParams,
     at: u64,
     (found, last_tempo): (&mut Detected, &mut TempoState),
@@ -454,7 +458,7 @@ fn detect(
             &onset.beat_groups,
             &onset.agree_groups,
             onset.low_power,
-            rms_dbfs,
+            heard_dbfs,
             p,
         )
     } else {
