@@ -407,7 +407,13 @@ mod tests {
     fn any_rate_is_resampled_not_only_small_fractions_of_48k() {
         // 44 101 Hz reduces to 44101/48000: rubato's FFT resampler would
         // want all 44 101 frames at once (the stream stayed silent).
-        for (rate, block) in [(44_101, 256), (47_999, 256), (7_999, 64), (96_000, 1024)] {
+        for (rate, block) in [
+            (44_101, 256),
+            (47_999, 256),
+            (7_999, 64),
+            (96_000, 1024),
+            (767_999, 2048),
+        ] {
             let mut s = OpusStreams::new(20, 5);
             let mut got = Vec::new();
             let mut t = Vec::new();
