@@ -151,9 +151,9 @@ impl BandsProcessor {
         let smoothed = self.smoother.update(rms);
         let lmh = self.scaler.update(smoothed);
 
-        let (sum, peak) = super::lanes::sum_sq_peak(x);
-        let rms_dbfs = to_dbfs((sum / n as f32).sqrt());
-        let heard_dbfs = ac_dbfs(sum / n as f32, super::lanes::sum(x) / n as f32);
+        let (sum_sq, peak, sum) = super::lanes::sum_sq_peak(x);
+        let rms_dbfs = to_dbfs((sum_sq / n as f32).sqrt());
+        let heard_dbfs = ac_dbfs(sum_sq / n as f32, sum / n as f32);
         let peak_dbfs = to_dbfs(peak);
 
         let bits = if p.onset_enabled {

@@ -107,23 +107,31 @@ multiversion! {
 }
 
 multiversion! {
-    /// `Σ x²` and `max |x|` of a block (the sum in [`LANES`] lanes).
-    pub fn sum_sq_peak(x: &[f32]) -> (f32, f32) {
+    /// `Σ x²`, `max |x|` and `Σ x` of a block, in one pass (the sums in
+    /// [`LANES`] lanes).
+    pub fn sum_sq_peak(x: &[f32]) -> (f32, f32, f32) {
         let mut acc = [0.0f32; LANES];
         let mut peak = [0.0f32; LANES];
+        let mut lin = [0.0f32; LANES];
         let chunks = x.chunks_exact(LANES);
         let rest = chunks.remainder();
         for c in chunks {
             for i in 0..LANES {
                 acc[i] += c[i] * c[i];
                 peak[i] = peak[i].max(c[i].abs());
+                lin[i] += c[i];
             }
         }
         for (i, &v) in rest.iter().enumerate() {
             acc[i] += v * v;
             peak[i] = peak[i].max(v.abs());
+            lin[i] += v;
         }
-        (combine(acc), peak.iter().fold(0.0f32, |m, &v| m.max(v)))
+        (
+            combine(acc),
+            peak.iter().fold(0.0f32, |m, &v| m.max(v)),
+            combine(lin),
+        )
     }
 }
 
@@ -264,9 +272,10 @@ mod tests {
             let x = signal(n);
             let plain: f64 = x.iter().map(|&v| (v * v) as f64).sum();
             let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let (s, p) = sum_sq_peak(&x);
+            let (s, p, lin) = sum_sq_peak(&x);
             assert!((s as f64 - plain).abs() <= 1e-5 * plain.max(1.0), "{n}");
             assert_eq!(p, peak, "{n}");
+            assert_eq!(lin, sum(&x), "{n}");
             let w = signal(n + 3);
             let mut out = vec![0.0; n];
             let s2 = window_sum_sq(&mut out, &x, &w);
