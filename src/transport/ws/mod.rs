@@ -25,6 +25,7 @@ pub mod client;
 pub mod conn;
 pub mod guesses;
 mod inbound;
+mod localtime;
 mod meta;
 pub mod parse;
 pub mod protocol;
