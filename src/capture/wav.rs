@@ -365,7 +365,12 @@ impl<R: Read> WavStream<R> {
         let fb = self.header.frame_bytes();
         let mut want = out.len().min(self.bytes.len() / fb) * fb;
         if let Some(rem) = self.remaining {
-            want = want.min((rem / fb as u64 * fb as u64) as usize);
+            // Compared as u64: an RF64 data size past 4 GiB (its ds64) taken
+            // `as usize` on a 32-bit Pi would be cut to its low 32 bits.
+            let rem = rem / fb as u64 * fb as u64;
+            if rem < want as u64 {
+                want = rem as usize;
+            }
         }
         let mut got = 0;
         while got < want {
