@@ -34,7 +34,8 @@
 //!   level between its loudest hits, which would otherwise hide the quiet
 //!   ones; [`SCALE_CLIP`]) and `δ` follows the sensitivity, and the
 //!   previous onset is at least `onset_min_gap_s` old.
-//! - `strength = 1 − exp(−(odf − threshold)/scale)`, in (0, 1).
+//! - `strength = 1 − exp(−(odf − threshold)/scale)`, in (0, 1] (exactly 1
+//!   only where f32 rounds a very strong onset up).
 //! - `lag_s` = one hop (the look-ahead) + [`ODF_PEAK_LAG_S`].
 //! - `beat_groups`: the beat tracker's input, the same λ = 10³ SuperFlux
 //!   summed separately over four frequency groups of bands (centres below
