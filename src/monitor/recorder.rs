@@ -11,14 +11,18 @@
 //! affected. The header is rewritten every second, so even a power cut
 //! leaves a readable file.
 //!
+//! Here: the thread, its commands, the folder's quota and status;
+//! [`pump`] follows the tape into the recording's files, [`replay`] saves
+//! the replay buffer.
+//!
 //! Not a real-time thread: it may block on the disk for as long as the disk
 //! takes; nobody waits for it (requests come through a bounded queue).
 
 pub use super::commands::{RecCommand, RecMsg, RecReply, RecRequest};
-use super::files::{self, Kind, Listing, RecordingName, Tickets, RECORDINGS_DIR};
+use super::files::{self, Listing, RecordingName, Tickets, RECORDINGS_DIR};
 use super::tape::Tape;
 // CHECKPOINT: how often the status is refreshed (as often as headers are rewritten).
-use super::wav_out::{Writer, CHECKPOINT, HEADER_MAX};
+use super::wav_out::{Writer, CHECKPOINT};
 use super::{MonitorHub, RecorderStatus};
 use crate::config::{Config, RecordConfig};
 use std::path::{Path, PathBuf};
@@ -278,160 +282,6 @@ impl Recorder {
         Ok(())
     }
 
-    /// Move what the tape holds for the recording into its file.
-    fn pump(&mut self) -> Result<(), String> {
-        let Some(dir) = self.dir.clone() else {
-            return Ok(());
-        };
-        let max_file_s = self.cfg.max_file_s.max(1.0) as u64;
-        for _ in 0..30 {
-            let Some(a) = self.active.as_mut() else {
-                return Ok(());
-            };
-            let (seg, n, t_first, lost) = {
-                let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(seg) = t.segment() else {
-                    return Ok(());
-                };
-                if seg.id != a.seg_id {
-                    // A device of another rate or format: a new file.
-                    if let Some(w) = a.writer.take() {
-                        a.done_bytes += w.bytes;
-                        w.finish()?;
-                    }
-                    a.seg_id = seg.id;
-                    a.next = a.next.max(seg.start);
-                }
-                let lost = a.next < t.oldest();
-                let n = if lost {
-                    0
-                } else {
-                    t.read(a.next, &mut self.scratch)
-                };
-                (seg, n, t.time_of(a.next), lost)
-            };
-            if lost {
-                return Err(format!(
-                    "the disk fell more than {SLACK_S} s behind; audio was lost"
-                ));
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            let bytes = (n * seg.kind.bytes()) as u64;
-            // Whole files: an open one counts its header, a new one the
-            // largest header it may get.
-            let written = a.done_bytes + a.writer.as_ref().map_or(HEADER_MAX, |w| w.bytes);
-            if a.others_bytes + written + bytes > self.cfg.max_total_mb.saturating_mul(1 << 20) {
-                return Err(format!(
-                    "recordings quota reached (record.max-total-mb = {})",
-                    self.cfg.max_total_mb
-                ));
-            }
-            if self.free.saturating_sub(bytes) < self.cfg.min_free_mb.saturating_mul(1 << 20) {
-                return Err(format!(
-                    "disk nearly full ({} MiB free, record.min-free-mb = {})",
-                    self.free >> 20,
-                    self.cfg.min_free_mb
-                ));
-            }
-            if a.writer.is_none() {
-                a.writer = Some(Writer::create(&dir, Kind::Recording, seg, t_first)?);
-            }
-            let Some(w) = a.writer.as_mut() else {
-                return Ok(());
-            };
-            w.write(&self.scratch, n)?;
-            self.free = self.free.saturating_sub(bytes);
-            a.next += n as u64;
-            let too_long = w.frames >= max_file_s.saturating_mul(w.rate as u64)
-                || w.bytes + self.scratch.len() as u64 >= MAX_FILE_BYTES;
-            if too_long {
-                if let Some(w) = a.writer.take() {
-                    a.done_bytes += w.bytes;
-                    w.finish()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn save_replay(&mut self, seconds: Option<f64>) -> Result<(RecordingName, f64), String> {
-        if !self.hub.replay_on {
-            return Err("the replay buffer is off (record.replay-s = 0)".into());
-        }
-        let dir = self.folder()?.to_path_buf();
-        let want = seconds.unwrap_or(self.cfg.replay_s);
-        if !want.is_finite() || want <= 0.0 || want > self.cfg.replay_s {
-            return Err(format!(
-                "seconds must be above 0 and at most {} (record.replay-s)",
-                self.cfg.replay_s
-            ));
-        }
-        let (seg, from, to, t_first) = {
-            let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
-            let seg = t.segment().ok_or("nothing captured yet")?;
-            let to = t.head();
-            let from = to
-                .saturating_sub((want * seg.rate as f64).round() as u64)
-                .max(t.oldest());
-            (seg, from, to, t.time_of(from))
-        };
-        if to <= from {
-            return Err("nothing captured yet".into());
-        }
-        let used = files::usage(&dir)?;
-        self.room_for(
-            &dir,
-            used,
-            (to - from) * seg.kind.bytes() as u64 + HEADER_MAX,
-        )?;
-        if self.scratch.is_empty() {
-            self.scratch = vec![0u8; 4 * 192_000];
-        }
-        let mut w = Writer::create(&dir, Kind::Replay, seg, t_first)?;
-        let mut at = from;
-        let result = loop {
-            if at >= to {
-                break Ok(());
-            }
-            let n = {
-                let t = self.tape.lock().unwrap_or_else(|e| e.into_inner());
-                if t.segment().map(|s| s.id) != Some(seg.id) {
-                    break Err("the input changed while saving".to_string());
-                }
-                if at < t.oldest() {
-                    break Err(
-                        "the disk is too slow: the replay buffer moved on while saving".into(),
-                    );
-                }
-                let room = ((to - at) as usize * seg.kind.bytes()).min(self.scratch.len());
-                t.read(at, &mut self.scratch[..room])
-            };
-            if n == 0 {
-                break Ok(());
-            }
-            if let Err(e) = w.write(&self.scratch, n) {
-                break Err(e);
-            }
-            at += n as u64;
-        };
-        let secs = w.seconds();
-        let name = w.name.clone();
-        let closed = w.finish();
-        match result.and(closed) {
-            Ok(name) => {
-                log::info!("record: saved the last {secs:.1} s as {name}");
-                Ok((name, secs))
-            }
-            Err(e) => {
-                // A half-written save is worth nothing and takes space.
-                let _ = std::fs::remove_file(dir.join(name.as_str()));
-                Err(e)
-            }
-        }
-    }
-
     fn current_file(&self) -> Option<&RecordingName> {
         self.active.as_ref()?.writer.as_ref().map(|w| &w.name)
     }
@@ -602,6 +452,9 @@ pub fn spawn(
             rec.shutdown();
         })
 }
+
+mod pump;
+mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::monitor::tape::SampleKind;
+use crate::monitor::wav_out::HEADER_MAX;
 use crate::types::{Block, MAX_BLOCK_FRAMES};
 
 /// A recorder with a quota of `quota_mb` MiB in `dir`, and its tape
