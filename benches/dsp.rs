@@ -110,10 +110,10 @@ fn bench_vectorised(c: &mut Criterion) {
     for (suffix, portable) in [("simd", false), ("portable", true)] {
         lanes::set_portable_only(portable);
         c.bench_function(&format!("sum_sq_peak_256_{suffix}"), |b| {
-            b.iter(|| lanes::sum_sq_peak(black_box(&window[..256])))
+            b.iter(|| lanes::sum_sq_peak(black_box(&window[..256]), 0.0))
         });
-        c.bench_function(&format!("window_sum_sq_1024_{suffix}"), |b| {
-            b.iter(|| lanes::window_sum_sq(&mut out, black_box(&window), &hann))
+        c.bench_function(&format!("window_sums_1024_{suffix}"), |b| {
+            b.iter(|| lanes::window_sums(&mut out, black_box(&window), &hann, 0.0))
         });
         c.bench_function(&format!("spectral_shape_513_{suffix}"), |b| {
             b.iter(|| spectral::shape(black_box(&power), 46.875))

@@ -9,11 +9,15 @@
 //!   (after the band onsets saw it).
 //! - `rms_dbfs`: `20·log10(√(mean(x²)))` of the block; a full-scale sine
 //!   reads −3.01 dBFS. `peak_dbfs`: `20·log10(max|x|)`. Floor −160 dBFS.
-//! - `silent`: the block's level without its DC offset ([`ac_dbfs`]) below
-//!   the threshold for at least the hold time; any block above the
-//!   threshold leaves silence at once. (A cheap interface's offset is not
-//!   heard: at −40 dBFS it kept silence from ever being said, and the beat
-//!   tracker coasted 3× longer into the quiet.)
+//! - `silent`: the block's level around the input's DC offset
+//!   ([`DcOffset`], followed over [`DC_TAU_S`]) below the threshold for at
+//!   least the hold time; any block above the threshold leaves silence at
+//!   once. (A cheap interface's offset is not heard: at −40 dBFS it kept
+//!   silence from ever being said, and the beat tracker coasted 3× longer
+//!   into the quiet. The offset is followed across blocks, not taken as
+//!   each block's own mean, which with small blocks also took out bass
+//!   that is heard: a 40 Hz tone at −50 dBFS in 128-frame blocks read as
+//!   silence.)
 //!
 //! Real-time safety: all state is built in [`BandsProcessor::new`];
 //! [`BandsProcessor::process`] never allocates, locks, logs or blocks. A
@@ -28,10 +32,39 @@ use crate::types::{BandsFrame, Block};
 /// Lowest level reported, in dBFS.
 pub const LEVEL_FLOOR_DBFS: f32 = -160.0;
 
-/// The level in dBFS of a signal whose mean square is `mean_sq` and mean
-/// `mean`, its DC offset taken out: `√(mean(x²) − mean(x)²)`.
-pub fn ac_dbfs(mean_sq: f32, mean: f32) -> f32 {
-    to_dbfs((mean_sq - mean * mean).max(0.0).sqrt())
+/// Time constant with which [`DcOffset`] follows the input's mean: a
+/// one-pole low-pass at 0.64 Hz, so sound down to the lowest band (20 Hz:
+/// 30 dB below it in the offset, whatever the block size) is heard, and a
+/// new offset is followed within about a second (a 1 % one is below
+/// −60 dBFS 0.6 s after it appears, 0.7 of full scale after 1.6 s).
+pub const DC_TAU_S: f32 = 0.25;
+
+/// The input's DC offset, followed across blocks (or analysis windows):
+/// what silence is judged around.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DcOffset {
+    dc: f32,
+}
+
+impl DcOffset {
+    /// The offset followed so far (0 at the start).
+    pub fn get(&self) -> f32 {
+        self.dc
+    }
+
+    /// Follow a block of `seconds` whose mean is `mean`; a non-finite
+    /// mean changes nothing.
+    pub fn follow(&mut self, mean: f32, seconds: f32) {
+        if mean.is_finite() && seconds.is_finite() && seconds > 0.0 {
+            self.dc += super::onset::one_pole(seconds, DC_TAU_S) * (mean - self.dc);
+        }
+    }
+}
+
+/// The level in dBFS of `n` samples whose power around the followed DC
+/// offset sums to `sum_sq_around`.
+pub fn heard_dbfs(sum_sq_around: f32, n: usize) -> f32 {
+    to_dbfs((sum_sq_around.max(0.0) / n.max(1) as f32).sqrt())
 }
 
 /// Amplitude → dBFS, floored.
@@ -57,6 +90,7 @@ pub struct BandsProcessor {
     onset_count: [u32; 3],
     silent: bool,
     below_s: f32,
+    dc: DcOffset,
     applied_generation: u64,
     applied: Option<DspParams>,
 }
@@ -84,6 +118,7 @@ impl BandsProcessor {
             onset_count: [0; 3],
             silent: false,
             below_s: 0.0,
+            dc: DcOffset::default(),
             applied_generation: u64::MAX,
             applied: None,
         };
@@ -151,9 +186,10 @@ impl BandsProcessor {
         let smoothed = self.smoother.update(rms);
         let lmh = self.scaler.update(smoothed);
 
-        let (sum_sq, peak, sum) = super::lanes::sum_sq_peak(x);
+        let (sum_sq, peak, sum, around_dc) = super::lanes::sum_sq_peak(x, self.dc.get());
         let rms_dbfs = to_dbfs((sum_sq / n as f32).sqrt());
-        let heard_dbfs = ac_dbfs(sum_sq / n as f32, sum / n as f32);
+        let heard_dbfs = heard_dbfs(around_dc, n);
+        self.dc.follow(sum / n as f32, x.len() as f32 / self.sr);
         let peak_dbfs = to_dbfs(peak);
 
         let bits = if p.onset_enabled {
@@ -222,23 +258,37 @@ mod tests {
     fn run_tone_dc(freq: f32, amp: f32, dc: f32, strength: f32, seconds: f32) -> BandsFrame {
         let mut cfg = Config::default();
         cfg.autoscale.strength = strength as f64;
-        let p = DspParams::from_config(&cfg);
-        let mut proc = BandsProcessor::new(48_000, 256, 1024, &p);
+        *run_blocks(&cfg, 256, seconds, |t| {
+            dc + amp * (2.0 * std::f32::consts::PI * freq * t).sin()
+        })
+        .last()
+        .expect("at least one block")
+    }
+
+    /// Every frame of `seconds` of `signal(t)` in blocks of `frames` at
+    /// 48 kHz.
+    fn run_blocks(
+        cfg: &Config,
+        frames: usize,
+        seconds: f32,
+        signal: impl Fn(f32) -> f32,
+    ) -> Vec<BandsFrame> {
+        let p = DspParams::from_config(cfg);
+        let mut proc = BandsProcessor::new(48_000, frames, 1024, &p);
         let mut rx = ParamsRx::fixed(p);
         let mut block = Block::zeroed();
-        block.len = 256;
+        block.len = frames as u32;
         block.sample_rate = 48_000;
-        let mut out = BandsFrame::default();
-        let blocks = (seconds * 48_000.0 / 256.0) as u64;
-        for b in 0..blocks {
-            for (i, s) in block.samples[..256].iter_mut().enumerate() {
-                let t = (b * 256 + i as u64) as f32 / 48_000.0;
-                *s = dc + amp * (2.0 * std::f32::consts::PI * freq * t).sin();
-            }
-            block.seq = b;
-            out = proc.process(&block, &mut rx);
-        }
-        out
+        let blocks = (seconds * 48_000.0 / frames as f32) as u64;
+        (0..blocks)
+            .map(|b| {
+                for (i, s) in block.samples[..frames].iter_mut().enumerate() {
+                    *s = signal((b * frames as u64 + i as u64) as f32 / 48_000.0);
+                }
+                block.seq = b;
+                proc.process(&block, &mut rx)
+            })
+            .collect()
     }
 
     #[test]
@@ -278,14 +328,74 @@ mod tests {
     #[test]
     fn a_dc_offset_is_not_heard_as_sound() {
         // A cheap interface's offset of 1 % (−40 dBFS), and nothing else:
-        // the level says −40 dBFS, silence is said after the hold.
-        let out = run_tone_dc(100.0, 0.0, 0.01, 1.0, 2.5);
+        // the level says −40 dBFS, silence is said once the offset is
+        // followed (below −60 dBFS after 0.6 s) and the 2 s hold passed.
+        let out = run_tone_dc(100.0, 0.0, 0.01, 1.0, 2.7);
         assert!((out.rms_dbfs + 40.0).abs() < 0.01, "{}", out.rms_dbfs);
         assert!(out.silent);
         // A quiet tone on the same offset is sound, whatever the offset.
-        let out = run_tone_dc(1000.0, 0.01, 0.5, 1.0, 2.5);
+        let out = run_tone_dc(1000.0, 0.01, 0.5, 1.0, 4.0);
         assert!(!out.silent);
-        let out = run_tone_dc(1000.0, 0.0001, 0.5, 1.0, 2.5);
+        // (0.5 is followed to within −60 dBFS after 1.6 s.)
+        let out = run_tone_dc(1000.0, 0.0001, 0.5, 1.0, 4.0);
         assert!(out.silent, "a −83 dBFS tone on a large offset");
+    }
+
+    /// Tester n's F1: with each block's own mean taken out, bass in small
+    /// blocks lost most of its level (a 40 Hz tone at −50 dBFS in the
+    /// shipped 128-frame config read as silence). The offset is followed
+    /// across blocks instead, so the level heard is the tone's at any size.
+    #[test]
+    fn bass_in_small_blocks_is_heard() {
+        let cfg = Config::default();
+        let sine = |hz: f32, dbfs: f32| {
+            let amp = 10f32.powf(dbfs / 20.0) * std::f32::consts::SQRT_2;
+            move |t: f32| amp * (2.0 * std::f32::consts::PI * hz * t).sin()
+        };
+        for (frames, hz, dbfs) in [
+            (128, 40.0, -50.0),
+            (128, 60.0, -53.0),
+            (16, 100.0, -40.0),
+            (16, 20.0, -55.0),
+            (64, 30.0, -57.0),
+        ] {
+            let out = run_blocks(&cfg, frames, 4.0, sine(hz, dbfs));
+            let silent = out.iter().filter(|f| f.silent).count();
+            assert_eq!(silent, 0, "{hz} Hz at {dbfs} dBFS in {frames}-frame blocks");
+        }
+        // And below the threshold it is silence, at any block size.
+        for frames in [16, 128, 2048] {
+            let out = run_blocks(&cfg, frames, 4.0, sine(40.0, -66.0));
+            assert!(out.last().unwrap().silent, "{frames}-frame blocks");
+        }
+    }
+
+    /// Tester n's F2: the level around a large offset came from
+    /// `mean(x²) − mean(x)²` in f32, whose rounding alone read above
+    /// −60 dBFS for an offset of 0.7 in 1024- and 2048-frame blocks. It is
+    /// now summed around the followed offset. A quiet tone on the offset is
+    /// still heard.
+    #[test]
+    fn a_large_offset_alone_is_silence_at_every_block_size() {
+        let cfg = Config::default();
+        for frames in [16, 256, 1024, 2048] {
+            for dc in [0.7f32, -0.77, 0.999] {
+                let out = run_blocks(&cfg, frames, 5.0, |_| dc);
+                // Followed within 1.7 s, then the 2 s hold; silent from
+                // then on, without flicker.
+                let from = (4.0 * 48_000.0 / frames as f32) as usize;
+                assert!(
+                    out[from..].iter().all(|f| f.silent),
+                    "offset {dc} in {frames}-frame blocks"
+                );
+                let tone = run_blocks(&cfg, frames, 5.0, |t| {
+                    dc * 0.99 + 0.003 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                });
+                assert!(
+                    tone.iter().all(|f| !f.silent),
+                    "a −53 dBFS tone on offset {dc} in {frames}-frame blocks"
+                );
+            }
+        }
     }
 }

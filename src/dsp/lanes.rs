@@ -89,30 +89,16 @@ pub fn combine<T: Copy + std::ops::Add<Output = T>>(a: [T; LANES]) -> T {
 }
 
 multiversion! {
-    /// `Σ x` (in [`LANES`] lanes).
-    pub fn sum(x: &[f32]) -> f32 {
-        let mut acc = [0.0f32; LANES];
-        let chunks = x.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for i in 0..LANES {
-                acc[i] += c[i];
-            }
-        }
-        for (i, &v) in rest.iter().enumerate() {
-            acc[i] += v;
-        }
-        combine(acc)
-    }
-}
-
-multiversion! {
-    /// `Σ x²`, `max |x|` and `Σ x` of a block, in one pass (the sums in
-    /// [`LANES`] lanes).
-    pub fn sum_sq_peak(x: &[f32]) -> (f32, f32, f32) {
+    /// `Σ x²`, `max |x|`, `Σ x` and `Σ (x − d)²` of a block, in one pass
+    /// (the sums in [`LANES`] lanes). The last is the block's power around
+    /// a DC offset `d` tracked outside it (summed around `d`, not expanded
+    /// from `Σ x²`, which would lose a quiet signal on a large offset to
+    /// rounding).
+    pub fn sum_sq_peak(x: &[f32], d: f32) -> (f32, f32, f32, f32) {
         let mut acc = [0.0f32; LANES];
         let mut peak = [0.0f32; LANES];
         let mut lin = [0.0f32; LANES];
+        let mut ac = [0.0f32; LANES];
         let chunks = x.chunks_exact(LANES);
         let rest = chunks.remainder();
         for c in chunks {
@@ -120,42 +106,50 @@ multiversion! {
                 acc[i] += c[i] * c[i];
                 peak[i] = peak[i].max(c[i].abs());
                 lin[i] += c[i];
+                ac[i] += (c[i] - d) * (c[i] - d);
             }
         }
         for (i, &v) in rest.iter().enumerate() {
             acc[i] += v * v;
             peak[i] = peak[i].max(v.abs());
             lin[i] += v;
+            ac[i] += (v - d) * (v - d);
         }
         (
             combine(acc),
             peak.iter().fold(0.0f32, |m, &v| m.max(v)),
             combine(lin),
+            combine(ac),
         )
     }
 }
 
 multiversion! {
-    /// `out = x · w` element-wise; returns `Σ x²` (in [`LANES`] lanes).
-    pub fn window_sum_sq(out: &mut [f32], x: &[f32], w: &[f32]) -> f32 {
+    /// `out = x · w` element-wise; returns `Σ x` and `Σ (x − d)²` (in
+    /// [`LANES`] lanes): the window's mean and its power around a DC
+    /// offset `d` tracked outside it.
+    pub fn window_sums(out: &mut [f32], x: &[f32], w: &[f32], d: f32) -> (f32, f32) {
         let n = out.len().min(x.len()).min(w.len());
         let (out, x, w) = (&mut out[..n], &x[..n], &w[..n]);
-        let mut acc = [0.0f32; LANES];
+        let mut lin = [0.0f32; LANES];
+        let mut ac = [0.0f32; LANES];
         let mut oc = out.chunks_exact_mut(LANES);
         let mut xc = x.chunks_exact(LANES);
         let mut wc = w.chunks_exact(LANES);
         for ((o, x), w) in (&mut oc).zip(&mut xc).zip(&mut wc) {
             for i in 0..LANES {
                 o[i] = x[i] * w[i];
-                acc[i] += x[i] * x[i];
+                lin[i] += x[i];
+                ac[i] += (x[i] - d) * (x[i] - d);
             }
         }
         let rest = oc.into_remainder().iter_mut().zip(xc.remainder()).zip(wc.remainder());
         for (i, ((o, &x), &w)) in rest.enumerate() {
             *o = x * w;
-            acc[i] += x * x;
+            lin[i] += x;
+            ac[i] += (x - d) * (x - d);
         }
-        combine(acc)
+        (combine(lin), combine(ac))
     }
 }
 
@@ -272,14 +266,24 @@ mod tests {
             let x = signal(n);
             let plain: f64 = x.iter().map(|&v| (v * v) as f64).sum();
             let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let (s, p, lin) = sum_sq_peak(&x);
+            let plain_lin: f64 = x.iter().map(|&v| v as f64).sum();
+            let d = 0.3f32;
+            let plain_ac: f64 = x.iter().map(|&v| ((v - d) * (v - d)) as f64).sum();
+            let (s, p, lin, ac) = sum_sq_peak(&x, d);
             assert!((s as f64 - plain).abs() <= 1e-5 * plain.max(1.0), "{n}");
             assert_eq!(p, peak, "{n}");
-            assert_eq!(lin, sum(&x), "{n}");
+            assert!(
+                (lin as f64 - plain_lin).abs() <= 1e-5 * n.max(1) as f64,
+                "{n}"
+            );
+            assert!(
+                (ac as f64 - plain_ac).abs() <= 1e-5 * plain_ac.max(1.0),
+                "{n}"
+            );
             let w = signal(n + 3);
             let mut out = vec![0.0; n];
-            let s2 = window_sum_sq(&mut out, &x, &w);
-            assert_eq!(s2, s, "{n}");
+            let (lin2, ac2) = window_sums(&mut out, &x, &w, d);
+            assert_eq!((lin2, ac2), (lin, ac), "{n}");
             for i in 0..n {
                 assert_eq!(out[i], x[i] * w[i]);
             }
@@ -364,9 +368,9 @@ mod tests {
         let x = signal(1000);
         let w = signal(1003);
         let mut out = vec![0.0; 1000];
-        let picked = (sum_sq_peak(&x), window_sum_sq(&mut out, &x, &w));
+        let picked = (sum_sq_peak(&x, 0.25), window_sums(&mut out, &x, &w, 0.25));
         set_portable_only(true);
-        let portable = (sum_sq_peak(&x), window_sum_sq(&mut out, &x, &w));
+        let portable = (sum_sq_peak(&x, 0.25), window_sums(&mut out, &x, &w, 0.25));
         set_portable_only(false);
         assert_eq!(picked, portable);
         let mut acc = [0.0f32; LANES];

@@ -412,6 +412,32 @@ fn a_click_train_gives_its_tempo_and_beats_at_every_rate() {
     }
 }
 
+/// The tracker's silence is judged around the DC offset it follows from
+/// window to window (both front ends: the spectrum's FFT at 48 kHz, its own
+/// at 22.05 kHz): a click train on an interface's offset, small or large,
+/// that stops leaving the bare offset stops its beats as on true silence
+/// (the 2 s hold, as `silence_unlocks_within_two_seconds`); the clicks on
+/// the offset are beats. (An offset of 0.7 read above −60 dBFS by f32
+/// rounding and kept the beats going 0.9 s longer.)
+#[test]
+fn beats_stop_on_a_bare_dc_offset_and_go_on_over_one() {
+    let period = 60.0 / 128.0;
+    let times: Vec<f64> = (0..40).map(|k| 0.25 + period * k as f64).collect();
+    let clicks_until_8: Vec<f64> = times.iter().copied().filter(|&t| t < 8.0).collect();
+    for sr in [48_000, 22_050] {
+        for dc in [0.01f32, 0.7, -0.9] {
+            let (_, beats) = event_times_at_rate(sr, 15.0, |t| dc + bursts(&clicks_until_8, t));
+            let last = beats.iter().map(|b| b.0).fold(0.0, f64::max);
+            assert!(
+                (7.5..10.2).contains(&last),
+                "{sr} Hz, offset {dc}: last beat at {last:.2} s"
+            );
+            let (_, beats) = event_times_at_rate(sr, 15.0, |t| 0.9 * dc + 0.1 * bursts(&times, t));
+            assert_beats_on_clicks(&format!("{sr} Hz, clicks on offset {dc}"), &beats, &times);
+        }
+    }
+}
+
 /// After 8 s `beats` (time, BPM) of the 128 BPM click train at `times`: at
 /// least 15, each within 1.5 % of 128 BPM and 25 ms of a click.
 fn assert_beats_on_clicks(what: &str, beats: &[(f64, f32)], times: &[f64]) {

@@ -99,6 +99,9 @@ pub struct SpectrumProcessor {
     tracker: BeatTracker,
     last_tempo: TempoState,
     last_flux: f32,
+    /// The input's DC offset, followed from one detector window to the
+    /// next: the tracker's silence is judged around it.
+    dc: super::bands::DcOffset,
     detected: Detected,
     onset_count: u32,
     hops: u64,
@@ -162,6 +165,7 @@ impl SpectrumProcessor {
             det,
             last_tempo: TempoState::default(),
             last_flux: 0.0,
+            dc: Default::default(),
             detected: Detected::default(),
             onset_count: 0,
             hops: 0,
@@ -284,7 +288,8 @@ impl SpectrumProcessor {
     fn analyse(&mut self, t_capture_ns: u64, time_s: f64) {
         let p = self.params();
         let newest = &self.history[self.hist_end - self.window..self.hist_end];
-        let sum_sq = super::lanes::window_sum_sq(&mut self.fft_in, newest, &self.hann);
+        let (sum, around_dc) =
+            super::lanes::window_sums(&mut self.fft_in, newest, &self.hann, self.dc.get());
         // The FFT of a buffer of the planned length cannot fail; on the
         // impossible error the previous spectrum is kept.
         let _ = self.fft.process_with_scratch(
@@ -302,14 +307,13 @@ impl SpectrumProcessor {
             &mut self.shape_power,
             [self.power_corr, self.mag_corr, self.shape_alpha],
         );
-        // What the tracker calls silence: the level without a DC offset.
-        let heard_dbfs = super::bands::ac_dbfs(
-            sum_sq / self.window as f32,
-            super::lanes::sum(newest) / self.window as f32,
-        );
         let bin_hz = self.sr / self.window as f32;
         let shape = spectral::shape(&self.shape_power, bin_hz);
         if self.det.reuses_spectrum() {
+            // What the tracker calls silence: the level around the DC
+            // offset followed from window to window.
+            let heard_dbfs = super::bands::heard_dbfs(around_dc, self.window);
+            self.dc.follow(sum / self.window as f32, self.det.hop_s());
             let at = self.frames_in;
             detect(
                 (&mut self.flux, &mut self.tracker),
@@ -392,12 +396,14 @@ impl SpectrumProcessor {
     fn detect_own(&mut self, back: usize) {
         let p = self.params();
         let history = &self.history[self.hist_end - self.hist_len..self.hist_end];
-        let (mag, mean_sq, mean) = self.det.magnitudes(history, back);
+        let hop_s = self.det.hop_s();
+        let (mag, around_dc, mean) = self.det.magnitudes(history, back, self.dc.get());
+        self.dc.follow(mean, hop_s);
         let at = self.frames_in.saturating_sub(back as u64);
         detect(
             (&mut self.flux, &mut self.tracker),
             mag,
-            super::bands::ac_dbfs(mean_sq, mean),
+            super::bands::to_dbfs(around_dc.max(0.0).sqrt()),
             &p,
             at,
             (&mut self.detected, &mut self.last_tempo),

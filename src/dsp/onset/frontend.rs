@@ -136,15 +136,16 @@ impl DetectorFrontEnd {
 
     /// Magnitudes (`|X|·2/Σw`) of the [`Self::window`] frames of `history`
     /// that end `back` frames before its newest frame (missing older frames
-    /// count as silence), and the window's mean square and mean. Only for a
-    /// front end that does not reuse the spectrum's.
-    pub fn magnitudes(&mut self, history: &[f32], back: usize) -> (&[f32], f32, f32) {
+    /// count as silence), the window's mean square around the DC offset
+    /// `dc` and its mean. Only for a front end that does not reuse the
+    /// spectrum's.
+    pub fn magnitudes(&mut self, history: &[f32], back: usize, dc: f32) -> (&[f32], f32, f32) {
         let n = self.inp.len();
         let end = history.len().saturating_sub(back);
         let tail = &history[end.saturating_sub(n)..end];
         let pad = n - tail.len();
-        let sum_sq =
-            crate::dsp::lanes::window_sum_sq(&mut self.inp[pad..], tail, &self.hann[pad..]);
+        let (sum, around_dc) =
+            crate::dsp::lanes::window_sums(&mut self.inp[pad..], tail, &self.hann[pad..], dc);
         self.inp[..pad].iter_mut().for_each(|v| *v = 0.0);
         // The FFT of a buffer of the planned length cannot fail; on the
         // impossible error the previous magnitudes are kept.
@@ -157,8 +158,7 @@ impl DetectorFrontEnd {
                 *m = c.norm() * self.mag_corr;
             }
         }
-        let sum = crate::dsp::lanes::sum(tail);
-        (&self.mag, sum_sq / n as f32, sum / n as f32)
+        (&self.mag, around_dc / n as f32, sum / n as f32)
     }
 }
 
@@ -230,16 +230,16 @@ mod tests {
             .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin())
             .collect();
         h[n + 200..].iter_mut().for_each(|v| *v = 0.0);
-        let (mag, ms, _) = fe.magnitudes(&h, 100);
+        let (mag, ms, _) = fe.magnitudes(&h, 100, 0.0);
         let bin = (1000.0 * n as f32 / 16_000.0).round() as usize;
         assert!((mag[bin] - 1.0).abs() < 0.1, "the sine reads {}", mag[bin]);
         assert!((ms - 0.5).abs() < 0.02, "mean square {ms}");
-        let (_, ms, _) = fe.magnitudes(&h, 0);
+        let (_, ms, _) = fe.magnitudes(&h, 0, 0.0);
         assert!(ms < 0.5, "the newest window holds silence: {ms}");
         // Further back than the history: the missing frames are silence.
-        let (mag, ms, _) = fe.magnitudes(&h[..50], 10);
+        let (mag, ms, _) = fe.magnitudes(&h[..50], 10, 0.0);
         assert!(mag.iter().all(|m| m.is_finite()) && ms.is_finite());
-        let (_, ms, _) = fe.magnitudes(&h, usize::MAX);
+        let (_, ms, _) = fe.magnitudes(&h, usize::MAX, 0.0);
         assert_eq!(ms, 0.0);
     }
 }
