@@ -378,7 +378,9 @@ async fn connection<H: Handler>(
             Ok(Err(e)) => log::debug!("{name}: {peer}: {e}"),
             Err(_) => log::debug!("{name}: {peer}: connection lifetime reached"),
         },
-        () = stalled => log::info!(
+        // A peer can cause this as often as it holds downloads open.
+        () = stalled => crate::peer_log!(
+            log::Level::Info,
             "{name}: closing {peer}: its download took nothing for {} s",
             limits.stream_stall.as_secs()
         ),

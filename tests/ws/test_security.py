@@ -293,6 +293,32 @@ def test_wrong_tokens_from_many_connections_write_a_few_log_lines_a_second(make_
     assert 1 <= lines <= 5 * (int(seconds) + 2), (guesses, lines)
 
 
+def test_token_holders_reconnecting_and_repeating_auth_write_a_few_log_lines_a_second(make_server):
+    # "authorized" was logged unlimited, once per connection and again for
+    # every repeated `auth` (tester o: 75 000 lines a minute from a token
+    # holder's connection churn, more than journald keeps for a service).
+    server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
+    auth = ws_frame(0x1, json.dumps({"type": "auth", "token": "s3cret-token"}).encode())
+
+    def authorize_five_times():
+        s = ws_handshake(server.ws_port)
+        try:
+            s.sendall(auth * 5)
+            s.settimeout(2)
+            got = b""
+            while got.count(b'"authorized":true') < 5:
+                chunk = s.recv(4096)
+                assert chunk, got
+                got += chunk
+        finally:
+            s.close()
+        return 5
+
+    n, lines, seconds = flood_for_two_seconds(server, "authorized", authorize_five_times)
+    assert n > 100, n
+    assert 1 <= lines <= 5 * (int(seconds) + 2), (n, lines)
+
+
 def test_clients_that_send_and_leave_cannot_queue_more_than_the_cap_at_control(make_server):
     # A client that leaves takes its requests still at the control thread
     # with it from the broadcaster's count, but control still has them:

@@ -268,8 +268,19 @@ impl Broadcaster {
             }
         };
         if ok {
+            if !c.authorized {
+                // A token holder can cause this as often as it connects
+                // (tester o: 75 000 lines a minute from connection churn,
+                // and again for every repeated `auth`): once per
+                // connection, and rate-limited.
+                crate::peer_log!(
+                    log::Level::Info,
+                    "ws: client {} ({}) authorized",
+                    c.id,
+                    c.peer
+                );
+            }
             c.authorized = true;
-            log::info!("ws: client {} ({}) authorized", c.id, c.peer);
             let a = Outbound::Auth {
                 authorized: true,
                 required: true,
