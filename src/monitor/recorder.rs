@@ -46,6 +46,18 @@ pub const MAX_FILE_BYTES: u64 = 2 << 30;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How often the recorder looks at the tape while recording.
 const PUMP_EVERY: Duration = Duration::from_millis(100);
+/// A change is announced to every authorized client at most this often:
+/// the first of a burst of commands at once, the rest together at most
+/// this long later. Each announcement is the whole listing (up to
+/// 64 KiB) in the queue of every authorized client, audio listeners
+/// among them: a token holder sending commands as fast as the queue took
+/// them cut every listener on a slow link within seconds (tester o).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// A listing asked for within this long of the previous one, with no
+/// command changing anything since, is that one again: a listing opens
+/// every file's header (1 000 of them in a full folder), and `list_recordings`
+/// as fast as the queue took it kept this thread at a whole core.
+const LIST_FRESH: Duration = Duration::from_secs(1);
 
 /// A recording in progress.
 struct Active {
@@ -79,6 +91,11 @@ pub struct Recorder {
     next_checkpoint: Instant,
     /// When the idle recount of the folder's size is next due.
     next_recount: Instant,
+    /// A change not yet announced ([`ANNOUNCE_EVERY`]).
+    announce_pending: bool,
+    next_announce: Instant,
+    /// The last listing and when it was made ([`LIST_FRESH`]).
+    listed: Option<(Instant, Listing)>,
 }
 
 impl Recorder {
@@ -103,6 +120,9 @@ impl Recorder {
             used: 0,
             next_checkpoint: Instant::now(),
             next_recount: Instant::now(),
+            announce_pending: false,
+            next_announce: Instant::now(),
+            listed: None,
         }
     }
 
@@ -183,8 +203,15 @@ impl Recorder {
                 return;
             }
             RecCommand::Delete { name } => self.delete(&name).map(|()| None),
-            RecCommand::Download { name } => self.ticket(&name).map(Some),
+            RecCommand::Download { name } => {
+                // A ticket changes nothing anyone else sees.
+                out.push(to_client(self.ticket(&name).unwrap_or_else(RecMsg::Error)));
+                return;
+            }
         };
+        // A failed command may have changed something too (a recording
+        // that could not start, a save removed half-way).
+        self.listed = None;
         match result {
             Ok(Some(msg)) => out.push(to_client(msg)),
             Ok(None) => {}
@@ -193,8 +220,20 @@ impl Recorder {
                 return;
             }
         }
-        // Every change is announced to everyone who may record; the status
-        // after the listing, which counts the bytes used.
+        // Every change is announced to everyone who may record.
+        self.announce_pending = true;
+        self.announce(out);
+    }
+
+    /// Announce a pending change when [`ANNOUNCE_EVERY`] allows: the
+    /// listing, then the status, which counts the bytes it found.
+    fn announce(&mut self, out: &mut Vec<RecReply>) {
+        let now = Instant::now();
+        if !self.announce_pending || now < self.next_announce {
+            return;
+        }
+        self.announce_pending = false;
+        self.next_announce = now + ANNOUNCE_EVERY;
         let l = self.listing();
         self.refresh_status();
         out.push(RecReply {
@@ -204,10 +243,17 @@ impl Recorder {
     }
 
     fn listing(&mut self) -> Listing {
+        // Not while a recording runs: its files change all the time.
+        if let (Some((at, l)), None) = (&self.listed, &self.active) {
+            if at.elapsed() < LIST_FRESH {
+                return l.clone();
+            }
+        }
         match self.folder() {
             Ok(dir) => {
                 let l = files::list(dir);
                 self.used = l.total_bytes;
+                self.listed = Some((Instant::now(), l.clone()));
                 l
             }
             Err(_) => Listing::default(),
@@ -263,6 +309,7 @@ impl Recorder {
         }
         self.hub.recording.store(false, Ordering::Relaxed);
         self.hub.update_gate();
+        self.listed = None;
         let closed = a.writer.take().map(Writer::finish);
         match (&error, closed) {
             (Some(e), closed) => {
@@ -368,12 +415,19 @@ impl Recorder {
     /// How long to wait for a command before [`Recorder::tick`] has work:
     /// the pump period while recording, else until the next checkpoint.
     fn next_wait(&self) -> Duration {
-        if self.active.is_some() {
-            return PUMP_EVERY;
+        let now = Instant::now();
+        let mut due = self.next_checkpoint;
+        if self.announce_pending {
+            due = due.min(self.next_announce);
         }
-        self.next_checkpoint
-            .saturating_duration_since(Instant::now())
-            .clamp(Duration::from_millis(1), IDLE_WAIT)
+        let wait = due
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(1), IDLE_WAIT);
+        if self.active.is_some() {
+            wait.min(PUMP_EVERY)
+        } else {
+            wait
+        }
     }
 
     /// The periodic part of a turn: pump, checkpoint, status.
@@ -381,6 +435,7 @@ impl Recorder {
         if self.active.is_some() {
             if let Err(e) = self.pump() {
                 let _ = self.stop(Some(e.clone()));
+                self.listed = None;
                 self.refresh_status();
                 out.push(RecReply {
                     to: None,
@@ -414,6 +469,7 @@ impl Recorder {
             }
             self.refresh_status();
         }
+        self.announce(out);
     }
 
     /// Close the recording at shutdown.

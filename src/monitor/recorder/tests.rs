@@ -74,3 +74,61 @@ fn a_recording_fills_its_quota_to_the_byte_and_not_one_byte_more() {
     assert_eq!(l.items.len(), 1);
     assert_eq!(l.total_bytes, quota);
 }
+
+/// Tester o's F2: every command announced the whole listing to every
+/// authorized client at once, so a token holder sending commands as fast
+/// as the queue took them filled every listener's queue. A burst is now
+/// announced once at once and once more when [`ANNOUNCE_EVERY`] has passed;
+/// a download ticket, which changes nothing, is announced to nobody.
+#[test]
+fn a_burst_of_commands_is_announced_once_a_second() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut rec, tape) = recorder(d.path(), 64);
+    feed(&tape, 48_000);
+    let announced = |out: &[RecReply]| {
+        out.iter()
+            .filter(|r| r.to.is_none() && matches!(r.msg, RecMsg::Recordings(..)))
+            .count()
+    };
+    let mut out = Vec::new();
+    rec.handle(1, RecCommand::SaveReplay { seconds: Some(0.5) }, &mut out);
+    let name = match &out[0].msg {
+        RecMsg::Saved { name, .. } => name.to_string(),
+        m => panic!("{m:?}"),
+    };
+    assert_eq!(announced(&out), 1, "the first change at once");
+    out.clear();
+    for _ in 0..20 {
+        rec.handle(1, RecCommand::Start, &mut out);
+        rec.handle(1, RecCommand::Stop, &mut out);
+        rec.handle(2, RecCommand::Download { name: name.clone() }, &mut out);
+        rec.tick(&mut out);
+    }
+    assert_eq!(announced(&out), 0, "the rest waits: {out:?}");
+    let tickets = out
+        .iter()
+        .filter(|r| r.to == Some(2) && matches!(r.msg, RecMsg::Download { .. }))
+        .count();
+    assert_eq!(tickets, 20, "each download is answered to its client");
+    // Once the second has passed, the burst is announced once, with what
+    // it left: the saved file (the recordings got no audio, so no file),
+    // no recording running.
+    assert!(rec.next_wait() <= ANNOUNCE_EVERY);
+    std::thread::sleep(ANNOUNCE_EVERY);
+    rec.tick(&mut out);
+    rec.tick(&mut out);
+    assert_eq!(announced(&out), 1);
+    match &out.iter().rev().find(|r| r.to.is_none()).unwrap().msg {
+        RecMsg::Recordings(l, status) => {
+            assert_eq!(l.items.len(), 1, "{l:?}");
+            assert!(!status.recording);
+        }
+        m => panic!("{m:?}"),
+    }
+    // Downloads alone announce nothing, however long.
+    out.clear();
+    std::thread::sleep(ANNOUNCE_EVERY);
+    rec.handle(2, RecCommand::Download { name }, &mut out);
+    rec.tick(&mut out);
+    assert_eq!(announced(&out), 0);
+}
