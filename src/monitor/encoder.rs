@@ -119,14 +119,27 @@ impl OpusStreams {
                 from: rate,
                 reason: e.to_string(),
             };
-            let fft = Fft::<f32>::new(rate as usize, 48_000, frame48, 1, FixedSync::Output)
-                .map_err(|e| err(&e))?;
             // The FFT resampler works in chunks of `rate / gcd(rate,
             // 48000)` frames: 147 at 44.1 kHz, but all 44 101 at 44 101 Hz
             // (an odd WAV file or device), a second of input per packet,
             // more than `pending` holds: the stream stayed silent. The
-            // sinc resampler takes any ratio, frame by frame.
-            let fft: Box<dyn Resampler<f32>> = if fft.input_frames_max() <= rate as usize / 10 {
+            // sinc resampler takes any ratio, frame by frame. Which one is
+            // decided before either is made: an FFT resampler of a
+            // second's length is not made only to be dropped (at
+            // 767 999 Hz that took 0.23 s, in which the capture thread's
+            // blocks for the tape were lost, and 33-61 MiB that were never
+            // given back).
+            let fft = if fft_chunks_fit(rate) {
+                Some(
+                    Fft::<f32>::new(rate as usize, 48_000, frame48, 1, FixedSync::Output)
+                        .map_err(|e| err(&e))?,
+                )
+            } else {
+                None
+            };
+            let fft: Box<dyn Resampler<f32>> = if let Some(fft) =
+                fft.filter(|f| f.input_frames_max() <= rate as usize / 10)
+            {
                 Box::new(fft)
             } else {
                 let sinc = SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2);
@@ -304,6 +317,21 @@ impl OpusStreams {
     }
 }
 
+/// Whether rubato's FFT resampler from `rate` to 48 kHz works in chunks of
+/// at most a tenth of a second of input: its chunks are multiples of
+/// `rate / gcd(rate, 48000)` frames.
+fn fft_chunks_fit(rate: u32) -> bool {
+    rate / gcd(rate, 48_000) <= rate / 10
+}
+
+/// Greatest common divisor.
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +472,38 @@ mod tests {
         assert_eq!(n, 0);
         assert_eq!(s.encode_ns, 0);
         assert!(s.pending.is_empty());
+    }
+
+    /// Tester n's F3: the FFT resampler was made before the choice, an
+    /// FFT of a second's length at 767 999 Hz (0.23 s and 33-61 MiB, the
+    /// capture's blocks for the tape lost meanwhile). The choice is now
+    /// made from the rates alone; it agrees with what rubato makes.
+    #[test]
+    fn the_resampler_is_chosen_before_either_is_made() {
+        for rate in [44_101, 47_999, 7_999, 767_999, 384_001, 1_001] {
+            assert!(!fft_chunks_fit(rate), "{rate}");
+        }
+        for rate in [
+            8_000, 11_025, 22_050, 32_000, 44_100, 47_952, 88_200, 96_000, 768_000,
+        ] {
+            assert!(fft_chunks_fit(rate), "{rate}");
+        }
+        let frame48 = 960;
+        for rate in (1_000..60_000)
+            .step_by(331)
+            .chain([44_100, 47_952, 11_025, 176_400])
+        {
+            if OPUS_RATES.contains(&rate) {
+                continue;
+            }
+            let fft =
+                Fft::<f32>::new(rate as usize, 48_000, frame48, 1, FixedSync::Output).unwrap();
+            assert_eq!(
+                fft_chunks_fit(rate),
+                fft.input_frames_max() <= rate as usize / 10,
+                "{rate} Hz: rubato's chunk is {} frames",
+                fft.input_frames_max()
+            );
+        }
     }
 }
