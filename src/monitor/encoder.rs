@@ -48,6 +48,13 @@ struct Resample {
     fft: Box<dyn Resampler<f32>>,
     /// Delay of the resampler, in ns of output time.
     delay_ns: u64,
+    /// Input frames the resampler has taken beyond what its output so far
+    /// stands for (`taken − given · in_rate / 48000`). The FFT resampler
+    /// takes whole chunks (147 frames at 11 025 Hz for 640 out), so a
+    /// frame's first output sample stands for input this far before
+    /// `pending_t0`; stamps taken at `pending_t0` alone stepped 13.3 and
+    /// 26.7 ms instead of 20 at 11 025 Hz and repeated at 47 952 Hz.
+    ahead_in: f64,
 }
 
 /// Frames of one capture stream, encoded for the presets in use.
@@ -156,7 +163,11 @@ impl OpusStreams {
                 )
             };
             let delay_ns = fft.output_delay() as u64 * 1_000_000_000 / 48_000;
-            self.resample = Some(Resample { fft, delay_ns });
+            self.resample = Some(Resample {
+                fft,
+                delay_ns,
+                ahead_in: 0.0,
+            });
         }
         self.frame = (self.enc_rate / 1000 * self.frame_ms) as usize;
         // Room for a frame's worth of input plus the largest block.
@@ -248,7 +259,8 @@ impl OpusStreams {
     /// Encode every complete frame in `pending`.
     fn encode_ready(&mut self, emit: &mut dyn FnMut(&AudioPacket)) -> Result<(), EncoderError> {
         loop {
-            let (consumed, delay_ns) = match &mut self.resample {
+            let ns_per_in = 1e9 / self.in_rate.max(1) as f64;
+            let (consumed, back_ns) = match &mut self.resample {
                 None => {
                     if self.pending.len() < self.frame {
                         return Ok(());
@@ -281,10 +293,14 @@ impl OpusStreams {
                             from: self.in_rate,
                             reason: e.to_string(),
                         })?;
-                    (used, r.delay_ns)
+                    // Where this frame's output starts, in input before
+                    // `pending_t0`: what was taken ahead before this call.
+                    let back_ns = r.delay_ns + (r.ahead_in.max(0.0) * ns_per_in) as u64;
+                    r.ahead_in += used as f64 - frame as f64 * self.in_rate as f64 / 48_000.0;
+                    (used, back_ns)
                 }
             };
-            let t_frame = self.pending_t0.saturating_sub(delay_ns);
+            let t_frame = self.pending_t0.saturating_sub(back_ns);
             self.encode_frame(t_frame, emit)?;
             self.pending.drain(..consumed);
             self.pending_t0 += (consumed as f64 * 1e9 / self.in_rate as f64) as u64;
@@ -503,6 +519,36 @@ mod tests {
                 fft.input_frames_max() <= rate as usize / 10,
                 "{rate} Hz: rubato's chunk is {} frames",
                 fft.input_frames_max()
+            );
+        }
+    }
+
+    /// Tester n's F5: on the FFT path, whose input chunks do not match a
+    /// frame, stamps stepped 13.3/26.7 ms at 11 025 Hz and repeated at
+    /// 47 952 Hz. Every rate's stamps now step by the frame (20 ms) within
+    /// a tenth of a millisecond once the stream runs.
+    #[test]
+    fn frame_stamps_step_by_the_frame_at_every_rate() {
+        for (rate, block) in [
+            (11_025, 256),
+            (47_952, 256),
+            (44_100, 256),
+            (22_050, 128),
+            (44_101, 256),
+            (8_000, 64),
+            (96_000, 1024),
+        ] {
+            let mut s = OpusStreams::new(20, 5);
+            let mut t = Vec::new();
+            for b in tone_blocks(rate, 1000.0, 1.0, block) {
+                s.push(&b, Preset::Low.bit(), &mut |p| t.push(p.t_capture_ns))
+                    .unwrap();
+            }
+            let steps: Vec<i64> = t.windows(2).map(|w| w[1] as i64 - w[0] as i64).collect();
+            assert!(
+                steps[1..].iter().all(|d| (d - 20_000_000).abs() <= 100_000),
+                "{rate} Hz: steps {:?}",
+                steps
             );
         }
     }
