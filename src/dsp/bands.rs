@@ -44,6 +44,11 @@ pub const DC_TAU_S: f32 = 0.25;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DcOffset {
     dc: f32,
+    /// The last block length seen, and the one-pole coefficient for it:
+    /// blocks (and detector hops) keep their length, so `exp` runs once,
+    /// not once per block on the worker's path.
+    seconds: f32,
+    coeff: f32,
 }
 
 impl DcOffset {
@@ -56,7 +61,11 @@ impl DcOffset {
     /// mean changes nothing.
     pub fn follow(&mut self, mean: f32, seconds: f32) {
         if mean.is_finite() && seconds.is_finite() && seconds > 0.0 {
-            self.dc += super::onset::one_pole(seconds, DC_TAU_S) * (mean - self.dc);
+            if seconds != self.seconds {
+                self.seconds = seconds;
+                self.coeff = super::onset::one_pole(seconds, DC_TAU_S);
+            }
+            self.dc += self.coeff * (mean - self.dc);
         }
     }
 }
