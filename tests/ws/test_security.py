@@ -241,6 +241,16 @@ def test_dns_rebinding_is_refused_on_the_http_server(server):
     assert status == 200 and b"ws_port" in body
 
 
+def send_and_wait(port, payload, wait):
+    """One raw WebSocket connection: send `payload`, run `wait(sock)`, close."""
+    s = ws_handshake(port)
+    try:
+        s.sendall(payload)
+        wait(s)
+    finally:
+        s.close()
+
+
 def flood_for_two_seconds(server, line, attempt):
     """Call `attempt` (which returns how many refusals it caused) for 2 s,
     wait a second more and one call more (the line that says how many were
@@ -279,13 +289,10 @@ def test_wrong_tokens_from_many_connections_write_a_few_log_lines_a_second(make_
     # Three wrong tokens close a connection, but a peer can reconnect as
     # often as it likes: the line each wrong token wrote was not limited.
     server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
+    guess = ws_frame(0x1, json.dumps({"type": "auth", "token": "guess"}).encode())
+
     def three_guesses():
-        s = ws_handshake(server.ws_port)
-        try:
-            s.sendall(ws_frame(0x1, json.dumps({"type": "auth", "token": "guess"}).encode()) * 3)
-            ws_close_code(s, timeout=2)
-        finally:
-            s.close()
+        send_and_wait(server.ws_port, guess * 3, lambda s: ws_close_code(s, timeout=2))
         return 3
 
     guesses, lines, seconds = flood_for_two_seconds(server, "sent a wrong control token", three_guesses)
@@ -300,18 +307,16 @@ def test_token_holders_reconnecting_and_repeating_auth_write_a_few_log_lines_a_s
     server = make_server(extra='token = "s3cret-token"\ntrust-loopback = false')
     auth = ws_frame(0x1, json.dumps({"type": "auth", "token": "s3cret-token"}).encode())
 
+    def five_answers(s):
+        s.settimeout(2)
+        got = b""
+        while got.count(b'"authorized":true') < 5:
+            chunk = s.recv(4096)
+            assert chunk, got
+            got += chunk
+
     def authorize_five_times():
-        s = ws_handshake(server.ws_port)
-        try:
-            s.sendall(auth * 5)
-            s.settimeout(2)
-            got = b""
-            while got.count(b'"authorized":true') < 5:
-                chunk = s.recv(4096)
-                assert chunk, got
-                got += chunk
-        finally:
-            s.close()
+        send_and_wait(server.ws_port, auth * 5, five_answers)
         return 5
 
     n, lines, seconds = flood_for_two_seconds(server, "authorized", authorize_five_times)
