@@ -53,6 +53,18 @@ const PUMP_EVERY: Duration = Duration::from_millis(100);
 /// among them: a token holder sending commands as fast as the queue took
 /// them cut every listener on a slow link within seconds (tester o).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// And at most this many bytes of announcements a second, on average, in
+/// every authorized client's queue: a full folder's listing (64 KiB) is
+/// then announced at most every 8 s of a burst. Once a second, a token
+/// holder alternating start and stop still cut a 64 KB/s listener within
+/// 10 s.
+const ANNOUNCE_BYTES_PER_S: u64 = 8 * 1024;
+/// About the JSON length of one listed recording, and of the rest of a
+/// `recordings` message (for [`ANNOUNCE_BYTES_PER_S`]; the WebSocket side
+/// cuts a listing at 64 KiB).
+const LISTED_ITEM_BYTES: u64 = 120;
+const LISTING_BASE_BYTES: u64 = 512;
+const LISTING_MAX_BYTES: u64 = 64 * 1024;
 /// A listing asked for within this long of the previous one, with no
 /// command changing anything since, is that one again: a listing opens
 /// every file's header (1 000 of them in a full folder), and `list_recordings`
@@ -233,8 +245,11 @@ impl Recorder {
             return;
         }
         self.announce_pending = false;
-        self.next_announce = now + ANNOUNCE_EVERY;
         let l = self.listing();
+        let bytes =
+            (LISTING_BASE_BYTES + LISTED_ITEM_BYTES * l.items.len() as u64).min(LISTING_MAX_BYTES);
+        let spacing = Duration::from_millis(bytes * 1000 / ANNOUNCE_BYTES_PER_S);
+        self.next_announce = now + spacing.max(ANNOUNCE_EVERY);
         self.refresh_status();
         out.push(RecReply {
             to: None,

@@ -132,3 +132,60 @@ fn a_burst_of_commands_is_announced_once_a_second() {
     rec.tick(&mut out);
     assert_eq!(announced(&out), 0);
 }
+
+/// Once a second was still too often for a full folder: a token holder
+/// alternating start and stop sent a 64 KiB listing every second to every
+/// authorized client, and cut a 64 KB/s listener within 10 s. A big
+/// listing now waits in proportion to its size ([`ANNOUNCE_BYTES_PER_S`]).
+#[test]
+fn a_big_listing_is_announced_less_often() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut rec, tape) = recorder(d.path(), 64);
+    feed(&tape, 4_800);
+    let mut out = Vec::new();
+    rec.handle(
+        1,
+        RecCommand::SaveReplay {
+            seconds: Some(0.05),
+        },
+        &mut out,
+    );
+    let RecMsg::Saved { name, .. } = &out[0].msg else {
+        panic!("{:?}", out[0].msg)
+    };
+    let dir = d.path().join(RECORDINGS_DIR);
+    let saved = dir.join(name.as_str());
+    for i in 0..600 {
+        let copy = format!(
+            "rec-2026-01-01T00-{:02}-{:02}.{:03}Z.wav",
+            i / 60,
+            i % 60,
+            i
+        );
+        std::fs::copy(&saved, dir.join(copy)).unwrap();
+    }
+    let wait_after_announcing = |rec: &mut Recorder, out: &mut Vec<RecReply>| {
+        std::thread::sleep(rec.next_announce.saturating_duration_since(Instant::now()));
+        out.clear();
+        rec.handle(1, RecCommand::Start, out);
+        assert!(
+            out.iter().any(|r| r.to.is_none()),
+            "announced at once: {out:?}"
+        );
+        rec.handle(1, RecCommand::Stop, out);
+        rec.next_announce.saturating_duration_since(Instant::now())
+    };
+    // 601 listed: the 64 KiB that the WebSocket side cuts it to, 8 s.
+    let wait = wait_after_announcing(&mut rec, &mut out);
+    assert!(wait > Duration::from_secs(7), "{wait:?}");
+    // A small folder: once a second, as before.
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p != saved {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    rec.next_announce = Instant::now();
+    let wait = wait_after_announcing(&mut rec, &mut out);
+    assert!(wait <= ANNOUNCE_EVERY, "{wait:?}");
+}
