@@ -350,7 +350,7 @@ impl Broadcaster {
                 None => {
                     let msg = Message::Text(json.into());
                     for c in self.clients.iter_mut().filter(|c| c.authorized) {
-                        self.drops += c.push_frame(msg.clone());
+                        self.drops += c.push_announcement(msg.clone());
                     }
                 }
             }

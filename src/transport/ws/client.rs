@@ -8,8 +8,14 @@
 //! - replies to this client (answers, errors, device and preset lists): at
 //!   most [`REPLY_CAP`]; a client that lets more pile up is not reading and
 //!   is closed;
-//! - frames (snapshots, FFT, events, status): at most [`FRAME_CAP`], the
-//!   oldest dropped first (O(1)).
+//! - frames (snapshots, FFT, audio, events, status): at most [`FRAME_CAP`],
+//!   the oldest dropped first (O(1)). A frame is handed to the socket only
+//!   while less than [`BACKLOG_BYTES`] are on their way to the client (in
+//!   tungstenite's buffer and the kernel's send queue), and one that waited
+//!   longer than [`FRAME_MAX_AGE`] is dropped instead of sent: a client on a
+//!   link a little too slow gets fewer frames, each of them recent, instead
+//!   of every frame later and later. The recorder's announcements are kept
+//!   (they say what changed, not what is).
 //!
 //! Inbound: per turn at most [`READ_BYTES_PER_TURN`] bytes and
 //! [`MESSAGES_PER_TURN`] messages; per second [`READ_BYTES_PER_S`] bytes
@@ -18,7 +24,9 @@
 //! keeps going past [`FLOOD_FACTOR`] times the limit is closed. Error replies
 //! are themselves rate-limited ([`ERRORS_PER_S`]).
 //!
-//! A client whose socket stays full for `ws.stall-timeout-s` is closed.
+//! A client that has something on its way and takes less than
+//! [`PROGRESS_BYTES`] of it in `ws.stall-timeout-s` is closed: one that
+//! stopped reading, not one that reads slowly.
 
 use super::conn::Conn;
 use std::collections::VecDeque;
@@ -31,6 +39,17 @@ use tungstenite::{Error as WsError, Message, Utf8Bytes, WebSocket};
 pub const REPLY_CAP: usize = 64;
 /// Most frames waiting for one client.
 pub const FRAME_CAP: usize = 128;
+/// Most bytes on their way to one client (tungstenite's buffer and the
+/// kernel's unacknowledged send queue) before frames wait in its queue:
+/// about 0.3 s of an Ultra listener's traffic (75 KB/s with the
+/// snapshots), and still its whole rate over a link with 300 ms of round
+/// trip.
+pub const BACKLOG_BYTES: usize = 24 * 1024;
+/// A frame that waited this long in a client's queue is dropped, not sent.
+pub const FRAME_MAX_AGE: Duration = Duration::from_millis(200);
+/// A client with something on its way must take this many bytes per
+/// `ws.stall-timeout-s` to count as reading.
+pub const PROGRESS_BYTES: u64 = 4096;
 /// Bytes read from one client per broadcaster turn.
 pub const READ_BYTES_PER_TURN: usize = 16 * 1024;
 /// Bytes read per turn from a client that has not authenticated (an `auth`
@@ -123,9 +142,15 @@ pub struct Client {
     /// Owed the current meta.
     pub meta_due: bool,
     replies: VecDeque<Message>,
-    frames: VecDeque<Message>,
-    /// Since when the socket has been full.
-    stalled_since: Option<Instant>,
+    frames: VecDeque<Queued>,
+    /// The bytes the client had acknowledged when it last made progress.
+    acked: u64,
+    /// When it last took [`PROGRESS_BYTES`], or had nothing on its way.
+    progress_at: Instant,
+    /// Something is on its way to it or waits in its queues.
+    outstanding: bool,
+    /// tungstenite's buffer was empty after the last flush.
+    drained: bool,
     /// Frames dropped for this client.
     pub drops: u64,
     inbound: Bucket,
@@ -170,7 +195,10 @@ impl Client {
             meta_due: true,
             replies: VecDeque::with_capacity(8),
             frames: VecDeque::with_capacity(FRAME_CAP),
-            stalled_since: None,
+            acked: 0,
+            progress_at: Instant::now(),
+            outstanding: false,
+            drained: true,
             drops: 0,
             inbound: Bucket::full(rate.max(1.0)),
             errors: Bucket::full(ERROR_BURST),
@@ -216,6 +244,16 @@ impl Client {
     /// Queue a frame; when the queue is full the oldest goes. Returns how
     /// many were dropped.
     pub fn push_frame(&mut self, msg: Message) -> u64 {
+        self.queue_frame(msg, Instant::now(), false)
+    }
+
+    /// Queue a recorder announcement: a frame that is never dropped for
+    /// its age (only when the queue is full).
+    pub fn push_announcement(&mut self, msg: Message) -> u64 {
+        self.queue_frame(msg, Instant::now(), true)
+    }
+
+    fn queue_frame(&mut self, msg: Message, at: Instant, keep: bool) -> u64 {
         let dropped = if self.frames.len() >= FRAME_CAP {
             self.frames.pop_front();
             1
@@ -223,7 +261,7 @@ impl Client {
             0
         };
         self.drops += dropped;
-        self.frames.push_back(msg);
+        self.frames.push_back(Queued { at, msg, keep });
         dropped
     }
 
@@ -266,37 +304,64 @@ impl Client {
     }
 
     /// Move queued messages into the socket and flush once. `meta` is the
-    /// current meta, sent first when due.
+    /// current meta, sent first when due; then the replies; then as many
+    /// frames as [`BACKLOG_BYTES`] leaves room for, those older than
+    /// [`FRAME_MAX_AGE`] dropped on the way (counted in `drops`).
     pub fn write_out(&mut self, meta: &Utf8Bytes, now: Instant) -> Flow {
+        let mut offered = 0usize;
         if self.meta_due {
+            offered += meta.len();
             match self.offer(Message::Text(meta.clone())) {
                 Offer::Taken => self.meta_due = false,
                 Offer::Full(_) => return self.flush(now),
                 Offer::Closed => return Flow::Closed,
             }
         }
-        for from_replies in [true, false] {
-            loop {
-                let queue = if from_replies {
-                    &mut self.replies
-                } else {
-                    &mut self.frames
-                };
-                let Some(m) = queue.pop_front() else { break };
-                match self.offer(m) {
-                    Offer::Taken => {}
-                    Offer::Full(m) => {
-                        let queue = if from_replies {
-                            &mut self.replies
-                        } else {
-                            &mut self.frames
-                        };
-                        queue.push_front(m);
-                        return self.flush(now);
-                    }
-                    Offer::Closed => return Flow::Closed,
+        while let Some(m) = self.replies.pop_front() {
+            let len = m.len();
+            match self.offer(m) {
+                Offer::Taken => offered += len,
+                Offer::Full(m) => {
+                    self.replies.push_front(m);
+                    return self.flush(now);
                 }
+                Offer::Closed => return Flow::Closed,
             }
+        }
+        // What is already on its way: nothing more while tungstenite still
+        // holds bytes from an earlier turn.
+        let mut room = if self.drained {
+            BACKLOG_BYTES.saturating_sub(unacknowledged(self.ws.get_ref().tcp()) + offered)
+        } else {
+            0
+        };
+        while room > 0 {
+            let Some(q) = self.frames.pop_front() else {
+                break;
+            };
+            if !q.keep && now.saturating_duration_since(q.at) > FRAME_MAX_AGE {
+                self.drops += 1;
+                continue;
+            }
+            let len = q.msg.len();
+            match self.offer(q.msg) {
+                Offer::Taken => room = room.saturating_sub(len),
+                Offer::Full(msg) => {
+                    self.frames.push_front(Queued { msg, ..q });
+                    break;
+                }
+                Offer::Closed => return Flow::Closed,
+            }
+        }
+        // Frames that already waited too long go now, not when there is
+        // room again.
+        while self
+            .frames
+            .front()
+            .is_some_and(|q| !q.keep && now.saturating_duration_since(q.at) > FRAME_MAX_AGE)
+        {
+            self.frames.pop_front();
+            self.drops += 1;
         }
         self.flush(now)
     }
@@ -312,36 +377,72 @@ impl Client {
     }
 
     fn flush(&mut self, now: Instant) -> Flow {
-        let pending = self.meta_due || !self.replies.is_empty() || !self.frames.is_empty();
-        match self.ws.flush() {
-            Ok(()) if !pending => {
-                self.stalled_since = None;
+        let flow = match self.ws.flush() {
+            Ok(()) => {
+                self.drained = true;
                 Flow::Drained
             }
-            Ok(()) => {
-                self.stalled_since.get_or_insert(now);
-                Flow::Behind
-            }
             Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
-                self.stalled_since.get_or_insert(now);
+                self.drained = false;
                 Flow::Behind
             }
-            Err(_) => Flow::Closed,
+            Err(_) => return Flow::Closed,
+        };
+        let unacked = unacknowledged(self.ws.get_ref().tcp());
+        let acked = self.ws.get_ref().written().saturating_sub(unacked as u64);
+        let queued = self.meta_due || !self.replies.is_empty() || !self.frames.is_empty();
+        self.outstanding = !self.drained || unacked > 0 || queued;
+        if !self.outstanding || acked >= self.acked + PROGRESS_BYTES {
+            self.acked = acked;
+            self.progress_at = now;
+        }
+        if queued {
+            Flow::Behind
+        } else {
+            flow
         }
     }
 
-    /// How long the socket has been full.
+    /// How long the client has had something on its way without taking
+    /// [`PROGRESS_BYTES`] of it.
     pub fn stalled_for(&self, now: Instant) -> Duration {
-        self.stalled_since
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default()
+        if self.outstanding {
+            now.saturating_duration_since(self.progress_at)
+        } else {
+            Duration::ZERO
+        }
     }
+}
+
+/// A frame in a client's queue.
+struct Queued {
+    /// When it was queued.
+    at: Instant,
+    msg: Message,
+    /// Never dropped for its age.
+    keep: bool,
 }
 
 enum Offer {
     Taken,
     Full(Message),
     Closed,
+}
+
+/// Bytes in the socket's send queue that the peer has not acknowledged
+/// (`SIOCOUTQ`); 0 when the kernel will not say.
+fn unacknowledged(s: &std::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: the fd is a valid socket owned by `s` for the duration of the
+    // call; TIOCOUTQ (SIOCOUTQ on a socket) writes one c_int to the live
+    // local it is given.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
 }
 
 /// A small kernel send buffer, so that a client that stops reading shows
@@ -414,6 +515,54 @@ mod tests {
             assert!(c.push_error("{}".into(), None, at));
         }
         assert_eq!(c.replies.len(), ERRORS_PER_S as usize);
+    }
+
+    #[test]
+    fn frames_that_waited_too_long_are_dropped_and_announcements_kept() {
+        let (mut c, mut tx) = client(true, 10.0);
+        let t0 = Instant::now();
+        let old = t0 - FRAME_MAX_AGE - Duration::from_millis(50);
+        c.meta_due = false;
+        for k in 0..5 {
+            c.queue_frame(Message::Text(format!("old {k}").into()), old, false);
+        }
+        c.queue_frame(Message::Text("announcement".into()), old, true);
+        c.queue_frame(Message::Text("fresh".into()), t0, false);
+        assert_eq!(c.write_out(&Utf8Bytes::from("{}"), t0), Flow::Drained);
+        assert_eq!(c.drops, 5);
+        // The other end gets the announcement, then the fresh frame.
+        let mut got = Vec::new();
+        tx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 256];
+        while got.len() < 2 + "announcement".len() + 2 + "fresh".len() {
+            let n = std::io::Read::read(&mut tx, &mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("announcement") && text.ends_with("fresh"),
+            "{text:?}"
+        );
+        assert!(!text.contains("old"));
+    }
+
+    #[test]
+    fn frames_wait_while_the_backlog_is_full_and_a_stuck_client_stalls() {
+        let (mut c, _tx) = client(true, 10.0);
+        let t0 = Instant::now();
+        c.meta_due = false;
+        // The other end never reads: the socket fills and frames queue.
+        let big = "x".repeat(8 * 1024);
+        let mut now = t0;
+        for _ in 0..200 {
+            c.queue_frame(Message::Text(big.clone().into()), now, false);
+            let _ = c.write_out(&Utf8Bytes::from("{}"), now);
+            now += Duration::from_millis(10);
+        }
+        // Little of it went past the backlog bound (the kernel's buffers
+        // on both ends and tungstenite's hold the rest).
+        assert!(c.drops > 100, "{}", c.drops);
+        assert!(c.stalled_for(now) > Duration::from_millis(500));
     }
 
     #[test]

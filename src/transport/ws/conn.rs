@@ -11,17 +11,23 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
-/// A TCP stream whose reads stop at a budget.
+/// A TCP stream whose reads stop at a budget, and which counts the bytes
+/// the kernel took from it.
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
     budget: usize,
+    written: u64,
 }
 
 impl Conn {
     /// Wrap `stream` with nothing to read until [`Conn::refill`].
     pub fn new(stream: TcpStream) -> Self {
-        Conn { stream, budget: 0 }
+        Conn {
+            stream,
+            budget: 0,
+            written: 0,
+        }
     }
 
     /// Allow `bytes` more bytes to be read (the budget does not accumulate
@@ -38,6 +44,12 @@ impl Conn {
     /// What is left of the budget.
     pub fn left(&self) -> usize {
         self.budget
+    }
+
+    /// Bytes the kernel has taken so far (what tungstenite still holds is
+    /// not counted).
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// The socket.
@@ -60,7 +72,9 @@ impl Read for Conn {
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        let n = self.stream.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()

@@ -358,7 +358,10 @@ impl Broadcaster {
         let mut i = 0;
         while i < self.clients.len() {
             let c = &mut self.clients[i];
+            let dropped_before = c.drops;
             let flow = c.write_out(&self.meta_json, now);
+            // Frames it dropped for their age.
+            self.drops += c.drops - dropped_before;
             let stalled = c.stalled_for(now);
             if flow == Flow::Closed {
                 self.remove(i, CloseCode::Normal, "");
