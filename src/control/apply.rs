@@ -237,7 +237,7 @@ impl Controller {
         let device = match catalog.admit(&name) {
             Ok(d) => d,
             Err(e) => {
-                log::warn!("control: refused set_device: {e}");
+                crate::peer_log!(log::Level::Warn, "control: refused set_device: {e}");
                 return vec![Response::Error(format!("cannot switch: {e}"))];
             }
         };

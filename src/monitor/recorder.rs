@@ -103,6 +103,9 @@ pub struct Recorder {
     next_checkpoint: Instant,
     /// When the idle recount of the folder's size is next due.
     next_recount: Instant,
+    /// When `used` was last counted from the folder (since then it follows
+    /// the recorder's own changes).
+    counted_at: Option<Instant>,
     /// A change not yet announced ([`ANNOUNCE_EVERY`]).
     announce_pending: bool,
     next_announce: Instant,
@@ -132,6 +135,7 @@ impl Recorder {
             used: 0,
             next_checkpoint: Instant::now(),
             next_recount: Instant::now(),
+            counted_at: None,
             announce_pending: false,
             next_announce: Instant::now(),
             listed: None,
@@ -202,6 +206,7 @@ impl Recorder {
             to: Some(client),
             msg,
         };
+        let is_delete = matches!(cmd, RecCommand::Delete { .. });
         let result = match cmd {
             RecCommand::Start => self.start().map(|()| None),
             RecCommand::Stop => self.stop(None).map(|()| None),
@@ -222,8 +227,11 @@ impl Recorder {
             }
         };
         // A failed command may have changed something too (a recording
-        // that could not start, a save removed half-way).
-        self.listed = None;
+        // that could not start, a save removed half-way, a stop whose file
+        // could not be finished); a failed delete removed nothing.
+        if result.is_ok() || !is_delete {
+            self.listed = None;
+        }
         match result {
             Ok(Some(msg)) => out.push(to_client(msg)),
             Ok(None) => {}
@@ -258,8 +266,9 @@ impl Recorder {
     }
 
     fn listing(&mut self) -> Listing {
-        // Not while a recording runs: its files change all the time.
-        if let (Some((at, l)), None) = (&self.listed, &self.active) {
+        // While a recording runs too: its own entry is then up to
+        // LIST_FRESH behind (the status has its live length).
+        if let Some((at, l)) = &self.listed {
             if at.elapsed() < LIST_FRESH {
                 return l.clone();
             }
@@ -267,11 +276,40 @@ impl Recorder {
         match self.folder() {
             Ok(dir) => {
                 let l = files::list(dir);
-                self.used = l.total_bytes;
+                let _ = self.counted(Ok(l.total_bytes));
                 self.listed = Some((Instant::now(), l.clone()));
                 l
             }
             Err(_) => Listing::default(),
+        }
+    }
+
+    /// The bytes the recordings take: counted from the folder at most once
+    /// per [`LIST_FRESH`], and in between the last count with the
+    /// recorder's own changes since (a finished recording, a saved replay,
+    /// a deletion). A token holder alternating start and stop costs a
+    /// folder scan a second, not one per command.
+    fn usage(&mut self, dir: &Path) -> Result<u64, String> {
+        if let Some(at) = self.counted_at {
+            if at.elapsed() < LIST_FRESH {
+                return Ok(self.used);
+            }
+        }
+        self.counted(files::usage(dir))
+    }
+
+    /// Keep a count of the folder made now (a failed one forgets the last).
+    fn counted(&mut self, used: Result<u64, String>) -> Result<u64, String> {
+        match used {
+            Ok(used) => {
+                self.used = used;
+                self.counted_at = Some(Instant::now());
+                Ok(used)
+            }
+            Err(e) => {
+                self.counted_at = None;
+                Err(e)
+            }
         }
     }
 
@@ -280,7 +318,7 @@ impl Recorder {
             return Err("already recording".into());
         }
         let dir = self.folder()?.to_path_buf();
-        let used = files::usage(&dir)?;
+        let used = self.usage(&dir)?;
         self.room_for(&dir, used, 1 << 20)?;
         self.free = files::free_bytes(&dir).unwrap_or(0);
         let (next, seg_id) = {
@@ -301,7 +339,7 @@ impl Recorder {
         self.last_error = None;
         self.hub.recording.store(true, Ordering::Relaxed);
         self.hub.update_gate();
-        log::info!("record: recording into {}", dir.display());
+        crate::peer_log!(log::Level::Info, "record: recording into {}", dir.display());
         Ok(())
     }
 
@@ -325,20 +363,26 @@ impl Recorder {
         self.hub.recording.store(false, Ordering::Relaxed);
         self.hub.update_gate();
         self.listed = None;
+        // What the folder holds now: what the others took when it started
+        // and what it wrote (the status's figure).
+        self.used = a.others_bytes + a.done_bytes + a.writer.as_ref().map_or(0, |w| w.bytes);
         let closed = a.writer.take().map(Writer::finish);
         match (&error, closed) {
             (Some(e), closed) => {
-                log::warn!("record: recording stopped: {e}");
+                // A write failed: count the folder again next time.
+                self.counted_at = None;
+                crate::peer_log!(log::Level::Warn, "record: recording stopped: {e}");
                 if let Some(Err(c)) = closed {
-                    log::warn!("record: {c}");
+                    crate::peer_log!(log::Level::Warn, "record: {c}");
                 }
                 self.last_error = Some(e.clone());
             }
             (None, Some(Err(e))) => {
+                self.counted_at = None;
                 self.last_error = Some(e.clone());
                 return Err(e);
             }
-            (None, Some(Ok(name))) => log::info!("record: {name} done"),
+            (None, Some(Ok(name))) => crate::peer_log!(log::Level::Info, "record: {name} done"),
             (None, None) => {}
         }
         Ok(())
@@ -350,14 +394,15 @@ impl Recorder {
 
     fn delete(&mut self, name: &str) -> Result<(), String> {
         let dir = self.folder()?.to_path_buf();
-        let (name, path, _) = files::find(&dir, name)?;
+        let (name, path, bytes) = files::find(&dir, name)?;
         if self.current_file() == Some(&name) {
             return Err(format!(
                 "{name} is being recorded; stop the recording first"
             ));
         }
         std::fs::remove_file(&path).map_err(|e| format!("cannot delete {name}: {e}"))?;
-        log::info!("record: deleted {name}");
+        self.used = self.used.saturating_sub(bytes);
+        crate::peer_log!(log::Level::Info, "record: deleted {name}");
         Ok(())
     }
 
@@ -456,11 +501,11 @@ impl Recorder {
                     to: None,
                     msg: RecMsg::Error(format!("recording stopped: {e}")),
                 });
-                let l = self.listing();
-                out.push(RecReply {
-                    to: None,
-                    msg: RecMsg::Recordings(l, self.status()),
-                });
+                // The listing as any other change: no sooner than the
+                // announcements' pace allows (a token holder restarting a
+                // recording that hits its quota at once would otherwise
+                // send one per start).
+                self.announce_pending = true;
             }
         }
         if Instant::now() >= self.next_checkpoint {
@@ -474,9 +519,7 @@ impl Recorder {
                         // (50 000 files took ~130 ms: one every 6.5 s); every
                         // command counts afresh anyway.
                         let t = Instant::now();
-                        if let Ok(used) = files::usage(&dir) {
-                            self.used = used;
-                        }
+                        let _ = self.counted(files::usage(&dir));
                         self.next_recount =
                             Instant::now() + (t.elapsed() * RECOUNT_DUTY).max(CHECKPOINT);
                     }

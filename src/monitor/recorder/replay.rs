@@ -3,7 +3,7 @@
 //! half-way is removed.
 
 use super::Recorder;
-use crate::monitor::files::{self, Kind, RecordingName};
+use crate::monitor::files::{Kind, RecordingName};
 use crate::monitor::wav_out::{Writer, HEADER_MAX};
 
 impl Recorder {
@@ -34,7 +34,7 @@ impl Recorder {
         if to <= from {
             return Err("nothing captured yet".into());
         }
-        let used = files::usage(&dir)?;
+        let used = self.usage(&dir)?;
         self.room_for(
             &dir,
             used,
@@ -75,7 +75,11 @@ impl Recorder {
         let closed = w.finish();
         match result.and(closed) {
             Ok(name) => {
-                log::info!("record: saved the last {secs:.1} s as {name}");
+                self.used += std::fs::metadata(dir.join(name.as_str())).map_or(0, |m| m.len());
+                crate::peer_log!(
+                    log::Level::Info,
+                    "record: saved the last {secs:.1} s as {name}"
+                );
                 Ok((name, secs))
             }
             Err(e) => {

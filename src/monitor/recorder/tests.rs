@@ -189,3 +189,56 @@ fn a_big_listing_is_announced_less_often() {
     let wait = wait_after_announcing(&mut rec, &mut out);
     assert!(wait <= ANNOUNCE_EVERY, "{wait:?}");
 }
+
+/// Tester p's P1: the listing was made again for every `list_recordings`
+/// while a recording ran, and after any failed command (a delete of a name
+/// that does not exist before each list kept this thread at half a core
+/// with a full folder). Both now reuse a listing younger than
+/// [`LIST_FRESH`]; a command that changed something still lists afresh.
+#[test]
+fn a_listing_is_reused_while_recording_and_after_a_failed_delete() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut rec, tape) = recorder(d.path(), 64);
+    feed(&tape, 48_000);
+    let mut out = Vec::new();
+    rec.handle(1, RecCommand::SaveReplay { seconds: Some(0.5) }, &mut out);
+    let saved = match &out[0].msg {
+        RecMsg::Saved { name, .. } => d.path().join(RECORDINGS_DIR).join(name.as_str()),
+        m => panic!("{m:?}"),
+    };
+    let listed = |rec: &mut Recorder| {
+        let mut out = Vec::new();
+        rec.handle(1, RecCommand::List, &mut out);
+        match &out[0].msg {
+            RecMsg::Recordings(l, _) => l.items.len(),
+            m => panic!("{m:?}"),
+        }
+    };
+    assert_eq!(listed(&mut rec), 1);
+    // A file appears behind the recorder's back: the listing of a moment
+    // ago is still the answer, a failed delete notwithstanding.
+    let copy = |n: u32| {
+        let to = d
+            .path()
+            .join(RECORDINGS_DIR)
+            .join(format!("replay-2026-01-01T00-00-{n:02}.000Z.wav"));
+        std::fs::copy(&saved, to).unwrap();
+    };
+    copy(1);
+    out.clear();
+    let missing = "replay-2000-01-01T00-00-00.000Z.wav".to_string();
+    rec.handle(1, RecCommand::Delete { name: missing }, &mut out);
+    assert!(matches!(out[0].msg, RecMsg::Error(_)), "{out:?}");
+    assert_eq!(listed(&mut rec), 1, "the failed delete changed nothing");
+    // A start changes something: listed afresh (the copy, no file of the
+    // recording yet: it has had no audio).
+    rec.handle(1, RecCommand::Start, &mut out);
+    assert!(rec.active.is_some(), "{:?}", rec.last_error);
+    assert_eq!(listed(&mut rec), 2);
+    // While it runs, a listing is reused for LIST_FRESH ...
+    copy(2);
+    assert_eq!(listed(&mut rec), 2);
+    // ... and made again after it.
+    std::thread::sleep(LIST_FRESH);
+    assert_eq!(listed(&mut rec), 3);
+}

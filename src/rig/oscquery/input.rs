@@ -399,7 +399,7 @@ impl Input {
     fn handle(&mut self, m: OscMessage, from: SocketAddr, allowed: bool, now: Instant, sr: f64) {
         let result = if m.addr == AUTH {
             if self.gate.auth(from, &m.args, now) {
-                log::info!("osc-in: {from} authenticated");
+                crate::peer_log!(log::Level::Info, "osc-in: {from} authenticated");
                 return;
             }
             Err(Refusal::NotAllowed)
