@@ -80,8 +80,16 @@ pub struct Stats {
     pub suspends: AtomicU64,
     /// Times the device went away and came back.
     pub reopens: AtomicU64,
-    /// Whether a capture device is open and delivering.
+    /// Whether a capture device is open (the capture thread's view; see
+    /// [`Stats::delivering`]).
     pub device_up: AtomicBool,
+    /// The supervisor saw no progress from the capture thread (it may be
+    /// stuck in a driver or a sound server's library).
+    pub capture_stale: AtomicBool,
+    /// Since when the capture thread has been opening a device (0: it is
+    /// not): an open can block for as long as a sound server does not
+    /// answer.
+    pub opening_since_ns: AtomicU64,
     /// Blocks dropped because a worker's input ring was full, per worker
     /// (bands, spectrum), then the rig outputs' ring ([`RIG_DROP_SLOT`])
     /// and the monitor's ring ([`crate::monitor::MONITOR_DROP_SLOT`]).
@@ -175,6 +183,20 @@ impl Stats {
         match self.peak_since.swap(0, Ordering::Relaxed) {
             0 => None,
             bits => Some(f32::from_bits(bits) - PEAK_OFFSET_DB),
+        }
+    }
+
+    /// Whether a capture device is open and delivering: open, and its
+    /// thread making progress. What clients and the health line are told.
+    pub fn delivering(&self) -> bool {
+        self.device_up.load(Ordering::Relaxed) && !self.capture_stale.load(Ordering::Relaxed)
+    }
+
+    /// How long the capture thread has been opening a device, if it is.
+    pub fn opening_for_ns(&self) -> Option<u64> {
+        match self.opening_since_ns.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(crate::rt::now_ns().saturating_sub(t)),
         }
     }
 

@@ -17,7 +17,6 @@ use crate::control::{DeviceItem, DeviceOps, Prober, SwitchOutcome};
 use crate::stats::{DeviceInfo, HwDevice, Stats};
 use crate::types::Block;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,7 +63,7 @@ impl AppDevices {
 /// described from what capture opened instead. Before capture names one,
 /// the configured device.
 fn in_use(stats: &Stats, audio: &AudioConfig) -> Option<(DeviceInfo, bool)> {
-    let up = stats.device_up.load(Ordering::Relaxed);
+    let up = stats.delivering();
     let mut d = stats
         .device
         .lock()

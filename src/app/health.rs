@@ -59,7 +59,7 @@ impl Health {
             "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={} rt_cpu={}",
             if dev.name.is_empty() { "-" } else { &dev.name },
             dev.access,
-            if stats.device_up.load(Ordering::Relaxed) { "yes" } else { "no" },
+            if stats.delivering() { "yes" } else { "no" },
             dev.rate,
             blocks,
             blocks - self.last_blocks,
@@ -110,6 +110,13 @@ pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
     if !stale.is_empty() {
         let names: Vec<&str> = stale.iter().map(|r| ROLE_NAMES[*r as usize]).collect();
         return format!("degraded: no progress from {}", names.join(", "));
+    }
+    if let Some(ns) = stats.opening_for_ns().filter(|ns| *ns > 1_000_000_000) {
+        return format!(
+            "degraded: opening capture device {}: no answer for {:.0} s",
+            if dev.name.is_empty() { "-" } else { &dev.name },
+            ns as f64 / 1e9
+        );
     }
     if !stats.device_up.load(Ordering::Relaxed) {
         return format!(

@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 /// Every thread beats at least every ~100 ms (park and poll timeouts),
 /// and the capture thread once a block: see [`stale_limit_ns`].
 const STALE_NS: u64 = 1_000_000_000;
+/// A device open that has not returned for this long: READY is sent (the
+/// service is up, waiting for its device) and STATUS says so.
+const OPEN_SLOW_NS: u64 = 3_000_000_000;
+/// A device open that has not returned for this long is a hang: the
+/// watchdog pings stop.
+const OPEN_HANG_NS: u64 = 60_000_000_000;
 
 /// How old a heartbeat may be with `frames`-frame blocks at `rate` Hz:
 /// [`STALE_NS`], or two blocks where a block takes longer (2048 frames at
@@ -165,7 +171,28 @@ impl Supervisor {
             self.capture_event(ev);
         }
         self.alsa_log.drain(|level, l| log::log!(level, "{l}"));
-        let stale = self.stats.stale_threads(&self.roles, self.stale_ns);
+        let mut stale = self.stats.stale_threads(&self.roles, self.stale_ns);
+        let opening = self.stats.opening_for_ns();
+        // A capture thread blocked in a device's open (a sound server that
+        // does not answer) is waiting, not hung, for OPEN_HANG_NS: the
+        // service goes on (READY, pings, a STATUS that says so) and takes
+        // the device when it answers. Restarting would block in the same
+        // open. Past that, the pings stop and systemd restarts us.
+        if opening.is_some_and(|ns| ns < OPEN_HANG_NS) {
+            stale.retain(|r| *r != Role::Capture);
+        }
+        self.stats
+            .capture_stale
+            .store(stale.contains(&Role::Capture), Ordering::Relaxed);
+        if !self.ready && opening.is_some_and(|ns| ns > OPEN_SLOW_NS) {
+            self.ready = true;
+            log::warn!(
+                "ready: the capture device has not answered its open for {:.0} s; waiting for it",
+                OPEN_SLOW_NS as f64 / 1e9
+            );
+            self.notifier
+                .ready(&health::status_line(&self.stats, &stale));
+        }
         if !self.ready && first_block_through(&self.stats, &self.config) {
             self.ready = true;
             let ms = self.started.elapsed().as_secs_f64() * 1000.0;

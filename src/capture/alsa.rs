@@ -102,9 +102,25 @@ pub struct AlsaSource {
     timeout_ms: i32,
     /// The last poll returned but the block was still short.
     woke_short: bool,
+    /// When the last block was read (or the device opened).
+    last_block_ns: u64,
+    /// Whether a block was read since the open.
+    flowing: bool,
     /// The cards' devices the PCM runs on ([`hardware`]).
     hw: Vec<HwDevice>,
 }
+
+/// A clocked device that says it runs and has delivered nothing for this
+/// long (or [`STALL_BLOCKS`] blocks, if longer) is given up on and opened
+/// again: a sound server that was killed, restarted or stopped (JACK's
+/// client keeps the PCM "running" with no data, for good). Well within the
+/// systemd watchdog's 5 s, so capture recovers before the service is
+/// restarted.
+const STALL_NS: u64 = 2_000_000_000;
+/// The same before the first block after an open: PulseAudio's first
+/// period can take up to 2 s.
+const FIRST_BLOCK_NS: u64 = 4_000_000_000;
+const STALL_BLOCKS: u64 = 8;
 
 fn open_err(device: &str, reason: impl ToString) -> CaptureError {
     CaptureError::Open {
@@ -257,6 +273,8 @@ impl AlsaSource {
             bytes: vec![0; frame_bytes * cfg.block_frames as usize],
             timeout_ms: (4 * block_ms).max(20),
             woke_short: false,
+            last_block_ns: crate::rt::now_ns(),
+            flowing: false,
             hw: hardware(&dump)
                 .into_iter()
                 .map(|h| HwDevice {
@@ -356,6 +374,24 @@ impl AlsaSource {
             }
         }
         Ok(true)
+    }
+
+    /// How long a clocked device has delivered no block, when that is longer
+    /// than [`STALL_NS`] ([`FIRST_BLOCK_NS`] after an open). A device
+    /// without a clock delivers as fast as it is read, or nothing (a file
+    /// at its end): never stalled.
+    fn stalled(&self) -> Option<u64> {
+        if !self.clocked {
+            return None;
+        }
+        let block_ns = self.block_frames as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
+        let limit = if self.flowing {
+            STALL_NS
+        } else {
+            FIRST_BLOCK_NS
+        };
+        let quiet = crate::rt::now_ns().saturating_sub(self.last_block_ns);
+        (quiet > limit.max(STALL_BLOCKS * block_ns)).then_some(quiet)
     }
 
     /// Sleep for the time `missing` frames take to arrive (bounded), after a
@@ -462,6 +498,12 @@ impl Source for AlsaSource {
                 Ok(false) => return Ok(ReadOutcome::Stopped),
                 Err(e) => return self.recover(e),
             }
+            if let Some(quiet_ns) = self.stalled() {
+                return Err(self.gone(format!(
+                    "it says it runs but delivered nothing for {:.1} s",
+                    quiet_ns as f64 / 1e9
+                )));
+            }
         }
         // mmap hands out contiguous areas: a block that wraps around the end
         // of the ring buffer comes in two parts.
@@ -484,10 +526,18 @@ impl Source for AlsaSource {
                 Ok(false) => return Ok(ReadOutcome::Stopped),
                 Err(e) => return self.recover(e),
             }
+            if let Some(quiet_ns) = self.stalled() {
+                return Err(self.gone(format!(
+                    "it says it runs but delivered nothing for {:.1} s",
+                    quiet_ns as f64 / 1e9
+                )));
+            }
         }
         block.len = n as u32;
         block.sample_rate = self.neg.rate;
         block.t_capture_ns = self.stamp(self.clocked);
+        self.last_block_ns = crate::rt::now_ns();
+        self.flowing = true;
         Ok(ReadOutcome::Block)
     }
 }

@@ -289,7 +289,13 @@ impl Capture {
     /// `on-missing-device = "fail"` before it was ever open).
     fn open(&mut self) -> Result<Box<dyn Source>, Next> {
         self.waiting_for();
-        let e = match open_source(&self.spec, &self.ctx) {
+        let stats = &self.ctx.stats;
+        stats
+            .opening_since_ns
+            .store(crate::rt::now_ns().max(1), Ordering::Relaxed);
+        let opened = open_source(&self.spec, &self.ctx);
+        stats.opening_since_ns.store(0, Ordering::Relaxed);
+        let e = match opened {
             Ok(src) => {
                 self.delay = self.spec.audio.retry_initial_s;
                 self.opened_once = true;

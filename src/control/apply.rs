@@ -412,12 +412,10 @@ impl Controller {
     }
 }
 
-/// The answer to a switch that did not happen.
+/// The answer to a switch that did not happen; `why` says where capture
+/// is now.
 fn switch_failed(device: &ListedDevice, why: &str) -> Response {
-    Response::Error(format!(
-        "cannot switch to {:?}: {why}; kept the previous device",
-        device.as_str()
-    ))
+    Response::Error(format!("cannot switch to {:?}: {why}", device.as_str()))
 }
 
 /// The responses for a save or delete: the list when it is done now, the

@@ -84,6 +84,10 @@ pub struct Pipeline {
     max_audio_s: Option<f64>,
     stats: Arc<Stats>,
     capture: Option<JoinHandle<Vec<BlockTx>>>,
+    /// A capture thread that could not be stopped (stuck in a device's
+    /// open, read or close) is still in `capture`, told to stop; when it
+    /// has, capture starts again on this.
+    resume_on: Option<AudioConfig>,
     threads: Vec<JoinHandle<()>>,
     /// Control and the recorder, which write the state, presets and the
     /// recording's end when they stop: they have [`SAVE_STOP_WAIT`].
@@ -141,6 +145,7 @@ impl Pipeline {
     /// Carry out device switches control asked for, one at a time, and give
     /// up on a switch whose device does not open in time.
     pub fn poll_switches(&mut self) {
+        self.resume_stuck_capture();
         let now = Instant::now();
         match self.switch.take() {
             Some(Switch::Opening {
@@ -165,7 +170,9 @@ impl Pipeline {
                     "capture: the previous device did not reopen within {:.1} s; still retrying",
                     SWITCH_OPEN_WAIT.as_secs_f64()
                 );
-                let _ = reply.send(Err(error));
+                let _ = reply.send(Err(format!(
+                    "{error}; back on the previous device, which has not reopened yet (retrying)"
+                )));
             }
             Some(busy) => self.switch = Some(busy),
             None => {
@@ -244,10 +251,10 @@ impl Pipeline {
         new.on_missing_device = MissingDevice::Retry;
         log::info!(
             "capture: switching to {:?} (requested over WebSocket)",
-            req.name
+            req.name.as_str()
         );
         if let Err(e) = self.restart_capture(&new) {
-            let _ = req.reply.send(Err(e));
+            let _ = req.reply.send(Err(self.after_failed_restart(e, old)));
             return;
         }
         self.switch = Some(Switch::Opening {
@@ -257,6 +264,44 @@ impl Pipeline {
             reply: req.reply,
             deadline: Instant::now() + SWITCH_OPEN_WAIT,
         });
+    }
+
+    /// Capture could not be restarted (`e`): when its thread is stuck, it
+    /// starts again on `audio` once that thread has ended (see
+    /// [`Pipeline::resume_stuck_capture`]). Says what happens, for the
+    /// client that asked.
+    fn after_failed_restart(&mut self, e: String, audio: AudioConfig) -> String {
+        if self.capture.is_some() {
+            let why = format!(
+                "{e} (its device or sound server does not answer); capture starts again on {:?} when it does",
+                source_name(&audio)
+            );
+            self.resume_on = Some(audio);
+            why
+        } else {
+            format!("{e}; nothing is captured until another device is chosen")
+        }
+    }
+
+    /// A stuck capture thread ended: start capture on what it was to
+    /// resume on.
+    fn resume_stuck_capture(&mut self) {
+        if self.resume_on.is_none() || !self.capture.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        let Some(audio) = self.resume_on.take() else {
+            return;
+        };
+        let Some(outputs) = self.stop_capture() else {
+            return;
+        };
+        match self.start_capture(&audio, outputs) {
+            Ok(()) => log::info!(
+                "capture: the stuck capture thread ended; capturing from {:?} again",
+                source_name(&audio)
+            ),
+            Err(e) => log::error!("capture: cannot start again after a stuck thread: {e:#}"),
+        }
     }
 
     /// The switched-to device failed with `error`: go back to `old`.
@@ -274,7 +319,8 @@ impl Pipeline {
         old.on_missing_device = MissingDevice::Retry;
         if let Err(e) = self.restart_capture(&old) {
             log::error!("capture: cannot restart the previous device: {e}");
-            let _ = reply.send(Err(error));
+            let why = self.after_failed_restart(e, old);
+            let _ = reply.send(Err(format!("{error}; {why}")));
             return;
         }
         self.switch = Some(Switch::RollingBack {
@@ -321,7 +367,7 @@ impl Pipeline {
                         "capture: the previous device did not reopen either ({e2}); retrying"
                     );
                 }
-                let _ = reply.send(Err(error));
+                let _ = reply.send(Err(format!("{error}; kept the previous device")));
             }
             (None, _) => {}
         }

@@ -421,6 +421,7 @@ impl<'a> Graph<'a> {
             max_audio_s,
             stats: self.stats,
             capture: Some(capture),
+            resume_on: None,
             threads: self.threads,
             savers: self.savers,
             wakes: self.wakes,

@@ -263,7 +263,7 @@ fn realtime(stats: &Stats) -> Realtime {
 fn device_status(stats: &Stats, dev: DeviceInfo) -> DeviceStatus {
     DeviceStatus {
         name: dev.name,
-        up: stats.device_up.load(Ordering::Relaxed),
+        up: stats.delivering(),
         rate: dev.rate,
         format: dev.format,
         access: dev.access,
