@@ -57,7 +57,7 @@ impl Health {
             .collect();
         let mut line = format!(
             "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={} rt_cpu={}",
-            if dev.name.is_empty() { "-" } else { &dev.name },
+            field_value(&dev.name),
             dev.access,
             if stats.delivering() { "yes" } else { "no" },
             dev.rate,
@@ -103,6 +103,23 @@ impl Health {
     }
 }
 
+/// A value for the health line's `key=value` fields: `-` when empty, quoted
+/// and escaped when it has a space, a quote, a backslash or a control
+/// character (a PCM name comes from the ALSA configuration: `x up=yes`
+/// would otherwise read as two fields).
+fn field_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.is_empty() {
+        "-".into()
+    } else if v
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+    {
+        format!("{v:?}").into()
+    } else {
+        v.into()
+    }
+}
+
 /// The one-line STATUS= for systemd.
 pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
     let dev = stats.device_info();
@@ -135,4 +152,25 @@ pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
         stats.reopens.load(Ordering::Relaxed),
         lat.p99_us as f64 / 1000.0
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_value;
+
+    /// Tester q's F6: a PCM named `x up=yes` made the health line read
+    /// `device=x up=yes rw up=no`.
+    #[test]
+    fn a_device_name_cannot_add_fields_to_the_health_line() {
+        assert_eq!(field_value(""), "-");
+        assert_eq!(field_value("hw:CARD=USB,DEV=0"), "hw:CARD=USB,DEV=0");
+        assert_eq!(field_value("x up=yes"), "\"x up=yes\"");
+        assert_eq!(field_value("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        // What has a space or a tab is quoted: one field for a reader that
+        // honours quotes.
+        for name in ["x up=yes", "tab\there", "é ü"] {
+            let v = field_value(name);
+            assert!(v.starts_with('"') && v.ends_with('"'), "{v}");
+        }
+    }
 }
