@@ -135,6 +135,9 @@ impl Controller {
     /// Take over a probe the probe thread finished: the cache, and the
     /// listing the meta's device index comes from.
     pub(super) fn settle_probe(&mut self) {
+        if let Some(p) = self.prober.as_ref() {
+            p.expire();
+        }
         if let Some((at, l)) = self.prober.as_ref().and_then(ProbeThread::take_done) {
             let key = self.devices.in_use_key();
             self.remember_listing(l.clone(), key);
