@@ -10,6 +10,9 @@ use super::{settings, state, Controller, PendingSwitch, PROBE_REUSE};
 use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
 
+/// How often a device chosen at runtime and not listed is looked for.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Controller {
     /// Carry out `cmd` after [`validate`]: a settings command becomes the new
     /// state in force; the others list, switch or answer.
@@ -381,6 +384,48 @@ impl Controller {
         }
     }
 
+    /// The device chosen at runtime was not listed at start (a USB
+    /// interface plugged in late, a cable out): the state keeps it, capture
+    /// runs on the configured device, and every [`ADOPT_EVERY`] this looks
+    /// for it again. When alsa-lib lists it, capture switches to it, once:
+    /// a device listed but failing to open is tried again only after it
+    /// was gone and came back. Tester q's F9: the choice was erased from
+    /// the state at the first start without the device.
+    pub(super) fn adopt_chosen_device(&mut self) -> Option<Vec<Response>> {
+        let at = self.chosen_absent?;
+        let now = Instant::now();
+        if now < at || self.switching.is_some() || self.held_switch.is_some() {
+            return None;
+        }
+        if self.prober.as_ref().is_some_and(ProbeThread::running) {
+            return None;
+        }
+        let wanted = self.state.audio.device.clone();
+        let on = self
+            .shared
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        if wanted.is_empty()
+            || self.state.audio.config_device != self.base.audio.device
+            || on == wanted
+        {
+            // Chosen otherwise since, or on it already.
+            self.chosen_absent = None;
+            return None;
+        }
+        let catalog = DeviceCatalog::new(self.devices.listed_names(), &self.base.audio.device);
+        let Ok(device) = catalog.admit(&wanted) else {
+            self.chosen_absent = Some(now + ADOPT_EVERY);
+            return None;
+        };
+        self.chosen_absent = None;
+        log::info!("state: {wanted:?}, chosen at runtime, is listed now; switching to it");
+        Some(self.begin_switch(super::RELOAD_CLIENT, device))
+    }
+
     /// Capture runs on `device` now: keep it in the state and tell everyone.
     fn switched_to(&mut self, device: ListedDevice) -> Vec<Response> {
         {
@@ -395,6 +440,7 @@ impl Controller {
         }
         self.state.audio.device = device.to_string();
         self.state.audio.config_device = self.base.audio.device.clone();
+        self.chosen_absent = None;
         *self.shared.state.lock().unwrap_or_else(|e| e.into_inner()) = self.state.clone();
         if self.state_dir.is_some() {
             self.debounce.touch(true, Instant::now());

@@ -19,6 +19,31 @@ use std::ops::Deref;
 /// shorter; anything longer is refused before any comparison).
 pub const MAX_DEVICE_NAME: usize = 256;
 
+/// Whether `name` has the shape of alsa-lib's hint for a sound card's PCM
+/// (`hw:CARD=USB,DEV=0`, `plughw:CARD=x,DEV=1`, `sysdefault:CARD=x`): a
+/// card that can be away for a while (unplugged, enumerated late). A
+/// shape, not a permission: such a name is still opened only when it is
+/// listed ([`DeviceCatalog::admit`]).
+pub fn is_card_name(name: &str) -> bool {
+    let Some((iface, rest)) = name.split_once(":CARD=") else {
+        return false;
+    };
+    let (card, dev) = match rest.split_once(",DEV=") {
+        Some((c, d)) => (c, Some(d)),
+        None => (rest, None),
+    };
+    let word = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    word(iface, 16)
+        && iface
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && word(card, 32)
+        && dev
+            .is_none_or(|d| !d.is_empty() && d.len() <= 2 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// A PCM name that phase4 listed itself or the administrator configured.
 /// Only [`DeviceCatalog::admit`] makes one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +116,32 @@ pub fn shorten(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_sound_cards_hint_shape_is_a_card_name() {
+        for good in [
+            "hw:CARD=USB,DEV=0",
+            "plughw:CARD=Audio_2,DEV=1",
+            "sysdefault:CARD=X",
+            "dsnoop:CARD=Device,DEV=0",
+        ] {
+            assert!(is_card_name(good), "{good}");
+        }
+        for bad in [
+            "default",
+            "hw:1",
+            "file:'|sh -c id',raw",
+            "hw:CARD=USB,DEV=0 ",
+            "hw:CARD=U SB,DEV=0",
+            "hw:CARD=USB,DEV=0,SUBDEV=1",
+            "hw:CARD=,DEV=0",
+            "HW:CARD=USB",
+            "{ type hw card USB }:CARD=x",
+            "hw:CARD=USB,DEV=x",
+        ] {
+            assert!(!is_card_name(bad), "{bad}");
+        }
+    }
 
     fn catalog() -> DeviceCatalog {
         DeviceCatalog::new(

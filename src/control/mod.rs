@@ -186,6 +186,10 @@ pub struct Controller {
     /// A switch asked for while a probe runs, and who asked: it starts
     /// when the probe ends.
     held_switch: Option<(u64, device::ListedDevice)>,
+    /// The device chosen at runtime (in the state) was not listed when
+    /// last looked for: when it is, capture switches to it once
+    /// ([`Controller::adopt_chosen_device`]). When it is next looked for.
+    chosen_absent: Option<Instant>,
     /// [`SWITCH_WAIT`]; shorter in tests.
     switch_wait: Duration,
     state_dir: Option<PathBuf>,
@@ -236,6 +240,18 @@ impl Controller {
         devices: Box<dyn DeviceOps>,
     ) -> Self {
         let state_dir = base.state_dir();
+        // The state names a device capture does not start on: it was not
+        // listed (see `layer_at_start`); looked for while this runs.
+        let on = shared
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        let chosen_absent = (!state.audio.device.is_empty()
+            && state.audio.config_device == base.audio.device
+            && state.audio.device != on)
+            .then(Instant::now);
         let writer = state_dir.as_ref().and_then(|dir| {
             StateWriter::spawn(dir.join(state::STATE_FILE))
                 .map_err(|e| log::warn!("state: no writer thread ({e}); control writes the state"))
@@ -256,6 +272,7 @@ impl Controller {
             prober: None,
             switching: None,
             held_switch: None,
+            chosen_absent,
             switch_wait: SWITCH_WAIT,
             debounce: Debounce::default(),
         }
@@ -425,6 +442,12 @@ pub fn spawn(
                 }
                 if let Some((client, responses)) = controller.settle_switch() {
                     let _ = replies.send(Reply { client, responses });
+                }
+                if let Some(responses) = controller.adopt_chosen_device() {
+                    let _ = replies.send(Reply {
+                        client: RELOAD_CLIENT,
+                        responses,
+                    });
                 }
                 if let Some(devices) = controller.refresh_listing() {
                     let _ = replies.send(Reply {

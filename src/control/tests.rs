@@ -338,3 +338,35 @@ fn presets_save_and_load_through_the_same_checks() {
     ctl.persist(true);
     assert!(d.path().join(state::STATE_FILE).exists());
 }
+
+/// Tester q's F9: a sound card chosen at runtime that is not listed at
+/// start is looked for while phase4 runs, and capture switches to it once
+/// it is listed (once: not again and again).
+#[test]
+fn a_chosen_card_is_switched_to_when_it_is_listed() {
+    for (chosen, listed) in [("hw:CARD=Test,DEV=0", true), ("hw:CARD=Gone,DEV=0", false)] {
+        let devices = FakeDevices::default();
+        let mut c = Config::default();
+        c.audio.device = "plughw:CARD=Configured".into();
+        let mut s = State::from_config(&c);
+        s.audio.device = chosen.into();
+        s.audio.config_device = c.audio.device.clone();
+        let hub = Arc::new(ParamsHub::new(DspParams::from_config(&c)));
+        let shared = Shared::new(&c, &s);
+        let mut ctl = Controller::new(&c, s, hub, shared, Box::new(devices.clone()));
+        let first = ctl.adopt_chosen_device();
+        assert_eq!(first.is_some(), listed, "{chosen}");
+        let switched = devices.switched.lock().unwrap().clone();
+        assert_eq!(
+            switched,
+            if listed {
+                vec![chosen.to_string()]
+            } else {
+                vec![]
+            }
+        );
+        // Not tried again at once, listed or not.
+        assert!(ctl.adopt_chosen_device().is_none());
+        assert_eq!(devices.switched.lock().unwrap().len(), switched.len());
+    }
+}

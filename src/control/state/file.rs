@@ -82,9 +82,21 @@ pub fn layer_at_start(config: &Config, listed: impl FnOnce() -> Vec<String>) -> 
             };
             match state.chosen_device(config, &catalog) {
                 Some(d) => layered.audio.device = d.to_string(),
+                // A sound card's name is kept: a card can be away for one
+                // start (a USB interface enumerated late, a cable out). It
+                // is never opened unless phase4 lists it; control looks for
+                // it while it runs and switches to it when it is.
+                None if wanted && crate::control::device::is_card_name(&state.audio.device) => {
+                    log::info!(
+                        "state: capturing from the configured {:?} until {:?} is listed",
+                        config.audio.device,
+                        state.audio.device
+                    )
+                }
                 None if wanted => {
-                    // Forget it, on disk too: the name is not kept around
-                    // for a later version or a tired admin to trip over.
+                    // Anything else is forgotten, on disk too: the name is
+                    // not kept around for a later version or a tired admin
+                    // to trip over.
                     state.audio = AudioState::default();
                     if let Err(e) = write_atomic(&path, &file_text(&state)) {
                         log::warn!("state: cannot rewrite {}: {e}", path.display());
@@ -390,6 +402,29 @@ mod tests {
             let on_disk = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
             assert!(!on_disk.contains(bad.trim()), "{on_disk}");
             assert!(on_disk.contains("enabled = true"), "{on_disk}");
+        }
+    }
+
+    /// Tester q's F9: a sound card chosen at runtime and away at one start
+    /// (a USB interface enumerated late) lost the choice for good. Its
+    /// name stays in the state; capture starts on the configured device.
+    #[test]
+    fn a_sound_card_away_at_start_stays_chosen() {
+        for card in [
+            "hw:CARD=USB,DEV=0",
+            "plughw:CARD=Audio_2,DEV=1",
+            "sysdefault:CARD=X",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let c = state_file(dir.path(), card, "default");
+            let (layered, state) = layer_at_start(&c, || vec!["hw:1".to_string()]);
+            assert_eq!(layered.audio.device, "default", "{card}");
+            assert_eq!(state.audio.device, card);
+            let on_disk = std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
+            assert!(on_disk.contains(card), "{on_disk}");
+            // Listed at the next start: used.
+            let (layered, _) = layer_at_start(&c, || vec![card.to_string()]);
+            assert_eq!(layered.audio.device, card);
         }
     }
 
