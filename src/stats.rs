@@ -125,6 +125,9 @@ pub struct Stats {
     pub bpm: AtomicF32,
     /// What is open (written when a device opens; never on the hot path).
     pub device: Mutex<DeviceInfo>,
+    /// Why the last open of the capture device failed (empty once one
+    /// succeeded): the STATUS says it while capture retries.
+    pub open_error: Mutex<String>,
     /// The highest block peak since a probe last took it
     /// ([`Stats::note_peak`], [`Stats::take_peak`]).
     pub peak_since: AtomicU32,

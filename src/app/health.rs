@@ -136,9 +136,18 @@ pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
         );
     }
     if !stats.device_up.load(Ordering::Relaxed) {
+        let why = stats
+            .open_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // A device that is there and refuses the configuration (64
+        // channels, a format it lacks) says so, not only "waiting".
         return format!(
-            "degraded: waiting for capture device {} (retrying)",
-            if dev.name.is_empty() { "-" } else { &dev.name }
+            "degraded: waiting for capture device {} (retrying{}{})",
+            if dev.name.is_empty() { "-" } else { &dev.name },
+            if why.is_empty() { "" } else { ": " },
+            why
         );
     }
     format!(
@@ -156,7 +165,23 @@ pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::field_value;
+    use super::{field_value, status_line};
+    use crate::stats::Stats;
+
+    /// Tester q's F7: a device that is there and refuses the configuration
+    /// (64 channels) was shown as only "waiting for capture device".
+    #[test]
+    fn the_status_says_why_capture_is_retrying() {
+        let stats = Stats::default();
+        assert!(status_line(&stats, &[]).ends_with("(retrying)"));
+        *stats.open_error.lock().unwrap() =
+            "cannot open capture device 'pmon': 64 channels: Invalid argument (22)".into();
+        let line = status_line(&stats, &[]);
+        assert!(
+            line.contains("(retrying: cannot open capture device 'pmon': 64 channels"),
+            "{line}"
+        );
+    }
 
     /// Tester q's F6: a PCM named `x up=yes` made the health line read
     /// `device=x up=yes rw up=no`.

@@ -238,6 +238,11 @@ impl Supervisor {
         match ev {
             CaptureEvent::Opened { info, rt } => self.opened(&info, rt),
             CaptureEvent::OpenFailed { error, retry_s } => {
+                *self
+                    .stats
+                    .open_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = error.chars().take(200).collect();
                 if let Some(held) = self.pipeline.open_fail_limit.allow() {
                     log::warn!(
                         "{error}; retrying in {retry_s:.2} s ({held} similar message(s) suppressed)"
@@ -278,6 +283,11 @@ impl Supervisor {
     /// A device is open: say how, lock memory once a clocked device runs,
     /// and tell the outputs its rate and block size.
     fn opened(&mut self, info: &DeviceInfo, rt: RtGrant) {
+        self.stats
+            .open_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.stale_ns = stale_limit_ns(info.period.max(self.config.audio.block_frames), info.rate);
         log::info!(
             "capture: {} open: format {}, access {}, rate {} Hz, {} channel(s), period {} frames, buffer {} frames, clock {}, SCHED_FIFO {}",
