@@ -376,6 +376,17 @@ impl AlsaSource {
         Ok(true)
     }
 
+    /// The device as gone when it has stalled ([`Self::stalled`]).
+    fn check_stall(&self) -> Result<(), CaptureError> {
+        match self.stalled() {
+            Some(quiet_ns) => Err(self.gone(format!(
+                "it says it runs but delivered nothing for {:.1} s",
+                quiet_ns as f64 / 1e9
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// How long a clocked device has delivered no block, when that is longer
     /// than [`STALL_NS`] ([`FIRST_BLOCK_NS`] after an open). A device
     /// without a clock delivers as fast as it is read, or nothing (a file
@@ -498,12 +509,7 @@ impl Source for AlsaSource {
                 Ok(false) => return Ok(ReadOutcome::Stopped),
                 Err(e) => return self.recover(e),
             }
-            if let Some(quiet_ns) = self.stalled() {
-                return Err(self.gone(format!(
-                    "it says it runs but delivered nothing for {:.1} s",
-                    quiet_ns as f64 / 1e9
-                )));
-            }
+            self.check_stall()?;
         }
         // mmap hands out contiguous areas: a block that wraps around the end
         // of the ring buffer comes in two parts.
@@ -526,12 +532,7 @@ impl Source for AlsaSource {
                 Ok(false) => return Ok(ReadOutcome::Stopped),
                 Err(e) => return self.recover(e),
             }
-            if let Some(quiet_ns) = self.stalled() {
-                return Err(self.gone(format!(
-                    "it says it runs but delivered nothing for {:.1} s",
-                    quiet_ns as f64 / 1e9
-                )));
-            }
+            self.check_stall()?;
         }
         block.len = n as u32;
         block.sample_rate = self.neg.rate;
