@@ -55,6 +55,15 @@ const MAX_BUF: usize = 16 * 1024;
 /// make room that have not gone yet, and newcomers from addresses holding
 /// none when every share is even. More wait in the kernel's backlog.
 pub const SPARE: usize = 4;
+/// Refused connections answered at once (503, then the request read and
+/// thrown away so that closing does not reset the answer away); more are
+/// closed without one. Each is a file descriptor held for at most
+/// [`REFUSAL_LINGER`].
+const MAX_REFUSALS: usize = 16;
+/// Longest a refused connection is kept to answer it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read from a refused connection.
+const REFUSAL_READ: usize = 16 * 1024;
 
 /// A response body: a small answer in memory, or a file streamed through
 /// a bounded channel (a recording download). A connection still
@@ -217,6 +226,7 @@ async fn serve<H: Handler>(
     };
     let conns = Rc::new(Conns::default());
     let pace = Rc::new(Paced::new(name, &limits));
+    let refusals = Refusals::default();
     let mut backoff = Duration::from_millis(50);
     let mut fd_warnings = crate::service::logging::RateLimit::new(Duration::from_secs(30));
     while !stop.is_set() {
@@ -266,6 +276,7 @@ async fn serve<H: Handler>(
                         "{name}: closing {peer}: {} connections open, and its address holds as many as any other",
                         limits.max_connections
                     );
+                    refusals.refuse(stream, "every connection is taken; try again shortly");
                     continue;
                 }
             }
@@ -276,6 +287,7 @@ async fn serve<H: Handler>(
                 "{name}: closing {peer}: {} connections from it already",
                 limits.max_per_ip
             );
+            refusals.refuse(stream, "too many connections from this address");
             continue;
         };
         let handler = handler.clone();
@@ -385,6 +397,78 @@ async fn connection<H: Handler>(
             limits.stream_stall.as_secs()
         ),
     }
+}
+
+/// Connections refused at accept, answered `503` rather than reset (a
+/// browser shows the answer; a reset reads as a broken network). The
+/// answer is written without reading the request (a refusal is decided by
+/// the address alone), then the request is read and dropped until the
+/// client closes, its head ends, [`REFUSAL_READ`] bytes or
+/// [`REFUSAL_LINGER`], whichever is first: closing a socket with unread
+/// bytes sends a reset, which can discard the answer before the client
+/// reads it. At most [`MAX_REFUSALS`] are answered at once; under a flood
+/// the rest are closed as before.
+#[derive(Default)]
+struct Refusals {
+    answering: Rc<Cell<usize>>,
+}
+
+impl Refusals {
+    fn refuse(&self, stream: tokio::net::TcpStream, why: &'static str) {
+        if self.answering.get() >= MAX_REFUSALS {
+            return;
+        }
+        self.answering.set(self.answering.get() + 1);
+        let answering = self.answering.clone();
+        tokio::task::spawn_local(async move {
+            let _ = tokio::time::timeout(REFUSAL_LINGER, answer_refused(&stream, why)).await;
+            answering.set(answering.get() - 1);
+        });
+    }
+}
+
+/// The whole `503` answer to a refused connection.
+fn refusal(why: &str) -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 5\r\nCache-Control: no-cache\r\n\
+         X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{why}\n",
+        why.len() + 1
+    )
+}
+
+async fn answer_refused(stream: &tokio::net::TcpStream, why: &str) -> std::io::Result<()> {
+    let answer = refusal(why);
+    let mut left = answer.as_bytes();
+    while !left.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(left) {
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    use std::os::fd::AsRawFd;
+    nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Write)?;
+    let mut buf = [0u8; 2048];
+    let (mut read, mut tail) = (0, 0u32);
+    while read < REFUSAL_READ {
+        stream.readable().await?;
+        let n = match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        read += n;
+        for &b in &buf[..n] {
+            tail = tail << 8 | u32::from(b);
+            if tail == u32::from_be_bytes(*b"\r\n\r\n") {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A response body as hyper sends it. A stream's (a download's) sets its

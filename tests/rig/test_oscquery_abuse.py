@@ -8,7 +8,8 @@ HTTP (the OSCQuery server, hyper with the UI's limits):
   - a page on a foreign origin may not read the namespace (403, no
     Access-Control-Allow-Origin); the UI's own origin may;
   - a connection flood from one LAN address is cut at the per-address cap
-    while others are still served; a slowloris head is closed at its deadline;
+    while others are still served; a connection over the cap is answered
+    503 with the reason (not reset); a slowloris head is closed at its deadline;
   - streaming (LISTEN) clients are capped (503 beyond `max-clients`), a slot
     comes back when a client leaves, and an oversized WebSocket message
     closes only its own sender; connections that send nothing, not even a
@@ -174,7 +175,9 @@ def test_connection_flood_from_one_address_is_cut_and_others_still_served(box):
     for s in held:
         try:
             s.sendall(b"GET /?HOST_INFO HTTP/1.1\r\nHost: %s\r\n\r\n" % LAN[0].encode())
-            if s.recv(100) == b"":
+            got = s.recv(100)
+            # Refused: answered 503 (up to 16 at once), or closed.
+            if got == b"" or got.startswith(b"HTTP/1.1 503"):
                 closed += 1
         except OSError:
             closed += 1
@@ -184,6 +187,37 @@ def test_connection_flood_from_one_address_is_cut_and_others_still_served(box):
     assert get("/?HOST_INFO")[0] == 200
     for s in held:
         s.close()
+
+
+def test_a_connection_over_the_address_cap_is_told_why(box):
+    """Refused at the per-address cap: a 503 with the reason that a real
+    HTTP client (http.client) reads, not a reset; the address's other
+    connections are untouched and it is served again once one closes."""
+    from http.client import HTTPConnection
+
+    held = []
+    for _ in range(16):  # transport::http::MAX_CONNECTIONS_PER_IP
+        s = socket.socket()
+        s.settimeout(5)
+        s.bind((LAN[1], 0))
+        s.connect((LAN[1], PORT))
+        held.append(s)
+    time.sleep(0.3)
+    conn = HTTPConnection(LAN[1], PORT, timeout=5, source_address=(LAN[1], 0))
+    conn.request("GET", "/?HOST_INFO", headers={"Host": f"{LAN[1]}:{PORT}"})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status == 503, (resp.status, body)
+    assert resp.getheader("Retry-After") == "5" and resp.getheader("Connection") == "close"
+    assert b"too many connections from this address" in body, body
+    # The held ones are still served.
+    held[0].sendall(b"GET /?HOST_INFO HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (LAN[1].encode(), PORT))
+    assert held[0].recv(12) == b"HTTP/1.1 200"
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    assert http(f"GET /?HOST_INFO HTTP/1.1\r\nHost: {LAN[1]}:{PORT}\r\n\r\n", src=LAN[1])[0] == 200
 
 
 def test_slowloris_head_is_closed_at_its_deadline(box):
