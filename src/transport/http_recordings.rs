@@ -249,6 +249,13 @@ fn chunk_len(left: u64) -> usize {
     usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK))
 }
 
+/// The open file was deleted (no name left): its space is freed once the
+/// last descriptor closes. An `fstat`, cheap beside the 64 KiB read it
+/// comes before.
+fn deleted(file: &std::fs::File) -> bool {
+    file.metadata().is_ok_and(|m| m.nlink() == 0)
+}
+
 impl Download {
     /// Start streaming the file on the current `LocalSet`; the body to
     /// answer with.
@@ -259,6 +266,13 @@ impl Download {
         tokio::task::spawn_local(async move {
             let mut left = len;
             while left > 0 {
+                if deleted(&file) {
+                    // Its space is the operator's quota: a download kept
+                    // open (for up to DOWNLOAD_LIFETIME) would hold it.
+                    log::info!("http: download of {name} stopped with {left} bytes to go: the recording was deleted");
+                    tx.abort(std::io::Error::other("the recording was deleted"));
+                    return;
+                }
                 let mut buf = vec![0u8; chunk_len(left)];
                 // A local file read of 64 KiB: short enough to do on the
                 // server's thread.
@@ -522,6 +536,53 @@ mod tests {
         // The same address through a dual-stack socket.
         assert!(v4("::ffff:192.168.1.20"));
         assert!(!v4("192.168.1.21"));
+    }
+
+    #[test]
+    fn a_download_ends_when_its_recording_is_deleted() {
+        use http_body_util::BodyExt;
+        let a = "rec-2026-11-30T16-24-48.123Z.wav";
+        let body = vec![7u8; 12 * CHUNK];
+        let (d, access, q) = folder(&[(a, &body)]);
+        let dl = access
+            .admit(ME, &format!("/recordings/{a}"), Some(&q), None, None)
+            .ok()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let (got, ended) = local.block_on(&rt, async {
+            let mut stream = dl.stream();
+            let mut got = 0;
+            // The first chunk, then the file is deleted under the download.
+            if let Some(Ok(f)) = stream.frame().await {
+                got += f.into_data().map_or(0, |b| b.len());
+            }
+            std::fs::remove_file(d.path().join(a)).unwrap();
+            loop {
+                match stream.frame().await {
+                    Some(Ok(f)) => got += f.into_data().map_or(0, |b| b.len()),
+                    Some(Err(e)) => break (got, Some(e.to_string())),
+                    None => break (got, None),
+                }
+            }
+        });
+        // What was already in the channel (CHANNEL_CHUNKS) still arrives;
+        // then the body ends with an error, well short of the file.
+        assert!(got <= (2 + CHANNEL_CHUNKS) * CHUNK, "{got}");
+        assert_eq!(ended.as_deref(), Some("the recording was deleted"));
+        // A file that stays is sent whole.
+        let (_d, access, q) = folder(&[(a, &body)]);
+        let dl = access
+            .admit(ME, &format!("/recordings/{a}"), Some(&q), None, None)
+            .ok()
+            .unwrap();
+        let whole = local.block_on(&rt, async {
+            dl.stream().collect().await.map(|c| c.to_bytes().len())
+        });
+        assert_eq!(whole.ok(), Some(body.len()));
     }
 
     #[test]
