@@ -245,6 +245,12 @@ fn list_devices(
             if !(card || probe) {
                 return item;
             }
+            if let Some(why) = crate::capture::pcm_conf::opening_runs(&item.name) {
+                // Listed as without a probe (it may well work when chosen),
+                // with why it was not opened.
+                item.error = Some(format!("not probed: {why}"));
+                return item;
+            }
             match capabilities(&item.name) {
                 Ok((channels, rates, formats)) => {
                     item.max_input_channels = channels.map(|c| c.1).unwrap_or(0);

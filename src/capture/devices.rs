@@ -32,6 +32,9 @@ pub type Capabilities = (Option<(u32, u32)>, Option<(u32, u32)>, Vec<String>);
 
 /// Probe one PCM for what it supports (opens and closes it).
 pub fn probe(name: &str) -> Result<Capabilities, String> {
+    if let Some(why) = super::pcm_conf::opening_runs(name) {
+        return Err(format!("not opened: {why}"));
+    }
     let pcm = PCM::new(name, Direction::Capture, true).map_err(|e| e.to_string())?;
     let hwp = HwParams::any(&pcm).map_err(|e| e.to_string())?;
     let channels = hwp.get_channels_min().ok().zip(hwp.get_channels_max().ok());

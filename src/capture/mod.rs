@@ -14,6 +14,7 @@ pub mod chain;
 pub mod convert;
 pub mod devices;
 pub mod holders;
+pub mod pcm_conf;
 pub mod thread;
 pub mod wav;
 pub mod wav_source;

@@ -132,6 +132,39 @@ def test_list_devices_answers_devices_with_and_without_probe(server):
     run(go())
 
 
+def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_server, tmp_path):
+    # Opening a `file` PCM runs its pipe's command (or creates its file)
+    # as phase4's user: a client allowed to probe could make it do so every
+    # 2 s. Such PCMs, directly or anywhere in their chain, are listed
+    # without being opened; the others are still probed.
+    ran, wrote = tmp_path / "ran", tmp_path / "wrote"
+    conf = tmp_path / "sidefx.conf"
+    conf.write_text(
+        f'pcm.p4cmd {{ type file; slave.pcm "null"; file "|touch {ran}"; format "raw" }}\n'
+        f'pcm.p4tee {{ type plug; slave {{ pcm {{ type file; slave.pcm "null"; file "{wrote}"; format "raw" }} }} }}\n'
+        'pcm.p4chain { type plug; slave.pcm "p4cmd" }\n'
+        'pcm.p4circle { type plug; slave.pcm "p4circle2" }\n'
+        'pcm.p4circle2 { type plug; slave.pcm "p4circle" }\n'
+        'pcm.p4plain { type plug; slave.pcm "null" }\n')
+    s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
+
+    async def go():
+        async with websockets.connect(s.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "list_devices", "probe": True}))
+            return {i["name"]: i for i in (await recv_json(ws, "devices", timeout=60))["items"]}
+
+    items = run(go())
+    assert not ran.exists() and not wrote.exists()
+    for name in ("p4cmd", "p4tee", "p4chain", "p4circle"):
+        assert name in items, sorted(items)
+        assert (items[name].get("error") or "").startswith("not probed:"), items[name]
+        assert items[name].get("probed_at") is None, items[name]
+    assert "file" in items["p4chain"]["error"] and "more than 64" in items["p4circle"]["error"]
+    assert items["p4plain"].get("probed_at") is not None and items["p4plain"].get("error") is None, items["p4plain"]
+    assert s.proc.poll() is None
+
+
 def test_an_alsa_config_that_hangs_costs_one_listing_not_every_one(make_server, tmp_path):
     # A config that includes a FIFO nobody writes: alsa-lib's hints wait on
     # it for good (f081928 never became ready). The child that asks is

@@ -1,0 +1,170 @@
+//! What a PCM name is made of, read from the ALSA configuration without
+//! opening it.
+//!
+//! A device probe opens every PCM the hints list, and opening a PCM does
+//! what its definition says: a `file` plugin (`type file`, also how a
+//! "tee" is written) creates the file it names, or runs the command of a
+//! `file "|command"`, as phase4's user (one whose output is `/dev/null`,
+//! a capture device made of an `infile`, does neither). A network client allowed to probe
+//! (loopback, or the token) could make phase4 run such a command every
+//! 2 s. So probes look at the definition first ([`opening_runs`]) and
+//! leave those PCMs unopened; choosing one as the capture device (an
+//! operator's deliberate act, like configuring it) still opens it.
+
+use alsa_sys as sys;
+use std::ffi::{CStr, CString};
+
+/// Most definitions followed for one name (a chain of slaves, the slaves
+/// of a `multi`): a configuration that refers in a circle, or is deeper
+/// than this, is treated as one that does something (not probed).
+const MAX_NODES: usize = 64;
+
+/// Why opening `name` would do more than open a sound device (a phrase
+/// that completes "not opened: "): `Some` when
+/// a `file` plugin is anywhere in its chain (or the chain cannot be
+/// followed to its end), `None` when none is, or when the name has no
+/// definition (opening it fails without doing anything).
+pub fn opening_runs(name: &str) -> Option<String> {
+    let key = CString::new(name).ok()?;
+    let mut top: *mut sys::snd_config_t = std::ptr::null_mut();
+    // SAFETY: snd_config_update_ref gives a reference to the (re)loaded
+    // configuration tree, released with snd_config_unref below.
+    if unsafe { sys::snd_config_update_ref(&mut top) } < 0 || top.is_null() {
+        return None;
+    }
+    let mut walk = Walk { top, nodes: 0 };
+    let found = walk.definition(c"pcm", &key);
+    // SAFETY: `top` came from snd_config_update_ref above.
+    unsafe { sys::snd_config_unref(top) };
+    found
+}
+
+struct Walk {
+    top: *mut sys::snd_config_t,
+    nodes: usize,
+}
+
+impl Walk {
+    /// The definition of `key` under `base` ("pcm" or "pcm_slave"), with
+    /// its arguments expanded as alsa-lib does when opening it.
+    fn definition(&mut self, base: &CStr, key: &CStr) -> Option<String> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Some("its definition refers to more than 64 others (in a circle?)".into());
+        }
+        let mut def: *mut sys::snd_config_t = std::ptr::null_mut();
+        // SAFETY: `top` is a live tree; on success `def` is an expanded
+        // copy that we own and delete below.
+        let err = unsafe {
+            sys::snd_config_search_definition(self.top, base.as_ptr(), key.as_ptr(), &mut def)
+        };
+        if err < 0 || def.is_null() {
+            return None;
+        }
+        let found = self.node(def);
+        // SAFETY: `def` is the copy snd_config_search_definition made.
+        unsafe { sys::snd_config_delete(def) };
+        found
+    }
+
+    /// Looks through one compound node: its `type`, the PCMs it names
+    /// (`slave.pcm`, `capture.pcm`, `slaves.a.pcm`, a `slave` string
+    /// naming a `pcm_slave`), and every compound inside it.
+    fn node(&mut self, node: *mut sys::snd_config_t) -> Option<String> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Some("its definition refers to more than 64 others (in a circle?)".into());
+        }
+        // SAFETY: `node` is a live node of a tree we hold; iterating a
+        // compound's members does not change it.
+        unsafe {
+            if sys::snd_config_get_type(node) != sys::SND_CONFIG_TYPE_COMPOUND {
+                return None;
+            }
+            let end = sys::snd_config_iterator_end(node);
+            let mut it = sys::snd_config_iterator_first(node);
+            while it != end {
+                let child = sys::snd_config_iterator_entry(it);
+                it = sys::snd_config_iterator_next(it);
+                let id = id_of(child);
+                let kind = sys::snd_config_get_type(child);
+                let found = if kind == sys::SND_CONFIG_TYPE_COMPOUND {
+                    self.node(child)
+                } else if kind == sys::SND_CONFIG_TYPE_STRING {
+                    let Some(value) = string_of(child) else {
+                        continue;
+                    };
+                    match id.as_deref() {
+                        Some("type") if value.to_bytes() == b"file" && !writes_nowhere(node) => {
+                            Some("its definition has a `file` plugin, which writes a file or runs a command when opened".into())
+                        }
+                        Some("pcm") => self.definition(c"pcm", &value),
+                        Some("slave") => self.definition(c"pcm_slave", &value),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A `file` plugin's compound whose output is `/dev/null`: one that only
+/// reads its `infile` (how a capture device is made of a file, as the
+/// tests do). Any other output (a path, `|command`, a descriptor number)
+/// is a side effect.
+///
+/// # Safety
+/// `node` is a live compound node.
+unsafe fn writes_nowhere(node: *mut sys::snd_config_t) -> bool {
+    let mut out: *mut sys::snd_config_t = std::ptr::null_mut();
+    // SAFETY: searching a live compound for a direct member.
+    if unsafe { sys::snd_config_search(node, c"file".as_ptr(), &mut out) } < 0 || out.is_null() {
+        // No output named: alsa-lib refuses to open it.
+        return true;
+    }
+    // SAFETY: `out` is a live member of `node`.
+    unsafe {
+        sys::snd_config_get_type(out) == sys::SND_CONFIG_TYPE_STRING
+            && string_of(out).is_some_and(|f| f.to_bytes() == b"/dev/null")
+    }
+}
+
+/// A node's id.
+///
+/// # Safety
+/// `node` is a live node.
+unsafe fn id_of(node: *mut sys::snd_config_t) -> Option<String> {
+    let mut id: *const libc::c_char = std::ptr::null();
+    // SAFETY: the id pointer stays valid while the node lives; copied at once.
+    (unsafe { sys::snd_config_get_id(node, &mut id) } >= 0 && !id.is_null())
+        .then(|| unsafe { CStr::from_ptr(id) }.to_string_lossy().into_owned())
+}
+
+/// A string node's value.
+///
+/// # Safety
+/// `node` is a live node.
+unsafe fn string_of(node: *mut sys::snd_config_t) -> Option<CString> {
+    let mut s: *const libc::c_char = std::ptr::null();
+    // SAFETY: the value pointer stays valid while the node lives; copied at once.
+    (unsafe { sys::snd_config_get_string(node, &mut s) } >= 0 && !s.is_null())
+        .then(|| unsafe { CStr::from_ptr(s) }.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_devices_open_without_side_effects() {
+        // Defined by alsa-lib's own configuration on every machine.
+        assert_eq!(opening_runs("null"), None);
+        assert_eq!(opening_runs("no_such_pcm_anywhere"), None);
+    }
+}
