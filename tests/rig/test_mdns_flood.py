@@ -184,3 +184,81 @@ def test_records_under_one_name_cost_only_their_parsing(run_phase4, tmp_path):
     announced_once(p4)
     assert p4.proc.poll() is None, p4.text()
     still_found()
+
+
+def legacy_query(repeats, qname="_oscjson._tcp.local."):
+    """A one-shot ("legacy unicast") query: sent from an ephemeral port, so
+    the answer comes back by unicast to it. `repeats` copies of one PTR
+    question (python-zeroconf writes the copies as compression pointers)."""
+    from zeroconf import DNSQuestion
+
+    out = DNSOutgoing(const._FLAGS_QR_QUERY)
+    for _ in range(repeats):
+        out.add_question(DNSQuestion(qname, const._TYPE_PTR, const._CLASS_IN))
+    return out.packets()[0]
+
+
+def answers_to(packets, seconds):
+    """Sends `packets` from one ephemeral port spread over `seconds`; the
+    datagrams that come back (counted until 1 s after the last) and the
+    question count of the first."""
+    private_network()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    got, start = [], time.time()
+    for i, p in enumerate(packets):
+        s.sendto(p, MDNS)
+        ahead = start + seconds * (i + 1) / len(packets) - time.time()
+        end = time.time() + max(ahead, 0)
+        while time.time() < end:
+            try:
+                got.append(s.recv(65535))
+            except BlockingIOError:
+                time.sleep(0.002)
+    end = time.time() + 1.0
+    while time.time() < end:
+        try:
+            got.append(s.recv(65535))
+        except BlockingIOError:
+            time.sleep(0.01)
+    s.close()
+    return got
+
+
+def test_the_responder_is_no_reflector(run_phase4, tmp_path):
+    """A legacy-unicast answer goes to whatever address the query claims,
+    and is several times its size. A query repeating one question 240
+    times was answered 240 times (21 datagrams, 20x its bytes), and a
+    flood of queries was answered one for one. Now: one answer per
+    distinct question, and at most 20 legacy answers a second after a
+    burst of 40 (vendor/mdns-sd/PHASE4.md). Queries from sources not on
+    the link are ignored too (RFC 6762 §11; measured in a two-namespace
+    setup, docs/operations.md)."""
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    p4 = run_phase4({
+        "audio": {"input": str(wav), "loop-input": True},
+        "osc": {"enabled": False},
+        "oscquery": {"enabled": True, "bind": "0.0.0.0", "input-port": 9102},
+        "discovery": {"enabled": True, "name": "reflect", "backend": "builtin"},
+    })
+    p4.wait_log("through builtin")
+    time.sleep(3)  # announced (probing done)
+    # A normal one-question query is answered, with its question echoed.
+    got = answers_to([legacy_query(1)], 0.1)
+    assert len(got) == 1, len(got)
+    assert int.from_bytes(got[0][4:6], "big") == 1
+    # One question asked 240 times: answered once, echoed once.
+    time.sleep(2.5)  # the budget refilled
+    got = answers_to([legacy_query(240)], 0.1)
+    assert len(got) == 1 and int.from_bytes(got[0][4:6], "big") == 1, (len(got), got[:1])
+    # 300 queries in 1.5 s: the burst, then 20 a second.
+    time.sleep(2.5)
+    got = answers_to([legacy_query(1)] * 300, 1.5)
+    assert 30 <= len(got) <= 40 + 20 * 2.6, len(got)
+    # The budget comes back.
+    time.sleep(2.5)
+    assert len(answers_to([legacy_query(1)], 0.1)) == 1
+    assert p4.proc.poll() is None

@@ -1216,8 +1216,34 @@ struct Zeroconf {
     /// handles and stays registered for the whole event loop.
     waker: Arc<Waker>,
 
+    /// phase4: legacy-unicast answers still allowed now (a bucket that
+    /// refills at [`LEGACY_ANSWERS_PER_S`] up to [`LEGACY_ANSWERS_BURST`]),
+    /// and when it was last refilled.
+    legacy_budget: (f64, Instant),
+
     #[cfg(test)]
     test_down_interfaces: HashSet<String>,
+}
+
+/// phase4: legacy-unicast answers (to a querier whose source port is not
+/// 5353) sent per second at most, after a burst. Such an answer goes to
+/// whatever source address the query claims, and is several times its
+/// size: unbounded, the responder reflected a spoofed flood at a victim
+/// (20x in bytes). Real legacy queriers (a phone's getaddrinfo) ask a few
+/// times per lookup.
+const LEGACY_ANSWERS_PER_S: f64 = 20.0;
+const LEGACY_ANSWERS_BURST: f64 = 40.0;
+/// phase4: most distinct questions of one query looked at (a query that
+/// repeats one question is answered once).
+const MAX_QUESTIONS: usize = 16;
+
+/// phase4: whether `ip` is on the link of `intf`: in the subnet of one of
+/// its addresses, or an IPv6 link-local address (RFC 6762 §11).
+fn on_link(ip: &IpAddr, intf: &MyIntf) -> bool {
+    match ip {
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => true,
+        _ => intf.addrs.iter().any(|a| valid_ip_on_intf(ip, a)),
+    }
 }
 
 /// Joins the IPv4 mDNS group on the interface that has `ip`.
@@ -1430,10 +1456,26 @@ impl Zeroconf {
             include_apple_p2p: false,
             cmd_sender,
             waker,
+            legacy_budget: (LEGACY_ANSWERS_BURST, Instant::now()),
 
             #[cfg(test)]
             test_down_interfaces: HashSet::new(),
         }
+    }
+
+    /// phase4: takes one legacy-unicast answer from the budget; false when
+    /// it is spent.
+    fn take_legacy_answer(&mut self) -> bool {
+        let now = Instant::now();
+        let (left, then) = self.legacy_budget;
+        let left = (left + now.duration_since(then).as_secs_f64() * LEGACY_ANSWERS_PER_S)
+            .min(LEGACY_ANSWERS_BURST);
+        if left < 1.0 {
+            self.legacy_budget = (left, now);
+            return false;
+        }
+        self.legacy_budget = (left - 1.0, now);
+        true
     }
 
     /// Send a command into the daemon channel and wake the poll loop.
@@ -3566,9 +3608,30 @@ impl Zeroconf {
             return;
         };
 
+        // phase4: RFC 6762 §11: a query from a source that is not on the
+        // link it came in on (routed to the box, or sent straight to its
+        // address from afar) is ignored, so the responder answers nobody
+        // beyond its own network.
+        if !on_link(&querier_ip, intf) {
+            debug!("ignoring a query from off-link {querier_ip} on {}", intf.name);
+            return;
+        }
+
+        // phase4: a query asking one question many times is answered once
+        // per distinct question (each copy was answered before: a 1.5 KB
+        // query of one repeated question brought back 21 datagrams).
+        let mut asked: Vec<(String, RRType)> = Vec::new();
         for question in msg.questions().iter() {
             let qtype = question.entry_type();
             let q_name = question.entry_name();
+            let key = (q_name.to_lowercase(), qtype);
+            if asked.contains(&key) {
+                continue;
+            }
+            if asked.len() == MAX_QUESTIONS {
+                break;
+            }
+            asked.push(key);
 
             if qtype == RRType::PTR {
                 // PTR answers are shared records: defer the response unless this
@@ -3672,6 +3735,10 @@ impl Zeroconf {
         }
 
         if out.answers_count() > 0 {
+            if legacy_querier && !self.take_legacy_answer() {
+                debug!("legacy-unicast answers over budget: not answering {querier_addr}");
+                return;
+            }
             self.send_response(&mut out, &msg, if_index, querier_addr);
         }
 
@@ -3729,8 +3796,18 @@ impl Zeroconf {
         };
 
         if unicast_dest.is_some() {
+            // phase4: each distinct question echoed once, as answered.
+            let mut echoed: Vec<(String, RRType)> = Vec::new();
             for q in msg.questions() {
+                let key = (q.entry_name().to_lowercase(), q.entry_type());
+                if echoed.contains(&key) {
+                    continue;
+                }
+                if echoed.len() == MAX_QUESTIONS {
+                    break;
+                }
                 out.add_question(q.entry_name(), q.entry_type());
+                echoed.push(key);
             }
             out.update_records_for_legacy_unicast();
             out.set_multicast(false);
