@@ -5,9 +5,13 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 
+import pytest
 import websockets
 
 from conftest import recv_json
@@ -87,3 +91,71 @@ def test_a_client_that_never_reads_slows_no_one(make_server):
     assert "stopped reading" in server.log.read_text()
     for s in stuck:
         s.close()
+
+
+
+EAGER = """
+import asyncio, sys, time, websockets
+async def go(port, seconds):
+    t0, n, b = time.monotonic(), 0, 0
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}", max_size=1 << 22, open_timeout=30) as ws:
+            while time.monotonic() - t0 < seconds:
+                try:
+                    m = await asyncio.wait_for(ws.recv(), 1.0)
+                except asyncio.TimeoutError:
+                    continue
+                n, b = n + 1, b + len(m)
+        print(f"kept {n} {b}")
+    except websockets.ConnectionClosed as e:
+        print(f"closed {time.monotonic() - t0:.1f} {e.rcvd.reason if e.rcvd else None}")
+asyncio.run(go(int(sys.argv[1]), float(sys.argv[2])))
+"""
+
+
+def test_a_browser_on_a_48_kbit_link_stays(binary, tmp_path):
+    """A browser-like client (python websockets, reading every message
+    as it comes) behind a 48 kbit/s link (tbf on the loopback of a network
+    namespace of its own) takes about 5 kB/s, far above the 4 KiB per
+    stall-timeout a stalled client is held to: it stays, with fewer frames.
+    The build before stop 54 cut it after ~8 s ("stopped reading"): once
+    its queue emptied, every byte handed to the kernel counted as taken,
+    so it had to take its whole backlog (~24 KiB) plus 4 KiB within the
+    next stall-timeout."""
+    if os.geteuid() != 0 and not shutil.which("sudo"):
+        pytest.fail("needs root or sudo for the network namespace")
+    conf = tmp_path / "p4.toml"
+    conf.write_text(f"""
+[audio]
+input = "{tmp_path / 'in.wav'}"
+loop-input = true
+[realtime]
+enabled = false
+lock-memory = false
+[ws]
+port = 48761
+http-port = 48762
+[osc]
+enabled = false
+[state]
+dir = "{tmp_path / 'state'}"
+""")
+    import wave
+    with wave.open(str(tmp_path / "in.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(os.urandom(2 * 48000 * 4))
+    client = tmp_path / "eager.py"
+    client.write_text(EAGER)
+    sudo = "" if os.geteuid() == 0 else "sudo -n "
+    script = (f"ip link set lo up; ip link set lo mtu 1500; "
+              f"tc qdisc add dev lo root tbf rate 48kbit burst 3000 latency 2s || exit 3; "
+              f"{binary} --config {conf} > {tmp_path / 'p4.log'} 2>&1 & P=$!; sleep 3; "
+              f"{sys.executable} {client} 48761 16; kill $P; wait $P")
+    r = subprocess.run(f"{sudo}unshare -n bash -c '{script}'", shell=True, capture_output=True,
+                       text=True, timeout=90)
+    print(r.stdout, r.stderr)
+    said = r.stdout.split()
+    assert said and said[0] == "kept", r.stdout + r.stderr + (tmp_path / "p4.log").read_text()[-2000:]
+    assert int(said[1]) > 50, said

@@ -151,6 +151,8 @@ pub struct Client {
     outstanding: bool,
     /// tungstenite's buffer was empty after the last flush.
     drained: bool,
+    /// The kernel still held unacknowledged bytes at the last look.
+    unacked_left: bool,
     /// Frames dropped for this client.
     pub drops: u64,
     inbound: Bucket,
@@ -198,6 +200,7 @@ impl Client {
             acked: 0,
             progress_at: Instant::now(),
             outstanding: false,
+            unacked_left: false,
             drained: true,
             drops: 0,
             inbound: Bucket::full(rate.max(1.0)),
@@ -395,14 +398,29 @@ impl Client {
         // per client and turn for a client that keeps up). If the kernel
         // cannot pass it on, frames queue within a turn or two and the
         // stall is counted from here.
-        let unacked = if self.drained && !queued {
-            0
-        } else {
+        // A client that had bytes in flight at the last look is asked
+        // again until they are gone: a slow one costs a call per turn.
+        let ask = !self.drained || queued || self.unacked_left;
+        let unacked = if ask {
             unacknowledged(self.ws.get_ref().tcp())
+        } else {
+            0
         };
+        self.unacked_left = unacked > 0;
         let acked = self.ws.get_ref().written().saturating_sub(unacked as u64);
         self.outstanding = !self.drained || unacked > 0 || queued;
-        if !self.outstanding || acked >= self.acked + PROGRESS_BYTES {
+        if !self.outstanding {
+            // Nothing on its way, as far as is known. Unasked, `acked`
+            // also counts what the kernel may still hold: the progress
+            // mark stays where it was (moved up to those bytes, it asked
+            // a slow client for its whole backlog plus PROGRESS_BYTES
+            // within the next stall-timeout: a 48 kbit/s listener was cut
+            // after 8 s).
+            if ask {
+                self.acked = acked;
+            }
+            self.progress_at = now;
+        } else if acked >= self.acked + PROGRESS_BYTES {
             self.acked = acked;
             self.progress_at = now;
         }
