@@ -16,6 +16,10 @@ Three cases, each printed as PASS or FAIL (exit 1 on any FAIL):
 4. jackd stopped again while phase4 captures, and a client switches to
    another device while capture's reopen is blocked in jackd: the answer
    says capture starts again when the device answers, and it does.
+5. A JACK server whose period (8192 frames at 4 kHz, 2.05 s) is longer
+   than the stall limit: never reopened.
+And before case 1: phase4 itself stopped for 3 s (SIGSTOP) reopens
+nothing.
 
 The test binds the notify socket itself and acts as systemd's watchdog.
 127.0.0.1 only."""
@@ -86,13 +90,13 @@ class Notify:
 
 
 class Phase4:
-    def __init__(self, binary, work, name):
+    def __init__(self, binary, work, name, device="jackin", env=None):
         self.ws = free_port()
         self.log = os.path.join(work, f"{name}.log")
         cfg = os.path.join(work, f"{name}.toml")
         with open(cfg, "w") as f:
             f.write(f"""[audio]
-device = "jackin"
+device = "{device}"
 [realtime]
 enabled = false
 lock-memory = false
@@ -108,7 +112,7 @@ interval-s = 1.0
 """)
         sock = os.path.join(work, f"{name}.notify")
         self.notify = Notify(sock)
-        env = dict(os.environ, NOTIFY_SOCKET=sock, WATCHDOG_USEC="2000000")
+        env = dict(os.environ, NOTIFY_SOCKET=sock, WATCHDOG_USEC="2000000", **(env or {}))
         self.proc = subprocess.Popen([binary, "--config", cfg], env=env,
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
 
@@ -196,6 +200,16 @@ def main():
     try:
         check(p.notify.first("READY=1", 15) is not None and p.wait_log("capture: jackin open", 5),
               "phase4 captures from jackin")
+        # 0. phase4 itself stopped for 3 s (SIGSTOP: a debugger, a frozen
+        # cgroup, a paused VM): the device did not stall, nothing reopens.
+        time.sleep(1.0)
+        p.proc.send_signal(signal.SIGSTOP)
+        time.sleep(3.0)
+        p.proc.send_signal(signal.SIGCONT)
+        time.sleep(3.0)
+        d = p.device()
+        check(d["up"] is True and d["reopens"] == 0 and "delivered nothing" not in p.text(),
+              f"a 3 s SIGSTOP of phase4 reopens nothing (device {d})")
         # 1. The server dies.
         time.sleep(1.5)
         killed = time.monotonic()
@@ -253,8 +267,27 @@ def main():
         q.stop()
         jackd[0].terminate()
         jackd[0].wait()
+    # 5. A device whose period is longer than the stall limit (JACK at
+    # 4 kHz with 8192-frame periods: one every 2.05 s) delivers on its own
+    # clock and is never taken for stalled (it was reopened after every
+    # period).
+    big = subprocess.Popen(["jackd", "--name", f"p4big{os.getpid()}", "-d", "dummy", "-r", "4000",
+                            "-p", "8192", "-C", "1", "-P", "1"],
+                           stdout=open(os.path.join(work, "jackd-big.log"), "w"), stderr=subprocess.STDOUT)
+    r = Phase4(binary, work, "c", device="jackin",
+               env={"JACK_DEFAULT_SERVER": f"p4big{os.getpid()}"})
+    try:
+        check(r.wait_log("period 8192 frames", 15), "phase4 captures 8192-frame periods at 4 kHz")
+        time.sleep(12)
+        d = r.device()
+        check(d["up"] is True and d["reopens"] == 0 and "delivered nothing" not in r.text(),
+              f"a 2.05 s period is no stall: 12 s without a reopen (device {d})")
+    finally:
+        r.stop()
+        big.terminate()
+        big.wait()
     if failures:
-        for path in (p.log, q.log):
+        for path in (p.log, q.log, r.log):
             print(f"--- {path}", file=sys.stderr)
             print(open(path, errors="replace").read()[-3000:], file=sys.stderr)
         sys.exit(1)

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 /// Every thread beats at least every ~100 ms (park and poll timeouts),
 /// and the capture thread once a block: see [`stale_limit_ns`].
 const STALE_NS: u64 = 1_000_000_000;
+/// At most one "gone; reopening" line at warning level per this long.
+const GONE_EVERY: Duration = Duration::from_secs(30);
 /// A device open that has not returned for this long: READY is sent (the
 /// service is up, waiting for its device) and STATUS says so.
 const OPEN_SLOW_NS: u64 = 3_000_000_000;
@@ -113,6 +115,12 @@ pub(super) struct Supervisor {
     reloads: Spaced,
     asked_health: Spaced,
     ignored_lines: Spaced,
+    /// "gone; reopening" lines: a device that opens and stays silent (a
+    /// suspended sound server's sink) is reopened every few seconds for
+    /// as long as it lasts.
+    gone_limit: crate::service::logging::RateLimit,
+    /// The last "gone" line was held back: so is the reopen's "open" line.
+    quiet_reopen: bool,
 }
 
 impl Supervisor {
@@ -150,6 +158,8 @@ impl Supervisor {
             reloads: Spaced::default(),
             asked_health: Spaced::default(),
             ignored_lines: Spaced::default(),
+            gone_limit: crate::service::logging::RateLimit::new(GONE_EVERY),
+            quiet_reopen: false,
         }
     }
 
@@ -257,10 +267,29 @@ impl Supervisor {
                     self.notifier.ready(&health::status_line(&self.stats, &[]));
                 }
             }
-            CaptureEvent::Gone(e) => log::warn!(
-                "{e}; reopening (reopen {})",
-                self.stats.reopens.load(Ordering::Relaxed)
-            ),
+            CaptureEvent::Gone(e) => match self.gone_limit.allow() {
+                Some(held) => {
+                    self.quiet_reopen = false;
+                    log::warn!(
+                        "{e}; reopening (reopen {}{})",
+                        self.stats.reopens.load(Ordering::Relaxed),
+                        if held > 0 {
+                            format!(
+                                "; {held} more since the last such line, their reopens logged at debug level"
+                            )
+                        } else {
+                            String::new()
+                        }
+                    )
+                }
+                None => {
+                    self.quiet_reopen = true;
+                    log::debug!(
+                        "{e}; reopening (reopen {})",
+                        self.stats.reopens.load(Ordering::Relaxed)
+                    )
+                }
+            },
             CaptureEvent::Fatal { error, kind } => {
                 log::error!("{error}");
                 // A configuration problem exits 78, which systemd does not
@@ -289,7 +318,9 @@ impl Supervisor {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.stale_ns = stale_limit_ns(info.period.max(self.config.audio.block_frames), info.rate);
-        log::info!(
+        let quiet = std::mem::take(&mut self.quiet_reopen);
+        log::log!(
+            if quiet { log::Level::Debug } else { log::Level::Info },
             "capture: {} open: format {}, access {}, rate {} Hz, {} channel(s), period {} frames, buffer {} frames, clock {}, SCHED_FIFO {}",
             info.name, info.format, info.access, info.rate, info.channels,
             info.period, info.buffer,
@@ -311,7 +342,9 @@ impl Supervisor {
             }
         }
         self.pipeline.update_meta(info);
-        warn_beyond_nyquist(&self.pipeline.shared.config(), info.rate);
+        if !quiet {
+            warn_beyond_nyquist(&self.pipeline.shared.config(), info.rate);
+        }
     }
 
     /// SIGHUP: re-read the file and apply what can change live.

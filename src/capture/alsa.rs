@@ -104,6 +104,8 @@ pub struct AlsaSource {
     woke_short: bool,
     /// When the last block was read (or the device opened).
     last_block_ns: u64,
+    /// When the read loop last ran ([`Self::note_awake`]).
+    awake_ns: u64,
     /// Whether a block was read since the open.
     flowing: bool,
     /// The cards' devices the PCM runs on ([`hardware`]).
@@ -121,6 +123,9 @@ const STALL_NS: u64 = 2_000_000_000;
 /// period can take up to 2 s.
 const FIRST_BLOCK_NS: u64 = 4_000_000_000;
 const STALL_BLOCKS: u64 = 8;
+/// The read loop not running for this long means the process was
+/// stopped meanwhile ([`AlsaSource::note_awake`]).
+const FROZEN_NS: u64 = 1_000_000_000;
 
 fn open_err(device: &str, reason: impl ToString) -> CaptureError {
     CaptureError::Open {
@@ -274,6 +279,7 @@ impl AlsaSource {
             timeout_ms: (4 * block_ms).max(20),
             woke_short: false,
             last_block_ns: crate::rt::now_ns(),
+            awake_ns: crate::rt::now_ns(),
             flowing: false,
             hw: hardware(&dump)
                 .into_iter()
@@ -304,6 +310,11 @@ impl AlsaSource {
 
     /// Recover from an error returned by alsa-lib.
     fn recover(&mut self, err: alsa::Error) -> Result<ReadOutcome, CaptureError> {
+        // Restarted after an overrun or a suspend (also what a stopped
+        // process finds when it runs again): the silence is timed from
+        // the restart, with the first block's allowance.
+        self.last_block_ns = crate::rt::now_ns();
+        self.flowing = false;
         match err.errno() {
             libc::EPIPE => {
                 self.restart().map_err(|e| self.gone(e))?;
@@ -376,8 +387,23 @@ impl AlsaSource {
         Ok(true)
     }
 
+    /// Notes that the read loop runs now. It never pauses for long (its
+    /// polls time out after a few blocks, its sleeps after 20 ms): a gap
+    /// of [`FROZEN_NS`] means this process was not running (SIGSTOP, a
+    /// frozen cgroup, a paused VM, a debugger). The device did not stop
+    /// meanwhile: its silence is timed from now. (A 3 s SIGSTOP made a
+    /// healthy device look stalled and reopened it.)
+    fn note_awake(&mut self) {
+        let now = crate::rt::now_ns();
+        if now.saturating_sub(self.awake_ns) > FROZEN_NS {
+            self.last_block_ns = now;
+        }
+        self.awake_ns = now;
+    }
+
     /// The device as gone when it has stalled ([`Self::stalled`]).
-    fn check_stall(&self) -> Result<(), CaptureError> {
+    fn check_stall(&mut self) -> Result<(), CaptureError> {
+        self.note_awake();
         match self.stalled() {
             Some(quiet_ns) => Err(self.gone(format!(
                 "it says it runs but delivered nothing for {:.1} s",
@@ -395,14 +421,20 @@ impl AlsaSource {
         if !self.clocked {
             return None;
         }
-        let block_ns = self.block_frames as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
+        let ns = |frames: usize| frames as u64 * 1_000_000_000 / self.neg.rate.max(1) as u64;
         let limit = if self.flowing {
             STALL_NS
         } else {
             FIRST_BLOCK_NS
         };
+        // A device delivers a period at a time: one whose period is longer
+        // than the limit (JACK at 4 kHz with 8192-frame periods: 2.05 s)
+        // was reopened after every period.
+        let limit = limit
+            .max(STALL_BLOCKS * ns(self.block_frames))
+            .max(2 * ns(self.neg.period as usize));
         let quiet = crate::rt::now_ns().saturating_sub(self.last_block_ns);
-        (quiet > limit.max(STALL_BLOCKS * block_ns)).then_some(quiet)
+        (quiet > limit).then_some(quiet)
     }
 
     /// Sleep for the time `missing` frames take to arrive (bounded), after a
@@ -488,6 +520,7 @@ impl Source for AlsaSource {
 
     fn read(&mut self, block: &mut Block) -> Result<ReadOutcome, CaptureError> {
         let n = self.block_frames;
+        self.note_awake();
         // Wait until a whole block is there; never take part of one.
         loop {
             let avail = match self.pcm.avail() {

@@ -245,6 +245,11 @@ struct Capture {
     delay: f64,
     opened_once: bool,
     rt_asked: bool,
+    /// The last device went away (or stalled): the next one is reported
+    /// up only once it delivers a block, so a device that opens and stays
+    /// silent (a suspended sound server's sink, a digital input with no
+    /// clock) is not shown up between its reopens.
+    await_block: bool,
     fault: crate::rt::fault::Fault,
 }
 
@@ -261,6 +266,7 @@ fn run(spec: CaptureSpec, outputs: Vec<BlockTx>, ctx: CaptureCtx) -> Vec<BlockTx
         delay: spec.audio.retry_initial_s,
         opened_once: false,
         rt_asked: false,
+        await_block: false,
         fault: crate::rt::fault::Fault::for_role(Role::Capture),
         block: Box::new(Block::zeroed()),
         spec,
@@ -366,7 +372,7 @@ impl Capture {
         self.clock.opened(info.rate);
         stats.set_device_info(info.clone());
         let _ = self.ctx.events.send(CaptureEvent::Opened { info, rt });
-        stats.device_up.store(true, Ordering::Relaxed);
+        stats.device_up.store(!self.await_block, Ordering::Relaxed);
         // Block numbers restart with this thread; forget what the workers
         // asked for in terms of the previous numbering.
         for tx in &self.outputs {
@@ -410,6 +416,10 @@ impl Capture {
                 self.frame_pos += block.len as u64;
                 push(&mut self.outputs, block, clocked, &self.ctx);
                 stats.blocks.fetch_add(1, Ordering::Relaxed);
+                if self.await_block {
+                    self.await_block = false;
+                    stats.device_up.store(true, Ordering::Relaxed);
+                }
                 if self.clock.advance(block.len as u64) {
                     return Some(End::Ended);
                 }
@@ -447,6 +457,7 @@ impl Capture {
             End::Gone(e) => {
                 let stats = &self.ctx.stats;
                 stats.device_up.store(false, Ordering::Relaxed);
+                self.await_block = true;
                 stats.reopens.fetch_add(1, Ordering::Relaxed);
                 let _ = self.ctx.events.send(CaptureEvent::Gone(e.to_string()));
                 drop(src);
