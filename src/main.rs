@@ -215,6 +215,19 @@ fn run(cli: Cli) -> ExitCode {
         input: cli.run.input.map(|i| i.display().to_string()),
         loop_input: cli.run.looping,
     };
+    if let Some(d) = overrides
+        .device
+        .as_ref()
+        .filter(|d| d.chars().any(char::is_control))
+    {
+        // As audio.device in the file: the name goes into log lines and
+        // systemd's STATUS=, where a newline starts another assignment.
+        log::error!(
+            "--device {d:?}: an ALSA PCM name without control characters (NUL, newline, tab)"
+        );
+        log::logger().flush();
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
     overrides.apply(&mut cfg);
     if let Some(warning) = config_path
         .as_deref()

@@ -120,8 +120,28 @@ fn field_value(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The one-line STATUS= for systemd.
+/// The one-line STATUS= for systemd: control characters (a WAV path may
+/// hold a newline, and an open error repeats the device's name) are
+/// escaped, since the notify protocol reads a newline as the start of
+/// another assignment (`WATCHDOG=trigger` would fail the service).
 pub fn status_line(stats: &Stats, stale: &[Role]) -> String {
+    let line = status_text(stats, stale);
+    if line.chars().any(char::is_control) {
+        line.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        line
+    }
+}
+
+fn status_text(stats: &Stats, stale: &[Role]) -> String {
     let dev = stats.device_info();
     let lat = stats.latency.summary_since(None);
     if !stale.is_empty() {
@@ -179,6 +199,20 @@ mod tests {
         let line = status_line(&stats, &[]);
         assert!(
             line.contains("(retrying: cannot open capture device 'pmon': 64 channels"),
+            "{line}"
+        );
+    }
+
+    /// Tester r's R4: a WAV path (or an open error naming the device)
+    /// with a newline put `WATCHDOG=trigger` on a line of its own in the
+    /// notify datagram.
+    #[test]
+    fn the_status_is_one_line_whatever_the_device_is_called() {
+        let stats = Stats::default();
+        *stats.open_error.lock().unwrap() = "cannot open 'x\nWATCHDOG=trigger': no".into();
+        let line = status_line(&stats, &[]);
+        assert!(
+            !line.contains('\n') && line.contains("x\\nWATCHDOG=trigger"),
             "{line}"
         );
     }

@@ -68,6 +68,11 @@ def test_a_device_name_with_a_nul_byte_is_a_config_error_not_a_panic(phase4_bin,
             assert p.returncode == 78, (name, args, p)
             assert "audio.device" in p.stderr and "control characters" in p.stderr, p.stderr
             assert "panicked" not in p.stderr
+    # The same name given with --device (it skipped the file's check, and
+    # a newline in it reached systemd's STATUS= as a line of its own).
+    p = subprocess.run([str(phase4_bin), "--device", "x\nWATCHDOG=trigger"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 78 and "--device" in p.stderr and "control characters" in p.stderr, p
 
 
 def test_token_to_a_closed_stdout_is_not_a_panic(phase4_bin, tmp_path):
