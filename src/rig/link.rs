@@ -92,7 +92,6 @@ impl FeedMessage {
 /// Sends the feed.
 pub struct LinkFeed {
     sock: UdpSocket,
-    dest: SocketAddr,
     quantum: f32,
     last_sent: Option<Instant>,
     last_locked: bool,
@@ -105,9 +104,14 @@ impl LinkFeed {
     pub fn new(port: u16, quantum: f64, stats: Arc<Stats>) -> std::io::Result<Self> {
         let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         sock.set_nonblocking(true)?;
+        let dest: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+        // Connected: with nothing bound to the port (phase4-link not
+        // running) the kernel's "port unreachable" comes back as the error
+        // of the next send, counted in link_failed; an unconnected socket
+        // never hears of it.
+        sock.connect(dest)?;
         Ok(LinkFeed {
             sock,
-            dest: (Ipv4Addr::LOCALHOST, port).into(),
             quantum: quantum as f32,
             last_sent: None,
             last_locked: false,
@@ -138,7 +142,7 @@ impl LinkFeed {
         };
         self.buf.clear();
         let ok = rosc::encoder::encode_into(&OscPacket::Message(m.to_osc()), &mut self.buf).is_ok()
-            && self.sock.send_to(&self.buf, self.dest).is_ok();
+            && self.sock.send(&self.buf).is_ok();
         let c = if ok {
             &self.stats.rig.link_sent
         } else {

@@ -175,3 +175,35 @@ def test_refused_packets_are_counted_and_said_once_a_minute(run_phase4, tmp_path
     assert p4.text().count("wled: cannot send to") == 1, p4.text()
     health = [line for line in p4.text().splitlines() if "wled_failed=" in line]
     assert health and int(health[-1].split("wled_failed=")[1].split()[0].split("(")[0]) > 20, health[-1:]
+
+
+def failed_count(text, key):
+    health = [line for line in text.splitlines() if f"{key}=" in line]
+    return int(health[-1].split(f"{key}=")[1].split()[0].split("(")[0]) if health else -1
+
+
+def test_a_host_that_refuses_the_packets_is_counted(run_phase4, tmp_path):
+    """A host that answers every packet with ICMP "port unreachable" (here
+    127.0.0.1 on a port nothing is bound to): the socket is connected, so
+    the kernel reports it as the error of a later send and `wled_failed`
+    counts it (an unconnected socket never heard of it: 0, tester s). The
+    same for the Link feed with no phase4-link listening."""
+    wav = tmp_path / "tone.wav"
+    write_wav(wav, tone(1000.0, 10.0))
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    p4 = run_phase4({
+        "audio": {"input": str(wav)},
+        "osc": {"enabled": False},
+        "ws": {"enabled": False},
+        "health": {"interval-s": 1.0},
+        "wled": {"enabled": True, "host": "127.0.0.1", "port": port},
+        "link": {"enabled": True, "feed-port": port},
+    })
+    time.sleep(3.5)
+    assert p4.proc.poll() is None
+    text = p4.text()
+    assert failed_count(text, "wled_failed") > 10, [l for l in text.splitlines() if "health" in l][-1:]
+    assert failed_count(text, "link_failed") > 3, [l for l in text.splitlines() if "health" in l][-1:]

@@ -47,6 +47,11 @@ pub struct WledSender {
     /// When `wled.interface` could not be bound: when to try again.
     rebind_at: Option<Instant>,
     send_warnings: RateLimit,
+    /// The destination the socket is connected to: the kernel then reports
+    /// a host that refuses the packets (ICMP port or host unreachable) as
+    /// an error of a later send, counted in `wled_failed`; an unconnected
+    /// socket never hears of it.
+    connected: Option<SocketAddr>,
 }
 
 /// A socket for Audio Sync, bound to `local` (the unspecified address:
@@ -170,6 +175,7 @@ impl WledSender {
             stats,
             rebind_at,
             send_warnings: RateLimit::new(SEND_WARN_EVERY),
+            connected: None,
         })
     }
 
@@ -189,6 +195,7 @@ impl WledSender {
             Ok(sock) => {
                 log::info!("wled: sending from wled.interface {local} now");
                 self.sock = sock;
+                self.connected = None;
                 self.rebind_at = None;
             }
             Err(_) => self.rebind_at = Some(now + REBIND_EVERY),
@@ -259,7 +266,15 @@ impl WledSender {
         };
         let packet = a.analyze(dt, self.peak);
         self.peak = false;
-        match self.sock.send_to(&packet.encode(), dest) {
+        if self.connected != Some(dest) && self.sock.connect(dest).is_ok() {
+            self.connected = Some(dest);
+        }
+        let sent = if self.connected == Some(dest) {
+            self.sock.send(&packet.encode())
+        } else {
+            self.sock.send_to(&packet.encode(), dest)
+        };
+        match sent {
             Ok(_) => {
                 self.stats.rig.wled_sent.fetch_add(1, Ordering::Relaxed);
             }
