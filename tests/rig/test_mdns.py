@@ -212,3 +212,70 @@ def test_a_name_taken_by_another_host_is_said_in_the_log(run_phase4, tmp_path):
         t.join(timeout=2)
     line = next(x for x in p4.text().splitlines() if "another host on the LAN answers for" in x)
     assert "taken box" in line and "taken box (2)" in line, line
+
+
+def test_a_host_that_claims_every_name_slows_the_renames_down(run_phase4, tmp_path):
+    """A host that answers every probe with a record of its own (whatever
+    the name): the published mdns-sd renamed itself with no pause (1 122
+    names in 40 s, tester s). RFC 6762 §8.1: after 15 conflicts in 10 s,
+    at most one probe per 5 s (vendor/mdns-sd/PHASE4.md)."""
+    import socket
+    import threading
+
+    from zeroconf import DNSIncoming, DNSOutgoing, DNSService, DNSText, const
+
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    stop = threading.Event()
+    claimed = set()
+
+    def claim_everything():
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        rx.bind(("224.0.0.251", 5353))
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                      socket.inet_aton("224.0.0.251") + socket.inet_aton("127.0.0.1"))
+        rx.settimeout(0.2)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        while not stop.is_set():
+            try:
+                data = rx.recv(9000)
+            except socket.timeout:
+                continue
+            try:
+                m = DNSIncoming(data)
+            except Exception:
+                continue
+            if not m.is_query():
+                continue
+            out = DNSOutgoing(const._FLAGS_QR_RESPONSE | const._FLAGS_AA)
+            for q in m.questions:
+                if q.name.startswith("greedy") and q.name not in claimed:
+                    claimed.add(q.name)
+                if q.name.startswith("greedy"):
+                    unique = const._CLASS_IN | const._CLASS_UNIQUE
+                    out.add_answer_at_time(DNSService(q.name, const._TYPE_SRV, unique, 120, 0, 0,
+                                                      6666, "other.local."), 0)
+                    out.add_answer_at_time(DNSText(q.name, const._TYPE_TXT, unique, 120, b"\x04evil"), 0)
+            for packet in out.packets():
+                tx.sendto(packet, ("224.0.0.251", 5353))
+        rx.close()
+        tx.close()
+
+    t = threading.Thread(target=claim_everything, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)
+        p4 = run_phase4(sections(wav, "greedy", "builtin"))
+        p4.wait_log("through builtin")
+        time.sleep(15)
+    finally:
+        stop.set()
+        t.join(timeout=2)
+    print(f"\n{len(claimed)} names probed in 15 s")
+    assert p4.proc.poll() is None
+    # 3 services: 15 conflicts quickly, then one probe per 5 s (a few more
+    # names each); the published crate went through hundreds.
+    assert 3 <= len(claimed) <= 45, sorted(claimed)

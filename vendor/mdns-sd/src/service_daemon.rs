@@ -1221,6 +1221,11 @@ struct Zeroconf {
     /// and when it was last refilled.
     legacy_budget: (f64, Instant),
 
+    /// phase4: when the last name conflicts happened (at most
+    /// [`CONFLICTS_BEFORE_BACKOFF`]), and the earliest time the next probe
+    /// after a conflict may start (RFC 6762 §8.1).
+    conflicts: (std::collections::VecDeque<Instant>, Instant),
+
     #[cfg(test)]
     test_down_interfaces: HashSet<String>,
 }
@@ -1236,6 +1241,13 @@ const LEGACY_ANSWERS_BURST: f64 = 40.0;
 /// phase4: most distinct questions of one query looked at (a query that
 /// repeats one question is answered once).
 const MAX_QUESTIONS: usize = 16;
+/// phase4: RFC 6762 §8.1: after this many conflicts within
+/// [`CONFLICT_WINDOW`], each further probe waits [`CONFLICT_BACKOFF`]. A
+/// host that answered every probe made the published crate rename itself
+/// without pause (1 122 names in 40 s).
+const CONFLICTS_BEFORE_BACKOFF: usize = 15;
+const CONFLICT_WINDOW: Duration = Duration::from_secs(10);
+const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
 
 /// phase4: whether `ip` is on the link of `intf`: in the subnet of one of
 /// its addresses, or an IPv6 link-local address (RFC 6762 §11).
@@ -1457,6 +1469,7 @@ impl Zeroconf {
             cmd_sender,
             waker,
             legacy_budget: (LEGACY_ANSWERS_BURST, Instant::now()),
+            conflicts: (std::collections::VecDeque::new(), Instant::now()),
 
             #[cfg(test)]
             test_down_interfaces: HashSet::new(),
@@ -3451,7 +3464,35 @@ impl Zeroconf {
             // }
 
             // Probing again with the new names.
-            let create_time = Instant::now() + Duration::from_millis(fastrand::u64(0..250));
+            let mut create_time = Instant::now() + Duration::from_millis(fastrand::u64(0..250));
+            if !new_records.is_empty() {
+                // phase4: RFC 6762 §8.1 back-off.
+                // Once backing off, it goes on until a window passes
+                // without a conflict.
+                let now = Instant::now();
+                let (times, next) = &mut self.conflicts;
+                let calm = times
+                    .back()
+                    .is_none_or(|t| now.duration_since(*t) > CONFLICT_WINDOW);
+                if calm {
+                    times.clear();
+                }
+                let backing_off = times.len() >= CONFLICTS_BEFORE_BACKOFF;
+                if backing_off {
+                    create_time = create_time.max(*next);
+                    *next = create_time + CONFLICT_BACKOFF;
+                    times.pop_front();
+                } else {
+                    while times
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > CONFLICT_WINDOW)
+                    {
+                        times.pop_front();
+                    }
+                    *next = now;
+                }
+                times.push_back(now);
+            }
 
             let waiting_services = probe.waiting_services.clone();
 
