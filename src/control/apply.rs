@@ -417,11 +417,18 @@ impl Controller {
             return None;
         }
         let catalog = DeviceCatalog::new(self.devices.listed_names(), &self.base.audio.device);
+        self.chosen_absent = Some(now + ADOPT_EVERY);
         let Ok(device) = catalog.admit(&wanted) else {
-            self.chosen_absent = Some(now + ADOPT_EVERY);
+            // Away (again): the next time it is listed is worth a try.
+            self.adopt_tried = false;
             return None;
         };
-        self.chosen_absent = None;
+        if self.adopt_tried {
+            // Listed ever since a switch to it failed: not again until it
+            // was gone and came back (a card re-plugged, a server back).
+            return None;
+        }
+        self.adopt_tried = true;
         log::info!("state: {wanted:?}, chosen at runtime, is listed now; switching to it");
         Some(self.begin_switch(super::RELOAD_CLIENT, device))
     }

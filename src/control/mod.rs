@@ -190,6 +190,9 @@ pub struct Controller {
     /// last looked for: when it is, capture switches to it once
     /// ([`Controller::adopt_chosen_device`]). When it is next looked for.
     chosen_absent: Option<Instant>,
+    /// A switch to the chosen device was begun since it was last seen
+    /// away: while it stays listed, it is not tried again.
+    adopt_tried: bool,
     /// [`SWITCH_WAIT`]; shorter in tests.
     switch_wait: Duration,
     state_dir: Option<PathBuf>,
@@ -273,6 +276,7 @@ impl Controller {
             switching: None,
             held_switch: None,
             chosen_absent,
+            adopt_tried: false,
             switch_wait: SWITCH_WAIT,
             debounce: Debounce::default(),
         }

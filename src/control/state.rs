@@ -162,7 +162,11 @@ impl State {
         match catalog.admit(&self.audio.device) {
             Ok(d) => Some(d),
             Err(e) => {
-                log::warn!("state: ignoring the device in the state file: {e}");
+                // A sound card's name is kept and looked for (the caller
+                // says so): no warning that it is ignored.
+                if !crate::control::device::is_card_name(&self.audio.device) {
+                    log::warn!("state: ignoring the device in the state file: {e}");
+                }
                 None
             }
         }

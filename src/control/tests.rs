@@ -20,6 +20,10 @@ struct FakeDevices {
     plain: Arc<AtomicU32>,
     /// What `in_use_key` says.
     key: Arc<AtomicU32>,
+    /// The card `hw:CARD=Test,DEV=0` is not listed.
+    card_away: Arc<std::sync::atomic::AtomicBool>,
+    /// Switches to the card fail (it is listed but does not open).
+    card_fails: Arc<std::sync::atomic::AtomicBool>,
 }
 impl DeviceOps for FakeDevices {
     fn prober(&self) -> Option<Prober> {
@@ -49,7 +53,11 @@ impl DeviceOps for FakeDevices {
             .collect()
     }
     fn listed_names(&mut self) -> Vec<String> {
-        vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
+        if self.card_away.load(Ordering::Relaxed) {
+            vec!["default".into()]
+        } else {
+            vec!["default".into(), "hw:CARD=Test,DEV=0".into()]
+        }
     }
     fn in_use_key(&self) -> u64 {
         self.key.load(Ordering::Relaxed).into()
@@ -59,7 +67,10 @@ impl DeviceOps for FakeDevices {
         self.log.lock().unwrap().push("switch");
         let log = self.log.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        let outcome = if device.as_str() == "default" {
+        let outcome = if device.as_str() == "default"
+            || self.card_fails.load(Ordering::Relaxed)
+                && device.as_str() != "plughw:CARD=Configured"
+        {
             Err("default is not there".into())
         } else {
             Ok(())
@@ -369,4 +380,42 @@ fn a_chosen_card_is_switched_to_when_it_is_listed() {
         assert!(ctl.adopt_chosen_device().is_none());
         assert_eq!(devices.switched.lock().unwrap().len(), switched.len());
     }
+}
+
+/// Tester r's R3: a chosen card that is listed but fails to open is tried
+/// again once it was gone and came back (a card re-plugged), not before,
+/// and not never.
+#[test]
+fn a_chosen_card_that_failed_is_tried_again_after_it_came_back() {
+    let devices = FakeDevices::default();
+    devices
+        .card_fails
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut c = Config::default();
+    c.audio.device = "plughw:CARD=Configured".into();
+    let mut s = State::from_config(&c);
+    s.audio.device = "hw:CARD=Test,DEV=0".into();
+    s.audio.config_device = c.audio.device.clone();
+    let hub = Arc::new(ParamsHub::new(DspParams::from_config(&c)));
+    let shared = Shared::new(&c, &s);
+    let mut ctl = Controller::new(&c, s, hub, shared, Box::new(devices.clone()));
+    let look = |ctl: &mut Controller| {
+        // Time has come to look again (ADOPT_EVERY is 10 s); the switch
+        // begun last time has ended.
+        let _ = ctl.settle_switch();
+        ctl.chosen_absent = Some(Instant::now());
+        ctl.adopt_chosen_device().is_some()
+    };
+    assert!(look(&mut ctl), "listed at the first look: tried");
+    assert!(!look(&mut ctl), "failed, still listed: not again");
+    assert!(!look(&mut ctl));
+    devices
+        .card_away
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(!look(&mut ctl), "away");
+    devices
+        .card_away
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(look(&mut ctl), "back: tried again");
+    assert_eq!(devices.switched.lock().unwrap().len(), 2);
 }

@@ -249,10 +249,9 @@ impl Pipeline {
         new.loop_input = false;
         // A switch that fails rolls back; it never ends the service.
         new.on_missing_device = MissingDevice::Retry;
-        log::info!(
-            "capture: switching to {:?} (requested over WebSocket)",
-            req.name.as_str()
-        );
+        // Who asked is said by control (a client's set_device, or the
+        // state's chosen card once it is listed).
+        log::info!("capture: switching to {:?}", req.name.as_str());
         if let Err(e) = self.restart_capture(&new) {
             let _ = req.reply.send(Err(self.after_failed_restart(e, old)));
             return;
