@@ -258,7 +258,11 @@ impl Client {
 
     fn queue_frame(&mut self, msg: Message, at: Instant, keep: bool) -> u64 {
         let dropped = if self.frames.len() >= FRAME_CAP {
-            self.frames.pop_front();
+            // The oldest frame that is not an announcement (one stuck at
+            // the front of a slow client's queue kept the frames behind it
+            // from ageing out, and the cap then dropped it: tester r's R7).
+            let at = self.frames.iter().position(|q| !q.keep).unwrap_or(0);
+            self.frames.remove(at);
             1
         } else {
             0
@@ -359,15 +363,11 @@ impl Client {
             }
         }
         // Frames that already waited too long go now, not when there is
-        // room again.
-        while self
-            .frames
-            .front()
-            .is_some_and(|q| !q.keep && now.saturating_duration_since(q.at) > FRAME_MAX_AGE)
-        {
-            self.frames.pop_front();
-            self.drops += 1;
-        }
+        // room again, also those behind a kept announcement.
+        let before = self.frames.len();
+        self.frames
+            .retain(|q| q.keep || now.saturating_duration_since(q.at) <= FRAME_MAX_AGE);
+        self.drops += (before - self.frames.len()) as u64;
         self.flush(now)
     }
 
@@ -572,6 +572,19 @@ mod tests {
             "{text:?}"
         );
         assert!(!text.contains("old"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_frames_before_announcements() {
+        let (mut c, _tx) = client(true, 10.0);
+        let t0 = Instant::now();
+        c.queue_frame(Message::Text("announcement".into()), t0, true);
+        for k in 0..(2 * FRAME_CAP) {
+            c.queue_frame(Message::Text(format!("frame {k}").into()), t0, false);
+        }
+        assert_eq!(c.frames.len(), FRAME_CAP);
+        assert!(c.frames.front().is_some_and(|q| q.keep));
+        assert_eq!(c.drops, FRAME_CAP as u64 + 1);
     }
 
     #[test]
