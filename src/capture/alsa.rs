@@ -389,13 +389,16 @@ impl AlsaSource {
 
     /// Notes that the read loop runs now. It never pauses for long (its
     /// polls time out after a few blocks, its sleeps after 20 ms): a gap
-    /// of [`FROZEN_NS`] means this process was not running (SIGSTOP, a
+    /// of [`FROZEN_NS`] beyond the poll's timeout means this process was not running (SIGSTOP, a
     /// frozen cgroup, a paused VM, a debugger). The device did not stop
     /// meanwhile: its silence is timed from now. (A 3 s SIGSTOP made a
     /// healthy device look stalled and reopened it.)
     fn note_awake(&mut self) {
         let now = crate::rt::now_ns();
-        if now.saturating_sub(self.awake_ns) > FROZEN_NS {
+        // A poll may take its whole timeout (a second and more with large
+        // blocks at a low rate): only what goes beyond it counts.
+        let frozen = self.timeout_ms.max(0) as u64 * 1_000_000 + FROZEN_NS;
+        if now.saturating_sub(self.awake_ns) > frozen {
             self.last_block_ns = now;
         }
         self.awake_ns = now;

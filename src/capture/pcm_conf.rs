@@ -17,7 +17,10 @@ use std::ffi::{CStr, CString};
 /// Most definitions followed for one name (a chain of slaves, the slaves
 /// of a `multi`): a configuration that refers in a circle, or is deeper
 /// than this, is treated as one that does something (not probed).
-const MAX_NODES: usize = 64;
+const MAX_DEFINITIONS: usize = 64;
+/// Most configuration nodes looked at for one name (a `multi` of many
+/// channels has a binding and a routing row per channel).
+const MAX_NODES: usize = 4096;
 
 /// Why opening `name` would do more than open a sound device (a phrase
 /// that completes "not opened: "): `Some` when
@@ -32,7 +35,11 @@ pub fn opening_runs(name: &str) -> Option<String> {
     if unsafe { sys::snd_config_update_ref(&mut top) } < 0 || top.is_null() {
         return None;
     }
-    let mut walk = Walk { top, nodes: 0 };
+    let mut walk = Walk {
+        top,
+        definitions: 0,
+        nodes: 0,
+    };
     let found = walk.definition(c"pcm", &key);
     // SAFETY: `top` came from snd_config_update_ref above.
     unsafe { sys::snd_config_unref(top) };
@@ -41,6 +48,7 @@ pub fn opening_runs(name: &str) -> Option<String> {
 
 struct Walk {
     top: *mut sys::snd_config_t,
+    definitions: usize,
     nodes: usize,
 }
 
@@ -48,10 +56,6 @@ impl Walk {
     /// The definition of `key` under `base` ("pcm" or "pcm_slave"), with
     /// its arguments expanded as alsa-lib does when opening it.
     fn definition(&mut self, base: &CStr, key: &CStr) -> Option<String> {
-        self.nodes += 1;
-        if self.nodes > MAX_NODES {
-            return Some("its definition refers to more than 64 others (in a circle?)".into());
-        }
         let mut def: *mut sys::snd_config_t = std::ptr::null_mut();
         // SAFETY: `top` is a live tree; on success `def` is an expanded
         // copy that we own and delete below.
@@ -61,7 +65,14 @@ impl Walk {
         if err < 0 || def.is_null() {
             return None;
         }
-        let found = self.node(def);
+        // Counted when found (a `multi`'s bindings name its own slaves,
+        // which are no definitions): a circle finds one every time.
+        self.definitions += 1;
+        let found = if self.definitions > MAX_DEFINITIONS {
+            Some("its definition refers to more than 64 others (in a circle?)".into())
+        } else {
+            self.node(def)
+        };
         // SAFETY: `def` is the copy snd_config_search_definition made.
         unsafe { sys::snd_config_delete(def) };
         found
@@ -73,8 +84,10 @@ impl Walk {
     fn node(&mut self, node: *mut sys::snd_config_t) -> Option<String> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Some("its definition refers to more than 64 others (in a circle?)".into());
+            return Some("its definition is too large to check (more than 4096 entries)".into());
         }
+        // SAFETY: a live node.
+        let slaves = unsafe { id_of(node) }.as_deref() == Some("slaves");
         // SAFETY: `node` is a live node of a tree we hold; iterating a
         // compound's members does not change it.
         unsafe {
@@ -95,11 +108,17 @@ impl Walk {
                         continue;
                     };
                     match id.as_deref() {
-                        Some("type") if value.to_bytes() == b"file" && !writes_nowhere(node) => {
+                        Some("type")
+                            if (value.to_bytes() == b"file" || self.file_type(&value))
+                                && !writes_nowhere(node) =>
+                        {
                             Some("its definition has a `file` plugin, which writes a file or runs a command when opened".into())
                         }
                         Some("pcm") => self.definition(c"pcm", &value),
+                        // `slave NAME`, and a `multi`'s `slaves.a NAME`:
+                        // a `pcm_slave` definition.
                         Some("slave") => self.definition(c"pcm_slave", &value),
+                        _ if slaves => self.definition(c"pcm_slave", &value),
                         _ => None,
                     }
                 } else {
@@ -111,6 +130,37 @@ impl Walk {
             }
         }
         None
+    }
+}
+
+impl Walk {
+    /// `type NAME` where `pcm_type.NAME` opens the `file` plugin under
+    /// another name (`open "_snd_pcm_file_open"`).
+    fn file_type(&mut self, name: &CStr) -> bool {
+        let mut def: *mut sys::snd_config_t = std::ptr::null_mut();
+        // SAFETY: `top` is a live tree; on success `def` is a copy we own
+        // and delete below.
+        let err = unsafe {
+            sys::snd_config_search_definition(
+                self.top,
+                c"pcm_type".as_ptr(),
+                name.as_ptr(),
+                &mut def,
+            )
+        };
+        if err < 0 || def.is_null() {
+            return false;
+        }
+        let mut open: *mut sys::snd_config_t = std::ptr::null_mut();
+        // SAFETY: searching the live copy for a direct member; reading its
+        // string while the copy lives; then deleting the copy.
+        unsafe {
+            let file = sys::snd_config_search(def, c"open".as_ptr(), &mut open) >= 0
+                && !open.is_null()
+                && string_of(open).is_some_and(|o| o.to_bytes().ends_with(b"_snd_pcm_file_open"));
+            sys::snd_config_delete(def);
+            file
+        }
     }
 }
 

@@ -254,6 +254,16 @@ def test_the_responder_is_no_reflector(run_phase4, tmp_path):
     time.sleep(2.5)  # the budget refilled
     got = answers_to([legacy_query(240)], 0.1)
     assert len(got) == 1 and int.from_bytes(got[0][4:6], "big") == 1, (len(got), got[:1])
+    # Many distinct questions (a Mac asks for every service it browses in
+    # one query), ours the last: still answered.
+    from zeroconf import DNSQuestion
+
+    out = DNSOutgoing(const._FLAGS_QR_QUERY)
+    for i in range(30):
+        out.add_question(DNSQuestion(f"_other{i}._tcp.local.", const._TYPE_PTR, const._CLASS_IN))
+    out.add_question(DNSQuestion("_oscjson._tcp.local.", const._TYPE_PTR, const._CLASS_IN))
+    got = answers_to([out.packets()[0]], 0.1)
+    assert len(got) == 1 and b"_oscjson" in got[0], got
     # 300 queries in 1.5 s: the burst, then 20 a second.
     time.sleep(2.5)
     got = answers_to([legacy_query(1)] * 300, 1.5)

@@ -145,7 +145,18 @@ def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_ser
         'pcm.p4chain { type plug; slave.pcm "p4cmd" }\n'
         'pcm.p4circle { type plug; slave.pcm "p4circle2" }\n'
         'pcm.p4circle2 { type plug; slave.pcm "p4circle" }\n'
-        'pcm.p4plain { type plug; slave.pcm "null" }\n')
+        'pcm.p4plain { type plug; slave.pcm "null" }\n'
+        # A multi whose slave is a pcm_slave named by a string.
+        f'pcm_slave.p4sl {{ pcm {{ type file; slave.pcm "null"; file "|touch {ran}"; format "raw" }} channels 1 }}\n'
+        'pcm.p4multi { type multi; slaves.a "p4sl"; bindings.0.slave a; bindings.0.channel 0 }\n'
+        # The file plugin under a type name of its own.
+        'pcm_type.p4tee { lib "libasound.so.2" open "_snd_pcm_file_open" }\n'
+        f'pcm.p4alias {{ type p4tee; slave.pcm "null"; file "|touch {ran}"; format "raw" }}\n'
+        # Wide but harmless: 24 null slaves, each bound (no circle).
+        'pcm.p4wide { type multi; '
+        + " ".join(f'slaves.s{i} {{ pcm "null" channels 1 }} bindings.{i} {{ slave s{i} channel 0 }}'
+                   for i in range(24))
+        + ' }\n')
     s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
 
     async def go():
@@ -156,12 +167,14 @@ def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_ser
 
     items = run(go())
     assert not ran.exists() and not wrote.exists()
-    for name in ("p4cmd", "p4tee", "p4chain", "p4circle"):
+    for name in ("p4cmd", "p4tee", "p4chain", "p4circle", "p4multi", "p4alias"):
         assert name in items, sorted(items)
         assert (items[name].get("error") or "").startswith("not probed:"), items[name]
         assert items[name].get("probed_at") is None, items[name]
     assert "file" in items["p4chain"]["error"] and "more than 64" in items["p4circle"]["error"]
-    assert items["p4plain"].get("probed_at") is not None and items["p4plain"].get("error") is None, items["p4plain"]
+    for name in ("p4plain", "p4wide"):
+        assert items[name].get("probed_at") is not None and items[name].get("error") is None, items[name]
+    assert items["p4wide"]["max_input_channels"] == 24, items["p4wide"]
     assert s.proc.poll() is None
 
 

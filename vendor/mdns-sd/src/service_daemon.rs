@@ -1239,8 +1239,9 @@ struct Zeroconf {
 const LEGACY_ANSWERS_PER_S: f64 = 20.0;
 const LEGACY_ANSWERS_BURST: f64 = 40.0;
 /// phase4: most distinct questions of one query looked at (a query that
-/// repeats one question is answered once).
-const MAX_QUESTIONS: usize = 16;
+/// repeats one question is answered once). A Mac or a phone asks for all
+/// the services it browses in one query: far fewer than this.
+const MAX_QUESTIONS: usize = 256;
 /// phase4: RFC 6762 §8.1: after this many conflicts within
 /// [`CONFLICT_WINDOW`], each further probe waits [`CONFLICT_BACKOFF`]. A
 /// host that answered every probe made the published crate rename itself
@@ -1254,6 +1255,7 @@ const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
 fn on_link(ip: &IpAddr, intf: &MyIntf) -> bool {
     match ip {
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => true,
+        IpAddr::V4(v4) if v4.is_link_local() => true,
         _ => intf.addrs.iter().any(|a| valid_ip_on_intf(ip, a)),
     }
 }
@@ -3649,30 +3651,29 @@ impl Zeroconf {
             return;
         };
 
-        // phase4: RFC 6762 §11: a query from a source that is not on the
-        // link it came in on (routed to the box, or sent straight to its
-        // address from afar) is ignored, so the responder answers nobody
-        // beyond its own network.
-        if !on_link(&querier_ip, intf) {
-            debug!("ignoring a query from off-link {querier_ip} on {}", intf.name);
+        // phase4: RFC 6762 §11: a query that would be answered by unicast
+        // to its source (a legacy querier) from a source not on the link
+        // it came in on (routed to the box, or sent straight to its
+        // address from afar) is ignored, so the responder sends nothing to
+        // addresses beyond its own network. A query answered by multicast
+        // is answered whatever its source (a laptop with a link-local
+        // address, another subnet on the same link): the answer stays on
+        // the link.
+        if legacy_querier && !on_link(&querier_ip, intf) {
+            debug!("ignoring a legacy query from off-link {querier_ip} on {}", intf.name);
             return;
         }
 
         // phase4: a query asking one question many times is answered once
         // per distinct question (each copy was answered before: a 1.5 KB
         // query of one repeated question brought back 21 datagrams).
-        let mut asked: Vec<(String, RRType)> = Vec::new();
+        let mut asked: std::collections::BTreeSet<(String, RRType)> = Default::default();
         for question in msg.questions().iter() {
             let qtype = question.entry_type();
             let q_name = question.entry_name();
-            let key = (q_name.to_lowercase(), qtype);
-            if asked.contains(&key) {
+            if asked.len() == MAX_QUESTIONS || !asked.insert((q_name.to_lowercase(), qtype)) {
                 continue;
             }
-            if asked.len() == MAX_QUESTIONS {
-                break;
-            }
-            asked.push(key);
 
             if qtype == RRType::PTR {
                 // PTR answers are shared records: defer the response unless this
@@ -3838,17 +3839,14 @@ impl Zeroconf {
 
         if unicast_dest.is_some() {
             // phase4: each distinct question echoed once, as answered.
-            let mut echoed: Vec<(String, RRType)> = Vec::new();
+            let mut echoed: std::collections::BTreeSet<(String, RRType)> = Default::default();
             for q in msg.questions() {
-                let key = (q.entry_name().to_lowercase(), q.entry_type());
-                if echoed.contains(&key) {
+                if echoed.len() == MAX_QUESTIONS
+                    || !echoed.insert((q.entry_name().to_lowercase(), q.entry_type()))
+                {
                     continue;
                 }
-                if echoed.len() == MAX_QUESTIONS {
-                    break;
-                }
                 out.add_question(q.entry_name(), q.entry_type());
-                echoed.push(key);
             }
             out.update_records_for_legacy_unicast();
             out.set_multicast(false);
