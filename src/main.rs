@@ -215,16 +215,14 @@ fn run(cli: Cli) -> ExitCode {
         input: cli.run.input.map(|i| i.display().to_string()),
         loop_input: cli.run.looping,
     };
-    if let Some(d) = overrides
+    if let Some((d, want)) = overrides
         .device
         .as_ref()
-        .filter(|d| d.chars().any(char::is_control))
+        .and_then(|d| Some((d, config::device_name_problem(d)?)))
     {
         // As audio.device in the file: the name goes into log lines and
         // systemd's STATUS=, where a newline starts another assignment.
-        log::error!(
-            "--device {d:?}: an ALSA PCM name without control characters (NUL, newline, tab)"
-        );
+        log::error!("--device {:?}: {want}", phase4::control::device::shorten(d));
         log::logger().flush();
         return ExitCode::from(EXIT_CONFIG as u8);
     }

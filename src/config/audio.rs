@@ -3,6 +3,28 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest ALSA PCM name phase4 takes, from the config file, `--device` or
+/// a client's `set_device` (alsa-lib's hint names are far shorter; the name
+/// goes whole into log lines and systemd's STATUS=).
+pub const MAX_DEVICE_NAME: usize = 256;
+
+/// What is wrong with `name` as an ALSA PCM name phase4 would open and
+/// report, or `None`: too long, or a control character (a newline would
+/// start another assignment in STATUS=). Empty names are the caller's
+/// business (`audio.device` may be empty when `audio.input` is set).
+pub fn device_name_problem(name: &str) -> Option<String> {
+    if name.len() > MAX_DEVICE_NAME {
+        Some(format!(
+            "an ALSA PCM name of at most {MAX_DEVICE_NAME} bytes (this one has {})",
+            name.len()
+        ))
+    } else if name.chars().any(char::is_control) {
+        Some("an ALSA PCM name without control characters (NUL, newline, tab)".into())
+    } else {
+        None
+    }
+}
+
 /// Sample formats phase4 can capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SampleFormat {

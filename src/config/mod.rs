@@ -24,7 +24,9 @@ pub use analysis::{
     AutoscaleConfig, BandConfig, BandOnsetConfig, DspConfig, FftConfig, OnsetConfig, SilenceConfig,
     TempoConfig,
 };
-pub use audio::{AccessMode, AudioConfig, MissingDevice, SampleFormat};
+pub use audio::{
+    device_name_problem, AccessMode, AudioConfig, MissingDevice, SampleFormat, MAX_DEVICE_NAME,
+};
 pub use diff::{diff, reload_plan, Apply, ReloadPlan};
 pub use load::{
     load_file, load_str, search_path, syntax_message, token_exposure, ConfigError, Problem,

@@ -116,11 +116,11 @@ fn audio(k: &mut Checker, c: &Config) {
             "an ALSA PCM name such as \"default\" or \"hw:1,0\"",
         );
     }
-    if a.device.chars().any(char::is_control) {
+    if let Some(want) = super::device_name_problem(&a.device) {
         k.fail(
             "audio.device",
-            format!("{:?}", a.device),
-            "an ALSA PCM name without control characters (NUL, newline, tab)",
+            format!("{:?}", crate::control::device::shorten(&a.device)),
+            want,
         );
     }
     k.range_u(
@@ -447,6 +447,18 @@ mod tests {
         c.audio.input = "a\0.wav".into();
         let keys: Vec<_> = validate(&c).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["state.dir", "ws.web-dir", "audio.input"]);
+    }
+
+    #[test]
+    fn a_device_name_is_held_to_256_bytes_and_shown_short() {
+        let mut c = Config::default();
+        c.audio.device = "é".repeat(128);
+        assert_eq!(validate(&c), vec![]);
+        c.audio.device.push('x');
+        let p = validate(&c);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].allowed.contains("at most 256 bytes"), "{p:?}");
+        assert!(p[0].value.len() < 200, "{p:?}");
     }
 
     #[test]

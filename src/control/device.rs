@@ -15,9 +15,9 @@
 
 use std::ops::Deref;
 
-/// Longest device name worth looking up (alsa-lib's hint names are far
-/// shorter; anything longer is refused before any comparison).
-pub const MAX_DEVICE_NAME: usize = 256;
+/// Longest device name worth looking up; anything longer is refused
+/// before any comparison.
+pub use crate::config::MAX_DEVICE_NAME;
 
 /// Whether `name` has the shape of alsa-lib's hint for a sound card's PCM
 /// (`hw:CARD=USB,DEV=0`, `plughw:CARD=x,DEV=1`, `sysdefault:CARD=x`): a

@@ -75,6 +75,22 @@ def test_a_device_name_with_a_nul_byte_is_a_config_error_not_a_panic(phase4_bin,
     assert p.returncode == 78 and "--device" in p.stderr and "control characters" in p.stderr, p
 
 
+def test_a_device_name_longer_than_256_bytes_is_refused_and_not_echoed_whole(phase4_bin, tmp_path):
+    # A 100 kB name was taken, and went whole into every log line and
+    # systemd's STATUS= (set_device from a client was already held to 256).
+    name = "plug:" + "x" * 100_000
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(f'[audio]\ndevice = "{name}"\n')
+    for args in (["--check-config", str(cfg)], ["--config", str(cfg)], ["--device", name]):
+        p = subprocess.run([str(phase4_bin), *args], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 78, (args[0], p.returncode, p.stderr[:300])
+        assert "at most 256 bytes" in p.stderr and len(p.stderr) < 2000, p.stderr[:300]
+    # 256 bytes exactly is still a name (alsa-lib then says whether it exists).
+    cfg.write_text(f'[audio]\ndevice = "{"y" * 256}"\n')
+    p = subprocess.run([str(phase4_bin), "--check-config", str(cfg)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr[:300]
+
+
 def test_token_to_a_closed_stdout_is_not_a_panic(phase4_bin, tmp_path):
     # `phase4 token | true`: print! panicked (exit 101) on the closed pipe.
     cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, state={"dir": str(tmp_path / "state")})
