@@ -1242,6 +1242,18 @@ const LEGACY_ANSWERS_BURST: f64 = 40.0;
 /// repeats one question is answered once). A Mac or a phone asks for all
 /// the services it browses in one query: far fewer than this.
 const MAX_QUESTIONS: usize = 256;
+
+/// phase4: the questions of a query worth answering: each distinct
+/// (name, type) once, in the order asked, at most [`MAX_QUESTIONS`].
+fn distinct_questions(questions: &[DnsQuestion]) -> impl Iterator<Item = &DnsQuestion> {
+    let mut seen: std::collections::BTreeSet<(String, RRType)> = Default::default();
+    questions
+        .iter()
+        .filter(move |q| {
+            seen.len() < MAX_QUESTIONS
+                && seen.insert((q.entry_name().to_lowercase(), q.entry_type()))
+        })
+}
 /// phase4: RFC 6762 §8.1: after this many conflicts within
 /// [`CONFLICT_WINDOW`], each further probe waits [`CONFLICT_BACKOFF`]. A
 /// host that answered every probe made the published crate rename itself
@@ -3667,13 +3679,9 @@ impl Zeroconf {
         // phase4: a query asking one question many times is answered once
         // per distinct question (each copy was answered before: a 1.5 KB
         // query of one repeated question brought back 21 datagrams).
-        let mut asked: std::collections::BTreeSet<(String, RRType)> = Default::default();
-        for question in msg.questions().iter() {
+        for question in distinct_questions(msg.questions()) {
             let qtype = question.entry_type();
             let q_name = question.entry_name();
-            if asked.len() == MAX_QUESTIONS || !asked.insert((q_name.to_lowercase(), qtype)) {
-                continue;
-            }
 
             if qtype == RRType::PTR {
                 // PTR answers are shared records: defer the response unless this
@@ -3839,13 +3847,7 @@ impl Zeroconf {
 
         if unicast_dest.is_some() {
             // phase4: each distinct question echoed once, as answered.
-            let mut echoed: std::collections::BTreeSet<(String, RRType)> = Default::default();
-            for q in msg.questions() {
-                if echoed.len() == MAX_QUESTIONS
-                    || !echoed.insert((q.entry_name().to_lowercase(), q.entry_type()))
-                {
-                    continue;
-                }
+            for q in distinct_questions(msg.questions()) {
                 out.add_question(q.entry_name(), q.entry_type());
             }
             out.update_records_for_legacy_unicast();
