@@ -392,8 +392,8 @@ impl AlsaSource {
     /// of [`FROZEN_NS`] beyond the poll's timeout means this process was not running (SIGSTOP, a
     /// frozen cgroup, a paused VM, a debugger). The device did not stop
     /// meanwhile: its silence is timed from now. (A 3 s SIGSTOP made a
-    /// healthy device look stalled and reopened it.)
-    fn note_awake(&mut self) {
+    /// healthy device look stalled and reopened it.) Returns the time now.
+    fn note_awake(&mut self) -> u64 {
         let now = crate::rt::now_ns();
         // A poll may take its whole timeout (a second and more with large
         // blocks at a low rate): only what goes beyond it counts.
@@ -402,12 +402,13 @@ impl AlsaSource {
             self.last_block_ns = now;
         }
         self.awake_ns = now;
+        now
     }
 
     /// The device as gone when it has stalled ([`Self::stalled`]).
     fn check_stall(&mut self) -> Result<(), CaptureError> {
-        self.note_awake();
-        match self.stalled() {
+        let now = self.note_awake();
+        match self.stalled(now) {
             Some(quiet_ns) => Err(self.gone(format!(
                 "it says it runs but delivered nothing for {:.1} s",
                 quiet_ns as f64 / 1e9
@@ -419,8 +420,8 @@ impl AlsaSource {
     /// How long a clocked device has delivered no block, when that is longer
     /// than [`STALL_NS`] ([`FIRST_BLOCK_NS`] after an open). A device
     /// without a clock delivers as fast as it is read, or nothing (a file
-    /// at its end): never stalled.
-    fn stalled(&self) -> Option<u64> {
+    /// at its end): never stalled. `now`: the monotonic clock now.
+    fn stalled(&self, now: u64) -> Option<u64> {
         if !self.clocked {
             return None;
         }
@@ -436,7 +437,7 @@ impl AlsaSource {
         let limit = limit
             .max(STALL_BLOCKS * ns(self.block_frames))
             .max(2 * ns(self.neg.period as usize));
-        let quiet = crate::rt::now_ns().saturating_sub(self.last_block_ns);
+        let quiet = now.saturating_sub(self.last_block_ns);
         (quiet > limit).then_some(quiet)
     }
 
@@ -477,11 +478,10 @@ impl AlsaSource {
     }
 
     /// Capture time of the newest frame taken, from the device time stamp
-    /// when there is one, else from the clock now; frames still waiting in
-    /// the buffer were captured after it.
-    fn stamp(&self, clocked: bool) -> u64 {
-        let now = crate::rt::now_ns();
-        if !clocked {
+    /// when there is one, else `now` (the monotonic clock); frames still
+    /// waiting in the buffer were captured after it.
+    fn stamp(&self, now: u64) -> u64 {
+        if !self.clocked {
             return now;
         }
         let Ok(status) = self.pcm.status() else {
@@ -572,8 +572,9 @@ impl Source for AlsaSource {
         }
         block.len = n as u32;
         block.sample_rate = self.neg.rate;
-        block.t_capture_ns = self.stamp(self.clocked);
-        self.last_block_ns = crate::rt::now_ns();
+        let now = crate::rt::now_ns();
+        block.t_capture_ns = self.stamp(now);
+        self.last_block_ns = now;
         self.flowing = true;
         Ok(ReadOutcome::Block)
     }
