@@ -21,6 +21,11 @@ const MAX_DEFINITIONS: usize = 64;
 /// Most configuration nodes looked at for one name (a `multi` of many
 /// channels has a binding and a routing row per channel).
 const MAX_NODES: usize = 4096;
+/// Deepest nesting of compounds within one definition looked into: the
+/// walk recurses once per level (tester u: a definition nested 1 500 deep
+/// overflowed the probe thread's stack, then 256 KiB, and aborted the
+/// process). Real definitions are a few levels deep.
+const MAX_DEPTH: usize = 32;
 
 /// Why opening `name` would do more than open a sound device (a phrase
 /// that completes "not opened: "): `Some` when
@@ -39,6 +44,7 @@ pub fn opening_runs(name: &str) -> Option<String> {
         top,
         definitions: 0,
         nodes: 0,
+        depth: 0,
     };
     let found = walk.definition(c"pcm", &key);
     // SAFETY: `top` came from snd_config_update_ref above.
@@ -50,6 +56,8 @@ struct Walk {
     top: *mut sys::snd_config_t,
     definitions: usize,
     nodes: usize,
+    /// Compounds of the current definition entered and not yet left.
+    depth: usize,
 }
 
 impl Walk {
@@ -71,7 +79,12 @@ impl Walk {
         let found = if self.definitions > MAX_DEFINITIONS {
             Some("its definition refers to more than 64 others (in a circle?)".into())
         } else {
-            self.node(def)
+            // Depth is counted within each definition: a chain of them is
+            // bounded by their number.
+            let outer = std::mem::replace(&mut self.depth, 0);
+            let found = self.node(def);
+            self.depth = outer;
+            found
         };
         // SAFETY: `def` is the copy snd_config_search_definition made.
         unsafe { sys::snd_config_delete(def) };
@@ -82,6 +95,18 @@ impl Walk {
     /// (`slave.pcm`, `capture.pcm`, `slaves.a.pcm`, a `slave` string
     /// naming a `pcm_slave`), and every compound inside it.
     fn node(&mut self, node: *mut sys::snd_config_t) -> Option<String> {
+        self.depth += 1;
+        let found = if self.depth > MAX_DEPTH {
+            Some("its definition is nested too deeply to check (more than 32 levels)".into())
+        } else {
+            self.members(node)
+        };
+        self.depth -= 1;
+        found
+    }
+
+    /// [`Self::node`]'s look at each member of `node`.
+    fn members(&mut self, node: *mut sys::snd_config_t) -> Option<String> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Some("its definition is too large to check (more than 4096 entries)".into());

@@ -178,6 +178,30 @@ def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_ser
     assert s.proc.poll() is None
 
 
+def test_a_probe_of_a_deeply_nested_pcm_definition_is_refused_not_a_crash(make_server, tmp_path):
+    # The probe walks a PCM's definition before opening it, one call per
+    # level: a definition nested 1 500 deep overflowed the probe thread's
+    # stack and aborted the process (tester u). Deeper than 32 levels is
+    # not looked into, and the PCM is left unopened.
+    conf = tmp_path / "deep.conf"
+    n = 1500
+    conf.write_text('pcm.p4deep {\n type null\n hint { show on description "deep" }\n'
+                    + "x { " * n + "}" * n + "\n}\n"
+                    'pcm.p4shallow { type null; hint { show on description "shallow" } x { y { z 1 } } }\n')
+    s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
+
+    async def go():
+        async with websockets.connect(s.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "list_devices", "probe": True}))
+            return {i["name"]: i for i in (await recv_json(ws, "devices", timeout=60))["items"]}
+
+    items = run(go())
+    assert "nested too deeply" in (items["p4deep"].get("error") or ""), items.get("p4deep")
+    assert items["p4shallow"].get("probed_at") is not None, items["p4shallow"]
+    assert s.proc.poll() is None
+
+
 def test_an_alsa_config_that_hangs_costs_one_listing_not_every_one(make_server, tmp_path):
     # A config that includes a FIFO nobody writes: alsa-lib's hints wait on
     # it for good (f081928 never became ready). The child that asks is
