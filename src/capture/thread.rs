@@ -131,7 +131,7 @@ pub fn spawn(
     ctx: CaptureCtx,
 ) -> std::io::Result<JoinHandle<Vec<BlockTx>>> {
     std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
+        .stack_size(crate::rt::PARSER_STACK)
         .name("p4-capture".into())
         .spawn(move || run(spec, outputs, ctx))
 }

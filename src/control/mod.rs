@@ -389,7 +389,7 @@ pub fn spawn(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
+        .stack_size(crate::rt::PARSER_STACK)
         .name("p4-control".into())
         .spawn(move || {
             if let Some(p) = controller.presets.as_mut() {

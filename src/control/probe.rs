@@ -99,7 +99,7 @@ impl ProbeThread {
         let ours = slot.clone();
         let to_clients = replies.clone();
         std::thread::Builder::new()
-            .stack_size(crate::rt::THREAD_STACK)
+            .stack_size(crate::rt::PARSER_STACK)
             .name("p4-probe".into())
             .spawn(move || {
                 for () in rx {

@@ -27,6 +27,15 @@ pub use wake::Wake;
 /// the locked address space small.)
 pub const THREAD_STACK: usize = 256 * 1024;
 
+/// Stack size of the threads that hand outside text to a recursive parser
+/// we did not write: alsa-lib's configuration (capture, probes), `toml`
+/// (presets, on the control thread), `rosc` (the OSC input). A main
+/// thread's 8 MiB, as `arecord` or any ALSA tool has: tester u overflowed
+/// [`THREAD_STACK`] (and aborted the process) with a block nested 2 000
+/// deep anywhere in the ALSA configuration, and with a preset of 60 nested
+/// inline tables. Only touched pages are resident (`MCL_ONFAULT`).
+pub const PARSER_STACK: usize = 8 * 1024 * 1024;
+
 thread_local! {
     static RT_LOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

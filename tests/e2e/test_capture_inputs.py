@@ -269,6 +269,22 @@ def test_alsa_lib_messages_go_through_the_rate_limited_log(phase4_bin, tmp_path)
     assert 1 <= len(routed) <= 2, routed
 
 
+def test_a_deeply_nested_alsa_configuration_is_parsed_as_alsa_tools_parse_it(phase4_bin, tmp_path):
+    """A block nested 3 000 deep anywhere in the ALSA configuration (not in
+    the device used): alsa-lib's parser recursed through the capture
+    thread's 256 KiB stack and aborted the process (tester u); `arecord`,
+    with a main thread's stack, reads it. So does phase4 now."""
+    conf = tmp_path / "deep.conf"
+    n = 3000
+    conf.write_text('pcm.p4deep {\n type null\n hint { show on description "deep" }\n'
+                    + "x { " * n + "}" * n + "\n}\n")
+    cfg = minimal_config(tmp_path, device="null")
+    r = run_phase4(phase4_bin, cfg, ["--duration", "1"],
+                   env_extra={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
+    assert r.returncode == 0 and "overflow" not in r.stderr, (r.returncode, r.stderr[-500:])
+    assert "capture: null open" in r.stderr, r.stderr[-500:]
+
+
 def no_sound_card():
     try:
         with open("/proc/asound/cards") as f:

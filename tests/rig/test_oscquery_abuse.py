@@ -307,6 +307,28 @@ def test_oversized_datagram_is_dropped_even_from_this_machine(box):
     assert hi_hz(box, t + 0.4) == pytest.approx(333.0, abs=0.5)
 
 
+def test_a_bundle_nested_as_deep_as_a_datagram_holds_is_read(box):
+    # rosc decodes nested bundles by recursion: 75 levels overflowed the
+    # input thread's 256 KiB stack in a debug build (tester u). The
+    # datagram's 1 536 bytes hold at most 74 around this message; it is
+    # read like a flat one (python-osc's builder builds each level).
+    packet = OscMessageBuilder(address="/audio/settings/dsp/low/hi-hz")
+    packet.add_arg(334.0)
+    packet = packet.build()
+    for _ in range(74):
+        b = OscBundleBuilder(IMMEDIATELY)
+        b.add_content(packet)
+        packet = b.build()
+    assert len(packet.dgram) <= 1536
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t = time.time()
+    s.sendto(packet.dgram, ("127.0.0.1", INPUT))
+    s.close()
+    time.sleep(0.5)
+    assert hi_hz(box, t + 0.4) == pytest.approx(334.0, abs=0.5)
+    assert box.proc.poll() is None
+
+
 def test_token_guessing_is_rate_limited_and_does_not_stop_local_writes(box):
     lan = (LAN[0], INPUT)
     guesser = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

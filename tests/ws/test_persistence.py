@@ -152,6 +152,43 @@ def test_presets_are_read_once_at_start_and_loading_one_never_reads_the_disk(bin
         s.stop()
 
 
+def test_a_deeply_nested_preset_is_refused_not_a_crash(binary, wav, tmp_path):
+    """TOML nested as deep as the parser goes (80 levels of inline tables or
+    arrays) and deeper: 60 levels of inline tables overflowed the control
+    thread's stack when the preset was loaded and aborted the process
+    (tester u). Each load is refused with a reason (up to the parser's
+    limit: an unknown key; beyond it: unreadable); the service goes on."""
+    state_dir = tmp_path / "state"
+    presets = state_dir / "presets"
+    presets.mkdir(parents=True)
+    for n in (60, 79, 80, 3000):
+        (presets / f"tables {n}.toml").write_text("x = " + "{a=" * n + "1" + "}" * n + "\n")
+        (presets / f"arrays {n}.toml").write_text("x = " + "[" * n + "]" * n + "\n")
+    (presets / "good.toml").write_text("[fft]\npeak-smear-oct = 1.25\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        async def go():
+            async with websockets.connect(s.url) as ws:
+                listed = [i["name"] for i in (await recv_json(ws, "presets"))["items"]]
+                for name in listed:
+                    if name == "good":
+                        continue
+                    await ws.send(json.dumps({"type": "load_preset", "name": name}))
+                    m = await recv_json(ws, "error")
+                    why = "unreadable" if name.endswith((" 80", " 3000")) else "unknown field"
+                    assert name in m["reason"] and why in m["reason"], (name, m)
+                await ws.send(json.dumps({"type": "load_preset", "name": "good"}))
+                while (m := await recv_json(ws, "meta"))["fft_peak_smear_oct"] != 1.25:
+                    pass
+                return listed
+
+        listed = asyncio.run(go())
+        assert "tables 60" in listed and "arrays 79" in listed, listed
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+
+
 def test_a_reload_reads_the_presets_folder_again_and_tells_every_client(binary, wav, tmp_path):
     """SIGHUP (`systemctl reload phase4`) reads the presets folder again:
     presets added, edited or removed by hand are offered as they are now,

@@ -213,7 +213,7 @@ pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
     ctx.sock
         .set_read_timeout(Some(Duration::from_millis(100)))?;
     std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
+        .stack_size(crate::rt::PARSER_STACK)
         .name("p4-osc-in".into())
         .spawn(move || run(ctx))
 }
