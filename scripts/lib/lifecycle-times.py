@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints phase4's start -> READY=1 and SIGTERM -> exit times (median, min,
 max over N runs), measured the way systemd sees them: the test binds the
-sd-notify socket itself. Three setups: the paced WAV input with the
+sd-notify socket itself. Four setups: the paced WAV input with the
 WebSocket/HTTP servers off, the same with them on (the shipped default),
+with the OSCQuery server and its OSC input port on as well (on 127.0.0.1),
 and a missing ALSA device (on-missing-device = "retry": READY while it waits).
 
     python3 scripts/lib/lifecycle-times.py [PHASE4_BIN] [RUNS]
@@ -38,12 +39,15 @@ def write_inputs(tmp):
         w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 48000)))
                                for i in range(48000 * 2)))
     configs = {}
-    for setup in ("wav, ws off", "wav, ws on", "missing device"):
+    for setup in ("wav, ws off", "wav, ws on", "wav, oscquery", "missing device"):
         path = os.path.join(tmp, f"{len(configs)}.toml")
         text = '[state]\ndir = ""\n[[osc.destinations]]\nhost = "127.0.0.1"\nport = 9\n'
-        if setup == "wav, ws on":
+        if setup in ("wav, ws on", "wav, oscquery"):
             text += f"[ws]\nport = {free_port()}\nhttp-port = {free_port()}\n"
-        else:
+        if setup == "wav, oscquery":
+            text += (f'[oscquery]\nenabled = true\nbind = "127.0.0.1"\nport = {free_port()}\n'
+                     f"input-port = {free_port()}\n")
+        if setup in ("wav, ws off", "missing device"):
             text += "[ws]\nenabled = false\n"
         if setup == "missing device":
             text += '[audio]\ndevice = "no_such_device_p4"\n'

@@ -115,6 +115,8 @@ pub struct RigCtx<'a> {
     pub stats: &'a Arc<Stats>,
     /// Set to stop.
     pub stop: &'a Arc<AtomicBool>,
+    /// Fired with `stop`: wakes the servers that wait on sockets.
+    pub stop_fd: &'a crate::rt::StopFd,
     /// SCHED_FIFO priority for pulse timing (MIDI), if real time is on.
     pub rt_priority: Option<u8>,
     /// What `/audio/meta` says.
@@ -143,6 +145,7 @@ pub fn spawn_rig_outputs(
         config,
         stats,
         stop,
+        stop_fd,
         rt_priority,
         meta,
         shared,
@@ -183,7 +186,13 @@ pub fn spawn_rig_outputs(
             shared: Some(shared.clone()),
             config: Arc::new(config.clone()),
         };
-        threads.extend(spawn_oscquery(config, live, control, stats, stop)?);
+        threads.extend(spawn_oscquery(
+            config,
+            live,
+            control,
+            stats,
+            (stop, stop_fd),
+        )?);
     }
     threads.push(hub::spawn(inputs, out, stats.clone(), stop.clone()).context("spawn p4-rig")?);
     Ok(threads)
@@ -195,19 +204,26 @@ fn spawn_oscquery(
     live: super::oscquery::Live,
     control: Option<ControlAccess>,
     stats: &Arc<Stats>,
-    stop: &Arc<AtomicBool>,
+    (stop, stop_fd): (&Arc<AtomicBool>, &crate::rt::StopFd),
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     if config.oscquery.input_port != 0 {
-        threads.push(spawn_input(config, live.clone(), control, stats, stop)?);
+        threads.push(spawn_input(
+            config,
+            live.clone(),
+            control,
+            stats,
+            (stop, stop_fd),
+        )?);
     }
     threads.extend(
-        super::oscquery::spawn(config, live, stats.clone(), stop.clone()).with_context(|| {
-            format!(
-                "OSCQuery server on {}:{}",
-                config.oscquery.bind, config.oscquery.port
-            )
-        })?,
+        super::oscquery::spawn(config, live, stats.clone(), stop.clone(), stop_fd.clone())
+            .with_context(|| {
+                format!(
+                    "OSCQuery server on {}:{}",
+                    config.oscquery.bind, config.oscquery.port
+                )
+            })?,
     );
     Ok(threads)
 }
@@ -250,7 +266,7 @@ fn spawn_input(
     live: super::oscquery::Live,
     control: Option<ControlAccess>,
     stats: &Arc<Stats>,
-    stop: &Arc<AtomicBool>,
+    (stop, stop_fd): (&Arc<AtomicBool>, &crate::rt::StopFd),
 ) -> anyhow::Result<JoinHandle<()>> {
     let q = &config.oscquery;
     let control = control.context("the OSC input port needs the control thread (ws.enabled)")?;
@@ -276,6 +292,7 @@ fn spawn_input(
         max_per_s: q.max_input_per_s,
         stats: stats.clone(),
         stop: stop.clone(),
+        stop_fd: stop_fd.clone(),
     })
     .context("spawn OSC input thread")
 }

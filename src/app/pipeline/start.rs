@@ -369,6 +369,7 @@ impl<'a> Graph<'a> {
             config: self.config,
             stats: &self.stats,
             stop: &self.stop,
+            stop_fd: &self.stop_all,
             rt_priority: self.rt_worker,
             meta: &self.meta,
             shared,

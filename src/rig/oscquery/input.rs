@@ -92,6 +92,8 @@ pub struct InputCtx {
     pub stats: Arc<Stats>,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// Fired with `stop`: ends the wait for a datagram.
+    pub stop_fd: crate::rt::StopFd,
 }
 
 /// Why a message was not applied.
@@ -208,6 +210,26 @@ fn messages(p: OscPacket, out: &mut Vec<OscMessage>) {
     }
 }
 
+impl Input {
+    /// Waits for a datagram or the stop (at most [`IDLE_WAIT_MS`], a
+    /// fallback): true when the socket has one. Waking every 100 ms to
+    /// look at the stop flag held up a stop by as much.
+    fn wait(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        let mut fds = [
+            PollFd::new(self.ctx.sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.ctx.stop_fd.as_fd(), PollFlags::POLLIN),
+        ];
+        matches!(poll(&mut fds, IDLE_WAIT_MS), Ok(n) if n > 0)
+            && fds[1].revents().is_none_or(|r| r.is_empty())
+            && fds[0].revents().is_some_and(|r| !r.is_empty())
+    }
+}
+
+/// Longest wait for a datagram before the stop flag is looked at again.
+const IDLE_WAIT_MS: u16 = 1000;
+
 /// Start `p4-osc-in`.
 pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
     ctx.sock
@@ -316,6 +338,9 @@ fn run(ctx: InputCtx) {
     let mut buf = [0u8; MAX_DATAGRAM + 1];
     let mut msgs = Vec::with_capacity(MAX_PER_PACKET);
     while !input.ctx.stop.load(Ordering::Relaxed) {
+        if !input.wait() {
+            continue;
+        }
         let Ok((n, from)) = input.ctx.sock.recv_from(&mut buf) else {
             continue;
         };

@@ -47,6 +47,7 @@ pub fn spawn(
     live: Live,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let q = &config.oscquery;
     let listener = TcpListener::bind((q.bind.as_str(), q.port))?;
@@ -81,7 +82,7 @@ pub fn spawn(
         listener,
         crate::transport::http::LIMITS,
         stop,
-        None,
+        Some(stop_fd),
         move || {
             stats
                 .rig
