@@ -199,7 +199,12 @@ fn run<P: Processor>(
         stats.beat(ctx.role);
         fault.check(&ctx.stop);
         let mut last: Option<(u64, usize)> = None;
-        while let Some(block) = input.try_pop() {
+        // The blocks there now, not until the ring is empty: a worker
+        // slower than real time would never get back to its heartbeat
+        // (tester u: a 96 kHz spectrum at 88 % of a core stopped the
+        // watchdog pings for good while it ran and sent frames).
+        for _ in 0..input.occupied_len() {
+            let Some(block) = input.try_pop() else { break };
             last = Some((block.seq, block.len as usize));
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
                 // A new sample rate (device switch) rebuilds the processor:
@@ -245,10 +250,13 @@ pub const FRAME_RING: usize = 64;
 /// every frame.
 pub const MAX_HOPS_PER_BLOCK: u32 = (FRAME_RING / 4) as u32;
 
-/// Drain helper for consumers: pop everything, keep calling `f`.
+/// Drain helper for consumers: pop what the ring holds now (not what
+/// arrives meanwhile, so a consumer slower than its producer still gets
+/// back to its loop and heartbeat), calling `f` on each.
 pub fn drain<F: Copy>(cons: &mut HeapCons<F>, mut f: impl FnMut(&F)) -> usize {
     let mut n = 0;
-    while let Some(x) = cons.try_pop() {
+    for _ in 0..cons.occupied_len() {
+        let Some(x) = cons.try_pop() else { break };
         f(&x);
         n += 1;
     }

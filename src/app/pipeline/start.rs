@@ -201,7 +201,14 @@ impl<'a> Graph<'a> {
             stats: self.stats.clone(),
             stop: self.stop.clone(),
             wake: wake.clone(),
-            rt_priority: self.rt_worker,
+            // The spectrum worker below the bands worker and the OSC
+            // sender (which share its CPU): a spectrum that takes the
+            // whole CPU (a hop of 16 at 192 kHz) starved them at equal
+            // or higher priority, and `/audio/lmh` stopped with it.
+            rt_priority: match role {
+                Role::Spectrum => self.rt_worker.map(|p| p.saturating_sub(10).max(1)),
+                _ => self.rt_worker,
+            },
         };
         self.threads.push(worker::spawn(
             proc,

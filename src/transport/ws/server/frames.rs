@@ -6,11 +6,13 @@
 use super::Broadcaster;
 use crate::transport::ws::protocol::{self as p, Outbound};
 use crate::types::{onset_bits, BAND_NAMES};
-use ringbuf::traits::Consumer;
+use ringbuf::traits::{Consumer, Observer};
 use tungstenite::{Message, Utf8Bytes};
 
 impl Broadcaster {
-    /// Drain both frame rings: the spectrum's first, then the bands'.
+    /// Drain both frame rings, the spectrum's first, then the bands': what
+    /// each holds now, so a turn ends even when frames come faster than
+    /// they are sent.
     pub(super) fn drain_frames(&mut self) {
         self.drain_spectrum();
         self.drain_bands();
@@ -20,7 +22,10 @@ impl Broadcaster {
     /// event found between two hops has no new spectrum), broadband onsets
     /// and beats; keeps the newest frame.
     fn drain_spectrum(&mut self) {
-        while let Some(f) = self.spectrum.try_pop() {
+        for _ in 0..self.spectrum.occupied_len() {
+            let Some(f) = self.spectrum.try_pop() else {
+                break;
+            };
             if f.has_bins && !f.events_only && !self.clients.is_empty() {
                 p::fft_frame(f.bins(), &mut self.fft_buf);
                 // Built once, shared by every client's queue.
@@ -55,7 +60,8 @@ impl Broadcaster {
 
     /// Band onsets; keeps the newest frame.
     fn drain_bands(&mut self) {
-        while let Some(f) = self.bands.try_pop() {
+        for _ in 0..self.bands.occupied_len() {
+            let Some(f) = self.bands.try_pop() else { break };
             if f.band_onsets != 0 && !self.clients.is_empty() {
                 for (k, bit) in [onset_bits::LOW, onset_bits::MID, onset_bits::HIGH]
                     .iter()
