@@ -143,7 +143,12 @@ fn token(config: Option<&PathBuf>) -> ExitCode {
         Ok((c, _)) => c,
         Err(code) => return code,
     };
-    match phase4::transport::ws::token_report(&cfg) {
+    // What happens on the way is said (a corrupt token file moved aside
+    // and replaced: the old token no longer opens anything).
+    phase4::service::logging::init(log::LevelFilter::Warn);
+    let report = phase4::transport::ws::token_report(&cfg);
+    log::logger().flush();
+    match report {
         Ok(text) => {
             // Not print!: it panics when stdout is closed (`| head -0`).
             let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());

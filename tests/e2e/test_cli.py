@@ -3,8 +3,10 @@ paced WAV input keeps the block rate."""
 
 import math
 import os
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +105,31 @@ def test_token_to_a_closed_stdout_is_not_a_panic(phase4_bin, tmp_path):
     q = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], capture_output=True, text=True,
                        timeout=20)
     assert q.returncode == 0 and q.stdout.strip(), q
+
+
+def test_token_says_when_it_replaced_a_corrupt_token_and_names_the_uis_field(phase4_bin, tmp_path):
+    # A corrupt token file is moved aside and a new token made: the old one
+    # no longer opens anything, and `phase4 token` (what the docs tell the
+    # admin to run) said nothing about it. Its hint named a "Control" field
+    # the UI does not have.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "control-token").write_text("not a token\n")
+    (state / "control-token").chmod(0o600)
+    cfg = write_config(tmp_path / "t.toml", audio={"device": "null"}, state={"dir": str(state)},
+                       ws={"bind": "0.0.0.0"})
+    p = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 0, p
+    assert "moved aside" in p.stderr and "not a usable token" in p.stderr, p.stderr
+    assert list(state.glob("control-token.corrupt-*")), list(state.iterdir())
+    field = re.search(r'"(\w+)" field of the UI', p.stdout)
+    assert field, p.stdout
+    html = (Path(__file__).resolve().parents[2] / "web" / "index.html").read_text()
+    assert f">{field.group(1)}<" in html, field.group(1)
+    q = subprocess.run([str(phase4_bin), "token", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=20)
+    assert q.returncode == 0 and q.stderr == "", q.stderr
 
 
 def test_a_state_dir_made_under_umask_000_is_not_writable_by_others(phase4_bin, tmp_path):

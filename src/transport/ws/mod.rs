@@ -206,7 +206,7 @@ Open the UI once with the token (the browser keeps it), e.g.
             ));
         }
         out.push_str(
-            "or enter it under \"Control\" in the UI. The browser's history keeps
+            "or type it into the \"Unlock\" field of the UI. The browser's history keeps
 the link, token and all: on a shared machine open it in a private window,
 or type the token in.
 ",
