@@ -366,7 +366,16 @@ impl Supervisor {
                 log::info!("reload: running on built-in defaults; no file to re-read")
             }
             reload::Outcome::Refused(e) => {
-                log::error!("reload: {e}; keeping the running configuration")
+                // One line per problem, as at start and in --check-config
+                // (a multi-line message became one line with `\n`s).
+                let mut lines = e.lines();
+                log::error!(
+                    "reload: keeping the running configuration: {}",
+                    lines.next().unwrap_or_default()
+                );
+                for line in lines {
+                    log::error!("reload: {}", line.trim_start());
+                }
             }
             reload::Outcome::Applied {
                 needs_restart,

@@ -191,7 +191,8 @@ fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
 }
 
 /// Parse the TOML syntax. A line with a syntax error is reported, blanked
-/// and the text parsed again, at most [`MAX_SYNTAX_ROUNDS`] times.
+/// (a table header with the keys under it) and the text parsed again, at
+/// most [`MAX_SYNTAX_ROUNDS`] times.
 fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
     let mut owned: Option<Vec<&str>> = None;
     for _ in 0..MAX_SYNTAX_ROUNDS {
@@ -210,7 +211,19 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
                 let lines = owned.get_or_insert_with(|| text.lines().collect());
                 problems.push(problem_from_syntax(lines, line_idx, &syntax_message(&e)));
                 match line_idx {
-                    Some(i) if i < lines.len() && !lines[i].trim().is_empty() => lines[i] = "",
+                    Some(i) if i < lines.len() && !lines[i].trim().is_empty() => {
+                        // A bad table header (a duplicate `[audio]`) goes
+                        // with its keys: left alone they would land in the
+                        // table above and be reported as unknown there.
+                        let end = if lines[i].trim_start().starts_with('[') {
+                            (i + 1..lines.len())
+                                .find(|&j| lines[j].trim_start().starts_with('['))
+                                .unwrap_or(lines.len())
+                        } else {
+                            i + 1
+                        };
+                        lines[i..end].fill("");
+                    }
                     _ => return toml::Table::new(),
                 }
             }

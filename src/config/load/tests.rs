@@ -43,6 +43,21 @@ fn a_control_character_in_a_comment_gets_a_message_and_is_not_quoted_raw() {
 }
 
 #[test]
+fn a_duplicate_table_is_one_problem_and_its_keys_are_not_blamed_on_the_table_above() {
+    let text = "[audio]\nblock-frames = 256\n[health]\ninterval-s = 5.0\n[audio]\nblock-frames = 512\nperiods = 3\n[fft]\nenabled = true\nbogus = 1\n";
+    let err = load_str(text).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected Invalid")
+    };
+    let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        keys,
+        [("audio", Some(5)), ("fft.bogus", Some(10))],
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn syntax_error_names_the_line() {
     let err = load_str("[audio]\ndevice = \n").unwrap_err();
     let ConfigError::Invalid { problems, .. } = err else {
