@@ -198,10 +198,10 @@ Stop cleanly within one second; pending runtime state is written first.
 Re\-read and validate the configuration file
 .RB ( "systemctl reload phase4" ).
 Settings that can change while running (bands, filter order, auto\-scaler,
-spectrum, onsets, tempo, silence, snapshot rate, health interval) take
+spectrum, onsets, tempo, silence, snapshot rate, health, UI) take
 effect; a setting the edit changed wins over a runtime change from the UI.
 Other changes are logged and wait for a restart.
-A file with problems is logged and the running configuration stays.
+A file with problems is logged, a line per problem, and the running configuration stays.
 .TP
 .B SIGUSR1
 Write a health line to the log now.
@@ -253,7 +253,9 @@ pub fn command() -> clap::Command {
 
 /// The man page (roff), from the same definitions as `--help`.
 pub fn man_page(render: impl Fn(&clap::Command, &str) -> String) -> String {
-    let cmd = command();
+    let mut cmd = command();
+    // Built, so each subcommand carries the global options (`--config`).
+    cmd.build();
     let mut page = render(&cmd, "");
     for sub in cmd.get_subcommands() {
         if sub.get_name() == "help" {

@@ -21,4 +21,17 @@ fn the_man_page_matches_the_command_line() {
     ] {
         assert!(want.contains(flag), "man page lacks {flag}");
     }
+    // Only phase4(1) is shipped: no references to pages of subcommands,
+    // and each subcommand's synopsis shows the global --config.
+    assert!(
+        !want.contains("phase4\\-"),
+        "man page refers to other pages"
+    );
+    for sub in ["devices", "token", "analyze"] {
+        let synopsis = want
+            .lines()
+            .find(|l| l.starts_with(&format!("\\fBphase4 {sub}\\fR [")))
+            .unwrap_or_else(|| panic!("no synopsis for {sub}"));
+        assert!(synopsis.contains("\\-\\-config"), "{synopsis}");
+    }
 }

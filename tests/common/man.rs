@@ -15,7 +15,19 @@ pub fn phase4_man() -> String {
             let _ = man.render_synopsis_section(&mut out);
             let _ = man.render_description_section(&mut out);
             let _ = man.render_options_section(&mut out);
-            let _ = man.render_subcommands_section(&mut out);
+            let mut subs = Vec::new();
+            let _ = man.render_subcommands_section(&mut subs);
+            // Named as typed (`phase4 devices`), described under COMMAND
+            // below: no separate pages are shipped.
+            let mut subs = String::from_utf8_lossy(&subs).into_owned();
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name();
+                subs = subs.replace(
+                    &format!("phase4\\-{name}(1)"),
+                    &format!("\\fBphase4 {name}\\fR"),
+                );
+            }
+            out.extend_from_slice(subs.as_bytes());
         } else {
             let mut o = Vec::new();
             let _ = man.render_synopsis_section(&mut o);
