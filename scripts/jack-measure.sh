@@ -34,10 +34,9 @@ if [ "$check" = 1 ]; then
 fi
 [ ${#bins[@]} -gt 0 ] || { echo "jack-measure: which binary? (try --help)" >&2; exit 2; }
 
-python3 -c "import pythonosc" 2>/dev/null || python3 -m pip install -q python-osc 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages python-osc
-
 . scripts/lib/common.sh
+# python-osc: from the test venv (made if need be), never the system Python.
+python3 -c "import pythonosc" 2>/dev/null || p4_venv scripts/lib/requirements-core.txt
 . scripts/lib/jack-clock.sh
 work=$(mktemp -d)
 trap 'jack_clock_stop; rm -rf "$work"' EXIT
