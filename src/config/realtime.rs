@@ -12,8 +12,8 @@ pub struct RealtimeConfig {
     pub enabled: bool,
     /// SCHED_FIFO priority of the capture thread.
     pub capture_priority: u8,
-    /// SCHED_FIFO priority of the bands worker (the OSC sender runs 5, the
-    /// spectrum worker 10 below it).
+    /// SCHED_FIFO priority of the bands worker (the spectrum worker runs 1,
+    /// the OSC sender 5 below it).
     pub worker_priority: u8,
     /// `mlockall` the process.
     pub lock_memory: bool,

@@ -202,9 +202,18 @@ fn run<P: Processor>(
         // The blocks there now, not until the ring is empty: a worker
         // slower than real time would never get back to its heartbeat
         // (tester u: a 96 kHz spectrum at 88 % of a core stopped the
-        // watchdog pings for good while it ran and sent frames).
-        for _ in 0..input.occupied_len() {
+        // watchdog pings for good while it ran and sent frames). Behind,
+        // a few at a time and then a pause (below).
+        let waiting = input.occupied_len();
+        let behind = waiting > BEHIND;
+        let mut pause = Duration::ZERO;
+        for _ in 0..if behind { BEHIND } else { waiting } {
             let Some(block) = input.try_pop() else { break };
+            if behind && block.clocked {
+                // (Without a clock blocks come as fast as they are read,
+                // and a full output ring holds the worker back instead.)
+                pause = block_time(&block);
+            }
             last = Some((block.seq, block.len as usize));
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
                 // A new sample rate (device switch) rebuilds the processor:
@@ -231,6 +240,14 @@ fn run<P: Processor>(
                 }
             });
         }
+        if !pause.is_zero() {
+            // A SCHED_FIFO thread that never waits starves every thread
+            // below it on its CPU (the OSC sender: `/audio/lmh` stopped):
+            // one block's time off per few blocks while behind. It loses
+            // blocks instead (counted in ring_drops).
+            std::thread::sleep(pause);
+            continue;
+        }
         match last {
             // Nothing to do until the block that completes the next frame.
             Some((seq, len)) => ctx.wake.defer_until(seq + proc.blocks_until_frame(len)),
@@ -238,6 +255,16 @@ fn run<P: Processor>(
         }
     }
     crate::rt::mark_rt_loop(false);
+}
+
+/// Blocks waiting at the start of a turn beyond which a worker is behind
+/// real time: it then takes this many and pauses for one block's time.
+const BEHIND: usize = 4;
+
+/// How long `block` lasts (at most 20 ms: a pause, not a stop).
+fn block_time(block: &Block) -> Duration {
+    let ns = u64::from(block.len) * 1_000_000_000 / u64::from(block.sample_rate.max(1));
+    Duration::from_nanos(ns.min(20_000_000))
 }
 
 /// Frames a worker's output ring holds.

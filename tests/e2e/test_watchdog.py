@@ -87,9 +87,10 @@ def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
     # for good ("no progress from spectrum") and systemd would have killed
     # it in a loop (tester u).
     wav = write_wav(tmp_path / "w.wav", render(tone(440), 1.0, rate=192000), rate=192000)
+    rx = OscReceiver()
     cfg = write_config(
         tmp_path / "c.toml",
-        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
+        osc={"destinations": [{"host": "127.0.0.1", "port": rx.port}], "addresses": ["lmh"]},
         ws={"enabled": False},
         state={"dir": ""},
         health={"interval-s": 1.0},
@@ -100,9 +101,15 @@ def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
     env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
     proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
                             env=env, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
     time.sleep(6.0)
     took, err = sigterm(proc)
     ns.close()
+    rx.stop(0.1)
+    # `/audio/lmh` goes on at the block rate: the bands worker and the OSC
+    # sender share the spectrum worker's CPU, below or beside it.
+    lmh = [t for t, d in rx.raw if d.startswith(b"/audio/lmh\0") and t0 + 2.0 <= t < t0 + 6.0]
+    assert len(lmh) / 4.0 >= 0.5 * 192000 / 256, len(lmh) / 4.0
     pings = ns.times("WATCHDOG=1")
     assert len(pings) >= 8, (len(pings), [l for _, l in ns.msgs if l.startswith("STATUS")][-3:])
     gaps = [b - a for a, b in zip(pings, pings[1:])]

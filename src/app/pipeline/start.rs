@@ -201,12 +201,14 @@ impl<'a> Graph<'a> {
             stats: self.stats.clone(),
             stop: self.stop.clone(),
             wake: wake.clone(),
-            // The spectrum worker below the bands worker and the OSC
-            // sender (which share its CPU): a spectrum that takes the
-            // whole CPU (a hop of 16 at 192 kHz) starved them at equal
-            // or higher priority, and `/audio/lmh` stopped with it.
+            // The spectrum worker just below the bands worker (which
+            // shares its CPU): a spectrum that takes the whole CPU (a hop
+            // of 16 at 192 kHz) starved it at the same priority, and
+            // `/audio/lmh` stopped with it. Still above the OSC sender, so
+            // that the sender wakes once per block, after both; a worker
+            // behind real time pauses for it (`worker::run`).
             rt_priority: match role {
-                Role::Spectrum => self.rt_worker.map(|p| p.saturating_sub(10).max(1)),
+                Role::Spectrum => self.rt_worker.map(|p| p.saturating_sub(1).max(1)),
                 _ => self.rt_worker,
             },
         };
