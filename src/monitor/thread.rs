@@ -7,8 +7,9 @@
 //! tape's lock for one block at a time. Capture never waits for it on a
 //! clocked device: a full ring drops the block for the monitor (counted).
 //! It is woken for every block while someone listens (20 ms frames should
-//! go out as soon as they are complete), every ~50 ms while only the tape
-//! runs, and not at all while the gate is closed.
+//! go out as soon as they are complete), every [`TAPE_LAG`] of audio while
+//! only the tape runs (the replay buffer, a recording), and not at all
+//! while the gate is closed.
 
 use super::encoder::OpusStreams;
 use super::files::{Tickets, TICKET_LIFETIME};
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::rt::Wake;
 use crate::stats::Stats;
 use crate::types::Block;
-use ringbuf::traits::{Consumer, Producer, Split};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,12 @@ use std::time::{Duration, Instant};
 const PACKET_RING: usize = 128;
 /// The longest park with the gate closed: a safety net only, since both
 /// the first block after the gate opens and the pipeline's stop wake us.
-const IDLE_PARK: Duration = Duration::from_millis(500);
+const IDLE_PARK: Duration = Duration::from_secs(1);
+/// How far the tape may lag behind capture while nobody listens: one
+/// wake-up per this much audio (the ring holds four times as much). Every
+/// 8 blocks before, 23 wake-ups a second at 48 kHz / 256 with the shipped
+/// replay buffer on.
+const TAPE_LAG: Duration = Duration::from_millis(250);
 /// How often the input's format is looked at again.
 const FORMAT_CHECK: Duration = Duration::from_millis(250);
 
@@ -84,6 +90,8 @@ pub fn spawn(
         current: None,
         checked: Instant::now(),
         last_seq: None,
+        tape_step: 8,
+        tape_max: 8,
     };
     let threads = vec![std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
@@ -117,6 +125,11 @@ struct Monitor {
     current: Option<(u32, SampleKind)>,
     checked: Instant,
     last_seq: Option<u64>,
+    /// Blocks in [`TAPE_LAG`] at the input's rate and block size, at most
+    /// [`Self::tape_max`].
+    tape_step: u64,
+    /// A quarter of the ring the blocks come in.
+    tape_max: u64,
 }
 
 impl Monitor {
@@ -127,6 +140,7 @@ impl Monitor {
             .tid
             .store(crate::service::gettid(), Ordering::Relaxed);
         let mut encode_err = crate::service::logging::RateLimit::new(Duration::from_secs(30));
+        self.tape_max = (blocks.capacity().get() as u64 / 4).max(1);
         while !stop.load(Ordering::Relaxed) {
             while let Some(b) = blocks.try_pop() {
                 if let Err(e) = self.block(&b) {
@@ -141,9 +155,10 @@ impl Monitor {
                 // buffer): no block can come, so only the first one after
                 // the gate opens (defer 0) or the stop wakes us.
                 _ if !self.hub.gate.load(Ordering::Relaxed) => (0, IDLE_PARK),
-                // Woken for every block while someone listens; else about
-                // every 50 ms (the tape only needs to keep up).
-                Some(s) if !listening => (s + 8, Duration::from_millis(50)),
+                // Woken for every block while someone listens; else every
+                // TAPE_LAG of audio (the tape only needs to keep up), the
+                // timeout a safety net.
+                Some(s) if !listening => (s + self.tape_step, 2 * TAPE_LAG),
                 _ => (0, Duration::from_millis(20)),
             };
             wake.defer_until(defer);
@@ -160,6 +175,9 @@ impl Monitor {
             }
         }
         self.last_seq = Some(b.seq);
+        let in_lag = TAPE_LAG.as_nanos() as u64 * u64::from(b.sample_rate)
+            / (u64::from(b.len.max(1)) * 1_000_000_000);
+        self.tape_step = in_lag.clamp(1, self.tape_max);
         if hub.replay_on || hub.recording.load(Ordering::Relaxed) {
             self.record_block(b);
         } else {

@@ -126,6 +126,39 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
         f"({'real-time' if rt else 'normal'} priority); {table}")
 
 
+def test_the_replay_buffer_wakes_the_monitor_a_few_times_a_second(phase4_bin, tmp_path):
+    # The shipped defaults: a state directory and the replay buffer on, so
+    # the monitor's gate is open with nobody listening. It woke every 8
+    # blocks (23/s at 48 kHz / 256); now every 250 ms of audio.
+    wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
+    cfg = write_config(
+        tmp_path / "c.toml",
+        osc={"destinations": [{"host": "127.0.0.1", "port": 9}]},
+        ws={"enabled": True, "port": free_tcp_port(), "http-port": free_tcp_port()},
+        state={"dir": str(tmp_path / "state")},
+        record={"replay-s": 30.0},
+        health={"interval-s": 60.0},
+    )
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.Popen(
+        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_threads(p, ["p4-monitor", "p4-bands"])
+        time.sleep(1.0)
+        t0, a = time.monotonic(), switches(p.pid)
+        time.sleep(4.0)
+        t1, b = time.monotonic(), switches(p.pid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    rate = {name: (v - a[tid][1]) / (t1 - t0) for tid, (name, v) in b.items() if tid in a}
+    assert rate["p4-monitor"] <= 8, rate
+    assert "replay" in err, err[-500:]
+
+
 def test_an_idle_broadcaster_drops_no_frames_at_a_high_block_rate(phase4_bin, tmp_path):
     # 96 kHz / 64 frames: 1500 blocks a second. With no client the
     # broadcaster parks, but never so long that the workers' rings to it
