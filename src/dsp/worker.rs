@@ -195,26 +195,25 @@ fn run<P: Processor>(
     }
     let fault = crate::rt::fault::Fault::for_role(ctx.role);
     crate::rt::mark_rt_loop(true);
+    // Since when the worker has run without finding its ring empty.
+    let mut busy_since = crate::rt::now_ns();
     while !ctx.stop.load(Ordering::Relaxed) {
         stats.beat(ctx.role);
         fault.check(&ctx.stop);
         let mut last: Option<(u64, usize)> = None;
+        let mut pause = Duration::ZERO;
         // The blocks there now, not until the ring is empty: a worker
         // slower than real time would never get back to its heartbeat
         // (tester u: a 96 kHz spectrum at 88 % of a core stopped the
-        // watchdog pings for good while it ran and sent frames). Behind,
-        // a few at a time and then a pause (below).
-        let waiting = input.occupied_len();
-        let behind = waiting > BEHIND;
-        let mut pause = Duration::ZERO;
-        for _ in 0..if behind { BEHIND } else { waiting } {
+        // watchdog pings for good while it ran and sent frames).
+        for _ in 0..input.occupied_len() {
             let Some(block) = input.try_pop() else { break };
-            if behind && block.clocked {
+            last = Some((block.seq, block.len as usize));
+            if block.clocked {
                 // (Without a clock blocks come as fast as they are read,
                 // and a full output ring holds the worker back instead.)
                 pause = block_time(&block);
             }
-            last = Some((block.seq, block.len as usize));
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
                 // A new sample rate (device switch) rebuilds the processor:
                 // the one place this loop allocates, outside the steady state.
@@ -240,26 +239,30 @@ fn run<P: Processor>(
                 }
             });
         }
-        if !pause.is_zero() {
-            // A SCHED_FIFO thread that never waits starves every thread
-            // below it on its CPU (the OSC sender: `/audio/lmh` stopped):
-            // one block's time off per few blocks while behind. It loses
-            // blocks instead (counted in ring_drops).
-            std::thread::sleep(pause);
+        let Some((seq, len)) = last else {
+            std::thread::park_timeout(PARK);
+            busy_since = crate::rt::now_ns();
             continue;
-        }
-        match last {
-            // Nothing to do until the block that completes the next frame.
-            Some((seq, len)) => ctx.wake.defer_until(seq + proc.blocks_until_frame(len)),
-            None => std::thread::park_timeout(PARK),
+        };
+        // Nothing to do until the block that completes the next frame.
+        ctx.wake.defer_until(seq + proc.blocks_until_frame(len));
+        if !pause.is_zero() && crate::rt::now_ns().saturating_sub(busy_since) > BUSY_NS {
+            // Slower than real time on a clocked input: a SCHED_FIFO thread
+            // that never waits starves every thread below it on its CPU
+            // (the OSC sender: `/audio/lmh` stopped). A block's time off
+            // (at least 1 ms) per 20 ms; it loses blocks instead (counted
+            // in ring_drops).
+            std::thread::sleep(pause.max(Duration::from_millis(1)));
+            busy_since = crate::rt::now_ns();
         }
     }
     crate::rt::mark_rt_loop(false);
 }
 
-/// Blocks waiting at the start of a turn beyond which a worker is behind
-/// real time: it then takes this many and pauses for one block's time.
-const BEHIND: usize = 4;
+/// How long a worker may run without once finding its ring empty before
+/// it takes a pause (a turn in real time takes microseconds; a period of
+/// many blocks, tens of them).
+const BUSY_NS: u64 = 20_000_000;
 
 /// How long `block` lasts (at most 20 ms: a pause, not a stop).
 fn block_time(block: &Block) -> Duration {
