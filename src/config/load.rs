@@ -209,13 +209,18 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
             Err(e) => {
                 let line_idx = e.span().map(|s| line_of_offset(current, s.start));
                 let lines = owned.get_or_insert_with(|| text.lines().collect());
-                problems.push(problem_from_syntax(lines, line_idx, &syntax_message(&e)));
+                let message = syntax_message(&e);
+                problems.push(problem_from_syntax(lines, line_idx, &message));
                 match line_idx {
                     Some(i) if i < lines.len() && !lines[i].trim().is_empty() => {
                         // A bad table header (a duplicate `[audio]`) goes
                         // with its keys: left alone they would land in the
                         // table above and be reported as unknown there.
-                        let end = if lines[i].trim_start().starts_with('[') {
+                        // (Only for the parser's "invalid table header": a
+                        // line of an array value starts with `[` too.)
+                        let header = message.contains("table header")
+                            && lines[i].trim_start().starts_with('[');
+                        let end = if header {
                             (i + 1..lines.len())
                                 .find(|&j| lines[j].trim_start().starts_with('['))
                                 .unwrap_or(lines.len())

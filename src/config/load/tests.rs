@@ -58,6 +58,21 @@ fn a_duplicate_table_is_one_problem_and_its_keys_are_not_blamed_on_the_table_abo
 }
 
 #[test]
+fn a_bad_array_element_on_a_line_of_its_own_is_no_table_header() {
+    // Blanking "to the next header" for it took the array's closing `]`
+    // and hid every later problem (review w).
+    let text = "[ui.layout]\nquadrants = [\n  \"bars\", \"lines\",\n  [\"scene\" \"fft\"],\n]\nsplit-x = 5.0\n[audio]\nblock-frames = 3\n";
+    let err = load_str(text).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected Invalid")
+    };
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"ui.layout.split-x"), "{problems:?}");
+    assert!(keys.contains(&"audio.block-frames"), "{problems:?}");
+    assert!(!keys.contains(&""), "{problems:?}");
+}
+
+#[test]
 fn syntax_error_names_the_line() {
     let err = load_str("[audio]\ndevice = \n").unwrap_err();
     let ConfigError::Invalid { problems, .. } = err else {
