@@ -28,7 +28,8 @@ pub use wake::Wake;
 pub const THREAD_STACK: usize = 256 * 1024;
 
 /// Stack size of the threads that hand outside text to a recursive parser
-/// we did not write: alsa-lib's configuration (capture, probes), `toml`
+/// we did not write: alsa-lib's configuration (capture, probes, the MIDI
+/// clock's sequencer), `toml`
 /// (presets, on the control thread), `rosc` (the OSC input). A main
 /// thread's 8 MiB, as `arecord` or any ALSA tool has: tester u overflowed
 /// [`THREAD_STACK`] (and aborted the process) with a block nested 2 000

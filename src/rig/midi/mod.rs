@@ -200,7 +200,7 @@ impl Port {
 /// Start the MIDI clock thread.
 pub fn spawn(ctx: MidiCtx) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .stack_size(crate::rt::THREAD_STACK)
+        .stack_size(crate::rt::PARSER_STACK)
         .name("p4-midi".into())
         .spawn(move || run(ctx))
 }
