@@ -53,6 +53,31 @@ def wait_for_threads(p, names, timeout=30.0):
         time.sleep(0.05)
 
 
+def count_switches(phase4_bin, cfg, wav, names):
+    """Voluntary switches per second of each thread of phase4 on `wav`
+    (looped) over 4 s, counted once every thread in `names` runs (on a
+    loaded CI machine the start took over 1.5 s once, and a count begun
+    before the threads existed held the supervisor alone; the first
+    second after is start-up): ({tid: (name, per s)}, pid, its stderr)."""
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    p = subprocess.Popen(
+        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_threads(p, names)
+        time.sleep(1.0)
+        t0, a = time.monotonic(), switches(p.pid)
+        time.sleep(4.0)
+        t1, b = time.monotonic(), switches(p.pid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    wall = t1 - t0
+    return {tid: (name, (v - a[tid][1]) / wall) for tid, (name, v) in b.items() if tid in a}, p.pid, err
+
+
 def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
     wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
     rx = OscReceiver()
@@ -64,29 +89,12 @@ def test_threads_wake_only_as_often_as_their_work_needs(phase4_bin, tmp_path):
         state={"dir": ""},
         health={"interval-s": 60.0},
     )
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    p = subprocess.Popen(
-        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        # Counted once every thread runs: on a loaded CI machine the start
-        # took over 1.5 s once, and a count begun before the threads existed
-        # held the supervisor alone. The first second after is start-up.
-        wait_for_threads(p, WATCHED)
-        time.sleep(1.0)
-        t0, a = time.monotonic(), switches(p.pid)
-        time.sleep(4.0)
-        t1, b = time.monotonic(), switches(p.pid)
+        per_s, pid, err = count_switches(phase4_bin, cfg, wav, WATCHED)
     finally:
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
         rx.stop(0.1)
-    assert p.returncode == 0, err
-    wall = t1 - t0
-    per_s = {tid: (name, (v - a[tid][1]) / wall) for tid, (name, v) in b.items() if tid in a}
-    by_name = {name: r for tid, (name, r) in per_s.items() if tid != p.pid}
-    supervisor = per_s[p.pid][1]
+    by_name = {name: r for tid, (name, r) in per_s.items() if tid != pid}
+    supervisor = per_s[pid][1]
     total = sum(r for _, r in per_s.values())
     block_rate = RATE / BLOCK
     table = ", ".join(f"{n} {r:.0f}" for n, r in sorted(by_name.items())) + f", supervisor {supervisor:.0f}"
@@ -139,22 +147,8 @@ def test_the_replay_buffer_wakes_the_monitor_a_few_times_a_second(phase4_bin, tm
         record={"replay-s": 30.0},
         health={"interval-s": 60.0},
     )
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    p = subprocess.Popen(
-        [str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_threads(p, ["p4-monitor", "p4-bands"])
-        time.sleep(1.0)
-        t0, a = time.monotonic(), switches(p.pid)
-        time.sleep(4.0)
-        t1, b = time.monotonic(), switches(p.pid)
-    finally:
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
-    assert p.returncode == 0, err
-    rate = {name: (v - a[tid][1]) / (t1 - t0) for tid, (name, v) in b.items() if tid in a}
+    per_s, _, err = count_switches(phase4_bin, cfg, wav, ["p4-monitor", "p4-bands"])
+    rate = {name: r for name, r in per_s.values()}
     assert rate["p4-monitor"] <= 8, rate
     assert "replay" in err, err[-500:]
 

@@ -132,6 +132,17 @@ def test_list_devices_answers_devices_with_and_without_probe(server):
     run(go())
 
 
+def probed_devices(s):
+    """Server `s`'s answer to a probing `list_devices`, by device name."""
+    async def go():
+        async with websockets.connect(s.url) as ws:
+            await recv_json(ws, "presets")
+            await ws.send(json.dumps({"type": "list_devices", "probe": True}))
+            return {i["name"]: i for i in (await recv_json(ws, "devices", timeout=60))["items"]}
+
+    return run(go())
+
+
 def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_server, tmp_path):
     # Opening a `file` PCM runs its pipe's command (or creates its file)
     # as phase4's user: a client allowed to probe could make it do so every
@@ -159,13 +170,7 @@ def test_a_probe_never_opens_a_pcm_that_writes_a_file_or_runs_a_command(make_ser
         + ' }\n')
     s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
 
-    async def go():
-        async with websockets.connect(s.url) as ws:
-            await recv_json(ws, "presets")
-            await ws.send(json.dumps({"type": "list_devices", "probe": True}))
-            return {i["name"]: i for i in (await recv_json(ws, "devices", timeout=60))["items"]}
-
-    items = run(go())
+    items = probed_devices(s)
     assert not ran.exists() and not wrote.exists()
     for name in ("p4cmd", "p4tee", "p4chain", "p4circle", "p4multi", "p4alias"):
         assert name in items, sorted(items)
@@ -190,13 +195,7 @@ def test_a_probe_of_a_deeply_nested_pcm_definition_is_refused_not_a_crash(make_s
                     'pcm.p4shallow { type null; hint { show on description "shallow" } x { y { z 1 } } }\n')
     s = make_server(env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{conf}"})
 
-    async def go():
-        async with websockets.connect(s.url) as ws:
-            await recv_json(ws, "presets")
-            await ws.send(json.dumps({"type": "list_devices", "probe": True}))
-            return {i["name"]: i for i in (await recv_json(ws, "devices", timeout=60))["items"]}
-
-    items = run(go())
+    items = probed_devices(s)
     assert "nested too deeply" in (items["p4deep"].get("error") or ""), items.get("p4deep")
     assert items["p4shallow"].get("probed_at") is not None, items["p4shallow"]
     assert s.proc.poll() is None

@@ -1,5 +1,13 @@
 use super::*;
 
+/// The problems loading `text` finds (it must find some).
+fn problems_of(text: &str) -> Vec<Problem> {
+    match load_str(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
 #[test]
 fn empty_text_gives_defaults() {
     assert_eq!(load_str("").unwrap(), Config::default());
@@ -8,10 +16,7 @@ fn empty_text_gives_defaults() {
 #[test]
 fn several_problems_are_reported_at_once() {
     let text = "[audio]\nblock-frames = 3\nbogus = 1\nformat = \"S8\"\n\n[dsp.low]\nlo-hz = -5.0\n\n[autoscale]\nstrength = 2.0\n";
-    let err = load_str(text).unwrap_err();
-    let ConfigError::Invalid { problems, .. } = err else {
-        panic!("expected Invalid")
-    };
+    let problems = problems_of(text);
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     for k in [
         "audio.bogus",
@@ -32,10 +37,7 @@ fn several_problems_are_reported_at_once() {
 
 #[test]
 fn a_control_character_in_a_comment_gets_a_message_and_is_not_quoted_raw() {
-    let err = load_str("[dsp.mid]\n# a NUL \0 here\nlo-hz = 300.0\n").unwrap_err();
-    let ConfigError::Invalid { problems, .. } = err else {
-        panic!("expected Invalid")
-    };
+    let problems = problems_of("[dsp.mid]\n# a NUL \0 here\nlo-hz = 300.0\n");
     let p = &problems[0];
     assert_eq!(p.line, Some(2));
     assert!(p.allowed.contains("control character"), "{p:?}");
@@ -45,10 +47,7 @@ fn a_control_character_in_a_comment_gets_a_message_and_is_not_quoted_raw() {
 #[test]
 fn a_duplicate_table_is_one_problem_and_its_keys_are_not_blamed_on_the_table_above() {
     let text = "[audio]\nblock-frames = 256\n[health]\ninterval-s = 5.0\n[audio]\nblock-frames = 512\nperiods = 3\n[fft]\nenabled = true\nbogus = 1\n";
-    let err = load_str(text).unwrap_err();
-    let ConfigError::Invalid { problems, .. } = err else {
-        panic!("expected Invalid")
-    };
+    let problems = problems_of(text);
     let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert_eq!(
         keys,
@@ -62,10 +61,7 @@ fn a_bad_array_element_on_a_line_of_its_own_is_no_table_header() {
     // Blanking "to the next header" for it took the array's closing `]`
     // and hid every later problem (review w).
     let text = "[ui.layout]\nquadrants = [\n  \"bars\", \"lines\",\n  [\"scene\" \"fft\"],\n]\nsplit-x = 5.0\n[audio]\nblock-frames = 3\n";
-    let err = load_str(text).unwrap_err();
-    let ConfigError::Invalid { problems, .. } = err else {
-        panic!("expected Invalid")
-    };
+    let problems = problems_of(text);
     let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
     assert!(keys.contains(&"ui.layout.split-x"), "{problems:?}");
     assert!(keys.contains(&"audio.block-frames"), "{problems:?}");
@@ -74,10 +70,7 @@ fn a_bad_array_element_on_a_line_of_its_own_is_no_table_header() {
 
 #[test]
 fn syntax_error_names_the_line() {
-    let err = load_str("[audio]\ndevice = \n").unwrap_err();
-    let ConfigError::Invalid { problems, .. } = err else {
-        panic!("expected Invalid")
-    };
+    let problems = problems_of("[audio]\ndevice = \n");
     assert_eq!(problems[0].line, Some(2));
 }
 #[test]
