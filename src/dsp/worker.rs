@@ -201,7 +201,8 @@ fn run<P: Processor>(
         stats.beat(ctx.role);
         fault.check(&ctx.stop);
         let mut last: Option<(u64, usize)> = None;
-        let mut pause = Duration::ZERO;
+        // The last clocked block's (frames, rate): how long a pause lasts.
+        let mut clocked: Option<(u32, u32)> = None;
         // The blocks there now, not until the ring is empty: a worker
         // slower than real time would never get back to its heartbeat
         // (tester u: a 96 kHz spectrum at 88 % of a core stopped the
@@ -212,7 +213,7 @@ fn run<P: Processor>(
             if block.clocked {
                 // (Without a clock blocks come as fast as they are read,
                 // and a full output ring holds the worker back instead.)
-                pause = block_time(&block);
+                clocked = Some((block.len, block.sample_rate));
             }
             if block.sample_rate != 0 && block.sample_rate != proc.sample_rate() {
                 // A new sample rate (device switch) rebuilds the processor:
@@ -246,13 +247,16 @@ fn run<P: Processor>(
         };
         // Nothing to do until the block that completes the next frame.
         ctx.wake.defer_until(seq + proc.blocks_until_frame(len));
-        if !pause.is_zero() && crate::rt::now_ns().saturating_sub(busy_since) > BUSY_NS {
+        let Some((frames, rate)) = clocked else {
+            continue;
+        };
+        if crate::rt::now_ns().saturating_sub(busy_since) > BUSY_NS {
             // Slower than real time on a clocked input: a SCHED_FIFO thread
             // that never waits starves every thread below it on its CPU
             // (the OSC sender: `/audio/lmh` stopped). A block's time off
             // (at least 1 ms) per 20 ms; it loses blocks instead (counted
             // in ring_drops).
-            std::thread::sleep(pause.max(Duration::from_millis(1)));
+            std::thread::sleep(block_time(frames, rate).max(Duration::from_millis(1)));
             busy_since = crate::rt::now_ns();
         }
     }
@@ -264,9 +268,10 @@ fn run<P: Processor>(
 /// many blocks, tens of them).
 const BUSY_NS: u64 = 20_000_000;
 
-/// How long `block` lasts (at most 20 ms: a pause, not a stop).
-fn block_time(block: &Block) -> Duration {
-    let ns = u64::from(block.len) * 1_000_000_000 / u64::from(block.sample_rate.max(1));
+/// How long a block of `frames` at `rate` lasts (at most 20 ms: a pause,
+/// not a stop). Worked out only when a worker pauses, not per block.
+fn block_time(frames: u32, rate: u32) -> Duration {
+    let ns = u64::from(frames) * 1_000_000_000 / u64::from(rate.max(1));
     Duration::from_nanos(ns.min(20_000_000))
 }
 
