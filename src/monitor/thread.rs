@@ -92,6 +92,7 @@ pub fn spawn(
         last_seq: None,
         tape_step: 8,
         tape_max: 8,
+        step_for: (0, 0),
     };
     let threads = vec![std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
@@ -130,6 +131,8 @@ struct Monitor {
     tape_step: u64,
     /// A quarter of the ring the blocks come in.
     tape_max: u64,
+    /// The (rate, block frames) `tape_step` was worked out for.
+    step_for: (u32, u32),
 }
 
 impl Monitor {
@@ -175,9 +178,13 @@ impl Monitor {
             }
         }
         self.last_seq = Some(b.seq);
-        let in_lag = TAPE_LAG.as_nanos() as u64 * u64::from(b.sample_rate)
-            / (u64::from(b.len.max(1)) * 1_000_000_000);
-        self.tape_step = in_lag.clamp(1, self.tape_max);
+        if (b.sample_rate, b.len) != self.step_for {
+            // Only a new rate or block size changes it.
+            self.step_for = (b.sample_rate, b.len);
+            let in_lag = TAPE_LAG.as_nanos() as u64 * u64::from(b.sample_rate)
+                / (u64::from(b.len.max(1)) * 1_000_000_000);
+            self.tape_step = in_lag.clamp(1, self.tape_max);
+        }
         if hub.replay_on || hub.recording.load(Ordering::Relaxed) {
             self.record_block(b);
         } else {
