@@ -232,6 +232,9 @@ const IDLE_WAIT_MS: u16 = 1000;
 
 /// Start `p4-osc-in`.
 pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
+    // Not redundant with the poll: a datagram that poll reports may still
+    // be dropped at the read (a bad UDP checksum is found only then), and
+    // the read would then wait for the next one with the stop unseen.
     ctx.sock
         .set_read_timeout(Some(Duration::from_millis(100)))?;
     std::thread::Builder::new()
