@@ -40,7 +40,7 @@ pub struct Cli {
 pub struct RunArgs {
     /// Read the configuration from PATH (default: /etc/phase4/phase4.toml
     /// when it exists, else built-in defaults).
-    #[arg(short, long, value_name = "PATH", global = true)]
+    #[arg(short, long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Capture from the ALSA PCM (e.g. hw:CARD=Device,DEV=0 or plughw:1,0),
     /// overriding audio.device.
@@ -75,7 +75,10 @@ pub enum Command {
     /// Show the control token that clients on other machines need to change
     /// settings (generating it if the service never ran), and the UI address
     /// to open with it.
-    Token,
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Run the live signal processing on a WAV file as fast as possible and
     /// write one line per feature frame and per event (onset, beat) with its
     /// time in seconds.
@@ -90,7 +93,69 @@ pub enum Command {
         /// run whatever fft.enabled says).
         #[arg(long)]
         bins: bool,
+        #[command(flatten)]
+        config: ConfigArg,
     },
+}
+
+/// `--config` of the commands that read the configuration (`devices` does
+/// not, so it does not take one).
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Read the configuration from PATH (default: /etc/phase4/phase4.toml
+    /// when it exists, else built-in defaults).
+    #[arg(short, long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The configuration file a command reads: its own `--config`, or one
+    /// given before the command's name.
+    pub fn command_config(&self) -> Option<&PathBuf> {
+        let own = match &self.command {
+            Some(Command::Token { config } | Command::Analyze { config, .. }) => {
+                config.config.as_ref()
+            }
+            _ => None,
+        };
+        own.or(self.run.config.as_ref())
+    }
+
+    /// Why the options given cannot go with the command given, if they
+    /// cannot: the service's own options would do nothing there (they were
+    /// silently ignored: `phase4 --device hw:1 devices`, `phase4 --duration
+    /// 3 analyze x.wav`).
+    pub fn misplaced_option(&self) -> Option<String> {
+        let cmd = self.command.as_ref()?;
+        let name = match cmd {
+            Command::Devices { .. } => "devices",
+            Command::Token { .. } => "token",
+            Command::Analyze { .. } => "analyze",
+        };
+        let r = &self.run;
+        let own_config = match cmd {
+            Command::Token { config } | Command::Analyze { config, .. } => config.config.is_some(),
+            Command::Devices { .. } => false,
+        };
+        let given = [
+            (self.check_config.is_some(), "--check-config"),
+            (r.device.is_some(), "--device"),
+            (r.input.is_some(), "--input"),
+            (r.looping, "--loop"),
+            (r.duration.is_some(), "--duration"),
+            (
+                r.config.is_some() && matches!(cmd, Command::Devices { .. }),
+                "--config",
+            ),
+        ];
+        if let Some((_, opt)) = given.iter().find(|(g, _)| *g) {
+            return Some(format!(
+                "{opt} is an option of the service: 'phase4 {name}' does not use it"
+            ));
+        }
+        (own_config && r.config.is_some())
+            .then(|| format!("--config is given twice (before and after '{name}')"))
+    }
 }
 
 /// `analyze` output formats.
@@ -254,7 +319,6 @@ pub fn command() -> clap::Command {
 /// The man page (roff), from the same definitions as `--help`.
 pub fn man_page(render: impl Fn(&clap::Command, &str) -> String) -> String {
     let mut cmd = command();
-    // Built, so each subcommand carries the global options (`--config`).
     cmd.build();
     let mut page = render(&cmd, "");
     for sub in cmd.get_subcommands() {
@@ -308,9 +372,43 @@ mod tests {
         ] {
             let c = Cli::try_parse_from(args).unwrap();
             assert_eq!(
-                c.run.config.as_deref(),
+                c.command_config().map(|p| p.as_path()),
                 Some(std::path::Path::new("a.toml"))
             );
+            assert_eq!(c.misplaced_option(), None);
         }
+    }
+
+    #[test]
+    fn a_service_option_given_with_a_command_is_named() {
+        for (args, opt) in [
+            (&["phase4", "--device", "hw:1", "devices"][..], "--device"),
+            (&["phase4", "--config", "a.toml", "devices"][..], "--config"),
+            (
+                &["phase4", "--duration", "3", "analyze", "x.wav"][..],
+                "--duration",
+            ),
+            (
+                &["phase4", "--input", "a.wav", "--loop", "token"][..],
+                "--input",
+            ),
+            (
+                &["phase4", "--check-config", "a.toml", "token"][..],
+                "--check-config",
+            ),
+            (
+                &["phase4", "-c", "a.toml", "token", "-c", "b.toml"][..],
+                "twice",
+            ),
+        ] {
+            let c = Cli::try_parse_from(args).unwrap();
+            let why = c.misplaced_option().unwrap_or_default();
+            assert!(why.contains(opt), "{args:?}: {why:?}");
+        }
+        // `devices` takes no --config of its own.
+        assert!(Cli::try_parse_from(["phase4", "devices", "--config", "a.toml"]).is_err());
+        // Without a command every option is the service's.
+        let c = Cli::try_parse_from(["phase4", "--device", "hw:1", "--duration", "3"]).unwrap();
+        assert_eq!(c.misplaced_option(), None);
     }
 }

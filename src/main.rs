@@ -81,6 +81,12 @@ pub(crate) fn main() -> ExitCode {
             };
         }
     };
+    if let Some(why) = cli.misplaced_option() {
+        let _ = phase4::cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .print();
+        return ExitCode::from(EXIT_USAGE);
+    }
     if let Some(path) = &cli.check_config {
         return check_config(path);
     }
@@ -89,10 +95,13 @@ pub(crate) fn main() -> ExitCode {
             phase4::app::listing::print(all);
             ExitCode::SUCCESS
         }
-        Some(Command::Token) => token(cli.run.config.as_ref()),
-        Some(Command::Analyze { file, format, bins }) => {
-            analyze(&file, format, bins, cli.run.config.as_ref())
-        }
+        Some(Command::Token { .. }) => token(cli.command_config()),
+        Some(Command::Analyze {
+            ref file,
+            format,
+            bins,
+            ..
+        }) => analyze(file, format, bins, cli.command_config()),
         None => run(cli),
     }
 }

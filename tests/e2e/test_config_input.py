@@ -65,7 +65,9 @@ def test_a_missing_or_bad_input_wav_is_a_configuration_problem(phase4_bin, tmp_p
 
 
 @pytest.mark.parametrize("args", [["analyse", "x.wav"], ["--duration", "-1"], ["--duration", "nan"],
-                                  ["--duration", "0"], ["--bogus"], ["analyze"], ["devices", "extra"]])
+                                  ["--duration", "0"], ["--bogus"], ["analyze"], ["devices", "extra"],
+                                  ["--device", "hw:9", "devices"], ["devices", "--config", "a.toml"],
+                                  ["--duration", "3", "analyze", "x.wav"], ["--loop", "token"]])
 def test_usage_errors_are_one_line_and_a_hint(phase4_bin, args):
     p = run(phase4_bin, *args)
     assert p.returncode == 64, p
@@ -73,6 +75,10 @@ def test_usage_errors_are_one_line_and_a_hint(phase4_bin, args):
     assert lines[0].startswith("error:"), p.stderr
     assert len(lines) <= 5, p.stderr
     assert "--help" in p.stderr
+    # A service option given with a command did nothing (stop 56): named.
+    given = [a for a in args if a in ("--device", "--duration", "--loop")]
+    if given and {"devices", "analyze", "token"} & set(args):
+        assert given[0] in lines[0] and "does not use it" in lines[0], p.stderr
     if args[0] == "analyse":
         assert "'analyse'" in lines[0] and "x.wav" not in lines[0]
         assert "analyze" in p.stderr
