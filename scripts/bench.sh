@@ -3,7 +3,8 @@
 #   1. `phase4 analyze` speed in x real time (one core, every feature on,
 #      the log spectrum included)
 #   2. live CPU per audio second at 48 kHz / 256 frames with the FFT on and
-#      two OSC destinations (one of them a real receiver), and peak RSS
+#      two OSC destinations (oscdump reading one, a UDP sink the other), and
+#      peak RSS
 #   3. the capture -> OSC-sent latency histogram, idle and with both cores
 #      loaded by stress-ng
 #   4. overhead, side by side (scripts/lib/live-measure.py): 48 kHz / 256,
@@ -132,10 +133,11 @@ taskset -c 0 cargo bench --quiet --bench musical -- --warm-up-time 1 --measureme
 
 live() {  # $1 = label
   oscdump 9000 >/dev/null 2>&1 & local od=$!
+  udp_sink 9001; local sink=$!
   sleep 0.2
   /usr/bin/time -v "$BIN" --config "$W/full.toml" --input "$W/live.wav" --loop --duration "$LIVE_S" --log-level info \
       2> "$W/live.err" >/dev/null
-  kill $od 2>/dev/null || true
+  kill $od $sink 2>/dev/null || true
   local user sys rss
   user=$(grep 'User time' "$W/live.err" | awk '{print $NF}')
   sys=$(grep 'System time' "$W/live.err" | awk '{print $NF}')

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Soak test: phase4 live at 48 kHz / 256 (FFT on, two OSC destinations) for
-# SOAK_S seconds (default 600) on the paced WAV input, with both cores loaded
-# by stress-ng unless SOAK_STRESS=0. Prints the final health line and fails
-# if any block was dropped or any xrun counted.
+# Soak test: phase4 live at 48 kHz / 256 (FFT on, two OSC destinations, a
+# receiver at each) for SOAK_S seconds (default 600) on the paced WAV input,
+# with both cores loaded by stress-ng unless SOAK_STRESS=0. Prints the final
+# health line and fails if any block was dropped or any xrun counted.
 #   scripts/soak.sh [BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 python3 scripts/make-demo-wav.py "$W/demo.wav" 8
 . scripts/lib/live-config.sh
 live_config "$W/soak.toml" 60
+udp_sink 9000
+udp_sink 9001
 if [ "${SOAK_STRESS:-1}" = 1 ] && command -v stress-ng >/dev/null; then
   stress-ng --cpu 2 --timeout "$((SOAK_S + 10))s" >/dev/null 2>&1 &
 fi

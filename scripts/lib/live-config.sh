@@ -30,3 +30,15 @@ live_template() {
   sed -i -e 's/^port = 9000$/port = @OSC1@/' -e 's/^port = 9001$/port = @OSC2@/' \
       -e '/^\[ws\]$/,/^\[/{s/^enabled = false$/enabled = true\nport = @WS@\nhttp-port = @HTTP@/}' "$1"
 }
+
+# udp_sink PORT: a receiver on 127.0.0.1:PORT that reads and drops every
+# datagram, in the background (a rig has a receiver at each destination;
+# without one the kernel answers each datagram with an ICMP "port
+# unreachable", work charged to phase4's sending thread that no show has).
+udp_sink() {
+  python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    s.recv(65536)' "$1" &
+}
