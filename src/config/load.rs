@@ -157,20 +157,22 @@ pub fn load_str(text: &str) -> Result<Config, ConfigError> {
 /// number of re-parses after syntax errors), one walk over the keys against
 /// the schema, one small deserialisation per key, one range check.
 fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let lines = KeyLines::index(text);
     let mut problems = Vec::new();
-    let mut table = parse_table(text, &mut problems);
+    let (mut table, parsed) = parse_table(text, &mut problems);
     let schema = schema();
-    check_keys(&mut table, &schema, "", &lines, &mut problems);
-    let config = deserialize_checked(table, &lines, &mut problems);
+    check_keys(&mut table, &schema, "", &mut problems);
+    let config = deserialize_checked(table, &mut problems);
     let problems_of_file = super::validate::file_paths(&config);
-    for mut p in super::validate(&config).into_iter().chain(problems_of_file) {
-        p.line = lines.find(&p.key);
-        problems.push(p);
-    }
+    problems.extend(super::validate(&config).into_iter().chain(problems_of_file));
     if problems.is_empty() {
         Ok(config)
     } else {
+        // The lines, found only when there is something to show (the
+        // index is a second parse) and after the tree is gone.
+        let lines = KeyLines::index(parsed.as_deref().unwrap_or(text));
+        for p in problems.iter_mut().filter(|p| p.line.is_none()) {
+            p.line = lines.find(&p.key);
+        }
         // File order reads best; problems without a line go last.
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         let total = problems.len();
@@ -192,8 +194,9 @@ fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 /// Parse the TOML syntax. A line with a syntax error is reported, blanked
 /// (a table header with the keys under it) and the text parsed again, at
-/// most [`MAX_SYNTAX_ROUNDS`] times.
-fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
+/// most [`MAX_SYNTAX_ROUNDS`] times. Also returns the text that parsed when
+/// lines were blanked (as many lines as `text`).
+fn parse_table(text: &str, problems: &mut Vec<Problem>) -> (toml::Table, Option<String>) {
     let mut owned: Option<Vec<&str>> = None;
     for _ in 0..MAX_SYNTAX_ROUNDS {
         let joined;
@@ -205,7 +208,7 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
             }
         };
         match current.parse::<toml::Table>() {
-            Ok(t) => return t,
+            Ok(t) => return (t, owned.map(|lines| lines.join("\n"))),
             Err(e) => {
                 let line_idx = e.span().map(|s| line_of_offset(current, s.start));
                 let lines = owned.get_or_insert_with(|| text.lines().collect());
@@ -229,7 +232,7 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
                         };
                         lines[i..end].fill("");
                     }
-                    _ => return toml::Table::new(),
+                    _ => return (toml::Table::new(), None),
                 }
             }
         }
@@ -242,7 +245,7 @@ fn parse_table(text: &str, problems: &mut Vec<Problem>) -> toml::Table {
         ),
         line: None,
     });
-    toml::Table::new()
+    (toml::Table::new(), None)
 }
 
 fn problem_from_syntax(lines: &[&str], line_idx: Option<usize>, message: &str) -> Problem {
@@ -336,7 +339,6 @@ fn check_keys(
     table: &mut toml::Table,
     schema: &toml::Table,
     prefix: &str,
-    lines: &KeyLines,
     problems: &mut Vec<Problem>,
 ) {
     let mut unknown = Vec::new();
@@ -346,7 +348,7 @@ fn check_keys(
             unknown.push(key.clone());
             let known: Vec<&str> = schema.keys().map(String::as_str).collect();
             problems.push(Problem {
-                line: lines.find(&path),
+                line: None,
                 key: clip(&path),
                 value: String::new(),
                 allowed: if known.is_empty() {
@@ -358,16 +360,14 @@ fn check_keys(
             continue;
         };
         match (value, expected) {
-            (toml::Value::Table(t), toml::Value::Table(s)) => {
-                check_keys(t, s, &path, lines, problems)
-            }
+            (toml::Value::Table(t), toml::Value::Table(s)) => check_keys(t, s, &path, problems),
             (toml::Value::Array(items), toml::Value::Array(s)) => {
                 let Some(toml::Value::Table(elem)) = s.first() else {
                     continue;
                 };
                 if items.len() > MAX_TABLE_ARRAY {
                     problems.push(Problem {
-                        line: lines.find(&path),
+                        line: None,
                         key: path.clone(),
                         value: format!("{} entries", items.len()),
                         allowed: format!("at most {MAX_TABLE_ARRAY} entries"),
@@ -376,7 +376,7 @@ fn check_keys(
                 }
                 for (i, item) in items.iter_mut().enumerate() {
                     if let toml::Value::Table(t) = item {
-                        check_keys(t, elem, &format!("{path}[{i}]"), lines, problems);
+                        check_keys(t, elem, &format!("{path}[{i}]"), problems);
                     }
                 }
             }
@@ -396,13 +396,9 @@ fn check_keys(
 /// Deserialise every leaf on its own first, so that each bad value is
 /// reported (serde stops at the first) and removed; then the whole cleaned
 /// tree. Each leaf costs one tiny deserialisation: linear overall.
-fn deserialize_checked(
-    mut table: toml::Table,
-    lines: &KeyLines,
-    problems: &mut Vec<Problem>,
-) -> Config {
+fn deserialize_checked(mut table: toml::Table, problems: &mut Vec<Problem>) -> Config {
     let mut path = Vec::new();
-    remove_bad_leaves(&mut table, &mut path, lines, problems);
+    remove_bad_leaves(&mut table, &mut path, problems);
     match toml::Value::Table(table).try_into::<Config>() {
         Ok(c) => c,
         Err(e) => {
@@ -451,24 +447,19 @@ fn wrap(path: &[Step], value: toml::Value) -> toml::Value {
     })
 }
 
-fn remove_bad_leaves(
-    table: &mut toml::Table,
-    path: &mut Vec<Step>,
-    lines: &KeyLines,
-    problems: &mut Vec<Problem>,
-) {
+fn remove_bad_leaves(table: &mut toml::Table, path: &mut Vec<Step>, problems: &mut Vec<Problem>) {
     let mut bad = Vec::new();
     for (key, value) in table.iter_mut() {
         path.push(Step::Key(key.clone()));
         match value {
-            toml::Value::Table(t) => remove_bad_leaves(t, path, lines, problems),
+            toml::Value::Table(t) => remove_bad_leaves(t, path, problems),
             toml::Value::Array(items)
                 if !items.is_empty() && items.iter().all(toml::Value::is_table) =>
             {
                 for (i, item) in items.iter_mut().enumerate() {
                     path.push(Step::Index(i));
                     if let toml::Value::Table(t) = item {
-                        remove_bad_leaves(t, path, lines, problems);
+                        remove_bad_leaves(t, path, problems);
                     }
                     path.pop();
                 }
@@ -477,7 +468,7 @@ fn remove_bad_leaves(
                 if let Err(e) = wrap(path, leaf.clone()).try_into::<Config>() {
                     let key_path = path_string(path);
                     problems.push(Problem {
-                        line: lines.find(&key_path),
+                        line: None,
                         key: key_path,
                         value: clip(&leaf.to_string()),
                         allowed: e.message().trim().replace('\n', " "),
@@ -493,41 +484,76 @@ fn remove_bad_leaves(
     }
 }
 
-/// The line of every `key = value` and `[section]` in a file, found in one
-/// pass, so that problems can name their line without searching the text
-/// once per problem.
+/// The line of every key and table of a file, from the spans of the same
+/// TOML parser `toml` uses (`toml_edit`), so that problems can name their
+/// line without searching the text once per problem. (Until stop 56 this
+/// was a line-by-line guess, which took a line of an array value that
+/// starts with `[` for a table header and blamed the keys after it on the
+/// table above.)
 struct KeyLines {
     lines: std::collections::HashMap<String, usize>,
 }
 
 impl KeyLines {
+    /// Index `text`, which `toml` parsed (nothing is found in text that
+    /// does not parse). Linear in its size.
     fn index(text: &str) -> Self {
-        let mut lines = std::collections::HashMap::new();
-        let mut section = String::new();
-        let mut array_counts: std::collections::HashMap<String, usize> =
-            std::collections::HashMap::new();
-        for (i, raw) in text.lines().enumerate() {
-            let l = raw.trim();
-            if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-                let name = name.trim().to_string();
-                let n = array_counts.entry(name.clone()).or_insert(0);
-                section = format!("{name}[{n}]");
-                *n += 1;
-                lines.entry(section.clone()).or_insert(i + 1);
-            } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
-                section = name.trim().to_string();
-                lines.entry(section.clone()).or_insert(i + 1);
-            } else if let Some((k, _)) = l.split_once('=') {
-                let k = k.trim().trim_matches('"');
-                if !k.is_empty() && !k.starts_with('#') {
-                    lines.entry(join_key(&section, k)).or_insert(i + 1);
-                }
-            }
+        let mut index = KeyLines {
+            lines: std::collections::HashMap::new(),
+        };
+        if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+            let starts = LineStarts::of(text);
+            index.table(doc.as_table(), "", &starts);
         }
-        KeyLines { lines }
+        index
     }
 
-    /// The line of `key`, else of its nearest enclosing section.
+    fn note(&mut self, path: &str, span: Option<std::ops::Range<usize>>, starts: &LineStarts) {
+        if let Some(span) = span {
+            self.lines
+                .entry(path.to_string())
+                .or_insert_with(|| starts.line(span.start));
+        }
+    }
+
+    fn table(&mut self, t: &toml_edit::Table, prefix: &str, starts: &LineStarts) {
+        self.note(prefix, t.span(), starts);
+        for (k, item) in t.iter() {
+            let path = join_key(prefix, k);
+            self.note(&path, t.key(k).and_then(toml_edit::Key::span), starts);
+            match item {
+                toml_edit::Item::Table(sub) => self.table(sub, &path, starts),
+                toml_edit::Item::ArrayOfTables(a) => {
+                    for (i, sub) in a.iter().enumerate() {
+                        self.table(sub, &format!("{path}[{i}]"), starts);
+                    }
+                }
+                toml_edit::Item::Value(v) => self.value(v, &path, starts),
+                toml_edit::Item::None => {}
+            }
+        }
+    }
+
+    fn value(&mut self, v: &toml_edit::Value, path: &str, starts: &LineStarts) {
+        self.note(path, v.span(), starts);
+        match v {
+            toml_edit::Value::InlineTable(t) => {
+                for (k, item) in t.iter() {
+                    let sub = join_key(path, k);
+                    self.note(&sub, t.key(k).and_then(toml_edit::Key::span), starts);
+                    self.value(item, &sub, starts);
+                }
+            }
+            toml_edit::Value::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    self.value(item, &format!("{path}[{i}]"), starts);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The line of `key`, else of its nearest enclosing table.
     fn find(&self, key: &str) -> Option<usize> {
         let mut k = key;
         loop {
@@ -536,6 +562,23 @@ impl KeyLines {
             }
             k = &k[..k.rfind(['.', '['])?];
         }
+    }
+}
+
+/// Where each line of a text starts, to turn byte offsets into line
+/// numbers by binary search.
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn of(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineStarts(starts)
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&s| s <= offset)
     }
 }
 

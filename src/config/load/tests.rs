@@ -66,6 +66,47 @@ fn a_bad_array_element_on_a_line_of_its_own_is_no_table_header() {
     assert!(keys.contains(&"ui.layout.split-x"), "{problems:?}");
     assert!(keys.contains(&"audio.block-frames"), "{problems:?}");
     assert!(!keys.contains(&""), "{problems:?}");
+    // Each on its own line, not the table's (review w: "line 1:
+    // ui.layout.split-x" for a key on line 6).
+    let line = |key: &str| problems.iter().find(|p| p.key == key).and_then(|p| p.line);
+    assert_eq!(line("ui.layout.split-x"), Some(6), "{problems:?}");
+    assert_eq!(line("audio.block-frames"), Some(8), "{problems:?}");
+}
+
+#[test]
+fn keys_checked_after_parsing_name_their_own_line() {
+    // A multi-line array whose lines start with `[`, an array of tables,
+    // an inline table, a dotted key and a quoted key: every problem found by
+    // the range checks names the line its key is on.
+    let text = "\
+[ui.layout]
+quadrants = [
+  \"bars\",
+  [
+  ],
+]
+split-x = 5.0
+
+[[osc.destinations]]
+host = \"127.0.0.1\"
+port = 9000
+
+[[osc.destinations]]
+host = \"127.0.0.1\"
+port = 0
+
+[dsp]
+low = { lo-hz = 20.0, hi-hz = -1.0 }
+mid.lo-hz = -5.0
+\"high\".hi-hz = -2.0
+";
+    let problems = problems_of(text);
+    let line = |key: &str| problems.iter().find(|p| p.key == key).and_then(|p| p.line);
+    assert_eq!(line("ui.layout.split-x"), Some(7), "{problems:?}");
+    assert_eq!(line("osc.destinations[1].port"), Some(15), "{problems:?}");
+    assert_eq!(line("dsp.low.hi-hz"), Some(18), "{problems:?}");
+    assert_eq!(line("dsp.mid.lo-hz"), Some(19), "{problems:?}");
+    assert_eq!(line("dsp.high.hi-hz"), Some(20), "{problems:?}");
 }
 
 #[test]
