@@ -151,7 +151,7 @@ impl Gate {
 
     /// Whether `from` may write now (renews its session).
     pub fn allows(&mut self, from: SocketAddr, now: Instant) -> bool {
-        if self.trust_loopback && from.ip().is_loopback() {
+        if self.trust_loopback && from.ip().to_canonical().is_loopback() {
             return true;
         }
         match self.sessions.get_mut(&from) {
@@ -577,6 +577,11 @@ mod tests {
         let now = Instant::now();
         let mut g = Gate::new(Secret::configured("s3cret"), true);
         assert!(g.allows(addr("127.0.0.1:5000"), now));
+        // Loopback through a dual-stack socket (`bind = "::"`) too (tester
+        // x: refused, though the start-up line said this machine may write).
+        assert!(g.allows(addr("[::ffff:127.0.0.1]:5000"), now));
+        assert!(g.allows(addr("[::1]:5000"), now));
+        assert!(!g.allows(addr("[::ffff:192.0.2.7]:5000"), now));
         let lan = addr("192.0.2.7:5000");
         assert!(!g.allows(lan, now));
         assert!(!g.auth(lan, &[OscType::String("wrong".into())], now));
