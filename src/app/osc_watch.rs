@@ -1,6 +1,7 @@
 //! Watching OSC destinations from the supervisor: a destination that starts
 //! refusing datagrams is logged (at most once a minute per destination, with
-//! how many failed since), and so is its recovery. The sender thread itself
+//! how many failed since, also when it comes and goes), and so is its
+//! recovery after such a line. The sender thread itself
 //! never logs; it only counts.
 
 use crate::config::OscDestination;
@@ -18,6 +19,46 @@ struct Watched {
     failing: bool,
     last_log: Option<Instant>,
     unlogged: u64,
+    /// A "refuses" line went out and no "accepts again" line since.
+    reported: bool,
+}
+
+/// What one look at a destination's counters logs.
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// It refuses datagrams: this many failed since the last report.
+    Refuses(u64),
+    /// It accepts them again.
+    Accepts,
+}
+
+impl Watched {
+    /// At most one "refuses" line per [`REPEAT`] whatever happens between
+    /// (tester x: a destination whose reachability flapped every 150 ms
+    /// logged two lines per flap, as it was once a minute only while it
+    /// kept failing), and an "accepts again" line only after one.
+    fn look(&mut self, new_fail: u64, new_sent: u64, now: Instant) -> Option<Line> {
+        if new_fail > 0 {
+            self.unlogged += new_fail;
+            self.failing = true;
+            let due = self
+                .last_log
+                .is_none_or(|t| now.saturating_duration_since(t) >= REPEAT);
+            if !due {
+                return None;
+            }
+            self.last_log = Some(now);
+            self.reported = true;
+            return Some(Line::Refuses(std::mem::take(&mut self.unlogged)));
+        }
+        if self.failing && new_sent > 0 {
+            self.failing = false;
+            if std::mem::take(&mut self.reported) {
+                return Some(Line::Accepts);
+            }
+        }
+        None
+    }
 }
 
 /// Per-destination memory of what was last seen and logged.
@@ -38,6 +79,7 @@ impl OscWatch {
                 failing: false,
                 last_log: None,
                 unlogged: 0,
+                reported: false,
             })
             .collect();
         OscWatch { dests }
@@ -45,6 +87,7 @@ impl OscWatch {
 
     /// Compare the counters with the last look and log what changed.
     pub fn check(&mut self, stats: &Stats) {
+        let now = Instant::now();
         for (i, w) in self.dests.iter_mut().enumerate() {
             let s = &stats.osc_dests[i];
             let failed = s.failed.load(Ordering::Relaxed);
@@ -53,23 +96,16 @@ impl OscWatch {
             let new_sent = sent - w.sent.min(sent);
             w.failed = failed;
             w.sent = sent;
-            if new_fail > 0 {
-                w.unlogged += new_fail;
-                let due = w.last_log.is_none_or(|t| t.elapsed() >= REPEAT);
-                if !w.failing || due {
+            match w.look(new_fail, new_sent, now) {
+                Some(Line::Refuses(n)) => {
                     let e = std::io::Error::from_raw_os_error(s.last_errno.load(Ordering::Relaxed));
                     log::warn!(
-                        "osc: {} refuses datagrams ({e}); {} failed since the last report; other destinations are unaffected",
-                        w.name, w.unlogged
+                        "osc: {} refuses datagrams ({e}); {n} failed since the last report; other destinations are unaffected",
+                        w.name
                     );
-                    w.unlogged = 0;
-                    w.last_log = Some(Instant::now());
                 }
-                w.failing = true;
-            } else if w.failing && new_sent > 0 {
-                log::info!("osc: {} accepts datagrams again", w.name);
-                w.failing = false;
-                w.unlogged = 0;
+                Some(Line::Accepts) => log::info!("osc: {} accepts datagrams again", w.name),
+                None => {}
             }
         }
     }
@@ -100,4 +136,62 @@ fn errno_name(e: &std::io::Error) -> String {
         .unwrap_or("error")
         .replace(' ', "_")
         .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched() -> Watched {
+        Watched {
+            name: "192.0.2.1:9000".into(),
+            failed: 0,
+            sent: 0,
+            failing: false,
+            last_log: None,
+            unlogged: 0,
+            reported: false,
+        }
+    }
+
+    #[test]
+    fn a_flapping_destination_is_reported_once_a_minute() {
+        let mut w = watched();
+        let t0 = Instant::now();
+        let mut lines = Vec::new();
+        // Down and up every 150 ms for two and a half minutes: 3 failures
+        // per look while down, some sent while up.
+        for i in 0..1000u32 {
+            let now = t0 + Duration::from_millis(150 * u64::from(i));
+            let (f, s) = if i % 2 == 0 { (3, 0) } else { (0, 5) };
+            if let Some(l) = w.look(f, s, now) {
+                lines.push((now.duration_since(t0).as_secs(), l));
+            }
+        }
+        // At 0, 60 and 120 s: one "refuses" line each (with what failed
+        // since), one "accepts again" after each.
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert_eq!(lines[0], (0, Line::Refuses(3)));
+        assert_eq!(lines[1], (0, Line::Accepts));
+        assert_eq!(lines[2].0, 60);
+        assert_eq!(lines[2].1, Line::Refuses(3 * 200));
+        assert_eq!(lines[3], (60, Line::Accepts));
+    }
+
+    #[test]
+    fn a_destination_that_stays_down_is_reported_again_after_a_minute() {
+        let mut w = watched();
+        let t0 = Instant::now();
+        assert_eq!(w.look(1, 0, t0), Some(Line::Refuses(1)));
+        assert_eq!(w.look(4, 0, t0 + Duration::from_secs(30)), None);
+        assert_eq!(
+            w.look(5, 0, t0 + Duration::from_secs(61)),
+            Some(Line::Refuses(9))
+        );
+        assert_eq!(
+            w.look(0, 3, t0 + Duration::from_secs(62)),
+            Some(Line::Accepts)
+        );
+        assert_eq!(w.look(0, 3, t0 + Duration::from_secs(63)), None);
+    }
 }
