@@ -247,6 +247,14 @@ pub fn init(level: LevelFilter) {
 /// Lines a second that one place in the code may log for [`crate::peer_log`].
 pub const PEER_LINES_PER_S: u32 = 5;
 
+/// Lines a second that all [`crate::peer_log`] call sites together may log
+/// (there are over 30; tester x had eleven of them at their 5 a second at
+/// once, 55 lines a second from one client).
+pub const ALL_PEER_LINES_PER_S: u32 = 10;
+
+/// The budget all [`crate::peer_log`] call sites share.
+pub static ALL_PEER_LINES: SiteLimit = SiteLimit::with_limit(ALL_PEER_LINES_PER_S);
+
 /// The budget of one [`crate::peer_log`] call site: at most
 /// [`PEER_LINES_PER_S`] lines in each second of the monotonic clock, and a
 /// count of what was held back. Lock-free (a `static` shared by every
@@ -256,16 +264,23 @@ pub struct SiteLimit {
     second: AtomicU64,
     used: AtomicU32,
     held: AtomicU64,
+    limit: u32,
 }
 
 impl SiteLimit {
     /// An unused budget (for a `static`).
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
+        Self::with_limit(PEER_LINES_PER_S)
+    }
+
+    /// An unused budget of `limit` lines a second.
+    pub const fn with_limit(limit: u32) -> Self {
         SiteLimit {
             second: AtomicU64::new(u64::MAX),
             used: AtomicU32::new(0),
             held: AtomicU64::new(0),
+            limit,
         }
     }
 
@@ -286,7 +301,7 @@ impl SiteLimit {
         {
             self.used.store(0, Ordering::Relaxed);
         }
-        if self.used.fetch_add(1, Ordering::Relaxed) < PEER_LINES_PER_S {
+        if self.used.fetch_add(1, Ordering::Relaxed) < self.limit {
             Some(self.held.swap(0, Ordering::Relaxed))
         } else {
             self.held.fetch_add(1, Ordering::Relaxed);
@@ -295,10 +310,30 @@ impl SiteLimit {
     }
 }
 
+/// Whether a [`crate::peer_log`] line from `site` may go out now: `Some(n)`
+/// when both `site`'s budget and the shared one allow it (`n` of the
+/// site's lines were held back since its last one).
+pub fn peer_allow(site: &SiteLimit) -> Option<u64> {
+    peer_allow_at(site, &ALL_PEER_LINES, crate::rt::now_ns())
+}
+
+fn peer_allow_at(site: &SiteLimit, all: &SiteLimit, now_ns: u64) -> Option<u64> {
+    let held = site.allow_at(now_ns)?;
+    if all.allow_at(now_ns).is_some() {
+        Some(held)
+    } else {
+        // Allowed by the site, not by the shared budget: the site's next
+        // line counts it.
+        site.held.fetch_add(held + 1, Ordering::Relaxed);
+        None
+    }
+}
+
 /// Log a line that a peer on the network can cause as often as it likes (a
 /// refused request, a handshake dropped, a client connected or gone): at
-/// most [`PEER_LINES_PER_S`] a second from each call site, and the first
-/// line after lines were held back says how many. One client could
+/// most [`PEER_LINES_PER_S`] a second from each call site and
+/// [`ALL_PEER_LINES_PER_S`] from all of them together, and the first line
+/// a site logs after some of its lines were held back says how many. One client could
 /// otherwise write thousands of lines a second, and journald's own rate
 /// limit (10 000 per 30 s by default) would then drop phase4's other
 /// messages, the health lines among them.
@@ -309,7 +344,7 @@ macro_rules! peer_log {
     ($lvl:expr, $($arg:tt)+) => {{
         static SITE: $crate::service::logging::SiteLimit =
             $crate::service::logging::SiteLimit::new();
-        if let Some(held) = SITE.allow() {
+        if let Some(held) = $crate::service::logging::peer_allow(&SITE) {
             if held == 0 {
                 log::log!($lvl, $($arg)+);
             } else {
@@ -471,6 +506,35 @@ mod tests {
         );
         assert!(!forged.chars().any(|c| c.is_control()));
         assert_eq!(one_line("naïve ☃ /audio/lmh"), "naïve ☃ /audio/lmh");
+    }
+
+    #[test]
+    fn every_call_site_together_logs_a_few_lines_a_second() {
+        // Eleven sites at once (tester x's flood): 55 lines a second
+        // before, now the shared budget's ten; each site's next line
+        // counts what it held back.
+        let sites: Vec<SiteLimit> = (0..11).map(|_| SiteLimit::new()).collect();
+        let all = SiteLimit::with_limit(ALL_PEER_LINES_PER_S);
+        let t0 = 7_000_000_000;
+        let mut out = 0;
+        for k in 0..100 {
+            for s in &sites {
+                out += usize::from(peer_allow_at(s, &all, t0 + k * 1_000_000).is_some());
+            }
+        }
+        assert_eq!(out, ALL_PEER_LINES_PER_S as usize);
+        // The first ten sites had one line out each; the eleventh none.
+        let t1 = t0 + 1_000_000_000;
+        for s in &sites[..10] {
+            assert_eq!(peer_allow_at(s, &all, t1), Some(99));
+        }
+        // The shared budget is spent again: the eleventh waits, and says
+        // all it held back in the next second.
+        assert_eq!(peer_allow_at(&sites[10], &all, t1), None);
+        assert_eq!(
+            peer_allow_at(&sites[10], &all, t1 + 1_000_000_000),
+            Some(101)
+        );
     }
 
     #[test]
