@@ -35,11 +35,37 @@ struct Place {
     /// sent or dropped: `serve::Served`): cutting it costs its client the rest
     /// of the file, where an idle keep-alive connection costs nothing.
     streaming: Rc<Cell<bool>>,
+    /// Set once a whole request head has come on it.
+    heard: Rc<Cell<bool>>,
+    /// Asked to close (to make room): no longer counted or chosen.
+    asked: Cell<bool>,
 }
 
-/// What a connection gets with its place: the place itself, what asks it
-/// to close, and where it says that it is streaming.
-pub type Taken = (Slot, Rc<tokio::sync::Notify>, Rc<Cell<bool>>);
+impl Place {
+    fn ask_to_close(&self) {
+        self.asked.set(true);
+        self.close.notify_one();
+    }
+}
+
+/// What a connection gets with its place.
+pub struct Taken {
+    /// The place itself, given back when dropped.
+    pub slot: Slot,
+    /// Asks the connection to close.
+    pub close: Rc<tokio::sync::Notify>,
+    /// Where it says how it is getting on.
+    pub flags: Flags,
+}
+
+/// Where a connection says how it is getting on.
+#[derive(Clone)]
+pub struct Flags {
+    /// Set while it streams an answer (see [`Place::streaming`]).
+    pub streaming: Rc<Cell<bool>>,
+    /// Set once a whole request head has come on it.
+    pub heard: Rc<Cell<bool>>,
+}
 
 /// One connection's place in [`Conns`], given back when it is dropped.
 pub struct Slot {
@@ -72,26 +98,42 @@ impl Conns {
         self.inner.borrow().per_ip.get(key).map_or(0, Vec::len)
     }
 
-    /// A place for a connection from `ip`, what asks it to close and its
-    /// streaming flag; `None` when `ip` already has `max_per_ip` (loopback
-    /// excepted).
+    /// A place for a connection from `ip`; `None` when `ip` already has
+    /// `max_per_ip` (loopback excepted) that have each sent a request.
+    ///
+    /// At the cap, the oldest of the address's connections that has not
+    /// sent a whole request head yet is asked to close and gives its place.
+    /// An IPv6 /64 is one address here, and a venue's Wi-Fi is one /64:
+    /// one guest holding 16 connections open with half-sent heads kept
+    /// every other IPv6 client there from the UI (tester x: 40 of 40
+    /// refused). A client's own connection sends its head within a round
+    /// trip and is safe from then on.
     pub fn take(self: &Rc<Self>, ip: IpAddr, max_per_ip: usize) -> Option<Taken> {
         let key = peer_key(ip);
         let mut t = self.inner.borrow_mut();
         let id = t.next_id;
         let v = t.per_ip.entry(key).or_default();
-        if !ip.is_loopback() && v.len() >= max_per_ip {
-            if v.is_empty() {
-                t.per_ip.remove(&key);
+        let open = v.iter().filter(|p| !p.asked.get()).count();
+        if !ip.is_loopback() && open >= max_per_ip {
+            match v.iter().find(|p| !p.asked.get() && !p.heard.get()) {
+                Some(silent) => silent.ask_to_close(),
+                None => {
+                    if v.is_empty() {
+                        t.per_ip.remove(&key);
+                    }
+                    return None;
+                }
             }
-            return None;
         }
         let close = Rc::new(tokio::sync::Notify::new());
         let streaming = Rc::new(Cell::new(false));
+        let heard = Rc::new(Cell::new(false));
         v.push(Place {
             id,
             close: close.clone(),
             streaming: streaming.clone(),
+            heard: heard.clone(),
+            asked: Cell::new(false),
         });
         t.next_id += 1;
         t.total += 1;
@@ -100,7 +142,11 @@ impl Conns {
             key,
             id,
         };
-        Some((slot, close, streaming))
+        Some(Taken {
+            slot,
+            close,
+            flags: Flags { streaming, heard },
+        })
     }
 
     /// Every place is taken and a connection from `ip` waits: ask a
@@ -118,8 +164,14 @@ impl Conns {
         if hog.len() < mine + 2 {
             return false;
         }
-        let victim = hog.iter().find(|p| !p.streaming.get()).unwrap_or(&hog[0]);
-        victim.close.notify_one();
+        let open = || hog.iter().filter(|p| !p.asked.get());
+        let Some(victim) = open()
+            .find(|p| !p.streaming.get())
+            .or_else(|| open().next())
+        else {
+            return false;
+        };
+        victim.ask_to_close();
         true
     }
 
@@ -166,7 +218,7 @@ mod tests {
         // The hog's oldest connection is asked to close, no other.
         assert!(conns.make_room_for(newcomer));
         let asked = |i: usize| {
-            let n = held[i].1.notified();
+            let n = held[i].close.notified();
             tokio::pin!(n);
             n.as_mut().enable()
         };
@@ -198,6 +250,7 @@ mod tests {
         // The per-address cap still holds; an IPv6 /64 is one address.
         let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 1, 0, 0, 0, i]);
         assert!(conns.take(v6(1), 1).is_some_and(|s| {
+            s.flags.heard.set(true);
             held.push(s);
             true
         }));
@@ -208,23 +261,57 @@ mod tests {
     }
 
     #[test]
+    fn at_its_cap_an_address_gives_up_a_connection_that_sent_no_request() {
+        let conns = Rc::new(Conns::default());
+        let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 9, 0, 0, 0, i]);
+        // A guest holds its /64's 4 places with half-sent heads.
+        let guest: Vec<_> = (0..4)
+            .map(|i| conns.take(v6(0x66 + i), 4).unwrap())
+            .collect();
+        let asked = |t: &Taken| {
+            let n = t.close.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        // The operator, from another address of the /64, gets a place:
+        // the guest's oldest is asked to close.
+        let operator = conns.take(v6(1), 4).expect("a place");
+        assert!(asked(&guest[0]) && !asked(&guest[1]));
+        operator.flags.heard.set(true);
+        // A burst of newcomers before any closed connection is gone: each
+        // takes the place of another silent one, never of the operator's,
+        // and none once every open one has sent a request.
+        let burst: Vec<_> = (0..3).map_while(|i| conns.take(v6(0x80 + i), 4)).collect();
+        assert_eq!(burst.len(), 3);
+        assert!(asked(&guest[1]) && asked(&guest[2]) && asked(&guest[3]));
+        assert!(!asked(&operator));
+        for b in &burst {
+            b.flags.heard.set(true);
+        }
+        assert!(conns.take(v6(0x90), 4).is_none());
+        assert!(!asked(&operator));
+        // Another address's share is its own.
+        assert!(conns.take("192.0.2.5".parse().unwrap(), 4).is_some());
+    }
+
+    #[test]
     fn room_is_made_from_an_idle_connection_before_a_download() {
         let conns = Rc::new(Conns::default());
         let hog: IpAddr = "10.9.0.2".parse().unwrap();
         let newcomer: IpAddr = "10.9.0.9".parse().unwrap();
         let held: Vec<_> = (0..3).map(|_| conns.take(hog, 16).unwrap()).collect();
         let asked = |i: usize| {
-            let n = held[i].1.notified();
+            let n = held[i].close.notified();
             tokio::pin!(n);
             n.as_mut().enable()
         };
         // The oldest two are downloading: the third, idle, goes.
-        held[0].2.set(true);
-        held[1].2.set(true);
+        held[0].flags.streaming.set(true);
+        held[1].flags.streaming.set(true);
         assert!(conns.make_room_for(newcomer));
         assert!(!asked(0) && !asked(1) && asked(2));
         // All downloading: the oldest goes.
-        held[2].2.set(true);
+        held[2].flags.streaming.set(true);
         assert!(conns.make_room_for(newcomer));
         assert!(asked(0) && !asked(1) && !asked(2));
     }

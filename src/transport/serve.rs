@@ -27,7 +27,7 @@
 //! connection's slot is given back once hyper lets go of it.
 
 use crate::transport::pace::Paced;
-use crate::transport::places::{Conns, WhenFull};
+use crate::transport::places::{Conns, Flags, Taken, WhenFull};
 use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{Either, Full};
@@ -281,7 +281,7 @@ async fn serve<H: Handler>(
                 }
             }
         }
-        let Some((slot, close, streaming)) = conns.take(ip, limits.max_per_ip) else {
+        let Some(Taken { slot, close, flags }) = conns.take(ip, limits.max_per_ip) else {
             crate::peer_log!(
                 log::Level::Info,
                 "{name}: closing {peer}: {} connections from it already",
@@ -294,7 +294,7 @@ async fn serve<H: Handler>(
         let pace = pace.clone();
         tokio::task::spawn_local(async move {
             tokio::select! {
-                _ = connection(name, stream, peer, limits, handler, streaming, pace) => {}
+                _ = connection(name, stream, peer, limits, handler, flags, pace) => {}
                 _ = close.notified() => log::debug!("{name}: {peer}: closed to make room"),
             }
             drop(slot);
@@ -308,15 +308,19 @@ async fn connection<H: Handler>(
     peer: SocketAddr,
     limits: Limits,
     handler: Rc<H>,
-    streaming: Rc<Cell<bool>>,
+    flags: Flags,
     pace: Rc<Paced>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Flags { streaming, heard } = flags;
     let served = Rc::new(Cell::new(0u32));
     let flag = streaming.clone();
     let progress = Rc::new(Progress::default());
     let moved = progress.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        // A whole head came: no longer a place to take back first
+        // (`Conns::take`).
+        heard.set(true);
         let n = served.get() + 1;
         served.set(n);
         let wait = pace.wait(peer);
