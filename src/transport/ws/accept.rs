@@ -4,10 +4,10 @@
 //! sockets in a `poll()` loop, each under a whole deadline
 //! ([`HANDSHAKE_DEADLINE`], not a per-read timeout) and a byte budget
 //! ([`HANDSHAKE_BYTES`]). Handshakes in progress are capped
-//! ([`MAX_PENDING`] in all, [`MAX_PENDING_PER_IP`] per address); when the
-//! cap is reached the oldest handshake is dropped, so clients that trickle
-//! one header byte at a time cannot lock out a client that sends its request
-//! at once. Connected clients are counted in a [`Registry`] shared with the
+//! ([`MAX_PENDING`] in all, [`MAX_PENDING_PER_IP`] per address, an IPv6
+//! host by its /64); when the cap is reached the oldest handshake of the
+//! address holding the most is dropped, so clients that trickle one header
+//! byte at a time cannot lock out a client that sends its request at once. Connected clients are counted in a [`Registry`] shared with the
 //! broadcaster: over `ws.max-clients` (or `ws.max-clients-per-ip` from one
 //! address, an IPv6 host by its /64) the handshake is answered with 503, and
 //! clients without the token never take the last quarter of the places
@@ -27,7 +27,7 @@
 
 use super::conn::Conn;
 use super::guesses::too_many_guesses;
-use super::registry::{canonical_ip, Registry};
+use super::registry::{canonical_ip, peer_key, Registry};
 use crate::control::secret::Secret;
 use crate::transport::hosts::{single_header, HostCheck};
 use std::cell::{Cell, RefCell};
@@ -385,11 +385,14 @@ impl Acceptor {
 
     fn start(&mut self, stream: TcpStream, peer: SocketAddr) {
         let ip = canonical_ip(&peer);
+        // Per /64 for IPv6, as every other cap (tester x: one host's
+        // addresses each counted on their own, so it could take all 64).
+        let key = peer_key(ip);
         if !ip.is_loopback()
             && self
                 .pending
                 .iter()
-                .filter(|p| canonical_ip(&p.peer) == ip)
+                .filter(|p| peer_key(p.peer.ip()) == key)
                 .count()
                 >= MAX_PENDING_PER_IP
         {
@@ -400,10 +403,11 @@ impl Acceptor {
             return;
         }
         if self.pending.len() >= MAX_PENDING {
-            let oldest = self.pending.remove(0);
+            let i = hog_oldest(self.pending.iter().map(|p| peer_key(p.peer.ip())));
+            let oldest = self.pending.remove(i);
             crate::peer_log!(
                 log::Level::Info,
-                "ws: {MAX_PENDING} handshakes in progress; dropped the oldest ({})",
+                "ws: {MAX_PENDING} handshakes in progress; dropped the oldest of the address with the most ({})",
                 oldest.peer
             );
             release_if_admitted(&self.shared.registry, &oldest.admitted, oldest.peer);
@@ -484,6 +488,26 @@ impl Acceptor {
     }
 }
 
+/// Which handshake in progress gives its place when all are taken: the
+/// oldest of the address (`keys`: oldest first, one per handshake) holding
+/// the most, of those the one whose oldest came first. Dropping the oldest
+/// of all let an address with handshakes to spare push out everyone
+/// else's (tester x: one IPv6 host at 2 000 connections a second, a client
+/// that sent its request 50 ms after connecting never got through).
+fn hog_oldest(keys: impl Iterator<Item = std::net::IpAddr>) -> usize {
+    // (key, handshakes, index of its oldest): at most MAX_PENDING entries.
+    let mut seen: Vec<(std::net::IpAddr, usize, usize)> = Vec::new();
+    for (i, k) in keys.enumerate() {
+        match seen.iter_mut().find(|(s, _, _)| *s == k) {
+            Some(e) => e.1 += 1,
+            None => seen.push((k, 1, i)),
+        }
+    }
+    seen.iter()
+        .max_by_key(|(_, n, first)| (*n, std::cmp::Reverse(*first)))
+        .map_or(0, |e| e.2)
+}
+
 fn release_if_admitted(registry: &Registry, admitted: &Cell<Option<bool>>, peer: SocketAddr) {
     if let Some(privileged) = admitted.take() {
         registry.release(canonical_ip(&peer), privileged);
@@ -502,5 +526,20 @@ mod tests {
         );
         assert_eq!(query_token(Some("a=1")), None);
         assert_eq!(query_token(None), None);
+    }
+
+    #[test]
+    fn a_full_queue_of_handshakes_gives_up_one_of_the_address_holding_the_most() {
+        let v6 = |i: u16| peer_key(std::net::IpAddr::from([0xfd00, 9, 0, 0, 0, 0, 0, i]));
+        let client = peer_key("192.0.2.7".parse().unwrap());
+        // The client's handshake is the oldest; a host's /64 holds the rest.
+        let mut keys = vec![client];
+        keys.extend((1..64).map(v6));
+        assert_eq!(hog_oldest(keys.iter().copied()), 1);
+        // Two addresses holding as many: the one whose oldest came first.
+        let a = peer_key("192.0.2.1".parse().unwrap());
+        let b = peer_key("192.0.2.2".parse().unwrap());
+        assert_eq!(hog_oldest([client, b, a, a, b].into_iter()), 1);
+        assert_eq!(hog_oldest(std::iter::empty()), 0);
     }
 }
