@@ -33,6 +33,18 @@ enum Line {
 }
 
 impl Watched {
+    fn new(name: String) -> Self {
+        Watched {
+            name,
+            failed: 0,
+            sent: 0,
+            failing: false,
+            last_log: None,
+            unlogged: 0,
+            reported: false,
+        }
+    }
+
     /// At most one "refuses" line per [`REPEAT`] whatever happens between
     /// (tester x: a destination whose reachability flapped every 150 ms
     /// logged two lines per flap, as it was once a minute only while it
@@ -72,15 +84,7 @@ impl OscWatch {
         let dests = list
             .iter()
             .take(crate::config::MAX_OSC_DESTINATIONS)
-            .map(|d| Watched {
-                name: format!("{}:{}", d.host, d.port),
-                failed: 0,
-                sent: 0,
-                failing: false,
-                last_log: None,
-                unlogged: 0,
-                reported: false,
-            })
+            .map(|d| Watched::new(format!("{}:{}", d.host, d.port)))
             .collect();
         OscWatch { dests }
     }
@@ -143,15 +147,7 @@ mod tests {
     use super::*;
 
     fn watched() -> Watched {
-        Watched {
-            name: "192.0.2.1:9000".into(),
-            failed: 0,
-            sent: 0,
-            failing: false,
-            last_log: None,
-            unlogged: 0,
-            reported: false,
-        }
+        Watched::new("192.0.2.1:9000".into())
     }
 
     #[test]
