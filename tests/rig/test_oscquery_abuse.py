@@ -521,3 +521,87 @@ def test_many_addresses_within_their_budgets_do_not_lock_a_host_out(box):
     missing = [p for p in ports if f"192.0.2.22:{p} authenticated" not in text]
     assert not missing, missing
     assert box.proc.poll() is None
+
+
+def udp6_frame(dst_mac, src_mac, src, dst, dport, payload, sport=40000):
+    """An Ethernet frame carrying one IPv6 UDP datagram, from any source."""
+    import struct
+
+    def csum(b):
+        if len(b) % 2:
+            b += b"\0"
+        s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+        while s >> 16:
+            s = (s & 0xffff) + (s >> 16)
+        return (~s) & 0xffff
+
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    ulen = 8 + len(payload)
+    pseudo = s + d + struct.pack("!I3xB", ulen, 17)
+    c = csum(pseudo + struct.pack("!HHHH", sport, dport, ulen, 0) + payload) or 0xffff
+    udp = struct.pack("!HHHH", sport, dport, ulen, c) + payload
+    return dst_mac + src_mac + b"\x86\xdd" + struct.pack("!IHBB", 6 << 28, ulen, 17, 64) + s + d + udp
+
+
+def test_a_mapped_loopback_sender_is_trusted_only_from_this_machine(run_phase4, tmp_path):
+    """With `bind = "::"` a local IPv4 sender shows up as ::ffff:127.0.0.1
+    and may write (tester x: it was refused). The same address in an IPv6
+    packet from the network is forged (Linux delivers it, unlike ::1 or
+    127/8) and may not (review y: such a write was applied once the first
+    was fixed by the address alone)."""
+    from urllib.request import urlopen
+
+    def sh(*cmd):
+        subprocess.run(cmd, check=True)
+
+    sh("ip", "link", "add", "va", "type", "veth", "peer", "name", "vb")
+    try:
+        sh("ip", "link", "set", "va", "up")
+        sh("ip", "link", "set", "vb", "up")
+        sh("ip", "-6", "addr", "add", "fd00:9::2/64", "dev", "vb", "nodad")
+
+        def mac(dev):
+            # (Not /sys/class/net: sysfs shows the namespace it was mounted in.)
+            out = subprocess.run(["ip", "-br", "link", "show", dev], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            return bytes.fromhex(out[2].replace(":", ""))
+
+        wav = tmp_path / "in.wav"
+        write_wav(wav, beat_track(4.0))
+        p4 = run_phase4({
+            "audio": {"input": str(wav), "loop-input": True},
+            "ws": {"enabled": True, "token": "t0ken-rig-s3cret", "http-port": UI},
+            "osc": {"enabled": False},
+            "oscquery": {"enabled": True, "bind": "::", "port": PORT, "input-port": INPUT},
+        })
+        wait_port(PORT)
+        time.sleep(1.0)
+
+        def hi_hz_now():
+            url = f"http://127.0.0.1:{PORT}/audio/settings/dsp/low/hi-hz?VALUE"
+            return json.loads(urlopen(url, timeout=5).read())["VALUE"][0]
+
+        def settled(want):
+            end = time.time() + 3
+            while time.time() < end and hi_hz_now() != want:
+                time.sleep(0.1)
+            return hi_hz_now()
+
+        first = hi_hz_now()
+        # From this machine over IPv4, through the dual-stack socket.
+        send_osc("/audio/settings/dsp/low/hi-hz", [first + 10.0]).close()
+        assert settled(first + 10.0) == first + 10.0
+        # Forged from the link: the mapped loopback and a LAN address.
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind(("va", 0))
+        for src, v in [("::ffff:127.0.0.1", first + 50.0), ("fd00:9::5", first + 60.0)]:
+            b = OscMessageBuilder(address="/audio/settings/dsp/low/hi-hz")
+            b.add_arg(v)
+            tx.send(udp6_frame(mac("vb"), mac("va"), src, "fd00:9::2", INPUT, b.build().dgram))
+        tx.close()
+        time.sleep(1.0)
+        assert hi_hz_now() == first + 10.0
+        # They did arrive, and were refused (not lost on the way).
+        p4.wait_log("from [::ffff:127.0.0.1]:40000: not allowed")
+    finally:
+        subprocess.run(["ip", "link", "del", "va"], check=False)

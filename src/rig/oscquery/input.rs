@@ -149,9 +149,10 @@ impl Gate {
         ok
     }
 
-    /// Whether `from` may write now (renews its session).
-    pub fn allows(&mut self, from: SocketAddr, now: Instant) -> bool {
-        if self.trust_loopback && from.ip().to_canonical().is_loopback() {
+    /// Whether `from` may write now (renews its session). `via_lo`: the
+    /// datagram came in on the loopback interface.
+    pub fn allows(&mut self, from: SocketAddr, via_lo: bool, now: Instant) -> bool {
+        if self.trust_loopback && from_this_machine(from.ip(), via_lo) {
             return true;
         }
         match self.sessions.get_mut(&from) {
@@ -166,6 +167,49 @@ impl Gate {
             None => false,
         }
     }
+}
+
+/// Whether a datagram from `ip` that came in on the loopback interface or
+/// not (`via_lo`) was sent on this machine. The kernel vouches for a 127/8
+/// or `::1` source (it drops them when they come from a network), not for
+/// `::ffff:127.0.0.1` in an IPv6 packet, which it delivers to a socket
+/// bound to `::` from any host of the link (review y: a write forged so was
+/// applied); a local IPv4 sender shows up there the same way, so that
+/// address counts only when it came in on the loopback interface.
+fn from_this_machine(ip: IpAddr, via_lo: bool) -> bool {
+    ip.is_loopback() || via_lo && ip.to_canonical().is_loopback()
+}
+
+/// The loopback interface's index, the same in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// Receive one datagram into `buf`: its length, its sender and whether it
+/// came in on the loopback interface (known on an IPv6 socket, which
+/// [`spawn`] asks for the arrival interface; an IPv4 socket never sees the
+/// mapped address [`from_this_machine`] needs it for).
+fn receive(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    let via_lo = msg.cmsgs().is_ok_and(|mut c| {
+        c.any(|m| {
+            matches!(m, ControlMessageOwned::Ipv6PacketInfo(i) if i.ipi6_ifindex == LOOPBACK_IFINDEX)
+        })
+    });
+    let from = msg.address.as_ref().and_then(|a| {
+        a.as_sockaddr_in6()
+            .map(|a| SocketAddr::V6((*a).into()))
+            .or_else(|| a.as_sockaddr_in().map(|a| SocketAddr::V4((*a).into())))
+    });
+    let from = from.ok_or_else(|| std::io::Error::other("a datagram without a sender"))?;
+    Ok((msg.bytes, from, via_lo))
 }
 
 /// The command one message asks for, checked like a WebSocket command at
@@ -237,6 +281,14 @@ pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
     // the read would then wait for the next one with the stop unseen.
     ctx.sock
         .set_read_timeout(Some(Duration::from_millis(100)))?;
+    if ctx.sock.local_addr()?.is_ipv6() {
+        // Where each datagram came in (see `receive`).
+        nix::sys::socket::setsockopt(
+            &ctx.sock,
+            nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
+            &true,
+        )?;
+    }
     std::thread::Builder::new()
         .stack_size(crate::rt::PARSER_STACK)
         .name("p4-osc-in".into())
@@ -344,11 +396,11 @@ fn run(ctx: InputCtx) {
         if !input.wait() {
             continue;
         }
-        let Ok((n, from)) = input.ctx.sock.recv_from(&mut buf) else {
+        let Ok((n, from, via_lo)) = receive(&input.ctx.sock, &mut buf) else {
             continue;
         };
         let now = Instant::now();
-        let Some(allowed) = input.admit(n, from, now) else {
+        let Some(allowed) = input.admit(n, from, via_lo, now) else {
             input.refused();
             continue;
         };
@@ -376,13 +428,13 @@ impl Input {
     /// too big, or from a sender that may not write once its address's
     /// share or the untrusted share is spent, is refused (`None`).
     /// Otherwise whether its sender may write.
-    fn admit(&mut self, n: usize, from: SocketAddr, now: Instant) -> Option<bool> {
+    fn admit(&mut self, n: usize, from: SocketAddr, via_lo: bool, now: Instant) -> Option<bool> {
         let dt = now.duration_since(self.refilled).as_secs_f64();
         self.budget.refill(dt);
         self.untrusted.refill(dt);
         self.quiet.refill(dt);
         self.refilled = now;
-        let allowed = self.gate.allows(from, now);
+        let allowed = self.gate.allows(from, via_lo, now);
         if n > MAX_DATAGRAM || !allowed && !self.untrusted_ok(from, now) {
             return None;
         }
@@ -431,7 +483,7 @@ impl Input {
                 return;
             }
             Err(Refusal::NotAllowed)
-        } else if !allowed && !self.gate.allows(from, now) {
+        } else if !allowed && !self.gate.allows(from, false, now) {
             Err(Refusal::NotAllowed)
         } else if self.sent.saturating_sub(self.handled()) >= MAX_IN_FLIGHT || !self.budget.take() {
             Err(Refusal::Busy)
@@ -576,24 +628,27 @@ mod tests {
     fn loopback_writes_others_need_the_token() {
         let now = Instant::now();
         let mut g = Gate::new(Secret::configured("s3cret"), true);
-        assert!(g.allows(addr("127.0.0.1:5000"), now));
-        // Loopback through a dual-stack socket (`bind = "::"`) too (tester
-        // x: refused, though the start-up line said this machine may write).
-        assert!(g.allows(addr("[::ffff:127.0.0.1]:5000"), now));
-        assert!(g.allows(addr("[::1]:5000"), now));
-        assert!(!g.allows(addr("[::ffff:192.0.2.7]:5000"), now));
+        assert!(g.allows(addr("127.0.0.1:5000"), false, now));
+        assert!(g.allows(addr("[::1]:5000"), false, now));
+        // Loopback through a dual-stack socket (`bind = "::"`) when it came
+        // in on the loopback interface (tester x: refused, though the
+        // start-up line said this machine may write), not from a network,
+        // where the address is forged (review y).
+        assert!(g.allows(addr("[::ffff:127.0.0.1]:5000"), true, now));
+        assert!(!g.allows(addr("[::ffff:127.0.0.1]:5000"), false, now));
+        assert!(!g.allows(addr("[::ffff:192.0.2.7]:5000"), true, now));
         let lan = addr("192.0.2.7:5000");
-        assert!(!g.allows(lan, now));
+        assert!(!g.allows(lan, false, now));
         assert!(!g.auth(lan, &[OscType::String("wrong".into())], now));
         assert!(!g.auth(lan, &[OscType::Int(1)], now));
-        assert!(!g.allows(lan, now));
+        assert!(!g.allows(lan, false, now));
         assert!(g.auth(lan, &[OscType::String("s3cret".into())], now));
-        assert!(g.allows(lan, now));
+        assert!(g.allows(lan, false, now));
         assert!(
-            !g.allows(addr("192.0.2.7:5001"), now),
+            !g.allows(addr("192.0.2.7:5001"), false, now),
             "another port is another sender"
         );
-        assert!(!g.allows(lan, now + SESSION_IDLE + Duration::from_secs(1)));
+        assert!(!g.allows(lan, false, now + SESSION_IDLE + Duration::from_secs(1)));
     }
 
     #[test]
@@ -602,7 +657,10 @@ mod tests {
         let mut g = Gate::new(Secret::configured(""), true);
         assert!(!g.auth(addr("192.0.2.7:1"), &[OscType::String(String::new())], now));
         let mut g = Gate::new(Secret::configured("t"), false);
-        assert!(!g.allows(addr("127.0.0.1:1"), now), "loopback not trusted");
+        assert!(
+            !g.allows(addr("127.0.0.1:1"), false, now),
+            "loopback not trusted"
+        );
         for i in 0..(MAX_SESSIONS + 10) {
             let a = SocketAddr::from(([192, 0, 2, 1], 1000 + i as u16));
             assert!(g.auth(
@@ -613,7 +671,7 @@ mod tests {
         }
         assert_eq!(g.sessions.len(), MAX_SESSIONS);
         assert!(
-            !g.allows(addr("192.0.2.1:1000"), now),
+            !g.allows(addr("192.0.2.1:1000"), false, now),
             "the oldest went first"
         );
     }
