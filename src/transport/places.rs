@@ -35,8 +35,9 @@ struct Place {
     /// sent or dropped: `serve::Served`): cutting it costs its client the rest
     /// of the file, where an idle keep-alive connection costs nothing.
     streaming: Rc<Cell<bool>>,
-    /// Set once a whole request head has come on it.
-    heard: Rc<Cell<bool>>,
+    /// Set while it answers a request (from its head until its answer is
+    /// sent or dropped).
+    answering: Rc<Cell<bool>>,
     /// Asked to close (to make room): no longer counted or chosen.
     asked: Cell<bool>,
 }
@@ -63,8 +64,10 @@ pub struct Taken {
 pub struct Flags {
     /// Set while it streams an answer (see [`Place::streaming`]).
     pub streaming: Rc<Cell<bool>>,
-    /// Set once a whole request head has come on it.
-    pub heard: Rc<Cell<bool>>,
+    /// Set while it answers a request (from the request's head until the
+    /// answer is sent or dropped): a connection that is not waits for a
+    /// head, its first or the next on a kept-alive connection.
+    pub answering: Rc<Cell<bool>>,
 }
 
 /// One connection's place in [`Conns`], given back when it is dropped.
@@ -99,15 +102,17 @@ impl Conns {
     }
 
     /// A place for a connection from `ip`; `None` when `ip` already has
-    /// `max_per_ip` (loopback excepted) that have each sent a request.
+    /// `max_per_ip` (loopback excepted) that are each answering a request.
     ///
-    /// At the cap, the oldest of the address's connections that has not
-    /// sent a whole request head yet is asked to close and gives its place.
-    /// An IPv6 /64 is one address here, and a venue's Wi-Fi is one /64:
-    /// one guest holding 16 connections open with half-sent heads kept
-    /// every other IPv6 client there from the UI (tester x: 40 of 40
-    /// refused). A client's own connection sends its head within a round
-    /// trip and is safe from then on.
+    /// At the cap, the oldest of the address's connections that is waiting
+    /// for a request head (its first, or the next on a kept-alive
+    /// connection) is asked to close and gives its place. An IPv6 /64 is
+    /// one address here, and a venue's Wi-Fi is one /64: one guest holding
+    /// 16 connections open with half-sent heads kept every other IPv6
+    /// client there from the UI (tester x: 40 of 40 refused), and so did 16
+    /// kept alive with a request every few seconds (review y). A client's
+    /// request is safe from its head to its answer; closing its idle
+    /// kept-alive connection costs it a new one.
     pub fn take(self: &Rc<Self>, ip: IpAddr, max_per_ip: usize) -> Option<Taken> {
         let key = peer_key(ip);
         let mut t = self.inner.borrow_mut();
@@ -115,8 +120,8 @@ impl Conns {
         let v = t.per_ip.entry(key).or_default();
         let open = v.iter().filter(|p| !p.asked.get()).count();
         if !ip.is_loopback() && open >= max_per_ip {
-            match v.iter().find(|p| !p.asked.get() && !p.heard.get()) {
-                Some(silent) => silent.ask_to_close(),
+            match v.iter().find(|p| !p.asked.get() && !p.answering.get()) {
+                Some(waiting) => waiting.ask_to_close(),
                 None => {
                     if v.is_empty() {
                         t.per_ip.remove(&key);
@@ -127,12 +132,12 @@ impl Conns {
         }
         let close = Rc::new(tokio::sync::Notify::new());
         let streaming = Rc::new(Cell::new(false));
-        let heard = Rc::new(Cell::new(false));
+        let answering = Rc::new(Cell::new(false));
         v.push(Place {
             id,
             close: close.clone(),
             streaming: streaming.clone(),
-            heard: heard.clone(),
+            answering: answering.clone(),
             asked: Cell::new(false),
         });
         t.next_id += 1;
@@ -145,7 +150,10 @@ impl Conns {
         Some(Taken {
             slot,
             close,
-            flags: Flags { streaming, heard },
+            flags: Flags {
+                streaming,
+                answering,
+            },
         })
     }
 
@@ -250,7 +258,7 @@ mod tests {
         // The per-address cap still holds; an IPv6 /64 is one address.
         let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 1, 0, 0, 0, i]);
         assert!(conns.take(v6(1), 1).is_some_and(|s| {
-            s.flags.heard.set(true);
+            s.flags.answering.set(true);
             held.push(s);
             true
         }));
@@ -277,7 +285,7 @@ mod tests {
         // the guest's oldest is asked to close.
         let operator = conns.take(v6(1), 4).expect("a place");
         assert!(asked(&guest[0]) && !asked(&guest[1]));
-        operator.flags.heard.set(true);
+        operator.flags.answering.set(true);
         // A burst of newcomers before any closed connection is gone: each
         // takes the place of another silent one, never of the operator's,
         // and none once every open one has sent a request.
@@ -286,7 +294,7 @@ mod tests {
         assert!(asked(&guest[1]) && asked(&guest[2]) && asked(&guest[3]));
         assert!(!asked(&operator));
         for b in &burst {
-            b.flags.heard.set(true);
+            b.flags.answering.set(true);
         }
         assert!(conns.take(v6(0x90), 4).is_none());
         assert!(!asked(&operator));

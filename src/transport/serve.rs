@@ -312,28 +312,32 @@ async fn connection<H: Handler>(
     pace: Rc<Paced>,
 ) {
     let _ = stream.set_nodelay(true);
-    let Flags { streaming, heard } = flags;
+    let Flags {
+        streaming,
+        answering,
+    } = flags;
     let served = Rc::new(Cell::new(0u32));
     let flag = streaming.clone();
     let progress = Rc::new(Progress::default());
     let moved = progress.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        // A whole head came: no longer a place to take back first
-        // (`Conns::take`).
-        heard.set(true);
+        // A whole head came: not a place to take back (`Conns::take`)
+        // until its answer is sent (`Served`'s drop).
+        answering.set(true);
         let n = served.get() + 1;
         served.set(n);
         let wait = pace.wait(peer);
         let handler = handler.clone();
         let flag = flag.clone();
         let moved = moved.clone();
+        let busy = answering.clone();
         async move {
             if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
             }
             let resp = handler
                 .respond(req, peer, n >= limits.max_requests)
-                .map(|body| Served::new(body, &flag, &moved));
+                .map(|body| Served::new(body, &flag, &moved, busy));
             Ok::<_, Infallible>(resp)
         }
     });
@@ -487,6 +491,8 @@ struct Served {
     body: Body,
     streaming: Option<Rc<Cell<bool>>>,
     progress: Rc<Progress>,
+    /// The connection's `answering` flag, cleared when this is dropped.
+    answering: Rc<Cell<bool>>,
 }
 
 /// How a connection's answers are getting on, for its stall watch.
@@ -508,7 +514,12 @@ impl Default for Progress {
 }
 
 impl Served {
-    fn new(body: Body, flag: &Rc<Cell<bool>>, progress: &Rc<Progress>) -> Self {
+    fn new(
+        body: Body,
+        flag: &Rc<Cell<bool>>,
+        progress: &Rc<Progress>,
+        answering: Rc<Cell<bool>>,
+    ) -> Self {
         progress.last.set(Instant::now());
         let streaming = matches!(body, Either::Right(_)).then(|| {
             flag.set(true);
@@ -519,6 +530,7 @@ impl Served {
             body,
             streaming,
             progress: progress.clone(),
+            answering,
         }
     }
 }
@@ -552,6 +564,7 @@ impl Drop for Served {
         if let Some(flag) = &self.streaming {
             flag.set(false);
         }
+        self.answering.set(false);
     }
 }
 
@@ -563,15 +576,21 @@ mod tests {
     fn a_connection_streams_only_while_its_download_s_body_lives() {
         let flag = Rc::new(Cell::new(false));
         let progress = Rc::new(Progress::default());
+        let answering = Rc::new(Cell::new(true));
         let small = Served::new(
             Either::Left(Full::new(Bytes::from_static(b"ok"))),
             &flag,
             &progress,
+            answering.clone(),
         );
         assert!(!flag.get(), "a small answer is not a download");
+        assert!(answering.get());
         drop(small);
+        // Its answer sent: the connection waits for a request again.
+        assert!(!answering.get());
+        answering.set(true);
         let (tx, body) = Channel::<Bytes, std::io::Error>::new(1);
-        let download = Served::new(Either::Right(body), &flag, &progress);
+        let download = Served::new(Either::Right(body), &flag, &progress, answering.clone());
         assert!(flag.get());
         drop(tx);
         // Sent to its end: hyper drops it, and the connection is idle again.
@@ -581,5 +600,6 @@ mod tests {
         let frames = rt.block_on(http_body_util::BodyExt::collect(download));
         assert!(frames.is_ok());
         assert!(!flag.get());
+        assert!(!answering.get());
     }
 }
