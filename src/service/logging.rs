@@ -248,8 +248,8 @@ pub fn init(level: LevelFilter) {
 pub const PEER_LINES_PER_S: u32 = 5;
 
 /// Lines a second that all [`crate::peer_log`] call sites together may log
-/// (there are over 30; tester x had eleven of them at their 5 a second at
-/// once, 55 lines a second from one client).
+/// beyond each site's first (there are over 30; tester x had eleven of them
+/// at their 5 a second at once, 55 lines a second from one client).
 pub const ALL_PEER_LINES_PER_S: u32 = 10;
 
 /// The budget all [`crate::peer_log`] call sites share.
@@ -291,6 +291,11 @@ impl SiteLimit {
     }
 
     fn allow_at(&self, now_ns: u64) -> Option<u64> {
+        self.allow_nth_at(now_ns).map(|(held, _)| held)
+    }
+
+    /// As [`Self::allow_at`], with how many lines this second took before.
+    fn allow_nth_at(&self, now_ns: u64) -> Option<(u64, u32)> {
         let second = now_ns / 1_000_000_000;
         let seen = self.second.load(Ordering::Relaxed);
         if seen != second
@@ -301,8 +306,9 @@ impl SiteLimit {
         {
             self.used.store(0, Ordering::Relaxed);
         }
-        if self.used.fetch_add(1, Ordering::Relaxed) < self.limit {
-            Some(self.held.swap(0, Ordering::Relaxed))
+        let before = self.used.fetch_add(1, Ordering::Relaxed);
+        if before < self.limit {
+            Some((self.held.swap(0, Ordering::Relaxed), before))
         } else {
             self.held.fetch_add(1, Ordering::Relaxed);
             None
@@ -318,8 +324,14 @@ pub fn peer_allow(site: &SiteLimit) -> Option<u64> {
 }
 
 fn peer_allow_at(site: &SiteLimit, all: &SiteLimit, now_ns: u64) -> Option<u64> {
-    let held = site.allow_at(now_ns)?;
-    if all.allow_at(now_ns).is_some() {
+    let (held, before) = site.allow_nth_at(now_ns)?;
+    // A site's first line in a second goes out whatever the others used
+    // (review y: with the shared budget first come, first served, a flood of
+    // refusals held back every other line, a recording that stopped on a
+    // full disk and the wrong tokens of whoever flooded among them). It
+    // still counts against the shared budget.
+    let shared = all.allow_at(now_ns).is_some();
+    if before == 0 || shared {
         Some(held)
     } else {
         // Allowed by the site, not by the shared budget: the site's next
@@ -331,9 +343,11 @@ fn peer_allow_at(site: &SiteLimit, all: &SiteLimit, now_ns: u64) -> Option<u64> 
 
 /// Log a line that a peer on the network can cause as often as it likes (a
 /// refused request, a handshake dropped, a client connected or gone): at
-/// most [`PEER_LINES_PER_S`] a second from each call site and
-/// [`ALL_PEER_LINES_PER_S`] from all of them together, and the first line
-/// a site logs after some of its lines were held back says how many. One client could
+/// most [`PEER_LINES_PER_S`] a second from each call site, of which only
+/// the first in each second goes out whatever the others logged; the rest
+/// share [`ALL_PEER_LINES_PER_S`] a second with every other site. The
+/// first line a site logs after some of its lines were held back says how
+/// many. One client could
 /// otherwise write thousands of lines a second, and journald's own rate
 /// limit (10 000 per 30 s by default) would then drop phase4's other
 /// messages, the health lines among them.
@@ -511,30 +525,49 @@ mod tests {
     #[test]
     fn every_call_site_together_logs_a_few_lines_a_second() {
         // Eleven sites at once (tester x's flood): 55 lines a second
-        // before, now the shared budget's ten; each site's next line
+        // before; now each site's first and what is left of the shared ten
+        // (which the first lines count against); each site's next line
         // counts what it held back.
         let sites: Vec<SiteLimit> = (0..11).map(|_| SiteLimit::new()).collect();
         let all = SiteLimit::with_limit(ALL_PEER_LINES_PER_S);
         let t0 = 7_000_000_000;
+        let mut out = vec![0u64; sites.len()];
+        for k in 0..100 {
+            for (i, s) in sites.iter().enumerate() {
+                out[i] += u64::from(peer_allow_at(s, &all, t0 + k * 1_000_000).is_some());
+            }
+        }
+        // The first lines of the eleven spent the shared budget.
+        assert_eq!(out, vec![1; 11]);
+        let t1 = t0 + 1_000_000_000;
+        for s in &sites {
+            assert_eq!(peer_allow_at(s, &all, t1), Some(99));
+        }
+        // A site that was quiet meanwhile is heard at once, however spent
+        // the shared budget is (review y).
+        let quiet = SiteLimit::new();
+        for s in &sites {
+            let _ = peer_allow_at(s, &all, t1 + 1);
+        }
+        assert_eq!(peer_allow_at(&quiet, &all, t1 + 2), Some(0));
+        assert_eq!(peer_allow_at(&quiet, &all, t1 + 3), None);
+        assert_eq!(peer_allow_at(&quiet, &all, t1 + 1_000_000_000), Some(1));
+    }
+
+    #[test]
+    fn a_few_sites_share_the_budget_beyond_their_first_lines() {
+        // Two sites flooding: each its first line, then the rest of the ten
+        // between them, never more than its own five.
+        let sites = [SiteLimit::new(), SiteLimit::new()];
+        let all = SiteLimit::with_limit(ALL_PEER_LINES_PER_S);
+        let t0 = 9_000_000_000;
         let mut out = 0;
         for k in 0..100 {
             for s in &sites {
-                out += usize::from(peer_allow_at(s, &all, t0 + k * 1_000_000).is_some());
+                out += u32::from(peer_allow_at(s, &all, t0 + k * 1_000_000).is_some());
             }
         }
-        assert_eq!(out, ALL_PEER_LINES_PER_S as usize);
-        // The first ten sites had one line out each; the eleventh none.
-        let t1 = t0 + 1_000_000_000;
-        for s in &sites[..10] {
-            assert_eq!(peer_allow_at(s, &all, t1), Some(99));
-        }
-        // The shared budget is spent again: the eleventh waits, and says
-        // all it held back in the next second.
-        assert_eq!(peer_allow_at(&sites[10], &all, t1), None);
-        assert_eq!(
-            peer_allow_at(&sites[10], &all, t1 + 1_000_000_000),
-            Some(101)
-        );
+        assert_eq!(out, 2 * PEER_LINES_PER_S);
     }
 
     #[test]
