@@ -1,7 +1,8 @@
 //! Watching OSC destinations from the supervisor: a destination that starts
-//! refusing datagrams is logged (at most once a minute per destination, with
-//! how many failed since, also when it comes and goes), and so is its
-//! recovery after such a line. The sender thread itself
+//! refusing datagrams is logged (while it keeps failing, again once a
+//! minute, with how many failed since), and so is its recovery once it has
+//! accepted datagrams for [`STABLE`], so a destination that comes and goes
+//! writes a pair of lines per [`STABLE`] at most. The sender thread itself
 //! never logs; it only counts.
 
 use crate::config::OscDestination;
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How often a destination that keeps failing is reported again.
 const REPEAT: Duration = Duration::from_secs(60);
+/// How long a destination reported refusing must accept datagrams before
+/// its recovery is reported.
+const STABLE: Duration = Duration::from_secs(5);
 
 struct Watched {
     name: String,
@@ -21,6 +25,8 @@ struct Watched {
     unlogged: u64,
     /// A "refuses" line went out and no "accepts again" line since.
     reported: bool,
+    /// Since when it has not failed (after failing).
+    up_since: Option<Instant>,
 }
 
 /// What one look at a destination's counters logs.
@@ -42,20 +48,25 @@ impl Watched {
             last_log: None,
             unlogged: 0,
             reported: false,
+            up_since: None,
         }
     }
 
-    /// At most one "refuses" line per [`REPEAT`] whatever happens between
-    /// (tester x: a destination whose reachability flapped every 150 ms
-    /// logged two lines per flap, as it was once a minute only while it
-    /// kept failing), and an "accepts again" line only after one.
+    /// A "refuses" line when a destination starts failing, again once per
+    /// [`REPEAT`] while it keeps failing, and an "accepts again" line after
+    /// one once it has not failed for [`STABLE`]. Tester x: a destination
+    /// whose reachability flapped every 150 ms logged two lines per flap;
+    /// review y: holding the next "refuses" line for a minute after an
+    /// "accepts" line left the journal saying it accepted while it failed.
     fn look(&mut self, new_fail: u64, new_sent: u64, now: Instant) -> Option<Line> {
         if new_fail > 0 {
             self.unlogged += new_fail;
             self.failing = true;
-            let due = self
-                .last_log
-                .is_none_or(|t| now.saturating_duration_since(t) >= REPEAT);
+            self.up_since = None;
+            let due = !self.reported
+                || self
+                    .last_log
+                    .is_none_or(|t| now.saturating_duration_since(t) >= REPEAT);
             if !due {
                 return None;
             }
@@ -65,9 +76,15 @@ impl Watched {
         }
         if self.failing && new_sent > 0 {
             self.failing = false;
-            if std::mem::take(&mut self.reported) {
-                return Some(Line::Accepts);
-            }
+            self.up_since = Some(now);
+        }
+        let stable = self
+            .up_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= STABLE);
+        if self.reported && stable {
+            self.reported = false;
+            self.unlogged = 0;
+            return Some(Line::Accepts);
         }
         None
     }
@@ -155,39 +172,50 @@ mod tests {
         let mut w = watched();
         let t0 = Instant::now();
         let mut lines = Vec::new();
+        let mut look = |w: &mut Watched, ms: u64, f, s| {
+            if let Some(l) = w.look(f, s, t0 + Duration::from_millis(ms)) {
+                lines.push((ms / 1000, l));
+            }
+        };
         // Down and up every 150 ms for two and a half minutes: 3 failures
         // per look while down, some sent while up.
-        for i in 0..1000u32 {
-            let now = t0 + Duration::from_millis(150 * u64::from(i));
+        for i in 0..1000u64 {
             let (f, s) = if i % 2 == 0 { (3, 0) } else { (0, 5) };
-            if let Some(l) = w.look(f, s, now) {
-                lines.push((now.duration_since(t0).as_secs(), l));
-            }
+            look(&mut w, 150 * i, f, s);
         }
-        // At 0, 60 and 120 s: one "refuses" line each (with what failed
-        // since), one "accepts again" after each.
-        assert_eq!(lines.len(), 6, "{lines:?}");
-        assert_eq!(lines[0], (0, Line::Refuses(3)));
-        assert_eq!(lines[1], (0, Line::Accepts));
-        assert_eq!(lines[2].0, 60);
-        assert_eq!(lines[2].1, Line::Refuses(3 * 200));
-        assert_eq!(lines[3], (60, Line::Accepts));
+        // Up for good: its recovery, once it has held for 5 s.
+        for i in 1000..1100u64 {
+            look(&mut w, 150 * i, 0, 5);
+        }
+        // Down again: at once, the last line being "accepts".
+        look(&mut w, 165_000, 2, 0);
+        assert_eq!(
+            lines,
+            [
+                (0, Line::Refuses(3)),
+                (60, Line::Refuses(3 * 200)),
+                (120, Line::Refuses(3 * 200)),
+                (154, Line::Accepts),
+                (165, Line::Refuses(2)),
+            ]
+        );
     }
 
     #[test]
     fn a_destination_that_stays_down_is_reported_again_after_a_minute() {
         let mut w = watched();
         let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(w.look(1, 0, t0), Some(Line::Refuses(1)));
-        assert_eq!(w.look(4, 0, t0 + Duration::from_secs(30)), None);
-        assert_eq!(
-            w.look(5, 0, t0 + Duration::from_secs(61)),
-            Some(Line::Refuses(9))
-        );
-        assert_eq!(
-            w.look(0, 3, t0 + Duration::from_secs(62)),
-            Some(Line::Accepts)
-        );
-        assert_eq!(w.look(0, 3, t0 + Duration::from_secs(63)), None);
+        assert_eq!(w.look(4, 0, at(30)), None);
+        assert_eq!(w.look(5, 0, at(61)), Some(Line::Refuses(9)));
+        assert_eq!(w.look(0, 3, at(62)), None);
+        assert_eq!(w.look(0, 0, at(66)), None);
+        assert_eq!(w.look(0, 3, at(67)), Some(Line::Accepts));
+        assert_eq!(w.look(0, 3, at(68)), None);
+        // A destination that failed without a report (never here) is not
+        // reported recovering.
+        let mut quiet = watched();
+        assert_eq!(quiet.look(0, 3, at(1)), None);
     }
 }
