@@ -170,8 +170,14 @@ fn load_str_from(text: &str, origin: &str) -> Result<Config, ConfigError> {
         // The lines, found only when there is something to show (the
         // index is a second parse) and after the tree is gone.
         let lines = KeyLines::index(parsed.as_deref().unwrap_or(text));
-        for p in problems.iter_mut().filter(|p| p.line.is_none()) {
-            p.line = lines.find(&p.key);
+        for p in problems.iter_mut() {
+            if p.line.is_none() {
+                p.line = lines.find(&p.key);
+            }
+            // Found by the whole key, shown shortened (review y: an unknown
+            // key over 80 characters was looked up shortened, and got its
+            // table's line or none).
+            p.key = clip(&p.key);
         }
         // File order reads best; problems without a line go last.
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
@@ -349,7 +355,8 @@ fn check_keys(
             let known: Vec<&str> = schema.keys().map(String::as_str).collect();
             problems.push(Problem {
                 line: None,
-                key: clip(&path),
+                // Shortened after its line is found (`load_str_from`).
+                key: path.clone(),
                 value: String::new(),
                 allowed: if known.is_empty() {
                     "unknown key".to_string()

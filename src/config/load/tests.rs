@@ -338,3 +338,17 @@ fn path_settings_in_a_file_must_be_absolute() {
     c.audio.input = "demo.wav".into();
     assert_eq!(crate::config::validate(&c), vec![]);
 }
+
+#[test]
+fn a_long_unknown_key_names_its_own_line_and_is_shown_shortened() {
+    let long = "k".repeat(200);
+    let text = format!("[audio]\nblock-frames = 256\n\n\n{long} = 1\n{long}x = 2\n");
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems[0].line, Some(5), "{problems:?}");
+    assert_eq!(problems[1].line, Some(6), "{problems:?}");
+    assert!(problems[0].key.chars().count() <= 81 && problems[0].key.ends_with('…'));
+    // At the top level too.
+    let problems = problems_of(&format!("\n{long} = 1\n"));
+    assert_eq!(problems[0].line, Some(2), "{problems:?}");
+}
