@@ -321,9 +321,6 @@ async fn connection<H: Handler>(
     let progress = Rc::new(Progress::default());
     let moved = progress.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        // A whole head came: not a place to take back (`Conns::take`)
-        // until its answer is sent (`Served`'s drop).
-        answering.set(true);
         let n = served.get() + 1;
         served.set(n);
         let wait = pace.wait(peer);
@@ -335,6 +332,12 @@ async fn connection<H: Handler>(
             if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
             }
+            // Answered from here: not a place to take back (`Conns::take`)
+            // until its answer is sent (`Served`'s drop). Not while it
+            // waits for its address's turn (review z: a guest that kept a
+            // request waiting on each of its 16 connections kept the rest
+            // of its /64 out).
+            busy.set(true);
             let resp = handler
                 .respond(req, peer, n >= limits.max_requests)
                 .map(|body| Served::new(body, &flag, &moved, busy));
