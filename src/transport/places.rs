@@ -173,8 +173,11 @@ impl Conns {
             return false;
         }
         let open = || hog.iter().filter(|p| !p.asked.get());
+        // One waiting for a request first, then one answering a small one,
+        // then a download (review z: one in flight could be cut).
         let Some(victim) = open()
-            .find(|p| !p.streaming.get())
+            .find(|p| !p.answering.get())
+            .or_else(|| open().find(|p| !p.streaming.get()))
             .or_else(|| open().next())
         else {
             return false;
@@ -314,13 +317,29 @@ mod tests {
             n.as_mut().enable()
         };
         // The oldest two are downloading: the third, idle, goes.
+        for h in &held {
+            h.flags.answering.set(true);
+        }
         held[0].flags.streaming.set(true);
         held[1].flags.streaming.set(true);
+        held[2].flags.answering.set(false);
         assert!(conns.make_room_for(newcomer));
         assert!(!asked(0) && !asked(1) && asked(2));
         // All downloading: the oldest goes.
         held[2].flags.streaming.set(true);
         assert!(conns.make_room_for(newcomer));
         assert!(asked(0) && !asked(1) && !asked(2));
+        // One waiting for a request goes before an older one answering a
+        // small request (review z).
+        let conns = Rc::new(Conns::default());
+        let held: Vec<_> = (0..3).map(|_| conns.take(hog, 16).unwrap()).collect();
+        held[0].flags.answering.set(true);
+        assert!(conns.make_room_for(newcomer));
+        let asked = |i: usize| {
+            let n = held[i].close.notified();
+            tokio::pin!(n);
+            n.as_mut().enable()
+        };
+        assert!(!asked(0) && asked(1) && !asked(2));
     }
 }
