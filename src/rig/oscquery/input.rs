@@ -170,23 +170,22 @@ impl Gate {
 }
 
 /// Whether a datagram from `ip` that came in on the loopback interface or
-/// not (`via_lo`) was sent on this machine. The kernel vouches for a 127/8
-/// or `::1` source (it drops them when they come from a network), not for
-/// `::ffff:127.0.0.1` in an IPv6 packet, which it delivers to a socket
-/// bound to `::` from any host of the link (review y: a write forged so was
-/// applied); a local IPv4 sender shows up there the same way, so that
-/// address counts only when it came in on the loopback interface.
+/// not (`via_lo`) was sent on this machine: a loopback source that came in
+/// on the loopback interface. The address alone is not enough: Linux
+/// delivers `::ffff:127.0.0.1` in an IPv6 packet from any host of the link
+/// to a socket bound to `::` (review y: a write forged so was applied),
+/// and 127/8 from the link to one bound to `0.0.0.0` when `route_localnet`
+/// and `accept_local` are set (review z).
 fn from_this_machine(ip: IpAddr, via_lo: bool) -> bool {
-    ip.is_loopback() || via_lo && ip.to_canonical().is_loopback()
+    via_lo && ip.to_canonical().is_loopback()
 }
 
 /// The loopback interface's index, the same in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
 
 /// Receive one datagram into `buf`: its length, its sender and whether it
-/// came in on the loopback interface (known on an IPv6 socket, which
-/// [`spawn`] asks for the arrival interface; an IPv4 socket never sees the
-/// mapped address [`from_this_machine`] needs it for).
+/// came in on the loopback interface ([`spawn`] asks the socket for each
+/// datagram's arrival interface).
 fn receive(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
     use std::os::fd::AsRawFd;
@@ -198,9 +197,12 @@ fn receive(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAd
         Some(&mut space),
         MsgFlags::empty(),
     )?;
+    // (A control message cut short is an error: not from loopback.)
     let via_lo = msg.cmsgs().is_ok_and(|mut c| {
-        c.any(|m| {
-            matches!(m, ControlMessageOwned::Ipv6PacketInfo(i) if i.ipi6_ifindex == LOOPBACK_IFINDEX)
+        c.any(|m| match m {
+            ControlMessageOwned::Ipv6PacketInfo(i) => i.ipi6_ifindex == LOOPBACK_IFINDEX,
+            ControlMessageOwned::Ipv4PacketInfo(i) => i.ipi_ifindex as u32 == LOOPBACK_IFINDEX,
+            _ => false,
         })
     });
     let from = msg.address.as_ref().and_then(|a| {
@@ -281,13 +283,12 @@ pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
     // the read would then wait for the next one with the stop unseen.
     ctx.sock
         .set_read_timeout(Some(Duration::from_millis(100)))?;
+    // Where each datagram came in (see `receive`).
+    use nix::sys::socket::{setsockopt, sockopt};
     if ctx.sock.local_addr()?.is_ipv6() {
-        // Where each datagram came in (see `receive`).
-        nix::sys::socket::setsockopt(
-            &ctx.sock,
-            nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
-            &true,
-        )?;
+        setsockopt(&ctx.sock, sockopt::Ipv6RecvPacketInfo, &true)?;
+    } else {
+        setsockopt(&ctx.sock, sockopt::Ipv4PacketInfo, &true)?;
     }
     std::thread::Builder::new()
         .stack_size(crate::rt::PARSER_STACK)
@@ -628,8 +629,11 @@ mod tests {
     fn loopback_writes_others_need_the_token() {
         let now = Instant::now();
         let mut g = Gate::new(Secret::configured("s3cret"), true);
-        assert!(g.allows(addr("127.0.0.1:5000"), false, now));
-        assert!(g.allows(addr("[::1]:5000"), false, now));
+        assert!(g.allows(addr("127.0.0.1:5000"), true, now));
+        assert!(g.allows(addr("[::1]:5000"), true, now));
+        // Not from the link (review z: 127/8 comes in from there with
+        // route_localnet and accept_local set).
+        assert!(!g.allows(addr("127.0.0.1:5000"), false, now));
         // Loopback through a dual-stack socket (`bind = "::"`) when it came
         // in on the loopback interface (tester x: refused, though the
         // start-up line said this machine may write), not from a network,
