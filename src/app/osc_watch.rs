@@ -82,8 +82,9 @@ impl Watched {
             .up_since
             .is_some_and(|t| now.saturating_duration_since(t) >= STABLE);
         if self.reported && stable {
+            // What failed since the last "refuses" line is kept for the
+            // next one (review z: it was dropped here, never reported).
             self.reported = false;
-            self.unlogged = 0;
             return Some(Line::Accepts);
         }
         None
@@ -196,7 +197,8 @@ mod tests {
                 (60, Line::Refuses(3 * 200)),
                 (120, Line::Refuses(3 * 200)),
                 (154, Line::Accepts),
-                (165, Line::Refuses(2)),
+                // The 2 new ones and the 297 of the flaps after 120 s.
+                (165, Line::Refuses(2 + 3 * 99)),
             ]
         );
     }
