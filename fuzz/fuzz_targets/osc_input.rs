@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
             let right = matches!(m.args.as_slice(), [rosc::OscType::String(t)] if t == TOKEN);
             assert_eq!(opened, right);
             authed |= right;
-            assert_eq!(gate.allows(from, now), authed);
+            assert_eq!(gate.allows(from, false, now), authed);
             continue;
         }
         assert!(shorten(&m.addr).len() <= 256);
