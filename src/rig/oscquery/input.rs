@@ -27,16 +27,20 @@
 //! control thread at once. Refusals are counted and logged at most every
 //! few seconds.
 
+mod arrival;
+mod budget;
+
 use super::setting_at;
 use super::Live;
 use crate::control::secret::Secret;
 use crate::control::{Command, Request, OSC_INPUT_CLIENT};
 use crate::service::logging::RateLimit;
 use crate::stats::Stats;
-use crate::transport::ws::registry::peer_key;
+use arrival::{from_this_machine, receive};
+use budget::{Bucket, Senders};
 use rosc::{OscMessage, OscPacket, OscType};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -169,51 +173,6 @@ impl Gate {
     }
 }
 
-/// Whether a datagram from `ip` that came in on the loopback interface or
-/// not (`via_lo`) was sent on this machine: a loopback source that came in
-/// on the loopback interface. The address alone is not enough: Linux
-/// delivers `::ffff:127.0.0.1` in an IPv6 packet from any host of the link
-/// to a socket bound to `::` (review y: a write forged so was applied),
-/// and 127/8 from the link to one bound to `0.0.0.0` when `route_localnet`
-/// and `accept_local` are set (review z).
-fn from_this_machine(ip: IpAddr, via_lo: bool) -> bool {
-    via_lo && ip.to_canonical().is_loopback()
-}
-
-/// The loopback interface's index, the same in every network namespace.
-const LOOPBACK_IFINDEX: u32 = 1;
-
-/// Receive one datagram into `buf`: its length, its sender and whether it
-/// came in on the loopback interface ([`spawn`] asks the socket for each
-/// datagram's arrival interface).
-fn receive(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
-    use std::os::fd::AsRawFd;
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
-    let msg = recvmsg::<SockaddrStorage>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )?;
-    // (A control message cut short is an error: not from loopback.)
-    let via_lo = msg.cmsgs().is_ok_and(|mut c| {
-        c.any(|m| match m {
-            ControlMessageOwned::Ipv6PacketInfo(i) => i.ipi6_ifindex == LOOPBACK_IFINDEX,
-            ControlMessageOwned::Ipv4PacketInfo(i) => i.ipi_ifindex as u32 == LOOPBACK_IFINDEX,
-            _ => false,
-        })
-    });
-    let from = msg.address.as_ref().and_then(|a| {
-        a.as_sockaddr_in6()
-            .map(|a| SocketAddr::V6((*a).into()))
-            .or_else(|| a.as_sockaddr_in().map(|a| SocketAddr::V4((*a).into())))
-    });
-    let from = from.ok_or_else(|| std::io::Error::other("a datagram without a sender"))?;
-    Ok((msg.bytes, from, via_lo))
-}
-
 /// The command one message asks for, checked like a WebSocket command at
 /// sample rate `sr`.
 pub fn command_for(live: &Live, m: &OscMessage, sr: f64) -> Result<Command, Refusal> {
@@ -283,86 +242,11 @@ pub fn spawn(ctx: InputCtx) -> std::io::Result<JoinHandle<()>> {
     // the read would then wait for the next one with the stop unseen.
     ctx.sock
         .set_read_timeout(Some(Duration::from_millis(100)))?;
-    // Where each datagram came in (see `receive`).
-    use nix::sys::socket::{setsockopt, sockopt};
-    if ctx.sock.local_addr()?.is_ipv6() {
-        setsockopt(&ctx.sock, sockopt::Ipv6RecvPacketInfo, &true)?;
-    } else {
-        setsockopt(&ctx.sock, sockopt::Ipv4PacketInfo, &true)?;
-    }
+    arrival::ask_for_arrival(&ctx.sock)?;
     std::thread::Builder::new()
         .stack_size(crate::rt::PARSER_STACK)
         .name("p4-osc-in".into())
         .spawn(move || run(ctx))
-}
-
-/// Token buckets for one second's worth of `rate`.
-struct Bucket {
-    rate: f64,
-    level: f64,
-}
-
-impl Bucket {
-    fn new(rate: f64) -> Self {
-        Bucket { rate, level: rate }
-    }
-
-    fn refill(&mut self, dt: f64) {
-        self.level = (self.level + dt * self.rate).min(self.rate);
-    }
-
-    fn take(&mut self) -> bool {
-        let ok = self.level >= 1.0;
-        if ok {
-            self.level -= 1.0;
-        }
-        ok
-    }
-}
-
-/// Per-address budgets of the senders that may not write, for the
-/// [`UNTRUSTED_SENDERS`] addresses heard from most recently.
-struct Senders {
-    slots: Vec<(IpAddr, Bucket, Instant)>,
-}
-
-impl Senders {
-    fn new() -> Self {
-        Senders {
-            slots: Vec::with_capacity(UNTRUSTED_SENDERS),
-        }
-    }
-
-    /// Take one datagram from `ip`'s budget: `None` when it is spent,
-    /// else whether the address was quiet (nothing from it for
-    /// [`QUIET_FOR`], or never heard from).
-    fn take(&mut self, ip: IpAddr, now: Instant) -> Option<bool> {
-        let ip = peer_key(ip);
-        let (i, heard) = match self.slots.iter().position(|(a, _, _)| *a == ip) {
-            Some(i) => (i, true),
-            None if self.slots.len() < UNTRUSTED_SENDERS => {
-                let fresh = Bucket::new(UNTRUSTED_PER_SENDER_PER_S);
-                self.slots.push((ip, fresh, now));
-                (self.slots.len() - 1, false)
-            }
-            None => {
-                let i = self
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, (_, _, seen))| *seen)
-                    .map_or(0, |(i, _)| i);
-                self.slots[i] = (ip, Bucket::new(UNTRUSTED_PER_SENDER_PER_S), now);
-                (i, false)
-            }
-        };
-        let (_, bucket, seen) = &mut self.slots[i];
-        let silent = now.saturating_duration_since(*seen);
-        bucket.refill(silent.as_secs_f64());
-        let quiet = !heard || silent >= QUIET_FOR;
-        *seen = now;
-        bucket.take().then_some(quiet)
-    }
 }
 
 /// The input thread's state: who may write, the rate budgets, and how
@@ -541,85 +425,6 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_address_has_its_own_untrusted_budget_and_the_table_is_bounded() {
-        let t0 = Instant::now();
-        let mut s = Senders::new();
-        let guesser: IpAddr = "192.0.2.21".parse().unwrap();
-        let other: IpAddr = "192.0.2.22".parse().unwrap();
-        let per = UNTRUSTED_PER_SENDER_PER_S as usize;
-        assert_eq!(
-            (0..100).filter(|_| s.take(guesser, t0).is_some()).count(),
-            per
-        );
-        assert!(
-            s.take(other, t0).is_some(),
-            "another address is not crowded out"
-        );
-        let later = t0 + Duration::from_secs_f64(1.0 / UNTRUSTED_PER_SENDER_PER_S);
-        assert!(
-            s.take(guesser, later).is_some(),
-            "refilled at the per-address rate"
-        );
-        assert!(s.take(guesser, later).is_none());
-        // Many addresses: the table keeps UNTRUSTED_SENDERS of them; the
-        // one heard from least recently makes room, and comes back fresh.
-        for i in 0..200u8 {
-            let _ = s.take(IpAddr::from([10, 0, 0, i]), later);
-        }
-        assert_eq!(s.slots.len(), UNTRUSTED_SENDERS);
-        assert!(
-            s.take(guesser, later).is_some(),
-            "forgotten, then a full budget again"
-        );
-    }
-
-    #[test]
-    fn an_ipv6_host_has_one_budget_for_its_whole_64_and_mapped_ipv4_is_ipv4() {
-        let t0 = Instant::now();
-        let mut s = Senders::new();
-        let per = UNTRUSTED_PER_SENDER_PER_S as usize;
-        // Rotating through addresses of one /64 (privacy addresses).
-        let taken = (0..100u16)
-            .filter(|&i| {
-                s.take(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]), t0)
-                    .is_some()
-            })
-            .count();
-        assert_eq!(taken, per);
-        assert!(
-            s.take("2001:db8:0:2::1".parse().unwrap(), t0).is_some(),
-            "another /64"
-        );
-        let v4: IpAddr = "192.0.2.9".parse().unwrap();
-        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
-        assert_eq!((0..3).filter(|_| s.take(v4, t0).is_some()).count(), 3);
-        assert_eq!(
-            (0..10).filter(|_| s.take(mapped, t0).is_some()).count(),
-            per - 3,
-            "the same host seen through a dual-stack socket"
-        );
-    }
-
-    #[test]
-    fn an_address_is_quiet_when_its_budget_is_full() {
-        let t0 = Instant::now();
-        let mut s = Senders::new();
-        let honest: IpAddr = "192.0.2.22".parse().unwrap();
-        let guesser: IpAddr = "192.0.2.21".parse().unwrap();
-        assert_eq!(s.take(honest, t0), Some(true), "never heard from");
-        assert_eq!(s.take(guesser, t0), Some(true));
-        // A sender at its full rate is never quiet.
-        let step = Duration::from_secs_f64(1.0 / UNTRUSTED_PER_SENDER_PER_S);
-        for k in 1..20 {
-            assert_eq!(s.take(guesser, t0 + step * k), Some(false), "send {k}");
-        }
-        // One that tried a second ago is quiet again; half a second is not.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(s.take(honest, t1), Some(true));
-        assert_eq!(s.take(honest, t1 + Duration::from_millis(500)), Some(false));
-    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
