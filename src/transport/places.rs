@@ -60,7 +60,6 @@ pub struct Taken {
 }
 
 /// Where a connection says how it is getting on.
-#[derive(Clone)]
 pub struct Flags {
     /// Set while it streams an answer (see [`Place::streaming`]).
     pub streaming: Rc<Cell<bool>>,
