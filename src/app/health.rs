@@ -12,6 +12,7 @@ pub struct Health {
     last_xruns: u64,
     last_drops: [u64; 2],
     last_blocks: u64,
+    last_held: u64,
     rig: crate::rig::status::RigCpu,
 }
 
@@ -49,6 +50,7 @@ impl Health {
             stats.ring_drops[1].load(Ordering::Relaxed),
         ];
         let blocks = stats.blocks.load(Ordering::Relaxed);
+        let held = crate::service::logging::peer_lines_held();
         let dev = stats.device_info();
         let cpu_txt: Vec<String> = (0..N_ROLES)
             .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)
@@ -56,7 +58,7 @@ impl Health {
             .chain([format!("other={:.2}", cpu.pct(cpu.other_s))])
             .collect();
         let mut line = format!(
-            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={} rt_cpu={}",
+            "health: device={} {} up={} rate={} blocks={}(+{}) xruns={}(+{}) suspends={} reopens={} ring_drops=bands:{}(+{}),spectrum:{}(+{}) frame_drops={} latency_us p50={} p95={} p99={} max={} n={} cpu%[{}] ws_clients={} osc_sent={} osc_failed={} rt_capture={} rt_workers={} mlock={} rt_cpu={} peer_lines_held={}(+{})",
             field_value(&dev.name),
             dev.access,
             if stats.delivering() { "yes" } else { "no" },
@@ -89,12 +91,15 @@ impl Health {
                 (None, 0) => "off".into(),
                 (None, _) => "refused".into(),
             },
+            held,
+            held - self.last_held,
         );
         // The rig outputs that are on (nothing when all are off).
         line += &self.rig.health_fields(stats);
         self.last_xruns = xruns;
         self.last_drops = drops;
         self.last_blocks = blocks;
+        self.last_held = held;
         HealthReport {
             line,
             latency,
