@@ -23,6 +23,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A reload that left phase4 this much larger hands the heap's free pages
+/// back ([`crate::rt::give_back_freed`]); the shipped file's parse grows it
+/// by a few hundred KiB at most.
+const RELOAD_GROWTH_TRIMMED: u64 = 2 << 20;
 /// A heartbeat older than this means the thread is not making progress.
 /// Every thread beats at least every ~100 ms (park and poll timeouts),
 /// and the capture thread once a block: see [`stale_limit_ns`].
@@ -361,6 +365,7 @@ impl Supervisor {
             .shared
             .rescan_presets
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        let resident_before = crate::rt::resident_bytes();
         match self.reloader.reload(&self.pipeline) {
             reload::Outcome::NoFile => {
                 log::info!("reload: running on built-in defaults; no file to re-read")
@@ -397,6 +402,20 @@ impl Supervisor {
                     );
                 }
             }
+        }
+        // What the file's parse freed goes back to the kernel, or it stays
+        // resident, and locked, for the rest of the run. Only after a parse
+        // that grew phase4 (a large file): unlocking and locking memory
+        // again costs a few milliseconds that a shipped-size file does not
+        // need.
+        let grown = crate::rt::resident_bytes()
+            .zip(resident_before)
+            .is_some_and(|(after, before)| after > before + RELOAD_GROWTH_TRIMMED);
+        let locked = self.stats.grant(&self.stats.mem_locked) == RtGrant::Granted;
+        if grown && !crate::rt::give_back_freed(locked) {
+            self.stats
+                .set_grant(&self.stats.mem_locked, RtGrant::Refused);
+            log::warn!("reload: mlockall refused after the heap was trimmed; memory may page out");
         }
         if self.ready {
             self.notifier

@@ -80,7 +80,7 @@ pub fn search_path(explicit: Option<&Path>) -> Option<PathBuf> {
 
 /// Largest configuration file read. A real one is a few KiB; this bound keeps
 /// `--check-config /dev/zero` or a runaway file from growing memory.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
 /// Most problems listed for one file; the rest are counted.
 pub const MAX_PROBLEMS: usize = 200;
 /// Syntax errors are recovered from by blanking the offending line and

@@ -14,8 +14,8 @@ mod wake;
 
 pub use atomic::AtomicF32;
 pub use prio::{
-    limit_malloc_arenas, lock_memory, pin_current_thread, resolve_cpu, set_realtime_priority,
-    RtGrant, MALLOC_ARENAS,
+    give_back_freed, limit_malloc_arenas, lock_memory, pin_current_thread, resident_bytes,
+    resolve_cpu, set_realtime_priority, RtGrant, MALLOC_ARENAS,
 };
 pub use ring::{touched_ring, touched_vec};
 pub use stop_fd::StopFd;

@@ -126,3 +126,38 @@ def test_hot_threads_take_no_page_fault_after_stalls(phase4_bin, tmp_path):
 
     _, new = faults_while(phase4_bin, tmp_path, stalls)
     assert all(n == 0 for n in new.values()), f"page faults after stalls: {new}"
+
+
+def test_a_reload_of_a_large_bad_file_leaves_phase4_its_size(phase4_bin, tmp_path):
+    """A file of many dotted keys takes its parse about 16 MB for 64 KiB.
+    With memory locked, glibc could not give the freed pages back (locked
+    pages refuse MADV_DONTNEED): every such reload left phase4 ~15 MB
+    larger for the rest of the run (and a 1 MiB file, the old cap, ~40 MB
+    with a 300 MB peak)."""
+    p = start(phase4_bin, tmp_path)
+    cfg = tmp_path / "c.toml"
+    good = cfg.read_text()
+    try:
+        time.sleep(1.5)
+        before = kib(status(p.pid)["VmRSS"])
+        bad = good + "[zz]\n"
+        i = 0
+        while len(bad) < 64 * 1024 - 40:
+            bad += f"q.w{i}.e.r.t.y = {i}\n"
+            i += 1
+        cfg.write_text(bad)
+        p.send_signal(signal.SIGHUP)
+        time.sleep(2.5)
+        st = status(p.pid)
+        # A file over the cap is refused unread.
+        cfg.write_text(good + "#" * (64 * 1024))
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+    finally:
+        err = stop(p)
+    assert "reload: keeping the running configuration" in err, err[-2000:]
+    assert "larger than 64 KiB" in err, err[-2000:]
+    assert kib(st["VmHWM"]) > before + 4 * 1024, ("the parse did not grow phase4", before, st["VmHWM"])
+    assert kib(st["VmRSS"]) <= before + 2 * 1024, (before, st["VmRSS"], st["VmHWM"])
+    if os.geteuid() == 0:
+        assert kib(st["VmLck"]) > 0, st["VmLck"]
