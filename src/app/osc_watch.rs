@@ -34,8 +34,8 @@ struct Watched {
 enum Line {
     /// It refuses datagrams: this many failed since the last report.
     Refuses(u64),
-    /// It accepts them again.
-    Accepts,
+    /// It accepts them again: this many failed since the last report.
+    Accepts(u64),
 }
 
 impl Watched {
@@ -82,10 +82,12 @@ impl Watched {
             .up_since
             .is_some_and(|t| now.saturating_duration_since(t) >= STABLE);
         if self.reported && stable {
-            // What failed since the last "refuses" line is kept for the
-            // next one (review z: it was dropped here, never reported).
+            // What failed since the last "refuses" line is reported here,
+            // with the outage it belongs to (review z: it was dropped;
+            // tester aa: kept for the next outage's line, it made a 50 ms
+            // blip read as a 5 000-datagram outage).
             self.reported = false;
-            return Some(Line::Accepts);
+            return Some(Line::Accepts(std::mem::take(&mut self.unlogged)));
         }
         None
     }
@@ -122,11 +124,15 @@ impl OscWatch {
                 Some(Line::Refuses(n)) => {
                     let e = std::io::Error::from_raw_os_error(s.last_errno.load(Ordering::Relaxed));
                     log::warn!(
-                        "osc: {} refuses datagrams ({e}); {n} failed since the last report; other destinations are unaffected",
-                        w.name
+                        "osc: {} refuses datagrams ({e}); {n} failed since the last report; other destinations are unaffected{}",
+                        w.name,
+                        why(&e)
                     );
                 }
-                Some(Line::Accepts) => log::info!("osc: {} accepts datagrams again", w.name),
+                Some(Line::Accepts(n)) => log::info!(
+                    "osc: {} accepts datagrams again; {n} more failed since the last report",
+                    w.name
+                ),
                 None => {}
             }
         }
@@ -148,6 +154,17 @@ impl OscWatch {
                 }
             })
             .collect()
+    }
+}
+
+/// What an error of a datagram send usually means, where the text alone
+/// does not say.
+fn why(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+            " (its socket's buffer is full: usually a receiver gone from the network, whose datagrams the kernel holds while it asks for its address)"
+        }
+        _ => "",
     }
 }
 
@@ -196,11 +213,26 @@ mod tests {
                 (0, Line::Refuses(3)),
                 (60, Line::Refuses(3 * 200)),
                 (120, Line::Refuses(3 * 200)),
-                (154, Line::Accepts),
-                // The 2 new ones and the 297 of the flaps after 120 s.
-                (165, Line::Refuses(2 + 3 * 99)),
+                // The 297 of the flaps after 120 s, with their recovery.
+                (154, Line::Accepts(3 * 99)),
+                // Only the 2 new ones.
+                (165, Line::Refuses(2)),
             ]
         );
+    }
+
+    #[test]
+    fn an_outage_is_counted_in_its_own_lines() {
+        // Tester aa: a 6 s outage's failures after its first line were
+        // reported by the next outage's line, a 50 ms blip.
+        let mut w = watched();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(w.look(30, 0, t0), Some(Line::Refuses(30)));
+        assert_eq!(w.look(5000, 0, at(3)), None);
+        assert_eq!(w.look(0, 5, at(6)), None);
+        assert_eq!(w.look(0, 5, at(11)), Some(Line::Accepts(5000)));
+        assert_eq!(w.look(44, 0, at(20)), Some(Line::Refuses(44)));
     }
 
     #[test]
@@ -213,7 +245,7 @@ mod tests {
         assert_eq!(w.look(5, 0, at(61)), Some(Line::Refuses(9)));
         assert_eq!(w.look(0, 3, at(62)), None);
         assert_eq!(w.look(0, 0, at(66)), None);
-        assert_eq!(w.look(0, 3, at(67)), Some(Line::Accepts));
+        assert_eq!(w.look(0, 3, at(67)), Some(Line::Accepts(0)));
         assert_eq!(w.look(0, 3, at(68)), None);
         // A destination that failed without a report (never here) is not
         // reported recovering.
