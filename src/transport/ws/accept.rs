@@ -401,24 +401,18 @@ impl Acceptor {
         };
         if !ip.is_loopback() && mine().count() >= MAX_PENDING_PER_IP {
             if let Some((i, _)) = mine().next() {
-                let oldest = self.pending.remove(i);
-                crate::peer_log!(
-                    log::Level::Info,
-                    "ws: {MAX_PENDING_PER_IP} handshakes from {peer}'s address in progress; dropped its oldest ({})",
-                    oldest.peer
+                let why = format!(
+                    "{MAX_PENDING_PER_IP} handshakes from {peer}'s address in progress; dropped its oldest"
                 );
-                release_if_admitted(&self.shared.registry, &oldest.admitted, oldest.peer);
+                self.drop_pending(i, &why);
             }
         }
         if self.pending.len() >= MAX_PENDING {
             let i = hog_oldest(self.pending.iter().map(|p| peer_key(p.peer.ip())));
-            let oldest = self.pending.remove(i);
-            crate::peer_log!(
-                log::Level::Info,
-                "ws: {MAX_PENDING} handshakes in progress; dropped the oldest of the address with the most ({})",
-                oldest.peer
+            let why = format!(
+                "{MAX_PENDING} handshakes in progress; dropped the oldest of the address with the most"
             );
-            release_if_admitted(&self.shared.registry, &oldest.admitted, oldest.peer);
+            self.drop_pending(i, &why);
         }
         if stream.set_nonblocking(true).is_err() {
             return;
@@ -438,6 +432,15 @@ impl Acceptor {
         let mut keep = Vec::new();
         self.advance(mid, peer, deadline, admitted, &mut keep);
         self.pending.extend(keep);
+    }
+
+    /// Give up handshake `i` to make room for a newcomer: say `why` (one
+    /// rate-limited log line for every such case) and give back its place
+    /// in the registry if its request was admitted already.
+    fn drop_pending(&mut self, i: usize, why: &str) {
+        let p = self.pending.remove(i);
+        crate::peer_log!(log::Level::Info, "ws: {why} ({})", p.peer);
+        release_if_admitted(&self.shared.registry, &p.admitted, p.peer);
     }
 
     /// Run a handshake as far as it goes without blocking.
