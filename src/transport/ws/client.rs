@@ -29,6 +29,7 @@
 //! stopped reading, not one that reads slowly.
 
 use super::conn::Conn;
+use super::registry::PlaceId;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -134,9 +135,9 @@ pub struct Client {
     pub ws: WebSocket<Conn>,
     /// May change settings.
     pub authorized: bool,
-    /// It had the token (or loopback) when it connected: its place in the
-    /// [`Registry`](super::registry::Registry) is a privileged one.
-    pub privileged_place: bool,
+    /// Its place in the [`Registry`](super::registry::Registry), given
+    /// back when it goes.
+    pub place: PlaceId,
     /// Address.
     pub peer: SocketAddr,
     /// Owed the current meta.
@@ -180,6 +181,7 @@ impl Client {
         ws: WebSocket<Conn>,
         authorized: bool,
         peer: SocketAddr,
+        place: PlaceId,
         rate: f64,
     ) -> std::io::Result<Self> {
         let s = ws.get_ref().tcp();
@@ -192,7 +194,7 @@ impl Client {
             id,
             ws,
             authorized,
-            privileged_place: authorized,
+            place,
             peer,
             meta_due: true,
             replies: VecDeque::with_capacity(8),
@@ -502,7 +504,14 @@ mod tests {
         let (rx, peer) = l.accept().unwrap();
         let ws =
             WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
-        (Client::new(1, ws, authorized, peer, rate).unwrap(), tx)
+        let place = crate::transport::ws::registry::Registry::default()
+            .admit(peer.ip(), authorized, 1, 1)
+            .unwrap()
+            .place;
+        (
+            Client::new(1, ws, authorized, peer, place, rate).unwrap(),
+            tx,
+        )
     }
 
     #[test]
