@@ -475,9 +475,10 @@ async def lan_place_squat(ctx):
                 if s:
                     held.append(s)
         refused = statuses.count(503)
-        # Three addresses take the 24 open places; the fourth's watchers
-        # each close the oldest of the address holding the most until all
-        # four hold six (x #9), and its last two are refused.
+        # Three addresses take the open places (beside the harness's own
+        # watcher); the fourth's watchers each close the oldest of the
+        # address holding the most until no address holds two more than
+        # another (x #9), and the rest are refused.
         if refused == 0:
             raise Failed(f"32 watchers from 4 addresses all got in ({len(held)} held): no place is kept")
         # A watcher from a fifth address gets in by making room in the same
@@ -497,7 +498,7 @@ async def lan_place_squat(ctx):
             if not (await reply(ws, {"auth"}))["authorized"]:
                 raise Failed("a LAN client with the token was not authorized")
         return (f"{len(held) - 1} watchers in, {refused} refused (the fourth address made room until "
-                "each held six); a fifth address made room too; loopback and the token still got in")
+                "the shares were even); a fifth address made room too; loopback and the token still got in")
     finally:
         for s in held:
             s.close()
