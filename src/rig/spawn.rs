@@ -270,7 +270,7 @@ fn spawn_input(
 ) -> anyhow::Result<JoinHandle<()>> {
     let q = &config.oscquery;
     let control = control.context("the OSC input port needs the control thread (ws.enabled)")?;
-    let sock = std::net::UdpSocket::bind((q.bind.as_str(), q.input_port))
+    let sock = crate::transport::bind::udp(&q.bind, q.input_port, "osc-in")
         .with_context(|| format!("OSC input port {}:{}", q.bind, q.input_port))?;
     log::info!(
         "osc-in: settings on UDP {}:{}; {}others after {} with the control token",

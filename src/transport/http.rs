@@ -374,7 +374,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<JoinHandle<()>> {
-    let listener = std::net::TcpListener::bind((ws.bind.as_str(), ws.http_port))?;
+    let listener = crate::transport::bind::tcp(&ws.bind, ws.http_port, "http")?;
     let root = WebRoot::from_config(&ws.web_dir);
     log::info!(
         "http: UI on http://{}:{}/ from {}",

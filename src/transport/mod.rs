@@ -3,6 +3,7 @@
 //! Uses the feature types and control's command type; never dsp or capture
 //! internals.
 
+pub mod bind;
 pub mod hosts;
 pub mod http;
 pub mod http_recordings;

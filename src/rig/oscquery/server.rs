@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::cell::RefCell;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub fn spawn(
     stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let q = &config.oscquery;
-    let listener = TcpListener::bind((q.bind.as_str(), q.port))?;
+    let listener = crate::transport::bind::tcp(&q.bind, q.port, "oscquery")?;
     log::info!(
         "oscquery: http://{}:{}/ (namespace, HOST_INFO, LISTEN over WebSocket){}",
         q.bind,

@@ -40,7 +40,6 @@ use crate::stats::Stats;
 use crate::transport::hosts::HostCheck;
 use crate::types::{BandsFrame, SpectrumFrame};
 use ringbuf::HeapCons;
-use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -117,7 +116,7 @@ pub fn spawn(
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let ws = &ctx.config.ws;
     raise_fd_limit(fds_needed(&ctx.config));
-    let listener = TcpListener::bind((ws.bind.as_str(), ws.port))?;
+    let listener = crate::transport::bind::tcp(&ws.bind, ws.port, "ws")?;
     let secret = ctx.secret.clone();
     log::info!(
         "ws: listening on ws://{}:{}; watching is open, changing settings needs the control token{}{}",
