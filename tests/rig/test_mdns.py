@@ -93,6 +93,34 @@ def test_builtin_responder_found_by_python_zeroconf(run_phase4, tmp_path):
     assert len(seen.removed) == 3, seen.removed
 
 
+def test_a_service_bound_to_one_address_is_announced_at_that_address_only(run_phase4, tmp_path):
+    """Tester aa: bound to one interface's address, the UI and OSCQuery were
+    announced at every address of the box, including ones nothing listened
+    on (a browser following the announcement got "connection refused")."""
+    extra = ["10.80.0.1/24", "10.81.0.5/24"]
+    for cidr in extra:
+        subprocess.run(["ip", "addr", "add", cidr, "dev", "lo"], check=True)
+    try:
+        wav = tmp_path / "in.wav"
+        write_wav(wav, beat_track(2.0))
+        cfg = sections(wav, "p4 one address", "builtin")
+        cfg["ws"]["bind"] = "10.80.0.1"
+        cfg["oscquery"]["bind"] = "10.80.0.1"
+        p4 = run_phase4(cfg)
+        p4.wait_log("through builtin")
+        zc, seen = browse(8)
+        try:
+            assert len(seen.added) == 3, seen.added
+            for n, info in seen.added.items():
+                assert info is not None, n
+                assert info.parsed_addresses() == ["10.80.0.1"], (n, info.parsed_addresses())
+        finally:
+            zc.close()
+    finally:
+        for cidr in extra:
+            subprocess.run(["ip", "addr", "del", cidr, "dev", "lo"], check=False)
+
+
 def unescape(s):
     """avahi-browse --parsable writes some characters as \\DDD (decimal)."""
     return re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1))), s)

@@ -1,6 +1,7 @@
 //! Our own mDNS responder (the `mdns-sd` crate), for a box without
 //! avahi-daemon. It answers for `<host>.local` with every address of every
-//! interface (kept current as addresses change) and for each service, and
+//! interface (kept current as addresses change), or, for a service bound
+//! to one address, with that one, and for each service, and
 //! sends goodbye packets when withdrawn. It binds UDP 5353 with
 //! SO_REUSEADDR/SO_REUSEPORT, so it can share the port with another
 //! responder (the "builtin" backend beside a running avahi-daemon).
@@ -39,15 +40,25 @@ impl Builtin {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            // A service bound to one address is announced at that address
+            // only (tester aa: bound to 10.77.0.1, it was announced at every
+            // address of the box, and while 10.77.0.1 was gone only at
+            // addresses that refused). The daemon announces it on the
+            // interfaces whose network holds it.
+            let ip = s.addr.map(|ip| ip.to_string()).unwrap_or_default();
             let info = ServiceInfo::new(
                 &format!("{}.local.", s.kind),
                 &a.name,
                 &host,
-                "",
+                ip.as_str(),
                 s.port,
                 &props[..],
-            )?
-            .enable_addr_auto();
+            )?;
+            let info = if s.addr.is_some() {
+                info
+            } else {
+                info.enable_addr_auto()
+            };
             fullnames.push(info.get_fullname().to_string());
             daemon.register(info)?;
         }

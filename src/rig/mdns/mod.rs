@@ -46,6 +46,9 @@ pub struct Service {
     pub port: u16,
     /// TXT records as key, value.
     pub txt: Vec<(String, String)>,
+    /// The one address it listens on, when it is bound to one
+    /// (`None`: every address of the machine).
+    pub addr: Option<std::net::IpAddr>,
 }
 
 /// What is announced.
@@ -55,6 +58,14 @@ pub struct Announcement {
     pub name: String,
     /// The services.
     pub services: Vec<Service>,
+}
+
+/// The address a service bound to `bind` is reached at, when it is one
+/// address rather than all of them (`0.0.0.0`, `::`).
+fn one_address(bind: &str) -> Option<std::net::IpAddr> {
+    bind.parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
 }
 
 fn beyond_loopback(bind: &str) -> bool {
@@ -99,6 +110,7 @@ pub fn announcement(config: &Config) -> Announcement {
             kind: "_oscjson._tcp",
             port: q.port,
             txt,
+            addr: one_address(&q.bind),
         });
         if q.input_port != 0 {
             let mut txt = base();
@@ -107,6 +119,7 @@ pub fn announcement(config: &Config) -> Announcement {
                 kind: "_osc._udp",
                 port: q.input_port,
                 txt,
+                addr: one_address(&q.bind),
             });
         }
     }
@@ -119,6 +132,7 @@ pub fn announcement(config: &Config) -> Announcement {
             kind: "_http._tcp",
             port: ws.http_port,
             txt,
+            addr: one_address(&ws.bind),
         });
     }
     Announcement { name, services }
