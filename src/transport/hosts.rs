@@ -109,6 +109,20 @@ pub fn single_header(
     first.to_str().map(Some).map_err(|_| BadHeader)
 }
 
+/// The names the host name gives this box now: itself, its first label,
+/// and that label under `.local`.
+fn host_names() -> Vec<String> {
+    let Ok(h) = nix::unistd::gethostname() else {
+        return Vec::new();
+    };
+    let h = h.to_string_lossy().to_ascii_lowercase();
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let short = h.split('.').next().unwrap_or(&h).to_string();
+    vec![format!("{short}.local"), short, h]
+}
+
 impl HostCheck {
     /// `configured`: `ws.allowed-hosts`; `bind`: `ws.bind` (a specific
     /// address is allowed even if it is not on an interface yet).
@@ -123,6 +137,11 @@ impl HostCheck {
                 configured.push(ip.to_string());
             }
         }
+        // The host name at start stays a name of this box: mDNS goes on
+        // announcing it after a rename (tester aa: 35 s after one, a
+        // browser following phase4's own announcement got 421, and an open
+        // UI's WebSocket 403, until a restart).
+        configured.extend(host_names());
         let mut c = HostCheck {
             configured,
             names: HashSet::new(),
@@ -135,15 +154,7 @@ impl HostCheck {
     fn refresh(&mut self) {
         let mut names: HashSet<String> = self.configured.iter().cloned().collect();
         names.insert("localhost".into());
-        if let Ok(h) = nix::unistd::gethostname() {
-            let h = h.to_string_lossy().to_ascii_lowercase();
-            if !h.is_empty() {
-                let short = h.split('.').next().unwrap_or(&h).to_string();
-                names.insert(format!("{short}.local"));
-                names.insert(short);
-                names.insert(h);
-            }
-        }
+        names.extend(host_names());
         for ip in interface_addresses() {
             names.insert(ip.to_string());
         }
