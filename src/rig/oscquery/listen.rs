@@ -12,22 +12,20 @@
 //! after [`STALL`]; it never slows the others or the pipeline. Every client
 //! is pinged every [`PING_EVERY`], and one that has sent nothing, not even
 //! a pong, for [`IDLE`] is dropped, so idle connections cannot hold the
-//! slots. A client whose place the server gave to a newcomer from another
-//! address ([`Registry::admit`]) is closed with 1013 on the next tick.
+//! slots.
 
 use super::namespace::{Namespace, Source};
 use super::Live;
 use crate::stats::Stats;
 use crate::transport::ws::conn::Conn;
-use crate::transport::ws::registry::{PlaceId, Registry};
+use crate::transport::ws::registry::Registry;
 use rosc::{OscMessage, OscPacket};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
 /// A client that cannot take data for this long is disconnected.
@@ -52,27 +50,22 @@ pub const READ_BUDGET: usize = 8 * 1024;
 /// dropped.
 pub struct ClientSlot {
     registry: Arc<Registry>,
-    place: PlaceId,
+    ip: IpAddr,
 }
 
 impl ClientSlot {
-    /// A place `registry` already admitted (privileged when the client is
-    /// on loopback: see [`Registry::admit`]).
-    pub fn new(registry: Arc<Registry>, place: PlaceId) -> Self {
-        ClientSlot { registry, place }
+    /// A place `registry` already admitted `ip` to (privileged when `ip` is
+    /// loopback: see [`Registry::admit`]).
+    pub fn new(registry: Arc<Registry>, ip: IpAddr) -> Self {
+        ClientSlot { registry, ip }
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.registry.release(self.place);
+        self.registry.release(self.ip, self.ip.is_loopback());
     }
 }
-
-/// The close reason of a client whose place went to another address's
-/// newcomer (code 1013, try again later).
-pub const ROOM_MADE: &str =
-    "room made for another address: every open place was taken and yours held the most (oscquery.max-clients)";
 
 /// A client whose WebSocket handshake was answered.
 pub struct Upgraded {
@@ -96,8 +89,6 @@ pub struct ListenCtx {
     pub hz: f64,
     /// Newly upgraded clients.
     pub incoming: Receiver<Upgraded>,
-    /// Whose places are given to newcomers ([`Registry::was_evicted`]).
-    pub listeners: Arc<Registry>,
 }
 
 /// One listened method.
@@ -109,7 +100,7 @@ struct Listen {
 
 struct Client {
     ws: WebSocket<Conn>,
-    slot: ClientSlot,
+    _slot: ClientSlot,
     listens: Vec<Listen>,
     stalled_since: Option<Instant>,
     /// When it last sent anything, and when it was last pinged.
@@ -175,16 +166,13 @@ fn run(ctx: ListenCtx) {
             if ws.get_ref().tcp().set_nonblocking(true).is_ok() {
                 clients.push(Client {
                     ws,
-                    slot,
+                    _slot: slot,
                     listens: Vec::new(),
                     stalled_since: None,
                     heard: Instant::now(),
                     pinged: Instant::now(),
                 });
             }
-        }
-        if ctx.listeners.evictions_pending() {
-            clients.retain_mut(|c| !ctx.listeners.was_evicted(c.slot.place) || room_made(c));
         }
         clients.retain_mut(|c| serve(c, &methods, &ctx.live));
         ctx.stats
@@ -207,18 +195,6 @@ fn run(ctx: ListenCtx) {
 /// Read commands and send what is due; false drops the client.
 fn serve(c: &mut Client, methods: &[(String, Source)], live: &Live) -> bool {
     read_requests(c, methods) && alive(c) && send_due(c, methods, live) && flush(c)
-}
-
-/// Close a client whose place went to a newcomer (see
-/// [`Registry::admit`]); always false (drop it: its place was counted out
-/// when it was given).
-fn room_made(c: &mut Client) -> bool {
-    let _ = c.ws.close(Some(CloseFrame {
-        code: CloseCode::Again,
-        reason: ROOM_MADE.into(),
-    }));
-    let _ = c.ws.flush();
-    false
 }
 
 /// Ping the client every [`PING_EVERY`]; false once it has sent nothing

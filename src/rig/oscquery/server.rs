@@ -12,10 +12,7 @@
 //! `Upgrade: websocket`) is answered here and the socket handed to the
 //! streaming thread ([`super::listen`]); connected streaming clients are
 //! capped at `oscquery.max-clients`, [`MAX_LISTENERS_PER_IP`] per address
-//! (loopback excepted), a quarter kept for loopback; when the rest are
-//! taken, a newcomer from an address holding at least two fewer than the
-//! address holding the most gets that address's oldest place (see
-//! [`Registry::admit`]; the streaming thread closes that client).
+//! (loopback excepted).
 
 use super::listen::{self, ClientSlot, ListenCtx, Upgraded};
 use super::namespace::{Answer, Namespace};
@@ -66,13 +63,9 @@ pub fn spawn(
     );
     let ns = Arc::new(build_namespace(config));
     let max = q.max_clients as usize;
-    // Upgraded clients wait here for the streaming thread (one tick at
-    // most); a full queue closes the newcomer. Room for every place and as
-    // many again: a client whose place was given to a newcomer still
-    // passes through here before the thread closes it, and with room for
-    // `max` only, a burst of upgrades that made room lost its newcomer.
-    let (ws_tx, ws_rx) = sync_channel(2 * max);
-    let listeners = Arc::new(Registry::default());
+    // Upgraded clients wait here for the streaming thread; a full queue
+    // closes the newcomer.
+    let (ws_tx, ws_rx) = sync_channel(max);
     let streamer = listen::spawn(ListenCtx {
         ns: ns.clone(),
         live: live.clone(),
@@ -80,7 +73,6 @@ pub fn spawn(
         stop: stop.clone(),
         hz: q.listen_hz,
         incoming: ws_rx,
-        listeners: listeners.clone(),
     })?;
     let (allowed_hosts, bind) = (config.ws.allowed_hosts.clone(), q.bind.clone());
     let (ui_port, allowed_origins) = (config.ws.http_port, config.ws.allowed_origins.clone());
@@ -103,7 +95,7 @@ pub fn spawn(
                 hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
                 ui_port,
                 allowed_origins,
-                listeners,
+                listeners: Arc::new(Registry::default()),
                 max_listeners: max,
                 ws_tx,
             }
@@ -240,31 +232,26 @@ impl Site {
         };
         let accept = tungstenite::handshake::derive_accept_key(key);
         let ip = peer.ip().to_canonical();
-        let Ok(admitted) = self.listeners.admit(
-            ip,
-            ip.is_loopback(),
-            self.max_listeners,
-            MAX_LISTENERS_PER_IP,
-        ) else {
+        if self
+            .listeners
+            .admit(
+                ip,
+                ip.is_loopback(),
+                self.max_listeners,
+                MAX_LISTENERS_PER_IP,
+            )
+            .is_err()
+        {
             crate::peer_log!(log::Level::Info,
-                "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients; a quarter kept for loopback), {MAX_LISTENERS_PER_IP} from it already, or it holds as many as any other address",
+                "oscquery: refusing a streaming client from {peer}: {} in all (oscquery.max-clients; a quarter kept for loopback) or {MAX_LISTENERS_PER_IP} from it already",
                 self.max_listeners
             );
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many streaming clients",
             ));
-        };
-        if let Some(m) = admitted.made_room {
-            // The streaming thread closes that client on its next tick.
-            crate::peer_log!(
-                log::Level::Warn,
-                "oscquery: every open place taken; made room for {peer} by closing the oldest streaming client of {}, which held {} (oscquery.max-clients)",
-                m.from,
-                m.held
-            );
         }
-        let slot = ClientSlot::new(self.listeners.clone(), admitted.place);
+        let slot = ClientSlot::new(self.listeners.clone(), ip);
         let tx = self.ws_tx.clone();
         tokio::task::spawn_local(async move {
             let Ok(up) = hyper::upgrade::on(req).await else {

@@ -13,11 +13,7 @@
 //! address, an IPv6 host by its /64) the handshake is answered with 503, and
 //! clients without the token never take the last quarter of the places
 //! ([`kept_places`](super::registry::kept_places)), so watchers from a few addresses cannot lock out the
-//! operator. When watchers hold all the others, a newcomer from an address
-//! holding fewer than some other by two or more gets in, and that
-//! address's oldest watcher is closed by the broadcaster
-//! ([`Registry::admit`]), so a few addresses cannot lock out the other
-//! watchers either.
+//! operator.
 //!
 //! The handshake is also where the trust checks happen: the Host header
 //! must name this box and a browser Origin must be the UI's own (see
@@ -32,7 +28,7 @@
 
 use super::conn::Conn;
 use super::guesses::too_many_guesses;
-use super::registry::{canonical_ip, peer_key, PlaceId, Registry};
+use super::registry::{canonical_ip, peer_key, Registry};
 use crate::control::secret::Secret;
 use crate::transport::hosts::{single_header, HostCheck};
 use std::cell::{Cell, RefCell};
@@ -73,8 +69,6 @@ pub struct Accepted {
     pub authorized: bool,
     /// Its address.
     pub peer: SocketAddr,
-    /// Its place in the [`Registry`].
-    pub place: PlaceId,
 }
 
 /// What the acceptor checks.
@@ -140,13 +134,10 @@ struct Shared {
 struct Gate {
     shared: Rc<Shared>,
     peer: SocketAddr,
-    /// Set once the client was counted in the registry: its place, and
-    /// whether it is authorized.
-    admitted: Rc<Cell<Option<Admission>>>,
+    /// Set once the client was counted in the registry: whether it is
+    /// authorized.
+    admitted: Rc<Cell<Option<bool>>>,
 }
-
-/// A handshake's place in the registry and whether it is privileged.
-type Admission = (PlaceId, bool);
 
 fn refuse(status: u16, why: String) -> ErrorResponse {
     let mut e = ErrorResponse::new(Some(format!("{why}\n")));
@@ -226,30 +217,16 @@ impl Callback for Gate {
             },
         };
         let privileged = trusted || token_ok;
-        let admitted = match self.shared.registry.admit(
+        if let Err(why) = self.shared.registry.admit(
             ip,
             privileged,
             policy.max_clients,
             policy.max_clients_per_ip,
         ) {
-            Ok(a) => a,
-            Err(why) => {
-                crate::peer_log!(log::Level::Warn, "ws: refusing {}: {why}", self.peer);
-                return Err(refuse(503, why));
-            }
-        };
-        if let Some(m) = admitted.made_room {
-            // The broadcaster closes that client within a turn (it looks
-            // at the registry's evictions every turn).
-            crate::peer_log!(
-                log::Level::Warn,
-                "ws: every open place taken; made room for {} by closing the oldest client of {}, which held {} (ws.max-clients)",
-                self.peer,
-                m.from,
-                m.held
-            );
+            crate::peer_log!(log::Level::Warn, "ws: refusing {}: {why}", self.peer);
+            return Err(refuse(503, why));
         }
-        self.admitted.set(Some((admitted.place, privileged)));
+        self.admitted.set(Some(privileged));
         Ok(resp)
     }
 }
@@ -260,7 +237,7 @@ struct Pending {
     mid: Handshake,
     peer: SocketAddr,
     deadline: Instant,
-    admitted: Rc<Cell<Option<Admission>>>,
+    admitted: Rc<Cell<Option<bool>>>,
 }
 
 /// Start the acceptor on a bound listener. Handshaken clients go to
@@ -370,7 +347,7 @@ impl Acceptor {
                     "ws: handshake with {} took too long; dropped",
                     p.peer
                 );
-                release_if_admitted(&self.shared.registry, &p.admitted);
+                release_if_admitted(&self.shared.registry, &p.admitted, p.peer);
             } else {
                 keep.push(p);
             }
@@ -463,7 +440,7 @@ impl Acceptor {
     fn drop_pending(&mut self, i: usize, why: &str) {
         let p = self.pending.remove(i);
         crate::peer_log!(log::Level::Info, "ws: {why} ({})", p.peer);
-        release_if_admitted(&self.shared.registry, &p.admitted);
+        release_if_admitted(&self.shared.registry, &p.admitted, p.peer);
     }
 
     /// Run a handshake as far as it goes without blocking.
@@ -472,21 +449,22 @@ impl Acceptor {
         mid: Handshake,
         peer: SocketAddr,
         deadline: Instant,
-        admitted: Rc<Cell<Option<Admission>>>,
+        admitted: Rc<Cell<Option<bool>>>,
         keep: &mut Vec<Pending>,
     ) {
         match mid.handshake() {
             Ok(ws) => {
-                let Some((place, authorized)) = admitted.get() else {
+                let Some(authorized) = admitted.get() else {
                     return;
                 };
                 if let Err(e) = self.accepted.send(Accepted {
                     ws,
                     authorized,
                     peer,
-                    place,
                 }) {
-                    self.shared.registry.release(e.0.place);
+                    self.shared
+                        .registry
+                        .release(canonical_ip(&e.0.peer), e.0.authorized);
                 } else {
                     self.broadcaster.wake();
                 }
@@ -497,13 +475,13 @@ impl Acceptor {
                         log::Level::Info,
                         "ws: handshake from {peer} larger than {HANDSHAKE_BYTES} bytes; dropped"
                     );
-                    release_if_admitted(&self.shared.registry, &admitted);
+                    release_if_admitted(&self.shared.registry, &admitted, peer);
                 } else if Instant::now() >= deadline {
                     crate::peer_log!(
                         log::Level::Info,
                         "ws: handshake with {peer} took too long; dropped"
                     );
-                    release_if_admitted(&self.shared.registry, &admitted);
+                    release_if_admitted(&self.shared.registry, &admitted, peer);
                 } else {
                     keep.push(Pending {
                         mid,
@@ -514,7 +492,7 @@ impl Acceptor {
                 }
             }
             Err(HandshakeError::Failure(e)) => {
-                release_if_admitted(&self.shared.registry, &admitted);
+                release_if_admitted(&self.shared.registry, &admitted, peer);
                 crate::peer_log!(log::Level::Info, "ws: handshake with {peer} failed: {e}");
             }
         }
@@ -541,9 +519,9 @@ fn hog_oldest(keys: impl Iterator<Item = std::net::IpAddr>) -> usize {
         .map_or(0, |e| e.2)
 }
 
-fn release_if_admitted(registry: &Registry, admitted: &Cell<Option<Admission>>) {
-    if let Some((place, _)) = admitted.take() {
-        registry.release(place);
+fn release_if_admitted(registry: &Registry, admitted: &Cell<Option<bool>>, peer: SocketAddr) {
+    if let Some(privileged) = admitted.take() {
+        registry.release(canonical_ip(&peer), privileged);
     }
 }
 

@@ -29,7 +29,6 @@
 //! stopped reading, not one that reads slowly.
 
 use super::conn::Conn;
-use super::registry::PlaceId;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -135,9 +134,9 @@ pub struct Client {
     pub ws: WebSocket<Conn>,
     /// May change settings.
     pub authorized: bool,
-    /// Its place in the [`Registry`](super::registry::Registry), given
-    /// back when it goes.
-    pub place: PlaceId,
+    /// It had the token (or loopback) when it connected: its place in the
+    /// [`Registry`](super::registry::Registry) is a privileged one.
+    pub privileged_place: bool,
     /// Address.
     pub peer: SocketAddr,
     /// Owed the current meta.
@@ -181,7 +180,6 @@ impl Client {
         ws: WebSocket<Conn>,
         authorized: bool,
         peer: SocketAddr,
-        place: PlaceId,
         rate: f64,
     ) -> std::io::Result<Self> {
         let s = ws.get_ref().tcp();
@@ -194,7 +192,7 @@ impl Client {
             id,
             ws,
             authorized,
-            place,
+            privileged_place: authorized,
             peer,
             meta_due: true,
             replies: VecDeque::with_capacity(8),
@@ -504,14 +502,7 @@ mod tests {
         let (rx, peer) = l.accept().unwrap();
         let ws =
             WebSocket::from_raw_socket(Conn::new(rx), tungstenite::protocol::Role::Server, None);
-        let place = crate::transport::ws::registry::Registry::default()
-            .admit(peer.ip(), authorized, 1, 1)
-            .unwrap()
-            .place;
-        (
-            Client::new(1, ws, authorized, peer, place, rate).unwrap(),
-            tx,
-        )
+        (Client::new(1, ws, authorized, peer, rate).unwrap(), tx)
     }
 
     #[test]

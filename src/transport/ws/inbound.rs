@@ -281,8 +281,6 @@ impl Broadcaster {
                 );
             }
             c.authorized = true;
-            // Its place becomes a token holder's: never closed for a newcomer.
-            self.registry.promote(c.place);
             let a = Outbound::Auth {
                 authorized: true,
                 required: true,

@@ -1,10 +1,8 @@
 //! The broadcaster thread (`p4-ws`): one loop that owns every client.
 //!
-//! Each turn: adopt new clients, close those whose places the acceptor
-//! gave to a newcomer from another address, pass on control's answers,
-//! drain the frame rings, send a snapshot when one is due, flush every
-//! client once (one write per client per turn), drop clients that stayed
-//! stuck, then sleep in
+//! Each turn: adopt new clients, pass on control's answers, drain the frame
+//! rings, send a snapshot when one is due, flush every client once (one
+//! write per client per turn), drop clients that stayed stuck, then sleep in
 //! `poll()` on the client sockets until the next snapshot is due or a
 //! client sends something, and read a bounded amount from each (see
 //! [`super::inbound`]). FFT frames are therefore sent in the turn after they
@@ -23,7 +21,7 @@ use super::accept::Accepted;
 use super::client::{Client, Flow};
 use super::meta::build_meta;
 use super::protocol::{self as p, Outbound};
-use super::registry::Registry;
+use super::registry::{canonical_ip, Registry};
 use super::status::StatusBuilder;
 use super::WsCtx;
 use crate::control::secret::Secret;
@@ -42,11 +40,6 @@ use tungstenite::{Message, Utf8Bytes};
 
 pub(super) mod answers;
 mod frames;
-
-/// The close reason of a client whose place went to another address's
-/// newcomer (code 1013, try again later).
-pub const ROOM_MADE: &str =
-    "room made for another address: every open place was taken and yours held the most (ws.max-clients)";
 
 /// How often `server_status` goes out.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
@@ -164,7 +157,6 @@ impl Broadcaster {
             self.ctx.stats.beat(Role::Ws);
             let now = Instant::now();
             self.adopt();
-            self.close_evicted();
             self.answer();
             self.drain_frames();
             self.audio_turn();
@@ -234,36 +226,19 @@ impl Broadcaster {
         while let Ok(a) = self.accepted.try_recv() {
             let id = self.next_id;
             self.next_id += 1;
+            let ip = canonical_ip(&a.peer);
             match Client::new(
                 id,
                 a.ws,
                 a.authorized,
                 a.peer,
-                a.place,
                 self.ctx.config.ws.max_messages_per_s,
             ) {
                 Ok(c) => self.welcome(c),
                 Err(e) => {
                     log::warn!("ws: cannot set up client: {e}");
-                    self.registry.release(a.place);
+                    self.registry.release(ip, a.authorized);
                 }
-            }
-        }
-    }
-
-    /// Close the clients whose places the acceptor gave to a newcomer from
-    /// another address (see [`Registry::admit`]). Those still in a
-    /// handshake or on their way here stay marked until they arrive.
-    fn close_evicted(&mut self) {
-        if !self.registry.evictions_pending() {
-            return;
-        }
-        let mut i = 0;
-        while i < self.clients.len() {
-            if self.registry.was_evicted(self.clients[i].place) {
-                self.remove(i, CloseCode::Again, ROOM_MADE);
-            } else {
-                i += 1;
             }
         }
     }
@@ -428,7 +403,8 @@ impl Broadcaster {
         // Its requests still at control stay in `in_flight` until control
         // answers them (see `answer`): connecting, sending a burst and
         // leaving, over and over, must not queue more than MAX_IN_FLIGHT.
-        self.registry.release(c.place);
+        self.registry
+            .release(canonical_ip(&c.peer), c.privileged_place);
         self.ctx
             .stats
             .ws_clients
