@@ -430,6 +430,11 @@ impl Supervisor {
             line.push_str(" osc_down=");
             line.push_str(&down.join(","));
         }
+        let waiting = crate::transport::bind::waiting();
+        if !waiting.is_empty() {
+            line.push_str(" bind_waiting=");
+            line.push_str(&waiting.join(","));
+        }
         line
     }
 

@@ -13,6 +13,29 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+
+/// The listeners bound to an address the machine did not have: what each
+/// is (`ws`, `http`, ...) and its address. A handful at most, written at
+/// start.
+static FREEBOUND: Mutex<Vec<(String, SocketAddr)>> = Mutex::new(Vec::new());
+
+/// `what:address` of each listener whose address the machine still does
+/// not have, for the health line (review ab: a mistyped address, or one
+/// DHCP never gives, left the UI unreachable all show while every health
+/// line looked fine, after one warning at start).
+pub fn waiting() -> Vec<String> {
+    let bound = FREEBOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if bound.is_empty() {
+        return Vec::new();
+    }
+    let have = crate::transport::hosts::interface_addresses();
+    bound
+        .iter()
+        .filter(|(_, a)| !have.contains(&a.ip()))
+        .map(|(what, a)| format!("{what}:{a}"))
+        .collect()
+}
 
 /// Pending connections the kernel keeps for a listener (what the standard
 /// library asks for).
@@ -63,8 +86,12 @@ fn bind_with<T>(
     }
     let s = free(a)?;
     log::warn!(
-        "{what}: {a} is not an address of this machine yet; bound to it anyway, reachable once the network gives the machine that address"
+        "{what}: {a} is not an address of this machine yet; bound to it anyway, reachable once the network gives the machine that address (the health line lists it under bind_waiting= until then)"
     );
+    FREEBOUND
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((what.to_string(), a));
     Ok(s)
 }
 

@@ -47,8 +47,22 @@ def test_an_address_that_arrives_after_the_start_is_listened_on(run_phase4, tmp_
         p4.wait_log(f"{what}: {LATER}:")
     assert "not an address of this machine yet" in p4.text()
     assert p4.proc.poll() is None
+    # Every health line says which listeners still wait for their address
+    # (review ab: a mistyped address was one warning at start, then nothing).
+    p4.wait_log("rt_cpu=")  # a health line
+    line = [l for l in p4.text().splitlines() if "health:" in l and "bind_waiting=" in l][0]
+    waiting = set(line.split("bind_waiting=")[1].split()[0].split(","))
+    assert waiting == {f"ws:{LATER}:{ws}", f"http:{LATER}:{ui}", f"oscquery:{LATER}:{oq}",
+                       f"osc-in:{LATER}:{oin}"}, line
     subprocess.run(["ip", "addr", "add", f"{LATER}/32", "dev", "lo"], check=True)
     try:
+        # Then no more.
+        n = p4.text().count("health:")
+        end = time.time() + 5
+        while time.time() < end and p4.text().count("health:") < n + 2:
+            time.sleep(0.1)
+        last = [l for l in p4.text().splitlines() if "health:" in l][-1]
+        assert "bind_waiting" not in last, last
         assert urlopen(f"http://{LATER}:{ui}/", timeout=5).status == 200
         ns = json.loads(urlopen(f"http://{LATER}:{oq}/", timeout=5).read())
         assert ns["FULL_PATH"] == "/"
