@@ -83,6 +83,9 @@ impl Sockets {
         let v6 = if literal.is_none_or(|a| a.is_ipv6()) {
             UdpSocket::bind("[::]:0").ok().and_then(|s| {
                 s.set_nonblocking(true).ok()?;
+                // `ttl` for an IPv6 multicast group too (review ab: it
+                // went out with a hop limit of 1 whatever was set).
+                set_multicast_hops_v6(&s, d.ttl).ok()?;
                 Some(s)
             })
         } else {
@@ -298,6 +301,28 @@ fn count(stats: &Stats, dest: usize, ok: bool, errno: i32) {
         s.failed.fetch_add(1, Ordering::Relaxed);
         s.last_errno.store(errno, Ordering::Relaxed);
         stats.osc_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// IPV6_MULTICAST_HOPS: how many routers an IPv6 multicast datagram
+/// crosses (what `set_multicast_ttl_v4` is for IPv4).
+fn set_multicast_hops_v6(sock: &UdpSocket, hops: u32) -> std::io::Result<()> {
+    let hops = libc::c_int::try_from(hops.min(255)).unwrap_or(1);
+    // SAFETY: `sock` is an open socket; the value is a c_int of the size
+    // given.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            &hops as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
