@@ -408,9 +408,13 @@ impl Supervisor {
         // that grew phase4 (a large file): unlocking and locking memory
         // again costs a few milliseconds that a shipped-size file does not
         // need.
-        let grown = crate::rt::resident_bytes()
-            .zip(resident_before)
-            .is_some_and(|(after, before)| after > before + RELOAD_GROWTH_TRIMMED);
+        // Not while capture is not delivering: a device being reopened
+        // allocates in alsa-lib and maps its buffer, and would wait on the
+        // trim's arena and mapping locks (review ac).
+        let grown = self.stats.delivering()
+            && crate::rt::resident_bytes()
+                .zip(resident_before)
+                .is_some_and(|(after, before)| after > before + RELOAD_GROWTH_TRIMMED);
         let locked = self.stats.grant(&self.stats.mem_locked) == RtGrant::Granted;
         if grown && !crate::rt::give_back_freed(locked) {
             self.stats

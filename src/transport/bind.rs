@@ -66,24 +66,27 @@ fn bind_with<T>(
     plain: impl Fn(SocketAddr) -> io::Result<T>,
     free: impl Fn(SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
-    let mut first = None;
+    // (A host name must resolve now: only an address the machine lacks
+    // is bound for later, not a name no DNS server answers for yet.)
+    let mut absent = None;
     let mut last = None;
     for a in (host, port).to_socket_addrs()? {
-        first.get_or_insert(a);
         match plain(a) {
             Ok(s) => return Ok(s),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                absent.get_or_insert(a);
+            }
             Err(e) => last = Some(e),
         }
     }
-    let (Some(a), Some(e)) = (first, last) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{host} names no address"),
-        ));
+    let Some(a) = absent else {
+        return Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{host} names no address"),
+            )
+        }));
     };
-    if e.raw_os_error() != Some(libc::EADDRNOTAVAIL) {
-        return Err(e);
-    }
     let s = free(a)?;
     log::warn!(
         "{what}: {a} is not an address of this machine yet; bound to it anyway, reachable once the network gives the machine that address (the health line lists it under bind_waiting= until then)"

@@ -121,6 +121,33 @@ def test_a_service_bound_to_one_address_is_announced_at_that_address_only(run_ph
             subprocess.run(["ip", "addr", "del", cidr, "dev", "lo"], check=False)
 
 
+def test_a_service_bound_to_an_address_that_arrives_later_is_announced_once_it_does(run_phase4, tmp_path):
+    """The box bound to its Wi-Fi address and started before DHCP gave it
+    (the listeners are bound with IP_FREEBIND): review ac found such a
+    service never announced, nor answered for, once the address came."""
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    cfg = sections(wav, "p4 late address", "builtin")
+    cfg["ws"]["bind"] = "10.82.0.1"
+    cfg["oscquery"]["bind"] = "10.82.0.1"
+    p4 = run_phase4(cfg)
+    p4.wait_log("through builtin")
+    zc, seen = browse(3)
+    try:
+        assert not any(i and i.parsed_addresses() for i in seen.added.values()), seen.added
+        subprocess.run(["ip", "addr", "add", "10.82.0.1/24", "dev", "lo"], check=True)
+        # The daemon looks at the interfaces every few seconds.
+        end = time.time() + 15
+        while len(seen.added) < 3 and time.time() < end:
+            time.sleep(0.1)
+        assert len(seen.added) == 3, seen.added
+        for n, info in seen.added.items():
+            assert info is not None and info.parsed_addresses() == ["10.82.0.1"], (n, info)
+    finally:
+        zc.close()
+        subprocess.run(["ip", "addr", "del", "10.82.0.1/24", "dev", "lo"], check=False)
+
+
 def unescape(s):
     """avahi-browse --parsable writes some characters as \\DDD (decimal)."""
     return re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1))), s)

@@ -1,7 +1,9 @@
 //! Our own mDNS responder (the `mdns-sd` crate), for a box without
-//! avahi-daemon. It answers for `<host>.local` with every address of every
-//! interface (kept current as addresses change), or, for a service bound
-//! to one address, with that one, and for each service, and
+//! avahi-daemon. It answers for `<host>.local` with the addresses of its
+//! services: every address of every interface (kept current as addresses
+//! change), or only the bound one for a service bound to one address (with
+//! every service so bound, `<host>.local` is that address), and for each
+//! service, and
 //! sends goodbye packets when withdrawn. It binds UDP 5353 with
 //! SO_REUSEADDR/SO_REUSEPORT, so it can share the port with another
 //! responder (the "builtin" backend beside a running avahi-daemon).
@@ -15,7 +17,7 @@
 //! which keeps nothing: a flood costs what parsing it costs, while it lasts.
 
 use super::{host_name, Announcement, Backend};
-use mdns_sd::{ServiceDaemon, ServiceInfo};
+use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 use std::time::Duration;
 
 /// The responder and what it announces.
@@ -40,25 +42,26 @@ impl Builtin {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            // A service bound to one address is announced at that address
-            // only (tester aa: bound to 10.77.0.1, it was announced at every
-            // address of the box, and while 10.77.0.1 was gone only at
-            // addresses that refused). The daemon announces it on the
-            // interfaces whose network holds it.
-            let ip = s.addr.map(|ip| ip.to_string()).unwrap_or_default();
-            let info = ServiceInfo::new(
+            let mut info = ServiceInfo::new(
                 &format!("{}.local.", s.kind),
                 &a.name,
                 &host,
-                ip.as_str(),
+                "",
                 s.port,
                 &props[..],
-            )?;
-            let info = if s.addr.is_some() {
-                info
-            } else {
-                info.enable_addr_auto()
-            };
+            )?
+            .enable_addr_auto();
+            // A service bound to one address is announced at that address
+            // only (tester aa: bound to 10.77.0.1, it was announced at every
+            // address of the box, and while 10.77.0.1 was gone only at
+            // addresses that refused), and from the moment the machine has
+            // it: the daemon follows the machine's addresses, keeping that
+            // one (review ac: given as a fixed address instead, one that
+            // arrived after the start, bound with IP_FREEBIND, was never
+            // announced or answered for).
+            if let Some(ip) = s.addr {
+                info.set_interfaces(vec![IfKind::Addr(ip)]);
+            }
             fullnames.push(info.get_fullname().to_string());
             daemon.register(info)?;
         }

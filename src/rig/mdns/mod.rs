@@ -63,7 +63,10 @@ pub struct Announcement {
 /// The address a service bound to `bind` is reached at, when it is one
 /// address rather than all of them (`0.0.0.0`, `::`).
 fn one_address(bind: &str) -> Option<std::net::IpAddr> {
-    bind.parse::<std::net::IpAddr>()
+    // `fe80::1%eth0`: the address without its scope (review ac: it did not
+    // parse, and the service was announced at every address again).
+    let bare = bind.split('%').next().unwrap_or(bind);
+    bare.parse::<std::net::IpAddr>()
         .ok()
         .filter(|ip| !ip.is_unspecified())
 }
@@ -238,6 +241,16 @@ fn run(a: Announcement, mode: DiscoveryBackend, stats: &Stats, stop: &AtomicBool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_bound_to_one_address_names_it_scoped_or_not() {
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(one_address("10.0.0.5"), ip("10.0.0.5"));
+        assert_eq!(one_address("fe80::1%eth0"), ip("fe80::1"));
+        assert_eq!(one_address("0.0.0.0"), None);
+        assert_eq!(one_address("::"), None);
+        assert_eq!(one_address("stage-pi.lan"), None);
+    }
 
     #[test]
     fn only_services_reachable_from_the_lan_are_announced() {

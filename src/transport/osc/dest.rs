@@ -85,7 +85,12 @@ impl Sockets {
                 s.set_nonblocking(true).ok()?;
                 // `ttl` for an IPv6 multicast group too (review ab: it
                 // went out with a hop limit of 1 whatever was set).
-                set_multicast_hops_v6(&s, d.ttl).ok()?;
+                if let Err(e) = set_multicast_hops_v6(&s, d.ttl) {
+                    log::warn!(
+                        "osc: {}: cannot set the IPv6 multicast hop limit: {e}",
+                        d.host
+                    );
+                }
                 Some(s)
             })
         } else {

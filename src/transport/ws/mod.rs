@@ -87,6 +87,9 @@ pub fn fds_needed(config: &Config) -> u64 {
         + accept::MAX_PENDING as u64
         + crate::transport::http::MAX_CONNECTIONS as u64
         + oscquery
+        // Each OSC destination's sockets (two for a host name), the old
+        // set and the new one while a restart of the sender overlaps.
+        + 4 * crate::config::MAX_OSC_DESTINATIONS as u64
         + 128
 }
 
