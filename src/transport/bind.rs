@@ -32,7 +32,8 @@ pub fn waiting() -> Vec<String> {
     let have = crate::transport::hosts::interface_addresses();
     bound
         .iter()
-        .filter(|(_, a)| !have.contains(&a.ip()))
+        // (`::ffff:10.0.0.5` is there once 10.0.0.5 is.)
+        .filter(|(_, a)| !have.contains(&a.ip().to_canonical()))
         .map(|(what, a)| format!("{what}:{a}"))
         .collect()
 }
