@@ -50,7 +50,7 @@ impl Health {
             stats.ring_drops[1].load(Ordering::Relaxed),
         ];
         let blocks = stats.blocks.load(Ordering::Relaxed);
-        let held = crate::service::logging::peer_lines_held();
+        let held = crate::service::peer_lines::peer_lines_held();
         let dev = stats.device_info();
         let cpu_txt: Vec<String> = (0..N_ROLES)
             .filter(|i| stats.tid[*i].load(Ordering::Relaxed) != 0)

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod logging;
 pub mod notify;
+pub mod peer_lines;
 pub mod safe_fs;
 pub mod signals;
 
