@@ -1,5 +1,6 @@
 //! Syntax checks shared by the settings that name a host to send to
-//! (`[[osc.destinations]] host`, `wled.host`) and by the OSC address prefix
+//! (`[[osc.destinations]] host`, `wled.host`), by the listening addresses
+//! (`ws.bind`, `oscquery.bind`) and by the OSC address prefix
 //! (`osc.prefix`, which OSCQuery also serves its namespace under), so that
 //! every such setting refuses the same values with the same words.
 
@@ -38,6 +39,31 @@ pub(super) fn osc_prefix_problem(prefix: &str) -> Option<String> {
                 .all(|b| b.is_ascii_graphic() && !OSC_RESERVED.contains(&b))
     };
     (!rest.split('/').all(part_ok)).then(|| RULE.into())
+}
+
+/// What is wrong with a listening address (`ws.bind`, `oscquery.bind`), if
+/// anything: it must be one IP address of this machine, or `0.0.0.0` / `::`
+/// for all of them. A multicast or broadcast address is no address of a
+/// machine, yet Linux binds a TCP listener to one without complaint, and
+/// nobody can then connect: a UI that is silently out of reach. An
+/// IPv4-mapped form (`::ffff:224.0.0.1`) is judged as its IPv4 address.
+pub(super) fn bind_problem(bind: &str) -> Option<&'static str> {
+    const RULE: &str = "an IP address of this machine such as 127.0.0.1 or 192.168.1.20, or \
+                        0.0.0.0 / :: for all of them";
+    let Ok(ip) = bind.parse::<std::net::IpAddr>() else {
+        return Some(RULE);
+    };
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast() => Some(
+            "a multicast or broadcast address, on which nobody can connect; an IP address of \
+             this machine such as 127.0.0.1 or 192.168.1.20, or 0.0.0.0 / :: for all of them",
+        ),
+        std::net::IpAddr::V6(v6) if v6.is_multicast() => Some(
+            "a multicast address, on which nobody can connect; an IP address of this machine \
+             such as ::1, or :: for all of them",
+        ),
+        _ => None,
+    }
 }
 
 /// Why a host setting was refused (each caller words it for its key).
@@ -111,6 +137,38 @@ pub(super) fn host_problem(host: &str, ipv6: bool) -> Option<HostProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bind_address_is_one_this_machine_can_have() {
+        for good in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "192.168.1.20",
+            "fe80::1",
+            "::ffff:10.9.9.9",
+        ] {
+            assert_eq!(bind_problem(good), None, "{good:?}");
+        }
+        for bad in [
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "ff02::1",
+            "ff05::fb",
+            "::ffff:224.0.0.251",
+            "::ffff:255.255.255.255",
+        ] {
+            assert!(bind_problem(bad).unwrap().contains("multicast"), "{bad:?}");
+        }
+        for bad in ["lan", "", "999.1.1.1", "0.0.0.0%x", "127.0.0.1:80"] {
+            assert!(
+                bind_problem(bad).unwrap().starts_with("an IP address"),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn osc_prefixes() {

@@ -215,12 +215,8 @@ fn check_discovery(c: &super::Config, k: &mut Checker) {
 /// needs the server, and the WebSocket side's control thread).
 fn check_oscquery(c: &super::Config, k: &mut Checker) {
     let q = &c.oscquery;
-    if q.bind.parse::<std::net::IpAddr>().is_err() {
-        k.fail(
-            "oscquery.bind",
-            &q.bind,
-            "an IP address such as 127.0.0.1 or 0.0.0.0",
-        );
+    if let Some(why) = crate::config::net::bind_problem(&q.bind) {
+        k.fail("oscquery.bind", &q.bind, why);
     }
     if q.enabled {
         if q.port == 0 {

@@ -56,6 +56,20 @@ def test_a_huge_config_is_refused(phase4_bin, tmp_path):
     assert p.returncode == 78 and "larger than" in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize(
+    "section,addr",
+    [("ws", "224.0.0.1"), ("ws", "255.255.255.255"), ("oscquery", "ff02::1"), ("ws", "::ffff:239.1.2.3")],
+)
+def test_a_multicast_or_broadcast_bind_address_is_refused(phase4_bin, tmp_path, section, addr):
+    # Linux binds a TCP listener to these without complaint, and nobody can
+    # ever connect: a UI out of reach with no word said (stop 57's last look).
+    cfg = tmp_path / "bind.toml"
+    cfg.write_text(f'[{section}]\nbind = "{addr}"\n')
+    p = run(phase4_bin, "--check-config", str(cfg))
+    assert p.returncode == 78, p.stderr
+    assert f"{section}.bind" in p.stderr and "multicast" in p.stderr, p.stderr
+
+
 def test_a_missing_or_bad_input_wav_is_a_configuration_problem(phase4_bin, tmp_path):
     missing = write_config(tmp_path / "m.toml", audio={"input": str(tmp_path / "nope.wav")})
     notwav = tmp_path / "x.wav"

@@ -79,12 +79,8 @@ fn osc_host_problem(host: &str) -> Option<&'static str> {
 /// `[ws]`: addresses, ports, limits.
 pub(super) fn ws(k: &mut Checker, c: &Config) {
     let ws = &c.ws;
-    if ws.bind.parse::<std::net::IpAddr>().is_err() {
-        k.fail(
-            "ws.bind",
-            &ws.bind,
-            "an IP address such as 127.0.0.1 or 0.0.0.0",
-        );
+    if let Some(why) = crate::config::net::bind_problem(&ws.bind) {
+        k.fail("ws.bind", &ws.bind, why);
     }
     if ws.enabled && ws.port == ws.http_port {
         k.fail("ws.http-port", ws.http_port, "must differ from ws.port");
