@@ -310,8 +310,12 @@ impl Capture {
             Err(_) if self.ctx.stop.load(Ordering::Relaxed) => return Err(Next::Stop),
             Err(e) => e,
         };
-        let fatal = matches!(e, CaptureError::Wav { .. })
-            || (!self.opened_once && self.spec.audio.on_missing_device == MissingDevice::Fail);
+        // A WAV input that played before and is reopened (it changed format
+        // while it played) may be caught half rewritten: tried again, as a
+        // device is. Bad from the start, it is the configuration's fault.
+        let fatal = !self.opened_once
+            && (matches!(e, CaptureError::Wav { .. })
+                || self.spec.audio.on_missing_device == MissingDevice::Fail);
         if fatal {
             self.fatal(&e);
             return Err(Next::Stop);

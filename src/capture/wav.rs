@@ -48,6 +48,12 @@ pub struct WavHeader {
 }
 
 impl WavHeader {
+    /// Whether `other` is read the same way (format, channels, rate).
+    pub fn same_format(&self, other: &WavHeader) -> bool {
+        (self.format, self.channels, self.sample_rate)
+            == (other.format, other.channels, other.sample_rate)
+    }
+
     /// Bytes per frame.
     pub fn frame_bytes(&self) -> usize {
         bytes_per_sample(self.format) * self.channels as usize
@@ -284,6 +290,19 @@ impl Input {
     pub fn seekable(&self) -> bool {
         matches!(self, Input::File(_))
     }
+
+    /// What changes when a regular file is written to: its size and
+    /// modification time (`None` for a FIFO, or when `fstat` fails).
+    pub fn stamp(&self) -> Option<(u64, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Input::File(f) => f
+                .metadata()
+                .ok()
+                .map(|m| (m.size(), m.mtime(), m.mtime_nsec())),
+            Input::Fifo { .. } => None,
+        }
+    }
 }
 
 /// Wait up to 100 ms for a FIFO; true when it hung up (writer gone).
@@ -328,13 +347,23 @@ impl Read for Input {
     }
 }
 
+/// What a file's header says, read again while it plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatNow {
+    /// The format the stream plays.
+    Same,
+    /// Another format (rate, channels or sample format).
+    Other,
+    /// No header (emptied, or caught half rewritten), or it cannot be read.
+    Unreadable,
+}
+
 /// A WAV stream: the header, then whole frames on demand.
 pub struct WavStream<R> {
     header: WavHeader,
     pub(super) reader: R,
     /// Audio bytes still to read (`None`: to the end of the input).
     remaining: Option<u64>,
-    data_start: u64,
     bytes: Vec<u8>,
 }
 
@@ -345,7 +374,6 @@ impl<R: Read> WavStream<R> {
         let header = parse_header(&mut reader)?;
         Ok(WavStream {
             remaining: header.data_bytes,
-            data_start: 0,
             bytes: vec![0; max_frames.max(1) * header.frame_bytes()],
             header,
             reader,
@@ -400,17 +428,46 @@ impl<R: Read> WavStream<R> {
 }
 
 impl<R: Read + Seek> WavStream<R> {
-    /// Remember where the audio data starts (call right after `new`).
-    pub fn mark_data_start(&mut self) -> io::Result<()> {
-        self.data_start = self.reader.stream_position()?;
+    /// Go back to the first frame, reading the header again: a file
+    /// overwritten in place (`cp new.wav loop.wav` keeps its inode, so the
+    /// open file sees the new bytes) plays on from its own header, its new
+    /// length and where its data now starts. Fails, leaving the stream
+    /// somewhere not worth keeping, when the header no longer reads or says
+    /// another format: its bytes would be played as the old format.
+    pub fn rewind_reading_header(&mut self) -> Result<(), String> {
+        self.reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| e.to_string())?;
+        let now = parse_header(&mut self.reader)?;
+        if !now.same_format(&self.header) {
+            return Err(format!(
+                "now {} Hz, {} channel(s), {:?}",
+                now.sample_rate, now.channels, now.format
+            ));
+        }
+        self.remaining = now.data_bytes;
+        self.header = now;
         Ok(())
     }
 
-    /// Go back to the first frame.
-    pub fn rewind(&mut self) -> io::Result<()> {
-        self.reader.seek(SeekFrom::Start(self.data_start))?;
-        self.remaining = self.header.data_bytes;
-        Ok(())
+    /// What the header says now, read again (the stream is left where it
+    /// was).
+    pub fn format_now(&mut self) -> FormatNow {
+        let Ok(here) = self.reader.stream_position() else {
+            return FormatNow::Unreadable;
+        };
+        let now = match self.reader.seek(SeekFrom::Start(0)) {
+            Ok(_) => match parse_header(&mut self.reader) {
+                Ok(h) if h.same_format(&self.header) => FormatNow::Same,
+                Ok(_) => FormatNow::Other,
+                Err(_) => FormatNow::Unreadable,
+            },
+            Err(_) => FormatNow::Unreadable,
+        };
+        match self.reader.seek(SeekFrom::Start(here)) {
+            Ok(_) => now,
+            Err(_) => FormatNow::Unreadable,
+        }
     }
 }
 
@@ -437,12 +494,7 @@ pub fn open_stream(
         reason,
     };
     let input = Input::open(path, stop).map_err(err)?;
-    let mut s =
-        WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)?;
-    if s.reader.get_ref().seekable() {
-        s.mark_data_start().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(s)
+    WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)
 }
 
 /// Whether `path` can be used as the WAV input with `channel` (for

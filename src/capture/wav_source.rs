@@ -10,7 +10,7 @@
 //! Real-time safety: [`WavSource::read`] only pops from a wait-free ring and
 //! sleeps; disk I/O happens on the reader thread.
 
-use super::wav::{open_stream, Input, WavHeader, WavStream};
+use super::wav::{open_stream, FormatNow, Input, WavHeader, WavStream};
 use super::{CaptureError, ReadOutcome, Source};
 use crate::stats::DeviceInfo;
 use crate::types::Block;
@@ -30,6 +30,14 @@ const FAILED: u8 = 2;
 /// looped input never ends by design (it used to stop the service with
 /// exit status 0, which systemd does not restart).
 const LOOP_LOST: u8 = 3;
+/// The file now says another format than the one playing (overwritten in
+/// place) or its header no longer reads: reopened, as a device that went
+/// away is, so that the new file plays at its own rate.
+const CHANGED: u8 = 4;
+
+/// How long a file whose header does not read (caught half rewritten) is
+/// given to have one again before it counts as emptied.
+const REWRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// Frames the reader decodes at a time.
 const CHUNK: usize = 1024;
@@ -237,9 +245,33 @@ fn fill(
         tiny.extend_from_slice(&chunk[..pass_frames]);
     }
     let mut from_memory: Option<usize> = None;
+    // The file's size and time when last looked at: a regular file written
+    // to while it plays (overwritten in place) is read as its header now
+    // says, or reopened if that is another format (tester aa W1: the first
+    // header was kept for ever, and a file of another format played as
+    // noise).
+    let mut stamp = s.reader.get_ref().stamp();
     loop {
         if quitting() {
             return None;
+        }
+        let now = s.reader.get_ref().stamp();
+        if now != stamp {
+            match settled_format(s, quitting) {
+                FormatNow::Same => {}
+                FormatNow::Other => return Some(CHANGED),
+                FormatNow::Unreadable => return Some(LOOP_LOST),
+            }
+            stamp = s.reader.get_ref().stamp();
+            // What memory holds may be the old audio: the file is read
+            // again, from its start if it was played from memory.
+            tiny.clear();
+            if from_memory.take().is_some() {
+                if s.rewind_reading_header().is_err() {
+                    return Some(LOOP_LOST);
+                }
+                pass_frames = 0;
+            }
         }
         if prod.vacant_len() < CHUNK {
             // Full: wait until half the ring has played, then refill it in
@@ -264,9 +296,18 @@ fn fill(
         match s.read_mono(channel, chunk) {
             Ok(0) if !looping => return Some(DONE),
             Ok(0) => {
-                if pass_frames == 0 || s.rewind().is_err() {
+                if pass_frames == 0 {
                     return Some(LOOP_LOST);
                 }
+                match settled_format(s, quitting) {
+                    FormatNow::Same => {}
+                    FormatNow::Other => return Some(CHANGED),
+                    FormatNow::Unreadable => return Some(LOOP_LOST),
+                }
+                if s.rewind_reading_header().is_err() {
+                    return Some(LOOP_LOST);
+                }
+                stamp = s.reader.get_ref().stamp();
                 if tiny.len() == pass_frames {
                     from_memory = Some(0);
                 } else {
@@ -284,6 +325,21 @@ fn fill(
             Err(_) if quitting() => return None,
             Err(_) => return Some(FAILED),
         }
+    }
+}
+
+/// The file's format once its header reads: a file being rewritten
+/// (`cp` truncates it, then writes) is given up to
+/// [`REWRITE_WAIT`] to have a header again; one that still has none was
+/// emptied.
+fn settled_format(s: &mut Stream, quitting: &dyn Fn() -> bool) -> FormatNow {
+    let until = std::time::Instant::now() + REWRITE_WAIT;
+    loop {
+        let now = s.format_now();
+        if now != FormatNow::Unreadable || quitting() || std::time::Instant::now() >= until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -348,6 +404,12 @@ impl Source for WavSource {
                         reason: "the looped file has no audio left to play (emptied or truncated while playing?)".into(),
                     })
                 }
+                CHANGED => {
+                    return Err(CaptureError::Gone {
+                        device: self.path.clone(),
+                        reason: "the file changed format while it played (overwritten in place?): reopening it".into(),
+                    })
+                }
                 _ => {
                     // Everything the reader pushed is in the ring by now.
                     filled += self.ring.pop_slice(&mut block.samples[filled..n]);
@@ -404,8 +466,13 @@ mod tests {
 
     /// A 16-bit mono WAV at 8 kHz whose frame k holds k + 1.
     fn ramp_wav(path: &Path, frames: usize) {
+        std::fs::write(path, ramp_bytes(8000, frames, 1)).unwrap();
+    }
+
+    /// A 16-bit mono WAV at `rate` whose frame k holds k + `first`.
+    fn ramp_bytes(rate: u32, frames: usize, first: i16) -> Vec<u8> {
         let data: Vec<u8> = (0..frames)
-            .flat_map(|k| (k as i16 + 1).to_le_bytes())
+            .flat_map(|k| (k as i16 + first).to_le_bytes())
             .collect();
         let mut v = b"RIFF".to_vec();
         v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
@@ -414,15 +481,78 @@ mod tests {
         for x in [1u16, 1] {
             v.extend_from_slice(&x.to_le_bytes());
         }
-        v.extend_from_slice(&8000u32.to_le_bytes());
-        v.extend_from_slice(&16000u32.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&(2 * rate).to_le_bytes());
         for x in [2u16, 16] {
             v.extend_from_slice(&x.to_le_bytes());
         }
         v.extend_from_slice(b"data");
         v.extend_from_slice(&(data.len() as u32).to_le_bytes());
         v.extend_from_slice(&data);
-        std::fs::write(path, v).unwrap();
+        v
+    }
+
+    /// Read blocks until `done` says so of one, for at most `blocks`
+    /// blocks; the outcome that ended it.
+    fn read_until(
+        src: &mut WavSource,
+        blocks: usize,
+        done: &dyn Fn(&[f32]) -> bool,
+    ) -> Result<bool, CaptureError> {
+        let mut block = Block::zeroed();
+        let mut n = 0;
+        while n < blocks {
+            if let ReadOutcome::Block = src.read(&mut block)? {
+                n += 1;
+                if done(block.samples()) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    #[test]
+    fn a_file_overwritten_in_place_plays_its_new_audio_or_is_reopened() {
+        use std::io::{Seek, SeekFrom, Write};
+        let d = tempfile::tempdir().unwrap();
+        let new_audio = |x: &[f32]| x.iter().any(|&v| v >= 20_000.0 / 32768.0);
+        // The same format, written over the old bytes (same inode): the
+        // new audio plays, from memory (7 frames) or from the file (1500),
+        // and the source goes on (tester aa W1: the first pass was played
+        // for ever, or the new bytes read as the old format).
+        for frames in [7usize, 1500] {
+            let p = d.path().join(format!("same{frames}.wav"));
+            ramp_wav(&p, frames);
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut src = WavSource::open(&p, -1, 256, true, stop, &|| {}).unwrap();
+            assert!(!read_until(&mut src, 40, &new_audio).unwrap());
+            let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.seek(SeekFrom::Start(0)).unwrap();
+            f.write_all(&ramp_bytes(8000, frames, 20_000)).unwrap();
+            drop(f);
+            // The ring reads about a second ahead: 8000 / 256 blocks.
+            assert!(
+                read_until(&mut src, 120, &new_audio).unwrap(),
+                "{frames} frames: the new audio never played"
+            );
+        }
+        // Another format: the source says it is gone, and the capture
+        // thread reopens it at its new rate.
+        for frames in [7usize, 1500] {
+            let p = d.path().join(format!("other{frames}.wav"));
+            ramp_wav(&p, frames);
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut src = WavSource::open(&p, -1, 256, true, stop, &|| {}).unwrap();
+            assert!(!read_until(&mut src, 10, &new_audio).unwrap());
+            std::fs::write(&p, ramp_bytes(16000, frames, 20_000)).unwrap();
+            match read_until(&mut src, 120, &|_| false) {
+                Err(CaptureError::Gone { reason, .. }) => {
+                    assert!(reason.contains("changed format"), "{reason}")
+                }
+                other => panic!("{frames} frames: {other:?}"),
+            }
+        }
     }
 
     #[test]
