@@ -9,12 +9,17 @@
 //! browser. Watching the feature stream never needs it, and clients on the
 //! loopback interface are trusted (`ws.trust-loopback`).
 //!
-//! Runs at start-up and in the `phase4 token` command; never on a real-time
-//! thread.
+//! Runs at start-up, in the `phase4 token` command and, while the service
+//! runs, on a thread of its own that keeps the file and the token in force
+//! the same ([`keep`]); never on a real-time thread.
 
 use crate::config::Config;
+use crate::rt::StopFd;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// File name of the generated secret inside the state directory.
 pub const TOKEN_FILE: &str = "control-token";
@@ -33,10 +38,12 @@ pub enum Source {
     Ephemeral,
 }
 
-/// The control secret.
+/// The control secret. Every clone is the same secret: a token file
+/// changed while the service runs ([`keep`]) changes it for every door at
+/// once.
 #[derive(Clone, Debug)]
 pub struct Secret {
-    token: String,
+    token: Arc<RwLock<String>>,
     /// Where it comes from.
     pub source: Source,
 }
@@ -44,16 +51,25 @@ pub struct Secret {
 impl Secret {
     /// A secret with a given token (tests, and `ws.token`).
     pub fn configured(token: &str) -> Self {
+        Self::new(token.to_string(), Source::Config)
+    }
+
+    fn new(token: String, source: Source) -> Self {
         Secret {
-            token: token.to_string(),
-            source: Source::Config,
+            token: Arc::new(RwLock::new(token)),
+            source,
         }
+    }
+
+    fn token(&self) -> std::sync::RwLockReadGuard<'_, String> {
+        self.token.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `given` is the secret. Compares without an early exit on the
     /// first differing byte.
     pub fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.token.as_bytes(), given.as_bytes());
+        let token = self.token();
+        let (a, b) = (token.as_bytes(), given.as_bytes());
         let mut diff = a.len() ^ b.len();
         for i in 0..a.len().max(b.len()) {
             diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
@@ -62,8 +78,8 @@ impl Secret {
     }
 
     /// The token itself (for `phase4 token` only; never logged).
-    pub fn reveal(&self) -> &str {
-        &self.token
+    pub fn reveal(&self) -> String {
+        self.token().clone()
     }
 }
 
@@ -105,19 +121,13 @@ pub fn load_or_create(config: &Config) -> Secret {
         log::warn!(
             "ws: {why}; only clients on this machine can change settings until ws.token is set"
         );
-        Secret {
-            token: generate().unwrap_or_default(),
-            source: Source::Ephemeral,
-        }
+        Secret::new(generate().unwrap_or_default(), Source::Ephemeral)
     };
     let Some(dir) = config.state_dir() else {
         return ephemeral("no state directory for the generated control token".into());
     };
     match file_token(&dir) {
-        Ok(token) => Secret {
-            token,
-            source: Source::File(dir.join(TOKEN_FILE)),
-        },
+        Ok(token) => Secret::new(token, Source::File(dir.join(TOKEN_FILE))),
         Err(e) => ephemeral(format!(
             "cannot keep a control token in {}: {e}",
             dir.display()
@@ -153,8 +163,17 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         }
         Err(e) => return Err(e),
     }
-    crate::service::safe_fs::create_dirs(dir)?;
     let token = generate()?;
+    write_token(dir, &token)?;
+    log::info!("ws: generated a control token in {}", path.display());
+    Ok(token)
+}
+
+/// Write `token` into a new `dir/control-token` (mode 0600, owned like
+/// `dir`, which is made if missing); an existing file is not touched.
+fn write_token(dir: &Path, token: &str) -> std::io::Result<()> {
+    let path = dir.join(TOKEN_FILE);
+    crate::service::safe_fs::create_dirs(dir)?;
     let mut f = crate::service::safe_fs::create_new(&path, 0o600)?;
     // Created by root (`sudo phase4 token` before the first start): hand it
     // to the user the state directory belongs to, or the service could not
@@ -171,8 +190,119 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
-    log::info!("ws: generated a control token in {}", path.display());
-    Ok(token)
+    Ok(())
+}
+
+/// How often a running service looks at its token file ([`keep`]).
+pub const KEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// What a look at the token file found that was worth saying.
+#[derive(Debug, PartialEq, Eq)]
+enum Kept {
+    /// The file holds the token in force.
+    Same,
+    /// The file was gone: the token in force was written back.
+    WrittenBack,
+    /// The file holds another usable token, in force from now on.
+    Adopted,
+    /// Neither (unreadable, malformed, cannot be written): the token in
+    /// force is unchanged.
+    Problem(String),
+}
+
+/// Keep the token file and the token in force the same while the service
+/// runs, looking every [`KEEP_EVERY`] on a thread of its own (the disk may
+/// be a slow SD card: never the supervisor, whose watchdog pings must not
+/// wait on it). A file deleted (with the state directory or alone) is
+/// written back, so that `phase4 token` shows the token in force; a file
+/// that holds another usable token (`phase4 token` made one after a
+/// deletion, or the administrator wrote one) becomes the token in force for
+/// every door. Before (tester aa T1) the service kept the token it started
+/// with, and `phase4 token` then printed a new one it refused. Clients
+/// already allowed stay allowed until they reconnect. Nothing to do for a
+/// token from `ws.token` or one kept for this run only.
+pub fn keep(secret: &Secret, stop: StopFd) -> std::io::Result<Option<JoinHandle<()>>> {
+    let Source::File(path) = &secret.source else {
+        return Ok(None);
+    };
+    let (secret, path) = (secret.clone(), path.clone());
+    let thread = std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-token".into())
+        .spawn(move || {
+            let mut said: Option<String> = None;
+            while !stopped_within(&stop, KEEP_EVERY) {
+                let mut kept = look(&secret, &path);
+                if matches!(kept, Kept::Problem(_)) && !stopped_within(&stop, Duration::from_secs(1)) {
+                    // Perhaps caught while `phase4 token` writes it.
+                    kept = look(&secret, &path);
+                }
+                match kept {
+                    Kept::Same => {
+                        if said.take().is_some() {
+                            log::info!("ws: {} holds the control token in force again", path.display());
+                        }
+                    }
+                    Kept::WrittenBack => {
+                        said = None;
+                        log::warn!(
+                            "ws: {} was gone; the control token in force was written back",
+                            path.display()
+                        );
+                    }
+                    Kept::Adopted => {
+                        said = None;
+                        log::warn!(
+                            "ws: {} holds another control token; it is the one in force from now on \
+                             (clients already allowed stay so until they reconnect)",
+                            path.display()
+                        );
+                    }
+                    Kept::Problem(why) => {
+                        if said.as_deref() != Some(why.as_str()) {
+                            log::warn!(
+                                "ws: {}: {why}; the control token in force is unchanged",
+                                path.display()
+                            );
+                            said = Some(why);
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(Some(thread))
+}
+
+/// Whether `stop` fired within `wait`.
+fn stopped_within(stop: &StopFd, wait: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, ms), Ok(1))
+}
+
+/// One look at the token file, putting right what it can.
+fn look(secret: &Secret, path: &Path) -> Kept {
+    match read_token(path) {
+        Ok(Some(t)) if *secret.token() == t => Kept::Same,
+        Ok(Some(t)) => {
+            *secret.token.write().unwrap_or_else(|e| e.into_inner()) = t;
+            Kept::Adopted
+        }
+        Ok(None) => {
+            let Some(dir) = path.parent() else {
+                return Kept::Problem("no directory".into());
+            };
+            match write_token(dir, &secret.token()) {
+                Ok(()) => Kept::WrittenBack,
+                // Made meanwhile (`phase4 token`): the next look reads it.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Kept::Same,
+                Err(e) => Kept::Problem(format!("gone, and cannot be written back: {e}")),
+            }
+        }
+        Err(e) => Kept::Problem(format!("not a usable token ({e})")),
+    }
 }
 
 fn read_token(path: &Path) -> std::io::Result<Option<String>> {
@@ -251,12 +381,49 @@ mod tests {
     }
 
     #[test]
+    fn a_running_service_keeps_its_token_file_and_the_token_in_force_the_same() {
+        // Tester aa T1: the state directory deleted while running; the
+        // service kept its token, and `phase4 token` made one it refused.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("state");
+        let mut c = Config::default();
+        c.state.dir = dir.display().to_string();
+        let s = load_or_create(&c);
+        let door = s.clone();
+        let Source::File(path) = s.source.clone() else {
+            panic!("{:?}", s.source)
+        };
+        let first = s.reveal();
+        assert_eq!(look(&s, &path), Kept::Same);
+        // Deleted with its directory: written back, private, the same.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(look(&s, &path), Kept::WrittenBack);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(look(&s, &path), Kept::Same);
+        // Deleted, then `phase4 token` made a new one first: that one is in
+        // force, at every door.
+        std::fs::remove_file(&path).unwrap();
+        let made = file_token(&dir).unwrap();
+        assert_ne!(made, first);
+        assert_eq!(look(&s, &path), Kept::Adopted);
+        assert!(door.matches(&made) && !door.matches(&first));
+        // A file that is no token changes nothing and is left for the
+        // administrator (the next start moves it aside).
+        std::fs::write(&path, "x\n").unwrap();
+        assert!(matches!(look(&s, &path), Kept::Problem(_)));
+        assert!(door.matches(&made));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
+    }
+
+    #[test]
     fn without_a_state_directory_the_token_lives_for_one_run() {
         let mut c = Config::default();
         c.state.dir = String::new();
         let s = load_or_create(&c);
         assert_eq!(s.source, Source::Ephemeral);
-        assert!(plausible(s.reveal()));
+        assert!(plausible(&s.reveal()));
     }
 
     #[test]

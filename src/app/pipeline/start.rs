@@ -309,6 +309,11 @@ impl<'a> Graph<'a> {
         let (req_tx, req_rx) = std::sync::mpsc::channel();
         // One secret for every door that can change settings.
         let secret = crate::control::secret::load_or_create(config);
+        match crate::control::secret::keep(&secret, self.stop_all.clone()) {
+            Ok(keeper) => self.threads.extend(keeper),
+            // Not worth a failed start: the token in force still works.
+            Err(e) => log::warn!("ws: cannot start the control token's keeper: {e}"),
+        }
         let control = Some(ControlAccess {
             requests: req_tx.clone(),
             secret: secret.clone(),
