@@ -113,6 +113,10 @@ pub(super) struct Supervisor {
     started: Instant,
     ready: bool,
     memlock_done: bool,
+    /// `mlockall` was refused after a reload's trim ([`Self::reload`]):
+    /// tried again at each periodic health line until it is granted
+    /// (review ab: before, `mlock=refused` stayed for the rest of the run).
+    relock_pending: bool,
     /// [`stale_limit_ns`] for the device open now.
     stale_ns: u64,
     exit: i32,
@@ -157,6 +161,7 @@ impl Supervisor {
             started,
             ready: false,
             memlock_done: false,
+            relock_pending: false,
             stale_ns: STALE_NS,
             exit: 0,
             reloads: Spaced::default(),
@@ -243,7 +248,23 @@ impl Supervisor {
         }
         if self.last_health.elapsed() >= self.health_every {
             self.last_health = Instant::now();
+            self.relock();
             log::info!("{}", self.health_line());
+        }
+    }
+
+    /// Lock memory again after a refused relock ([`Self::relock_pending`]),
+    /// while capture delivers (a device being reopened maps its buffer and
+    /// would wait on the lock's mapping lock: review ac).
+    fn relock(&mut self) {
+        if !self.relock_pending || !self.stats.delivering() {
+            return;
+        }
+        if crate::rt::lock_memory() == RtGrant::Granted {
+            self.relock_pending = false;
+            self.stats
+                .set_grant(&self.stats.mem_locked, RtGrant::Granted);
+            log::info!("memory locked again (mlockall)");
         }
     }
 
@@ -419,7 +440,10 @@ impl Supervisor {
         if grown && !crate::rt::give_back_freed(locked) {
             self.stats
                 .set_grant(&self.stats.mem_locked, RtGrant::Refused);
-            log::warn!("reload: mlockall refused after the heap was trimmed; memory may page out");
+            self.relock_pending = true;
+            log::warn!(
+                "reload: mlockall refused after the heap was trimmed; memory may page out (tried again with each health line)"
+            );
         }
         if self.ready {
             self.notifier

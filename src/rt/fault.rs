@@ -9,6 +9,11 @@
 //!
 //! `PHASE4_FAULT_SLOW_FSYNC_MS=<ms>` makes every fsync of the state and
 //! preset files take that much longer, as on a slow SD card ([`slow_fsync`]).
+//!
+//! `PHASE4_FAULT_MLOCK_REFUSALS=<n>` refuses the `n` memory locks after the
+//! first one ([`refuse_mlock`]), as a lowered `RLIMIT_MEMLOCK` would: the
+//! kernel lets root with `CAP_IPC_LOCK` lock anything, and raising the limit
+//! back needs `CAP_SYS_RESOURCE`, which the test machines lack.
 
 use crate::stats::Role;
 use std::sync::atomic::AtomicBool;
@@ -97,4 +102,24 @@ pub fn slow_fsync() {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
     }
+}
+
+/// Whether this memory lock is to be refused: with fault injection and
+/// `PHASE4_FAULT_MLOCK_REFUSALS=<n>`, the second to the `n + 1`-th calls.
+/// Always false otherwise.
+#[inline(always)]
+pub fn refuse_mlock() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let n: u64 = std::env::var("PHASE4_FAULT_MLOCK_REFUSALS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        call >= 1 && call <= n
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    false
 }

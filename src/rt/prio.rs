@@ -49,6 +49,9 @@ pub fn set_realtime_priority(priority: u8) -> RtGrant {
 /// when they are made ([`super::touched_ring`]), so their first pass takes
 /// no fault either.
 pub fn lock_memory() -> RtGrant {
+    if super::fault::refuse_mlock() {
+        return RtGrant::Refused;
+    }
     let lock = |flags| {
         // SAFETY: mlockall takes flags only and changes no memory.
         unsafe { libc::mlockall(flags) == 0 }

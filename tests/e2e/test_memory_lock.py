@@ -161,3 +161,64 @@ def test_a_reload_of_a_large_bad_file_leaves_phase4_its_size(phase4_bin, tmp_pat
     assert kib(st["VmRSS"]) <= before + 2 * 1024, (before, st["VmRSS"], st["VmHWM"])
     if os.geteuid() == 0:
         assert kib(st["VmLck"]) > 0, st["VmLck"]
+
+
+def test_memory_refused_its_lock_after_a_reload_is_locked_again_once_it_may(fault_bin, tmp_path):
+    """A reload whose parse grew phase4 unlocks, trims and locks memory again
+    (above). If that lock is refused (the limit lowered meanwhile: `prlimit`,
+    a changed `LimitMEMLOCK` on a live unit), the health line said
+    `mlock=refused` for the rest of the run (review ab); it is tried again
+    with each health line until granted. The refusals are injected
+    (`PHASE4_FAULT_MLOCK_REFUSALS`): root with CAP_IPC_LOCK is never refused
+    by the kernel, and without it the limit cannot be raised back here (no
+    CAP_SYS_RESOURCE; the hard limit is 8 MiB)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: memory is locked only with CAP_IPC_LOCK here")
+    wav = write_wav(tmp_path / "tone.wav", render(tone(440), 2.0))
+    cfg = write_config(tmp_path / "c.toml", audio={"block-frames": BLOCK}, ws={"enabled": False},
+                       state={"dir": ""}, health={"interval-s": 1.0})
+    good = cfg.read_text()
+    log = tmp_path / "err.log"
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    env["PHASE4_FAULT_MLOCK_REFUSALS"] = "3"
+    with open(log, "w") as err:
+        p = subprocess.Popen([str(fault_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+
+    def wait_for(text, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in log.read_text():
+                return True
+            assert p.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        return False
+
+    try:
+        assert wait_for("memory locked (mlockall)", 10), log.read_text()[-2000:]
+        bad = good + "[zz]\n"
+        i = 0
+        while len(bad) < 64 * 1024 - 40:
+            bad += f"q.w{i}.e.r.t.y = {i}\n"
+            i += 1
+        cfg.write_text(bad)
+        p.send_signal(signal.SIGHUP)
+        assert wait_for("mlockall refused after the heap was trimmed", 10), log.read_text()[-2000:]
+        assert wait_for("memory locked again (mlockall)", 10), log.read_text()[-2000:]
+        time.sleep(1.5)
+        st = status(p.pid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+    text = log.read_text()
+    refused_at = text.index("mlockall refused after the heap was trimmed")
+    again_at = text.index("memory locked again (mlockall)")
+    between = [l for l in text[refused_at:again_at].splitlines() if "health:" in l]
+    # Two more refusals, one per health line, then granted.
+    assert len(between) >= 2 and all("mlock=refused" in l for l in between), between
+    after = [l for l in text[again_at:].splitlines() if "health:" in l]
+    assert after and all("mlock=granted" in l for l in after), after
+    assert kib(st["VmLck"]) > 0, st["VmLck"]
