@@ -93,6 +93,19 @@ def test_builtin_responder_found_by_python_zeroconf(run_phase4, tmp_path):
     assert len(seen.removed) == 3, seen.removed
 
 
+def start_bound(run_phase4, tmp_path, name, address):
+    """phase4 with the builtin responder, its UI and OSCQuery bound to
+    `address`, once the responder runs."""
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    cfg = sections(wav, name, "builtin")
+    cfg["ws"]["bind"] = address
+    cfg["oscquery"]["bind"] = address
+    p4 = run_phase4(cfg)
+    p4.wait_log("through builtin")
+    return p4
+
+
 def test_a_service_bound_to_one_address_is_announced_at_that_address_only(run_phase4, tmp_path):
     """Tester aa: bound to one interface's address, the UI and OSCQuery were
     announced at every address of the box, including ones nothing listened
@@ -101,13 +114,7 @@ def test_a_service_bound_to_one_address_is_announced_at_that_address_only(run_ph
     for cidr in extra:
         subprocess.run(["ip", "addr", "add", cidr, "dev", "lo"], check=True)
     try:
-        wav = tmp_path / "in.wav"
-        write_wav(wav, beat_track(2.0))
-        cfg = sections(wav, "p4 one address", "builtin")
-        cfg["ws"]["bind"] = "10.80.0.1"
-        cfg["oscquery"]["bind"] = "10.80.0.1"
-        p4 = run_phase4(cfg)
-        p4.wait_log("through builtin")
+        start_bound(run_phase4, tmp_path, "p4 one address", "10.80.0.1")
         zc, seen = browse(8)
         try:
             assert len(seen.added) == 3, seen.added
@@ -125,13 +132,7 @@ def test_a_service_bound_to_an_address_that_arrives_later_is_announced_once_it_d
     """The box bound to its Wi-Fi address and started before DHCP gave it
     (the listeners are bound with IP_FREEBIND): review ac found such a
     service never announced, nor answered for, once the address came."""
-    wav = tmp_path / "in.wav"
-    write_wav(wav, beat_track(2.0))
-    cfg = sections(wav, "p4 late address", "builtin")
-    cfg["ws"]["bind"] = "10.82.0.1"
-    cfg["oscquery"]["bind"] = "10.82.0.1"
-    p4 = run_phase4(cfg)
-    p4.wait_log("through builtin")
+    start_bound(run_phase4, tmp_path, "p4 late address", "10.82.0.1")
     zc, seen = browse(3)
     try:
         assert not any(i and i.parsed_addresses() for i in seen.added.values()), seen.added
