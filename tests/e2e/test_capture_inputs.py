@@ -238,6 +238,40 @@ def test_a_looped_file_cut_while_playing_is_a_failure_not_an_end(phase4_bin, tmp
     assert "input ended" not in err, err[-2000:]
 
 
+def test_a_looped_file_overwritten_with_another_format_is_reopened_at_it(phase4_bin, tmp_path):
+    """Tester aa W1: a file overwritten in place (`cp`, the same inode) kept
+    being read with the header it had at the start, so one of another
+    format played as noise for ever. Now the input is reopened at the new
+    format, and the service goes on."""
+    wav = tmp_path / "in.wav"
+    frames = tone_frames(16000, 1.0)
+    wav.write_bytes(wav_header(16000, data_len=len(frames)) + frames)
+    log = tmp_path / "err.log"
+    cfg = minimal_config(tmp_path, 9, health_s=1.0)
+    with open(log, "w") as err:
+        proc = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                                stderr=err, text=True)
+    try:
+        time.sleep(2.0)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        frames = tone_frames(22050, 1.5, channels=2)
+        with open(wav, "r+b") as f:  # in place, as cp does
+            f.truncate(0)
+            f.write(wav_header(22050, channels=2, data_len=len(frames)) + frames)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "rate=22050" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(1.5)
+        text = log.read_text()
+        assert proc.poll() is None, text[-2000:]
+    finally:
+        sigterm(proc)
+    assert "the file changed format while it played" in text, text[-2000:]
+    healths = [l for l in text.splitlines() if "health:" in l]
+    assert "rate=22050" in healths[-1] and "up=yes" in healths[-1], healths[-3:]
+
+
 def test_sigterm_while_a_fifo_waits_for_its_writer(phase4_bin, tmp_path):
     fifo = tmp_path / "in.wav"
     os.mkfifo(fifo)

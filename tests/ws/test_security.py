@@ -337,6 +337,53 @@ def test_lines_held_back_at_the_end_of_a_burst_are_counted_in_the_health_line(ma
     assert held and held[-1] >= n - len(written), (n, len(written), held)
 
 
+def test_a_token_file_deleted_while_running_is_written_back_and_a_new_one_is_taken(make_server, binary):
+    """Tester aa T1: with the state directory deleted while the service ran,
+    the service kept its token and never wrote it back; `phase4 token` then
+    made a new one, which the service refused. The service looks every 10 s."""
+    import shutil
+    import subprocess
+
+    server = make_server(extra="trust-loopback = false")
+    path = server.state_dir / "control-token"
+    first = path.read_text().strip()
+    cfg = next(server.workdir.glob("phase4-*.toml"))
+
+    async def authorized(token):
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "auth")
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            said = await recv_any(ws, {"auth", "error"})
+            return said["type"] == "auth" and said["authorized"]
+
+    def within(seconds, ok):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if ok():
+                return True
+            time.sleep(0.2)
+        return False
+
+    shutil.rmtree(server.state_dir)
+    assert within(15, path.exists), "the token file was not written back"
+    assert path.read_text().strip() == first
+    assert "was gone; the control token in force was written back" in server.log.read_text()
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+    assert run(authorized(first)) is True
+
+    # Deleted again, and `phase4 token` is first: its token is the one in
+    # force (or, had the service written its own back first, that one).
+    path.unlink()
+    shown = subprocess.run([binary, "token", "--config", str(cfg)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[0]
+    if shown != first:
+        # Waited for in the log: wrong tokens spend the address's budget.
+        assert within(15, lambda: "holds another control token" in server.log.read_text())
+        assert run(authorized(first)) is False
+    assert run(authorized(shown)) is True
+    assert server.running()
+
+
 def test_wrong_tokens_from_many_connections_write_a_few_log_lines_a_second(make_server):
     # Three wrong tokens close a connection, but a peer can reconnect as
     # often as it likes: the line each wrong token wrote was not limited.
