@@ -132,6 +132,42 @@ def test_list_devices_answers_devices_with_and_without_probe(server):
     run(go())
 
 
+def test_every_probe_request_is_answered_and_repeats_leak_no_request_places(server):
+    """Tester ad AD3: a client's repeated probing `list_devices` while its
+    probe ran got no answer, and each one kept its place in the server's
+    shared count of 256 requests for good: after nine such clients every
+    client was told "busy". Every request now gets one answer."""
+    async def collect(ws, n, seconds):
+        got = []
+        deadline = time.monotonic() + seconds
+        while len(got) < n and time.monotonic() < deadline:
+            try:
+                m = await asyncio.wait_for(ws.recv(), max(0.05, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if isinstance(m, str) and json.loads(m)["type"] in ("devices", "error"):
+                got.append(json.loads(m))
+        return got
+
+    async def go():
+        for _ in range(9):
+            async with websockets.connect(server.url) as ws:
+                await recv_json(ws, "presets")
+                for _ in range(30):
+                    await ws.send(json.dumps({"type": "list_devices", "probe": True}))
+                got = await collect(ws, 30, 20)
+                assert len(got) == 30, [g.get("reason", g["type"]) for g in got]
+                assert any(g["type"] == "devices" for g in got), got
+        async with websockets.connect(server.url) as ws:
+            await recv_json(ws, "presets")
+            for _ in range(20):
+                await ws.send(json.dumps({"type": "set_band", "band": "low", "lo_hz": 300, "hi_hz": 100}))
+            got = await collect(ws, 20, 10)
+            assert len(got) == 20 and not any("busy" in g.get("reason", "") for g in got), got
+
+    run(go())
+
+
 def probed_devices(s):
     """Server `s`'s answer to a probing `list_devices`, by device name."""
     async def go():

@@ -101,6 +101,12 @@ fn a_probe_does_not_hold_up_other_clients() {
     ask(3, Command::ListDevices { probe: true });
     ask(1, Command::ListDevices { probe: true });
     ask(2, Command::SetFft { enabled: false });
+    // Client 1's repeat is answered at once: every request gets one answer
+    // (tester ad AD3: a repeat that got none held its place in the
+    // WebSocket side's count of requests for good).
+    let r = next();
+    assert_eq!(r.client, 1);
+    assert!(refused(&r, "runs already"), "{:?}", r.responses);
     let r = next();
     assert_eq!(r.client, 2, "the probe held up another client");
     assert!(matches!(&r.responses[..], [Response::MetaChanged]));
