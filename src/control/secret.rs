@@ -164,33 +164,51 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         Err(e) => return Err(e),
     }
     let token = generate()?;
-    write_token(dir, &token)?;
-    log::info!("ws: generated a control token in {}", path.display());
-    Ok(token)
+    match write_token(dir, &token) {
+        Ok(()) => {
+            log::info!("ws: generated a control token in {}", path.display());
+            Ok(token)
+        }
+        // Made meanwhile by another phase4 (the service's first start and
+        // `phase4 token` at once): that one is the token, and it is whole
+        // (tester ad AD1: each made its own, and one was refused).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
+            .ok_or_else(|| std::io::Error::other(format!("{} came and went", path.display()))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write `token` into a new `dir/control-token` (mode 0600, owned like
-/// `dir`, which is made if missing); an existing file is not touched.
+/// `dir`, which is made if missing); an existing file is not touched
+/// (`AlreadyExists`). The token is written whole under a name of its own,
+/// then linked in: whoever reads the file meanwhile (the service's first
+/// start, another `phase4 token`) finds none or a whole one, never an empty
+/// file it would take for corrupt and move aside (tester ad AD1). `link`
+/// never replaces a name, a planted symlink included.
 fn write_token(dir: &Path, token: &str) -> std::io::Result<()> {
     let path = dir.join(TOKEN_FILE);
     crate::service::safe_fs::create_dirs(dir)?;
-    let mut f = crate::service::safe_fs::create_new(&path, 0o600)?;
+    let mut nonce = [0u8; 4];
+    getrandom::getrandom(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{TOKEN_FILE}.new-{}-{:08x}",
+        std::process::id(),
+        u32::from_le_bytes(nonce)
+    ));
+    let mut f = crate::service::safe_fs::create_new(&tmp, 0o600)?;
     // Created by root (`sudo phase4 token` before the first start): hand it
     // to the user the state directory belongs to, or the service could not
     // read it. Before anything is written.
     crate::service::safe_fs::adopt(&f, dir);
-    if let Err(e) = f
+    let written = f
         .write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-    {
-        // The file is ours (made new above): an empty or half-written
-        // token left in place (a full disk) would be taken for corrupt by
-        // the next start.
-        drop(f);
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
-    Ok(())
+        .and_then(|()| f.sync_all());
+    drop(f);
+    // A write that failed (a full disk) links nothing: an empty or
+    // half-written token would be taken for corrupt by the next start.
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 /// How often a running service looks at its token file ([`keep`]).
@@ -378,6 +396,39 @@ mod tests {
         assert_eq!(s.source, Source::Config);
         assert!(s.matches("from-the-config"));
         assert!(!s.matches(&t));
+    }
+
+    #[test]
+    fn phase4s_making_the_token_at_once_all_get_the_same_one() {
+        // Tester ad AD1: the service's first start and `phase4 token` at
+        // once; one got "File exists" (and ran on a token for that run
+        // only), or took the other's empty new file for corrupt and moved
+        // it aside, and two different tokens were handed out.
+        for _ in 0..50 {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path().join("state");
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let tokens: Vec<String> = (0..8)
+                .map(|_| {
+                    let (dir, start) = (dir.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        file_token(&dir)
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap().unwrap())
+                .collect();
+            assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+            let names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [TOKEN_FILE], "{names:?}");
+            let on_disk = std::fs::read_to_string(dir.join(TOKEN_FILE)).unwrap();
+            assert_eq!(on_disk.trim(), tokens[0]);
+        }
     }
 
     #[test]
