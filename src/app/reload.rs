@@ -91,6 +91,18 @@ impl Reloader {
             log::warn!("{warning}");
         }
         self.cli.apply(&mut new);
+        // Control refused the last file after this reloader took it as the
+        // base (a client's change came in between): compare with what
+        // control kept, so that the same file is sent again (tester ad AD2).
+        if let Some(kept) = pipeline
+            .shared
+            .reload_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.base = kept;
+        }
         // A new input file takes effect at the next restart; one that
         // cannot be read would make that restart fail, so the file is
         // refused now, as `--check-config` refuses it.

@@ -58,6 +58,12 @@ pub struct Shared {
     /// A configuration re-read on SIGHUP, waiting for the control thread
     /// to layer the runtime state over it ([`Controller::rebase`]).
     pub reload: Mutex<Option<Config>>,
+    /// The base control kept when it refused a reload's configuration
+    /// (a client's runtime change that came in between makes it invalid):
+    /// the supervisor compares the next reload with it, so that the same
+    /// file sent again is applied then, not "nothing to apply" (tester ad
+    /// AD2).
+    pub reload_refused: Mutex<Option<Config>>,
     /// SIGHUP asked for the presets folder to be read again (whether or not
     /// the configuration file changed).
     pub rescan_presets: AtomicBool,
@@ -80,6 +86,7 @@ impl Shared {
             sample_rate: AtomicU32::new(0),
             device: Mutex::new((None, name)),
             reload: Mutex::new(None),
+            reload_refused: Mutex::new(None),
             rescan_presets: AtomicBool::new(false),
             osc_input_handled: AtomicU64::new(0),
         })
@@ -437,7 +444,14 @@ pub fn spawn(
                 if let Some(new) = reload {
                     let responses = controller.rebase(new);
                     if let Some(Response::Error(e)) = responses.first() {
-                        log::error!("reload: not applied: {e}");
+                        *controller
+                            .shared
+                            .reload_refused
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(controller.base.clone());
+                        log::error!(
+                            "reload: not applied: {e} (a client changed a setting meanwhile; the running configuration stays, and the next SIGHUP tries the file again)"
+                        );
                     }
                     let _ = replies.send(Reply {
                         client: RELOAD_CLIENT,

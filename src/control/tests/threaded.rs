@@ -134,7 +134,7 @@ fn a_probe_does_not_hold_up_other_clients() {
     assert_eq!(r.client, 4);
     assert!(matches!(&r.responses[..], [Response::Devices(l)] if l.len() == 2));
     assert_eq!(devices.probes.load(Ordering::Relaxed), 1);
-    assert!(c.quiet(), "client 1 asked twice, answered once");
+    assert!(c.quiet(), "client 1 asked twice, answered twice");
 }
 
 /// A switch waits for the new device to deliver (seconds, for one that
@@ -364,4 +364,32 @@ fn the_listing_follows_capture_s_device() {
     devices.key.store(2, Ordering::Relaxed);
     assert_eq!(c.next().client, RELOAD_CLIENT);
     assert!(t.elapsed() >= LIST_REUSE / 2, "{:?}", t.elapsed());
+}
+
+/// A reload control refuses (a client's change came in between the
+/// supervisor's check and control's turn) leaves control's base for the
+/// supervisor's next reload to compare with: before, the supervisor had
+/// taken the refused file as its base, and the same file sent again was
+/// "nothing to apply" (tester ad AD2).
+#[test]
+fn a_reload_control_refuses_is_compared_against_what_control_kept() {
+    let (ctl, _) = controller_with(None, FakeDevices::default());
+    let shared = ctl.shared.clone();
+    let kept = ctl.base.clone();
+    let c = Running::start(ctl);
+    let mut bad = kept.clone();
+    bad.autoscale.strength = 1.5;
+    *shared.reload.lock().unwrap() = Some(bad);
+    let r = c.next();
+    assert_eq!(r.client, RELOAD_CLIENT);
+    assert!(refused(&r, "autoscale.strength"), "{:?}", r.responses);
+    assert!(shared.reload_refused.lock().unwrap().take() == Some(kept));
+    // One that applies leaves nothing for the supervisor.
+    let mut good = shared.config();
+    good.autoscale.strength = 0.5;
+    *shared.reload.lock().unwrap() = Some(good);
+    let r = c.next();
+    assert_eq!(r.client, RELOAD_CLIENT);
+    assert!(!refused(&r, ""), "{:?}", r.responses);
+    assert!(shared.reload_refused.lock().unwrap().is_none());
 }
