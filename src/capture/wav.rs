@@ -350,8 +350,13 @@ impl Read for Input {
 /// What a file's header says, read again while it plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatNow {
-    /// The format the stream plays.
+    /// The header the stream plays, unchanged.
     Same,
+    /// The format the stream plays, but its data starts elsewhere or has
+    /// another length (rewritten with other chunks before the data): read
+    /// on from the old position, the frames would be cut in the wrong
+    /// place (review ae AE2: the other channel of a stereo file).
+    Moved,
     /// Another format (rate, channels or sample format).
     Other,
     /// No header (emptied, or caught half rewritten), or it cannot be read.
@@ -364,6 +369,8 @@ pub struct WavStream<R> {
     pub(super) reader: R,
     /// Audio bytes still to read (`None`: to the end of the input).
     remaining: Option<u64>,
+    /// Where the audio data starts (0 for a FIFO).
+    data_start: u64,
     bytes: Vec<u8>,
 }
 
@@ -374,6 +381,7 @@ impl<R: Read> WavStream<R> {
         let header = parse_header(&mut reader)?;
         Ok(WavStream {
             remaining: header.data_bytes,
+            data_start: 0,
             bytes: vec![0; max_frames.max(1) * header.frame_bytes()],
             header,
             reader,
@@ -445,6 +453,7 @@ impl<R: Read + Seek> WavStream<R> {
                 now.sample_rate, now.channels, now.format
             ));
         }
+        self.data_start = self.reader.stream_position().map_err(|e| e.to_string())?;
         self.remaining = now.data_bytes;
         self.header = now;
         Ok(())
@@ -458,8 +467,12 @@ impl<R: Read + Seek> WavStream<R> {
         };
         let now = match self.reader.seek(SeekFrom::Start(0)) {
             Ok(_) => match parse_header(&mut self.reader) {
-                Ok(h) if h.same_format(&self.header) => FormatNow::Same,
-                Ok(_) => FormatNow::Other,
+                Ok(h) if !h.same_format(&self.header) => FormatNow::Other,
+                Ok(h) => match self.reader.stream_position() {
+                    Ok(start) if (h, start) == (self.header, self.data_start) => FormatNow::Same,
+                    Ok(_) => FormatNow::Moved,
+                    Err(_) => FormatNow::Unreadable,
+                },
                 Err(_) => FormatNow::Unreadable,
             },
             Err(_) => FormatNow::Unreadable,
@@ -494,7 +507,12 @@ pub fn open_stream(
         reason,
     };
     let input = Input::open(path, stop).map_err(err)?;
-    WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)
+    let mut s =
+        WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)?;
+    if s.reader.get_ref().seekable() {
+        s.data_start = s.reader.stream_position().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(s)
 }
 
 /// Whether `path` can be used as the WAV input with `channel` (for

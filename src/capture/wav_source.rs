@@ -257,18 +257,20 @@ fn fill(
         }
         let now = s.reader.get_ref().stamp();
         if now != stamp {
-            match settled_format(s, quitting) {
-                FormatNow::Same => {}
+            let moved = match settled_format(s, quitting) {
+                FormatNow::Same => false,
+                FormatNow::Moved => true,
                 FormatNow::Other => return Some(CHANGED),
-                FormatNow::Unreadable => return Some(LOOP_LOST),
-            }
+                // Emptied: a fault for a looped file, the end otherwise.
+                FormatNow::Unreadable => return Some(if looping { LOOP_LOST } else { DONE }),
+            };
             stamp = s.reader.get_ref().stamp();
-            // What memory holds may be the old audio: the file is read
-            // again, from its start if it was played from memory.
+            // What memory holds may be the old audio, and data that starts
+            // elsewhere is read from its new start: the pass starts again.
             tiny.clear();
-            if from_memory.take().is_some() {
+            if from_memory.take().is_some() || moved {
                 if s.rewind_reading_header().is_err() {
-                    return Some(LOOP_LOST);
+                    return Some(if looping { LOOP_LOST } else { FAILED });
                 }
                 pass_frames = 0;
             }
@@ -297,10 +299,18 @@ fn fill(
             Ok(0) if !looping => return Some(DONE),
             Ok(0) => {
                 if pass_frames == 0 {
-                    return Some(LOOP_LOST);
+                    // A header and no audio behind it yet (a recorder
+                    // writing into the file: review ae AE1) is given
+                    // REWRITE_WAIT to grow; one that does not was emptied.
+                    if !grows_within(s, stamp, quitting) {
+                        return Some(LOOP_LOST);
+                    }
                 }
+                // The end of a pass, or of what a growing file had: read
+                // from the start again (the read that found nothing took
+                // the end of the data for the end of the input).
                 match settled_format(s, quitting) {
-                    FormatNow::Same => {}
+                    FormatNow::Same | FormatNow::Moved => {}
                     FormatNow::Other => return Some(CHANGED),
                     FormatNow::Unreadable => return Some(LOOP_LOST),
                 }
@@ -308,7 +318,7 @@ fn fill(
                     return Some(LOOP_LOST);
                 }
                 stamp = s.reader.get_ref().stamp();
-                if tiny.len() == pass_frames {
+                if pass_frames > 0 && tiny.len() == pass_frames {
                     from_memory = Some(0);
                 } else {
                     tiny.clear();
@@ -326,6 +336,19 @@ fn fill(
             Err(_) => return Some(FAILED),
         }
     }
+}
+
+/// Whether the file changes (grows) within [`REWRITE_WAIT`] of its last
+/// look, `stamp`.
+fn grows_within(s: &Stream, stamp: Option<(u64, i64, i64)>, quitting: &dyn Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + REWRITE_WAIT;
+    while !quitting() && std::time::Instant::now() < until {
+        if s.reader.get_ref().stamp() != stamp {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// The file's format once its header reads: a file being rewritten
@@ -537,6 +560,57 @@ mod tests {
                 "{frames} frames: the new audio never played"
             );
         }
+        // The same format with the data starting elsewhere (a chunk before
+        // it): the pass starts again at the new data's first frame (review
+        // ae AE2: read on from the old offset, frames were cut wrongly).
+        let p = d.path().join("moved.wav");
+        ramp_wav(&p, 1500);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut src = WavSource::open(&p, -1, 256, true, stop, &|| {}).unwrap();
+        assert!(!read_until(&mut src, 10, &new_audio).unwrap());
+        let plain = ramp_bytes(8000, 1500, 20_000);
+        let mut moved = plain[..36].to_vec();
+        moved.extend_from_slice(b"JUNK\x02\x00\x00\x00xy");
+        moved.extend_from_slice(&plain[36..]);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all(&moved).unwrap();
+        drop(f);
+        let first = std::sync::Mutex::new(None);
+        assert!(read_until(&mut src, 120, &|x: &[f32]| {
+            let hit = x.iter().find(|&&v| v >= 20_000.0 / 32768.0).copied();
+            *first.lock().unwrap() = hit;
+            hit.is_some()
+        })
+        .unwrap());
+        assert_eq!(*first.lock().unwrap(), Some(20_000.0 / 32768.0));
+        // A header with no audio behind it yet (a recorder writing into
+        // the file) is waited for, not taken for an emptied file (review
+        // ae AE1).
+        let p = d.path().join("recorded.wav");
+        ramp_wav(&p, 1500);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut src = WavSource::open(&p, -1, 256, true, stop, &|| {}).unwrap();
+        assert!(!read_until(&mut src, 10, &new_audio).unwrap());
+        let recorder = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let mut head = ramp_bytes(8000, 0, 0);
+                head[40..44].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+                let mut f = std::fs::File::create(&p).unwrap();
+                f.write_all(&head).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                let audio = ramp_bytes(8000, 4000, 20_000);
+                for part in audio[44..].chunks(1600) {
+                    f.write_all(part).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        assert!(
+            read_until(&mut src, 200, &new_audio).unwrap(),
+            "the recording never played"
+        );
+        recorder.join().unwrap();
         // Another format: the source says it is gone, and the capture
         // thread reopens it at its new rate.
         for frames in [7usize, 1500] {
