@@ -16,6 +16,7 @@
 use crate::config::Config;
 use crate::rt::StopFd;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -244,16 +245,17 @@ pub fn keep(secret: &Secret, stop: StopFd) -> std::io::Result<Option<JoinHandle<
         return Ok(None);
     };
     let (secret, path) = (secret.clone(), path.clone());
+    let mut known = path.parent().and_then(dir_id);
     let thread = std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-token".into())
         .spawn(move || {
             let mut said: Option<String> = None;
             while !stopped_within(&stop, KEEP_EVERY) {
-                let mut kept = look(&secret, &path);
+                let mut kept = look(&secret, &path, &mut known);
                 if matches!(kept, Kept::Problem(_)) && !stopped_within(&stop, Duration::from_secs(1)) {
                     // Perhaps caught while `phase4 token` writes it.
-                    kept = look(&secret, &path);
+                    kept = look(&secret, &path, &mut known);
                 }
                 match kept {
                     Kept::Same => {
@@ -291,6 +293,29 @@ pub fn keep(secret: &Secret, stop: StopFd) -> std::io::Result<Option<JoinHandle<
     Ok(Some(thread))
 }
 
+/// A directory's (device, inode).
+type DirId = (u64, u64);
+
+fn dir_id(dir: &Path) -> Option<DirId> {
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether a file or directory owned by `uid` may be trusted with the
+/// token: this process's user's or root's.
+fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// Whether a state directory that is gone may be made again: its nearest
+/// existing ancestor is this user's or root's, and no one else may write
+/// there (who could, could make the directory first).
+fn may_make_again(dir: &Path) -> bool {
+    dir.ancestors()
+        .skip(1)
+        .find_map(|a| std::fs::metadata(a).ok())
+        .is_some_and(|m| trusted_owner(m.uid()) && m.mode() & 0o022 == 0)
+}
+
 /// Whether `stop` fired within `wait`.
 fn stopped_within(stop: &StopFd, wait: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags};
@@ -301,19 +326,51 @@ fn stopped_within(stop: &StopFd, wait: Duration) -> bool {
 }
 
 /// One look at the token file, putting right what it can.
-fn look(secret: &Secret, path: &Path) -> Kept {
+/// Only the state directory phase4 started with, or one it made again
+/// itself, is written to or read from: a directory another local user
+/// made in its place (its parent is `/tmp`, or a tmp cleaner removed it)
+/// would be given the token in force, and could hand phase4 theirs
+/// (review ae AE3). `known` is that directory's (device, inode).
+fn look(secret: &Secret, path: &Path, known: &mut Option<DirId>) -> Kept {
+    let Some(dir) = path.parent() else {
+        return Kept::Problem("no directory".into());
+    };
+    match (dir_id(dir), *known) {
+        (Some(now), Some(was)) if now != was => {
+            return Kept::Problem(
+                "its directory is not the one phase4 started with (made again, or replaced); \
+                 restart the service to keep a token there"
+                    .into(),
+            )
+        }
+        (None, _) if !may_make_again(dir) => {
+            return Kept::Problem(
+                "gone with its directory, whose parent others may write to: not made again; \
+                 restart the service to keep a token there"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
     match read_token(path) {
         Ok(Some(t)) if *secret.token() == t => Kept::Same,
-        Ok(Some(t)) => {
-            *secret.token.write().unwrap_or_else(|e| e.into_inner()) = t;
-            Kept::Adopted
-        }
+        Ok(Some(t)) => match std::fs::symlink_metadata(path) {
+            Ok(m) if trusted_owner(m.uid()) => {
+                *secret.token.write().unwrap_or_else(|e| e.into_inner()) = t;
+                Kept::Adopted
+            }
+            Ok(m) => Kept::Problem(format!(
+                "holds another token, but belongs to uid {}: not taken",
+                m.uid()
+            )),
+            Err(e) => Kept::Problem(e.to_string()),
+        },
         Ok(None) => {
-            let Some(dir) = path.parent() else {
-                return Kept::Problem("no directory".into());
-            };
             match write_token(dir, &secret.token()) {
-                Ok(()) => Kept::WrittenBack,
+                Ok(()) => {
+                    *known = dir_id(dir);
+                    Kept::WrittenBack
+                }
                 // Made meanwhile (`phase4 token`): the next look reads it.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Kept::Same,
                 Err(e) => Kept::Problem(format!("gone, and cannot be written back: {e}")),
@@ -445,27 +502,66 @@ mod tests {
             panic!("{:?}", s.source)
         };
         let first = s.reveal();
-        assert_eq!(look(&s, &path), Kept::Same);
+        let mut known = dir_id(&dir);
+        assert_eq!(look(&s, &path, &mut known), Kept::Same);
         // Deleted with its directory: written back, private, the same.
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(look(&s, &path), Kept::WrittenBack);
+        assert_eq!(look(&s, &path, &mut known), Kept::WrittenBack);
         assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), first);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(look(&s, &path), Kept::Same);
+        assert_eq!(look(&s, &path, &mut known), Kept::Same);
         // Deleted, then `phase4 token` made a new one first: that one is in
         // force, at every door.
         std::fs::remove_file(&path).unwrap();
         let made = file_token(&dir).unwrap();
         assert_ne!(made, first);
-        assert_eq!(look(&s, &path), Kept::Adopted);
+        assert_eq!(look(&s, &path, &mut known), Kept::Adopted);
         assert!(door.matches(&made) && !door.matches(&first));
         // A file that is no token changes nothing and is left for the
         // administrator (the next start moves it aside).
         std::fs::write(&path, "x\n").unwrap();
-        assert!(matches!(look(&s, &path), Kept::Problem(_)));
+        assert!(matches!(look(&s, &path, &mut known), Kept::Problem(_)));
         assert!(door.matches(&made));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
+
+        // Review ae AE3: a directory made by someone else in its place is
+        // neither written to nor read from.
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        assert!(
+            matches!(look(&s, &path, &mut known), Kept::Problem(w) if w.contains("not the one"))
+        );
+        assert!(!path.exists());
+        std::fs::write(&path, "planted-token-0123456789\n").unwrap();
+        assert!(matches!(look(&s, &path, &mut known), Kept::Problem(_)));
+        assert!(door.matches(&made) && !door.matches("planted-token-0123456789"));
+        // Gone, under a parent others may write to: not made again.
+        let open = d.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let (odir, opath) = (open.join("state"), open.join("state").join(TOKEN_FILE));
+        std::fs::create_dir(&odir).unwrap();
+        let mut oknown = dir_id(&odir);
+        std::fs::remove_dir(&odir).unwrap();
+        assert!(
+            matches!(look(&s, &opath, &mut oknown), Kept::Problem(w) if w.contains("others may write"))
+        );
+        assert!(!odir.exists());
+        // A token file of another user is not taken.
+        if nix::unistd::geteuid().is_root() {
+            let mut known = dir_id(&dir);
+            std::fs::remove_file(&path).unwrap();
+            let _ = look(&s, &path, &mut known);
+            let mut known = dir_id(&dir);
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, "someone-elses-token-0123\n").unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            assert!(
+                matches!(look(&s, &path, &mut known), Kept::Problem(w) if w.contains("uid 65534"))
+            );
+            assert!(door.matches(&made));
+        }
     }
 
     #[test]
