@@ -72,6 +72,15 @@ fn bind_with<T>(
     let mut absent = None;
     let mut last = None;
     for a in (host, port).to_socket_addrs()? {
+        if let Some(name) = crate::transport::hosts::broadcast_of(a.ip()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is the broadcast address of {name}: nobody can connect there; bind an address of this machine, or 0.0.0.0",
+                    a.ip()
+                ),
+            ));
+        }
         match plain(a) {
             Ok(s) => return Ok(s),
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {

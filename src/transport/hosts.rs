@@ -254,9 +254,44 @@ pub fn interface_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
+/// The interface whose IPv4 broadcast address `ip` is, if any: a listener
+/// bound there accepts nobody (review ae AE5: `192.0.2.255` passed the
+/// configuration check, which cannot know the subnets, and the UI was out
+/// of reach with no word said). `127.255.255.255` is loopback's.
+pub fn broadcast_of(ip: IpAddr) -> Option<String> {
+    let IpAddr::V4(ip) = ip.to_canonical() else {
+        return None;
+    };
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        let b = a.broadcast.and_then(|s| s.as_sockaddr_in().map(|v| v.ip()));
+        let on_lo = a
+            .flags
+            .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
+        let lo_broadcast = on_lo
+            && a.address
+                .and_then(|s| s.as_sockaddr_in().map(|v| v.ip()))
+                .zip(a.netmask.and_then(|s| s.as_sockaddr_in().map(|v| v.ip())))
+                // (A /31 or /32 has no broadcast address.)
+                .is_some_and(|(addr, mask)| {
+                    !u32::from(mask) > 1 && u32::from(addr) | !u32::from(mask) == u32::from(ip)
+                });
+        (b == Some(ip) || lo_broadcast).then(|| a.interface_name.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loopback_broadcast_address_is_named() {
+        assert_eq!(
+            broadcast_of("127.255.255.255".parse().unwrap()).as_deref(),
+            Some("lo")
+        );
+        assert_eq!(broadcast_of("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(broadcast_of("::1".parse().unwrap()), None);
+    }
 
     #[test]
     fn host_headers_split_into_name_and_port() {

@@ -70,6 +70,18 @@ def test_a_multicast_or_broadcast_bind_address_is_refused(phase4_bin, tmp_path, 
     assert f"{section}.bind" in p.stderr and "multicast" in p.stderr, p.stderr
 
 
+def test_a_subnet_broadcast_bind_address_is_refused_at_start(phase4_bin, tmp_path):
+    # The configuration check cannot know the subnets; the start does
+    # (review ae AE5: 127.255.255.255 bound, and nobody could connect).
+    wav = write_wav(tmp_path / "in.wav", render(tone(440), 1.0))
+    cfg = write_config(tmp_path / "c.toml", ws={"bind": "127.255.255.255"}, state={"dir": ""})
+    t = time.monotonic()
+    p = run(phase4_bin, "--config", str(cfg), "--input", str(wav), "--loop", timeout=20)
+    assert time.monotonic() - t < 15
+    assert p.returncode not in (0, None), p.stderr[-1000:]
+    assert "127.255.255.255 is the broadcast address of lo" in p.stderr, p.stderr[-1000:]
+
+
 def test_a_missing_or_bad_input_wav_is_a_configuration_problem(phase4_bin, tmp_path):
     missing = write_config(tmp_path / "m.toml", audio={"input": str(tmp_path / "nope.wav")})
     notwav = tmp_path / "x.wav"
