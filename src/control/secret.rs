@@ -293,11 +293,15 @@ pub fn keep(secret: &Secret, stop: StopFd) -> std::io::Result<Option<JoinHandle<
     Ok(Some(thread))
 }
 
-/// A directory's (device, inode).
-type DirId = (u64, u64);
+/// A directory's (device, inode, owner). The owner too: a directory
+/// deleted and made again may get the same inode number back (ci92 saw
+/// it), but one another user made is theirs.
+type DirId = (u64, u64, u32);
 
 fn dir_id(dir: &Path) -> Option<DirId> {
-    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::metadata(dir)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.uid()))
 }
 
 /// Whether a file or directory owned by `uid` may be trusted with the
@@ -330,7 +334,7 @@ fn stopped_within(stop: &StopFd, wait: Duration) -> bool {
 /// itself, is written to or read from: a directory another local user
 /// made in its place (its parent is `/tmp`, or a tmp cleaner removed it)
 /// would be given the token in force, and could hand phase4 theirs
-/// (review ae AE3). `known` is that directory's (device, inode).
+/// (review ae AE3). `known` is that directory's [`DirId`].
 fn look(secret: &Secret, path: &Path, known: &mut Option<DirId>) -> Kept {
     let Some(dir) = path.parent() else {
         return Kept::Problem("no directory".into());
@@ -525,17 +529,22 @@ mod tests {
         assert!(door.matches(&made));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
 
-        // Review ae AE3: a directory made by someone else in its place is
-        // neither written to nor read from.
-        std::fs::remove_dir_all(&dir).unwrap();
-        std::fs::create_dir(&dir).unwrap();
-        assert!(
-            matches!(look(&s, &path, &mut known), Kept::Problem(w) if w.contains("not the one"))
-        );
-        assert!(!path.exists());
-        std::fs::write(&path, "planted-token-0123456789\n").unwrap();
-        assert!(matches!(look(&s, &path, &mut known), Kept::Problem(_)));
-        assert!(door.matches(&made) && !door.matches("planted-token-0123456789"));
+        // Review ae AE3: a directory another user made in its place is
+        // neither written to nor read from (only root can make one of
+        // another user's here; the inode number may come back).
+        if nix::unistd::geteuid().is_root() {
+            std::fs::remove_dir_all(&dir).unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+            assert!(
+                matches!(look(&s, &path, &mut known), Kept::Problem(w) if w.contains("not the one"))
+            );
+            assert!(!path.exists());
+            std::fs::write(&path, "planted-token-0123456789\n").unwrap();
+            assert!(matches!(look(&s, &path, &mut known), Kept::Problem(_)));
+            assert!(door.matches(&made) && !door.matches("planted-token-0123456789"));
+            std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+        }
         // Gone, under a parent others may write to: not made again.
         let open = d.path().join("open");
         std::fs::create_dir(&open).unwrap();
