@@ -128,6 +128,17 @@ def test_hot_threads_take_no_page_fault_after_stalls(phase4_bin, tmp_path):
     assert all(n == 0 for n in new.values()), f"page faults after stalls: {new}"
 
 
+def dotted_keys(good):
+    """`good` and then, in a table it does not know, as many dotted keys as
+    fit under the 64 KiB cap: a file whose parse takes phase4 ~16 MB."""
+    bad = good + "[zz]\n"
+    i = 0
+    while len(bad) < 64 * 1024 - 40:
+        bad += f"q.w{i}.e.r.t.y = {i}\n"
+        i += 1
+    return bad
+
+
 def test_a_reload_of_a_large_bad_file_leaves_phase4_its_size(phase4_bin, tmp_path):
     """A file of many dotted keys takes its parse about 16 MB for 64 KiB.
     With memory locked, glibc could not give the freed pages back (locked
@@ -140,12 +151,7 @@ def test_a_reload_of_a_large_bad_file_leaves_phase4_its_size(phase4_bin, tmp_pat
     try:
         time.sleep(1.5)
         before = kib(status(p.pid)["VmRSS"])
-        bad = good + "[zz]\n"
-        i = 0
-        while len(bad) < 64 * 1024 - 40:
-            bad += f"q.w{i}.e.r.t.y = {i}\n"
-            i += 1
-        cfg.write_text(bad)
+        cfg.write_text(dotted_keys(good))
         p.send_signal(signal.SIGHUP)
         time.sleep(2.5)
         st = status(p.pid)
@@ -199,12 +205,7 @@ def test_memory_refused_its_lock_after_a_reload_is_locked_again_once_it_may(faul
 
     try:
         assert wait_for("memory locked (mlockall)", 10), log.read_text()[-2000:]
-        bad = good + "[zz]\n"
-        i = 0
-        while len(bad) < 64 * 1024 - 40:
-            bad += f"q.w{i}.e.r.t.y = {i}\n"
-            i += 1
-        cfg.write_text(bad)
+        cfg.write_text(dotted_keys(good))
         p.send_signal(signal.SIGHUP)
         assert wait_for("mlockall refused after the heap was trimmed", 10), log.read_text()[-2000:]
         assert wait_for("memory locked again (mlockall)", 10), log.read_text()[-2000:]
