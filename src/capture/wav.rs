@@ -23,6 +23,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Lowest sample rate accepted from a file.
 pub const MIN_RATE: u32 = 1000;
@@ -32,6 +33,10 @@ pub const MAX_RATE: u32 = 768_000;
 pub const MAX_CHANNELS: u16 = 64;
 /// Most header bytes (chunks before the audio data) read before giving up.
 pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+/// How long a file whose header does not read (caught half rewritten), or
+/// that has a header and no audio yet, is given to change before it counts
+/// as emptied.
+pub const REWRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a WAV header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -480,6 +485,46 @@ impl<R: Read + Seek> WavStream<R> {
         match self.reader.seek(SeekFrom::Start(here)) {
             Ok(_) => now,
             Err(_) => FormatNow::Unreadable,
+        }
+    }
+}
+
+/// A file played through a buffer: its change detection, on the WAV
+/// reader thread.
+impl WavStream<io::BufReader<Input>> {
+    /// What changes when the file is written to ([`Input::stamp`]).
+    pub fn stamp(&self) -> Option<(u64, i64, i64)> {
+        self.reader.get_ref().stamp()
+    }
+
+    /// Whether the file changes (grows) within [`REWRITE_WAIT`] of its last
+    /// look, `stamp`.
+    pub fn grows_within(
+        &self,
+        stamp: Option<(u64, i64, i64)>,
+        quitting: &dyn Fn() -> bool,
+    ) -> bool {
+        let until = Instant::now() + REWRITE_WAIT;
+        while !quitting() && Instant::now() < until {
+            if self.stamp() != stamp {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// The file's format once its header reads: a file being rewritten
+    /// (`cp` truncates it, then writes) is given up to [`REWRITE_WAIT`] to
+    /// have a header again; one that still has none was emptied.
+    pub fn settled_format(&mut self, quitting: &dyn Fn() -> bool) -> FormatNow {
+        let until = Instant::now() + REWRITE_WAIT;
+        loop {
+            let now = self.format_now();
+            if now != FormatNow::Unreadable || quitting() || Instant::now() >= until {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -35,10 +35,6 @@ const LOOP_LOST: u8 = 3;
 /// away is, so that the new file plays at its own rate.
 const CHANGED: u8 = 4;
 
-/// How long a file whose header does not read (caught half rewritten) is
-/// given to have one again before it counts as emptied.
-const REWRITE_WAIT: Duration = Duration::from_secs(1);
-
 /// Frames the reader decodes at a time.
 const CHUNK: usize = 1024;
 
@@ -250,21 +246,21 @@ fn fill(
     // says, or reopened if that is another format (tester aa W1: the first
     // header was kept for ever, and a file of another format played as
     // noise).
-    let mut stamp = s.reader.get_ref().stamp();
+    let mut stamp = s.stamp();
     loop {
         if quitting() {
             return None;
         }
-        let now = s.reader.get_ref().stamp();
+        let now = s.stamp();
         if now != stamp {
-            let moved = match settled_format(s, quitting) {
+            let moved = match s.settled_format(quitting) {
                 FormatNow::Same => false,
                 FormatNow::Moved => true,
                 FormatNow::Other => return Some(CHANGED),
                 // Emptied: a fault for a looped file, the end otherwise.
                 FormatNow::Unreadable => return Some(if looping { LOOP_LOST } else { DONE }),
             };
-            stamp = s.reader.get_ref().stamp();
+            stamp = s.stamp();
             // What memory holds may be the old audio, and data that starts
             // elsewhere is read from its new start: the pass starts again.
             tiny.clear();
@@ -301,15 +297,15 @@ fn fill(
                 if pass_frames == 0 {
                     // A header and no audio behind it yet (a recorder
                     // writing into the file: review ae AE1) is given
-                    // REWRITE_WAIT to grow; one that does not was emptied.
-                    if !grows_within(s, stamp, quitting) {
+                    // `REWRITE_WAIT` to grow; one that does not was emptied.
+                    if !s.grows_within(stamp, quitting) {
                         return Some(LOOP_LOST);
                     }
                 }
                 // The end of a pass, or of what a growing file had: read
                 // from the start again (the read that found nothing took
                 // the end of the data for the end of the input).
-                match settled_format(s, quitting) {
+                match s.settled_format(quitting) {
                     FormatNow::Same | FormatNow::Moved => {}
                     FormatNow::Other => return Some(CHANGED),
                     FormatNow::Unreadable => return Some(LOOP_LOST),
@@ -317,7 +313,7 @@ fn fill(
                 if s.rewind_reading_header().is_err() {
                     return Some(LOOP_LOST);
                 }
-                stamp = s.reader.get_ref().stamp();
+                stamp = s.stamp();
                 if pass_frames > 0 && tiny.len() == pass_frames {
                     from_memory = Some(0);
                 } else {
@@ -335,34 +331,6 @@ fn fill(
             Err(_) if quitting() => return None,
             Err(_) => return Some(FAILED),
         }
-    }
-}
-
-/// Whether the file changes (grows) within [`REWRITE_WAIT`] of its last
-/// look, `stamp`.
-fn grows_within(s: &Stream, stamp: Option<(u64, i64, i64)>, quitting: &dyn Fn() -> bool) -> bool {
-    let until = std::time::Instant::now() + REWRITE_WAIT;
-    while !quitting() && std::time::Instant::now() < until {
-        if s.reader.get_ref().stamp() != stamp {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-/// The file's format once its header reads: a file being rewritten
-/// (`cp` truncates it, then writes) is given up to
-/// [`REWRITE_WAIT`] to have a header again; one that still has none was
-/// emptied.
-fn settled_format(s: &mut Stream, quitting: &dyn Fn() -> bool) -> FormatNow {
-    let until = std::time::Instant::now() + REWRITE_WAIT;
-    loop {
-        let now = s.format_now();
-        if now != FormatNow::Unreadable || quitting() || std::time::Instant::now() >= until {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
