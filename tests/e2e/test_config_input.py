@@ -73,6 +73,9 @@ def test_a_multicast_or_broadcast_bind_address_is_refused(phase4_bin, tmp_path, 
 def test_a_subnet_broadcast_bind_address_is_refused_at_start(phase4_bin, tmp_path):
     # The configuration check cannot know the subnets; the start does
     # (review ae AE5: 127.255.255.255 bound, and nobody could connect).
+    # Nothing leaves the machine: the address is loopback's own broadcast,
+    # refused before any listener exists, and the only OSC destination is
+    # the default 127.0.0.1:9000.
     wav = write_wav(tmp_path / "in.wav", render(tone(440), 1.0))
     cfg = write_config(tmp_path / "c.toml", ws={"bind": "127.255.255.255"}, state={"dir": ""})
     t = time.monotonic()
