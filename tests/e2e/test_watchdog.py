@@ -45,6 +45,7 @@ class NotifySocket:
         self._stop = True
         self._t.join()
         self.sock.close()
+        os.unlink(self.path)
 
 
 def start(bin_path, tmp_path, hang=None, fifo=None):
@@ -79,14 +80,10 @@ def stop(proc, ns, rx):
     return took, err
 
 
-def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
-    # A spectrum 750 times a second at 192 kHz over a 16 k window: more
-    # than any core here computes. The worker drops blocks (counted) and
-    # goes on; it kept taking blocks until its ring was empty, which never
-    # happened, so it never got back to its heartbeat, the pings stopped
-    # for good ("no progress from spectrum") and systemd would have killed
-    # it in a loop (tester u).
-    wav = write_wav(tmp_path / "w.wav", render(tone(440), 1.0, rate=192000), rate=192000)
+def lmh_rate_beside(phase4_bin, tmp_path, wav, fft):
+    """Run phase4 on `wav` for 6 s with a watchdog of 1 s and the given
+    `[fft]` section: (`/audio/lmh` per second from 2 to 6 s, watchdog ping
+    times, notify messages, stderr)."""
     rx = OscReceiver()
     cfg = write_config(
         tmp_path / "c.toml",
@@ -94,8 +91,7 @@ def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
         ws={"enabled": False},
         state={"dir": ""},
         health={"interval-s": 1.0},
-        fft={"enabled": True, "window-frames": 16384, "hop-frames": 16, "n-bins": 1024,
-             "peak-smear-oct": 3.0},
+        fft=fft,
     )
     ns = NotifySocket(tmp_path / "notify.sock")
     env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="1000000")
@@ -106,18 +102,45 @@ def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
     took, err = sigterm(proc)
     ns.close()
     rx.stop(0.1)
-    # `/audio/lmh` goes on at the block rate: the bands worker and the OSC
-    # sender share the spectrum worker's CPU, below or beside it.
     lmh = [t for t, d in rx.raw if d.startswith(b"/audio/lmh\0") and t0 + 2.0 <= t < t0 + 6.0]
-    assert len(lmh) / 4.0 >= 0.5 * 192000 / 256, len(lmh) / 4.0
-    pings = ns.times("WATCHDOG=1")
-    assert len(pings) >= 8, (len(pings), [l for _, l in ns.msgs if l.startswith("STATUS")][-3:])
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
-    assert max(gaps) < 2.0, gaps
-    assert not [l for _, l in ns.msgs if "no progress" in l], [l for _, l in ns.msgs if "no progress" in l][:3]
-    # The setup did overload the worker (else this test shows nothing).
-    drops = [int(x.split("(")[0]) for x in re.findall(r"spectrum:(\d+\(\+\d+\))", err)]
-    assert drops and drops[-1] > 0, err[-600:]
+    return len(lmh) / 4.0, ns.times("WATCHDOG=1"), ns.msgs, err
+
+
+def test_a_worker_slower_than_real_time_is_no_hung_thread(phase4_bin, tmp_path):
+    # A spectrum 750 times a second at 192 kHz over a 16 k window: more
+    # than any core here computes. The worker drops blocks (counted) and
+    # goes on; it kept taking blocks until its ring was empty, which never
+    # happened, so it never got back to its heartbeat, the pings stopped
+    # for good ("no progress from spectrum") and systemd would have killed
+    # it in a loop (tester u).
+    wav = write_wav(tmp_path / "w.wav", render(tone(440), 1.0, rate=192000), rate=192000)
+    block_rate = 192000 / 256
+    overload = {"enabled": True, "window-frames": 16384, "hop-frames": 16, "n-bins": 1024,
+                "peak-smear-oct": 3.0}
+    for attempt in range(2):
+        rate, pings, msgs, err = lmh_rate_beside(phase4_bin, tmp_path, wav, overload)
+        # Every run: the pings go on, nothing is said to have stopped, and
+        # the setup did overload the worker (else this test shows nothing).
+        assert len(pings) >= 8, (len(pings), [l for _, l in msgs if l.startswith("STATUS")][-3:])
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert max(gaps) < 2.0, gaps
+        assert not [l for _, l in msgs if "no progress" in l], [l for _, l in msgs if "no progress" in l][:3]
+        drops = [int(x.split("(")[0]) for x in re.findall(r"spectrum:(\d+\(\+\d+\))", err)]
+        assert drops and drops[-1] > 0, err[-600:]
+        # `/audio/lmh` goes on at the block rate: the bands worker and the
+        # OSC sender share the spectrum worker's CPU, below or beside it. On
+        # a machine whose cores are busy with other work (CI's background
+        # lanes) the sender's share of the other core is what sets this
+        # rate, so it is compared with the same run without the spectrum,
+        # measured right after on the same machine (ci94: 292 a second
+        # here, with both cores compiling).
+        if rate >= 0.5 * block_rate:
+            return
+        ref, _, _, _ = lmh_rate_beside(phase4_bin, tmp_path, wav, {"enabled": False})
+        if rate >= 0.5 * ref:
+            return
+    pytest.fail(f"/audio/lmh at {rate:.0f}/s with the spectrum overloaded, {ref:.0f}/s without it "
+                f"(block rate {block_rate:.0f}/s)")
 
 
 def test_ready_after_audio_then_pings_status_and_stopping(fault_bin, tmp_path):
