@@ -122,6 +122,9 @@ function flash(el, cls = "on", ms = 120) {
   el._t = setTimeout(() => el.classList.remove(cls), ms);
 }
 
+// The last reason the server gave for turning this page away (toasted once).
+let lastRefused = null;
+
 function connect() {
   keepConnected({
     token: presentedToken,
@@ -129,13 +132,22 @@ function connect() {
       ws = socket;
       conn = { socket, hs, auth: null, queue: [], offer: null, failures: 0, waiting: false, timer: null };
       $("conn").textContent = "connected";
+      $("conn").title = "WebSocket connection";
       $("conn").className = "conn up";
+      lastRefused = null;
     },
-    onClose() {
+    onClose(refused) {
       if (conn) clearTimeout(conn.timer);
       conn = null;
-      $("conn").textContent = "reconnecting…";
+      // Turned away because every place open to watchers is taken: say so
+      // (and what gets in anyway), not only "reconnecting".
+      $("conn").textContent = refused ? "full, retrying…" : "reconnecting…";
+      $("conn").title = refused ? `phase4 refused this page: ${refused}` : "WebSocket connection";
       $("conn").className = "conn down";
+      if (refused && refused !== lastRefused) {
+        toast(`phase4 is full: ${refused}. The control token (Unlock) gets one of the places kept for control.`);
+      }
+      lastRefused = refused;
       renderAuth();
     },
     onMessage(msg) {

@@ -255,8 +255,9 @@ function connect() {
       $("p-conn").textContent = "live";
       $("p-conn").className = "p-conn up";
     },
-    onClose() {
-      $("p-conn").textContent = "reconnecting…";
+    onClose(refused) {
+      // Turned away because every place open to watchers is taken: say why.
+      $("p-conn").textContent = refused ? `full, retrying… (${refused})` : "reconnecting…";
       $("p-conn").className = "p-conn down";
     },
     onMessage(msg) {

@@ -39,21 +39,26 @@ export function reportBadMessage(what, err) {
 let learntPort = null;
 
 // The WebSocket URL (with `?token=` when `token`), or null while the page
-// has never learnt the port. `fetched` tells whether the server answered.
+// has never learnt the port. `fetched` tells whether the server answered;
+// `refused` is why the server would turn a page that only watches away
+// now (every place open to watchers taken: a string of at most
+// MAX_STRING_CHARS), or null.
 export async function wsUrl(token) {
-  let fetched = false;
+  let fetched = false, refused = null;
   try {
     const r = await fetch("ui-config.json", { cache: "no-store" });
     if (r.ok) {
-      const port = (await r.json()).ws_port;
+      const cfg = await r.json();
+      const port = cfg.ws_port;
       if (Number.isInteger(port) && port > 0 && port < 65536) { learntPort = port; fetched = true; }
+      if (fetched && typeof cfg.ws_refused === "string" && cfg.ws_refused) refused = clip(cfg.ws_refused);
     }
   } catch (_) { /* the server is down or busy: keep the port it named last */ }
-  if (learntPort === null) return { url: null, fetched };
+  if (learntPort === null) return { url: null, fetched, refused };
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
   const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  return { url: `${proto}://${host || "127.0.0.1"}:${learntPort}/${query}`, fetched };
+  return { url: `${proto}://${host || "127.0.0.1"}:${learntPort}/${query}`, fetched, refused };
 }
 
 // A connection that stayed up this long was a good one: the next drop
@@ -63,7 +68,9 @@ const jitter = (ms) => Math.round(ms * (0.75 + 0.5 * Math.random()));
 
 // Connect and stay connected: onOpen(ws, handshakeToken) on every
 // (re)connection (the token that went in the handshake, or null),
-// onClose() when it drops, onMessage(msg) for each JSON object with a
+// onClose(refused) when it drops or a try fails (`refused`: the server's
+// reason when the try never opened while it said it was full for
+// watchers, else null), onMessage(msg) for each JSON object with a
 // string `type`, onBinary(ArrayBuffer) for binary frames. A handler that
 // throws costs that message only.
 // With `token` (a function giving the token to present, or null), the token
@@ -85,7 +92,7 @@ export function keepConnected({ onOpen, onClose, onMessage, onBinary, token }) {
   };
   const open = async () => {
     const t = !skipToken && token ? token() : null;
-    const { url, fetched } = await wsUrl(t);
+    const { url, fetched, refused } = await wsUrl(t);
     if (!url) return retry(open);
     let ws;
     try { ws = new WebSocket(url); } catch (e) { reportBadMessage("WebSocket address", e); return retry(open); }
@@ -99,7 +106,10 @@ export function keepConnected({ onOpen, onClose, onMessage, onBinary, token }) {
     ws.addEventListener("close", () => {
       if (openedAt && Date.now() - openedAt >= STAYED_UP_MS) retryMs = 500;
       skipToken = !openedAt && !!t && fetched;
-      try { onClose(); } catch (e) { reportBadMessage("close", e); }
+      // A try with the token may take a place kept for control, so only a
+      // try without it is put down to the places for watchers.
+      const full = !openedAt && !t ? refused : null;
+      try { onClose(full); } catch (e) { reportBadMessage("close", e); }
       retry(open);
     });
     ws.addEventListener("message", (ev) => {

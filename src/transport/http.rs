@@ -22,6 +22,7 @@ use crate::config::WsConfig;
 use crate::transport::hosts::HostCheck;
 use crate::transport::http_recordings::{Access, Download, Part, DOWNLOAD_LIFETIME, STALL_TIMEOUT};
 use crate::transport::serve::{self, Handler, Limits};
+use crate::transport::ws::registry::Places;
 use bytes::Bytes;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -200,7 +201,10 @@ impl WebRoot {
 /// Everything a request needs (one per server, on its thread).
 struct Site {
     root: WebRoot,
-    ui_config: Bytes,
+    /// The WebSocket's port, for `/ui-config.json`.
+    ws_port: u16,
+    /// The WebSocket's places, for `/ui-config.json`'s `ws_refused`.
+    places: Places,
     hosts: RefCell<HostCheck>,
     http_port: u16,
     allowed_origins: Vec<String>,
@@ -270,7 +274,19 @@ impl Site {
             return text(StatusCode::NOT_FOUND, "not found\n");
         };
         if rel == "ui-config.json" {
-            return Answer::Small(StatusCode::OK, "application/json", self.ui_config.clone());
+            // Where the WebSocket is, and why this page would be turned
+            // away now if it connected to watch (null: it would not be),
+            // so that it can say so instead of only "reconnecting".
+            let body = serde_json::json!({
+                "ws_port": self.ws_port,
+                "auth_required": true,
+                "ws_refused": self.places.watcher_refusal(peer),
+            });
+            return Answer::Small(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from(body.to_string()),
+            );
         }
         match self.root.get(&rel) {
             Some(body) => Answer::Small(StatusCode::OK, content_type(&rel), body),
@@ -371,6 +387,7 @@ pub const LIMITS: Limits = Limits {
 pub fn spawn(
     ws: &WsConfig,
     recordings: Option<Access>,
+    places: Places,
     stop: Arc<AtomicBool>,
     stop_fd: crate::rt::StopFd,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -385,11 +402,7 @@ pub fn spawn(
             WebRoot::Embedded => "the copy built into the binary".into(),
         }
     );
-    let ui_config = serde_json::json!({
-        "ws_port": ws.port,
-        "auth_required": true,
-    })
-    .to_string();
+    let ws_port = ws.port;
     let (allowed_hosts, bind, http_port, allowed_origins) = (
         ws.allowed_hosts.clone(),
         ws.bind.clone(),
@@ -405,7 +418,8 @@ pub fn spawn(
         Some(stop_fd),
         move || Site {
             root,
-            ui_config: Bytes::from(ui_config),
+            ws_port,
+            places,
             hosts: RefCell::new(HostCheck::new(&allowed_hosts, &bind)),
             http_port,
             allowed_origins,

@@ -12,6 +12,16 @@ from browser import launch, watch
 from conftest import ARTIFACTS, meta_now, recv_json
 
 
+def http_get(port, path):
+    """(status, content type, body) of GET `path` on 127.0.0.1:`port`."""
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.getheader("Content-Type"), r.read()
+
+
 def drag_mid_lo(page, server):
     """Move the "mid lo" slider like a user (input while dragging, change on
     release); the meta before, and the first that differs (or the last seen
@@ -105,6 +115,7 @@ def test_ui_server_answers_with_types_404s_and_no_traversal(server):
     assert get("/style.css")[:2] == (200, "text/css; charset=utf-8")
     status, ctype, body = get("/ui-config.json")
     assert status == 200 and json.loads(body)["ws_port"] == server.ws_port
+    assert json.loads(body)["ws_refused"] is None
     assert get("/nope.js")[0] == 404
     for bad in ["/../Cargo.toml", "/..%2fCargo.toml", "/%2e%2e/Cargo.toml", "/.git/config", "//etc/passwd",
                 "/web/../../etc/passwd"]:
@@ -155,11 +166,23 @@ def test_the_ui_with_the_token_gets_in_when_watchers_hold_every_other_place(make
             assert e.response.status_code == 503
         with sync_playwright() as p:
             browser = launch(p)
-            # ...and so is a page without the token (it keeps retrying)...
+            # ...and so is a page without the token (it keeps retrying),
+            # which says why: the server tells pages in /ui-config.json what
+            # a watcher from their address would be refused (tester x #9:
+            # it said only "reconnecting").
+            why = json.loads(http_get(server.http_port, "/ui-config.json")[2])["ws_refused"]
+            assert "without the token" in why, why
             plain = browser.new_page(bypass_csp=True)
             plain.goto(server.http + "/")
-            time.sleep(1.5)
-            assert plain.evaluate("document.getElementById('conn').className") != "conn up"
+            plain.wait_for_function("document.getElementById('conn').textContent === 'full, retrying…'",
+                                    timeout=10000)
+            assert "without the token" in plain.evaluate("document.getElementById('conn').title")
+            plain.wait_for_function("document.getElementById('toast').textContent.includes('phase4 is full')",
+                                    timeout=5000)
+            perf = browser.new_page(bypass_csp=True)
+            perf.goto(server.http + "/perf.html")
+            perf.wait_for_function("document.getElementById('p-conn').textContent.startsWith('full, retrying')",
+                                   timeout=10000)
             # ...but the page with the token gets in, in control.
             page = browser.new_page(bypass_csp=True)
             page.goto(server.http + "/#token=ui-test-token-2")
@@ -180,6 +203,10 @@ def test_the_ui_with_the_token_gets_in_when_watchers_hold_every_other_place(make
             page.reload()
             page.wait_for_function("localStorage.getItem('phase4-control-token') === null", timeout=10000)
             page.wait_for_function("document.getElementById('auth').textContent === 'watch only'", timeout=10000)
+            # Places free again: nothing refused, and the waiting pages get in.
+            assert json.loads(http_get(server.http_port, "/ui-config.json")[2])["ws_refused"] is None
+            plain.wait_for_function("document.getElementById('conn').textContent === 'connected'", timeout=15000)
+            perf.wait_for_function("document.getElementById('p-conn').textContent === 'live'", timeout=15000)
             browser.close()
     finally:
         stop.set()

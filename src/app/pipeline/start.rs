@@ -351,14 +351,14 @@ impl<'a> Graph<'a> {
             secret,
         };
         let ws = &config.ws;
-        self.threads.extend(
-            ws::spawn(ctx, bands, spectrum)
-                .with_context(|| format!("WebSocket server on {}:{}", ws.bind, ws.port))?,
-        );
+        let (threads, places) = ws::spawn(ctx, bands, spectrum)
+            .with_context(|| format!("WebSocket server on {}:{}", ws.bind, ws.port))?;
+        self.threads.extend(threads);
         self.threads.push(
             crate::transport::http::spawn(
                 ws,
                 recordings_access(config, tickets),
+                places,
                 self.stop.clone(),
                 self.stop_all.clone(),
             )

@@ -112,11 +112,13 @@ fn raise_fd_limit(needed: u64) {
 
 /// Bind the port and start the acceptor and the broadcaster. Binding
 /// happens here, so a taken port is a start-up error.
+/// Returns the threads and what the UI server tells pages about the
+/// places ([`registry::Places`]).
 pub fn spawn(
     ctx: WsCtx,
     bands: HeapCons<BandsFrame>,
     spectrum: HeapCons<SpectrumFrame>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
+) -> std::io::Result<(Vec<JoinHandle<()>>, registry::Places)> {
     let ws = &ctx.config.ws;
     raise_fd_limit(fds_needed(&ctx.config));
     let listener = crate::transport::bind::tcp(&ws.bind, ws.port, "ws")?;
@@ -165,6 +167,12 @@ pub fn spawn(
         ws_config: wsc,
     };
     let registry = Arc::new(registry::Registry::default());
+    let places = registry::Places {
+        registry: registry.clone(),
+        max: policy.max_clients,
+        max_per_ip: policy.max_clients_per_ip,
+        trust_loopback: policy.trust_loopback,
+    };
     let (acc_tx, acc_rx) = std::sync::mpsc::channel();
     let wake = Arc::new(crate::rt::Wake::new());
     let acceptor = accept::spawn(
@@ -177,7 +185,7 @@ pub fn spawn(
         ctx.stop_fd.clone(),
     )?;
     let broadcaster = server::spawn(ctx, secret, acc_rx, wake, registry, bands, spectrum)?;
-    Ok(vec![acceptor, broadcaster])
+    Ok((vec![acceptor, broadcaster], places))
 }
 
 /// What `phase4 token` prints: the control token in force for `config`

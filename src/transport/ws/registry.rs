@@ -48,6 +48,67 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+impl Counts {
+    /// Why one more client from `ip` passes a cap, if it does.
+    fn refusal(
+        &self,
+        ip: IpAddr,
+        privileged: bool,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Result<(), String> {
+        if self.total >= max {
+            return Err(format!("already {max} clients (ws.max-clients)"));
+        }
+        let open = max - kept_places(max);
+        if !privileged && self.unprivileged >= open {
+            return Err(format!(
+                "already {open} clients without the token; the other {} places of ws.max-clients are kept for clients on loopback or with the token",
+                max - open
+            ));
+        }
+        let key = peer_key(ip);
+        let n = self.per_ip.get(&key).copied().unwrap_or(0);
+        if !ip.is_loopback() && !privileged && n >= max_per_ip {
+            let whose = if key == ip.to_canonical() {
+                ip.to_string()
+            } else {
+                format!("{key}/64")
+            };
+            return Err(format!(
+                "already {max_per_ip} clients from {whose} (ws.max-clients-per-ip)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the UI's page is told about the WebSocket's places before it
+/// connects (`/ui-config.json`): the browser never sees why a handshake
+/// failed, so without it a page turned away because every place open to
+/// watchers is taken could only say "reconnecting" (tester x #9; making
+/// room by closing other watchers was tried twice and let a guest with
+/// many addresses close honest ones at will: reviews ab and af).
+#[derive(Clone, Debug)]
+pub struct Places {
+    pub registry: std::sync::Arc<Registry>,
+    pub max: usize,
+    pub max_per_ip: usize,
+    pub trust_loopback: bool,
+}
+
+impl Places {
+    /// Why a page at `ip` that connects without the token would be refused
+    /// a place now (on loopback with `ws.trust-loopback`, with its
+    /// privilege).
+    pub fn watcher_refusal(&self, ip: IpAddr) -> Option<String> {
+        let ip = ip.to_canonical();
+        let privileged = self.trust_loopback && ip.is_loopback();
+        self.registry
+            .refusal(ip, privileged, self.max, self.max_per_ip)
+    }
+}
+
 /// Connected clients, in all, without a privilege and per address; shared
 /// by the acceptor (which admits) and the broadcaster (which releases).
 /// Also the budget of wrong control tokens per address, which both spend:
@@ -73,32 +134,24 @@ impl Registry {
         max_per_ip: usize,
     ) -> Result<(), String> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.total >= max {
-            return Err(format!("already {max} clients (ws.max-clients)"));
-        }
-        let open = max - kept_places(max);
-        if !privileged && g.unprivileged >= open {
-            return Err(format!(
-                "already {open} clients without the token; the other {} places of ws.max-clients are kept for clients on loopback or with the token",
-                max - open
-            ));
-        }
-        let key = peer_key(ip);
-        let n = g.per_ip.get(&key).copied().unwrap_or(0);
-        if !ip.is_loopback() && !privileged && n >= max_per_ip {
-            let whose = if key == ip.to_canonical() {
-                ip.to_string()
-            } else {
-                format!("{key}/64")
-            };
-            return Err(format!(
-                "already {max_per_ip} clients from {whose} (ws.max-clients-per-ip)"
-            ));
-        }
+        g.refusal(ip, privileged, max, max_per_ip)?;
         g.total += 1;
         g.unprivileged += !privileged as usize;
-        *g.per_ip.entry(key).or_insert(0) += 1;
+        *g.per_ip.entry(peer_key(ip)).or_insert(0) += 1;
         Ok(())
+    }
+
+    /// Why a client from `ip` would be refused a place now (what
+    /// [`Registry::admit`] would say), without taking one.
+    pub fn refusal(
+        &self,
+        ip: IpAddr,
+        privileged: bool,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Option<String> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.refusal(ip, privileged, max, max_per_ip).err()
     }
 
     /// Count a client from `ip` out (`privileged` as it was admitted).
@@ -170,6 +223,49 @@ mod tests {
         r.release(a, false);
         assert!(r.admit(a, false, 5, 2).is_ok());
         assert_eq!(r.total(), 5);
+    }
+
+    #[test]
+    fn a_page_is_told_what_a_watcher_from_its_address_would_be_refused() {
+        // `/ui-config.json`'s `ws_refused`: exactly what admitting a
+        // watcher from that address would say, and nothing taken.
+        let places = Places {
+            registry: std::sync::Arc::new(Registry::default()),
+            max: 8,
+            max_per_ip: 2,
+            trust_loopback: true,
+        };
+        let r = &places.registry;
+        let addrs: Vec<IpAddr> = (1..=5u8).map(|h| IpAddr::from([10, 0, 0, h])).collect();
+        let v6: IpAddr = "fd00:1:2:3::9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        for step in 0..12 {
+            for &ip in addrs.iter().chain([&v6, &mapped]) {
+                let before = r.total();
+                let said = places.watcher_refusal(ip);
+                assert_eq!(r.total(), before, "nothing taken");
+                let admitted = r.admit(ip.to_canonical(), false, 8, 2);
+                assert_eq!(said, admitted.clone().err(), "step {step}, {ip}");
+                if admitted.is_ok() {
+                    r.release(ip.to_canonical(), false);
+                }
+            }
+            // Fill one more place, from the addresses in turn.
+            let _ = r.admit(addrs[step % 5], false, 8, 2);
+        }
+        // Full for watchers (6 of 8: two kept), and it says why.
+        assert_eq!(r.total(), 6);
+        let why = places.watcher_refusal(IpAddr::from([10, 0, 0, 9])).unwrap();
+        assert!(why.contains("without the token"), "{why}");
+        // A page on loopback (trusted) would take a kept place: not refused,
+        // unless loopback is not trusted.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(places.watcher_refusal(lo), None);
+        let untrusted = Places {
+            trust_loopback: false,
+            ..places.clone()
+        };
+        assert!(untrusted.watcher_refusal(lo).is_some());
     }
 
     #[test]
