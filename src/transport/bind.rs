@@ -42,22 +42,95 @@ pub fn waiting() -> Vec<String> {
 /// library asks for).
 const BACKLOG: i32 = 128;
 
-/// A TCP listener on `host:port`; `what` names it in the warning.
+/// A TCP listener on `host:port`; `what` names it in the warning. The
+/// same port of the other address family is held too ([`hold_twin`]).
 pub fn tcp(host: &str, port: u16, what: &str) -> io::Result<TcpListener> {
-    bind_with(host, port, what, TcpListener::bind, |a| {
+    let l = bind_with(host, port, what, TcpListener::bind, |a| {
         use nix::sys::socket::{listen, Backlog, SockType};
         let fd = freebound(a, SockType::Stream)?;
         listen(&fd, Backlog::new(BACKLOG)?)?;
         Ok(TcpListener::from(fd))
-    })
+    })?;
+    hold_twin(l.local_addr()?, nix::sys::socket::SockType::Stream, what)?;
+    Ok(l)
 }
 
-/// A UDP socket on `host:port`; `what` names it in the warning.
+/// A UDP socket on `host:port`; `what` names it in the warning. The same
+/// port of the other address family is held too ([`hold_twin`]).
 pub fn udp(host: &str, port: u16, what: &str) -> io::Result<UdpSocket> {
-    bind_with(host, port, what, UdpSocket::bind, |a| {
+    let s = bind_with(host, port, what, UdpSocket::bind, |a| {
         let fd = freebound(a, nix::sys::socket::SockType::Datagram)?;
         Ok(UdpSocket::from(fd))
-    })
+    })?;
+    hold_twin(s.local_addr()?, nix::sys::socket::SockType::Datagram, what)?;
+    Ok(s)
+}
+
+/// Sockets that hold the other family's side of a port phase4 listens on,
+/// for as long as the process runs.
+static TWINS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Hold the other address family's side of `bound`'s port: a listener on
+/// 127.0.0.1 or 0.0.0.0 leaves `[::1]:port` and `[::]:port` to anyone, and
+/// any local user could listen there and get every client that reaches the
+/// machine over IPv6 (`localhost` as `::1`, `box.local`'s AAAA record),
+/// with the control token they present (tester ah AH1). The twin is bound
+/// and never listens or reads: a TCP client gets "connection refused" at
+/// once and tries the address phase4 answers on; a UDP datagram is
+/// dropped. A twin someone already holds is a start error, as a taken port
+/// is; where the machine has no such family, there is nothing to hold.
+/// `::` itself takes both families (the kernel's default dual stack).
+fn hold_twin(bound: SocketAddr, ty: nix::sys::socket::SockType, what: &str) -> io::Result<()> {
+    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag};
+    use nix::sys::socket::{SockaddrIn, SockaddrIn6};
+    let port = bound.port();
+    let twin: SocketAddr = match bound {
+        SocketAddr::V4(_) => (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => return Ok(()),
+        SocketAddr::V6(_) => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+    };
+    let family = if twin.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = match socket(family, ty, SockFlag::SOCK_CLOEXEC, None) {
+        Ok(fd) => fd,
+        // No IPv6 (or IPv4) on this machine: nobody can listen there.
+        Err(nix::errno::Errno::EAFNOSUPPORT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if twin.is_ipv6() {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    if ty == nix::sys::socket::SockType::Datagram {
+        // Whatever arrives waits in the smallest buffer until dropped.
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &0);
+    }
+    let r = match twin {
+        SocketAddr::V4(v4) => bind(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+    };
+    match r {
+        Ok(()) => {
+            TWINS.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
+            Ok(())
+        }
+        Err(nix::errno::Errno::EADDRINUSE) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "{what}: port {port} of {} is held by another program, which would get the clients that reach this machine that way ({}); stop it, or bind phase4 to \"::\" to take both",
+                if twin.is_ipv6() { "IPv6" } else { "IPv4" },
+                if twin.is_ipv6() { "`localhost` as ::1, the host name's IPv6 address" } else { "`localhost` as 127.0.0.1, the host name's IPv4 address" },
+            ),
+        )),
+        // No address of that family here (IPv6 disabled): nothing to hold.
+        Err(nix::errno::Errno::EADDRNOTAVAIL | nix::errno::Errno::EAFNOSUPPORT) => Ok(()),
+        Err(e) => {
+            log::warn!("{what}: cannot hold port {port} of the other address family ({twin}): {e}");
+            Ok(())
+        }
+    }
 }
 
 fn bind_with<T>(
