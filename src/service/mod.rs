@@ -2,6 +2,7 @@
 //! sd-notify (READY, STATUS, WATCHDOG, STOPPING), signals, thread ids.
 
 pub mod cpu;
+pub mod inherited;
 pub mod logging;
 pub mod notify;
 pub mod peer_lines;
