@@ -163,21 +163,22 @@ where
     F: FnOnce() -> H + Send + 'static,
 {
     listener.set_nonblocking(true)?;
+    // Built here, so that a runtime that cannot start (no file descriptor
+    // left for its epoll) fails the start as a listener that cannot bind
+    // does, and systemd restarts phase4: built on the thread, it logged one
+    // error and the UI was gone for the whole run while READY, STATUS and
+    // the watchdog said all was well (tester ag AG2).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{name}: cannot start its runtime: {e}"))
+        })?;
     std::thread::Builder::new()
         .stack_size(crate::rt::THREAD_STACK)
         .name(thread.into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("{name}: cannot start: {e}");
-                    return;
-                }
-            };
             let handler = Rc::new(make());
             let local = tokio::task::LocalSet::new();
             let stopped = Stopped::new(stop, stop_fd);
