@@ -162,9 +162,19 @@ fn token(config: Option<&PathBuf>) -> ExitCode {
     log::logger().flush();
     match report {
         Ok(text) => {
-            // Not print!: it panics when stdout is closed (`| head -0`).
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-            ExitCode::SUCCESS
+            // Not print!: it panics when stdout is closed (`| head -0`). A
+            // reader that went away has what it wanted; any other failure
+            // (`> /dev/full`, a full disk) is said, or a script would take
+            // the token for saved (tester ag AG12).
+            let written = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+                .and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
+            match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    say_err!("phase4: cannot write the token to standard output: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             say_err!("phase4: {e}");
