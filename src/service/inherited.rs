@@ -18,9 +18,13 @@
 //!   = false` (AG10). The main thread goes back to SCHED_OTHER before any
 //!   thread exists; the threads that should be real-time ask for it
 //!   themselves (`rt::prio`).
+//! - **A `TZ` that is no regular file** (a FIFO) hung the first thread to
+//!   ask for a local time (AG9): the zone is loaded once here, and such a
+//!   `TZ` dropped.
 
 /// Put the inherited state right. Call first, while single-threaded.
 pub fn reset() {
+    time_zone();
     // SAFETY: plain syscalls on this process with valid arguments; nothing
     // else runs yet, so no other thread sees the mask or policy change.
     unsafe {
@@ -35,6 +39,46 @@ pub fn reset() {
             libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
         }
     }
+}
+
+/// Load the time zone once, here, before any thread exists. glibc loads it
+/// at the first local time asked for: that was on the WebSocket thread
+/// when the first client came, and a `TZ` naming a FIFO (or anything that
+/// is not a regular file) blocked that thread there, so every client hung
+/// and the watchdog restarted phase4 (tester ag AG9). Such a `TZ` is
+/// dropped with a word (local times are then the machine's zone).
+fn time_zone() {
+    if let Some(tz) = std::env::var_os("TZ") {
+        use std::os::unix::ffi::OsStrExt;
+        let name = tz.as_bytes().strip_prefix(b":").unwrap_or(tz.as_bytes());
+        let name = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
+        let path = if name.is_absolute() {
+            name.to_path_buf()
+        } else {
+            let dir = std::env::var_os("TZDIR").unwrap_or_else(|| "/usr/share/zoneinfo".into());
+            std::path::Path::new(&dir).join(name)
+        };
+        // (A name that is no file at all is a rule such as "UTC0", read
+        // from the string itself.)
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            // (Not eprintln!: it panics on a stderr that fails.)
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "phase4: TZ names {}, which is not a regular file: ignored\n",
+                    path.display()
+                )
+                .as_bytes(),
+            );
+            std::env::remove_var("TZ");
+        }
+    }
+    // SAFETY: tzset has no preconditions; single-threaded here.
+    unsafe { tzset() };
+}
+
+extern "C" {
+    fn tzset();
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ SIGCHLD, a umask without the owner's bits, a real-time policy, or almost no
 file descriptors. systemd hands it none of these; a show's own launcher
 may. Each is given here through `preexec_fn`, as such a parent would."""
 
+import json
 import os
 import signal
 import socket
@@ -163,3 +164,42 @@ def test_a_token_that_cannot_be_written_out_is_a_failure(phase4_bin, tmp_path):
     p = subprocess.run(f"{phase4_bin} token --config {cfg} | head -c1 >/dev/null; exit ${{PIPESTATUS[0]}}",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=20)
     assert p.returncode == 0, p.stderr
+
+
+def test_a_tz_naming_a_fifo_hangs_no_client(phase4_bin, tmp_path):
+    # AG9: glibc loaded the zone at the first local time asked for, on the
+    # WebSocket thread when the first client came: a FIFO there blocked it,
+    # every client hung and the watchdog restarted phase4.
+    import asyncio
+
+    import websockets
+
+    wav = write_wav(tmp_path / "in.wav", render(tone(440), 1.0))
+    cfg, ws = config(tmp_path, state_dir=tmp_path / "state", ws=True)
+    fifo = tmp_path / "tz"
+    os.mkfifo(fifo)
+    p = subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, TZ=f":{fifo}"))
+
+    async def greeted():
+        for _ in range(50):
+            try:
+                async with websockets.connect(f"ws://127.0.0.1:{ws['port']}", open_timeout=2) as c:
+                    # A preset's save time is a local time.
+                    await c.send(json.dumps({"type": "save_preset", "name": "tz"}))
+                    while True:
+                        m = json.loads(await asyncio.wait_for(c.recv(), 5))
+                        if m.get("type") == "presets" and m["items"]:
+                            return m["items"]
+            except (OSError, websockets.exceptions.InvalidHandshake):
+                await asyncio.sleep(0.1)
+        return None
+
+    try:
+        got = asyncio.run(asyncio.wait_for(greeted(), 20))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    assert got and got[0]["name"] == "tz" and got[0]["saved_at"], (got, err[-1000:])
+    assert "is not a regular file: ignored" in err, err[-1000:]
+    assert "did not stop in time" not in err, err[-1000:]
