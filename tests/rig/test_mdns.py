@@ -335,3 +335,51 @@ def test_a_host_that_claims_every_name_slows_the_renames_down(run_phase4, tmp_pa
     # 3 services: 15 conflicts quickly, then one probe per 5 s (a few more
     # names each); the published crate went through hundreds.
     assert 3 <= len(claimed) <= 45, sorted(claimed)
+
+
+def test_a_system_bus_that_never_answers_gives_way_to_the_builtin_responder(run_phase4, tmp_path):
+    # Tester ag AG14: zbus's blocking calls have no deadline, and a bus
+    # that accepts and never answers (a hung dbus-daemon) held p4-mdns for
+    # ever in `auto`: nothing announced, nothing said, `mdns=off`, and the
+    # stop waited for the thread. Now each exchange has 5 s.
+    import os
+    import socket
+
+    sock_path = tmp_path / "mute-bus"
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(str(sock_path))
+    mute.listen(16)
+    held = []
+
+    def take():
+        while True:
+            try:
+                held.append(mute.accept()[0])
+            except OSError:
+                return
+
+    import threading
+    threading.Thread(target=take, daemon=True).start()
+    wav = tmp_path / "in.wav"
+    write_wav(wav, beat_track(2.0))
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={sock_path}"
+    try:
+        p4 = run_phase4(sections(wav, "mute bus", "auto"))
+    finally:
+        del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
+    try:
+        p4.wait_log("discovery: avahi-daemon not usable: the system bus did not answer within 5 s", timeout=15)
+        p4.wait_log("through builtin", timeout=10)
+        assert held, "phase4 never reached the bus (the test shows nothing)"
+        zc, seen = browse(10)
+        try:
+            assert len(seen.added) == 3, seen.added
+        finally:
+            zc.close()
+        p4.wait_log("mdns=builtin", timeout=5)
+        t = time.monotonic()
+        p4.stop()
+        assert time.monotonic() - t < 2.0
+        assert "did not stop in time" not in p4.text(), p4.text()[-1500:]
+    finally:
+        mute.close()

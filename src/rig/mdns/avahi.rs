@@ -8,8 +8,44 @@
 //! ("name #2").
 
 use super::{Announcement, Backend};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use zbus::blocking::{Connection, Proxy};
 use zbus::zvariant::OwnedObjectPath;
+
+/// How long one exchange with the system bus may take. zbus's blocking
+/// calls have no deadline of their own: a bus that accepts and never
+/// answers (a hung or overloaded dbus-daemon) held `p4-mdns` for ever,
+/// so `auto` never fell back to the builtin responder, nothing was
+/// announced and nothing said so (tester ag AG14).
+const DBUS_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether an exchange with the bus is still under way (one that timed
+/// out may never return: the next ones are not started beside it).
+static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+
+/// `f` on a thread of its own, waited for at most [`DBUS_WAIT`]; `None`
+/// when it did not end in time, or one before it is still stuck. At most
+/// one such thread is ever left waiting on a silent bus.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    if IN_FLIGHT.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .stack_size(crate::rt::THREAD_STACK)
+        .name("p4-dbus".into())
+        .spawn(move || {
+            let r = f();
+            IN_FLIGHT.store(false, Ordering::SeqCst);
+            let _ = tx.send(r);
+        });
+    if spawned.is_err() {
+        IN_FLIGHT.store(false, Ordering::SeqCst);
+        return None;
+    }
+    rx.recv_timeout(DBUS_WAIT).ok()
+}
 
 const DEST: &str = "org.freedesktop.Avahi";
 const SERVER: &str = "org.freedesktop.Avahi.Server";
@@ -23,8 +59,13 @@ const COLLISION: i32 = 3;
 /// Server state AVAHI_SERVER_RUNNING.
 const SERVER_RUNNING: i32 = 2;
 
-/// Whether avahi-daemon is reachable and running.
+/// Whether avahi-daemon is reachable and running (and answers within
+/// [`DBUS_WAIT`]).
 pub fn available() -> bool {
+    bounded(available_now).unwrap_or(false)
+}
+
+fn available_now() -> bool {
     let Ok(conn) = Connection::system() else {
         return false;
     };
@@ -44,8 +85,19 @@ pub struct Avahi {
 }
 
 impl Avahi {
-    /// Register `a`; fails when avahi-daemon is not there or refuses.
+    /// Register `a`; fails when avahi-daemon is not there, refuses, or
+    /// the bus does not answer within [`DBUS_WAIT`].
     pub fn register(a: &Announcement) -> zbus::Result<Self> {
+        let a = a.clone();
+        bounded(move || Self::register_now(&a)).unwrap_or_else(|| {
+            Err(zbus::Error::Failure(format!(
+                "the system bus did not answer within {} s",
+                DBUS_WAIT.as_secs()
+            )))
+        })
+    }
+
+    fn register_now(a: &Announcement) -> zbus::Result<Self> {
         let conn = Connection::system()?;
         let srv = server(&conn)?;
         let st: i32 = srv.call("GetState", &())?;
@@ -100,13 +152,18 @@ fn wait_settled(group: &Proxy<'_>) -> zbus::Result<i32> {
 
 impl Backend for Avahi {
     fn alive(&mut self) -> bool {
-        matches!(
-            self.group.call::<_, _, i32>("GetState", &()),
-            Ok(REGISTERING) | Ok(ESTABLISHED)
-        )
+        let group = self.group.clone();
+        bounded(move || {
+            matches!(
+                group.call::<_, _, i32>("GetState", &()),
+                Ok(REGISTERING) | Ok(ESTABLISHED)
+            )
+        })
+        .unwrap_or(false)
     }
 
     fn withdraw(self: Box<Self>) {
-        let _ = self.group.call::<_, _, ()>("Free", &());
+        let group = self.group.clone();
+        let _ = bounded(move || group.call::<_, _, ()>("Free", &()));
     }
 }

@@ -177,7 +177,7 @@ fn start(a: &Announcement, mode: DiscoveryBackend) -> Option<(Box<dyn Backend>, 
     if mode != DiscoveryBackend::Builtin {
         match avahi::Avahi::register(a) {
             Ok(b) => return Some((Box::new(b), mdns_state::AVAHI)),
-            Err(e) => log::debug!("discovery: avahi-daemon not usable: {e}"),
+            Err(e) => log::info!("discovery: avahi-daemon not usable: {e}"),
         }
     }
     if mode != DiscoveryBackend::Avahi {
