@@ -229,6 +229,18 @@ fn analyze(file: &Path, format: Format, bins: bool, config: Option<&PathBuf>) ->
 }
 
 fn run(cli: Cli) -> ExitCode {
+    // `audio.input` is text: a path that is not UTF-8 was converted with
+    // U+FFFD in it, another name opened, and the file said not to exist
+    // (tester ag AG8). Said as the usage error it is, as for --device.
+    if let Some(i) = &cli.run.input {
+        if i.to_str().is_none() {
+            say_err!(
+                "error: --input {}: the file name is not UTF-8; rename the file or link it under a UTF-8 name\n\nFor more information, try '--help'.",
+                i.display()
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     phase4::service::logging::init(cli.run.log_level.into());
     let (mut cfg, config_path) = match config_or_exit(cli.run.config.as_ref()) {
         Ok(c) => c,

@@ -203,3 +203,16 @@ def test_a_tz_naming_a_fifo_hangs_no_client(phase4_bin, tmp_path):
     assert got and got[0]["name"] == "tz" and got[0]["saved_at"], (got, err[-1000:])
     assert "is not a regular file: ignored" in err, err[-1000:]
     assert "did not stop in time" not in err, err[-1000:]
+
+
+def test_an_input_path_that_is_not_utf8_is_a_usage_error_not_a_missing_file(phase4_bin, tmp_path):
+    # AG8: the name was converted with U+FFFD in it, another name opened,
+    # and the file that exists was said not to (exit 78).
+    wav = write_wav(tmp_path / "in.wav", render(tone(440), 0.5))
+    odd = os.path.join(os.fsencode(tmp_path), b"x\xff.wav")
+    os.link(os.fsencode(wav), odd)
+    p = subprocess.run([os.fsencode(str(phase4_bin)), b"--input", odd, b"--duration", b"1"],
+                       capture_output=True, timeout=20)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 64, err
+    assert "not UTF-8" in err and "No such file" not in err, err
