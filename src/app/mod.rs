@@ -67,11 +67,9 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         // The input's check opens the file: with no descriptor left (a
         // leaky parent, a low LimitNOFILE) it fails as a bad file would,
         // and exit 78 is one the unit never restarts (tester ag AG4).
-        if let Err(e) = std::fs::File::open("/dev/null") {
-            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                log::error!("out of file descriptors at start ({e}): not a configuration problem");
-                return EXIT_FAILURE;
-            }
+        if let Some(e) = crate::service::out_of_descriptors() {
+            log::error!("out of file descriptors at start ({e}): not a configuration problem");
+            return EXIT_FAILURE;
         }
         return EXIT_CONFIG;
     }

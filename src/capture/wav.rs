@@ -551,7 +551,16 @@ pub fn open_stream(
         path: path.display().to_string(),
         reason,
     };
-    let input = Input::open(path, stop).map_err(err)?;
+    let input = Input::open(path, stop).map_err(|reason| {
+        // No descriptor left: a fault of the moment, not of the file.
+        match crate::service::out_of_descriptors() {
+            Some(e) => CaptureError::WavIo {
+                path: path.display().to_string(),
+                reason: format!("{reason} (out of file descriptors: {e})"),
+            },
+            None => err(reason),
+        }
+    })?;
     let mut s =
         WavStream::new(io::BufReader::with_capacity(64 << 10, input), max_frames).map_err(err)?;
     if s.reader.get_ref().seekable() {

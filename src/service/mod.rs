@@ -27,3 +27,15 @@ pub fn process_usage() -> (f64, u64) {
         + ru.ru_stime.tv_usec as f64 / 1e6;
     (cpu, ru.ru_maxrss as u64 * 1024)
 }
+
+/// The error when this process has no file descriptor left (`EMFILE`, or
+/// the system's table is full: `ENFILE`), found by opening `/dev/null`. A
+/// file that failed to open for that reason is no fault of the file: its
+/// failure must not be taken for a bad configuration, whose exit status
+/// (78) the unit never restarts (tester ag AG4).
+pub fn out_of_descriptors() -> Option<std::io::Error> {
+    match std::fs::File::open("/dev/null") {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => Some(e),
+        _ => None,
+    }
+}
