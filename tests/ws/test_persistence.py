@@ -291,3 +291,21 @@ def test_a_flood_of_junk_files_does_not_hide_saved_presets_on_a_reload(binary, w
         assert "read the folder again: 2 offered (were 2)" in log, log[-3000:]
     finally:
         s.stop()
+
+
+def test_a_presets_folder_that_cannot_be_listed_is_said_not_taken_for_empty(binary, wav, tmp_path):
+    # Tester ag AG6: an unlistable folder offered no presets and no word was
+    # said (root lists a mode-000 folder, so here `presets` is no folder).
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "presets").write_text("not a folder\n")
+    s = Server(binary, wav, tmp_path, state_dir=state_dir).start()
+    try:
+        m = asyncio.run(fresh_meta(s.url))
+        assert m["type"] == "meta" and s.running()
+        deadline = time.monotonic() + 5
+        while "presets: cannot list" not in s.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "presets: cannot list" in s.log.read_text(), s.log.read_text()[-1500:]
+    finally:
+        s.stop()

@@ -74,7 +74,20 @@ impl Scan {
             }
         };
         let mut listed = 0;
-        for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => Some(rd),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                // Said: an unlistable folder offered nothing, and the saved
+                // presets vanished without a word (tester ag AG6).
+                log::warn!(
+                    "presets: cannot list {}: {e}; the presets there are not offered",
+                    dir.display()
+                );
+                None
+            }
+        };
+        for e in entries.into_iter().flatten() {
             listed += 1;
             if listed > max_listed {
                 break;
