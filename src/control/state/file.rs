@@ -177,12 +177,15 @@ pub fn file_text(state: &State) -> String {
 /// fsync, rename over the old file, fsync the directory. A crash leaves
 /// either the old file or the new one, never half of one.
 ///
-/// The temp file is made new (a stale one, or a symlink planted under its
-/// name, is removed first, and creating fails rather than follow one
-/// planted in between), so the write can never land in another file; the
-/// rename replaces a symlink at `path` itself, not what it points to.
-/// When the write, fsync or rename fails (a full disk) the temp file is
-/// removed again. Errors name the file that failed.
+/// The temp file has a name of its own (`.NAME.tmp-PID-NONCE`) and is
+/// made new (creating fails rather than follow a symlink planted under
+/// it), so the write can never land in another file, and two writers (two
+/// threads, or a second phase4 that got past the directory's lock) never
+/// remove or rename each other's temp file (tester ah AH2: a fixed name,
+/// removed first, did both). The rename replaces a symlink at `path`
+/// itself, not what it points to. When the write, fsync or rename fails
+/// (a full disk) this writer's temp file is removed again. Errors name the
+/// file that failed.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -191,11 +194,13 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     crate::service::safe_fs::create_dirs(dir).map_err(io(dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
-        _ => {}
-    }
+    let mut nonce = [0u8; 4];
+    getrandom::getrandom(&mut nonce).map_err(|e| io(dir)(std::io::Error::other(e.to_string())))?;
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{:08x}",
+        std::process::id(),
+        u32::from_le_bytes(nonce)
+    ));
     let mut f = crate::service::safe_fs::create_new(&tmp, 0o644).map_err(io(&tmp))?;
     crate::service::safe_fs::adopt(&f, dir);
     let written = f
@@ -254,6 +259,32 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "[dsp.mid]\nlo-hz = 300.0\n"
         );
+    }
+
+    #[test]
+    fn writers_never_remove_or_take_each_others_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        // Another writer's temp file, under the name every writer used.
+        let theirs = dir.path().join(format!(".{STATE_FILE}.tmp"));
+        std::fs::write(&theirs, "theirs").unwrap();
+        // Writers at once (two instances saving the same preset): each
+        // save succeeds and what is left is one of them whole.
+        let texts: Vec<String> = (0..4).map(|i| format!("# writer {i}\n")).collect();
+        std::thread::scope(|s| {
+            for t in &texts {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        write_atomic(path, t).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(texts.contains(&std::fs::read_to_string(&path).unwrap()));
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 2, "temp files were left behind");
     }
 
     #[test]
