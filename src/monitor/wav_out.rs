@@ -37,6 +37,10 @@ pub(super) struct Writer {
     /// quota and the listing count).
     pub(super) bytes: u64,
     last_flush: Instant,
+    /// The file itself, to ask at each checkpoint whether it still has a
+    /// name (tester ah AH3: deleted while it recorded, by `rm` or another
+    /// phase4, it went on into the unlinked inode and said "done").
+    probe: File,
 }
 
 impl Writer {
@@ -73,9 +77,10 @@ impl Writer {
             let mut wav = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
                 .map_err(std::io::Error::other)?;
             wav.flush().map_err(std::io::Error::other)?;
-            Ok((wav, probe.metadata()?.len()))
+            let len = probe.metadata()?.len();
+            Ok((wav, len, probe))
         });
-        let (wav, header) = header.map_err(|e| {
+        let (wav, header, probe) = header.map_err(|e| {
             let _ = std::fs::remove_file(dir.join(name.as_str()));
             format!("cannot write {name}: {e}")
         })?;
@@ -89,7 +94,21 @@ impl Writer {
             frames: 0,
             bytes: header,
             last_flush: Instant::now(),
+            probe,
         })
+    }
+
+    /// An error when the file has no name left: whatever is written from
+    /// now on is lost when it is closed.
+    fn still_named(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        match self.probe.metadata() {
+            Ok(m) if m.nlink() == 0 => Err(format!(
+                "{} was deleted while it recorded; what it held is lost",
+                self.name
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Append `n` frames stored as tape bytes.
@@ -110,6 +129,7 @@ impl Writer {
         if self.last_flush.elapsed() >= CHECKPOINT {
             self.last_flush = Instant::now();
             self.wav.flush().map_err(err)?;
+            self.still_named()?;
         }
         Ok(())
     }
@@ -123,6 +143,8 @@ impl Writer {
     /// header update flushes them first), the header is made to count the
     /// whole frames that did reach the disk ([`count_what_is_on_disk`]).
     pub(super) fn finish(self) -> Result<RecordingName, String> {
+        // Deleted since the last checkpoint: not "done".
+        let gone = self.still_named();
         let Writer {
             wav,
             name,
@@ -132,8 +154,9 @@ impl Writer {
             ..
         } = self;
         let Err(e) = wav.finalize() else {
-            return Ok(name);
+            return gone.map(|()| name);
         };
+        gone?;
         let kept = count_what_is_on_disk(&path, header, kind.bytes() as u64)
             .map(|frames| format!("its header counts the {frames} frames on disk"))
             .unwrap_or_else(|e| format!("its header could not be brought up to date: {e}"));
@@ -259,5 +282,32 @@ mod tests {
             w.finish().unwrap();
             assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes, "{kind:?}");
         }
+    }
+
+    /// A file deleted while it records stops at the next checkpoint with
+    /// an error, and one deleted since the last checkpoint is not closed
+    /// as done either: its samples would all be lost without a word.
+    #[test]
+    fn a_file_deleted_while_it_records_is_an_error_not_done() {
+        let d = tempfile::tempdir().unwrap();
+        let mut made = every_format(d.path(), 1000).into_iter();
+        let (_, mut w, tape) = made.next().unwrap();
+        w.write(&tape, 1000).unwrap();
+        std::fs::remove_file(d.path().join(w.name.as_str())).unwrap();
+        w.last_flush = Instant::now() - CHECKPOINT;
+        let e = w.write(&tape, 1000).unwrap_err();
+        assert!(e.contains("was deleted while it recorded"), "{e}");
+
+        let (_, mut w, tape) = made.next().unwrap();
+        w.write(&tape, 1000).unwrap();
+        std::fs::remove_file(d.path().join(w.name.as_str())).unwrap();
+        let e = w.finish().unwrap_err();
+        assert!(e.contains("was deleted while it recorded"), "{e}");
+
+        // Still named: done.
+        let (_, mut w, tape) = made.next().unwrap();
+        w.last_flush = Instant::now() - CHECKPOINT;
+        w.write(&tape, 1000).unwrap();
+        w.finish().unwrap();
     }
 }
