@@ -73,6 +73,10 @@ pub fn run(config: Config, opts: RunOptions) -> i32 {
         }
         return EXIT_CONFIG;
     }
+    // Before anything in the state directory is read: one that another
+    // phase4 holds, or that another user may have made, is not used this
+    // run (persistence off). The claim is held until `run` returns.
+    let (base, _claim) = crate::service::state_dir::settle(base);
     let (config, state) = crate::control::state::layer_at_start(&base, devices::listed_names);
     let pipeline = match Pipeline::start(&config, &base, &state, stats.clone(), &opts) {
         Ok(p) => p,

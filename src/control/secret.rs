@@ -136,10 +136,35 @@ pub fn load_or_create(config: &Config) -> Secret {
 }
 
 /// The token in `dir`, created (mode 0600, owned like `dir`) when missing.
+///
+/// Only from a directory [`trusted`](crate::service::state_dir::trusted),
+/// and only from a file of this user's, root's or the directory owner's:
+/// another user who made the directory or the file first would choose the
+/// token (tester ah AH5; the keeper has the same rule while running).
 pub fn file_token(dir: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let refused = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
     let path = dir.join(TOKEN_FILE);
-    match read_token(&path) {
-        Ok(Some(t)) => return Ok(t),
+    let dir_owner = match std::fs::metadata(dir) {
+        Ok(m) => {
+            crate::service::state_dir::trusted(dir)
+                .map_err(|why| refused(format!("not trusted: {why}")))?;
+            Some(m.uid())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let trusted =
+        |owner: u32| crate::service::state_dir::trusted_owner(owner) || Some(owner) == dir_owner;
+    let not_taken = |owner: u32| {
+        refused(format!(
+            "{} belongs to uid {owner}, neither this user, root nor the directory's owner: not taken",
+            path.display()
+        ))
+    };
+    match read_owned_token(&path) {
+        Ok(Some((t, owner))) if trusted(owner) => return Ok(t),
+        Ok(Some((_, owner))) => return Err(not_taken(owner)),
         Ok(None) => {}
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             // Said only once it is true: the rename can fail too.
@@ -172,8 +197,14 @@ pub fn file_token(dir: &Path) -> std::io::Result<String> {
         // Made meanwhile by another phase4 (the service's first start and
         // `phase4 token` at once): that one is the token, and it is whole
         // (tester ad AD1: each made its own, and one was refused).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
-            .ok_or_else(|| std::io::Error::other(format!("{} came and went", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match read_owned_token(&path)? {
+            Some((t, owner)) if trusted(owner) => Ok(t),
+            Some((_, owner)) => Err(not_taken(owner)),
+            None => Err(std::io::Error::other(format!(
+                "{} came and went",
+                path.display()
+            ))),
+        },
         Err(e) => Err(e),
     }
 }
@@ -212,6 +243,13 @@ fn write_token(dir: &Path, token: &str) -> std::io::Result<()> {
 }
 
 fn read_token(path: &Path) -> std::io::Result<Option<String>> {
+    Ok(read_owned_token(path)?.map(|(t, _)| t))
+}
+
+/// [`read_token`], and the owner of the file read (of the descriptor, not
+/// of whatever the name points to a moment later).
+fn read_owned_token(path: &Path) -> std::io::Result<Option<(String, u32)>> {
+    use std::os::unix::fs::MetadataExt;
     // Not through a symlink (root running `phase4 token` would print a
     // line of any file) and never waiting on a FIFO: those are refused as
     // InvalidData and moved aside.
@@ -220,6 +258,7 @@ fn read_token(path: &Path) -> std::io::Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let owner = f.metadata()?.uid();
     let mut bytes = Vec::new();
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
@@ -231,13 +270,63 @@ fn read_token(path: &Path) -> std::io::Result<Option<String>> {
     if !plausible(t) {
         return Err(invalid("not 16-128 printable characters"));
     }
-    Ok(Some(t.to_string()))
+    Ok(Some((t.to_string(), owner)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Tester ah AH5: a state directory, or a token file, another user
+    /// made first would choose the token. The service user's directory
+    /// that root made for it still gives its token to root.
+    #[test]
+    fn a_token_is_taken_only_from_a_trusted_directory_and_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            // Files of another user cannot be made without root.
+            return;
+        }
+        use std::os::unix::fs::chown;
+        let d = tempfile::tempdir().unwrap();
+        let perm = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let planted = "attacker-known-token-1234";
+        let plant = |dir: &Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(TOKEN_FILE), format!("{planted}\n")).unwrap();
+            chown(dir.join(TOKEN_FILE), Some(65534), Some(65534)).unwrap();
+        };
+        // Made by uid 65534 under a parent anyone may write to (/tmp).
+        let public = d.path().join("pub");
+        std::fs::create_dir(&public).unwrap();
+        perm(&public, 0o1777);
+        let theirs = public.join("st");
+        plant(&theirs);
+        chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = file_token(&theirs).unwrap_err();
+        assert!(e.to_string().contains("uid 65534"), "{e}");
+        let mut c = Config::default();
+        c.state.dir = theirs.display().to_string();
+        let s = load_or_create(&c);
+        assert_eq!(s.source, Source::Ephemeral);
+        assert!(!s.matches(planted));
+        // Root's own directory, with a token file of another user's in it.
+        let mine = d.path().join("mine");
+        plant(&mine);
+        let e = file_token(&mine).unwrap_err();
+        assert!(e.to_string().contains("not taken"), "{e}");
+        // The service user's directory that root made in a directory of
+        // its own: its token is the service's.
+        let lib = d.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        perm(&lib, 0o755);
+        let svc = lib.join("phase4");
+        plant(&svc);
+        chown(&svc, Some(65534), Some(65534)).unwrap();
+        assert_eq!(file_token(&svc).unwrap(), planted);
+    }
 
     #[test]
     fn generated_tokens_are_long_distinct_and_typeable() {

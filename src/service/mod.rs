@@ -8,6 +8,7 @@ pub mod notify;
 pub mod peer_lines;
 pub mod safe_fs;
 pub mod signals;
+pub mod state_dir;
 
 /// Kernel thread id of the calling thread.
 pub fn gettid() -> i32 {

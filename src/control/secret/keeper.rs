@@ -102,10 +102,8 @@ fn dir_id(dir: &Path) -> Option<DirId> {
 }
 
 /// Whether a file or directory owned by `uid` may be trusted with the
-/// token: this process's user's or root's.
-fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == nix::unistd::geteuid().as_raw()
-}
+/// token: this process's user's or root's (the rule start uses too).
+use crate::service::state_dir::trusted_owner;
 
 /// Whether a state directory that is gone may be made again: its nearest
 /// existing ancestor is this user's or root's, and no one else may write
