@@ -467,6 +467,40 @@ def test_quota_and_a_full_disk_stop_recording_not_the_pipeline(make_server, bina
         assert items[0]["bytes"] - frames * 4 == 68, items[0]
 
 
+def test_a_recording_deleted_while_it_records_stops_with_an_error(make_server, music_wav, tmp_path):
+    """The file removed while it records (`rm`, or another instance's
+    `delete_recording`): phase4 went on writing into the unlinked inode,
+    showed it active and logged "done" at stop, with nothing on disk
+    (tester ah AH3). Now it stops within a checkpoint (a second) with the
+    error in the recording state, and the pipeline goes on."""
+    state = tmp_path / "state"
+    server = make_server(music_wav, state_dir=state, extra=AUTH + record_cfg())
+
+    async def go():
+        ws = await authed(server.url)
+        await ask(ws, {"type": "start_recording"}, "recordings")
+        await asyncio.sleep(1.5)
+        [name] = os.listdir(state / "recordings")
+        os.unlink(state / "recordings" / name)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            msg = await recv_any(ws, {"server_status", "recordings"}, 5.0)
+            rec = msg.get("monitor", {}).get("recording") if msg["type"] == "server_status" else msg["state"]
+            if rec and not rec["active"]:
+                await ws.close()
+                return name, rec, time.monotonic() - (end - 5)
+        raise AssertionError("the recording of a deleted file went on")
+
+    name, rec, took = asyncio.run(go())
+    print(f"stopped {took:.2f} s after the delete: {rec['error']}")
+    assert rec["error"] and "deleted while it recorded" in rec["error"], rec
+    assert took < 3.0
+    assert server.running()
+    log = server.log.read_text()
+    assert f"record: {name} done" not in log, log
+    assert "deleted while it recorded" in log
+
+
 def test_a_symlinked_recordings_folder_is_refused_not_followed(make_server, music_wav, tmp_path):
     # The state directory belongs to the service user; a symlink planted as
     # its recordings folder would send recordings (and deletions) elsewhere.
