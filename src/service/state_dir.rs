@@ -9,14 +9,16 @@
 //! - [`claim`]: one service per directory. Two instances on one directory
 //!   overwrite each other's `state.toml` and presets, and delete each
 //!   other's recordings (tester ah AH2); an exclusive `flock` on
-//!   `<dir>/.lock`, held for the whole run, keeps the second out.
+//!   `<dir>/.lock`, held for the whole run, keeps the second out. The file
+//!   stays empty (the holder's pid is read from `/proc/locks`): a block
+//!   written into it would come out of a small disk's room for recordings.
 //!
 //! Either refusal leaves the service running with persistence off, exactly
 //! as `[state] dir = ""` (no state, presets, recordings or token file): a
 //! show must not stop over a state directory.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -79,31 +81,47 @@ pub enum Refused {
 }
 
 /// Take `dir` for this run: made if missing (0750), checked with
-/// [`trusted`], and locked (`flock`, non-blocking) through `dir/.lock`,
-/// into which this process's pid is written for the next one to name.
+/// [`trusted`], and locked (`flock`, non-blocking) through `dir/.lock`.
 pub fn claim(dir: &Path) -> Result<Claim, Refused> {
     let unusable = |why: String| Refused::Unusable(why);
     super::safe_fs::create_dirs(dir).map_err(|e| unusable(format!("{}: {e}", dir.display())))?;
     trusted(dir).map_err(unusable)?;
     let path = dir.join(LOCK_FILE);
-    let mut f = open_lock(dir, &path).map_err(|e| unusable(format!("{}: {e}", path.display())))?;
+    let f = open_lock(dir, &path).map_err(|e| unusable(format!("{}: {e}", path.display())))?;
     use std::os::fd::AsRawFd;
     // SAFETY: a valid descriptor; flock touches no memory.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut text = String::new();
-            let _ = (&f).take(32).read_to_string(&mut text);
-            return Err(Refused::InUse(text.trim().parse().ok()));
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            return Err(Refused::InUse(
+                f.metadata().ok().and_then(|m| holder(&locks, &m)),
+            ));
         }
         return Err(unusable(format!("{}: {e}", path.display())));
     }
-    // Only for the next one to name us: a failure here changes nothing.
-    let _ = f
-        .set_len(0)
-        .and_then(|()| f.rewind())
-        .and_then(|()| writeln!(f, "{}", std::process::id()));
     Ok(Claim { _lock: f })
+}
+
+/// The pid `/proc/locks` gives for the `flock` on the file `m` describes
+/// (lines such as `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`: the
+/// device's major and minor in hex, the inode in decimal).
+fn holder(locks: &str, m: &std::fs::Metadata) -> Option<u32> {
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(m.dev()),
+        libc::minor(m.dev()),
+        m.ino()
+    );
+    locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let at = f.iter().position(|w| *w == "FLOCK")?;
+        // A waiter's line ("->") is not the holder; none waits here anyway.
+        if f[..at].contains(&"->") || f.get(at + 4) != Some(&want.as_str()) {
+            return None;
+        }
+        f.get(at + 3)?.parse().ok()
+    })
 }
 
 /// `path` opened for reading and writing, made (0600) when missing and
@@ -201,6 +219,8 @@ mod tests {
         );
         let m = std::fs::metadata(dir.join(LOCK_FILE)).unwrap();
         assert_eq!(m.mode() & 0o777, 0o600);
+        // Empty: not one block of a small disk's room for recordings.
+        assert_eq!(m.len(), 0);
         drop(first);
         claim(&dir).unwrap();
     }
