@@ -51,7 +51,12 @@ pub fn tcp(host: &str, port: u16, what: &str) -> io::Result<TcpListener> {
         listen(&fd, Backlog::new(BACKLOG)?)?;
         Ok(TcpListener::from(fd))
     })?;
-    hold_twin(l.local_addr()?, nix::sys::socket::SockType::Stream, what)?;
+    hold_twin(
+        &l,
+        l.local_addr()?,
+        nix::sys::socket::SockType::Stream,
+        what,
+    )?;
     Ok(l)
 }
 
@@ -62,7 +67,12 @@ pub fn udp(host: &str, port: u16, what: &str) -> io::Result<UdpSocket> {
         let fd = freebound(a, nix::sys::socket::SockType::Datagram)?;
         Ok(UdpSocket::from(fd))
     })?;
-    hold_twin(s.local_addr()?, nix::sys::socket::SockType::Datagram, what)?;
+    hold_twin(
+        &s,
+        s.local_addr()?,
+        nix::sys::socket::SockType::Datagram,
+        what,
+    )?;
     Ok(s)
 }
 
@@ -77,17 +87,34 @@ static TWINS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 /// with the control token they present (tester ah AH1). The twin is bound
 /// and never listens or reads: a TCP client gets "connection refused" at
 /// once and tries the address phase4 answers on; a UDP datagram is
-/// dropped. A twin someone already holds is a start error, as a taken port
-/// is; where the machine has no such family, there is nothing to hold.
-/// `::` itself takes both families (the kernel's default dual stack).
-fn hold_twin(bound: SocketAddr, ty: nix::sys::socket::SockType, what: &str) -> io::Result<()> {
-    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag};
+/// dropped. Which twin ([`twin_of`]): the other family's `localhost`
+/// address for 127.0.0.1 or `::1`, its wildcard for a non-loopback one. A twin someone already
+/// holds is a start error, as a taken port is, unless what holds it is
+/// only connections closing from before a restart (TIME_WAIT, up to a
+/// minute after the bind changed family: review aj AJ2), when it is not
+/// held this run and a warning says so; where the machine has no such
+/// family, there is nothing to hold.
+fn hold_twin(
+    sock: &impl std::os::fd::AsFd,
+    bound: SocketAddr,
+    ty: nix::sys::socket::SockType,
+    what: &str,
+) -> io::Result<()> {
+    use nix::sys::socket::{
+        bind, getsockopt, setsockopt, socket, sockopt, AddressFamily, SockFlag,
+    };
     use nix::sys::socket::{SockaddrIn, SockaddrIn6};
     let port = bound.port();
-    let twin: SocketAddr = match bound {
-        SocketAddr::V4(_) => (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => return Ok(()),
-        SocketAddr::V6(_) => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+    // `::` takes both families unless IPV6_V6ONLY is on (the
+    // `net.ipv6.bindv6only` sysctl sets it by default: review aj AJ4).
+    let dual = bound.is_ipv6()
+        && bound.ip().is_unspecified()
+        && !getsockopt(sock, sockopt::Ipv6V6Only).unwrap_or(false);
+    if dual {
+        return Ok(());
+    }
+    let Some(twin) = twin_of(bound) else {
+        return Ok(());
     };
     let family = if twin.is_ipv6() {
         AddressFamily::Inet6
@@ -116,10 +143,18 @@ fn hold_twin(bound: SocketAddr, ty: nix::sys::socket::SockType, what: &str) -> i
             TWINS.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
             Ok(())
         }
+        Err(nix::errno::Errno::EADDRINUSE)
+            if ty == nix::sys::socket::SockType::Stream && only_closing(twin) =>
+        {
+            log::warn!(
+                "{what}: {twin} is still held by connections closing from before this start (TIME_WAIT, at most a minute); it is not held for phase4 this run"
+            );
+            Ok(())
+        }
         Err(nix::errno::Errno::EADDRINUSE) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!(
-                "{what}: port {port} of {} is held by another program, which would get the clients that reach this machine that way ({}); stop it, or bind phase4 to \"::\" to take both",
+                "{what}: {twin} (port {port} of {}) is held by another program (a bound socket, perhaps not listening: `ss -anp | grep :{port}`), which would get the clients that reach this machine that way ({}); stop it, or bind phase4 to \"::\" to take both",
                 if twin.is_ipv6() { "IPv6" } else { "IPv4" },
                 if twin.is_ipv6() { "`localhost` as ::1, the host name's IPv6 address" } else { "`localhost` as 127.0.0.1, the host name's IPv4 address" },
             ),
@@ -179,6 +214,53 @@ fn bind_with<T>(
         .unwrap_or_else(|e| e.into_inner())
         .push((what.to_string(), a));
     Ok(s)
+}
+
+/// The other family's side of `bound`: for `localhost`'s address the
+/// other one (`::1` for 127.0.0.1, `127.0.0.1` for `::1`: a client asking
+/// for `localhost` may get either), none for another loopback address (no
+/// name leads clients from it to the other family; two instances on
+/// 127.0.0.1 and 127.0.0.2 keep working: review aj AJ3), and for any other
+/// address the other family's wildcard, which covers every address a
+/// client may have been given for this machine. A v4-mapped IPv6 address
+/// (`::ffff:127.0.0.1`) is the IPv4 address it maps (review aj AJ1: its
+/// twin was its own socket's).
+fn twin_of(bound: SocketAddr) -> Option<SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let port = bound.port();
+    let ip: IpAddr = match bound.ip().to_canonical() {
+        IpAddr::V4(v4) if v4 == Ipv4Addr::LOCALHOST => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if v6 == Ipv6Addr::LOCALHOST => Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_loopback() => return None,
+        IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED.into(),
+    };
+    Some((ip, port).into())
+}
+
+/// Whether every TCP socket on `twin`'s port in its family is a connection
+/// in TIME_WAIT (state 06 in `/proc/net/tcp6` / `tcp`): closing, not a
+/// program's.
+fn only_closing(twin: SocketAddr) -> bool {
+    let table = if twin.is_ipv6() {
+        "/proc/net/tcp6"
+    } else {
+        "/proc/net/tcp"
+    };
+    let Ok(text) = std::fs::read_to_string(table) else {
+        return false;
+    };
+    let want = format!(":{:04X}", twin.port());
+    let mut states = text.lines().skip(1).filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1)?.ends_with(&want)).then(|| f.get(3).copied())?
+    });
+    let mut any = false;
+    let all = states.all(|st| {
+        any = true;
+        st == "06"
+    });
+    any && all
 }
 
 /// A socket of `ty` bound to `a` with `IP_FREEBIND` (`IPV6_FREEBIND`).

@@ -110,7 +110,41 @@ def test_a_side_already_held_by_another_user_is_a_start_error(phase4_bin, tmp_pa
         p = subprocess.run([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
                            capture_output=True, text=True, timeout=20)
         assert p.returncode != 0, p.stderr[-1000:]
-        assert f"port {port} of IPv6 is held by another program" in p.stderr, p.stderr[-1000:]
+        assert f"(port {port} of IPv6) is held by another program" in p.stderr, p.stderr[-1000:]
     finally:
         hold.kill()
         hold.wait()
+
+
+def test_addresses_that_hold_no_one_else_out_still_start(phase4_bin, tmp_path):
+    # Review aj: a v4-mapped address (`::ffff:127.0.0.1`) collided with its
+    # own twin (AJ1), and two instances on 127.0.0.1 and 127.0.0.2 with the
+    # same ports refused each other (AJ3: a loopback's twin is the other
+    # loopback, not the whole other family).
+    wav = write_wav(tmp_path / "in.wav", render(tone(440), 1.0))
+    ws, http = free_tcp_port(), free_tcp_port()
+    procs = []
+    try:
+        for i, bind in enumerate(["::ffff:127.0.0.1", "127.0.0.2"]):
+            cfg = write_config(tmp_path / f"c{i}.toml", ws={"bind": bind, "port": ws, "http-port": http},
+                               osc={"destinations": [{"host": "127.0.0.1", "port": 9}]}, state={"dir": ""})
+            procs.append(subprocess.Popen([str(phase4_bin), "--config", str(cfg), "--input", str(wav), "--loop"],
+                                          stderr=subprocess.PIPE, text=True))
+        import socket
+        import time
+        for host in ("127.0.0.1", "127.0.0.2"):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection((host, http), timeout=0.5).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, [p.poll() for p in procs]
+                    time.sleep(0.1)
+        assert all(p.poll() is None for p in procs)
+    finally:
+        errs = []
+        for p in procs:
+            p.terminate()
+            errs.append(p.communicate(timeout=10)[1])
+    assert not [e for e in errs if "held by another program" in e], errs
