@@ -52,15 +52,19 @@ fn time_zone() {
         use std::os::unix::ffi::OsStrExt;
         let name = tz.as_bytes().strip_prefix(b":").unwrap_or(tz.as_bytes());
         let name = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
-        let path = if name.is_absolute() {
-            name.to_path_buf()
+        // (`TZ=` and `TZ=:` are UTC to glibc: no file is read. Review aj
+        // AJ5: they named the zoneinfo folder, and were dropped.)
+        let path = if name.as_os_str().is_empty() {
+            None
+        } else if name.is_absolute() {
+            Some(name.to_path_buf())
         } else {
             let dir = std::env::var_os("TZDIR").unwrap_or_else(|| "/usr/share/zoneinfo".into());
-            std::path::Path::new(&dir).join(name)
+            Some(std::path::Path::new(&dir).join(name))
         };
         // (A name that is no file at all is a rule such as "UTC0", read
         // from the string itself.)
-        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+        if let Some(path) = path.filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file())) {
             // (Not eprintln!: it panics on a stderr that fails.)
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
