@@ -13,21 +13,36 @@ use std::time::Duration;
 use zbus::blocking::{Connection, Proxy};
 use zbus::zvariant::OwnedObjectPath;
 
-/// How long one exchange with the system bus may take. zbus's blocking
-/// calls have no deadline of their own: a bus that accepts and never
-/// answers (a hung or overloaded dbus-daemon) held `p4-mdns` for ever,
-/// so `auto` never fell back to the builtin responder, nothing was
-/// announced and nothing said so (tester ag AG14).
+/// How long a check or a withdrawal on the system bus may take. zbus's
+/// blocking calls have no deadline of their own (zbus 4): a bus that
+/// accepts and never answers (a hung or overloaded dbus-daemon) held
+/// `p4-mdns` for ever, so `auto` never fell back to the builtin responder,
+/// nothing was announced and nothing said so (tester ag AG14).
 const DBUS_WAIT: Duration = Duration::from_secs(5);
+/// How long a whole registration may take: it waits up to ~3 s for avahi
+/// to settle each round, and a name collision takes another round (review
+/// aj AJ6: 5 s cut a working avahi short, and `auto` flapped).
+const REGISTER_WAIT: Duration = Duration::from_secs(20);
+/// Checks in a row that got no answer before a registration counts as
+/// gone: one slow answer is no reason to tear it down (review aj AJ6).
+const UNANSWERED_CHECKS: u8 = 3;
 
 /// Whether an exchange with the bus is still under way (one that timed
 /// out may never return: the next ones are not started beside it).
 static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
 
-/// `f` on a thread of its own, waited for at most [`DBUS_WAIT`]; `None`
-/// when it did not end in time, or one before it is still stuck. At most
-/// one such thread is ever left waiting on a silent bus.
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// `f` on a thread of its own, waited for at most `wait`; `None` when it
+/// did not end in time, or one before it is still stuck. At most one such
+/// thread is ever left waiting on a silent bus.
+fn bounded<T: Send + 'static>(wait: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// Clears [`IN_FLIGHT`] when the exchange ends, also by a panic (which
+    /// would otherwise have shut the bus out for the rest of the run).
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            IN_FLIGHT.store(false, Ordering::SeqCst);
+        }
+    }
     if IN_FLIGHT.swap(true, Ordering::SeqCst) {
         return None;
     }
@@ -36,15 +51,16 @@ fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<
         .stack_size(crate::rt::THREAD_STACK)
         .name("p4-dbus".into())
         .spawn(move || {
+            let done = Done;
             let r = f();
-            IN_FLIGHT.store(false, Ordering::SeqCst);
+            drop(done);
             let _ = tx.send(r);
         });
     if spawned.is_err() {
         IN_FLIGHT.store(false, Ordering::SeqCst);
         return None;
     }
-    rx.recv_timeout(DBUS_WAIT).ok()
+    rx.recv_timeout(wait).ok()
 }
 
 const DEST: &str = "org.freedesktop.Avahi";
@@ -62,7 +78,7 @@ const SERVER_RUNNING: i32 = 2;
 /// Whether avahi-daemon is reachable and running (and answers within
 /// [`DBUS_WAIT`]).
 pub fn available() -> bool {
-    bounded(available_now).unwrap_or(false)
+    bounded(DBUS_WAIT, available_now).unwrap_or(false)
 }
 
 fn available_now() -> bool {
@@ -82,17 +98,35 @@ fn server(conn: &Connection) -> zbus::Result<Proxy<'static>> {
 pub struct Avahi {
     _conn: Connection,
     group: Proxy<'static>,
+    /// Checks in a row the bus did not answer in time.
+    unanswered: u8,
 }
 
 impl Avahi {
     /// Register `a`; fails when avahi-daemon is not there, refuses, or
     /// the bus does not answer within [`DBUS_WAIT`].
     pub fn register(a: &Announcement) -> zbus::Result<Self> {
+        // A bus that does not answer is found out in DBUS_WAIT, not in
+        // the registration's longer wait.
+        match bounded(DBUS_WAIT, available_now) {
+            None => {
+                return Err(zbus::Error::Failure(format!(
+                    "the system bus did not answer within {} s",
+                    DBUS_WAIT.as_secs()
+                )))
+            }
+            Some(false) => {
+                return Err(zbus::Error::Failure(
+                    "avahi-daemon is not reachable or not running".into(),
+                ))
+            }
+            Some(true) => {}
+        }
         let a = a.clone();
-        bounded(move || Self::register_now(&a)).unwrap_or_else(|| {
+        bounded(REGISTER_WAIT, move || Self::register_now(&a)).unwrap_or_else(|| {
             Err(zbus::Error::Failure(format!(
-                "the system bus did not answer within {} s",
-                DBUS_WAIT.as_secs()
+                "avahi-daemon did not finish registering within {} s",
+                REGISTER_WAIT.as_secs()
             )))
         })
     }
@@ -130,7 +164,11 @@ impl Avahi {
                     group.call::<_, _, ()>("Reset", &())?;
                 }
                 _ => {
-                    return Ok(Avahi { _conn: conn, group });
+                    return Ok(Avahi {
+                        _conn: conn,
+                        group,
+                        unanswered: 0,
+                    });
                 }
             }
         }
@@ -153,17 +191,27 @@ fn wait_settled(group: &Proxy<'_>) -> zbus::Result<i32> {
 impl Backend for Avahi {
     fn alive(&mut self) -> bool {
         let group = self.group.clone();
-        bounded(move || {
+        let state = bounded(DBUS_WAIT, move || {
             matches!(
                 group.call::<_, _, i32>("GetState", &()),
                 Ok(REGISTERING) | Ok(ESTABLISHED)
             )
-        })
-        .unwrap_or(false)
+        });
+        match state {
+            Some(alive) => {
+                self.unanswered = 0;
+                alive
+            }
+            // No answer is not "gone": only several in a row are.
+            None => {
+                self.unanswered = self.unanswered.saturating_add(1);
+                self.unanswered < UNANSWERED_CHECKS
+            }
+        }
     }
 
     fn withdraw(self: Box<Self>) {
         let group = self.group.clone();
-        let _ = bounded(move || group.call::<_, _, ()>("Free", &()));
+        let _ = bounded(DBUS_WAIT, move || group.call::<_, _, ()>("Free", &()));
     }
 }
