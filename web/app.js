@@ -139,13 +139,17 @@ function connect() {
     onClose(refused) {
       if (conn) clearTimeout(conn.timer);
       conn = null;
-      // Turned away because every place open to watchers is taken: say so
-      // (and what gets in anyway), not only "reconnecting".
-      $("conn").textContent = refused ? "full, retrying…" : "reconnecting…";
+      // Turned away (every place open to watchers taken, or its address's
+      // share): say so and why, not only "reconnecting".
+      $("conn").textContent = refused ? "refused, retrying…" : "reconnecting…";
       $("conn").title = refused ? `phase4 refused this page: ${refused}` : "WebSocket connection";
       $("conn").className = "conn down";
       if (refused && refused !== lastRefused) {
-        toast(`phase4 is full: ${refused}. The control token (Unlock) gets one of the places kept for control.`);
+        // The token helps only against the watchers' share (review aj AJ8).
+        const hint = refused.includes("without the token")
+          ? " The control token (Unlock) gets one of the places kept for control."
+          : "";
+        toast(`phase4 refused this page: ${refused}.${hint}`);
       }
       lastRefused = refused;
       renderAuth();

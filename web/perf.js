@@ -256,8 +256,9 @@ function connect() {
       $("p-conn").className = "p-conn up";
     },
     onClose(refused) {
-      // Turned away because every place open to watchers is taken: say why.
-      $("p-conn").textContent = refused ? `full, retrying… (${refused})` : "reconnecting…";
+      // Turned away (every place open to watchers taken, or its address's
+      // share): say why.
+      $("p-conn").textContent = refused ? `refused, retrying… (${refused})` : "reconnecting…";
       $("p-conn").className = "p-conn down";
     },
     onMessage(msg) {

@@ -174,14 +174,15 @@ def test_the_ui_with_the_token_gets_in_when_watchers_hold_every_other_place(make
             assert "without the token" in why, why
             plain = browser.new_page(bypass_csp=True)
             plain.goto(server.http + "/")
-            plain.wait_for_function("document.getElementById('conn').textContent === 'full, retrying…'",
+            plain.wait_for_function("document.getElementById('conn').textContent === 'refused, retrying…'",
                                     timeout=10000)
             assert "without the token" in plain.evaluate("document.getElementById('conn').title")
-            plain.wait_for_function("document.getElementById('toast').textContent.includes('phase4 is full')",
+            plain.wait_for_function("document.getElementById('toast').textContent.includes('phase4 refused this page')"
+                                    " && document.getElementById('toast').textContent.includes('Unlock')",
                                     timeout=5000)
             perf = browser.new_page(bypass_csp=True)
             perf.goto(server.http + "/perf.html")
-            perf.wait_for_function("document.getElementById('p-conn').textContent.startsWith('full, retrying')",
+            perf.wait_for_function("document.getElementById('p-conn').textContent.startsWith('refused, retrying')",
                                    timeout=10000)
             # ...but the page with the token gets in, in control.
             page = browser.new_page(bypass_csp=True)
